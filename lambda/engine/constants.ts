@@ -1,0 +1,40 @@
+/**
+ * Table layout and key formats. The construct, the store and the test support all read the
+ * table's shape from here, so the table that is deployed and the one the tests run on agree.
+ */
+export const TABLE = {
+  partitionKey: 'pk',
+  ttlAttribute: 'expiresAt',
+} as const;
+
+/** Item kinds share one table; the prefix of the partition key says which kind an item is. */
+export const KEY_PREFIX = {
+  bucket: 'b#',
+  apiKey: 'k#',
+  tenant: 't#',
+  penalty: 'p#',
+} as const;
+
+/** Attribute names of bucket items. Short names keep every item within one write unit. */
+export const ATTR = {
+  /** GCRA theoretical arrival time, epoch ms (token and leaky buckets). */
+  tat: 'tat',
+  /** Burst credit in cost units, valid as of `creditAt`. */
+  credit: 'cr',
+  creditAt: 'crAt',
+  /** Sliding window: index of the newest sub-window, the sum of the live ring, a write counter. */
+  head: 'hd',
+  total: 'tot',
+  writes: 'n',
+  /** Sliding window ring slot prefix: s0, s1, ... */
+  slot: 's',
+} as const;
+
+/** Float slack (ms) in GCRA comparisons; far below any rate's interval, so it admits nothing extra in practice. */
+export const TIME_EPSILON_MS = 0.001;
+
+/** Items outlive the moment their state becomes "fresh" by this much before TTL may delete them. */
+export const TTL_MARGIN_SECONDS = 60;
+
+export const DEFAULT_MAX_ATTEMPTS = 4;
+export const DEFAULT_SUB_WINDOWS = 10;

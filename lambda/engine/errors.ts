@@ -1,0 +1,48 @@
+/** Base class of every error the limit engine raises on purpose. */
+export class LimiterError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'LimiterError';
+  }
+}
+
+/** A limit definition that cannot work (negative rate, zero capacity, ...). */
+export class InvalidLimitError extends LimiterError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'InvalidLimitError';
+  }
+}
+
+/** A cost or adjustment that is not a finite, positive number. */
+export class InvalidCostError extends LimiterError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'InvalidCostError';
+  }
+}
+
+/** DynamoDB could not be reached or answered with an error other than a failed condition. */
+export class StoreUnavailableError extends LimiterError {
+  readonly operation: string;
+  readonly bucketKey: string;
+  constructor(operation: string, bucketKey: string, options?: ErrorOptions) {
+    const cause = options?.cause instanceof Error ? `${options.cause.name}: ${options.cause.message}` : 'unknown error';
+    super(`limit store ${operation} on bucket ${bucketKey} failed: ${cause}`, options);
+    this.name = 'StoreUnavailableError';
+    this.operation = operation;
+    this.bucketKey = bucketKey;
+  }
+}
+
+/** Every attempt lost a race with another writer; the decision was not made. */
+export class ContentionError extends LimiterError {
+  readonly bucketKey: string;
+  readonly attempts: number;
+  constructor(bucketKey: string, attempts: number) {
+    super(`limit store gave up on bucket ${bucketKey} after ${attempts} conflicting attempts`);
+    this.name = 'ContentionError';
+    this.bucketKey = bucketKey;
+    this.attempts = attempts;
+  }
+}

@@ -1,0 +1,137 @@
+import { TIME_EPSILON_MS } from './constants';
+import { type Decision, denied } from './decision';
+import type { LeakyBucketLimit, TokenBucketLimit } from './limits';
+
+/**
+ * Token and leaky buckets as GCRA: the state is the "theoretical arrival time" `tat` at which the
+ * bucket would be full again. Cost k is admitted iff max(tat, now) + k*T <= now + C*T, where T is
+ * the time one unit takes to refill (drain). Debt is simply tat beyond now + C*T.
+ */
+export type GcraLimit = TokenBucketLimit | LeakyBucketLimit;
+
+export interface GcraState {
+  readonly tat?: number;
+  readonly credit?: number;
+  readonly creditAt?: number;
+}
+
+/** The conditional write that makes a plan true in the store. */
+export type GcraWrite =
+  /** tat BETWEEN now AND lim -> tat += inc. Commutes under contention (the hot path). */
+  | { readonly branch: 'advance'; readonly now: number; readonly lim: number; readonly inc: number }
+  /** attribute_not_exists(tat) OR tat < now -> tat = now + inc (the bucket was full). */
+  | { readonly branch: 'start'; readonly now: number; readonly tat: number }
+  /** Burst credit: compare-and-set on the old state, materialising the credit earned while full. */
+  | { readonly branch: 'restart'; readonly now: number; readonly expectTat?: number; readonly expectCredit?: number; readonly tat: number; readonly credit: number }
+  /** Main bucket cannot cover the cost but is not in debt: spend credit. cr >= cost -> cr -= cost. */
+  | { readonly branch: 'credit'; readonly mainBelow: number; readonly horizon: number; readonly cost: number }
+  /** Settlement debit (no limit check): tat >= now -> tat += inc. */
+  | { readonly branch: 'debit'; readonly now: number; readonly inc: number }
+  /** Settlement refund: tat >= floor -> tat -= dec (never above full). */
+  | { readonly branch: 'refund'; readonly floor: number; readonly dec: number }
+  /** Refund larger than what is owed: tat = expectTat -> tat = now. */
+  | { readonly branch: 'refill'; readonly expectTat: number; readonly now: number };
+
+export interface GcraPlan {
+  readonly decision: Decision;
+  readonly write?: GcraWrite;
+  /** The state after the write, as this container predicts it. */
+  readonly next: GcraState;
+}
+
+interface Params {
+  readonly capacity: number;
+  readonly intervalMs: number;
+  readonly creditCapacity: number;
+  readonly creditAccruePerMs: number;
+}
+
+function params(limit: GcraLimit): Params {
+  const rate = limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond;
+  const credit = limit.shape === 'token_bucket' ? limit.burstCredit : undefined;
+  return {
+    capacity: limit.capacity,
+    intervalMs: 1000 / rate,
+    creditCapacity: credit?.capacity ?? 0,
+    creditAccruePerMs: (credit?.accruePerSecond ?? 0) / 1000,
+  };
+}
+
+/** Credit earned up to `now`: it accrues only while the main bucket is full (tat <= t). */
+export function creditAt(state: GcraState | undefined, now: number, limit: GcraLimit): number {
+  const p = params(limit);
+  if (p.creditCapacity === 0) return 0;
+  const stored = state?.credit ?? 0;
+  const fullSince = Math.max(state?.tat ?? now, state?.creditAt ?? now);
+  const earned = Math.max(0, now - fullSince) * p.creditAccruePerMs;
+  return Math.min(p.creditCapacity, stored + earned);
+}
+
+export function describeGcra(state: GcraState | undefined, now: number, limit: GcraLimit): Decision {
+  const p = params(limit);
+  const tat = Math.max(state?.tat ?? now, now);
+  const main = Math.floor((now + p.capacity * p.intervalMs - tat) / p.intervalMs + TIME_EPSILON_MS);
+  const credit = Math.floor(creditAt(state, now, limit) + 1e-9);
+  const remaining = Math.min(p.capacity, Math.max(0, main) + credit);
+  return { allowed: true, limit: p.capacity, remaining, resetMs: tat - now, retryAfterMs: 0 };
+}
+
+export function decideGcra(state: GcraState | undefined, now: number, cost: number, limit: GcraLimit): GcraPlan {
+  const p = params(limit);
+  const stored = state ?? {};
+  const base = Math.max(stored.tat ?? now, now);
+  const inc = cost * p.intervalMs;
+  const horizon = now + p.capacity * p.intervalMs;
+  const lim = horizon - inc + TIME_EPSILON_MS;
+
+  if (base <= lim) {
+    const tat = base + inc;
+    if (stored.tat !== undefined && stored.tat >= now) {
+      const next = { ...stored, tat };
+      return { decision: describeGcra(next, now, limit), write: { branch: 'advance', now, lim, inc }, next };
+    }
+    if (p.creditCapacity > 0) {
+      const credit = creditAt(stored, now, limit);
+      const next = { tat, credit, creditAt: now };
+      const write: GcraWrite = { branch: 'restart', now, expectTat: stored.tat, expectCredit: stored.credit, tat, credit };
+      return { decision: describeGcra(next, now, limit), write, next };
+    }
+    const next = { tat };
+    return { decision: describeGcra(next, now, limit), write: { branch: 'start', now, tat }, next };
+  }
+
+  // Credit is exact in the store only while tat >= now (nothing accrued since it was written).
+  const storedCredit = stored.credit ?? 0;
+  if (p.creditCapacity > 0 && stored.tat !== undefined && stored.tat >= now && stored.tat <= horizon && storedCredit >= cost) {
+    const next = { ...stored, credit: storedCredit - cost };
+    return { decision: describeGcra(next, now, limit), write: { branch: 'credit', mainBelow: lim, horizon, cost }, next };
+  }
+
+  const view = describeGcra(stored, now, limit);
+  if (cost > p.capacity) {
+    return { decision: denied(p.capacity, view.remaining, view.resetMs, view.resetMs, true), next: stored };
+  }
+  return { decision: denied(p.capacity, view.remaining, view.resetMs, base + inc - horizon), next: stored };
+}
+
+/**
+ * Settlement: a positive delta debits without a limit check (it may leave the bucket in debt,
+ * which then denies until time repays it); a negative delta refunds, never past full.
+ */
+export function adjustGcra(state: GcraState | undefined, now: number, delta: number, limit: GcraLimit): { write?: GcraWrite; next: GcraState } {
+  const p = params(limit);
+  const stored = state ?? {};
+  if (delta > 0) {
+    const inc = delta * p.intervalMs;
+    if (stored.tat !== undefined && stored.tat >= now) {
+      return { write: { branch: 'debit', now, inc }, next: { ...stored, tat: stored.tat + inc } };
+    }
+    return { write: { branch: 'start', now, tat: now + inc }, next: { ...stored, tat: now + inc } };
+  }
+  const dec = -delta * p.intervalMs;
+  if (dec === 0 || stored.tat === undefined || stored.tat <= now) return { next: stored };
+  if (stored.tat - dec >= now) {
+    return { write: { branch: 'refund', floor: now + dec, dec }, next: { ...stored, tat: stored.tat - dec } };
+  }
+  return { write: { branch: 'refill', expectTat: stored.tat, now }, next: { ...stored, tat: now } };
+}

@@ -1,0 +1,92 @@
+import { DEFAULT_SUB_WINDOWS } from './constants';
+import { InvalidLimitError } from './errors';
+
+/** Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once. */
+export interface TokenBucketLimit {
+  readonly shape: 'token_bucket';
+  readonly capacity: number;
+  readonly refillPerSecond: number;
+  /** A small extra allowance that accrues only while the main bucket is full (usage below the rate). */
+  readonly burstCredit?: BurstCredit;
+}
+
+export interface BurstCredit {
+  readonly capacity: number;
+  readonly accruePerSecond: number;
+}
+
+/**
+ * A meter: each admission pours its cost in, the bucket drains `drainPerSecond`, and a cost that
+ * would overflow `capacity` is rejected (never queued). Keep `capacity` near one request's cost
+ * for strict pacing; admissions are then spaced at least cost / drainPerSecond apart.
+ */
+export interface LeakyBucketLimit {
+  readonly shape: 'leaky_bucket';
+  readonly capacity: number;
+  readonly drainPerSecond: number;
+}
+
+/**
+ * At most `limit` in any rolling window of `windowMs`. Counted in `subWindows` slots; an admission
+ * counts the slot it falls in plus the `subWindows` before it, so the check is conservative by at
+ * most one slot (windowMs / subWindows) and never admits more than `limit` in any window.
+ */
+export interface SlidingWindowLimit {
+  readonly shape: 'sliding_window';
+  readonly limit: number;
+  readonly windowMs: number;
+  readonly subWindows: number;
+}
+
+export type Limit = TokenBucketLimit | LeakyBucketLimit | SlidingWindowLimit;
+export type Shape = Limit['shape'];
+
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** Parses '500 ms', '10 s', '1 m', '1 h', '1 d' (or a number of ms). */
+export function durationMs(duration: number | string): number {
+  if (typeof duration === 'number') return duration;
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(duration);
+  if (!match) {
+    throw new InvalidLimitError(`duration '${duration}' is not understood: use a number of ms or e.g. '10 s', '1 m', '1 h', '1 d'`);
+  }
+  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+}
+
+function requirePositive(what: string, value: number): void {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new InvalidLimitError(`${what} must be a positive finite number, got ${value}`);
+  }
+}
+
+export function tokenBucket(capacity: number, refillPerSecond: number, burstCredit?: BurstCredit): TokenBucketLimit {
+  requirePositive('tokenBucket capacity', capacity);
+  requirePositive('tokenBucket refillPerSecond', refillPerSecond);
+  if (burstCredit) {
+    requirePositive('tokenBucket burstCredit.capacity', burstCredit.capacity);
+    requirePositive('tokenBucket burstCredit.accruePerSecond', burstCredit.accruePerSecond);
+    return { shape: 'token_bucket', capacity, refillPerSecond, burstCredit };
+  }
+  return { shape: 'token_bucket', capacity, refillPerSecond };
+}
+
+export function leakyBucket(capacity: number, drainPerSecond: number): LeakyBucketLimit {
+  requirePositive('leakyBucket capacity', capacity);
+  requirePositive('leakyBucket drainPerSecond', drainPerSecond);
+  return { shape: 'leaky_bucket', capacity, drainPerSecond };
+}
+
+export function slidingWindow(limit: number, window: number | string, subWindows: number = DEFAULT_SUB_WINDOWS): SlidingWindowLimit {
+  const windowMs = durationMs(window);
+  requirePositive('slidingWindow limit', limit);
+  requirePositive('slidingWindow window', windowMs);
+  if (!Number.isInteger(subWindows) || subWindows < 1 || subWindows > 60) {
+    throw new InvalidLimitError(`slidingWindow subWindows must be an integer from 1 to 60, got ${subWindows}`);
+  }
+  return { shape: 'sliding_window', limit, windowMs, subWindows };
+}
+
+/** The headline number of a limit: what `X-RateLimit-Limit` reports. */
+export function limitOf(limit: Limit): number {
+  return limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
+}

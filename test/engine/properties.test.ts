@@ -1,0 +1,171 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { decide } from '../../lambda/engine/bucket';
+import { creditAt } from '../../lambda/engine/gcra';
+import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { type Arrival, admittedSpans, simulate } from './simulate';
+
+const arrival = (maxGapMs: number, maxCost: number) =>
+  fc.record({ gapMs: fc.integer({ min: 0, max: maxGapMs }), cost: fc.integer({ min: 1, max: maxCost }) });
+const schedule = (maxGapMs: number, maxCost: number) => fc.array(arrival(maxGapMs, maxCost), { minLength: 1, maxLength: 120 });
+
+const tokenLimit = fc.record({ capacity: fc.integer({ min: 1, max: 50 }), rate: fc.double({ min: 0.1, max: 50, noNaN: true }) }).map(({ capacity, rate }) => tokenBucket(capacity, rate));
+const leakyLimit = fc.record({ capacity: fc.integer({ min: 1, max: 50 }), rate: fc.double({ min: 0.1, max: 50, noNaN: true }) }).map(({ capacity, rate }) => leakyBucket(capacity, rate));
+const windowLimit = fc
+  .record({ limit: fc.integer({ min: 1, max: 50 }), windowMs: fc.integer({ min: 100, max: 20_000 }), subWindows: fc.integer({ min: 1, max: 20 }) })
+  .map(({ limit, windowMs, subWindows }) => slidingWindow(limit, windowMs, subWindows));
+
+const rateOf = (limit: Limit): number => (limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.shape === 'leaky_bucket' ? limit.drainPerSecond : 0);
+
+describe.each([
+  ['token bucket', tokenLimit],
+  ['leaky bucket', leakyLimit],
+])('%s properties', (_name, limits) => {
+  it('never admits more than capacity + rate x elapsed between any two admissions', () => {
+    fc.assert(
+      fc.property(limits, schedule(400, 5), (limit, arrivals) => {
+        const capacity = limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
+        for (const span of admittedSpans(simulate(limit, arrivals))) {
+          expect(span.cost).toBeLessThanOrEqual(capacity + (rateOf(limit) * span.spanMs) / 1000 + 1e-6);
+        }
+      }),
+    );
+  });
+
+  it('reports remaining as an integer within 0..limit', () => {
+    fc.assert(
+      fc.property(limits, schedule(400, 5), (limit, arrivals) => {
+        for (const o of simulate(limit, arrivals)) {
+          expect(Number.isInteger(o.decision.remaining)).toBe(true);
+          expect(o.decision.remaining).toBeGreaterThanOrEqual(0);
+          expect(o.decision.remaining).toBeLessThanOrEqual(o.decision.limit);
+        }
+      }),
+    );
+  });
+
+  it('admits after exactly retryAfterMs, not before', () => {
+    fc.assert(
+      fc.property(limits, schedule(200, 5), (limit, arrivals) => {
+        for (const o of simulate(limit, arrivals)) {
+          if (o.decision.allowed || o.decision.exceedsLimit) continue;
+          expect(decide(limit, o.before, o.at + o.decision.retryAfterMs, o.cost).decision.allowed).toBe(true);
+          if (o.decision.retryAfterMs > 1) expect(decide(limit, o.before, o.at + o.decision.retryAfterMs - 1, o.cost).decision.allowed).toBe(false);
+        }
+      }),
+    );
+  });
+});
+
+describe('sliding window properties', () => {
+  it('never admits more than the limit in any window of its length', () => {
+    fc.assert(
+      fc.property(windowLimit, schedule(1_000, 5), (limit, arrivals) => {
+        for (const span of admittedSpans(simulate(limit, arrivals))) {
+          if (span.spanMs < limit.windowMs) expect(span.cost).toBeLessThanOrEqual(limit.limit);
+        }
+      }),
+    );
+  });
+
+  it('reports remaining within 0..limit and admits after retryAfterMs', () => {
+    fc.assert(
+      fc.property(windowLimit, schedule(1_000, 5), (limit, arrivals) => {
+        for (const o of simulate(limit, arrivals)) {
+          expect(o.decision.remaining).toBeGreaterThanOrEqual(0);
+          expect(o.decision.remaining).toBeLessThanOrEqual(limit.limit);
+          if (!o.decision.allowed && !o.decision.exceedsLimit) {
+            expect(decide(limit, o.before, o.at + o.decision.retryAfterMs, o.cost).decision.allowed).toBe(true);
+          }
+        }
+      }),
+    );
+  });
+});
+
+describe.each([
+  ['token bucket', tokenLimit],
+  ['leaky bucket', leakyLimit],
+  ['sliding window', windowLimit],
+] as const)('%s: rejected requests cost nothing', (_name, limits) => {
+  it('denials write nothing, and removing them from the schedule changes no other decision', () => {
+    fc.assert(
+      fc.property(limits as fc.Arbitrary<Limit>, schedule(300, 6), (limit, arrivals) => {
+        const full = simulate(limit, arrivals);
+        for (const o of full) if (!o.decision.allowed) expect(o.after).toBe(o.before);
+        // Replay with the denied arrivals removed (their gaps folded into the next arrival).
+        const kept: Arrival[] = [];
+        let carry = 0;
+        full.forEach((o, i) => {
+          carry += arrivals[i]!.gapMs;
+          if (o.decision.allowed) {
+            kept.push({ gapMs: carry, cost: o.cost });
+            carry = 0;
+          }
+        });
+        const replay = simulate(limit, kept);
+        expect(replay.every((o) => o.decision.allowed)).toBe(true);
+        expect(replay.map((o) => o.after)).toEqual(full.filter((o) => o.decision.allowed).map((o) => o.after));
+      }),
+    );
+  });
+});
+
+describe('leaky bucket spacing', () => {
+  it('with a capacity of one unit, unit admissions are at least 1 / drain apart', () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0.1, max: 100, noNaN: true }), schedule(300, 1), (rate, arrivals) => {
+        const admitted = simulate(leakyBucket(1, rate), arrivals).filter((o) => o.decision.allowed);
+        for (let i = 1; i < admitted.length; i++) {
+          expect(admitted[i]!.at - admitted[i - 1]!.at).toBeGreaterThanOrEqual(1000 / rate - 0.01);
+        }
+      }),
+    );
+  });
+});
+
+describe('burst credit', () => {
+  const creditLimit = fc
+    .record({ capacity: fc.integer({ min: 1, max: 20 }), rate: fc.double({ min: 0.5, max: 20, noNaN: true }), credit: fc.integer({ min: 1, max: 10 }), accrue: fc.double({ min: 0.1, max: 5, noNaN: true }) })
+    .map(({ capacity, rate, credit, accrue }) => tokenBucket(capacity, rate, { capacity: credit, accruePerSecond: accrue }));
+
+  it('accrues only while the main bucket is full, i.e. while usage stays below the sustained rate', () => {
+    fc.assert(
+      fc.property(creditLimit, schedule(2_000, 5), (limit, arrivals) => {
+        const outcomes = simulate(limit, arrivals);
+        let fullMs = 0;
+        let spent = 0;
+        let previous = outcomes[0]!.at;
+        for (const o of outcomes) {
+          // Time the main bucket spent full (tat <= t) since the previous arrival.
+          const tat = o.before?.tat ?? -Infinity;
+          fullMs += Math.max(0, o.at - Math.max(tat, previous));
+          previous = o.at;
+          const earned = creditAt(o.before, o.at, limit) + spent;
+          expect(earned).toBeLessThanOrEqual((fullMs * limit.burstCredit!.accruePerSecond) / 1000 + 1e-6);
+          if (o.decision.allowed && o.before?.credit !== undefined && o.after?.credit !== undefined && o.after.credit < o.before.credit) spent += o.before.credit - o.after.credit;
+        }
+      }),
+    );
+  });
+
+  it('is spent only once the main bucket cannot cover the cost, and never beyond its cap', () => {
+    fc.assert(
+      fc.property(creditLimit, schedule(2_000, 5), (limit, arrivals) => {
+        for (const o of simulate(limit, arrivals)) {
+          const usedCredit = (o.after?.credit ?? 0) < (o.before?.credit ?? 0) && o.after?.tat === o.before?.tat;
+          if (usedCredit) expect(decide({ ...limit, burstCredit: undefined } as Limit, o.before, o.at, o.cost).decision.allowed).toBe(false);
+          expect(creditAt(o.after, o.at, limit)).toBeLessThanOrEqual(limit.burstCredit!.capacity);
+        }
+      }),
+    );
+  });
+
+  it('never grows at a sustained rate: a client spending exactly the refill rate earns no credit', () => {
+    const limit = tokenBucket(10, 10, { capacity: 5, accruePerSecond: 1 });
+    const arrivals = Array.from({ length: 600 }, () => ({ gapMs: 100, cost: 1 }));
+    const outcomes = simulate(limit, arrivals);
+    expect(outcomes.every((o) => o.decision.allowed)).toBe(true);
+    expect(creditAt(outcomes.at(-1)!.after, outcomes.at(-1)!.at, limit)).toBe(0);
+  });
+});
