@@ -2,7 +2,8 @@ import type { Decision } from './decision';
 import { InvalidCostError } from './errors';
 import { adjustGcra, decideGcra, describeGcra, type GcraState, type GcraWrite } from './gcra';
 import type { Limit } from './limits';
-import { adjustWindow, decideWindow, describeWindow, slotIndex, type WindowState, type WindowWrite } from './sliding-window';
+import { type Moment, moment } from './moment';
+import { adjustWindow, countWrite, decideWindow, describeWindow, slotIndex, type WindowState, type WindowWrite } from './sliding-window';
 
 /** One bucket's state, whatever its shape. Pure data: what the store keeps in one item. */
 export type BucketState = GcraState & WindowState;
@@ -21,22 +22,27 @@ export function requireCost(cost: number, what = 'cost'): void {
   }
 }
 
-/** Decide whether `cost` fits at `now`. */
-export function decide(limit: Limit, state: BucketState | undefined, now: number, cost: number): Plan {
-  return limit.shape === 'sliding_window' ? decideWindow(state, now, cost, limit) : decideGcra(state, now, cost, limit);
+const asMoment = (at: number | Moment): Moment => (typeof at === 'number' ? moment(at) : at);
+
+/** Decide whether `cost` fits at `at` (epoch ms, or a Moment when clocks may be skewed). */
+export function decide(limit: Limit, state: BucketState | undefined, at: number | Moment, cost: number): Plan {
+  const m = asMoment(at);
+  return limit.shape === 'sliding_window' ? decideWindow(state, m, cost, limit) : decideGcra(state, m, cost, limit);
 }
 
-/** The limit's numbers at `now` without spending anything. */
-export function describe(limit: Limit, state: BucketState | undefined, now: number): Decision {
-  return limit.shape === 'sliding_window' ? describeWindow(state, now, limit) : describeGcra(state, now, limit);
+/** The limit's numbers at `at` without spending anything. */
+export function describe(limit: Limit, state: BucketState | undefined, at: number | Moment): Decision {
+  const m = asMoment(at);
+  return limit.shape === 'sliding_window' ? describeWindow(state, m, limit) : describeGcra(state, m, limit);
 }
 
 /**
  * Settlement: `delta` > 0 debits without a limit check (may leave debt); `delta` < 0 refunds.
  * `admittedAt` says which sliding-window slot a refund comes off.
  */
-export function adjust(limit: Limit, state: BucketState | undefined, now: number, delta: number, admittedAt: number): { write?: BucketWrite; next: BucketState } {
-  return limit.shape === 'sliding_window' ? adjustWindow(state, now, delta, admittedAt, limit) : adjustGcra(state, now, delta, limit);
+export function adjust(limit: Limit, state: BucketState | undefined, at: number | Moment, delta: number, admittedAt: number | Moment): { write?: BucketWrite; next: BucketState } {
+  const m = asMoment(at);
+  return limit.shape === 'sliding_window' ? adjustWindow(state, m, delta, asMoment(admittedAt), limit) : adjustGcra(state, m, delta, limit);
 }
 
 /**
@@ -45,13 +51,13 @@ export function adjust(limit: Limit, state: BucketState | undefined, now: number
  * hands back the real state, which then decides. Either way one call and no read. Undefined when
  * no such write is safe (the store then reads the item).
  */
-export function probe(limit: Limit, state: BucketState | undefined, now: number, cost: number): BucketWrite | undefined {
+export function probe(limit: Limit, state: BucketState | undefined, at: Moment, cost: number): BucketWrite | undefined {
   if (limit.shape === 'sliding_window') {
-    if (state?.head === undefined || state.head < slotIndex(now, limit) || cost > limit.limit) return undefined;
-    const position = state.head % (limit.subWindows + 1);
-    return { branch: 'add', head: state.head, position, cost, maxTotal: limit.limit - cost };
+    if (state?.head === undefined || state.head < slotIndex(at.late, limit) || cost > limit.limit) return undefined;
+    // Assume the slots this container saw have all gone: the condition on `total` still holds the line.
+    return countWrite({ ...state, slots: state.slots?.map(() => 0) }, at, cost, limit, limit.limit).write;
   }
   if (state?.tat === undefined || cost > limit.capacity) return undefined;
-  const write = decideGcra({ tat: now }, now, cost, limit).write;
+  const write = decideGcra({ tat: at.late }, at, cost, limit).write;
   return write?.branch === 'advance' ? write : undefined;
 }

@@ -1,18 +1,24 @@
 import { type Decision, denied } from './decision';
 import type { SlidingWindowLimit } from './limits';
+import type { Moment } from './moment';
 
 /**
- * Sliding window as a ring of `subWindows + 1` slot counters. `head` is the index of the newest
- * slot (floor(t / slotMs)); `total` is the sum of the live slots head-S..head. An admission at slot
- * index i counts slots i-S..i, which cover every window of length W that ends at the admission, so
- * no window of length W ever holds more than the limit. The price is precision: up to one slot
- * (W / S) of older traffic is still counted, so the window can deny slightly early.
+ * Sliding window as a ring of slot counters, slot index = floor(t / slotMs), slotMs = W / S.
+ * An admission is checked against slots i-S..head (i = the slot of the earliest possible present)
+ * and counted in slot max(head, slot of the latest possible present). Those S+1 slots cover every
+ * window of length W that ends at the admission, so no window of length W ever holds more than
+ * the limit. The price is precision: up to one slot (W / S) of older traffic is still counted, so
+ * the window can deny up to W / S early.
+ *
+ * The ring keeps S + 3 slots: S + 1 for the window and two more so that a container whose clock
+ * is behind (by up to a quarter slot) still finds the older slots it must count. `total` is the
+ * sum of the S + 1 slots head-S..head; `writes` counts writes (compare-and-set on a roll).
  */
 export interface WindowState {
   readonly head?: number;
   readonly total?: number;
   readonly writes?: number;
-  /** Counters by ring position (index % ring length). */
+  /** Counters by ring position (slot index % ring length). */
   readonly slots?: readonly number[];
 }
 
@@ -20,7 +26,7 @@ export type WindowWrite =
   /** First write: attribute_not_exists(head). */
   | { readonly branch: 'init'; readonly head: number; readonly slots: readonly number[]; readonly total: number }
   /** Same slot: head = h AND total <= maxTotal -> total += cost, slot += cost. Commutes under contention. */
-  | { readonly branch: 'add'; readonly head: number; readonly position: number; readonly cost: number; readonly maxTotal?: number; readonly minSlot?: number }
+  | { readonly branch: 'add'; readonly head: number; readonly position: number; readonly cost: number; readonly inTotal: boolean; readonly maxTotal?: number; readonly minSlot?: number }
   /** Time moved to a new slot: compare-and-set on head and the write counter, rewriting the ring. */
   | { readonly branch: 'roll'; readonly expectHead: number; readonly expectWrites: number; readonly head: number; readonly slots: readonly number[]; readonly total: number };
 
@@ -30,99 +36,105 @@ export interface WindowPlan {
   readonly next: WindowState;
 }
 
-const ringLength = (limit: SlidingWindowLimit): number => limit.subWindows + 1;
-const slotMs = (limit: SlidingWindowLimit): number => limit.windowMs / limit.subWindows;
-export const slotIndex = (now: number, limit: SlidingWindowLimit): number => Math.floor(now / slotMs(limit));
+export const EXTRA_SLOTS = 2;
+export const ringLength = (limit: SlidingWindowLimit): number => limit.subWindows + 1 + EXTRA_SLOTS;
+export const slotMs = (limit: SlidingWindowLimit): number => limit.windowMs / limit.subWindows;
+// The tiny bias keeps a time computed as (index x slotMs) in that slot despite float rounding.
+export const slotIndex = (t: number, limit: SlidingWindowLimit): number => Math.floor(t / slotMs(limit) + 1e-9);
+const positionOf = (index: number, limit: SlidingWindowLimit): number => ((index % ringLength(limit)) + ringLength(limit)) % ringLength(limit);
+const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 
-/** The ring as seen from slot index `at` (>= head): slots that left the window are zeroed. */
-function liveSlots(state: WindowState, at: number, limit: SlidingWindowLimit): number[] {
-  const length = ringLength(limit);
-  const slots = new Array<number>(length).fill(0);
-  if (state.head === undefined) return slots;
-  for (let j = Math.max(state.head - limit.subWindows, at - limit.subWindows); j <= state.head; j++) {
-    const position = j % length;
-    slots[position] = state.slots?.[position] ?? 0;
+/** Slot counts by absolute index over [from, to], from what the ring still holds. */
+function counts(state: WindowState, from: number, to: number, limit: SlidingWindowLimit): number[] {
+  const out: number[] = [];
+  const head = state.head ?? -Infinity;
+  const oldest = head - ringLength(limit) + 1;
+  for (let j = from; j <= to; j++) out.push(j > head || j < oldest ? 0 : (state.slots?.[positionOf(j, limit)] ?? 0));
+  return out;
+}
+
+/** What an admission at `at` would be checked against: slots from i-S to the newest. */
+function checked(state: WindowState, at: Moment, limit: SlidingWindowLimit): { from: number; to: number; values: number[]; total: number } {
+  const from = slotIndex(at.early, limit) - limit.subWindows;
+  const to = Math.max(state.head ?? -Infinity, slotIndex(at.late, limit));
+  const values = counts(state, from, to, limit);
+  return { from, to, values, total: sum(values) };
+}
+
+/** Milliseconds (from `early`) until enough of the checked slots have expired to leave room for `need`. */
+function waitFor(view: ReturnType<typeof checked>, need: number, early: number, limit: SlidingWindowLimit): number {
+  let left = view.total;
+  for (let k = 0; k < view.values.length; k++) {
+    left -= view.values[k]!;
+    if (left + need <= limit.limit) return Math.ceil((view.from + k + limit.subWindows + 1) * slotMs(limit) - early);
   }
-  return slots;
+  return Math.ceil((view.to + limit.subWindows + 1) * slotMs(limit) - early);
 }
 
-function view(state: WindowState, now: number, limit: SlidingWindowLimit): { at: number; slots: number[]; total: number } {
-  const at = Math.max(state.head ?? -Infinity, slotIndex(now, limit));
-  const slots = liveSlots(state, at, limit);
-  return { at, slots, total: slots.reduce((sum, n) => sum + n, 0) };
-}
-
-/** Milliseconds until the live total, less the slots that expire by then, leaves room for `need`. */
-function waitFor(slots: number[], at: number, total: number, need: number, now: number, limit: SlidingWindowLimit): number {
-  const length = ringLength(limit);
-  let left = total;
-  for (let j = at - limit.subWindows; j <= at; j++) {
-    left -= slots[((j % length) + length) % length] ?? 0;
-    if (left + need <= limit.limit) return (j + limit.subWindows + 1) * slotMs(limit) - now;
-  }
-  return (at + limit.subWindows + 1) * slotMs(limit) - now;
-}
-
-export function describeWindow(state: WindowState | undefined, now: number, limit: SlidingWindowLimit): Decision {
-  const v = view(state ?? {}, now, limit);
-  const remaining = Math.max(0, Math.min(limit.limit, limit.limit - v.total));
-  const resetMs = v.total > 0 ? waitFor(v.slots, v.at, v.total, limit.limit, now, limit) : 0;
+export function describeWindow(state: WindowState | undefined, at: Moment, limit: SlidingWindowLimit): Decision {
+  const view = checked(state ?? {}, at, limit);
+  const remaining = Math.max(0, Math.min(limit.limit, limit.limit - view.total));
+  const resetMs = view.total > 0 ? waitFor(view, limit.limit, at.early, limit) : 0;
   return { allowed: true, limit: limit.limit, remaining, resetMs: Math.max(0, resetMs), retryAfterMs: 0 };
 }
 
-function planWrite(state: WindowState, now: number, cost: number, limit: SlidingWindowLimit, maxTotal?: number): { write: WindowWrite; next: WindowState } {
-  const i = slotIndex(now, limit);
+/** The write that counts `cost` at `at`; with `checkAgainst` its condition enforces the limit. */
+export function countWrite(state: WindowState, at: Moment, cost: number, limit: SlidingWindowLimit, checkAgainst?: number): { write: WindowWrite; next: WindowState } {
+  const target = Math.max(state.head ?? -Infinity, slotIndex(at.late, limit));
   const length = ringLength(limit);
-  if (state.head === undefined) {
+  if (state.head === undefined || target > state.head) {
     const slots = new Array<number>(length).fill(0);
-    slots[i % length] = cost;
-    return { write: { branch: 'init', head: i, slots, total: cost }, next: { head: i, total: cost, writes: 1, slots } };
+    for (let j = target - length + 1; j <= target; j++) slots[positionOf(j, limit)] = counts(state, j, j, limit)[0]!;
+    slots[positionOf(target, limit)] = slots[positionOf(target, limit)]! + cost;
+    const total = sum(counts({ head: target, slots }, target - limit.subWindows, target, limit));
+    const writes = (state.writes ?? 0) + 1;
+    const write: WindowWrite =
+      state.head === undefined ? { branch: 'init', head: target, slots, total } : { branch: 'roll', expectHead: state.head, expectWrites: state.writes ?? 0, head: target, slots, total };
+    return { write, next: { head: target, total, writes, slots } };
   }
-  if (state.head >= i) {
-    const position = state.head % length;
-    const slots = [...(state.slots ?? new Array<number>(length).fill(0))];
-    slots[position] = (slots[position] ?? 0) + cost;
-    const write: WindowWrite = { branch: 'add', head: state.head, position, cost, ...(maxTotal === undefined ? {} : { maxTotal }) };
-    return { write, next: { ...state, total: (state.total ?? 0) + cost, writes: (state.writes ?? 0) + 1, slots } };
-  }
-  const slots = liveSlots(state, i, limit);
-  slots[i % length] = (slots[i % length] ?? 0) + cost;
-  const total = slots.reduce((sum, n) => sum + n, 0);
-  const write: WindowWrite = { branch: 'roll', expectHead: state.head, expectWrites: state.writes ?? 0, head: i, slots, total };
-  return { write, next: { head: i, total, writes: (state.writes ?? 0) + 1, slots } };
+  const position = positionOf(target, limit);
+  const slots = [...(state.slots ?? [])];
+  slots[position] = (slots[position] ?? 0) + cost;
+  // Slots older than head-S that this container must still count are not in `total`: they only
+  // ever shrink (refunds), so subtracting what was seen keeps the condition conservative.
+  const older = sum(counts(state, slotIndex(at.early, limit) - limit.subWindows, target - limit.subWindows - 1, limit));
+  const maxTotal = checkAgainst === undefined ? undefined : checkAgainst - cost - older;
+  const write: WindowWrite = { branch: 'add', head: target, position, cost, inTotal: true, ...(maxTotal === undefined ? {} : { maxTotal }) };
+  return { write, next: { ...state, total: (state.total ?? 0) + cost, writes: (state.writes ?? 0) + 1, slots } };
 }
 
-export function decideWindow(state: WindowState | undefined, now: number, cost: number, limit: SlidingWindowLimit): WindowPlan {
+export function decideWindow(state: WindowState | undefined, at: Moment, cost: number, limit: SlidingWindowLimit): WindowPlan {
   const stored = state ?? {};
-  const v = view(stored, now, limit);
-  if (v.total + cost > limit.limit) {
-    const d = describeWindow(stored, now, limit);
+  const view = checked(stored, at, limit);
+  if (view.total + cost > limit.limit) {
+    const d = describeWindow(stored, at, limit);
     if (cost > limit.limit) return { decision: denied(limit.limit, d.remaining, d.resetMs, d.resetMs, true), next: stored };
-    return { decision: denied(limit.limit, d.remaining, d.resetMs, waitFor(v.slots, v.at, v.total, cost, now, limit)), next: stored };
+    return { decision: denied(limit.limit, d.remaining, d.resetMs, waitFor(view, cost, at.early, limit)), next: stored };
   }
-  const { write, next } = planWrite(stored, now, cost, limit, limit.limit - cost);
-  return { decision: describeWindow(next, now, limit), write, next };
+  const { write, next } = countWrite(stored, at, cost, limit, limit.limit);
+  return { decision: describeWindow(next, at, limit), write, next };
 }
 
 /**
- * Settlement. A debit lands in the current slot without a limit check (the window may go over
- * its limit: debt, repaid as slots expire). A refund comes off the slot the admission was counted
- * in, if that slot is still live; once it has left the window there is nothing left to refund.
+ * Settlement. A debit lands in the newest slot without a limit check (the window may go over
+ * its limit: debt, repaid as slots expire). A refund comes off the slot of the admission's
+ * earliest possible time (never a newer slot than it was counted in), if that slot is still held.
  */
-export function adjustWindow(state: WindowState | undefined, now: number, delta: number, admittedAt: number, limit: SlidingWindowLimit): { write?: WindowWrite; next: WindowState } {
+export function adjustWindow(state: WindowState | undefined, at: Moment, delta: number, admittedAt: Moment, limit: SlidingWindowLimit): { write?: WindowWrite; next: WindowState } {
   const stored = state ?? {};
-  if (delta > 0) return planWrite(stored, now, delta, limit);
-  const amount = -delta;
-  const j = slotIndex(admittedAt, limit);
-  if (amount === 0 || stored.head === undefined || j > stored.head || j < stored.head - limit.subWindows) return { next: stored };
-  const position = j % ringLength(limit);
+  if (delta > 0) return countWrite(stored, at, delta, limit);
+  const j = slotIndex(admittedAt.early, limit);
+  const head = stored.head;
+  if (head === undefined || j > head || j <= head - ringLength(limit)) return { next: stored };
+  const position = positionOf(j, limit);
   const inSlot = stored.slots?.[position] ?? 0;
-  const refund = Math.min(amount, inSlot);
+  const refund = Math.min(-delta, inSlot);
   if (refund <= 0) return { next: stored };
   const slots = [...(stored.slots ?? [])];
   slots[position] = inSlot - refund;
+  const inTotal = j >= head - limit.subWindows;
   return {
-    write: { branch: 'add', head: stored.head, position, cost: -refund, minSlot: refund },
-    next: { ...stored, total: (stored.total ?? 0) - refund, writes: (stored.writes ?? 0) + 1, slots },
+    write: { branch: 'add', head, position, cost: -refund, inTotal, minSlot: refund },
+    next: { ...stored, total: (stored.total ?? 0) - (inTotal ? refund : 0), writes: (stored.writes ?? 0) + 1, slots },
   };
 }

@@ -10,8 +10,10 @@ import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { adjust, type BucketState, type BucketWrite, decide, describe, probe, requireCost } from './bucket';
 import { ATTR, DEFAULT_MAX_ATTEMPTS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
+import { type Moment, moment } from './moment';
+import { ringLength, slotMs } from './sliding-window';
 import type { Decision } from './decision';
-import { ContentionError, StoreUnavailableError } from './errors';
+import { ContentionError, InvalidLimitError, StoreUnavailableError } from './errors';
 import type { Limit } from './limits';
 
 export interface LimitStoreOptions {
@@ -22,9 +24,10 @@ export interface LimitStoreOptions {
   /** Conditional-write attempts per decision before giving up with ContentionError. @default 4 */
   readonly maxAttempts?: number;
   /**
-   * The largest clock difference between containers that must not over-admit. The store decides
-   * as of `clock() - clockSkewMs`: a container whose clock runs ahead by up to this much still
-   * sees no refill the true time has not given; slower ones are merely stricter. @default 0
+   * How far this container's clock may be from true time. Refill and expiry are judged at
+   * clock - clockSkewMs, charges stamped at clock + clockSkewMs, so clocks that differ by up to
+   * this much never over-admit; the price is up to 2 x clockSkewMs of refill charged when an idle
+   * bucket restarts, and sliding-window slots must be at least 4 x clockSkewMs long. @default 0
    */
   readonly clockSkewMs?: number;
   /** Buckets whose last seen state is remembered, to guess the right write first. @default 10000 */
@@ -65,6 +68,7 @@ export class LimitStore {
   /** Spend `cost` on `key` if `limit` allows it; a denial spends nothing. */
   async consume(key: string, limit: Limit, cost = 1): Promise<Decision> {
     requireCost(cost);
+    this.checkLimit(limit);
     const pk = KEY_PREFIX.bucket + key;
     const now = this.now();
     let state = this.seen.get(pk);
@@ -96,11 +100,13 @@ export class LimitStore {
    */
   async adjust(key: string, limit: Limit, delta: number, admittedAt?: number): Promise<void> {
     if (delta !== 0) requireCost(Math.abs(delta), 'adjustment');
+    this.checkLimit(limit);
     const pk = KEY_PREFIX.bucket + key;
     const now = this.now();
+    const admitted = admittedAt === undefined ? now : moment(admittedAt, this.clockSkewMs);
     let state = this.seen.get(pk);
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const { write } = adjust(limit, state, now, delta, admittedAt ?? now);
+      const { write } = adjust(limit, state, now, delta, admitted);
       if (!write) return;
       const outcome = await this.apply(pk, limit, write);
       state = outcome.state;
@@ -115,8 +121,16 @@ export class LimitStore {
     return describe(limit, state, this.now());
   }
 
-  private now(): number {
-    return this.clock() - this.clockSkewMs;
+  private now(): Moment {
+    return moment(this.clock(), this.clockSkewMs);
+  }
+
+  private checkLimit(limit: Limit): void {
+    if (limit.shape === 'sliding_window' && slotMs(limit) < 4 * this.clockSkewMs) {
+      throw new InvalidLimitError(
+        `slidingWindow(${limit.limit}, ${limit.windowMs} ms, ${limit.subWindows}) has ${slotMs(limit)} ms slots, shorter than 4 x clockSkewMs (${this.clockSkewMs} ms): use fewer subWindows or a smaller clockSkewMs`,
+      );
+    }
   }
 
   private remember(pk: string, state: BucketState | undefined): void {
@@ -199,119 +213,116 @@ function expiresAt(freshAtMs: number): number {
   return Math.ceil(freshAtMs / 1000) + TTL_MARGIN_SECONDS;
 }
 
-const tatIsFresh = 'attribute_not_exists(#tat) OR #tat < :now';
-const tatHasRoom = '#tat BETWEEN :now AND :lim';
+const tat = { '#tat': ATTR.tat };
+const hasRoom = '#tat BETWEEN :late AND :lim';
+const wasFull = 'attribute_not_exists(#tat) OR (#tat < :late AND #tat <= :lim)';
 
 function toExpression(write: BucketWrite, limit: Limit): Expression {
-  const names: Record<string, string> = { '#exp': TABLE.ttlAttribute };
-  const values: Record<string, unknown> = {};
-  const gcraNames = { '#tat': ATTR.tat };
-  const horizonMs = limit.shape === 'sliding_window' ? 0 : (limit.capacity * 1000) / (limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond);
+  const exp = { '#exp': TABLE.ttlAttribute };
   switch (write.branch) {
     case 'advance':
-      // After this write tat <= now + horizon, whatever other writers did: so is the expiry.
+      // The condition caps tat at horizon after this write, whatever other writers did: so is the expiry.
       return {
-        ConditionExpression: tatHasRoom,
+        ConditionExpression: hasRoom,
         UpdateExpression: 'SET #tat = #tat + :inc, #exp = :exp',
-        ExpressionAttributeNames: { ...names, ...gcraNames },
-        ExpressionAttributeValues: { ':now': write.now, ':lim': write.lim, ':inc': write.inc, ':exp': expiresAt(write.now + horizonMs) },
+        ExpressionAttributeNames: { ...exp, ...tat },
+        ExpressionAttributeValues: { ':late': write.late, ':lim': write.lim, ':inc': write.inc, ':exp': expiresAt(write.horizon) },
       };
     case 'start':
       return {
-        ConditionExpression: tatIsFresh,
+        ConditionExpression: wasFull,
         UpdateExpression: 'SET #tat = :tat, #exp = :exp',
-        ExpressionAttributeNames: { ...names, ...gcraNames },
-        ExpressionAttributeValues: { ':now': write.now, ':tat': write.tat, ':exp': expiresAt(write.tat) },
+        ExpressionAttributeNames: { ...exp, ...tat },
+        ExpressionAttributeValues: { ':late': write.late, ':lim': write.lim, ':tat': write.tat, ':exp': expiresAt(write.tat) },
       };
     case 'restart': {
-      const conditions = [write.expectTat === undefined ? 'attribute_not_exists(#tat)' : '#tat = :expectTat'];
-      conditions.push(write.expectCredit === undefined ? 'attribute_not_exists(#cr)' : '#cr = :expectCredit');
+      const values: Record<string, unknown> = { ':early': write.early, ':tat': write.tat, ':credit': write.credit, ':exp': expiresAt(write.tat) };
+      const conditions = ['attribute_not_exists(#tat)', 'attribute_not_exists(#cr)'];
+      if (write.expectTat !== undefined) {
+        conditions[0] = '#tat = :expectTat';
+        values[':expectTat'] = write.expectTat;
+      }
+      if (write.expectCredit !== undefined) {
+        conditions[1] = '#cr = :expectCredit';
+        values[':expectCredit'] = write.expectCredit;
+      }
       return {
         ConditionExpression: conditions.join(' AND '),
-        UpdateExpression: 'SET #tat = :tat, #cr = :credit, #crAt = :now, #exp = :exp',
-        ExpressionAttributeNames: { ...names, ...gcraNames, '#cr': ATTR.credit, '#crAt': ATTR.creditAt },
-        ExpressionAttributeValues: {
-          ':now': write.now,
-          ':tat': write.tat,
-          ':credit': write.credit,
-          ':exp': expiresAt(write.tat),
-          ...(write.expectTat === undefined ? {} : { ':expectTat': write.expectTat }),
-          ...(write.expectCredit === undefined ? {} : { ':expectCredit': write.expectCredit }),
-        },
+        UpdateExpression: 'SET #tat = :tat, #cr = :credit, #crAt = :early, #exp = :exp',
+        ExpressionAttributeNames: { ...exp, ...tat, '#cr': ATTR.credit, '#crAt': ATTR.creditAt },
+        ExpressionAttributeValues: values,
       };
     }
     case 'credit':
       return {
         ConditionExpression: '#tat > :mainBelow AND #tat <= :horizon AND #cr >= :cost',
         UpdateExpression: 'SET #cr = #cr - :cost',
-        ExpressionAttributeNames: { ...gcraNames, '#cr': ATTR.credit },
+        ExpressionAttributeNames: { ...tat, '#cr': ATTR.credit },
         ExpressionAttributeValues: { ':mainBelow': write.mainBelow, ':horizon': write.horizon, ':cost': write.cost },
       };
     case 'debit':
       // Debt can push tat past the horizon; the expiry moves with it (whole seconds, rounded up).
       return {
-        ConditionExpression: '#tat >= :now',
+        ConditionExpression: '#tat >= :late',
         UpdateExpression: 'SET #tat = #tat + :inc, #exp = if_not_exists(#exp, :exp) + :incSeconds',
-        ExpressionAttributeNames: { ...names, ...gcraNames },
-        ExpressionAttributeValues: { ':now': write.now, ':inc': write.inc, ':exp': expiresAt(write.now + horizonMs), ':incSeconds': Math.ceil(write.inc / 1000) },
+        ExpressionAttributeNames: { ...exp, ...tat },
+        ExpressionAttributeValues: { ':late': write.late, ':inc': write.inc, ':exp': expiresAt(write.horizon), ':incSeconds': Math.ceil(write.inc / 1000) },
       };
     case 'refund':
       return {
         ConditionExpression: '#tat >= :floor',
         UpdateExpression: 'SET #tat = #tat - :dec',
-        ExpressionAttributeNames: gcraNames,
+        ExpressionAttributeNames: tat,
         ExpressionAttributeValues: { ':floor': write.floor, ':dec': write.dec },
       };
     case 'refill':
       return {
         ConditionExpression: '#tat = :expectTat',
-        UpdateExpression: 'SET #tat = :now',
-        ExpressionAttributeNames: gcraNames,
-        ExpressionAttributeValues: { ':expectTat': write.expectTat, ':now': write.now },
+        UpdateExpression: 'SET #tat = :late',
+        ExpressionAttributeNames: tat,
+        ExpressionAttributeValues: { ':expectTat': write.expectTat, ':late': write.late },
       };
     case 'init':
     case 'roll': {
       if (limit.shape !== 'sliding_window') throw new TypeError(`write ${write.branch} needs a sliding window`);
-      const slotNames: Record<string, string> = {};
-      const slotValues: Record<string, unknown> = {};
+      const names: Record<string, string> = { ...exp, '#hd': ATTR.head, '#tot': ATTR.total, '#n': ATTR.writes };
+      const values: Record<string, unknown> = { ':head': write.head, ':total': write.total, ':one': 1 };
       const sets = ['#hd = :head', '#tot = :total', '#exp = :exp'];
       write.slots.forEach((count, i) => {
-        slotNames[`#s${i}`] = ATTR.slot + i;
-        slotValues[`:s${i}`] = count;
+        names[`#s${i}`] = ATTR.slot + i;
+        values[`:s${i}`] = count;
         sets.push(`#s${i} = :s${i}`);
       });
-      const freshAt = (write.head + limit.subWindows + 1) * (limit.windowMs / limit.subWindows);
-      const common = {
-        ExpressionAttributeNames: { ...names, ...slotNames, '#hd': ATTR.head, '#tot': ATTR.total, '#n': ATTR.writes },
-        ExpressionAttributeValues: { ...slotValues, ':head': write.head, ':total': write.total, ':exp': expiresAt(freshAt) } as Record<string, unknown>,
-      };
+      // Fresh once every slot the ring holds has left every container's window.
+      values[':exp'] = expiresAt((write.head + ringLength(limit)) * slotMs(limit));
       if (write.branch === 'init') {
-        return { ...common, ConditionExpression: 'attribute_not_exists(#hd)', UpdateExpression: `SET ${sets.join(', ')}, #n = :one`, ExpressionAttributeValues: { ...common.ExpressionAttributeValues, ':one': 1 } };
+        return { ConditionExpression: 'attribute_not_exists(#hd)', UpdateExpression: `SET ${sets.join(', ')}, #n = :one`, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
       }
       return {
-        ...common,
         ConditionExpression: '#hd = :expectHead AND #n = :expectWrites',
         UpdateExpression: `SET ${sets.join(', ')}, #n = #n + :one`,
-        ExpressionAttributeValues: { ...common.ExpressionAttributeValues, ':one': 1, ':expectHead': write.expectHead, ':expectWrites': write.expectWrites },
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: { ...values, ':expectHead': write.expectHead, ':expectWrites': write.expectWrites },
       };
     }
     case 'add': {
       const conditions = ['#hd = :head'];
-      const values2: Record<string, unknown> = { ':head': write.head, ':cost': write.cost, ':one': 1 };
+      const values: Record<string, unknown> = { ':head': write.head, ':cost': write.cost, ':one': 1 };
+      const names: Record<string, string> = { '#hd': ATTR.head, '#slot': ATTR.slot + write.position, '#n': ATTR.writes };
       if (write.maxTotal !== undefined) {
         conditions.push('#tot <= :maxTotal');
-        values2[':maxTotal'] = write.maxTotal;
+        values[':maxTotal'] = write.maxTotal;
       }
       if (write.minSlot !== undefined) {
         conditions.push('#slot >= :minSlot');
-        values2[':minSlot'] = write.minSlot;
+        values[':minSlot'] = write.minSlot;
       }
-      return {
-        ConditionExpression: conditions.join(' AND '),
-        UpdateExpression: 'SET #tot = #tot + :cost, #slot = #slot + :cost, #n = #n + :one',
-        ExpressionAttributeNames: { '#hd': ATTR.head, '#tot': ATTR.total, '#slot': ATTR.slot + write.position, '#n': ATTR.writes },
-        ExpressionAttributeValues: values2,
-      };
+      const sets = ['#slot = #slot + :cost', '#n = #n + :one'];
+      if (write.inTotal || write.maxTotal !== undefined) {
+        names['#tot'] = ATTR.total;
+        if (write.inTotal) sets.push('#tot = #tot + :cost');
+      }
+      return { ConditionExpression: conditions.join(' AND '), UpdateExpression: `SET ${sets.join(', ')}`, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
     }
   }
 }

@@ -24,7 +24,7 @@ describe.each([
   it('never admits more than capacity + rate x elapsed between any two admissions', () => {
     fc.assert(
       fc.property(limits, schedule(400, 5), (limit, arrivals) => {
-        const capacity = limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
+        const capacity = limit.capacity;
         for (const span of admittedSpans(simulate(limit, arrivals))) {
           expect(span.cost).toBeLessThanOrEqual(capacity + (rateOf(limit) * span.spanMs) / 1000 + 1e-6);
         }
@@ -167,5 +167,37 @@ describe('burst credit', () => {
     const outcomes = simulate(limit, arrivals);
     expect(outcomes.every((o) => o.decision.allowed)).toBe(true);
     expect(creditAt(outcomes.at(-1)!.after, outcomes.at(-1)!.at, limit)).toBe(0);
+  });
+});
+
+describe('clock skew: containers whose clocks are off by up to clockSkewMs never over-admit in true time', () => {
+  const skewMs = 300;
+  const skewed = (maxGapMs: number) =>
+    fc.array(fc.record({ gapMs: fc.integer({ min: 0, max: maxGapMs }), cost: fc.integer({ min: 1, max: 4 }), clockErrorMs: fc.integer({ min: -skewMs, max: skewMs }) }), { minLength: 1, maxLength: 120 });
+
+  it.each([
+    ['token bucket', tokenLimit],
+    ['leaky bucket', leakyLimit],
+  ] as const)('%s', (_name, limits) => {
+    fc.assert(
+      fc.property(limits, skewed(300), (limit, arrivals) => {
+        for (const span of admittedSpans(simulate(limit, arrivals, skewMs))) {
+          expect(span.cost).toBeLessThanOrEqual(limit.capacity + (rateOf(limit) * span.spanMs) / 1000 + 1e-6);
+        }
+      }),
+    );
+  });
+
+  it('sliding window', () => {
+    const windows = fc
+      .record({ limit: fc.integer({ min: 1, max: 30 }), subWindows: fc.integer({ min: 1, max: 10 }), slotMs: fc.integer({ min: 4 * skewMs, max: 4_000 }) })
+      .map(({ limit, subWindows, slotMs }) => slidingWindow(limit, slotMs * subWindows, subWindows));
+    fc.assert(
+      fc.property(windows, skewed(1_500), (limit, arrivals) => {
+        for (const span of admittedSpans(simulate(limit, arrivals, skewMs))) {
+          if (span.spanMs < limit.windowMs) expect(span.cost).toBeLessThanOrEqual(limit.limit);
+        }
+      }),
+    );
   });
 });

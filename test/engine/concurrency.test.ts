@@ -1,0 +1,49 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+
+const run = promisify(execFile);
+const worker = fileURLToPath(new URL('../support/consume-worker.ts', import.meta.url));
+const WORKERS = 4;
+const PER_WORKER = 50;
+
+/** 4 processes x 50 concurrent decisions on one key; returns what the clients were told. */
+async function storm(key: string, limit: Limit, costs: (worker: number, i: number) => number) {
+  const results = await Promise.all(
+    Array.from({ length: WORKERS }, async (_, w) => {
+      const workerCosts = Array.from({ length: PER_WORKER }, (_, i) => costs(w, i));
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', worker, dynamoEndpoint(), tableName(), key, JSON.stringify(limit), JSON.stringify(workerCosts)]);
+      return JSON.parse(stdout) as { admitted: number; admittedCost: number };
+    }),
+  );
+  return { admitted: results.reduce((a, r) => a + r.admitted, 0), admittedCost: results.reduce((a, r) => a + r.admittedCost, 0) };
+}
+
+// Refill so slow that none happens inside the test: 50 per day, or a one-day window.
+const shapes: [string, (limit: number) => Limit][] = [
+  ['token bucket', (n) => tokenBucket(n, n / 86_400)],
+  ['leaky bucket', (n) => leakyBucket(n, n / 86_400)],
+  ['sliding window', (n) => slidingWindow(n, '1 d')],
+];
+
+describe.each(shapes)('%s under 4 processes x 50 concurrent decisions', (_name, make) => {
+  it('admits exactly the limit of 50 with unit costs', async () => {
+    const key = uniqueKey();
+    const { admitted } = await storm(key, make(50), () => 1);
+    expect(admitted).toBe(50);
+    expect((await testStore().peek(key, make(50))).remaining).toBe(0);
+  });
+
+  it('admits weighted costs up to the limit and no further, and the bucket holds exactly what was admitted', async () => {
+    const key = uniqueKey();
+    const limit = make(100);
+    const { admittedCost } = await storm(key, limit, (w, i) => 1 + ((w * 7 + i * 3) % 4));
+    // Costs are 1..4 and far more is offered than fits: what is left is less than the largest cost.
+    expect(admittedCost).toBeLessThanOrEqual(100);
+    expect(admittedCost).toBeGreaterThan(100 - 4);
+    expect((await testStore().peek(key, limit)).remaining).toBe(100 - admittedCost);
+  });
+});

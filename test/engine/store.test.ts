@@ -1,0 +1,184 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { describe, expect, it } from 'vitest';
+import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
+import { InvalidCostError, StoreUnavailableError } from '../../lambda/engine/errors';
+import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { ensureTable, LimitStore } from '../../lambda/engine/store';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { localClient, startDynamoDbLocal } from '../support/dynamodb-local';
+
+const T0 = 1_800_000_000_000;
+
+function clock(start = T0) {
+  const c = { now: start, read: () => c.now };
+  return c;
+}
+
+async function rawItem(key: string): Promise<Record<string, unknown> | undefined> {
+  const out = await localClient(dynamoEndpoint()).send(new GetItemCommand({ TableName: tableName(), Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } }, ConsistentRead: true }));
+  return out.Item ? unmarshall(out.Item) : undefined;
+}
+
+describe.each<[string, Limit, number]>([
+  // [name, limit of 3 that refills one unit per second, ms until one unit is back]
+  ['token bucket', tokenBucket(3, 1), 1000],
+  ['leaky bucket', leakyBucket(3, 1), 1000],
+  // A window counts the slot an admission falls in plus S before it: a unit frees W + W/S after its slot began.
+  ['sliding window', slidingWindow(3, '3 s', 3), 4000],
+])('%s in DynamoDB', (_name, limit, unitBackMs) => {
+  it('admits up to the limit, then denies with a Retry-After that is honoured', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    const seen = [];
+    for (let i = 0; i < 4; i++) seen.push(await store.consume(key, limit));
+    expect(seen.map((d) => [d.allowed, d.remaining])).toEqual([[true, 2], [true, 1], [true, 0], [false, 0]]);
+    expect(seen[3]!.retryAfterMs).toBe(unitBackMs);
+    expect(seen[3]!.limit).toBe(3);
+
+    c.now += seen[3]!.retryAfterMs - 1;
+    expect((await store.consume(key, limit)).allowed).toBe(false);
+    c.now += 1;
+    expect((await store.consume(key, limit)).allowed).toBe(true);
+  });
+
+  it('makes one DynamoDB call per decision in steady state, admits and denials alike', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    await store.consume(key, limit);
+    const before = store.stats.calls;
+    for (let i = 0; i < 10; i++) await store.consume(key, limit);
+    expect(store.stats.calls - before).toBe(10);
+    expect(store.stats.reads).toBe(0);
+  });
+
+  it('writes every item with a TTL beyond the moment its state stops mattering', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    await store.consume(key, limit, 2);
+    const item = await rawItem(key);
+    expect(item?.[TABLE.ttlAttribute]).toBeTypeOf('number');
+    expect(item![TABLE.ttlAttribute] as number).toBeGreaterThanOrEqual(Math.ceil((T0 + unitBackMs * 2) / 1000));
+  });
+
+  it('settles a debit into debt and denies until time repays it', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    await store.consume(key, limit, 1);
+    await store.adjust(key, limit, 4); // 5 spent of 3: 2 in debt
+    const denied = await store.consume(key, limit, 1);
+    expect(denied.allowed).toBe(false);
+    expect(denied.remaining).toBe(0);
+    c.now += denied.retryAfterMs;
+    expect((await store.consume(key, limit, 1)).allowed).toBe(true);
+  });
+
+  it('refunds what a settlement gives back, never past full', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    await store.consume(key, limit, 3);
+    await store.adjust(key, limit, -2, T0);
+    expect((await store.peek(key, limit)).remaining).toBe(2);
+    await store.adjust(key, limit, -3, T0);
+    expect((await store.peek(key, limit)).remaining).toBe(3);
+  });
+
+  it('rejects a cost that is not a positive number and writes nothing', async () => {
+    const store = testStore();
+    const key = uniqueKey();
+    for (const cost of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(store.consume(key, limit, cost)).rejects.toBeInstanceOf(InvalidCostError);
+    }
+    expect(await rawItem(key)).toBeUndefined();
+  });
+
+  it('denies a cost larger than the whole limit as exceeding it, without writing', async () => {
+    const store = testStore();
+    const key = uniqueKey();
+    const d = await store.consume(key, limit, 4);
+    expect(d).toMatchObject({ allowed: false, exceedsLimit: true });
+    expect(await rawItem(key)).toBeUndefined();
+  });
+});
+
+describe('burst credit in DynamoDB', () => {
+  it('accrues while the bucket stays full and is spent only after the main bucket is empty', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    const limit = tokenBucket(2, 1, { capacity: 2, accruePerSecond: 0.5 });
+    expect((await store.consume(key, limit)).allowed).toBe(true);
+    c.now += 5_000; // full again after 1 s, then 4 s of accrual at 0.5/s: 2 credits (the cap)
+    const taken = [];
+    for (let i = 0; i < 5; i++) taken.push((await store.consume(key, limit)).allowed);
+    expect(taken).toEqual([true, true, true, true, false]);
+    const item = await rawItem(key);
+    expect(item?.cr).toBe(0);
+  });
+});
+
+describe('clock skew between containers', () => {
+  // Two containers, one 300 ms ahead of true time and one 300 ms behind, share a bucket.
+  async function race(clockSkewMs: number, limit: Limit) {
+    const truth = clock();
+    const fast = testStore({ clock: () => truth.now + 300, clockSkewMs });
+    const slow = testStore({ clock: () => truth.now - 300, clockSkewMs });
+    const key = uniqueKey();
+    const admitted: number[] = [];
+    for (let step = 0; step < 240; step++) {
+      truth.now += 25;
+      for (const store of step % 2 ? [fast, slow] : [slow, fast]) {
+        if ((await store.consume(key, limit)).allowed) admitted.push(truth.now);
+      }
+    }
+    return admitted;
+  }
+
+  const worstWindow = (admitted: number[], windowMs: number) => Math.max(...admitted.map((t) => admitted.filter((u) => u >= t && u < t + windowMs).length));
+
+  it('with clockSkewMs covering the skew, a token bucket admits no more than capacity + rate x true time', async () => {
+    const admitted = await race(300, tokenBucket(5, 10));
+    for (const a of admitted) for (const b of admitted) if (b >= a) expect(admitted.filter((t) => t >= a && t <= b).length).toBeLessThanOrEqual(5 + Math.floor(((b - a) * 10) / 1000));
+  });
+
+  it('with clockSkewMs covering the skew, a sliding window admits no more than its limit in any true window', async () => {
+    const admitted = await race(300, slidingWindow(5, '1200 ms', 1));
+    expect(admitted.length).toBeGreaterThan(5);
+    expect(worstWindow(admitted, 1200)).toBeLessThanOrEqual(5);
+  });
+
+  it('without clockSkewMs the skewed containers over-admit (why it exists)', async () => {
+    const token = await race(0, tokenBucket(5, 10));
+    const window = await race(0, slidingWindow(5, '1200 ms', 1));
+    const tokenExcess = Math.max(...token.flatMap((a) => token.filter((b) => b >= a).map((b) => token.filter((t) => t >= a && t <= b).length - 5 - Math.floor(((b - a) * 10) / 1000))));
+    expect(Math.max(tokenExcess, worstWindow(window, 1200) - 5)).toBeGreaterThan(0);
+  });
+
+  it('refuses a sliding window whose slots are shorter than 4 x clockSkewMs', async () => {
+    const store = testStore({ clockSkewMs: 300 });
+    await expect(store.consume(uniqueKey(), slidingWindow(5, '1 s', 5))).rejects.toThrow(/200 ms slots, shorter than 4 x clockSkewMs \(300 ms\)/);
+  });
+});
+
+describe('when DynamoDB goes away mid-run', () => {
+  it('raises a typed error naming the operation, and nothing crashes', async () => {
+    const dynamo = await startDynamoDbLocal();
+    const client = localClient(dynamo.endpoint, 1);
+    await ensureTable(client, 'outage');
+    const store = new LimitStore({ client, tableName: 'outage' });
+    const limit = tokenBucket(10, 1);
+    expect((await store.consume('k', limit)).allowed).toBe(true);
+    await dynamo.stop();
+    const failure = await store.consume('k', limit).catch((err: unknown) => err);
+    expect(failure).toBeInstanceOf(StoreUnavailableError);
+    expect((failure as StoreUnavailableError).operation).toBe('UpdateItem');
+    expect((failure as Error).message).toMatch(/^limit store UpdateItem on bucket b#k failed: /);
+    await expect(store.adjust('k', limit, 1)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(store.peek('k', limit)).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+});
