@@ -1,0 +1,5 @@
+export { LimitsTable, type LimitsTableProps } from './limits-table';
+export { type Decision } from '../lambda/engine/decision';
+export * from '../lambda/engine/errors';
+export { type BurstCredit, durationMs, type LeakyBucketLimit, type Limit, leakyBucket, type SlidingWindowLimit, slidingWindow, type TokenBucketLimit, tokenBucket } from '../lambda/engine/limits';
+export { LimitStore, type LimitStoreOptions } from '../lambda/engine/store';

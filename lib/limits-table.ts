@@ -1,0 +1,32 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import { AttributeType, BillingMode, Table } from 'aws-cdk-lib/aws-dynamodb';
+import { Construct } from 'constructs';
+import { TABLE } from '../lambda/engine/constants';
+
+export interface LimitsTableProps {
+  /**
+   * What happens to the table (and every bucket, key and tenant in it) when it leaves the stack.
+   * @default RemovalPolicy.RETAIN - the table outlives the stack
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * The one DynamoDB table the limiter keeps its state in: string partition key, TTL, on-demand,
+ * point-in-time recovery. Key schema and TTL attribute come from the same constants the engine
+ * and the tests use.
+ */
+export class LimitsTable extends Construct {
+  readonly table: Table;
+
+  constructor(scope: Construct, id: string, props: LimitsTableProps = {}) {
+    super(scope, id);
+    this.table = new Table(this, 'Table', {
+      partitionKey: { name: TABLE.partitionKey, type: AttributeType.STRING },
+      timeToLiveAttribute: TABLE.ttlAttribute,
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+  }
+}
