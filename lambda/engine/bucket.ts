@@ -1,9 +1,10 @@
 import type { Decision } from './decision';
 import { InvalidCostError } from './errors';
-import { adjustGcra, decideGcra, describeGcra, type GcraState, type GcraWrite } from './gcra';
+import { adjustGcra, decideGcra, describeGcra, fillMs, type GcraState, type GcraWrite, guardGcra } from './gcra';
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
-import { adjustWindow, countWrite, decideWindow, describeWindow, slotIndex, type WindowState, type WindowWrite } from './sliding-window';
+import type { BucketGuard } from './expressions';
+import { adjustWindow, countWrite, decideWindow, describeWindow, guardWindow, slotIndex, type WindowState, type WindowWrite, windowMemoryMs } from './sliding-window';
 
 /** One bucket's state, whatever its shape. Pure data: what the store keeps in one item. */
 export type BucketState = GcraState & WindowState;
@@ -60,4 +61,18 @@ export function probe(limit: Limit, state: BucketState | undefined, at: Moment, 
   if (state?.tat === undefined || cost > limit.capacity) return undefined;
   const write = decideGcra({ tat: at.late }, at, cost, limit).write;
   return write?.branch === 'advance' ? write : undefined;
+}
+
+/**
+ * Admission only: would `cost` fit, without spending it? The guard is a condition the store adds
+ * to the item's write so the answer holds at the moment of the write.
+ */
+export function check(limit: Limit, state: BucketState | undefined, at: number | Moment, cost: number): { decision: Decision; guard: BucketGuard } {
+  const m = asMoment(at);
+  return limit.shape === 'sliding_window' ? guardWindow(state, m, cost, limit) : guardGcra(state, m, cost, limit);
+}
+
+/** How long after the present a bucket's state can still matter (debt aside): sets the item's TTL. */
+export function memoryMs(limit: Limit): number {
+  return limit.shape === 'sliding_window' ? windowMemoryMs(limit) : fillMs(limit);
 }

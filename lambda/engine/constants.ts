@@ -33,8 +33,9 @@ export const ATTR = {
 /** Float slack (ms) in GCRA comparisons; far below any rate's interval, so it admits nothing extra in practice. */
 export const TIME_EPSILON_MS = 0.001;
 
-/** Items outlive the moment their state becomes "fresh" by this much before TTL may delete them. */
-export const TTL_MARGIN_SECONDS = 60;
+/** Items outlive the moment their state stops mattering by a day before TTL may delete them: a margin
+ * for debt, which can outlast a bucket's own period, and for writers that set a shorter expiry. */
+export const TTL_MARGIN_SECONDS = 86_400;
 
 export const DEFAULT_MAX_ATTEMPTS = 4;
 export const DEFAULT_SUB_WINDOWS = 10;

@@ -19,15 +19,15 @@ export interface GcraState {
 /** The conditional write that makes a plan true in the store. */
 export type GcraWrite =
   /** tat BETWEEN late AND lim -> tat += inc. Commutes under contention (the hot path). */
-  | { readonly branch: 'advance'; readonly late: number; readonly lim: number; readonly inc: number; readonly horizon: number }
-  /** attribute_not_exists(tat) OR (tat < late AND tat <= lim) -> tat = late + inc (the bucket was full). */
-  | { readonly branch: 'start'; readonly late: number; readonly lim: number; readonly tat: number }
+  | { readonly branch: 'advance'; readonly late: number; readonly lim: number; readonly inc: number }
+  /** attribute_not_exists(tat) OR (tat < late [AND tat <= lim]) -> tat = late + inc (the bucket was full; lim absent for a debit). */
+  | { readonly branch: 'start'; readonly late: number; readonly lim?: number; readonly tat: number }
   /** Burst credit: compare-and-set on the old state, materialising the credit earned while full. */
   | { readonly branch: 'restart'; readonly early: number; readonly expectTat?: number; readonly expectCredit?: number; readonly tat: number; readonly credit: number }
   /** Main bucket cannot cover the cost but is not in debt: spend credit. cr >= cost -> cr -= cost. */
   | { readonly branch: 'credit'; readonly mainBelow: number; readonly horizon: number; readonly cost: number }
   /** Settlement debit (no limit check): tat >= late -> tat += inc. */
-  | { readonly branch: 'debit'; readonly late: number; readonly inc: number; readonly horizon: number }
+  | { readonly branch: 'debit'; readonly late: number; readonly inc: number }
   /** Settlement refund: tat >= floor -> tat -= dec (never above full). */
   | { readonly branch: 'refund'; readonly floor: number; readonly dec: number }
   /** Refund larger than what is owed: tat = expectTat -> tat = late. */
@@ -96,7 +96,7 @@ export function decideGcra(state: GcraState | undefined, at: Moment, cost: numbe
   if (base <= lim) {
     if (stored.tat !== undefined && stored.tat >= late) {
       const next = { ...stored, tat: stored.tat + inc };
-      return { decision: describeGcra(next, at, limit), write: { branch: 'advance', late, lim, inc, horizon }, next };
+      return { decision: describeGcra(next, at, limit), write: { branch: 'advance', late, lim, inc }, next };
     }
     // The bucket may be full in true time: charge from the latest time it could be.
     const tat = late + inc;
@@ -135,9 +135,9 @@ export function adjustGcra(state: GcraState | undefined, at: Moment, delta: numb
   if (delta > 0) {
     const inc = delta * p.intervalMs;
     if (stored.tat !== undefined && stored.tat >= late) {
-      return { write: { branch: 'debit', late, inc, horizon: at.early + fillMs(limit) }, next: { ...stored, tat: stored.tat + inc } };
+      return { write: { branch: 'debit', late, inc }, next: { ...stored, tat: stored.tat + inc } };
     }
-    return { write: { branch: 'start', late, lim: Number.MAX_VALUE, tat: late + inc }, next: { ...stored, tat: late + inc } };
+    return { write: { branch: 'start', late, tat: late + inc }, next: { ...stored, tat: late + inc } };
   }
   const dec = -delta * p.intervalMs;
   if (dec === 0 || stored.tat === undefined || stored.tat <= late) return { next: stored };
@@ -145,4 +145,15 @@ export function adjustGcra(state: GcraState | undefined, at: Moment, delta: numb
     return { write: { branch: 'refund', floor: late + dec, dec }, next: { ...stored, tat: stored.tat - dec } };
   }
   return { write: { branch: 'refill', expectTat: stored.tat, late }, next: { ...stored, tat: late } };
+}
+
+/** Admission without spending: would `cost` fit now? The guard's condition is state-independent. */
+export function guardGcra(state: GcraState | undefined, at: Moment, cost: number, limit: GcraLimit): { decision: Decision; guard: { branch: 'room'; lim: number; credit?: { horizon: number; cost: number } } } {
+  const p = params(limit);
+  const plan = decideGcra(state, at, cost, limit);
+  const horizon = at.early + p.capacity * p.intervalMs;
+  const lim = horizon - cost * p.intervalMs + TIME_EPSILON_MS;
+  const view = describeGcra(state, at, limit);
+  const decision = plan.decision.allowed ? view : plan.decision;
+  return { decision, guard: { branch: 'room', lim, ...(p.creditCapacity > 0 ? { credit: { horizon, cost } } : {}) } };
 }

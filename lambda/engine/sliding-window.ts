@@ -138,3 +138,23 @@ export function adjustWindow(state: WindowState | undefined, at: Moment, delta: 
     next: { ...stored, total: (stored.total ?? 0) - (inTotal ? refund : 0), writes: (stored.writes ?? 0) + 1, slots },
   };
 }
+
+export type WindowGuard = { readonly branch: 'room-window'; readonly head?: number; readonly maxTotal?: number; readonly firstLive?: number; readonly writes?: number };
+
+/** Admission without spending: would `cost` fit now? The guard re-checks it in the store. */
+export function guardWindow(state: WindowState | undefined, at: Moment, cost: number, limit: SlidingWindowLimit): { decision: Decision; guard: WindowGuard } {
+  const stored = state ?? {};
+  const plan = decideWindow(stored, at, cost, limit);
+  const decision = plan.decision.allowed ? describeWindow(stored, at, limit) : plan.decision;
+  const firstLive = slotIndex(at.early, limit) - limit.subWindows;
+  if (stored.head === undefined) return { decision, guard: { branch: 'room-window' } };
+  if (stored.head < firstLive) return { decision, guard: { branch: 'room-window', head: stored.head, firstLive } };
+  if (stored.head >= slotIndex(at.late, limit)) {
+    const older = sum(counts(stored, firstLive, stored.head - limit.subWindows - 1, limit));
+    return { decision, guard: { branch: 'room-window', head: stored.head, maxTotal: limit.limit - cost - older } };
+  }
+  return { decision, guard: { branch: 'room-window', head: stored.head, writes: stored.writes ?? 0 } };
+}
+
+/** Milliseconds a window's state can matter after its newest slot began. */
+export const windowMemoryMs = (limit: SlidingWindowLimit): number => ringLength(limit) * slotMs(limit);

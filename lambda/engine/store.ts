@@ -8,13 +8,14 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { adjust, type BucketState, type BucketWrite, decide, describe, probe, requireCost } from './bucket';
+import { type BucketState, check, type Plan, adjust, decide, describe, memoryMs, probe, requireCost } from './bucket';
 import { ATTR, DEFAULT_MAX_ATTEMPTS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
-import { type Moment, moment } from './moment';
-import { ringLength, slotMs } from './sliding-window';
 import type { Decision } from './decision';
 import { ContentionError, InvalidLimitError, StoreUnavailableError } from './errors';
+import { attributeName, type BucketGuard, type Fragment, fragment } from './expressions';
 import type { Limit } from './limits';
+import { type Moment, moment } from './moment';
+import { slotMs } from './sliding-window';
 
 export interface LimitStoreOptions {
   readonly client: DynamoDBClient;
@@ -30,8 +31,51 @@ export interface LimitStoreOptions {
    * bucket restarts, and sliding-window slots must be at least 4 x clockSkewMs long. @default 0
    */
   readonly clockSkewMs?: number;
-  /** Buckets whose last seen state is remembered, to guess the right write first. @default 10000 */
+  /** Items whose last seen state is remembered, to guess the right write first. @default 10000 */
   readonly cacheSize?: number;
+}
+
+/** One limit checked inside an item. Several checks of one item are decided by one write. */
+export interface Check {
+  /** The bucket's name inside the item (its attributes are `<name>_tat`, ...); '' for none. */
+  readonly name: string;
+  readonly limit: Limit;
+  readonly cost: number;
+  /** consume: spend `cost` if it fits. admit: require that `cost` fits, spend nothing. @default 'consume' */
+  readonly mode?: 'consume' | 'admit';
+  /** Evaluated and spent when it fits, but never denies. @default false */
+  readonly shadow?: boolean;
+}
+
+export interface CheckOutcome {
+  readonly check: Check;
+  readonly decision: Decision;
+}
+
+export interface ItemOutcome {
+  readonly allowed: boolean;
+  /** One per check, in the order given. */
+  readonly outcomes: readonly CheckOutcome[];
+  /** The first non-shadow check that denied. */
+  readonly deniedBy?: CheckOutcome;
+  /** Epoch ms until which the item's block attribute (the penalty box) denies. */
+  readonly blockedUntil?: number;
+}
+
+export interface ItemOptions {
+  /** Attribute holding an epoch-ms "denied until"; while it lies ahead, every decision denies. */
+  readonly block?: string;
+  /** Other limits kept in the same item, so the item's TTL covers them too. */
+  readonly alsoHolds?: readonly Limit[];
+}
+
+export interface Adjustment {
+  readonly name: string;
+  readonly limit: Limit;
+  /** > 0 debits without a limit check (may leave debt); < 0 refunds, never past full. */
+  readonly delta: number;
+  /** When the refunded cost was admitted (epoch ms): a sliding window refunds that slot. */
+  readonly admittedAt?: number;
 }
 
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
@@ -40,6 +84,8 @@ export interface StoreStats {
   conditionFailures: number;
   reads: number;
 }
+
+type Item = Record<string, unknown>;
 
 /**
  * Limits on DynamoDB. One conditional UpdateItem per decision in steady state: the write is
@@ -54,7 +100,7 @@ export class LimitStore {
   private readonly maxAttempts: number;
   private readonly clockSkewMs: number;
   private readonly cacheSize: number;
-  private readonly seen = new Map<string, BucketState>();
+  private readonly seen = new Map<string, Item>();
 
   constructor(options: LimitStoreOptions) {
     this.doc = DynamoDBDocumentClient.from(options.client);
@@ -65,63 +111,122 @@ export class LimitStore {
     this.cacheSize = options.cacheSize ?? 10_000;
   }
 
-  /** Spend `cost` on `key` if `limit` allows it; a denial spends nothing. */
+  /** Spend `cost` on the bucket `key` if `limit` allows it; a denial spends nothing. */
   async consume(key: string, limit: Limit, cost = 1): Promise<Decision> {
-    requireCost(cost);
-    this.checkLimit(limit);
+    const outcome = await this.decideItem(key, [{ name: '', limit, cost }]);
+    return outcome.outcomes[0]!.decision;
+  }
+
+  /** Settle against the bucket `key` (see Adjustment). */
+  async adjust(key: string, limit: Limit, delta: number, admittedAt?: number): Promise<void> {
+    await this.adjustItem(key, [{ name: '', limit, delta, ...(admittedAt === undefined ? {} : { admittedAt }) }]);
+  }
+
+  /** The bucket's numbers without spending anything (one consistent read). */
+  async peek(key: string, limit: Limit): Promise<Decision> {
+    return (await this.peekItem(key, [{ name: '', limit, cost: 1 }])).outcomes[0]!.decision;
+  }
+
+  /** Decide every check of one item with one conditional write: all admit, or nothing is spent. */
+  async decideItem(key: string, checks: readonly Check[], options: ItemOptions = {}): Promise<ItemOutcome> {
+    for (const c of checks) {
+      requireCost(c.cost);
+      this.checkLimit(c.limit);
+    }
     const pk = KEY_PREFIX.bucket + key;
-    const now = this.now();
-    let state = this.seen.get(pk);
+    const at = this.now();
+    let item = this.seen.get(pk);
     let fresh = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const plan = decide(limit, state, now, cost);
-      let write = plan.write;
-      if (!write) {
-        if (fresh || plan.decision.exceedsLimit) return plan.decision;
-        write = probe(limit, state, now, cost);
-        if (!write) {
-          state = await this.read(pk);
-          fresh = true;
-          continue;
-        }
+      const evals = checks.map((c) => evaluate(c, bucketOf(item, c.name), at));
+      const blockedUntil = options.block ? numberOf(item, options.block) : undefined;
+      const blocked = blockedUntil !== undefined && blockedUntil > at.early;
+      const deniedAt = evals.findIndex((e, i) => !checks[i]!.shadow && !e.decision.allowed);
+      const final = deniedAt >= 0 && evals[deniedAt]!.decision.exceedsLimit;
+      if ((blocked || deniedAt >= 0) && (fresh || final)) return denial(checks, evals, deniedAt, blocked ? blockedUntil : undefined);
+
+      const fragments: Fragment[] = [];
+      let needRead = false;
+      evals.forEach((e, i) => {
+        const c = checks[i]!;
+        const source = e.decision.allowed ? e.source : c.shadow ? undefined : (e.probe ?? (needRead = true, undefined));
+        if (source) fragments.push(fragment(source, c.limit, c.name, `a${i}`));
+      });
+      if (needRead) {
+        item = await this.read(pk);
+        fresh = true;
+        continue;
       }
-      const outcome = await this.apply(pk, limit, write);
-      state = outcome.state;
+      if (options.block) fragments.push(notBlocked(options.block, at));
+      const outcome = await this.write(pk, fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])]);
+      item = outcome.item;
       fresh = true;
-      if (outcome.ok) return { ...describe(limit, state, now), allowed: true };
+      if (outcome.ok) {
+        const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision.allowed ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true } : evals[i]!.decision }));
+        return { allowed: true, outcomes };
+      }
     }
     throw new ContentionError(key, this.maxAttempts);
   }
 
-  /**
-   * Settle against a bucket: `delta` > 0 debits without a limit check (the bucket may go into
-   * debt), `delta` < 0 refunds (never past full). `admittedAt` (epoch ms) says which
-   * sliding-window slot a refund comes off. @default admittedAt now
-   */
-  async adjust(key: string, limit: Limit, delta: number, admittedAt?: number): Promise<void> {
-    if (delta !== 0) requireCost(Math.abs(delta), 'adjustment');
-    this.checkLimit(limit);
+  /** Settle several buckets of one item with one conditional write. */
+  async adjustItem(key: string, adjustments: readonly Adjustment[], options: ItemOptions = {}): Promise<void> {
+    for (const a of adjustments) {
+      if (a.delta !== 0) requireCost(Math.abs(a.delta), 'adjustment');
+      this.checkLimit(a.limit);
+    }
     const pk = KEY_PREFIX.bucket + key;
-    const now = this.now();
-    const admitted = admittedAt === undefined ? now : moment(admittedAt, this.clockSkewMs);
-    let state = this.seen.get(pk);
+    const at = this.now();
+    let item = this.seen.get(pk);
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const { write } = adjust(limit, state, now, delta, admitted);
-      if (!write) return;
-      const outcome = await this.apply(pk, limit, write);
-      state = outcome.state;
+      const fragments: Fragment[] = [];
+      adjustments.forEach((a, i) => {
+        const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
+        const { write } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
+        if (write) fragments.push(fragment(write, a.limit, a.name, `a${i}`));
+      });
+      if (fragments.length === 0) return;
+      const outcome = await this.write(pk, fragments, at, [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])]);
+      item = outcome.item;
       if (outcome.ok) return;
     }
     throw new ContentionError(key, this.maxAttempts);
   }
 
-  /** The limit's numbers for `key` without spending anything (one consistent read). */
-  async peek(key: string, limit: Limit): Promise<Decision> {
-    const state = await this.read(KEY_PREFIX.bucket + key);
-    return describe(limit, state, this.now());
+  /** Every check's numbers without spending anything (one consistent read). */
+  async peekItem(key: string, checks: readonly Check[]): Promise<ItemOutcome> {
+    const item = await this.read(KEY_PREFIX.bucket + key);
+    const at = this.now();
+    return { allowed: true, outcomes: checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(item, c.name), at) })) };
   }
 
-  private now(): Moment {
+  /**
+   * Compare-and-set plain attributes of an item (the penalty box): succeeds only if every
+   * attribute in `expect` still has the given value (undefined: absent). Returns the item after
+   * the write, or as it was when the comparison failed.
+   */
+  async compareAndSet(key: string, expect: Readonly<Record<string, number | undefined>>, set: Readonly<Record<string, number | string>>, freshAtMs: number): Promise<{ ok: boolean; item: Item | undefined }> {
+    const names: Record<string, string> = { '#exp': TABLE.ttlAttribute };
+    const values: Record<string, unknown> = { ':exp': expiresAt(freshAtMs) };
+    const conditions = Object.entries(expect).map(([attr, value], i) => {
+      names[`#e${i}`] = attr;
+      if (value === undefined) return `attribute_not_exists(#e${i})`;
+      values[`:e${i}`] = value;
+      return `#e${i} = :e${i}`;
+    });
+    // Never shorten the item's TTL here: its buckets may need longer than the block does.
+    const sets = ['#exp = if_not_exists(#exp, :exp)'];
+    Object.entries(set).forEach(([attr, value], i) => {
+      names[`#s${i}`] = attr;
+      values[`:s${i}`] = value;
+      sets.push(`#s${i} = :s${i}`);
+    });
+    const fragments: Fragment[] = [{ ...(conditions.length ? { condition: conditions.join(' AND ') } : {}), sets, names, values }];
+    return this.send(KEY_PREFIX.bucket + key, fragments);
+  }
+
+  /** The time as this store sees it (see clockSkewMs). */
+  now(): Moment {
     return moment(this.clock(), this.clockSkewMs);
   }
 
@@ -133,198 +238,117 @@ export class LimitStore {
     }
   }
 
-  private remember(pk: string, state: BucketState | undefined): void {
+  private remember(pk: string, item: Item | undefined): void {
     this.seen.delete(pk);
-    if (state === undefined) return;
-    this.seen.set(pk, state);
+    if (item === undefined) return;
+    this.seen.set(pk, item);
     if (this.seen.size > this.cacheSize) {
       const oldest = this.seen.keys().next().value;
       if (oldest !== undefined) this.seen.delete(oldest);
     }
   }
 
-  private async read(pk: string): Promise<BucketState | undefined> {
+  private async read(pk: string): Promise<Item | undefined> {
     this.stats.calls++;
     this.stats.reads++;
     try {
       const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { [TABLE.partitionKey]: pk }, ConsistentRead: true }));
-      const state = out.Item ? toState(out.Item) : undefined;
-      this.remember(pk, state);
-      return state;
+      this.remember(pk, out.Item);
+      return out.Item;
     } catch (err) {
       throw new StoreUnavailableError('GetItem', pk, { cause: err });
     }
   }
 
-  private async apply(pk: string, limit: Limit, write: BucketWrite): Promise<{ ok: boolean; state: BucketState | undefined }> {
-    const expression = toExpression(write, limit);
+  /** One conditional write of all fragments; the item's TTL covers the longest memory of `limits`. */
+  private write(pk: string, fragments: Fragment[], at: Moment, limits: readonly Limit[]) {
+    const memory = Math.max(0, ...limits.map(memoryMs));
+    const exp: Fragment = { sets: ['#exp = :exp'], names: { '#exp': TABLE.ttlAttribute }, values: { ':exp': expiresAt(at.late + memory) } };
+    return this.send(pk, [...fragments, exp]);
+  }
+
+  private async send(pk: string, fragments: Fragment[]): Promise<{ ok: boolean; item: Item | undefined }> {
+    // DynamoDB rejects redundant parentheses: only an OR needs them once it is ANDed with others.
+    const conditions = fragments.flatMap((f) => (f.condition ? [f.condition] : []));
+    const condition = conditions.length > 1 ? conditions.map((c) => (c.includes(' OR ') ? `(${c})` : c)).join(' AND ') : conditions[0];
     this.stats.calls++;
     try {
       const out = await this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: { [TABLE.partitionKey]: pk },
-          ...expression,
+          UpdateExpression: `SET ${fragments.flatMap((f) => f.sets).join(', ')}`,
+          ...(condition ? { ConditionExpression: condition } : {}),
+          ExpressionAttributeNames: Object.assign({}, ...fragments.map((f) => f.names)),
+          ExpressionAttributeValues: Object.assign({}, ...fragments.map((f) => f.values)),
           ReturnValues: 'ALL_NEW',
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
-      const state = toState(out.Attributes ?? {});
-      this.remember(pk, state);
-      return { ok: true, state };
+      this.remember(pk, out.Attributes);
+      return { ok: true, item: out.Attributes };
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) {
         this.stats.conditionFailures++;
-        const state = err.Item ? toState(unmarshall(err.Item)) : undefined;
-        this.remember(pk, state);
-        return { ok: false, state };
+        const item = err.Item ? unmarshall(err.Item) : undefined;
+        this.remember(pk, item);
+        return { ok: false, item };
       }
       throw new StoreUnavailableError('UpdateItem', pk, { cause: err });
     }
   }
 }
 
-function toState(item: Record<string, unknown>): BucketState {
-  const num = (name: string): number | undefined => (typeof item[name] === 'number' ? (item[name] as number) : undefined);
+interface Evaluation {
+  readonly decision: Decision;
+  /** The write (consume) or guard (admit) that makes an admission true in the store. */
+  readonly source?: Plan['write'] | BucketGuard;
+  /** What to try when a stale view says deny; undefined: read first. */
+  readonly probe?: Plan['write'] | BucketGuard;
+}
+
+function evaluate(c: Check, state: BucketState | undefined, at: Moment): Evaluation {
+  if (c.mode === 'admit') {
+    const { decision, guard } = check(c.limit, state, at, c.cost);
+    return { decision, source: guard, probe: guard };
+  }
+  const plan = decide(c.limit, state, at, c.cost);
+  return { decision: plan.decision, ...(plan.write ? { source: plan.write } : {}), ...(plan.write ? {} : { probe: probe(c.limit, state, at, c.cost) }) };
+}
+
+function denial(checks: readonly Check[], evals: readonly Evaluation[], deniedAt: number, blockedUntil: number | undefined): ItemOutcome {
+  const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision }));
+  return { allowed: false, outcomes, ...(deniedAt >= 0 ? { deniedBy: outcomes[deniedAt]! } : {}), ...(blockedUntil === undefined ? {} : { blockedUntil }) };
+}
+
+function notBlocked(attribute: string, at: Moment): Fragment {
+  return { condition: 'attribute_not_exists(#blk) OR #blk <= :blkAt', sets: [], names: { '#blk': attribute }, values: { ':blkAt': at.early } };
+}
+
+function numberOf(item: Item | undefined, attribute: string): number | undefined {
+  const value = item?.[attribute];
+  return typeof value === 'number' ? value : undefined;
+}
+
+/** The state of the bucket called `name` inside an item. */
+function bucketOf(item: Item | undefined, name: string): BucketState | undefined {
+  if (!item) return undefined;
+  const num = (attr: string) => numberOf(item, attributeName(name, attr));
   const slots: number[] = [];
-  for (let i = 0; num(ATTR.slot + i) !== undefined; i++) slots.push(num(ATTR.slot + i) as number);
-  const state: Record<string, unknown> = {
-    tat: num(ATTR.tat),
-    credit: num(ATTR.credit),
-    creditAt: num(ATTR.creditAt),
-    head: num(ATTR.head),
-    total: num(ATTR.total),
-    writes: num(ATTR.writes),
-    slots: slots.length > 0 ? slots : undefined,
-  };
-  for (const name of Object.keys(state)) if (state[name] === undefined) delete state[name];
-  return state as BucketState;
+  for (let i = 0; num(ATTR.slot + i) !== undefined; i++) slots.push(num(ATTR.slot + i)!);
+  const state: Record<string, number | number[]> = {};
+  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total, writes: ATTR.writes } as const;
+  for (const [field, attr] of Object.entries(fields)) {
+    const value = num(attr);
+    if (value !== undefined) state[field] = value;
+  }
+  if (slots.length > 0) state.slots = slots;
+  return Object.keys(state).length ? (state as BucketState) : undefined;
 }
 
-interface Expression {
-  UpdateExpression: string;
-  ConditionExpression: string;
-  ExpressionAttributeNames: Record<string, string>;
-  ExpressionAttributeValues: Record<string, unknown>;
-}
-
-/** Seconds since the epoch after which an item's state is the same as no item at all. */
+/** Epoch seconds after which an item no longer matters, with a day's margin. */
 function expiresAt(freshAtMs: number): number {
   return Math.ceil(freshAtMs / 1000) + TTL_MARGIN_SECONDS;
-}
-
-const tat = { '#tat': ATTR.tat };
-const hasRoom = '#tat BETWEEN :late AND :lim';
-const wasFull = 'attribute_not_exists(#tat) OR (#tat < :late AND #tat <= :lim)';
-
-function toExpression(write: BucketWrite, limit: Limit): Expression {
-  const exp = { '#exp': TABLE.ttlAttribute };
-  switch (write.branch) {
-    case 'advance':
-      // The condition caps tat at horizon after this write, whatever other writers did: so is the expiry.
-      return {
-        ConditionExpression: hasRoom,
-        UpdateExpression: 'SET #tat = #tat + :inc, #exp = :exp',
-        ExpressionAttributeNames: { ...exp, ...tat },
-        ExpressionAttributeValues: { ':late': write.late, ':lim': write.lim, ':inc': write.inc, ':exp': expiresAt(write.horizon) },
-      };
-    case 'start':
-      return {
-        ConditionExpression: wasFull,
-        UpdateExpression: 'SET #tat = :tat, #exp = :exp',
-        ExpressionAttributeNames: { ...exp, ...tat },
-        ExpressionAttributeValues: { ':late': write.late, ':lim': write.lim, ':tat': write.tat, ':exp': expiresAt(write.tat) },
-      };
-    case 'restart': {
-      const values: Record<string, unknown> = { ':early': write.early, ':tat': write.tat, ':credit': write.credit, ':exp': expiresAt(write.tat) };
-      const conditions = ['attribute_not_exists(#tat)', 'attribute_not_exists(#cr)'];
-      if (write.expectTat !== undefined) {
-        conditions[0] = '#tat = :expectTat';
-        values[':expectTat'] = write.expectTat;
-      }
-      if (write.expectCredit !== undefined) {
-        conditions[1] = '#cr = :expectCredit';
-        values[':expectCredit'] = write.expectCredit;
-      }
-      return {
-        ConditionExpression: conditions.join(' AND '),
-        UpdateExpression: 'SET #tat = :tat, #cr = :credit, #crAt = :early, #exp = :exp',
-        ExpressionAttributeNames: { ...exp, ...tat, '#cr': ATTR.credit, '#crAt': ATTR.creditAt },
-        ExpressionAttributeValues: values,
-      };
-    }
-    case 'credit':
-      return {
-        ConditionExpression: '#tat > :mainBelow AND #tat <= :horizon AND #cr >= :cost',
-        UpdateExpression: 'SET #cr = #cr - :cost',
-        ExpressionAttributeNames: { ...tat, '#cr': ATTR.credit },
-        ExpressionAttributeValues: { ':mainBelow': write.mainBelow, ':horizon': write.horizon, ':cost': write.cost },
-      };
-    case 'debit':
-      // Debt can push tat past the horizon; the expiry moves with it (whole seconds, rounded up).
-      return {
-        ConditionExpression: '#tat >= :late',
-        UpdateExpression: 'SET #tat = #tat + :inc, #exp = if_not_exists(#exp, :exp) + :incSeconds',
-        ExpressionAttributeNames: { ...exp, ...tat },
-        ExpressionAttributeValues: { ':late': write.late, ':inc': write.inc, ':exp': expiresAt(write.horizon), ':incSeconds': Math.ceil(write.inc / 1000) },
-      };
-    case 'refund':
-      return {
-        ConditionExpression: '#tat >= :floor',
-        UpdateExpression: 'SET #tat = #tat - :dec',
-        ExpressionAttributeNames: tat,
-        ExpressionAttributeValues: { ':floor': write.floor, ':dec': write.dec },
-      };
-    case 'refill':
-      return {
-        ConditionExpression: '#tat = :expectTat',
-        UpdateExpression: 'SET #tat = :late',
-        ExpressionAttributeNames: tat,
-        ExpressionAttributeValues: { ':expectTat': write.expectTat, ':late': write.late },
-      };
-    case 'init':
-    case 'roll': {
-      if (limit.shape !== 'sliding_window') throw new TypeError(`write ${write.branch} needs a sliding window`);
-      const names: Record<string, string> = { ...exp, '#hd': ATTR.head, '#tot': ATTR.total, '#n': ATTR.writes };
-      const values: Record<string, unknown> = { ':head': write.head, ':total': write.total, ':one': 1 };
-      const sets = ['#hd = :head', '#tot = :total', '#exp = :exp'];
-      write.slots.forEach((count, i) => {
-        names[`#s${i}`] = ATTR.slot + i;
-        values[`:s${i}`] = count;
-        sets.push(`#s${i} = :s${i}`);
-      });
-      // Fresh once every slot the ring holds has left every container's window.
-      values[':exp'] = expiresAt((write.head + ringLength(limit)) * slotMs(limit));
-      if (write.branch === 'init') {
-        return { ConditionExpression: 'attribute_not_exists(#hd)', UpdateExpression: `SET ${sets.join(', ')}, #n = :one`, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
-      }
-      return {
-        ConditionExpression: '#hd = :expectHead AND #n = :expectWrites',
-        UpdateExpression: `SET ${sets.join(', ')}, #n = #n + :one`,
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: { ...values, ':expectHead': write.expectHead, ':expectWrites': write.expectWrites },
-      };
-    }
-    case 'add': {
-      const conditions = ['#hd = :head'];
-      const values: Record<string, unknown> = { ':head': write.head, ':cost': write.cost, ':one': 1 };
-      const names: Record<string, string> = { '#hd': ATTR.head, '#slot': ATTR.slot + write.position, '#n': ATTR.writes };
-      if (write.maxTotal !== undefined) {
-        conditions.push('#tot <= :maxTotal');
-        values[':maxTotal'] = write.maxTotal;
-      }
-      if (write.minSlot !== undefined) {
-        conditions.push('#slot >= :minSlot');
-        values[':minSlot'] = write.minSlot;
-      }
-      const sets = ['#slot = #slot + :cost', '#n = #n + :one'];
-      if (write.inTotal || write.maxTotal !== undefined) {
-        names['#tot'] = ATTR.total;
-        if (write.inTotal) sets.push('#tot = #tot + :cost');
-      }
-      return { ConditionExpression: conditions.join(' AND '), UpdateExpression: `SET ${sets.join(', ')}`, ExpressionAttributeNames: names, ExpressionAttributeValues: values };
-    }
-  }
 }
 
 /** The table as the construct deploys it (key schema and TTL from TABLE), for local runs and tests. */
