@@ -4,15 +4,19 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   ResourceNotFoundException,
+  TransactionCanceledException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { type BucketState, check, type Plan, adjust, decide, describe, memoryMs, probe, requireCost } from './bucket';
-import { ATTR, DEFAULT_MAX_ATTEMPTS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
+import { adjust, describe, memoryMs, requireCost } from './bucket';
+import { DEFAULT_MAX_ATTEMPTS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
 import type { Decision } from './decision';
+
+export type { Adjustment, Check, CheckOutcome, ItemOptions, ItemOutcome } from './item';
 import { ContentionError, InvalidLimitError, StoreUnavailableError } from './errors';
-import { attributeName, type BucketGuard, type Fragment, fragment } from './expressions';
+import { type Fragment, fragment } from './expressions';
+import { type Adjustment, admitted, bucketOf, type Check, type Item, type ItemOptions, type ItemOutcome, planItem, predictItem } from './item';
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
 import { slotMs } from './sliding-window';
@@ -35,49 +39,6 @@ export interface LimitStoreOptions {
   readonly cacheSize?: number;
 }
 
-/** One limit checked inside an item. Several checks of one item are decided by one write. */
-export interface Check {
-  /** The bucket's name inside the item (its attributes are `<name>_tat`, ...); '' for none. */
-  readonly name: string;
-  readonly limit: Limit;
-  readonly cost: number;
-  /** consume: spend `cost` if it fits. admit: require that `cost` fits, spend nothing. @default 'consume' */
-  readonly mode?: 'consume' | 'admit';
-  /** Evaluated and spent when it fits, but never denies. @default false */
-  readonly shadow?: boolean;
-}
-
-export interface CheckOutcome {
-  readonly check: Check;
-  readonly decision: Decision;
-}
-
-export interface ItemOutcome {
-  readonly allowed: boolean;
-  /** One per check, in the order given. */
-  readonly outcomes: readonly CheckOutcome[];
-  /** The first non-shadow check that denied. */
-  readonly deniedBy?: CheckOutcome;
-  /** Epoch ms until which the item's block attribute (the penalty box) denies. */
-  readonly blockedUntil?: number;
-}
-
-export interface ItemOptions {
-  /** Attribute holding an epoch-ms "denied until"; while it lies ahead, every decision denies. */
-  readonly block?: string;
-  /** Other limits kept in the same item, so the item's TTL covers them too. */
-  readonly alsoHolds?: readonly Limit[];
-}
-
-export interface Adjustment {
-  readonly name: string;
-  readonly limit: Limit;
-  /** > 0 debits without a limit check (may leave debt); < 0 refunds, never past full. */
-  readonly delta: number;
-  /** When the refunded cost was admitted (epoch ms): a sliding window refunds that slot. */
-  readonly admittedAt?: number;
-}
-
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
 export interface StoreStats {
   calls: number;
@@ -85,7 +46,6 @@ export interface StoreStats {
   reads: number;
 }
 
-type Item = Record<string, unknown>;
 
 /**
  * Limits on DynamoDB. One conditional UpdateItem per decision in steady state: the write is
@@ -129,44 +89,85 @@ export class LimitStore {
 
   /** Decide every check of one item with one conditional write: all admit, or nothing is spent. */
   async decideItem(key: string, checks: readonly Check[], options: ItemOptions = {}): Promise<ItemOutcome> {
-    for (const c of checks) {
-      requireCost(c.cost);
-      this.checkLimit(c.limit);
-    }
+    this.validate(checks);
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
     let item = this.seen.get(pk);
     let fresh = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const evals = checks.map((c) => evaluate(c, bucketOf(item, c.name), at));
-      const blockedUntil = options.block ? numberOf(item, options.block) : undefined;
-      const blocked = blockedUntil !== undefined && blockedUntil > at.early;
-      const deniedAt = evals.findIndex((e, i) => !checks[i]!.shadow && !e.decision.allowed);
-      const final = deniedAt >= 0 && evals[deniedAt]!.decision.exceedsLimit;
-      if ((blocked || deniedAt >= 0) && (fresh || final)) return denial(checks, evals, deniedAt, blocked ? blockedUntil : undefined);
-
-      const fragments: Fragment[] = [];
-      let needRead = false;
-      evals.forEach((e, i) => {
-        const c = checks[i]!;
-        const source = e.decision.allowed ? e.source : c.shadow ? undefined : (e.probe ?? (needRead = true, undefined));
-        if (source) fragments.push(fragment(source, c.limit, c.name, `a${i}`));
-      });
-      if (needRead) {
+      const step = planItem(checks, options, item, fresh, at);
+      if (step.kind === 'done') return step.outcome;
+      if (step.kind === 'read') {
         item = await this.read(pk);
         fresh = true;
         continue;
       }
-      if (options.block) fragments.push(notBlocked(options.block, at));
-      const outcome = await this.write(pk, fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])]);
+      const outcome = await this.write(pk, step.fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])]);
       item = outcome.item;
       fresh = true;
-      if (outcome.ok) {
-        const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision.allowed ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true } : evals[i]!.decision }));
-        return { allowed: true, outcomes };
-      }
+      if (outcome.ok) return admitted(checks, step.evals, item, at);
     }
     throw new ContentionError(key, this.maxAttempts);
+  }
+
+  /**
+   * Decide several items atomically with one TransactWriteItems: every item admits, or none is
+   * written. Costs two write units per item (transactional) and returns no new state, so the
+   * numbers reported are this container's prediction.
+   */
+  async decideItemsAtomically(items: readonly { key: string; checks: readonly Check[]; options?: ItemOptions }[]): Promise<ItemOutcome[]> {
+    for (const it of items) this.validate(it.checks);
+    const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
+    const at = this.now();
+    const state = pks.map((pk) => this.seen.get(pk));
+    const fresh = pks.map(() => false);
+    for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
+      const steps = items.map((it, i) => planItem(it.checks, it.options ?? {}, state[i], fresh[i]!, at));
+      const denied = steps.findIndex((s) => s.kind === 'done' && !s.outcome.allowed);
+      if (denied >= 0) return steps.map((s, i) => (s.kind === 'done' ? s.outcome : { allowed: true, outcomes: items[i]!.checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(state[i], c.name), at) })) }));
+      const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
+      if (reads.length) {
+        for (const i of reads) {
+          state[i] = await this.read(pks[i]!);
+          fresh[i] = true;
+        }
+        continue;
+      }
+      const writes = steps.map((s, i) => {
+        const it = items[i]!;
+        const fragments = s.kind === 'write' ? s.fragments : [];
+        return this.request(pks[i]!, [...fragments, this.expiry(at, [...it.checks.map((c) => c.limit), ...(it.options?.alsoHolds ?? [])])]);
+      });
+      this.stats.calls++;
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: writes.map((w) => ({ Update: { ...w, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } })) }));
+      } catch (err) {
+        if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', pks.join(','), { cause: err });
+        this.stats.conditionFailures++;
+        err.CancellationReasons?.forEach((reason, i) => {
+          if (reason.Code === 'ConditionalCheckFailed') {
+            state[i] = reason.Item ? unmarshall(reason.Item) : undefined;
+            fresh[i] = true;
+            this.remember(pks[i]!, state[i]);
+          }
+        });
+        continue;
+      }
+      return steps.map((s, i) => {
+        const evals = s.kind === 'write' ? s.evals : [];
+        const predicted = predictItem(state[i], items[i]!.checks, evals);
+        this.remember(pks[i]!, predicted);
+        return admitted(items[i]!.checks, evals, predicted, at);
+      });
+    }
+    throw new ContentionError(pks.join(','), this.maxAttempts);
+  }
+
+  private validate(checks: readonly Check[]): void {
+    for (const c of checks) {
+      requireCost(c.cost);
+      this.checkLimit(c.limit);
+    }
   }
 
   /** Settle several buckets of one item with one conditional write. */
@@ -260,31 +261,35 @@ export class LimitStore {
     }
   }
 
-  /** One conditional write of all fragments; the item's TTL covers the longest memory of `limits`. */
-  private write(pk: string, fragments: Fragment[], at: Moment, limits: readonly Limit[]) {
+  /** The item's TTL: the longest memory of the limits it holds, from the latest present. */
+  private expiry(at: Moment, limits: readonly Limit[]): Fragment {
     const memory = Math.max(0, ...limits.map(memoryMs));
-    const exp: Fragment = { sets: ['#exp = :exp'], names: { '#exp': TABLE.ttlAttribute }, values: { ':exp': expiresAt(at.late + memory) } };
-    return this.send(pk, [...fragments, exp]);
+    return { sets: ['#exp = :exp'], names: { '#exp': TABLE.ttlAttribute }, values: { ':exp': expiresAt(at.late + memory) } };
   }
 
-  private async send(pk: string, fragments: Fragment[]): Promise<{ ok: boolean; item: Item | undefined }> {
+  /** One conditional write of all fragments. */
+  private write(pk: string, fragments: Fragment[], at: Moment, limits: readonly Limit[]) {
+    return this.send(pk, [...fragments, this.expiry(at, limits)]);
+  }
+
+  private request(pk: string, fragments: Fragment[]) {
     // DynamoDB rejects redundant parentheses: only an OR needs them once it is ANDed with others.
     const conditions = fragments.flatMap((f) => (f.condition ? [f.condition] : []));
     const condition = conditions.length > 1 ? conditions.map((c) => (c.includes(' OR ') ? `(${c})` : c)).join(' AND ') : conditions[0];
+    return {
+      TableName: this.tableName,
+      Key: { [TABLE.partitionKey]: pk },
+      UpdateExpression: `SET ${fragments.flatMap((f) => f.sets).join(', ')}`,
+      ...(condition ? { ConditionExpression: condition } : {}),
+      ExpressionAttributeNames: Object.assign({}, ...fragments.map((f) => f.names)) as Record<string, string>,
+      ExpressionAttributeValues: Object.assign({}, ...fragments.map((f) => f.values)) as Record<string, unknown>,
+    };
+  }
+
+  private async send(pk: string, fragments: Fragment[]): Promise<{ ok: boolean; item: Item | undefined }> {
     this.stats.calls++;
     try {
-      const out = await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: { [TABLE.partitionKey]: pk },
-          UpdateExpression: `SET ${fragments.flatMap((f) => f.sets).join(', ')}`,
-          ...(condition ? { ConditionExpression: condition } : {}),
-          ExpressionAttributeNames: Object.assign({}, ...fragments.map((f) => f.names)),
-          ExpressionAttributeValues: Object.assign({}, ...fragments.map((f) => f.values)),
-          ReturnValues: 'ALL_NEW',
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      );
+      const out = await this.doc.send(new UpdateCommand({ ...this.request(pk, fragments), ReturnValues: 'ALL_NEW', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }));
       this.remember(pk, out.Attributes);
       return { ok: true, item: out.Attributes };
     } catch (err) {
@@ -297,53 +302,6 @@ export class LimitStore {
       throw new StoreUnavailableError('UpdateItem', pk, { cause: err });
     }
   }
-}
-
-interface Evaluation {
-  readonly decision: Decision;
-  /** The write (consume) or guard (admit) that makes an admission true in the store. */
-  readonly source?: Plan['write'] | BucketGuard;
-  /** What to try when a stale view says deny; undefined: read first. */
-  readonly probe?: Plan['write'] | BucketGuard;
-}
-
-function evaluate(c: Check, state: BucketState | undefined, at: Moment): Evaluation {
-  if (c.mode === 'admit') {
-    const { decision, guard } = check(c.limit, state, at, c.cost);
-    return { decision, source: guard, probe: guard };
-  }
-  const plan = decide(c.limit, state, at, c.cost);
-  return { decision: plan.decision, ...(plan.write ? { source: plan.write } : {}), ...(plan.write ? {} : { probe: probe(c.limit, state, at, c.cost) }) };
-}
-
-function denial(checks: readonly Check[], evals: readonly Evaluation[], deniedAt: number, blockedUntil: number | undefined): ItemOutcome {
-  const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision }));
-  return { allowed: false, outcomes, ...(deniedAt >= 0 ? { deniedBy: outcomes[deniedAt]! } : {}), ...(blockedUntil === undefined ? {} : { blockedUntil }) };
-}
-
-function notBlocked(attribute: string, at: Moment): Fragment {
-  return { condition: 'attribute_not_exists(#blk) OR #blk <= :blkAt', sets: [], names: { '#blk': attribute }, values: { ':blkAt': at.early } };
-}
-
-function numberOf(item: Item | undefined, attribute: string): number | undefined {
-  const value = item?.[attribute];
-  return typeof value === 'number' ? value : undefined;
-}
-
-/** The state of the bucket called `name` inside an item. */
-function bucketOf(item: Item | undefined, name: string): BucketState | undefined {
-  if (!item) return undefined;
-  const num = (attr: string) => numberOf(item, attributeName(name, attr));
-  const slots: number[] = [];
-  for (let i = 0; num(ATTR.slot + i) !== undefined; i++) slots.push(num(ATTR.slot + i)!);
-  const state: Record<string, number | number[]> = {};
-  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total, writes: ATTR.writes } as const;
-  for (const [field, attr] of Object.entries(fields)) {
-    const value = num(attr);
-    if (value !== undefined) state[field] = value;
-  }
-  if (slots.length > 0) state.slots = slots;
-  return Object.keys(state).length ? (state as BucketState) : undefined;
 }
 
 /** Epoch seconds after which an item no longer matters, with a day's margin. */

@@ -1,0 +1,252 @@
+import { InvalidLimitError } from './errors';
+import { type Limit, leakyBucket, slidingWindow, tokenBucket } from './limits';
+
+/** Layers in the order they are checked; the first that denies is the one reported. */
+export const LAYERS = ['tenant', 'user', 'endpoint', 'global'] as const;
+export type Layer = (typeof LAYERS)[number];
+
+/** What a limit counts: requests (1 each), tokens (input + output), or usd (micro-dollars). */
+export const COUNTS = ['requests', 'tokens', 'usd'] as const;
+export type Counts = (typeof COUNTS)[number];
+
+export type FailureMode = 'open' | 'closed';
+
+export interface LimitSpec {
+  readonly counts: Counts;
+  readonly limit: Limit;
+  /** Names the limit in codes (`<layer>_<counts>_<name>`) and headers. @default from its period, e.g. per_minute */
+  readonly name?: string;
+  /** Evaluated, spent and reported, but never denies: roll a new limit out safely. @default false */
+  readonly shadow?: boolean;
+}
+
+export interface Plan {
+  /** Limits per tenant (its contract). */
+  readonly tenant?: readonly LimitSpec[];
+  /** Limits per user within the tenant (fair share). */
+  readonly user?: readonly LimitSpec[];
+  /** Limits per endpoint path, per tenant unless the endpoint's scope is global. */
+  readonly endpoints?: Readonly<Record<string, readonly LimitSpec[]>>;
+}
+
+/** Per-tenant changes that take effect without a deploy (enterprise contracts): same shape as a plan. */
+export type Overrides = Plan;
+
+/** USD per million tokens, input and output. */
+export interface ModelPrice {
+  readonly inputPerMillion: number;
+  readonly outputPerMillion: number;
+}
+
+export interface EndpointConfig {
+  /** Models allowed on this endpoint, with their prices (usd limits count them). */
+  readonly models: Readonly<Record<string, ModelPrice>>;
+  /** Endpoint limits count per tenant, or once for the whole system. @default 'tenant' */
+  readonly scope?: 'tenant' | 'global';
+}
+
+export interface PenaltyPolicy {
+  /** Denials within `windowMs` before Retry-After starts to grow. @default 3 */
+  readonly threshold: number;
+  /** Denials further apart than this start the count again. @default 60000 */
+  readonly windowMs: number;
+  /** Retry-After of the first escalation; doubles with each further denial. @default 2000 */
+  readonly baseMs: number;
+  /** Retry-After never grows beyond this. @default 300000 */
+  readonly maxMs: number;
+}
+
+export interface LimiterConfig {
+  readonly plans: Readonly<Record<string, Plan>>;
+  /** AI routes by path (e.g. /v1/chat/completions). The brake and the limits apply to these. */
+  readonly endpoints: Readonly<Record<string, EndpointConfig>>;
+  /** System-wide limits, sharded across `shards` items so no single partition caps throughput. */
+  readonly global?: { readonly limits: readonly LimitSpec[]; readonly shards?: number };
+  /** What a layer does when DynamoDB fails: deny (closed) or let the request through (open). */
+  readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
+  readonly penalty?: Partial<PenaltyPolicy>;
+}
+
+export const DEFAULT_PENALTY: PenaltyPolicy = { threshold: 3, windowMs: 60_000, baseMs: 2_000, maxMs: 300_000 };
+/** Closed (deny on store failure) for every layer unless configured; the decision says which it used. */
+export const DEFAULT_FAILURE_MODE: FailureMode = 'closed';
+export const DEFAULT_GLOBAL_SHARDS = 8;
+
+const NAMED_PERIODS: Record<number, string> = { 1: 'per_second', 60: 'per_minute', 3_600: 'per_hour', 86_400: 'per_day', 604_800: 'per_week' };
+
+/** Seconds a limit takes to refill from empty (or its window): names it per_minute, per_day, ... */
+export function periodSeconds(limit: Limit): number {
+  if (limit.shape === 'sliding_window') return limit.windowMs / 1000;
+  return limit.capacity / (limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond);
+}
+
+export function specName(spec: LimitSpec): string {
+  if (spec.name) return spec.name;
+  const seconds = Math.round(periodSeconds(spec.limit) * 1000) / 1000;
+  return NAMED_PERIODS[seconds] ?? `per_${String(seconds).replace('.', '_')}s`;
+}
+
+/** The code a denial carries: tenant_tokens_per_day, user_requests_per_minute, ... */
+export const limitCode = (layer: Layer, spec: LimitSpec): string => `${layer}_${spec.counts}_${specName(spec)}`;
+
+/** The bucket's name inside its layer's item: r_per_minute, t_per_day, u_per_day. */
+export const bucketName = (spec: LimitSpec): string => `${spec.counts[0]}_${specName(spec)}`;
+
+// Plan helpers: the shape of a limit reads in one line.
+export const requests = (limit: Limit, options: { name?: string; shadow?: boolean } = {}): LimitSpec => ({ counts: 'requests', limit, ...options });
+export const tokens = (limit: Limit, options: { name?: string; shadow?: boolean } = {}): LimitSpec => ({ counts: 'tokens', limit, ...options });
+/** A spend limit in micro-dollars (1 USD = 1,000,000). */
+export const usd = (limit: Limit, options: { name?: string; shadow?: boolean } = {}): LimitSpec => ({ counts: 'usd', limit, ...options });
+export const requestsPerMinute = (n: number): LimitSpec => requests(slidingWindow(n, '1 m'));
+export const requestsPerDay = (n: number): LimitSpec => requests(slidingWindow(n, '1 d', 24));
+export const tokensPerMinute = (n: number): LimitSpec => tokens(tokenBucket(n, n / 60));
+export const tokensPerDay = (n: number): LimitSpec => tokens(tokenBucket(n, n / 86_400));
+export const usdPerDay = (dollars: number): LimitSpec => usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400));
+
+function fail(path: string, message: string): never {
+  throw new InvalidLimitError(`${path}: ${message}`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Rebuilds a Limit from JSON through its factory, so every rule of the factory applies. */
+export function parseLimit(value: unknown, path: string): Limit {
+  if (!isRecord(value)) fail(path, `expected a limit object, got ${JSON.stringify(value)}`);
+  try {
+    switch (value.shape) {
+      case 'token_bucket': {
+        const credit = value.burstCredit as { capacity: number; accruePerSecond: number } | undefined;
+        return tokenBucket(value.capacity as number, value.refillPerSecond as number, credit);
+      }
+      case 'leaky_bucket':
+        return leakyBucket(value.capacity as number, value.drainPerSecond as number);
+      case 'sliding_window':
+        return slidingWindow(value.limit as number, value.windowMs as number, value.subWindows as number);
+      default:
+        return fail(path, `unknown shape ${JSON.stringify(value.shape)}: use token_bucket, leaky_bucket or sliding_window`);
+    }
+  } catch (err) {
+    if (err instanceof InvalidLimitError && !err.message.startsWith(path)) fail(path, err.message);
+    throw err;
+  }
+}
+
+export function parseSpecs(value: unknown, path: string): LimitSpec[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) fail(path, 'expected a list of limits');
+  const specs = value.map((item, i) => {
+    const at = `${path}[${i}]`;
+    if (!isRecord(item)) fail(at, 'expected { counts, limit, name?, shadow? }');
+    if (!COUNTS.includes(item.counts as Counts)) fail(`${at}.counts`, `expected one of ${COUNTS.join(', ')}, got ${JSON.stringify(item.counts)}`);
+    if (item.name !== undefined && (typeof item.name !== 'string' || !/^[a-z0-9_]{1,40}$/.test(item.name))) fail(`${at}.name`, 'use 1-40 of a-z, 0-9 and _');
+    if (item.shadow !== undefined && typeof item.shadow !== 'boolean') fail(`${at}.shadow`, 'expected true or false');
+    return { counts: item.counts as Counts, limit: parseLimit(item.limit, `${at}.limit`), ...(item.name ? { name: item.name as string } : {}), ...(item.shadow ? { shadow: true } : {}) };
+  });
+  const seen = new Set<string>();
+  for (const spec of specs) {
+    const id = bucketName(spec);
+    if (seen.has(id)) fail(path, `two ${spec.counts} limits are both named ${specName(spec)}: give one a distinct name`);
+    seen.add(id);
+  }
+  return specs;
+}
+
+export function parsePlan(value: unknown, path: string): Plan {
+  if (!isRecord(value)) fail(path, 'expected { tenant?, user?, endpoints? }');
+  const endpoints: Record<string, LimitSpec[]> = {};
+  if (value.endpoints !== undefined) {
+    if (!isRecord(value.endpoints)) fail(`${path}.endpoints`, 'expected an object keyed by path');
+    for (const [route, specs] of Object.entries(value.endpoints)) endpoints[route] = parseSpecs(specs, `${path}.endpoints.${route}`);
+  }
+  return { tenant: parseSpecs(value.tenant, `${path}.tenant`), user: parseSpecs(value.user, `${path}.user`), endpoints };
+}
+
+/** Validates a whole configuration (from props at synth, or from JSON at a cold start). */
+export function parseConfig(value: unknown): LimiterConfig {
+  if (!isRecord(value)) fail('config', 'expected an object');
+  if (!isRecord(value.plans) || Object.keys(value.plans).length === 0) fail('config.plans', 'expected at least one plan');
+  if (!isRecord(value.endpoints) || Object.keys(value.endpoints).length === 0) fail('config.endpoints', 'expected at least one endpoint');
+  const endpoints: Record<string, EndpointConfig> = {};
+  for (const [route, raw] of Object.entries(value.endpoints)) {
+    const at = `config.endpoints.${route}`;
+    if (!route.startsWith('/')) fail(at, 'an endpoint is a path that starts with /');
+    if (!isRecord(raw) || !isRecord(raw.models) || Object.keys(raw.models).length === 0) fail(`${at}.models`, 'expected at least one allowed model with its prices');
+    const models: Record<string, ModelPrice> = {};
+    for (const [model, price] of Object.entries(raw.models)) {
+      if (!isRecord(price) || !(Number(price.inputPerMillion) >= 0) || !(Number(price.outputPerMillion) >= 0)) {
+        fail(`${at}.models.${model}`, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
+      }
+      models[model] = { inputPerMillion: Number(price.inputPerMillion), outputPerMillion: Number(price.outputPerMillion) };
+    }
+    if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global') fail(`${at}.scope`, "expected 'tenant' or 'global'");
+    endpoints[route] = { models, ...(raw.scope ? { scope: raw.scope as 'tenant' | 'global' } : {}) };
+  }
+  const plans: Record<string, Plan> = {};
+  for (const [name, plan] of Object.entries(value.plans)) {
+    plans[name] = parsePlan(plan, `config.plans.${name}`);
+    for (const route of Object.keys(plans[name]!.endpoints ?? {})) {
+      if (!endpoints[route]) fail(`config.plans.${name}.endpoints.${route}`, `no such endpoint: add it to config.endpoints or remove the limits`);
+    }
+  }
+  let global: LimiterConfig['global'];
+  if (value.global !== undefined) {
+    if (!isRecord(value.global)) fail('config.global', 'expected { limits, shards? }');
+    const shards = value.global.shards === undefined ? DEFAULT_GLOBAL_SHARDS : Number(value.global.shards);
+    if (!Number.isInteger(shards) || shards < 1 || shards > 1000) fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(value.global.shards)}`);
+    const limits = parseSpecs(value.global.limits, 'config.global.limits');
+    for (const spec of limits) {
+      if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards) fail('config.global.limits', `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower config.global.shards`);
+    }
+    global = { limits, shards };
+  }
+  const failureModes: Partial<Record<Layer, FailureMode>> = {};
+  if (value.failureModes !== undefined) {
+    if (!isRecord(value.failureModes)) fail('config.failureModes', 'expected { tenant?, user?, endpoint?, global? }');
+    for (const [layer, mode] of Object.entries(value.failureModes)) {
+      if (!LAYERS.includes(layer as Layer)) fail(`config.failureModes.${layer}`, `unknown layer: use ${LAYERS.join(', ')}`);
+      if (mode !== 'open' && mode !== 'closed') fail(`config.failureModes.${layer}`, "expected 'open' or 'closed'");
+      failureModes[layer as Layer] = mode;
+    }
+  }
+  const penalty: { -readonly [K in keyof PenaltyPolicy]?: number } = {};
+  if (value.penalty !== undefined) {
+    if (!isRecord(value.penalty)) fail('config.penalty', 'expected { threshold?, windowMs?, baseMs?, maxMs? }');
+    for (const [field, n] of Object.entries(value.penalty)) {
+      if (!(field in DEFAULT_PENALTY)) fail(`config.penalty.${field}`, 'unknown field');
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) fail(`config.penalty.${field}`, `expected a number >= 0, got ${JSON.stringify(n)}`);
+      penalty[field as keyof PenaltyPolicy] = n;
+    }
+  }
+  return { plans, endpoints, ...(global ? { global } : {}), failureModes, penalty };
+}
+
+/** A plan with a tenant's overrides applied: an override replaces the limit of the same counts and name, or adds one. */
+export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Plan {
+  if (!overrides) return plan;
+  const merge = (base: readonly LimitSpec[] = [], extra: readonly LimitSpec[] = []): LimitSpec[] => {
+    const byName = new Map(base.map((s) => [bucketName(s), s]));
+    for (const s of extra) byName.set(bucketName(s), s);
+    return [...byName.values()];
+  };
+  const endpoints: Record<string, LimitSpec[]> = {};
+  for (const route of new Set([...Object.keys(plan.endpoints ?? {}), ...Object.keys(overrides.endpoints ?? {})])) {
+    endpoints[route] = merge(plan.endpoints?.[route], overrides.endpoints?.[route]);
+  }
+  return { tenant: merge(plan.tenant, overrides.tenant), user: merge(plan.user, overrides.user), endpoints };
+}
+
+/** One shard's share of a global limit, so that all shards together allow exactly the limit. */
+export function shardOf(limit: Limit, shard: number, shards: number): Limit {
+  switch (limit.shape) {
+    case 'token_bucket':
+      return tokenBucket(limit.capacity / shards, limit.refillPerSecond / shards, limit.burstCredit && { capacity: limit.burstCredit.capacity / shards, accruePerSecond: limit.burstCredit.accruePerSecond / shards });
+    case 'leaky_bucket':
+      return leakyBucket(limit.capacity / shards, limit.drainPerSecond / shards);
+    case 'sliding_window': {
+      const base = Math.floor(limit.limit / shards);
+      return slidingWindow(base + (shard < limit.limit % shards ? 1 : 0), limit.windowMs, limit.subWindows);
+    }
+  }
+}
