@@ -46,3 +46,25 @@ export class ContentionError extends LimiterError {
     this.attempts = attempts;
   }
 }
+
+/** A layer whose failure mode is closed could not be decided: the request must not pass. */
+export class LayerUnavailableError extends LimiterError {
+  readonly layer: string;
+  constructor(layer: string, options?: ErrorOptions) {
+    super(`the ${layer} layer's limits could not be checked and its failure mode is closed`, options);
+    this.name = 'LayerUnavailableError';
+    this.layer = layer;
+  }
+}
+
+/** A tenant names a plan the configuration does not have: denied, fail closed. */
+export class UnknownPlanError extends LimiterError {
+  readonly tenant: string;
+  readonly plan: string;
+  constructor(tenant: string, plan: string) {
+    super(`tenant ${tenant} names plan '${plan}', which is not configured`);
+    this.name = 'UnknownPlanError';
+    this.tenant = tenant;
+    this.plan = plan;
+  }
+}

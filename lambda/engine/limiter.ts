@@ -1,0 +1,276 @@
+import { type LimitOutcome } from './contract';
+import { LayerUnavailableError, LimiterError, UnknownPlanError } from './errors';
+import type { Limit } from './limits';
+import { escalate, PENALTY_ATTR } from './penalty';
+import {
+  applyOverrides,
+  bucketName,
+  DEFAULT_FAILURE_MODE,
+  DEFAULT_GLOBAL_SHARDS,
+  DEFAULT_PENALTY,
+  type FailureMode,
+  type Layer,
+  type LimiterConfig,
+  type LimitSpec,
+  limitCode,
+  type Overrides,
+  type PenaltyPolicy,
+  type Plan,
+  shardOf,
+} from './plans';
+import type { Check, ItemOutcome, LimitStore } from './store';
+
+export interface Identity {
+  readonly tenant: string;
+  readonly user: string;
+}
+
+export interface TenantRecord {
+  readonly id: string;
+  readonly plan: string;
+  readonly overrides?: Overrides;
+}
+
+export type Strategy = 'parallel' | 'transaction';
+
+export interface Verdict {
+  readonly allowed: boolean;
+  /** Every limit evaluated, in layer order (shadow limits included). */
+  readonly limits: readonly LimitOutcome[];
+  /** The first limit that denied (absent for a penalty-box denial). */
+  readonly denied?: LimitOutcome;
+  /** The denial's code: the limit's, or the one that put the identity in the penalty box. */
+  readonly code?: string;
+  readonly retryAfterMs?: number;
+  /** Denied by the penalty box, or the wait was lengthened by it. */
+  readonly penalized?: boolean;
+  /** Layers let through because the store failed and their failure mode is open. */
+  readonly failedOpen: readonly Layer[];
+  /** The global shard this request used (settlement must use the same). */
+  readonly shard: number;
+}
+
+/** What a limit costs in one decision: undefined leaves it out (its bucket is still kept in the item). */
+export type Costing = (spec: LimitSpec) => { readonly mode: 'consume' | 'admit'; readonly cost: number } | undefined;
+
+interface LayerCall {
+  readonly layer: Layer;
+  readonly key: string;
+  readonly specs: readonly LimitSpec[];
+  readonly checks: readonly Check[];
+  readonly failureMode: FailureMode;
+  readonly block?: string;
+  readonly alsoHolds: readonly Limit[];
+}
+
+/** Item keys per layer. Tenant and user ids never contain ':' (checked where identities are read). */
+export const layerKey = {
+  tenant: (id: Identity, ns = '') => `${ns}t:${id.tenant}`,
+  user: (id: Identity, ns = '') => `${ns}u:${id.tenant}:${id.user}`,
+  endpoint: (id: Identity, route: string, scope: 'tenant' | 'global' = 'tenant', ns = '') => `${ns}e:${scope === 'global' ? '*' : id.tenant}:${route}`,
+  global: (shard: number, ns = '') => `${ns}g:${shard}`,
+} as const;
+
+export interface LimiterOptions {
+  readonly store: LimitStore;
+  readonly config: LimiterConfig;
+  /** Parallel conditional writes with compensating refunds, or one transaction. @default 'parallel' */
+  readonly strategy?: Strategy;
+  /** Picks the global shard. @default Math.random */
+  readonly random?: () => number;
+  /** Prefix of every item key: several deployments (or test runs) can share one table. @default '' */
+  readonly namespace?: string;
+  /** Where compensation and escalation failures are reported. @default console.error as one JSON line */
+  readonly log?: (entry: Record<string, unknown>) => void;
+}
+
+/**
+ * Layered limits: tenant, user, endpoint, global, checked in that order, first hit wins. Each
+ * layer is one DynamoDB item holding all of that layer's buckets, so a decision writes each
+ * layer's item once; the layers go out in parallel (one round-trip of latency).
+ */
+export class Limiter {
+  private readonly blocks = new Map<string, { until: number; code: string }>();
+  private readonly penalty: PenaltyPolicy;
+  private readonly strategy: Strategy;
+  private readonly random: () => number;
+  private readonly log: (entry: Record<string, unknown>) => void;
+
+  constructor(private readonly options: LimiterOptions) {
+    this.penalty = { ...DEFAULT_PENALTY, ...options.config.penalty };
+    this.strategy = options.strategy ?? 'parallel';
+    this.random = options.random ?? Math.random;
+    this.log = options.log ?? ((entry) => console.error(JSON.stringify(entry)));
+  }
+
+  /** The tenant's plan with its overrides; throws UnknownPlanError (fail closed) when it names none. */
+  planOf(tenant: TenantRecord): Plan {
+    const plan = this.options.config.plans[tenant.plan];
+    if (!plan) throw new UnknownPlanError(tenant.id, tenant.plan);
+    return applyOverrides(plan, tenant.overrides);
+  }
+
+  private get ns(): string {
+    return this.options.namespace ?? '';
+  }
+
+  get shards(): number {
+    return this.options.config.global?.shards ?? DEFAULT_GLOBAL_SHARDS;
+  }
+
+  pickShard(): number {
+    return Math.min(this.shards - 1, Math.floor(this.random() * this.shards));
+  }
+
+  /**
+   * The authorizer's decision: request limits spend 1; token and usd limits admit only while not
+   * exhausted or in debt (the amounts are settled by the proxy, which sees the body).
+   */
+  async admit(identity: Identity, tenant: TenantRecord, route: string): Promise<Verdict> {
+    const shard = this.pickShard();
+    const blocked = this.blocks.get(layerKey.user(identity, this.ns));
+    const now = this.options.store.now().early;
+    if (blocked && blocked.until > now) {
+      return { allowed: false, limits: [], code: blocked.code, retryAfterMs: blocked.until - now, penalized: true, failedOpen: [], shard };
+    }
+    const costing: Costing = (spec) => (spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 });
+    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, true), shard);
+  }
+
+  /** Layer calls for one decision, in layer order. */
+  calls(identity: Identity, plan: Plan, route: string, costing: Costing, shard: number, withBlock: boolean): LayerCall[] {
+    const config = this.options.config;
+    const endpoint = config.endpoints[route];
+    const ns = this.ns;
+    const layers: [Layer, string, readonly LimitSpec[]][] = [
+      ['tenant', layerKey.tenant(identity, ns), plan.tenant ?? []],
+      ['user', layerKey.user(identity, ns), plan.user ?? []],
+    ];
+    if (endpoint) layers.push(['endpoint', layerKey.endpoint(identity, route, endpoint.scope, ns), plan.endpoints?.[route] ?? []]);
+    if (endpoint && config.global) {
+      const specs = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
+      layers.push(['global', layerKey.global(shard, ns), specs]);
+    }
+    const calls: LayerCall[] = [];
+    for (const [layer, key, specs] of layers) {
+      const checks: Check[] = [];
+      const used: LimitSpec[] = [];
+      for (const spec of specs) {
+        const cost = costing(spec);
+        if (!cost) continue;
+        checks.push({ name: bucketName(spec), limit: spec.limit, cost: cost.cost, mode: cost.mode, ...(spec.shadow ? { shadow: true } : {}) });
+        used.push(spec);
+      }
+      const block = withBlock && layer === 'user' ? PENALTY_ATTR.until : undefined;
+      if (checks.length === 0 && !block) continue;
+      calls.push({ layer, key, specs: used, checks, failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE, ...(block ? { block } : {}), alsoHolds: specs.map((s) => s.limit) });
+    }
+    return calls;
+  }
+
+  /** Runs the calls (one round-trip), compensates on denial, escalates Retry-After for repeat offenders. */
+  async decide(identity: Identity, calls: readonly LayerCall[], shard: number): Promise<Verdict> {
+    const store = this.options.store;
+    const results = await this.run(calls);
+    const failedOpen: Layer[] = [];
+    const failure = results.findIndex((r, i) => r instanceof Error && calls[i]!.failureMode === 'closed');
+    if (failure >= 0) {
+      await this.compensate(calls, results);
+      throw new LayerUnavailableError(calls[failure]!.layer, { cause: results[failure] });
+    }
+    const limits: LimitOutcome[] = [];
+    results.forEach((r, i) => {
+      const call = calls[i]!;
+      if (r instanceof Error) {
+        failedOpen.push(call.layer);
+        this.log({ level: 'error', message: 'limit store failed, layer let through (failure mode open)', layer: call.layer, error: r.name });
+        return;
+      }
+      r.outcomes.forEach((o, j) => limits.push({ layer: call.layer, spec: call.specs[j]!, code: limitCode(call.layer, call.specs[j]!), decision: o.decision }));
+    });
+    const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
+    if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
+
+    await this.compensate(calls, results);
+    const denial = results[deniedAt] as ItemOutcome;
+    const userKey = layerKey.user(identity, this.ns);
+    const now = store.now().early;
+    if (denial.blockedUntil !== undefined) {
+      const code = String(denial.item?.[PENALTY_ATTR.code] ?? 'penalty_box');
+      this.block(userKey, denial.blockedUntil, code);
+      return { allowed: false, limits, code, retryAfterMs: denial.blockedUntil - now, penalized: true, failedOpen, shard };
+    }
+    const call = calls[deniedAt]!;
+    const spec = call.specs[denial.outcomes.indexOf(denial.deniedBy!)]!;
+    const denied: LimitOutcome = { layer: call.layer, spec, code: limitCode(call.layer, spec), decision: denial.deniedBy!.decision };
+    const userResult = results[calls.findIndex((c) => c.layer === 'user')];
+    const userItem = userResult instanceof Error ? undefined : userResult?.item;
+    const escalation = await this.escalate(userKey, userItem, now, denied.decision.retryAfterMs, denied.code);
+    return { allowed: false, limits, denied, code: denied.code, retryAfterMs: escalation.retryAfterMs, penalized: escalation.retryAfterMs > denied.decision.retryAfterMs, failedOpen, shard };
+  }
+
+  private async run(calls: readonly LayerCall[]): Promise<(ItemOutcome | Error)[]> {
+    const store = this.options.store;
+    if (this.strategy === 'transaction') {
+      try {
+        return await store.decideItemsAtomically(calls.map((c) => ({ key: c.key, checks: c.checks, options: { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds } })));
+      } catch (err) {
+        if (!(err instanceof LimiterError)) throw err;
+        return calls.map(() => err);
+      }
+    }
+    const settled = await Promise.allSettled(calls.map((c) => store.decideItem(c.key, c.checks, { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds })));
+    return settled.map((s) => {
+      if (s.status === 'fulfilled') return s.value;
+      if (s.reason instanceof LimiterError) return s.reason;
+      throw s.reason;
+    });
+  }
+
+  /** Parallel writes that admitted are refunded when another layer denied (nothing to undo in a transaction). */
+  private async compensate(calls: readonly LayerCall[], results: readonly (ItemOutcome | Error)[]): Promise<void> {
+    if (this.strategy === 'transaction') return;
+    const refunds = results.flatMap((r, i) => {
+      if (r instanceof Error || !r.allowed) return [];
+      const call = calls[i]!;
+      const adjustments = call.checks.flatMap((c, j) => (c.mode !== 'admit' && r.outcomes[j]!.decision.allowed ? [{ name: c.name, limit: c.limit, delta: -c.cost }] : []));
+      return adjustments.length ? [this.options.store.adjustItem(call.key, adjustments, { alsoHolds: call.alsoHolds }).catch((err: unknown) => this.swallow(err, 'compensating refund failed', call.layer))] : [];
+    });
+    await Promise.all(refunds);
+  }
+
+  private async escalate(userKey: string, item: Readonly<Record<string, unknown>> | undefined, now: number, naturalMs: number, code: string) {
+    let current = item;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const num = (attr: string) => (typeof current?.[attr] === 'number' ? (current[attr] as number) : undefined);
+      const state = { strikes: num(PENALTY_ATTR.strikes), last: num(PENALTY_ATTR.last) };
+      const next = escalate(state, now, naturalMs, this.penalty);
+      const set: Record<string, number | string> = { [PENALTY_ATTR.strikes]: next.strikes, [PENALTY_ATTR.last]: next.last, [PENALTY_ATTR.code]: code };
+      if (next.until !== undefined) set[PENALTY_ATTR.until] = next.until;
+      try {
+        const result = await this.options.store.compareAndSet(userKey, { [PENALTY_ATTR.strikes]: state.strikes, [PENALTY_ATTR.last]: state.last }, set, now + this.penalty.windowMs + this.penalty.maxMs);
+        if (result.ok) {
+          if (next.until !== undefined) this.block(userKey, next.until, code);
+          return next;
+        }
+        current = result.item;
+      } catch (err) {
+        this.swallow(err, 'penalty escalation failed', 'user');
+        break;
+      }
+    }
+    return { retryAfterMs: naturalMs };
+  }
+
+  /** Remembers a penalty box in this container (bounded: the oldest entries go first). */
+  private block(userKey: string, until: number, code: string): void {
+    this.blocks.delete(userKey);
+    this.blocks.set(userKey, { until, code });
+    if (this.blocks.size > 10_000) this.blocks.delete(this.blocks.keys().next().value!);
+  }
+
+  private swallow(err: unknown, message: string, layer: string): void {
+    if (!(err instanceof LimiterError)) throw err;
+    this.log({ level: 'error', message, layer, error: err.name });
+  }
+}

@@ -1,0 +1,170 @@
+import { describe, expect, it } from 'vitest';
+import { LayerUnavailableError, UnknownPlanError } from '../../lambda/engine/errors';
+import { type Identity, Limiter, type Strategy, type TenantRecord, layerKey } from '../../lambda/engine/limiter';
+import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { bucketName, type LimiterConfig, parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { LimitStore } from '../../lambda/engine/store';
+import { localClient } from '../support/dynamodb-local';
+import { tableName, testStore, uniqueKey } from '../support/dynamo';
+
+const T0 = 1_800_000_000_000;
+const CHAT = '/v1/chat/completions';
+
+function config(overrides: Partial<LimiterConfig> = {}): LimiterConfig {
+  return parseConfig(
+    JSON.parse(
+      JSON.stringify({
+        plans: {
+          team: {
+            tenant: [requests(slidingWindow(5, '1 m')), tokensPerDay(1_000)],
+            user: [requestsPerMinute(3)],
+            endpoints: { [CHAT]: [requests(slidingWindow(4, '1 m'))] },
+          },
+        },
+        endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+        global: { limits: [requests(slidingWindow(100, '1 m'))], shards: 2 },
+        penalty: { threshold: 2, windowMs: 60_000, baseMs: 4_000, maxMs: 16_000 },
+        ...overrides,
+      }),
+    ),
+  );
+}
+
+function setup(strategy: Strategy, cfg = config(), clock = { now: T0 }) {
+  const store = testStore({ clock: () => clock.now });
+  const ns = uniqueKey('ns');
+  const limiter = new Limiter({ store, config: cfg, strategy, random: () => 0, log: () => {}, namespace: ns });
+  const tenantId = uniqueKey('tenant');
+  const tenant: TenantRecord = { id: tenantId, plan: 'team' };
+  const user = (name: string): Identity => ({ tenant: tenantId, user: name });
+  return { store, limiter, tenant, user, clock, ns };
+}
+
+describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (strategy) => {
+  it('each layer trips alone with its own code', async () => {
+    // user: 3/min trips first for one user
+    const a = setup(strategy);
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push((await a.limiter.admit(a.user('u1'), a.tenant, CHAT)).code ?? 'ok');
+    expect(codes).toEqual(['ok', 'ok', 'ok', 'user_requests_per_minute']);
+
+    // endpoint: 4/min per tenant trips across two users before the tenant's 5
+    const b = setup(strategy);
+    const seen = [];
+    for (let i = 0; i < 5; i++) seen.push((await b.limiter.admit(b.user(`u${i % 2}`), b.tenant, CHAT)).code ?? 'ok');
+    expect(seen).toEqual(['ok', 'ok', 'ok', 'ok', 'endpoint_requests_per_minute']);
+
+    // tenant: 5/min over other routes (no endpoint limits on /v1/other)
+    const cfg = config();
+    const c = setup(strategy, { ...cfg, endpoints: { ...cfg.endpoints, '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } } });
+    const mixed = [];
+    for (let i = 0; i < 6; i++) mixed.push((await c.limiter.admit(c.user(`u${i}`), c.tenant, '/v1/embeddings')).code ?? 'ok');
+    expect(mixed).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'tenant_requests_per_minute']);
+  });
+
+  it('first hit wins: when tenant and user would both deny, the tenant is reported', async () => {
+    const s = setup(strategy);
+    await s.store.adjustItem(layerKey.tenant(s.user('u1'), s.ns), [{ name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, delta: 1_500 }]);
+    for (let i = 0; i < 3; i++) await s.store.decideItem(layerKey.user(s.user('u1'), s.ns), [{ name: bucketName(requestsPerMinute(3)), limit: requestsPerMinute(3).limit, cost: 1 }]);
+    const verdict = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
+    expect(verdict.code).toBe('tenant_tokens_per_day');
+    expect(verdict.denied?.decision.retryAfterMs).toBe(43_200_000 + 86_400);
+  });
+
+  it('token limits admit without spending; request limits spend one', async () => {
+    const s = setup(strategy);
+    const verdict = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
+    const byCode = Object.fromEntries(verdict.limits.map((l) => [l.code, l.decision.remaining]));
+    expect(byCode).toMatchObject({ tenant_requests_per_minute: 4, tenant_tokens_per_day: 1_000, user_requests_per_minute: 2, endpoint_requests_per_minute: 3, global_requests_per_minute: 49 });
+  });
+
+  it('a denial spends nothing on any layer (refunds in parallel mode, nothing written in a transaction)', async () => {
+    const s = setup(strategy);
+    for (let i = 0; i < 3; i++) await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
+    expect((await s.limiter.admit(s.user('u1'), s.tenant, CHAT)).allowed).toBe(false);
+    const tenant = await s.store.peekItem(layerKey.tenant(s.user('u1'), s.ns), [{ name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 }]);
+    expect(tenant.outcomes[0]!.decision.remaining).toBe(2);
+  });
+
+  it("keeps tenants apart: tenant A's traffic never moves tenant B's buckets", async () => {
+    const a = setup(strategy);
+    const b = setup(strategy);
+    for (let i = 0; i < 8; i++) await a.limiter.admit(a.user('same-user'), a.tenant, CHAT);
+    const verdict = await b.limiter.admit(b.user('same-user'), b.tenant, CHAT);
+    expect(verdict.allowed).toBe(true);
+    expect(verdict.limits.find((l) => l.code === 'tenant_requests_per_minute')?.decision.remaining).toBe(4);
+  });
+
+  it('escalates Retry-After for an identity that keeps getting denied, and lets it decay', async () => {
+    const s = setup(strategy);
+    const u = s.user('hammer');
+    for (let i = 0; i < 3; i++) await s.limiter.admit(u, s.tenant, CHAT);
+    const waits: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const v = await s.limiter.admit(u, s.tenant, CHAT);
+      expect(v.allowed).toBe(false);
+      waits.push(v.retryAfterMs!);
+      s.clock.now += 1_000;
+    }
+    // natural wait first (threshold 2), then 4 s, then the box answers with what is left of it
+    expect(waits[0]).toBeGreaterThan(50_000); // the user's window frees a slot in about a minute
+    expect(waits[2]).toBeGreaterThanOrEqual(waits[1]! - 1_000);
+
+    // In the box: denied without touching DynamoDB in this container
+    const calls = s.store.stats.calls;
+    const boxed = await s.limiter.admit(u, s.tenant, CHAT);
+    expect(boxed).toMatchObject({ allowed: false, penalized: true, code: 'user_requests_per_minute' });
+    expect(s.store.stats.calls).toBe(calls);
+
+    // After a quiet window the count starts again: the next denial carries only the natural wait.
+    s.clock.now += 61_000 + 16_000;
+    const after = await s.limiter.admit(u, s.tenant, CHAT);
+    expect(after.penalized ?? false).toBe(false);
+  });
+
+  it('grows Retry-After by doubling up to the cap while the limit itself would allow sooner', async () => {
+    const s = setup(strategy, config({ plans: { team: { user: [requests(tokenBucket(1, 10))] } } }));
+    const u = s.user('loop');
+    const waits: number[] = [];
+    for (let i = 0; i < 14; i++) {
+      const v = await s.limiter.admit(u, s.tenant, CHAT);
+      if (!v.allowed) waits.push(v.retryAfterMs!);
+      // come back exactly when told, like a well-behaved client
+      s.clock.now += v.allowed ? 0 : v.retryAfterMs!;
+    }
+    expect(waits.slice(0, 6)).toEqual([100, 100, 4_000, 8_000, 16_000, 16_000]);
+  });
+});
+
+describe('global cap', () => {
+  it('shards together never admit more than the cap', async () => {
+    const cfg = config({ global: { limits: [requests(slidingWindow(20, '1 d', 24))], shards: 4 } });
+    const store = testStore({ clock: () => T0 });
+    let n = 0;
+    const limiter = new Limiter({ store, config: cfg, random: () => (n++ % 4) / 4, log: () => {}, namespace: uniqueKey('ns') });
+    let admitted = 0;
+    for (let i = 0; i < 40; i++) {
+      const tenant: TenantRecord = { id: uniqueKey('t'), plan: 'team' };
+      if ((await limiter.admit({ tenant: tenant.id, user: 'u' }, tenant, CHAT)).allowed) admitted++;
+    }
+    expect(admitted).toBe(20);
+  });
+});
+
+describe('failures', () => {
+  it('a tenant whose plan is unknown is refused', async () => {
+    const s = setup('parallel');
+    await expect(s.limiter.admit(s.user('u'), { id: s.tenant.id, plan: 'gold' }, CHAT)).rejects.toBeInstanceOf(UnknownPlanError);
+  });
+
+  it('fails closed by default and open where configured, saying which', async () => {
+    const broken = new LimitStore({ client: localClient('http://127.0.0.1:9', 1), tableName: tableName() });
+    const closed = new Limiter({ store: broken, config: config(), log: () => {} });
+    const tenant: TenantRecord = { id: uniqueKey('t'), plan: 'team' };
+    await expect(closed.admit({ tenant: tenant.id, user: 'u' }, tenant, CHAT)).rejects.toBeInstanceOf(LayerUnavailableError);
+    const open = new Limiter({ store: broken, config: config({ failureModes: { tenant: 'open', user: 'open', endpoint: 'open', global: 'open' } }), log: () => {} });
+    const verdict = await open.admit({ tenant: tenant.id, user: 'u' }, tenant, CHAT);
+    expect(verdict).toMatchObject({ allowed: true, failedOpen: ['tenant', 'user', 'endpoint', 'global'] });
+  });
+});
+
