@@ -1,0 +1,132 @@
+import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
+import { type LimitOutcome, mostConstraining, rateLimitHeaders, retryAfterSeconds } from '../engine/contract';
+import { InvalidLimitError, LayerUnavailableError, UnknownPlanError } from '../engine/errors';
+import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
+import type { LimiterConfig } from '../engine/plans';
+import { type Brake, isBraked } from './brake';
+import { type Directory, extractApiKey, hashKey } from './directory';
+
+export interface AuthorizerDeps {
+  readonly config: LimiterConfig;
+  readonly limiter: Limiter;
+  readonly directory: Directory;
+  readonly brake: Brake;
+  /** Retry-After while braked without an `until`. @default 60 */
+  readonly brakeRetryAfterSeconds?: number;
+  readonly clock?: () => number;
+  readonly log: (entry: Record<string, unknown>) => void;
+}
+
+type Context = Record<string, string | number | boolean>;
+
+/** Thrown with exactly this message, API Gateway answers 401 (the UNAUTHORIZED gateway response). */
+export const unauthorized = (): Error => new Error('Unauthorized');
+
+/** Context values are strings in gateway-response templates: keep a message JSON-safe. */
+const jsonSafe = (text: string): string => JSON.stringify(text).slice(1, -1);
+
+function policy(effect: 'Allow' | 'Deny', event: APIGatewayRequestAuthorizerEvent, principal: string, context: Context): APIGatewayAuthorizerResult {
+  return {
+    principalId: principal,
+    policyDocument: { Version: '2012-10-17', Statement: [{ Action: 'execute-api:Invoke', Effect: effect, Resource: event.methodArn }] },
+    context,
+  };
+}
+
+function limitContext(limits: readonly LimitOutcome[], focus?: LimitOutcome): Context {
+  const headers = rateLimitHeaders(limits, focus ?? mostConstraining(limits));
+  return {
+    limit: headers['X-RateLimit-Limit'] ?? '',
+    remaining: headers['X-RateLimit-Remaining'] ?? '',
+    reset: headers['X-RateLimit-Reset'] ?? '',
+    policy: headers['RateLimit-Policy'] ?? '',
+    rateLimit: headers.RateLimit ?? '',
+  };
+}
+
+function deny(event: APIGatewayRequestAuthorizerEvent, identity: Identity, code: string, message: string, retryAfterMs: number, extra: Context = {}): APIGatewayAuthorizerResult {
+  return policy('Deny', event, `${identity.tenant}:${identity.user}`, {
+    limit: '',
+    remaining: '',
+    reset: '',
+    policy: '',
+    rateLimit: '',
+    ...extra,
+    code,
+    type: 'rate_limit_exceeded',
+    message: jsonSafe(message),
+    retryAfter: retryAfterSeconds(retryAfterMs),
+  });
+}
+
+/**
+ * The front door: who is calling, is the brake on, and do the tenant's, user's, endpoint's and
+ * global limits (in that order, first hit wins) let this request through.
+ */
+export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, requestId: string): Promise<APIGatewayAuthorizerResult> {
+  const route = event.resource ?? event.path ?? '';
+  const base = { requestId, route };
+  const credential = extractApiKey(event.headers, event.multiValueHeaders);
+  if ('problem' in credential) {
+    deps.log({ ...base, outcome: 'unauthorized', reason: credential.problem });
+    throw unauthorized();
+  }
+  const record = await deps.directory.key(hashKey(credential.key));
+  if (!record || record.status !== 'active') {
+    deps.log({ ...base, outcome: 'unauthorized', reason: record ? 'revoked key' : 'unknown key' });
+    throw unauthorized();
+  }
+  const identity: Identity = { tenant: record.tenant, user: record.user };
+  const who = { ...base, tenant: identity.tenant, user: identity.user };
+  const endpoint = deps.config.endpoints[route];
+  if (!endpoint) {
+    // Not an AI route (GET /v1/limits): identity only, no brake, no bucket.
+    return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: route });
+  }
+
+  const now = (deps.clock ?? Date.now)();
+  const brake = await deps.brake.state();
+  if (isBraked(brake, now)) {
+    const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
+    deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
+    return deny(event, identity, 'brake', `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}. Retry after the time given in Retry-After.`, waitMs);
+  }
+
+  let tenant: TenantRecord | undefined;
+  try {
+    tenant = await deps.directory.tenant(identity.tenant);
+  } catch (err) {
+    if (!(err instanceof InvalidLimitError)) throw err;
+    deps.log({ ...who, level: 'error', outcome: 'denied', code: 'tenant_config_invalid', message: err.message });
+    return deny(event, identity, 'tenant_config_invalid', 'This tenant’s limits are misconfigured; the operators have been told.', 60_000);
+  }
+  if (!tenant) {
+    deps.log({ ...who, level: 'error', outcome: 'denied', code: 'tenant_unknown', message: `key belongs to tenant ${identity.tenant}, which does not exist` });
+    return deny(event, identity, 'tenant_unknown', 'This key’s tenant is not set up; contact the operators.', 60_000);
+  }
+
+  try {
+    const verdict = await deps.limiter.admit(identity, tenant, route);
+    const shadowDenied = verdict.limits.filter((l) => l.spec.shadow && !l.decision.allowed).map((l) => l.code);
+    for (const code of shadowDenied) deps.log({ ...who, outcome: 'shadow_denied', code, message: 'a shadow limit would have denied this request' });
+    const common = { plan: tenant.plan, shard: verdict.shard, shadow: shadowDenied.join(','), failedOpen: verdict.failedOpen.join(',') };
+    if (verdict.allowed) {
+      deps.log({ ...who, outcome: 'allowed', ...(verdict.failedOpen.length ? { failedOpen: verdict.failedOpen } : {}) });
+      return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: route, ...common, ...limitContext(verdict.limits) });
+    }
+    const code = verdict.code ?? 'rate_limited';
+    const seconds = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
+    const message = verdict.penalized
+      ? `Rate limit exceeded (${code}), and requests kept coming while limited: retry after ${seconds} s.`
+      : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
+    deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
+    return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...limitContext(verdict.limits, verdict.denied) });
+  } catch (err) {
+    if (err instanceof UnknownPlanError) {
+      deps.log({ ...who, level: 'error', outcome: 'denied', code: 'plan_unknown', message: err.message });
+      return deny(event, identity, 'plan_unknown', 'This tenant’s plan is not configured; contact the operators.', 60_000);
+    }
+    if (err instanceof LayerUnavailableError) deps.log({ ...who, level: 'error', outcome: 'unavailable', layer: err.layer, message: err.message });
+    throw err;
+  }
+}

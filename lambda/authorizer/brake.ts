@@ -1,0 +1,106 @@
+import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
+
+/**
+ * The operators' kill-switch, an SSM String parameter holding JSON:
+ *   {"enabled": true, "reason": "provider outage", "until": "2026-11-27T18:00:00Z"}
+ * `off`, an empty value, {"enabled": false} or an `until` in the past mean released; `on` means
+ * braked with no reason or end.
+ */
+export interface BrakeState {
+  readonly enabled: boolean;
+  readonly reason?: string;
+  /** Epoch ms when the brake releases itself. */
+  readonly until?: number;
+}
+
+export type BrakeSource = 'ssm' | 'cache' | 'last-known' | 'cold-start-fallback' | 'missing';
+
+export const MAX_BRAKE_CACHE_MS = 5_000;
+const RETRY_AFTER_FAILURE_MS = 1_000;
+
+/** Parses the parameter's value; undefined when it is not a value this format allows. */
+export function parseBrake(value: string): BrakeState | undefined {
+  const text = value.trim();
+  if (text === '' || text.toLowerCase() === 'off') return { enabled: false };
+  if (text.toLowerCase() === 'on') return { enabled: true };
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof json !== 'object' || json === null || typeof (json as { enabled?: unknown }).enabled !== 'boolean') return undefined;
+  const { enabled, reason, until } = json as { enabled: boolean; reason?: unknown; until?: unknown };
+  if (reason !== undefined && typeof reason !== 'string') return undefined;
+  let untilMs: number | undefined;
+  if (until !== undefined) {
+    untilMs = typeof until === 'string' ? Date.parse(until) : Number.NaN;
+    if (Number.isNaN(untilMs)) return undefined;
+  }
+  return { enabled, ...(reason ? { reason: reason.slice(0, 200) } : {}), ...(untilMs === undefined ? {} : { until: untilMs }) };
+}
+
+/** Is the brake on at `now`? */
+export const isBraked = (state: BrakeState, now: number): boolean => state.enabled && (state.until === undefined || state.until > now);
+
+export interface BrakeOptions {
+  readonly client: SSMClient;
+  readonly parameterName: string;
+  /** How long a read is reused; at most 5 s. @default 5000 */
+  readonly cacheMs?: number;
+  /** At a cold start with SSM unreachable (no value known yet): released or braked. @default 'released' */
+  readonly coldStart?: 'released' | 'braked';
+  readonly clock?: () => number;
+  readonly log?: (entry: Record<string, unknown>) => void;
+}
+
+/** Reads the brake through an in-container cache; when SSM fails, the last known value holds. */
+export class Brake {
+  private known?: BrakeState;
+  private fetchedAt = Number.NEGATIVE_INFINITY;
+  private failedAt = Number.NEGATIVE_INFINITY;
+  private readonly cacheMs: number;
+  private readonly clock: () => number;
+  private readonly log: (entry: Record<string, unknown>) => void;
+
+  constructor(private readonly options: BrakeOptions) {
+    this.cacheMs = Math.min(MAX_BRAKE_CACHE_MS, options.cacheMs ?? MAX_BRAKE_CACHE_MS);
+    this.clock = options.clock ?? Date.now;
+    this.log = options.log ?? ((entry) => console.error(JSON.stringify(entry)));
+  }
+
+  async state(): Promise<BrakeState & { source: BrakeSource }> {
+    const now = this.clock();
+    if (this.known && now - this.fetchedAt < this.cacheMs) return { ...this.known, source: 'cache' };
+    // After a failure, ask SSM again at most once a second rather than on every request.
+    if (now - this.failedAt < RETRY_AFTER_FAILURE_MS) return this.fallback(false);
+    try {
+      const out = await this.options.client.send(new GetParameterCommand({ Name: this.options.parameterName }));
+      this.fetchedAt = now;
+      const parsed = parseBrake(out.Parameter?.Value ?? '');
+      if (parsed) {
+        this.known = parsed;
+        return { ...parsed, source: 'ssm' };
+      }
+      this.log({ level: 'error', message: 'brake parameter holds a value that is not a brake: keeping the last known state', parameter: this.options.parameterName });
+    } catch (err) {
+      if (err instanceof ParameterNotFound) {
+        this.fetchedAt = now;
+        this.known = { enabled: false };
+        this.log({ level: 'warn', message: 'brake parameter does not exist: treated as released', parameter: this.options.parameterName });
+        return { ...this.known, source: 'missing' };
+      }
+      // Any other failure (network, throttling, permissions): keep serving what we knew.
+      this.failedAt = now;
+      this.log({ level: 'error', message: 'brake parameter could not be read', parameter: this.options.parameterName, error: (err as Error).name });
+    }
+    return this.fallback(true);
+  }
+
+  private fallback(loud: boolean): BrakeState & { source: BrakeSource } {
+    if (this.known) return { ...this.known, source: 'last-known' };
+    const fallback = { enabled: this.options.coldStart === 'braked' };
+    if (loud) this.log({ level: 'error', message: `BRAKE UNKNOWN at cold start: acting as ${fallback.enabled ? 'braked' : 'released'} until SSM answers`, parameter: this.options.parameterName });
+    return { ...fallback, source: 'cold-start-fallback' };
+  }
+}

@@ -1,0 +1,222 @@
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Brake, parseBrake } from '../../lambda/authorizer/brake';
+import { Directory, putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { createHandler } from '../../lambda/authorizer/handler';
+import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
+import { Limiter, layerKey } from '../../lambda/engine/limiter';
+import { slidingWindow } from '../../lambda/engine/limits';
+import { parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { LimitStore } from '../../lambda/engine/store';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { localClient } from '../support/dynamodb-local';
+import { authorizerEvent, lambdaContext } from '../support/events';
+import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
+
+const CHAT = '/v1/chat/completions';
+const config = parseConfig(
+  JSON.parse(
+    JSON.stringify({
+      plans: {
+        team: { tenant: [requestsPerMinute(100), tokensPerDay(100_000)], user: [requestsPerMinute(3), requests(slidingWindow(2, '1 m'), { name: 'strict', shadow: true })] },
+      },
+      endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+    }),
+  ),
+);
+
+let ssm: SsmLocal;
+beforeAll(async () => {
+  ssm = await startSsmLocal();
+});
+afterAll(() => ssm.stop());
+
+async function setup(options: { plan?: string; coldStart?: 'released' | 'braked'; store?: LimitStore } = {}) {
+  const clock = { now: Date.now() };
+  const client = localClient(dynamoEndpoint());
+  const ns = uniqueKey('ns');
+  const tenant = uniqueKey('tenant');
+  const apiKey = `sk-test-${uniqueKey('key')}`;
+  await putTenant(client, tableName(), { id: tenant, plan: options.plan ?? 'team' });
+  await putApiKey(client, tableName(), apiKey, { tenant, user: 'alice', status: 'active' });
+  const brakeName = `/test/${uniqueKey('brake')}`;
+  const logs: Record<string, unknown>[] = [];
+  const log = (entry: Record<string, unknown>) => logs.push(entry);
+  const store = options.store ?? testStore();
+  const directory = new Directory({ client, tableName: tableName(), cacheMs: 30_000, clock: () => clock.now });
+  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: brakeName, clock: () => clock.now, log, ...(options.coldStart ? { coldStart: options.coldStart } : {}) });
+  const handler = createHandler({ config, limiter: new Limiter({ store, config, log, namespace: ns }), directory, brake, clock: () => clock.now, log });
+  const call = (event = authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } })) => handler(event, lambdaContext());
+  const bucketItem = async (key: string) => (await client.send(new GetItemCommand({ TableName: tableName(), Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } } }))).Item;
+  const tenantItem = () => bucketItem(layerKey.tenant({ tenant, user: 'alice' }, ns));
+  const setBrake = (value: string) => ssm.parameters.set(brakeName, { value, version: 1, modified: Date.now() });
+  return { call, apiKey, tenant, logs, clock, tenantItem, setBrake, client, brakeName };
+}
+
+describe('identity', () => {
+  it('allows a known key from Authorization: Bearer or x-api-key, with the caller in the context', async () => {
+    const s = await setup();
+    const viaBearer = await s.call();
+    expect(viaBearer.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow', Action: 'execute-api:Invoke' });
+    expect(viaBearer.context).toMatchObject({ tenant: s.tenant, user: 'alice', plan: 'team', endpoint: CHAT, limit: '3', remaining: '2' });
+    const viaHeader = await s.call(authorizerEvent({ headers: { 'x-api-key': s.apiKey } }));
+    expect(viaHeader.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+    const both = await s.call(authorizerEvent({ headers: { authorization: `bearer ${s.apiKey}`, 'X-API-Key': s.apiKey } }));
+    expect(both.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+  });
+
+  it.each([
+    ['no credential header', {}],
+    ['an empty Authorization', { Authorization: '' }],
+    ['Bearer with nothing after it', { Authorization: 'Bearer ' }],
+    ['a 10 kB header', { Authorization: `Bearer ${'a'.repeat(10_240)}` }],
+    ['non-ASCII', { Authorization: 'Bearer sk-ключ-ключ-ключ-ключ-ключ' }],
+    ['Basic instead of Bearer', { Authorization: 'Basic dXNlcjpwYXNz' }],
+    ['an unknown key', { Authorization: 'Bearer sk-this-key-was-never-issued-000' }],
+  ])('answers 401 for %s and touches no bucket', async (_name, headers) => {
+    const s = await setup();
+    await expect(s.call(authorizerEvent({ headers }))).rejects.toThrow(/^Unauthorized$/);
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+
+  it('answers 401 for two different keys, or the same header twice', async () => {
+    const s = await setup();
+    await expect(s.call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}`, 'x-api-key': 'sk-another-key-entirely-0000' } }))).rejects.toThrow(/^Unauthorized$/);
+    await expect(s.call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}` }, multiValueHeaders: { Authorization: [`Bearer ${s.apiKey}`, 'Bearer sk-another-key-entirely-0000'] } }))).rejects.toThrow(/^Unauthorized$/);
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+
+  it('honours revocation once the key cache expires (the documented delay)', async () => {
+    const s = await setup();
+    expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
+    await putApiKey(s.client, tableName(), s.apiKey, { tenant: s.tenant, user: 'alice', status: 'revoked' });
+    expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow'); // cached
+    s.clock.now += 30_000;
+    await expect(s.call()).rejects.toThrow(/^Unauthorized$/);
+  });
+
+  it('never writes the key into a log line', async () => {
+    const s = await setup();
+    await s.call();
+    await s.call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}`, 'x-api-key': `${s.apiKey}x` } })).catch(() => {});
+    expect(s.logs.length).toBeGreaterThan(1);
+    expect(JSON.stringify(s.logs)).not.toContain(s.apiKey);
+  });
+});
+
+describe('limits', () => {
+  it('denies past the user limit with the 429 contract in the context', async () => {
+    const s = await setup();
+    for (let i = 0; i < 3; i++) expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
+    const denied = await s.call();
+    expect(denied.policyDocument.Statement[0]!.Effect).toBe('Deny');
+    expect(denied.context).toMatchObject({ code: 'user_requests_per_minute', type: 'rate_limit_exceeded', limit: '3', remaining: '0' });
+    expect(denied.context!.retryAfter).toBeGreaterThanOrEqual(1);
+    expect(String(denied.context!.message)).toContain('user_requests_per_minute');
+    expect(String(denied.context!.policy)).toContain('"user_requests_per_minute";q=3;w=60');
+    expect(String(denied.context!.rateLimit)).toMatch(/^"user_requests_per_minute";r=0;t=\d+$/);
+    for (const value of Object.values(denied.context!)) expect(['string', 'number', 'boolean']).toContain(typeof value);
+  });
+
+  it('reports a shadow limit that would deny, and admits', async () => {
+    const s = await setup();
+    await s.call();
+    await s.call();
+    const third = await s.call();
+    expect(third.policyDocument.Statement[0]!.Effect).toBe('Allow');
+    expect(third.context!.shadow).toBe('user_requests_strict');
+    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'shadow_denied', code: 'user_requests_strict' }));
+  });
+
+  it('denies a tenant whose plan is unknown, with a clear log line (fail closed)', async () => {
+    const s = await setup({ plan: 'platinum' });
+    const denied = await s.call();
+    expect(denied.context).toMatchObject({ code: 'plan_unknown' });
+    expect(s.logs).toContainEqual(expect.objectContaining({ code: 'plan_unknown', message: expect.stringContaining("plan 'platinum'") }));
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+
+  it('answers 503 (not 401) when DynamoDB is down and the layer fails closed, without the key in the log', async () => {
+    const broken = new LimitStore({ client: localClient('http://127.0.0.1:9', 1), tableName: tableName() });
+    const s = await setup({ store: broken });
+    const failure = await s.call().catch((err: Error) => err);
+    expect(failure).toBeInstanceOf(Error);
+    expect((failure as Error).message).toBe('Rate limiter unavailable');
+    expect(JSON.stringify(s.logs)).not.toContain(s.apiKey);
+  });
+
+  it('lets GET /v1/limits through on identity alone', async () => {
+    const s = await setup();
+    s.setBrake('on');
+    const result = await s.call(authorizerEvent({ route: '/v1/limits', method: 'GET', headers: { Authorization: `Bearer ${s.apiKey}` } }));
+    expect(result.policyDocument.Statement[0]!.Effect).toBe('Allow');
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+});
+
+describe('brake', () => {
+  it('denies every AI request before any bucket, with the reason and Retry-After until it ends', async () => {
+    const s = await setup();
+    s.setBrake(JSON.stringify({ enabled: true, reason: 'provider outage', until: new Date(s.clock.now + 120_000).toISOString() }));
+    const denied = await s.call();
+    expect(denied.context).toMatchObject({ code: 'brake', retryAfter: 120 });
+    expect(String(denied.context!.message)).toContain('provider outage');
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+
+  it('takes effect and releases within the 5 s cache', async () => {
+    const s = await setup();
+    expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
+    s.setBrake(JSON.stringify({ enabled: true, reason: 'incident' }));
+    s.clock.now += 5_000;
+    expect((await s.call()).context).toMatchObject({ code: 'brake', retryAfter: 60 });
+    s.setBrake('off');
+    s.clock.now += 4_999;
+    expect((await s.call()).context).toMatchObject({ code: 'brake' });
+    s.clock.now += 1;
+    expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
+  });
+
+  it('keeps the last known state while SSM is unreachable', async () => {
+    const local = await startSsmLocal();
+    const name = `/test/${uniqueKey('brake')}`;
+    local.parameters.set(name, { value: '{"enabled":true,"reason":"drill"}', version: 1, modified: Date.now() });
+    let now = Date.now();
+    const logs: Record<string, unknown>[] = [];
+    const brake = new Brake({ client: new SSMClient({ endpoint: local.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: name, clock: () => now, log: (e) => logs.push(e) });
+    expect(await brake.state()).toMatchObject({ enabled: true, reason: 'drill', source: 'ssm' });
+    await local.stop();
+    now += 6_000;
+    expect(await brake.state()).toMatchObject({ enabled: true, reason: 'drill', source: 'last-known' });
+    expect(logs).toContainEqual(expect.objectContaining({ message: 'brake parameter could not be read' }));
+  });
+
+  it.each([
+    ['released', true],
+    ['braked', false],
+  ] as const)('at a cold start with SSM unreachable acts as %s, loudly', async (coldStart, allowed) => {
+    const s = await setup({ coldStart });
+    await ssm.stop();
+    try {
+      const result = await s.call();
+      expect(result.policyDocument.Statement[0]!.Effect).toBe(allowed ? 'Allow' : 'Deny');
+      expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNKNOWN at cold start') }));
+    } finally {
+      ssm = await startSsmLocal({ port: Number(new URL(ssm.endpoint).port) });
+    }
+  });
+
+  it.each([
+    ['off', { enabled: false }],
+    ['', { enabled: false }],
+    ['on', { enabled: true }],
+    ['{"enabled": false}', { enabled: false }],
+    ['{"enabled": true, "reason": "r", "until": "2030-01-01T00:00:00Z"}', { enabled: true, reason: 'r', until: Date.parse('2030-01-01T00:00:00Z') }],
+    ['{"enabled": "yes"}', undefined],
+    ['{"enabled": true, "until": "tomorrow"}', undefined],
+    ['braked!', undefined],
+  ])('parses the brake value %j', (value, expected) => {
+    expect(parseBrake(value)).toEqual(expected);
+  });
+});

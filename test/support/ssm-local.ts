@@ -1,0 +1,79 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A minimal SSM endpoint speaking the service's JSON 1.1 protocol (X-Amz-Target
+ * AmazonSSM.GetParameter / PutParameter), so the real SDK client runs against it.
+ */
+export interface SsmLocal {
+  readonly endpoint: string;
+  readonly parameters: Map<string, { value: string; version: number; modified: number }>;
+  /** Requests seen, by operation. */
+  readonly calls: Record<string, number>;
+  stop(): Promise<void>;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'content-length': Buffer.byteLength(text), 'x-amzn-requestid': crypto.randomUUID() });
+  res.end(text);
+}
+
+const fault = (res: ServerResponse, type: string, message: string) => send(res, 400, { __type: type, message });
+
+async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+}
+
+export async function startSsmLocal(options: { port?: number; region?: string; account?: string } = {}): Promise<SsmLocal> {
+  const parameters: SsmLocal['parameters'] = new Map();
+  const calls: Record<string, number> = {};
+  const region = options.region ?? 'us-east-1';
+  const account = options.account ?? '000000000000';
+  const server: Server = createServer(async (req, res) => {
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const operation = target.replace(/^AmazonSSM\./, '');
+    calls[operation] = (calls[operation] ?? 0) + 1;
+    let input: Record<string, unknown>;
+    try {
+      input = await body(req);
+    } catch {
+      return fault(res, 'SerializationException', 'request body is not JSON');
+    }
+    const name = typeof input.Name === 'string' ? input.Name : '';
+    switch (operation) {
+      case 'GetParameter': {
+        const p = parameters.get(name);
+        if (!p) return fault(res, 'ParameterNotFound', `Parameter ${name} not found.`);
+        return send(res, 200, {
+          Parameter: { Name: name, Type: 'String', Value: p.value, Version: p.version, LastModifiedDate: p.modified / 1000, ARN: `arn:aws:ssm:${region}:${account}:parameter${name.startsWith('/') ? '' : '/'}${name}`, DataType: 'text' },
+        });
+      }
+      case 'PutParameter': {
+        if (typeof input.Value !== 'string' || !name) return fault(res, 'ValidationException', 'Name and Value are required');
+        const existing = parameters.get(name);
+        if (existing && input.Overwrite !== true) return fault(res, 'ParameterAlreadyExists', `The parameter ${name} already exists.`);
+        const version = (existing?.version ?? 0) + 1;
+        parameters.set(name, { value: input.Value, version, modified: Date.now() });
+        return send(res, 200, { Version: version, Tier: 'Standard' });
+      }
+      default:
+        return fault(res, 'InvalidAction', `operation ${target} is not supported by this local endpoint`);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    parameters,
+    calls,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
