@@ -1,10 +1,13 @@
 /** npm run bench: every benchmark, one JSON line per figure. Not part of npm test. */
 import { startDynamoDbLocal } from '../test/support/dynamodb-local';
+import { benchAuthorizer } from './authorizer';
 import { benchEngine } from './engine';
 
+const only = process.argv[2];
 const dynamo = await startDynamoDbLocal();
 try {
-  await benchEngine(dynamo.endpoint);
+  if (!only || only === 'engine') await benchEngine(dynamo.endpoint);
+  if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
 } finally {
   await dynamo.stop();
 }

@@ -4,7 +4,7 @@ import { adjustGcra, decideGcra, describeGcra, fillMs, type GcraState, type Gcra
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
 import type { BucketGuard } from './expressions';
-import { adjustWindow, countWrite, decideWindow, describeWindow, guardWindow, slotIndex, type WindowState, type WindowWrite, windowMemoryMs } from './sliding-window';
+import { adjustWindow, countWrite, decideWindow, describeWindow, guardWindow, type WindowState, type WindowWrite, windowMemoryMs } from './sliding-window';
 
 /** One bucket's state, whatever its shape. Pure data: what the store keeps in one item. */
 export type BucketState = GcraState & WindowState;
@@ -54,9 +54,9 @@ export function adjust(limit: Limit, state: BucketState | undefined, at: number 
  */
 export function probe(limit: Limit, state: BucketState | undefined, at: Moment, cost: number): BucketWrite | undefined {
   if (limit.shape === 'sliding_window') {
-    if (state?.head === undefined || state.head < slotIndex(at.late, limit) || cost > limit.limit) return undefined;
-    // Assume the slots this container saw have all gone: the condition on `total` still holds the line.
-    return countWrite({ ...state, slots: state.slots?.map(() => 0) }, at, cost, limit, limit.limit).write;
+    if (state?.head === undefined || cost > limit.limit) return undefined;
+    // The write's condition on `total` holds the line whatever this container last saw.
+    return countWrite(state, at, cost, limit, true).write;
   }
   if (state?.tat === undefined || cost > limit.capacity) return undefined;
   const write = decideGcra({ tat: at.late }, at, cost, limit).write;

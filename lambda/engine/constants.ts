@@ -22,10 +22,9 @@ export const ATTR = {
   /** Burst credit in cost units, valid as of `creditAt`. */
   credit: 'cr',
   creditAt: 'crAt',
-  /** Sliding window: index of the newest sub-window, the sum of the live ring, a write counter. */
+  /** Sliding window: index of the newest sub-window and the sum of the window's slots. */
   head: 'hd',
   total: 'tot',
-  writes: 'n',
   /** Sliding window ring slot prefix: s0, s1, ... */
   slot: 's',
 } as const;

@@ -1,7 +1,7 @@
 import type { BucketWrite } from './bucket';
 import { ATTR } from './constants';
 import type { Limit } from './limits';
-import { ringLength } from './sliding-window';
+import { ringLength, type WindowCheck, type WindowGuard } from './sliding-window';
 
 /**
  * One bucket's share of an UpdateItem: a condition and SET clauses over placeholders that are
@@ -15,9 +15,7 @@ export interface Fragment {
 }
 
 /** A condition-only guard: "at least `cost` is left" without spending it (admission checks). */
-export type BucketGuard =
-  | { readonly branch: 'room'; readonly lim: number; readonly credit?: { readonly horizon: number; readonly cost: number } }
-  | { readonly branch: 'room-window'; readonly head?: number; readonly maxTotal?: number; readonly firstLive?: number; readonly writes?: number };
+export type BucketGuard = { readonly branch: 'room'; readonly lim: number; readonly credit?: { readonly horizon: number; readonly cost: number } } | WindowGuard;
 
 /** Attribute name of `attr` for the bucket called `bucket` inside an item. */
 export const attributeName = (bucket: string, attr: string): string => (bucket === '' ? attr : `${bucket}_${attr}`);
@@ -40,6 +38,12 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
   };
   const done = (condition: string | undefined, sets: string[]): Fragment => ({ ...(condition ? { condition } : {}), sets, names, values });
   const tat = () => n(ATTR.tat);
+  const windowCondition = (check: WindowCheck): string => {
+    const parts = [`${n(ATTR.head)} = ${v('head', check.head)}`];
+    if (check.maxTotal !== undefined) parts.push(`${n(ATTR.total)} <= ${v('maxTotal', check.maxTotal)}`);
+    check.pins.forEach((p, i) => parts.push(`${n(ATTR.slot + p.position)} = ${v(`pin${i}`, p.value)}`));
+    return parts.join(' AND ');
+  };
 
   switch (write.branch) {
     case 'advance':
@@ -70,30 +74,28 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
       if (!write.credit) return done(main, []);
       return done(`${main} OR (${tat()} <= ${v('horizon', write.credit.horizon)} AND ${n(ATTR.credit)} >= ${v('cost', write.credit.cost)})`, []);
     }
-    case 'room-window': {
-      const hd = n(ATTR.head);
-      if (write.head === undefined) return done(`attribute_not_exists(${hd})`, []);
-      if (write.firstLive !== undefined) return done(`${hd} < ${v('firstLive', write.firstLive)}`, []);
-      if (write.maxTotal !== undefined) return done(`${hd} = ${v('head', write.head)} AND ${n(ATTR.total)} <= ${v('maxTotal', write.maxTotal)}`, []);
-      return done(`${hd} = ${v('head', write.head)} AND ${n(ATTR.writes)} = ${v('writes', write.writes ?? 0)}`, []);
-    }
-    case 'init':
-    case 'roll': {
-      if (limit.shape !== 'sliding_window') throw new TypeError(`write ${write.branch} needs a sliding window`);
-      const hd = n(ATTR.head);
-      const sets = [`${hd} = ${v('head', write.head)}`, `${n(ATTR.total)} = ${v('total', write.total)}`];
+    case 'room-window':
+      if (!write.check) return done(`attribute_not_exists(${n(ATTR.head)})`, []);
+      return done(windowCondition(write.check), []);
+    case 'init': {
+      if (limit.shape !== 'sliding_window') throw new TypeError('init needs a sliding window');
+      const sets = [`${n(ATTR.head)} = ${v('head', write.head)}`, `${n(ATTR.total)} = ${v('total', write.total)}`];
       write.slots.forEach((count, i) => sets.push(`${n(ATTR.slot + i)} = ${v(`s${i}`, count)}`));
       if (write.slots.length !== ringLength(limit)) throw new TypeError('ring length mismatch');
-      if (write.branch === 'init') return done(`attribute_not_exists(${hd})`, [...sets, `${n(ATTR.writes)} = ${v('one', 1)}`]);
-      const writes = n(ATTR.writes);
-      return done(`${hd} = ${v('expectHead', write.expectHead)} AND ${writes} = ${v('expectWrites', write.expectWrites)}`, [...sets, `${writes} = ${writes} + ${v('one', 1)}`]);
+      return done(`attribute_not_exists(${n(ATTR.head)})`, sets);
+    }
+    case 'roll': {
+      const total = n(ATTR.total);
+      const sets = [`${n(ATTR.head)} = ${v('newHead', write.head)}`, `${n(ATTR.slot + write.position)} = ${v('cost', write.cost)}`];
+      for (const p of write.zero) sets.push(`${n(ATTR.slot + p)} = ${v('zero', 0)}`);
+      sets.push(write.total !== undefined ? `${total} = ${v('total', write.total)}` : `${total} = ${total} + ${v('delta', write.totalDelta ?? 0)}`);
+      return done(windowCondition(write.check), sets);
     }
     case 'add': {
       const slot = n(ATTR.slot + write.position);
-      const conditions = [`${n(ATTR.head)} = ${v('head', write.head)}`];
-      if (write.maxTotal !== undefined) conditions.push(`${n(ATTR.total)} <= ${v('maxTotal', write.maxTotal)}`);
+      const conditions = [windowCondition(write.check)];
       if (write.minSlot !== undefined) conditions.push(`${slot} >= ${v('minSlot', write.minSlot)}`);
-      const sets = [`${slot} = ${slot} + ${v('cost', write.cost)}`, `${n(ATTR.writes)} = ${n(ATTR.writes)} + ${v('one', 1)}`];
+      const sets = [`${slot} = ${slot} + ${v('cost', write.cost)}`];
       if (write.inTotal) sets.push(`${n(ATTR.total)} = ${n(ATTR.total)} + ${v('cost', write.cost)}`);
       return done(conditions.join(' AND '), sets);
     }

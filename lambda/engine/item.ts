@@ -107,7 +107,7 @@ export function admitted(checks: readonly Check[], evals: readonly Evaluation[],
 /** The item as this container expects it after its write (a transaction returns no new state). */
 export function predictItem(item: Item | undefined, checks: readonly Check[], evals: readonly Evaluation[]): Item {
   const next: Item = { ...item };
-  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total, writes: ATTR.writes } as const;
+  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total } as const;
   checks.forEach((c, i) => {
     const state = evals[i]?.next;
     if (!state || !evals[i]!.decision.allowed) return;
@@ -143,7 +143,7 @@ export function bucketOf(item: Item | undefined, name: string): BucketState | un
   const slots: number[] = [];
   for (let i = 0; num(ATTR.slot + i) !== undefined; i++) slots.push(num(ATTR.slot + i)!);
   const state: Record<string, number | number[]> = {};
-  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total, writes: ATTR.writes } as const;
+  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total } as const;
   for (const [field, attr] of Object.entries(fields)) {
     const value = num(attr);
     if (value !== undefined) state[field] = value;

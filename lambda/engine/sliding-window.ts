@@ -12,23 +12,39 @@ import type { Moment } from './moment';
  *
  * The ring keeps S + 3 slots: S + 1 for the window and two more so that a container whose clock
  * is behind (by up to a quarter slot) still finds the older slots it must count. `total` is the
- * sum of the S + 1 slots head-S..head; `writes` counts writes (compare-and-set on a roll).
+ * sum of the S + 1 slots head-S..head.
+ *
+ * Every write commutes with concurrent counts in the newest slot: a count adds to the slot and the
+ * total; moving the head to a new slot subtracts the slots leaving the total by arithmetic and
+ * pins only their (old, unchanging) values in its condition.
  */
 export interface WindowState {
   readonly head?: number;
   readonly total?: number;
-  readonly writes?: number;
   /** Counters by ring position (slot index % ring length). */
   readonly slots?: readonly number[];
+}
+
+/** An old slot whose value a write relies on (only refunds ever change it). */
+export interface Pin {
+  readonly position: number;
+  readonly value: number;
+}
+
+/** The limit check shared by every write: head = h [AND total <= maxTotal] [AND pinned slots unchanged]. */
+export interface WindowCheck {
+  readonly head: number;
+  readonly maxTotal?: number;
+  readonly pins: readonly Pin[];
 }
 
 export type WindowWrite =
   /** First write: attribute_not_exists(head). */
   | { readonly branch: 'init'; readonly head: number; readonly slots: readonly number[]; readonly total: number }
-  /** Same slot: head = h AND total <= maxTotal -> total += cost, slot += cost. Commutes under contention. */
-  | { readonly branch: 'add'; readonly head: number; readonly position: number; readonly cost: number; readonly inTotal: boolean; readonly maxTotal?: number; readonly minSlot?: number }
-  /** Time moved to a new slot: compare-and-set on head and the write counter, rewriting the ring. */
-  | { readonly branch: 'roll'; readonly expectHead: number; readonly expectWrites: number; readonly head: number; readonly slots: readonly number[]; readonly total: number };
+  /** Count `cost` in slot `position` (the head, or an older slot for a refund). */
+  | { readonly branch: 'add'; readonly check: WindowCheck; readonly position: number; readonly cost: number; readonly inTotal: boolean; readonly minSlot?: number }
+  /** Move the head to a new slot, clear the slots it reuses, count `cost` there. */
+  | { readonly branch: 'roll'; readonly check: WindowCheck; readonly head: number; readonly position: number; readonly cost: number; readonly zero: readonly number[]; readonly totalDelta?: number; readonly total?: number };
 
 export interface WindowPlan {
   readonly decision: Decision;
@@ -44,20 +60,24 @@ export const slotIndex = (t: number, limit: SlidingWindowLimit): number => Math.
 const positionOf = (index: number, limit: SlidingWindowLimit): number => ((index % ringLength(limit)) + ringLength(limit)) % ringLength(limit);
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 
-/** Slot counts by absolute index over [from, to], from what the ring still holds. */
-function counts(state: WindowState, from: number, to: number, limit: SlidingWindowLimit): number[] {
+/** The count of slot `index`, if the ring still holds it. */
+function countAt(state: WindowState, index: number, limit: SlidingWindowLimit): number {
+  const head = state.head ?? Number.NEGATIVE_INFINITY;
+  if (index > head || index <= head - ringLength(limit)) return 0;
+  return state.slots?.[positionOf(index, limit)] ?? 0;
+}
+
+function range(from: number, to: number): number[] {
   const out: number[] = [];
-  const head = state.head ?? -Infinity;
-  const oldest = head - ringLength(limit) + 1;
-  for (let j = from; j <= to; j++) out.push(j > head || j < oldest ? 0 : (state.slots?.[positionOf(j, limit)] ?? 0));
+  for (let j = from; j <= to; j++) out.push(j);
   return out;
 }
 
-/** What an admission at `at` would be checked against: slots from i-S to the newest. */
+/** What an admission at `at` is checked against: slots from i-S to the newest. */
 function checked(state: WindowState, at: Moment, limit: SlidingWindowLimit): { from: number; to: number; values: number[]; total: number } {
   const from = slotIndex(at.early, limit) - limit.subWindows;
-  const to = Math.max(state.head ?? -Infinity, slotIndex(at.late, limit));
-  const values = counts(state, from, to, limit);
+  const to = Math.max(state.head ?? Number.NEGATIVE_INFINITY, slotIndex(at.late, limit));
+  const values = range(from, to).map((j) => countAt(state, j, limit));
   return { from, to, values, total: sum(values) };
 }
 
@@ -78,29 +98,58 @@ export function describeWindow(state: WindowState | undefined, at: Moment, limit
   return { allowed: true, limit: limit.limit, remaining, resetMs: Math.max(0, resetMs), retryAfterMs: 0 };
 }
 
-/** The write that counts `cost` at `at`; with `checkAgainst` its condition enforces the limit. */
-export function countWrite(state: WindowState, at: Moment, cost: number, limit: SlidingWindowLimit, checkAgainst?: number): { write: WindowWrite; next: WindowState } {
-  const target = Math.max(state.head ?? -Infinity, slotIndex(at.late, limit));
-  const length = ringLength(limit);
-  if (state.head === undefined || target > state.head) {
-    const slots = new Array<number>(length).fill(0);
-    for (let j = target - length + 1; j <= target; j++) slots[positionOf(j, limit)] = counts(state, j, j, limit)[0]!;
-    slots[positionOf(target, limit)] = slots[positionOf(target, limit)]! + cost;
-    const total = sum(counts({ head: target, slots }, target - limit.subWindows, target, limit));
-    const writes = (state.writes ?? 0) + 1;
-    const write: WindowWrite =
-      state.head === undefined ? { branch: 'init', head: target, slots, total } : { branch: 'roll', expectHead: state.head, expectWrites: state.writes ?? 0, head: target, slots, total };
-    return { write, next: { head: target, total, writes, slots } };
+const pin = (state: WindowState, index: number, limit: SlidingWindowLimit): Pin => ({ position: positionOf(index, limit), value: countAt(state, index, limit) });
+
+/**
+ * The condition that makes "checked total + cost <= limit" hold at the moment of the write, in
+ * terms of the item's `total` (slots head-S..head). Slots this container no longer counts are
+ * subtracted (and pinned); older slots it still counts are added (they only ever shrink).
+ */
+export function windowCheck(state: WindowState, at: Moment, cost: number | undefined, limit: SlidingWindowLimit): WindowCheck {
+  const head = state.head!;
+  if (cost === undefined) return { head, pins: [] };
+  const from = slotIndex(at.early, limit) - limit.subWindows;
+  if (from > head) return { head, pins: [] }; // nothing in the item counts any more
+  if (from > head - limit.subWindows) {
+    const pins = range(head - limit.subWindows, from - 1).map((j) => pin(state, j, limit));
+    return { head, maxTotal: limit.limit - cost + sum(pins.map((p) => p.value)), pins };
   }
+  const older = sum(range(from, head - limit.subWindows - 1).map((j) => countAt(state, j, limit)));
+  return { head, maxTotal: limit.limit - cost - older, pins: [] };
+}
+
+/** The write that counts `cost` at `at`; with `enforce` its condition also enforces the limit. */
+export function countWrite(state: WindowState, at: Moment, cost: number, limit: SlidingWindowLimit, enforce: boolean): { write: WindowWrite; next: WindowState } {
+  const length = ringLength(limit);
+  const target = Math.max(state.head ?? Number.NEGATIVE_INFINITY, slotIndex(at.late, limit));
+  if (state.head === undefined) {
+    const slots = new Array<number>(length).fill(0);
+    slots[positionOf(target, limit)] = cost;
+    return { write: { branch: 'init', head: target, slots, total: cost }, next: { head: target, total: cost, slots } };
+  }
+  const head = state.head;
+  const check = windowCheck(state, at, enforce ? cost : undefined, limit);
+  const slots = range(0, length - 1).map((p) => state.slots?.[p] ?? 0);
+  if (target === head) {
+    const position = positionOf(head, limit);
+    slots[position] = slots[position]! + cost;
+    return { write: { branch: 'add', check, position, cost, inTotal: true }, next: { head, total: (state.total ?? 0) + cost, slots } };
+  }
+  // Roll: reuse the positions of slots head+1..target, which held slots that left the ring.
+  const reused = target - head >= length ? range(0, length - 1) : range(head + 1, target).map((k) => positionOf(k, limit));
   const position = positionOf(target, limit);
-  const slots = [...(state.slots ?? [])];
-  slots[position] = (slots[position] ?? 0) + cost;
-  // Slots older than head-S that this container must still count are not in `total`: they only
-  // ever shrink (refunds), so subtracting what was seen keeps the condition conservative.
-  const older = sum(counts(state, slotIndex(at.early, limit) - limit.subWindows, target - limit.subWindows - 1, limit));
-  const maxTotal = checkAgainst === undefined ? undefined : checkAgainst - cost - older;
-  const write: WindowWrite = { branch: 'add', head: target, position, cost, inTotal: true, ...(maxTotal === undefined ? {} : { maxTotal }) };
-  return { write, next: { ...state, total: (state.total ?? 0) + cost, writes: (state.writes ?? 0) + 1, slots } };
+  for (const p of reused) slots[p] = 0;
+  slots[position] = cost;
+  const zero = reused.filter((p) => p !== position);
+  if (target - limit.subWindows > head) {
+    // The whole old window has left the total: it restarts at this cost.
+    return { write: { branch: 'roll', check, head: target, position, cost, zero, total: cost }, next: { head: target, total: cost, slots } };
+  }
+  const leaving = range(head - limit.subWindows, target - limit.subWindows - 1).map((j) => pin(state, j, limit));
+  const pins = [...check.pins, ...leaving.filter((l) => !check.pins.some((p) => p.position === l.position))];
+  const totalDelta = cost - sum(leaving.map((l) => l.value));
+  const write: WindowWrite = { branch: 'roll', check: { ...check, pins }, head: target, position, cost, zero, totalDelta };
+  return { write, next: { head: target, total: (state.total ?? 0) + totalDelta, slots } };
 }
 
 export function decideWindow(state: WindowState | undefined, at: Moment, cost: number, limit: SlidingWindowLimit): WindowPlan {
@@ -111,7 +160,7 @@ export function decideWindow(state: WindowState | undefined, at: Moment, cost: n
     if (cost > limit.limit) return { decision: denied(limit.limit, d.remaining, d.resetMs, d.resetMs, true), next: stored };
     return { decision: denied(limit.limit, d.remaining, d.resetMs, waitFor(view, cost, at.early, limit)), next: stored };
   }
-  const { write, next } = countWrite(stored, at, cost, limit, limit.limit);
+  const { write, next } = countWrite(stored, at, cost, limit, true);
   return { decision: describeWindow(next, at, limit), write, next };
 }
 
@@ -122,7 +171,7 @@ export function decideWindow(state: WindowState | undefined, at: Moment, cost: n
  */
 export function adjustWindow(state: WindowState | undefined, at: Moment, delta: number, admittedAt: Moment, limit: SlidingWindowLimit): { write?: WindowWrite; next: WindowState } {
   const stored = state ?? {};
-  if (delta > 0) return countWrite(stored, at, delta, limit);
+  if (delta > 0) return countWrite(stored, at, delta, limit, false);
   const j = slotIndex(admittedAt.early, limit);
   const head = stored.head;
   if (head === undefined || j > head || j <= head - ringLength(limit)) return { next: stored };
@@ -134,26 +183,20 @@ export function adjustWindow(state: WindowState | undefined, at: Moment, delta: 
   slots[position] = inSlot - refund;
   const inTotal = j >= head - limit.subWindows;
   return {
-    write: { branch: 'add', head, position, cost: -refund, inTotal, minSlot: refund },
-    next: { ...stored, total: (stored.total ?? 0) - (inTotal ? refund : 0), writes: (stored.writes ?? 0) + 1, slots },
+    write: { branch: 'add', check: { head, pins: [] }, position, cost: -refund, inTotal, minSlot: refund },
+    next: { ...stored, total: (stored.total ?? 0) - (inTotal ? refund : 0), slots },
   };
 }
 
-export type WindowGuard = { readonly branch: 'room-window'; readonly head?: number; readonly maxTotal?: number; readonly firstLive?: number; readonly writes?: number };
+export type WindowGuard = { readonly branch: 'room-window'; readonly check?: WindowCheck };
 
 /** Admission without spending: would `cost` fit now? The guard re-checks it in the store. */
 export function guardWindow(state: WindowState | undefined, at: Moment, cost: number, limit: SlidingWindowLimit): { decision: Decision; guard: WindowGuard } {
   const stored = state ?? {};
   const plan = decideWindow(stored, at, cost, limit);
   const decision = plan.decision.allowed ? describeWindow(stored, at, limit) : plan.decision;
-  const firstLive = slotIndex(at.early, limit) - limit.subWindows;
   if (stored.head === undefined) return { decision, guard: { branch: 'room-window' } };
-  if (stored.head < firstLive) return { decision, guard: { branch: 'room-window', head: stored.head, firstLive } };
-  if (stored.head >= slotIndex(at.late, limit)) {
-    const older = sum(counts(stored, firstLive, stored.head - limit.subWindows - 1, limit));
-    return { decision, guard: { branch: 'room-window', head: stored.head, maxTotal: limit.limit - cost - older } };
-  }
-  return { decision, guard: { branch: 'room-window', head: stored.head, writes: stored.writes ?? 0 } };
+  return { decision, guard: { branch: 'room-window', check: windowCheck(stored, at, cost, limit) } };
 }
 
 /** Milliseconds a window's state can matter after its newest slot began. */
