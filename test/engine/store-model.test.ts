@@ -25,7 +25,7 @@ const limits: [string, Limit][] = [
 describe.each(limits)('%s: store and pure model agree', (_name, limit) => {
   it('on every decision of random schedules with settlements', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), async (ops) => {
+      fc.asyncProperty(fc.array(op, { minLength: 5, maxLength: 30 }), async (ops: Op[]) => {
         let now = 1_800_000_000_000;
         const store = testStore({ clock: () => now });
         const key = uniqueKey();
