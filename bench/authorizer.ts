@@ -123,13 +123,16 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
 
   // Admissions under contention: one tenant capped at 100 per day, 400 requests from 8 users at once.
   const contention: Record<string, number> = {};
+  const contentionUnits: Record<string, number> = {};
   for (const strategy of ['parallel', 'transaction'] as Strategy[]) {
     const capped = parseConfig({ ...JSON.parse(JSON.stringify(config)), plans: { team: { tenant: [requests(slidingWindow(100, '1 d', 24))] } } });
     const store = new LimitStore({ client, tableName });
     const limiter = new Limiter({ store, config: capped, strategy, log: () => {}, namespace: `${run}-${strategy}-contention-`, random: Math.random });
     const tenant = { id: `bench-${run}-hot`, plan: 'team' };
+    const before = calls.length;
     const outcome = await load(400, CONCURRENCY, async (i) => (await limiter.admit({ tenant: tenant.id, user: `u${i % 8}` }, tenant, CHAT)).allowed);
     contention[strategy] = outcome.admitted;
+    contentionUnits[strategy] = writeUnits(calls.slice(before)) / 400;
   }
 
   // Baseline: rate-limiter-flexible, the same four layers checked one after another.
@@ -177,6 +180,7 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   report('authorizer.transaction.p50_ms', t.p50Ms, 'ms (one at a time)', p.p50Ms);
   report('authorizer.contention.parallel.admitted', contention.parallel!, 'of 100 allowed, 400 offered');
   report('authorizer.contention.transaction.admitted', contention.transaction!, 'of 100 allowed, 400 offered');
+  report('authorizer.contention.write_units_per_decision', contentionUnits.parallel!, 'WCU (parallel, refunds included)', contentionUnits.transaction!);
   await ssm.stop();
   client.destroy();
 }
