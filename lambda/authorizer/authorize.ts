@@ -35,7 +35,12 @@ function policy(effect: 'Allow' | 'Deny', event: APIGatewayRequestAuthorizerEven
 
 function limitContext(limits: readonly LimitOutcome[], focus?: LimitOutcome): Context {
   const headers = rateLimitHeaders(limits, focus ?? mostConstraining(limits));
+  // The most constraining request limit, for OpenAI's x-ratelimit-*-requests headers.
+  const requests = mostConstraining(limits.filter((l) => l.spec.counts === 'requests'));
   return {
+    requestsLimit: requests?.decision.limit ?? '',
+    requestsRemaining: requests?.decision.remaining ?? '',
+    requestsResetMs: requests ? Math.ceil(requests.decision.resetMs) : '',
     limit: headers['X-RateLimit-Limit'] ?? '',
     remaining: headers['X-RateLimit-Remaining'] ?? '',
     reset: headers['X-RateLimit-Reset'] ?? '',

@@ -13,6 +13,8 @@ export const KEY_PREFIX = {
   apiKey: 'k#',
   tenant: 't#',
   penalty: 'p#',
+  /** A settlement ledger entry: proves a request was settled, so a retry cannot settle it twice. */
+  settlement: 's#',
 } as const;
 
 /** Attribute names of bucket items. Short names keep every item within one write unit. */

@@ -33,6 +33,12 @@ export interface TenantRecord {
 
 export type Strategy = 'parallel' | 'transaction';
 
+/** What a request costs on token and usd limits. */
+export interface Amounts {
+  readonly tokens: number;
+  readonly microUsd: number;
+}
+
 export interface Verdict {
   readonly allowed: boolean;
   /** Every limit evaluated, in layer order (shadow limits included). */
@@ -135,6 +141,41 @@ export class Limiter {
     }
     const costing: Costing = (spec) => (spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 });
     return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, true), shard);
+  }
+
+  /**
+   * The proxy's reservation: input + expected output on every token limit, micro-dollars on every
+   * usd limit, in every layer, one round-trip; request limits are not touched (the authorizer
+   * spent those). `shard` is the one the authorizer picked.
+   */
+  async reserve(identity: Identity, tenant: TenantRecord, route: string, amounts: Amounts, shard: number): Promise<Verdict> {
+    const costing: Costing = (spec) => {
+      const cost = spec.counts === 'tokens' ? amounts.tokens : spec.counts === 'usd' ? amounts.microUsd : 0;
+      return cost > 0 ? { mode: 'consume', cost } : undefined;
+    };
+    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, false), shard);
+  }
+
+  /**
+   * Settles a reservation exactly once (keyed by `requestId`): the difference between what was
+   * used and what was reserved is debited (possibly into debt) or refunded on every token and usd
+   * limit. Layers that failed open at reservation reserved nothing: they are debited in full.
+   */
+  async settle(requestId: string, reservation: { identity: Identity; tenant: TenantRecord; route: string; shard: number; reserved: Amounts; failedOpen: readonly Layer[]; admittedAt: number }, used: Amounts): Promise<'settled' | 'already-settled'> {
+    const { identity, tenant, route, shard, reserved, admittedAt } = reservation;
+    const all: Costing = (spec) => (spec.counts === 'requests' ? undefined : { mode: 'consume', cost: 1 });
+    const items = this.calls(identity, this.planOf(tenant), route, all, shard, false).map((call) => {
+      const skipped = reservation.failedOpen.includes(call.layer);
+      const adjustments = call.checks.flatMap((c, j) => {
+        const counts = call.specs[j]!.counts;
+        const pick = (a: Amounts) => (counts === 'tokens' ? a.tokens : a.microUsd);
+        const delta = pick(used) - (skipped ? 0 : pick(reserved));
+        return Math.abs(delta) > 1e-9 ? [{ name: c.name, limit: c.limit, delta, admittedAt }] : [];
+      });
+      return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
+    });
+    const record = { tenant: identity.tenant, user: identity.user, route, tokens: used.tokens, microUsd: used.microUsd };
+    return this.options.store.settleOnce(`${this.ns}${requestId}`, items.filter((it) => it.adjustments.length > 0), record);
   }
 
   /** Layer calls for one decision, in layer order. */

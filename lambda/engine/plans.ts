@@ -27,7 +27,11 @@ export interface Plan {
   readonly user?: readonly LimitSpec[];
   /** Limits per endpoint path, per tenant unless the endpoint's scope is global. */
   readonly endpoints?: Readonly<Record<string, readonly LimitSpec[]>>;
+  /** Output tokens reserved per request: min(max_tokens, this). @default 1024 */
+  readonly outputReservation?: number;
 }
+
+export const DEFAULT_OUTPUT_RESERVATION = 1024;
 
 /** Per-tenant changes that take effect without a deploy (enterprise contracts): same shape as a plan. */
 export type Overrides = Plan;
@@ -36,6 +40,8 @@ export type Overrides = Plan;
 export interface ModelPrice {
   readonly inputPerMillion: number;
   readonly outputPerMillion: number;
+  /** The tokenizer's encoding. @default o200k_base for gpt-4o/4.1/5 and o-series, cl100k_base for older models */
+  readonly encoding?: 'o200k_base' | 'cl100k_base';
 }
 
 export interface EndpointConfig {
@@ -43,7 +49,13 @@ export interface EndpointConfig {
   readonly models: Readonly<Record<string, ModelPrice>>;
   /** Endpoint limits count per tenant, or once for the whole system. @default 'tenant' */
   readonly scope?: 'tenant' | 'global';
+  /** Largest request body accepted. @default 1048576 (1 MiB) */
+  readonly maxBodyBytes?: number;
+  /** Accept `n` > 1 (several completions per request). @default false */
+  readonly allowN?: boolean;
 }
+
+export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
 
 export interface PenaltyPolicy {
   /** Denials within `windowMs` before Retry-After starts to grow. @default 3 */
@@ -160,7 +172,12 @@ export function parsePlan(value: unknown, path: string): Plan {
     if (!isRecord(value.endpoints)) fail(`${path}.endpoints`, 'expected an object keyed by path');
     for (const [route, specs] of Object.entries(value.endpoints)) endpoints[route] = parseSpecs(specs, `${path}.endpoints.${route}`);
   }
-  return { tenant: parseSpecs(value.tenant, `${path}.tenant`), user: parseSpecs(value.user, `${path}.user`), endpoints };
+  let outputReservation: number | undefined;
+  if (value.outputReservation !== undefined) {
+    outputReservation = Number(value.outputReservation);
+    if (!Number.isInteger(outputReservation) || outputReservation < 1) fail(`${path}.outputReservation`, `expected a whole number of tokens >= 1, got ${JSON.stringify(value.outputReservation)}`);
+  }
+  return { tenant: parseSpecs(value.tenant, `${path}.tenant`), user: parseSpecs(value.user, `${path}.user`), endpoints, ...(outputReservation ? { outputReservation } : {}) };
 }
 
 /** Validates a whole configuration (from props at synth, or from JSON at a cold start). */
@@ -178,10 +195,18 @@ export function parseConfig(value: unknown): LimiterConfig {
       if (!isRecord(price) || !(Number(price.inputPerMillion) >= 0) || !(Number(price.outputPerMillion) >= 0)) {
         fail(`${at}.models.${model}`, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
       }
-      models[model] = { inputPerMillion: Number(price.inputPerMillion), outputPerMillion: Number(price.outputPerMillion) };
+      if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base') fail(`${at}.models.${model}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
+      models[model] = { inputPerMillion: Number(price.inputPerMillion), outputPerMillion: Number(price.outputPerMillion), ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}) };
     }
     if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global') fail(`${at}.scope`, "expected 'tenant' or 'global'");
-    endpoints[route] = { models, ...(raw.scope ? { scope: raw.scope as 'tenant' | 'global' } : {}) };
+    if (raw.maxBodyBytes !== undefined && !(Number.isInteger(raw.maxBodyBytes) && (raw.maxBodyBytes as number) > 0)) fail(`${at}.maxBodyBytes`, 'expected a whole number of bytes > 0');
+    if (raw.allowN !== undefined && typeof raw.allowN !== 'boolean') fail(`${at}.allowN`, 'expected true or false');
+    endpoints[route] = {
+      models,
+      ...(raw.scope ? { scope: raw.scope as 'tenant' | 'global' } : {}),
+      ...(raw.maxBodyBytes ? { maxBodyBytes: raw.maxBodyBytes as number } : {}),
+      ...(raw.allowN !== undefined ? { allowN: raw.allowN as boolean } : {}),
+    };
   }
   const plans: Record<string, Plan> = {};
   for (const [name, plan] of Object.entries(value.plans)) {
@@ -234,7 +259,8 @@ export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Pl
   for (const route of new Set([...Object.keys(plan.endpoints ?? {}), ...Object.keys(overrides.endpoints ?? {})])) {
     endpoints[route] = merge(plan.endpoints?.[route], overrides.endpoints?.[route]);
   }
-  return { tenant: merge(plan.tenant, overrides.tenant), user: merge(plan.user, overrides.user), endpoints };
+  const outputReservation = overrides.outputReservation ?? plan.outputReservation;
+  return { tenant: merge(plan.tenant, overrides.tenant), user: merge(plan.user, overrides.user), endpoints, ...(outputReservation ? { outputReservation } : {}) };
 }
 
 /** One shard's share of a global limit, so that all shards together allow exactly the limit. */

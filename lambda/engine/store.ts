@@ -163,6 +163,55 @@ export class LimitStore {
     throw new ContentionError(pks.join(','), this.maxAttempts);
   }
 
+  /**
+   * Settles several items exactly once: the adjustments and a ledger entry for `ledgerKey` go in
+   * one TransactWriteItems whose ledger Put requires that no entry exists yet. A retry after a
+   * timeout that did land finds the entry and changes nothing.
+   */
+  async settleOnce(ledgerKey: string, items: readonly { key: string; adjustments: readonly Adjustment[]; alsoHolds?: readonly Limit[] }[], record: Readonly<Record<string, string | number>> = {}): Promise<'settled' | 'already-settled'> {
+    const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
+    const ledger = KEY_PREFIX.settlement + ledgerKey;
+    const at = this.now();
+    const state = pks.map((pk) => this.seen.get(pk));
+    for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
+      const updates = items.flatMap((it, i) => {
+        const fragments: Fragment[] = [];
+        it.adjustments.forEach((a, j) => {
+          const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
+          const { write } = adjust(a.limit, bucketOf(state[i], a.name), at, a.delta, admitted);
+          if (write) fragments.push(fragment(write, a.limit, a.name, `a${j}`));
+        });
+        if (fragments.length === 0) return [];
+        const limits = [...it.adjustments.map((a) => a.limit), ...(it.alsoHolds ?? [])];
+        return [{ index: i, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
+      });
+      const put = {
+        TableName: this.tableName,
+        Item: { [TABLE.partitionKey]: ledger, ...record, settledAt: at.late, [TABLE.ttlAttribute]: expiresAt(at.late) },
+        ConditionExpression: 'attribute_not_exists(#pk)',
+        ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+      };
+      this.stats.calls++;
+      try {
+        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Put: put }, ...updates.map((u) => ({ Update: { ...u.update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } }))] }));
+        for (const u of updates) this.seen.delete(pks[u.index]!);
+        return 'settled';
+      } catch (err) {
+        if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', ledger, { cause: err });
+        this.stats.conditionFailures++;
+        const reasons = err.CancellationReasons ?? [];
+        if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'already-settled';
+        reasons.slice(1).forEach((reason, k) => {
+          const i = updates[k]!.index;
+          if (reason.Code === 'ConditionalCheckFailed') state[i] = reason.Item ? unmarshall(reason.Item) : undefined;
+        });
+        // A conflict with another transaction: back off a little before the next attempt.
+        if (reasons.some((r) => r.Code === 'TransactionConflict')) await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 10));
+      }
+    }
+    throw new ContentionError(ledger, this.maxAttempts + 2);
+  }
+
   private validate(checks: readonly Check[]): void {
     for (const c of checks) {
       requireCost(c.cost);

@@ -59,3 +59,36 @@ export function lambdaContext(functionName = 'authorizer'): Context {
     succeed: () => {},
   };
 }
+
+/** A Lambda proxy-integration event (REST, payload 1.0) carrying the authorizer's context. */
+export function proxyEvent(options: { body?: unknown; raw?: string; route?: string; authorizer?: Record<string, string | number> } = {}): import('aws-lambda').APIGatewayProxyEvent {
+  const route = options.route ?? '/v1/chat/completions';
+  const body = options.raw ?? (options.body === undefined ? null : JSON.stringify(options.body));
+  return {
+    resource: route,
+    path: route,
+    httpMethod: 'POST',
+    headers: { 'Content-Type': 'application/json', Host: 'abc123.execute-api.us-east-1.amazonaws.com' },
+    multiValueHeaders: { 'Content-Type': ['application/json'] },
+    queryStringParameters: null,
+    multiValueQueryStringParameters: null,
+    pathParameters: null,
+    stageVariables: null,
+    body,
+    isBase64Encoded: false,
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'abc123',
+      authorizer: { principalId: 'p', ...options.authorizer },
+      httpMethod: 'POST',
+      identity: { sourceIp: '203.0.113.7' } as never,
+      path: `/prod${route}`,
+      protocol: 'HTTP/1.1',
+      requestId: crypto.randomUUID(),
+      requestTimeEpoch: Date.now(),
+      resourceId: 'res123',
+      resourcePath: route,
+      stage: 'prod',
+    },
+  } as import('aws-lambda').APIGatewayProxyEvent;
+}

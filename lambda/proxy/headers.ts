@@ -1,0 +1,56 @@
+import { type LimitOutcome, mostConstraining } from '../engine/contract';
+
+/** The authorizer's numbers, as API Gateway hands them to the integration (strings). */
+export type AuthorizerContext = Readonly<Record<string, string | number | boolean | null | undefined>>;
+
+/** OpenAI's reset format: 1s, 6m0s, 20ms. */
+export function openAiDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.ceil(ms))}ms`;
+  const total = Math.ceil(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return h ? `${h}h${m}m${s}s` : m ? `${m}m${s}s` : `${s}s`;
+}
+
+const num = (v: unknown): number | undefined => (v === undefined || v === null || v === '' ? undefined : Number(v));
+
+/**
+ * Headers every proxy answer carries: X-RateLimit-* and the IETF RateLimit fields for the most
+ * constraining limit (the authorizer's request limits and the reservation's token limits
+ * together), RateLimit-Policy naming every limit, and OpenAI's x-ratelimit-*-requests /
+ * x-ratelimit-*-tokens so OpenAI-aware clients can pace themselves.
+ */
+export function proxyHeaders(auth: AuthorizerContext, reservation: readonly LimitOutcome[] = []): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const policy = String(auth.policy ?? '');
+  if (policy) headers['RateLimit-Policy'] = policy;
+
+  const authLimit = num(auth.limit);
+  const authRemaining = num(auth.remaining);
+  const fromAuth = authLimit !== undefined && authRemaining !== undefined ? { limit: authLimit, remaining: authRemaining, reset: num(auth.reset) ?? 0, rateLimit: String(auth.rateLimit ?? '') } : undefined;
+  const tokens = mostConstraining(reservation.filter((l) => l.spec.counts !== 'requests'));
+  const fromReservation = tokens
+    ? { limit: tokens.decision.limit, remaining: tokens.decision.remaining, reset: Math.ceil(tokens.decision.resetMs / 1000), rateLimit: `"${tokens.code}";r=${tokens.decision.remaining};t=${Math.ceil(tokens.decision.resetMs / 1000)}` }
+    : undefined;
+  const focus = fromAuth && fromReservation ? (fromReservation.remaining / fromReservation.limit < fromAuth.remaining / fromAuth.limit ? fromReservation : fromAuth) : (fromReservation ?? fromAuth);
+  if (focus) {
+    headers['X-RateLimit-Limit'] = String(focus.limit);
+    headers['X-RateLimit-Remaining'] = String(focus.remaining);
+    headers['X-RateLimit-Reset'] = String(focus.reset);
+    if (focus.rateLimit) headers.RateLimit = focus.rateLimit;
+  }
+  const reqLimit = num(auth.requestsLimit);
+  if (reqLimit !== undefined) {
+    headers['x-ratelimit-limit-requests'] = String(reqLimit);
+    headers['x-ratelimit-remaining-requests'] = String(num(auth.requestsRemaining) ?? 0);
+    headers['x-ratelimit-reset-requests'] = openAiDuration(num(auth.requestsResetMs) ?? 0);
+  }
+  if (tokens) {
+    headers['x-ratelimit-limit-tokens'] = String(Math.floor(tokens.decision.limit));
+    headers['x-ratelimit-remaining-tokens'] = String(tokens.decision.remaining);
+    headers['x-ratelimit-reset-tokens'] = openAiDuration(tokens.decision.resetMs);
+  }
+  if (auth.shadow) headers['X-RateLimit-Shadow'] = String(auth.shadow);
+  return headers;
+}

@@ -1,0 +1,251 @@
+import { Readable } from 'node:stream';
+import type { APIGatewayProxyEvent } from 'aws-lambda';
+import { errorBody, type ErrorType, retryAfterSeconds } from '../engine/contract';
+import { LimiterError, UnknownPlanError } from '../engine/errors';
+import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
+import { DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
+import { type Brake, isBraked } from '../authorizer/brake';
+import type { Directory } from '../authorizer/directory';
+import { type AuthorizerContext, proxyHeaders } from './headers';
+import { SseRelay } from './relay';
+import { countChat, countEmbeddingInput, countText, type EncodingName, encodingFor } from './tokenizer';
+import { callUpstream, chunksOf, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
+import { type ChatRequest, parseRequest, type ProxyRequest, RequestError } from './validate';
+
+export interface ProxyDeps {
+  readonly config: LimiterConfig;
+  readonly limiter: Limiter;
+  readonly directory: Directory;
+  readonly brake: Brake;
+  readonly upstream: UpstreamOptions;
+  readonly brakeRetryAfterSeconds?: number;
+  /** Settlement attempts when DynamoDB hiccups, with exponential backoff from settleBackoffMs. @default 5, 100 */
+  readonly settleAttempts?: number;
+  readonly settleBackoffMs?: number;
+  readonly clock?: () => number;
+  readonly log: (entry: Record<string, unknown>) => void;
+}
+
+export interface ProxyResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  readonly body: string | Readable;
+  /** Resolves once the request is settled; the handler keeps the invocation alive until then. */
+  readonly settlement?: Promise<void>;
+}
+
+function answer(status: number, headers: Record<string, string>, message: string, type: ErrorType, code: string, param: string | null = null): ProxyResponse {
+  return { statusCode: status, headers: { ...headers, 'content-type': 'application/json' }, body: errorBody(message, type, code, param) };
+}
+
+/** Used amounts in tokens and micro-dollars (price per million tokens x tokens = micro-dollars). */
+function amounts(input: number, output: number, price: ModelPrice): Amounts {
+  return { tokens: input + output, microUsd: input * price.inputPerMillion + output * price.outputPerMillion };
+}
+
+interface Reservation {
+  readonly identity: Identity;
+  readonly tenant: TenantRecord;
+  readonly route: string;
+  readonly shard: number;
+  readonly reserved: Amounts;
+  readonly failedOpen: Verdict['failedOpen'];
+  readonly admittedAt: number;
+}
+
+/** Settles with retries and backoff; settlement is idempotent (keyed by the request id). */
+async function settle(deps: ProxyDeps, requestId: string, reservation: Reservation, used: Amounts, why: string): Promise<void> {
+  const attempts = deps.settleAttempts ?? 5;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      const result = await deps.limiter.settle(requestId, reservation, used);
+      deps.log({ requestId, outcome: 'settled', why, result, tenant: reservation.identity.tenant, user: reservation.identity.user, reservedTokens: reservation.reserved.tokens, usedTokens: used.tokens, usedMicroUsd: used.microUsd, attempts: attempt });
+      return;
+    } catch (err) {
+      if (!(err instanceof LimiterError)) throw err;
+      deps.log({ requestId, level: attempt === attempts ? 'error' : 'warn', outcome: 'settle_retry', attempt, error: err.name });
+      if (attempt < attempts) await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
+    }
+  }
+  deps.log({ requestId, level: 'error', outcome: 'settle_failed', message: 'settlement gave up: the reservation stands (conservative)' });
+}
+
+function inputTokens(request: ProxyRequest, encoding: EncodingName): number {
+  return request.kind === 'chat' ? countChat(request.messages, encoding, request.tools) : countEmbeddingInput(request.input, encoding);
+}
+
+/** The request as sent upstream: a stream always asks for the final usage chunk. */
+function upstreamBody(request: ProxyRequest): Record<string, unknown> {
+  if (request.kind !== 'chat' || !request.stream) return request.body;
+  const options = (request.body.stream_options as Record<string, unknown> | undefined) ?? {};
+  return { ...request.body, stream_options: { ...options, include_usage: true } };
+}
+
+/** Output tokens of a non-streamed answer, when the upstream reported no usage. */
+function countAnswer(json: { choices?: { message?: { content?: unknown; tool_calls?: unknown } }[] }, encoding: EncodingName): number {
+  let total = 0;
+  for (const c of json.choices ?? []) {
+    if (typeof c.message?.content === 'string') total += countText(c.message.content, encoding);
+    if (c.message?.tool_calls) total += countText(JSON.stringify(c.message.tool_calls), encoding);
+  }
+  return total;
+}
+
+/**
+ * One request through the proxy: validate (400, nothing debited), count input tokens, reserve
+ * input + expected output on every token limit (429 if short, no upstream call), call the
+ * upstream, stream its answer through, and settle exactly once what was really used.
+ */
+export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string): Promise<ProxyResponse> {
+  const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
+  const route = event.resource ?? event.path;
+  const base = proxyHeaders(auth);
+  const now = (deps.clock ?? Date.now)();
+  if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') {
+    deps.log({ requestId, level: 'error', outcome: 'no_identity', route });
+    return answer(401, base, 'No caller identity reached the proxy.', 'authentication_error', 'no_identity');
+  }
+  const identity: Identity = { tenant: auth.tenant, user: auth.user };
+  const who = { requestId, route, tenant: identity.tenant, user: identity.user };
+
+  // Defense in depth: the authorizer checked the brake already; check again before spending money.
+  const brake = await deps.brake.state();
+  if (isBraked(brake, now)) {
+    const wait = retryAfterSeconds(brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000);
+    deps.log({ ...who, outcome: 'denied', code: 'brake', where: 'proxy' });
+    return answer(429, { ...base, 'Retry-After': String(wait) }, `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}.`, 'rate_limit_exceeded', 'brake');
+  }
+
+  const endpoint = deps.config.endpoints[route];
+  if (!endpoint) return answer(404, base, `No such endpoint: ${route}`, 'invalid_request_error', 'unknown_url');
+  let request: ProxyRequest;
+  try {
+    request = parseRequest(route, event.body, event.isBase64Encoded, endpoint);
+  } catch (err) {
+    if (!(err instanceof RequestError)) throw err;
+    deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
+    return answer(err.status, base, err.message, 'invalid_request_error', err.code, err.param);
+  }
+  const price = endpoint.models[request.model]!;
+  const encoding = price.encoding ?? encodingFor(request.model);
+  const input = inputTokens(request, encoding);
+  const tenant = await deps.directory.tenant(identity.tenant);
+  if (!tenant) return answer(429, { ...base, 'Retry-After': '60' }, 'This key’s tenant is not set up; contact the operators.', 'rate_limit_exceeded', 'tenant_unknown');
+  let plan;
+  try {
+    plan = deps.limiter.planOf(tenant);
+  } catch (err) {
+    if (!(err instanceof UnknownPlanError)) throw err;
+    return answer(429, { ...base, 'Retry-After': '60' }, 'This tenant’s plan is not configured; contact the operators.', 'rate_limit_exceeded', 'plan_unknown');
+  }
+  const n = request.kind === 'chat' ? Number(request.body.n ?? 1) : 1;
+  const expectedOutput = request.kind === 'chat' ? n * Math.min(request.maxTokens ?? Number.POSITIVE_INFINITY, plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION) : 0;
+  const reserved = amounts(input, expectedOutput, price);
+  const shard = Number(auth.shard ?? 0);
+  const verdict = await deps.limiter.reserve(identity, tenant, route, reserved, Number.isInteger(shard) ? shard : 0);
+  const headers = proxyHeaders(auth, verdict.limits);
+  if (!verdict.allowed) {
+    const code = verdict.code ?? 'rate_limited';
+    if (verdict.denied?.decision.exceedsLimit) {
+      deps.log({ ...who, outcome: 'too_large', code, reservedTokens: reserved.tokens });
+      return answer(400, headers, `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once (${verdict.denied.decision.limit}). Send less, or lower max_tokens.`, 'invalid_request_error', 'request_too_large_for_limit', request.kind === 'chat' ? 'max_tokens' : 'input');
+    }
+    const wait = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
+    deps.log({ ...who, outcome: 'denied', code, retryAfter: wait, reservedTokens: reserved.tokens });
+    return answer(429, { ...headers, 'Retry-After': String(wait) }, `Rate limit exceeded (${code}): this request needs about ${Math.ceil(reserved.tokens)} tokens. Retry after ${wait} s.`, 'rate_limit_exceeded', code);
+  }
+  const reservation: Reservation = { identity, tenant, route, shard: verdict.shard, reserved, failedOpen: verdict.failedOpen, admittedAt: now };
+  deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
+
+  const abort = new AbortController();
+  let response: Response;
+  try {
+    response = await callUpstream(deps.upstream, route, upstreamBody(request), abort);
+  } catch (err) {
+    // Nothing was generated: the reservation is refunded in full.
+    const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_unreachable');
+    if (err instanceof UpstreamTimeoutError) return { ...answer(504, headers, 'The model did not answer in time.', 'api_error', 'upstream_timeout'), settlement };
+    if (err instanceof UpstreamUnreachableError) return { ...answer(502, headers, 'The model could not be reached.', 'api_error', 'upstream_unreachable'), settlement };
+    throw err;
+  }
+
+  if (!response.ok) {
+    const text = (await response.text().catch(() => '')).slice(0, 65_536);
+    const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, `upstream_${response.status}`);
+    deps.log({ ...who, outcome: 'upstream_error', status: response.status });
+    if (response.status === 429) {
+      const wait = retryAfterSeconds(Number(response.headers.get('retry-after') ?? 1) * 1000);
+      return { ...answer(429, { ...headers, 'Retry-After': String(wait) }, 'The model provider is rate limiting this service; retry shortly.', 'rate_limit_exceeded', 'upstream_rate_limited'), settlement };
+    }
+    if (response.status >= 500) return { ...answer(502, headers, `The model provider failed (HTTP ${response.status}).`, 'api_error', 'upstream_error'), settlement };
+    // A 4xx the validation did not catch (context too long, unknown parameter): pass OpenAI's own error on.
+    let upstreamError: { message?: string; code?: string; param?: string } = {};
+    try {
+      upstreamError = (JSON.parse(text) as { error?: typeof upstreamError }).error ?? {};
+    } catch {
+      // not JSON: fall back to a generic message
+    }
+    return { ...answer(response.status, headers, upstreamError.message ?? `The model provider rejected the request (HTTP ${response.status}).`, 'invalid_request_error', upstreamError.code ?? 'upstream_rejected', upstreamError.param ?? null), settlement };
+  }
+
+  if (request.kind === 'chat' && request.stream) return relayStream(deps, requestId, reservation, request, response, abort, headers, input, price, encoding);
+
+  let text: string;
+  try {
+    text = await response.text();
+  } catch {
+    const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_body_failed');
+    return { ...answer(502, headers, 'The model provider’s answer broke off.', 'api_error', 'upstream_error'), settlement };
+  }
+  let used = amounts(input, 0, price);
+  try {
+    const json = JSON.parse(text) as { usage?: { prompt_tokens?: number; completion_tokens?: number }; choices?: [] };
+    const promptTokens = json.usage?.prompt_tokens ?? input;
+    const completionTokens = json.usage?.completion_tokens ?? (request.kind === 'chat' ? countAnswer(json, encoding) : 0);
+    used = amounts(promptTokens, completionTokens, price);
+  } catch {
+    deps.log({ ...who, level: 'warn', outcome: 'upstream_not_json' });
+  }
+  const settlement = settle(deps, requestId, reservation, used, 'complete');
+  return { statusCode: 200, headers: { ...headers, 'content-type': response.headers.get('content-type') ?? 'application/json' }, body: text, settlement };
+}
+
+/** Streams the upstream's events through as they arrive and settles once the stream is over, however it ends. */
+function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservation, request: ChatRequest, response: Response, abort: AbortController, headers: Record<string, string>, input: number, price: ModelPrice, encoding: EncodingName): ProxyResponse {
+  const clientAskedForUsage = (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+  const relay = new SseRelay(clientAskedForUsage);
+  let resolveSettlement!: (p: Promise<void>) => void;
+  const settlement = new Promise<void>((resolve) => {
+    resolveSettlement = (p) => resolve(p);
+  });
+  let finished = false;
+  const finish = (why: 'complete' | 'upstream_failed' | 'client_gone') => {
+    if (finished) return;
+    finished = true;
+    abort.abort();
+    const u = relay.usage;
+    const output = u.completionTokens ?? countText(u.text, encoding);
+    // An upstream failure before any output refunds everything; otherwise what was generated is paid for.
+    const used = why === 'upstream_failed' && !u.text && u.completionTokens === undefined ? { tokens: 0, microUsd: 0 } : amounts(u.promptTokens ?? input, output, price);
+    resolveSettlement(settle(deps, requestId, reservation, used, why));
+  };
+  async function* events(): AsyncGenerator<string> {
+    try {
+      for await (const chunk of chunksOf(response, abort, deps.upstream.idleTimeoutMs)) yield* relay.push(chunk);
+      yield* relay.flush();
+      finish('complete');
+    } catch (err) {
+      // A destroyed body means the client went away (the runtime threw its error in here).
+      if (finished || body.destroyed) return finish('client_gone');
+      deps.log({ requestId, level: 'error', outcome: 'upstream_stream_failed', error: (err as Error).name });
+      finish('upstream_failed');
+      yield `data: ${errorBody('The model’s answer broke off midway; what arrived is all there is.', 'api_error', 'upstream_stream_failed')}\n\n`;
+    } finally {
+      finish('client_gone');
+    }
+  }
+  const body: Readable = Readable.from(events(), { objectMode: false });
+  // The client can disconnect while the generator waits on the upstream: settle from what arrived.
+  body.once('close', () => finish('client_gone'));
+  return { statusCode: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }, body, settlement };
+}

@@ -1,0 +1,52 @@
+import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+
+/**
+ * The upstream API key, read from Secrets Manager once and kept in this container for `cacheMs`.
+ * The secret holds the key itself, or JSON with an `apiKey` field. It never reaches a log line,
+ * an error message or an environment variable.
+ */
+export class SecretValue {
+  private value?: string;
+  private fetchedAt = Number.NEGATIVE_INFINITY;
+  private pending?: Promise<string>;
+
+  constructor(
+    private readonly client: SecretsManagerClient,
+    private readonly secretId: string,
+    private readonly cacheMs = 300_000,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  async get(): Promise<string> {
+    if (this.value !== undefined && this.clock() - this.fetchedAt < this.cacheMs) return this.value;
+    this.pending ??= this.fetch().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  private async fetch(): Promise<string> {
+    let out;
+    try {
+      out = await this.client.send(new GetSecretValueCommand({ SecretId: this.secretId }));
+    } catch (err) {
+      // Keep serving a key we already have; without one, fail with the error's class only.
+      if (this.value !== undefined) return this.value;
+      throw new Error(`upstream API key secret could not be read (${(err as Error).name})`);
+    }
+    const text = out.SecretString ?? '';
+    let key = text.trim();
+    if (key.startsWith('{')) {
+      try {
+        const parsed = JSON.parse(key) as { apiKey?: unknown };
+        key = typeof parsed.apiKey === 'string' ? parsed.apiKey : '';
+      } catch {
+        key = '';
+      }
+    }
+    if (!key) throw new Error('upstream API key secret is empty or has no apiKey field');
+    this.value = key;
+    this.fetchedAt = this.clock();
+    return key;
+  }
+}

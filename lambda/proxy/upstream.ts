@@ -1,0 +1,74 @@
+/** An OpenAI-compatible upstream (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM): base URL + key. */
+export interface UpstreamOptions {
+  /** e.g. https://api.openai.com/v1 ; the route's /v1 prefix is replaced by it. */
+  readonly baseUrl: string;
+  readonly apiKey: () => Promise<string>;
+  /** Time allowed until the response headers arrive. @default 60000 */
+  readonly firstByteTimeoutMs?: number;
+  /** Time allowed between two chunks of a stream. @default 60000 */
+  readonly idleTimeoutMs?: number;
+}
+
+export class UpstreamTimeoutError extends Error {
+  constructor(what: string) {
+    super(`upstream timed out ${what}`);
+    this.name = 'UpstreamTimeoutError';
+  }
+}
+
+export class UpstreamUnreachableError extends Error {
+  constructor(options?: ErrorOptions) {
+    super('upstream could not be reached', options);
+    this.name = 'UpstreamUnreachableError';
+  }
+}
+
+export function upstreamUrl(baseUrl: string, route: string): string {
+  return baseUrl.replace(/\/+$/, '') + route.replace(/^\/v1(?=\/)/, '');
+}
+
+/** POSTs the request; resolves once headers arrive. `abort` cancels it at any point (client gone). */
+export async function callUpstream(options: UpstreamOptions, route: string, body: unknown, abort: AbortController): Promise<Response> {
+  const key = await options.apiKey();
+  const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError('before answering')), options.firstByteTimeoutMs ?? 60_000);
+  try {
+    return await fetch(upstreamUrl(options.baseUrl, route), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify(body),
+      signal: abort.signal,
+    });
+  } catch (err) {
+    if (abort.signal.reason instanceof UpstreamTimeoutError) throw abort.signal.reason;
+    throw new UpstreamUnreachableError({ cause: err });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The upstream body's chunks, failing with UpstreamTimeoutError when it goes quiet too long. */
+export async function* chunksOf(response: Response, abort: AbortController, idleTimeoutMs = 60_000): AsyncGenerator<Uint8Array> {
+  const reader = response.body!.getReader();
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new UpstreamTimeoutError('between chunks')), idleTimeoutMs);
+      });
+      try {
+        const { done, value } = await Promise.race([reader.read(), idle]);
+        if (done) return;
+        yield value;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  } finally {
+    abort.abort();
+    try {
+      reader.releaseLock();
+    } catch {
+      // a read was still pending when the stream was abandoned: the abort above ends it
+    }
+  }
+}

@@ -1,0 +1,110 @@
+import { DEFAULT_MAX_BODY_BYTES, type EndpointConfig } from '../engine/plans';
+import type { ChatMessage } from './tokenizer';
+
+/** A 4xx to show the client, in OpenAI's error shape, naming the field that is wrong. */
+export class RequestError extends Error {
+  readonly status: number;
+  readonly param: string | null;
+  readonly code: string;
+  constructor(message: string, param: string | null, code: string, status = 400) {
+    super(message);
+    this.name = 'RequestError';
+    this.param = param;
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export interface ChatRequest {
+  readonly kind: 'chat';
+  readonly model: string;
+  readonly messages: readonly ChatMessage[];
+  readonly stream: boolean;
+  /** max_completion_tokens or max_tokens, when the client set one. */
+  readonly maxTokens?: number;
+  readonly tools?: unknown;
+  readonly body: Record<string, unknown>;
+}
+
+export interface EmbeddingsRequest {
+  readonly kind: 'embeddings';
+  readonly model: string;
+  readonly input: string | readonly string[] | readonly number[] | readonly (readonly number[])[];
+  readonly body: Record<string, unknown>;
+}
+
+export type ProxyRequest = ChatRequest | EmbeddingsRequest;
+
+export const ROUTE_KINDS: Readonly<Record<string, ProxyRequest['kind']>> = {
+  '/v1/chat/completions': 'chat',
+  '/v1/embeddings': 'embeddings',
+};
+
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPositiveInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1;
+
+function bad(param: string | null, message: string, code = 'invalid_value'): never {
+  throw new RequestError(message, param, code);
+}
+
+/** Validates a request body before anything is counted or debited. */
+export function parseRequest(route: string, rawBody: string | null | undefined, isBase64: boolean, endpoint: EndpointConfig): ProxyRequest {
+  const kind = ROUTE_KINDS[route];
+  if (!kind) throw new RequestError(`No such endpoint: ${route}`, null, 'unknown_url', 404);
+  const text = rawBody ? (isBase64 ? Buffer.from(rawBody, 'base64').toString('utf8') : rawBody) : '';
+  const maxBytes = endpoint.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  if (Buffer.byteLength(text, 'utf8') > maxBytes) bad(null, `Request body is larger than ${maxBytes} bytes.`, 'request_too_large');
+  if (!text.trim()) bad(null, 'Request body is empty: send a JSON object.', 'invalid_json');
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    bad(null, 'Request body is not valid JSON.', 'invalid_json');
+  }
+  if (!isRecord(body)) bad(null, 'Request body must be a JSON object.', 'invalid_json');
+  if (typeof body.model !== 'string' || !body.model) bad('model', 'you must provide a model parameter (a string).', 'missing_required_parameter');
+  if (!Object.hasOwn(endpoint.models, body.model)) bad('model', `The model '${body.model}' is not allowed on ${route}. Allowed: ${Object.keys(endpoint.models).join(', ')}.`, 'model_not_allowed');
+  const model = body.model;
+
+  if (kind === 'embeddings') {
+    const input = body.input;
+    const ok =
+      (typeof input === 'string' && input.length > 0) ||
+      (Array.isArray(input) &&
+        input.length > 0 &&
+        (input.every((x) => typeof x === 'string') || input.every((x) => Number.isInteger(x)) || input.every((x) => Array.isArray(x) && x.length > 0 && x.every((y) => Number.isInteger(y)))));
+    if (!ok) bad('input', "'input' must be a non-empty string, array of strings, array of token ids, or array of arrays of token ids.");
+    return { kind, model, input: input as EmbeddingsRequest['input'], body };
+  }
+
+  if (!Array.isArray(body.messages) || body.messages.length === 0) bad('messages', "'messages' must be a non-empty array.", 'missing_required_parameter');
+  body.messages.forEach((m, i) => {
+    if (!isRecord(m)) bad(`messages[${i}]`, `'messages[${i}]' must be an object.`);
+    if (typeof m.role !== 'string' || !ROLES.has(m.role)) bad(`messages[${i}].role`, `'messages[${i}].role' must be one of ${[...ROLES].join(', ')}.`);
+    const c = m.content;
+    const contentOk = c === null || c === undefined || typeof c === 'string' || (Array.isArray(c) && c.every((p) => isRecord(p) && typeof p.type === 'string' && (p.type !== 'text' || typeof p.text === 'string')));
+    if (!contentOk) bad(`messages[${i}].content`, `'messages[${i}].content' must be a string or an array of content parts.`);
+    if (m.name !== undefined && typeof m.name !== 'string') bad(`messages[${i}].name`, `'messages[${i}].name' must be a string.`);
+  });
+  if (body.stream !== undefined && typeof body.stream !== 'boolean') bad('stream', "'stream' must be true or false.");
+  for (const field of ['max_tokens', 'max_completion_tokens']) {
+    if (body[field] !== undefined && body[field] !== null && !isPositiveInt(body[field])) bad(field, `'${field}' must be a whole number >= 1.`);
+  }
+  if (body.n !== undefined && body.n !== null) {
+    if (!isPositiveInt(body.n)) bad('n', "'n' must be a whole number >= 1.");
+    if (body.n > 1 && !endpoint.allowN) bad('n', `'n' > 1 is not allowed on ${route}.`, 'n_not_allowed');
+  }
+  if (body.stream_options !== undefined && body.stream_options !== null && !isRecord(body.stream_options)) bad('stream_options', "'stream_options' must be an object.");
+  if (body.tools !== undefined && !Array.isArray(body.tools)) bad('tools', "'tools' must be an array.");
+  const maxTokens = (body.max_completion_tokens ?? body.max_tokens) as number | undefined | null;
+  return {
+    kind,
+    model,
+    messages: body.messages as ChatMessage[],
+    stream: body.stream === true,
+    ...(maxTokens ? { maxTokens } : {}),
+    ...(body.tools ? { tools: body.tools } : {}),
+    body,
+  };
+}

@@ -1,0 +1,294 @@
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Brake } from '../../lambda/authorizer/brake';
+import { Directory, putTenant } from '../../lambda/authorizer/directory';
+import { StoreUnavailableError } from '../../lambda/engine/errors';
+import { Limiter, layerKey } from '../../lambda/engine/limiter';
+import { tokenBucket } from '../../lambda/engine/limits';
+import { bucketName, parseConfig, tokens, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
+import { createProxyHandler } from '../../lambda/proxy/handler';
+import { countChat, countText } from '../../lambda/proxy/tokenizer';
+import { tableName, testStore, uniqueKey } from '../support/dynamo';
+import { localClient } from '../support/dynamodb-local';
+import { dynamoEndpoint } from '../support/dynamo';
+import { lambdaContext, proxyEvent } from '../support/events';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../support/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
+import { type Behaviour, startUpstreamStandIn } from '../support/upstream-standin';
+
+installLambdaStreamingGlobals();
+const CHAT = '/v1/chat/completions';
+const EMBED = '/v1/embeddings';
+const USER_TOKENS = tokens(tokenBucket(10_000, 10_000 / 60));
+const config = parseConfig(
+  JSON.parse(
+    JSON.stringify({
+      plans: { team: { tenant: [tokensPerDay(1_000_000), usdPerDay(10)], user: [USER_TOKENS], outputReservation: 100 } },
+      endpoints: {
+        [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } }, maxBodyBytes: 4096 },
+        [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
+      },
+    }),
+  ),
+);
+const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }] };
+const INPUT = countChat(hello.messages, 'o200k_base');
+
+let ssm: SsmLocal;
+beforeAll(async () => {
+  ssm = await startSsmLocal();
+});
+afterAll(() => ssm.stop());
+
+async function setup(behaviour: Behaviour = {}) {
+  const upstream = await startUpstreamStandIn(behaviour);
+  const client = localClient(dynamoEndpoint());
+  const tenant = uniqueKey('tenant');
+  await putTenant(client, tableName(), { id: tenant, plan: 'team' });
+  const ns = uniqueKey('ns');
+  const logs: Record<string, unknown>[] = [];
+  const log = (e: Record<string, unknown>) => logs.push(e);
+  // Bucket time stands still in these tests, so every figure below is exact.
+  const frozen = Date.now();
+  const store = testStore({ clock: () => frozen });
+  const limiter = new Limiter({ store, config, log, namespace: ns });
+  const brakeName = `/test/${uniqueKey('brake')}`;
+  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: brakeName, log });
+  const deps = { config, limiter, directory: new Directory({ client, tableName: tableName() }), brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream-secret-123456', idleTimeoutMs: 2_000 }, settleBackoffMs: 5, log };
+  installLambdaStreamingGlobals();
+  const handler = createProxyHandler(deps);
+  const auth = { tenant, user: 'alice', shard: '0', plan: 'team', limit: '60', remaining: '59', reset: '1', policy: '"user_requests_per_minute";q=60;w=60', rateLimit: '"user_requests_per_minute";r=59;t=1', requestsLimit: '60', requestsRemaining: '59', requestsResetMs: '1000' };
+  const send = (body: unknown, options: { route?: string; raw?: string; disconnectAfterChunks?: number } = {}) =>
+    invokeStreaming(handler, proxyEvent({ body, route: options.route ?? CHAT, authorizer: auth, ...(options.raw !== undefined ? { raw: options.raw } : {}) }), lambdaContext('proxy'), options);
+  const identity = { tenant, user: 'alice' };
+  /** Tokens spent on the user's per-minute bucket (capacity minus remaining, with the refill since taken out by a frozen test clock). */
+  const userRemaining = async () => (await store.peekItem(layerKey.user(identity, ns), [{ name: bucketName(USER_TOKENS), limit: USER_TOKENS.limit, cost: 1 }])).outcomes[0]!.decision.remaining;
+  const tenantRemaining = async () => (await store.peekItem(layerKey.tenant(identity, ns), [{ name: bucketName(tokensPerDay(1_000_000)), limit: tokensPerDay(1_000_000).limit, cost: 1 }])).outcomes[0]!.decision.remaining;
+  return { upstream, send, logs, limiter, userRemaining, tenantRemaining, identity, ns, setBrake: (v: string) => ssm.parameters.set(brakeName, { value: v, version: 1, modified: Date.now() }), deps };
+}
+
+const spent = (remaining: number) => 10_000 - remaining;
+
+describe('streaming chat', () => {
+  it('streams chunks in order with rate-limit headers and settles the upstream usage', async () => {
+    const s = await setup({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: 11, completion_tokens: 3 } });
+    const res = await s.send({ ...hello, stream: true });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toBe('text/event-stream');
+    expect(res.headers).toMatchObject({ 'x-ratelimit-limit-requests': '60', 'x-ratelimit-remaining-requests': '59', 'x-ratelimit-limit-tokens': '10000', 'RateLimit-Policy': '"user_requests_per_minute";q=60;w=60' });
+    expect(Number(res.headers['x-ratelimit-remaining-tokens'])).toBe(10_000 - INPUT - 100);
+    const events = res.body.split('\n\n').filter(Boolean);
+    expect(events.map((e) => (e === 'data: [DONE]' ? '[DONE]' : JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? 'stop'))).toEqual(['', 'Hello', ' there', '!', 'stop', '[DONE]']);
+    // the upstream was asked for usage, with the secret key; the client did not ask, so the usage chunk was not forwarded
+    expect(s.upstream.requests[0]).toMatchObject({ path: '/v1/chat/completions', authorization: 'Bearer sk-upstream-secret-123456', body: { stream: true, stream_options: { include_usage: true } } });
+    expect(res.body).not.toContain('"usage"');
+    expect(spent(await s.userRemaining())).toBe(14);
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(14);
+    await s.upstream.stop();
+  });
+
+  it('forwards the usage chunk when the client asked for it', async () => {
+    const s = await setup({ usage: { prompt_tokens: 11, completion_tokens: 3 } });
+    const res = await s.send({ ...hello, stream: true, stream_options: { include_usage: true } });
+    expect(res.body).toContain('"usage":{"prompt_tokens":11,"completion_tokens":3');
+    await s.upstream.stop();
+  });
+
+  it('counts the streamed text when the upstream reports no usage', async () => {
+    const words = ['One', ' two', ' three', ' four'];
+    const s = await setup({ words });
+    await s.send({ ...hello, stream: true });
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT + countText(words.join(''), 'o200k_base'));
+    await s.upstream.stop();
+  });
+
+  it('passes each chunk on before the upstream has finished', async () => {
+    const s = await setup({ words: ['a', 'b', 'c', 'd', 'e'], delayMs: 120 });
+    const res = await s.send({ ...hello, stream: true });
+    const content = res.chunks.filter((c) => c.text.includes('"content":"a"'));
+    expect(content).toHaveLength(1);
+    expect(res.chunks.at(-1)!.atMs - content[0]!.atMs).toBeGreaterThan(400);
+    await s.upstream.stop();
+  });
+
+  it('settles what was generated when the upstream fails midway, and says so in the stream', async () => {
+    const s = await setup({ words: ['alpha', ' beta', ' gamma', ' delta'], failAfterChunks: 2 });
+    const res = await s.send({ ...hello, stream: true });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('"content":"alpha"');
+    expect(res.body).toContain('upstream_stream_failed');
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT + countText('alpha beta', 'o200k_base'));
+    await s.upstream.stop();
+  });
+
+  it('settles what arrived when the client disconnects, and stops the upstream', async () => {
+    const s = await setup({ words: ['w1', ' w2', ' w3', ' w4', ' w5', ' w6'], delayMs: 80 });
+    const res = await s.send({ ...hello, stream: true }, { disconnectAfterChunks: 2 });
+    expect(res.body).toContain('"content":"w1"');
+    expect(res.body).not.toContain('w6');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.upstream.aborted).toBe(1);
+    const settled = 1_000_000 - (await s.tenantRemaining());
+    expect(settled).toBeGreaterThanOrEqual(INPUT + 1);
+    expect(settled).toBeLessThan(INPUT + countText('w1 w2 w3', 'o200k_base'));
+    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', why: 'client_gone' }));
+    await s.upstream.stop();
+  });
+});
+
+describe('upstream errors', () => {
+  it.each([
+    [429, 429, 'upstream_rate_limited'],
+    [500, 502, 'upstream_error'],
+    [503, 502, 'upstream_error'],
+  ])('upstream %i answers %i (%s) and refunds the whole reservation', async (upstreamStatus, status, code) => {
+    const s = await setup({ status: upstreamStatus, retryAfter: '7' });
+    const res = await s.send({ ...hello, stream: true });
+    expect(res.statusCode).toBe(status);
+    expect(JSON.parse(res.body).error).toMatchObject({ code });
+    if (status === 429) expect(res.headers['Retry-After']).toBe('7');
+    expect(await s.tenantRemaining()).toBe(1_000_000);
+    expect(s.upstream.requests).toHaveLength(1); // no blind retry
+    await s.upstream.stop();
+  });
+
+  it('answers 504 when the upstream is too slow to answer, and refunds', async () => {
+    const s = await setup({ delayMs: 500 });
+    s.deps.upstream = { ...s.deps.upstream, firstByteTimeoutMs: 100 } as never;
+    const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, firstByteTimeoutMs: 100 } });
+    const res = await invokeStreaming(handler, proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
+    expect(res.statusCode).toBe(504);
+    expect(JSON.parse(res.body).error.code).toBe('upstream_timeout');
+    expect(await s.tenantRemaining()).toBe(1_000_000);
+    await s.upstream.stop();
+  });
+});
+
+describe('non-streamed requests', () => {
+  it('answers a chat completion as JSON and settles its usage', async () => {
+    const s = await setup({ usage: { prompt_tokens: 9, completion_tokens: 2 } });
+    const res = await s.send(hello);
+    expect(res.statusCode).toBe(200);
+    expect(JSON.parse(res.body).choices[0].message.content).toBe('Hello there!');
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(11);
+    await s.upstream.stop();
+  });
+
+  it('settles embeddings on the reported prompt tokens', async () => {
+    const s = await setup({ usage: { prompt_tokens: 5, completion_tokens: 0 } });
+    const res = await s.send({ model: 'text-embedding-3-small', input: 'embed me' }, { route: EMBED });
+    expect(res.statusCode).toBe(200);
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(5);
+    await s.upstream.stop();
+  });
+});
+
+describe('bad input: 400 naming the field, nothing debited, no upstream call', () => {
+  it.each([
+    ['not JSON', { raw: '{"model":' }, null, 'invalid_json'],
+    ['an array body', { raw: '[1,2]' }, null, 'invalid_json'],
+    ['no model', { body: { messages: hello.messages } }, 'model', 'missing_required_parameter'],
+    ['a model that is not allowed', { body: { ...hello, model: 'gpt-4-32k' } }, 'model', 'model_not_allowed'],
+    ['no messages', { body: { model: 'gpt-4o-mini' } }, 'messages', 'missing_required_parameter'],
+    ['a message of the wrong type', { body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 42 }] } }, 'messages[0].content', 'invalid_value'],
+    ['stream as a string', { body: { ...hello, stream: 'yes' } }, 'stream', 'invalid_value'],
+    ['n > 1', { body: { ...hello, n: 2 } }, 'n', 'n_not_allowed'],
+    ['a negative max_tokens', { body: { ...hello, max_tokens: -5 } }, 'max_tokens', 'invalid_value'],
+    ['a body over the size limit', { body: { ...hello, messages: [{ role: 'user', content: 'x'.repeat(5000) }] } }, null, 'request_too_large'],
+  ])('%s', async (_name, request, param, code) => {
+    const s = await setup();
+    const res = await s.send((request as { body?: unknown }).body, request as { raw?: string });
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body).error).toMatchObject({ type: 'invalid_request_error', param, code });
+    expect(await s.tenantRemaining()).toBe(1_000_000);
+    expect(s.upstream.requests).toHaveLength(0);
+    await s.upstream.stop();
+  });
+});
+
+describe('reservation', () => {
+  it('answers 429 with the contract and calls no upstream when the tokens are not there', async () => {
+    const s = await setup();
+    await s.limiter.reserve(s.identity, { id: s.identity.tenant, plan: 'team' }, CHAT, { tokens: 9_990, microUsd: 0 }, 0);
+    const res = await s.send({ ...hello, stream: true });
+    expect(res.statusCode).toBe(429);
+    expect(JSON.parse(res.body).error).toMatchObject({ type: 'rate_limit_exceeded', code: 'user_tokens_per_minute' });
+    expect(Number(res.headers['Retry-After'])).toBeGreaterThanOrEqual(1);
+    expect(res.headers['X-RateLimit-Limit']).toBeDefined();
+    expect(s.upstream.requests).toHaveLength(0);
+    await s.upstream.stop();
+  });
+
+  it('refuses with 400 a request that could never fit the limit', async () => {
+    const s = await setup();
+    const res = await s.send({ model: 'text-embedding-3-small', input: 'word '.repeat(12_000) }, { route: EMBED });
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body).error).toMatchObject({ code: 'request_too_large_for_limit', param: 'input' });
+    expect(await s.tenantRemaining()).toBe(1_000_000);
+    expect(s.upstream.requests).toHaveLength(0);
+    await s.upstream.stop();
+  });
+
+  it('keeps concurrent long generations of one user within the reservation policy', async () => {
+    // Each request reserves input + 100 output; the upstream generates 300. Ten at once on a
+    // 10,000-token bucket... with a bucket of 1,000 only a few fit, and their overrun is bounded.
+    const s = await setup({ words: Array.from({ length: 300 }, () => ' x'), delayMs: 1 });
+    const small = tokens(tokenBucket(1_000, 1_000 / 86_400));
+    const cfg = parseConfig({ ...JSON.parse(JSON.stringify(config)), plans: { team: { user: [small], outputReservation: 100 } } });
+    const frozen = Date.now();
+    const limiter = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: s.ns });
+    const handler = createProxyHandler({ ...s.deps, config: cfg, limiter });
+    const reserve = INPUT + 100;
+    const results = await Promise.all(Array.from({ length: 10 }, () => invokeStreaming(handler, proxyEvent({ body: { ...hello, stream: true }, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'))));
+    const admitted = results.filter((r) => r.statusCode === 200).length;
+    expect(admitted).toBe(Math.floor(1_000 / reserve));
+    expect(s.upstream.requests).toHaveLength(admitted);
+    const used = admitted * (INPUT + countText(' x'.repeat(300), 'o200k_base'));
+    const remaining = (await testStore({ clock: () => frozen }).peekItem(layerKey.user(s.identity, s.ns), [{ name: bucketName(small), limit: small.limit, cost: 1 }])).outcomes[0]!.decision;
+    // Spend beyond the limit is the overrun of the admitted requests past their reservation: debt.
+    expect(remaining.remaining).toBe(0);
+    expect(used).toBeLessThanOrEqual(1_000 + admitted * (countText(' x'.repeat(300), 'o200k_base') - 100));
+    await s.upstream.stop();
+  });
+});
+
+describe('settlement', () => {
+  it('retries a DynamoDB hiccup and still settles exactly once', async () => {
+    const s = await setup({ usage: { prompt_tokens: 9, completion_tokens: 2 } });
+    const real = s.limiter.settle.bind(s.limiter);
+    let failures = 1;
+    s.limiter.settle = async (...args: Parameters<typeof real>) => {
+      const result = await real(...args); // the write lands...
+      if (failures-- > 0) throw new StoreUnavailableError('TransactWriteItems', 'ledger'); // ...but the answer is lost
+      return result;
+    };
+    await s.send(hello);
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(11);
+    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settle_retry' }));
+    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', result: 'already-settled', attempts: 2 }));
+    await s.upstream.stop();
+  });
+});
+
+describe('brake and secrets', () => {
+  it('checks the brake again: braked means 429 and no upstream call', async () => {
+    const s = await setup();
+    s.setBrake('{"enabled": true, "reason": "drill"}');
+    const res = await s.send(hello);
+    expect(res.statusCode).toBe(429);
+    expect(JSON.parse(res.body).error).toMatchObject({ code: 'brake' });
+    expect(s.upstream.requests).toHaveLength(0);
+    await s.upstream.stop();
+  });
+
+  it('never puts the upstream key or the prompt into a log line or a response', async () => {
+    const s = await setup({ usage: { prompt_tokens: 9, completion_tokens: 2 } });
+    const secretPrompt = 'my-very-private-prompt-text';
+    const res = await s.send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: secretPrompt }], stream: true });
+    const logged = JSON.stringify(s.logs);
+    expect(logged).not.toContain('sk-upstream-secret-123456');
+    expect(logged).not.toContain(secretPrompt);
+    expect(JSON.stringify(res.headers)).not.toContain('sk-upstream');
+    await s.upstream.stop();
+  });
+});

@@ -1,0 +1,96 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * An OpenAI-compatible upstream stand-in: /chat/completions (stream and not) and /embeddings.
+ * Each test sets `behaviour`; every request is recorded (body and the Authorization it carried).
+ */
+export interface Behaviour {
+  /** Words streamed (or returned) one per chunk. */
+  words?: string[];
+  /** Reported usage; absent: no usage in the answer at all. */
+  usage?: { prompt_tokens: number; completion_tokens: number } | undefined;
+  /** ms between chunks (and before the first one). */
+  delayMs?: number;
+  /** Fail after this many content chunks by cutting the connection. */
+  failAfterChunks?: number;
+  /** Answer with this status and an OpenAI error body instead. */
+  status?: number;
+  retryAfter?: string;
+}
+
+export interface UpstreamStandIn {
+  readonly baseUrl: string;
+  behaviour: Behaviour;
+  readonly requests: { path: string; body: Record<string, unknown>; authorization: string | undefined }[];
+  /** Times the upstream noticed its client (the proxy) going away before the answer ended. */
+  aborted: number;
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<UpstreamStandIn> {
+  const standIn = { behaviour, requests: [], aborted: 0 } as unknown as { -readonly [K in keyof UpstreamStandIn]: UpstreamStandIn[K] };
+  const server: Server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
+    standIn.requests.push({ path: req.url ?? '', body, authorization: req.headers.authorization });
+    const b = standIn.behaviour;
+    let gone = false;
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        gone = true;
+        standIn.aborted++;
+      }
+    });
+    if (b.status && b.status >= 400) {
+      res.writeHead(b.status, { 'content-type': 'application/json', ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}) });
+      res.end(JSON.stringify({ error: { message: `stand-in says ${b.status}`, type: 'server_error', param: null, code: null } }));
+      return;
+    }
+    const words = b.words ?? ['Hello', ' there', '!'];
+    const model = String(body.model ?? 'gpt-4o-mini');
+    if (req.url?.endsWith('/embeddings')) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, ...(b.usage ? { usage: { prompt_tokens: b.usage.prompt_tokens, total_tokens: b.usage.prompt_tokens } } : {}) }));
+      return;
+    }
+    const usage = b.usage ? { ...b.usage, total_tokens: b.usage.prompt_tokens + b.usage.completion_tokens } : undefined;
+    if (body.stream !== true) {
+      await sleep(b.delayMs ?? 0);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: 'chatcmpl-standin', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: 'stop' }], ...(usage ? { usage } : {}) }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    const send = (data: unknown) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: finish }] });
+    send(chunk({ role: 'assistant', content: '' }));
+    for (const [i, word] of words.entries()) {
+      await sleep(b.delayMs ?? 0);
+      if (gone) return;
+      if (b.failAfterChunks !== undefined && i >= b.failAfterChunks) {
+        res.socket?.destroy();
+        return;
+      }
+      send(chunk({ content: word }));
+    }
+    send(chunk({}, 'stop'));
+    const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
+    if (includeUsage && usage) send({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 1, model, choices: [], usage });
+    send('[DONE]');
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return Object.assign(standIn, {
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  }) as UpstreamStandIn;
+}
