@@ -1,0 +1,214 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { APIGatewayAuthorizerResult, APIGatewayProxyEvent, APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
+import { renderGatewayResponse } from '../gateway/responses';
+
+/**
+ * A local stand-in for the deployed API Gateway (REST, regional): it builds the REQUEST
+ * authorizer event, evaluates the returned policy against the method ARN, renders the gateway
+ * responses from the same definitions the construct deploys, passes the authorizer's context to
+ * the integration, and reads a streaming integration's HttpResponseStream prelude (JSON, then 8
+ * zero bytes) before passing the body through chunk by chunk.
+ */
+export interface LocalRoute {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  /** The integration, invoked as Lambda's response-streaming runtime does. */
+  readonly handler: (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
+}
+
+export interface LocalGatewayOptions {
+  readonly authorizer: (event: APIGatewayRequestAuthorizerEvent, context: Context) => Promise<APIGatewayAuthorizerResult>;
+  readonly routes: readonly LocalRoute[];
+  readonly port?: number;
+  readonly stage?: string;
+  readonly log?: (entry: Record<string, unknown>) => void;
+}
+
+export interface LocalGateway {
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+const ACCOUNT = '000000000000';
+const API_ID = 'local';
+const DELIMITER = Buffer.alloc(8);
+/** API Gateway's payload limit. */
+const MAX_BODY = 10 * 1024 * 1024;
+
+export function lambdaContext(functionName: string, requestId = randomUUID()): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:${ACCOUNT}:function:${functionName}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => 900_000,
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+/** Headers as the client spelled them (API Gateway keeps the case; Node lowercases). */
+function headersOf(req: IncomingMessage): { headers: Record<string, string>; multi: Record<string, string[]> } {
+  const headers: Record<string, string> = {};
+  const multi: Record<string, string[]> = {};
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    const value = req.rawHeaders[i + 1]!;
+    headers[name] = value;
+    (multi[name] ??= []).push(value);
+  }
+  return { headers, multi };
+}
+
+/** Does an IAM resource pattern (with * and ?) match the method ARN? */
+function matches(pattern: string, arn: string): boolean {
+  const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return regex.test(arn);
+}
+
+/** API Gateway's policy evaluation: an explicit Deny wins, otherwise an Allow is needed. */
+export function policyAllows(result: APIGatewayAuthorizerResult, methodArn: string): boolean {
+  let allowed = false;
+  for (const statement of result.policyDocument.Statement) {
+    const s = statement as { Effect: string; Action?: string | string[]; Resource?: string | string[] };
+    const actions = ([] as string[]).concat(s.Action ?? []);
+    if (!actions.some((a) => a === 'execute-api:Invoke' || a === 'execute-api:*' || a === '*')) continue;
+    const resources = ([] as string[]).concat(s.Resource ?? []);
+    if (!resources.some((r) => matches(r, methodArn))) continue;
+    if (s.Effect === 'Deny') return false;
+    if (s.Effect === 'Allow') allowed = true;
+  }
+  return allowed;
+}
+
+function send(res: ServerResponse, out: { statusCode: number; headers: Record<string, string>; body: string }): void {
+  res.writeHead(out.statusCode, { ...out.headers, 'x-amzn-requestid': randomUUID() });
+  res.end(out.body);
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** A Writable standing for the response stream: prelude first, then the body as it comes. */
+function responseStream(res: ServerResponse): Writable {
+  let pending = Buffer.alloc(0);
+  let started = false;
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (started) {
+        if (chunk.length) res.write(chunk);
+        return callback();
+      }
+      pending = Buffer.concat([pending, Buffer.from(chunk)]);
+      const at = pending.indexOf(DELIMITER);
+      if (at < 0) return callback();
+      const prelude = JSON.parse(pending.subarray(0, at).toString('utf8')) as { statusCode?: number; headers?: Record<string, string> };
+      res.writeHead(prelude.statusCode ?? 200, { ...prelude.headers, 'x-amzn-requestid': randomUUID() });
+      started = true;
+      const rest = pending.subarray(at + DELIMITER.length);
+      if (rest.length) res.write(rest);
+      callback();
+    },
+    final(callback) {
+      if (!started) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+      else res.end();
+      callback();
+    },
+  });
+}
+
+export async function startLocalGateway(options: LocalGatewayOptions): Promise<LocalGateway> {
+  const stage = options.stage ?? 'local';
+  const log = options.log ?? (() => {});
+  const server: Server = createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = (req.method ?? 'GET').toUpperCase();
+    const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
+    if (!route) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Missing Authentication Token', 403));
+    const body = await readBody(req);
+    if (!body) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Request Too Long', 413));
+    const { headers, multi } = headersOf(req);
+    const requestId = randomUUID();
+    const methodArn = `arn:aws:execute-api:local:${ACCOUNT}:${API_ID}/${stage}/${method}${route.path}`;
+    const query = Object.fromEntries(url.searchParams);
+    const requestContext = {
+      accountId: ACCOUNT,
+      apiId: API_ID,
+      domainName: req.headers.host ?? 'localhost',
+      domainPrefix: 'localhost',
+      extendedRequestId: requestId,
+      httpMethod: method,
+      identity: { sourceIp: req.socket.remoteAddress ?? '127.0.0.1', userAgent: req.headers['user-agent'] ?? '' },
+      path: `/${stage}${route.path}`,
+      protocol: `HTTP/${req.httpVersion}`,
+      requestId,
+      requestTime: new Date().toUTCString(),
+      requestTimeEpoch: Date.now(),
+      resourceId: route.path,
+      resourcePath: route.path,
+      stage,
+    };
+    const common = {
+      resource: route.path,
+      path: route.path,
+      httpMethod: method,
+      headers,
+      multiValueHeaders: multi,
+      queryStringParameters: Object.keys(query).length ? query : null,
+      multiValueQueryStringParameters: Object.keys(query).length ? Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]])) : null,
+      pathParameters: null,
+      stageVariables: null,
+    };
+
+    let result: APIGatewayAuthorizerResult;
+    try {
+      result = await options.authorizer({ type: 'REQUEST', methodArn, ...common, requestContext } as unknown as APIGatewayRequestAuthorizerEvent, lambdaContext('authorizer'));
+    } catch (err) {
+      if ((err as Error).message === 'Unauthorized') return send(res, renderGatewayResponse('UNAUTHORIZED'));
+      log({ level: 'error', requestId, message: 'authorizer failed', error: (err as Error).name });
+      return send(res, renderGatewayResponse('AUTHORIZER_FAILURE'));
+    }
+    // API Gateway hands the context to the integration with every value as a string.
+    const context = Object.fromEntries(Object.entries(result.context ?? {}).map(([k, v]) => [k, String(v)]));
+    if (!policyAllows(result, methodArn)) return send(res, renderGatewayResponse('ACCESS_DENIED', context));
+
+    const event = { ...common, body: body.length ? body.toString('utf8') : null, isBase64Encoded: false, requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } } } as unknown as APIGatewayProxyEvent;
+    const stream = responseStream(res);
+    res.on('close', () => {
+      if (!res.writableFinished) stream.destroy(new Error('client disconnected'));
+    });
+    try {
+      await route.handler(event, stream, lambdaContext('proxy', requestId));
+    } catch (err) {
+      log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
+      if (!res.headersSent) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+      else res.destroy();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
