@@ -2,12 +2,14 @@
 import { startDynamoDbLocal } from '../test/support/dynamodb-local';
 import { benchAuthorizer } from './authorizer';
 import { benchEngine } from './engine';
+import { benchProxy } from './proxy';
 
 const only = process.argv[2];
 const dynamo = await startDynamoDbLocal();
 try {
   if (!only || only === 'engine') await benchEngine(dynamo.endpoint);
   if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
+  if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
 } finally {
   await dynamo.stop();
 }

@@ -1,0 +1,137 @@
+/**
+ * The proxy: time to first chunk through the proxy handler (and through the whole local gateway)
+ * against the stand-in directly; the tokenizer's cold start and speed against the stock
+ * js-tiktoken constructor and gpt-tokenizer; settlement round-trips.
+ */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { DynamoDB } from '@aws-sdk/client-dynamodb';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { encode as gptEncode } from 'gpt-tokenizer/encoding/o200k_base';
+import { Tiktoken } from 'js-tiktoken/lite';
+import o200kRanks from 'js-tiktoken/ranks/o200k_base';
+import { Brake } from '../lambda/authorizer/brake';
+import { Directory, putApiKey, putTenant } from '../lambda/authorizer/directory';
+import { createHandler } from '../lambda/authorizer/handler';
+import { Limiter } from '../lambda/engine/limiter';
+import { parseConfig, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
+import { ensureTable, LimitStore } from '../lambda/engine/store';
+import { type LocalRoute, startLocalGateway } from '../lambda/local/gateway';
+import { createProxyHandler } from '../lambda/proxy/handler';
+import { encoder } from '../lambda/proxy/tokenizer';
+import { lambdaContext, proxyEvent } from '../test/support/events';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../test/support/lambda-streaming';
+import { startSsmLocal } from '../test/support/ssm-local';
+import { startUpstreamStandIn } from '../test/support/upstream-standin';
+import { percentile, report } from './report';
+
+const run = promisify(execFile);
+const CHAT = '/v1/chat/completions';
+const SAMPLES = 200;
+
+/** Milliseconds until the first content chunk of a streamed completion arrives over HTTP. */
+async function ttft(url: string, headers: Record<string, string>): Promise<number> {
+  const started = performance.now();
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }) });
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let seen = '';
+  let first = Number.NaN;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    seen += decoder.decode(value, { stream: true });
+    if (Number.isNaN(first) && seen.includes('"content":"Hello"')) first = performance.now() - started;
+  }
+  return first;
+}
+
+async function median(samples: number, measure: () => Promise<number>): Promise<number> {
+  const values: number[] = [];
+  for (let i = 0; i < samples; i++) values.push(await measure());
+  return percentile(values.sort((a, b) => a - b), 50);
+}
+
+export async function benchProxy(endpoint: string): Promise<void> {
+  installLambdaStreamingGlobals();
+  const client = new DynamoDB({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const calls: string[] = [];
+  client.middlewareStack.add((next, context) => async (args) => {
+    calls.push(String(context.commandName));
+    return next(args);
+  }, { step: 'initialize', name: 'count' });
+  const tableName = 'bench-proxy';
+  await ensureTable(client, tableName);
+  const ssm = await startSsmLocal();
+  const upstream = await startUpstreamStandIn({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: 8, completion_tokens: 3 } });
+  const config = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1e12)], user: [requestsPerMinute(1e9)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })));
+  await putTenant(client, tableName, { id: 'bench', plan: 'team' });
+  const apiKey = 'sk-bench-proxy-key-000000';
+  await putApiKey(client, tableName, apiKey, { tenant: 'bench', user: 'u', status: 'active' });
+  const log = () => {};
+  const limiter = new Limiter({ store: new LimitStore({ client, tableName }), config, log });
+  const directory = new Directory({ client, tableName });
+  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/bench/brake', log });
+  const proxy = createProxyHandler({ config, limiter, directory, brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' }, log });
+  const authorizer = createHandler({ config, limiter, directory, brake, log });
+  const gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, handler: proxy as unknown as LocalRoute['handler'] }] });
+
+  // The proxy handler alone (invoked as the streaming runtime does) vs the stand-in over HTTP.
+  const viaProxy = async () => {
+    const res = await invokeStreaming(proxy, proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }, authorizer: { tenant: 'bench', user: 'u', shard: '0' } }), lambdaContext('proxy'));
+    return res.chunks.find((c) => c.text.includes('"content":"Hello"'))!.atMs;
+  };
+  const direct = () => ttft(`${upstream.baseUrl}/chat/completions`, {});
+  for (let i = 0; i < 50; i++) {
+    await viaProxy();
+    await direct();
+    await ttft(`${gateway.url}/v1/chat/completions`, { authorization: `Bearer ${apiKey}` });
+  }
+  const directMs = await median(SAMPLES, direct);
+  const proxyMs = await median(SAMPLES, viaProxy);
+  const gatewayMs = await median(SAMPLES, () => ttft(`${gateway.url}/v1/chat/completions`, { authorization: `Bearer ${apiKey}` }));
+  report('proxy.ttft_overhead_ms', proxyMs - directMs, 'ms (p50, proxy handler minus direct)');
+  report('proxy.ttft_p50_ms', proxyMs, 'ms', directMs);
+  report('gateway.ttft_overhead_ms', gatewayMs - directMs, 'ms (p50, authorizer + proxy through the local gateway, minus direct)');
+
+  // Settlement: the DynamoDB requests one settlement makes.
+  calls.length = 0;
+  await limiter.settle(`bench-${Date.now()}`, { identity: { tenant: 'bench', user: 'u' }, tenant: { id: 'bench', plan: 'team' }, route: CHAT, shard: 0, reserved: { tokens: 100, microUsd: 0 }, failedOpen: [], admittedAt: Date.now() }, { tokens: 42, microUsd: 0 });
+  report('proxy.settle.round_trips', calls.length, 'requests (one TransactWriteItems)');
+
+  // Tokenizer cold start: a fresh Node process each, first count of a 150-token prompt.
+  const script = fileURLToPath(new URL('./tokenizer-cold.ts', import.meta.url));
+  const cold = async (which: string) => {
+    const values: number[] = [];
+    for (let i = 0; i < 5; i++) values.push((JSON.parse((await run(process.execPath, ['--import', 'tsx', script, which])).stdout) as { ms: number }).ms);
+    return percentile(values.sort((a, b) => a - b), 50);
+  };
+  const fastCold = await cold('fast');
+  const stockCold = await cold('stock');
+  const gptCold = await cold('gpt-tokenizer');
+  report('proxy.tokenizer.init_ms', fastCold, 'ms (fresh process: load + first count)', stockCold);
+  report('proxy.tokenizer.init_ms_vs_gpt_tokenizer', fastCold, 'ms', gptCold);
+
+  // Throughput on a mixed corpus, warm.
+  const corpus = ['The quick brown fox jumps over the lazy dog. ', 'function add(a, b) { return a + b; }\n', 'Ünïcödé 日本語 🎉 ', 'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '].join('').repeat(400);
+  const speed = (encodeOnce: () => number) => {
+    encodeOnce();
+    let total = 0;
+    const started = performance.now();
+    while (performance.now() - started < 2_000) total += encodeOnce();
+    return total / ((performance.now() - started) / 1000);
+  };
+  const fast = encoder('o200k_base');
+  const fastSpeed = speed(() => fast.encode(corpus, [], []).length);
+  const gptSpeed = speed(() => gptEncode(corpus).length);
+  const stock = new Tiktoken(o200kRanks);
+  const stockSpeed = speed(() => stock.encode(corpus, [], []).length);
+  report('proxy.tokenizer.tokens_per_s', fastSpeed, 'tokens/s (js-tiktoken, fast loader; baseline gpt-tokenizer)', gptSpeed);
+  report('proxy.tokenizer.tokens_per_s_vs_stock_js_tiktoken', fastSpeed, 'tokens/s', stockSpeed);
+
+  await gateway.stop();
+  await upstream.stop();
+  await ssm.stop();
+  client.destroy();
+}
