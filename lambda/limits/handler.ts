@@ -1,0 +1,55 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import middy from '@middy/core';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { Directory } from '../authorizer/directory';
+import { errorBody } from '../engine/contract';
+import { UnknownPlanError } from '../engine/errors';
+import { Limiter } from '../engine/limiter';
+import { type LimiterConfig, parseConfig } from '../engine/plans';
+import { LimitStore } from '../engine/store';
+import { usageOf } from './usage';
+
+export interface LimitsDeps {
+  readonly config: LimiterConfig;
+  readonly store: LimitStore;
+  readonly limiter: Limiter;
+  readonly directory: Directory;
+  readonly namespace?: string;
+  readonly log: (entry: Record<string, unknown>) => void;
+}
+
+const json = (statusCode: number, body: string): APIGatewayProxyResult => ({ statusCode, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body });
+
+/** GET /v1/limits: the caller's plan and each limit with limit / remaining / reset, so a UI can show usage before the wall. */
+export function createLimitsHandler(deps: LimitsDeps) {
+  return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
+    .use({
+      onError: async (request) => {
+        deps.log({ level: 'error', requestId: request.context.awsRequestId, message: 'limits failed', error: request.error?.name });
+        request.response = json(500, errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'));
+      },
+    })
+    .handler(async (event) => {
+      const auth = (event.requestContext?.authorizer ?? {}) as Record<string, unknown>;
+      if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
+      const tenant = await deps.directory.tenant(auth.tenant);
+      if (!tenant) return json(404, errorBody('This key’s tenant is not set up.', 'invalid_request_error', 'tenant_unknown'));
+      try {
+        return json(200, JSON.stringify(await usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace)));
+      } catch (err) {
+        if (!(err instanceof UnknownPlanError)) throw err;
+        return json(404, errorBody('This tenant’s plan is not configured.', 'invalid_request_error', 'plan_unknown'));
+      }
+    });
+}
+
+export function limitsDepsFromEnvironment(): LimitsDeps {
+  const tableName = process.env.TABLE_NAME;
+  const configText = process.env.LIMITER_CONFIG;
+  if (!tableName || !configText) throw new Error('TABLE_NAME and LIMITER_CONFIG must be set');
+  const config = parseConfig(JSON.parse(configText));
+  const client = new DynamoDBClient({ maxAttempts: 2 });
+  const store = new LimitStore({ client, tableName });
+  const log = (entry: Record<string, unknown>) => console.log(JSON.stringify(entry));
+  return { config, store, limiter: new Limiter({ store, config, log }), directory: new Directory({ client, tableName }), log };
+}

@@ -1,0 +1,177 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import type { Table } from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
+import { LimitsTable } from './limits-table';
+import { type LlmRateLimiterProps, validateProps } from './props';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const entry = (name: string) => path.join(here, '..', 'lambda', name, 'index.ts');
+
+/** The limits route (identity only, no limits spent). */
+export const LIMITS_ROUTE = '/v1/limits';
+
+/**
+ * An OpenAI-compatible API in front of an LLM provider, rate-limited per tenant, user, endpoint and
+ * globally: API Gateway (REST, regional) -> a Lambda REQUEST authorizer (limits in DynamoDB, the SSM
+ * brake) -> a response-streaming Lambda (token reservation and settlement) -> the upstream.
+ */
+export class LlmRateLimiter extends Construct {
+  readonly table: Table;
+  readonly api: apigw.RestApi;
+  readonly brakeParameter: ssm.StringParameter;
+  readonly authorizerFunction: NodejsFunction;
+  readonly proxyFunction: NodejsFunction;
+  readonly limitsFunction: NodejsFunction;
+  /** The base URL OpenAI clients use (ends in /v1). */
+  readonly baseUrl: string;
+
+  constructor(scope: Construct, id: string, props: LlmRateLimiterProps) {
+    super(scope, id);
+    const config = validateProps(props);
+
+    this.table = new LimitsTable(this, 'Limits', { removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN }).table;
+    this.brakeParameter = new ssm.StringParameter(this, 'Brake', {
+      ...(props.brakeParameterName ? { parameterName: props.brakeParameterName } : {}),
+      stringValue: 'off',
+      description: 'LLM rate limiter kill-switch: off, or {"enabled": true, "reason": "...", "until": "<ISO time>"}',
+    });
+
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    const common = {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      depsLockFilePath: path.join(here, '..', 'package-lock.json'),
+      bundling: {
+        minify: true,
+        sourceMap: true,
+        format: OutputFormat.CJS,
+        target: 'node22',
+        // The limiter configuration is compiled into the bundle: reviewable, and no 4 KB environment limit.
+        define: { 'process.env.LIMITER_CONFIG': JSON.stringify(JSON.stringify(config)) },
+      },
+      environment: {
+        NODE_OPTIONS: '--enable-source-maps',
+        TABLE_NAME: this.table.tableName,
+        BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName,
+        KEY_CACHE_TTL_SECONDS: String((props.keyCacheTtl ?? Duration.seconds(30)).toSeconds()),
+        BRAKE_CACHE_TTL_SECONDS: String((props.brakeCacheTtl ?? Duration.seconds(5)).toSeconds()),
+        BRAKE_COLD_START: props.brakeColdStart ?? 'released',
+        BRAKE_RETRY_AFTER_SECONDS: String((props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds()),
+        CLOCK_SKEW_MS: String((props.clockSkew ?? Duration.millis(0)).toMilliseconds()),
+      },
+    };
+    // Each function gets its own log group and a role that may write to that group only (no managed policy).
+    const logging = (name: string) => {
+      const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention, removalPolicy: RemovalPolicy.DESTROY });
+      const role = new iam.Role(this, `${name}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: `LLM rate limiter ${name} function` });
+      logGroup.grantWrite(role);
+      return { logGroup, role };
+    };
+
+    this.authorizerFunction = new NodejsFunction(this, 'Authorizer', { ...common, entry: entry('authorizer'), memorySize: 512, timeout: Duration.seconds(10), ...logging('Authorizer'), description: 'LLM rate limiter: identity, brake, layered limits' });
+    const streamTimeout = props.streamTimeout ?? Duration.minutes(5);
+    this.proxyFunction = new NodejsFunction(this, 'Proxy', {
+      ...common,
+      entry: entry('proxy'),
+      memorySize: 1024,
+      timeout: streamTimeout,
+      ...logging('Proxy'),
+      description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
+      environment: {
+        ...common.environment,
+        UPSTREAM_BASE_URL: props.upstreamBaseUrl,
+        UPSTREAM_API_KEY_SECRET: props.upstreamApiKeySecret.secretArn,
+        UPSTREAM_TIMEOUT_MS: String((props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds()),
+      },
+    });
+    this.limitsFunction = new NodejsFunction(this, 'LimitsFunction', { ...common, entry: entry('limits'), memorySize: 256, timeout: Duration.seconds(10), ...logging('LimitsFunction'), description: 'LLM rate limiter: GET /v1/limits' });
+
+    // Least privilege: each function gets the actions it calls, on this table, parameter and secret only.
+    this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
+    this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
+    for (const fn of [this.authorizerFunction, this.proxyFunction]) {
+      fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }));
+    }
+    this.proxyFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [props.upstreamApiKeySecret.secretArn] }));
+    props.upstreamApiKeySecret.encryptionKey?.grantDecrypt(this.proxyFunction);
+
+    const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    this.api = new apigw.RestApi(this, 'Api', {
+      description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
+      endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
+      cloudWatchRole: true,
+      deployOptions: {
+        stageName: props.stageName ?? 'live',
+        throttlingRateLimit: props.throttlingRateLimit ?? 1000,
+        throttlingBurstLimit: props.throttlingBurstLimit ?? 2000,
+        accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({ caller: false, httpMethod: true, ip: true, protocol: true, requestTime: true, resourcePath: true, responseLength: true, status: true, user: true }),
+        tracingEnabled: true,
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+      },
+    });
+    const authorizer = new apigw.RequestAuthorizer(this, 'RequestAuthorizer', {
+      handler: this.authorizerFunction,
+      identitySources: [], // keys come from Authorization or x-api-key: the authorizer reads both
+      resultsCacheTtl: Duration.seconds(0), // every request is decided; never a cached Allow
+    });
+    for (const def of GATEWAY_RESPONSES) {
+      this.api.addGatewayResponse(def.type, {
+        type: apigw.ResponseType.of(def.type),
+        ...(def.statusCode ? { statusCode: def.statusCode } : {}),
+        responseHeaders: def.responseHeaders,
+        templates: { 'application/json': def.template },
+      });
+    }
+    const streaming = new apigw.LambdaIntegration(this.proxyFunction, { responseTransferMode: apigw.ResponseTransferMode.STREAM, timeout: streamTimeout });
+    const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
+    for (const route of Object.keys(config.endpoints)) this.resourceFor(route).addMethod('POST', streaming, methodOptions);
+    this.resourceFor(LIMITS_ROUTE).addMethod('GET', new apigw.LambdaIntegration(this.limitsFunction), methodOptions);
+
+    this.acknowledgeNagFindings();
+    this.baseUrl = `${this.api.url}v1`;
+    new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });
+    new CfnOutput(this, 'TableName', { value: this.table.tableName });
+    new CfnOutput(this, 'BrakeParameterName', { value: this.brakeParameter.parameterName });
+  }
+
+  /** Lets `grantee` flip and read the brake (an operator role, an automation). */
+  grantBrake(grantee: iam.IGrantable): iam.Grant {
+    return iam.Grant.addToPrincipal({ grantee, actions: ['ssm:GetParameter', 'ssm:PutParameter'], resourceArns: [this.brakeParameter.parameterArn] });
+  }
+
+  /** Lets `grantee` run the admin CLI: tenants, keys and usage in the table. */
+  grantAdmin(grantee: iam.IGrantable): iam.Grant {
+    return this.table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Scan', 'dynamodb:ConditionCheckItem');
+  }
+
+  /** cdk-nag (AwsSolutions) findings this construct keeps on purpose, each with its reason. */
+  private acknowledgeNagFindings(): void {
+    for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction]) {
+      Validations.of(fn).acknowledge({ id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
+    }
+    Validations.of(this.api).acknowledge(
+      { id: 'AwsSolutions::AwsSolutions-APIG2', reason: 'Request bodies are validated by the proxy, so that errors come back in OpenAI’s error shape naming the field.' },
+      { id: 'AwsSolutions::AwsSolutions-COG4', reason: 'Clients authenticate with API keys (OpenAI-compatible Bearer tokens) checked by the Lambda REQUEST authorizer, not Cognito.' },
+      { id: 'AwsSolutions::AwsSolutions-APIG3', reason: 'Attaching a WAF web ACL is left to the user; abuse and rate limiting per tenant are what this construct does.' },
+      { id: 'AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', reason: 'The account-level role API Gateway needs to write access and execution logs; this AWS managed policy is the documented way.' },
+    );
+  }
+
+  private resourceFor(route: string): apigw.IResource {
+    return route
+      .split('/')
+      .filter(Boolean)
+      .reduce<apigw.IResource>((parent, part) => parent.getResource(part) ?? parent.addResource(part), this.api.root);
+  }
+}

@@ -1,0 +1,102 @@
+import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
+import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { InvalidLimitError } from '../lambda/engine/errors';
+import { type EndpointConfig, type FailureMode, type Layer, type LimiterConfig, type LimitSpec, type PenaltyPolicy, type Plan, parseConfig } from '../lambda/engine/plans';
+
+export interface LlmRateLimiterProps {
+  /** Plans by name; a tenant item names its plan. Built with the plan helpers (requestsPerMinute, tokensPerDay, ...). */
+  readonly plans: Readonly<Record<string, Plan>>;
+  /** The AI routes (e.g. /v1/chat/completions, /v1/embeddings), each with its model allowlist and prices. */
+  readonly endpoints: Readonly<Record<string, EndpointConfig>>;
+  /** The OpenAI-compatible upstream, e.g. https://api.openai.com/v1 (Azure OpenAI, vLLM, Ollama, LiteLLM work too). */
+  readonly upstreamBaseUrl: string;
+  /** The secret holding the upstream API key (the key itself, or JSON {"apiKey": "..."}). Read by the proxy only. */
+  readonly upstreamApiKeySecret: ISecret;
+  /**
+   * System-wide limits (a spend cap, say), checked after the tenant, user and endpoint layers.
+   * @default - no global limits
+   */
+  readonly globalLimits?: readonly LimitSpec[];
+  /** Items the global limits are split over, so no single partition caps throughput. @default 8 */
+  readonly globalShards?: number;
+  /** Per layer: deny (closed) or let through (open) when DynamoDB fails. @default closed for every layer */
+  readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
+  /** Escalating Retry-After for identities that keep hammering. @default threshold 3, window 60 s, base 2 s, max 300 s */
+  readonly penalty?: Partial<PenaltyPolicy>;
+  /** Name of the SSM parameter operators flip as the kill-switch. @default - a name CloudFormation generates (see the BrakeParameterName output) */
+  readonly brakeParameterName?: string;
+  /** How long key and tenant lookups are reused per container: the revocation delay. At most 60 s. @default Duration.seconds(30) */
+  readonly keyCacheTtl?: Duration;
+  /** How long the brake's value is reused per container: how fast flipping it takes effect. At most 5 s. @default Duration.seconds(5) */
+  readonly brakeCacheTtl?: Duration;
+  /** At a cold start with SSM unreachable: act as released (logged loudly) or braked. @default 'released' */
+  readonly brakeColdStart?: 'released' | 'braked';
+  /** Retry-After while braked without an `until`. @default Duration.seconds(60) */
+  readonly brakeRetryAfter?: Duration;
+  /** Time allowed for the upstream to start answering. @default Duration.seconds(60) */
+  readonly upstreamTimeout?: Duration;
+  /** Longest streamed answer (Lambda timeout and integration timeout). At most 15 minutes. @default Duration.minutes(5) */
+  readonly streamTimeout?: Duration;
+  /** How far Lambda clocks may be apart without over-admitting (see the README). @default Duration.millis(0) */
+  readonly clockSkew?: Duration;
+  /** Stage throttling, an outer safety net in requests per second. @default 1000 */
+  readonly throttlingRateLimit?: number;
+  /** Stage throttling burst. @default 2000 */
+  readonly throttlingBurstLimit?: number;
+  /** The API's stage name (part of the URL). @default 'live' */
+  readonly stageName?: string;
+  /** Retention of the functions' and the access logs. @default RetentionDays.ONE_MONTH */
+  readonly logRetention?: RetentionDays;
+  /** What happens to the table (keys, tenants, buckets) when it leaves the stack. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+function fail(prop: string, message: string): never {
+  throw new InvalidLimitError(`LlmRateLimiter: ${prop ? `${prop} ` : ""}${message}`);
+}
+
+function durationAtMost(prop: string, value: Duration | undefined, max: Duration, fix: string): void {
+  if (value === undefined || Token.isUnresolved(value.toMilliseconds({ integral: false }))) return;
+  if (value.toMilliseconds() < 0 || value.toMilliseconds() > max.toMilliseconds()) fail(prop, `is ${value.toHumanString()}; ${fix}`);
+}
+
+/**
+ * Validates the props at synth, naming the prop, the value and the fix, and returns the limiter
+ * configuration the functions will run with (the same parser they use at a cold start).
+ */
+export function validateProps(props: LlmRateLimiterProps): LimiterConfig {
+  if (!Token.isUnresolved(props.upstreamBaseUrl) && !/^https?:\/\/[^\s/]+/.test(props.upstreamBaseUrl)) {
+    fail('upstreamBaseUrl', `is ${JSON.stringify(props.upstreamBaseUrl)}; give an absolute http(s) URL such as https://api.openai.com/v1`);
+  }
+  durationAtMost('keyCacheTtl', props.keyCacheTtl, Duration.seconds(60), 'use at most 60 seconds (it is how long a revoked key keeps working)');
+  durationAtMost('brakeCacheTtl', props.brakeCacheTtl, Duration.seconds(5), 'use at most 5 seconds so the brake takes effect quickly');
+  durationAtMost('streamTimeout', props.streamTimeout, Duration.minutes(15), 'API Gateway streams for at most 15 minutes');
+  durationAtMost('clockSkew', props.clockSkew, Duration.seconds(5), 'use at most 5 seconds');
+  if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10) fail('streamTimeout', `is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
+  for (const [prop, value] of [
+    ['throttlingRateLimit', props.throttlingRateLimit],
+    ['throttlingBurstLimit', props.throttlingBurstLimit],
+  ] as const) {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) fail(prop, `is ${value}; give a positive number of requests`);
+  }
+  if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName)) fail('stageName', `is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
+  for (const route of Object.keys(props.endpoints ?? {})) {
+    if (!/^\/v1\/[a-z0-9/_-]+$/.test(route)) fail(`endpoints['${route}']`, 'is not an API path: use paths such as /v1/chat/completions');
+  }
+  const raw = JSON.parse(
+    JSON.stringify({
+      plans: props.plans,
+      endpoints: props.endpoints,
+      ...(props.globalLimits ? { global: { limits: props.globalLimits, shards: props.globalShards ?? 8 } } : {}),
+      ...(props.failureModes ? { failureModes: props.failureModes } : {}),
+      ...(props.penalty ? { penalty: props.penalty } : {}),
+    }),
+  );
+  try {
+    return parseConfig(raw);
+  } catch (err) {
+    if (err instanceof InvalidLimitError) fail('', err.message.replace(/^config\./, 'props.').replace(/^config: /, 'props: '));
+    throw err;
+  }
+}
