@@ -222,7 +222,7 @@ export function parseConfig(value: unknown): LimiterConfig {
     if (!Number.isInteger(shards) || shards < 1 || shards > 1000) fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(value.global.shards)}`);
     const limits = parseSpecs(value.global.limits, 'config.global.limits');
     for (const spec of limits) {
-      if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards) fail('config.global.limits', `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower config.global.shards`);
+      if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards) fail('config.global.limits', `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`);
     }
     global = { limits, shards };
   }

@@ -1,0 +1,181 @@
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { TABLE } from '../../lambda/engine/constants';
+import { GATEWAY_RESPONSES } from '../../lambda/gateway/responses';
+import { LlmRateLimiter, type LlmRateLimiterProps, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lib';
+
+const CHAT = '/v1/chat/completions';
+const EMBED = '/v1/embeddings';
+
+function props(stack: Stack, overrides: Partial<LlmRateLimiterProps> = {}): LlmRateLimiterProps {
+  return {
+    upstreamBaseUrl: 'https://api.openai.com/v1',
+    upstreamApiKeySecret: Secret.fromSecretNameV2(stack, `Key${stack.node.children.length}`, 'openai-key'),
+    endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } }, [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } },
+    plans: { team: { tenant: [tokensPerDay(100_000)], user: [requestsPerMinute(60)] } },
+    globalLimits: [usdPerDay(100)],
+    ...overrides,
+  };
+}
+
+describe('what LlmRateLimiter provisions', () => {
+  let template: Template;
+  let limiter: LlmRateLimiter;
+  beforeAll(() => {
+    const stack = new Stack(new App(), 'Test');
+    limiter = new LlmRateLimiter(stack, 'Limiter', props(stack));
+    template = Template.fromStack(stack);
+  });
+
+  it('streams every AI route through the proxy, and only those', () => {
+    const methods = template.findResources('AWS::ApiGateway::Method');
+    const streaming = Object.values(methods).filter((m) => m.Properties.Integration?.ResponseTransferMode === 'STREAM');
+    expect(streaming).toHaveLength(2);
+    expect(streaming.every((m) => m.Properties.HttpMethod === 'POST' && m.Properties.AuthorizationType === 'CUSTOM')).toBe(true);
+    template.hasResourceProperties('AWS::ApiGateway::Method', { HttpMethod: 'GET', AuthorizationType: 'CUSTOM', Integration: Match.objectLike({ Type: 'AWS_PROXY', ResponseTransferMode: Match.absent() }) });
+  });
+
+  it('decides every request: a REQUEST authorizer with its results cache off', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Authorizer', { Type: 'REQUEST', AuthorizerResultTtlInSeconds: 0 });
+  });
+
+  it('maps a Deny to 429 with Retry-After and the rate-limit headers from the authorizer context', () => {
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'ACCESS_DENIED',
+      StatusCode: '429',
+      ResponseParameters: Match.objectLike({
+        'gatewayresponse.header.Retry-After': 'context.authorizer.retryAfter',
+        'gatewayresponse.header.X-RateLimit-Limit': 'context.authorizer.limit',
+        'gatewayresponse.header.X-RateLimit-Remaining': 'context.authorizer.remaining',
+        'gatewayresponse.header.X-RateLimit-Reset': 'context.authorizer.reset',
+        'gatewayresponse.header.RateLimit-Policy': 'context.authorizer.policy',
+        'gatewayresponse.header.RateLimit': 'context.authorizer.rateLimit',
+      }),
+      ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"\\$context.authorizer.code"') },
+    });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'UNAUTHORIZED', StatusCode: '401' });
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'AUTHORIZER_FAILURE', StatusCode: '503' });
+    expect(Object.keys(template.findResources('AWS::ApiGateway::GatewayResponse'))).toHaveLength(GATEWAY_RESPONSES.length);
+  });
+
+  it('runs every function on nodejs22.x, arm64, with its own role and no managed policy', () => {
+    const functions = Object.values(template.findResources('AWS::Lambda::Function'));
+    expect(functions).toHaveLength(3);
+    for (const fn of functions) expect(fn.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'] });
+    for (const role of Object.values(template.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('lambda.amazonaws.com'))) {
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('never puts the upstream key or the limiter config in an environment variable', () => {
+    const envs = JSON.stringify(Object.values(template.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Environment));
+    expect(envs).toContain('UPSTREAM_API_KEY_SECRET');
+    expect(envs).not.toContain('LIMITER_CONFIG');
+    expect(envs).not.toMatch(/sk-/);
+  });
+
+  /** The actions a function's role may take, by resource. */
+  function actionsOf(fnLogicalIdPrefix: string): string[] {
+    const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(fnLogicalIdPrefix));
+    return policies.flatMap(([, p]) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) => ([] as string[]).concat(s.Action))).sort();
+  }
+
+  it('gives each function only the actions it calls', () => {
+    expect(actionsOf('LimiterAuthorizerRole')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:GetParameter']);
+    expect(actionsOf('LimiterProxyRole')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'secretsmanager:GetSecretValue', 'ssm:GetParameter']);
+    expect(actionsOf('LimiterLimitsFunctionRole')).toEqual(['dynamodb:GetItem', 'logs:CreateLogStream', 'logs:PutLogEvents']);
+  });
+
+  it('scopes those actions to this table, this parameter and this secret', () => {
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+    for (const s of statements) {
+      const actions = ([] as string[]).concat(s.Action);
+      const resource = JSON.stringify(s.Resource);
+      if (actions.some((a) => a.startsWith('dynamodb:'))) expect(resource).toMatch(/LimiterLimitsTable/);
+      if (actions.includes('ssm:GetParameter')) expect(resource).toMatch(/LimiterBrake/);
+      if (actions.includes('secretsmanager:GetSecretValue')) expect(resource).toMatch(/openai-key/);
+      expect(resource).not.toBe('"*"');
+    }
+  });
+
+  it('keeps its state in a table with TTL and point-in-time recovery', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [{ AttributeName: TABLE.partitionKey, KeyType: 'HASH' }],
+      TimeToLiveSpecification: { AttributeName: TABLE.ttlAttribute, Enabled: true },
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      BillingMode: 'PAY_PER_REQUEST',
+    });
+  });
+
+  it('creates the brake parameter released', () => {
+    template.hasResourceProperties('AWS::SSM::Parameter', { Type: 'String', Value: 'off' });
+  });
+
+  it('has stage throttling and access logging, and outputs the URL, table and parameter', () => {
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 1000, ThrottlingBurstLimit: 2000 })]), AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }) });
+    const outputs = Object.keys(template.findOutputs('*')).join(',');
+    for (const name of ['ApiUrl', 'TableName', 'BrakeParameterName']) expect(outputs).toContain(name);
+    expect(limiter.table).toBeDefined();
+    expect(limiter.brakeParameter).toBeDefined();
+  });
+
+  it('grants the brake and the admin CLI through what it owns', () => {
+    const stack = new Stack(new App(), 'Grants');
+    const own = new LlmRateLimiter(stack, 'Limiter', props(stack));
+    const role = new lambda.Function(stack, 'Ops', { runtime: lambda.Runtime.NODEJS_22_X, handler: 'i.h', code: lambda.Code.fromInline('exports.h=1') });
+    own.grantBrake(role);
+    own.grantAdmin(role);
+    const t = Template.fromStack(stack);
+    t.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: ['ssm:GetParameter', 'ssm:PutParameter'] }), Match.objectLike({ Action: Match.arrayWith(['dynamodb:PutItem', 'dynamodb:Scan']) })]) },
+    });
+  });
+});
+
+describe('cdk-nag', () => {
+  it('finds nothing unacknowledged in the AwsSolutions pack', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Nag');
+    new LlmRateLimiter(stack, 'Limiter', props(stack));
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    expect(() => app.synth()).not.toThrow();
+  });
+
+  it('would fail on a finding that is not acknowledged (the check is live)', () => {
+    const app = new App();
+    const stack = new Stack(app, 'NagControl');
+    new lambda.Function(stack, 'Bare', { runtime: lambda.Runtime.NODEJS_20_X, handler: 'i.h', code: lambda.Code.fromInline('exports.h=1') });
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    expect(() => app.synth()).toThrow();
+  });
+});
+
+describe('prop validation', () => {
+  const build = (overrides: Partial<LlmRateLimiterProps>) => () => {
+    const stack = new Stack(new App(), 'V');
+    new LlmRateLimiter(stack, 'Limiter', props(stack, overrides));
+  };
+  it.each<[string, Partial<LlmRateLimiterProps>, RegExp]>([
+    ['the upstream URL is not absolute', { upstreamBaseUrl: 'api.openai.com' }, /upstreamBaseUrl is "api.openai.com"; give an absolute http\(s\) URL/],
+    ['the key cache is longer than 60 s', { keyCacheTtl: Duration.minutes(5) }, /keyCacheTtl is 5 minutes; use at most 60 seconds/],
+    ['the brake cache is longer than 5 s', { brakeCacheTtl: Duration.seconds(30) }, /brakeCacheTtl is 30 seconds; use at most 5 seconds/],
+    ['the stream timeout is beyond 15 minutes', { streamTimeout: Duration.minutes(20) }, /streamTimeout is 20 minutes; API Gateway streams for at most 15 minutes/],
+    ['the stream timeout is too short', { streamTimeout: Duration.seconds(3) }, /streamTimeout is 3 seconds; allow at least 10 seconds/],
+    ['throttling is not positive', { throttlingRateLimit: -1 }, /throttlingRateLimit is -1; give a positive number/],
+    ['the stage name has odd characters', { stageName: 'my stage' }, /stageName is "my stage"/],
+    ['an endpoint is not an API path', { endpoints: { 'chat': { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } } }, /endpoints\['chat'\] is not an API path/],
+    ['an endpoint has no models', { endpoints: { [CHAT]: { models: {} } } }, /props.endpoints.\/v1\/chat\/completions.models: expected at least one allowed model/],
+    ['a rate is negative', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: 10, refillPerSecond: -1 } }] } } } as never, /props.plans.team.user\[0\].limit: tokenBucket refillPerSecond must be a positive finite number, got -1/],
+    ['a shape is unknown', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] } } } as never, /unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window/],
+    ['a plan limits an endpoint that does not exist', { plans: { team: { endpoints: { '/v1/images': [requestsPerMinute(5)] } } } }, /props.plans.team.endpoints.\/v1\/images: no such endpoint/],
+    ['a global limit is smaller than its shards', { globalLimits: [requestsPerMinute(4)], globalShards: 8 }, /props.global.limits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/],
+    ['a failure mode names no layer', { failureModes: { team: 'open' } as never }, /props.failureModes.team: unknown layer/],
+    ['there is no plan', { plans: {} }, /props.plans: expected at least one plan/],
+  ])('throws when %s', (_name, overrides, message) => {
+    expect(build(overrides)).toThrow(message);
+  });
+});
