@@ -1,0 +1,222 @@
+import { randomBytes } from 'node:crypto';
+import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { Directory, hashKey, ID_PATTERN } from '../../lambda/authorizer/directory';
+import { parseBrake } from '../../lambda/authorizer/brake';
+import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
+import { Limiter } from '../../lambda/engine/limiter';
+import { durationMs } from '../../lambda/engine/limits';
+import { type LimiterConfig, parsePlan } from '../../lambda/engine/plans';
+import { LimitStore } from '../../lambda/engine/store';
+import { type Usage, usageOf } from '../../lambda/limits/usage';
+
+/** A mistake in what the operator asked for: printed as is, exit code 2, nothing written. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface AdminTargets {
+  readonly dynamo: DynamoDBClient;
+  readonly ssm: SSMClient;
+  readonly tableName: string;
+  readonly brakeParameterName: string;
+  /** The limiter configuration (plans), for plan checks and usage. */
+  readonly config?: LimiterConfig;
+  /** Item-key namespace, as the functions use (empty in a deployment). */
+  readonly namespace?: string;
+}
+
+const KEY_ID_LENGTH = 12;
+const keyId = (hash: string) => hash.slice(0, KEY_ID_LENGTH);
+
+function checkId(what: string, id: string): void {
+  if (!ID_PATTERN.test(id)) throw new UsageError(`${what} '${id}' is not valid: use 1-128 of letters, digits, . _ @ -`);
+}
+
+function checkPlan(t: AdminTargets, plan: string): void {
+  if (t.config && !t.config.plans[plan]) throw new UsageError(`plan '${plan}' is not configured: known plans are ${Object.keys(t.config.plans).join(', ')}`);
+}
+
+/**
+ * What operators do: tenants, keys, the brake, usage. Every write is conditional, so nothing is
+ * written twice or half: a tenant is created only if absent, a key only for an existing tenant.
+ */
+export class Admin {
+  private readonly doc: DynamoDBDocumentClient;
+
+  constructor(private readonly t: AdminTargets) {
+    this.doc = DynamoDBDocumentClient.from(t.dynamo);
+  }
+
+  async createTenant(id: string, plan: string): Promise<void> {
+    checkId('tenant', id);
+    checkPlan(this.t, plan);
+    try {
+      await this.doc.send(new PutCommand({ TableName: this.t.tableName, Item: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id, plan }, ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } }));
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) throw new UsageError(`tenant '${id}' already exists: use 'tenants set-plan' to change its plan`);
+      throw err;
+    }
+  }
+
+  async setPlan(id: string, plan: string): Promise<void> {
+    checkId('tenant', id);
+    checkPlan(this.t, plan);
+    await this.updateTenant(id, 'SET #plan = :plan', { '#plan': 'plan' }, { ':plan': plan });
+  }
+
+  /** Replaces the tenant's overrides (a plan-shaped JSON object), or removes them with `undefined`. */
+  async setOverrides(id: string, overrides: unknown): Promise<void> {
+    checkId('tenant', id);
+    if (overrides === undefined) return this.updateTenant(id, 'REMOVE #o', { '#o': 'overrides' }, undefined);
+    try {
+      parsePlan(overrides, 'overrides');
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    await this.updateTenant(id, 'SET #o = :o', { '#o': 'overrides' }, { ':o': overrides });
+  }
+
+  async showTenant(id: string): Promise<Record<string, unknown>> {
+    checkId('tenant', id);
+    const out = await this.doc.send(new GetCommand({ TableName: this.t.tableName, Key: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id }, ConsistentRead: true }));
+    if (!out.Item) throw new UsageError(`tenant '${id}' does not exist`);
+    return { tenant: id, plan: out.Item.plan, overrides: out.Item.overrides ?? null };
+  }
+
+  /** Creates a key for an existing tenant; returns the key (shown once, never stored) and its id. */
+  async createKey(tenant: string, user: string): Promise<{ key: string; id: string }> {
+    checkId('tenant', tenant);
+    checkId('user', user);
+    await this.showTenant(tenant);
+    const key = `sk-lrl-${randomBytes(32).toString('base64url')}`;
+    const hash = hashKey(key);
+    await this.doc.send(
+      new PutCommand({
+        TableName: this.t.tableName,
+        Item: { [TABLE.partitionKey]: KEY_PREFIX.apiKey + hash, tenant, user, status: 'active', created: new Date().toISOString() },
+        ConditionExpression: 'attribute_not_exists(#pk)',
+        ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+      }),
+    );
+    return { key, id: keyId(hash) };
+  }
+
+  /** A tenant's keys (by id; the keys themselves are not stored). Scans the table: an admin operation. */
+  async listKeys(tenant: string): Promise<{ id: string; user: string; status: string; created: string }[]> {
+    checkId('tenant', tenant);
+    return (await this.scanKeys({ tenant })).map((i) => ({ id: keyId(String(i[TABLE.partitionKey]).slice(KEY_PREFIX.apiKey.length)), user: String(i.user), status: String(i.status), created: String(i.created) }));
+  }
+
+  /** Revokes by key id (from `keys list`) or by the key itself. Takes effect within the key cache TTL. */
+  async revokeKey(idOrKey: string): Promise<{ id: string; tenant: string; user: string }> {
+    const hash = idOrKey.startsWith('sk-') ? hashKey(idOrKey) : undefined;
+    if (!hash && !/^[0-9a-f]{12,64}$/.test(idOrKey)) throw new UsageError(`'${idOrKey}' is neither a key id (hex, from 'keys list') nor a key`);
+    const matches = hash ? [{ [TABLE.partitionKey]: KEY_PREFIX.apiKey + hash }] : await this.scanKeys({ idPrefix: idOrKey });
+    if (matches.length !== 1) throw new UsageError(matches.length ? `key id '${idOrKey}' matches ${matches.length} keys: give more of it` : `no key matches '${hash ? 'the given key' : idOrKey}'`);
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.t.tableName,
+          Key: { [TABLE.partitionKey]: matches[0]![TABLE.partitionKey] },
+          UpdateExpression: 'SET #s = :revoked, revokedAt = :now',
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { '#s': 'status', '#pk': TABLE.partitionKey },
+          ExpressionAttributeValues: { ':revoked': 'revoked', ':now': new Date().toISOString() },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      return { id: keyId(String(out.Attributes![TABLE.partitionKey]).slice(KEY_PREFIX.apiKey.length)), tenant: String(out.Attributes!.tenant), user: String(out.Attributes!.user) };
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) throw new UsageError('no such key');
+      throw err;
+    }
+  }
+
+  async brakeOn(forDuration: string | undefined, reason: string | undefined): Promise<Record<string, unknown>> {
+    let until: string | undefined;
+    if (forDuration !== undefined) {
+      let ms: number;
+      try {
+        ms = durationMs(forDuration);
+      } catch {
+        throw new UsageError(`--for '${forDuration}' is not a duration: use e.g. 30 m, 2 h, 1 d`);
+      }
+      if (!(ms > 0)) throw new UsageError('--for must be longer than zero');
+      until = new Date(Date.now() + ms).toISOString();
+    }
+    const value = { enabled: true, ...(reason ? { reason } : {}), ...(until ? { until } : {}) };
+    await this.t.ssm.send(new PutParameterCommand({ Name: this.t.brakeParameterName, Value: JSON.stringify(value), Type: 'String', Overwrite: true }));
+    return value;
+  }
+
+  async brakeOff(): Promise<void> {
+    await this.t.ssm.send(new PutParameterCommand({ Name: this.t.brakeParameterName, Value: 'off', Type: 'String', Overwrite: true }));
+  }
+
+  async brakeStatus(): Promise<Record<string, unknown>> {
+    const out = await this.t.ssm.send(new GetParameterCommand({ Name: this.t.brakeParameterName }));
+    const raw = out.Parameter?.Value ?? '';
+    const state = parseBrake(raw);
+    if (!state) return { value: raw, state: 'unreadable: the authorizers keep their last known state' };
+    const active = state.enabled && (state.until === undefined || state.until > Date.now());
+    return { braked: active, ...(state.reason ? { reason: state.reason } : {}), ...(state.until ? { until: new Date(state.until).toISOString() } : {}), value: raw };
+  }
+
+  async usage(tenant: string, user?: string): Promise<Usage> {
+    if (!this.t.config) throw new UsageError('usage needs the limiter configuration: pass --config <file.json> (the plans the construct was given)');
+    checkId('tenant', tenant);
+    if (user !== undefined) checkId('user', user);
+    const store = new LimitStore({ client: this.t.dynamo, tableName: this.t.tableName });
+    const record = await new Directory({ client: this.t.dynamo, tableName: this.t.tableName, cacheMs: 0 }).tenant(tenant);
+    if (!record) throw new UsageError(`tenant '${tenant}' does not exist`);
+    const limiter = new Limiter({ store, config: this.t.config, namespace: this.t.namespace ?? '' });
+    try {
+      return await usageOf(store, limiter, this.t.config, record, user, this.t.namespace ?? '');
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
+
+  private async updateTenant(id: string, expression: string, names: Record<string, string>, values: Record<string, unknown> | undefined): Promise<void> {
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.t.tableName,
+          Key: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id },
+          UpdateExpression: expression,
+          ConditionExpression: 'attribute_exists(#pk)',
+          ExpressionAttributeNames: { ...names, '#pk': TABLE.partitionKey },
+          ...(values ? { ExpressionAttributeValues: values } : {}),
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) throw new UsageError(`tenant '${id}' does not exist: create it with 'tenants create'`);
+      throw err;
+    }
+  }
+
+  private async scanKeys(filter: { tenant?: string; idPrefix?: string }): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let start: Record<string, unknown> | undefined;
+    const prefix = KEY_PREFIX.apiKey + (filter.idPrefix ?? '');
+    do {
+      const out = await this.doc.send(
+        new ScanCommand({
+          TableName: this.t.tableName,
+          FilterExpression: filter.tenant ? 'begins_with(#pk, :p) AND tenant = :t' : 'begins_with(#pk, :p)',
+          ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+          ExpressionAttributeValues: { ':p': prefix, ...(filter.tenant ? { ':t': filter.tenant } : {}) },
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        }),
+      );
+      items.push(...(out.Items ?? []));
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return items;
+  }
+}

@@ -1,0 +1,177 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { InvalidLimitError } from '../../lambda/engine/errors';
+import { type LimiterConfig, parseConfig } from '../../lambda/engine/plans';
+import { Admin, UsageError } from './admin';
+
+export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, the brake, usage)
+
+  tenants create <tenant> --plan <plan>
+  tenants set-plan <tenant> <plan>
+  tenants set-overrides <tenant> --file <overrides.json> | --clear
+  tenants show <tenant>
+  keys create --tenant <tenant> --user <user>     prints the key once; only its hash is stored
+  keys list --tenant <tenant>
+  keys revoke <key-id | key>                      takes effect within the key cache TTL (30 s by default)
+  brake on [--for 30m] [--reason "..."]           every AI route answers 429 'brake' within 5 s
+  brake off
+  brake status
+  usage --tenant <tenant> [--user <user>]         needs --config
+
+Where:  --stack <name> [--region <r>]             names from the stack's outputs
+        --table <name> --brake-parameter <name>   or give them directly
+        --config <file.json>                      the limiter configuration (plans), for plan checks and usage
+        --dynamodb-endpoint <url> --ssm-endpoint <url>   e.g. the local gateway's DynamoDB Local and SSM
+`;
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const consoleIo: Io = { out: (t) => process.stdout.write(`${t}\n`), err: (t) => process.stderr.write(`${t}\n`) };
+
+async function fromStack(name: string, region: string | undefined): Promise<{ table?: string; brake?: string }> {
+  const cfn = new CloudFormationClient(region ? { region } : {});
+  const out = await cfn.send(new DescribeStacksCommand({ StackName: name }));
+  const outputs = out.Stacks?.[0]?.Outputs ?? [];
+  const find = (suffix: string) => outputs.find((o) => o.OutputKey?.includes(suffix))?.OutputValue;
+  return { table: find('TableName'), brake: find('BrakeParameterName') };
+}
+
+/** Runs one command; returns the exit code (0 ok, 2 bad input, 1 failure). */
+export async function main(argv: readonly string[], io: Io = consoleIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        plan: { type: 'string' },
+        file: { type: 'string' },
+        clear: { type: 'boolean' },
+        tenant: { type: 'string' },
+        user: { type: 'string' },
+        for: { type: 'string' },
+        reason: { type: 'string' },
+        stack: { type: 'string' },
+        region: { type: 'string' },
+        table: { type: 'string' },
+        'brake-parameter': { type: 'string' },
+        config: { type: 'string' },
+        'dynamodb-endpoint': { type: 'string' },
+        'ssm-endpoint': { type: 'string' },
+        namespace: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    io.err(`${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values: o, positionals: [group, verb, ...rest] } = parsed;
+  if (o.help || !group) {
+    io.out(HELP);
+    return o.help ? 0 : 2;
+  }
+  try {
+    let config: LimiterConfig | undefined;
+    if (o.config) {
+      try {
+        config = parseConfig(JSON.parse(readFileSync(o.config, 'utf8')));
+      } catch (err) {
+        throw new UsageError(`--config ${o.config}: ${err instanceof InvalidLimitError || err instanceof SyntaxError ? err.message : (err as Error).message}`);
+      }
+    }
+    const named = o.stack ? await fromStack(o.stack, o.region) : {};
+    const tableName = o.table ?? named.table;
+    const brakeParameterName = o['brake-parameter'] ?? named.brake;
+    const needsTable = group !== 'brake';
+    if (needsTable && !tableName) throw new UsageError('which table? give --table <name> or --stack <name>');
+    if (!needsTable && !brakeParameterName) throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
+    const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    const admin = new Admin({
+      dynamo: new DynamoDBClient({ region, ...(o['dynamodb-endpoint'] ? { endpoint: o['dynamodb-endpoint'] } : {}) }),
+      ssm: new SSMClient({ region, ...(o['ssm-endpoint'] ? { endpoint: o['ssm-endpoint'] } : {}) }),
+      tableName: tableName ?? '',
+      brakeParameterName: brakeParameterName ?? '',
+      ...(config ? { config } : {}),
+      ...(o.namespace ? { namespace: o.namespace } : {}),
+    });
+    const need = (value: string | undefined, what: string): string => {
+      if (!value) throw new UsageError(`missing ${what}\n\n${HELP}`);
+      return value;
+    };
+    const json = (value: unknown) => io.out(JSON.stringify(value, null, 2));
+    switch (`${group} ${verb ?? ''}`.trim()) {
+      case 'tenants create':
+        await admin.createTenant(need(rest[0], '<tenant>'), need(o.plan, '--plan'));
+        io.out(`tenant ${rest[0]} created on plan ${o.plan}`);
+        return 0;
+      case 'tenants set-plan':
+        await admin.setPlan(need(rest[0], '<tenant>'), need(rest[1], '<plan>'));
+        io.out(`tenant ${rest[0]} is now on plan ${rest[1]}`);
+        return 0;
+      case 'tenants set-overrides': {
+        const tenant = need(rest[0], '<tenant>');
+        if (o.clear) {
+          await admin.setOverrides(tenant, undefined);
+          io.out(`tenant ${tenant}: overrides removed`);
+          return 0;
+        }
+        let overrides: unknown;
+        try {
+          overrides = JSON.parse(readFileSync(need(o.file, '--file <overrides.json> or --clear'), 'utf8'));
+        } catch (err) {
+          if (err instanceof UsageError) throw err;
+          throw new UsageError(`--file ${o.file}: ${(err as Error).message}`);
+        }
+        await admin.setOverrides(tenant, overrides);
+        io.out(`tenant ${tenant}: overrides set`);
+        return 0;
+      }
+      case 'tenants show':
+        json(await admin.showTenant(need(rest[0], '<tenant>')));
+        return 0;
+      case 'keys create': {
+        const created = await admin.createKey(need(o.tenant, '--tenant'), need(o.user, '--user'));
+        io.out(`key id ${created.id} for ${o.tenant}/${o.user}. The key, shown this once (only its hash is stored):\n${created.key}`);
+        return 0;
+      }
+      case 'keys list':
+        json(await admin.listKeys(need(o.tenant, '--tenant')));
+        return 0;
+      case 'keys revoke': {
+        const revoked = await admin.revokeKey(need(rest[0], '<key-id | key>'));
+        io.out(`key ${revoked.id} of ${revoked.tenant}/${revoked.user} revoked; it stops working within the key cache TTL`);
+        return 0;
+      }
+      case 'brake on':
+        json(await admin.brakeOn(o.for, o.reason));
+        io.out('braked: every AI route answers 429 (code brake) within the brake cache TTL (5 s)');
+        return 0;
+      case 'brake off':
+        await admin.brakeOff();
+        io.out('released: traffic flows again within the brake cache TTL (5 s)');
+        return 0;
+      case 'brake status':
+        json(await admin.brakeStatus());
+        return 0;
+      case 'usage':
+        json(await admin.usage(need(o.tenant, '--tenant'), o.user));
+        return 0;
+      default:
+        throw new UsageError(`unknown command '${[group, verb].filter(Boolean).join(' ')}'\n\n${HELP}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`error: ${err.message}`);
+      return 2;
+    }
+    io.err(`failed: ${(err as Error).name}: ${(err as Error).message}`);
+    return 1;
+  }
+}

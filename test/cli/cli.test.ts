@@ -1,0 +1,137 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Directory, hashKey } from '../../lambda/authorizer/directory';
+import { parseBrake } from '../../lambda/authorizer/brake';
+import { Limiter } from '../../lambda/engine/limiter';
+import { requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { main } from '../../lib/cli/main';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { localClient } from '../support/dynamodb-local';
+import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
+import { parseConfig } from '../../lambda/engine/plans';
+
+const dir = mkdtempSync(join(tmpdir(), 'llm-limiter-cli-'));
+const rawConfig = { plans: { team: { tenant: [tokensPerDay(1000)], user: [requestsPerMinute(5)] }, gold: { tenant: [tokensPerDay(5000)] } }, endpoints: { '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } };
+const configFile = join(dir, 'config.json');
+writeFileSync(configFile, JSON.stringify(rawConfig));
+
+let ssm: SsmLocal;
+beforeAll(async () => {
+  ssm = await startSsmLocal();
+});
+afterAll(() => ssm.stop());
+
+async function cli(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main([...args, '--table', tableName(), '--brake-parameter', '/cli/brake', '--dynamodb-endpoint', dynamoEndpoint(), '--ssm-endpoint', ssm.endpoint, '--region', 'us-east-1', '--config', configFile], { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+process.env.AWS_ACCESS_KEY_ID ??= 'local';
+process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
+const directory = () => new Directory({ client: localClient(dynamoEndpoint()), tableName: tableName(), cacheMs: 0 });
+
+describe('tenants', () => {
+  it('creates, shows, re-plans and overrides a tenant; refuses duplicates and unknown plans', async () => {
+    const t = uniqueKey('tenant');
+    expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({ code: 0, out: `tenant ${t} created on plan team` });
+    expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({ code: 2, err: expect.stringContaining('already exists') });
+    expect(JSON.parse((await cli('tenants', 'show', t)).out)).toEqual({ tenant: t, plan: 'team', overrides: null });
+    expect(await cli('tenants', 'set-plan', t, 'platinum')).toMatchObject({ code: 2, err: expect.stringContaining("plan 'platinum' is not configured") });
+    expect((await cli('tenants', 'set-plan', t, 'gold')).code).toBe(0);
+    expect((await directory().tenant(t))?.plan).toBe('gold');
+
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }] }));
+    expect(await cli('tenants', 'set-overrides', t, '--file', bad)).toMatchObject({ code: 2, err: expect.stringContaining('capacity must be a positive finite number') });
+    expect(JSON.parse((await cli('tenants', 'show', t)).out).overrides).toBeNull();
+    const good = join(dir, 'good.json');
+    writeFileSync(good, JSON.stringify({ user: [requestsPerMinute(50)] }));
+    expect((await cli('tenants', 'set-overrides', t, '--file', good)).code).toBe(0);
+    expect((await directory().tenant(t))?.overrides?.user?.[0]?.limit).toMatchObject({ shape: 'sliding_window', limit: 50 });
+    expect((await cli('tenants', 'set-overrides', t, '--clear')).code).toBe(0);
+    expect((await directory().tenant(t))?.overrides).toBeUndefined();
+  });
+
+  it('writes nothing for a tenant with a bad id or an unknown plan', async () => {
+    expect(await cli('tenants', 'create', 'a:b', '--plan', 'team')).toMatchObject({ code: 2, err: expect.stringContaining("tenant 'a:b' is not valid") });
+    const t = uniqueKey('tenant');
+    expect((await cli('tenants', 'create', t, '--plan', 'nope')).code).toBe(2);
+    expect((await cli('tenants', 'show', t)).code).toBe(2);
+  });
+});
+
+describe('keys', () => {
+  it('creates a key that works, shows it once, lists it by id, and revokes it', async () => {
+    const t = uniqueKey('tenant');
+    await cli('tenants', 'create', t, '--plan', 'team');
+    const created = await cli('keys', 'create', '--tenant', t, '--user', 'ann');
+    expect(created.code).toBe(0);
+    const key = created.out.split('\n').at(-1)!;
+    expect(key).toMatch(/^sk-lrl-[A-Za-z0-9_-]{43}$/);
+    expect(await directory().key(hashKey(key))).toMatchObject({ tenant: t, user: 'ann', status: 'active' });
+    const listed = JSON.parse((await cli('keys', 'list', '--tenant', t)).out) as { id: string; user: string; status: string }[];
+    expect(listed).toEqual([expect.objectContaining({ id: hashKey(key).slice(0, 12), user: 'ann', status: 'active' })]);
+    expect(JSON.stringify(listed)).not.toContain(key);
+    expect((await cli('keys', 'revoke', listed[0]!.id)).code).toBe(0);
+    expect((await directory().key(hashKey(key)))?.status).toBe('revoked');
+  });
+
+  it('refuses a key for a tenant that does not exist, writing nothing', async () => {
+    const t = uniqueKey('tenant');
+    expect(await cli('keys', 'create', '--tenant', t, '--user', 'ann')).toMatchObject({ code: 2, err: expect.stringContaining('does not exist') });
+    expect(JSON.parse((await cli('keys', 'list', '--tenant', t)).out)).toEqual([]);
+  });
+
+  it('says what is wrong with a revoke it cannot do', async () => {
+    expect(await cli('keys', 'revoke', 'not-an-id!')).toMatchObject({ code: 2 });
+    expect(await cli('keys', 'revoke', 'ffffffffffffffff')).toMatchObject({ code: 2, err: expect.stringContaining('no key matches') });
+  });
+});
+
+describe('brake', () => {
+  it('turns the brake on with a reason and an end, reports it, and releases it', async () => {
+    expect((await cli('brake', 'on', '--for', '30 m', '--reason', 'provider outage')).code).toBe(0);
+    const state = parseBrake(ssm.parameters.get('/cli/brake')!.value)!;
+    expect(state).toMatchObject({ enabled: true, reason: 'provider outage' });
+    expect(state.until! - Date.now()).toBeGreaterThan(29 * 60_000);
+    expect(JSON.parse((await cli('brake', 'status')).out.split('\nbraked')[0]!)).toMatchObject({ braked: true, reason: 'provider outage' });
+    expect((await cli('brake', 'off')).code).toBe(0);
+    expect(JSON.parse((await cli('brake', 'status')).out)).toMatchObject({ braked: false, value: 'off' });
+    expect(await cli('brake', 'on', '--for', 'banana')).toMatchObject({ code: 2, err: expect.stringContaining("--for 'banana' is not a duration") });
+  });
+});
+
+describe('usage', () => {
+  it("shows a tenant's and a user's remaining per limit", async () => {
+    const t = uniqueKey('tenant');
+    await cli('tenants', 'create', t, '--plan', 'team');
+    const limiter = new Limiter({ store: testStore(), config: parseConfig(JSON.parse(JSON.stringify(rawConfig))), log: () => {} });
+    await limiter.admit({ tenant: t, user: 'ann' }, { id: t, plan: 'team' }, '/v1/chat/completions');
+    const usage = JSON.parse((await cli('usage', '--tenant', t, '--user', 'ann')).out);
+    expect(usage).toMatchObject({ tenant: t, user: 'ann', plan: 'team' });
+    expect(usage.limits).toEqual([
+      expect.objectContaining({ code: 'tenant_tokens_per_day', limit: 1000, remaining: 1000 }),
+      expect.objectContaining({ code: 'user_requests_per_minute', limit: 5, remaining: 4, windowSeconds: 60 }),
+    ]);
+  });
+});
+
+describe('the installed command', () => {
+  it('exits 0 with output, and 2 with a message for an unknown command', async () => {
+    const bin = fileURLToPath(new URL('../../bin/llm-limiter.mjs', import.meta.url));
+    const run = promisify(execFile);
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: 'us-east-1' };
+    ssm.parameters.set('/bin/brake', { value: 'off', version: 1, modified: Date.now() });
+    const ok = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/bin/brake', '--ssm-endpoint', ssm.endpoint], { env });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ braked: false });
+    const bad = await run(process.execPath, [bin, 'frobnicate', '--table', 'x'], { env }).catch((e: { code: number; stderr: string }) => e);
+    expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command 'frobnicate'") });
+  });
+});
