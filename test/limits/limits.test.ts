@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { putTenant } from '../../lambda/authorizer/directory';
+import { Directory } from '../../lambda/authorizer/directory';
+import { Limiter } from '../../lambda/engine/limiter';
+import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { createLimitsHandler } from '../../lambda/limits/handler';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { localClient } from '../support/dynamodb-local';
+import { lambdaContext, proxyEvent } from '../support/events';
+
+const CHAT = '/v1/chat/completions';
+const config = parseConfig(
+  JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1000)], user: [requestsPerMinute(5)], endpoints: { [CHAT]: [requestsPerMinute(50)] } } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })),
+);
+
+describe('GET /v1/limits', () => {
+  it("answers the caller's plan and every limit with limit, remaining and reset, spending nothing", async () => {
+    const client = localClient(dynamoEndpoint());
+    const tenant = uniqueKey('tenant');
+    await putTenant(client, tableName(), { id: tenant, plan: 'team' });
+    const ns = uniqueKey('ns');
+    const frozen = Date.now();
+    const store = testStore({ clock: () => frozen });
+    const limiter = new Limiter({ store, config, log: () => {}, namespace: ns });
+    await limiter.admit({ tenant, user: 'ann' }, { id: tenant, plan: 'team' }, CHAT);
+    const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
+    const event = proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } });
+    const first = await handler({ ...event, httpMethod: 'GET', body: null }, lambdaContext('limits'));
+    const second = await handler({ ...event, httpMethod: 'GET', body: null }, lambdaContext('limits'));
+    expect(first.statusCode).toBe(200);
+    expect(first.body).toBe(second.body);
+    const body = JSON.parse(first.body);
+    expect(body).toMatchObject({ tenant, user: 'ann', plan: 'team' });
+    expect(body.limits).toEqual([
+      expect.objectContaining({ layer: 'tenant', code: 'tenant_tokens_per_day', counts: 'tokens', limit: 1000, remaining: 1000, windowSeconds: 86_400 }),
+      expect.objectContaining({ layer: 'user', code: 'user_requests_per_minute', limit: 5, remaining: 4 }),
+      expect.objectContaining({ layer: 'endpoint', code: 'endpoint_requests_per_minute', route: CHAT, limit: 50, remaining: 49 }),
+    ]);
+    expect(body.limits[1].resetSeconds).toBeGreaterThan(0);
+  });
+
+  it('answers 401 without an identity and 404 for a tenant that does not exist', async () => {
+    const client = localClient(dynamoEndpoint());
+    const store = testStore();
+    const handler = createLimitsHandler({ config, store, limiter: new Limiter({ store, config, log: () => {} }), directory: new Directory({ client, tableName: tableName() }), log: () => {} });
+    expect((await handler({ ...proxyEvent({ route: '/v1/limits' }), httpMethod: 'GET' }, lambdaContext('limits'))).statusCode).toBe(401);
+    const missing = await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant: uniqueKey('t'), user: 'x' } }), httpMethod: 'GET' }, lambdaContext('limits'));
+    expect(missing.statusCode).toBe(404);
+    expect(JSON.parse(missing.body).error.code).toBe('tenant_unknown');
+  });
+});
