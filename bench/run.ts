@@ -1,6 +1,7 @@
 /** npm run bench: every benchmark, one JSON line per figure. Not part of npm test. */
 import { startDynamoDbLocal } from '../test/support/dynamodb-local';
 import { benchAuthorizer } from './authorizer';
+import { benchConstruct } from './construct';
 import { benchEngine } from './engine';
 import { benchProxy } from './proxy';
 
@@ -10,6 +11,7 @@ try {
   if (!only || only === 'engine') await benchEngine(dynamo.endpoint);
   if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
+  if (!only || only === 'construct') await benchConstruct();
 } finally {
   await dynamo.stop();
 }

@@ -41,7 +41,8 @@ function required(name: string): string {
 /** Built once per container: AWS clients, caches and the parsed configuration live across invocations. */
 export function depsFromEnvironment(): AuthorizerDeps {
   const tableName = required('TABLE_NAME');
-  const config = parseConfig(JSON.parse(required('LIMITER_CONFIG')));
+  // Written out as process.env.LIMITER_CONFIG so the construct's bundler can compile the config in.
+  const config = parseConfig(JSON.parse(process.env.LIMITER_CONFIG ?? required('LIMITER_CONFIG')));
   const dynamo = new DynamoDBClient({ maxAttempts: 2 });
   const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0) });
   const brakeSeconds = Number(process.env.BRAKE_RETRY_AFTER_SECONDS ?? 60);

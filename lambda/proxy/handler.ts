@@ -60,7 +60,8 @@ function required(name: string): string {
 /** Built once per container from the environment (no secret is ever in it: only the secret's id). */
 export function proxyDepsFromEnvironment(): ProxyDeps {
   const tableName = required('TABLE_NAME');
-  const config = parseConfig(JSON.parse(required('LIMITER_CONFIG')));
+  // Written out as process.env.LIMITER_CONFIG so the construct's bundler can compile the config in.
+  const config = parseConfig(JSON.parse(process.env.LIMITER_CONFIG ?? required('LIMITER_CONFIG')));
   const dynamo = new DynamoDBClient({ maxAttempts: 2 });
   const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0) });
   const secret = new SecretValue(new SecretsManagerClient({}), required('UPSTREAM_API_KEY_SECRET'));

@@ -1,0 +1,17 @@
+/**
+ * Each Lambda bundle as the construct builds it (esbuild, minified, config compiled in): its size,
+ * and its init time measured by loading it in a fresh Node 22 process.
+ */
+import { statSync } from 'node:fs';
+import { loadBundle, synthBundles } from '../test/support/bundles';
+import { percentile, report } from './report';
+
+export async function benchConstruct(): Promise<void> {
+  const bundles = synthBundles();
+  for (const name of ['authorizer', 'proxy'] as const) {
+    const times: number[] = [];
+    for (let i = 0; i < 7; i++) times.push((await loadBundle(bundles[name])).ms);
+    report(`construct.${name}.bundle_bytes`, statSync(bundles[name]).size, 'bytes');
+    report(`construct.${name}.init_ms`, percentile(times.sort((a, b) => a - b), 50), 'ms (fresh Node 22 process, load + init, p50 of 7)');
+  }
+}
