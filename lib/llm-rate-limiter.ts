@@ -9,6 +9,7 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { LimitsTable } from './limits-table';
 import { type LlmRateLimiterProps, validateProps } from './props';
@@ -16,8 +17,7 @@ import { type LlmRateLimiterProps, validateProps } from './props';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const entry = (name: string) => path.join(here, '..', 'lambda', name, 'index.ts');
 
-/** The limits route (identity only, no limits spent). */
-export const LIMITS_ROUTE = '/v1/limits';
+export { LIMITS_ROUTE } from '../lambda/gateway/api';
 
 /**
  * An OpenAI-compatible API in front of an LLM provider, rate-limited per tenant, user, endpoint and
@@ -58,16 +58,15 @@ export class LlmRateLimiter extends Construct {
         // The limiter configuration is compiled into the bundle: reviewable, and no 4 KB environment limit.
         define: { 'process.env.LIMITER_CONFIG': JSON.stringify(JSON.stringify(config)) },
       },
-      environment: {
-        NODE_OPTIONS: '--enable-source-maps',
-        TABLE_NAME: this.table.tableName,
-        BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName,
-        KEY_CACHE_TTL_SECONDS: String((props.keyCacheTtl ?? Duration.seconds(30)).toSeconds()),
-        BRAKE_CACHE_TTL_SECONDS: String((props.brakeCacheTtl ?? Duration.seconds(5)).toSeconds()),
-        BRAKE_COLD_START: props.brakeColdStart ?? 'released',
-        BRAKE_RETRY_AFTER_SECONDS: String((props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds()),
-        CLOCK_SKEW_MS: String((props.clockSkew ?? Duration.millis(0)).toMilliseconds()),
-      },
+      environment: functionEnvironment({
+        tableName: this.table.tableName,
+        brakeParameterName: this.brakeParameter.parameterName,
+        keyCacheTtlSeconds: (props.keyCacheTtl ?? Duration.seconds(30)).toSeconds(),
+        brakeCacheTtlSeconds: (props.brakeCacheTtl ?? Duration.seconds(5)).toSeconds(),
+        brakeColdStart: props.brakeColdStart ?? 'released',
+        brakeRetryAfterSeconds: (props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds(),
+        clockSkewMs: (props.clockSkew ?? Duration.millis(0)).toMilliseconds(),
+      }),
     };
     // Each function gets its own log group and a role that may write to that group only (no managed policy).
     const logging = (name: string) => {
@@ -77,23 +76,18 @@ export class LlmRateLimiter extends Construct {
       return { logGroup, role };
     };
 
-    this.authorizerFunction = new NodejsFunction(this, 'Authorizer', { ...common, entry: entry('authorizer'), memorySize: 512, timeout: Duration.seconds(10), ...logging('Authorizer'), description: 'LLM rate limiter: identity, brake, layered limits' });
+    this.authorizerFunction = new NodejsFunction(this, 'Authorizer', { ...common, entry: entry('authorizer'), memorySize: FUNCTION_SETTINGS.authorizer.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.authorizer.timeoutSeconds), ...logging('Authorizer'), description: 'LLM rate limiter: identity, brake, layered limits' });
     const streamTimeout = props.streamTimeout ?? Duration.minutes(5);
     this.proxyFunction = new NodejsFunction(this, 'Proxy', {
       ...common,
       entry: entry('proxy'),
-      memorySize: 1024,
+      memorySize: FUNCTION_SETTINGS.proxy.memorySize,
       timeout: streamTimeout,
       ...logging('Proxy'),
       description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
-      environment: {
-        ...common.environment,
-        UPSTREAM_BASE_URL: props.upstreamBaseUrl,
-        UPSTREAM_API_KEY_SECRET: props.upstreamApiKeySecret.secretArn,
-        UPSTREAM_TIMEOUT_MS: String((props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds()),
-      },
+      environment: { ...common.environment, ...proxyEnvironment(props.upstreamBaseUrl, props.upstreamApiKeySecret.secretArn, (props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds()) },
     });
-    this.limitsFunction = new NodejsFunction(this, 'LimitsFunction', { ...common, entry: entry('limits'), memorySize: 256, timeout: Duration.seconds(10), ...logging('LimitsFunction'), description: 'LLM rate limiter: GET /v1/limits' });
+    this.limitsFunction = new NodejsFunction(this, 'LimitsFunction', { ...common, entry: entry('limits'), memorySize: FUNCTION_SETTINGS.limits.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.limits.timeoutSeconds), ...logging('LimitsFunction'), description: 'LLM rate limiter: GET /v1/limits' });
 
     // Least privilege: each function gets the actions it calls, on this table, parameter and secret only.
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
@@ -133,10 +127,12 @@ export class LlmRateLimiter extends Construct {
         templates: { 'application/json': def.template },
       });
     }
-    const streaming = new apigw.LambdaIntegration(this.proxyFunction, { responseTransferMode: apigw.ResponseTransferMode.STREAM, timeout: streamTimeout });
+    const integrations = {
+      proxy: new apigw.LambdaIntegration(this.proxyFunction, { responseTransferMode: apigw.ResponseTransferMode.STREAM, timeout: streamTimeout }),
+      limits: new apigw.LambdaIntegration(this.limitsFunction),
+    };
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
-    for (const route of Object.keys(config.endpoints)) this.resourceFor(route).addMethod('POST', streaming, methodOptions);
-    this.resourceFor(LIMITS_ROUTE).addMethod('GET', new apigw.LambdaIntegration(this.limitsFunction), methodOptions);
+    for (const route of apiRoutes(config.endpoints)) this.resourceFor(route.path).addMethod(route.method, integrations[route.integration], methodOptions);
 
     this.acknowledgeNagFindings();
     this.baseUrl = `${this.api.url}v1`;

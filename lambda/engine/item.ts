@@ -100,7 +100,9 @@ export function planItem(checks: readonly Check[], options: ItemOptions, item: I
 }
 
 export function admitted(checks: readonly Check[], evals: readonly Evaluation[], item: Item | undefined, at: Moment): ItemOutcome {
-  const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision.allowed ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true } : evals[i]!.decision }));
+  // The write went through, so every enforced check was admitted, including one a stale view had
+  // denied and whose probe then succeeded. A shadow check that would deny was left out of the write.
+  const outcomes = checks.map((c, i) => ({ check: c, decision: !c.shadow || evals[i]!.decision.allowed ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true } : evals[i]!.decision }));
   return { allowed: true, outcomes, ...(item ? { item } : {}) };
 }
 

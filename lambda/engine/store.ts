@@ -102,6 +102,9 @@ export class LimitStore {
         fresh = true;
         continue;
       }
+      // Until DynamoDB answers, decisions made meanwhile in this container start from the state this
+      // write will most likely leave (so concurrent requests here guess the commuting branch).
+      this.remember(pk, predictItem(item, checks, step.evals));
       const outcome = await this.write(pk, step.fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])]);
       item = outcome.item;
       fresh = true;
@@ -173,18 +176,29 @@ export class LimitStore {
     const ledger = KEY_PREFIX.settlement + ledgerKey;
     const at = this.now();
     const state = pks.map((pk) => this.seen.get(pk));
+    const fresh = pks.map(() => false);
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
+      const stale: number[] = [];
       const updates = items.flatMap((it, i) => {
         const fragments: Fragment[] = [];
         it.adjustments.forEach((a, j) => {
           const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
           const { write } = adjust(a.limit, bucketOf(state[i], a.name), at, a.delta, admitted);
           if (write) fragments.push(fragment(write, a.limit, a.name, `a${j}`));
+          else if (!fresh[i]) stale.push(i);
         });
         if (fragments.length === 0) return [];
         const limits = [...it.adjustments.map((a) => a.limit), ...(it.alsoHolds ?? [])];
         return [{ index: i, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
       });
+      if (stale.length) {
+        // A refund that looks like nothing to do is only trusted on the real state.
+        for (const i of new Set(stale)) {
+          state[i] = await this.read(pks[i]!);
+          fresh[i] = true;
+        }
+        continue;
+      }
       const put = {
         TableName: this.tableName,
         Item: { [TABLE.partitionKey]: ledger, ...record, settledAt: at.late, [TABLE.ttlAttribute]: expiresAt(at.late) },
@@ -203,7 +217,10 @@ export class LimitStore {
         if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'already-settled';
         reasons.slice(1).forEach((reason, k) => {
           const i = updates[k]!.index;
-          if (reason.Code === 'ConditionalCheckFailed') state[i] = reason.Item ? unmarshall(reason.Item) : undefined;
+          if (reason.Code === 'ConditionalCheckFailed') {
+            state[i] = reason.Item ? unmarshall(reason.Item) : undefined;
+            fresh[i] = true;
+          }
         });
         // A conflict with another transaction: back off a little before the next attempt.
         if (reasons.some((r) => r.Code === 'TransactionConflict')) await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 10));
@@ -228,16 +245,26 @@ export class LimitStore {
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
     let item = this.seen.get(pk);
+    let fresh = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const fragments: Fragment[] = [];
+      let unwritten = false;
       adjustments.forEach((a, i) => {
         const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
         const { write } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
         if (write) fragments.push(fragment(write, a.limit, a.name, `a${i}`));
+        else unwritten = true;
       });
+      // "Nothing to refund" is only true of the real state: a stale or missing view must be read first.
+      if (unwritten && !fresh) {
+        item = await this.read(pk);
+        fresh = true;
+        continue;
+      }
       if (fragments.length === 0) return;
       const outcome = await this.write(pk, fragments, at, [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])]);
       item = outcome.item;
+      fresh = true;
       if (outcome.ok) return;
     }
     throw new ContentionError(key, this.maxAttempts);

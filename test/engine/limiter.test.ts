@@ -136,6 +136,24 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
   });
 });
 
+describe('settlement', () => {
+  it('refunds correctly from a container that never saw the reservation, and only once', async () => {
+    const cfg = config();
+    const ns = uniqueKey('ns');
+    const frozen = T0;
+    const tenant: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
+    const identity = { tenant: tenant.id, user: 'u' };
+    const reserving = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: ns });
+    expect((await reserving.reserve(identity, tenant, CHAT, { tokens: 400, microUsd: 0 }, 0)).allowed).toBe(true);
+    const other = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: ns });
+    const reservation = { identity, tenant, route: CHAT, shard: 0, reserved: { tokens: 400, microUsd: 0 }, failedOpen: [], admittedAt: frozen };
+    expect(await other.settle('req-1', reservation, { tokens: 150, microUsd: 0 })).toBe('settled');
+    expect(await other.settle('req-1', reservation, { tokens: 150, microUsd: 0 })).toBe('already-settled');
+    const peek = await testStore({ clock: () => frozen }).peekItem(layerKey.tenant(identity, ns), [{ name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 }]);
+    expect(peek.outcomes[0]!.decision.remaining).toBe(850);
+  });
+});
+
 describe('global cap', () => {
   it('shards together never admit more than the cap', async () => {
     const cfg = config({ global: { limits: [requests(slidingWindow(20, '1 d', 24))], shards: 4 } });

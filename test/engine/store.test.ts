@@ -88,6 +88,20 @@ describe.each<[string, Limit, number]>([
     expect((await store.peek(key, limit)).remaining).toBe(3);
   });
 
+  it('admits, and says so, when its own view is stale and another container has given room back', async () => {
+    const c = clock();
+    const mine = testStore({ clock: c.read });
+    const other = testStore({ clock: c.read });
+    const key = uniqueKey();
+    await mine.consume(key, limit, 3); // this container now believes the bucket is empty
+    await other.adjust(key, limit, -2, T0); // another container refunds two
+    const calls = mine.stats.calls;
+    const d = await mine.consume(key, limit, 1);
+    expect(d).toMatchObject({ allowed: true, remaining: 1 });
+    expect(mine.stats.calls - calls).toBe(1); // the probe write decided it, no read
+    expect((await other.peek(key, limit)).remaining).toBe(1);
+  });
+
   it('rejects a cost that is not a positive number and writes nothing', async () => {
     const store = testStore();
     const key = uniqueKey();

@@ -1,0 +1,58 @@
+/**
+ * The API's shape, defined once: the construct deploys it and the local gateway serves it, so the
+ * two cannot drift (a test compares the synthesised template with this).
+ */
+export type Integration = 'proxy' | 'limits';
+
+export interface ApiRoute {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly integration: Integration;
+  /** Response streaming (the proxy) or a buffered Lambda proxy integration. */
+  readonly streaming: boolean;
+}
+
+export const LIMITS_ROUTE = '/v1/limits';
+
+/** Every AI endpoint is a streaming POST to the proxy; GET /v1/limits is buffered. */
+export function apiRoutes(endpoints: Readonly<Record<string, unknown>>): ApiRoute[] {
+  return [
+    ...Object.keys(endpoints).map((path) => ({ method: 'POST' as const, path, integration: 'proxy' as const, streaming: true })),
+    { method: 'GET', path: LIMITS_ROUTE, integration: 'limits', streaming: false },
+  ];
+}
+
+/** Memory (MB) and timeout (s) per function; the proxy's timeout is the stream timeout. */
+export const FUNCTION_SETTINGS = {
+  authorizer: { memorySize: 512, timeoutSeconds: 10 },
+  proxy: { memorySize: 1024 },
+  limits: { memorySize: 256, timeoutSeconds: 10 },
+} as const;
+
+export interface EnvironmentSettings {
+  readonly tableName: string;
+  readonly brakeParameterName: string;
+  readonly keyCacheTtlSeconds: number;
+  readonly brakeCacheTtlSeconds: number;
+  readonly brakeColdStart: 'released' | 'braked';
+  readonly brakeRetryAfterSeconds: number;
+  readonly clockSkewMs: number;
+}
+
+/** The environment every function gets (the proxy adds its upstream's). No secret is ever in it. */
+export function functionEnvironment(s: EnvironmentSettings): Record<string, string> {
+  return {
+    NODE_OPTIONS: '--enable-source-maps',
+    TABLE_NAME: s.tableName,
+    BRAKE_PARAMETER_NAME: s.brakeParameterName,
+    KEY_CACHE_TTL_SECONDS: String(s.keyCacheTtlSeconds),
+    BRAKE_CACHE_TTL_SECONDS: String(s.brakeCacheTtlSeconds),
+    BRAKE_COLD_START: s.brakeColdStart,
+    BRAKE_RETRY_AFTER_SECONDS: String(s.brakeRetryAfterSeconds),
+    CLOCK_SKEW_MS: String(s.clockSkewMs),
+  };
+}
+
+export function proxyEnvironment(upstreamBaseUrl: string, upstreamApiKeySecret: string, upstreamTimeoutMs: number): Record<string, string> {
+  return { UPSTREAM_BASE_URL: upstreamBaseUrl, UPSTREAM_API_KEY_SECRET: upstreamApiKeySecret, UPSTREAM_TIMEOUT_MS: String(upstreamTimeoutMs) };
+}
