@@ -21,9 +21,9 @@ import { type LocalRoute, startLocalGateway } from '../lambda/local/gateway';
 import { createProxyHandler } from '../lambda/proxy/handler';
 import { encoder } from '../lambda/proxy/tokenizer';
 import { lambdaContext, proxyEvent } from '../test/support/events';
-import { installLambdaStreamingGlobals, invokeStreaming } from '../test/support/lambda-streaming';
-import { startSsmLocal } from '../test/support/ssm-local';
-import { startUpstreamStandIn } from '../test/support/upstream-standin';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../lambda/local/lambda-streaming';
+import { startSsmLocal } from '../lambda/local/ssm-local';
+import { startUpstreamStandIn } from '../lambda/local/upstream-standin';
 import { percentile, report } from './report';
 
 const run = promisify(execFile);
@@ -75,7 +75,7 @@ export async function benchProxy(endpoint: string): Promise<void> {
   const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/bench/brake', log });
   const proxy = createProxyHandler({ config, limiter, directory, brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' }, log });
   const authorizer = createHandler({ config, limiter, directory, brake, log });
-  const gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, handler: proxy as unknown as LocalRoute['handler'] }] });
+  const gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, streaming: true, handler: proxy as unknown as Extract<LocalRoute, { streaming: true }>['handler'] }] });
 
   // The proxy handler alone (invoked as the streaming runtime does) vs the stand-in over HTTP.
   const viaProxy = async () => {

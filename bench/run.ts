@@ -1,5 +1,5 @@
 /** npm run bench: every benchmark, one JSON line per figure. Not part of npm test. */
-import { startDynamoDbLocal } from '../test/support/dynamodb-local';
+import { startDynamoDbLocal } from '../lambda/local/dynamodb-local';
 import { benchAuthorizer } from './authorizer';
 import { benchConstruct } from './construct';
 import { benchEngine } from './engine';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import type { APIGatewayAuthorizerResult, APIGatewayProxyEvent, APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
+import type { APIGatewayAuthorizerResult, APIGatewayProxyEvent, APIGatewayProxyResult, APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
 import { renderGatewayResponse } from '../gateway/responses';
 
 /**
@@ -12,12 +12,21 @@ import { renderGatewayResponse } from '../gateway/responses';
  * the integration, and reads a streaming integration's HttpResponseStream prelude (JSON, then 8
  * zero bytes) before passing the body through chunk by chunk.
  */
-export interface LocalRoute {
-  readonly method: 'GET' | 'POST';
-  readonly path: string;
-  /** The integration, invoked as Lambda's response-streaming runtime does. */
-  readonly handler: (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
-}
+export type LocalRoute =
+  | {
+      readonly method: 'GET' | 'POST';
+      readonly path: string;
+      readonly streaming: true;
+      /** The integration, invoked as Lambda's response-streaming runtime does. */
+      readonly handler: (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
+    }
+  | {
+      readonly method: 'GET' | 'POST';
+      readonly path: string;
+      readonly streaming: false;
+      /** A buffered Lambda proxy integration. */
+      readonly handler: (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+    };
 
 export interface LocalGatewayOptions {
   readonly authorizer: (event: APIGatewayRequestAuthorizerEvent, context: Context) => Promise<APIGatewayAuthorizerResult>;
@@ -189,6 +198,16 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     if (!policyAllows(result, methodArn)) return send(res, renderGatewayResponse('ACCESS_DENIED', context));
 
     const event = { ...common, body: body.length ? body.toString('utf8') : null, isBase64Encoded: false, requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } } } as unknown as APIGatewayProxyEvent;
+    if (!route.streaming) {
+      try {
+        const out = await route.handler(event, lambdaContext('limits', requestId));
+        const headers = Object.fromEntries(Object.entries(out.headers ?? {}).map(([k, v]) => [k, String(v)]));
+        return send(res, { statusCode: out.statusCode, headers, body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body });
+      } catch (err) {
+        log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
+        return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+      }
+    }
     const stream = responseStream(res);
     res.on('close', () => {
       if (!res.writableFinished) stream.destroy(new Error('client disconnected'));

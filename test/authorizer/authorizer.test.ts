@@ -10,9 +10,9 @@ import { slidingWindow } from '../../lambda/engine/limits';
 import { parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../support/dynamodb-local';
+import { localClient } from '../../lambda/local/dynamodb-local';
 import { authorizerEvent, lambdaContext } from '../support/events';
-import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(

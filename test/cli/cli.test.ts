@@ -11,8 +11,8 @@ import { Limiter } from '../../lambda/engine/limiter';
 import { requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { main } from '../../lib/cli/main';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../support/dynamodb-local';
-import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
+import { localClient } from '../../lambda/local/dynamodb-local';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
 import { parseConfig } from '../../lambda/engine/plans';
 
 const dir = mkdtempSync(join(tmpdir(), 'llm-limiter-cli-'));

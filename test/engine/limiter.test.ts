@@ -4,7 +4,7 @@ import { type Identity, Limiter, type Strategy, type TenantRecord, layerKey } fr
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { bucketName, type LimiterConfig, parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
-import { localClient } from '../support/dynamodb-local';
+import { localClient } from '../../lambda/local/dynamodb-local';
 import { tableName, testStore, uniqueKey } from '../support/dynamo';
 
 const T0 = 1_800_000_000_000;

@@ -6,7 +6,7 @@ import { InvalidCostError, StoreUnavailableError } from '../../lambda/engine/err
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { ensureTable, LimitStore } from '../../lambda/engine/store';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient, startDynamoDbLocal } from '../support/dynamodb-local';
+import { localClient, startDynamoDbLocal } from '../../lambda/local/dynamodb-local';
 
 const T0 = 1_800_000_000_000;
 

@@ -9,10 +9,10 @@ import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engin
 import { createProxyHandler } from '../../lambda/proxy/handler';
 import { type LocalGateway, type LocalRoute, startLocalGateway } from '../../lambda/local/gateway';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../support/dynamodb-local';
-import { installLambdaStreamingGlobals } from '../support/lambda-streaming';
-import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
-import { startUpstreamStandIn, type UpstreamStandIn } from '../support/upstream-standin';
+import { localClient } from '../../lambda/local/dynamodb-local';
+import { installLambdaStreamingGlobals } from '../../lambda/local/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { startUpstreamStandIn, type UpstreamStandIn } from '../../lambda/local/upstream-standin';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(
@@ -44,7 +44,7 @@ beforeAll(async () => {
   const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/local/brake', log });
   const authorizer = createHandler({ config, limiter, directory, brake, log });
   const proxy = createProxyHandler({ config, limiter, directory, brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' }, log });
-  gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, handler: proxy as unknown as LocalRoute['handler'] }] });
+  gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, streaming: true, handler: proxy as unknown as Extract<LocalRoute, { streaming: true }>['handler'] }] });
 });
 
 afterAll(async () => {

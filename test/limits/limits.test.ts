@@ -5,7 +5,7 @@ import { Limiter } from '../../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { createLimitsHandler } from '../../lambda/limits/handler';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../support/dynamodb-local';
+import { localClient } from '../../lambda/local/dynamodb-local';
 import { lambdaContext, proxyEvent } from '../support/events';
 
 const CHAT = '/v1/chat/completions';

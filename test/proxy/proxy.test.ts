@@ -9,12 +9,12 @@ import { bucketName, parseConfig, tokens, tokensPerDay, usdPerDay } from '../../
 import { createProxyHandler } from '../../lambda/proxy/handler';
 import { countChat, countText } from '../../lambda/proxy/tokenizer';
 import { tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../support/dynamodb-local';
+import { localClient } from '../../lambda/local/dynamodb-local';
 import { dynamoEndpoint } from '../support/dynamo';
 import { lambdaContext, proxyEvent } from '../support/events';
-import { installLambdaStreamingGlobals, invokeStreaming } from '../support/lambda-streaming';
-import { type SsmLocal, startSsmLocal } from '../support/ssm-local';
-import { type Behaviour, startUpstreamStandIn } from '../support/upstream-standin';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../../lambda/local/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { type Behaviour, startUpstreamStandIn } from '../../lambda/local/upstream-standin';
 
 installLambdaStreamingGlobals();
 const CHAT = '/v1/chat/completions';

@@ -3,7 +3,7 @@
  * firing all its decisions at once. argv: endpoint table key limit-json costs-json.
  */
 import { LimitStore } from '../../lambda/engine/store';
-import { localClient } from './dynamodb-local';
+import { localClient } from '../../lambda/local/dynamodb-local';
 
 const [endpoint, tableName, key, limitJson, costsJson] = process.argv.slice(2);
 const store = new LimitStore({ client: localClient(endpoint!), tableName: tableName!, maxAttempts: 8 });

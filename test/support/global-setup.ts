@@ -1,6 +1,6 @@
 import type { TestProject } from 'vitest/node';
 import { ensureTable } from '../../lambda/engine/store';
-import { localClient, startDynamoDbLocal } from './dynamodb-local';
+import { localClient, startDynamoDbLocal } from '../../lambda/local/dynamodb-local';
 
 export const TEST_TABLE = 'llm-rate-limiter-test';
 

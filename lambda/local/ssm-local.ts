@@ -2,12 +2,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 /**
- * A minimal SSM endpoint speaking the service's JSON 1.1 protocol (X-Amz-Target
- * AmazonSSM.GetParameter / PutParameter), so the real SDK client runs against it.
+ * A minimal endpoint speaking SSM's and Secrets Manager's JSON 1.1 protocol (X-Amz-Target
+ * AmazonSSM.GetParameter / PutParameter, secretsmanager.GetSecretValue), so the real SDK clients
+ * run against it where no local engine exists.
  */
 export interface SsmLocal {
   readonly endpoint: string;
   readonly parameters: Map<string, { value: string; version: number; modified: number }>;
+  /** Secrets by name or ARN. */
+  readonly secrets: Map<string, string>;
   /** Requests seen, by operation. */
   readonly calls: Record<string, number>;
   stop(): Promise<void>;
@@ -30,12 +33,13 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
 
 export async function startSsmLocal(options: { port?: number; region?: string; account?: string } = {}): Promise<SsmLocal> {
   const parameters: SsmLocal['parameters'] = new Map();
+  const secrets: SsmLocal['secrets'] = new Map();
   const calls: Record<string, number> = {};
   const region = options.region ?? 'us-east-1';
   const account = options.account ?? '000000000000';
   const server: Server = createServer(async (req, res) => {
     const target = String(req.headers['x-amz-target'] ?? '');
-    const operation = target.replace(/^AmazonSSM\./, '');
+    const operation = target.replace(/^(AmazonSSM|secretsmanager)\./, '');
     calls[operation] = (calls[operation] ?? 0) + 1;
     let input: Record<string, unknown>;
     try {
@@ -60,6 +64,12 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
         parameters.set(name, { value: input.Value, version, modified: Date.now() });
         return send(res, 200, { Version: version, Tier: 'Standard' });
       }
+      case 'GetSecretValue': {
+        const id = typeof input.SecretId === 'string' ? input.SecretId : '';
+        const secret = secrets.get(id);
+        if (secret === undefined) return fault(res, 'ResourceNotFoundException', 'Secrets Manager can’t find the specified secret.');
+        return send(res, 200, { ARN: id.startsWith('arn:') ? id : `arn:aws:secretsmanager:${region}:${account}:secret:${id}`, Name: id, SecretString: secret, VersionId: 'local', VersionStages: ['AWSCURRENT'], CreatedDate: 0 });
+      }
       default:
         return fault(res, 'InvalidAction', `operation ${target} is not supported by this local endpoint`);
     }
@@ -69,6 +79,7 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
   return {
     endpoint: `http://127.0.0.1:${port}`,
     parameters,
+    secrets,
     calls,
     stop: () =>
       new Promise<void>((resolve) => {

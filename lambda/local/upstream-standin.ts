@@ -17,6 +17,8 @@ export interface Behaviour {
   /** Answer with this status and an OpenAI error body instead. */
   status?: number;
   retryAfter?: string;
+  /** Computes the answer from the request instead of `words` / `usage`. */
+  reply?: (body: Record<string, unknown>) => { words: string[]; usage?: { prompt_tokens: number; completion_tokens: number } };
 }
 
 export interface UpstreamStandIn {
@@ -50,14 +52,16 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       res.end(JSON.stringify({ error: { message: `stand-in says ${b.status}`, type: 'server_error', param: null, code: null } }));
       return;
     }
-    const words = b.words ?? ['Hello', ' there', '!'];
+    const computed = b.reply?.(body);
+    const words = computed?.words ?? b.words ?? ['Hello', ' there', '!'];
+    const answerUsage = computed ? computed.usage : b.usage;
     const model = String(body.model ?? 'gpt-4o-mini');
     if (req.url?.endsWith('/embeddings')) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, ...(b.usage ? { usage: { prompt_tokens: b.usage.prompt_tokens, total_tokens: b.usage.prompt_tokens } } : {}) }));
+      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, ...(answerUsage ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } } : {}) }));
       return;
     }
-    const usage = b.usage ? { ...b.usage, total_tokens: b.usage.prompt_tokens + b.usage.completion_tokens } : undefined;
+    const usage = answerUsage ? { ...answerUsage, total_tokens: answerUsage.prompt_tokens + answerUsage.completion_tokens } : undefined;
     if (body.stream !== true) {
       await sleep(b.delayMs ?? 0);
       res.writeHead(200, { 'content-type': 'application/json' });

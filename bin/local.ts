@@ -1,0 +1,38 @@
+/** npm start: the whole API on this machine (see lambda/local/start.ts). Ctrl-C stops everything. */
+import { parseArgs } from 'node:util';
+import { startLocal } from '../lambda/local/start';
+
+const { values } = parseArgs({ options: { persist: { type: 'string' }, port: { type: 'string' } } });
+const local = await startLocal({
+  port: Number(values.port ?? process.env.PORT ?? 8787),
+  ...(values.persist ? { persistDir: values.persist } : {}),
+  ...(process.env.LOCAL_API_KEY ? { apiKey: process.env.LOCAL_API_KEY } : {}),
+  ...(process.env.UPSTREAM_BASE_URL ? { upstreamBaseUrl: process.env.UPSTREAM_BASE_URL, upstreamApiKey: process.env.UPSTREAM_API_KEY ?? '' } : {}),
+});
+const cli = `npm run cli -- --table ${local.tableName} --brake-parameter ${local.brakeParameterName} --dynamodb-endpoint ${local.dynamoEndpoint} --ssm-endpoint ${local.ssmEndpoint}`;
+process.stdout.write(`
+LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${process.env.UPSTREAM_BASE_URL ?? 'built-in stand-in'})
+
+  API       ${local.baseUrl}
+  key       ${local.apiKey}   (tenant ${local.tenant}, user ${local.user}; plan: 60 requests/min per user, 20k tokens/min)
+
+  curl ${local.baseUrl}/chat/completions -H "Authorization: Bearer ${local.apiKey}" \\
+    -H "Content-Type: application/json" -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+
+  // OpenAI SDK
+  const openai = new OpenAI({ apiKey: '${local.apiKey}', baseURL: '${local.baseUrl}' });
+
+  your limits:  curl ${local.baseUrl}/limits -H "Authorization: Bearer ${local.apiKey}"
+  the brake:    ${cli} brake on --reason drill     (then: brake off)
+
+Ctrl-C stops everything.
+`);
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write('\nstopping...\n');
+    void local.stop().then(() => process.exit(0));
+  });
+}

@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
+import { createHandler, depsFromEnvironment } from '../authorizer/handler';
+import { putApiKey, putTenant } from '../authorizer/directory';
+import { type LimiterConfig, parseConfig, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../engine/plans';
+import { ensureTable } from '../engine/store';
+import { apiRoutes, functionEnvironment, proxyEnvironment } from '../gateway/api';
+import { createLimitsHandler, limitsDepsFromEnvironment } from '../limits/handler';
+import { createProxyHandler, proxyDepsFromEnvironment } from '../proxy/handler';
+import { countChat, countText } from '../proxy/tokenizer';
+import { localClient, startDynamoDbLocal } from './dynamodb-local';
+import { startLocalGateway } from './gateway';
+import { installLambdaStreamingGlobals } from './lambda-streaming';
+import { startSsmLocal } from './ssm-local';
+import { startUpstreamStandIn } from './upstream-standin';
+
+/**
+ * The demo configuration: small enough that a person sees a 429 within 100 quick requests
+ * (60 requests a minute per user).
+ */
+export const DEMO_CONFIG: LimiterConfig = parseConfig(
+  JSON.parse(
+    JSON.stringify({
+      plans: { demo: { tenant: [tokensPerDay(200_000), requestsPerMinute(600)], user: [requestsPerMinute(60), tokensPerMinute(20_000)], outputReservation: 256 } },
+      endpoints: {
+        '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 }, 'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 } } },
+        '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
+      },
+      global: { limits: [usdPerDay(50)], shards: 4 },
+    }),
+  ),
+);
+
+export interface LocalOptions {
+  readonly port?: number;
+  /** Keep DynamoDB Local's data in this folder. @default in memory */
+  readonly persistDir?: string;
+  /** The demo key. @default a new random key, printed */
+  readonly apiKey?: string;
+  /** A real OpenAI-compatible upstream instead of the built-in stand-in. */
+  readonly upstreamBaseUrl?: string;
+  readonly upstreamApiKey?: string;
+  readonly config?: LimiterConfig;
+  /** Brake cache TTL in seconds (the deployed default is 5). */
+  readonly brakeCacheTtlSeconds?: number;
+}
+
+export interface LocalStack {
+  readonly url: string;
+  readonly baseUrl: string;
+  readonly apiKey: string;
+  readonly tenant: string;
+  readonly user: string;
+  readonly tableName: string;
+  readonly brakeParameterName: string;
+  readonly dynamoEndpoint: string;
+  readonly ssmEndpoint: string;
+  readonly config: LimiterConfig;
+  /** Requests the built-in upstream stand-in has answered (undefined with a real upstream). */
+  readonly upstreamRequests?: () => number;
+  stop(): Promise<void>;
+}
+
+const TABLE = 'llm-rate-limiter-local';
+const BRAKE = '/llm-rate-limiter/local/brake';
+const SECRET = 'llm-rate-limiter/local/upstream-api-key';
+
+/** The stand-in's answer: a short greeting that quotes the prompt, with honest usage. */
+function standInReply(body: Record<string, unknown>) {
+  const messages = (body.messages as { role: string; content?: string }[] | undefined) ?? [];
+  const last = [...messages].reverse().find((m) => m.role === 'user');
+  const said = typeof last?.content === 'string' ? last.content.slice(0, 80) : '';
+  const words = `Hello from the local stand-in. You said: "${said}"`.split(/(?=\s)/);
+  const promptTokens = messages.length ? countChat(messages, 'o200k_base') : countText(String(body.input ?? ''), 'o200k_base');
+  return { words, usage: { prompt_tokens: promptTokens, completion_tokens: countText(words.join(''), 'o200k_base') } };
+}
+
+/**
+ * The whole API on this machine: DynamoDB Local, a local SSM/Secrets Manager endpoint, an upstream
+ * (the built-in stand-in unless a real one is given), and the real authorizer, proxy and limits
+ * handlers built from the environment the construct gives them, behind the local API Gateway.
+ */
+export async function startLocal(options: LocalOptions = {}): Promise<LocalStack> {
+  const stops: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {});
+  };
+  try {
+    if (options.persistDir) mkdirSync(options.persistDir, { recursive: true });
+    const dynamo = await startDynamoDbLocal(options.persistDir ? { dbPath: options.persistDir } : {});
+    stops.push(() => dynamo.stop());
+    const client = localClient(dynamo.endpoint);
+    await ensureTable(client, TABLE);
+    const aws = await startSsmLocal();
+    stops.push(() => aws.stop());
+    aws.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
+
+    let upstreamBaseUrl = options.upstreamBaseUrl;
+    let upstreamRequests: (() => number) | undefined;
+    if (upstreamBaseUrl) {
+      aws.secrets.set(SECRET, options.upstreamApiKey ?? '');
+    } else {
+      const standIn = await startUpstreamStandIn({ reply: standInReply, delayMs: 15 });
+      stops.push(() => standIn.stop());
+      upstreamBaseUrl = standIn.baseUrl;
+      upstreamRequests = () => standIn.requests.length;
+      aws.secrets.set(SECRET, 'sk-local-stand-in');
+    }
+
+    const config = options.config ?? DEMO_CONFIG;
+    const tenant = 'demo';
+    const user = 'developer';
+    const apiKey = options.apiKey ?? `sk-lrl-local-${randomBytes(18).toString('base64url')}`;
+    const plan = Object.keys(config.plans)[0]!;
+    await putTenant(client, TABLE, { id: tenant, plan });
+    await putApiKey(client, TABLE, apiKey, { tenant, user, status: 'active' });
+
+    // The same environment the construct gives the functions, pointed at the local services.
+    Object.assign(process.env, {
+      ...functionEnvironment({ tableName: TABLE, brakeParameterName: BRAKE, keyCacheTtlSeconds: 30, brakeCacheTtlSeconds: options.brakeCacheTtlSeconds ?? 5, brakeColdStart: 'released', brakeRetryAfterSeconds: 60, clockSkewMs: 0 }),
+      ...proxyEnvironment(upstreamBaseUrl, SECRET, 60_000),
+      LIMITER_CONFIG: JSON.stringify(config),
+      AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
+      AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'local',
+      AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'local',
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      AWS_ENDPOINT_URL_SSM: aws.endpoint,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: aws.endpoint,
+    });
+    installLambdaStreamingGlobals();
+    const authorizer = createHandler(depsFromEnvironment());
+    const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
+    const limits = createLimitsHandler(limitsDepsFromEnvironment());
+    const routes = apiRoutes(config.endpoints).map((r) => (r.streaming ? { method: r.method, path: r.path, streaming: true as const, handler: proxy } : { method: r.method, path: r.path, streaming: false as const, handler: limits }));
+    const gateway = await startLocalGateway({ authorizer, routes, port: options.port ?? 8787, log: (e) => console.error(JSON.stringify(e)) });
+    stops.push(() => gateway.stop());
+    return { url: gateway.url, baseUrl: `${gateway.url}/v1`, apiKey, tenant, user, tableName: TABLE, brakeParameterName: BRAKE, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: aws.endpoint, config, ...(upstreamRequests ? { upstreamRequests } : {}), stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
