@@ -96,7 +96,8 @@ export interface LimiterOptions {
  * layer's item once; the layers go out in parallel (one round-trip of latency).
  */
 export class Limiter {
-  private readonly blocks = new Map<string, { until: number; code: string }>();
+  /** Penalty boxes this container knows of, with the strike count they were set at. */
+  private readonly blocks = new Map<string, { until: number; code: string; strikes: number; last: number }>();
   private readonly penalty: PenaltyPolicy;
   private readonly strategy: Strategy;
   private readonly random: () => number;
@@ -134,10 +135,14 @@ export class Limiter {
    */
   async admit(identity: Identity, tenant: TenantRecord, route: string): Promise<Verdict> {
     const shard = this.pickShard();
-    const blocked = this.blocks.get(layerKey.user(identity, this.ns));
+    const userKey = layerKey.user(identity, this.ns);
+    const blocked = this.blocks.get(userKey);
     const now = this.options.store.now().early;
     if (blocked && blocked.until > now) {
-      return { allowed: false, limits: [], code: blocked.code, retryAfterMs: blocked.until - now, penalized: true, failedOpen: [], shard };
+      // In the box: denied without touching any bucket; hammering on only makes the wait longer.
+      const seen = { [PENALTY_ATTR.strikes]: blocked.strikes, [PENALTY_ATTR.last]: blocked.last };
+      const escalation = await this.escalate(userKey, seen, now, blocked.until - now, blocked.code);
+      return { allowed: false, limits: [], code: blocked.code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen: [], shard };
     }
     const costing: Costing = (spec) => (spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 });
     return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, true), shard);
@@ -238,8 +243,8 @@ export class Limiter {
     const now = store.now().early;
     if (denial.blockedUntil !== undefined) {
       const code = String(denial.item?.[PENALTY_ATTR.code] ?? 'penalty_box');
-      this.block(userKey, denial.blockedUntil, code);
-      return { allowed: false, limits, code, retryAfterMs: denial.blockedUntil - now, penalized: true, failedOpen, shard };
+      const escalation = await this.escalate(userKey, denial.item, now, denial.blockedUntil - now, code);
+      return { allowed: false, limits, code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen, shard };
     }
     const call = calls[deniedAt]!;
     const spec = call.specs[denial.outcomes.indexOf(denial.deniedBy!)]!;
@@ -291,7 +296,7 @@ export class Limiter {
       try {
         const result = await this.options.store.compareAndSet(userKey, { [PENALTY_ATTR.strikes]: state.strikes, [PENALTY_ATTR.last]: state.last }, set, now + this.penalty.windowMs + this.penalty.maxMs);
         if (result.ok) {
-          if (next.until !== undefined) this.block(userKey, next.until, code);
+          if (next.until !== undefined) this.block(userKey, { until: next.until, code, strikes: next.strikes, last: next.last });
           return next;
         }
         current = result.item;
@@ -304,9 +309,9 @@ export class Limiter {
   }
 
   /** Remembers a penalty box in this container (bounded: the oldest entries go first). */
-  private block(userKey: string, until: number, code: string): void {
+  private block(userKey: string, box: { until: number; code: string; strikes: number; last: number }): void {
     this.blocks.delete(userKey);
-    this.blocks.set(userKey, { until, code });
+    this.blocks.set(userKey, box);
     if (this.blocks.size > 10_000) this.blocks.delete(this.blocks.keys().next().value!);
   }
 

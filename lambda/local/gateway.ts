@@ -215,7 +215,7 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     try {
       await route.handler(event, stream, lambdaContext('proxy', requestId));
     } catch (err) {
-      log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
+      log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name, detail: (err as Error).message });
       if (!res.headersSent) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       else res.destroy();
     }

@@ -63,7 +63,7 @@ async function settle(deps: ProxyDeps, requestId: string, reservation: Reservati
       return;
     } catch (err) {
       if (!(err instanceof LimiterError)) throw err;
-      deps.log({ requestId, level: attempt === attempts ? 'error' : 'warn', outcome: 'settle_retry', attempt, error: err.name });
+      deps.log({ requestId, level: attempt === attempts ? 'error' : 'warn', outcome: 'settle_retry', attempt, error: err.name, detail: err.message });
       if (attempt < attempts) await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
     }
   }

@@ -110,11 +110,15 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     expect(waits[0]).toBeGreaterThan(50_000); // the user's window frees a slot in about a minute
     expect(waits[2]).toBeGreaterThanOrEqual(waits[1]! - 1_000);
 
-    // In the box: denied without touching DynamoDB in this container
+    // In the box: denied without touching any bucket: one write, to the penalty state only
+    const bucketsBefore = await s.store.peekItem(layerKey.tenant(u, s.ns), [{ name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 }]);
     const calls = s.store.stats.calls;
     const boxed = await s.limiter.admit(u, s.tenant, CHAT);
     expect(boxed).toMatchObject({ allowed: false, penalized: true, code: 'user_requests_per_minute' });
-    expect(s.store.stats.calls).toBe(calls);
+    expect(s.store.stats.calls).toBe(calls + 1);
+    expect(boxed.retryAfterMs).toBeGreaterThanOrEqual(waits.at(-1)! - 1_000); // never shorter than what is left of the box
+    const bucketsAfter = await s.store.peekItem(layerKey.tenant(u, s.ns), [{ name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 }]);
+    expect(bucketsAfter.outcomes[0]!.decision.remaining).toBe(bucketsBefore.outcomes[0]!.decision.remaining);
 
     // After a quiet window the count starts again: the next denial carries only the natural wait.
     s.clock.now += 61_000 + 16_000;
