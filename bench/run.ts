@@ -3,6 +3,7 @@ import { startDynamoDbLocal } from '../lambda/local/dynamodb-local';
 import { benchAuthorizer } from './authorizer';
 import { benchConstruct } from './construct';
 import { benchEngine } from './engine';
+import { benchGateway } from './gateway';
 import { benchProxy } from './proxy';
 
 const only = process.argv[2];
@@ -12,6 +13,8 @@ try {
   if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
   if (!only || only === 'construct') await benchConstruct();
+  // Last: npm start's stack points the SDK's environment at its own local services.
+  if (!only || only === 'gateway') await benchGateway();
 } finally {
   await dynamo.stop();
 }

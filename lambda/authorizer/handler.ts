@@ -9,7 +9,12 @@ import { type AuthorizerDeps, authorize } from './authorize';
 import { Brake } from './brake';
 import { Directory } from './directory';
 
-const log = (entry: Record<string, unknown>): void => console.log(JSON.stringify(entry));
+/** One JSON line per event; LIMITER_LOG=errors keeps only errors, LIMITER_LOG=off none (benchmarks). */
+const log = (entry: Record<string, unknown>): void => {
+  const mode = process.env.LIMITER_LOG;
+  if (mode === 'off' || (mode === 'errors' && entry.level !== 'error')) return;
+  console.log(JSON.stringify(entry));
+};
 
 /**
  * Errors leave the authorizer as one of two things API Gateway understands: 'Unauthorized'

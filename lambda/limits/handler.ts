@@ -50,6 +50,8 @@ export function limitsDepsFromEnvironment(): LimitsDeps {
   const config = parseConfig(JSON.parse(configText));
   const client = new DynamoDBClient({ maxAttempts: 2 });
   const store = new LimitStore({ client, tableName });
-  const log = (entry: Record<string, unknown>) => console.log(JSON.stringify(entry));
+  const log = (entry: Record<string, unknown>) => {
+    if (process.env.LIMITER_LOG !== 'off') console.log(JSON.stringify(entry));
+  };
   return { config, store, limiter: new Limiter({ store, config, log }), directory: new Directory({ client, tableName }), log };
 }

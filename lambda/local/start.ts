@@ -58,6 +58,7 @@ export interface LocalStack {
   readonly dynamoEndpoint: string;
   readonly ssmEndpoint: string;
   readonly config: LimiterConfig;
+  readonly upstreamBaseUrl: string;
   /** Requests the built-in upstream stand-in has answered (undefined with a real upstream). */
   readonly upstreamRequests?: () => number;
   stop(): Promise<void>;
@@ -136,7 +137,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const routes = apiRoutes(config.endpoints).map((r) => (r.streaming ? { method: r.method, path: r.path, streaming: true as const, handler: proxy } : { method: r.method, path: r.path, streaming: false as const, handler: limits }));
     const gateway = await startLocalGateway({ authorizer, routes, port: options.port ?? 8787, log: (e) => console.error(JSON.stringify(e)) });
     stops.push(() => gateway.stop());
-    return { url: gateway.url, baseUrl: `${gateway.url}/v1`, apiKey, tenant, user, tableName: TABLE, brakeParameterName: BRAKE, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: aws.endpoint, config, ...(upstreamRequests ? { upstreamRequests } : {}), stop };
+    return { url: gateway.url, baseUrl: `${gateway.url}/v1`, upstreamBaseUrl, apiKey, tenant, user, tableName: TABLE, brakeParameterName: BRAKE, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: aws.endpoint, config, ...(upstreamRequests ? { upstreamRequests } : {}), stop };
   } catch (err) {
     await stop();
     throw err;

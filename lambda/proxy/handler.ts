@@ -13,7 +13,12 @@ import { LimitStore } from '../engine/store';
 import { handleProxy, type ProxyDeps } from './proxy';
 import { SecretValue } from './secret';
 
-const log = (entry: Record<string, unknown>): void => console.log(JSON.stringify(entry));
+/** One JSON line per event; LIMITER_LOG=errors keeps only errors, LIMITER_LOG=off none (benchmarks). */
+const log = (entry: Record<string, unknown>): void => {
+  const mode = process.env.LIMITER_LOG;
+  if (mode === 'off' || (mode === 'errors' && entry.level !== 'error')) return;
+  console.log(JSON.stringify(entry));
+};
 const PENDING = Symbol('settlement');
 type WithSettlement = Context & { [PENDING]?: Promise<void> };
 
