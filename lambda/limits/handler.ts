@@ -1,12 +1,12 @@
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { Directory } from '../authorizer/directory';
+import type { Directory } from '../authorizer/directory';
 import { errorBody } from '../engine/contract';
 import { UnknownPlanError } from '../engine/errors';
-import { Limiter } from '../engine/limiter';
-import { type LimiterConfig, parseConfig } from '../engine/plans';
-import { LimitStore } from '../engine/store';
+import type { Limiter } from '../engine/limiter';
+import type { LimiterConfig } from '../engine/plans';
+import type { LimitStore } from '../engine/store';
+import { commonDepsFromEnvironment } from '../runtime/environment';
 import { usageOf } from './usage';
 
 export interface LimitsDeps {
@@ -44,14 +44,6 @@ export function createLimitsHandler(deps: LimitsDeps) {
 }
 
 export function limitsDepsFromEnvironment(): LimitsDeps {
-  const tableName = process.env.TABLE_NAME;
-  const configText = process.env.LIMITER_CONFIG;
-  if (!tableName || !configText) throw new Error('TABLE_NAME and LIMITER_CONFIG must be set');
-  const config = parseConfig(JSON.parse(configText));
-  const client = new DynamoDBClient({ maxAttempts: 2 });
-  const store = new LimitStore({ client, tableName });
-  const log = (entry: Record<string, unknown>) => {
-    if (process.env.LIMITER_LOG !== 'off') console.log(JSON.stringify(entry));
-  };
-  return { config, store, limiter: new Limiter({ store, config, log }), directory: new Directory({ client, tableName }), log };
+  const { config, store, limiter, directory, log } = commonDepsFromEnvironment();
+  return { config, store, limiter, directory, log };
 }

@@ -1,4 +1,5 @@
 import type { APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
+import { lambdaContext as localContext } from '../../lambda/local/gateway';
 
 /**
  * A REQUEST authorizer event as API Gateway (REST, regional) sends it: headers as the client
@@ -43,22 +44,8 @@ export function authorizerEvent(options: { headers?: Record<string, string>; mul
   } as APIGatewayRequestAuthorizerEvent;
 }
 
-export function lambdaContext(functionName = 'authorizer'): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:${functionName}`,
-    memoryLimitInMB: '256',
-    awsRequestId: crypto.randomUUID(),
-    logGroupName: `/aws/lambda/${functionName}`,
-    logStreamName: 'stream',
-    getRemainingTimeInMillis: () => 10_000,
-    done: () => {},
-    fail: () => {},
-    succeed: () => {},
-  };
-}
+/** The Lambda context the local gateway invokes with (one definition). */
+export const lambdaContext = (functionName = 'authorizer'): Context => localContext(functionName);
 
 /** A Lambda proxy-integration event (REST, payload 1.0) carrying the authorizer's context. */
 export function proxyEvent(options: { body?: unknown; raw?: string; route?: string; authorizer?: Record<string, string | number> } = {}): import('aws-lambda').APIGatewayProxyEvent {

@@ -1,0 +1,57 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { Brake } from '../authorizer/brake';
+import { Directory } from '../authorizer/directory';
+import { Limiter } from '../engine/limiter';
+import { type LimiterConfig, parseConfig } from '../engine/plans';
+import { LimitStore } from '../engine/store';
+
+/** One JSON line per event; LIMITER_LOG=errors keeps only errors, LIMITER_LOG=off none (benchmarks). */
+export const log = (entry: Record<string, unknown>): void => {
+  const mode = process.env.LIMITER_LOG;
+  if (mode === 'off' || (mode === 'errors' && entry.level !== 'error')) return;
+  console.log(JSON.stringify(entry));
+};
+
+export function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`environment variable ${name} is not set`);
+  return value;
+}
+
+export interface CommonDeps {
+  readonly config: LimiterConfig;
+  readonly store: LimitStore;
+  readonly limiter: Limiter;
+  readonly directory: Directory;
+  readonly brake: Brake;
+  readonly brakeRetryAfterSeconds: number;
+  readonly log: (entry: Record<string, unknown>) => void;
+}
+
+/**
+ * What every function builds once per container from the environment the construct gives it
+ * (lambda/gateway/api.ts): the configuration, the store, the limiter, the key directory, the brake.
+ */
+export function commonDepsFromEnvironment(): CommonDeps {
+  const tableName = required('TABLE_NAME');
+  // Written out as process.env.LIMITER_CONFIG so the construct's bundler can compile the config in.
+  const config = parseConfig(JSON.parse(process.env.LIMITER_CONFIG ?? required('LIMITER_CONFIG')));
+  const dynamo = new DynamoDBClient({ maxAttempts: 2 });
+  const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0) });
+  return {
+    config,
+    store,
+    limiter: new Limiter({ store, config, log }),
+    directory: new Directory({ client: dynamo, tableName, cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000 }),
+    brake: new Brake({
+      client: new SSMClient({ maxAttempts: 2, requestHandler: { requestTimeout: 1_000 } }),
+      parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',
+      cacheMs: Number(process.env.BRAKE_CACHE_TTL_SECONDS ?? 5) * 1000,
+      coldStart: process.env.BRAKE_COLD_START === 'braked' ? 'braked' : 'released',
+      log,
+    }),
+    brakeRetryAfterSeconds: Number(process.env.BRAKE_RETRY_AFTER_SECONDS ?? 60),
+    log,
+  };
+}
