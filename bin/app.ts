@@ -32,6 +32,8 @@ new LlmRateLimiter(stack, 'Limiter', {
       : { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(120)], user: [tokensPerMinute(20_000), requestsPerMinute(30)], outputReservation: 512 } },
   globalLimits: [usdPerDay(env === 'prod' ? 2_000 : 20)],
   keyCacheTtl: Duration.seconds(30),
+  alarms: { spendPerHourUsd: env === 'prod' ? 150 : 5 },
+  ...(env === 'prod' ? { automaticBrake: { spendPerHourUsd: 300, brakeFor: Duration.hours(1) } } : {}),
   removalPolicy: env === 'prod' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY,
 });
 

@@ -2,6 +2,9 @@
 import { parseArgs } from 'node:util';
 import { startLocal } from '../lambda/local/start';
 
+// A person watches this console: errors and the metrics summary, not every log line (LIMITER_LOG=all for those).
+if (process.env.LIMITER_LOG === 'all') delete process.env.LIMITER_LOG;
+else process.env.LIMITER_LOG ??= 'errors';
 const { values } = parseArgs({ options: { persist: { type: 'string' }, port: { type: 'string' } } });
 const local = await startLocal({
   port: Number(values.port ?? process.env.PORT ?? 8787),
@@ -25,6 +28,7 @@ LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values
   your limits:  curl ${local.baseUrl}/limits -H "Authorization: Bearer ${local.apiKey}"
   the brake:    ${cli} brake on --reason drill     (then: brake off)
 
+Every few seconds a line sums up what the limiter did (admitted, denied by code, tokens, spend).
 Ctrl-C stops everything.
 `);
 let stopping = false;

@@ -6,3 +6,4 @@ export { LimitStore, type LimitStoreOptions } from '../lambda/engine/store';
 export { LIMITS_ROUTE, LlmRateLimiter } from './llm-rate-limiter';
 export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';
+export { type AutomaticBrake, type LimiterAlarms, LimiterObservability } from './observability';

@@ -12,6 +12,7 @@ import { Construct } from 'constructs';
 import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { LimitsTable } from './limits-table';
+import { LimiterObservability } from './observability';
 import { type LlmRateLimiterProps, validateProps } from './props';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -31,6 +32,8 @@ export class LlmRateLimiter extends Construct {
   readonly authorizerFunction: NodejsFunction;
   readonly proxyFunction: NodejsFunction;
   readonly limitsFunction: NodejsFunction;
+  /** Dashboard, alarms, the alarm topic and (opt-in) the automatic brake. */
+  readonly observability: LimiterObservability;
   /** The base URL OpenAI clients use (ends in /v1). */
   readonly baseUrl: string;
 
@@ -134,6 +137,15 @@ export class LlmRateLimiter extends Construct {
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
     for (const route of apiRoutes(config.endpoints)) this.resourceFor(route.path).addMethod(route.method, integrations[route.integration], methodOptions);
 
+    this.observability = new LimiterObservability(this, 'Observability', {
+      authorizerFunction: this.authorizerFunction,
+      proxyFunction: this.proxyFunction,
+      brakeParameter: this.brakeParameter,
+      logRetention: retention,
+      ...(props.alarms ? { alarms: props.alarms } : {}),
+      ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
+    });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.observability.alarmTopic.topicArn, description: 'Subscribe operators here' });
     this.acknowledgeNagFindings();
     this.baseUrl = `${this.api.url}v1`;
     new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });

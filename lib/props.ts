@@ -2,6 +2,7 @@ import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { InvalidLimitError } from '../lambda/engine/errors';
+import type { AutomaticBrake, LimiterAlarms } from './observability';
 import { type EndpointConfig, type FailureMode, type Layer, type LimiterConfig, type LimitSpec, type PenaltyPolicy, type Plan, parseConfig } from '../lambda/engine/plans';
 
 export interface LlmRateLimiterProps {
@@ -50,6 +51,10 @@ export interface LlmRateLimiterProps {
   readonly logRetention?: RetentionDays;
   /** What happens to the table (keys, tenants, buckets) when it leaves the stack. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
+  /** Alarms on the dashboard's metrics, sent to the AlarmTopic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
+  readonly alarms?: LimiterAlarms;
+  /** Opt-in: set the brake automatically when global spend per hour crosses a threshold. @default - off */
+  readonly automaticBrake?: AutomaticBrake;
 }
 
 function fail(prop: string, message: string): never {
@@ -79,6 +84,11 @@ export function validateProps(props: LlmRateLimiterProps): LimiterConfig {
     ['throttlingBurstLimit', props.throttlingBurstLimit],
   ] as const) {
     if (value !== undefined && !(Number.isFinite(value) && value > 0)) fail(prop, `is ${value}; give a positive number of requests`);
+  }
+  if (props.automaticBrake && !(props.automaticBrake.spendPerHourUsd > 0)) fail('automaticBrake.spendPerHourUsd', `is ${props.automaticBrake.spendPerHourUsd}; give a positive number of USD per hour`);
+  durationAtMost('automaticBrake.brakeFor', props.automaticBrake?.brakeFor, Duration.days(7), 'use at most 7 days (release by hand sooner)');
+  for (const [prop, value] of Object.entries(props.alarms ?? {})) {
+    if (typeof value === 'number' && !(value > 0)) fail(`alarms.${prop}`, `is ${value}; give a positive threshold, or false to turn the alarm off`);
   }
   if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName)) fail('stageName', `is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
   for (const route of Object.keys(props.endpoints ?? {})) {

@@ -5,6 +5,7 @@ import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import { type Brake, isBraked } from './brake';
 import { type Directory, extractApiKey, hashKey } from './directory';
+import { type MetricEvent, putMetrics } from '../runtime/metrics';
 
 export interface AuthorizerDeps {
   readonly config: LimiterConfig;
@@ -15,6 +16,13 @@ export interface AuthorizerDeps {
   readonly brakeRetryAfterSeconds?: number;
   readonly clock?: () => number;
   readonly log: (entry: Record<string, unknown>) => void;
+  /** Where EMF metric lines go. @default putMetrics (stdout, which CloudWatch reads) */
+  readonly metrics?: (event: MetricEvent) => void;
+}
+
+/** One metric line per decision: outcome (and, for a denial, the layer and code that decided it). */
+function count(deps: AuthorizerDeps, outcome: string, extra: Record<string, string> = {}, properties: Record<string, string> = {}): void {
+  (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Outcome: outcome, ...extra }, metrics: { Decisions: { value: 1, unit: 'Count' } }, properties });
 }
 
 type Context = Record<string, string | number | boolean>;
@@ -74,11 +82,13 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
   const credential = extractApiKey(event.headers, event.multiValueHeaders);
   if ('problem' in credential) {
     deps.log({ ...base, outcome: 'unauthorized', reason: credential.problem });
+    count(deps, 'unauthorized');
     throw unauthorized();
   }
   const record = await deps.directory.key(hashKey(credential.key));
   if (!record || record.status !== 'active') {
     deps.log({ ...base, outcome: 'unauthorized', reason: record ? 'revoked key' : 'unknown key' });
+    count(deps, 'unauthorized');
     throw unauthorized();
   }
   const identity: Identity = { tenant: record.tenant, user: record.user };
@@ -94,6 +104,7 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
   if (isBraked(brake, now)) {
     const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
     deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
+    count(deps, 'denied', { Layer: 'brake', Code: 'brake' });
     return deny(event, identity, 'brake', `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}. Retry after the time given in Retry-After.`, waitMs);
   }
 
@@ -115,8 +126,11 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     const shadowDenied = verdict.limits.filter((l) => l.spec.shadow && !l.decision.allowed).map((l) => l.code);
     for (const code of shadowDenied) deps.log({ ...who, outcome: 'shadow_denied', code, message: 'a shadow limit would have denied this request' });
     const common = { plan: tenant.plan, shard: verdict.shard, shadow: shadowDenied.join(','), failedOpen: verdict.failedOpen.join(',') };
+    for (const layer of verdict.failedOpen) (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Layer: layer, FailureMode: 'open' }, metrics: { StoreFailures: { value: 1, unit: 'Count' } } });
+    for (const code of shadowDenied) count(deps, 'shadow_denied', { Code: code });
     if (verdict.allowed) {
       deps.log({ ...who, outcome: 'allowed', ...(verdict.failedOpen.length ? { failedOpen: verdict.failedOpen } : {}) });
+      count(deps, 'allowed', { Tenant: identity.tenant }, { user: identity.user });
       return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: route, ...common, ...limitContext(verdict.limits) });
     }
     const code = verdict.code ?? 'rate_limited';
@@ -125,13 +139,17 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
       ? `Rate limit exceeded (${code}), and requests kept coming while limited: retry after ${seconds} s.`
       : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
     deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
+    count(deps, 'denied', { Layer: verdict.denied?.layer ?? 'penalty', Code: code }, { tenant: identity.tenant, user: identity.user });
     return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...limitContext(verdict.limits, verdict.denied) });
   } catch (err) {
     if (err instanceof UnknownPlanError) {
       deps.log({ ...who, level: 'error', outcome: 'denied', code: 'plan_unknown', message: err.message });
       return deny(event, identity, 'plan_unknown', 'This tenant’s plan is not configured; contact the operators.', 60_000);
     }
-    if (err instanceof LayerUnavailableError) deps.log({ ...who, level: 'error', outcome: 'unavailable', layer: err.layer, message: err.message });
+    if (err instanceof LayerUnavailableError) {
+      deps.log({ ...who, level: 'error', outcome: 'unavailable', layer: err.layer, message: err.message });
+      (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Layer: err.layer, FailureMode: 'closed' }, metrics: { StoreFailures: { value: 1, unit: 'Count' } } });
+    }
     throw err;
   }
 }

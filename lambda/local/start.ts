@@ -13,6 +13,7 @@ import { countChat, countText } from '../proxy/tokenizer';
 import { localClient, startDynamoDbLocal } from './dynamodb-local';
 import { startLocalGateway } from './gateway';
 import { installLambdaStreamingGlobals } from './lambda-streaming';
+import { setMetricSink } from '../runtime/metrics';
 import { startSsmLocal } from './ssm-local';
 import { startUpstreamStandIn } from './upstream-standin';
 
@@ -45,6 +46,37 @@ export interface LocalOptions {
   readonly config?: LimiterConfig;
   /** Brake cache TTL in seconds (the deployed default is 5). */
   readonly brakeCacheTtlSeconds?: number;
+  /** Prints a one-line summary of the metrics (admitted, denied by code, tokens, spend) this often. @default 5000 */
+  readonly summaryEveryMs?: number;
+  /** Where the summary lines go. @default stdout */
+  readonly summary?: (line: string) => void;
+}
+
+/** Adds up the metric lines the functions emit, for a person watching `npm start`. */
+export class MetricsSummary {
+  private admitted = 0;
+  private denied = new Map<string, number>();
+  private tokens = 0;
+  private microUsd = 0;
+  private changed = false;
+
+  add(line: string): void {
+    const m = JSON.parse(line) as Record<string, unknown>;
+    if (m.Function === 'authorizer' && m.Outcome === 'allowed') this.admitted += Number(m.Decisions ?? 0);
+    if (m.Outcome === 'denied') this.denied.set(String(m.Code), (this.denied.get(String(m.Code)) ?? 0) + Number(m.Decisions ?? 0));
+    if (typeof m.TokensSettled === 'number') this.tokens += m.TokensSettled;
+    if (typeof m.MicroUsdSettled === 'number') this.microUsd += m.MicroUsdSettled;
+    this.changed = true;
+  }
+
+  /** The line to print, or undefined when nothing happened since the last one. */
+  line(): string | undefined {
+    if (!this.changed) return undefined;
+    this.changed = false;
+    const denied = [...this.denied.values()].reduce((a, b) => a + b, 0);
+    const byCode = [...this.denied.entries()].map(([code, n]) => `${code}: ${n}`).join(', ');
+    return `[limiter] ${this.admitted} admitted, ${denied} denied${byCode ? ` (${byCode})` : ''}, ${this.tokens} tokens settled, $${(this.microUsd / 1_000_000).toFixed(6)} spent`;
+  }
 }
 
 export interface LocalStack {
@@ -131,6 +163,15 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       AWS_ENDPOINT_URL_SECRETS_MANAGER: aws.endpoint,
     });
     installLambdaStreamingGlobals();
+    const summary = new MetricsSummary();
+    setMetricSink((line) => summary.add(line));
+    const print = options.summary ?? ((line: string) => process.stdout.write(`${line}\n`));
+    const timer = setInterval(() => {
+      const line = summary.line();
+      if (line) print(line);
+    }, options.summaryEveryMs ?? 5_000);
+    timer.unref();
+    stops.push(async () => clearInterval(timer));
     const authorizer = createHandler(depsFromEnvironment());
     const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
     const limits = createLimitsHandler(limitsDepsFromEnvironment());

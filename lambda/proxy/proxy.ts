@@ -6,6 +6,7 @@ import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engin
 import { DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
 import { type Brake, isBraked } from '../authorizer/brake';
 import type { Directory } from '../authorizer/directory';
+import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { type AuthorizerContext, proxyHeaders } from './headers';
 import { SseRelay } from './relay';
 import { countChat, countEmbeddingInput, countText, type EncodingName, encodingFor } from './tokenizer';
@@ -24,6 +25,8 @@ export interface ProxyDeps {
   readonly settleBackoffMs?: number;
   readonly clock?: () => number;
   readonly log: (entry: Record<string, unknown>) => void;
+  /** Where EMF metric lines go. @default putMetrics (stdout, which CloudWatch reads) */
+  readonly metrics?: (event: MetricEvent) => void;
 }
 
 export interface ProxyResponse {
@@ -44,6 +47,7 @@ function amounts(input: number, output: number, price: ModelPrice): Amounts {
 }
 
 interface Reservation {
+  readonly model: string;
   readonly identity: Identity;
   readonly tenant: TenantRecord;
   readonly route: string;
@@ -59,15 +63,28 @@ async function settle(deps: ProxyDeps, requestId: string, reservation: Reservati
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const result = await deps.limiter.settle(requestId, reservation, used);
+      if (result === 'settled') {
+        (deps.metrics ?? putMetrics)({
+          dimensions: { Function: 'proxy', Tenant: reservation.identity.tenant, Endpoint: reservation.route, Model: reservation.model },
+          metrics: {
+            TokensSettled: { value: used.tokens, unit: 'Count' },
+            MicroUsdSettled: { value: used.microUsd, unit: 'None' },
+            ReservationError: { value: reservation.reserved.tokens - used.tokens, unit: 'Count' },
+          },
+          properties: { user: reservation.identity.user, requestId, why },
+        });
+      }
       deps.log({ requestId, outcome: 'settled', why, result, tenant: reservation.identity.tenant, user: reservation.identity.user, reservedTokens: reservation.reserved.tokens, usedTokens: used.tokens, usedMicroUsd: used.microUsd, attempts: attempt });
       return;
     } catch (err) {
       if (!(err instanceof LimiterError)) throw err;
       deps.log({ requestId, level: attempt === attempts ? 'error' : 'warn', outcome: 'settle_retry', attempt, error: err.name, detail: err.message });
+      (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { SettleRetries: { value: 1, unit: 'Count' } } });
       if (attempt < attempts) await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
     }
   }
   deps.log({ requestId, level: 'error', outcome: 'settle_failed', message: 'settlement gave up: the reservation stands (conservative)' });
+  (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { SettleFailures: { value: 1, unit: 'Count' } } });
 }
 
 function inputTokens(request: ProxyRequest, encoding: EncodingName): number {
@@ -152,9 +169,10 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
     }
     const wait = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
     deps.log({ ...who, outcome: 'denied', code, retryAfter: wait, reservedTokens: reserved.tokens });
+    (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy', Outcome: 'denied', Layer: verdict.denied?.layer ?? 'penalty', Code: code }, metrics: { Decisions: { value: 1, unit: 'Count' } }, properties: { tenant: identity.tenant, user: identity.user } });
     return answer(429, { ...headers, 'Retry-After': String(wait) }, `Rate limit exceeded (${code}): this request needs about ${Math.ceil(reserved.tokens)} tokens. Retry after ${wait} s.`, 'rate_limit_exceeded', code);
   }
-  const reservation: Reservation = { identity, tenant, route, shard: verdict.shard, reserved, failedOpen: verdict.failedOpen, admittedAt: now };
+  const reservation: Reservation = { model: request.model, identity, tenant, route, shard: verdict.shard, reserved, failedOpen: verdict.failedOpen, admittedAt: now };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 
   const abort = new AbortController();

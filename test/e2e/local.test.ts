@@ -25,8 +25,9 @@ const config = parseConfig(
 );
 
 let local: LocalStack;
+const summaries: string[] = [];
 beforeAll(async () => {
-  local = await startLocal({ port: 0, config, brakeCacheTtlSeconds: 1, apiKey: 'sk-lrl-local-e2e-key-000000001' });
+  local = await startLocal({ port: 0, config, brakeCacheTtlSeconds: 1, apiKey: 'sk-lrl-local-e2e-key-000000001', summaryEveryMs: 200, summary: (line) => summaries.push(line) });
 }, 60_000);
 afterAll(() => local.stop());
 
@@ -74,6 +75,13 @@ describe('npm start, driven by the official OpenAI client', () => {
     expect(pieces.length).toBeGreaterThan(3);
     expect(pieces.join('')).toBe('Hello from the local stand-in. You said: "stream please"');
     expect(await settled('tenant_tokens_budget', 100_000 - usage!.total_tokens)).toBe(100_000 - usage!.total_tokens);
+  });
+
+  it('prints a summary line of what the limiter did, every few seconds', async () => {
+    await sleep(300);
+    const last = summaries.at(-1)!;
+    expect(last).toMatch(/^\[limiter\] \d+ admitted, \d+ denied.*, \d+ tokens settled, \$\d+\.\d{6} spent$/);
+    expect(Number(/(\d+) admitted/.exec(last)![1])).toBeGreaterThanOrEqual(1);
   });
 
   it('answers 401 to an unknown key and 400 to malformed JSON, debiting nothing', async () => {

@@ -140,7 +140,7 @@ describe('cdk-nag', () => {
   it('finds nothing unacknowledged in the AwsSolutions pack', () => {
     const app = new App();
     const stack = new Stack(app, 'Nag');
-    new LlmRateLimiter(stack, 'Limiter', props(stack));
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { automaticBrake: { spendPerHourUsd: 100 } }));
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     expect(() => app.synth()).not.toThrow();
   });

@@ -1,0 +1,133 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration, Validations } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import type * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { NAMESPACE } from '../lambda/runtime/metrics';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Alarms with sensible defaults; a number tunes one, false turns it off. */
+export interface LimiterAlarms {
+  /** Global spend settled in one hour, in USD. @default 100 */
+  readonly spendPerHourUsd?: number | false;
+  /** Requests the authorizer denied in five minutes. @default 1000 */
+  readonly denialsPerFiveMinutes?: number | false;
+  /** Any settlement that gave up (its reservation then stands). @default true */
+  readonly settleFailures?: boolean;
+  /** Any authorizer error (AUTHORIZER_FAILURE, a 503 to clients). @default true */
+  readonly authorizerErrors?: boolean;
+  /** Requests denied by the brake: it is on. @default true */
+  readonly brakeEngaged?: boolean;
+}
+
+export interface AutomaticBrake {
+  /** Global spend settled in one hour (USD) that sets the brake. */
+  readonly spendPerHourUsd: number;
+  /** How long the automatic brake holds before it releases itself. @default Duration.hours(1) */
+  readonly brakeFor?: Duration;
+}
+
+export interface LimiterObservabilityProps {
+  readonly authorizerFunction: lambda.IFunction;
+  readonly proxyFunction: lambda.IFunction;
+  readonly brakeParameter: ssm.IStringParameter;
+  readonly alarms?: LimiterAlarms;
+  readonly automaticBrake?: AutomaticBrake;
+  readonly logRetention: logs.RetentionDays;
+  readonly dashboardName?: string;
+}
+
+const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
+  new cloudwatch.Metric({ namespace: NAMESPACE, metricName: name, dimensionsMap: dimensions, statistic, period });
+
+const search = (expression: string, label: string) => new cloudwatch.MathExpression({ expression, label, period: Duration.minutes(5), usingMetrics: {} });
+
+/**
+ * What operators watch: a dashboard (who spends what, which limit bites), alarms on an encrypted
+ * SNS topic, and optionally the automatic brake.
+ */
+export class LimiterObservability extends Construct {
+  readonly alarmTopic: sns.Topic;
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly alarms: cloudwatch.Alarm[] = [];
+  readonly autoBrakeFunction?: NodejsFunction;
+
+  constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
+    super(scope, id);
+    const key = new kms.Key(this, 'TopicKey', { enableKeyRotation: true, description: 'LLM rate limiter alarm topic' });
+    key.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
+    this.alarmTopic = new sns.Topic(this, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'LLM rate limiter alarms' });
+    const notify = new actions.SnsAction(this.alarmTopic);
+
+    const denied = metric('Decisions', { Function: 'authorizer', Outcome: 'denied' }, 'Sum', Duration.minutes(5));
+    const allowed = metric('Decisions', { Function: 'authorizer', Outcome: 'allowed' }, 'Sum', Duration.minutes(5));
+    const spendPerHour = metric('MicroUsdSettled', { Function: 'proxy' }, 'Sum', Duration.hours(1));
+    const settleFailures = metric('SettleFailures', { Function: 'proxy' }, 'Sum', Duration.minutes(5));
+    const brakeDenials = metric('Decisions', { Function: 'authorizer', Outcome: 'denied', Layer: 'brake', Code: 'brake' }, 'Sum', Duration.minutes(1));
+
+    const a = props.alarms ?? {};
+    const alarm = (name: string, m: cloudwatch.IMetric, threshold: number, description: string) => {
+      const created = new cloudwatch.Alarm(this, name, { metric: m, threshold, evaluationPeriods: 1, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD, treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING, alarmDescription: description });
+      created.addAlarmAction(notify);
+      this.alarms.push(created);
+      return created;
+    };
+    if (a.spendPerHourUsd !== false) alarm('SpendAlarm', spendPerHour, (a.spendPerHourUsd ?? 100) * 1_000_000, `Global spend crossed $${a.spendPerHourUsd ?? 100} in an hour`);
+    if (a.denialsPerFiveMinutes !== false) alarm('DenialSpikeAlarm', denied, a.denialsPerFiveMinutes ?? 1000, 'Many denials: a client loop or an abuse wave');
+    if (a.settleFailures !== false) alarm('SettleFailureAlarm', settleFailures, 1, 'Settlements gave up: reservations stand, usage is over-counted');
+    if (a.authorizerErrors !== false) alarm('AuthorizerErrorAlarm', props.authorizerFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }), 1, 'Authorizer errors: clients get 503');
+    if (a.brakeEngaged !== false) alarm('BrakeEngagedAlarm', brakeDenials, 1, 'The brake is on: AI routes answer 429');
+
+    if (props.automaticBrake) {
+      const brakeFor = props.automaticBrake.brakeFor ?? Duration.hours(1);
+      const logGroup = new logs.LogGroup(this, 'AutoBrakeLogs', { retention: props.logRetention });
+      const role = new iam.Role(this, 'AutoBrakeRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'LLM rate limiter automatic brake' });
+      logGroup.grantWrite(role);
+      this.autoBrakeFunction = new NodejsFunction(this, 'AutoBrake', {
+        entry: path.join(here, '..', 'lambda', 'auto-brake', 'index.ts'),
+        depsLockFilePath: path.join(here, '..', 'package-lock.json'),
+        runtime: lambda.Runtime.NODEJS_22_X,
+        architecture: lambda.Architecture.ARM_64,
+        memorySize: 256,
+        timeout: Duration.seconds(10),
+        role,
+        logGroup,
+        bundling: { minify: true, sourceMap: true, format: OutputFormat.CJS, target: 'node22' },
+        environment: { BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName, BRAKE_FOR_SECONDS: String(brakeFor.toSeconds()), NODE_OPTIONS: '--enable-source-maps' },
+        description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
+      });
+      role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }));
+      Validations.of(this.autoBrakeFunction).acknowledge({ id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on.' });
+      const auto = new cloudwatch.Alarm(this, 'AutomaticBrakeAlarm', {
+        metric: spendPerHour,
+        threshold: props.automaticBrake.spendPerHourUsd * 1_000_000,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        alarmDescription: `Automatic brake: global spend crossed $${props.automaticBrake.spendPerHourUsd} in an hour; braked for ${brakeFor.toHumanString()}`,
+      });
+      auto.addAlarmAction(new actions.LambdaAction(this.autoBrakeFunction), notify);
+      this.alarms.push(auto);
+    }
+
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { ...(props.dashboardName ? { dashboardName: props.dashboardName } : {}) });
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({ title: 'Decisions: admitted vs denied', left: [allowed.with({ label: 'admitted' }), denied.with({ label: 'denied' })], width: 12 }),
+      new cloudwatch.GraphWidget({ title: 'Denials by layer and code', left: [search(`SEARCH('{${NAMESPACE},Function,Outcome,Layer,Code} MetricName="Decisions" Outcome="denied"', 'Sum', 300)`, 'denied')], width: 12 }),
+      new cloudwatch.GraphWidget({ title: 'Tokens settled per tenant', left: [search(`SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="TokensSettled"', 'Sum', 300)`, 'tokens')], width: 12 }),
+      new cloudwatch.GraphWidget({ title: 'Spend per tenant (micro-USD)', left: [search(`SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="MicroUsdSettled"', 'Sum', 300)`, 'micro-USD')], width: 12 }),
+      new cloudwatch.GraphWidget({ title: 'Top endpoints (tokens)', left: [search(`SORT(SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="TokensSettled"', 'Sum', 300), SUM, DESC, 5)`, 'endpoint')], width: 8 }),
+      new cloudwatch.GraphWidget({ title: 'Settlement failures and retries', left: [settleFailures.with({ label: 'failures' }), metric('SettleRetries', { Function: 'proxy' }, 'Sum', Duration.minutes(5)).with({ label: 'retries' })], width: 8 }),
+      new cloudwatch.GraphWidget({ title: 'Authorizer latency p99 (ms)', left: [props.authorizerFunction.metricDuration({ statistic: 'p99', period: Duration.minutes(5) })], width: 8 }),
+    );
+  }
+}
