@@ -184,3 +184,42 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   await ssm.stop();
   client.destroy();
 }
+
+/**
+ * What logging and metrics add to one decision: the same warm authorizer decision, one at a time,
+ * with the log line and the EMF line written (to /dev/null) against both switched off.
+ */
+export async function benchObservability(endpoint: string): Promise<void> {
+  const { createWriteStream } = await import('node:fs');
+  const { setMetricSink } = await import('../lambda/runtime/metrics');
+  const client = new DynamoDB({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const tableName = 'bench-observability';
+  await ensureTable(client, tableName);
+  const ssm = await startSsmLocal();
+  const config = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [requestsPerMinute(1e9)], user: [requestsPerMinute(1e9)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })));
+  await putTenant(client, tableName, { id: 'obs', plan: 'team' });
+  await putApiKey(client, tableName, 'sk-bench-observability-0000', { tenant: 'obs', user: 'u', status: 'active' });
+  const devnull = createWriteStream('/dev/null');
+  const run = async (withOutput: boolean) => {
+    const write = withOutput ? (line: string) => devnull.write(`${line}\n`) : () => {};
+    setMetricSink(write);
+    const log = (entry: Record<string, unknown>) => write(JSON.stringify(entry));
+    const store = new LimitStore({ client, tableName });
+    const handler = createHandler({
+      config,
+      limiter: new Limiter({ store, config, log }),
+      directory: new Directory({ client, tableName, cacheMs: 60_000 }),
+      brake: new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/obs/brake', log }),
+      log,
+    });
+    const decide = async () => (await handler(authorizerEvent({ headers: { Authorization: 'Bearer sk-bench-observability-0000' } }), lambdaContext())).policyDocument.Statement[0]!.Effect === 'Allow';
+    await load(300, 1, decide);
+    return (await load(1_000, 1, decide)).p50Ms;
+  };
+  const off = await run(false);
+  const on = await run(true);
+  const offAgain = await run(false);
+  report('observability.decision_p50_ms', on, 'ms (log line + EMF line per decision; baseline: both off)', (off + offAgain) / 2);
+  await ssm.stop();
+  client.destroy();
+}

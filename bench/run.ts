@@ -1,6 +1,6 @@
 /** npm run bench: every benchmark, one JSON line per figure. Not part of npm test. */
 import { startDynamoDbLocal } from '../lambda/local/dynamodb-local';
-import { benchAuthorizer } from './authorizer';
+import { benchAuthorizer, benchObservability } from './authorizer';
 import { benchConstruct } from './construct';
 import { benchEngine } from './engine';
 import { benchGateway } from './gateway';
@@ -11,6 +11,7 @@ const dynamo = await startDynamoDbLocal();
 try {
   if (!only || only === 'engine') await benchEngine(dynamo.endpoint);
   if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
+  if (!only || only === 'observability') await benchObservability(dynamo.endpoint);
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
   if (!only || only === 'construct') await benchConstruct();
   // Last: npm start's stack points the SDK's environment at its own local services.
