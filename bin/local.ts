@@ -6,15 +6,16 @@ import { startLocal } from '../lambda/local/start';
 if (process.env.LIMITER_LOG === 'all') delete process.env.LIMITER_LOG;
 else process.env.LIMITER_LOG ??= 'errors';
 const { values } = parseArgs({ options: { persist: { type: 'string' }, port: { type: 'string' } } });
+const realUpstream = process.env.UPSTREAM_BASE_URL;
 const local = await startLocal({
   port: Number(values.port ?? process.env.PORT ?? 8787),
   ...(values.persist ? { persistDir: values.persist } : {}),
   ...(process.env.LOCAL_API_KEY ? { apiKey: process.env.LOCAL_API_KEY } : {}),
-  ...(process.env.UPSTREAM_BASE_URL ? { upstreamBaseUrl: process.env.UPSTREAM_BASE_URL, upstreamApiKey: process.env.UPSTREAM_API_KEY ?? '' } : {}),
+  ...(realUpstream ? { upstreamBaseUrl: realUpstream, upstreamApiKey: process.env.UPSTREAM_API_KEY ?? '' } : {}),
 });
 const cli = `npm run cli -- --table ${local.tableName} --brake-parameter ${local.brakeParameterName} --dynamodb-endpoint ${local.dynamoEndpoint} --ssm-endpoint ${local.ssmEndpoint}`;
 process.stdout.write(`
-LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${process.env.UPSTREAM_BASE_URL ?? 'built-in stand-in'})
+LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})
 
   API       ${local.baseUrl}
   key       ${local.apiKey}   (tenant ${local.tenant}, user ${local.user}; plan: 60 requests/min per user, 20k tokens/min)
