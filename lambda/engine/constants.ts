@@ -12,7 +12,6 @@ export const KEY_PREFIX = {
   bucket: 'b#',
   apiKey: 'k#',
   tenant: 't#',
-  penalty: 'p#',
   /** A settlement ledger entry: proves a request was settled, so a retry cannot settle it twice. */
   settlement: 's#',
 } as const;

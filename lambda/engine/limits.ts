@@ -85,8 +85,3 @@ export function slidingWindow(limit: number, window: number | string, subWindows
   }
   return { shape: 'sliding_window', limit, windowMs, subWindows };
 }
-
-/** The headline number of a limit: what `X-RateLimit-Limit` reports. */
-export function limitOf(limit: Limit): number {
-  return limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
-}
