@@ -108,16 +108,22 @@ export class Directory {
   }
 }
 
-/** Admin writes (the CLI and tests use them): a key is stored by hash only. */
-export async function putApiKey(client: DynamoDBClient, tableName: string, apiKey: string, record: Omit<KeyRecord, 'created'> & { created?: string }): Promise<void> {
+/** Writes an item; with `onlyIfNew` it must not exist yet (ConditionalCheckFailedException otherwise). */
+async function put(client: DynamoDBClient, tableName: string, item: Record<string, unknown>, onlyIfNew: boolean): Promise<void> {
+  const condition = onlyIfNew ? { ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } } : {};
+  await DynamoDBDocumentClient.from(client).send(new PutCommand({ TableName: tableName, Item: item, ...condition }));
+}
+
+/** Admin writes (the CLI, npm start and tests use them): a key is stored by hash only. */
+export async function putApiKey(client: DynamoDBClient, tableName: string, apiKey: string, record: Omit<KeyRecord, 'created'> & { created?: string }, options: { onlyIfNew?: boolean } = {}): Promise<void> {
   if (!ID_PATTERN.test(record.tenant) || !ID_PATTERN.test(record.user)) throw new TypeError(`tenant and user ids must match ${ID_PATTERN}`);
   if (!API_KEY_PATTERN.test(apiKey)) throw new TypeError('an API key is 20-200 printable ASCII characters without spaces');
   const item = { [TABLE.partitionKey]: KEY_PREFIX.apiKey + hashKey(apiKey), tenant: record.tenant, user: record.user, status: record.status, created: record.created ?? new Date().toISOString() };
-  await DynamoDBDocumentClient.from(client).send(new PutCommand({ TableName: tableName, Item: item }));
+  await put(client, tableName, item, options.onlyIfNew ?? false);
 }
 
-export async function putTenant(client: DynamoDBClient, tableName: string, tenant: { id: string; plan: string; overrides?: Overrides }): Promise<void> {
+export async function putTenant(client: DynamoDBClient, tableName: string, tenant: { id: string; plan: string; overrides?: Overrides }, options: { onlyIfNew?: boolean } = {}): Promise<void> {
   if (!ID_PATTERN.test(tenant.id)) throw new TypeError(`tenant ids must match ${ID_PATTERN}`);
   const item = { [TABLE.partitionKey]: KEY_PREFIX.tenant + tenant.id, plan: tenant.plan, ...(tenant.overrides ? { overrides: JSON.parse(JSON.stringify(tenant.overrides)) } : {}) };
-  await DynamoDBDocumentClient.from(client).send(new PutCommand({ TableName: tableName, Item: item }));
+  await put(client, tableName, item, options.onlyIfNew ?? false);
 }

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, PutCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
-import { Directory, hashKey, ID_PATTERN } from '../../lambda/authorizer/directory';
+import { Directory, hashKey, ID_PATTERN, putApiKey, putTenant } from '../../lambda/authorizer/directory';
 import { parseBrake } from '../../lambda/authorizer/brake';
 import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { Limiter } from '../../lambda/engine/limiter';
@@ -56,7 +56,7 @@ export class Admin {
     checkId('tenant', id);
     checkPlan(this.t, plan);
     try {
-      await this.doc.send(new PutCommand({ TableName: this.t.tableName, Item: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id, plan }, ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } }));
+      await putTenant(this.t.dynamo, this.t.tableName, { id, plan }, { onlyIfNew: true });
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) throw new UsageError(`tenant '${id}' already exists: use 'tenants set-plan' to change its plan`);
       throw err;
@@ -94,16 +94,8 @@ export class Admin {
     checkId('user', user);
     await this.showTenant(tenant);
     const key = `sk-lrl-${randomBytes(32).toString('base64url')}`;
-    const hash = hashKey(key);
-    await this.doc.send(
-      new PutCommand({
-        TableName: this.t.tableName,
-        Item: { [TABLE.partitionKey]: KEY_PREFIX.apiKey + hash, tenant, user, status: 'active', created: new Date().toISOString() },
-        ConditionExpression: 'attribute_not_exists(#pk)',
-        ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
-      }),
-    );
-    return { key, id: keyId(hash) };
+    await putApiKey(this.t.dynamo, this.t.tableName, key, { tenant, user, status: 'active' }, { onlyIfNew: true });
+    return { key, id: keyId(hashKey(key)) };
   }
 
   /** A tenant's keys (by id; the keys themselves are not stored). Scans the table: an admin operation. */
