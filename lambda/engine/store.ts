@@ -180,13 +180,8 @@ export class LimitStore {
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
       const stale: number[] = [];
       const updates = items.flatMap((it, i) => {
-        const fragments: Fragment[] = [];
-        it.adjustments.forEach((a, j) => {
-          const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
-          const { write } = adjust(a.limit, bucketOf(state[i], a.name), at, a.delta, admitted);
-          if (write) fragments.push(fragment(write, a.limit, a.name, `a${j}`));
-          else if (!fresh[i]) stale.push(i);
-        });
+        const { fragments, unwritten } = this.adjustments(state[i], it.adjustments, at);
+        if (unwritten && !fresh[i]) stale.push(i);
         if (fragments.length === 0) return [];
         const limits = [...it.adjustments.map((a) => a.limit), ...(it.alsoHolds ?? [])];
         return [{ index: i, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
@@ -229,6 +224,19 @@ export class LimitStore {
     throw new ContentionError(ledger, this.maxAttempts + 2);
   }
 
+  /** The writes that settle `adjustments` on an item; `unwritten` when one had nothing to do from this view. */
+  private adjustments(item: Item | undefined, adjustments: readonly Adjustment[], at: Moment): { fragments: Fragment[]; unwritten: boolean } {
+    const fragments: Fragment[] = [];
+    let unwritten = false;
+    adjustments.forEach((a, j) => {
+      const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
+      const { write } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
+      if (write) fragments.push(fragment(write, a.limit, a.name, `a${j}`));
+      else unwritten = true;
+    });
+    return { fragments, unwritten };
+  }
+
   private validate(checks: readonly Check[]): void {
     for (const c of checks) {
       requireCost(c.cost);
@@ -247,14 +255,7 @@ export class LimitStore {
     let item = this.seen.get(pk);
     let fresh = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const fragments: Fragment[] = [];
-      let unwritten = false;
-      adjustments.forEach((a, i) => {
-        const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
-        const { write } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
-        if (write) fragments.push(fragment(write, a.limit, a.name, `a${i}`));
-        else unwritten = true;
-      });
+      const { fragments, unwritten } = this.adjustments(item, adjustments, at);
       // "Nothing to refund" is only true of the real state: a stale or missing view must be read first.
       if (unwritten && !fresh) {
         item = await this.read(pk);
