@@ -1,4 +1,4 @@
-import { type LimitOutcome, mostConstraining } from '../engine/contract';
+import { type LimitOutcome, mostConstraining, rateLimitHeaders } from '../engine/contract';
 
 /** The authorizer's numbers, as API Gateway hands them to the integration (strings). */
 export type AuthorizerContext = Readonly<Record<string, string | number | boolean | null | undefined>>;
@@ -30,9 +30,9 @@ export function proxyHeaders(auth: AuthorizerContext, reservation: readonly Limi
   const authRemaining = num(auth.remaining);
   const fromAuth = authLimit !== undefined && authRemaining !== undefined ? { limit: authLimit, remaining: authRemaining, reset: num(auth.reset) ?? 0, rateLimit: String(auth.rateLimit ?? '') } : undefined;
   const tokens = mostConstraining(reservation.filter((l) => l.spec.counts !== 'requests'));
-  const fromReservation = tokens
-    ? { limit: tokens.decision.limit, remaining: tokens.decision.remaining, reset: Math.ceil(tokens.decision.resetMs / 1000), rateLimit: `"${tokens.code}";r=${tokens.decision.remaining};t=${Math.ceil(tokens.decision.resetMs / 1000)}` }
-    : undefined;
+  // The reservation's most constraining limit, in the same format the authorizer's context carries.
+  const own = tokens ? rateLimitHeaders([tokens], tokens) : undefined;
+  const fromReservation = own ? { limit: Number(own['X-RateLimit-Limit']), remaining: Number(own['X-RateLimit-Remaining']), reset: Number(own['X-RateLimit-Reset']), rateLimit: own.RateLimit ?? '' } : undefined;
   const focus = fromAuth && fromReservation ? (fromReservation.remaining / fromReservation.limit < fromAuth.remaining / fromAuth.limit ? fromReservation : fromAuth) : (fromReservation ?? fromAuth);
   if (focus) {
     headers['X-RateLimit-Limit'] = String(focus.limit);
