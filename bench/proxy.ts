@@ -19,7 +19,8 @@ import { parseConfig, requestsPerMinute, tokensPerDay } from '../lambda/engine/p
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { type LocalRoute, startLocalGateway } from '../lambda/local/gateway';
 import { createProxyHandler } from '../lambda/proxy/handler';
-import { encoder } from '../lambda/proxy/tokenizer';
+import { countText } from '../lambda/proxy/tokenizer';
+import { ADVERSARIAL_CORPORA } from '../test/support/adversarial-text';
 import { lambdaContext, proxyEvent } from '../test/support/events';
 import { installLambdaStreamingGlobals, invokeStreaming } from '../lambda/local/lambda-streaming';
 import { startSsmLocal } from '../lambda/local/ssm-local';
@@ -122,13 +123,32 @@ export async function benchProxy(endpoint: string): Promise<void> {
     while (performance.now() - started < 2_000) total += encodeOnce();
     return total / ((performance.now() - started) / 1000);
   };
-  const fast = encoder('o200k_base');
-  const fastSpeed = speed(() => fast.encode(corpus, [], []).length);
+  const fastSpeed = speed(() => countText(corpus, 'o200k_base'));
   const gptSpeed = speed(() => gptEncode(corpus).length);
   const stock = new Tiktoken(o200kRanks);
   const stockSpeed = speed(() => stock.encode(corpus, [], []).length);
   report('proxy.tokenizer.tokens_per_s', fastSpeed, 'tokens/s (js-tiktoken, fast loader; baseline gpt-tokenizer)', gptSpeed);
   report('proxy.tokenizer.tokens_per_s_vs_stock_js_tiktoken', fastSpeed, 'tokens/s', stockSpeed);
+
+  // Worst case: 100 KB of each corpus built to make byte-pair merging slow, against 100 KB of the
+  // ordinary corpus above (a fresh piece cache each time, so repetition does not flatter either).
+  const msPer100kb = (text: string) => {
+    const runs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const fresh = text + String(i); // defeats the piece cache across runs
+      const started = performance.now();
+      countText(fresh, 'o200k_base');
+      runs.push(((performance.now() - started) / Buffer.byteLength(fresh)) * 100_000);
+    }
+    return percentile(runs.sort((a, b) => a - b), 50);
+  };
+  const ordinaryMs = msPer100kb(corpus.repeat(Math.ceil(100_000 / corpus.length)).slice(0, 100_000));
+  let worst = { name: '', ms: 0 };
+  for (const [name, make] of Object.entries(ADVERSARIAL_CORPORA)) {
+    const ms = msPer100kb(make(100_000));
+    if (ms > worst.ms) worst = { name, ms };
+  }
+  report('proxy.tokenizer.adversarial_ms_per_100kb', worst.ms, `ms per 100 KB (worst corpus: ${worst.name}; baseline ordinary text)`, ordinaryMs);
 
   await gateway.stop();
   await upstream.stop();

@@ -42,7 +42,30 @@ export interface ModelPrice {
   readonly outputPerMillion: number;
   /** The tokenizer's encoding. @default o200k_base for gpt-4o/4.1/5 and o-series, cl100k_base for older models */
   readonly encoding?: 'o200k_base' | 'cl100k_base';
+  /**
+   * Tokens reserved for one non-text content part: the most the provider bills for one (pixels,
+   * audio and files are not seen here). A part type without a figure is refused with a 400.
+   * e.g. gpt-4o: { image: 1105, imageLowDetail: 85 }; gpt-4o-mini bills images ~33x that.
+   * @default {} (images, audio and files refused)
+   */
+  readonly partTokens?: PartTokens;
+  /** Most output tokens the model produces for one completion (judges reported usage). @default 131072 */
+  readonly maxOutputTokens?: number;
 }
+
+export interface PartTokens {
+  /** An image_url part (detail high or auto). */
+  readonly image?: number;
+  /** An image_url part with detail 'low'. @default image */
+  readonly imageLowDetail?: number;
+  /** An input_audio part. */
+  readonly audio?: number;
+  /** A file part. */
+  readonly file?: number;
+}
+
+export const DEFAULT_MAX_OUTPUT_TOKENS = 131_072;
+const PART_TOKEN_FIELDS = ['image', 'imageLowDetail', 'audio', 'file'] as const;
 
 export interface EndpointConfig {
   /** Models allowed on this endpoint, with their prices (usd limits count them). */
@@ -196,7 +219,25 @@ export function parseConfig(value: unknown): LimiterConfig {
         fail(`${at}.models.${model}`, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
       }
       if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base') fail(`${at}.models.${model}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
-      models[model] = { inputPerMillion: Number(price.inputPerMillion), outputPerMillion: Number(price.outputPerMillion), ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}) };
+      const partTokens: { -readonly [K in keyof PartTokens]?: number } = {};
+      if (price.partTokens !== undefined) {
+        if (!isRecord(price.partTokens)) fail(`${at}.models.${model}.partTokens`, `expected { ${PART_TOKEN_FIELDS.join(', ')} } in tokens`);
+        for (const [field, n] of Object.entries(price.partTokens)) {
+          if (!(PART_TOKEN_FIELDS as readonly string[]).includes(field)) fail(`${at}.models.${model}.partTokens.${field}`, `unknown part: use ${PART_TOKEN_FIELDS.join(', ')}`);
+          if (!Number.isInteger(n) || (n as number) < 0) fail(`${at}.models.${model}.partTokens.${field}`, `expected a whole number of tokens >= 0, got ${JSON.stringify(n)}`);
+          partTokens[field as keyof PartTokens] = n as number;
+        }
+      }
+      if (price.maxOutputTokens !== undefined && !(Number.isInteger(price.maxOutputTokens) && (price.maxOutputTokens as number) >= 1)) {
+        fail(`${at}.models.${model}.maxOutputTokens`, `expected a whole number of tokens >= 1, got ${JSON.stringify(price.maxOutputTokens)}`);
+      }
+      models[model] = {
+        inputPerMillion: Number(price.inputPerMillion),
+        outputPerMillion: Number(price.outputPerMillion),
+        ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}),
+        ...(Object.keys(partTokens).length ? { partTokens } : {}),
+        ...(price.maxOutputTokens !== undefined ? { maxOutputTokens: price.maxOutputTokens as number } : {}),
+      };
     }
     if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global') fail(`${at}.scope`, "expected 'tenant' or 'global'");
     if (raw.maxBodyBytes !== undefined && !(Number.isInteger(raw.maxBodyBytes) && (raw.maxBodyBytes as number) > 0)) fail(`${at}.maxBodyBytes`, 'expected a whole number of bytes > 0');

@@ -9,7 +9,8 @@ import { ensureTable } from '../engine/store';
 import { apiRoutes, functionEnvironment, proxyEnvironment } from '../gateway/api';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../limits/handler';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../proxy/handler';
-import { countChat, countText } from '../proxy/tokenizer';
+import { countMessages } from '../proxy/input-bound';
+import { countText } from '../proxy/tokenizer';
 import { localClient, startDynamoDbLocal } from './dynamodb-local';
 import { startLocalGateway } from './gateway';
 import { installLambdaStreamingGlobals } from './lambda-streaming';
@@ -106,7 +107,7 @@ function standInReply(body: Record<string, unknown>) {
   const last = [...messages].reverse().find((m) => m.role === 'user');
   const said = typeof last?.content === 'string' ? last.content.slice(0, 80) : '';
   const words = `Hello from the local stand-in. You said: "${said}"`.split(/(?=\s)/);
-  const promptTokens = messages.length ? countChat(messages, 'o200k_base') : countText(String(body.input ?? ''), 'o200k_base');
+  const promptTokens = messages.length ? countMessages(messages, 'o200k_base') : countText(String(body.input ?? ''), 'o200k_base');
   return { words, usage: { prompt_tokens: promptTokens, completion_tokens: countText(words.join(''), 'o200k_base') } };
 }
 

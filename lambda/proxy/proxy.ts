@@ -3,14 +3,16 @@ import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { errorBody, type ErrorType, retryAfterSeconds } from '../engine/contract';
 import { LimiterError, UnknownPlanError } from '../engine/errors';
 import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
-import { DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
+import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
 import { type Brake, isBraked } from '../authorizer/brake';
 import type { Directory } from '../authorizer/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { type AuthorizerContext, proxyHeaders } from './headers';
 import { SseRelay } from './relay';
-import { countChat, countEmbeddingInput, countText, type EncodingName, encodingFor } from './tokenizer';
-import { callUpstream, chunksOf, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
+import { chatInputBound, embeddingsInputBound, type InputBound } from './input-bound';
+import { countBudget, countText, type EncodingName, encodingFor } from './tokenizer';
+import { callUpstream, chunksOf, readBody, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
+import { type ReportedUsage, settledUsage, type UsageBounds } from './usage';
 import { type ChatRequest, parseRequest, type ProxyRequest, RequestError } from './validate';
 
 export interface ProxyDeps {
@@ -87,8 +89,9 @@ async function settle(deps: ProxyDeps, requestId: string, reservation: Reservati
   (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { SettleFailures: { value: 1, unit: 'Count' } } });
 }
 
-function inputTokens(request: ProxyRequest, encoding: EncodingName): number {
-  return request.kind === 'chat' ? countChat(request.messages, encoding, request.tools) : countEmbeddingInput(request.input, encoding);
+function inputBound(request: ProxyRequest, encoding: EncodingName, price: ModelPrice): InputBound {
+  const budget = countBudget();
+  return request.kind === 'chat' ? chatInputBound(request.body, encoding, price, budget) : embeddingsInputBound(request.body, encoding, budget);
 }
 
 /** The request as sent upstream: a stream always asks for the final usage chunk. */
@@ -145,7 +148,8 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
   }
   const price = endpoint.models[request.model]!;
   const encoding = price.encoding ?? encodingFor(request.model);
-  const input = inputTokens(request, encoding);
+  const bound = inputBound(request, encoding, price);
+  const input = bound.inputTokens;
   const tenant = await deps.directory.tenant(identity.tenant);
   if (!tenant) return answer(429, { ...base, 'Retry-After': '60' }, 'This key’s tenant is not set up; contact the operators.', 'rate_limit_exceeded', 'tenant_unknown');
   let plan;
@@ -155,9 +159,11 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
     if (!(err instanceof UnknownPlanError)) throw err;
     return answer(429, { ...base, 'Retry-After': '60' }, 'This tenant’s plan is not configured; contact the operators.', 'rate_limit_exceeded', 'plan_unknown');
   }
-  const n = request.kind === 'chat' ? Number(request.body.n ?? 1) : 1;
-  const expectedOutput = request.kind === 'chat' ? n * Math.min(request.maxTokens ?? Number.POSITIVE_INFINITY, plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION) : 0;
+  const n = request.kind === 'chat' ? request.n : 1;
+  const expectedOutput = request.kind === 'chat' ? n * Math.min(request.maxTokens ?? Number.POSITIVE_INFINITY, plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION) + bound.extraOutputTokens : 0;
   const reserved = amounts(input, expectedOutput, price);
+  // The most the upstream can truthfully report: reported usage beyond this is not believed.
+  const bounds: UsageBounds = { input, output: request.kind === 'chat' ? n * (request.maxTokens ?? price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS) + bound.extraOutputTokens : 0 };
   const shard = Number(auth.shard ?? 0);
   const verdict = await deps.limiter.reserve(identity, tenant, route, reserved, Number.isInteger(shard) ? shard : 0);
   const headers = proxyHeaders(auth, verdict.limits);
@@ -180,10 +186,16 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
   try {
     response = await callUpstream(deps.upstream, route, upstreamBody(request), abort);
   } catch (err) {
-    // Nothing was generated: the reservation is refunded in full.
+    if (err instanceof UpstreamTimeoutError) {
+      // The request reached the provider, which may be generating (and billing) still: the reservation stands.
+      const settlement = settle(deps, requestId, reservation, reserved, 'upstream_timeout');
+      return { ...answer(504, headers, 'The model did not answer in time.', 'api_error', 'upstream_timeout'), settlement };
+    }
+    // Nothing reached the provider (or the call failed before it was sent): refunded in full.
     const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_unreachable');
-    if (err instanceof UpstreamTimeoutError) return { ...answer(504, headers, 'The model did not answer in time.', 'api_error', 'upstream_timeout'), settlement };
     if (err instanceof UpstreamUnreachableError) return { ...answer(502, headers, 'The model could not be reached.', 'api_error', 'upstream_unreachable'), settlement };
+    // Anything else (the upstream key could not be read): the refund finishes before the error leaves.
+    await settlement;
     throw err;
   }
 
@@ -196,6 +208,12 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
       return { ...answer(429, { ...headers, 'Retry-After': String(wait) }, 'The model provider is rate limiting this service; retry shortly.', 'rate_limit_exceeded', 'upstream_rate_limited'), settlement };
     }
     if (response.status >= 500) return { ...answer(502, headers, `The model provider failed (HTTP ${response.status}).`, 'api_error', 'upstream_error'), settlement };
+    if (response.status === 401 || response.status === 403) {
+      // The provider refused this service's own credentials: the client can do nothing about it, and
+      // the provider's message may quote (part of) the operators' key, so none of it is passed on.
+      deps.log({ ...who, level: 'error', outcome: 'upstream_auth_failed', status: response.status });
+      return { ...answer(502, headers, 'The model provider refused this service’s credentials; the operators have been told.', 'api_error', 'upstream_auth_failed'), settlement };
+    }
     // A 4xx the validation did not catch (context too long, unknown parameter): pass OpenAI's own error on.
     let upstreamError: { message?: string; code?: string; param?: string } = {};
     try {
@@ -206,30 +224,43 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
     return { ...answer(response.status, headers, upstreamError.message ?? `The model provider rejected the request (HTTP ${response.status}).`, 'invalid_request_error', upstreamError.code ?? 'upstream_rejected', upstreamError.param ?? null), settlement };
   }
 
-  if (request.kind === 'chat' && request.stream) return relayStream(deps, requestId, reservation, request, response, abort, headers, input, price, encoding);
+  if (request.kind === 'chat' && request.stream) return relayStream(deps, requestId, reservation, request, response, abort, headers, bounds, price, encoding);
 
   let text: string;
   try {
-    text = await response.text();
-  } catch {
-    const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_body_failed');
-    return { ...answer(502, headers, 'The model provider’s answer broke off.', 'api_error', 'upstream_error'), settlement };
+    text = await readBody(response, abort, deps.upstream.bodyTimeoutMs);
+  } catch (err) {
+    // The provider answered and may have billed all of it: the reservation stands.
+    const timedOut = err instanceof UpstreamTimeoutError;
+    const settlement = settle(deps, requestId, reservation, reserved, timedOut ? 'upstream_body_timeout' : 'upstream_body_failed');
+    return { ...answer(timedOut ? 504 : 502, headers, timedOut ? 'The model did not finish its answer in time.' : 'The model provider’s answer broke off.', 'api_error', timedOut ? 'upstream_timeout' : 'upstream_error'), settlement };
   }
-  let used = amounts(input, 0, price);
+  let reported: ReportedUsage | undefined;
+  let countedOutput = 0;
   try {
-    const json = JSON.parse(text) as { usage?: { prompt_tokens?: number; completion_tokens?: number }; choices?: [] };
-    const promptTokens = json.usage?.prompt_tokens ?? input;
-    const completionTokens = json.usage?.completion_tokens ?? (request.kind === 'chat' ? countAnswer(json, encoding) : 0);
-    used = amounts(promptTokens, completionTokens, price);
+    const json = JSON.parse(text) as { usage?: ReportedUsage; choices?: [] };
+    reported = json.usage;
+    if (request.kind === 'chat') countedOutput = countAnswer(json, encoding);
   } catch {
     deps.log({ ...who, level: 'warn', outcome: 'upstream_not_json' });
   }
-  const settlement = settle(deps, requestId, reservation, used, 'complete');
+  const settlement = settle(deps, requestId, reservation, usedAmounts(deps, who, reported, { input, output: countedOutput }, bounds, price), 'complete');
   return { statusCode: 200, headers: { ...headers, 'content-type': response.headers.get('content-type') ?? 'application/json' }, body: text, settlement };
 }
 
+/** What to settle: the upstream's usage where it is believable, else this proxy's own count (logged and counted). */
+function usedAmounts(deps: ProxyDeps, who: Record<string, unknown>, reported: ReportedUsage | undefined, counted: { input: number; output: number }, bounds: UsageBounds, price: ModelPrice): Amounts {
+  const usage = settledUsage(reported, counted, bounds);
+  if (usage.rejected.length) {
+    deps.log({ ...who, level: 'warn', outcome: 'usage_rejected', fields: usage.rejected, message: 'the upstream reported usage that cannot be right: settled on the proxy’s own count' });
+    (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { UsageRejected: { value: 1, unit: 'Count' } } });
+  }
+  return amounts(usage.input, usage.output, price);
+}
+
 /** Streams the upstream's events through as they arrive and settles once the stream is over, however it ends. */
-function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservation, request: ChatRequest, response: Response, abort: AbortController, headers: Record<string, string>, input: number, price: ModelPrice, encoding: EncodingName): ProxyResponse {
+function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservation, request: ChatRequest, response: Response, abort: AbortController, headers: Record<string, string>, bounds: UsageBounds, price: ModelPrice, encoding: EncodingName): ProxyResponse {
+  const who = { requestId, tenant: reservation.identity.tenant, user: reservation.identity.user, route: reservation.route };
   const clientAskedForUsage = (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
   const relay = new SseRelay(clientAskedForUsage);
   let resolveSettlement!: (p: Promise<void>) => void;
@@ -237,14 +268,21 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
     resolveSettlement = (p) => resolve(p);
   });
   let finished = false;
-  const finish = (why: 'complete' | 'upstream_failed' | 'client_gone') => {
+  const finish = (why: 'complete' | 'upstream_failed' | 'upstream_timeout' | 'client_gone') => {
     if (finished) return;
     finished = true;
     abort.abort();
     const u = relay.usage;
-    const output = u.completionTokens ?? countText(u.text, encoding);
-    // An upstream failure before any output refunds everything; otherwise what was generated is paid for.
-    const used = why === 'upstream_failed' && !u.text && u.completionTokens === undefined ? { tokens: 0, microUsd: 0 } : amounts(u.promptTokens ?? input, output, price);
+    const counted = { input: bounds.input, output: countText(u.text, encoding) };
+    let used: Amounts;
+    if (why === 'upstream_timeout') {
+      // The provider went quiet and may still be generating: at least the reservation is paid for.
+      const fromStream = usedAmounts(deps, who, u.reported, counted, bounds, price);
+      used = { tokens: Math.max(fromStream.tokens, reservation.reserved.tokens), microUsd: Math.max(fromStream.microUsd, reservation.reserved.microUsd) };
+    } else if (why === 'upstream_failed' && !u.text && u.reported === undefined) {
+      // A failure before any output refunds everything; otherwise what was generated is paid for.
+      used = { tokens: 0, microUsd: 0 };
+    } else used = usedAmounts(deps, who, u.reported, counted, bounds, price);
     resolveSettlement(settle(deps, requestId, reservation, used, why));
   };
   async function* events(): AsyncGenerator<string> {
@@ -256,7 +294,7 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
       // A destroyed body means the client went away (the runtime threw its error in here).
       if (finished || body.destroyed) return finish('client_gone');
       deps.log({ requestId, level: 'error', outcome: 'upstream_stream_failed', error: (err as Error).name });
-      finish('upstream_failed');
+      finish(err instanceof UpstreamTimeoutError ? 'upstream_timeout' : 'upstream_failed');
       yield `data: ${errorBody('The model’s answer broke off midway; what arrived is all there is.', 'api_error', 'upstream_stream_failed')}\n\n`;
     } finally {
       finish('client_gone');

@@ -2,9 +2,11 @@
  * Reads an OpenAI-style SSE stream event by event: passes every event through as soon as it is
  * complete, and keeps what settlement needs (the final `usage`, else the generated text).
  */
+import type { ReportedUsage } from './usage';
+
 export interface StreamUsage {
-  promptTokens?: number;
-  completionTokens?: number;
+  /** The usage event's `usage`, as sent (settlement judges it). */
+  reported?: ReportedUsage;
   /** Generated text seen so far (content deltas, tool-call arguments), to count when no usage comes. */
   text: string;
   done: boolean;
@@ -51,20 +53,22 @@ export class SseRelay {
       this.usage.done = true;
       return true;
     }
-    let json: { choices?: { delta?: { content?: unknown; tool_calls?: { function?: { arguments?: unknown } }[] } }[]; usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } };
+    let json: { choices?: { delta?: { content?: unknown; tool_calls?: { function?: { arguments?: unknown } }[] } }[]; usage?: ReportedUsage | null };
     try {
       json = JSON.parse(data);
     } catch {
       return true;
     }
-    for (const choice of json.choices ?? []) {
-      if (typeof choice.delta?.content === 'string') this.usage.text += choice.delta.content;
-      for (const call of choice.delta?.tool_calls ?? []) if (typeof call.function?.arguments === 'string') this.usage.text += call.function.arguments;
+    if (typeof json !== 'object' || json === null) return true;
+    const choices = Array.isArray(json.choices) ? json.choices : [];
+    for (const choice of choices) {
+      if (typeof choice?.delta?.content === 'string') this.usage.text += choice.delta.content;
+      const calls = choice?.delta?.tool_calls;
+      if (Array.isArray(calls)) for (const call of calls) if (typeof call?.function?.arguments === 'string') this.usage.text += call.function.arguments;
     }
-    if (json.usage && typeof json.usage.completion_tokens === 'number') {
-      this.usage.promptTokens = Number(json.usage.prompt_tokens);
-      this.usage.completionTokens = json.usage.completion_tokens;
-      if ((json.choices ?? []).length === 0 && !this.keepUsageEvent) return false;
+    if (typeof json.usage === 'object' && json.usage !== null) {
+      this.usage.reported = json.usage;
+      if (choices.length === 0 && !this.keepUsageEvent) return false;
     }
     return true;
   }

@@ -1,6 +1,7 @@
-import { Tiktoken, type TiktokenBPE } from 'js-tiktoken/lite';
+import type { TiktokenBPE } from 'js-tiktoken/lite';
 import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
+import { countPiece } from './bpe';
 
 export type EncodingName = 'o200k_base' | 'cl100k_base';
 const RANKS: Record<EncodingName, TiktokenBPE> = { o200k_base: o200kBase, cl100k_base: cl100kBase };
@@ -14,83 +15,135 @@ export function encodingFor(model: string): EncodingName {
 }
 
 /**
- * js-tiktoken's constructor turns every one of ~200k ranks into a base64-decoded byte string key
- * (about 0.6–0.9 s for o200k_base here). Encoding only ever looks ranks up, so this builds a plain
- * Map from each rank's base64 text (one split, ~60 ms) and answers the encoder's lookups (keyed by
- * comma-joined bytes) through it, memoising what it has seen. Output is identical to the stock
- * constructor's (tested on a corpus); decode() is not supported (nothing here needs it).
+ * How much text one request may have tokenized exactly. Past it, the rest counts one token per
+ * UTF-8 byte (an upper bound: every token is at least one byte), so a request's counting work is
+ * bounded whatever it sends. 4 MiB is above any body the proxy accepts (maxBodyBytes <= 6 MB of
+ * JSON, most of it outside strings or escaped), so honest requests never reach it.
  */
-class FastRanks {
-  private readonly byBase64 = new Map<string, number>();
-  private readonly seen = new Map<string, number | undefined>();
+export const DEFAULT_COUNT_BUDGET_BYTES = 4 * 1024 * 1024;
 
-  constructor(bpeRanks: string) {
-    for (const line of bpeRanks.split('\n')) {
+/** Bytes of text a request may still have tokenized exactly (see DEFAULT_COUNT_BUDGET_BYTES). */
+export interface CountBudget {
+  bytesLeft: number;
+}
+
+export const countBudget = (bytes = DEFAULT_COUNT_BUDGET_BYTES): CountBudget => ({ bytesLeft: bytes });
+
+/** Up to 6 bytes as one exact number: a 1 before the bytes keeps lengths apart. */
+function shortKey(bytes: Uint8Array, start: number, end: number): number {
+  let key = 1;
+  for (let i = start; i < end; i++) key = key * 256 + bytes[i]!;
+  return key;
+}
+
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const SEXTET = new Int8Array(128).fill(-1);
+for (let i = 0; i < BASE64.length; i++) SEXTET[BASE64.charCodeAt(i)] = i;
+
+/** shortKey of the bytes a base64 token of at most 8 characters stands for, without a Buffer. */
+function shortKeyOfBase64(token: string): number {
+  let key = 1;
+  let bits = 0;
+  let acc = 0;
+  for (let i = 0; i < token.length; i++) {
+    const v = SEXTET[token.charCodeAt(i)]!;
+    if (v < 0) break; // '=' padding
+    acc = (acc << 6) | v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      key = key * 256 + ((acc >> bits) & 0xff);
+    }
+  }
+  return key;
+}
+
+const PIECE_CACHE_SIZE = 50_000;
+const PIECE_CACHE_MAX_CHARS = 32;
+
+/**
+ * One of js-tiktoken's encodings (its ranks and pre-tokenizer pattern), counted with the
+ * O(n log n) merge in bpe.ts. The ranks are kept as a Map keyed by each token's base64 text: one
+ * split of js-tiktoken's rank file (~60 ms), instead of its constructor's decode of ~200k keys
+ * (0.6-0.9 s). Only counts: nothing here needs token ids.
+ */
+export class Encoding {
+  private readonly byBase64 = new Map<string, number>();
+  /** Tokens of up to 6 bytes keyed by their bytes as one number: most lookups, no string made. */
+  private readonly short = new Map<number, number>();
+  private readonly maxTokenBytes: number;
+  private readonly pattern: RegExp;
+  private readonly pieces = new Map<string, number>();
+  private buffer = Buffer.alloc(4096);
+
+  constructor(ranks: TiktokenBPE) {
+    let longest = 0;
+    for (const line of ranks.bpe_ranks.split('\n')) {
       if (!line) continue;
       const parts = line.split(' ');
       const offset = Number.parseInt(parts[1]!, 10);
-      for (let i = 2; i < parts.length; i++) this.byBase64.set(parts[i]!, offset + i - 2);
+      for (let i = 2; i < parts.length; i++) {
+        const token = parts[i]!;
+        const rank = offset + i - 2;
+        if (token.length <= 8) this.short.set(shortKeyOfBase64(token), rank);
+        else this.byBase64.set(token, rank);
+        if (token.length > longest) longest = token.length;
+      }
     }
+    this.maxTokenBytes = Math.ceil((longest * 3) / 4);
+    this.pattern = new RegExp(ranks.pat_str, 'gu');
   }
 
-  get(key: string): number | undefined {
-    if (this.seen.has(key)) return this.seen.get(key);
-    const rank = this.byBase64.get(Buffer.from(key.split(',').map(Number)).toString('base64'));
-    if (this.seen.size > 500_000) this.seen.clear();
-    this.seen.set(key, rank);
-    return rank;
+  private readonly rankOf = (bytes: Buffer, start: number, end: number): number | undefined =>
+    end - start <= 6 ? this.short.get(shortKey(bytes, start, end)) : this.byBase64.get(bytes.toString('base64', start, end));
+
+  /** Tokens in `text`; special-token text is counted as ordinary text, never rejected. */
+  count(text: string, budget: CountBudget = countBudget()): number {
+    if (!text) return 0;
+    let total = 0;
+    for (const match of text.matchAll(this.pattern)) {
+      const piece = match[0];
+      if (budget.bytesLeft <= 0) {
+        total += Buffer.byteLength(piece, 'utf8');
+        continue;
+      }
+      const cached = piece.length <= PIECE_CACHE_MAX_CHARS ? this.pieces.get(piece) : undefined;
+      if (cached !== undefined) {
+        total += cached;
+        budget.bytesLeft -= piece.length;
+        continue;
+      }
+      const n = this.countPiece(piece);
+      budget.bytesLeft -= piece.length;
+      total += n;
+      if (piece.length <= PIECE_CACHE_MAX_CHARS) {
+        if (this.pieces.size >= PIECE_CACHE_SIZE) this.pieces.clear();
+        this.pieces.set(piece, n);
+      }
+    }
+    return total;
+  }
+
+  private countPiece(piece: string): number {
+    const needed = piece.length * 3;
+    if (this.buffer.length < needed) this.buffer = Buffer.alloc(Math.max(needed, this.buffer.length * 2));
+    const length = this.buffer.write(piece, 0, 'utf8');
+    if (this.rankOf(this.buffer, 0, length) !== undefined) return 1;
+    return countPiece(this.buffer, length, this.rankOf, this.maxTokenBytes);
   }
 }
 
-const encoders = new Map<EncodingName, Tiktoken>();
+const encodings = new Map<EncodingName, Encoding>();
 
-/** One encoder per encoding per container, built on first use. */
-export function encoder(name: EncodingName): Tiktoken {
-  let enc = encoders.get(name);
+/** One encoding per name per container, built on first use. */
+export function encoding(name: EncodingName): Encoding {
+  let enc = encodings.get(name);
   if (!enc) {
-    const ranks = RANKS[name];
-    enc = new Tiktoken({ ...ranks, bpe_ranks: '' });
-    // The lookup table js-tiktoken keeps internally (the only field encode() reads ranks from).
-    (enc as unknown as { rankMap: Pick<Map<string, number>, 'get'> }).rankMap = new FastRanks(ranks.bpe_ranks);
-    encoders.set(name, enc);
+    enc = new Encoding(RANKS[name]);
+    encodings.set(name, enc);
   }
   return enc;
 }
 
 /** Tokens in `text`; special-token text is counted as ordinary text, never rejected. */
-export const countText = (text: string, name: EncodingName): number => (text ? encoder(name).encode(text, [], []).length : 0);
-
-export interface ChatMessage {
-  readonly role: string;
-  readonly content?: string | readonly { type: string; text?: string }[] | null;
-  readonly name?: string;
-  readonly tool_calls?: unknown;
-}
-
-/** Tokens an image part is reserved at (OpenAI's high-detail 1024 x 1024 figure), since pixels are not seen here. */
-export const IMAGE_TOKENS = 765;
-
-/**
- * Input tokens of a chat request as OpenAI counts them for current models: 3 per message, 1 more
- * for a name, 3 to prime the reply; tools and tool calls as their JSON text.
- */
-export function countChat(messages: readonly ChatMessage[], name: EncodingName, tools?: unknown): number {
-  let total = 3;
-  for (const m of messages) {
-    total += 3 + countText(m.role, name);
-    if (typeof m.content === 'string') total += countText(m.content, name);
-    else if (Array.isArray(m.content)) for (const part of m.content) total += part.type === 'text' ? countText(part.text ?? '', name) : IMAGE_TOKENS;
-    if (m.name) total += 1 + countText(m.name, name);
-    if (m.tool_calls) total += countText(JSON.stringify(m.tool_calls), name);
-  }
-  if (tools) total += countText(JSON.stringify(tools), name);
-  return total;
-}
-
-/** Input tokens of an embeddings request (strings, or arrays of token ids already counted). */
-export function countEmbeddingInput(input: string | readonly string[] | readonly number[] | readonly (readonly number[])[], name: EncodingName): number {
-  if (typeof input === 'string') return countText(input, name);
-  let total = 0;
-  for (const item of input) total += typeof item === 'string' ? countText(item, name) : typeof item === 'number' ? 1 : item.length;
-  return total;
-}
+export const countText = (text: string, name: EncodingName, budget?: CountBudget): number => encoding(name).count(text, budget);

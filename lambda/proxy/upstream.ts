@@ -7,6 +7,8 @@ export interface UpstreamOptions {
   readonly firstByteTimeoutMs?: number;
   /** Time allowed between two chunks of a stream. @default 60000 */
   readonly idleTimeoutMs?: number;
+  /** Time allowed for the whole body of a non-streamed answer, once its headers arrived. @default 60000 */
+  readonly bodyTimeoutMs?: number;
 }
 
 export class UpstreamTimeoutError extends Error {
@@ -70,5 +72,18 @@ export async function* chunksOf(response: Response, abort: AbortController, idle
     } catch {
       // a read was still pending when the stream was abandoned: the abort above ends it
     }
+  }
+}
+
+/** A non-streamed answer's body, failing with UpstreamTimeoutError when it takes longer than `timeoutMs`. */
+export async function readBody(response: Response, abort: AbortController, timeoutMs = 60_000): Promise<string> {
+  const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError('before finishing its answer')), timeoutMs);
+  try {
+    return await response.text();
+  } catch (err) {
+    if (abort.signal.reason instanceof UpstreamTimeoutError) throw abort.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
   }
 }

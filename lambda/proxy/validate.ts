@@ -1,5 +1,12 @@
 import { DEFAULT_MAX_BODY_BYTES, type EndpointConfig } from '../engine/plans';
-import type { ChatMessage } from './tokenizer';
+import { type ChatMessage, PRICED_PARTS, partTokens } from './input-bound';
+
+/**
+ * Deepest nesting of arrays and objects a body may have. Real requests stay under ~15 (a tool
+ * schema with nested objects); thousands of levels would overflow the stack of anything that
+ * walks the body recursively (JSON.stringify included).
+ */
+export const MAX_JSON_DEPTH = 64;
 
 /** A 4xx to show the client, in OpenAI's error shape, naming the field that is wrong. */
 export class RequestError extends Error {
@@ -22,7 +29,8 @@ export interface ChatRequest {
   readonly stream: boolean;
   /** max_completion_tokens or max_tokens, when the client set one. */
   readonly maxTokens?: number;
-  readonly tools?: unknown;
+  /** Completions asked for (`n`). */
+  readonly n: number;
   readonly body: Record<string, unknown>;
 }
 
@@ -48,6 +56,23 @@ function bad(param: string | null, message: string, code = 'invalid_value'): nev
   throw new RequestError(message, param, code);
 }
 
+/** Does the JSON text nest arrays and objects deeper than MAX_JSON_DEPTH? One pass, before parsing. */
+function nestsTooDeep(text: string): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** Validates a request body before anything is counted or debited. */
 export function parseRequest(route: string, rawBody: string | null | undefined, isBase64: boolean, endpoint: EndpointConfig): ProxyRequest {
   const kind = ROUTE_KINDS[route];
@@ -56,6 +81,7 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
   const maxBytes = endpoint.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   if (Buffer.byteLength(text, 'utf8') > maxBytes) bad(null, `Request body is larger than ${maxBytes} bytes.`, 'request_too_large');
   if (!text.trim()) bad(null, 'Request body is empty: send a JSON object.', 'invalid_json');
+  if (nestsTooDeep(text)) bad(null, `Request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`, 'nesting_too_deep');
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -66,6 +92,7 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
   if (typeof body.model !== 'string' || !body.model) bad('model', 'you must provide a model parameter (a string).', 'missing_required_parameter');
   if (!Object.hasOwn(endpoint.models, body.model)) bad('model', `The model '${body.model}' is not allowed on ${route}. Allowed: ${Object.keys(endpoint.models).join(', ')}.`, 'model_not_allowed');
   const model = body.model;
+  const price = endpoint.models[model]!;
 
   if (kind === 'embeddings') {
     const input = body.input;
@@ -83,8 +110,9 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
     if (!isRecord(m)) bad(`messages[${i}]`, `'messages[${i}]' must be an object.`);
     if (typeof m.role !== 'string' || !ROLES.has(m.role)) bad(`messages[${i}].role`, `'messages[${i}].role' must be one of ${[...ROLES].join(', ')}.`);
     const c = m.content;
-    const contentOk = c === null || c === undefined || typeof c === 'string' || (Array.isArray(c) && c.every((p) => isRecord(p) && typeof p.type === 'string' && (p.type !== 'text' || typeof p.text === 'string')));
+    const contentOk = c === null || c === undefined || typeof c === 'string' || (Array.isArray(c) && c.every((p) => isRecord(p) && typeof p.type === 'string'));
     if (!contentOk) bad(`messages[${i}].content`, `'messages[${i}].content' must be a string or an array of content parts.`);
+    if (Array.isArray(c)) c.forEach((p: Record<string, unknown>, j) => checkPart(p, `messages[${i}].content[${j}]`, model, route, price));
     if (m.name !== undefined && typeof m.name !== 'string') bad(`messages[${i}].name`, `'messages[${i}].name' must be a string.`);
   });
   if (body.stream !== undefined && typeof body.stream !== 'boolean') bad('stream', "'stream' must be true or false.");
@@ -104,7 +132,21 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
     messages: body.messages as ChatMessage[],
     stream: body.stream === true,
     ...(maxTokens ? { maxTokens } : {}),
-    ...(body.tools ? { tools: body.tools } : {}),
+    n: (body.n as number | null | undefined) ?? 1,
     body,
   };
+}
+
+/** A content part is text, a refusal, or a part type the operators priced for this model. */
+function checkPart(part: Record<string, unknown>, at: string, model: string, route: string, price: EndpointConfig['models'][string]): void {
+  const type = part.type as string;
+  if (type === 'text' || type === 'refusal') {
+    if (typeof part[type] !== 'string') bad(`${at}.${type}`, `'${at}.${type}' must be a string.`);
+    return;
+  }
+  const kind = PRICED_PARTS[type as keyof typeof PRICED_PARTS];
+  if (!kind) bad(`${at}.type`, `'${at}.type' is '${type}': content parts are text, refusal, ${Object.keys(PRICED_PARTS).join(', ')}.`, 'unsupported_content_part');
+  if (partTokens(part as { type: string }, price) === undefined) {
+    bad(at, `${kind} parts are not accepted for ${model} on ${route} (${at}): the operators have not priced them. Send text only.`, 'unsupported_content_part');
+  }
 }

@@ -7,7 +7,8 @@ import { Limiter, layerKey } from '../../lambda/engine/limiter';
 import { tokenBucket } from '../../lambda/engine/limits';
 import { bucketName, parseConfig, tokens, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
 import { createProxyHandler } from '../../lambda/proxy/handler';
-import { countChat, countText } from '../../lambda/proxy/tokenizer';
+import { countMessages } from '../../lambda/proxy/input-bound';
+import { countText } from '../../lambda/proxy/tokenizer';
 import { tableName, testStore, uniqueKey } from '../support/dynamo';
 import { localClient } from '../../lambda/local/dynamodb-local';
 import { dynamoEndpoint } from '../support/dynamo';
@@ -32,7 +33,7 @@ const config = parseConfig(
   ),
 );
 const hello = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Say hello' }] };
-const INPUT = countChat(hello.messages, 'o200k_base');
+const INPUT = countMessages(hello.messages, 'o200k_base');
 
 let ssm: SsmLocal;
 beforeAll(async () => {
@@ -71,7 +72,7 @@ const spent = (remaining: number) => 10_000 - remaining;
 
 describe('streaming chat', () => {
   it('streams chunks in order with rate-limit headers and settles the upstream usage', async () => {
-    const s = await setup({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: 11, completion_tokens: 3 } });
+    const s = await setup({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: INPUT - 1, completion_tokens: 3 } });
     const res = await s.send({ ...hello, stream: true });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('text/event-stream');
@@ -82,8 +83,8 @@ describe('streaming chat', () => {
     // the upstream was asked for usage, with the secret key; the client did not ask, so the usage chunk was not forwarded
     expect(s.upstream.requests[0]).toMatchObject({ path: '/v1/chat/completions', authorization: 'Bearer sk-upstream-secret-123456', body: { stream: true, stream_options: { include_usage: true } } });
     expect(res.body).not.toContain('"usage"');
-    expect(spent(await s.userRemaining())).toBe(14);
-    expect(1_000_000 - (await s.tenantRemaining())).toBe(14);
+    expect(spent(await s.userRemaining())).toBe(INPUT - 1 + 3);
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT - 1 + 3);
     await s.upstream.stop();
   });
 
@@ -152,14 +153,14 @@ describe('upstream errors', () => {
     await s.upstream.stop();
   });
 
-  it('answers 504 when the upstream is too slow to answer, and refunds', async () => {
+  it('answers 504 when the upstream is too slow to answer, and keeps the reservation (the provider may be billing)', async () => {
     const s = await setup({ delayMs: 500 });
     s.deps.upstream = { ...s.deps.upstream, firstByteTimeoutMs: 100 } as never;
     const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, firstByteTimeoutMs: 100 } });
     const res = await invokeStreaming(handler, proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
     expect(res.statusCode).toBe(504);
     expect(JSON.parse(res.body).error.code).toBe('upstream_timeout');
-    expect(await s.tenantRemaining()).toBe(1_000_000);
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT + 100);
     await s.upstream.stop();
   });
 });
@@ -176,7 +177,9 @@ describe('non-streamed requests', () => {
 
   it('settles embeddings on the reported prompt tokens', async () => {
     const s = await setup({ usage: { prompt_tokens: 5, completion_tokens: 0 } });
-    const res = await s.send({ model: 'text-embedding-3-small', input: 'embed me' }, { route: EMBED });
+    const input = 'embed me, please: a sentence of a dozen tokens or so';
+    expect(countText(input, 'cl100k_base')).toBeGreaterThan(5);
+    const res = await s.send({ model: 'text-embedding-3-small', input }, { route: EMBED });
     expect(res.statusCode).toBe(200);
     expect(1_000_000 - (await s.tenantRemaining())).toBe(5);
     await s.upstream.stop();

@@ -1,8 +1,12 @@
 import { Tiktoken } from 'js-tiktoken/lite';
 import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
+import { encode as cl100kEncode } from 'gpt-tokenizer/encoding/cl100k_base';
+import { encode as o200kEncode } from 'gpt-tokenizer/encoding/o200k_base';
 import { describe, expect, it } from 'vitest';
-import { countChat, countText, encoder, encodingFor } from '../../lambda/proxy/tokenizer';
+import { countMessages } from '../../lambda/proxy/input-bound';
+import { countBudget, countText, encodingFor } from '../../lambda/proxy/tokenizer';
+import { ADVERSARIAL_CORPORA } from '../support/adversarial-text';
 
 const corpus = [
   'Hello, world!',
@@ -18,10 +22,37 @@ const corpus = [
 describe.each([
   ['o200k_base', o200kBase],
   ['cl100k_base', cl100kBase],
-] as const)('%s fast loader', (name, ranks) => {
+] as const)('%s counter', (name, ranks) => {
   const stock = new Tiktoken(ranks);
-  it.each(corpus.map((text, i) => [i, text]))('encodes text %i exactly like the stock constructor', (_i, text) => {
-    expect(encoder(name).encode(text as string, [], [])).toEqual(stock.encode(text as string, [], []));
+  it.each(corpus.map((text, i) => [i, text]))('counts text %i exactly as stock js-tiktoken does', (_i, text) => {
+    expect(countText(text as string, name)).toBe(stock.encode(text as string, [], []).length);
+  });
+});
+
+// gpt-tokenizer is an independent implementation of the same encodings: the reference here.
+const reference = { o200k_base: o200kEncode, cl100k_base: cl100kEncode } as const;
+const noSpecials = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+
+describe.each(['o200k_base', 'cl100k_base'] as const)('%s on text built to be slow or to under-count', (name) => {
+  it.each(Object.keys(ADVERSARIAL_CORPORA))('counts %s exactly (3 KB)', (corpusName) => {
+    const text = ADVERSARIAL_CORPORA[corpusName]!(3_000);
+    expect(countText(text, name)).toBe(reference[name](text, noSpecials).length);
+  });
+
+  it('counts a mixture of every corpus exactly', () => {
+    const text = Object.values(ADVERSARIAL_CORPORA).map((make) => `${make(700)} word ${make(300)}\n`).join('');
+    expect(countText(text, name)).toBe(reference[name](text, noSpecials).length);
+  });
+
+  it('never under-counts past the per-request work budget: the rest counts a token per byte', () => {
+    const text = `${'hello world '.repeat(50)}${ADVERSARIAL_CORPORA.letter_run!(2_000)}${' tail'.repeat(100)}`;
+    const exact = reference[name](text, noSpecials).length;
+    const budget = countBudget(600);
+    const counted = countText(text, name, budget);
+    expect(budget.bytesLeft).toBeLessThanOrEqual(0);
+    expect(counted).toBeGreaterThan(exact);
+    // The budget's share is exact; only the rest is bounded by bytes.
+    expect(counted).toBeLessThanOrEqual(Buffer.byteLength(text));
   });
 });
 
@@ -41,11 +72,11 @@ describe('encodings and counts', () => {
   });
 
   it('counts a chat as OpenAI does: 3 per message, 1 per name, 3 to prime the reply', () => {
-    const text = (s: string) => countText(s, 'o200k_base');
+    const text = (s: string) => o200kEncode(s).length;
     const messages = [
       { role: 'system', content: 'You are terse.' },
       { role: 'user', content: 'Hi', name: 'bob' },
     ];
-    expect(countChat(messages, 'o200k_base')).toBe(3 + (3 + text('system') + text('You are terse.')) + (3 + text('user') + text('Hi') + 1 + text('bob')));
+    expect(countMessages(messages, 'o200k_base')).toBe(3 + (3 + text('system') + text('You are terse.')) + (3 + text('user') + text('Hi') + 1 + text('bob')));
   });
 });
