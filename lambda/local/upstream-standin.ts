@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 export interface Behaviour {
   /** Words streamed (or returned) one per chunk. */
   words?: string[];
-  /** Reported usage; absent: no usage in the answer at all. */
-  usage?: { prompt_tokens: number; completion_tokens: number } | undefined;
+  /** Reported usage (any shape: a broken upstream's too); absent: no usage in the answer at all. */
+  usage?: StandInUsage | undefined;
   /** ms between chunks (and before the first one). */
   delayMs?: number;
   /** Fail after this many content chunks by cutting the connection. */
@@ -18,7 +18,12 @@ export interface Behaviour {
   status?: number;
   retryAfter?: string;
   /** Computes the answer from the request instead of `words` / `usage`. */
-  reply?: (body: Record<string, unknown>) => { words: string[]; usage?: { prompt_tokens: number; completion_tokens: number } };
+  reply?: (body: Record<string, unknown>) => { words: string[]; usage?: StandInUsage };
+}
+
+export interface StandInUsage {
+  readonly prompt_tokens?: unknown;
+  readonly completion_tokens?: unknown;
 }
 
 export interface UpstreamStandIn {
@@ -61,7 +66,8 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, ...(answerUsage ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } } : {}) }));
       return;
     }
-    const usage = answerUsage ? { ...answerUsage, total_tokens: answerUsage.prompt_tokens + answerUsage.completion_tokens } : undefined;
+    const { prompt_tokens: p, completion_tokens: c } = answerUsage ?? {};
+    const usage = answerUsage ? { ...answerUsage, ...(typeof p === 'number' && typeof c === 'number' ? { total_tokens: p + c } : {}) } : undefined;
     if (body.stream !== true) {
       await sleep(b.delayMs ?? 0);
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -295,3 +295,40 @@ describe('brake and secrets', () => {
     await s.upstream.stop();
   });
 });
+
+describe('usage the upstream reports is checked before it is settled', () => {
+  const answer = countText('Hello there!', 'o200k_base');
+  it.each([
+    ['no prompt_tokens', { completion_tokens: 3 }, INPUT + 3, ['prompt_tokens']],
+    ['prompt_tokens as a string', { prompt_tokens: '10', completion_tokens: 3 }, INPUT + 3, ['prompt_tokens']],
+    ['a negative completion', { prompt_tokens: INPUT, completion_tokens: -5 }, INPUT + answer, ['completion_tokens']],
+    ['a fractional completion', { prompt_tokens: INPUT, completion_tokens: 2.5 }, INPUT + answer, ['completion_tokens']],
+    ['more completion tokens than max_tokens allows', { prompt_tokens: INPUT, completion_tokens: 10_000_000 }, INPUT + answer, ['completion_tokens']],
+    ['more prompt tokens than the request holds', { prompt_tokens: 1_000_000, completion_tokens: 3 }, INPUT + 3, ['prompt_tokens']],
+    ['nulls', { prompt_tokens: null, completion_tokens: null }, INPUT + answer, ['prompt_tokens', 'completion_tokens']],
+  ])('%s: settles on the proxy’s own count, logged, whole numbers in the bucket', async (_name, usage, expected, fields) => {
+    for (const stream of [false, true]) {
+      const s = await setup({ words: ['Hello', ' there', '!'], usage });
+      const res = await s.send({ ...hello, max_tokens: 50, stream });
+      expect(res.statusCode).toBe(200);
+      expect(1_000_000 - (await s.tenantRemaining())).toBe(expected);
+      expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'usage_rejected', fields }));
+      expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', usedTokens: expected, result: 'settled' }));
+      await s.upstream.stop();
+    }
+  });
+});
+
+describe('upstream credentials', () => {
+  it.each([401, 403])('an upstream %i is a 502 upstream_auth_failed with none of the provider’s text, refunded', async (status) => {
+    const s = await setup({ status });
+    const res = await s.send(hello);
+    expect(res.statusCode).toBe(502);
+    const error = JSON.parse(res.body).error;
+    expect(error).toMatchObject({ type: 'api_error', code: 'upstream_auth_failed' });
+    expect(res.body).not.toContain('stand-in says');
+    expect(await s.tenantRemaining()).toBe(1_000_000);
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', outcome: 'upstream_auth_failed', status }));
+    await s.upstream.stop();
+  });
+});

@@ -1,0 +1,40 @@
+/**
+ * What an honest provider bills for a chat request, computed independently of the proxy's counter
+ * (gpt-tokenizer, not js-tiktoken): messages as OpenAI formats them (<|im_start|>role<|im_sep|>
+ * content<|im_end|>, so 3 per message, 1 per name, 3 to prime the reply), every other billed
+ * field as the tokens of its JSON text, tool definitions plus their framing, and non-text parts
+ * at the most the operators said the provider bills for them.
+ */
+import { encode } from 'gpt-tokenizer/encoding/o200k_base';
+import type { PartTokens } from '../../lambda/engine/plans';
+
+const noSpecials = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+const tokens = (text: string) => encode(text, noSpecials).length;
+const jsonTokens = (value: unknown) => tokens(JSON.stringify(value) ?? '');
+
+/** Sampling parameters no provider bills as input (the rest of the body is billed). */
+const UNBILLED = new Set(['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n', 'temperature', 'top_p', 'seed', 'user', 'metadata', 'prediction']);
+
+export function honestInputBill(body: Record<string, unknown>, parts: PartTokens = {}): number {
+  let total = 3;
+  for (const m of body.messages as Record<string, unknown>[]) {
+    const { role, content, name, ...rest } = m;
+    total += 3 + tokens(String(role));
+    if (typeof content === 'string') total += tokens(content);
+    else if (Array.isArray(content)) {
+      for (const part of content as Record<string, unknown>[]) {
+        const { type, text, refusal, ...more } = part;
+        if (type === 'text') total += tokens(String(text)) + (Object.keys(more).length ? jsonTokens(more) : 0);
+        else if (type === 'refusal') total += tokens(String(refusal)) + (Object.keys(more).length ? jsonTokens(more) : 0);
+        else if (type === 'image_url') total += ((more.image_url as { detail?: string } | undefined)?.detail === 'low' ? (parts.imageLowDetail ?? parts.image) : parts.image) ?? 0;
+        else if (type === 'input_audio') total += parts.audio ?? 0;
+        else if (type === 'file') total += parts.file ?? 0;
+      }
+    }
+    if (typeof name === 'string' && name) total += 1 + tokens(name);
+    for (const [key, value] of Object.entries(rest)) total += jsonTokens({ [key]: value });
+  }
+  for (const [key, value] of Object.entries(body)) if (!UNBILLED.has(key)) total += jsonTokens({ [key]: value });
+  if (body.tools !== undefined || body.functions !== undefined) total += 16; // the namespace header a provider wraps tools in
+  return total;
+}
