@@ -79,6 +79,9 @@ function deny(event: APIGatewayRequestAuthorizerEvent, identity: Identity, code:
 export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, requestId: string): Promise<APIGatewayAuthorizerResult> {
   const route = event.resource ?? event.path ?? '';
   const base = { requestId, route };
+  // The brake is read while the key is looked up (both are needed, neither depends on the other).
+  const brakeRead = deps.config.endpoints[route] ? deps.brake.state() : undefined;
+  brakeRead?.catch(() => {});
   const credential = extractApiKey(event.headers, event.multiValueHeaders);
   if ('problem' in credential) {
     deps.log({ ...base, outcome: 'unauthorized', reason: credential.problem });
@@ -100,7 +103,7 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
   }
 
   const now = (deps.clock ?? Date.now)();
-  const brake = await deps.brake.state();
+  const brake = await (brakeRead ?? deps.brake.state());
   if (isBraked(brake, now)) {
     const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
     deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });

@@ -52,7 +52,11 @@ export interface BrakeOptions {
   readonly coldStart?: 'released' | 'braked';
   readonly clock?: () => number;
   readonly log?: (entry: Record<string, unknown>) => void;
+  /** Deadline of one read, retries included: past it the last known state holds. @default 500 */
+  readonly deadlineMs?: number;
 }
+
+export const DEFAULT_BRAKE_DEADLINE_MS = 500;
 
 /** Reads the brake through an in-container cache; when SSM fails, the last known value holds. */
 export class Brake {
@@ -75,7 +79,7 @@ export class Brake {
     // After a failure, ask SSM again at most once a second rather than on every request.
     if (now - this.failedAt < RETRY_AFTER_FAILURE_MS) return this.fallback(false);
     try {
-      const out = await this.options.client.send(new GetParameterCommand({ Name: this.options.parameterName }));
+      const out = await this.options.client.send(new GetParameterCommand({ Name: this.options.parameterName }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_BRAKE_DEADLINE_MS) });
       this.fetchedAt = now;
       const parsed = parseBrake(out.Parameter?.Value ?? '');
       if (parsed) {

@@ -37,7 +37,17 @@ export interface LimitStoreOptions {
   readonly clockSkewMs?: number;
   /** Items whose last seen state is remembered, to guess the right write first. @default 10000 */
   readonly cacheSize?: number;
+  /**
+   * Deadline of one operation (a decision on an item, a settlement, an adjustment), all its
+   * DynamoDB calls and retries included: past it the calls are aborted and the operation fails
+   * with StoreUnavailableError, so a hung DynamoDB yields the layer's failure mode, never a hang.
+   * A write aborted in flight may still have landed: it is then spent, never over-admitted.
+   * @default 1000
+   */
+  readonly deadlineMs?: number;
 }
+
+export const DEFAULT_STORE_DEADLINE_MS = 1_000;
 
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
 export interface StoreStats {
@@ -60,6 +70,7 @@ export class LimitStore {
   private readonly maxAttempts: number;
   private readonly clockSkewMs: number;
   private readonly cacheSize: number;
+  private readonly deadlineMs: number;
   private readonly seen = new Map<string, Item>();
 
   constructor(options: LimitStoreOptions) {
@@ -69,6 +80,12 @@ export class LimitStore {
     this.maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.clockSkewMs = options.clockSkewMs ?? 0;
     this.cacheSize = options.cacheSize ?? 10_000;
+    this.deadlineMs = options.deadlineMs ?? DEFAULT_STORE_DEADLINE_MS;
+  }
+
+  /** The abort signal of one operation's calls (see deadlineMs). */
+  private deadline(): AbortSignal {
+    return AbortSignal.timeout(this.deadlineMs);
   }
 
   /** Spend `cost` on the bucket `key` if `limit` allows it; a denial spends nothing. */
@@ -92,20 +109,21 @@ export class LimitStore {
     this.validate(checks);
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
+    const signal = this.deadline();
     let item = this.seen.get(pk);
     let fresh = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const step = planItem(checks, options, item, fresh, at);
       if (step.kind === 'done') return step.outcome;
       if (step.kind === 'read') {
-        item = await this.read(pk);
+        item = await this.read(pk, signal);
         fresh = true;
         continue;
       }
       // Until DynamoDB answers, decisions made meanwhile in this container start from the state this
       // write will most likely leave (so concurrent requests here guess the commuting branch).
       this.remember(pk, predictItem(item, checks, step.evals));
-      const outcome = await this.write(pk, step.fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])]);
+      const outcome = await this.write(pk, step.fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])], signal);
       item = outcome.item;
       fresh = true;
       if (outcome.ok) return admitted(checks, step.evals, item, at);
@@ -122,6 +140,7 @@ export class LimitStore {
     for (const it of items) this.validate(it.checks);
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
     const at = this.now();
+    const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
     const fresh = pks.map(() => false);
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
@@ -131,7 +150,7 @@ export class LimitStore {
       const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
       if (reads.length) {
         for (const i of reads) {
-          state[i] = await this.read(pks[i]!);
+          state[i] = await this.read(pks[i]!, signal);
           fresh[i] = true;
         }
         continue;
@@ -143,7 +162,7 @@ export class LimitStore {
       });
       this.stats.calls++;
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: writes.map((w) => ({ Update: { ...w, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } })) }));
+        await this.doc.send(new TransactWriteCommand({ TransactItems: writes.map((w) => ({ Update: { ...w, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } })) }), { abortSignal: signal });
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', pks.join(','), { cause: err });
         this.stats.conditionFailures++;
@@ -175,6 +194,7 @@ export class LimitStore {
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
     const ledger = KEY_PREFIX.settlement + ledgerKey;
     const at = this.now();
+    const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
     const fresh = pks.map(() => false);
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
@@ -189,7 +209,7 @@ export class LimitStore {
       if (stale.length) {
         // A refund that looks like nothing to do is only trusted on the real state.
         for (const i of new Set(stale)) {
-          state[i] = await this.read(pks[i]!);
+          state[i] = await this.read(pks[i]!, signal);
           fresh[i] = true;
         }
         continue;
@@ -202,7 +222,7 @@ export class LimitStore {
       };
       this.stats.calls++;
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Put: put }, ...updates.map((u) => ({ Update: { ...u.update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } }))] }));
+        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Put: put }, ...updates.map((u) => ({ Update: { ...u.update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } }))] }), { abortSignal: signal });
         for (const u of updates) this.seen.delete(pks[u.index]!);
         return 'settled';
       } catch (err) {
@@ -252,18 +272,19 @@ export class LimitStore {
     }
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
+    const signal = this.deadline();
     let item = this.seen.get(pk);
     let fresh = false;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const { fragments, unwritten } = this.adjustments(item, adjustments, at);
       // "Nothing to refund" is only true of the real state: a stale or missing view must be read first.
       if (unwritten && !fresh) {
-        item = await this.read(pk);
+        item = await this.read(pk, signal);
         fresh = true;
         continue;
       }
       if (fragments.length === 0) return;
-      const outcome = await this.write(pk, fragments, at, [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])]);
+      const outcome = await this.write(pk, fragments, at, [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])], signal);
       item = outcome.item;
       fresh = true;
       if (outcome.ok) return;
@@ -273,7 +294,7 @@ export class LimitStore {
 
   /** Every check's numbers without spending anything (one consistent read). */
   async peekItem(key: string, checks: readonly Check[]): Promise<ItemOutcome> {
-    const item = await this.read(KEY_PREFIX.bucket + key);
+    const item = await this.read(KEY_PREFIX.bucket + key, this.deadline());
     const at = this.now();
     return { allowed: true, outcomes: checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(item, c.name), at) })) };
   }
@@ -300,7 +321,7 @@ export class LimitStore {
       sets.push(`#s${i} = :s${i}`);
     });
     const fragments: Fragment[] = [{ ...(conditions.length ? { condition: conditions.join(' AND ') } : {}), sets, names, values }];
-    return this.send(KEY_PREFIX.bucket + key, fragments);
+    return this.send(KEY_PREFIX.bucket + key, fragments, this.deadline());
   }
 
   /** The time as this store sees it (see clockSkewMs). */
@@ -326,11 +347,11 @@ export class LimitStore {
     }
   }
 
-  private async read(pk: string): Promise<Item | undefined> {
+  private async read(pk: string, signal: AbortSignal): Promise<Item | undefined> {
     this.stats.calls++;
     this.stats.reads++;
     try {
-      const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { [TABLE.partitionKey]: pk }, ConsistentRead: true }));
+      const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { [TABLE.partitionKey]: pk }, ConsistentRead: true }), { abortSignal: signal });
       this.remember(pk, out.Item);
       return out.Item;
     } catch (err) {
@@ -345,8 +366,8 @@ export class LimitStore {
   }
 
   /** One conditional write of all fragments. */
-  private write(pk: string, fragments: Fragment[], at: Moment, limits: readonly Limit[]) {
-    return this.send(pk, [...fragments, this.expiry(at, limits)]);
+  private write(pk: string, fragments: Fragment[], at: Moment, limits: readonly Limit[], signal: AbortSignal) {
+    return this.send(pk, [...fragments, this.expiry(at, limits)], signal);
   }
 
   private request(pk: string, fragments: Fragment[]) {
@@ -363,10 +384,10 @@ export class LimitStore {
     };
   }
 
-  private async send(pk: string, fragments: Fragment[]): Promise<{ ok: boolean; item: Item | undefined }> {
+  private async send(pk: string, fragments: Fragment[], signal: AbortSignal): Promise<{ ok: boolean; item: Item | undefined }> {
     this.stats.calls++;
     try {
-      const out = await this.doc.send(new UpdateCommand({ ...this.request(pk, fragments), ReturnValues: 'ALL_NEW', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }));
+      const out = await this.doc.send(new UpdateCommand({ ...this.request(pk, fragments), ReturnValues: 'ALL_NEW', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }), { abortSignal: signal });
       this.remember(pk, out.Attributes);
       return { ok: true, item: out.Attributes };
     } catch (err) {

@@ -3,6 +3,7 @@ import middy from '@middy/core';
 import { executionModeStreamifyResponse } from '@middy/core/StreamifyResponse';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { errorBody } from '../engine/contract';
+import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
 import { commonDepsFromEnvironment, log, required } from '../runtime/environment';
 import { handleProxy, type ProxyDeps } from './proxy';
 import { SecretValue } from './secret';
@@ -48,7 +49,7 @@ export function createProxyHandler(deps: ProxyDeps) {
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
   const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
-  const secret = new SecretValue(new SecretsManagerClient({}), required('UPSTREAM_API_KEY_SECRET'));
+  const secret = new SecretValue(new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)), required('UPSTREAM_API_KEY_SECRET'));
   return {
     config,
     limiter,
@@ -60,6 +61,7 @@ export function proxyDepsFromEnvironment(): ProxyDeps {
       apiKey: () => secret.get(),
       firstByteTimeoutMs: Number(process.env.UPSTREAM_TIMEOUT_MS ?? 60_000),
       idleTimeoutMs: Number(process.env.UPSTREAM_IDLE_TIMEOUT_MS ?? 60_000),
+      bodyTimeoutMs: Number(process.env.UPSTREAM_BODY_TIMEOUT_MS ?? 60_000),
     },
     log,
   };

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { errorBody, type ErrorType, retryAfterSeconds } from '../engine/contract';
-import { LimiterError, UnknownPlanError } from '../engine/errors';
+import { LayerUnavailableError, LimiterError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
 import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
 import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
 import { type Brake, isBraked } from '../authorizer/brake';
@@ -9,6 +9,7 @@ import type { Directory } from '../authorizer/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { type AuthorizerContext, proxyHeaders } from './headers';
 import { SseRelay } from './relay';
+import { UpstreamKeyError } from './secret';
 import { chatInputBound, embeddingsInputBound, type InputBound } from './input-bound';
 import { countBudget, countText, type EncodingName, encodingFor } from './tokenizer';
 import { callUpstream, chunksOf, readBody, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
@@ -117,6 +118,17 @@ function countAnswer(json: { choices?: { message?: { content?: unknown; tool_cal
  * upstream, stream its answer through, and settle exactly once what was really used.
  */
 export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string): Promise<ProxyResponse> {
+  try {
+    return await proxyRequest(event, deps, requestId);
+  } catch (err) {
+    // DynamoDB failed or passed its deadline where a layer fails closed: nothing was spent, retry shortly.
+    if (!(err instanceof LayerUnavailableError || err instanceof StoreUnavailableError)) throw err;
+    deps.log({ requestId, level: 'error', outcome: 'unavailable', error: err.name, ...(err instanceof LayerUnavailableError ? { layer: err.layer } : {}) });
+    return answer(503, { 'Retry-After': '1' }, 'The rate limiter could not check this request’s limits; retry shortly.', 'api_error', 'limiter_unavailable');
+  }
+}
+
+async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string): Promise<ProxyResponse> {
   const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
   const route = event.resource ?? event.path;
   const base = proxyHeaders(auth);
@@ -194,6 +206,10 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
     // Nothing reached the provider (or the call failed before it was sent): refunded in full.
     const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_unreachable');
     if (err instanceof UpstreamUnreachableError) return { ...answer(502, headers, 'The model could not be reached.', 'api_error', 'upstream_unreachable'), settlement };
+    if (err instanceof UpstreamKeyError) {
+      deps.log({ ...who, level: 'error', outcome: 'upstream_key_unavailable', error: err.message });
+      return { ...answer(503, { ...headers, 'Retry-After': '5' }, 'The model provider’s credentials could not be loaded; retry shortly.', 'api_error', 'upstream_key_unavailable'), settlement };
+    }
     // Anything else (the upstream key could not be read): the refund finishes before the error leaves.
     await settlement;
     throw err;

@@ -1,5 +1,13 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 
+/** The upstream key could not be had (Secrets Manager failed or timed out, or the secret is empty). */
+export class UpstreamKeyError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'UpstreamKeyError';
+  }
+}
+
 /**
  * The upstream API key, read from Secrets Manager once and kept in this container for `cacheMs`.
  * The secret holds the key itself, or JSON with an `apiKey` field. It never reaches a log line,
@@ -15,6 +23,8 @@ export class SecretValue {
     private readonly secretId: string,
     private readonly cacheMs = 300_000,
     private readonly clock: () => number = Date.now,
+    /** Deadline of one read, retries included. */
+    private readonly deadlineMs = 2_000,
   ) {}
 
   async get(): Promise<string> {
@@ -28,11 +38,11 @@ export class SecretValue {
   private async fetch(): Promise<string> {
     let out;
     try {
-      out = await this.client.send(new GetSecretValueCommand({ SecretId: this.secretId }));
+      out = await this.client.send(new GetSecretValueCommand({ SecretId: this.secretId }), { abortSignal: AbortSignal.timeout(this.deadlineMs) });
     } catch (err) {
       // Keep serving a key we already have; without one, fail with the error's class only.
       if (this.value !== undefined) return this.value;
-      throw new Error(`upstream API key secret could not be read (${(err as Error).name})`);
+      throw new UpstreamKeyError(`upstream API key secret could not be read (${(err as Error).name})`);
     }
     const text = out.SecretString ?? '';
     let key = text.trim();
@@ -44,7 +54,7 @@ export class SecretValue {
         key = '';
       }
     }
-    if (!key) throw new Error('upstream API key secret is empty or has no apiKey field');
+    if (!key) throw new UpstreamKeyError('upstream API key secret is empty or has no apiKey field');
     this.value = key;
     this.fetchedAt = this.clock();
     return key;

@@ -5,6 +5,7 @@ import { Directory } from '../authorizer/directory';
 import { Limiter } from '../engine/limiter';
 import { type LimiterConfig, parseConfig } from '../engine/plans';
 import { LimitStore } from '../engine/store';
+import { CLIENT_TIMEOUTS, clientConfig } from './aws-clients';
 
 /** One JSON line per event; LIMITER_LOG=errors keeps only errors, LIMITER_LOG=off none (benchmarks). */
 export const log = (entry: Record<string, unknown>): void => {
@@ -37,7 +38,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
   const tableName = required('TABLE_NAME');
   // Written out as process.env.LIMITER_CONFIG so the construct's bundler can compile the config in.
   const config = parseConfig(JSON.parse(process.env.LIMITER_CONFIG ?? required('LIMITER_CONFIG')));
-  const dynamo = new DynamoDBClient({ maxAttempts: 2 });
+  const dynamo = new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb));
   const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0) });
   return {
     config,
@@ -45,7 +46,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
     limiter: new Limiter({ store, config, log }),
     directory: new Directory({ client: dynamo, tableName, cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000 }),
     brake: new Brake({
-      client: new SSMClient({ maxAttempts: 2, requestHandler: { requestTimeout: 1_000 } }),
+      client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
       parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',
       cacheMs: Number(process.env.BRAKE_CACHE_TTL_SECONDS ?? 5) * 1000,
       coldStart: process.env.BRAKE_COLD_START === 'braked' ? 'braked' : 'released',

@@ -1,0 +1,26 @@
+/**
+ * Settings every AWS client in the functions gets. The installed @smithy/node-http-handler only
+ * logs a warning when `requestTimeout` passes unless `throwOnRequestTimeout` is set, so a hung
+ * endpoint would hold a request until Lambda's own timeout; with it, a call fails in time and
+ * each caller's deadline (an abort signal over all attempts) bounds the whole operation.
+ */
+export interface ClientTimeouts {
+  /** Time to open a connection. */
+  readonly connectionTimeoutMs: number;
+  /** Time for one attempt's answer. */
+  readonly requestTimeoutMs: number;
+}
+
+export const CLIENT_TIMEOUTS = {
+  dynamodb: { connectionTimeoutMs: 500, requestTimeoutMs: 800 },
+  ssm: { connectionTimeoutMs: 300, requestTimeoutMs: 400 },
+  secretsManager: { connectionTimeoutMs: 500, requestTimeoutMs: 1_500 },
+} as const satisfies Record<string, ClientTimeouts>;
+
+/** Client configuration: two attempts at most, timeouts that throw. */
+export function clientConfig(timeouts: ClientTimeouts) {
+  return {
+    maxAttempts: 2,
+    requestHandler: { connectionTimeout: timeouts.connectionTimeoutMs, requestTimeout: timeouts.requestTimeoutMs, throwOnRequestTimeout: true },
+  };
+}

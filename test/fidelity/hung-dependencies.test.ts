@@ -1,0 +1,187 @@
+/**
+ * Dependencies that accept connections and never answer (an overloaded endpoint, a black-holed
+ * network path). The functions are built exactly as in Lambda, from the environment, with their
+ * real clients; the endpoints sit behind a proxy that can stop answering. Every answer must come
+ * within the documented deadlines with the documented outcome, never after a hang.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
+import { layerKey } from '../../lambda/engine/limiter';
+import { bucketName, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { localClient } from '../../lambda/local/dynamodb-local';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../../lambda/local/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { startUpstreamStandIn, type UpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/limits/handler';
+import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { authorizerEvent, lambdaContext, proxyEvent } from '../support/events';
+import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
+
+installLambdaStreamingGlobals();
+const CHAT = '/v1/chat/completions';
+const TOKENS = tokensPerDay(100_000);
+const rawConfig = {
+  plans: { team: { tenant: [requestsPerMinute(100), TOKENS], user: [requestsPerMinute(50)] }, open: { tenant: [requestsPerMinute(100)], user: [requestsPerMinute(50)] } },
+  endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+};
+/** Well past every deadline (DynamoDB 1 s per operation, SSM 0.5 s, Secrets Manager 2 s), far short of a hang. */
+const NEVER_A_HANG_MS = 4_000;
+
+let ssm: SsmLocal;
+let dynamo: FaultProxy;
+let ssmProxy: FaultProxy;
+let upstream: UpstreamStandIn;
+const brakeName = `/test/${uniqueKey('brake')}`;
+const secretName = `test/${uniqueKey('secret')}`;
+const saved = { ...process.env };
+
+beforeAll(async () => {
+  ssm = await startSsmLocal();
+  ssm.secrets.set(secretName, 'sk-upstream');
+  dynamo = await startFaultProxy(dynamoEndpoint());
+  ssmProxy = await startFaultProxy(ssm.endpoint);
+  upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
+  Object.assign(process.env, {
+    TABLE_NAME: tableName(),
+    BRAKE_PARAMETER_NAME: brakeName,
+    BRAKE_CACHE_TTL_SECONDS: '0',
+    LIMITER_CONFIG: JSON.stringify(rawConfig),
+    LIMITER_LOG: 'off',
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+    AWS_ENDPOINT_URL_SSM: ssmProxy.endpoint,
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: ssmProxy.endpoint,
+    UPSTREAM_BASE_URL: upstream.baseUrl,
+    UPSTREAM_API_KEY_SECRET: secretName,
+  });
+});
+afterAll(async () => {
+  process.env = saved;
+  await upstream.stop();
+  await dynamo.stop();
+  await ssmProxy.stop();
+  await ssm.stop();
+});
+
+async function caller(plan = 'team') {
+  dynamo.mode = 'pass';
+  ssmProxy.mode = 'pass';
+  const client = localClient(dynamoEndpoint());
+  const tenant = uniqueKey('tenant');
+  const apiKey = `sk-${uniqueKey('key')}`;
+  await putTenant(client, tableName(), { id: tenant, plan });
+  await putApiKey(client, tableName(), apiKey, { tenant, user: 'alice', status: 'active' });
+  return { tenant, event: authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }) };
+}
+
+/** Runs `fn`, returning its outcome and how long it took. */
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value?: T; error?: Error }> {
+  const started = performance.now();
+  try {
+    const value = await fn();
+    return { ms: performance.now() - started, value };
+  } catch (error) {
+    return { ms: performance.now() - started, error: error as Error };
+  }
+}
+
+const authorizer = () => createHandler(depsFromEnvironment());
+
+describe('authorizer', () => {
+  it('SSM hung at a cold start: the brake acts as configured (released) within its deadline', async () => {
+    const c = await caller();
+    ssmProxy.mode = 'hang';
+    const out = await timed(() => authorizer()(c.event, lambdaContext()));
+    expect(out.value?.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+    expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+  });
+
+  it('SSM hung after the brake was seen on: the last known state holds (denied), within its deadline', async () => {
+    const c = await caller();
+    ssm.parameters.set(brakeName, { value: 'on', version: 1, modified: Date.now() });
+    const handler = authorizer();
+    const first = await handler(c.event, lambdaContext());
+    expect(first.context).toMatchObject({ code: 'brake' });
+    ssmProxy.mode = 'hang';
+    const out = await timed(() => handler(c.event, lambdaContext()));
+    expect(out.value?.context).toMatchObject({ code: 'brake' });
+    expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+    ssm.parameters.set(brakeName, { value: 'off', version: 2, modified: Date.now() });
+  });
+
+  it('DynamoDB hung at a cold start: the key cannot be checked, so the authorizer fails (API Gateway: 503) in time', async () => {
+    const c = await caller();
+    dynamo.mode = 'hang';
+    const out = await timed(() => authorizer()(c.event, lambdaContext()));
+    expect(out.error?.message).toBe('Rate limiter unavailable');
+    expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+  });
+
+  it('DynamoDB and SSM hung with the key cached: closed layers fail (503) in time, open layers let the request through', async () => {
+    for (const [plan, failureMode] of [
+      ['team', 'closed'],
+      ['open', 'open'],
+    ] as const) {
+      const c = await caller(plan);
+      process.env.LIMITER_CONFIG = JSON.stringify({ ...rawConfig, failureModes: { tenant: failureMode, user: failureMode } });
+      const handler = authorizer();
+      expect((await handler(c.event, lambdaContext())).policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+      dynamo.mode = 'hang';
+      ssmProxy.mode = 'hang';
+      const out = await timed(() => handler(c.event, lambdaContext()));
+      expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+      if (failureMode === 'closed') expect(out.error?.message).toBe('Rate limiter unavailable');
+      else expect(out.value?.context).toMatchObject({ failedOpen: 'tenant,user' });
+    }
+    process.env.LIMITER_CONFIG = JSON.stringify(rawConfig);
+  });
+});
+
+describe('proxy', () => {
+  const send = (tenant: string) =>
+    invokeStreaming(createProxyHandler(proxyDepsFromEnvironment()), proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, authorizer: { tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
+  const tokensSpent = async (tenant: string) => {
+    const store = testStore();
+    const outcome = await store.peekItem(layerKey.tenant({ tenant, user: 'alice' }), [{ name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 }]);
+    return 100_000 - outcome.outcomes[0]!.decision.remaining;
+  };
+
+  it('Secrets Manager hung: 503 upstream_key_unavailable in time, and the reservation is refunded before the answer', async () => {
+    const c = await caller();
+    const before = upstream.requests.length;
+    ssmProxy.mode = 'hang'; // the local endpoint serves SSM and Secrets Manager
+    const out = await timed(() => send(c.tenant));
+    expect(out.value?.statusCode).toBe(503);
+    expect(JSON.parse(out.value!.body).error.code).toBe('upstream_key_unavailable');
+    expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+    expect(await tokensSpent(c.tenant)).toBe(0);
+    expect(upstream.requests.length).toBe(before);
+  });
+
+  it('DynamoDB hung: 503 limiter_unavailable in time, no upstream call', async () => {
+    const c = await caller();
+    const before = upstream.requests.length;
+    dynamo.mode = 'hang';
+    const out = await timed(() => send(c.tenant));
+    expect(out.value?.statusCode).toBe(503);
+    expect(JSON.parse(out.value!.body).error.code).toBe('limiter_unavailable');
+    expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+    expect(upstream.requests.length).toBe(before);
+  });
+});
+
+describe('GET /v1/limits', () => {
+  it('DynamoDB hung: a 5xx in OpenAI’s shape in time', async () => {
+    const c = await caller();
+    const handler = createLimitsHandler(limitsDepsFromEnvironment());
+    dynamo.mode = 'hang';
+    const out = await timed(() => handler(proxyEvent({ route: '/v1/limits', authorizer: { tenant: c.tenant, user: 'alice' } }), lambdaContext('limits')));
+    expect(out.value?.statusCode).toBeGreaterThanOrEqual(500);
+    expect(JSON.parse(out.value!.body).error.type).toBe('api_error');
+    expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+  });
+});
