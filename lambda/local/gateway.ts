@@ -145,7 +145,18 @@ function responseStream(res: ServerResponse): Writable {
 export async function startLocalGateway(options: LocalGatewayOptions): Promise<LocalGateway> {
   const stage = options.stage ?? 'local';
   const log = options.log ?? (() => {});
-  const server: Server = createServer(async (req, res) => {
+  const server: Server = createServer((req, res) => {
+    // A client may go away at any point (mid-upload, before the first byte, mid-stream): that is
+    // its business, never a reason for the gateway to fall over.
+    req.on('error', () => {});
+    res.on('error', () => {});
+    handle(req, res).catch((err: unknown) => {
+      log({ level: 'error', message: 'request failed', error: (err as Error).name });
+      if (!res.headersSent && !res.destroyed) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+      else res.destroy();
+    });
+  });
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
     const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
@@ -209,17 +220,20 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
       }
     }
     const stream = responseStream(res);
+    // The function sees the disconnect as its stream failing; nobody else needs the error.
+    stream.on('error', () => {});
     res.on('close', () => {
       if (!res.writableFinished) stream.destroy(new Error('client disconnected'));
     });
     try {
       await route.handler(event, stream, lambdaContext('proxy', requestId));
     } catch (err) {
+      if (res.destroyed) return; // the client left; the function's own settlement has run
       log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name, detail: (err as Error).message });
       if (!res.headersSent) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       else res.destroy();
     }
-  });
+  }
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
