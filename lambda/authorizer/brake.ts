@@ -1,4 +1,5 @@
 import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
+import type { MetricEvent } from '../runtime/metrics';
 
 /**
  * The operators' kill-switch, an SSM String parameter holding JSON:
@@ -13,24 +14,42 @@ export interface BrakeState {
   readonly until?: number;
 }
 
-export type BrakeSource = 'ssm' | 'cache' | 'last-known' | 'cold-start-fallback' | 'missing';
+export type BrakeSource = 'ssm' | 'cache' | 'last-known' | 'cold-start-fallback' | 'missing' | 'unreadable';
 
 export const MAX_BRAKE_CACHE_MS = 5_000;
 const RETRY_AFTER_FAILURE_MS = 1_000;
 
-/** Parses the parameter's value; undefined when it is not a value this format allows. */
+const ON_WORDS = new Set(['on', 'true', 'yes', '1', 'braked', 'enabled']);
+const OFF_WORDS = new Set(['', 'off', 'false', 'no', '0', 'released', 'disabled']);
+
+/** A word or JSON scalar that says on (true) or off (false); undefined when it says neither. */
+function intent(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'number') return value === 1 ? true : value === 0 ? false : undefined;
+  if (typeof value !== 'string') return undefined;
+  const word = value.trim().toLowerCase();
+  return ON_WORDS.has(word) ? true : OFF_WORDS.has(word) ? false : undefined;
+}
+
+/**
+ * Parses the parameter's value: a word (on/true/yes/1, off/false/no/0, empty) or JSON with an
+ * `enabled` that says one of those. Undefined when the value says neither: the Brake then treats
+ * it as braked (an operator who wrote something meant to stop traffic, most likely).
+ */
 export function parseBrake(value: string): BrakeState | undefined {
   const text = value.trim();
-  if (text === '' || text.toLowerCase() === 'off') return { enabled: false };
-  if (text.toLowerCase() === 'on') return { enabled: true };
+  const word = intent(text);
+  if (word !== undefined) return { enabled: word };
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     return undefined;
   }
-  if (typeof json !== 'object' || json === null || typeof (json as { enabled?: unknown }).enabled !== 'boolean') return undefined;
-  const { enabled, reason, until } = json as { enabled: boolean; reason?: unknown; until?: unknown };
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return intent(json) === undefined ? undefined : { enabled: intent(json)! };
+  const enabled = intent((json as { enabled?: unknown }).enabled);
+  if (enabled === undefined) return undefined;
+  const { reason, until } = json as { reason?: unknown; until?: unknown };
   if (reason !== undefined && typeof reason !== 'string') return undefined;
   let untilMs: number | undefined;
   if (until !== undefined) {
@@ -39,6 +58,9 @@ export function parseBrake(value: string): BrakeState | undefined {
   }
   return { enabled, ...(reason ? { reason: reason.slice(0, 200) } : {}), ...(untilMs === undefined ? {} : { until: untilMs }) };
 }
+
+/** What an unparseable value means: braked (fail safe), until an operator writes a valid one. */
+export const UNREADABLE_BRAKE: BrakeState = { enabled: true, reason: 'the brake parameter holds a value that is not a brake setting (fail safe)' };
 
 /** Is the brake on at `now`? */
 export const isBraked = (state: BrakeState, now: number): boolean => state.enabled && (state.until === undefined || state.until > now);
@@ -54,6 +76,8 @@ export interface BrakeOptions {
   readonly log?: (entry: Record<string, unknown>) => void;
   /** Deadline of one read, retries included: past it the last known state holds. @default 500 */
   readonly deadlineMs?: number;
+  /** Where the BrakeUnreadable metric goes. @default none */
+  readonly metrics?: (event: MetricEvent) => void;
 }
 
 export const DEFAULT_BRAKE_DEADLINE_MS = 500;
@@ -86,7 +110,11 @@ export class Brake {
         this.known = parsed;
         return { ...parsed, source: 'ssm' };
       }
-      this.log({ level: 'error', message: 'brake parameter holds a value that is not a brake: keeping the last known state', parameter: this.options.parameterName });
+      // Fail safe: whoever wrote it most likely meant to stop traffic. Loud: log line and metric (alarmed).
+      this.known = UNREADABLE_BRAKE;
+      this.log({ level: 'error', message: 'BRAKE UNREADABLE: the brake parameter holds a value that is not a brake setting; acting as braked until it is fixed (write on or off)', parameter: this.options.parameterName });
+      this.options.metrics?.({ dimensions: { Function: 'brake' }, metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } } });
+      return { ...UNREADABLE_BRAKE, source: 'unreadable' };
     } catch (err) {
       if (err instanceof ParameterNotFound) {
         this.fetchedAt = now;

@@ -6,6 +6,7 @@ import { Limiter } from '../engine/limiter';
 import { type LimiterConfig, parseConfig } from '../engine/plans';
 import { LimitStore } from '../engine/store';
 import { CLIENT_TIMEOUTS, clientConfig } from './aws-clients';
+import { putMetrics } from './metrics';
 
 /** One JSON line per event; LIMITER_LOG=errors keeps only errors, LIMITER_LOG=off none (benchmarks). */
 export const log = (entry: Record<string, unknown>): void => {
@@ -51,6 +52,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
       cacheMs: Number(process.env.BRAKE_CACHE_TTL_SECONDS ?? 5) * 1000,
       coldStart: process.env.BRAKE_COLD_START === 'braked' ? 'braked' : 'released',
       log,
+      metrics: putMetrics,
     }),
     brakeRetryAfterSeconds: Number(process.env.BRAKE_RETRY_AFTER_SECONDS ?? 60),
     log,

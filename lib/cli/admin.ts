@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { Directory, hashKey, ID_PATTERN, putApiKey, putTenant } from '../../lambda/authorizer/directory';
 import { parseBrake } from '../../lambda/authorizer/brake';
 import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
-import { Limiter } from '../../lambda/engine/limiter';
+import { Limiter, layerKey } from '../../lambda/engine/limiter';
 import { durationMs } from '../../lambda/engine/limits';
 import { type LimiterConfig, parsePlan } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
@@ -142,8 +142,29 @@ export class Admin {
       until = new Date(Date.now() + ms).toISOString();
     }
     const value = { enabled: true, ...(reason ? { reason } : {}), ...(until ? { until } : {}) };
+    // Only values the functions read as a brake are ever written.
+    if (!parseBrake(JSON.stringify(value))) throw new UsageError('that brake value would not be understood: check --for and --reason');
     await this.t.ssm.send(new PutParameterCommand({ Name: this.t.brakeParameterName, Value: JSON.stringify(value), Type: 'String', Overwrite: true }));
     return value;
+  }
+
+  /**
+   * Resets a user's buckets (and penalty box), or a tenant's own and per-tenant endpoint buckets,
+   * to full, by deleting their items: a wrongly settled debt or a lockout an operator forgives.
+   * Returns the items that existed and were removed.
+   */
+  async resetBuckets(tenant: string, user: string | undefined): Promise<string[]> {
+    checkId('tenant', tenant);
+    if (user !== undefined) checkId('user', user);
+    const ns = this.t.namespace ?? '';
+    const identity = { tenant, user: user ?? '' };
+    const keys = user !== undefined ? [layerKey.user(identity, ns)] : [layerKey.tenant(identity, ns), ...Object.entries(this.t.config?.endpoints ?? {}).filter(([, e]) => e.scope !== 'global').map(([route]) => layerKey.endpoint(identity, route, 'tenant', ns))];
+    const removed: string[] = [];
+    for (const key of keys) {
+      const out = await this.doc.send(new DeleteCommand({ TableName: this.t.tableName, Key: { [TABLE.partitionKey]: KEY_PREFIX.bucket + key }, ReturnValues: 'ALL_OLD' }));
+      if (out.Attributes) removed.push(key);
+    }
+    return removed;
   }
 
   async brakeOff(): Promise<void> {
@@ -154,7 +175,7 @@ export class Admin {
     const out = await this.t.ssm.send(new GetParameterCommand({ Name: this.t.brakeParameterName }));
     const raw = out.Parameter?.Value ?? '';
     const state = parseBrake(raw);
-    if (!state) return { value: raw, state: 'unreadable: the authorizers keep their last known state' };
+    if (!state) return { braked: true, value: raw, state: 'unreadable: every AI route is braked (fail safe) until the value is on or off: run brake on or brake off' };
     const active = state.enabled && (state.until === undefined || state.until > Date.now());
     return { braked: active, ...(state.reason ? { reason: state.reason } : {}), ...(state.until ? { until: new Date(state.until).toISOString() } : {}), value: raw };
   }

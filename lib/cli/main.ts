@@ -20,6 +20,8 @@ export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, th
   brake off
   brake status
   usage --tenant <tenant> [--user <user>]         needs --config
+  buckets reset --tenant <tenant> [--user <user>] refills the user's buckets (and lifts its penalty box), or the
+                                                  tenant's own and endpoint buckets (with --config); logged
 
 Where:  --stack <name> [--region <r>]             names from the stack's outputs
         --table <name> --brake-parameter <name>   or give them directly
@@ -163,6 +165,14 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
       case 'usage':
         json(await admin.usage(need(o.tenant, '--tenant'), o.user));
         return 0;
+      case 'buckets reset': {
+        const tenant = need(o.tenant, '--tenant');
+        const removed = await admin.resetBuckets(tenant, o.user);
+        // An audit line on stderr (kept apart from the answer): who, what, when.
+        io.err(JSON.stringify({ audit: 'buckets reset', tenant, ...(o.user ? { user: o.user } : {}), items: removed, at: new Date().toISOString(), by: process.env.USER ?? process.env.USERNAME ?? 'unknown' }));
+        io.out(removed.length ? `reset ${removed.length} bucket item(s) of ${o.user ? `${tenant}/${o.user}` : tenant}: full again` : `nothing to reset: ${o.user ? `${tenant}/${o.user}` : tenant} has no bucket items (already full)`);
+        return 0;
+      }
       default:
         throw new UsageError(`unknown command '${[group, verb].filter(Boolean).join(' ')}'\n\n${HELP}`);
     }

@@ -213,10 +213,34 @@ describe('brake', () => {
     ['on', { enabled: true }],
     ['{"enabled": false}', { enabled: false }],
     ['{"enabled": true, "reason": "r", "until": "2030-01-01T00:00:00Z"}', { enabled: true, reason: 'r', until: Date.parse('2030-01-01T00:00:00Z') }],
-    ['{"enabled": "yes"}', undefined],
+    ['{"enabled": "yes"}', { enabled: true }],
+    ['{"enabled":"true"}', { enabled: true }],
+    ['{"enabled": "false"}', { enabled: false }],
+    ['{"enabled": 1}', { enabled: true }],
+    ['true', { enabled: true }],
+    ['TRUE', { enabled: true }],
+    [' yes ', { enabled: true }],
+    ['1', { enabled: true }],
+    ['false', { enabled: false }],
+    ['no', { enabled: false }],
+    ['0', { enabled: false }],
     ['{"enabled": true, "until": "tomorrow"}', undefined],
+    ['{"enabled": "maybe"}', undefined],
     ['braked!', undefined],
+    ['[1]', undefined],
   ])('parses the brake value %j', (value, expected) => {
     expect(parseBrake(value)).toEqual(expected);
+  });
+
+  it.each(['braked!', '{"enabled": "maybe"}', '{not json'])('a value that is not a brake setting (%j) brakes, loudly, and says so in its reason', async (value) => {
+    const s = await setup();
+    expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
+    s.setBrake(value);
+    s.clock.now += 10_000; // past the brake cache
+    const result = await s.call();
+    expect(result.policyDocument.Statement[0]!.Effect).toBe('Deny');
+    expect(result.context).toMatchObject({ code: 'brake' });
+    expect(String(result.context?.message)).toContain('not a brake setting');
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNREADABLE') }));
   });
 });

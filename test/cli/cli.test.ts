@@ -135,3 +135,26 @@ describe('the installed command', () => {
     expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command 'frobnicate'") });
   });
 });
+
+describe('buckets reset', () => {
+  it('forgives a user locked out by debt: the next request is admitted, and the reset is logged', async () => {
+    const t = uniqueKey('tenant');
+    await cli('tenants', 'create', t, '--plan', 'team');
+    const config = parseConfig(rawConfig);
+    const limiter = new Limiter({ store: testStore(), config, log: () => {} });
+    const identity = { tenant: t, user: 'bob' };
+    const tenant = { id: t, plan: 'team' };
+    // Five requests a minute: spend them all, and the sixth is denied.
+    for (let i = 0; i < 5; i++) expect((await limiter.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(true);
+    expect((await limiter.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(false);
+
+    const reset = await cli('buckets', 'reset', '--tenant', t, '--user', 'bob');
+    expect(reset).toMatchObject({ code: 0, out: `reset 1 bucket item(s) of ${t}/bob: full again` });
+    expect(JSON.parse(reset.err)).toMatchObject({ audit: 'buckets reset', tenant: t, user: 'bob', items: [`u:${t}:bob`] });
+    // A fresh container (no cached state) sees a full bucket.
+    const fresh = new Limiter({ store: testStore(), config, log: () => {} });
+    expect((await fresh.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(true);
+    expect(await cli('buckets', 'reset', '--tenant', t, '--user', 'nobody')).toMatchObject({ code: 0, out: expect.stringContaining('nothing to reset') });
+    expect(await cli('buckets', 'reset', '--tenant', 'bad tenant!')).toMatchObject({ code: 2 });
+  });
+});

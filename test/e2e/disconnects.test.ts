@@ -31,7 +31,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function stillAnswers(): Promise<void> {
   const res = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers, body: body(false) });
   expect(res.status).toBe(200);
-  expect((await res.json()).choices[0].message.content).toContain('word39');
+  expect(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toContain('word39');
 }
 
 describe('a client that goes away', () => {
