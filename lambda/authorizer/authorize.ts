@@ -1,6 +1,6 @@
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { type LimitOutcome, mostConstraining, rateLimitHeaders, retryAfterSeconds } from '../engine/contract';
-import { InvalidLimitError, LayerUnavailableError, UnknownPlanError } from '../engine/errors';
+import { InvalidLimitError, LayerUnavailableError, LimiterError, UnknownPlanError } from '../engine/errors';
 import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import { type Brake, isBraked } from './brake';
@@ -98,8 +98,8 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
   const who = { ...base, tenant: identity.tenant, user: identity.user };
   const endpoint = deps.config.endpoints[route];
   if (!endpoint) {
-    // Not an AI route (GET /v1/limits): identity only, no brake, no bucket.
-    return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: route });
+    // Not an AI route (GET /v1/limits): no brake, and a small budget of its own per user (each call is a DynamoDB read).
+    return limitsRead(event, deps, identity, who);
   }
 
   const now = (deps.clock ?? Date.now)();
@@ -155,4 +155,27 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     }
     throw err;
   }
+}
+
+/** GET /v1/limits: allowed within the user's own per-minute budget; logged either way. */
+async function limitsRead(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, identity: Identity, who: Record<string, unknown>): Promise<APIGatewayAuthorizerResult> {
+  const principal = `${identity.tenant}:${identity.user}`;
+  const context = { tenant: identity.tenant, user: identity.user, endpoint: String(who.route) };
+  let outcome: LimitOutcome;
+  try {
+    outcome = await deps.limiter.admitLimitsRead(identity);
+  } catch (err) {
+    if (!(err instanceof LimiterError)) throw err;
+    // Reading one's limits never spends anything: let it through (failure mode open), loudly.
+    deps.log({ ...who, level: 'error', outcome: 'allowed', failedOpen: ['limits_reads'], error: err.name });
+    return policy('Allow', event, principal, context);
+  }
+  if (outcome.decision.allowed) {
+    deps.log({ ...who, outcome: 'allowed' });
+    return policy('Allow', event, principal, { ...context, ...limitContext([outcome]) });
+  }
+  const seconds = retryAfterSeconds(outcome.decision.retryAfterMs);
+  deps.log({ ...who, outcome: 'denied', code: outcome.code, retryAfter: seconds });
+  count(deps, 'denied', { Layer: 'user', Code: outcome.code });
+  return deny(event, identity, outcome.code, `Too many requests for your limits (${outcome.code}): retry after ${seconds} s.`, outcome.decision.retryAfterMs, limitContext([outcome], outcome));
 }

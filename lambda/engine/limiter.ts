@@ -16,8 +16,11 @@ import {
   type Overrides,
   type PenaltyPolicy,
   type Plan,
+  requests,
   shardOf,
+  DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
+import { slidingWindow } from './limits';
 import type { Check, ItemOutcome, LimitStore } from './store';
 
 export interface Identity {
@@ -75,6 +78,8 @@ export const layerKey = {
   user: (id: Identity, ns = '') => `${ns}u:${id.tenant}:${id.user}`,
   endpoint: (id: Identity, route: string, scope: 'tenant' | 'global' = 'tenant', ns = '') => `${ns}e:${scope === 'global' ? '*' : id.tenant}:${route}`,
   global: (shard: number, ns = '') => `${ns}g:${shard}`,
+  /** The user's own budget for reading its limits (GET /v1/limits). */
+  limitsReads: (id: Identity, ns = '') => `${ns}q:${id.tenant}:${id.user}`,
 } as const;
 
 export interface LimiterOptions {
@@ -181,6 +186,13 @@ export class Limiter {
     });
     const record = { tenant: identity.tenant, user: identity.user, route, tokens: used.tokens, microUsd: used.microUsd };
     return this.options.store.settleOnce(`${this.ns}${requestId}`, items.filter((it) => it.adjustments.length > 0), record);
+  }
+
+  /** GET /v1/limits: one request from the user's own small budget (each read costs DynamoDB a read). */
+  async admitLimitsRead(identity: Identity): Promise<LimitOutcome> {
+    const spec = requests(slidingWindow(this.options.config.limitsRequestsPerMinute ?? DEFAULT_LIMITS_REQUESTS_PER_MINUTE, '1 m'), { name: 'limits_per_minute' });
+    const decision = await this.options.store.consume(layerKey.limitsReads(identity, this.ns), spec.limit);
+    return { layer: 'user', spec, code: 'user_requests_limits_per_minute', decision };
   }
 
   /** Layer calls for one decision, in layer order. */

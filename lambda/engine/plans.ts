@@ -100,7 +100,11 @@ export interface LimiterConfig {
   /** What a layer does when DynamoDB fails: deny (closed) or let the request through (open). */
   readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
   readonly penalty?: Partial<PenaltyPolicy>;
+  /** GET /v1/limits calls a user may make per minute (each is a DynamoDB read). @default 60 */
+  readonly limitsRequestsPerMinute?: number;
 }
+
+export const DEFAULT_LIMITS_REQUESTS_PER_MINUTE = 60;
 
 export const DEFAULT_PENALTY: PenaltyPolicy = { threshold: 3, windowMs: 60_000, baseMs: 2_000, maxMs: 300_000 };
 /** Closed (deny on store failure) for every layer unless configured; the decision says which it used. */
@@ -285,7 +289,9 @@ export function parseConfig(value: unknown): LimiterConfig {
       penalty[field as keyof PenaltyPolicy] = n;
     }
   }
-  return { plans, endpoints, ...(global ? { global } : {}), failureModes, penalty };
+  const perMinute = value.limitsRequestsPerMinute;
+  if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1)) fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
+  return { plans, endpoints, ...(global ? { global } : {}), failureModes, penalty, ...(perMinute !== undefined ? { limitsRequestsPerMinute: perMinute as number } : {}) };
 }
 
 /** A plan with a tenant's overrides applied: an override replaces the limit of the same counts and name, or adds one. */

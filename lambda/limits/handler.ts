@@ -29,9 +29,10 @@ export function createLimitsHandler(deps: LimitsDeps) {
         request.response = json(500, errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'));
       },
     })
-    .handler(async (event) => {
+    .handler(async (event, context) => {
       const auth = (event.requestContext?.authorizer ?? {}) as Record<string, unknown>;
       if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
+      deps.log({ requestId: context.awsRequestId, route: '/v1/limits', tenant: auth.tenant, user: auth.user, outcome: 'served' });
       const tenant = await deps.directory.tenant(auth.tenant);
       if (!tenant) return json(404, errorBody('This key’s tenant is not set up.', 'invalid_request_error', 'tenant_unknown'));
       try {

@@ -22,6 +22,7 @@ const config = parseConfig(
         team: { tenant: [requestsPerMinute(100), tokensPerDay(100_000)], user: [requestsPerMinute(3), requests(slidingWindow(2, '1 m'), { name: 'strict', shadow: true })] },
       },
       endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+      limitsRequestsPerMinute: 3,
     }),
   ),
 );
@@ -146,11 +147,23 @@ describe('limits', () => {
     expect(JSON.stringify(s.logs)).not.toContain(s.apiKey);
   });
 
-  it('lets GET /v1/limits through on identity alone', async () => {
+  it('lets GET /v1/limits through while braked, without touching the plan’s buckets', async () => {
     const s = await setup();
     s.setBrake('on');
     const result = await s.call(authorizerEvent({ route: '/v1/limits', method: 'GET', headers: { Authorization: `Bearer ${s.apiKey}` } }));
     expect(result.policyDocument.Statement[0]!.Effect).toBe('Allow');
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+
+  it('meters GET /v1/limits on a budget of its own (limitsRequestsPerMinute) and logs every call', async () => {
+    const s = await setup();
+    const event = authorizerEvent({ route: '/v1/limits', method: 'GET', headers: { Authorization: `Bearer ${s.apiKey}` } });
+    for (let i = 0; i < 3; i++) expect((await s.call(event)).policyDocument.Statement[0]!.Effect).toBe('Allow');
+    const denied = await s.call(event);
+    expect(denied.policyDocument.Statement[0]!.Effect).toBe('Deny');
+    expect(denied.context).toMatchObject({ code: 'user_requests_limits_per_minute', limit: '3', remaining: '0' });
+    expect(Number(denied.context!.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(s.logs.filter((e) => e.route === '/v1/limits').map((e) => e.outcome)).toEqual(['allowed', 'allowed', 'allowed', 'denied']);
     expect(await s.tenantItem()).toBeUndefined();
   });
 });
