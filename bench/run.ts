@@ -5,6 +5,7 @@ import { benchConstruct } from './construct';
 import { benchEngine } from './engine';
 import { benchGateway } from './gateway';
 import { benchProxy } from './proxy';
+import { benchSecurity } from './security';
 
 const only = process.argv[2];
 const dynamo = await startDynamoDbLocal();
@@ -13,6 +14,7 @@ try {
   if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
   if (!only || only === 'observability') await benchObservability(dynamo.endpoint);
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
+  if (!only || only === 'security') await benchSecurity(dynamo.endpoint);
   if (!only || only === 'construct') await benchConstruct();
   // Last: npm start's stack points the SDK's environment at its own local services.
   if (!only || only === 'gateway') await benchGateway();
