@@ -18,6 +18,7 @@ import { createProxyHandler } from '../lambda/proxy/handler';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { authorizerEvent, lambdaContext, proxyEvent } from '../test/support/events';
 import { startFaultProxy } from '../test/support/fault-proxy';
+import { localFunctionEnvironment } from '../test/support/function-environment';
 import { honestInputBill } from '../test/support/honest-bill';
 import { percentile, report } from './report';
 
@@ -65,18 +66,8 @@ export async function benchSecurity(dynamoEndpoint: string): Promise<void> {
   const dynamo = await startFaultProxy(dynamoEndpoint);
   const ssmProxy = await startFaultProxy(ssm.endpoint);
   const saved = { ...process.env };
-  Object.assign(process.env, {
-    TABLE_NAME: TABLE,
-    BRAKE_PARAMETER_NAME: '/bench/brake',
-    BRAKE_CACHE_TTL_SECONDS: '0',
-    LIMITER_CONFIG: JSON.stringify({ plans: { team: { tenant: [requestsPerMinute(1_000_000)], user: [requestsPerMinute(1_000_000)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } }),
-    LIMITER_LOG: 'off',
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'local',
-    AWS_SECRET_ACCESS_KEY: 'local',
-    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-    AWS_ENDPOINT_URL_SSM: ssmProxy.endpoint,
-  });
+  const hangConfig = { plans: { team: { tenant: [requestsPerMinute(1_000_000)], user: [requestsPerMinute(1_000_000)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } };
+  Object.assign(process.env, localFunctionEnvironment({ tableName: TABLE, brakeParameterName: '/bench/brake', config: hangConfig, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssmProxy.endpoint }));
   const apiKey = `sk-bench-hang-${Date.now()}`;
   await putTenant(client, TABLE, { id: 'hang', plan: 'team' });
   await putApiKey(client, TABLE, apiKey, { tenant: 'hang', user: 'u', status: 'active' });

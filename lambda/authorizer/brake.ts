@@ -74,13 +74,13 @@ export interface BrakeOptions {
   readonly coldStart?: 'released' | 'braked';
   readonly clock?: () => number;
   readonly log?: (entry: Record<string, unknown>) => void;
-  /** Deadline of one read, retries included: past it the last known state holds. @default 500 */
+  /** Deadline of one read, retries included: past it the last known state holds. The functions use 500. @default 5000 */
   readonly deadlineMs?: number;
   /** Where the BrakeUnreadable metric goes. @default none */
   readonly metrics?: (event: MetricEvent) => void;
 }
 
-export const DEFAULT_BRAKE_DEADLINE_MS = 500;
+export const DEFAULT_BRAKE_DEADLINE_MS = 5_000;
 
 /** Reads the brake through an in-container cache; when SSM fails, the last known value holds. */
 export class Brake {

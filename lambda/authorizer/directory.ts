@@ -58,7 +58,7 @@ export interface DirectoryOptions {
   /** How long a key or tenant lookup is reused in this container (the revocation delay). @default 30000, at most 60000 */
   readonly cacheMs?: number;
   readonly clock?: () => number;
-  /** Deadline of one lookup, retries included: past it the lookup fails (StoreUnavailableError). @default 1000 */
+  /** Deadline of one lookup, retries included: past it the lookup fails (StoreUnavailableError). The functions use 1000. @default 10000 */
   readonly deadlineMs?: number;
 }
 
@@ -99,7 +99,7 @@ export class Directory {
     if (hit && now - hit.at < this.cacheMs) return hit.value;
     this.stats.reads++;
     try {
-      const out = await this.doc.send(new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: pk } }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 1_000) });
+      const out = await this.doc.send(new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: pk } }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 10_000) });
       this.cache.delete(pk);
       this.cache.set(pk, { at: now, value: out.Item });
       if (this.cache.size > 10_000) this.cache.delete(this.cache.keys().next().value!);

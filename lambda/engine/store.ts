@@ -42,12 +42,12 @@ export interface LimitStoreOptions {
    * DynamoDB calls and retries included: past it the calls are aborted and the operation fails
    * with StoreUnavailableError, so a hung DynamoDB yields the layer's failure mode, never a hang.
    * A write aborted in flight may still have landed: it is then spent, never over-admitted.
-   * @default 1000
+   * The deployed functions use 1000 (CLIENT_TIMEOUTS). @default 10000
    */
   readonly deadlineMs?: number;
 }
 
-export const DEFAULT_STORE_DEADLINE_MS = 1_000;
+export const DEFAULT_STORE_DEADLINE_MS = 10_000;
 
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
 export interface StoreStats {

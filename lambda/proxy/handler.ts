@@ -49,7 +49,7 @@ export function createProxyHandler(deps: ProxyDeps) {
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
   const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
-  const secret = new SecretValue(new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)), required('UPSTREAM_API_KEY_SECRET'));
+  const secret = new SecretValue(new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)), required('UPSTREAM_API_KEY_SECRET'), 300_000, Date.now, CLIENT_TIMEOUTS.secretsManager.deadlineMs);
   return {
     config,
     limiter,

@@ -23,8 +23,8 @@ export class SecretValue {
     private readonly secretId: string,
     private readonly cacheMs = 300_000,
     private readonly clock: () => number = Date.now,
-    /** Deadline of one read, retries included. */
-    private readonly deadlineMs = 2_000,
+    /** Deadline of one read, retries included (the proxy uses 2000). */
+    private readonly deadlineMs = 10_000,
   ) {}
 
   async get(): Promise<string> {

@@ -9,12 +9,15 @@ export interface ClientTimeouts {
   readonly connectionTimeoutMs: number;
   /** Time for one attempt's answer. */
   readonly requestTimeoutMs: number;
+  /** Time for one operation, all its attempts included (an abort signal). */
+  readonly deadlineMs: number;
 }
 
+/** What the deployed functions use (the classes' own defaults are looser, for scripts and tests on a busy machine). */
 export const CLIENT_TIMEOUTS = {
-  dynamodb: { connectionTimeoutMs: 500, requestTimeoutMs: 800 },
-  ssm: { connectionTimeoutMs: 300, requestTimeoutMs: 400 },
-  secretsManager: { connectionTimeoutMs: 500, requestTimeoutMs: 1_500 },
+  dynamodb: { connectionTimeoutMs: 500, requestTimeoutMs: 800, deadlineMs: 1_000 },
+  ssm: { connectionTimeoutMs: 300, requestTimeoutMs: 400, deadlineMs: 500 },
+  secretsManager: { connectionTimeoutMs: 500, requestTimeoutMs: 1_500, deadlineMs: 2_000 },
 } as const satisfies Record<string, ClientTimeouts>;
 
 /** Client configuration: two attempts at most, timeouts that throw. */

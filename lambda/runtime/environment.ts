@@ -40,12 +40,12 @@ export function commonDepsFromEnvironment(): CommonDeps {
   // Written out as process.env.LIMITER_CONFIG so the construct's bundler can compile the config in.
   const config = parseConfig(JSON.parse(process.env.LIMITER_CONFIG ?? required('LIMITER_CONFIG')));
   const dynamo = new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb));
-  const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0) });
+  const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0), deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs });
   return {
     config,
     store,
     limiter: new Limiter({ store, config, log }),
-    directory: new Directory({ client: dynamo, tableName, cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000 }),
+    directory: new Directory({ client: dynamo, tableName, cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000, deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs }),
     brake: new Brake({
       client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
       parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',
@@ -53,6 +53,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
       coldStart: process.env.BRAKE_COLD_START === 'braked' ? 'braked' : 'released',
       log,
       metrics: putMetrics,
+      deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs,
     }),
     brakeRetryAfterSeconds: Number(process.env.BRAKE_RETRY_AFTER_SECONDS ?? 60),
     log,

@@ -18,6 +18,7 @@ import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { authorizerEvent, lambdaContext, proxyEvent } from '../support/events';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
+import { localFunctionEnvironment } from '../support/function-environment';
 
 installLambdaStreamingGlobals();
 const CHAT = '/v1/chat/completions';
@@ -44,17 +45,7 @@ beforeAll(async () => {
   ssmProxy = await startFaultProxy(ssm.endpoint);
   upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
   Object.assign(process.env, {
-    TABLE_NAME: tableName(),
-    BRAKE_PARAMETER_NAME: brakeName,
-    BRAKE_CACHE_TTL_SECONDS: '0',
-    LIMITER_CONFIG: JSON.stringify(rawConfig),
-    LIMITER_LOG: 'off',
-    AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: 'local',
-    AWS_SECRET_ACCESS_KEY: 'local',
-    AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-    AWS_ENDPOINT_URL_SSM: ssmProxy.endpoint,
-    AWS_ENDPOINT_URL_SECRETS_MANAGER: ssmProxy.endpoint,
+    ...localFunctionEnvironment({ tableName: tableName(), brakeParameterName: brakeName, config: rawConfig, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssmProxy.endpoint }),
     UPSTREAM_BASE_URL: upstream.baseUrl,
     UPSTREAM_API_KEY_SECRET: secretName,
   });
