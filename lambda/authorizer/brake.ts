@@ -46,8 +46,10 @@ export function parseBrake(value: string): BrakeState | undefined {
   } catch {
     return undefined;
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return intent(json) === undefined ? undefined : { enabled: intent(json)! };
-  const enabled = intent((json as { enabled?: unknown }).enabled);
+  // A JSON scalar ("on") says it directly; an object says it in `enabled`.
+  const isObject = typeof json === 'object' && json !== null && !Array.isArray(json);
+  const enabled = intent(isObject ? (json as { enabled?: unknown }).enabled : json);
+  if (!isObject) return enabled === undefined ? undefined : { enabled };
   if (enabled === undefined) return undefined;
   const { reason, until } = json as { reason?: unknown; until?: unknown };
   if (reason !== undefined && typeof reason !== 'string') return undefined;
@@ -60,7 +62,7 @@ export function parseBrake(value: string): BrakeState | undefined {
 }
 
 /** What an unparseable value means: braked (fail safe), until an operator writes a valid one. */
-export const UNREADABLE_BRAKE: BrakeState = { enabled: true, reason: 'the brake parameter holds a value that is not a brake setting (fail safe)' };
+const UNREADABLE_BRAKE: BrakeState = { enabled: true, reason: 'the brake parameter holds a value that is not a brake setting (fail safe)' };
 
 /** Is the brake on at `now`? */
 export const isBraked = (state: BrakeState, now: number): boolean => state.enabled && (state.until === undefined || state.until > now);
@@ -80,7 +82,7 @@ export interface BrakeOptions {
   readonly metrics?: (event: MetricEvent) => void;
 }
 
-export const DEFAULT_BRAKE_DEADLINE_MS = 5_000;
+const DEFAULT_BRAKE_DEADLINE_MS = 5_000;
 
 /** Reads the brake through an in-container cache; when SSM fails, the last known value holds. */
 export class Brake {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { KEY_PREFIX, TABLE } from '../engine/constants';
+import { DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE } from '../engine/constants';
 import { StoreUnavailableError } from '../engine/errors';
 import type { Identity, TenantRecord } from '../engine/limiter';
 import { type Overrides, parsePlan } from '../engine/plans';
@@ -99,7 +99,7 @@ export class Directory {
     if (hit && now - hit.at < this.cacheMs) return hit.value;
     this.stats.reads++;
     try {
-      const out = await this.doc.send(new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: pk } }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 10_000) });
+      const out = await this.doc.send(new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: pk } }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_STORE_DEADLINE_MS) });
       this.cache.delete(pk);
       this.cache.set(pk, { at: now, value: out.Item });
       if (this.cache.size > 10_000) this.cache.delete(this.cache.keys().next().value!);

@@ -39,3 +39,6 @@ export const TTL_MARGIN_SECONDS = 86_400;
 
 export const DEFAULT_MAX_ATTEMPTS = 4;
 export const DEFAULT_SUB_WINDOWS = 10;
+
+/** Deadline of one DynamoDB operation when none is given (loose, for scripts and busy test machines; the functions use 1 s). */
+export const DEFAULT_STORE_DEADLINE_MS = 10_000;

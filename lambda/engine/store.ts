@@ -10,7 +10,7 @@ import {
 import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { adjust, describe, memoryMs, requireCost } from './bucket';
-import { DEFAULT_MAX_ATTEMPTS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
+import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
 import type { Decision } from './decision';
 
 export type { Adjustment, Check, CheckOutcome, ItemOptions, ItemOutcome } from './item';
@@ -46,8 +46,6 @@ export interface LimitStoreOptions {
    */
   readonly deadlineMs?: number;
 }
-
-export const DEFAULT_STORE_DEADLINE_MS = 10_000;
 
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
 export interface StoreStats {

@@ -54,9 +54,10 @@ class PairHeap {
   }
 }
 
-const POSITION_BITS = 2 ** 21;
+/** Positions per rank in a packed heap entry: rank * POSITION_SPAN + position. */
+const POSITION_SPAN = 2 ** 21;
 /** Longest piece merged exactly; a longer one (2 MiB of one kind of character) counts a token per byte. */
-export const MAX_PIECE_BYTES = POSITION_BITS - 1;
+const MAX_PIECE_BYTES = POSITION_SPAN - 1;
 
 /**
  * Number of tokens byte-pair encoding gives `bytes[0, length)`. `maxTokenBytes` (the longest token
@@ -91,14 +92,14 @@ export function countPiece(bytes: Buffer, length: number, rankOf: RankOf, maxTok
     }
     const rank = rankOf(bytes, i, end);
     pairRank[i] = rank === undefined ? -1 : rank;
-    if (rank !== undefined) heap.push(rank * POSITION_BITS + i);
+    if (rank !== undefined) heap.push(rank * POSITION_SPAN + i);
   };
   for (let i = 0; i < length - 1; i++) rankPair(i);
   let parts = length;
   while (heap.size > 0) {
     const top = heap.pop();
-    const i = top % POSITION_BITS;
-    const rank = (top - i) / POSITION_BITS;
+    const i = top % POSITION_SPAN;
+    const rank = (top - i) / POSITION_SPAN;
     if (!alive[i] || pairRank[i] !== rank) continue;
     // Merge part i with the part after it.
     const j = next[i]!;

@@ -47,7 +47,7 @@ const EMBEDDING_PARAMETERS = new Set(['model', 'input', 'encoding_format', 'dime
 const MESSAGE_FIELDS = new Set(['role', 'content', 'name']);
 
 /** Tokens a provider adds around tool definitions (its namespace header and footer). */
-export const TOOLS_FRAMING_TOKENS = 32;
+const TOOLS_FRAMING_TOKENS = 32;
 
 /** Tokens OpenAI adds per message, per name, and once to prime the reply. */
 const PER_MESSAGE = 3;
@@ -55,7 +55,7 @@ const PER_NAME = 1;
 const REPLY_PRIMING = 3;
 
 /** One token per byte of a value's JSON (the bound for everything not counted exactly). */
-export const jsonBytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+const jsonBytes = (value: unknown): number => Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
 
 export interface ChatMessage {
   readonly role: string;
@@ -72,7 +72,6 @@ export interface ContentPart {
 
 /** Part types a provider bills by what they hold, not by their JSON: each must be priced to be accepted. */
 export const PRICED_PARTS = { image_url: 'image', input_audio: 'audio', file: 'file' } as const;
-export type PricedPart = (typeof PRICED_PARTS)[keyof typeof PRICED_PARTS];
 
 /** Tokens reserved for a non-text part, or undefined when the model has no price for it (refused). */
 export function partTokens(part: ContentPart, price: ModelPrice): number | undefined {

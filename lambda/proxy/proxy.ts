@@ -210,7 +210,7 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
       deps.log({ ...who, level: 'error', outcome: 'upstream_key_unavailable', error: err.message });
       return { ...answer(503, { ...headers, 'Retry-After': '5' }, 'The model provider’s credentials could not be loaded; retry shortly.', 'api_error', 'upstream_key_unavailable'), settlement };
     }
-    // Anything else (the upstream key could not be read): the refund finishes before the error leaves.
+    // Anything else is a bug: the refund finishes before the error leaves (Lambda freezes the sandbox after).
     await settlement;
     throw err;
   }

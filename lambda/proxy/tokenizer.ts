@@ -15,19 +15,19 @@ export function encodingFor(model: string): EncodingName {
 }
 
 /**
- * How much text one request may have tokenized exactly. Past it, the rest counts one token per
- * UTF-8 byte (an upper bound: every token is at least one byte), so a request's counting work is
- * bounded whatever it sends. 4 MiB is above any body the proxy accepts (maxBodyBytes <= 6 MB of
- * JSON, most of it outside strings or escaped), so honest requests never reach it.
+ * How many characters of text one request may have tokenized exactly. Past it, the rest counts
+ * one token per UTF-8 byte (an upper bound: every token is at least one byte), so a request's
+ * counting work is bounded whatever it sends. 4 Mi characters is more text than any body the proxy
+ * accepts holds (maxBodyBytes <= 6 MB of JSON), so honest requests never reach it.
  */
-export const DEFAULT_COUNT_BUDGET_BYTES = 4 * 1024 * 1024;
+const DEFAULT_COUNT_BUDGET_CHARS = 4 * 1024 * 1024;
 
-/** Bytes of text a request may still have tokenized exactly (see DEFAULT_COUNT_BUDGET_BYTES). */
+/** Characters a request may still have tokenized exactly (see DEFAULT_COUNT_BUDGET_CHARS). */
 export interface CountBudget {
-  bytesLeft: number;
+  charsLeft: number;
 }
 
-export const countBudget = (bytes = DEFAULT_COUNT_BUDGET_BYTES): CountBudget => ({ bytesLeft: bytes });
+export const countBudget = (chars = DEFAULT_COUNT_BUDGET_CHARS): CountBudget => ({ charsLeft: chars });
 
 /** Up to 6 bytes as one exact number: a 1 before the bytes keeps lengths apart. */
 function shortKey(bytes: Uint8Array, start: number, end: number): number {
@@ -103,18 +103,17 @@ export class Encoding {
     let total = 0;
     for (const match of text.matchAll(this.pattern)) {
       const piece = match[0];
-      if (budget.bytesLeft <= 0) {
+      if (budget.charsLeft <= 0) {
         total += Buffer.byteLength(piece, 'utf8');
         continue;
       }
+      budget.charsLeft -= piece.length;
       const cached = piece.length <= PIECE_CACHE_MAX_CHARS ? this.pieces.get(piece) : undefined;
       if (cached !== undefined) {
         total += cached;
-        budget.bytesLeft -= piece.length;
         continue;
       }
       const n = this.countPiece(piece);
-      budget.bytesLeft -= piece.length;
       total += n;
       if (piece.length <= PIECE_CACHE_MAX_CHARS) {
         if (this.pieces.size >= PIECE_CACHE_SIZE) this.pieces.clear();

@@ -26,7 +26,7 @@ export interface SettledUsage {
 }
 
 /** A reported count when it is a whole number in [0, max]; undefined otherwise. */
-export function believable(value: unknown, max: number): number | undefined {
+function believable(value: unknown, max: number): number | undefined {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0 && value <= max ? value : undefined;
 }
 

@@ -49,7 +49,7 @@ describe.each(['o200k_base', 'cl100k_base'] as const)('%s on text built to be sl
     const exact = reference[name](text, noSpecials).length;
     const budget = countBudget(600);
     const counted = countText(text, name, budget);
-    expect(budget.bytesLeft).toBeLessThanOrEqual(0);
+    expect(budget.charsLeft).toBeLessThanOrEqual(0);
     expect(counted).toBeGreaterThan(exact);
     // The budget's share is exact; only the rest is bounded by bytes.
     expect(counted).toBeLessThanOrEqual(Buffer.byteLength(text));
