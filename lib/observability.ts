@@ -27,6 +27,10 @@ export interface LimiterAlarms {
   readonly authorizerErrors?: boolean;
   /** Requests denied by the brake: it is on. @default true */
   readonly brakeEngaged?: boolean;
+  /** The brake parameter holds a value that is not a brake setting (the functions act as braked). @default true */
+  readonly brakeUnreadable?: boolean;
+  /** The upstream reported usage that cannot be right (settled on the proxy's own count instead). @default true */
+  readonly usageRejected?: boolean;
 }
 
 export interface AutomaticBrake {
@@ -86,6 +90,8 @@ export class LimiterObservability extends Construct {
     if (a.settleFailures !== false) alarm('SettleFailureAlarm', settleFailures, 1, 'Settlements gave up: reservations stand, usage is over-counted');
     if (a.authorizerErrors !== false) alarm('AuthorizerErrorAlarm', props.authorizerFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }), 1, 'Authorizer errors: clients get 503');
     if (a.brakeEngaged !== false) alarm('BrakeEngagedAlarm', brakeDenials, 1, 'The brake is on: AI routes answer 429');
+    if (a.brakeUnreadable !== false) alarm('BrakeUnreadableAlarm', metric('BrakeUnreadable', { Function: 'brake' }, 'Sum', Duration.minutes(1)), 1, 'The brake parameter is not a brake setting: every AI route is braked until someone writes on or off');
+    if (a.usageRejected !== false) alarm('UsageRejectedAlarm', metric('UsageRejected', { Function: 'proxy' }, 'Sum', Duration.minutes(5)), 1, 'The upstream reported usage that cannot be right: check the provider or the gateway in front of it');
 
     if (props.automaticBrake) {
       const brakeFor = props.automaticBrake.brakeFor ?? Duration.hours(1);

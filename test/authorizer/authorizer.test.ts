@@ -13,6 +13,7 @@ import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dyna
 import { localClient } from '../../lambda/local/dynamodb-local';
 import { authorizerEvent, lambdaContext } from '../support/events';
 import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import type { MetricEvent } from '../../lambda/runtime/metrics';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(
@@ -255,5 +256,14 @@ describe('brake', () => {
     expect(result.context).toMatchObject({ code: 'brake' });
     expect(String(result.context?.message)).toContain('not a brake setting');
     expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNREADABLE') }));
+  });
+
+  it('counts an unreadable brake value in the BrakeUnreadable metric (alarmed)', async () => {
+    const name = `/test/${uniqueKey('brake')}`;
+    ssm.parameters.set(name, { value: 'braked!', version: 1, modified: Date.now() });
+    const metrics: MetricEvent[] = [];
+    const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: name, log: () => {}, metrics: (m) => metrics.push(m) });
+    expect(await brake.state()).toMatchObject({ enabled: true, source: 'unreadable' });
+    expect(metrics).toEqual([{ dimensions: { Function: 'brake' }, metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } } }]);
   });
 });

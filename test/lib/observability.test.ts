@@ -25,7 +25,9 @@ describe('observability', () => {
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of ['admitted vs denied', 'Denials by layer and code', 'Tokens settled per tenant', 'Spend per tenant', 'Top endpoints', 'Settlement failures', 'Authorizer latency p99']) expect(body).toContain(title);
     const alarms = alarmsOf(t);
-    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['Decisions', 'Decisions', 'Errors', 'MicroUsdSettled', 'SettleFailures']);
+    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeUnreadable', 'Decisions', 'Decisions', 'Errors', 'MicroUsdSettled', 'SettleFailures', 'UsageRejected']);
+    expect(alarms.find((a) => a.MetricName === 'BrakeUnreadable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'brake' }] });
+    expect(alarms.find((a) => a.MetricName === 'UsageRejected')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'proxy' }] });
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')).toMatchObject({ Threshold: 100_000_000, Period: 3600, Statistic: 'Sum', Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'proxy' }] });
     expect(alarms.every((a) => JSON.stringify(a.AlarmActions).includes('LimiterObservabilityAlarms'))).toBe(true);
     t.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
@@ -33,7 +35,7 @@ describe('observability', () => {
   });
 
   it('lets props tune an alarm or turn it off', () => {
-    const alarms = alarmsOf(synth({ alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, brakeEngaged: false } }));
+    const alarms = alarmsOf(synth({ alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, brakeEngaged: false, brakeUnreadable: false, usageRejected: false } }));
     expect(alarms).toHaveLength(3);
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')!.Threshold).toBe(25_000_000);
   });
