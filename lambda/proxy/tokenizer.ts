@@ -71,6 +71,8 @@ export class Encoding {
   private readonly byBase64 = new Map<string, number>();
   /** Tokens of up to 6 bytes keyed by their bytes as one number: most lookups, no string made. */
   private readonly short = new Map<number, number>();
+  /** Ranks of the two-byte tokens, indexed by the two bytes (-1: not a token): the first lookup of every pair. */
+  private readonly pairs = new Int32Array(65_536).fill(-1);
   private readonly maxTokenBytes: number;
   private readonly pattern: RegExp;
   private readonly pieces = new Map<string, number>();
@@ -85,7 +87,11 @@ export class Encoding {
       for (let i = 2; i < parts.length; i++) {
         const token = parts[i]!;
         const rank = offset + i - 2;
-        if (token.length <= 8) this.short.set(shortKeyOfBase64(token), rank);
+        if (token.length <= 8) {
+          const key = shortKeyOfBase64(token);
+          this.short.set(key, rank);
+          if (key >= 0x10000 && key < 0x20000) this.pairs[key - 0x10000] = rank; // two bytes
+        }
         else this.byBase64.set(token, rank);
         if (token.length > longest) longest = token.length;
       }
@@ -94,8 +100,14 @@ export class Encoding {
     this.pattern = new RegExp(ranks.pat_str, 'gu');
   }
 
-  private readonly rankOf = (bytes: Buffer, start: number, end: number): number | undefined =>
-    end - start <= 6 ? this.short.get(shortKey(bytes, start, end)) : this.byBase64.get(bytes.toString('base64', start, end));
+  private readonly rankOf = (bytes: Buffer, start: number, end: number): number | undefined => {
+    const length = end - start;
+    if (length === 2) {
+      const rank = this.pairs[(bytes[start]! << 8) | bytes[start + 1]!]!;
+      return rank < 0 ? undefined : rank;
+    }
+    return length <= 6 ? this.short.get(shortKey(bytes, start, end)) : this.byBase64.get(bytes.toString('base64', start, end));
+  };
 
   /** Tokens in `text`; special-token text is counted as ordinary text, never rejected. */
   count(text: string, budget: CountBudget = countBudget()): number {
