@@ -1,5 +1,6 @@
 /**
- * Each Lambda bundle as the construct builds it (esbuild, minified, config compiled in): its size,
+ * Each Lambda bundle as the package ships it (built once by npm run build, minified, the AWS SDK
+ * inside; the construct stages config.json beside it): its size,
  * and its init time measured by loading it in a fresh Node 22 process.
  */
 import { statSync } from 'node:fs';

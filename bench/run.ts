@@ -4,6 +4,7 @@ import { benchAuthorizer, benchObservability } from './authorizer';
 import { benchConstruct } from './construct';
 import { benchEngine } from './engine';
 import { benchGateway } from './gateway';
+import { benchPackage } from './package';
 import { benchProxy } from './proxy';
 import { benchSecurity } from './security';
 
@@ -16,6 +17,7 @@ try {
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
   if (!only || only === 'security') await benchSecurity(dynamo.endpoint);
   if (!only || only === 'construct') await benchConstruct();
+  if (!only || only === 'package') await benchPackage();
   // Last: npm start's stack points the SDK's environment at its own local services.
   if (!only || only === 'gateway') await benchGateway();
 } finally {

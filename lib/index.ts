@@ -1,9 +1,8 @@
 export { LimitsTable, type LimitsTableProps } from './limits-table';
-export { type Decision } from '../lambda/engine/decision';
 export * from '../lambda/engine/errors';
 export { type BurstCredit, durationMs, type LeakyBucketLimit, type Limit, leakyBucket, type SlidingWindowLimit, slidingWindow, type TokenBucketLimit, tokenBucket } from '../lambda/engine/limits';
-export { LimitStore, type LimitStoreOptions } from '../lambda/engine/store';
 export { LIMITS_ROUTE, LlmRateLimiter } from './llm-rate-limiter';
 export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';
 export { type AutomaticBrake, type LimiterAlarms, LimiterObservability } from './observability';
+export { LimiterFunction, type LimiterFunctionProps } from './limiter-function';

@@ -1,22 +1,16 @@
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
+import { LimiterFunction } from './limiter-function';
 import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
 import { type LlmRateLimiterProps, validateProps } from './props';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const entry = (name: string) => path.join(here, '..', 'lambda', name, 'index.ts');
 
 export { LIMITS_ROUTE } from '../lambda/gateway/api';
 
@@ -29,9 +23,9 @@ export class LlmRateLimiter extends Construct {
   readonly table: Table;
   readonly api: apigw.RestApi;
   readonly brakeParameter: ssm.StringParameter;
-  readonly authorizerFunction: NodejsFunction;
-  readonly proxyFunction: NodejsFunction;
-  readonly limitsFunction: NodejsFunction;
+  readonly authorizerFunction: LimiterFunction;
+  readonly proxyFunction: LimiterFunction;
+  readonly limitsFunction: LimiterFunction;
   /** Dashboard, alarms, the alarm topic and (opt-in) the automatic brake. */
   readonly observability: LimiterObservability;
   /** The base URL OpenAI clients use (ends in /v1). */
@@ -49,48 +43,29 @@ export class LlmRateLimiter extends Construct {
     });
 
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
-    const common = {
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
-      depsLockFilePath: path.join(here, '..', 'package-lock.json'),
-      bundling: {
-        minify: true,
-        sourceMap: true,
-        format: OutputFormat.CJS,
-        target: 'node22',
-        // The limiter configuration is compiled into the bundle: reviewable, and no 4 KB environment limit.
-        define: { 'process.env.LIMITER_CONFIG': JSON.stringify(JSON.stringify(config)) },
-      },
-      environment: functionEnvironment({
-        tableName: this.table.tableName,
-        brakeParameterName: this.brakeParameter.parameterName,
-        keyCacheTtlSeconds: (props.keyCacheTtl ?? Duration.seconds(30)).toSeconds(),
-        brakeCacheTtlSeconds: (props.brakeCacheTtl ?? Duration.seconds(5)).toSeconds(),
-        brakeColdStart: props.brakeColdStart ?? 'released',
-        brakeRetryAfterSeconds: (props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds(),
-        clockSkewMs: (props.clockSkew ?? Duration.millis(0)).toMilliseconds(),
-      }),
-    };
-    // Each function gets its own log group and a role that may write to that group only (no managed policy).
-    const logging = (name: string) => {
-      const logGroup = new logs.LogGroup(this, `${name}Logs`, { retention, removalPolicy: RemovalPolicy.DESTROY });
-      const role = new iam.Role(this, `${name}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: `LLM rate limiter ${name} function` });
-      logGroup.grantWrite(role);
-      return { logGroup, role };
-    };
+    const environment = functionEnvironment({
+      tableName: this.table.tableName,
+      brakeParameterName: this.brakeParameter.parameterName,
+      keyCacheTtlSeconds: (props.keyCacheTtl ?? Duration.seconds(30)).toSeconds(),
+      brakeCacheTtlSeconds: (props.brakeCacheTtl ?? Duration.seconds(5)).toSeconds(),
+      brakeColdStart: props.brakeColdStart ?? 'released',
+      brakeRetryAfterSeconds: (props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds(),
+      clockSkewMs: (props.clockSkew ?? Duration.millis(0)).toMilliseconds(),
+    });
+    // The configuration travels as config.json beside each handler: reviewable in cdk.out, no 4 KB environment limit.
+    const common = { config, environment, logRetention: retention };
 
-    this.authorizerFunction = new NodejsFunction(this, 'Authorizer', { ...common, entry: entry('authorizer'), memorySize: FUNCTION_SETTINGS.authorizer.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.authorizer.timeoutSeconds), ...logging('Authorizer'), description: 'LLM rate limiter: identity, brake, layered limits' });
+    this.authorizerFunction = new LimiterFunction(this, 'Authorizer', { ...common, handler: 'authorizer', memorySize: FUNCTION_SETTINGS.authorizer.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.authorizer.timeoutSeconds), description: 'LLM rate limiter: identity, brake, layered limits' });
     const streamTimeout = props.streamTimeout ?? Duration.minutes(5);
-    this.proxyFunction = new NodejsFunction(this, 'Proxy', {
+    this.proxyFunction = new LimiterFunction(this, 'Proxy', {
       ...common,
-      entry: entry('proxy'),
+      handler: 'proxy',
       memorySize: FUNCTION_SETTINGS.proxy.memorySize,
       timeout: streamTimeout,
-      ...logging('Proxy'),
       description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
-      environment: { ...common.environment, ...proxyEnvironment(props.upstreamBaseUrl, props.upstreamApiKeySecret.secretArn, (props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds()) },
+      environment: { ...environment, ...proxyEnvironment(props.upstreamBaseUrl, props.upstreamApiKeySecret.secretArn, (props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds()) },
     });
-    this.limitsFunction = new NodejsFunction(this, 'LimitsFunction', { ...common, entry: entry('limits'), memorySize: FUNCTION_SETTINGS.limits.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.limits.timeoutSeconds), ...logging('LimitsFunction'), description: 'LLM rate limiter: GET /v1/limits' });
+    this.limitsFunction = new LimiterFunction(this, 'LimitsFunction', { ...common, handler: 'limits', memorySize: FUNCTION_SETTINGS.limits.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.limits.timeoutSeconds), description: 'LLM rate limiter: GET /v1/limits' });
 
     // Least privilege: each function gets the actions it calls, on this table, parameter and secret only.
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
@@ -165,9 +140,6 @@ export class LlmRateLimiter extends Construct {
 
   /** cdk-nag (AwsSolutions) findings this construct keeps on purpose, each with its reason. */
   private acknowledgeNagFindings(): void {
-    for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction]) {
-      Validations.of(fn).acknowledge({ id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
-    }
     Validations.of(this.api).acknowledge(
       { id: 'AwsSolutions::AwsSolutions-APIG2', reason: 'Request bodies are validated by the proxy, so that errors come back in OpenAI’s error shape naming the field.' },
       { id: 'AwsSolutions::AwsSolutions-COG4', reason: 'Clients authenticate with API keys (OpenAI-compatible Bearer tokens) checked by the Lambda REQUEST authorizer, not Cognito.' },

@@ -1,19 +1,15 @@
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Duration, Validations } from 'aws-cdk-lib';
+import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { NAMESPACE } from '../lambda/runtime/metrics';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
+import { LimiterFunction } from './limiter-function';
 
 /** Alarms with sensible defaults; a number tunes one, false turns it off. */
 export interface LimiterAlarms {
@@ -63,7 +59,7 @@ export class LimiterObservability extends Construct {
   readonly alarmTopic: sns.Topic;
   readonly dashboard: cloudwatch.Dashboard;
   readonly alarms: cloudwatch.Alarm[] = [];
-  readonly autoBrakeFunction?: NodejsFunction;
+  readonly autoBrakeFunction?: LimiterFunction;
 
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
     super(scope, id);
@@ -95,24 +91,15 @@ export class LimiterObservability extends Construct {
 
     if (props.automaticBrake) {
       const brakeFor = props.automaticBrake.brakeFor ?? Duration.hours(1);
-      const logGroup = new logs.LogGroup(this, 'AutoBrakeLogs', { retention: props.logRetention });
-      const role = new iam.Role(this, 'AutoBrakeRole', { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: 'LLM rate limiter automatic brake' });
-      logGroup.grantWrite(role);
-      this.autoBrakeFunction = new NodejsFunction(this, 'AutoBrake', {
-        entry: path.join(here, '..', 'lambda', 'auto-brake', 'index.ts'),
-        depsLockFilePath: path.join(here, '..', 'package-lock.json'),
-        runtime: lambda.Runtime.NODEJS_22_X,
-        architecture: lambda.Architecture.ARM_64,
+      this.autoBrakeFunction = new LimiterFunction(this, 'AutoBrake', {
+        handler: 'auto-brake',
         memorySize: 256,
         timeout: Duration.seconds(10),
-        role,
-        logGroup,
-        bundling: { minify: true, sourceMap: true, format: OutputFormat.CJS, target: 'node22' },
-        environment: { BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName, BRAKE_FOR_SECONDS: String(brakeFor.toSeconds()), NODE_OPTIONS: '--enable-source-maps' },
+        logRetention: props.logRetention,
+        environment: { BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName, BRAKE_FOR_SECONDS: String(brakeFor.toSeconds()) },
         description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
       });
-      role.addToPolicy(new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }));
-      Validations.of(this.autoBrakeFunction).acknowledge({ id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on.' });
+      this.autoBrakeFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }));
       const auto = new cloudwatch.Alarm(this, 'AutomaticBrakeAlarm', {
         metric: spendPerHour,
         threshold: props.automaticBrake.spendPerHourUsd * 1_000_000,

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { Brake } from '../authorizer/brake';
@@ -21,6 +23,20 @@ export function required(name: string): string {
   return value;
 }
 
+/**
+ * The limiter configuration: config.json beside the handler (the construct writes it into the
+ * function's asset; Lambda unpacks the asset in LAMBDA_TASK_ROOT), or LIMITER_CONFIG (npm start, tests).
+ */
+function limiterConfigText(): string {
+  if (process.env.LIMITER_CONFIG) return process.env.LIMITER_CONFIG;
+  const file = path.join(process.env.LAMBDA_TASK_ROOT ?? process.cwd(), 'config.json');
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    throw new Error(`no limiter configuration: ${file} is missing and LIMITER_CONFIG is not set`);
+  }
+}
+
 export interface CommonDeps {
   readonly config: LimiterConfig;
   readonly store: LimitStore;
@@ -37,8 +53,7 @@ export interface CommonDeps {
  */
 export function commonDepsFromEnvironment(): CommonDeps {
   const tableName = required('TABLE_NAME');
-  // Written out as process.env.LIMITER_CONFIG so the construct's bundler can compile the config in.
-  const config = parseConfig(JSON.parse(process.env.LIMITER_CONFIG ?? required('LIMITER_CONFIG')));
+  const config = parseConfig(JSON.parse(limiterConfigText()));
   const dynamo = new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb));
   const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0), deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs });
   return {

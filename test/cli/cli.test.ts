@@ -125,7 +125,8 @@ describe('usage', () => {
 
 describe('the installed command', () => {
   it('exits 0 with output, and 2 with a message for an unknown command', async () => {
-    const bin = fileURLToPath(new URL('../../bin/llm-limiter.mjs', import.meta.url));
+    // package.json's "bin": the compiled, self-contained CLI (dist/cli.js, built by pretest).
+    const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
     const run = promisify(execFile);
     const env = { ...process.env, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: 'us-east-1' };
     ssm.parameters.set('/bin/brake', { value: 'off', version: 1, modified: Date.now() });

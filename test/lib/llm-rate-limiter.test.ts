@@ -179,3 +179,28 @@ describe('prop validation', () => {
     expect(build(overrides)).toThrow(message);
   });
 });
+
+describe('several limiters in one app', () => {
+  it('synthesises two instances in one stack and one in each of two stacks, with nothing shared by name', () => {
+    const app = new App();
+    const one = new Stack(app, 'One');
+    const staging = new LlmRateLimiter(one, 'Staging', props(one));
+    const canary = new LlmRateLimiter(one, 'Canary', props(one, { plans: { team: { user: [requestsPerMinute(5)] } } }));
+    const two = new Stack(app, 'Two');
+    new LlmRateLimiter(two, 'Limiter', props(two));
+    const assembly = app.synth();
+    expect(assembly.stacks.map((s) => s.stackName).sort()).toEqual(['One', 'Two']);
+    const template = Template.fromStack(one);
+    template.resourceCountIs('AWS::ApiGateway::RestApi', 2);
+    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    template.resourceCountIs('AWS::SSM::Parameter', 2);
+    // No physical names are fixed, so nothing clashes across stacks or environments.
+    for (const type of ['AWS::DynamoDB::Table', 'AWS::SSM::Parameter', 'AWS::Lambda::Function', 'AWS::CloudWatch::Dashboard']) {
+      for (const r of Object.values(template.findResources(type))) expect(r.Properties.TableName ?? r.Properties.Name ?? r.Properties.FunctionName ?? r.Properties.DashboardName).toBeUndefined();
+    }
+    // Each instance's functions carry their own configuration.
+    const code = (fn: lambda.Function) => (one.resolve((fn.node.defaultChild as lambda.CfnFunction).code) as { s3Key: string }).s3Key;
+    expect(code(staging.authorizerFunction)).not.toBe(code(canary.authorizerFunction));
+    expect(code(staging.proxyFunction)).not.toBe(code(canary.proxyFunction));
+  });
+});

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { App, Stack } from 'aws-cdk-lib';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -34,11 +34,12 @@ export function synthBundles(): Record<'authorizer' | 'proxy' | 'limits', string
 
 /**
  * Loads a bundle in a fresh Node process as Lambda's Node.js runtime would: the runtime's
- * streaming globals defined, @aws-sdk provided (NODE_PATH stands in for the runtime's copy), and
- * only the environment the construct sets. Resolves to the milliseconds load + init took.
+ * streaming globals defined, the asset unpacked in LAMBDA_TASK_ROOT (config.json beside the
+ * handler), and only the environment the construct sets. Resolves to the milliseconds load + init took.
  */
 export async function loadBundle(file: string): Promise<{ ms: number; handlerType: string }> {
-  const env = { PATH: process.env.PATH ?? '', NODE_PATH: join(process.cwd(), 'node_modules'), TABLE_NAME: 't', BRAKE_PARAMETER_NAME: '/b', UPSTREAM_BASE_URL: 'https://api.openai.com/v1', UPSTREAM_API_KEY_SECRET: 'arn:aws:secretsmanager:us-east-1:0:secret:k', AWS_REGION: 'us-east-1' };
+  // No NODE_PATH: the bundle carries its own AWS SDK (the version the tests ran), as deployed.
+  const env = { PATH: process.env.PATH ?? '', LAMBDA_TASK_ROOT: dirname(file), TABLE_NAME: 't', BRAKE_PARAMETER_NAME: '/b', UPSTREAM_BASE_URL: 'https://api.openai.com/v1', UPSTREAM_API_KEY_SECRET: 'arn:aws:secretsmanager:us-east-1:0:secret:k', AWS_REGION: 'us-east-1' };
   const probe =
     'globalThis.awslambda = { streamifyResponse: (h) => h, HttpResponseStream: { from: (s) => s } }; const t = performance.now(); const m = require(process.argv[1]); process.stdout.write(JSON.stringify({ ms: performance.now() - t, handlerType: typeof m.handler }));';
   return JSON.parse((await run(process.execPath, ['-e', probe, file], { env })).stdout) as { ms: number; handlerType: string };

@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Duration, RemovalPolicy, Stage, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** The handlers the package ships, bundled when the package is built (scripts/build.mjs). */
+export type LimiterFunctionName = 'authorizer' | 'proxy' | 'limits' | 'auto-brake';
+
+/**
+ * Where the prebuilt handler lives: beside the compiled library in the installed package
+ * (dist/index.js -> dist/lambda), or in dist/ of this repository when the sources run.
+ */
+function bundleDir(name: LimiterFunctionName): string {
+  const candidates = [path.join(here, 'lambda', name), path.join(here, '..', 'dist', 'lambda', name)];
+  const found = candidates.find((dir) => existsSync(path.join(dir, 'index.js')));
+  if (!found) throw new Error(`the prebuilt ${name} handler is missing (looked in ${candidates.join(', ')}): run npm run build`);
+  return found;
+}
+
+export interface LimiterFunctionProps {
+  /** Which handler. */
+  readonly handler: LimiterFunctionName;
+  /** Written beside the handler as config.json (the validated limiter configuration); none for the automatic brake. */
+  readonly config?: unknown;
+  readonly description: string;
+  readonly memorySize: number;
+  readonly timeout: Duration;
+  readonly environment: Record<string, string>;
+  readonly logRetention: logs.RetentionDays;
+}
+
+/**
+ * One of the limiter's functions, written once: the prebuilt handler as its code (staged with
+ * config.json beside it at synth: no bundler, Docker or lock file runs), Node 22 on arm64, its own
+ * log group and a role that may write to that group only (no managed policy). The asset's hash
+ * covers the handler and the configuration, so a changed plan deploys as a new version.
+ */
+export class LimiterFunction extends lambda.Function {
+  constructor(scope: Construct, id: string, props: LimiterFunctionProps) {
+    const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
+    const role = new iam.Role(scope, `${id}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: `LLM rate limiter ${id} function` });
+    logGroup.grantWrite(role);
+    super(scope, id, {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(stage(scope, props.handler, props.config)),
+      memorySize: props.memorySize,
+      timeout: props.timeout,
+      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      description: props.description,
+      role,
+      logGroup,
+    });
+    Validations.of(this).acknowledge({ id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
+  }
+}
+
+/**
+ * The asset's folder: the prebuilt handler plus config.json, staged once per distinct content in
+ * the app's output folder (cdk.out/.limiter-staging/<hash>), so the user's synth only copies files.
+ */
+function stage(scope: Construct, handler: LimiterFunctionName, configValue: unknown): string {
+  const source = bundleDir(handler);
+  const files = readdirSync(source).sort();
+  const config = configValue === undefined ? undefined : `${JSON.stringify(configValue, null, 2)}\n`;
+  const hash = createHash('sha256');
+  for (const file of files) hash.update(file).update(readFileSync(path.join(source, file)));
+  if (config) hash.update(config);
+  const dir = path.join(Stage.of(scope)?.outdir ?? mkdtempSync(path.join(tmpdir(), 'limiter-')), '.limiter-staging', `${handler}-${hash.digest('hex').slice(0, 16)}`);
+  if (!existsSync(path.join(dir, 'index.js'))) {
+    mkdirSync(dir, { recursive: true });
+    for (const file of files) copyFileSync(path.join(source, file), path.join(dir, file));
+    if (config) writeFileSync(path.join(dir, 'config.json'), config);
+  }
+  return dir;
+}

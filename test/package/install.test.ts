@@ -1,0 +1,68 @@
+/**
+ * What a user does: pack this package, make an app with `cdk init app --language typescript`
+ * (the template of the aws-cdk CLI this project pins), install the tarball, make the README's
+ * first sample the app, and `cdk synth` with no AWS credentials. Once as the template's CommonJS
+ * app, once as an ES module app. Needs the npm registry for the template's own packages (the
+ * project's npm cache makes it quick); nothing else leaves the machine.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inApp, installTarball, newUserApp, packInto, synthApp } from '../support/user-app';
+
+const work = mkdtempSync(join(tmpdir(), 'llm-limiter-package-'));
+let tarball: string;
+
+beforeAll(async () => {
+  tarball = await packInto(work); // dist/ is built by pretest (scripts/build.mjs)
+}, 120_000);
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+type Template = { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+
+async function installAndSynth(dir: string): Promise<Template> {
+  await installTarball(dir, tarball);
+  const explain = await inApp(dir, 'npm', ['explain', 'esbuild']).catch(() => ({ stdout: '' }));
+  // The package brings no bundler (the template's own tsx may): nothing bundles at the user's synth.
+  expect(explain.stdout).not.toContain('llm-rate-limiter');
+  const installed = JSON.parse(readFileSync(join(dir, 'node_modules', 'llm-rate-limiter', 'package.json'), 'utf8')) as { dependencies?: object };
+  expect(installed.dependencies ?? {}).toEqual({});
+  const synth = await synthApp(dir);
+  expect(`${synth.stdout}${synth.stderr}`).not.toMatch(/Bundling asset/);
+  return JSON.parse(readFileSync(join(dir, 'cdk.out', 'Llm.template.json'), 'utf8')) as Template;
+}
+
+function expectTheLimiter(dir: string, template: Template): void {
+  const of = (type: string) => Object.values(template.Resources).filter((r) => r.Type === type).map((r) => r.Properties);
+  const methods = of('AWS::ApiGateway::Method');
+  expect(methods.filter((m) => m.HttpMethod === 'POST').map((m) => (m.Integration as { ResponseTransferMode?: string }).ResponseTransferMode)).toEqual(['STREAM']);
+  expect(of('AWS::ApiGateway::Authorizer')).toEqual([expect.objectContaining({ Type: 'REQUEST', AuthorizerResultTtlInSeconds: 0 })]);
+  expect(of('AWS::ApiGateway::GatewayResponse')).toContainEqual(expect.objectContaining({ ResponseType: 'ACCESS_DENIED', StatusCode: '429' }));
+  expect(of('AWS::DynamoDB::Table')).toHaveLength(1);
+  expect(of('AWS::SSM::Parameter')).toEqual([expect.objectContaining({ Value: 'off' })]);
+  const functions = of('AWS::Lambda::Function').filter((f) => String(f.Description).startsWith('LLM rate limiter'));
+  expect(functions).toHaveLength(3);
+  for (const fn of functions) {
+    expect(fn).toMatchObject({ Runtime: 'nodejs22.x', Handler: 'index.handler', Code: { S3Key: expect.stringMatching(/^[0-9a-f]{64}\.zip$/) } });
+    // Each function's asset is the prebuilt handler with the configuration beside it.
+    const asset = join(dir, 'cdk.out', `asset.${String((fn.Code as { S3Key: string }).S3Key).replace('.zip', '')}`);
+    expect(readdirSync(asset).sort()).toEqual(['config.json', 'index.js', 'index.js.map']);
+    expect(JSON.parse(readFileSync(join(asset, 'config.json'), 'utf8')).plans.team.user).toHaveLength(2);
+  }
+}
+
+describe('installed into a new CDK app (cdk init app --language typescript)', () => {
+  it('synthesises the README sample in a CommonJS app, offline, without AWS credentials', async () => {
+    const dir = await newUserApp(work, 'userapp', 'commonjs');
+    expectTheLimiter(dir, await installAndSynth(dir));
+    // The installed admin CLI is compiled JavaScript: it answers --help with exit 0.
+    const help = await inApp(dir, 'npx', ['llm-limiter', '--help']);
+    expect(help.stdout).toContain('llm-limiter: operate an LLM rate limiter');
+  }, 300_000);
+
+  it('synthesises the README sample in an ES module app', async () => {
+    const dir = await newUserApp(work, 'esmapp', 'module');
+    expectTheLimiter(dir, await installAndSynth(dir));
+  }, 300_000);
+});
