@@ -1,0 +1,23 @@
+/** The docs name files and folders of this repository: each one must exist, so the docs cannot rot. */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const root = process.cwd();
+const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+/** Relative links, and `code` that looks like a path in one of the repository's folders. */
+const PATH = /^(?:lib|lambda|bin|test|bench|scripts|docs|\.ci)\/[\w./-]*[\w/]$/;
+
+function pathsIn(file: string): { path: string; from: string }[] {
+  const text = readFileSync(join(root, file), 'utf8');
+  const links = [...text.matchAll(/\]\(([^)#:\s]+)(?:#[^)]*)?\)/g)].map((m) => join(dirname(file), m[1]!));
+  const code = [...text.matchAll(/`([^`\s]+)`/g)].map((m) => m[1]!.replace(/:\d+$/, '')).filter((p) => PATH.test(p));
+  return [...links, ...code].map((path) => ({ path, from: file }));
+}
+
+describe('paths the docs name', () => {
+  it.each(docs)('%s names only paths that exist', (file) => {
+    const missing = pathsIn(file).filter((p) => !existsSync(join(root, p.path))).map((p) => p.path);
+    expect(missing).toEqual([]);
+  });
+});
