@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Duration, RemovalPolicy, Stage, Validations } from 'aws-cdk-lib';
+import { type Duration, RemovalPolicy, Stage } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { acknowledge } from './acknowledge';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -60,7 +61,7 @@ export class LimiterFunction extends lambda.Function {
       role,
       logGroup,
     });
-    Validations.of(this).acknowledge({ id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
+    acknowledge(this, { id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
   }
 }
 
@@ -76,10 +77,13 @@ function stage(scope: Construct, handler: LimiterFunctionName, configValue: unkn
   for (const file of files) hash.update(file).update(readFileSync(path.join(source, file)));
   if (config) hash.update(config);
   const dir = path.join(Stage.of(scope)?.outdir ?? mkdtempSync(path.join(tmpdir(), 'limiter-')), '.limiter-staging', `${handler}-${hash.digest('hex').slice(0, 16)}`);
-  if (!existsSync(path.join(dir, 'index.js'))) {
-    mkdirSync(dir, { recursive: true });
-    for (const file of files) copyFileSync(path.join(source, file), path.join(dir, file));
-    if (config) writeFileSync(path.join(dir, 'config.json'), config);
+  if (!existsSync(dir)) {
+    // Staged whole or not at all: an interrupted synth never leaves a half-copied folder behind to reuse.
+    const partial = `${dir}.${process.pid}.partial`;
+    mkdirSync(partial, { recursive: true });
+    for (const file of files) copyFileSync(path.join(source, file), path.join(partial, file));
+    if (config) writeFileSync(path.join(partial, 'config.json'), config);
+    renameSync(partial, dir);
   }
   return dir;
 }

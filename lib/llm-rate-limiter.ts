@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -7,6 +7,7 @@ import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
+import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
 import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
@@ -140,7 +141,8 @@ export class LlmRateLimiter extends Construct {
 
   /** cdk-nag (AwsSolutions) findings this construct keeps on purpose, each with its reason. */
   private acknowledgeNagFindings(): void {
-    Validations.of(this.api).acknowledge(
+    acknowledge(
+      this.api,
       { id: 'AwsSolutions::AwsSolutions-APIG2', reason: 'Request bodies are validated by the proxy, so that errors come back in OpenAI’s error shape naming the field.' },
       { id: 'AwsSolutions::AwsSolutions-COG4', reason: 'Clients authenticate with API keys (OpenAI-compatible Bearer tokens) checked by the Lambda REQUEST authorizer, not Cognito.' },
       { id: 'AwsSolutions::AwsSolutions-APIG3', reason: 'Attaching a WAF web ACL is left to the user; abuse and rate limiting per tenant are what this construct does.' },

@@ -65,4 +65,10 @@ describe('installed into a new CDK app (cdk init app --language typescript)', ()
     const dir = await newUserApp(work, 'esmapp', 'module');
     expectTheLimiter(dir, await installAndSynth(dir));
   }, 300_000);
+
+  it('synthesises with the lowest aws-cdk-lib it supports (2.230.0, the first with REST response streaming)', async () => {
+    const dir = await newUserApp(work, 'oldestapp', 'commonjs', { 'aws-cdk-lib': '2.230.0' });
+    expectTheLimiter(dir, await installAndSynth(dir));
+    expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'aws-cdk-lib', 'package.json'), 'utf8')).version).toBe('2.230.0');
+  }, 300_000);
 });

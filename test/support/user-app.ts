@@ -27,12 +27,13 @@ export async function packInto(dir: string): Promise<string> {
   return join(dir, (JSON.parse(stdout) as { filename: string }[])[0]!.filename);
 }
 
-/** `cdk init app` in `parent/name`, as CommonJS (the template's) or as an ES module app. */
-export async function newUserApp(parent: string, name: string, type: 'commonjs' | 'module'): Promise<string> {
+/** `cdk init app` in `parent/name`, as CommonJS (the template's) or as an ES module app; `dependencies` pins versions. */
+export async function newUserApp(parent: string, name: string, type: 'commonjs' | 'module', dependencies: Record<string, string> = {}): Promise<string> {
   const dir = join(parent, name);
   mkdirSync(dir);
   await inApp(dir, join(root, 'node_modules', '.bin', 'cdk'), ['init', 'app', '--language', 'typescript', '--generate-only']);
-  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: string; scripts: Record<string, string>; devDependencies: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: string; scripts: Record<string, string>; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+  Object.assign(pkg.dependencies, dependencies);
   for (const dev of Object.keys(pkg.devDependencies)) if (/jest|swc/.test(dev)) delete pkg.devDependencies[dev];
   delete pkg.scripts.test;
   pkg.type = type;
