@@ -80,6 +80,7 @@ export function slidingWindow(limit: number, window: number | string, subWindows
   const windowMs = durationMs(window);
   requirePositive('slidingWindow limit', limit);
   requirePositive('slidingWindow window', windowMs);
+  if (!Number.isInteger(windowMs)) throw new InvalidLimitError(`slidingWindow window must be a whole number of milliseconds, got ${windowMs}`);
   if (!Number.isInteger(subWindows) || subWindows < 1 || subWindows > 60) {
     throw new InvalidLimitError(`slidingWindow subWindows must be an integer from 1 to 60, got ${subWindows}`);
   }

@@ -55,8 +55,16 @@ export interface WindowPlan {
 export const EXTRA_SLOTS = 2;
 export const ringLength = (limit: SlidingWindowLimit): number => limit.subWindows + 1 + EXTRA_SLOTS;
 export const slotMs = (limit: SlidingWindowLimit): number => limit.windowMs / limit.subWindows;
-// The tiny bias keeps a time computed as (index x slotMs) in that slot despite float rounding.
-export const slotIndex = (t: number, limit: SlidingWindowLimit): number => Math.floor(t / slotMs(limit) + 1e-9);
+/**
+ * Slot of time `t`: floor(t x S / W), computed on whole numbers. t / slotMs is not exact when W / S
+ * is not a whole number, and at epoch milliseconds (~1.8e12) its rounding error (~1e-7 slots) can
+ * put the first millisecond of a slot in the slot before, so a retry at the advertised time was
+ * denied. t x S and W are whole numbers below 2^53, and the quotient of two such numbers is never
+ * rounded across a whole number while t x S x W < 2^52 (t x S up to ~1e14, W up to days: true).
+ */
+export const slotIndex = (t: number, limit: SlidingWindowLimit): number => Math.floor((Math.floor(t) * limit.subWindows) / limit.windowMs);
+/** First whole millisecond of slot `index`: the least t with slotIndex(t) = index. */
+export const slotStart = (index: number, limit: SlidingWindowLimit): number => Math.ceil((index * limit.windowMs) / limit.subWindows);
 const positionOf = (index: number, limit: SlidingWindowLimit): number => ((index % ringLength(limit)) + ringLength(limit)) % ringLength(limit);
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 
@@ -86,9 +94,9 @@ function waitFor(view: ReturnType<typeof checked>, need: number, early: number, 
   let left = view.total;
   for (let k = 0; k < view.values.length; k++) {
     left -= view.values[k]!;
-    if (left + need <= limit.limit) return Math.ceil((view.from + k + limit.subWindows + 1) * slotMs(limit) - early);
+    if (left + need <= limit.limit) return Math.ceil(slotStart(view.from + k + limit.subWindows + 1, limit) - early);
   }
-  return Math.ceil((view.to + limit.subWindows + 1) * slotMs(limit) - early);
+  return Math.ceil(slotStart(view.to + limit.subWindows + 1, limit) - early);
 }
 
 export function describeWindow(state: WindowState | undefined, at: Moment, limit: SlidingWindowLimit): Decision {

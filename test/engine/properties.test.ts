@@ -58,6 +58,23 @@ describe.each([
 });
 
 describe('sliding window properties', () => {
+  // 15,107 ms in 9 slots: slots of 1,678.55... ms. At epoch milliseconds, t / slotMs rounded the
+  // first millisecond of a slot into the one before, so the retry the 429 advertised was denied.
+  it('admits at the advertised retry time when slots are not whole milliseconds', () => {
+    const limit = slidingWindow(1, 15_107, 9);
+    const [, denied] = simulate(limit, [
+      { gapMs: 63, cost: 1 },
+      { gapMs: 0, cost: 1 },
+    ]);
+    expect(denied!.decision.allowed).toBe(false);
+    expect(decide(limit, denied!.before, denied!.at + denied!.decision.retryAfterMs, 1).decision.allowed).toBe(true);
+    expect(decide(limit, denied!.before, denied!.at + denied!.decision.retryAfterMs - 1, 1).decision.allowed).toBe(false);
+  });
+
+  it('refuses a window that is not a whole number of milliseconds', () => {
+    expect(() => slidingWindow(10, 1500.5)).toThrow(/whole number of milliseconds/);
+  });
+
   it('never admits more than the limit in any window of its length', () => {
     fc.assert(
       fc.property(windowLimit, schedule(1_000, 5), (limit, arrivals) => {
