@@ -1,7 +1,8 @@
 import type { TiktokenBPE } from 'js-tiktoken/lite';
 import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
-import { countPiece } from './bpe';
+import { MAX_TOKENS, PieceCounter } from './bpe';
+import { NOT_A_TOKEN, TokenTable } from './token-table';
 
 export type EncodingName = 'o200k_base' | 'cl100k_base';
 const RANKS: Record<EncodingName, TiktokenBPE> = { o200k_base: o200kBase, cl100k_base: cl100kBase };
@@ -21,93 +22,62 @@ export function encodingFor(model: string): EncodingName {
  * accepts holds (maxBodyBytes <= 6 MB of JSON), so honest requests never reach it.
  */
 const DEFAULT_COUNT_BUDGET_CHARS = 4 * 1024 * 1024;
+/**
+ * A pre-tokenizer piece longer than this is "long": one run of letters, spaces or CJK characters
+ * with no punctuation, digit or space to split it. Ordinary text has none (words, numbers and
+ * CJK clauses are far shorter); hostile text is made of them, because merging a long piece costs
+ * O(n log n) with a large constant where short pieces cost O(n) or hit the piece cache.
+ */
+export const LONG_PIECE_BYTES = 256;
+/**
+ * Bytes of long pieces one request may have tokenized exactly. A long piece that does not fit in
+ * what is left counts a token per byte, so the worst body costs a small constant of ordinary
+ * text (bench `proxy.tokenizer.adversarial_ms_per_100kb`) while a request with a few long pieces
+ * (a DNA sequence, a punctuation-free paragraph) is still counted exactly.
+ */
+const DEFAULT_LONG_PIECE_BUDGET_BYTES = 16 * 1024;
 
-/** Characters a request may still have tokenized exactly (see DEFAULT_COUNT_BUDGET_CHARS). */
+/** Work a request may still spend on exact counts (see the two defaults above). */
 export interface CountBudget {
   charsLeft: number;
+  longBytesLeft: number;
 }
 
-export const countBudget = (chars = DEFAULT_COUNT_BUDGET_CHARS): CountBudget => ({ charsLeft: chars });
-
-/** Up to 6 bytes as one exact number: a 1 before the bytes keeps lengths apart. */
-function shortKey(bytes: Uint8Array, start: number, end: number): number {
-  let key = 1;
-  for (let i = start; i < end; i++) key = key * 256 + bytes[i]!;
-  return key;
-}
-
-const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-const SEXTET = new Int8Array(128).fill(-1);
-for (let i = 0; i < BASE64.length; i++) SEXTET[BASE64.charCodeAt(i)] = i;
-
-/** shortKey of the bytes a base64 token of at most 8 characters stands for, without a Buffer. */
-function shortKeyOfBase64(token: string): number {
-  let key = 1;
-  let bits = 0;
-  let acc = 0;
-  for (let i = 0; i < token.length; i++) {
-    const v = SEXTET[token.charCodeAt(i)]!;
-    if (v < 0) break; // '=' padding
-    acc = (acc << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      key = key * 256 + ((acc >> bits) & 0xff);
-    }
-  }
-  return key;
-}
+export const countBudget = (chars = DEFAULT_COUNT_BUDGET_CHARS, longBytes = DEFAULT_LONG_PIECE_BUDGET_BYTES): CountBudget => ({
+  charsLeft: chars,
+  longBytesLeft: longBytes,
+});
 
 const PIECE_CACHE_SIZE = 50_000;
 const PIECE_CACHE_MAX_CHARS = 32;
 
 /**
- * One of js-tiktoken's encodings (its ranks and pre-tokenizer pattern), counted with the
- * O(n log n) merge in bpe.ts. The ranks are kept as a Map keyed by each token's base64 text: one
- * split of js-tiktoken's rank file (~60 ms), instead of its constructor's decode of ~200k keys
- * (0.6-0.9 s). Only counts: nothing here needs token ids.
+ * One of js-tiktoken's encodings (its ranks and pre-tokenizer pattern), counted with the merge in
+ * bpe.ts. The ranks sit in a TokenTable (bytes in one pool, probed by hash: no string made per
+ * lookup), built in one pass over js-tiktoken's rank file (~45 ms) instead of its constructor's
+ * decode of ~200k keys (0.6-0.9 s). Only counts: nothing here needs token ids.
  */
 export class Encoding {
-  private readonly byBase64 = new Map<string, number>();
-  /** Tokens of up to 6 bytes keyed by their bytes as one number: most lookups, no string made. */
-  private readonly short = new Map<number, number>();
+  private readonly table: TokenTable;
   /** Ranks of the two-byte tokens, indexed by the two bytes (-1: not a token): the first lookup of every pair. */
-  private readonly pairs = new Int32Array(65_536).fill(-1);
-  private readonly maxTokenBytes: number;
+  private readonly pairs = new Int32Array(65_536).fill(NOT_A_TOKEN);
   private readonly pattern: RegExp;
   private readonly pieces = new Map<string, number>();
   private buffer = Buffer.alloc(4096);
+  private readonly counter: PieceCounter;
 
   constructor(ranks: TiktokenBPE) {
-    let longest = 0;
-    for (const line of ranks.bpe_ranks.split('\n')) {
-      if (!line) continue;
-      const parts = line.split(' ');
-      const offset = Number.parseInt(parts[1]!, 10);
-      for (let i = 2; i < parts.length; i++) {
-        const token = parts[i]!;
-        const rank = offset + i - 2;
-        if (token.length <= 8) {
-          const key = shortKeyOfBase64(token);
-          this.short.set(key, rank);
-          if (key >= 0x10000 && key < 0x20000) this.pairs[key - 0x10000] = rank; // two bytes
-        }
-        else this.byBase64.set(token, rank);
-        if (token.length > longest) longest = token.length;
-      }
-    }
-    this.maxTokenBytes = Math.ceil((longest * 3) / 4);
+    this.table = new TokenTable(ranks.bpe_ranks);
+    if (this.table.size > MAX_TOKENS) throw new Error(`An encoding of ${this.table.size} tokens is more than the ${MAX_TOKENS} the pair cache keys hold`);
+    this.table.forEach((bytes, rank) => {
+      if (bytes.length === 2) this.pairs[(bytes[0]! << 8) | bytes[1]!] = rank;
+    });
     this.pattern = new RegExp(ranks.pat_str, 'gu');
+    this.counter = new PieceCounter(this.rankOf, this.table.longest);
   }
 
-  private readonly rankOf = (bytes: Buffer, start: number, end: number): number | undefined => {
-    const length = end - start;
-    if (length === 2) {
-      const rank = this.pairs[(bytes[start]! << 8) | bytes[start + 1]!]!;
-      return rank < 0 ? undefined : rank;
-    }
-    return length <= 6 ? this.short.get(shortKey(bytes, start, end)) : this.byBase64.get(bytes.toString('base64', start, end));
-  };
+  private readonly rankOf = (bytes: Buffer, start: number, end: number): number =>
+    end - start === 2 ? this.pairs[(bytes[start]! << 8) | bytes[start + 1]!]! : this.table.rank(bytes, start, end);
 
   /** Tokens in `text`; special-token text is counted as ordinary text, never rejected. */
   count(text: string, budget: CountBudget = countBudget()): number {
@@ -125,7 +95,7 @@ export class Encoding {
         total += cached;
         continue;
       }
-      const n = this.countPiece(piece);
+      const n = this.countPiece(piece, budget);
       total += n;
       if (piece.length <= PIECE_CACHE_MAX_CHARS) {
         if (this.pieces.size >= PIECE_CACHE_SIZE) this.pieces.clear();
@@ -135,12 +105,16 @@ export class Encoding {
     return total;
   }
 
-  private countPiece(piece: string): number {
+  private countPiece(piece: string, budget: CountBudget): number {
     const needed = piece.length * 3;
     if (this.buffer.length < needed) this.buffer = Buffer.alloc(Math.max(needed, this.buffer.length * 2));
     const length = this.buffer.write(piece, 0, 'utf8');
-    if (this.rankOf(this.buffer, 0, length) !== undefined) return 1;
-    return countPiece(this.buffer, length, this.rankOf, this.maxTokenBytes);
+    if (length > LONG_PIECE_BYTES) {
+      if (length > budget.longBytesLeft) return length; // a token per byte never under-counts
+      budget.longBytesLeft -= length;
+    }
+    if (this.rankOf(this.buffer, 0, length) !== NOT_A_TOKEN) return 1;
+    return this.counter.count(this.buffer, length);
   }
 }
 

@@ -3,9 +3,10 @@ import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
 import { encode as cl100kEncode } from 'gpt-tokenizer/encoding/cl100k_base';
 import { encode as o200kEncode } from 'gpt-tokenizer/encoding/o200k_base';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { countMessages } from '../../lambda/proxy/input-bound';
-import { countBudget, countText, encodingFor } from '../../lambda/proxy/tokenizer';
+import { countBudget, countText, encodingFor, LONG_PIECE_BYTES } from '../../lambda/proxy/tokenizer';
 import { ADVERSARIAL_CORPORA } from '../support/adversarial-text';
 
 const corpus = [
@@ -42,6 +43,31 @@ describe.each(['o200k_base', 'cl100k_base'] as const)('%s on text built to be sl
   it('counts a mixture of every corpus exactly', () => {
     const text = Object.values(ADVERSARIAL_CORPORA).map((make) => `${make(700)} word ${make(300)}\n`).join('');
     expect(countText(text, name)).toBe(reference[name](text, noSpecials).length);
+  });
+
+  // Text from a few characters makes long pieces whose merges mix sweeps, the switch to the heap
+  // (a merge that makes a lower-ranked pair, or sweeps that stop paying) and the heap itself.
+  it('counts random long pieces exactly, whichever way each is merged', () => {
+    const alphabet = fc.constantFrom('a', 'b', 'e', 'n', 't', ' ', '\n', '中', '文', 'é', '🎉', '!', '=');
+    fc.assert(
+      fc.property(fc.array(alphabet, { minLength: 1, maxLength: 400 }), (chars) => {
+        const text = chars.join('');
+        expect(countText(text, name)).toBe(reference[name](text, noSpecials).length);
+      }),
+      { numRuns: 300, seed: 20261128 },
+    );
+  });
+
+  it('counts long pieces exactly up to the long-piece budget, and a token per byte after it', () => {
+    const piece = ` ${'a'.repeat(LONG_PIECE_BYTES)}`; // one piece, longer than LONG_PIECE_BYTES
+    const exactOne = reference[name](piece, noSpecials).length;
+    const budget = countBudget(undefined, 2 * (LONG_PIECE_BYTES + 1));
+    // Two fit in the budget and count exactly; the third does not and counts its bytes.
+    expect(countText(piece + piece, name, budget)).toBe(reference[name](piece + piece, noSpecials).length);
+    expect(countText(piece, name, budget)).toBe(Buffer.byteLength(piece));
+    expect(Buffer.byteLength(piece)).toBeGreaterThan(exactOne);
+    // Short pieces are not held to that budget.
+    expect(countText('hello world', name, budget)).toBe(2);
   });
 
   it('never under-counts past the per-request work budget: the rest counts a token per byte', () => {
