@@ -36,6 +36,8 @@ export interface LimiterFunctionProps {
   readonly timeout: Duration;
   readonly environment: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
+  /** Executions kept for this function alone. @default - none */
+  readonly reservedConcurrentExecutions?: number;
 }
 
 /**
@@ -60,6 +62,7 @@ export class LimiterFunction extends lambda.Function {
       description: props.description,
       role,
       logGroup,
+      ...(props.reservedConcurrentExecutions !== undefined ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions } : {}),
     });
     acknowledge(this, { id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
   }

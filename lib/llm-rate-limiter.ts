@@ -11,7 +11,7 @@ import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
 import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
-import { type LlmRateLimiterProps, validateProps } from './props';
+import { DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY, type LlmRateLimiterProps, REQUESTS_PER_SECOND_PER_AUTHORIZER, validateProps } from './props';
 
 export { LIMITS_ROUTE } from '../lambda/gateway/api';
 
@@ -56,7 +56,16 @@ export class LlmRateLimiter extends Construct {
     // The configuration travels as config.json beside each handler: reviewable in cdk.out, no 4 KB environment limit.
     const common = { config, environment, logRetention: retention };
 
-    this.authorizerFunction = new LimiterFunction(this, 'Authorizer', { ...common, handler: 'authorizer', memorySize: FUNCTION_SETTINGS.authorizer.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.authorizer.timeoutSeconds), description: 'LLM rate limiter: identity, brake, layered limits' });
+    const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
+    this.authorizerFunction = new LimiterFunction(this, 'Authorizer', {
+      ...common,
+      handler: 'authorizer',
+      memorySize: FUNCTION_SETTINGS.authorizer.memorySize,
+      timeout: Duration.seconds(FUNCTION_SETTINGS.authorizer.timeoutSeconds),
+      description: 'LLM rate limiter: identity, brake, layered limits',
+      ...(reserved === false ? {} : { reservedConcurrentExecutions: reserved }),
+    });
+    const throttlingRateLimit = props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(5);
     this.proxyFunction = new LimiterFunction(this, 'Proxy', {
       ...common,
@@ -75,18 +84,22 @@ export class LlmRateLimiter extends Construct {
     for (const fn of [this.authorizerFunction, this.proxyFunction]) {
       fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }));
     }
-    this.proxyFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [props.upstreamApiKeySecret.secretArn] }));
-    props.upstreamApiKeySecret.encryptionKey?.grantDecrypt(this.proxyFunction);
+    // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
+    // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.
+    const secret = props.upstreamApiKeySecret;
+    this.proxyFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`] }));
+    // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
+    secret.encryptionKey?.grantDecrypt(this.proxyFunction);
 
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
     this.api = new apigw.RestApi(this, 'Api', {
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
-      cloudWatchRole: true,
+      ...(props.cloudWatchRole === false ? { cloudWatchRole: false } : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
       deployOptions: {
         stageName: props.stageName ?? 'live',
-        throttlingRateLimit: props.throttlingRateLimit ?? 1000,
-        throttlingBurstLimit: props.throttlingBurstLimit ?? 2000,
+        throttlingRateLimit,
+        throttlingBurstLimit: props.throttlingBurstLimit ?? 2 * throttlingRateLimit,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({ caller: false, httpMethod: true, ip: true, protocol: true, requestTime: true, resourcePath: true, responseLength: true, status: true, user: true }),
         tracingEnabled: true,

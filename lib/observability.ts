@@ -19,8 +19,12 @@ export interface LimiterAlarms {
   readonly denialsPerFiveMinutes?: number | false;
   /** Any settlement that gave up (its reservation then stands). @default true */
   readonly settleFailures?: boolean;
-  /** Any authorizer error (AUTHORIZER_FAILURE, a 503 to clients). @default true */
-  readonly authorizerErrors?: boolean;
+  /**
+   * The authorizer could not decide (the table or the brake unreachable on a layer that fails
+   * closed): clients got 503. Counts the `LimiterUnavailable` metric, not Lambda errors, which a
+   * burst of bad keys also raises. @default true
+   */
+  readonly limiterUnavailable?: boolean;
   /** Requests denied by the brake: it is on. @default true */
   readonly brakeEngaged?: boolean;
   /** The brake parameter holds a value that is not a brake setting (the functions act as braked). @default true */
@@ -84,7 +88,7 @@ export class LimiterObservability extends Construct {
     if (a.spendPerHourUsd !== false) alarm('SpendAlarm', spendPerHour, (a.spendPerHourUsd ?? 100) * 1_000_000, `Global spend crossed $${a.spendPerHourUsd ?? 100} in an hour`);
     if (a.denialsPerFiveMinutes !== false) alarm('DenialSpikeAlarm', denied, a.denialsPerFiveMinutes ?? 1000, 'Many denials: a client loop or an abuse wave');
     if (a.settleFailures !== false) alarm('SettleFailureAlarm', settleFailures, 1, 'Settlements gave up: reservations stand, usage is over-counted');
-    if (a.authorizerErrors !== false) alarm('AuthorizerErrorAlarm', props.authorizerFunction.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }), 1, 'Authorizer errors: clients get 503');
+    if (a.limiterUnavailable !== false) alarm('LimiterUnavailableAlarm', metric('LimiterUnavailable', { Function: 'authorizer' }, 'Sum', Duration.minutes(5)), 1, 'The rate limiter could not decide: clients get 503 limiter_unavailable');
     if (a.brakeEngaged !== false) alarm('BrakeEngagedAlarm', brakeDenials, 1, 'The brake is on: AI routes answer 429');
     if (a.brakeUnreadable !== false) alarm('BrakeUnreadableAlarm', metric('BrakeUnreadable', { Function: 'brake' }, 'Sum', Duration.minutes(1)), 1, 'The brake parameter is not a brake setting: every AI route is braked until someone writes on or off');
     if (a.usageRejected !== false) alarm('UsageRejectedAlarm', metric('UsageRejected', { Function: 'proxy' }, 'Sum', Duration.minutes(5)), 1, 'The upstream reported usage that cannot be right: check the provider or the gateway in front of it');

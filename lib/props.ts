@@ -12,7 +12,11 @@ export interface LlmRateLimiterProps {
   readonly endpoints: Readonly<Record<string, EndpointConfig>>;
   /** The OpenAI-compatible upstream, e.g. https://api.openai.com/v1 (Azure OpenAI, vLLM, Ollama, LiteLLM work too). */
   readonly upstreamBaseUrl: string;
-  /** The secret holding the upstream API key (the key itself, or JSON {"apiKey": "..."}). Read by the proxy only. */
+  /**
+   * The secret holding the upstream API key (the key itself, or JSON {"apiKey": "..."}). Read by the proxy only.
+   * Import it by name (`Secret.fromSecretNameV2`), partial or complete ARN; a secret encrypted with a customer
+   * managed key needs that key too (`Secret.fromSecretAttributes({ secretCompleteArn, encryptionKey })`).
+   */
   readonly upstreamApiKeySecret: ISecret;
   /**
    * System-wide limits (a spend cap, say), checked after the tenant, user and endpoint layers.
@@ -41,10 +45,27 @@ export interface LlmRateLimiterProps {
   readonly streamTimeout?: Duration;
   /** How far Lambda clocks may be apart without over-admitting (see the README). @default Duration.millis(0) */
   readonly clockSkew?: Duration;
-  /** Stage throttling, an outer safety net in requests per second. @default 1000 */
+  /**
+   * Concurrent executions reserved for the authorizer, so long streams (each holding a proxy
+   * execution for minutes) can never take the capacity every request's decision needs. Lambda
+   * keeps at least 100 executions of the account unreserved: an account whose quota is still the
+   * new-account default must raise it, or pass false (no reservation). @default 50
+   */
+  readonly authorizerReservedConcurrency?: number | false;
+  /**
+   * Stage throttling, an outer safety net in requests per second.
+   * @default 20 x authorizerReservedConcurrency (each execution decides about 20 requests a second), or 1000 without a reservation
+   */
   readonly throttlingRateLimit?: number;
-  /** Stage throttling burst. @default 2000 */
+  /** Stage throttling burst. @default 2 x throttlingRateLimit */
   readonly throttlingBurstLimit?: number;
+  /**
+   * Let the stack set API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one
+   * per account and region: it replaces any role set before, and is kept when the stack is deleted).
+   * Execution logging needs some role there; pass false when the account already has one.
+   * @default true
+   */
+  readonly cloudWatchRole?: boolean;
   /** The API's stage name (part of the URL). @default 'live' */
   readonly stageName?: string;
   /** Retention of the functions' and the access logs. @default RetentionDays.ONE_MONTH */
@@ -56,6 +77,18 @@ export interface LlmRateLimiterProps {
   /** Opt-in: set the brake automatically when global spend per hour crosses a threshold. @default - off */
   readonly automaticBrake?: AutomaticBrake;
 }
+
+/**
+ * Largest request body an endpoint may accept. Lambda takes at most 6,291,456 bytes per synchronous
+ * invocation (the whole event, not only the body); API Gateway accepts 10 MB. In the event the
+ * body is a JSON string, where every quote, backslash and newline of a valid JSON body becomes two
+ * bytes: 2 x 3,000,000 plus headers and request context stays under the invocation limit.
+ */
+export const MAX_BODY_BYTES_LIMIT = 3_000_000;
+
+/** Stage throttling per reserved authorizer execution: an execution decides in about 50 ms. */
+export const REQUESTS_PER_SECOND_PER_AUTHORIZER = 20;
+export const DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY = 50;
 
 function fail(prop: string, message: string): never {
   throw new InvalidLimitError(`LlmRateLimiter: ${prop ? `${prop} ` : ""}${message}`);
@@ -84,6 +117,14 @@ export function validateProps(props: LlmRateLimiterProps): LimiterConfig {
     ['throttlingBurstLimit', props.throttlingBurstLimit],
   ] as const) {
     if (value !== undefined && !(Number.isFinite(value) && value > 0)) fail(prop, `is ${value}; give a positive number of requests`);
+  }
+  const reserved = props.authorizerReservedConcurrency;
+  if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1)) fail('authorizerReservedConcurrency', `is ${reserved}; give a whole number of executions >= 1, or false for no reservation`);
+  for (const [route, endpoint] of Object.entries(props.endpoints ?? {})) {
+    const max = endpoint?.maxBodyBytes;
+    if (max !== undefined && max > MAX_BODY_BYTES_LIMIT) {
+      fail(`endpoints['${route}'].maxBodyBytes`, `is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double when API Gateway puts it in the event`);
+    }
   }
   if (props.automaticBrake && !(props.automaticBrake.spendPerHourUsd > 0)) fail('automaticBrake.spendPerHourUsd', `is ${props.automaticBrake.spendPerHourUsd}; give a positive number of USD per hour`);
   durationAtMost('automaticBrake.brakeFor', props.automaticBrake?.brakeFor, Duration.days(7), 'use at most 7 days (release by hand sooner)');

@@ -1,19 +1,23 @@
 import middy from '@middy/core';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
 import { commonDepsFromEnvironment, log, required } from '../runtime/environment';
+import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { type AuthorizerDeps, authorize } from './authorize';
-
 
 /**
  * Errors leave the authorizer as one of two things API Gateway understands: 'Unauthorized'
- * (401, the UNAUTHORIZED gateway response) or anything else (AUTHORIZER_FAILURE, which the
- * construct maps to 503). The log gets the error's class and the request id, never a header.
+ * (401, the UNAUTHORIZED gateway response) or anything else (AUTHORIZER_CONFIGURATION_ERROR or
+ * AUTHORIZER_FAILURE, both mapped to 503 by the construct). The second is an outage: it is counted
+ * as `LimiterUnavailable`, the metric the outage alarm watches (a bad key is a Lambda error too,
+ * so Lambda's Errors metric would page on every scanner). The log gets the error's class and the
+ * request id, never a header.
  */
-export function authorizerErrors(write: (entry: Record<string, unknown>) => void = log): middy.MiddlewareObj<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context> {
+export function authorizerErrors(write: (entry: Record<string, unknown>) => void = log, metrics: (event: MetricEvent) => void = putMetrics): middy.MiddlewareObj<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context> {
   return {
     onError: async (request) => {
       if (request.error?.message === 'Unauthorized') return;
       write({ level: 'error', requestId: request.context.awsRequestId, message: 'authorizer failed', error: request.error?.name });
+      metrics({ dimensions: { Function: 'authorizer' }, metrics: { LimiterUnavailable: { value: 1, unit: 'Count' } } });
       request.error = new Error('Rate limiter unavailable');
     },
   };
@@ -21,7 +25,7 @@ export function authorizerErrors(write: (entry: Record<string, unknown>) => void
 
 export function createHandler(deps: AuthorizerDeps) {
   return middy<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context>()
-    .use(authorizerErrors(deps.log))
+    .use(authorizerErrors(deps.log, deps.metrics))
     .handler((event, context) => authorize(event, deps, context.awsRequestId));
 }
 

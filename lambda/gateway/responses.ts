@@ -5,8 +5,12 @@
  * `$context.authorizer.<key>`.
  */
 export interface GatewayResponseDefinition {
-  readonly type: 'ACCESS_DENIED' | 'UNAUTHORIZED' | 'AUTHORIZER_FAILURE' | 'AUTHORIZER_CONFIGURATION_ERROR' | 'DEFAULT_4XX' | 'DEFAULT_5XX';
-  /** Absent: the status API Gateway chose stays (e.g. 403 for an unknown route). */
+  readonly type: 'ACCESS_DENIED' | 'UNAUTHORIZED' | 'AUTHORIZER_FAILURE' | 'AUTHORIZER_CONFIGURATION_ERROR' | 'MISSING_AUTHENTICATION_TOKEN' | 'DEFAULT_4XX' | 'DEFAULT_5XX';
+  /**
+   * Absent: the status API Gateway chose stays. Never set on DEFAULT_4XX or DEFAULT_5XX: a status
+   * there rewrites every response of that class that has no definition of its own (a 502 from a
+   * failed function would become a 500, a 504 too).
+   */
   readonly statusCode?: string;
   readonly responseHeaders: Readonly<Record<string, string>>;
   readonly template: string;
@@ -36,12 +40,21 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
     responseHeaders: { 'Content-Type': json, 'WWW-Authenticate': "'Bearer'" },
     template: '{"error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer <key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
   },
-  {
-    // The authorizer failed (a layer that fails closed could not be checked): try again shortly.
-    type: 'AUTHORIZER_FAILURE',
+  // The authorizer failed (a layer that fails closed could not be checked): try again shortly.
+  // A function that throws surfaces as AUTHORIZER_CONFIGURATION_ERROR or AUTHORIZER_FAILURE
+  // (both 500 by default, per AWS's list of gateway response types): both answer 503.
+  ...(['AUTHORIZER_FAILURE', 'AUTHORIZER_CONFIGURATION_ERROR'] as const).map((type) => ({
+    type,
     statusCode: '503',
     responseHeaders: { 'Content-Type': json, 'Retry-After': "'1'" },
     template: '{"error":{"message":"The rate limiter is unavailable; retry shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
+  })),
+  {
+    // A path or method this API does not serve: API Gateway's 403 "Missing Authentication Token" by default.
+    type: 'MISSING_AUTHENTICATION_TOKEN',
+    statusCode: '404',
+    responseHeaders: { 'Content-Type': json },
+    template: '{"error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET /v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
   },
   {
     type: 'DEFAULT_4XX',
@@ -50,7 +63,6 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
   },
   {
     type: 'DEFAULT_5XX',
-    statusCode: '500',
     responseHeaders: { 'Content-Type': json },
     template: '{"error":{"message":"Internal error.","type":"api_error","param":null,"code":"internal_error"}}',
   },

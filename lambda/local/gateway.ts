@@ -46,6 +46,8 @@ const API_ID = 'local';
 const DELIMITER = Buffer.alloc(8);
 /** API Gateway's payload limit. */
 const MAX_BODY = 10 * 1024 * 1024;
+/** Lambda's limit on a synchronous invocation's payload (the event JSON). */
+const MAX_INVOKE_PAYLOAD = 6_291_456;
 
 export function lambdaContext(functionName: string, requestId = randomUUID()): Context {
   return {
@@ -160,7 +162,7 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
     const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
-    if (!route) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Missing Authentication Token', 403));
+    if (!route) return send(res, renderGatewayResponse('MISSING_AUTHENTICATION_TOKEN', {}, 'Missing Authentication Token', 403));
     const body = await readBody(req);
     if (!body) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Request Too Long', 413));
     const { headers, multi } = headersOf(req);
@@ -202,13 +204,20 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     } catch (err) {
       if ((err as Error).message === 'Unauthorized') return send(res, renderGatewayResponse('UNAUTHORIZED'));
       log({ level: 'error', requestId, message: 'authorizer failed', error: (err as Error).name });
-      return send(res, renderGatewayResponse('AUTHORIZER_FAILURE'));
+      // As on AWS: a function error is an authorizer configuration error (500 unless mapped).
+      return send(res, renderGatewayResponse('AUTHORIZER_CONFIGURATION_ERROR'));
     }
     // API Gateway hands the context to the integration with every value as a string.
     const context = Object.fromEntries(Object.entries(result.context ?? {}).map(([k, v]) => [k, String(v)]));
     if (!policyAllows(result, methodArn)) return send(res, renderGatewayResponse('ACCESS_DENIED', context));
 
     const event = { ...common, body: body.length ? body.toString('utf8') : null, isBase64Encoded: false, requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } } } as unknown as APIGatewayProxyEvent;
+    // Lambda refuses a synchronous invocation whose event is over 6,291,456 bytes (API Gateway
+    // took the 10 MB body): the function never runs and the client gets a 5xx.
+    if (Buffer.byteLength(JSON.stringify(event)) > MAX_INVOKE_PAYLOAD) {
+      log({ level: 'error', requestId, message: 'integration failed', error: 'RequestEntityTooLargeException' });
+      return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+    }
     if (!route.streaming) {
       try {
         const out = await route.handler(event, lambdaContext('limits', requestId));

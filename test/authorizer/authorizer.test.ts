@@ -45,15 +45,17 @@ async function setup(options: { plan?: string; coldStart?: 'released' | 'braked'
   const brakeName = `/test/${uniqueKey('brake')}`;
   const logs: Record<string, unknown>[] = [];
   const log = (entry: Record<string, unknown>) => logs.push(entry);
+  const metrics: MetricEvent[] = [];
   const store = options.store ?? testStore();
   const directory = new Directory({ client, tableName: tableName(), cacheMs: 30_000, clock: () => clock.now });
   const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: brakeName, clock: () => clock.now, log, ...(options.coldStart ? { coldStart: options.coldStart } : {}) });
-  const handler = createHandler({ config, limiter: new Limiter({ store, config, log, namespace: ns }), directory, brake, clock: () => clock.now, log });
+  const handler = createHandler({ config, limiter: new Limiter({ store, config, log, namespace: ns }), directory, brake, clock: () => clock.now, log, metrics: (m) => metrics.push(m) });
   const call = (event = authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } })) => handler(event, lambdaContext());
   const bucketItem = async (key: string) => (await client.send(new GetItemCommand({ TableName: tableName(), Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } } }))).Item;
   const tenantItem = () => bucketItem(layerKey.tenant({ tenant, user: 'alice' }, ns));
   const setBrake = (value: string) => ssm.parameters.set(brakeName, { value, version: 1, modified: Date.now() });
-  return { call, apiKey, tenant, logs, clock, tenantItem, setBrake, client, brakeName };
+  const unavailable = () => metrics.filter((m) => 'LimiterUnavailable' in m.metrics).length;
+  return { call, apiKey, tenant, logs, metrics, unavailable, clock, tenantItem, setBrake, client, brakeName };
 }
 
 describe('identity', () => {
@@ -146,6 +148,17 @@ describe('limits', () => {
     expect(failure).toBeInstanceOf(Error);
     expect((failure as Error).message).toBe('Rate limiter unavailable');
     expect(JSON.stringify(s.logs)).not.toContain(s.apiKey);
+    // What the outage alarm counts (lib/observability.ts LimiterUnavailableAlarm).
+    expect(s.unavailable()).toBe(1);
+  });
+
+  it('counts no outage for a burst of bad keys and scanners, although each is a Lambda error', async () => {
+    const s = await setup();
+    for (let i = 0; i < 50; i++) {
+      const headers: Record<string, string> = i % 2 ? { Authorization: `Bearer sk-wrong-${i}` } : {};
+      await expect(s.call(authorizerEvent({ headers }))).rejects.toThrow('Unauthorized');
+    }
+    expect(s.unavailable()).toBe(0);
   });
 
   it('lets GET /v1/limits through while braked, without touching the plan’s buckets', async () => {

@@ -94,6 +94,28 @@ describe('npm start, driven by the official OpenAI client', () => {
     expect(await remaining('tenant_tokens_budget', key)).toBe(before);
   });
 
+  // API Gateway takes bodies up to 10 MB, Lambda events up to 6,291,456 bytes: in between the
+  // function never runs. Nothing may be debited.
+  it('refuses a body API Gateway takes but Lambda cannot be invoked with, debiting nothing', async () => {
+    const key = await newKey('demo', 'huge');
+    const before = await remaining('tenant_tokens_budget', key);
+    const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a'.repeat(7_000_000) }] });
+    const res = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+    expect(res.status).toBe(502);
+    expect(await remaining('tenant_tokens_budget', key)).toBe(before);
+  });
+
+  it('answers 404 in OpenAI’s error shape for a route or method the API does not serve', async () => {
+    for (const [method, path] of [
+      ['POST', '/v1/nope'],
+      ['GET', '/v1/chat/completions'],
+    ] as const) {
+      const res = await fetch(`${local.url}${path}`, { method, headers: { authorization: `Bearer ${local.apiKey}` } });
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: { code: string; type: string } }).error).toMatchObject({ code: 'unknown_route', type: 'invalid_request_error' });
+    }
+  });
+
   it("gives 429 with Retry-After past the user's limit, and the OpenAI client's own retry waits as told", async () => {
     const key = await newKey('demo', 'pacer');
     for (let i = 0; i < 3; i++) expect((await chat(key)).status).toBe(200);

@@ -1,4 +1,4 @@
-import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -58,8 +58,20 @@ describe('what LlmRateLimiter provisions', () => {
       ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"\\$context.authorizer.code"') },
     });
     template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'UNAUTHORIZED', StatusCode: '401' });
-    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'AUTHORIZER_FAILURE', StatusCode: '503' });
     expect(Object.keys(template.findResources('AWS::ApiGateway::GatewayResponse'))).toHaveLength(GATEWAY_RESPONSES.length);
+  });
+
+  // AWS: AUTHORIZER_CONFIGURATION_ERROR and AUTHORIZER_FAILURE default to 500; a status on
+  // DEFAULT_5XX rewrites every 5xx without its own definition; unknown routes are 403
+  // MISSING_AUTHENTICATION_TOKEN (docs/aws-fidelity.md).
+  it('answers 503 with Retry-After for either authorizer failure, 404 for unknown routes, and leaves other 5xx their status', () => {
+    for (const type of ['AUTHORIZER_FAILURE', 'AUTHORIZER_CONFIGURATION_ERROR']) {
+      template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: type, StatusCode: '503', ResponseParameters: Match.objectLike({ 'gatewayresponse.header.Retry-After': "'1'" }) });
+    }
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'MISSING_AUTHENTICATION_TOKEN', StatusCode: '404', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"unknown_route"') } });
+    const defaults = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')).filter((r) => String(r.Properties.ResponseType).startsWith('DEFAULT_'));
+    expect(defaults).toHaveLength(2);
+    for (const r of defaults) expect(r.Properties.StatusCode).toBeUndefined();
   });
 
   it('runs every function on nodejs22.x, arm64, with its own role and no managed policy', () => {
@@ -113,6 +125,52 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('creates the brake parameter released', () => {
     template.hasResourceProperties('AWS::SSM::Parameter', { Type: 'String', Value: 'off' });
+  });
+
+  // CloudFormation updates a resource only when its properties change: if they did, a deploy
+  // would write 'off' over a brake an operator set. Nothing but the brake's own name may feed them.
+  it('leaves the brake parameter untouched by a deploy that changes anything else', () => {
+    const brakeOf = (overrides: Partial<LlmRateLimiterProps>) => {
+      const stack = new Stack(new App(), 'Brake');
+      new LlmRateLimiter(stack, 'Limiter', props(stack, overrides));
+      const params = Object.entries(Template.fromStack(stack).findResources('AWS::SSM::Parameter'));
+      expect(params).toHaveLength(1);
+      return params[0];
+    };
+    const before = brakeOf({});
+    for (const change of [
+      { plans: { team: { tenant: [tokensPerDay(5)], user: [requestsPerMinute(1)] } } },
+      { brakeCacheTtl: Duration.seconds(1), brakeRetryAfter: Duration.seconds(9), stageName: 'v2', throttlingRateLimit: 5 },
+      { upstreamBaseUrl: 'https://example.com/v1', automaticBrake: { spendPerHourUsd: 10 }, globalLimits: [usdPerDay(5)] },
+    ] as Partial<LlmRateLimiterProps>[]) {
+      expect(brakeOf(change)).toEqual(before);
+    }
+  });
+
+  it('reserves executions for the authorizer and derives stage throttling from them', () => {
+    const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
+    const authorizer = fns.find(([id]) => id.startsWith('LimiterAuthorizer'))![1];
+    expect(authorizer.Properties.ReservedConcurrentExecutions).toBe(50);
+    for (const [id, fn] of fns) if (!id.startsWith('LimiterAuthorizer')) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    const stack = new Stack(new App(), 'Reserved');
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { authorizerReservedConcurrency: 10 }));
+    const t = Template.fromStack(stack);
+    t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 10 });
+    t.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 })]) });
+    const none = new Stack(new App(), 'Unreserved');
+    new LlmRateLimiter(none, 'Limiter', props(none, { authorizerReservedConcurrency: false }));
+    for (const fn of Object.values(Template.fromStack(none).findResources('AWS::Lambda::Function'))) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  it('protects a retained table from deletion, and sets the account logging role only when asked', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
+    template.resourceCountIs('AWS::ApiGateway::Account', 1);
+    expect(Object.values(template.findResources('AWS::ApiGateway::Account'))[0]!.DeletionPolicy).toBe('Retain');
+    const stack = new Stack(new App(), 'Disposable');
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { removalPolicy: RemovalPolicy.DESTROY, cloudWatchRole: false }));
+    const t = Template.fromStack(stack);
+    expect(Object.values(t.findResources('AWS::DynamoDB::Table'))[0]!.Properties.DeletionProtectionEnabled).toBe(false);
+    t.resourceCountIs('AWS::ApiGateway::Account', 0);
   });
 
   it('has stage throttling and access logging, and outputs the URL, table and parameter', () => {
@@ -175,6 +233,8 @@ describe('prop validation', () => {
     ['a global limit is smaller than its shards', { globalLimits: [requestsPerMinute(4)], globalShards: 8 }, /props.global.limits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/],
     ['a failure mode names no layer', { failureModes: { team: 'open' } as never }, /props.failureModes.team: unknown layer/],
     ['there is no plan', { plans: {} }, /props.plans: expected at least one plan/],
+    ['a body limit is past what one Lambda invocation carries', { endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } }, maxBodyBytes: 6_000_000 } } }, /endpoints\['\/v1\/chat\/completions'\].maxBodyBytes is 6000000; use at most 3000000: Lambda takes at most 6 MB/],
+    ['the authorizer reservation is not a whole number', { authorizerReservedConcurrency: 0 }, /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/],
   ])('throws when %s', (_name, overrides, message) => {
     expect(build(overrides)).toThrow(message);
   });

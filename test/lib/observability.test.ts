@@ -25,7 +25,9 @@ describe('observability', () => {
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of ['admitted vs denied', 'Denials by layer and code', 'Tokens settled per tenant', 'Spend per tenant', 'Top endpoints', 'Settlement failures', 'Authorizer latency p99']) expect(body).toContain(title);
     const alarms = alarmsOf(t);
-    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeUnreadable', 'Decisions', 'Decisions', 'Errors', 'MicroUsdSettled', 'SettleFailures', 'UsageRejected']);
+    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeUnreadable', 'Decisions', 'Decisions', 'LimiterUnavailable', 'MicroUsdSettled', 'SettleFailures', 'UsageRejected']);
+    // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
+    expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'authorizer' }] });
     expect(alarms.find((a) => a.MetricName === 'BrakeUnreadable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'brake' }] });
     expect(alarms.find((a) => a.MetricName === 'UsageRejected')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'proxy' }] });
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')).toMatchObject({ Threshold: 100_000_000, Period: 3600, Statistic: 'Sum', Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'proxy' }] });
