@@ -1,6 +1,6 @@
 import type { Decision } from './decision';
 import { InvalidCostError } from './errors';
-import { adjustGcra, decideGcra, describeGcra, fillMs, type GcraState, type GcraWrite, guardGcra } from './gcra';
+import { adjustGcra, decideGcra, describeGcra, fillMs, type GcraState, type GcraWrite, guardGcra, stateAt } from './gcra';
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
 import type { BucketGuard } from './expressions';
@@ -59,7 +59,7 @@ export function probe(limit: Limit, state: BucketState | undefined, at: Moment, 
     return countWrite(state, at, cost, limit, true).write;
   }
   if (state?.tat === undefined || cost > limit.capacity) return undefined;
-  const write = decideGcra({ tat: at.late }, at, cost, limit).write;
+  const write = decideGcra(stateAt(at.late, limit), at, cost, limit).write;
   return write?.branch === 'advance' ? write : undefined;
 }
 

@@ -18,20 +18,17 @@ export const KEY_PREFIX = {
 
 /** Attribute names of bucket items. Short names keep every item within one write unit. */
 export const ATTR = {
-  /** GCRA theoretical arrival time, epoch ms (token and leaky buckets). */
-  tat: 'tat',
-  /** Burst credit in cost units, valid as of `creditAt`. */
-  credit: 'cr',
-  creditAt: 'crAt',
+  /** GCRA theoretical arrival time in whole ticks (units of refill) since LIMITER_EPOCH_MS (token and leaky buckets). */
+  tat: 'tatTicks',
+  /** Burst credit in whole thousandths of a cost unit, valid as of `creditAt` (whole ticks). */
+  credit: 'crMilli',
+  creditAt: 'crAtTicks',
   /** Sliding window: index of the newest sub-window and the sum of the window's slots. */
   head: 'hd',
   total: 'tot',
   /** Sliding window ring slot prefix: s0, s1, ... */
   slot: 's',
 } as const;
-
-/** Float slack (ms) in GCRA comparisons; far below any rate's interval, so it admits nothing extra in practice. */
-export const TIME_EPSILON_MS = 0.001;
 
 /** Items outlive the moment their state stops mattering by a day before TTL may delete them: a margin
  * for debt, which can outlast a bucket's own period, and for writers that set a shorter expiry. */
@@ -42,3 +39,11 @@ export const DEFAULT_SUB_WINDOWS = 10;
 
 /** Deadline of one DynamoDB operation when none is given (loose, for scripts and busy test machines; the functions use 1 s). */
 export const DEFAULT_STORE_DEADLINE_MS = 10_000;
+
+/**
+ * Fastest refill (drain) one token or leaky bucket may have. Buckets keep time in whole units of
+ * refill since 2025 (lambda/engine/gcra.ts): at this rate those stay below 2^53, exact in both
+ * DynamoDB and JavaScript, until about 2050. A global limit is split over its shards, so the rate
+ * per shard is what counts.
+ */
+export const MAX_RATE_PER_SECOND = 10_000_000;

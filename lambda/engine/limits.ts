@@ -1,4 +1,4 @@
-import { DEFAULT_SUB_WINDOWS } from './constants';
+import { DEFAULT_SUB_WINDOWS, MAX_RATE_PER_SECOND } from './constants';
 import { InvalidLimitError } from './errors';
 
 /** Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once. */
@@ -53,6 +53,11 @@ export function durationMs(duration: number | string): number {
   return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
 }
 
+/** Buckets keep time in whole units of refill (lambda/engine/gcra.ts): a faster rate would outgrow exact numbers. */
+function requireRateAtMost(what: string, rate: number): void {
+  if (rate > MAX_RATE_PER_SECOND) throw new InvalidLimitError(`${what} must be at most ${MAX_RATE_PER_SECOND} per second, got ${rate}: count a coarser unit, or split the limit over more shards`);
+}
+
 function requirePositive(what: string, value: number): void {
   if (!Number.isFinite(value) || value <= 0) {
     throw new InvalidLimitError(`${what} must be a positive finite number, got ${value}`);
@@ -62,6 +67,7 @@ function requirePositive(what: string, value: number): void {
 export function tokenBucket(capacity: number, refillPerSecond: number, burstCredit?: BurstCredit): TokenBucketLimit {
   requirePositive('tokenBucket capacity', capacity);
   requirePositive('tokenBucket refillPerSecond', refillPerSecond);
+  requireRateAtMost('tokenBucket refillPerSecond', refillPerSecond);
   if (burstCredit) {
     requirePositive('tokenBucket burstCredit.capacity', burstCredit.capacity);
     requirePositive('tokenBucket burstCredit.accruePerSecond', burstCredit.accruePerSecond);
@@ -73,6 +79,7 @@ export function tokenBucket(capacity: number, refillPerSecond: number, burstCred
 export function leakyBucket(capacity: number, drainPerSecond: number): LeakyBucketLimit {
   requirePositive('leakyBucket capacity', capacity);
   requirePositive('leakyBucket drainPerSecond', drainPerSecond);
+  requireRateAtMost('leakyBucket drainPerSecond', drainPerSecond);
   return { shape: 'leaky_bucket', capacity, drainPerSecond };
 }
 

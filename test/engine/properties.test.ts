@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decide } from '../../lambda/engine/bucket';
-import { creditAt } from '../../lambda/engine/gcra';
+import { adjust, decide } from '../../lambda/engine/bucket';
+import { creditAt, tatMs } from '../../lambda/engine/gcra';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { type Arrival, admittedSpans, simulate } from './simulate';
 
@@ -155,12 +155,13 @@ describe('burst credit', () => {
         let previous = outcomes[0]!.at;
         for (const o of outcomes) {
           // Time the main bucket spent full (tat <= t) since the previous arrival.
-          const tat = o.before?.tat ?? -Infinity;
+          const tat = tatMs(o.before, limit) ?? -Infinity;
           fullMs += Math.max(0, o.at - Math.max(tat, previous));
           previous = o.at;
           const earned = creditAt(o.before, o.at, limit) + spent;
           expect(earned).toBeLessThanOrEqual((fullMs * limit.burstCredit!.accruePerSecond) / 1000 + 1e-6);
-          if (o.decision.allowed && o.before?.credit !== undefined && o.after?.credit !== undefined && o.after.credit < o.before.credit) spent += o.before.credit - o.after.credit;
+          // Stored credit is in thousandths of a unit.
+          if (o.decision.allowed && o.before?.credit !== undefined && o.after?.credit !== undefined && o.after.credit < o.before.credit) spent += (o.before.credit - o.after.credit) / 1000;
         }
       }),
     );
@@ -216,5 +217,44 @@ describe('clock skew: containers whose clocks are off by up to clockSkewMs never
         }
       }),
     );
+  });
+});
+
+// DynamoDB keeps a number exactly, JavaScript as the nearest double: only whole numbers below 2^53
+// are the same in both, so a compare-and-set on a value read back can match (lambda/engine/gcra.ts).
+describe('numbers written to the store', () => {
+  const awkwardRate = fc.oneof(fc.double({ min: 1e-4, max: 1e7, noNaN: true }), fc.constantFrom(1e6 / 86_400, 1 / 3, 0.7, 86.39999999999999, 1e7));
+  const anyGcra = fc
+    .record({ capacity: fc.integer({ min: 1, max: 1_000_000 }), rate: awkwardRate, leaky: fc.boolean(), credit: fc.option(fc.integer({ min: 1, max: 100 })) })
+    .map(({ capacity, rate, leaky, credit }) => (leaky ? leakyBucket(capacity, rate) : tokenBucket(capacity, rate, credit ? { capacity: credit, accruePerSecond: rate / 10 } : undefined)));
+  const whole = (state: object | undefined) => {
+    for (const [field, value] of Object.entries(state ?? {})) {
+      if (typeof value === 'string') continue; // a write's branch name
+      for (const n of ([] as number[]).concat(value as number | number[])) {
+        expect(Number.isSafeInteger(n), `${field} = ${n}`).toBe(true);
+      }
+    }
+  };
+
+  it('are whole and safe for any rate, through admissions, debits and refunds', () => {
+    fc.assert(
+      fc.property(anyGcra, schedule(5_000, 50), fc.array(fc.integer({ min: -500, max: 500 }), { maxLength: 20 }), (limit, arrivals, deltas) => {
+        const outcomes = simulate(limit, arrivals, 0, Date.UTC(2049, 0, 1));
+        let state = outcomes.at(-1)?.after;
+        let at = outcomes.at(-1)!.at;
+        for (const o of outcomes) whole(o.after);
+        for (const delta of deltas) {
+          at += 7;
+          const { write, next } = adjust(limit, state, at, delta, at);
+          whole(next);
+          if (write) whole(write);
+          state = next;
+        }
+      }),
+    );
+  });
+
+  it('refuses a rate too fast to keep in whole numbers', () => {
+    expect(() => tokenBucket(10, 2e7)).toThrow(/refillPerSecond must be at most 10000000 per second, got 20000000/);
   });
 });

@@ -1,7 +1,7 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { describe, expect, it } from 'vitest';
-import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
+import { ATTR, KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { InvalidCostError, StoreUnavailableError } from '../../lambda/engine/errors';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { ensureTable, LimitStore } from '../../lambda/engine/store';
@@ -132,7 +132,33 @@ describe('burst credit in DynamoDB', () => {
     for (let i = 0; i < 5; i++) taken.push((await store.consume(key, limit)).allowed);
     expect(taken).toEqual([true, true, true, true, false]);
     const item = await rawItem(key);
-    expect(item?.cr).toBe(0);
+    expect(item?.[ATTR.credit]).toBe(0);
+  });
+});
+
+// DynamoDB stores `tat + 86.39999999999999` exactly as a decimal, which reads back as a different
+// double: a compare-and-set on the value read (the refill branch of a refund) then never matches.
+// Real plans have such intervals: tokensPerDay(1e6) refills a token every 86.39999999999999 ms.
+describe('numbers DynamoDB and JavaScript both hold exactly', () => {
+  const awkward = [tokensPerDayLimit(1_000_000), tokenBucket(7, 3), leakyBucket(5, 0.7), tokenBucket(10, 1 / 3, { capacity: 3, accruePerSecond: 0.3 })];
+  function tokensPerDayLimit(perDay: number) {
+    return tokenBucket(perDay, perDay / 86_400);
+  }
+
+  it.each(awkward.map((l, i) => [i, l] as const))('stores only whole numbers, and a refund that must refill succeeds (limit %i)', async (_i, limit) => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    expect((await store.consume(key, limit, 1)).allowed).toBe(true);
+    c.now += 3;
+    expect((await store.consume(key, limit, 1)).allowed).toBe(true);
+    for (const [name, value] of Object.entries((await rawItem(key))!)) {
+      if (typeof value === 'number') expect(Number.isInteger(value), `${name} = ${value}`).toBe(true);
+    }
+    // Refund more than is owed: the refill branch compares tat with the value it read.
+    await store.adjust(key, limit, -5);
+    const after = await store.peek(key, limit);
+    expect(after.remaining).toBe(limit.capacity);
   });
 });
 
