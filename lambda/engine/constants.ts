@@ -47,3 +47,9 @@ export const DEFAULT_STORE_DEADLINE_MS = 10_000;
  * per shard is what counts.
  */
 export const MAX_RATE_PER_SECOND = 10_000_000;
+
+/** Whole ticks per unit of cost for a bucket refilling `rate` units a second: a tick is at most a microsecond. */
+export const ticksPerUnit = (rate: number): number => Math.max(1, Math.ceil(1_000_000 / rate));
+
+/** Largest capacity in ticks a bucket may have, so its times stay exact whole numbers (with room for the clock). */
+export const MAX_CAPACITY_TICKS = 1e15;

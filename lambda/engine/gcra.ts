@@ -1,3 +1,4 @@
+import { ticksPerUnit } from './constants';
 import { type Decision, denied } from './decision';
 import type { LeakyBucketLimit, TokenBucketLimit } from './limits';
 import type { Moment } from './moment';
@@ -8,10 +9,10 @@ import type { Moment } from './moment';
  * the time one unit takes to refill (drain). Debt is simply tat beyond now + C*T.
  *
  * Every number written to the store is a whole number. Time is kept in whole ticks since
- * LIMITER_EPOCH_MS, with T a whole number of ticks (M = max(1, ceil(1000 / rate)) ticks per
- * unit, so a tick is at most a millisecond): a charge of k units is exactly k*M ticks, with no
- * rounding. The present is read as whole ticks (rounded down, like Date.now() rounds to whole
- * milliseconds): the one approximation, and no coarser than the millisecond clock it replaces.
+ * LIMITER_EPOCH_MS, with T a whole number of ticks (M = max(1, ceil(1e6 / rate)) ticks per unit,
+ * so a tick is at most a microsecond): a charge of k units is exactly k*M ticks, with no
+ * rounding. The present is read as whole ticks, rounded down: the one approximation, a
+ * microsecond at most.
  * DynamoDB stores a number exactly (38 digits), JavaScript as the nearest double: in milliseconds,
  * `tat = tat + 86.39999999999999` (a refill interval of tokensPerDay(1e6)) stored a decimal that
  * read back as a different double, and a later compare-and-set on `tat = :expected` could never
@@ -64,7 +65,7 @@ interface Params {
   readonly units: number;
   /** Ticks per unit of cost (whole). */
   readonly perUnit: number;
-  /** Ticks per millisecond (at least 1). */
+  /** Ticks per millisecond (at least 1000). */
   readonly perMs: number;
   readonly creditCapacity: number;
   /** Credit units earned per tick spent full. */
@@ -74,7 +75,7 @@ interface Params {
 function params(limit: GcraLimit): Params {
   const rate = limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond;
   const credit = limit.shape === 'token_bucket' ? limit.burstCredit : undefined;
-  const perUnit = Math.max(1, Math.ceil(1000 / rate));
+  const perUnit = ticksPerUnit(rate);
   return {
     capacity: Math.floor(limit.capacity * perUnit),
     units: limit.capacity,

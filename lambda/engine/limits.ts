@@ -1,4 +1,4 @@
-import { DEFAULT_SUB_WINDOWS, MAX_RATE_PER_SECOND } from './constants';
+import { DEFAULT_SUB_WINDOWS, MAX_CAPACITY_TICKS, MAX_RATE_PER_SECOND, ticksPerUnit } from './constants';
 import { InvalidLimitError } from './errors';
 
 /** Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once. */
@@ -58,6 +58,11 @@ function requireRateAtMost(what: string, rate: number): void {
   if (rate > MAX_RATE_PER_SECOND) throw new InvalidLimitError(`${what} must be at most ${MAX_RATE_PER_SECOND} per second, got ${rate}: count a coarser unit, or split the limit over more shards`);
 }
 
+/** A bucket that takes decades to fill would outgrow exact numbers in whole ticks. */
+function requireExactTicks(what: string, capacity: number, rate: number): void {
+  if (capacity * ticksPerUnit(rate) > MAX_CAPACITY_TICKS) throw new InvalidLimitError(`${what}(${capacity}, ${rate}) takes ${Math.round(capacity / rate / 86_400 / 365)} years to fill: use a faster rate or a smaller capacity`);
+}
+
 function requirePositive(what: string, value: number): void {
   if (!Number.isFinite(value) || value <= 0) {
     throw new InvalidLimitError(`${what} must be a positive finite number, got ${value}`);
@@ -68,6 +73,7 @@ export function tokenBucket(capacity: number, refillPerSecond: number, burstCred
   requirePositive('tokenBucket capacity', capacity);
   requirePositive('tokenBucket refillPerSecond', refillPerSecond);
   requireRateAtMost('tokenBucket refillPerSecond', refillPerSecond);
+  requireExactTicks('tokenBucket', capacity, refillPerSecond);
   if (burstCredit) {
     requirePositive('tokenBucket burstCredit.capacity', burstCredit.capacity);
     requirePositive('tokenBucket burstCredit.accruePerSecond', burstCredit.accruePerSecond);
@@ -80,6 +86,7 @@ export function leakyBucket(capacity: number, drainPerSecond: number): LeakyBuck
   requirePositive('leakyBucket capacity', capacity);
   requirePositive('leakyBucket drainPerSecond', drainPerSecond);
   requireRateAtMost('leakyBucket drainPerSecond', drainPerSecond);
+  requireExactTicks('leakyBucket', capacity, drainPerSecond);
   return { shape: 'leaky_bucket', capacity, drainPerSecond };
 }
 
