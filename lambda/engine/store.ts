@@ -5,6 +5,7 @@ import {
   type DynamoDBClient,
   ResourceNotFoundException,
   TransactionCanceledException,
+  TransactionConflictException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -45,6 +46,8 @@ export interface LimitStoreOptions {
    * The deployed functions use 1000 (CLIENT_TIMEOUTS). @default 10000
    */
   readonly deadlineMs?: number;
+  /** Called for every write refused because another transaction held an item (it is retried). @default nothing */
+  readonly onTransactionConflict?: (operation: 'UpdateItem' | 'TransactWriteItems') => void;
 }
 
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
@@ -52,7 +55,21 @@ export interface StoreStats {
   calls: number;
   conditionFailures: number;
   reads: number;
+  /** Writes DynamoDB refused because another transaction held an item (retried after a pause). */
+  transactionConflicts: number;
 }
+
+/**
+ * Real DynamoDB refuses a write to an item that an in-flight TransactWriteItems is writing
+ * (TransactionConflictException), and cancels a transaction that meets another one
+ * (TransactionCanceledException, reason TransactionConflict). Nothing was written: that is
+ * contention, not an outage. Such a write is retried after a short jittered pause, up to this many
+ * times per operation on top of maxAttempts, within the operation's deadline.
+ */
+export const CONFLICT_RETRIES = 6;
+
+/** A jittered pause before retrying a write that met another transaction: 5-15 ms, growing with the retry. */
+const conflictPause = (retry: number): Promise<void> => new Promise((r) => setTimeout(r, 5 * retry + Math.random() * 10));
 
 
 /**
@@ -61,7 +78,7 @@ export interface StoreStats {
  * condition returns the item (ALL_OLD), so a miss costs one more write, never a read.
  */
 export class LimitStore {
-  readonly stats: StoreStats = { calls: 0, conditionFailures: 0, reads: 0 };
+  readonly stats: StoreStats = { calls: 0, conditionFailures: 0, reads: 0, transactionConflicts: 0 };
   private readonly doc: DynamoDBDocumentClient;
   private readonly tableName: string;
   private readonly clock: () => number;
@@ -70,8 +87,10 @@ export class LimitStore {
   private readonly cacheSize: number;
   private readonly deadlineMs: number;
   private readonly seen = new Map<string, Item>();
+  private readonly onConflict: (operation: 'UpdateItem' | 'TransactWriteItems') => void;
 
   constructor(options: LimitStoreOptions) {
+    this.onConflict = options.onTransactionConflict ?? (() => {});
     this.doc = DynamoDBDocumentClient.from(options.client);
     this.tableName = options.tableName;
     this.clock = options.clock ?? Date.now;
@@ -110,6 +129,7 @@ export class LimitStore {
     const signal = this.deadline();
     let item = this.seen.get(pk);
     let fresh = false;
+    let conflicts = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const step = planItem(checks, options, item, fresh, at);
       if (step.kind === 'done') return step.outcome;
@@ -122,6 +142,12 @@ export class LimitStore {
       // write will most likely leave (so concurrent requests here guess the commuting branch).
       this.remember(pk, predictItem(item, checks, step.evals));
       const outcome = await this.write(pk, step.fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])], signal);
+      if (outcome.conflict) {
+        this.remember(pk, item);
+        if (!(await this.afterConflict(++conflicts, 'UpdateItem'))) break;
+        attempt--;
+        continue;
+      }
       item = outcome.item;
       fresh = true;
       if (outcome.ok) return admitted(checks, step.evals, item, at);
@@ -141,6 +167,7 @@ export class LimitStore {
     const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
     const fresh = pks.map(() => false);
+    let conflicts = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const steps = items.map((it, i) => planItem(it.checks, it.options ?? {}, state[i], fresh[i]!, at));
       const denied = steps.findIndex((s) => s.kind === 'done' && !s.outcome.allowed);
@@ -163,6 +190,11 @@ export class LimitStore {
         await this.doc.send(new TransactWriteCommand({ TransactItems: writes.map((w) => ({ Update: { ...w, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } })) }), { abortSignal: signal });
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', pks.join(','), { cause: err });
+        if (isConflict(err)) {
+          if (!(await this.afterConflict(++conflicts, 'TransactWriteItems'))) break;
+          attempt--;
+          continue;
+        }
         this.stats.conditionFailures++;
         err.CancellationReasons?.forEach((reason, i) => {
           if (reason.Code === 'ConditionalCheckFailed') {
@@ -195,6 +227,7 @@ export class LimitStore {
     const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
     const fresh = pks.map(() => false);
+    let conflicts = 0;
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
       const stale: number[] = [];
       const updates = items.flatMap((it, i) => {
@@ -225,9 +258,14 @@ export class LimitStore {
         return 'settled';
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', ledger, { cause: err });
-        this.stats.conditionFailures++;
         const reasons = err.CancellationReasons ?? [];
         if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'already-settled';
+        if (isConflict(err)) {
+          if (!(await this.afterConflict(++conflicts, 'TransactWriteItems'))) break;
+          attempt--;
+          continue;
+        }
+        this.stats.conditionFailures++;
         reasons.slice(1).forEach((reason, k) => {
           const i = updates[k]!.index;
           if (reason.Code === 'ConditionalCheckFailed') {
@@ -235,8 +273,6 @@ export class LimitStore {
             fresh[i] = true;
           }
         });
-        // A conflict with another transaction: back off a little before the next attempt.
-        if (reasons.some((r) => r.Code === 'TransactionConflict')) await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 10));
       }
     }
     throw new ContentionError(ledger, this.maxAttempts + 2);
@@ -273,6 +309,7 @@ export class LimitStore {
     const signal = this.deadline();
     let item = this.seen.get(pk);
     let fresh = false;
+    let conflicts = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const { fragments, unwritten } = this.adjustments(item, adjustments, at);
       // "Nothing to refund" is only true of the real state: a stale or missing view must be read first.
@@ -283,6 +320,11 @@ export class LimitStore {
       }
       if (fragments.length === 0) return;
       const outcome = await this.write(pk, fragments, at, [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])], signal);
+      if (outcome.conflict) {
+        if (!(await this.afterConflict(++conflicts, 'UpdateItem'))) break;
+        attempt--;
+        continue;
+      }
       item = outcome.item;
       fresh = true;
       if (outcome.ok) return;
@@ -319,7 +361,21 @@ export class LimitStore {
       sets.push(`#s${i} = :s${i}`);
     });
     const fragments: Fragment[] = [{ ...(conditions.length ? { condition: conditions.join(' AND ') } : {}), sets, names, values }];
-    return this.send(KEY_PREFIX.bucket + key, fragments, this.deadline());
+    const signal = this.deadline();
+    for (let conflicts = 1; ; conflicts++) {
+      const outcome = await this.send(KEY_PREFIX.bucket + key, fragments, signal);
+      if (!outcome.conflict) return outcome;
+      if (!(await this.afterConflict(conflicts, 'UpdateItem'))) throw new ContentionError(key, conflicts);
+    }
+  }
+
+  /** Counts the `conflicts`-th write of an operation that met another transaction; pauses and says whether to retry (CONFLICT_RETRIES). */
+  private async afterConflict(conflicts: number, operation: 'UpdateItem' | 'TransactWriteItems'): Promise<boolean> {
+    this.stats.transactionConflicts++;
+    this.onConflict(operation);
+    if (conflicts > CONFLICT_RETRIES) return false;
+    await conflictPause(conflicts);
+    return true;
   }
 
   /** The time as this store sees it (see clockSkewMs). */
@@ -382,7 +438,8 @@ export class LimitStore {
     };
   }
 
-  private async send(pk: string, fragments: Fragment[], signal: AbortSignal): Promise<{ ok: boolean; item: Item | undefined }> {
+  /** One UpdateItem: written (ok), refused by its condition (the item as it was), or refused because another transaction held the item (conflict: nothing known). */
+  private async send(pk: string, fragments: Fragment[], signal: AbortSignal): Promise<{ ok: boolean; item: Item | undefined; conflict?: true }> {
     this.stats.calls++;
     try {
       const out = await this.doc.send(new UpdateCommand({ ...this.request(pk, fragments), ReturnValues: 'ALL_NEW', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }), { abortSignal: signal });
@@ -395,9 +452,16 @@ export class LimitStore {
         this.remember(pk, item);
         return { ok: false, item };
       }
+      if (err instanceof TransactionConflictException) return { ok: false, item: undefined, conflict: true };
       throw new StoreUnavailableError('UpdateItem', pk, { cause: err });
     }
   }
+}
+
+/** A transaction cancelled only because another transaction held an item: nothing was written. */
+function isConflict(err: TransactionCanceledException): boolean {
+  const reasons = err.CancellationReasons ?? [];
+  return reasons.some((r) => r.Code === 'TransactionConflict') && reasons.every((r) => r.Code === 'TransactionConflict' || r.Code === 'None' || r.Code === undefined);
 }
 
 /** Epoch seconds after which an item no longer matters, with a day's margin. */

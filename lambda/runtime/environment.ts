@@ -55,7 +55,13 @@ export function commonDepsFromEnvironment(): CommonDeps {
   const tableName = required('TABLE_NAME');
   const config = parseConfig(JSON.parse(limiterConfigText()));
   const dynamo = new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb));
-  const store = new LimitStore({ client: dynamo, tableName, clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0), deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs });
+  const store = new LimitStore({
+    client: dynamo,
+    tableName,
+    clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0),
+    deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
+    onTransactionConflict: (operation) => putMetrics({ dimensions: { Function: 'store' }, metrics: { TransactionConflicts: { value: 1, unit: 'Count' } }, properties: { operation } }),
+  });
   return {
     config,
     store,

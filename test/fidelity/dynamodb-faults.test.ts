@@ -1,0 +1,175 @@
+/**
+ * DynamoDB as it behaves on AWS, not as DynamoDB Local does (docs/aws-fidelity.md): writes refused
+ * because another transaction holds the item, throttling past an item's write rate, answers lost
+ * after the write landed. Injected by a proxy that speaks DynamoDB's wire protocol, so the real
+ * SDK and the real engine meet them. Nothing may be over-admitted, and every settlement must land
+ * exactly once.
+ */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
+import { layerKey } from '../../lambda/engine/limiter';
+import { bucketName, requestsPerMinute, tokens } from '../../lambda/engine/plans';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../../lambda/local/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { startUpstreamStandIn, type UpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
+import { authorizerEvent, lambdaContext, proxyEvent } from '../support/events';
+import { localFunctionEnvironment } from '../support/function-environment';
+import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { LimitStore } from '../../lambda/engine/store';
+import { localClient } from '../../lambda/local/dynamodb-local';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { type DynamoFaultProxy, startDynamoFaultProxy } from '../support/dynamo-faults';
+
+const run = promisify(execFile);
+const worker = fileURLToPath(new URL('../support/consume-worker.ts', import.meta.url));
+
+let proxy: DynamoFaultProxy;
+beforeAll(async () => {
+  proxy = await startDynamoFaultProxy(dynamoEndpoint(), 20261128);
+});
+afterAll(() => proxy.stop());
+beforeEach(() => proxy.reset());
+
+/** `workers` processes x `each` concurrent unit decisions on one key, through the proxy. */
+async function storm(key: string, limit: Limit, workers = 4, each = 40) {
+  const results = await Promise.all(
+    Array.from({ length: workers }, async () => {
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', worker, proxy.endpoint, tableName(), key, JSON.stringify(limit), JSON.stringify(Array.from({ length: each }, () => 1))]);
+      return JSON.parse(stdout) as { admitted: number; failed: number; conflicts: number };
+    }),
+  );
+  return { admitted: results.reduce((a, r) => a + r.admitted, 0), failed: results.reduce((a, r) => a + r.failed, 0), conflicts: results.reduce((a, r) => a + r.conflicts, 0) };
+}
+
+const shapes: [string, (n: number) => Limit][] = [
+  ['token bucket', (n) => tokenBucket(n, n / 86_400)],
+  ['leaky bucket', (n) => leakyBucket(n, n / 86_400)],
+  ['sliding window', (n) => slidingWindow(n, '1 d')],
+];
+
+describe.each(shapes)('%s', (_name, make) => {
+  it('treats TransactionConflictException as contention: retried, counted, never an outage, exactly the limit', async () => {
+    proxy.faults.conflict = 0.3;
+    const key = uniqueKey();
+    const { admitted, failed, conflicts } = await storm(key, make(50));
+    expect(proxy.injected.conflicts).toBeGreaterThan(10);
+    expect(conflicts).toBe(proxy.injected.conflicts);
+    expect(failed).toBe(0);
+    expect(admitted).toBe(50);
+    proxy.faults.conflict = 0;
+    expect((await testStore().peek(key, make(50))).remaining).toBe(0);
+  });
+
+  it('never over-admits when answers are lost after the write and items are throttled', async () => {
+    proxy.faults.dropAfterWrite = 0.1;
+    proxy.faults.itemWritesPerSecond = 100;
+    proxy.faults.conflict = 0.1;
+    const key = uniqueKey();
+    const { admitted } = await storm(key, make(50));
+    expect(proxy.injected.drops + proxy.injected.throttles).toBeGreaterThan(0);
+    expect(admitted).toBeLessThanOrEqual(50);
+    proxy.reset();
+    // What the bucket holds is at least what was admitted: a lost answer may spend without admitting, never the reverse.
+    expect(50 - (await testStore().peek(key, make(50))).remaining).toBeGreaterThanOrEqual(admitted);
+  });
+});
+
+describe('settlement', () => {
+  it('lands exactly once per request under conflicts and lost answers', async () => {
+    proxy.faults.conflict = 0.3;
+    proxy.faults.dropAfterWrite = 0.2;
+    const limit = tokenBucket(1_000_000, 0.001); // no refill worth a unit during the test
+    const key = uniqueKey();
+    // Each settlement is retried by its caller until it reports an outcome, as the proxy does.
+    const store = new LimitStore({ client: localClient(proxy.endpoint, 2), tableName: tableName(), deadlineMs: 5_000 });
+    const settle = async (ledger: string, delta: number) => {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        try {
+          return await store.settleOnce(ledger, [{ key, adjustments: [{ name: '', limit, delta }] }]);
+        } catch {
+          // an outage seen by the caller: try again (the ledger makes that safe)
+        }
+      }
+      throw new Error(`settlement ${ledger} never reported`);
+    };
+    const ledgers = Array.from({ length: 40 }, (_, i) => [uniqueKey('ledger'), 100 + i] as const);
+    await Promise.all(ledgers.map(([ledger, delta]) => settle(ledger, delta)));
+    // Settle every one again: the ledger refuses all of them.
+    expect(new Set(await Promise.all(ledgers.map(([ledger, delta]) => settle(ledger, delta))))).toEqual(new Set(['already-settled']));
+    expect(proxy.injected.conflicts).toBeGreaterThan(0);
+    expect(proxy.injected.drops).toBeGreaterThan(0);
+    proxy.reset();
+    const total = ledgers.reduce((a, [, d]) => a + d, 0);
+    expect(1_000_000 - (await testStore().peek(key, limit)).remaining).toBe(total);
+  });
+});
+
+// The request path as Lambda runs it (functions built from the environment, real clients), with
+// DynamoDB behind the fault proxy: authorizer, reservation, streamed answer, settlement.
+describe('the request path', () => {
+  installLambdaStreamingGlobals();
+  const CHAT = '/v1/chat/completions';
+  // Refills a thousandth of a token a second: the spent figure below is exact however long the test takes.
+  const TOKENS = tokens(tokenBucket(100_000, 0.001), { name: 'budget' });
+  const config = {
+    plans: { team: { tenant: [requestsPerMinute(1_000), TOKENS], user: [requestsPerMinute(1_000)], outputReservation: 50 } },
+    endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+  };
+  const USAGE = { prompt_tokens: 5, completion_tokens: 3 };
+  let ssm: SsmLocal;
+  let upstream: UpstreamStandIn;
+  const saved = { ...process.env };
+  beforeAll(async () => {
+    ssm = await startSsmLocal();
+    ssm.secrets.set('fidelity/key', 'sk-upstream');
+    upstream = await startUpstreamStandIn({ usage: USAGE });
+    Object.assign(process.env, {
+      ...localFunctionEnvironment({ tableName: tableName(), brakeParameterName: `/test/${uniqueKey('brake')}`, config, dynamoEndpoint: proxy.endpoint, ssmEndpoint: ssm.endpoint }),
+      UPSTREAM_BASE_URL: upstream.baseUrl,
+      UPSTREAM_API_KEY_SECRET: 'fidelity/key',
+    });
+  });
+  afterAll(async () => {
+    process.env = saved;
+    await upstream.stop();
+    await ssm.stop();
+  });
+
+  it('answers every request and settles each exactly once while a quarter of the writes meet another transaction', async () => {
+    const client = localClient(dynamoEndpoint());
+    const tenant = uniqueKey('tenant');
+    const apiKey = `sk-${uniqueKey('key')}`;
+    await putTenant(client, tableName(), { id: tenant, plan: 'team' });
+    await putApiKey(client, tableName(), apiKey, { tenant, user: 'alice', status: 'active' });
+    const authorizer = createHandler(depsFromEnvironment());
+    const proxyHandler = createProxyHandler(proxyDepsFromEnvironment());
+    proxy.faults.conflict = 0.25;
+    const N = 30;
+    // Three at a time: the functions run with their production deadlines (DynamoDB 1 s), which a
+    // busy test machine must not be the one to miss.
+    const statuses: number[] = [];
+    for (let batch = 0; batch < N / 3; batch++) {
+      statuses.push(
+        ...(await Promise.all(
+          Array.from({ length: 3 }, async () => {
+            const decision = await authorizer(authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }), lambdaContext());
+            expect(decision.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+            const out = await invokeStreaming(proxyHandler, proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, authorizer: { tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
+            return out.statusCode;
+          }),
+        )),
+      );
+    }
+    expect(statuses).toEqual(Array.from({ length: N }, () => 200));
+    expect(proxy.injected.conflicts).toBeGreaterThan(5);
+    proxy.reset();
+    const spent = await testStore().peekItem(layerKey.tenant({ tenant, user: 'alice' }), [{ name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 }]);
+    // Every reservation was settled to what the upstream billed: no more, no less.
+    expect(100_000 - spent.outcomes[0]!.decision.remaining).toBe(N * (USAGE.prompt_tokens + USAGE.completion_tokens));
+  });
+});

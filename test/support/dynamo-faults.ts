@@ -1,0 +1,159 @@
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * An HTTP proxy in front of DynamoDB Local that does what real DynamoDB does and Local does not
+ * (docs/aws-fidelity.md): it speaks DynamoDB's JSON wire protocol, so the real SDK parses what it
+ * injects into the real exception classes.
+ *
+ * - `conflict`: share of UpdateItem calls answered TransactionConflictException, and of
+ *   TransactWriteItems calls answered TransactionCanceledException with a TransactionConflict
+ *   reason (an item under another transaction). Nothing is written.
+ * - `itemWritesPerSecond`: writes one item takes per second before the rest are throttled
+ *   (ProvisionedThroughputExceededException; real DynamoDB allows 1,000 WCU per item per second).
+ * - `dropAfterWrite`: share of writes forwarded (so they land) whose answer is then lost: the
+ *   connection is cut, as when a network path fails after DynamoDB commits.
+ * - `latencyMs`: added before every answer.
+ *
+ * Every call is recorded (operation, table, keys) for the IAM check.
+ */
+export interface DynamoFaults {
+  conflict: number;
+  itemWritesPerSecond: number;
+  dropAfterWrite: number;
+  latencyMs: number;
+}
+
+export interface RecordedCall {
+  readonly service: 'dynamodb';
+  readonly action: string;
+  /** The IAM actions the call needs: itself, or for TransactWriteItems the action of each item. */
+  readonly iamActions: readonly string[];
+  readonly table: string;
+  readonly userAgent: string;
+}
+
+export interface DynamoFaultProxy {
+  readonly endpoint: string;
+  readonly faults: DynamoFaults;
+  /** How many of each fault were injected. */
+  readonly injected: { conflicts: number; throttles: number; drops: number };
+  readonly calls: RecordedCall[];
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+const WRITES = new Set(['UpdateItem', 'PutItem', 'DeleteItem', 'TransactWriteItems']);
+const NONE: DynamoFaults = { conflict: 0, itemWritesPerSecond: Number.POSITIVE_INFINITY, dropAfterWrite: 0, latencyMs: 0 };
+
+/** A seeded generator, so a failing run can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 32;
+  };
+}
+
+function keysOf(action: string, body: Record<string, unknown>): { table: string; keys: string[] } {
+  if (action === 'TransactWriteItems') {
+    const items = (body.TransactItems as Record<string, { TableName: string; Key?: unknown; Item?: unknown }>[]) ?? [];
+    const parts = items.map((it) => Object.values(it)[0]!);
+    return { table: parts[0]?.TableName ?? '', keys: parts.map((p) => JSON.stringify(p.Key ?? p.Item)) };
+  }
+  return { table: String(body.TableName ?? ''), keys: [JSON.stringify(body.Key ?? body.Item ?? '')] };
+}
+
+export async function startDynamoFaultProxy(target: string, seed = 1): Promise<DynamoFaultProxy> {
+  const next = random(seed);
+  const { hostname, port } = new URL(target);
+  const faults: DynamoFaults = { ...NONE };
+  const injected = { conflicts: 0, throttles: 0, drops: 0 };
+  const calls: RecordedCall[] = [];
+  const writes = new Map<string, number[]>();
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  const error = async (res: ServerResponse, type: string, message: string, extra: Record<string, unknown> = {}) => {
+    await sleep(faults.latencyMs);
+    const body = JSON.stringify({ __type: `com.amazonaws.dynamodb.v20120810#${type}`, message, ...extra });
+    res.writeHead(400, { 'content-type': 'application/x-amz-json-1.0', 'x-amzn-requestid': `fault-${calls.length}` });
+    res.end(body);
+  };
+
+  const throttled = (keys: string[]): boolean => {
+    if (!Number.isFinite(faults.itemWritesPerSecond)) return false;
+    const now = Date.now();
+    let over = false;
+    for (const key of keys) {
+      const recent = (writes.get(key) ?? []).filter((t) => now - t < 1000);
+      if (recent.length >= faults.itemWritesPerSecond) over = true;
+      writes.set(key, recent);
+    }
+    if (!over) for (const key of keys) writes.get(key)!.push(now);
+    return over;
+  };
+
+  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', async () => {
+      const raw = Buffer.concat(chunks);
+      const action = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
+      const body = raw.length ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : {};
+      const { table, keys } = keysOf(action, body);
+      // IAM authorizes a transaction item by item (PutItem, UpdateItem, ...): there is no action of its own.
+      const TRANSACT: Record<string, string> = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem' };
+      const iamActions = action === 'TransactWriteItems' ? ((body.TransactItems as Record<string, unknown>[]) ?? []).map((it) => TRANSACT[Object.keys(it)[0]!]!) : [action];
+      calls.push({ service: 'dynamodb', action, iamActions: [...new Set(iamActions)].map((a) => `dynamodb:${a}`), table, userAgent: String(req.headers['user-agent'] ?? '') });
+      if (WRITES.has(action)) {
+        if (faults.conflict > 0 && next() < faults.conflict) {
+          injected.conflicts++;
+          if (action === 'TransactWriteItems') {
+            const reasons = keys.map((_k, i) => (i === keys.length - 1 ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' } : { Code: 'None' }));
+            return error(res, 'TransactionCanceledException', `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`, { CancellationReasons: reasons });
+          }
+          return error(res, 'TransactionConflictException', 'Transaction is ongoing for the item');
+        }
+        if (throttled(keys)) {
+          injected.throttles++;
+          return error(res, 'ProvisionedThroughputExceededException', 'The level of configured provisioned throughput for the table was exceeded.');
+        }
+      }
+      const drop = WRITES.has(action) && faults.dropAfterWrite > 0 && next() < faults.dropAfterWrite;
+      const upstream = request({ hostname, port: Number(port), method: req.method, path: req.url, headers: req.headers }, async (answer) => {
+        const parts: Buffer[] = [];
+        answer.on('data', (c: Buffer) => parts.push(c));
+        answer.on('end', async () => {
+          await sleep(faults.latencyMs);
+          if (drop) {
+            injected.drops++;
+            req.socket.destroy(); // the write landed; its answer never arrives
+            return;
+          }
+          res.writeHead(answer.statusCode ?? 500, answer.headers);
+          res.end(Buffer.concat(parts));
+        });
+      });
+      upstream.on('error', () => res.destroy());
+      upstream.end(raw);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: own } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${own}`,
+    faults,
+    injected,
+    calls,
+    reset() {
+      Object.assign(faults, NONE);
+      Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0 });
+      writes.clear();
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
