@@ -58,7 +58,7 @@ export class LimiterFunction extends lambda.Function {
       code: lambda.Code.fromAsset(stage(scope, props.handler, props.config)),
       memorySize: props.memorySize,
       timeout: props.timeout,
-      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+      environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment, LIMITER_FUNCTION: props.handler },
       description: props.description,
       role,
       logGroup,

@@ -13,6 +13,8 @@ export interface SsmLocal {
   readonly secrets: Map<string, string>;
   /** Requests seen, by operation. */
   readonly calls: Record<string, number>;
+  /** Every request: service, operation, the parameter or secret it names, and the caller's user agent. */
+  readonly log: { service: 'ssm' | 'secretsmanager'; action: string; resource: string; userAgent: string }[];
   stop(): Promise<void>;
 }
 
@@ -35,6 +37,7 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
   const parameters: SsmLocal['parameters'] = new Map();
   const secrets: SsmLocal['secrets'] = new Map();
   const calls: Record<string, number> = {};
+  const log: SsmLocal['log'] = [];
   const region = options.region ?? 'us-east-1';
   const account = options.account ?? '000000000000';
   const server: Server = createServer(async (req, res) => {
@@ -48,6 +51,7 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
       return fault(res, 'SerializationException', 'request body is not JSON');
     }
     const name = typeof input.Name === 'string' ? input.Name : '';
+    log.push({ service: target.startsWith('secretsmanager.') ? 'secretsmanager' : 'ssm', action: operation, resource: typeof input.SecretId === 'string' ? input.SecretId : name, userAgent: String(req.headers['user-agent'] ?? '') });
     switch (operation) {
       case 'GetParameter': {
         const p = parameters.get(name);
@@ -81,6 +85,7 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
     parameters,
     secrets,
     calls,
+    log,
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

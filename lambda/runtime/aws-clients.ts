@@ -22,7 +22,10 @@ export const CLIENT_TIMEOUTS = {
 
 /** Client configuration: two attempts at most, timeouts that throw. */
 export function clientConfig(timeouts: ClientTimeouts) {
+  // Which function calls (CloudTrail shows it as part of the user agent; the IAM test attributes calls by it).
+  const fn = process.env.LIMITER_FUNCTION;
   return {
+    ...(fn ? { customUserAgent: `llm-rate-limiter/${fn}` } : {}),
     maxAttempts: 2,
     requestHandler: { connectionTimeout: timeouts.connectionTimeoutMs, requestTimeout: timeouts.requestTimeoutMs, throwOnRequestTimeout: true },
   };

@@ -58,7 +58,9 @@ describe('the construct and the local gateway cannot drift', () => {
     expect(find('LimiterAuthorizer')).toMatchObject({ MemorySize: FUNCTION_SETTINGS.authorizer.memorySize, Timeout: FUNCTION_SETTINGS.authorizer.timeoutSeconds });
     expect(find('LimiterProxy')).toMatchObject({ MemorySize: FUNCTION_SETTINGS.proxy.memorySize });
     expect(find('LimiterLimitsFunction')).toMatchObject({ MemorySize: FUNCTION_SETTINGS.limits.memorySize, Timeout: FUNCTION_SETTINGS.limits.timeoutSeconds });
-    expect(envKeys(find('LimiterAuthorizer'))).toEqual([...common].sort());
-    expect(envKeys(find('LimiterProxy'))).toEqual([...common, ...Object.keys(proxyEnvironment('', '', 0))].sort());
+    // Each function also says which it is (the user agent of its AWS calls names it).
+    expect(envKeys(find('LimiterAuthorizer'))).toEqual([...common, 'LIMITER_FUNCTION'].sort());
+    expect(envKeys(find('LimiterProxy'))).toEqual([...common, ...Object.keys(proxyEnvironment('', '', 0)), 'LIMITER_FUNCTION'].sort());
+    for (const [prefix, name] of [['LimiterAuthorizer', 'authorizer'], ['LimiterProxy', 'proxy'], ['LimiterLimitsFunction', 'limits']]) expect(find(prefix!).Environment.Variables.LIMITER_FUNCTION).toBe(name);
   });
 });

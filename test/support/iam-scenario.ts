@@ -1,0 +1,172 @@
+/**
+ * The IAM scenario (test/fidelity/iam.test.ts, bench fidelity.iam.*): the functions run as in
+ * Lambda (built from the environment the template gives them, real SDK clients) against local
+ * endpoints that record each call; an IAM policy simulator judges each call on the ARN AWS would
+ * see (a real-looking account and region, a secret ARN with its random suffix) against the role's
+ * policies from the synthesized template.
+ */
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../../lambda/local/lambda-streaming';
+import { startSsmLocal } from '../../lambda/local/ssm-local';
+import { startUpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/limits/handler';
+import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
+import { localClient } from '../../lambda/local/dynamodb-local';
+import { LlmRateLimiter, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lib';
+import { startDynamoFaultProxy } from './dynamo-faults';
+import { authorizerEvent, lambdaContext, proxyEvent } from './events';
+import { localFunctionEnvironment } from './function-environment';
+import { ACCOUNT, allowed, type IamCall, type Physical, REGION, rolePolicies, unusedGrants } from './iam-check';
+
+const CHAT = '/v1/chat/completions';
+const EMBED = '/v1/embeddings';
+const BRAKE = '/llm-limiter/brake';
+const SECRET_NAME = 'llm-limiter/openai-key';
+/** The complete ARN Secrets Manager gave the secret: its name, a hyphen and six random characters. */
+const SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET_NAME}-Ab12Cd`;
+const KEY_ARN = `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`;
+export const FUNCTIONS = { authorizer: 'LimiterAuthorizer', proxy: 'LimiterProxy', limits: 'LimiterLimitsFunction' } as const;
+const PLANS = { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)], user: [requestsPerMinute(1_000)] } };
+const ENDPOINTS = { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } }, [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } };
+
+export const SECRET_VARIANTS: [string, (stack: Stack) => ISecret, boolean][] = [
+  ['a secret imported by name (partial ARN)', (stack) => Secret.fromSecretNameV2(stack, 'Key', SECRET_NAME), false],
+  ['a secret imported by complete ARN', (stack) => Secret.fromSecretCompleteArn(stack, 'Key', SECRET_ARN), false],
+  ['a secret encrypted with a customer managed key', (stack) => Secret.fromSecretAttributes(stack, 'Key', { secretCompleteArn: SECRET_ARN, encryptionKey: kms.Key.fromKeyArn(stack, 'Cmk', KEY_ARN) }), true],
+];
+
+function synth(secret: (stack: Stack) => ISecret) {
+  const stack = new Stack(new App(), 'Iam', { env: { account: ACCOUNT, region: REGION } });
+  new LlmRateLimiter(stack, 'Limiter', { upstreamBaseUrl: 'https://api.openai.com/v1', upstreamApiKeySecret: secret(stack), brakeParameterName: BRAKE, endpoints: ENDPOINTS, plans: PLANS, globalLimits: [usdPerDay(100)] });
+  return Template.fromStack(stack);
+}
+
+/** What each logical id is on AWS, for the names this run uses. */
+function physicalOf(template: Template, table: string): Physical {
+  const ref: Record<string, string> = {};
+  const arn: Record<string, string> = {};
+  for (const [id, r] of Object.entries(template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, unknown> }>)) {
+    if (r.Type === 'AWS::DynamoDB::Table') {
+      ref[id] = table;
+      arn[id] = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${table}`;
+    } else if (r.Type === 'AWS::SSM::Parameter') {
+      ref[id] = String(r.Properties?.Name);
+    } else if (r.Type === 'AWS::Logs::LogGroup') {
+      ref[id] = `/aws/lambda/${id}`;
+      arn[id] = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/aws/lambda/${id}:*`;
+    } else {
+      ref[id] = `${id}-physical`;
+      arn[id] = `arn:aws:${r.Type.split('::')[1]!.toLowerCase()}:${REGION}:${ACCOUNT}:${id}`;
+    }
+  }
+  return { ref, arn };
+}
+
+function resolveValue(value: unknown, physical: Physical): string {
+  if (typeof value === 'string') return value;
+  const [sep, parts] = (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'];
+  const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': REGION, 'AWS::AccountId': ACCOUNT };
+  return parts.map((p) => (typeof p === 'string' ? p : (pseudo[(p as { Ref: string }).Ref] ?? physical.ref[(p as { Ref: string }).Ref]))).join(sep);
+}
+
+export interface IamReport {
+  /** Distinct (function, action, resource) calls recorded. */
+  readonly calls: IamCall[];
+  readonly denied: string[];
+  readonly unused: string[];
+  /** Requests the scenario expected to succeed that did not (the scenario's own check). */
+  readonly failures: string[];
+}
+
+/** Runs every kind of request through the three functions with the given secret, and judges the calls. */
+export async function iamScenario(dynamoEndpoint: string, table: string, secret: (stack: Stack) => ISecret, encrypted: boolean): Promise<IamReport> {
+  installLambdaStreamingGlobals();
+  const template = synth(secret);
+  const physical = physicalOf(template, table);
+  const dynamo = await startDynamoFaultProxy(dynamoEndpoint);
+  const ssm = await startSsmLocal({ account: ACCOUNT, region: REGION });
+  const upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
+  const saved = { ...process.env };
+  const failures: string[] = [];
+  try {
+    ssm.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
+    const proxyEnv = Object.values(template.findResources('AWS::Lambda::Function')).find((f) => f.Properties.Environment?.Variables?.UPSTREAM_API_KEY_SECRET)!.Properties.Environment.Variables;
+    const secretId = resolveValue(proxyEnv.UPSTREAM_API_KEY_SECRET, physical);
+    ssm.secrets.set(secretId, 'sk-upstream');
+    Object.assign(process.env, {
+      ...localFunctionEnvironment({ tableName: table, brakeParameterName: BRAKE, config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(100)], shards: 8 } }, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssm.endpoint }),
+      AWS_REGION: REGION,
+      UPSTREAM_BASE_URL: upstream.baseUrl,
+      UPSTREAM_API_KEY_SECRET: secretId,
+    });
+    const built = <T>(fn: string, build: () => T): T => {
+      process.env.LIMITER_FUNCTION = fn;
+      return build();
+    };
+    const authorizer = built('authorizer', () => createHandler(depsFromEnvironment()));
+    const proxy = built('proxy', () => createProxyHandler(proxyDepsFromEnvironment()));
+    const limits = built('limits', () => createLimitsHandler(limitsDepsFromEnvironment()));
+    delete process.env.LIMITER_FUNCTION;
+
+    const client = localClient(dynamoEndpoint);
+    const tenant = `tenant-${crypto.randomUUID()}`;
+    const apiKey = `sk-${crypto.randomUUID()}`;
+    await putTenant(client, table, { id: tenant, plan: 'team' });
+    await putApiKey(client, table, apiKey, { tenant, user: 'alice', status: 'active' });
+    const auth = { Authorization: `Bearer ${apiKey}` };
+    const context = { tenant, user: 'alice', shard: '0' };
+    const expectThat = (ok: boolean, what: string) => {
+      if (!ok) failures.push(what);
+    };
+
+    expectThat((await authorizer(authorizerEvent({ headers: auth }), lambdaContext())).policyDocument.Statement[0]?.Effect === 'Allow', 'authorizer allows a chat request');
+    expectThat((await authorizer(authorizerEvent({ headers: auth, route: '/v1/limits', method: 'GET' }), lambdaContext())).policyDocument.Statement[0]?.Effect === 'Allow', 'authorizer allows GET /v1/limits');
+    expectThat(await authorizer(authorizerEvent({ headers: { Authorization: 'Bearer sk-nobody' } }), lambdaContext()).then(() => false, (err: Error) => err.message === 'Unauthorized'), 'authorizer refuses an unknown key');
+    const chat = (body: Record<string, unknown>, route = CHAT) => invokeStreaming(proxy, proxyEvent({ route, body, authorizer: context }), lambdaContext('proxy'));
+    expectThat((await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true })).statusCode === 200, 'a streamed chat answers 200');
+    expectThat((await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).statusCode === 200, 'a chat answers 200');
+    expectThat((await chat({ model: 'text-embedding-3-small', input: 'hi' }, EMBED)).statusCode === 200, 'embeddings answer 200');
+    upstream.behaviour = { ...upstream.behaviour, status: 500 }; // an upstream failure: the reservation is refunded
+    await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    upstream.behaviour = { ...upstream.behaviour, status: undefined };
+    expectThat((await limits(proxyEvent({ route: '/v1/limits', authorizer: context }), lambdaContext('limits'))).statusCode === 200, 'GET /v1/limits answers 200');
+
+    const fnOf = (userAgent: string) => /llm-rate-limiter\/([\w-]+)/.exec(userAgent)?.[1] ?? 'unknown';
+    const all: IamCall[] = [];
+    for (const c of dynamo.calls) for (const action of c.iamActions) all.push({ fn: fnOf(c.userAgent), action, resource: `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${c.table}` });
+    for (const c of ssm.log) {
+      const fn = fnOf(c.userAgent);
+      if (c.service === 'ssm') all.push({ fn, action: `ssm:${c.action}`, resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${c.resource.startsWith('/') ? '' : '/'}${c.resource}` });
+      else {
+        // Whatever id the call names the secret by, IAM judges its complete ARN.
+        all.push({ fn, action: `secretsmanager:${c.action}`, resource: SECRET_ARN });
+        // Secrets Manager decrypts a secret under a customer managed key with the caller's permissions.
+        if (encrypted) all.push({ fn, action: 'kms:Decrypt', resource: KEY_ARN });
+      }
+    }
+    const calls = [...new Map(all.map((c) => [`${c.fn} ${c.action} ${c.resource}`, c])).values()];
+    const denied: string[] = [];
+    const unused: string[] = [];
+    for (const c of calls) if (!(c.fn in FUNCTIONS)) denied.push(`a call from an unknown function: ${c.action} on ${c.resource}`);
+    for (const [fn, prefix] of Object.entries(FUNCTIONS)) {
+      const statements = rolePolicies(template, prefix, physical);
+      for (const call of calls.filter((c) => c.fn === fn)) {
+        const verdict = await allowed(call, statements);
+        if (!verdict.allowed) denied.push(`${fn}: ${call.action} on ${call.resource} (${verdict.detail})`);
+      }
+      // CloudWatch Logs is written by the Lambda runtime, not by the code.
+      unused.push(...unusedGrants(statements, calls.filter((c) => c.fn === fn), (action) => action.startsWith('logs:')).map((g) => `${fn}: ${g}`));
+    }
+    return { calls, denied, unused, failures };
+  } finally {
+    process.env = saved;
+    await upstream.stop();
+    await ssm.stop();
+    await dynamo.stop();
+  }
+}
