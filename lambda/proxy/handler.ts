@@ -9,6 +9,13 @@ import { handleProxy, type ProxyDeps } from './proxy';
 import { SecretValue } from './secret';
 
 const PENDING = Symbol('settlement');
+/**
+ * Time kept back from the invocation's timeout for settlement (up to 5 attempts with backoff, each
+ * within DynamoDB's 1 s deadline) and the stream's last event (a quarter of the time for timeouts
+ * under 40 s). A stream still running then is cut off, settled and closed with a `stream_deadline`
+ * event.
+ */
+export const SETTLE_MARGIN_MS = 10_000;
 type WithSettlement = Context & { [PENDING]?: Promise<void> };
 
 /**
@@ -39,7 +46,10 @@ export function createProxyHandler(deps: ProxyDeps) {
   })
     .use(proxyErrors(deps.log))
     .handler(async (event, context) => {
-      const { settlement, ...response } = await handleProxy(event, deps, context.awsRequestId);
+      // Stop the upstream early enough to settle and close the stream before Lambda's timeout ends the invocation.
+      const remaining = context.getRemainingTimeInMillis();
+      const deadlineAt = Date.now() + remaining - Math.min(SETTLE_MARGIN_MS, remaining / 4);
+      const { settlement, ...response } = await handleProxy(event, deps, context.awsRequestId, deadlineAt);
       if (settlement) (context as WithSettlement)[PENDING] = settlement;
       return response;
     });

@@ -12,7 +12,7 @@ import { SseRelay } from './relay';
 import { UpstreamKeyError } from './secret';
 import { chatInputBound, embeddingsInputBound, type InputBound } from './input-bound';
 import { countBudget, countText, type EncodingName, encodingFor } from './tokenizer';
-import { callUpstream, chunksOf, readBody, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
+import { callUpstream, chunksOf, InvocationDeadlineError, readBody, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
 import { type ReportedUsage, settledUsage, type UsageBounds } from './usage';
 import { type ChatRequest, parseRequest, type ProxyRequest, RequestError } from './validate';
 
@@ -117,9 +117,9 @@ function countAnswer(json: { choices?: { message?: { content?: unknown; tool_cal
  * input + expected output on every token limit (429 if short, no upstream call), call the
  * upstream, stream its answer through, and settle exactly once what was really used.
  */
-export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string): Promise<ProxyResponse> {
+export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string, deadlineAt = Number.POSITIVE_INFINITY): Promise<ProxyResponse> {
   try {
-    return await proxyRequest(event, deps, requestId);
+    return await proxyRequest(event, deps, requestId, deadlineAt);
   } catch (err) {
     // DynamoDB failed or passed its deadline where a layer fails closed: nothing was spent, retry shortly.
     if (!(err instanceof LayerUnavailableError || err instanceof StoreUnavailableError)) throw err;
@@ -128,7 +128,7 @@ export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, 
   }
 }
 
-async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string): Promise<ProxyResponse> {
+async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string, deadlineAt: number): Promise<ProxyResponse> {
   const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
   const route = event.resource ?? event.path;
   const base = proxyHeaders(auth);
@@ -240,11 +240,11 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     return { ...answer(response.status, headers, upstreamError.message ?? `The model provider rejected the request (HTTP ${response.status}).`, 'invalid_request_error', upstreamError.code ?? 'upstream_rejected', upstreamError.param ?? null), settlement };
   }
 
-  if (request.kind === 'chat' && request.stream) return relayStream(deps, requestId, reservation, request, response, abort, headers, bounds, price, encoding);
+  if (request.kind === 'chat' && request.stream) return relayStream(deps, requestId, reservation, request, response, abort, headers, bounds, price, encoding, deadlineAt);
 
   let text: string;
   try {
-    text = await readBody(response, abort, deps.upstream.bodyTimeoutMs);
+    text = await readBody(response, abort, deps.upstream.bodyTimeoutMs, deadlineAt);
   } catch (err) {
     // The provider answered and may have billed all of it: the reservation stands.
     const timedOut = err instanceof UpstreamTimeoutError;
@@ -275,7 +275,7 @@ function usedAmounts(deps: ProxyDeps, who: Record<string, unknown>, reported: Re
 }
 
 /** Streams the upstream's events through as they arrive and settles once the stream is over, however it ends. */
-function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservation, request: ChatRequest, response: Response, abort: AbortController, headers: Record<string, string>, bounds: UsageBounds, price: ModelPrice, encoding: EncodingName): ProxyResponse {
+function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservation, request: ChatRequest, response: Response, abort: AbortController, headers: Record<string, string>, bounds: UsageBounds, price: ModelPrice, encoding: EncodingName, deadlineAt: number): ProxyResponse {
   const who = { requestId, tenant: reservation.identity.tenant, user: reservation.identity.user, route: reservation.route };
   const clientAskedForUsage = (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
   const relay = new SseRelay(clientAskedForUsage);
@@ -284,15 +284,15 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
     resolveSettlement = (p) => resolve(p);
   });
   let finished = false;
-  const finish = (why: 'complete' | 'upstream_failed' | 'upstream_timeout' | 'client_gone') => {
+  const finish = (why: 'complete' | 'upstream_failed' | 'upstream_timeout' | 'invocation_deadline' | 'client_gone') => {
     if (finished) return;
     finished = true;
     abort.abort();
     const u = relay.usage;
     const counted = { input: bounds.input, output: countText(u.text, encoding) };
     let used: Amounts;
-    if (why === 'upstream_timeout') {
-      // The provider went quiet and may still be generating: at least the reservation is paid for.
+    if (why === 'upstream_timeout' || why === 'invocation_deadline') {
+      // The provider went quiet (or was cut off at the deadline) and may still be generating: at least the reservation is paid for.
       const fromStream = usedAmounts(deps, who, u.reported, counted, bounds, price);
       used = { tokens: Math.max(fromStream.tokens, reservation.reserved.tokens), microUsd: Math.max(fromStream.microUsd, reservation.reserved.microUsd) };
     } else if (why === 'upstream_failed' && !u.text && u.reported === undefined) {
@@ -303,12 +303,19 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
   };
   async function* events(): AsyncGenerator<string> {
     try {
-      for await (const chunk of chunksOf(response, abort, deps.upstream.idleTimeoutMs)) yield* relay.push(chunk);
+      for await (const chunk of chunksOf(response, abort, deps.upstream.idleTimeoutMs, deadlineAt)) yield* relay.push(chunk);
       yield* relay.flush();
       finish('complete');
     } catch (err) {
       // A destroyed body means the client went away (the runtime threw its error in here).
       if (finished || body.destroyed) return finish('client_gone');
+      if (err instanceof InvocationDeadlineError) {
+        // Lambda would end the invocation soon, before settlement: stop here, settle, say why.
+        deps.log({ requestId, level: 'warn', outcome: 'stream_deadline', message: 'the answer ran into the stream timeout: cut off and settled' });
+        finish('invocation_deadline');
+        yield `data: ${errorBody('The answer reached this service’s time limit (streamTimeout) and was cut off; what arrived is all there is.', 'api_error', 'stream_deadline')}\n\n`;
+        return;
+      }
       deps.log({ requestId, level: 'error', outcome: 'upstream_stream_failed', error: (err as Error).name });
       finish(err instanceof UpstreamTimeoutError ? 'upstream_timeout' : 'upstream_failed');
       yield `data: ${errorBody('The model’s answer broke off midway; what arrived is all there is.', 'api_error', 'upstream_stream_failed')}\n\n`;

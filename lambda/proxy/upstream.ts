@@ -18,6 +18,14 @@ export class UpstreamTimeoutError extends Error {
   }
 }
 
+/** The invocation's own deadline came first: the function must stop and settle before Lambda ends it. */
+export class InvocationDeadlineError extends UpstreamTimeoutError {
+  constructor() {
+    super('at the invocation deadline');
+    this.name = 'InvocationDeadlineError';
+  }
+}
+
 export class UpstreamUnreachableError extends Error {
   constructor(options?: ErrorOptions) {
     super('upstream could not be reached', options);
@@ -49,13 +57,15 @@ export async function callUpstream(options: UpstreamOptions, route: string, body
 }
 
 /** The upstream body's chunks, failing with UpstreamTimeoutError when it goes quiet too long. */
-export async function* chunksOf(response: Response, abort: AbortController, idleTimeoutMs = 60_000): AsyncGenerator<Uint8Array> {
+export async function* chunksOf(response: Response, abort: AbortController, idleTimeoutMs = 60_000, deadlineAt = Number.POSITIVE_INFINITY): AsyncGenerator<Uint8Array> {
   const reader = response.body!.getReader();
   try {
     for (;;) {
       let timer: NodeJS.Timeout | undefined;
+      const untilDeadline = deadlineAt - Date.now();
       const idle = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new UpstreamTimeoutError('between chunks')), idleTimeoutMs);
+        if (untilDeadline < idleTimeoutMs) timer = setTimeout(() => reject(new InvocationDeadlineError()), Math.max(0, untilDeadline));
+        else timer = setTimeout(() => reject(new UpstreamTimeoutError('between chunks')), idleTimeoutMs);
       });
       try {
         const { done, value } = await Promise.race([reader.read(), idle]);
@@ -76,8 +86,9 @@ export async function* chunksOf(response: Response, abort: AbortController, idle
 }
 
 /** A non-streamed answer's body, failing with UpstreamTimeoutError when it takes longer than `timeoutMs`. */
-export async function readBody(response: Response, abort: AbortController, timeoutMs = 60_000): Promise<string> {
-  const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError('before finishing its answer')), timeoutMs);
+export async function readBody(response: Response, abort: AbortController, timeoutMs = 60_000, deadlineAt = Number.POSITIVE_INFINITY): Promise<string> {
+  const untilDeadline = deadlineAt - Date.now();
+  const timer = untilDeadline < timeoutMs ? setTimeout(() => abort.abort(new InvocationDeadlineError()), Math.max(0, untilDeadline)) : setTimeout(() => abort.abort(new UpstreamTimeoutError('before finishing its answer')), timeoutMs);
   try {
     return await response.text();
   } catch (err) {

@@ -71,6 +71,25 @@ async function setup(behaviour: Behaviour = {}) {
 const spent = (remaining: number) => 10_000 - remaining;
 
 describe('streaming chat', () => {
+  // Lambda ends an invocation at its timeout, settlement or not: the proxy stops the upstream
+  // early enough to settle and close the stream itself (lambda/proxy/handler.ts SETTLE_MARGIN_MS).
+  it('cuts off a stream that runs into the function timeout, settles at least the reservation, and says why, before the timeout', async () => {
+    const s = await setup({ words: Array.from({ length: 40 }, (_, i) => ` w${i}`), delayMs: 200, usage: { prompt_tokens: INPUT, completion_tokens: 40 } });
+    const started = Date.now();
+    const timeoutMs = 4_000;
+    const context = { ...lambdaContext('proxy'), getRemainingTimeInMillis: () => Math.max(0, started + timeoutMs - Date.now()) };
+    const res = await invokeStreaming(createProxyHandler(s.deps), proxyEvent({ body: { ...hello, stream: true }, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), context);
+    const tookMs = Date.now() - started;
+    expect(res.statusCode).toBe(200);
+    expect(tookMs).toBeLessThan(timeoutMs);
+    expect(res.body).toContain(' w0');
+    expect(res.body).not.toContain(' w39');
+    expect(res.body.trim().split('\n\n').at(-1)).toMatch(/"code":"stream_deadline"/);
+    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', why: 'invocation_deadline', result: 'settled' }));
+    // The provider may have generated past the cut: at least the reservation (input + 100) stays spent.
+    expect(spent(await s.userRemaining())).toBeGreaterThanOrEqual(INPUT + 100);
+  });
+
   it('streams chunks in order with rate-limit headers and settles the upstream usage', async () => {
     const s = await setup({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: INPUT - 1, completion_tokens: 3 } });
     const res = await s.send({ ...hello, stream: true });
