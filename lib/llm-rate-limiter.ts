@@ -1,6 +1,8 @@
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
@@ -27,6 +29,8 @@ export class LlmRateLimiter extends Construct {
   readonly authorizerFunction: LimiterFunction;
   readonly proxyFunction: LimiterFunction;
   readonly limitsFunction: LimiterFunction;
+  /** Copies the brake parameter into the table (on change and once a minute). */
+  readonly brakeMirrorFunction: LimiterFunction;
   /** Dashboard, alarms, the alarm topic and (opt-in) the automatic brake. */
   readonly observability: LimiterObservability;
   /** The base URL OpenAI clients use (ends in /v1). */
@@ -81,9 +85,27 @@ export class LlmRateLimiter extends Construct {
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
     this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
-    for (const fn of [this.authorizerFunction, this.proxyFunction]) {
-      fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }));
-    }
+    // The brake: operators flip the SSM parameter; the mirror copies it into the table on every
+    // change (EventBridge) and once a minute, and the functions read the table. Parameter Store
+    // serves 40 GetParameter calls a second per account by default: thousands of containers
+    // reading it every 5 s would be throttled exactly when traffic is highest (docs/aws-fidelity.md).
+    this.brakeMirrorFunction = new LimiterFunction(this, 'BrakeMirror', {
+      handler: 'brake-mirror',
+      memorySize: 256,
+      timeout: Duration.seconds(10),
+      logRetention: retention,
+      environment: { TABLE_NAME: this.table.tableName, BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName },
+      description: 'LLM rate limiter: copies the brake parameter into the table the functions read',
+    });
+    this.brakeMirrorFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }));
+    this.table.grant(this.brakeMirrorFunction, 'dynamodb:UpdateItem');
+    const mirrorTarget = new targets.LambdaFunction(this.brakeMirrorFunction, { retryAttempts: 2 });
+    new events.Rule(this, 'BrakeChanged', {
+      description: 'LLM rate limiter: mirror the brake when its parameter changes',
+      eventPattern: { source: ['aws.ssm'], detailType: ['Parameter Store Change'], detail: { name: [this.brakeParameter.parameterName] } },
+      targets: [mirrorTarget],
+    });
+    new events.Rule(this, 'BrakeReconcile', { description: 'LLM rate limiter: mirror the brake once a minute (change events are best effort)', schedule: events.Schedule.rate(Duration.minutes(1)), targets: [mirrorTarget] });
     // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
     // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.
     const secret = props.upstreamApiKeySecret;

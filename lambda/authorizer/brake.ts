@@ -1,4 +1,6 @@
 import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
+import { type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { TABLE } from '../engine/constants';
 import type { MetricEvent } from '../runtime/metrics';
 
 /**
@@ -14,7 +16,50 @@ export interface BrakeState {
   readonly until?: number;
 }
 
-export type BrakeSource = 'ssm' | 'cache' | 'last-known' | 'cold-start-fallback' | 'missing' | 'unreadable';
+export type BrakeSource = 'ssm' | 'mirror' | 'cache' | 'last-known' | 'cold-start-fallback' | 'missing' | 'unreadable';
+
+/**
+ * One read of the brake: its value, or that there is none. Two sources: the SSM parameter itself
+ * (the CLI, npm start's tests), or the table's mirror of it (the deployed functions: see
+ * lambda/brake-mirror), which any number of containers can read without SSM's 40 reads a second.
+ */
+export interface BrakeReading {
+  readonly value: string;
+  readonly missing?: boolean;
+  readonly source: 'ssm' | 'mirror';
+  /** When the mirror last copied the parameter (epoch ms). */
+  readonly mirroredAt?: number;
+}
+export type BrakeReader = (signal: AbortSignal) => Promise<BrakeReading>;
+
+/** Items the mirror writes the brake to; each container reads one at random, so no single item takes every read. */
+export const BRAKE_MIRROR_SHARDS = 4;
+/** The mirror's item for one shard, keyed by the parameter it copies. */
+export const brakeMirrorKey = (parameterName: string, shard: number): string => `brake#${parameterName}#${shard}`;
+/** A mirror not refreshed for this long means the mirror function is failing (it runs once a minute). */
+export const BRAKE_MIRROR_STALE_MS = 3 * 60_000;
+
+export function ssmBrakeReader(client: SSMClient, parameterName: string): BrakeReader {
+  return async (signal) => {
+    try {
+      const out = await client.send(new GetParameterCommand({ Name: parameterName }), { abortSignal: signal });
+      return { value: out.Parameter?.Value ?? '', source: 'ssm' };
+    } catch (err) {
+      if (err instanceof ParameterNotFound) return { value: '', missing: true, source: 'ssm' };
+      throw err;
+    }
+  };
+}
+
+export function mirrorBrakeReader(doc: DynamoDBDocumentClient, tableName: string, parameterName: string, shards = BRAKE_MIRROR_SHARDS): BrakeReader {
+  return async (signal) => {
+    const key = brakeMirrorKey(parameterName, Math.floor(Math.random() * shards));
+    const out = await doc.send(new GetCommand({ TableName: tableName, Key: { [TABLE.partitionKey]: key } }), { abortSignal: signal });
+    // No mirror yet (the first run is at most a minute after a deploy): as a missing parameter.
+    if (!out.Item) return { value: '', missing: true, source: 'mirror' };
+    return { value: String(out.Item.value ?? ''), missing: out.Item.missing === true, source: 'mirror', mirroredAt: Number(out.Item.mirroredAt) };
+  };
+}
 
 export const MAX_BRAKE_CACHE_MS = 5_000;
 const RETRY_AFTER_FAILURE_MS = 1_000;
@@ -68,8 +113,10 @@ const UNREADABLE_BRAKE: BrakeState = { enabled: true, reason: 'the brake paramet
 export const isBraked = (state: BrakeState, now: number): boolean => state.enabled && (state.until === undefined || state.until > now);
 
 export interface BrakeOptions {
-  readonly client: SSMClient;
+  /** Where the brake is read: the SSM parameter (client + parameterName) unless `reader` says otherwise. */
+  readonly client?: SSMClient;
   readonly parameterName: string;
+  readonly reader?: BrakeReader;
   /** How long a read is reused; at most 5 s. @default 5000 */
   readonly cacheMs?: number;
   /** At a cold start with SSM unreachable (no value known yet): released or braked. @default 'released' */
@@ -84,7 +131,7 @@ export interface BrakeOptions {
 
 const DEFAULT_BRAKE_DEADLINE_MS = 5_000;
 
-/** Reads the brake through an in-container cache; when SSM fails, the last known value holds. */
+/** Reads the brake through an in-container cache; when the read fails, the last known value holds. */
 export class Brake {
   private known?: BrakeState;
   private fetchedAt = Number.NEGATIVE_INFINITY;
@@ -92,8 +139,11 @@ export class Brake {
   private readonly cacheMs: number;
   private readonly clock: () => number;
   private readonly log: (entry: Record<string, unknown>) => void;
+  private readonly reader: BrakeReader;
 
   constructor(private readonly options: BrakeOptions) {
+    if (!options.reader && !options.client) throw new TypeError('Brake needs a reader or an SSM client');
+    this.reader = options.reader ?? ssmBrakeReader(options.client!, options.parameterName);
     this.cacheMs = Math.min(MAX_BRAKE_CACHE_MS, options.cacheMs ?? MAX_BRAKE_CACHE_MS);
     this.clock = options.clock ?? Date.now;
     this.log = options.log ?? ((entry) => console.error(JSON.stringify(entry)));
@@ -105,12 +155,22 @@ export class Brake {
     // After a failure, ask SSM again at most once a second rather than on every request.
     if (now - this.failedAt < RETRY_AFTER_FAILURE_MS) return this.fallback(false);
     try {
-      const out = await this.options.client.send(new GetParameterCommand({ Name: this.options.parameterName }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_BRAKE_DEADLINE_MS) });
+      const reading = await this.reader(AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_BRAKE_DEADLINE_MS));
       this.fetchedAt = now;
-      const parsed = parseBrake(out.Parameter?.Value ?? '');
+      if (reading.missing) {
+        this.known = { enabled: false };
+        this.log({ level: 'warn', message: 'brake parameter does not exist: treated as released', parameter: this.options.parameterName, source: reading.source });
+        return { ...this.known, source: 'missing' };
+      }
+      if (reading.mirroredAt !== undefined && now - reading.mirroredAt > BRAKE_MIRROR_STALE_MS) {
+        // The mirror function is failing: the value may be old. Loud, and alarmed; still the best there is.
+        this.log({ level: 'error', message: 'BRAKE MIRROR STALE: the brake mirror has not copied the parameter for minutes', parameter: this.options.parameterName, mirroredAt: new Date(reading.mirroredAt).toISOString() });
+        this.options.metrics?.({ dimensions: { Function: 'brake' }, metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } } });
+      }
+      const parsed = parseBrake(reading.value);
       if (parsed) {
         this.known = parsed;
-        return { ...parsed, source: 'ssm' };
+        return { ...parsed, source: reading.source };
       }
       // Fail safe: whoever wrote it most likely meant to stop traffic. Loud: log line and metric (alarmed).
       this.known = UNREADABLE_BRAKE;
@@ -118,13 +178,7 @@ export class Brake {
       this.options.metrics?.({ dimensions: { Function: 'brake' }, metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } } });
       return { ...UNREADABLE_BRAKE, source: 'unreadable' };
     } catch (err) {
-      if (err instanceof ParameterNotFound) {
-        this.fetchedAt = now;
-        this.known = { enabled: false };
-        this.log({ level: 'warn', message: 'brake parameter does not exist: treated as released', parameter: this.options.parameterName });
-        return { ...this.known, source: 'missing' };
-      }
-      // Any other failure (network, throttling, permissions): keep serving what we knew.
+      // Any failure (network, throttling, permissions): keep serving what we knew.
       this.failedAt = now;
       this.log({ level: 'error', message: 'brake parameter could not be read', parameter: this.options.parameterName, error: (err as Error).name });
     }

@@ -45,6 +45,8 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
     NODE_OPTIONS: '--enable-source-maps',
     TABLE_NAME: s.tableName,
     BRAKE_PARAMETER_NAME: s.brakeParameterName,
+    // The brake is read from the table's mirror of the parameter (lambda/brake-mirror).
+    BRAKE_SOURCE: 'mirror',
     KEY_CACHE_TTL_SECONDS: String(s.keyCacheTtlSeconds),
     BRAKE_CACHE_TTL_SECONDS: String(s.brakeCacheTtlSeconds),
     BRAKE_COLD_START: s.brakeColdStart,

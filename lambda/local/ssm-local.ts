@@ -33,7 +33,11 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
   return text ? (JSON.parse(text) as Record<string, unknown>) : {};
 }
 
-export async function startSsmLocal(options: { port?: number; region?: string; account?: string } = {}): Promise<SsmLocal> {
+/**
+ * `onParameterChange` stands for EventBridge's "Parameter Store Change" event: called after a
+ * PutParameter has been answered, as the event arrives after the write on AWS.
+ */
+export async function startSsmLocal(options: { port?: number; region?: string; account?: string; onParameterChange?: (name: string) => void } = {}): Promise<SsmLocal> {
   const parameters: SsmLocal['parameters'] = new Map();
   const secrets: SsmLocal['secrets'] = new Map();
   const calls: Record<string, number> = {};
@@ -66,7 +70,9 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
         if (existing && input.Overwrite !== true) return fault(res, 'ParameterAlreadyExists', `The parameter ${name} already exists.`);
         const version = (existing?.version ?? 0) + 1;
         parameters.set(name, { value: input.Value, version, modified: Date.now() });
-        return send(res, 200, { Version: version, Tier: 'Standard' });
+        send(res, 200, { Version: version, Tier: 'Standard' });
+        if (options.onParameterChange) setImmediate(() => options.onParameterChange!(name));
+        return;
       }
       case 'GetSecretValue': {
         const id = typeof input.SecretId === 'string' ? input.SecretId : '';

@@ -16,6 +16,9 @@ import { startLocalGateway } from './gateway';
 import { installLambdaStreamingGlobals } from './lambda-streaming';
 import { setMetricSink } from '../runtime/metrics';
 import { startSsmLocal } from './ssm-local';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { mirrorBrake } from '../brake-mirror/handler';
 import { startUpstreamStandIn } from './upstream-standin';
 
 /**
@@ -127,9 +130,28 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     stops.push(() => dynamo.stop());
     const client = localClient(dynamo.endpoint);
     await ensureTable(client, TABLE);
-    const aws = await startSsmLocal();
+    // The brake as deployed: the functions read the table's mirror of the parameter, which the
+    // mirror refreshes on every change of it (EventBridge's event, here the endpoint's hook) and
+    // once a minute.
+    let mirror = async () => {};
+    const aws = await startSsmLocal({ onParameterChange: (name) => void (name === BRAKE && mirror()) });
     stops.push(() => aws.stop());
     aws.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
+    const mirrorDeps = {
+      ssm: new SSMClient({ endpoint: aws.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
+      doc: DynamoDBDocumentClient.from(client),
+      tableName: TABLE,
+      parameterName: BRAKE,
+      log: () => {},
+    };
+    mirror = () => mirrorBrake(mirrorDeps).then(
+      () => {},
+      (err: Error) => console.error(JSON.stringify({ level: 'error', message: 'brake mirror failed', error: err.name })),
+    );
+    await mirror();
+    const reconcile = setInterval(() => void mirror(), 60_000);
+    reconcile.unref();
+    stops.push(async () => clearInterval(reconcile));
 
     let upstreamBaseUrl = options.upstreamBaseUrl;
     let upstreamRequests: (() => number) | undefined;

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { Brake } from '../authorizer/brake';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Brake, mirrorBrakeReader } from '../authorizer/brake';
 import { Directory } from '../authorizer/directory';
 import { Limiter } from '../engine/limiter';
 import { type LimiterConfig, parseConfig } from '../engine/plans';
@@ -68,13 +69,15 @@ export function commonDepsFromEnvironment(): CommonDeps {
     limiter: new Limiter({ store, config, log }),
     directory: new Directory({ client: dynamo, tableName, cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000, deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs }),
     brake: new Brake({
-      client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
+      // Deployed: the table's mirror of the parameter (lambda/brake-mirror), which scales with the containers; else SSM itself.
+      ...(process.env.BRAKE_SOURCE === 'mirror'
+        ? { reader: mirrorBrakeReader(DynamoDBDocumentClient.from(dynamo), tableName, process.env.BRAKE_PARAMETER_NAME ?? ''), deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs }
+        : { client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs }),
       parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',
       cacheMs: Number(process.env.BRAKE_CACHE_TTL_SECONDS ?? 5) * 1000,
       coldStart: process.env.BRAKE_COLD_START === 'braked' ? 'braked' : 'released',
       log,
       metrics: putMetrics,
-      deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs,
     }),
     brakeRetryAfterSeconds: Number(process.env.BRAKE_RETRY_AFTER_SECONDS ?? 60),
     log,

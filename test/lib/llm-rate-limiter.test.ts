@@ -76,7 +76,7 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('runs every function on nodejs22.x, arm64, with its own role and no managed policy', () => {
     const functions = Object.values(template.findResources('AWS::Lambda::Function'));
-    expect(functions).toHaveLength(3);
+    expect(functions).toHaveLength(4); // authorizer, proxy, limits, brake mirror
     for (const fn of functions) expect(fn.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'] });
     for (const role of Object.values(template.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('lambda.amazonaws.com'))) {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
@@ -97,9 +97,11 @@ describe('what LlmRateLimiter provisions', () => {
   }
 
   it('gives each function only the actions it calls', () => {
-    expect(actionsOf('LimiterAuthorizerRole')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:GetParameter']);
-    expect(actionsOf('LimiterProxyRole')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'secretsmanager:GetSecretValue', 'ssm:GetParameter']);
+    // The brake comes from the table's mirror: only the mirror reads the SSM parameter.
+    expect(actionsOf('LimiterAuthorizerRole')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents']);
+    expect(actionsOf('LimiterProxyRole')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'secretsmanager:GetSecretValue']);
     expect(actionsOf('LimiterLimitsFunctionRole')).toEqual(['dynamodb:GetItem', 'logs:CreateLogStream', 'logs:PutLogEvents']);
+    expect(actionsOf('LimiterBrakeMirrorRole')).toEqual(['dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:GetParameter']);
   });
 
   it('scopes those actions to this table, this parameter and this secret', () => {
@@ -125,6 +127,15 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('creates the brake parameter released', () => {
     template.hasResourceProperties('AWS::SSM::Parameter', { Type: 'String', Value: 'off' });
+  });
+
+  it('mirrors the brake into the table on every change of the parameter and once a minute', () => {
+    const mirror = Object.keys(template.findResources('AWS::Lambda::Function')).find((id) => id.startsWith('LimiterBrakeMirror'))!;
+    const rules = Object.values(template.findResources('AWS::Events::Rule'));
+    const onChange = rules.find((r) => r.Properties.EventPattern)!;
+    expect(onChange.Properties.EventPattern).toMatchObject({ source: ['aws.ssm'], 'detail-type': ['Parameter Store Change'], detail: { name: [{ Ref: expect.stringMatching(/^LimiterBrake/) }] } });
+    expect(rules.find((r) => r.Properties.ScheduleExpression)!.Properties.ScheduleExpression).toBe('rate(1 minute)');
+    for (const r of rules) expect(JSON.stringify(r.Properties.Targets)).toContain(mirror);
   });
 
   // CloudFormation updates a resource only when its properties change: if they did, a deploy

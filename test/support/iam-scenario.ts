@@ -18,6 +18,11 @@ import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/lim
 import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
 import { localClient } from '../../lambda/local/dynamodb-local';
 import { LlmRateLimiter, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lib';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
 import { localFunctionEnvironment } from './function-environment';
@@ -30,7 +35,7 @@ const SECRET_NAME = 'llm-limiter/openai-key';
 /** The complete ARN Secrets Manager gave the secret: its name, a hyphen and six random characters. */
 const SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET_NAME}-Ab12Cd`;
 const KEY_ARN = `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`;
-export const FUNCTIONS = { authorizer: 'LimiterAuthorizer', proxy: 'LimiterProxy', limits: 'LimiterLimitsFunction' } as const;
+export const FUNCTIONS = { authorizer: 'LimiterAuthorizer', proxy: 'LimiterProxy', limits: 'LimiterLimitsFunction', 'brake-mirror': 'LimiterBrakeMirror' } as const;
 const PLANS = { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)], user: [requestsPerMinute(1_000)] } };
 const ENDPOINTS = { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } }, [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } };
 
@@ -101,6 +106,7 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
     Object.assign(process.env, {
       ...localFunctionEnvironment({ tableName: table, brakeParameterName: BRAKE, config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(100)], shards: 8 } }, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssm.endpoint }),
       AWS_REGION: REGION,
+      BRAKE_SOURCE: proxyEnv.BRAKE_SOURCE,
       UPSTREAM_BASE_URL: upstream.baseUrl,
       UPSTREAM_API_KEY_SECRET: secretId,
     });
@@ -111,7 +117,12 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
     const authorizer = built('authorizer', () => createHandler(depsFromEnvironment()));
     const proxy = built('proxy', () => createProxyHandler(proxyDepsFromEnvironment()));
     const limits = built('limits', () => createLimitsHandler(limitsDepsFromEnvironment()));
+    const mirror = built('brake-mirror', () => {
+      const deps = { ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))), tableName: table, parameterName: BRAKE, log: () => {} };
+      return () => mirrorBrake(deps);
+    });
     delete process.env.LIMITER_FUNCTION;
+    await mirror(); // as EventBridge would on the brake's first change
 
     const client = localClient(dynamoEndpoint);
     const tenant = `tenant-${crypto.randomUUID()}`;

@@ -1,0 +1,93 @@
+/**
+ * The brake at scale (docs/aws-fidelity.md): Parameter Store serves 40 GetParameter calls a second
+ * per account by default, shared with everything else in it. The functions read the brake from
+ * the table's mirror instead; the mirror reads SSM once per change and once a minute.
+ */
+import { SSMClient, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/authorizer/brake';
+import { mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { TABLE } from '../../lambda/engine/constants';
+import { localClient } from '../../lambda/local/dynamodb-local';
+import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import type { MetricEvent } from '../../lambda/runtime/metrics';
+import { dynamoEndpoint, tableName, uniqueKey } from '../support/dynamo';
+
+let ssm: SsmLocal;
+let onChange: (name: string) => void = () => {};
+beforeAll(async () => {
+  ssm = await startSsmLocal({ onParameterChange: (name) => onChange(name) });
+});
+afterAll(() => ssm.stop());
+
+const ssmClient = () => new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+const doc = () => DynamoDBDocumentClient.from(localClient(dynamoEndpoint()));
+/** A parameter of its own per test (the mirror's items are keyed by the parameter's name). */
+async function setup() {
+  const name = `/test/${uniqueKey('brake')}`;
+  const table = tableName();
+  ssm.parameters.set(name, { value: 'off', version: 1, modified: Date.now() });
+  return { name, table };
+}
+
+describe('the brake mirror', () => {
+  it('keeps SSM reads to the mirror’s own, however many containers read the brake', async () => {
+    const { name, table } = await setup();
+    const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    const readsBefore = ssm.calls.GetParameter ?? 0;
+    await mirrorBrake(deps);
+    // 100 containers, each re-reading the brake as its cache expires, 10 rounds.
+    const clock = { now: Date.now() };
+    const containers = Array.from({ length: 100 }, () => new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, clock: () => clock.now, cacheMs: 5_000 }));
+    for (let round = 0; round < 10; round++) {
+      clock.now += 5_000;
+      const states = await Promise.all(containers.map((c) => c.state()));
+      expect(states.every((s) => s.enabled === false && s.source === 'mirror')).toBe(true);
+    }
+    expect((ssm.calls.GetParameter ?? 0) - readsBefore).toBe(1);
+  });
+
+  it('takes effect on every container within the cache time of a change', async () => {
+    const { name, table } = await setup();
+    const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    await mirrorBrake(deps);
+    const mirrored = new Promise<void>((resolve) => {
+      onChange = (changed) => {
+        if (changed === name) void mirrorBrake(deps).then(() => resolve());
+      };
+    });
+    const brake = new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, cacheMs: 0 });
+    expect((await brake.state()).enabled).toBe(false);
+    await ssmClient().send(new PutParameterCommand({ Name: name, Value: 'on', Type: 'String', Overwrite: true }));
+    await mirrored;
+    expect(await brake.state()).toMatchObject({ enabled: true, source: 'mirror' });
+    onChange = () => {};
+  });
+
+  it('never lets an older version replace a newer one (change events arrive out of order)', async () => {
+    const { name, table } = await setup();
+    const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    ssm.parameters.set(name, { value: 'on', version: 7, modified: Date.now() });
+    await mirrorBrake(deps);
+    ssm.parameters.set(name, { value: 'off', version: 6, modified: Date.now() }); // what a late event would read
+    await mirrorBrake(deps);
+    for (let shard = 0; shard < BRAKE_MIRROR_SHARDS; shard++) {
+      const item = (await doc().send(new GetCommand({ TableName: table, Key: { [TABLE.partitionKey]: brakeMirrorKey(name, shard) } }))).Item;
+      expect(item).toMatchObject({ value: 'on', version: 7 });
+    }
+  });
+
+  it('says so loudly when the mirror has not run for minutes', async () => {
+    const { name, table } = await setup();
+    const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    await mirrorBrake({ ...deps, clock: () => Date.now() - 10 * 60_000 });
+    const metrics: MetricEvent[] = [];
+    const logs: Record<string, unknown>[] = [];
+    const brake = new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, metrics: (m) => metrics.push(m), log: (e) => logs.push(e) });
+    expect((await brake.state()).source).toBe('mirror');
+    expect(metrics).toContainEqual({ dimensions: { Function: 'brake' }, metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } } });
+    expect(logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE MIRROR STALE') }));
+  });
+});
+
