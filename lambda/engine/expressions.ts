@@ -101,3 +101,56 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
     }
   }
 }
+
+/** DynamoDB's limit on any one expression string (ConditionExpression, UpdateExpression). */
+export const MAX_EXPRESSION_BYTES = 4096;
+
+/**
+ * The longest condition and update expressions one item's write can have for these limits: the
+ * longest branch of each limit (the numbers do not matter, only placeholders appear), joined as
+ * the store joins them, plus the item's expiry and the penalty box's condition. An upper bound of
+ * what the store sends, so a plan under it never meets DynamoDB's 4 KB limit.
+ */
+export function expressionBound(limits: readonly Limit[]): { condition: number; update: number } {
+  let condition = 'attribute_not_exists(#blk) OR #blk <= :blkAt'.length + 2;
+  let update = 'SET '.length + '#exp = :exp'.length;
+  limits.forEach((limit, i) => {
+    const tag = `a${i}`;
+    let longestCondition = 0;
+    let longestSets = 0;
+    for (const write of worstWrites(limit)) {
+      const f = fragment(write, limit, 'b', tag);
+      longestCondition = Math.max(longestCondition, (f.condition?.length ?? 0) + ' AND ()'.length);
+      longestSets = Math.max(longestSets, f.sets.join(', ').length + ', '.length);
+    }
+    condition += longestCondition;
+    update += longestSets;
+  });
+  return { condition, update };
+}
+
+/** Every branch a limit can write, with as many slots, pins and zeros as it can have. */
+function worstWrites(limit: Limit): (BucketWrite | BucketGuard)[] {
+  const n = 1;
+  if (limit.shape === 'sliding_window') {
+    const ring = ringLength(limit);
+    const pins = Array.from({ length: limit.subWindows }, (_, i) => ({ position: ring - 1 - (i % ring), value: n }));
+    const check = { head: n, maxTotal: n, pins };
+    return [
+      { branch: 'init', head: n, slots: Array.from({ length: ring }, () => n), total: n },
+      { branch: 'roll', check, head: n, position: ring - 1, cost: n, zero: Array.from({ length: ring - 1 }, (_, i) => ring - 1 - i), total: n },
+      { branch: 'add', check, position: ring - 1, cost: n, inTotal: true, minSlot: n },
+      { branch: 'room-window', check },
+    ] as (BucketWrite | BucketGuard)[];
+  }
+  return [
+    { branch: 'advance', late: n, lim: n, inc: n },
+    { branch: 'start', late: n, lim: n, tat: n },
+    { branch: 'restart', early: n, expectTat: n, expectCredit: n, tat: n, credit: n },
+    { branch: 'credit', mainBelow: n, horizon: n, cost: n },
+    { branch: 'debit', late: n, inc: n },
+    { branch: 'refund', floor: n, dec: n },
+    { branch: 'refill', expectTat: n, late: n },
+    { branch: 'room', lim: n, credit: { horizon: n, cost: n } },
+  ];
+}

@@ -1,3 +1,4 @@
+import { expressionBound, MAX_EXPRESSION_BYTES } from './expressions';
 import { InvalidLimitError } from './errors';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from './limits';
 
@@ -259,6 +260,10 @@ export function parseConfig(value: unknown): LimiterConfig {
     for (const route of Object.keys(plans[name]!.endpoints ?? {})) {
       if (!endpoints[route]) fail(`config.plans.${name}.endpoints.${route}`, `no such endpoint: add it to config.endpoints or remove the limits`);
     }
+    const p = plans[name]!;
+    requireExpressionsFit(p.tenant, `config.plans.${name}.tenant`);
+    requireExpressionsFit(p.user, `config.plans.${name}.user`);
+    for (const [route, specs] of Object.entries(p.endpoints ?? {})) requireExpressionsFit(specs, `config.plans.${name}.endpoints.${route}`);
   }
   let global: LimiterConfig['global'];
   if (value.global !== undefined) {
@@ -269,6 +274,7 @@ export function parseConfig(value: unknown): LimiterConfig {
     for (const spec of limits) {
       if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards) fail('config.global.limits', `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`);
     }
+    requireExpressionsFit(limits, 'config.global.limits');
     global = { limits, shards };
   }
   const failureModes: Partial<Record<Layer, FailureMode>> = {};
@@ -292,6 +298,14 @@ export function parseConfig(value: unknown): LimiterConfig {
   const perMinute = value.limitsRequestsPerMinute;
   if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1)) fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
   return { plans, endpoints, ...(global ? { global } : {}), failureModes, penalty, ...(perMinute !== undefined ? { limitsRequestsPerMinute: perMinute as number } : {}) };
+}
+
+/** A layer's limits share one item and one write: its expressions must fit DynamoDB's 4 KB per expression. */
+function requireExpressionsFit(specs: readonly LimitSpec[] | undefined, at: string): void {
+  if (!specs?.length) return;
+  const bound = expressionBound(specs.map((s) => s.limit));
+  const longest = Math.max(bound.condition, bound.update);
+  if (longest > MAX_EXPRESSION_BYTES) fail(at, `the layer's DynamoDB expressions can reach ${longest} bytes, over DynamoDB's limit of ${MAX_EXPRESSION_BYTES} per expression: use fewer subWindows or fewer limits in this layer`);
 }
 
 /** A plan with a tenant's overrides applied: an override replaces the limit of the same counts and name, or adds one. */

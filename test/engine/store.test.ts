@@ -5,6 +5,8 @@ import { ATTR, KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { InvalidCostError, StoreUnavailableError } from '../../lambda/engine/errors';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { ensureTable, LimitStore } from '../../lambda/engine/store';
+import { expressionBound } from '../../lambda/engine/expressions';
+import { parseConfig, requests } from '../../lambda/engine/plans';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { localClient, startDynamoDbLocal } from '../../lambda/local/dynamodb-local';
 
@@ -220,5 +222,35 @@ describe('when DynamoDB goes away mid-run', () => {
     expect((failure as Error).message).toMatch(/^limit store UpdateItem on bucket b#k failed: /);
     await expect(store.adjust('k', limit, 1)).rejects.toBeInstanceOf(StoreUnavailableError);
     await expect(store.peek('k', limit)).rejects.toBeInstanceOf(StoreUnavailableError);
+  });
+});
+
+// DynamoDB refuses an expression over 4 KB (DynamoDB Local too). A layer's limits share one write,
+// so plans are checked at synth with an upper bound of the expressions the store can send.
+describe('expression size', () => {
+  const windows = (n: number) => Array.from({ length: n }, () => slidingWindow(1_000, '1 m', 60));
+  const run = async (limits: Limit[]) => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    // First write (init), more in the same slot (add), then into later slots (roll).
+    for (let i = 0; i < 5; i++) {
+      await store.decideItem(key, limits.map((limit, j) => ({ name: `w${j}`, limit, cost: 1 })));
+      c.now += 1_500;
+    }
+  };
+
+  it('refuses at synth a layer whose expressions could pass 4 KB, naming it', () => {
+    expect(() => parseConfig({ plans: { team: { user: windows(4).map((limit, i) => requests(limit, { name: `w${i}` })) } }, endpoints: { '/v1/chat/completions': { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } } })).toThrow(
+      /config.plans.team.user: the layer's DynamoDB expressions can reach \d+ bytes, over DynamoDB's limit of 4096 per expression: use fewer subWindows or fewer limits in this layer/,
+    );
+  });
+
+  it('the bound is real: a layer under it writes through DynamoDB, the refused one DynamoDB refuses too', async () => {
+    const accepted = [...windows(2), tokenBucket(10, 1, { capacity: 2, accruePerSecond: 1 })];
+    expect(Math.max(...Object.values(expressionBound(accepted)))).toBeLessThanOrEqual(4096);
+    await run(accepted);
+    expect(Math.max(...Object.values(expressionBound(windows(4))))).toBeGreaterThan(4096);
+    await expect(run(windows(4))).rejects.toThrow(/Expression size has exceeded the maximum allowed size/);
   });
 });
