@@ -31,6 +31,8 @@ export interface LimiterAlarms {
   readonly brakeUnreadable?: boolean;
   /** The upstream reported usage that cannot be right (settled on the proxy's own count instead). @default true */
   readonly usageRejected?: boolean;
+  /** A key's tenant is missing, or its plan or overrides are broken: its requests get 500. @default true */
+  readonly tenantMisconfigured?: boolean;
   /** The functions found the brake's copy in the table minutes old: the brake mirror is failing, so a flip may not reach them. @default true */
   readonly brakeMirrorStale?: boolean;
 }
@@ -93,6 +95,7 @@ export class LimiterObservability extends Construct {
     if (a.limiterUnavailable !== false) alarm('LimiterUnavailableAlarm', metric('LimiterUnavailable', { Function: 'authorizer' }, 'Sum', Duration.minutes(5)), 1, 'The rate limiter could not decide: clients get 503 limiter_unavailable');
     if (a.brakeEngaged !== false) alarm('BrakeEngagedAlarm', brakeDenials, 1, 'The brake is on: AI routes answer 429');
     if (a.brakeUnreadable !== false) alarm('BrakeUnreadableAlarm', metric('BrakeUnreadable', { Function: 'brake' }, 'Sum', Duration.minutes(1)), 1, 'The brake parameter is not a brake setting: every AI route is braked until someone writes on or off');
+    if (a.tenantMisconfigured !== false) alarm('TenantMisconfiguredAlarm', metric('TenantMisconfigured', { Function: 'authorizer' }, 'Sum', Duration.minutes(5)), 1, 'A tenant is misconfigured (missing, unknown plan or invalid overrides): its requests get 500; see the authorizer log for the tenant and code');
     if (a.brakeMirrorStale !== false) alarm('BrakeMirrorStaleAlarm', metric('BrakeMirrorStale', { Function: 'brake' }, 'Sum', Duration.minutes(5)), 1, 'The brake mirror has not copied the brake parameter for minutes: flipping the brake may not reach the functions (check the BrakeMirror function)');
     if (a.usageRejected !== false) alarm('UsageRejectedAlarm', metric('UsageRejected', { Function: 'proxy' }, 'Sum', Duration.minutes(5)), 1, 'The upstream reported usage that cannot be right: check the provider or the gateway in front of it');
 

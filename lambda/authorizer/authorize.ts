@@ -116,13 +116,9 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     tenant = await deps.directory.tenant(identity.tenant);
   } catch (err) {
     if (!(err instanceof InvalidLimitError)) throw err;
-    deps.log({ ...who, level: 'error', outcome: 'denied', code: 'tenant_config_invalid', message: err.message });
-    return deny(event, identity, 'tenant_config_invalid', 'This tenant’s limits are misconfigured; the operators have been told.', 60_000);
+    return misconfigured(event, deps, identity, who, 'tenant_config_invalid', err.message);
   }
-  if (!tenant) {
-    deps.log({ ...who, level: 'error', outcome: 'denied', code: 'tenant_unknown', message: `key belongs to tenant ${identity.tenant}, which does not exist` });
-    return deny(event, identity, 'tenant_unknown', 'This key’s tenant is not set up; contact the operators.', 60_000);
-  }
+  if (!tenant) return misconfigured(event, deps, identity, who, 'tenant_unknown', `key belongs to tenant ${identity.tenant}, which does not exist`);
 
   try {
     const verdict = await deps.limiter.admit(identity, tenant, route);
@@ -145,16 +141,25 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     count(deps, 'denied', { Layer: verdict.denied?.layer ?? 'penalty', Code: code }, { tenant: identity.tenant, user: identity.user });
     return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...limitContext(verdict.limits, verdict.denied) });
   } catch (err) {
-    if (err instanceof UnknownPlanError) {
-      deps.log({ ...who, level: 'error', outcome: 'denied', code: 'plan_unknown', message: err.message });
-      return deny(event, identity, 'plan_unknown', 'This tenant’s plan is not configured; contact the operators.', 60_000);
-    }
+    if (err instanceof UnknownPlanError) return misconfigured(event, deps, identity, who, 'plan_unknown', err.message);
     if (err instanceof LayerUnavailableError) {
       deps.log({ ...who, level: 'error', outcome: 'unavailable', layer: err.layer, message: err.message });
       (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Layer: err.layer, FailureMode: 'closed' }, metrics: { StoreFailures: { value: 1, unit: 'Count' } } });
     }
     throw err;
   }
+}
+
+/**
+ * A tenant whose configuration is broken (no such tenant, an unknown plan, invalid overrides) is
+ * the operators' problem, not a rate limit: a 429 would invite clients to retry forever. The
+ * request goes on to the function, which answers 500 in OpenAI's error shape with `code` and calls
+ * nothing upstream; the authorizer logs it loudly and counts it (TenantMisconfigured, alarmed).
+ */
+function misconfigured(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, identity: Identity, who: Record<string, unknown>, code: 'tenant_config_invalid' | 'tenant_unknown' | 'plan_unknown', message: string): APIGatewayAuthorizerResult {
+  deps.log({ ...who, level: 'error', outcome: 'misconfigured', code, message });
+  (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer' }, metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } }, properties: { code, tenant: identity.tenant } });
+  return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: String(who.route), configError: code });
 }
 
 /** GET /v1/limits: allowed within the user's own per-minute budget; logged either way. */

@@ -51,3 +51,10 @@ export type ErrorType = 'rate_limit_exceeded' | 'invalid_request_error' | 'authe
 export function errorBody(message: string, type: ErrorType, code: string | null, param: string | null = null): string {
   return JSON.stringify({ error: { message, type, param, code } });
 }
+
+/** What a caller is told when its tenant's configuration is broken (answered with 500: the operators must act). */
+export const MISCONFIGURED = {
+  tenant_config_invalid: 'This tenant’s limits are misconfigured; the operators have been told.',
+  tenant_unknown: 'This key’s tenant is not set up; the operators have been told.',
+  plan_unknown: 'This tenant’s plan is not configured; the operators have been told.',
+} as const;

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import type { Directory } from '../authorizer/directory';
-import { errorBody } from '../engine/contract';
-import { UnknownPlanError } from '../engine/errors';
+import { errorBody, MISCONFIGURED } from '../engine/contract';
+import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
@@ -33,13 +33,20 @@ export function createLimitsHandler(deps: LimitsDeps) {
       const auth = (event.requestContext?.authorizer ?? {}) as Record<string, unknown>;
       if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
       deps.log({ requestId: context.awsRequestId, route: '/v1/limits', tenant: auth.tenant, user: auth.user, outcome: 'served' });
-      const tenant = await deps.directory.tenant(auth.tenant);
-      if (!tenant) return json(404, errorBody('This key’s tenant is not set up.', 'invalid_request_error', 'tenant_unknown'));
+      // A tenant whose configuration is broken is the operators' problem: 500 with a code that says which.
+      let tenant;
+      try {
+        tenant = await deps.directory.tenant(auth.tenant);
+      } catch (err) {
+        if (!(err instanceof InvalidLimitError)) throw err;
+        return json(500, errorBody(MISCONFIGURED.tenant_config_invalid, 'api_error', 'tenant_config_invalid'));
+      }
+      if (!tenant) return json(500, errorBody(MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown'));
       try {
         return json(200, JSON.stringify(await usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace)));
       } catch (err) {
         if (!(err instanceof UnknownPlanError)) throw err;
-        return json(404, errorBody('This tenant’s plan is not configured.', 'invalid_request_error', 'plan_unknown'));
+        return json(500, errorBody(MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown'));
       }
     });
 }

@@ -1,7 +1,8 @@
 import { Readable } from 'node:stream';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { errorBody, type ErrorType, retryAfterSeconds } from '../engine/contract';
-import { LayerUnavailableError, LimiterError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
+import { InvalidLimitError, LayerUnavailableError, LimiterError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
+import { MISCONFIGURED } from '../engine/contract';
 import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
 import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
 import { type Brake, isBraked } from '../authorizer/brake';
@@ -162,14 +163,21 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
   const encoding = price.encoding ?? encodingFor(request.model);
   const bound = inputBound(request, encoding, price);
   const input = bound.inputTokens;
-  const tenant = await deps.directory.tenant(identity.tenant);
-  if (!tenant) return answer(429, { ...base, 'Retry-After': '60' }, 'This key’s tenant is not set up; contact the operators.', 'rate_limit_exceeded', 'tenant_unknown');
+  // A tenant whose configuration is broken is a server-side problem: 500, never a 429 to retry.
+  let tenant: TenantRecord | undefined;
+  try {
+    tenant = await deps.directory.tenant(identity.tenant);
+  } catch (err) {
+    if (!(err instanceof InvalidLimitError)) throw err;
+    return answer(500, base, MISCONFIGURED.tenant_config_invalid, 'api_error', 'tenant_config_invalid');
+  }
+  if (!tenant) return answer(500, base, MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown');
   let plan;
   try {
     plan = deps.limiter.planOf(tenant);
   } catch (err) {
     if (!(err instanceof UnknownPlanError)) throw err;
-    return answer(429, { ...base, 'Retry-After': '60' }, 'This tenant’s plan is not configured; contact the operators.', 'rate_limit_exceeded', 'plan_unknown');
+    return answer(500, base, MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown');
   }
   const n = request.kind === 'chat' ? request.n : 1;
   const expectedOutput = request.kind === 'chat' ? n * Math.min(request.maxTokens ?? Number.POSITIVE_INFINITY, plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION) + bound.extraOutputTokens : 0;

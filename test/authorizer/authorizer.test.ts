@@ -133,11 +133,14 @@ describe('limits', () => {
     expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'shadow_denied', code: 'user_requests_strict' }));
   });
 
-  it('denies a tenant whose plan is unknown, with a clear log line (fail closed)', async () => {
+  // Not a 429 (which invites retries forever): the function answers 500 plan_unknown and calls nothing upstream.
+  it('passes a tenant whose plan is unknown on as misconfigured, logged and counted, spending nothing', async () => {
     const s = await setup({ plan: 'platinum' });
-    const denied = await s.call();
-    expect(denied.context).toMatchObject({ code: 'plan_unknown' });
-    expect(s.logs).toContainEqual(expect.objectContaining({ code: 'plan_unknown', message: expect.stringContaining("plan 'platinum'") }));
+    const result = await s.call();
+    expect(result.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+    expect(result.context).toMatchObject({ configError: 'plan_unknown', tenant: s.tenant });
+    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', code: 'plan_unknown', message: expect.stringContaining("plan 'platinum'") }));
+    expect(s.metrics).toContainEqual(expect.objectContaining({ metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } } }));
     expect(await s.tenantItem()).toBeUndefined();
   });
 

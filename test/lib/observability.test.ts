@@ -25,7 +25,7 @@ describe('observability', () => {
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of ['admitted vs denied', 'Denials by layer and code', 'Tokens settled per tenant', 'Spend per tenant', 'Top endpoints', 'Settlement failures', 'Authorizer latency p99']) expect(body).toContain(title);
     const alarms = alarmsOf(t);
-    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeMirrorStale', 'BrakeUnreadable', 'Decisions', 'Decisions', 'LimiterUnavailable', 'MicroUsdSettled', 'SettleFailures', 'UsageRejected']);
+    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeMirrorStale', 'BrakeUnreadable', 'Decisions', 'Decisions', 'LimiterUnavailable', 'MicroUsdSettled', 'SettleFailures', 'TenantMisconfigured', 'UsageRejected']);
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
     expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'authorizer' }] });
     expect(alarms.find((a) => a.MetricName === 'BrakeUnreadable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'brake' }] });
@@ -37,7 +37,7 @@ describe('observability', () => {
   });
 
   it('lets props tune an alarm or turn it off', () => {
-    const alarms = alarmsOf(synth({ alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, brakeEngaged: false, brakeUnreadable: false, usageRejected: false, brakeMirrorStale: false } }));
+    const alarms = alarmsOf(synth({ alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, brakeEngaged: false, brakeUnreadable: false, usageRejected: false, brakeMirrorStale: false, tenantMisconfigured: false } }));
     expect(alarms).toHaveLength(3);
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')!.Threshold).toBe(25_000_000);
   });

@@ -39,13 +39,14 @@ describe('GET /v1/limits', () => {
     expect(body.limits[1].resetSeconds).toBeGreaterThan(0);
   });
 
-  it('answers 401 without an identity and 404 for a tenant that does not exist', async () => {
+  // A key whose tenant is missing is the operators' configuration problem: 500 with a code, not a 4xx.
+  it('answers 401 without an identity and 500 tenant_unknown for a tenant that does not exist', async () => {
     const client = localClient(dynamoEndpoint());
     const store = testStore();
     const handler = createLimitsHandler({ config, store, limiter: new Limiter({ store, config, log: () => {} }), directory: new Directory({ client, tableName: tableName() }), log: () => {} });
     expect((await handler({ ...proxyEvent({ route: '/v1/limits' }), httpMethod: 'GET' }, lambdaContext('limits'))).statusCode).toBe(401);
     const missing = await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant: uniqueKey('t'), user: 'x' } }), httpMethod: 'GET' }, lambdaContext('limits'));
-    expect(missing.statusCode).toBe(404);
-    expect(JSON.parse(missing.body).error.code).toBe('tenant_unknown');
+    expect(missing.statusCode).toBe(500);
+    expect(JSON.parse(missing.body).error).toMatchObject({ type: 'api_error', code: 'tenant_unknown' });
   });
 });

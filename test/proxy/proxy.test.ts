@@ -338,6 +338,19 @@ describe('usage the upstream reports is checked before it is settled', () => {
   });
 });
 
+describe('a tenant whose configuration is broken', () => {
+  it('answers 500 plan_unknown in OpenAI’s shape, without Retry-After, calling nothing upstream', async () => {
+    const s = await setup({ words: ['x'], usage: { prompt_tokens: 1, completion_tokens: 1 } });
+    await putTenant(localClient(dynamoEndpoint()), tableName(), { id: s.identity.tenant, plan: 'platinum' });
+    const handler = createProxyHandler({ ...s.deps, directory: new Directory({ client: localClient(dynamoEndpoint()), tableName: tableName() }) });
+    const res = await invokeStreaming(handler, proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0', configError: 'plan_unknown' } }), lambdaContext('proxy'));
+    expect(res.statusCode).toBe(500);
+    expect(JSON.parse(res.body).error).toMatchObject({ type: 'api_error', code: 'plan_unknown' });
+    expect(res.headers['Retry-After']).toBeUndefined();
+    expect(s.upstream.requests).toHaveLength(0);
+  });
+});
+
 describe('upstream credentials', () => {
   it.each([401, 403])('an upstream %i is a 502 upstream_auth_failed with none of the provider’s text, refunded', async (status) => {
     const s = await setup({ status });
