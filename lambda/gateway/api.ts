@@ -13,12 +13,15 @@ export interface ApiRoute {
 }
 
 export const LIMITS_ROUTE = '/v1/limits';
+/** OpenAI's model list, which many tools call first: served by the limits function from the configuration. */
+export const MODELS_ROUTE = '/v1/models';
 
 /** Every AI endpoint is a streaming POST to the proxy; GET /v1/limits is buffered. */
 export function apiRoutes(endpoints: Readonly<Record<string, unknown>>): ApiRoute[] {
   return [
     ...Object.keys(endpoints).map((path) => ({ method: 'POST' as const, path, integration: 'proxy' as const, streaming: true })),
     { method: 'GET', path: LIMITS_ROUTE, integration: 'limits', streaming: false },
+    { method: 'GET', path: MODELS_ROUTE, integration: 'limits', streaming: false },
   ];
 }
 

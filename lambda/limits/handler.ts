@@ -6,6 +6,7 @@ import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
+import { MODELS_ROUTE } from '../gateway/api';
 import { commonDepsFromEnvironment } from '../runtime/environment';
 import { usageOf } from './usage';
 
@@ -32,7 +33,9 @@ export function createLimitsHandler(deps: LimitsDeps) {
     .handler(async (event, context) => {
       const auth = (event.requestContext?.authorizer ?? {}) as Record<string, unknown>;
       if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
-      deps.log({ requestId: context.awsRequestId, route: '/v1/limits', tenant: auth.tenant, user: auth.user, outcome: 'served' });
+      const route = event.resource ?? event.path;
+      deps.log({ requestId: context.awsRequestId, route, tenant: auth.tenant, user: auth.user, outcome: 'served' });
+      if (route === MODELS_ROUTE) return json(200, JSON.stringify(modelList(deps.config)));
       // A tenant whose configuration is broken is the operators' problem: 500 with a code that says which.
       let tenant;
       try {
@@ -49,6 +52,16 @@ export function createLimitsHandler(deps: LimitsDeps) {
         return json(500, errorBody(MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown'));
       }
     });
+}
+
+/**
+ * GET /v1/models in OpenAI's list shape: every model some endpoint allows (any key may call any of
+ * them). It reads no bucket: the authorizer meters it with /v1/limits, on the caller's own
+ * per-minute budget for reads, never against model limits.
+ */
+export function modelList(config: LimiterConfig): { object: 'list'; data: { id: string; object: 'model'; created: number; owned_by: string }[] } {
+  const ids = [...new Set(Object.values(config.endpoints).flatMap((e) => Object.keys(e.models)))].sort();
+  return { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: 0, owned_by: 'llm-rate-limiter' })) };
 }
 
 export function limitsDepsFromEnvironment(): LimitsDeps {

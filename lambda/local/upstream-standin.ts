@@ -63,7 +63,10 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
     const model = String(body.model ?? 'gpt-4o-mini');
     if (req.url?.endsWith('/embeddings')) {
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }], model, ...(answerUsage ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } } : {}) }));
+      // The official SDK asks for base64 (little-endian float32) by default and decodes it.
+      const vector = [0.1, 0.2, 0.3, 0.4];
+      const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding }], model, ...(answerUsage ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } } : {}) }));
       return;
     }
     const { prompt_tokens: p, completion_tokens: c } = answerUsage ?? {};

@@ -18,7 +18,7 @@ const config = parseConfig(
         small: { tenant: [requests(slidingWindow(10, '1 h', 6))] },
         roomy: { tenant: [requests(slidingWindow(100_000, '1 m'))] },
       },
-      endpoints: { [CHAT]: { models } },
+      endpoints: { [CHAT]: { models }, '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } },
       penalty: { threshold: 2, windowMs: 60_000, baseMs: 4_000, maxMs: 16_000 },
     }),
   ),
@@ -103,6 +103,20 @@ describe('npm start, driven by the official OpenAI client', () => {
     const res = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
     expect(res.status).toBe(502);
     expect(await remaining('tenant_tokens_budget', key)).toBe(before);
+  });
+
+  it('lists the configured models to the official client (client.models.list), through the authorizer', async () => {
+    const models = [];
+    for await (const model of openai().models.list()) models.push(model.id);
+    expect(models).toEqual(['gpt-4o-mini', 'text-embedding-3-small']);
+    await expect(openai('sk-lrl-local-never-issued-00000').models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+  });
+
+  // The official SDK asks for base64 embeddings by default and decodes them itself.
+  it('returns embeddings the official client decodes to a vector of the right length', async () => {
+    const out = await openai().embeddings.create({ model: 'text-embedding-3-small', input: 'hello' });
+    expect(out.data[0]!.embedding).toHaveLength(4);
+    expect(out.data[0]!.embedding[0]).toBeCloseTo(0.1, 5);
   });
 
   it('answers 404 in OpenAI’s error shape for a route or method the API does not serve', async () => {
