@@ -1,18 +1,31 @@
 /** npm start: the whole API on this machine (see lambda/local/start.ts). Ctrl-C stops everything. */
-import { parseArgs } from 'node:util';
-import { startLocal } from '../lambda/local/start';
+import { type LocalStack, startLocal } from '../lambda/local/start';
+import { parseStartOptions, START_HELP, startFailure } from '../lambda/local/start-options';
 
 // A person watches this console: errors and the metrics summary, not every log line (LIMITER_LOG=all for those).
 if (process.env.LIMITER_LOG === 'all') delete process.env.LIMITER_LOG;
 else process.env.LIMITER_LOG ??= 'errors';
-const { values } = parseArgs({ options: { persist: { type: 'string' }, port: { type: 'string' } } });
-const realUpstream = process.env.UPSTREAM_BASE_URL;
-const local = await startLocal({
-  port: Number(values.port ?? process.env.PORT ?? 8787),
-  ...(values.persist ? { persistDir: values.persist } : {}),
-  ...(process.env.LOCAL_API_KEY ? { apiKey: process.env.LOCAL_API_KEY } : {}),
-  ...(realUpstream ? { upstreamBaseUrl: realUpstream, upstreamApiKey: process.env.UPSTREAM_API_KEY ?? '' } : {}),
-});
+const parsed = parseStartOptions(process.argv.slice(2), process.env);
+if ('error' in parsed) {
+  process.stderr.write(`${parsed.error}\n`);
+  process.exit(2);
+}
+if (parsed.help) {
+  process.stdout.write(START_HELP);
+  process.exit(0);
+}
+const { options } = parsed;
+const realUpstream = options.upstreamBaseUrl;
+process.stdout.write('Starting DynamoDB Local and the local gateway...\n');
+let local: LocalStack;
+try {
+  local = await startLocal(options);
+} catch (err) {
+  // Known start-up problems (no Java, a port in use) come as one line with the fix; never a stack trace.
+  process.stderr.write(`npm start: ${startFailure(err as Error, options.port)}\n`);
+  process.exit(2);
+}
+const values = { persist: options.persistDir };
 const cli = `npm run cli -- --table ${local.tableName} --brake-parameter ${local.brakeParameterName} --dynamodb-endpoint ${local.dynamoEndpoint} --ssm-endpoint ${local.ssmEndpoint}`;
 process.stdout.write(`
 LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})

@@ -152,12 +152,16 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     // its business, never a reason for the gateway to fall over.
     req.on('error', () => {});
     res.on('error', () => {});
-    handle(req, res).catch((err: unknown) => {
+    const running = handle(req, res).catch((err: unknown) => {
       log({ level: 'error', message: 'request failed', error: (err as Error).name });
       if (!res.headersSent && !res.destroyed) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       else res.destroy();
     });
+    // Invocations run on after their answer (settlement): stop() lets them finish first.
+    inFlight.add(running);
+    void running.finally(() => inFlight.delete(running));
   });
+  const inFlight = new Set<Promise<unknown>>();
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
@@ -247,10 +251,13 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    stop: () =>
-      new Promise<void>((resolve) => {
+    stop: async () => {
+      // Let invocations still settling finish (up to 5 s), as Lambda lets a function run to its end.
+      await Promise.race([Promise.allSettled([...inFlight]), new Promise((r) => setTimeout(r, 5_000).unref())]);
+      await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
 }

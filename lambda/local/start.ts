@@ -156,7 +156,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     let upstreamBaseUrl = options.upstreamBaseUrl;
     let upstreamRequests: (() => number) | undefined;
     if (upstreamBaseUrl) {
-      aws.secrets.set(SECRET, options.upstreamApiKey ?? '');
+      // No key given: an upstream without keys (vLLM, Ollama), said explicitly.
+      aws.secrets.set(SECRET, options.upstreamApiKey ? options.upstreamApiKey : JSON.stringify({ apiKey: '' }));
     } else {
       const standIn = await startUpstreamStandIn({ reply: standInReply, delayMs: 15 });
       stops.push(() => standIn.stop());

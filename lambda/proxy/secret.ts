@@ -46,15 +46,18 @@ export class SecretValue {
     }
     const text = out.SecretString ?? '';
     let key = text.trim();
+    let keyless = false;
     if (key.startsWith('{')) {
       try {
         const parsed = JSON.parse(key) as { apiKey?: unknown };
+        // {"apiKey": ""} or {"apiKey": null} says so explicitly: an upstream without keys (vLLM, Ollama).
+        keyless = 'apiKey' in parsed && (parsed.apiKey === '' || parsed.apiKey === null);
         key = typeof parsed.apiKey === 'string' ? parsed.apiKey : '';
       } catch {
         key = '';
       }
     }
-    if (!key) throw new UpstreamKeyError('upstream API key secret is empty or has no apiKey field');
+    if (!key && !keyless) throw new UpstreamKeyError('upstream API key secret is empty or has no apiKey field (for an upstream without keys, store {"apiKey": ""})');
     this.value = key;
     this.fetchedAt = this.clock();
     return key;

@@ -44,7 +44,8 @@ export async function callUpstream(options: UpstreamOptions, route: string, body
   try {
     return await fetch(upstreamUrl(options.baseUrl, route), {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      // An empty key is an upstream without keys: no Authorization header at all.
+      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
       body: JSON.stringify(body),
       signal: abort.signal,
     });
