@@ -46,11 +46,19 @@ const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as c
 /** Parses '500 ms', '10 s', '1 m', '1 h', '1 d' (or a number of ms). */
 export function durationMs(duration: number | string): number {
   if (typeof duration === 'number') return duration;
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(duration);
-  if (!match) {
-    throw new InvalidLimitError(`duration '${duration}' is not understood: use a number of ms or e.g. '10 s', '1 m', '1 h', '1 d'`);
+  // One or more amounts with units, summed: '10 s', '1 m', '2h30m', '1d 12h'.
+  const text = duration.trim();
+  const part = /(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*/gy;
+  let total = 0;
+  let at = 0;
+  for (let match = part.exec(text); match; match = part.exec(text)) {
+    total += Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+    at = part.lastIndex;
   }
-  return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  if (!text || at !== text.length) {
+    throw new InvalidLimitError(`duration '${duration}' is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'`);
+  }
+  return total;
 }
 
 /** Buckets keep time in whole units of refill (lambda/engine/gcra.ts): a faster rate would outgrow exact numbers. */

@@ -136,7 +136,7 @@ export class Admin {
       try {
         ms = durationMs(forDuration);
       } catch {
-        throw new UsageError(`--for '${forDuration}' is not a duration: use e.g. 30 m, 2 h, 1 d`);
+        throw new UsageError(`--for '${forDuration}' is not a duration: use e.g. 30m, 2h30m, 1d`);
       }
       if (!(ms > 0)) throw new UsageError('--for must be longer than zero');
       until = new Date(Date.now() + ms).toISOString();

@@ -16,7 +16,7 @@ export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, th
   keys create --tenant <tenant> --user <user>     prints the key once; only its hash is stored
   keys list --tenant <tenant>
   keys revoke <key-id | key>                      takes effect within the key cache TTL (30 s by default)
-  brake on [--for 30m] [--reason "..."]           every AI route answers 429 'brake' within 5 s
+  brake on [--for 2h30m] [--reason "..."]           every AI route answers 429 'brake' within 5 s
   brake off
   brake status
   usage --tenant <tenant> [--user <user>]         needs --config
@@ -95,9 +95,11 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
     if (needsTable && !tableName) throw new UsageError('which table? give --table <name> or --stack <name>');
     if (!needsTable && !brakeParameterName) throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
     const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    // Local endpoints (npm start) take any credentials: none need to be set up for them.
+    const local = (endpoint: string | undefined) => (endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : endpoint ? { endpoint } : {});
     const admin = new Admin({
-      dynamo: new DynamoDBClient({ region, ...(o['dynamodb-endpoint'] ? { endpoint: o['dynamodb-endpoint'] } : {}) }),
-      ssm: new SSMClient({ region, ...(o['ssm-endpoint'] ? { endpoint: o['ssm-endpoint'] } : {}) }),
+      dynamo: new DynamoDBClient({ region, ...local(o['dynamodb-endpoint']) }),
+      ssm: new SSMClient({ region, ...local(o['ssm-endpoint']) }),
       tableName: tableName ?? '',
       brakeParameterName: brakeParameterName ?? '',
       ...(config ? { config } : {}),
@@ -179,6 +181,10 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`error: ${err.message}`);
+      return 2;
+    }
+    if ((err as Error).name === 'CredentialsProviderError') {
+      io.err('error: no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; against npm start, pass the --dynamodb-endpoint and --ssm-endpoint it prints');
       return 2;
     }
     io.err(`failed: ${(err as Error).name}: ${(err as Error).message}`);

@@ -106,6 +106,13 @@ describe('brake', () => {
     expect(JSON.parse((await cli('brake', 'status')).out)).toMatchObject({ braked: false, value: 'off' });
     expect(await cli('brake', 'on', '--for', 'banana')).toMatchObject({ code: 2, err: expect.stringContaining("--for 'banana' is not a duration") });
   });
+
+  it('takes compound durations: --for 2h30m', async () => {
+    expect((await cli('brake', 'on', '--for', '2h30m')).code).toBe(0);
+    const until = parseBrake(ssm.parameters.get('/cli/brake')!.value)!.until!;
+    expect(Math.round((until - Date.now()) / 60_000)).toBe(150);
+    expect((await cli('brake', 'off')).code).toBe(0);
+  });
 });
 
 describe('usage', () => {
@@ -134,6 +141,25 @@ describe('the installed command', () => {
     expect(JSON.parse(ok.stdout)).toMatchObject({ braked: false });
     const bad = await run(process.execPath, [bin, 'frobnicate', '--table', 'x'], { env }).catch((e: { code: number; stderr: string }) => e);
     expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command 'frobnicate'") });
+  });
+});
+
+describe('credentials', () => {
+  const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+  const run = promisify(execFile);
+  // No AWS_* variables at all, as on a laptop without an AWS setup.
+  const bare = { PATH: process.env.PATH ?? '', HOME: mkdtempSync(join(tmpdir(), 'llm-limiter-home-')), AWS_EC2_METADATA_DISABLED: 'true' };
+
+  it('needs none against npm start’s local endpoints', async () => {
+    ssm.parameters.set('/bare/brake', { value: 'off', version: 1, modified: Date.now() });
+    const ok = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/bare/brake', '--ssm-endpoint', ssm.endpoint, '--region', 'us-east-1'], { env: bare });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ braked: false });
+  });
+
+  it('says what to set when there are none against AWS (exit code 2, one line)', async () => {
+    const out = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/x', '--region', 'us-east-1'], { env: bare, timeout: 30_000 }).catch((e: { code: number; stderr: string }) => e);
+    expect(out).toMatchObject({ code: 2 });
+    expect((out as { stderr: string }).stderr.trim()).toMatch(/^error: no AWS credentials: set AWS_PROFILE .* --dynamodb-endpoint and --ssm-endpoint it prints$/);
   });
 });
 

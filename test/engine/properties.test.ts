@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { adjust, decide } from '../../lambda/engine/bucket';
 import { MAX_CAPACITY_TICKS, ticksPerUnit } from '../../lambda/engine/constants';
 import { creditAt, tatMs } from '../../lambda/engine/gcra';
-import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { durationMs, type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { type Arrival, admittedSpans, simulate } from './simulate';
 
 const arrival = (maxGapMs: number, maxCost: number) =>
@@ -260,5 +260,16 @@ describe('numbers written to the store', () => {
   it('refuses a rate too fast, or a bucket too slow to fill, to keep in whole numbers', () => {
     expect(() => tokenBucket(10, 2e7)).toThrow(/refillPerSecond must be at most 10000000 per second, got 20000000/);
     expect(() => leakyBucket(1e9, 0.001)).toThrow(/leakyBucket\(1000000000, 0.001\) takes 31710 years to fill/);
+  });
+});
+
+describe('durations', () => {
+  it('reads one amount or several, summed, and refuses anything else', () => {
+    expect(durationMs('10 s')).toBe(10_000);
+    expect(durationMs('2h30m')).toBe(9_000_000);
+    expect(durationMs('1d 12h')).toBe(129_600_000);
+    expect(durationMs('90s')).toBe(90_000);
+    expect(durationMs('250ms')).toBe(250);
+    for (const bad of ['', '2x', 'h', '2h30', '30m later']) expect(() => durationMs(bad)).toThrow(/is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'/);
   });
 });
