@@ -1,12 +1,14 @@
 import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
 import { layerKey } from '../engine/limiter';
-import { bucketName, type Layer, type LimiterConfig, type LimitSpec, limitCode, periodSeconds } from '../engine/plans';
+import { bucketName, DEFAULT_GLOBAL_SHARDS, type Layer, type LimiterConfig, type LimitSpec, limitCode, periodSeconds, shardOf } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
 
 export interface LimitUsage {
   readonly layer: Layer;
   readonly code: string;
   readonly counts: LimitSpec['counts'];
+  /** What limit and remaining count: requests, tokens, or US dollars (usd limits are kept in micro-dollars, shown in dollars). */
+  readonly unit: 'requests' | 'tokens' | 'usd';
   readonly route?: string;
   readonly limit: number;
   readonly remaining: number;
@@ -21,12 +23,14 @@ export interface Usage {
   readonly user?: string;
   readonly plan: string;
   readonly limits: readonly LimitUsage[];
+  /** The enforced limit with the smallest share left: the one a person should watch. */
+  readonly closest: string | null;
 }
 
 /**
- * Every limit of a tenant's plan (and, with a user, the user's) with what is left of it, read
- * with one consistent read per layer item; nothing is spent. The global layer is system-wide and
- * not reported here.
+ * Every limit of a tenant's plan (and, with a user, the user's), then the system-wide global
+ * limits summed over their shards, with what is left of each, read with one consistent read per
+ * item; nothing is spent. Usd limits are shown in dollars, whatever the store counts them in.
  */
 export async function usageOf(store: LimitStore, limiter: Limiter, config: LimiterConfig, tenant: TenantRecord, user: string | undefined, namespace = ''): Promise<Usage> {
   const plan = limiter.planOf(tenant);
@@ -39,20 +43,38 @@ export async function usageOf(store: LimitStore, limiter: Limiter, config: Limit
   const limits: LimitUsage[] = [];
   for (const item of items.filter((i) => i.specs.length > 0)) {
     const outcome = await store.peekItem(item.key, item.specs.map((spec) => ({ name: bucketName(spec), limit: spec.limit, cost: 1 })));
-    outcome.outcomes.forEach((o, i) => {
-      const spec = item.specs[i]!;
-      limits.push({
-        layer: item.layer,
-        code: limitCode(item.layer, spec),
-        counts: spec.counts,
-        ...(item.route ? { route: item.route } : {}),
-        limit: o.decision.limit,
-        remaining: o.decision.remaining,
-        resetSeconds: Math.ceil(o.decision.resetMs / 1000),
-        windowSeconds: Math.round(periodSeconds(spec.limit)),
-        shadow: spec.shadow ?? false,
-      });
+    outcome.outcomes.forEach((o, i) => limits.push(entry(item.layer, item.specs[i]!, o.decision.limit, o.decision.remaining, o.decision.resetMs, item.route)));
+  }
+  if (config.global) {
+    // The global limits are split over shards: what the system has left is the sum of theirs.
+    const shards = config.global.shards ?? DEFAULT_GLOBAL_SHARDS;
+    const specs = config.global.limits;
+    const outcomes = await Promise.all(
+      Array.from({ length: shards }, (_, shard) => store.peekItem(layerKey.global(shard, namespace), specs.map((spec) => ({ name: bucketName(spec), limit: shardOf(spec.limit, shard, shards), cost: 1 })))),
+    );
+    specs.forEach((spec, i) => {
+      const of = outcomes.map((o) => o.outcomes[i]!.decision);
+      limits.push(entry('global', spec, of.reduce((a, d) => a + d.limit, 0), of.reduce((a, d) => a + d.remaining, 0), Math.max(...of.map((d) => d.resetMs)), undefined));
     });
   }
-  return { tenant: tenant.id, ...(user !== undefined ? { user } : {}), plan: tenant.plan, limits };
+  const enforced = limits.filter((l) => !l.shadow && l.limit > 0);
+  const closest = enforced.length ? enforced.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a)).code : null;
+  return { tenant: tenant.id, ...(user !== undefined ? { user } : {}), plan: tenant.plan, limits, closest };
+}
+
+function entry(layer: Layer, spec: LimitSpec, limit: number, remaining: number, resetMs: number, route: string | undefined): LimitUsage {
+  const usd = spec.counts === 'usd';
+  const shown = (n: number) => (usd ? n / 1_000_000 : n);
+  return {
+    layer,
+    code: limitCode(layer, spec),
+    counts: spec.counts,
+    unit: spec.counts,
+    ...(route ? { route } : {}),
+    limit: shown(limit),
+    remaining: shown(remaining),
+    resetSeconds: Math.ceil(resetMs / 1000),
+    windowSeconds: Math.round(periodSeconds(spec.limit)),
+    shadow: spec.shadow ?? false,
+  };
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { putTenant } from '../../lambda/authorizer/directory';
 import { Directory } from '../../lambda/authorizer/directory';
 import { Limiter } from '../../lambda/engine/limiter';
-import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { parseConfig, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
 import { createLimitsHandler } from '../../lambda/limits/handler';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { localClient } from '../../lambda/local/dynamodb-local';
@@ -37,6 +37,27 @@ describe('GET /v1/limits', () => {
       expect.objectContaining({ layer: 'endpoint', code: 'endpoint_requests_per_minute', route: CHAT, limit: 50, remaining: 49 }),
     ]);
     expect(body.limits[1].resetSeconds).toBeGreaterThan(0);
+    // The user's 4 of 5 is the smallest share left.
+    expect(body.closest).toBe('user_requests_per_minute');
+  });
+
+  it('shows the global limits summed over their shards, usd in dollars, and which limit is closest', async () => {
+    const withGlobal = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1000)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } }, global: { limits: [usdPerDay(50)], shards: 4 } })));
+    const client = localClient(dynamoEndpoint());
+    const tenant = uniqueKey('tenant');
+    await putTenant(client, tableName(), { id: tenant, plan: 'team' });
+    const ns = uniqueKey('ns');
+    const frozen = Date.now();
+    const store = testStore({ clock: () => frozen });
+    const limiter = new Limiter({ store, config: withGlobal, log: () => {}, namespace: ns });
+    // $10 spent through each of the 4 shards: the system has $10 of $50 left, the closest limit.
+    for (let shard = 0; shard < 4; shard++) {
+      await limiter.settle(`${ns}-r${shard}`, { identity: { tenant, user: 'ann' }, tenant: { id: tenant, plan: 'team' }, route: CHAT, shard, reserved: { tokens: 0, microUsd: 0 }, failedOpen: [], admittedAt: frozen }, { tokens: 0, microUsd: 10_000_000 });
+    }
+    const handler = createLimitsHandler({ config: withGlobal, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
+    const body = JSON.parse((await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } }), httpMethod: 'GET', body: null }, lambdaContext('limits'))).body);
+    expect(body.limits).toContainEqual(expect.objectContaining({ layer: 'global', code: 'global_usd_per_day', unit: 'usd', limit: 50, remaining: 10 }));
+    expect(body.closest).toBe('global_usd_per_day');
   });
 
   // A key whose tenant is missing is the operators' configuration problem: 500 with a code, not a 4xx.
