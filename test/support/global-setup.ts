@@ -1,4 +1,4 @@
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -14,25 +14,13 @@ declare module 'vitest' {
   }
 }
 
-/** Temporary folders the tests make: CDK apps' default outdirs (cdk.out*) and the tests' own (llm-limiter-*). */
-const TEMPORARY = /^(cdk\.out|llm-limiter-)/;
-
-/** Removes the temporary folders made since `startedMs` (by this run), so a run leaves nothing behind. */
-function removeTemporaryFolders(startedMs: number): void {
-  for (const name of readdirSync(tmpdir())) {
-    if (!TEMPORARY.test(name)) continue;
-    const dir = join(tmpdir(), name);
-    try {
-      if (statSync(dir).birthtimeMs >= startedMs) rmSync(dir, { recursive: true, force: true });
-    } catch {
-      // gone already (another cleanup), nothing to do
-    }
-  }
-}
-
 /** One DynamoDB Local for the whole run; tests isolate themselves by random key prefixes. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const startedMs = Date.now() - 1_000;
+  // Every temporary folder of this run (CDK apps' default cdk.out*, the tests' own) goes in one
+  // folder of its own, removed at the end: a run leaves nothing behind and never touches another
+  // run's folders (two runs on one machine once removed each other's).
+  const runDir = mkdtempSync(join(tmpdir(), 'llm-limiter-run-'));
+  process.env.TMPDIR = runDir;
   const dynamo = await startDynamoDbLocal();
   const client = localClient(dynamo.endpoint);
   await ensureTable(client, TEST_TABLE);
@@ -41,6 +29,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('tableName', TEST_TABLE);
   return async () => {
     await dynamo.stop();
-    removeTemporaryFolders(startedMs);
+    rmSync(runDir, { recursive: true, force: true });
   };
 }
