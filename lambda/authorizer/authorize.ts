@@ -139,7 +139,10 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
       : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
     deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
     count(deps, 'denied', { Layer: verdict.denied?.layer ?? 'penalty', Code: code }, { tenant: identity.tenant, user: identity.user });
-    return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...limitContext(verdict.limits, verdict.denied) });
+    const headers = limitContext(verdict.limits, verdict.denied ?? verdict.limits.find((l) => l.code === code));
+    // In the penalty box nothing is left until Retry-After, whatever the buckets say: the headers say so too.
+    const penalty: Context = verdict.penalized ? { remaining: 0, reset: seconds, rateLimit: `"${code}";r=0;t=${seconds}` } : {};
+    return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...headers, ...penalty });
   } catch (err) {
     if (err instanceof UnknownPlanError) return misconfigured(event, deps, identity, who, 'plan_unknown', err.message);
     if (err instanceof LayerUnavailableError) {

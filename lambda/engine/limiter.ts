@@ -73,6 +73,16 @@ interface LayerCall {
 }
 
 /** Item keys per layer. Tenant and user ids never contain ':' (checked where identities are read). */
+/** A user in the penalty box, as this container remembers it. */
+interface PenaltyBox {
+  readonly until: number;
+  readonly code: string;
+  readonly strikes: number;
+  readonly last: number;
+  /** The limits as they stood when the box closed (for the 429's headers). */
+  readonly limits: readonly LimitOutcome[];
+}
+
 export const layerKey = {
   tenant: (id: Identity, ns = '') => `${ns}t:${id.tenant}`,
   user: (id: Identity, ns = '') => `${ns}u:${id.tenant}:${id.user}`,
@@ -102,7 +112,7 @@ export interface LimiterOptions {
  */
 export class Limiter {
   /** Penalty boxes this container knows of, with the strike count they were set at. */
-  private readonly blocks = new Map<string, { until: number; code: string; strikes: number; last: number }>();
+  private readonly blocks = new Map<string, PenaltyBox>();
   private readonly penalty: PenaltyPolicy;
   private readonly strategy: Strategy;
   private readonly random: () => number;
@@ -146,8 +156,9 @@ export class Limiter {
     if (blocked && blocked.until > now) {
       // In the box: denied without touching any bucket; hammering on only makes the wait longer.
       const seen = { [PENALTY_ATTR.strikes]: blocked.strikes, [PENALTY_ATTR.last]: blocked.last };
-      const escalation = await this.escalate(userKey, seen, now, blocked.until - now, blocked.code);
-      return { allowed: false, limits: [], code: blocked.code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen: [], shard };
+      const escalation = await this.escalate(userKey, seen, now, blocked.until - now, blocked.code, blocked.limits);
+      // The limits seen when the box closed: their quotas and policy make the 429's headers like every other 429's.
+      return { allowed: false, limits: blocked.limits, code: blocked.code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen: [], shard };
     }
     const costing: Costing = (spec) => (spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 });
     return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, true), shard);
@@ -255,7 +266,7 @@ export class Limiter {
     const now = store.now().early;
     if (denial.blockedUntil !== undefined) {
       const code = String(denial.item?.[PENALTY_ATTR.code] ?? 'penalty_box');
-      const escalation = await this.escalate(userKey, denial.item, now, denial.blockedUntil - now, code);
+      const escalation = await this.escalate(userKey, denial.item, now, denial.blockedUntil - now, code, limits);
       return { allowed: false, limits, code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen, shard };
     }
     const call = calls[deniedAt]!;
@@ -263,7 +274,7 @@ export class Limiter {
     const denied: LimitOutcome = { layer: call.layer, spec, code: limitCode(call.layer, spec), decision: denial.deniedBy!.decision };
     const userResult = results[calls.findIndex((c) => c.layer === 'user')];
     const userItem = userResult instanceof Error ? undefined : userResult?.item;
-    const escalation = await this.escalate(userKey, userItem, now, denied.decision.retryAfterMs, denied.code);
+    const escalation = await this.escalate(userKey, userItem, now, denied.decision.retryAfterMs, denied.code, limits);
     return { allowed: false, limits, denied, code: denied.code, retryAfterMs: escalation.retryAfterMs, penalized: escalation.retryAfterMs > denied.decision.retryAfterMs, failedOpen, shard };
   }
 
@@ -297,7 +308,7 @@ export class Limiter {
     await Promise.all(refunds);
   }
 
-  private async escalate(userKey: string, item: Readonly<Record<string, unknown>> | undefined, now: number, naturalMs: number, code: string) {
+  private async escalate(userKey: string, item: Readonly<Record<string, unknown>> | undefined, now: number, naturalMs: number, code: string, limits: readonly LimitOutcome[]) {
     let current = item;
     for (let attempt = 0; attempt < 2; attempt++) {
       const num = (attr: string) => (typeof current?.[attr] === 'number' ? (current[attr] as number) : undefined);
@@ -308,7 +319,7 @@ export class Limiter {
       try {
         const result = await this.options.store.compareAndSet(userKey, { [PENALTY_ATTR.strikes]: state.strikes, [PENALTY_ATTR.last]: state.last }, set, now + this.penalty.windowMs + this.penalty.maxMs);
         if (result.ok) {
-          if (next.until !== undefined) this.block(userKey, { until: next.until, code, strikes: next.strikes, last: next.last });
+          if (next.until !== undefined) this.block(userKey, { until: next.until, code, strikes: next.strikes, last: next.last, limits });
           return next;
         }
         current = result.item;
@@ -321,7 +332,7 @@ export class Limiter {
   }
 
   /** Remembers a penalty box in this container (bounded: the oldest entries go first). */
-  private block(userKey: string, box: { until: number; code: string; strikes: number; last: number }): void {
+  private block(userKey: string, box: PenaltyBox): void {
     this.blocks.delete(userKey);
     this.blocks.set(userKey, box);
     if (this.blocks.size > 10_000) this.blocks.delete(this.blocks.keys().next().value!);

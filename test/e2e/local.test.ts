@@ -153,6 +153,9 @@ describe('npm start, driven by the official OpenAI client', () => {
       const r = await chat(key);
       expect(r.status).toBe(429);
       waits.push(Number(r.headers.get('retry-after')));
+      // Every 429, the penalty box's too, carries the same rate-limit headers.
+      for (const h of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit', 'ratelimit-policy']) expect(r.headers.get(h), `${h} on 429 #${i + 1}`).toBeTruthy();
+      if (i >= 2) expect(r.headers.get('x-ratelimit-remaining')).toBe('0');
     }
     expect(waits.at(-1)!).toBeGreaterThan(waits[0]!);
     expect(waits.slice(2)).toEqual([...waits.slice(2)].sort((a, b) => a - b));
