@@ -1,5 +1,8 @@
 /** npm start: the whole API on this machine (see lambda/local/start.ts). Ctrl-C stops everything. */
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { type LocalStack, startLocal } from '../lambda/local/start';
+
+const LOCAL_CONFIG_FILE = '.data/local-config.json';
 import { parseStartOptions, START_HELP, startFailure } from '../lambda/local/start-options';
 
 // A person watches this console: errors and the metrics summary, not every log line (LIMITER_LOG=all for those).
@@ -26,7 +29,10 @@ try {
   process.exit(2);
 }
 const values = { persist: options.persistDir };
-const cli = `npm run cli -- --table ${local.tableName} --brake-parameter ${local.brakeParameterName} --dynamodb-endpoint ${local.dynamoEndpoint} --ssm-endpoint ${local.ssmEndpoint}`;
+// The configuration the local functions run with, where the CLI can read it (plan checks, usage).
+mkdirSync('.data', { recursive: true });
+writeFileSync(LOCAL_CONFIG_FILE, `${JSON.stringify(local.config, null, 2)}\n`);
+const cli = `npm run cli -- --table ${local.tableName} --brake-parameter ${local.brakeParameterName} --dynamodb-endpoint ${local.dynamoEndpoint} --ssm-endpoint ${local.ssmEndpoint} --config ${LOCAL_CONFIG_FILE}`;
 process.stdout.write(`
 LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})
 
@@ -41,6 +47,7 @@ LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values
 
   your limits:  curl ${local.baseUrl}/limits -H "Authorization: Bearer ${local.apiKey}"
   the brake:    ${cli} brake on --reason drill     (then: brake off)
+  a tenant:     ${cli} tenants create acme --plan ${Object.keys(local.config.plans)[0]}
 
 Every few seconds a line sums up what the limiter did (admitted, denied by code, tokens, spend).
 Ctrl-C stops everything.
