@@ -193,8 +193,12 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   return specs;
 }
 
+const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation'];
+
 export function parsePlan(value: unknown, path: string): Plan {
   if (!isRecord(value)) fail(path, 'expected { tenant?, user?, endpoints? }');
+  // A misspelt field ("users") would otherwise be ignored, and its limits never enforced.
+  for (const field of Object.keys(value)) if (!PLAN_FIELDS.includes(field)) fail(`${path}.${field}`, `unknown field: use ${PLAN_FIELDS.join(', ')}`);
   const endpoints: Record<string, LimitSpec[]> = {};
   if (value.endpoints !== undefined) {
     if (!isRecord(value.endpoints)) fail(`${path}.endpoints`, 'expected an object keyed by path');

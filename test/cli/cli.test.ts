@@ -67,6 +67,17 @@ describe('tenants', () => {
   });
 });
 
+describe('overrides', () => {
+  it('refuses a field a plan does not have, naming it, and writes nothing (exit 2)', async () => {
+    const t = uniqueKey('tenant');
+    await cli('tenants', 'create', t, '--plan', 'team');
+    const file = join(dir, 'bad-overrides.json');
+    writeFileSync(file, JSON.stringify({ users: [] }));
+    expect(await cli('tenants', 'set-overrides', t, '--file', file)).toMatchObject({ code: 2, err: expect.stringContaining('overrides.users: unknown field: use tenant, user, endpoints, outputReservation') });
+    expect(JSON.parse((await cli('tenants', 'show', t)).out)).toMatchObject({ overrides: null });
+  });
+});
+
 describe('keys', () => {
   it('creates a key that works, shows it once, lists it by id, and revokes it', async () => {
     const t = uniqueKey('tenant');

@@ -244,6 +244,7 @@ describe('prop validation', () => {
     ['a global limit is smaller than its shards', { globalLimits: [requestsPerMinute(4)], globalShards: 8 }, /props.global.limits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/],
     ['a failure mode names no layer', { failureModes: { team: 'open' } as never }, /props.failureModes.team: unknown layer/],
     ['there is no plan', { plans: {} }, /props.plans: expected at least one plan/],
+    ['a plan field is misspelt (its limits would never apply)', { plans: { team: { users: [requestsPerMinute(5)] } } } as never, /props.plans.team.users: unknown field: use tenant, user, endpoints, outputReservation/],
     ['a body limit is past what one Lambda invocation carries', { endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } }, maxBodyBytes: 6_000_000 } } }, /endpoints\['\/v1\/chat\/completions'\].maxBodyBytes is 6000000; use at most 3000000: Lambda takes at most 6 MB/],
     ['the authorizer reservation is not a whole number', { authorizerReservedConcurrency: 0 }, /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/],
   ])('throws when %s', (_name, overrides, message) => {
