@@ -13,15 +13,21 @@ const config = parseConfig(
   JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1000)], user: [requestsPerMinute(5)], endpoints: { [CHAT]: [requestsPerMinute(50)] } } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })),
 );
 
+/** A tenant on plan 'team', and a limiter whose bucket time stands still (every figure is exact). */
+async function setup(limiterConfig: typeof config) {
+  const client = localClient(dynamoEndpoint());
+  const tenant = uniqueKey('tenant');
+  await putTenant(client, tableName(), { id: tenant, plan: 'team' });
+  const ns = uniqueKey('ns');
+  const frozen = Date.now();
+  const store = testStore({ clock: () => frozen });
+  const limiter = new Limiter({ store, config: limiterConfig, log: () => {}, namespace: ns });
+  return { client, tenant, ns, frozen, store, limiter };
+}
+
 describe('GET /v1/limits', () => {
   it("answers the caller's plan and every limit with limit, remaining and reset, spending nothing", async () => {
-    const client = localClient(dynamoEndpoint());
-    const tenant = uniqueKey('tenant');
-    await putTenant(client, tableName(), { id: tenant, plan: 'team' });
-    const ns = uniqueKey('ns');
-    const frozen = Date.now();
-    const store = testStore({ clock: () => frozen });
-    const limiter = new Limiter({ store, config, log: () => {}, namespace: ns });
+    const { client, tenant, ns, store, limiter } = await setup(config);
     await limiter.admit({ tenant, user: 'ann' }, { id: tenant, plan: 'team' }, CHAT);
     const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
     const event = proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } });
@@ -43,13 +49,7 @@ describe('GET /v1/limits', () => {
 
   it('shows the global limits summed over their shards, usd in dollars, and which limit is closest', async () => {
     const withGlobal = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1000)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } }, global: { limits: [usdPerDay(50)], shards: 4 } })));
-    const client = localClient(dynamoEndpoint());
-    const tenant = uniqueKey('tenant');
-    await putTenant(client, tableName(), { id: tenant, plan: 'team' });
-    const ns = uniqueKey('ns');
-    const frozen = Date.now();
-    const store = testStore({ clock: () => frozen });
-    const limiter = new Limiter({ store, config: withGlobal, log: () => {}, namespace: ns });
+    const { client, tenant, ns, frozen, store, limiter } = await setup(withGlobal);
     // $10 spent through each of the 4 shards: the system has $10 of $50 left, the closest limit.
     for (let shard = 0; shard < 4; shard++) {
       await limiter.settle(`${ns}-r${shard}`, { identity: { tenant, user: 'ann' }, tenant: { id: tenant, plan: 'team' }, route: CHAT, shard, reserved: { tokens: 0, microUsd: 0 }, failedOpen: [], admittedAt: frozen }, { tokens: 0, microUsd: 10_000_000 });

@@ -17,7 +17,7 @@ export interface IamCall {
   readonly resource: string;
 }
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 interface Statement {
   Effect: string;
   Action: string | string[];
@@ -31,7 +31,8 @@ export interface Physical {
   readonly arn: Record<string, string>;
 }
 
-function resolve(value: Json, physical: Physical): Json {
+/** A template value with its intrinsic functions (Ref, Fn::GetAtt, Fn::Join, ...) resolved to what AWS would see. */
+export function resolve(value: Json, physical: Physical): Json {
   if (Array.isArray(value)) return value.map((v) => resolve(v, physical));
   if (value === null || typeof value !== 'object') return value;
   if ('Ref' in value) {

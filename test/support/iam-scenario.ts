@@ -26,7 +26,7 @@ import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients'
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
 import { localFunctionEnvironment } from './function-environment';
-import { ACCOUNT, allowed, type IamCall, type Physical, REGION, rolePolicies, unusedGrants } from './iam-check';
+import { ACCOUNT, allowed, type IamCall, type Physical, REGION, resolve, rolePolicies, unusedGrants } from './iam-check';
 
 const CHAT = '/v1/chat/completions';
 const EMBED = '/v1/embeddings';
@@ -72,13 +72,6 @@ function physicalOf(template: Template, table: string): Physical {
   return { ref, arn };
 }
 
-function resolveValue(value: unknown, physical: Physical): string {
-  if (typeof value === 'string') return value;
-  const [sep, parts] = (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'];
-  const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': REGION, 'AWS::AccountId': ACCOUNT };
-  return parts.map((p) => (typeof p === 'string' ? p : (pseudo[(p as { Ref: string }).Ref] ?? physical.ref[(p as { Ref: string }).Ref]))).join(sep);
-}
-
 export interface IamReport {
   /** Distinct (function, action, resource) calls recorded. */
   readonly calls: IamCall[];
@@ -101,7 +94,7 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
   try {
     ssm.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
     const proxyEnv = Object.values(template.findResources('AWS::Lambda::Function')).find((f) => f.Properties.Environment?.Variables?.UPSTREAM_API_KEY_SECRET)!.Properties.Environment.Variables;
-    const secretId = resolveValue(proxyEnv.UPSTREAM_API_KEY_SECRET, physical);
+    const secretId = String(resolve(proxyEnv.UPSTREAM_API_KEY_SECRET, physical));
     ssm.secrets.set(secretId, 'sk-upstream');
     Object.assign(process.env, {
       ...localFunctionEnvironment({ tableName: table, brakeParameterName: BRAKE, config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(100)], shards: 8 } }, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssm.endpoint }),
