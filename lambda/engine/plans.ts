@@ -133,15 +133,24 @@ export const limitCode = (layer: Layer, spec: LimitSpec): string => `${layer}_${
 export const bucketName = (spec: LimitSpec): string => `${spec.counts[0]}_${specName(spec)}`;
 
 // Plan helpers: the shape of a limit reads in one line.
-export const requests = (limit: Limit, options: { name?: string; shadow?: boolean } = {}): LimitSpec => ({ counts: 'requests', limit, ...options });
-export const tokens = (limit: Limit, options: { name?: string; shadow?: boolean } = {}): LimitSpec => ({ counts: 'tokens', limit, ...options });
+/**
+ * `name` names the bucket (the default is its period: per_minute); `shadow: true` measures the
+ * limit, shows it and logs what it would deny, without enforcing it. Promote a shadow limit by
+ * dropping `shadow` and keeping its name: the bucket, and what it has counted, stay.
+ */
+export interface LimitOptions {
+  readonly name?: string;
+  readonly shadow?: boolean;
+}
+export const requests = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'requests', limit, ...options });
+export const tokens = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'tokens', limit, ...options });
 /** A spend limit in micro-dollars (1 USD = 1,000,000). */
-export const usd = (limit: Limit, options: { name?: string; shadow?: boolean } = {}): LimitSpec => ({ counts: 'usd', limit, ...options });
-export const requestsPerMinute = (n: number): LimitSpec => requests(slidingWindow(n, '1 m'));
-export const requestsPerDay = (n: number): LimitSpec => requests(slidingWindow(n, '1 d', 24));
-export const tokensPerMinute = (n: number): LimitSpec => tokens(tokenBucket(n, n / 60));
-export const tokensPerDay = (n: number): LimitSpec => tokens(tokenBucket(n, n / 86_400));
-export const usdPerDay = (dollars: number): LimitSpec => usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400));
+export const usd = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'usd', limit, ...options });
+export const requestsPerMinute = (n: number, options?: LimitOptions): LimitSpec => requests(slidingWindow(n, '1 m'), options);
+export const requestsPerDay = (n: number, options?: LimitOptions): LimitSpec => requests(slidingWindow(n, '1 d', 24), options);
+export const tokensPerMinute = (n: number, options?: LimitOptions): LimitSpec => tokens(tokenBucket(n, n / 60), options);
+export const tokensPerDay = (n: number, options?: LimitOptions): LimitSpec => tokens(tokenBucket(n, n / 86_400), options);
+export const usdPerDay = (dollars: number, options?: LimitOptions): LimitSpec => usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400), options);
 
 function fail(path: string, message: string): never {
   throw new InvalidLimitError(`${path}: ${message}`);
