@@ -7,7 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
+import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment, USAGE_PAGE_ROUTE, USAGE_PAGE_THROTTLE } from '../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
@@ -126,6 +126,8 @@ export class LlmRateLimiter extends Construct {
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({ caller: false, httpMethod: true, ip: true, protocol: true, requestTime: true, resourcePath: true, responseLength: true, status: true, user: true }),
         tracingEnabled: true,
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        // The usage page needs no key (it is static; its data comes from /v1/limits with one): its own small throttle.
+        methodOptions: { [`${USAGE_PAGE_ROUTE}/GET`]: { throttlingRateLimit: USAGE_PAGE_THROTTLE.rateLimit, throttlingBurstLimit: USAGE_PAGE_THROTTLE.burstLimit } },
       },
     });
     const authorizer = new apigw.RequestAuthorizer(this, 'RequestAuthorizer', {
@@ -146,7 +148,16 @@ export class LlmRateLimiter extends Construct {
       limits: new apigw.LambdaIntegration(this.limitsFunction),
     };
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
-    for (const route of apiRoutes(config.endpoints)) this.resourceFor(route.path).addMethod(route.method, integrations[route.integration], methodOptions);
+    for (const route of apiRoutes(config.endpoints)) {
+      const method = this.resourceFor(route.path).addMethod(route.method, integrations[route.integration], route.authorized ? methodOptions : { authorizationType: apigw.AuthorizationType.NONE });
+      if (!route.authorized) {
+        acknowledge(
+          method,
+          { id: 'AwsSolutions::AwsSolutions-APIG4', reason: 'The usage page is static HTML with no data in it; the data it shows comes from GET /v1/limits, which the authorizer guards. Its own stage throttle bounds what it costs.' },
+          { id: 'AwsSolutions::AwsSolutions-COG4', reason: 'The usage page is static HTML with no data in it: nothing to authorize.' },
+        );
+      }
+    }
 
     this.observability = new LimiterObservability(this, 'Observability', {
       authorizerFunction: this.authorizerFunction,

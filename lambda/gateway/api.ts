@@ -10,18 +10,28 @@ export interface ApiRoute {
   readonly integration: Integration;
   /** Response streaming (the proxy) or a buffered Lambda proxy integration. */
   readonly streaming: boolean;
+  /** Through the authorizer (every route but the usage page, which is a static page that holds no data). */
+  readonly authorized: boolean;
 }
 
 export const LIMITS_ROUTE = '/v1/limits';
 /** OpenAI's model list, which many tools call first: served by the limits function from the configuration. */
 export const MODELS_ROUTE = '/v1/models';
+/**
+ * The usage page for people: static HTML with no data in it, so it needs no key. A person pastes
+ * a key and the page asks GET /v1/limits with it in the Authorization header.
+ */
+export const USAGE_PAGE_ROUTE = '/v1/usage';
+/** Requests per second (and burst) the unauthenticated usage page may take, over the whole stage. */
+export const USAGE_PAGE_THROTTLE = { rateLimit: 5, burstLimit: 10 } as const;
 
-/** Every AI endpoint is a streaming POST to the proxy; GET /v1/limits is buffered. */
+/** Every AI endpoint is a streaming POST to the proxy; GET /v1/limits, /v1/models and the usage page are buffered. */
 export function apiRoutes(endpoints: Readonly<Record<string, unknown>>): ApiRoute[] {
   return [
-    ...Object.keys(endpoints).map((path) => ({ method: 'POST' as const, path, integration: 'proxy' as const, streaming: true })),
-    { method: 'GET', path: LIMITS_ROUTE, integration: 'limits', streaming: false },
-    { method: 'GET', path: MODELS_ROUTE, integration: 'limits', streaming: false },
+    ...Object.keys(endpoints).map((path) => ({ method: 'POST' as const, path, integration: 'proxy' as const, streaming: true, authorized: true })),
+    { method: 'GET', path: LIMITS_ROUTE, integration: 'limits', streaming: false, authorized: true },
+    { method: 'GET', path: MODELS_ROUTE, integration: 'limits', streaming: false, authorized: true },
+    { method: 'GET', path: USAGE_PAGE_ROUTE, integration: 'limits', streaming: false, authorized: false },
   ];
 }
 

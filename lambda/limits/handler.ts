@@ -1,13 +1,15 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { type Brake, isBraked } from '../authorizer/brake';
 import type { Directory } from '../authorizer/directory';
 import { errorBody, MISCONFIGURED } from '../engine/contract';
 import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
-import { MODELS_ROUTE } from '../gateway/api';
+import { MODELS_ROUTE, USAGE_PAGE_ROUTE } from '../gateway/api';
 import { commonDepsFromEnvironment } from '../runtime/environment';
+import { PAGE_HEADERS, prefersHtml, usagePage } from './page';
 import { usageOf } from './usage';
 
 export interface LimitsDeps {
@@ -15,13 +17,25 @@ export interface LimitsDeps {
   readonly store: LimitStore;
   readonly limiter: Limiter;
   readonly directory: Directory;
+  /** The brake, so that people see when the operators have paused the service. */
+  readonly brake?: Brake;
   readonly namespace?: string;
   readonly log: (entry: Record<string, unknown>) => void;
 }
 
-const json = (statusCode: number, body: string): APIGatewayProxyResult => ({ statusCode, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body });
+const json = (statusCode: number, body: string): APIGatewayProxyResult => ({ statusCode, headers: { 'content-type': 'application/json', 'cache-control': 'no-store', vary: 'Accept' }, body });
+const html = (body: string): APIGatewayProxyResult => ({ statusCode: 200, headers: { ...PAGE_HEADERS, vary: 'Accept' }, body });
 
-/** GET /v1/limits: the caller's plan and each limit with limit / remaining / reset, so a UI can show usage before the wall. */
+function header(event: APIGatewayProxyEvent, name: string): string | undefined {
+  const found = Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === name);
+  return found?.[1] ?? undefined;
+}
+
+/**
+ * GET /v1/limits: the caller's plan and each limit with limit / remaining / reset, and the brake's
+ * state, so a UI can show usage before the wall; a browser (Accept: text/html) gets the usage page
+ * with them in it. GET /v1/usage: that page without data, for a pasted key. GET /v1/models.
+ */
 export function createLimitsHandler(deps: LimitsDeps) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use({
@@ -31,9 +45,11 @@ export function createLimitsHandler(deps: LimitsDeps) {
       },
     })
     .handler(async (event, context) => {
+      const route = event.resource ?? event.path;
+      // The page holds no data: it needs no identity (API Gateway runs no authorizer for it).
+      if (route === USAGE_PAGE_ROUTE) return html(usagePage());
       const auth = (event.requestContext?.authorizer ?? {}) as Record<string, unknown>;
       if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
-      const route = event.resource ?? event.path;
       deps.log({ requestId: context.awsRequestId, route, tenant: auth.tenant, user: auth.user, outcome: 'served' });
       if (route === MODELS_ROUTE) return json(200, JSON.stringify(modelList(deps.config)));
       // A tenant whose configuration is broken is the operators' problem: 500 with a code that says which.
@@ -46,12 +62,22 @@ export function createLimitsHandler(deps: LimitsDeps) {
       }
       if (!tenant) return json(500, errorBody(MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown'));
       try {
-        return json(200, JSON.stringify(await usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace)));
+        const [usage, brake] = await Promise.all([usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace), brakeOf(deps.brake)]);
+        const body = { ...usage, ...(brake ? { brake } : {}) };
+        return prefersHtml(header(event, 'accept')) ? html(usagePage(body)) : json(200, JSON.stringify(body));
       } catch (err) {
         if (!(err instanceof UnknownPlanError)) throw err;
         return json(500, errorBody(MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown'));
       }
     });
+}
+
+/** The brake as people should see it: on or off, why, and until when. */
+async function brakeOf(brake: Brake | undefined): Promise<{ engaged: boolean; reason?: string; until?: string } | undefined> {
+  if (!brake) return undefined;
+  const state = await brake.state();
+  if (!isBraked(state, Date.now())) return { engaged: false };
+  return { engaged: true, ...(state.reason ? { reason: state.reason } : {}), ...(state.until !== undefined ? { until: new Date(state.until).toISOString() } : {}) };
 }
 
 /**
@@ -65,6 +91,6 @@ export function modelList(config: LimiterConfig): { object: 'list'; data: { id: 
 }
 
 export function limitsDepsFromEnvironment(): LimitsDeps {
-  const { config, store, limiter, directory, log } = commonDepsFromEnvironment();
-  return { config, store, limiter, directory, log };
+  const { config, store, limiter, directory, brake, log } = commonDepsFromEnvironment();
+  return { config, store, limiter, directory, brake, log };
 }

@@ -15,6 +15,12 @@ export interface LimitUsage {
   /** Seconds until the limit is wholly available again. */
   readonly resetSeconds: number;
   readonly windowSeconds: number;
+  /**
+   * Sliding windows count in slots of this many seconds: a request counts for between
+   * windowSeconds and windowSeconds + slotSeconds, never less (so no window ever holds more
+   * than the limit), which is why a reset can exceed the window by up to a slot.
+   */
+  readonly slotSeconds?: number;
   readonly shadow: boolean;
 }
 
@@ -75,6 +81,7 @@ function entry(layer: Layer, spec: LimitSpec, limit: number, remaining: number, 
     remaining: shown(remaining),
     resetSeconds: Math.ceil(resetMs / 1000),
     windowSeconds: Math.round(periodSeconds(spec.limit)),
+    ...(spec.limit.shape === 'sliding_window' ? { slotSeconds: spec.limit.windowMs / spec.limit.subWindows / 1000 } : {}),
     shadow: spec.shadow ?? false,
   };
 }

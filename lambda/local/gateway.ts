@@ -24,9 +24,13 @@ export type LocalRoute =
       readonly method: 'GET' | 'POST';
       readonly path: string;
       readonly streaming: false;
+      /** false: no authorizer runs (the usage page). @default true */
+      readonly authorized?: boolean;
       /** A buffered Lambda proxy integration. */
-      readonly handler: (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+      readonly handler: BufferedHandler;
     };
+
+type BufferedHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 
 export interface LocalGatewayOptions {
   readonly authorizer: (event: APIGatewayRequestAuthorizerEvent, context: Context) => Promise<APIGatewayAuthorizerResult>;
@@ -202,6 +206,19 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
       stageVariables: null,
     };
 
+    const invokeBuffered = async (handler: BufferedHandler, event: APIGatewayProxyEvent): Promise<void> => {
+      try {
+        const out = await handler(event, lambdaContext('limits', requestId));
+        const headers = Object.fromEntries(Object.entries(out.headers ?? {}).map(([k, v]) => [k, String(v)]));
+        return send(res, { statusCode: out.statusCode, headers, body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body });
+      } catch (err) {
+        log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
+        return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+      }
+    };
+    // A method without an authorizer: API Gateway invokes the integration with no authorizer context.
+    if (!route.streaming && route.authorized === false) return invokeBuffered(route.handler, { ...common, body: null, isBase64Encoded: false, requestContext } as unknown as APIGatewayProxyEvent);
+
     let result: APIGatewayAuthorizerResult;
     try {
       result = await options.authorizer({ type: 'REQUEST', methodArn, ...common, requestContext } as unknown as APIGatewayRequestAuthorizerEvent, lambdaContext('authorizer'));
@@ -222,16 +239,7 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
       log({ level: 'error', requestId, message: 'integration failed', error: 'RequestEntityTooLargeException' });
       return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
     }
-    if (!route.streaming) {
-      try {
-        const out = await route.handler(event, lambdaContext('limits', requestId));
-        const headers = Object.fromEntries(Object.entries(out.headers ?? {}).map(([k, v]) => [k, String(v)]));
-        return send(res, { statusCode: out.statusCode, headers, body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body });
-      } catch (err) {
-        log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
-        return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
-      }
-    }
+    if (!route.streaming) return invokeBuffered(route.handler, event);
     const stream = responseStream(res);
     // The function sees the disconnect as its stream failing; nobody else needs the error.
     stream.on('error', () => {});

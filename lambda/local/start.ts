@@ -199,7 +199,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const authorizer = createHandler(depsFromEnvironment());
     const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
     const limits = createLimitsHandler(limitsDepsFromEnvironment());
-    const routes = apiRoutes(config.endpoints).map((r) => (r.streaming ? { method: r.method, path: r.path, streaming: true as const, handler: proxy } : { method: r.method, path: r.path, streaming: false as const, handler: limits }));
+    const routes = apiRoutes(config.endpoints).map((r) => (r.streaming ? { method: r.method, path: r.path, streaming: true as const, handler: proxy } : { method: r.method, path: r.path, streaming: false as const, authorized: r.authorized, handler: limits }));
     const gateway = await startLocalGateway({ authorizer, routes, port: options.port ?? 8787, log: (e) => console.error(JSON.stringify(e)) });
     stops.push(() => gateway.stop());
     return { url: gateway.url, baseUrl: `${gateway.url}/v1`, upstreamBaseUrl, apiKey, tenant, user, tableName: TABLE, brakeParameterName: BRAKE, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: aws.endpoint, config, ...(upstreamRequests ? { upstreamRequests } : {}), stop };

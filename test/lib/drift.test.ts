@@ -31,13 +31,13 @@ describe('the construct and the local gateway cannot drift', () => {
     return `${pathOf(r.Properties.ParentId)}/${r.Properties.PathPart}`;
   }
 
-  it('deploys exactly the routes the local gateway serves, streaming where it streams', () => {
+  it('deploys exactly the routes the local gateway serves, streaming where it streams, authorized where it runs the authorizer', () => {
     const deployed = Object.values(resources)
       .filter((r) => r.Type === 'AWS::ApiGateway::Method')
-      .map((m) => ({ method: m.Properties.HttpMethod, path: pathOf(m.Properties.ResourceId), streaming: m.Properties.Integration?.ResponseTransferMode === 'STREAM' }))
+      .map((m) => ({ method: m.Properties.HttpMethod, path: pathOf(m.Properties.ResourceId), streaming: m.Properties.Integration?.ResponseTransferMode === 'STREAM', authorized: m.Properties.AuthorizationType === 'CUSTOM' }))
       .sort((a, b) => a.path.localeCompare(b.path));
     const local = apiRoutes(DEMO_CONFIG.endpoints)
-      .map((r) => ({ method: r.method, path: r.path, streaming: r.streaming }))
+      .map((r) => ({ method: r.method, path: r.path, streaming: r.streaming, authorized: r.authorized }))
       .sort((a, b) => a.path.localeCompare(b.path));
     expect(deployed).toEqual(local);
   });

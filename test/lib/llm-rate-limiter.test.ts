@@ -39,6 +39,16 @@ describe('what LlmRateLimiter provisions', () => {
     template.hasResourceProperties('AWS::ApiGateway::Method', { HttpMethod: 'GET', AuthorizationType: 'CUSTOM', Integration: Match.objectLike({ Type: 'AWS_PROXY', ResponseTransferMode: Match.absent() }) });
   });
 
+  it('runs the authorizer on every method but the static usage page, which gets a small throttle of its own', () => {
+    const methods = Object.values(template.findResources('AWS::ApiGateway::Method'));
+    const open = methods.filter((m) => m.Properties.AuthorizationType !== 'CUSTOM');
+    expect(open).toHaveLength(1);
+    expect(open[0]!.Properties).toMatchObject({ HttpMethod: 'GET', AuthorizationType: 'NONE' });
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      MethodSettings: Match.arrayWith([Match.objectLike({ ResourcePath: '/~1v1~1usage', HttpMethod: 'GET', ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 })]),
+    });
+  });
+
   it('decides every request: a REQUEST authorizer with its results cache off', () => {
     template.hasResourceProperties('AWS::ApiGateway::Authorizer', { Type: 'REQUEST', AuthorizerResultTtlInSeconds: 0 });
   });

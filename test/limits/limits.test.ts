@@ -3,7 +3,9 @@ import { putTenant } from '../../lambda/authorizer/directory';
 import { Directory } from '../../lambda/authorizer/directory';
 import { Limiter } from '../../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
+import { Brake } from '../../lambda/authorizer/brake';
 import { createLimitsHandler } from '../../lambda/limits/handler';
+import { prefersHtml, usagePage } from '../../lambda/limits/page';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { localClient } from '../../lambda/local/dynamodb-local';
 import { lambdaContext, proxyEvent } from '../support/events';
@@ -69,5 +71,51 @@ describe('GET /v1/limits', () => {
     const missing = await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant: uniqueKey('t'), user: 'x' } }), httpMethod: 'GET' }, lambdaContext('limits'));
     expect(missing.statusCode).toBe(500);
     expect(JSON.parse(missing.body).error).toMatchObject({ type: 'api_error', code: 'tenant_unknown' });
+  });
+});
+
+describe('the usage page and the brake, without a browser', () => {
+  it("reports the brake as people should see it: engaged, why and until when, or released", async () => {
+    const { client, tenant, ns, store, limiter } = await setup(config);
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    let value = JSON.stringify({ enabled: true, reason: 'provider outage', until });
+    const brake = new Brake({ parameterName: '/brake', reader: async () => ({ value, source: 'mirror' }), cacheMs: 0 });
+    const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), brake, namespace: ns, log: () => {} });
+    const read = async () => JSON.parse((await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } }), httpMethod: 'GET', body: null }, lambdaContext('limits'))).body);
+    expect((await read()).brake).toEqual({ engaged: true, reason: 'provider outage', until });
+    value = 'off';
+    expect((await read()).brake).toEqual({ engaged: false });
+  });
+
+  it('serves GET /v1/usage without an identity or any data, and GET /v1/limits as the page only to clients that prefer HTML', async () => {
+    const { client, tenant, ns, store, limiter } = await setup(config);
+    const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
+    const page = await handler({ ...proxyEvent({ route: '/v1/usage' }), httpMethod: 'GET', body: null }, lambdaContext('limits'));
+    expect(page.statusCode).toBe(200);
+    expect(page.headers).toMatchObject({ 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    expect(page.body).toContain('<script type="application/json" id="usage-data"></script>');
+    // No asset from anywhere: every src/href in the page is absent.
+    expect(page.body).not.toMatch(/\s(src|href)=/);
+    const asBrowser = await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' }, headers: { Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } }), httpMethod: 'GET', body: null }, lambdaContext('limits'));
+    expect(asBrowser.headers?.['content-type']).toBe('text/html; charset=utf-8');
+    expect(asBrowser.body).toContain(`"tenant":"${tenant}"`);
+  });
+
+  it('embeds usage so that no value can end the script element it sits in', () => {
+    const html = usagePage({ tenant: '</script><script>alert(1)</script>\u2028' });
+    expect(html).not.toContain('</script><script>alert(1)');
+    expect(html).toContain('\\u003c/script>\\u003cscript>alert(1)\\u003c/script>\\u2028');
+  });
+
+  it.each([
+    ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', true],
+    ['text/html', true],
+    ['application/json', false],
+    ['*/*', false],
+    [undefined, false],
+    ['application/json, text/html;q=0.5', false],
+    ['text/html;q=0, application/json', false],
+  ])('Accept %s prefers the page: %s', (accept, expected) => {
+    expect(prefersHtml(accept)).toBe(expected);
   });
 });

@@ -48,14 +48,14 @@ export function authorizerEvent(options: { headers?: Record<string, string>; mul
 export const lambdaContext = (functionName = 'authorizer'): Context => localContext(functionName);
 
 /** A Lambda proxy-integration event (REST, payload 1.0) carrying the authorizer's context. */
-export function proxyEvent(options: { body?: unknown; raw?: string; route?: string; authorizer?: Record<string, string | number> } = {}): import('aws-lambda').APIGatewayProxyEvent {
+export function proxyEvent(options: { body?: unknown; raw?: string; route?: string; authorizer?: Record<string, string | number>; headers?: Record<string, string> } = {}): import('aws-lambda').APIGatewayProxyEvent {
   const route = options.route ?? '/v1/chat/completions';
   const body = options.raw ?? (options.body === undefined ? null : JSON.stringify(options.body));
   return {
     resource: route,
     path: route,
     httpMethod: 'POST',
-    headers: { 'Content-Type': 'application/json', Host: 'abc123.execute-api.us-east-1.amazonaws.com' },
+    headers: { 'Content-Type': 'application/json', Host: 'abc123.execute-api.us-east-1.amazonaws.com', ...options.headers },
     multiValueHeaders: { 'Content-Type': ['application/json'] },
     queryStringParameters: null,
     multiValueQueryStringParameters: null,
