@@ -1,8 +1,6 @@
 /** npm start: the whole API on this machine (see lambda/local/start.ts). Ctrl-C stops everything. */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { removeNpmStartState, writeNpmStartState } from '../lambda/local/npm-start-state';
 import { type LocalStack, startLocal } from '../lambda/local/start';
-
-const LOCAL_CONFIG_FILE = '.data/local-config.json';
 import { parseStartOptions, START_HELP, startFailure } from '../lambda/local/start-options';
 
 // A person watches this console: errors and the metrics summary, not every log line (LIMITER_LOG=all for those).
@@ -29,10 +27,9 @@ try {
   process.exit(2);
 }
 const values = { persist: options.persistDir };
-// The configuration the local functions run with, where the CLI can read it (plan checks, usage).
-mkdirSync('.data', { recursive: true });
-writeFileSync(LOCAL_CONFIG_FILE, `${JSON.stringify(local.config, null, 2)}\n`);
-const cli = `npm run cli -- --table ${local.tableName} --brake-parameter ${local.brakeParameterName} --dynamodb-endpoint ${local.dynamoEndpoint} --ssm-endpoint ${local.ssmEndpoint} --config ${LOCAL_CONFIG_FILE}`;
+// `npm run cli -- --local` finds this stack's table and endpoints here; the configuration it reads from the table, as on AWS.
+writeNpmStartState({ baseUrl: local.baseUrl, tableName: local.tableName, brakeParameterName: local.brakeParameterName, dynamoEndpoint: local.dynamoEndpoint, ssmEndpoint: local.ssmEndpoint });
+const cli = 'npm run cli -- --local';
 process.stdout.write(`
 LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})
 
@@ -46,8 +43,11 @@ LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values
   const openai = new OpenAI({ apiKey: '${local.apiKey}', baseURL: '${local.baseUrl}' });
 
   your limits:  curl ${local.baseUrl}/limits -H "Authorization: Bearer ${local.apiKey}"
+  usage page:   ${local.baseUrl}/usage   (paste the key)
   the brake:    ${cli} brake on --reason drill     (then: brake off)
   a tenant:     ${cli} tenants create acme --plan ${Object.keys(local.config.plans)[0]}
+  its key:      ${cli} keys create --tenant acme --user alice
+  usage:        ${cli} usage --tenant ${local.tenant} --user ${local.user}
 
 Every few seconds a line sums up what the limiter did (admitted, denied by code, tokens, spend).
 Ctrl-C stops everything.
@@ -58,6 +58,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     if (stopping) return;
     stopping = true;
     process.stdout.write('\nstopping...\n');
+    removeNpmStartState();
     void local.stop().then(() => process.exit(0));
   });
 }

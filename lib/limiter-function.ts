@@ -13,7 +13,7 @@ import { acknowledge } from './acknowledge';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** The handlers the package ships, bundled when the package is built (scripts/build.mjs). */
-export type LimiterFunctionName = 'authorizer' | 'proxy' | 'limits' | 'auto-brake' | 'brake-mirror';
+export type LimiterFunctionName = 'authorizer' | 'proxy' | 'limits' | 'auto-brake' | 'brake-mirror' | 'config-publisher';
 
 /**
  * Where the prebuilt handler lives: beside the compiled library in the installed package

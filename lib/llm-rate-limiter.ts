@@ -1,4 +1,5 @@
-import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { createHash } from 'node:crypto';
+import { CfnOutput, CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -167,12 +168,39 @@ export class LlmRateLimiter extends Construct {
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
     });
+    this.publishConfig(config, retention);
     new CfnOutput(this, 'AlarmTopicArn', { value: this.observability.alarmTopic.topicArn, description: 'Subscribe operators here' });
     this.acknowledgeNagFindings();
     this.baseUrl = `${this.api.url}v1`;
     new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });
     new CfnOutput(this, 'TableName', { value: this.table.tableName });
     new CfnOutput(this, 'BrakeParameterName', { value: this.brakeParameter.parameterName });
+  }
+
+  /**
+   * Writes the validated configuration into the table at every deploy that changes it (a custom
+   * resource served by a limiter function of its own, with config.json like the others), where
+   * the CLI finds it from `--stack` or `--table`: plans are checked and usage reported against
+   * what the functions run with, with no copy to keep in step.
+   */
+  private publishConfig(config: ReturnType<typeof validateProps>, retention: logs.RetentionDays): void {
+    const publisher = new LimiterFunction(this, 'ConfigPublisher', {
+      handler: 'config-publisher',
+      config,
+      memorySize: 256,
+      timeout: Duration.seconds(30),
+      logRetention: retention,
+      environment: { TABLE_NAME: this.table.tableName },
+      description: 'LLM rate limiter: publishes the limiter configuration in the table for the admin CLI (at deploy)',
+    });
+    this.table.grant(publisher, 'dynamodb:PutItem');
+    new CustomResource(this, 'PublishedConfig', {
+      serviceToken: publisher.functionArn,
+      resourceType: 'Custom::LlmRateLimiterConfig',
+      // A changed configuration is a changed property: CloudFormation sends an Update.
+      properties: { ConfigSha256: createHash('sha256').update(JSON.stringify(config)).digest('hex') },
+      serviceTimeout: Duration.minutes(2),
+    });
   }
 
   /** Lets `grantee` flip and read the brake (an operator role, an automation). */

@@ -17,7 +17,7 @@ import { build } from 'esbuild';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
 const lambdaOnly = process.argv.includes('--lambda');
-const FUNCTIONS = ['authorizer', 'proxy', 'limits', 'auto-brake', 'brake-mirror'];
+const FUNCTIONS = ['authorizer', 'proxy', 'limits', 'auto-brake', 'brake-mirror', 'config-publisher'];
 
 const common = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning', legalComments: 'none' };
 // import.meta.url has no CommonJS meaning: give it the file's own URL.

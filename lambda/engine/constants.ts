@@ -14,6 +14,8 @@ export const KEY_PREFIX = {
   tenant: 't#',
   /** A settlement ledger entry: proves a request was settled, so a retry cannot settle it twice. */
   settlement: 's#',
+  /** The limiter configuration the functions run with, published for the CLI (lambda/engine/published-config.ts). */
+  config: 'c#',
 } as const;
 
 /** Attribute names of bucket items. Short names keep every item within one write unit. */

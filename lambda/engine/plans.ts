@@ -172,7 +172,8 @@ export function parseLimit(value: unknown, path: string): Limit {
       case 'leaky_bucket':
         return leakyBucket(value.capacity as number, value.drainPerSecond as number);
       case 'sliding_window':
-        return slidingWindow(value.limit as number, value.windowMs as number, value.subWindows as number);
+        // windowMs, or window as a duration ("1m", "2h30m") for configurations written by hand.
+        return slidingWindow(value.limit as number, (value.windowMs ?? value.window) as number | string, value.subWindows as number);
       default:
         return fail(path, `unknown shape ${JSON.stringify(value.shape)}: use token_bucket, leaky_bucket or sliding_window`);
     }

@@ -5,6 +5,7 @@ import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { createHandler, depsFromEnvironment } from '../authorizer/handler';
 import { putApiKey, putTenant } from '../authorizer/directory';
 import { type LimiterConfig, parseConfig, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../engine/plans';
+import { publishConfig } from '../engine/published-config';
 import { ensureTable } from '../engine/store';
 import { apiRoutes, functionEnvironment, proxyEnvironment } from '../gateway/api';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../limits/handler';
@@ -28,7 +29,10 @@ import { startUpstreamStandIn } from './upstream-standin';
 export const DEMO_CONFIG: LimiterConfig = parseConfig(
   JSON.parse(
     JSON.stringify({
-      plans: { demo: { tenant: [tokensPerDay(200_000), requestsPerMinute(600)], user: [requestsPerMinute(60), tokensPerMinute(20_000)], outputReservation: 256 } },
+      plans: {
+        demo: { tenant: [tokensPerDay(200_000), requestsPerMinute(600)], user: [requestsPerMinute(60), tokensPerMinute(20_000)], outputReservation: 256 },
+        pro: { tenant: [tokensPerDay(2_000_000), requestsPerMinute(6_000)], user: [requestsPerMinute(600), tokensPerMinute(200_000)], outputReservation: 256 },
+      },
       endpoints: {
         '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 }, 'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 } } },
         '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
@@ -172,6 +176,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const apiKey = options.apiKey ?? `sk-lrl-local-${randomBytes(18).toString('base64url')}`;
     const plan = Object.keys(config.plans)[0]!;
     await putTenant(client, TABLE, { id: tenant, plan });
+    // As a deploy does: the CLI reads the configuration from the table (plan checks, usage).
+    await publishConfig(client, TABLE, config);
     await putApiKey(client, TABLE, apiKey, { tenant, user, status: 'active' });
 
     // The same environment the construct gives the functions, pointed at the local services.

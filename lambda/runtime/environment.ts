@@ -38,6 +38,9 @@ function limiterConfigText(): string {
   }
 }
 
+/** The limiter configuration this function was deployed with, parsed and checked. */
+export const limiterConfig = (): LimiterConfig => parseConfig(JSON.parse(limiterConfigText()));
+
 export interface CommonDeps {
   readonly config: LimiterConfig;
   readonly store: LimitStore;
@@ -54,7 +57,7 @@ export interface CommonDeps {
  */
 export function commonDepsFromEnvironment(): CommonDeps {
   const tableName = required('TABLE_NAME');
-  const config = parseConfig(JSON.parse(limiterConfigText()));
+  const config = limiterConfig();
   const dynamo = new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb));
   const store = new LimitStore({
     client: dynamo,

@@ -6,10 +6,11 @@ import { Directory, hashKey, ID_PATTERN, putApiKey, putTenant } from '../../lamb
 import { parseBrake } from '../../lambda/authorizer/brake';
 import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { Limiter, layerKey } from '../../lambda/engine/limiter';
-import { durationMs } from '../../lambda/engine/limits';
-import { type LimiterConfig, parsePlan } from '../../lambda/engine/plans';
+import { durationMs, type Limit } from '../../lambda/engine/limits';
+import { applyOverrides, bucketName, type Layer, type LimiterConfig, type LimitSpec, limitCode, parsePlan, periodSeconds } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
 import { type Usage, usageOf } from '../../lambda/limits/usage';
+import { sizeOf } from './format';
 
 /** A mistake in what the operator asked for: printed as is, exit code 2, nothing written. */
 export class UsageError extends Error {
@@ -37,8 +38,37 @@ function checkId(what: string, id: string): void {
   if (!ID_PATTERN.test(id)) throw new UsageError(`${what} '${id}' is not valid: use 1-128 of letters, digits, . _ @ -`);
 }
 
+/** Plans are always checked: without the configuration there is nothing to check them against. */
+function configOf(t: AdminTargets): LimiterConfig {
+  if (!t.config) throw new UsageError(`no limiter configuration: table ${t.tableName} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`);
+  return t.config;
+}
+
 function checkPlan(t: AdminTargets, plan: string): void {
-  if (t.config && !t.config.plans[plan]) throw new UsageError(`plan '${plan}' is not configured: known plans are ${Object.keys(t.config.plans).join(', ')}`);
+  const config = configOf(t);
+  if (!config.plans[plan]) throw new UsageError(`plan '${plan}' is not configured: known plans are ${Object.keys(config.plans).join(', ')}`);
+}
+
+/** One limit as it applies to a tenant: where it comes from and what it allows. */
+export interface EffectiveLimit {
+  readonly layer: Layer;
+  readonly code: string;
+  readonly route?: string;
+  readonly counts: LimitSpec['counts'];
+  readonly shape: Limit['shape'];
+  /** In the limit's unit (usd in dollars). */
+  readonly size: number;
+  readonly periodSeconds: number;
+  readonly shadow: boolean;
+  /** The tenant's plan, its overrides, or the system-wide global limits. */
+  readonly from: 'plan' | 'override' | 'global';
+}
+
+export interface TenantView {
+  readonly tenant: string;
+  readonly plan: string;
+  readonly overrides: unknown;
+  readonly limits: readonly EffectiveLimit[];
 }
 
 /**
@@ -81,18 +111,42 @@ export class Admin {
     await this.updateTenant(id, 'SET #o = :o', { '#o': 'overrides' }, { ':o': overrides });
   }
 
-  async showTenant(id: string): Promise<Record<string, unknown>> {
+  /** The tenant as stored (plan, overrides) and the limits that result: plan + overrides, then the global ones. */
+  async showTenant(id: string): Promise<TenantView> {
+    const stored = await this.storedTenant(id);
+    const config = configOf(this.t);
+    const plan = config.plans[stored.plan];
+    if (!plan) throw new UsageError(`tenant '${id}' is on plan '${stored.plan}', which is not configured: its requests get 500 plan_unknown. Move it: tenants set-plan ${id} <${Object.keys(config.plans).join(' | ')}>`);
+    let overrides;
+    try {
+      overrides = stored.overrides === null ? undefined : parsePlan(stored.overrides, 'overrides');
+    } catch (err) {
+      throw new UsageError(`tenant '${id}' has overrides that do not parse (${(err as Error).message}): its requests get 500 tenant_config_invalid. Fix them: tenants set-overrides ${id} --file <overrides.json>, or --clear`);
+    }
+    const effective = applyOverrides(plan, overrides);
+    const overridden = (layer: readonly LimitSpec[] | undefined, spec: LimitSpec) => (layer ?? []).some((o) => bucketName(o) === bucketName(spec));
+    const limits: EffectiveLimit[] = [];
+    const add = (layer: Layer, spec: LimitSpec, from: EffectiveLimit['from'], route?: string) =>
+      limits.push({ layer, code: limitCode(layer, spec), ...(route ? { route } : {}), counts: spec.counts, shape: spec.limit.shape, size: spec.counts === 'usd' ? sizeOf(spec.limit) / 1_000_000 : sizeOf(spec.limit), periodSeconds: periodSeconds(spec.limit), shadow: spec.shadow ?? false, from });
+    for (const spec of effective.tenant ?? []) add('tenant', spec, overridden(overrides?.tenant, spec) ? 'override' : 'plan');
+    for (const spec of effective.user ?? []) add('user', spec, overridden(overrides?.user, spec) ? 'override' : 'plan');
+    for (const [route, specs] of Object.entries(effective.endpoints ?? {})) for (const spec of specs) add('endpoint', spec, overridden(overrides?.endpoints?.[route], spec) ? 'override' : 'plan', route);
+    for (const spec of config.global?.limits ?? []) add('global', spec, 'global');
+    return { tenant: id, plan: stored.plan, overrides: stored.overrides, limits };
+  }
+
+  private async storedTenant(id: string): Promise<{ plan: string; overrides: unknown }> {
     checkId('tenant', id);
     const out = await this.doc.send(new GetCommand({ TableName: this.t.tableName, Key: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id }, ConsistentRead: true }));
     if (!out.Item) throw new UsageError(`tenant '${id}' does not exist`);
-    return { tenant: id, plan: out.Item.plan, overrides: out.Item.overrides ?? null };
+    return { plan: String(out.Item.plan), overrides: out.Item.overrides ?? null };
   }
 
   /** Creates a key for an existing tenant; returns the key (shown once, never stored) and its id. */
   async createKey(tenant: string, user: string): Promise<{ key: string; id: string }> {
     checkId('tenant', tenant);
     checkId('user', user);
-    await this.showTenant(tenant);
+    await this.storedTenant(tenant);
     const key = `sk-lrl-${randomBytes(32).toString('base64url')}`;
     await putApiKey(this.t.dynamo, this.t.tableName, key, { tenant, user, status: 'active' }, { onlyIfNew: true });
     return { key, id: keyId(hashKey(key)) };
@@ -181,15 +235,15 @@ export class Admin {
   }
 
   async usage(tenant: string, user?: string): Promise<Usage> {
-    if (!this.t.config) throw new UsageError('usage needs the limiter configuration: pass --config <file.json> (the plans the construct was given)');
+    const config = configOf(this.t);
     checkId('tenant', tenant);
     if (user !== undefined) checkId('user', user);
     const store = new LimitStore({ client: this.t.dynamo, tableName: this.t.tableName });
     const record = await new Directory({ client: this.t.dynamo, tableName: this.t.tableName, cacheMs: 0 }).tenant(tenant);
     if (!record) throw new UsageError(`tenant '${tenant}' does not exist`);
-    const limiter = new Limiter({ store, config: this.t.config, namespace: this.t.namespace ?? '' });
+    const limiter = new Limiter({ store, config, namespace: this.t.namespace ?? '' });
     try {
-      return await usageOf(store, limiter, this.t.config, record, user, this.t.namespace ?? '');
+      return await usageOf(store, limiter, config, record, user, this.t.namespace ?? '');
     } catch (err) {
       throw new UsageError((err as Error).message);
     }

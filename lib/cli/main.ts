@@ -5,29 +5,55 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { InvalidLimitError } from '../../lambda/engine/errors';
 import { type LimiterConfig, parseConfig } from '../../lambda/engine/plans';
-import { Admin, UsageError } from './admin';
+import { readPublishedConfig } from '../../lambda/engine/published-config';
+import { npmStartStateFile, readNpmStartState } from '../../lambda/local/npm-start-state';
+import type { Usage } from '../../lambda/limits/usage';
+import { Admin, type TenantView, UsageError } from './admin';
+import { amount, SHAPE_NAMES, span, table } from './format';
 
 export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, the brake, usage)
 
   tenants create <tenant> --plan <plan>
   tenants set-plan <tenant> <plan>
   tenants set-overrides <tenant> --file <overrides.json> | --clear
-  tenants show <tenant>
+  tenants show <tenant>                           the limits that apply: plan + overrides, and the global ones
   keys create --tenant <tenant> --user <user>     prints the key once; only its hash is stored
   keys list --tenant <tenant>
   keys revoke <key-id | key>                      takes effect within the key cache TTL (30 s by default)
   brake on [--for 2h30m] [--reason "..."]           every AI route answers 429 'brake' within 5 s
   brake off
   brake status
-  usage --tenant <tenant> [--user <user>]         needs --config
+  usage --tenant <tenant> [--user <user>]         used, left and reset of each limit: requests, tokens, dollars
   buckets reset --tenant <tenant> [--user <user>] refills the user's buckets (and lifts its penalty box), or the
                                                   tenant's own and endpoint buckets (with --config); logged
 
 Where:  --stack <name> [--region <r>]             names from the stack's outputs
+        --local                                   the stack npm start runs in this repository
         --table <name> --brake-parameter <name>   or give them directly
-        --config <file.json>                      the limiter configuration (plans), for plan checks and usage
+        --config <file.json>                      the limiter configuration, instead of the one the deploy
+                                                  (or npm start) published in the table
         --dynamodb-endpoint <url> --ssm-endpoint <url>   e.g. the local gateway's DynamoDB Local and SSM
+        --json                                    tenants show and usage as JSON
 `;
+
+/** Plans, overrides and the global limits a tenant gets, one row each. */
+export function tenantTable(view: TenantView): string {
+  const rows = view.limits.map((l) => [l.layer, l.code, l.route ?? '', l.counts, amount(l.size, l.counts, false), span(l.periodSeconds), SHAPE_NAMES[l.shape], l.from, l.shadow ? 'shadow' : '']);
+  const head = `tenant ${view.tenant}, plan ${view.plan}${view.overrides === null ? '' : ', with overrides'}`;
+  if (!rows.length) return `${head}: no limits apply`;
+  return `${head}\n\n${table([['layer', 'limit', 'route', 'counts', 'size', 'refills in', 'shape', 'from', ''], ...rows])}`;
+}
+
+/** What each limit has used and has left; tokens and dollars spent in its window. */
+export function usageTable(usage: Usage): string {
+  const rows = usage.limits.map((l) => {
+    const counts = l.unit;
+    return [l.layer, l.code, l.route ?? '', amount(Math.max(0, l.limit - l.remaining), counts, false), amount(l.limit, counts, false), amount(l.remaining, counts, false), l.resetSeconds > 0 ? span(l.resetSeconds) : 'full', `${l.shadow ? 'shadow' : ''}${usage.closest === l.code ? 'closest' : ''}`];
+  });
+  const head = `tenant ${usage.tenant}${usage.user ? `, user ${usage.user}` : ''}, plan ${usage.plan}`;
+  if (!rows.length) return `${head}: no limits apply`;
+  return `${head}\n\n${table([['layer', 'limit', 'route', 'used', 'of', 'left', 'full again in', ''], ...rows])}`;
+}
 
 export interface Io {
   out(text: string): void;
@@ -60,6 +86,7 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
         for: { type: 'string' },
         reason: { type: 'string' },
         stack: { type: 'string' },
+        local: { type: 'boolean' },
         region: { type: 'string' },
         table: { type: 'string' },
         'brake-parameter': { type: 'string' },
@@ -67,6 +94,7 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
         'dynamodb-endpoint': { type: 'string' },
         'ssm-endpoint': { type: 'string' },
         namespace: { type: 'string' },
+        json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -88,18 +116,28 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
         throw new UsageError(`--config ${o.config}: ${err instanceof InvalidLimitError || err instanceof SyntaxError ? err.message : (err as Error).message}`);
       }
     }
-    const named = o.stack ? await fromStack(o.stack, o.region) : {};
+    const started = o.local ? readNpmStartState() : undefined;
+    if (o.local && !started) throw new UsageError(`--local: npm start is not running here (${npmStartStateFile()} is missing): run npm start in another terminal first`);
+    const named = o.stack ? await fromStack(o.stack, o.region) : started ? { table: started.tableName, brake: started.brakeParameterName } : {};
     const tableName = o.table ?? named.table;
     const brakeParameterName = o['brake-parameter'] ?? named.brake;
+    const dynamoEndpoint = o['dynamodb-endpoint'] ?? started?.dynamoEndpoint;
+    const ssmEndpoint = o['ssm-endpoint'] ?? started?.ssmEndpoint;
     const needsTable = group !== 'brake';
     if (needsTable && !tableName) throw new UsageError('which table? give --table <name> or --stack <name>');
     if (!needsTable && !brakeParameterName) throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
     const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     // Local endpoints (npm start) take any credentials: none need to be set up for them.
     const local = (endpoint: string | undefined) => (endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : endpoint ? { endpoint } : {});
+    const dynamo = new DynamoDBClient({ region, ...local(dynamoEndpoint) });
+    // Plans are checked against the configuration the functions run with: the one the deploy published in the table.
+    if (!config && tableName && (group === 'tenants' || group === 'usage' || group === 'buckets')) config = await readPublishedConfig(dynamo, tableName).catch((err: Error) => {
+      if (err instanceof InvalidLimitError) throw new UsageError(err.message);
+      throw err;
+    });
     const admin = new Admin({
-      dynamo: new DynamoDBClient({ region, ...local(o['dynamodb-endpoint']) }),
-      ssm: new SSMClient({ region, ...local(o['ssm-endpoint']) }),
+      dynamo,
+      ssm: new SSMClient({ region, ...local(ssmEndpoint) }),
       tableName: tableName ?? '',
       brakeParameterName: brakeParameterName ?? '',
       ...(config ? { config } : {}),
@@ -137,9 +175,12 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
         io.out(`tenant ${tenant}: overrides set`);
         return 0;
       }
-      case 'tenants show':
-        json(await admin.showTenant(need(rest[0], '<tenant>')));
+      case 'tenants show': {
+        const view = await admin.showTenant(need(rest[0], '<tenant>'));
+        if (o.json) json(view);
+        else io.out(tenantTable(view));
         return 0;
+      }
       case 'keys create': {
         const created = await admin.createKey(need(o.tenant, '--tenant'), need(o.user, '--user'));
         io.out(`key id ${created.id} for ${o.tenant}/${o.user}. The key, shown this once (only its hash is stored):\n${created.key}`);
@@ -164,9 +205,12 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
       case 'brake status':
         json(await admin.brakeStatus());
         return 0;
-      case 'usage':
-        json(await admin.usage(need(o.tenant, '--tenant'), o.user));
+      case 'usage': {
+        const usage = await admin.usage(need(o.tenant, '--tenant'), o.user);
+        if (o.json) json(usage);
+        else io.out(usageTable(usage));
         return 0;
+      }
       case 'buckets reset': {
         const tenant = need(o.tenant, '--tenant');
         const removed = await admin.resetBuckets(tenant, o.user);
@@ -181,6 +225,14 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`error: ${err.message}`);
+      return 2;
+    }
+    if (o.local && /ECONNREFUSED/.test(`${(err as Error).message} ${(err as { code?: string }).code ?? ''}`)) {
+      io.err(`error: --local: nothing answers at npm start's endpoints (${npmStartStateFile()} is left from a run that ended): run npm start again`);
+      return 2;
+    }
+    if ((err as Error).message === 'Region is missing') {
+      io.err('error: which region? pass --region <region> (the one the stack is in), or set AWS_REGION');
       return 2;
     }
     if ((err as Error).name === 'CredentialsProviderError') {

@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Directory, hashKey } from '../../lambda/authorizer/directory';
 import { parseBrake } from '../../lambda/authorizer/brake';
 import { Limiter } from '../../lambda/engine/limiter';
-import { requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
+import { publishConfig } from '../../lambda/engine/published-config';
+import { ensureTable } from '../../lambda/engine/store';
+import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import { main } from '../../lib/cli/main';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { localClient } from '../../lambda/local/dynamodb-local';
@@ -33,6 +36,14 @@ async function cli(...args: string[]) {
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
+/** The CLI with only the endpoints added: the test gives the table and the configuration (or not). */
+async function cliWithout(args: string[], targets: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main([...args, ...targets, '--brake-parameter', '/cli/brake', '--dynamodb-endpoint', dynamoEndpoint(), '--ssm-endpoint', ssm.endpoint, '--region', 'us-east-1'], { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
 process.env.AWS_ACCESS_KEY_ID ??= 'local';
 process.env.AWS_SECRET_ACCESS_KEY ??= 'local';
 const directory = () => new Directory({ client: localClient(dynamoEndpoint()), tableName: tableName(), cacheMs: 0 });
@@ -42,7 +53,7 @@ describe('tenants', () => {
     const t = uniqueKey('tenant');
     expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({ code: 0, out: `tenant ${t} created on plan team` });
     expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({ code: 2, err: expect.stringContaining('already exists') });
-    expect(JSON.parse((await cli('tenants', 'show', t)).out)).toEqual({ tenant: t, plan: 'team', overrides: null });
+    expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out)).toMatchObject({ tenant: t, plan: 'team', overrides: null });
     expect(await cli('tenants', 'set-plan', t, 'platinum')).toMatchObject({ code: 2, err: expect.stringContaining("plan 'platinum' is not configured") });
     expect((await cli('tenants', 'set-plan', t, 'gold')).code).toBe(0);
     expect((await directory().tenant(t))?.plan).toBe('gold');
@@ -50,7 +61,7 @@ describe('tenants', () => {
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, JSON.stringify({ user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }] }));
     expect(await cli('tenants', 'set-overrides', t, '--file', bad)).toMatchObject({ code: 2, err: expect.stringContaining('capacity must be a positive finite number') });
-    expect(JSON.parse((await cli('tenants', 'show', t)).out).overrides).toBeNull();
+    expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out).overrides).toBeNull();
     const good = join(dir, 'good.json');
     writeFileSync(good, JSON.stringify({ user: [requestsPerMinute(50)] }));
     expect((await cli('tenants', 'set-overrides', t, '--file', good)).code).toBe(0);
@@ -74,7 +85,7 @@ describe('overrides', () => {
     const file = join(dir, 'bad-overrides.json');
     writeFileSync(file, JSON.stringify({ users: [] }));
     expect(await cli('tenants', 'set-overrides', t, '--file', file)).toMatchObject({ code: 2, err: expect.stringContaining('overrides.users: unknown field: use tenant, user, endpoints, outputReservation') });
-    expect(JSON.parse((await cli('tenants', 'show', t)).out)).toMatchObject({ overrides: null });
+    expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out)).toMatchObject({ overrides: null });
   });
 });
 
@@ -132,7 +143,7 @@ describe('usage', () => {
     await cli('tenants', 'create', t, '--plan', 'team');
     const limiter = new Limiter({ store: testStore(), config: parseConfig(JSON.parse(JSON.stringify(rawConfig))), log: () => {} });
     await limiter.admit({ tenant: t, user: 'ann' }, { id: t, plan: 'team' }, '/v1/chat/completions');
-    const usage = JSON.parse((await cli('usage', '--tenant', t, '--user', 'ann')).out);
+    const usage = JSON.parse((await cli('usage', '--tenant', t, '--user', 'ann', '--json')).out);
     expect(usage).toMatchObject({ tenant: t, user: 'ann', plan: 'team' });
     expect(usage.limits).toEqual([
       expect.objectContaining({ code: 'tenant_tokens_per_day', limit: 1000, remaining: 1000 }),
@@ -167,6 +178,12 @@ describe('credentials', () => {
     expect(JSON.parse(ok.stdout)).toMatchObject({ braked: false });
   });
 
+  it('asks for the region when --stack is given without one (exit code 2, one line)', async () => {
+    const out = await run(process.execPath, [bin, 'tenants', 'show', 'acme', '--stack', 'LlmRateLimiter-prod'], { env: bare, timeout: 30_000 }).catch((e: { code: number; stderr: string }) => e);
+    expect(out).toMatchObject({ code: 2 });
+    expect((out as { stderr: string }).stderr.trim()).toBe('error: which region? pass --region <region> (the one the stack is in), or set AWS_REGION');
+  });
+
   it('says what to set when there are none against AWS (exit code 2, one line)', async () => {
     const out = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/x', '--region', 'us-east-1'], { env: bare, timeout: 30_000 }).catch((e: { code: number; stderr: string }) => e);
     expect(out).toMatchObject({ code: 2 });
@@ -194,5 +211,72 @@ describe('buckets reset', () => {
     expect((await fresh.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(true);
     expect(await cli('buckets', 'reset', '--tenant', t, '--user', 'nobody')).toMatchObject({ code: 0, out: expect.stringContaining('nothing to reset') });
     expect(await cli('buckets', 'reset', '--tenant', 'bad tenant!')).toMatchObject({ code: 2 });
+  });
+});
+
+describe('what a tenant gets and has used, as tables', () => {
+  const withGlobal = { ...rawConfig, global: { limits: [usdPerDay(100)] } };
+  const globalFile = join(dir, 'config-global.json');
+  writeFileSync(globalFile, JSON.stringify(withGlobal));
+  const run = (...args: string[]) => cliWithout(args, ['--table', tableName(), '--config', globalFile]);
+  /** A table's rows as cells (columns are two or more spaces apart). */
+  const rows = (out: string) => out.split('\n').slice(2).map((line) => line.split(/\s{2,}/));
+
+  it('tenants show: the plan with its overrides applied, overrides marked, then the global limits', async () => {
+    const t = uniqueKey('tenant');
+    await run('tenants', 'create', t, '--plan', 'team');
+    const file = join(dir, 'override-50.json');
+    writeFileSync(file, JSON.stringify({ user: [requestsPerMinute(50)] }));
+    expect((await run('tenants', 'set-overrides', t, '--file', file)).code).toBe(0);
+    const shown = await run('tenants', 'show', t);
+    expect(shown.code).toBe(0);
+    expect(shown.out.split('\n')[0]).toBe(`tenant ${t}, plan team, with overrides`);
+    expect(rows(shown.out)).toEqual([
+      ['layer', 'limit', 'route', 'counts', 'size', 'refills in', 'shape', 'from'],
+      ['tenant', 'tenant_tokens_per_day', 'tokens', '1,000', '1 d', 'token bucket', 'plan'],
+      ['user', 'user_requests_per_minute', 'requests', '50', '1 min', 'sliding window', 'override'],
+      ['global', 'global_usd_per_day', 'usd', '$100.00', '1 d', 'token bucket', 'global'],
+    ]);
+  });
+
+  it('usage: what each limit has used and has left, tokens and dollars included', async () => {
+    const t = uniqueKey('tenant');
+    await run('tenants', 'create', t, '--plan', 'team');
+    const limiter = new Limiter({ store: testStore(), config: parseConfig(JSON.parse(JSON.stringify(withGlobal))), log: () => {} });
+    const identity = { tenant: t, user: 'ann' };
+    const verdict = await limiter.admit(identity, { id: t, plan: 'team' }, '/v1/chat/completions');
+    // The answer's 250 tokens and $1.50, as the proxy settles them.
+    await limiter.settle(uniqueKey('r'), { identity, tenant: { id: t, plan: 'team' }, route: '/v1/chat/completions', shard: verdict.shard ?? 0, reserved: { tokens: 0, microUsd: 0 }, failedOpen: [], admittedAt: Date.now() }, { tokens: 250, microUsd: 1_500_000 });
+    const shown = await run('usage', '--tenant', t, '--user', 'ann');
+    expect(shown.code).toBe(0);
+    expect(shown.out.split('\n')[0]).toBe(`tenant ${t}, user ann, plan team`);
+    const cells = rows(shown.out).map((r) => r.slice(0, 5));
+    expect(cells).toEqual([
+      ['layer', 'limit', 'route', 'used', 'of'],
+      ['tenant', 'tenant_tokens_per_day', '250', '1,000', '750'],
+      ['user', 'user_requests_per_minute', '1', '5', '4'],
+      ['global', 'global_usd_per_day', '$1.50', '$100.00', '$98.50'],
+    ]);
+  });
+});
+
+describe('the configuration the deploy published', () => {
+  it('is what the CLI checks plans against without --config; a table without one is refused, naming the fix', async () => {
+    const client = localClient(dynamoEndpoint());
+    const table = uniqueKey('cli-published');
+    await ensureTable(client, table);
+    try {
+      const run = (...args: string[]) => cliWithout(args, ['--table', table]);
+      const noConfig = await run('tenants', 'create', 'acme', '--plan', 'team');
+      expect(noConfig.code).toBe(2);
+      expect(noConfig.err).toBe(`error: no limiter configuration: table ${table} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`);
+
+      await publishConfig(client, table, parseConfig(JSON.parse(JSON.stringify(rawConfig))));
+      expect(await run('tenants', 'create', 'acme', '--plan', 'platinum')).toMatchObject({ code: 2, err: "error: plan 'platinum' is not configured: known plans are team, gold" });
+      expect(await run('tenants', 'create', 'acme', '--plan', 'gold')).toMatchObject({ code: 0, out: 'tenant acme created on plan gold' });
+      expect((await run('tenants', 'show', 'acme')).out).toContain('tenant_tokens_per_day');
+    } finally {
+      await client.send(new DeleteTableCommand({ TableName: table }));
+    }
   });
 });

@@ -86,7 +86,7 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('runs every function on nodejs22.x, arm64, with its own role and no managed policy', () => {
     const functions = Object.values(template.findResources('AWS::Lambda::Function'));
-    expect(functions).toHaveLength(4); // authorizer, proxy, limits, brake mirror
+    expect(functions).toHaveLength(5); // authorizer, proxy, limits, brake mirror, config publisher
     for (const fn of functions) expect(fn.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'] });
     for (const role of Object.values(template.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('lambda.amazonaws.com'))) {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();

@@ -42,7 +42,7 @@ function expectTheLimiter(dir: string, template: Template): void {
   expect(of('AWS::DynamoDB::Table')).toHaveLength(1);
   expect(of('AWS::SSM::Parameter')).toEqual([expect.objectContaining({ Value: 'off' })]);
   const functions = of('AWS::Lambda::Function').filter((f) => String(f.Description).startsWith('LLM rate limiter'));
-  expect(functions).toHaveLength(4); // authorizer, proxy, limits, brake mirror
+  expect(functions).toHaveLength(5); // authorizer, proxy, limits, brake mirror, config publisher
   for (const fn of functions) {
     expect(fn).toMatchObject({ Runtime: 'nodejs22.x', Handler: 'index.handler', Code: { S3Key: expect.stringMatching(/^[0-9a-f]{64}\.zip$/) } });
     // Each function's asset is the prebuilt handler, with the configuration beside it where it decides requests.

@@ -22,6 +22,8 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { handleConfigEvent, publisherDepsFromEnvironment } from '../../lambda/config-publisher/handler';
+import { cfnEvent, startCfnResponseUrl } from './cfn-response';
 import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
@@ -35,7 +37,7 @@ const SECRET_NAME = 'llm-limiter/openai-key';
 /** The complete ARN Secrets Manager gave the secret: its name, a hyphen and six random characters. */
 const SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET_NAME}-Ab12Cd`;
 const KEY_ARN = `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`;
-export const FUNCTIONS = { authorizer: 'LimiterAuthorizer', proxy: 'LimiterProxy', limits: 'LimiterLimitsFunction', 'brake-mirror': 'LimiterBrakeMirror' } as const;
+export const FUNCTIONS = { authorizer: 'LimiterAuthorizer', proxy: 'LimiterProxy', limits: 'LimiterLimitsFunction', 'brake-mirror': 'LimiterBrakeMirror', 'config-publisher': 'LimiterConfigPublisher' } as const;
 const PLANS = { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)], user: [requestsPerMinute(1_000)] } };
 const ENDPOINTS = { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } }, [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } };
 
@@ -114,8 +116,15 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
       const deps = { ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))), tableName: table, parameterName: BRAKE, log: () => {} };
       return () => mirrorBrake(deps);
     });
+    const publisher = built('config-publisher', () => publisherDepsFromEnvironment());
     delete process.env.LIMITER_FUNCTION;
     await mirror(); // as EventBridge would on the brake's first change
+    const responseUrl = await startCfnResponseUrl();
+    try {
+      await handleConfigEvent(cfnEvent('Create', responseUrl.url), publisher); // as CloudFormation does at deploy
+    } finally {
+      await responseUrl.stop();
+    }
 
     const client = localClient(dynamoEndpoint);
     const tenant = `tenant-${crypto.randomUUID()}`;
@@ -139,6 +148,7 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
     await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     upstream.behaviour = { ...upstream.behaviour, status: undefined };
     expectThat((await limits(proxyEvent({ route: '/v1/limits', authorizer: context }), lambdaContext('limits'))).statusCode === 200, 'GET /v1/limits answers 200');
+    expectThat(responseUrl.answers[0]?.body.Status === 'SUCCESS', 'the configuration is published at deploy');
 
     const fnOf = (userAgent: string) => /llm-rate-limiter\/([\w-]+)/.exec(userAgent)?.[1] ?? 'unknown';
     const all: IamCall[] = [];
