@@ -1,11 +1,12 @@
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import middy from '@middy/core';
-import { executionModeStreamifyResponse } from '@middy/core/StreamifyResponse';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { errorBody } from '../engine/contract';
 import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
 import { commonDepsFromEnvironment, log, required } from '../runtime/environment';
-import { handleProxy, type ProxyDeps } from './proxy';
+import { handleProxy, type ProxyDeps, type ProxyResponse } from './proxy';
 import { SecretValue } from './secret';
 
 const PENDING = Symbol('settlement');
@@ -31,19 +32,21 @@ export function proxyErrors(write: (entry: Record<string, unknown>) => void = lo
   };
 }
 
+/** What the Lambda Node.js runtime gives a response-streaming function as the global `awslambda`. */
+declare const awslambda: {
+  streamifyResponse(handler: (event: APIGatewayProxyEvent, responseStream: Writable, context: Context) => Promise<void>): unknown;
+  HttpResponseStream: { from(stream: Writable, prelude: { statusCode: number; headers: Record<string, string> }): Writable };
+};
+
 /**
- * A response-streaming handler (awslambda.streamifyResponse via middy): the status and headers go
- * out in HttpResponseStream's prelude, then the body chunks as they come. The invocation stays
- * alive until the request is settled (requestEnd), even after the client has gone.
+ * A response-streaming handler (awslambda.streamifyResponse): middy runs the request (the error
+ * middleware turns a failure into a 500), then the status and headers go out in HttpResponseStream's
+ * prelude and the body chunks follow as they come. The invocation ends only once the request is
+ * settled, also when the client went away mid-stream and the pipe failed: Lambda freezes the
+ * sandbox when the handler returns, and a settlement left running then might never land.
  */
 export function createProxyHandler(deps: ProxyDeps) {
-  return middy<APIGatewayProxyEvent, unknown, Error, Context>({
-    executionMode: executionModeStreamifyResponse,
-    timeoutEarlyInMillis: 0,
-    requestEnd: async (request) => {
-      await (request.context as WithSettlement)[PENDING];
-    },
-  })
+  const respond = middy<APIGatewayProxyEvent, Omit<ProxyResponse, 'settlement'>, Error, Context>({ timeoutEarlyInMillis: 0 })
     .use(proxyErrors(deps.log))
     .handler(async (event, context) => {
       // Stop the upstream early enough to settle and close the stream before Lambda's timeout ends the invocation.
@@ -53,6 +56,16 @@ export function createProxyHandler(deps: ProxyDeps) {
       if (settlement) (context as WithSettlement)[PENDING] = settlement;
       return response;
     });
+  return awslambda.streamifyResponse(async (event, responseStream, context) => {
+    try {
+      const { body, ...prelude } = await respond(event, context);
+      const out = awslambda.HttpResponseStream.from(responseStream, prelude);
+      out.write(''); // the prelude goes out now, before the first byte of the body
+      await pipeline(typeof body === 'string' ? Readable.from([body]) : body, out);
+    } finally {
+      await (context as WithSettlement)[PENDING];
+    }
+  }) as (event: APIGatewayProxyEvent, responseStream: Writable, context: Context) => Promise<void>;
 }
 
 /** Built once per container from the environment (no secret is ever in it: only the secret's id). */
