@@ -2,6 +2,7 @@
 import { startDynamoDbLocal } from '../lambda/local/dynamodb-local';
 import { benchAuthorizer, benchObservability } from './authorizer';
 import { benchConstruct } from './construct';
+import { benchCost } from './cost';
 import { benchBrake } from './brake';
 import { benchEngine } from './engine';
 import { benchFidelity } from './fidelity';
@@ -19,6 +20,7 @@ try {
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
   if (!only || only === 'security') await benchSecurity(dynamo.endpoint);
   if (!only || only === 'fidelity') await benchFidelity(dynamo.endpoint);
+  if (!only || only === 'cost') await benchCost(dynamo.endpoint);
   if (!only || only === 'brake') await benchBrake();
   if (!only || only === 'construct') await benchConstruct();
   if (!only || only === 'package') await benchPackage();

@@ -31,6 +31,11 @@ export interface RecordedCall {
   readonly iamActions: readonly string[];
   readonly table: string;
   readonly userAgent: string;
+  /** The items the call names (their keys, as JSON). */
+  readonly keys: readonly string[];
+  /** Capacity as DynamoDB prices it, filled in when the answer arrives (see `consumed`). */
+  writeUnits: number;
+  readUnits: number;
 }
 
 export interface DynamoFaultProxy {
@@ -44,6 +49,33 @@ export interface DynamoFaultProxy {
 }
 
 const WRITES = new Set(['UpdateItem', 'PutItem', 'DeleteItem', 'TransactWriteItems']);
+const DATA_PLANE = new Set([...WRITES, 'GetItem']);
+
+/**
+ * Capacity as DynamoDB bills it (DynamoDB Developer Guide, "Read/write capacity mode"): a write
+ * takes one unit per KB of the item (the larger of before and after), a refused conditional write
+ * too; a transaction takes two units per KB of each item; a strongly consistent read one unit per
+ * 4 KB, an eventually consistent one half that. DynamoDB Local reports the size-based units of
+ * plain calls, and one unit per item for a transaction, which is doubled here.
+ */
+function consumed(action: string, body: Record<string, unknown>, status: number, payload: Buffer): { writeUnits: number; readUnits: number } {
+  if (!DATA_PLANE.has(action)) return { writeUnits: 0, readUnits: 0 };
+  let units = 0;
+  try {
+    const answer = JSON.parse(payload.toString('utf8')) as { ConsumedCapacity?: { CapacityUnits?: number } | { CapacityUnits?: number }[] };
+    const reported = Array.isArray(answer.ConsumedCapacity) ? answer.ConsumedCapacity : answer.ConsumedCapacity ? [answer.ConsumedCapacity] : [];
+    units = reported.reduce((a, c) => a + (c.CapacityUnits ?? 0), 0);
+  } catch {
+    units = 0;
+  }
+  if (action === 'TransactWriteItems') {
+    // Local reports one unit for the whole transaction; AWS bills each item (under 1 KB here: one unit), doubled.
+    const items = ((body.TransactItems as unknown[]) ?? []).length;
+    return { writeUnits: 2 * Math.max(units, items), readUnits: 0 };
+  }
+  if (WRITES.has(action)) return { writeUnits: Math.max(units, 1), readUnits: 0 };
+  return { writeUnits: 0, readUnits: body.ConsistentRead ? Math.max(units, 1) : Math.max(units, 0.5) };
+}
 const NONE: DynamoFaults = { conflict: 0, itemWritesPerSecond: Number.POSITIVE_INFINITY, dropAfterWrite: 0, latencyMs: 0 };
 
 /** A seeded generator, so a failing run can be replayed. */
@@ -104,7 +136,8 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
       // IAM authorizes a transaction item by item (PutItem, UpdateItem, ...): there is no action of its own.
       const TRANSACT: Record<string, string> = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem' };
       const iamActions = action === 'TransactWriteItems' ? ((body.TransactItems as Record<string, unknown>[]) ?? []).map((it) => TRANSACT[Object.keys(it)[0]!]!) : [action];
-      calls.push({ service: 'dynamodb', action, iamActions: [...new Set(iamActions)].map((a) => `dynamodb:${a}`), table, userAgent: String(req.headers['user-agent'] ?? '') });
+      const call: RecordedCall = { service: 'dynamodb', action, iamActions: [...new Set(iamActions)].map((a) => `dynamodb:${a}`), table, userAgent: String(req.headers['user-agent'] ?? ''), keys, writeUnits: 0, readUnits: 0 };
+      calls.push(call);
       if (WRITES.has(action)) {
         if (faults.conflict > 0 && next() < faults.conflict) {
           injected.conflicts++;
@@ -120,7 +153,9 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
         }
       }
       const drop = WRITES.has(action) && faults.dropAfterWrite > 0 && next() < faults.dropAfterWrite;
-      const upstream = request({ hostname, port: Number(port), method: req.method, path: req.url, headers: req.headers }, async (answer) => {
+      // Ask DynamoDB Local what each call consumed (Local does not check the request's signature).
+      const forward = DATA_PLANE.has(action) ? Buffer.from(JSON.stringify({ ...body, ReturnConsumedCapacity: 'TOTAL' })) : raw;
+      const upstream = request({ hostname, port: Number(port), method: req.method, path: req.url, headers: { ...req.headers, 'content-length': String(forward.length) } }, async (answer) => {
         const parts: Buffer[] = [];
         answer.on('data', (c: Buffer) => parts.push(c));
         answer.on('end', async () => {
@@ -130,12 +165,14 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
             req.socket.destroy(); // the write landed; its answer never arrives
             return;
           }
+          const payload = Buffer.concat(parts);
+          Object.assign(call, consumed(action, body, answer.statusCode ?? 500, payload));
           res.writeHead(answer.statusCode ?? 500, answer.headers);
-          res.end(Buffer.concat(parts));
+          res.end(payload);
         });
       });
       upstream.on('error', () => res.destroy());
-      upstream.end(raw);
+      upstream.end(forward);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
