@@ -161,7 +161,12 @@ export class Limiter {
       return { allowed: false, limits: blocked.limits, code: blocked.code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen: [], shard };
     }
     const costing: Costing = (spec) => (spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 });
-    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, true), shard);
+    // A layer with only token and usd limits (often the endpoint's and the global one) is not
+    // written here: admitting would write it only to check it is not exhausted, and the proxy's
+    // reservation checks the same item moments later, with the real amount, as the hard limit. A
+    // layer with request limits checks its token limits in the same write, for free.
+    const calls = this.calls(identity, this.planOf(tenant), route, costing, shard, true).filter((c) => c.block || c.checks.some((check) => check.mode !== 'admit'));
+    return this.decide(identity, calls, shard);
   }
 
   /**

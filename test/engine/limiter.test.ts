@@ -5,7 +5,9 @@ import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { bucketName, type LimiterConfig, parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../lambda/local/dynamodb-local';
-import { tableName, testStore, uniqueKey } from '../support/dynamo';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { GetItemCommand } from '@aws-sdk/client-dynamodb';
+import { KEY_PREFIX } from '../../lambda/engine/constants';
 
 const T0 = 1_800_000_000_000;
 const CHAT = '/v1/chat/completions';
@@ -76,6 +78,27 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     const verdict = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
     const byCode = Object.fromEntries(verdict.limits.map((l) => [l.code, l.decision.remaining]));
     expect(byCode).toMatchObject({ tenant_requests_per_minute: 4, tenant_tokens_per_day: 1_000, user_requests_per_minute: 2, endpoint_requests_per_minute: 3, global_requests_per_minute: 49 });
+  });
+
+  it('leaves a layer with only token limits to the reservation, which holds it as the hard limit', async () => {
+    const cfg = config();
+    const plans = { team: { ...cfg.plans.team!, endpoints: { [CHAT]: [tokensPerDay(100)] } } };
+    const s = setup(strategy, { ...cfg, plans });
+    const endpointKey = layerKey.endpoint(s.user('u1'), CHAT, 'tenant', s.ns);
+    const calls = s.store.stats.calls;
+    const verdict = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
+    // Tenant, user and global (request limits) are decided; the endpoint's token-only item is not written.
+    expect(verdict.allowed).toBe(true);
+    expect(verdict.limits.map((l) => l.layer)).toEqual(['tenant', 'tenant', 'user', 'global']);
+    expect(s.store.stats.calls - calls).toBe(strategy === 'parallel' ? 3 : 1);
+    const stored = await localClient(dynamoEndpoint()).send(new GetItemCommand({ TableName: tableName(), Key: { pk: { S: KEY_PREFIX.bucket + endpointKey } }, ConsistentRead: true }));
+    expect(stored.Item).toBeUndefined();
+    // The reservation is where the endpoint's 100 tokens are held: 80 fit, then 30 more do not, with the endpoint's code.
+    expect((await s.limiter.reserve(s.user('u1'), s.tenant, CHAT, { tokens: 80, microUsd: 0 }, verdict.shard)).allowed).toBe(true);
+    const second = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
+    expect(second.allowed).toBe(true);
+    const denied = await s.limiter.reserve(s.user('u1'), s.tenant, CHAT, { tokens: 30, microUsd: 0 }, second.shard);
+    expect(denied).toMatchObject({ allowed: false, code: 'endpoint_tokens_per_day' });
   });
 
   it('a denial spends nothing on any layer (refunds in parallel mode, nothing written in a transaction)', async () => {
