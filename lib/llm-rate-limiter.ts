@@ -57,6 +57,7 @@ export class LlmRateLimiter extends Construct {
       brakeColdStart: props.brakeColdStart ?? 'released',
       brakeRetryAfterSeconds: (props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds(),
       clockSkewMs: (props.clockSkew ?? Duration.millis(0)).toMilliseconds(),
+      metricsByTenant: props.metricsByTenant ?? false,
     });
     // The configuration travels as config.json beside each handler: reviewable in cdk.out, no 4 KB environment limit.
     const common = { config, environment, logRetention: retention };
@@ -165,6 +166,8 @@ export class LlmRateLimiter extends Construct {
       proxyFunction: this.proxyFunction,
       brakeParameter: this.brakeParameter,
       logRetention: retention,
+      proxyLogGroup: this.proxyFunction.logGroup,
+      metricsByTenant: props.metricsByTenant ?? false,
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
     });

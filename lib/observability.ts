@@ -52,6 +52,10 @@ export interface LimiterObservabilityProps {
   readonly automaticBrake?: AutomaticBrake;
   readonly logRetention: logs.RetentionDays;
   readonly dashboardName?: string;
+  /** Where the proxy logs (its settlement metric lines): the dashboard ranks tenants from it unless metrics are per tenant. */
+  readonly proxyLogGroup?: logs.ILogGroup;
+  /** Tenant is a metric dimension (see LlmRateLimiterProps.metricsByTenant). @default false */
+  readonly metricsByTenant?: boolean;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -122,15 +126,34 @@ export class LimiterObservability extends Construct {
       this.alarms.push(auto);
     }
 
+    const settledDimensions = props.metricsByTenant ? 'Function,Tenant,Endpoint,Model' : 'Function,Endpoint,Model';
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { ...(props.dashboardName ? { dashboardName: props.dashboardName } : {}) });
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({ title: 'Decisions: admitted vs denied', left: [allowed.with({ label: 'admitted' }), denied.with({ label: 'denied' })], width: 12 }),
       new cloudwatch.GraphWidget({ title: 'Denials by layer and code', left: [search(`SEARCH('{${NAMESPACE},Function,Outcome,Layer,Code} MetricName="Decisions" Outcome="denied"', 'Sum', 300)`, 'denied')], width: 12 }),
-      new cloudwatch.GraphWidget({ title: 'Tokens settled per tenant', left: [search(`SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="TokensSettled"', 'Sum', 300)`, 'tokens')], width: 12 }),
-      new cloudwatch.GraphWidget({ title: 'Spend per tenant (micro-USD)', left: [search(`SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="MicroUsdSettled"', 'Sum', 300)`, 'micro-USD')], width: 12 }),
-      new cloudwatch.GraphWidget({ title: 'Top endpoints (tokens)', left: [search(`SORT(SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="TokensSettled"', 'Sum', 300), SUM, DESC, 5)`, 'endpoint')], width: 8 }),
+      ...this.perTenantWidgets(props),
+      new cloudwatch.GraphWidget({ title: 'Top endpoints (tokens)', left: [search(`SORT(SEARCH('{${NAMESPACE},${settledDimensions}} MetricName="TokensSettled"', 'Sum', 300), SUM, DESC, 5)`, 'endpoint')], width: 8 }),
       new cloudwatch.GraphWidget({ title: 'Settlement failures and retries', left: [settleFailures.with({ label: 'failures' }), metric('SettleRetries', { Function: 'proxy' }, 'Sum', Duration.minutes(5)).with({ label: 'retries' })], width: 8 }),
       new cloudwatch.GraphWidget({ title: 'Authorizer latency p99 (ms)', left: [props.authorizerFunction.metricDuration({ statistic: 'p99', period: Duration.minutes(5) })], width: 8 }),
     );
+  }
+
+  /** Who spends what: metric searches when tenant is a dimension, else a Logs Insights query over the settlement lines. */
+  private perTenantWidgets(props: LimiterObservabilityProps): cloudwatch.IWidget[] {
+    if (props.metricsByTenant) {
+      return [
+        new cloudwatch.GraphWidget({ title: 'Tokens settled per tenant', left: [search(`SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="TokensSettled"', 'Sum', 300)`, 'tokens')], width: 12 }),
+        new cloudwatch.GraphWidget({ title: 'Spend per tenant (micro-USD)', left: [search(`SEARCH('{${NAMESPACE},Function,Tenant,Endpoint,Model} MetricName="MicroUsdSettled"', 'Sum', 300)`, 'micro-USD')], width: 12 }),
+      ];
+    }
+    if (!props.proxyLogGroup) return [];
+    return [
+      new cloudwatch.LogQueryWidget({
+        title: 'Tokens and spend per tenant (top 20)',
+        logGroupNames: [props.proxyLogGroup.logGroupName],
+        queryLines: ['filter ispresent(TokensSettled)', 'stats sum(TokensSettled) as tokens, sum(MicroUsdSettled) / 1000000 as usd by Tenant', 'sort tokens desc', 'limit 20'],
+        width: 24,
+      }),
+    ];
   }
 }

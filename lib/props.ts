@@ -46,6 +46,14 @@ export interface LlmRateLimiterProps {
   /** How far Lambda clocks may be apart without over-admitting (see the README). @default Duration.millis(0) */
   readonly clockSkew?: Duration;
   /**
+   * Publish per-tenant CloudWatch metrics (Tenant as a dimension of the decision and settlement
+   * metrics). Each tenant then adds its own custom metrics, each billed monthly, so it is off: the
+   * tenant stays a field of every metric log line, and the dashboard ranks tenants with a Logs
+   * Insights query instead. Turn it on for per-tenant alarms or metric math.
+   * @default false
+   */
+  readonly metricsByTenant?: boolean;
+  /**
    * Concurrent executions reserved for the authorizer, so long streams (each holding a proxy
    * execution for minutes) can never take the capacity every request's decision needs. Lambda
    * keeps at least 100 executions of the account unreserved: an account whose quota is still the

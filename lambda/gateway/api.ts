@@ -50,6 +50,8 @@ export interface EnvironmentSettings {
   readonly brakeColdStart: 'released' | 'braked';
   readonly brakeRetryAfterSeconds: number;
   readonly clockSkewMs: number;
+  /** Tenant as a metric dimension (one billed set of custom metrics per tenant). */
+  readonly metricsByTenant: boolean;
 }
 
 /** The environment every function gets (the proxy adds its upstream's). No secret is ever in it. */
@@ -65,6 +67,7 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
     BRAKE_COLD_START: s.brakeColdStart,
     BRAKE_RETRY_AFTER_SECONDS: String(s.brakeRetryAfterSeconds),
     CLOCK_SKEW_MS: String(s.clockSkewMs),
+    METRICS_BY_TENANT: String(s.metricsByTenant),
   };
 }
 

@@ -182,7 +182,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
 
     // The same environment the construct gives the functions, pointed at the local services.
     Object.assign(process.env, {
-      ...functionEnvironment({ tableName: TABLE, brakeParameterName: BRAKE, keyCacheTtlSeconds: 30, brakeCacheTtlSeconds: options.brakeCacheTtlSeconds ?? 5, brakeColdStart: 'released', brakeRetryAfterSeconds: 60, clockSkewMs: 0 }),
+      ...functionEnvironment({ tableName: TABLE, brakeParameterName: BRAKE, keyCacheTtlSeconds: 30, brakeCacheTtlSeconds: options.brakeCacheTtlSeconds ?? 5, brakeColdStart: 'released', brakeRetryAfterSeconds: 60, clockSkewMs: 0, metricsByTenant: false }),
       ...proxyEnvironment(upstreamBaseUrl, SECRET, 60_000),
       LIMITER_CONFIG: JSON.stringify(config),
       AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',

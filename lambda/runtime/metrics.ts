@@ -4,8 +4,10 @@
  * the authorizer's cold start stays small, and the proxy emits when a stream settles, which is
  * after middy's `after` hooks (where Powertools flushes) have run.
  *
- * Dimensions are low-cardinality only (layer, code, tenant, endpoint, model, outcome); user ids go
- * in the log line as properties, never as dimensions.
+ * Dimensions are low-cardinality only (layer, code, endpoint, model, outcome); user ids go in the
+ * log line as properties, never as dimensions. Tenant is a dimension only when the construct's
+ * `metricsByTenant` says so (METRICS_BY_TENANT=true): each tenant then makes billed custom metrics
+ * of its own. Otherwise it stays a field of the line, for Logs Insights (`stats ... by Tenant`).
  */
 export const NAMESPACE = 'LlmRateLimiter';
 
@@ -40,11 +42,15 @@ export function dimensionSets(names: readonly string[]): string[][] {
   return sets;
 }
 
+/** Dimensions that are fields of the line but not metric dimensions unless asked for (per-tenant metrics cost money per tenant). */
+const OPT_IN_DIMENSIONS: Readonly<Record<string, string>> = { Tenant: 'METRICS_BY_TENANT' };
+
 export function emf(event: MetricEvent, now = Date.now()): string {
+  const names = Object.keys(event.dimensions).filter((name) => !(name in OPT_IN_DIMENSIONS) || process.env[OPT_IN_DIMENSIONS[name]!] === 'true');
   return JSON.stringify({
     _aws: {
       Timestamp: now,
-      CloudWatchMetrics: [{ Namespace: NAMESPACE, Dimensions: dimensionSets(Object.keys(event.dimensions)), Metrics: Object.entries(event.metrics).map(([Name, m]) => ({ Name, Unit: m.unit })) }],
+      CloudWatchMetrics: [{ Namespace: NAMESPACE, Dimensions: dimensionSets(names), Metrics: Object.entries(event.metrics).map(([Name, m]) => ({ Name, Unit: m.unit })) }],
     },
     ...event.properties,
     ...event.dimensions,

@@ -54,7 +54,7 @@ describe('the construct and the local gateway cannot drift', () => {
     const functions = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Lambda::Function');
     const find = (prefix: string) => functions.find(([id]) => id.startsWith(prefix))![1].Properties;
     const envKeys = (p: Record<string, any>) => Object.keys(p.Environment.Variables).sort();
-    const common = Object.keys(functionEnvironment({ tableName: '', brakeParameterName: '', keyCacheTtlSeconds: 0, brakeCacheTtlSeconds: 0, brakeColdStart: 'released', brakeRetryAfterSeconds: 0, clockSkewMs: 0 }));
+    const common = Object.keys(functionEnvironment({ tableName: '', brakeParameterName: '', keyCacheTtlSeconds: 0, brakeCacheTtlSeconds: 0, brakeColdStart: 'released', brakeRetryAfterSeconds: 0, clockSkewMs: 0, metricsByTenant: false }));
     expect(find('LimiterAuthorizer')).toMatchObject({ MemorySize: FUNCTION_SETTINGS.authorizer.memorySize, Timeout: FUNCTION_SETTINGS.authorizer.timeoutSeconds });
     expect(find('LimiterProxy')).toMatchObject({ MemorySize: FUNCTION_SETTINGS.proxy.memorySize });
     expect(find('LimiterLimitsFunction')).toMatchObject({ MemorySize: FUNCTION_SETTINGS.limits.memorySize, Timeout: FUNCTION_SETTINGS.limits.timeoutSeconds });

@@ -19,11 +19,24 @@ function synth(overrides: Partial<LlmRateLimiterProps> = {}) {
 const alarmsOf = (t: Template) => Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties as Record<string, any>);
 
 describe('observability', () => {
+  it('with metricsByTenant, publishes the tenant as a dimension and graphs tokens and spend per tenant from metrics', () => {
+    const t = synth({ metricsByTenant: true });
+    const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
+    for (const title of ['Tokens settled per tenant', 'Spend per tenant (micro-USD)']) expect(body).toContain(title);
+    expect(body).toContain("SEARCH('{LlmRateLimiter,Function,Tenant,Endpoint,Model} MetricName=");
+    expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"true"');
+  });
+
   it('adds a dashboard and the default alarms, notifying an encrypted topic', () => {
     const t = synth();
     t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
-    for (const title of ['admitted vs denied', 'Denials by layer and code', 'Tokens settled per tenant', 'Spend per tenant', 'Top endpoints', 'Settlement failures', 'Authorizer latency p99']) expect(body).toContain(title);
+    for (const title of ['admitted vs denied', 'Denials by layer and code', 'Tokens and spend per tenant', 'Top endpoints', 'Settlement failures', 'Authorizer latency p99']) expect(body).toContain(title);
+    // Tenants are ranked from the proxy's log lines (no per-tenant metrics by default); metric searches use the dimensions emitted.
+    expect(body).toContain('stats sum(TokensSettled) as tokens, sum(MicroUsdSettled) / 1000000 as usd by Tenant');
+    expect(body).toContain("SEARCH('{LlmRateLimiter,Function,Endpoint,Model} MetricName=");
+    expect(body).not.toContain('Function,Tenant,Endpoint,Model');
+    expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"false"');
     const alarms = alarmsOf(t);
     expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeMirrorStale', 'BrakeUnreadable', 'Decisions', 'Decisions', 'LimiterUnavailable', 'MicroUsdSettled', 'SettleFailures', 'TenantMisconfigured', 'UsageRejected']);
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).

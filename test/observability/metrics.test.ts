@@ -67,11 +67,24 @@ async function setup() {
 }
 
 describe('metrics in Embedded Metric Format', () => {
+  it('makes the tenant a dimension only when per-tenant metrics are asked for (METRICS_BY_TENANT)', async () => {
+    const s = await setup();
+    process.env.METRICS_BY_TENANT = 'true';
+    try {
+      const [admit] = await emitted(() => s.call());
+      expect(admit).toMatchObject({ Function: 'authorizer', Outcome: 'allowed', Tenant: s.tenant });
+      expect(admit!._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([['Function', 'Outcome', 'Tenant'], ['Function'], ['Function', 'Outcome']]);
+    } finally {
+      delete process.env.METRICS_BY_TENANT;
+    }
+  });
+
   it('counts an admitted request, a denial with its layer and code, and an unknown key', async () => {
     const s = await setup();
     const [admit] = await emitted(() => s.call());
     expect(admit).toMatchObject({ Function: 'authorizer', Outcome: 'allowed', Tenant: s.tenant, Decisions: 1, user: 'alice' });
-    expect(admit!._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([['Function', 'Outcome', 'Tenant'], ['Function'], ['Function', 'Outcome']]);
+    // The tenant is a field of the line (Logs Insights), not a dimension: per-tenant metrics are opt-in (metricsByTenant).
+    expect(admit!._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([['Function', 'Outcome'], ['Function']]);
     expect(metricOf(admit!)).toEqual({ Decisions: 'Count' });
     const [deny] = await emitted(() => s.call());
     expect(deny).toMatchObject({ Outcome: 'denied', Layer: 'user', Code: 'user_requests_per_minute', Decisions: 1 });
