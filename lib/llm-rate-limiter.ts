@@ -39,7 +39,7 @@ export class LlmRateLimiter extends Construct {
 
   constructor(scope: Construct, id: string, props: LlmRateLimiterProps) {
     super(scope, id);
-    const config = validateProps(props);
+    const config = validateProps(props, this.node.path);
 
     this.table = new LimitsTable(this, 'Limits', { removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN }).table;
     this.brakeParameter = new ssm.StringParameter(this, 'Brake', {

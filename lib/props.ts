@@ -98,53 +98,98 @@ export const MAX_BODY_BYTES_LIMIT = 3_000_000;
 export const REQUESTS_PER_SECOND_PER_AUTHORIZER = 20;
 export const DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY = 50;
 
-function fail(prop: string, message: string): never {
-  throw new InvalidLimitError(`LlmRateLimiter: ${prop ? `${prop} ` : ""}${message}`);
-}
+/** Where a prop problem is, and what to do about it. */
+type Problems = string[];
 
-function durationAtMost(prop: string, value: Duration | undefined, max: Duration, fix: string): void {
+function durationAtMost(problems: Problems, prop: string, value: Duration | undefined, max: Duration, fix: string): void {
   if (value === undefined || Token.isUnresolved(value.toMilliseconds({ integral: false }))) return;
-  if (value.toMilliseconds() < 0 || value.toMilliseconds() > max.toMilliseconds()) fail(prop, `is ${value.toHumanString()}; ${fix}`);
+  if (value.toMilliseconds() < 0 || value.toMilliseconds() > max.toMilliseconds()) problems.push(`${prop} is ${value.toHumanString()}; ${fix}`);
 }
 
 /**
- * Validates the props at synth, naming the prop, the value and the fix, and returns the limiter
- * configuration the functions will run with (the same parser they use at a cold start).
+ * The limiter configuration's parser names its own paths (config.plans.team.user[0]); a person
+ * wrote props: name those. config.global.limits is the globalLimits prop, and so on.
  */
-export function validateProps(props: LlmRateLimiterProps): LimiterConfig {
-  if (!Token.isUnresolved(props.upstreamBaseUrl) && !/^https?:\/\/[^\s/]+/.test(props.upstreamBaseUrl)) {
-    fail('upstreamBaseUrl', `is ${JSON.stringify(props.upstreamBaseUrl)}; give an absolute http(s) URL such as https://api.openai.com/v1`);
+function propPath(message: string): string {
+  return message
+    .replace(/^config\.global\.limits/, 'globalLimits')
+    .replace(/^config\.global\.shards/, 'globalShards')
+    .replace(/^config\.global/, 'globalLimits')
+    .replace(/^config\.endpoints\.(\/[^.:\s]*)/, (_m, route: string) => `endpoints['${route}']`)
+    .replace(/^config\.plans\.([^.:\s]+)\.endpoints\.(\/[^.:\s]*)/, (_m, plan: string, route: string) => `plans.${plan}.endpoints['${route}']`)
+    .replace(/^config\./, '')
+    .replace(/^config: /, '')
+    .replace(/config\.endpoints/g, 'endpoints');
+}
+
+/** One part of the configuration parsed on its own, so each part's problem is reported. */
+function checkPart(problems: Problems, raw: Record<string, unknown>): boolean {
+  try {
+    parseConfig(raw);
+    return true;
+  } catch (err) {
+    if (!(err instanceof InvalidLimitError)) throw err;
+    problems.push(propPath(err.message));
+    return false;
   }
-  durationAtMost('keyCacheTtl', props.keyCacheTtl, Duration.seconds(60), 'use at most 60 seconds (it is how long a revoked key keeps working)');
-  durationAtMost('brakeCacheTtl', props.brakeCacheTtl, Duration.seconds(5), 'use at most 5 seconds so the brake takes effect quickly');
-  durationAtMost('streamTimeout', props.streamTimeout, Duration.minutes(15), 'API Gateway streams for at most 15 minutes');
-  durationAtMost('clockSkew', props.clockSkew, Duration.seconds(5), 'use at most 5 seconds');
-  if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10) fail('streamTimeout', `is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
+}
+
+/**
+ * Validates the props at synth and returns the limiter configuration the functions will run with
+ * (the same parser they use at a cold start). Every problem is reported at once, each naming the
+ * prop, the value and the fix, after the construct's path.
+ */
+export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter'): LimiterConfig {
+  const problems: Problems = [];
+  if (!Token.isUnresolved(props.upstreamBaseUrl) && !/^https?:\/\/[^\s/]+/.test(props.upstreamBaseUrl)) {
+    problems.push(`upstreamBaseUrl is ${JSON.stringify(props.upstreamBaseUrl)}; give an absolute http(s) URL such as https://api.openai.com/v1`);
+  }
+  durationAtMost(problems, 'keyCacheTtl', props.keyCacheTtl, Duration.seconds(60), 'use at most 60 seconds (it is how long a revoked key keeps working)');
+  durationAtMost(problems, 'brakeCacheTtl', props.brakeCacheTtl, Duration.seconds(5), 'use at most 5 seconds so the brake takes effect quickly');
+  durationAtMost(problems, 'streamTimeout', props.streamTimeout, Duration.minutes(15), 'API Gateway streams for at most 15 minutes');
+  durationAtMost(problems, 'clockSkew', props.clockSkew, Duration.seconds(5), 'use at most 5 seconds');
+  if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10) problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
   for (const [prop, value] of [
     ['throttlingRateLimit', props.throttlingRateLimit],
     ['throttlingBurstLimit', props.throttlingBurstLimit],
   ] as const) {
-    if (value !== undefined && !(Number.isFinite(value) && value > 0)) fail(prop, `is ${value}; give a positive number of requests`);
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) problems.push(`${prop} is ${value}; give a positive number of requests`);
   }
   const reserved = props.authorizerReservedConcurrency;
-  if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1)) fail('authorizerReservedConcurrency', `is ${reserved}; give a whole number of executions >= 1, or false for no reservation`);
+  if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1)) problems.push(`authorizerReservedConcurrency is ${reserved}; give a whole number of executions >= 1, or false for no reservation`);
   for (const [route, endpoint] of Object.entries(props.endpoints ?? {})) {
+    if (!/^\/v1\/[a-z0-9/_-]+$/.test(route)) problems.push(`endpoints['${route}'] is not an API path: use paths such as /v1/chat/completions`);
     const max = endpoint?.maxBodyBytes;
     if (max !== undefined && max > MAX_BODY_BYTES_LIMIT) {
-      fail(`endpoints['${route}'].maxBodyBytes`, `is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double when API Gateway puts it in the event`);
+      problems.push(`endpoints['${route}'].maxBodyBytes is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double when API Gateway puts it in the event`);
     }
   }
-  if (props.automaticBrake && !(props.automaticBrake.spendPerHourUsd > 0)) fail('automaticBrake.spendPerHourUsd', `is ${props.automaticBrake.spendPerHourUsd}; give a positive number of USD per hour`);
-  durationAtMost('automaticBrake.brakeFor', props.automaticBrake?.brakeFor, Duration.days(7), 'use at most 7 days (release by hand sooner)');
+  if (props.automaticBrake && !(props.automaticBrake.spendPerHourUsd > 0)) problems.push(`automaticBrake.spendPerHourUsd is ${props.automaticBrake.spendPerHourUsd}; give a positive number of USD per hour`);
+  durationAtMost(problems, 'automaticBrake.brakeFor', props.automaticBrake?.brakeFor, Duration.days(7), 'use at most 7 days (release by hand sooner)');
   for (const [prop, value] of Object.entries(props.alarms ?? {})) {
-    if (typeof value === 'number' && !(value > 0)) fail(`alarms.${prop}`, `is ${value}; give a positive threshold, or false to turn the alarm off`);
+    if (typeof value === 'number' && !(value > 0)) problems.push(`alarms.${prop} is ${value}; give a positive threshold, or false to turn the alarm off`);
   }
-  if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName)) fail('stageName', `is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
-  for (const route of Object.keys(props.endpoints ?? {})) {
-    if (!/^\/v1\/[a-z0-9/_-]+$/.test(route)) fail(`endpoints['${route}']`, 'is not an API path: use paths such as /v1/chat/completions');
+  if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName)) problems.push(`stageName is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
+
+  // The configuration, part by part: the endpoints first (the plans refer to them), then each plan and the rest.
+  const json = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
+  const endpoints = json(props.endpoints);
+  const placeholder = { placeholder: {} };
+  if (checkPart(problems, { plans: placeholder, endpoints })) {
+    const plans = json(props.plans);
+    if (plans && typeof plans === 'object' && Object.keys(plans).length > 0) {
+      for (const [name, plan] of Object.entries(plans)) checkPart(problems, { plans: { [name]: plan }, endpoints });
+    } else {
+      checkPart(problems, { plans, endpoints });
+    }
+    if (props.globalLimits) checkPart(problems, { plans: placeholder, endpoints, global: json({ limits: props.globalLimits, shards: props.globalShards ?? 8 }) });
+    if (props.failureModes) checkPart(problems, { plans: placeholder, endpoints, failureModes: json(props.failureModes) });
+    if (props.penalty) checkPart(problems, { plans: placeholder, endpoints, penalty: json(props.penalty) });
   }
-  const raw = JSON.parse(
-    JSON.stringify({
+  if (problems.length === 1) throw new InvalidLimitError(`${path}: ${problems[0]}`);
+  if (problems.length > 1) throw new InvalidLimitError(`${path}: ${problems.length} props are not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  return parseConfig(
+    json({
       plans: props.plans,
       endpoints: props.endpoints,
       ...(props.globalLimits ? { global: { limits: props.globalLimits, shards: props.globalShards ?? 8 } } : {}),
@@ -152,10 +197,4 @@ export function validateProps(props: LlmRateLimiterProps): LimiterConfig {
       ...(props.penalty ? { penalty: props.penalty } : {}),
     }),
   );
-  try {
-    return parseConfig(raw);
-  } catch (err) {
-    if (err instanceof InvalidLimitError) fail('', err.message.replace(/^config\./, 'props.').replace(/^config: /, 'props: '));
-    throw err;
-  }
 }

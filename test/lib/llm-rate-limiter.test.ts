@@ -247,18 +247,37 @@ describe('prop validation', () => {
     ['throttling is not positive', { throttlingRateLimit: -1 }, /throttlingRateLimit is -1; give a positive number/],
     ['the stage name has odd characters', { stageName: 'my stage' }, /stageName is "my stage"/],
     ['an endpoint is not an API path', { endpoints: { 'chat': { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } } }, /endpoints\['chat'\] is not an API path/],
-    ['an endpoint has no models', { endpoints: { [CHAT]: { models: {} } } }, /props.endpoints.\/v1\/chat\/completions.models: expected at least one allowed model/],
-    ['a rate is negative', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: 10, refillPerSecond: -1 } }] } } } as never, /props.plans.team.user\[0\].limit: tokenBucket refillPerSecond must be a positive finite number, got -1/],
+    ['an endpoint has no models', { endpoints: { [CHAT]: { models: {} } } }, /V\/Limiter: endpoints\['\/v1\/chat\/completions'\].models: expected at least one allowed model/],
+    ['a rate is negative', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: 10, refillPerSecond: -1 } }] } } } as never, /V\/Limiter: plans.team.user\[0\].limit: tokenBucket refillPerSecond must be a positive finite number, got -1/],
     ['a shape is unknown', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] } } } as never, /unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window/],
-    ['a plan limits an endpoint that does not exist', { plans: { team: { endpoints: { '/v1/images': [requestsPerMinute(5)] } } } }, /props.plans.team.endpoints.\/v1\/images: no such endpoint/],
-    ['a global limit is smaller than its shards', { globalLimits: [requestsPerMinute(4)], globalShards: 8 }, /props.global.limits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/],
-    ['a failure mode names no layer', { failureModes: { team: 'open' } as never }, /props.failureModes.team: unknown layer/],
-    ['there is no plan', { plans: {} }, /props.plans: expected at least one plan/],
-    ['a plan field is misspelt (its limits would never apply)', { plans: { team: { users: [requestsPerMinute(5)] } } } as never, /props.plans.team.users: unknown field: use tenant, user, endpoints, outputReservation/],
+    ['a plan limits an endpoint that does not exist', { plans: { team: { endpoints: { '/v1/images': [requestsPerMinute(5)] } } } }, /V\/Limiter: plans.team.endpoints\['\/v1\/images'\]: no such endpoint: add it to endpoints or remove the limits/],
+    ['a global limit is smaller than its shards', { globalLimits: [requestsPerMinute(4)], globalShards: 8 }, /V\/Limiter: globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/],
+    ['a failure mode names no layer', { failureModes: { team: 'open' } as never }, /V\/Limiter: failureModes.team: unknown layer/],
+    ['there is no plan', { plans: {} }, /V\/Limiter: plans: expected at least one plan/],
+    ['a plan field is misspelt (its limits would never apply)', { plans: { team: { users: [requestsPerMinute(5)] } } } as never, /V\/Limiter: plans.team.users: unknown field: use tenant, user, endpoints, outputReservation/],
     ['a body limit is past what one Lambda invocation carries', { endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } }, maxBodyBytes: 6_000_000 } } }, /endpoints\['\/v1\/chat\/completions'\].maxBodyBytes is 6000000; use at most 3000000: Lambda takes at most 6 MB/],
     ['the authorizer reservation is not a whole number', { authorizerReservedConcurrency: 0 }, /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/],
   ])('throws when %s', (_name, overrides, message) => {
     expect(build(overrides)).toThrow(message);
+  });
+
+  it("reports every problem at once, after the construct's path, each naming the prop", () => {
+    const overrides: Partial<LlmRateLimiterProps> = {
+      keyCacheTtl: Duration.minutes(5),
+      stageName: 'my stage',
+      plans: { team: { users: [requestsPerMinute(5)] }, gold: { tenant: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] } } as never,
+      globalLimits: [requestsPerMinute(4)],
+    };
+    expect(build(overrides)).toThrow(
+      [
+        'V/Limiter: 5 props are not valid:',
+        '  - keyCacheTtl is 5 minutes; use at most 60 seconds (it is how long a revoked key keeps working)',
+        '  - stageName is "my stage"; use letters, digits, - and _',
+        '  - plans.team.users: unknown field: use tenant, user, endpoints, outputReservation',
+        '  - plans.gold.tenant[0].limit: unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window',
+        '  - globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards',
+      ].join('\n'),
+    );
   });
 });
 
