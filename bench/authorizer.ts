@@ -32,7 +32,12 @@ function traced(client: DynamoDB) {
         return await next(args);
       } finally {
         const input = args.input as { TransactItems?: unknown[] };
-        log.push({ op: String(context.commandName), start, end: performance.now(), items: input.TransactItems?.length ?? 1 });
+        log.push({
+          op: String(context.commandName),
+          start,
+          end: performance.now(),
+          items: input.TransactItems?.length ?? 1,
+        });
       }
     },
     { step: 'initialize', name: 'trace' },
@@ -55,10 +60,17 @@ function roundTrips(calls: readonly { start: number; end: number }[]): number {
 
 /** Write units: 1 per (small) UpdateItem, failed conditions included; 2 per item in a transaction. */
 const writeUnits = (calls: readonly { op: string; items: number }[]) =>
-  calls.reduce((n, c) => n + (c.op === 'UpdateItemCommand' ? 1 : c.op === 'TransactWriteItemsCommand' ? 2 * c.items : 0), 0);
+  calls.reduce(
+    (n, c) => n + (c.op === 'UpdateItemCommand' ? 1 : c.op === 'TransactWriteItemsCommand' ? 2 * c.items : 0),
+    0,
+  );
 
 export async function benchAuthorizer(endpoint: string): Promise<void> {
-  const client = new DynamoDB({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const client = new DynamoDB({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
   const calls = traced(client);
   const tableName = 'bench-authorizer';
   await ensureTable(client, tableName);
@@ -66,7 +78,13 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   const config = parseConfig(
     JSON.parse(
       JSON.stringify({
-        plans: { team: { tenant: [requestsPerMinute(1_000_000), tokensPerDay(1e12)], user: [requestsPerMinute(1_000_000)], endpoints: { [CHAT]: [requestsPerMinute(1_000_000)] } } },
+        plans: {
+          team: {
+            tenant: [requestsPerMinute(1_000_000), tokensPerDay(1e12)],
+            user: [requestsPerMinute(1_000_000)],
+            endpoints: { [CHAT]: [requestsPerMinute(1_000_000)] },
+          },
+        },
         endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
         global: { limits: [requestsPerMinute(10_000_000)], shards: 8 },
       }),
@@ -85,18 +103,31 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   const brakeName = `/bench/${run}/brake`;
   ssm.parameters.set(brakeName, { value: 'off', version: 1, modified: Date.now() });
   const handlerFor = (strategy: Strategy) => {
-    const log = (e: Record<string, unknown>) => { if (e.level === 'error') console.error(JSON.stringify(e)); };
+    const log = (e: Record<string, unknown>) => {
+      if (e.level === 'error') console.error(JSON.stringify(e));
+    };
     const store = new LimitStore({ client, tableName });
     return createHandler({
       config,
       limiter: new Limiter({ store, config, strategy, log, namespace: `${strategy}-` }),
       directory: new Directory({ client, tableName, cacheMs: 60_000 }),
-      brake: new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: brakeName, log }),
+      brake: new Brake({
+        client: new SSMClient({
+          endpoint: ssm.endpoint,
+          region: 'us-east-1',
+          credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+        }),
+        parameterName: brakeName,
+        log,
+      }),
       log,
     });
   };
   const decideWith = (handler: ReturnType<typeof handlerFor>) => async (i: number) => {
-    const result = await handler(authorizerEvent({ headers: { Authorization: `Bearer ${keys[i % keys.length]}` } }), lambdaContext());
+    const result = await handler(
+      authorizerEvent({ headers: { Authorization: `Bearer ${keys[i % keys.length]}` } }),
+      lambdaContext(),
+    );
     return result.policyDocument.Statement[0]!.Effect === 'Allow';
   };
 
@@ -118,19 +149,39 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
     calls.length = 0;
     const alone = await load(300, 1, decide);
     const throughput = await load(DECISIONS, CONCURRENCY, decide);
-    results[strategy] = { perSecond: throughput.perSecond, trips: trips / 200, units: units / 200, reads: reads / 200, p50Ms: alone.p50Ms };
+    results[strategy] = {
+      perSecond: throughput.perSecond,
+      trips: trips / 200,
+      units: units / 200,
+      reads: reads / 200,
+      p50Ms: alone.p50Ms,
+    };
   }
 
   // Admissions under contention: one tenant capped at 100 per day, 400 requests from 8 users at once.
   const contention: Record<string, number> = {};
   const contentionUnits: Record<string, number> = {};
   for (const strategy of ['parallel', 'transaction'] as Strategy[]) {
-    const capped = parseConfig({ ...JSON.parse(JSON.stringify(config)), plans: { team: { tenant: [requests(slidingWindow(100, '1 d', 24))] } } });
+    const capped = parseConfig({
+      ...JSON.parse(JSON.stringify(config)),
+      plans: { team: { tenant: [requests(slidingWindow(100, '1 d', 24))] } },
+    });
     const store = new LimitStore({ client, tableName });
-    const limiter = new Limiter({ store, config: capped, strategy, log: () => {}, namespace: `${run}-${strategy}-contention-`, random: Math.random });
+    const limiter = new Limiter({
+      store,
+      config: capped,
+      strategy,
+      log: () => {},
+      namespace: `${run}-${strategy}-contention-`,
+      random: Math.random,
+    });
     const tenant = { id: `bench-${run}-hot`, plan: 'team' };
     const before = calls.length;
-    const outcome = await load(400, CONCURRENCY, async (i) => (await limiter.admit({ tenant: tenant.id, user: `u${i % 8}` }, tenant, CHAT)).allowed);
+    const outcome = await load(
+      400,
+      CONCURRENCY,
+      async (i) => (await limiter.admit({ tenant: tenant.id, user: `u${i % 8}` }, tenant, CHAT)).allowed,
+    );
     contention[strategy] = outcome.admitted;
     contentionUnits[strategy] = writeUnits(calls.slice(before)) / 400;
   }
@@ -141,7 +192,10 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
     // One table per layer: the library creates its table and sets its TTL on construction.
     limiters.push(
       await new Promise<RateLimiterDynamo>((resolve, reject) => {
-        const l: RateLimiterDynamo = new RateLimiterDynamo({ storeClient: client, tableName: `bench-baseline-${layer}`, points: 1_000_000, duration: 60 }, (err?: Error) => (err ? reject(err) : resolve(l)));
+        const l: RateLimiterDynamo = new RateLimiterDynamo(
+          { storeClient: client, tableName: `bench-baseline-${layer}`, points: 1_000_000, duration: 60 },
+          (err?: Error) => (err ? reject(err) : resolve(l)),
+        );
       }),
     );
   }
@@ -180,7 +234,12 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   report('authorizer.transaction.p50_ms', t.p50Ms, 'ms (one at a time)', p.p50Ms);
   report('authorizer.contention.parallel.admitted', contention.parallel!, 'of 100 allowed, 400 offered');
   report('authorizer.contention.transaction.admitted', contention.transaction!, 'of 100 allowed, 400 offered');
-  report('authorizer.contention.write_units_per_decision', contentionUnits.parallel!, 'WCU (parallel, refunds included)', contentionUnits.transaction!);
+  report(
+    'authorizer.contention.write_units_per_decision',
+    contentionUnits.parallel!,
+    'WCU (parallel, refunds included)',
+    contentionUnits.transaction!,
+  );
   await ssm.stop();
   client.destroy();
 }
@@ -192,11 +251,22 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
 export async function benchObservability(endpoint: string): Promise<void> {
   const { createWriteStream } = await import('node:fs');
   const { setMetricSink } = await import('../lambda/runtime/metrics');
-  const client = new DynamoDB({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const client = new DynamoDB({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
   const tableName = 'bench-observability';
   await ensureTable(client, tableName);
   const ssm = await startSsmLocal();
-  const config = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [requestsPerMinute(1e9)], user: [requestsPerMinute(1e9)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })));
+  const config = parseConfig(
+    JSON.parse(
+      JSON.stringify({
+        plans: { team: { tenant: [requestsPerMinute(1e9)], user: [requestsPerMinute(1e9)] } },
+        endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+      }),
+    ),
+  );
   await putTenant(client, tableName, { id: 'obs', plan: 'team' });
   await putApiKey(client, tableName, 'sk-bench-observability-0000', { tenant: 'obs', user: 'u', status: 'active' });
   const devnull = createWriteStream('/dev/null');
@@ -209,17 +279,36 @@ export async function benchObservability(endpoint: string): Promise<void> {
       config,
       limiter: new Limiter({ store, config, log }),
       directory: new Directory({ client, tableName, cacheMs: 60_000 }),
-      brake: new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/obs/brake', log }),
+      brake: new Brake({
+        client: new SSMClient({
+          endpoint: ssm.endpoint,
+          region: 'us-east-1',
+          credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+        }),
+        parameterName: '/obs/brake',
+        log,
+      }),
       log,
     });
-    const decide = async () => (await handler(authorizerEvent({ headers: { Authorization: 'Bearer sk-bench-observability-0000' } }), lambdaContext())).policyDocument.Statement[0]!.Effect === 'Allow';
+    const decide = async () =>
+      (
+        await handler(
+          authorizerEvent({ headers: { Authorization: 'Bearer sk-bench-observability-0000' } }),
+          lambdaContext(),
+        )
+      ).policyDocument.Statement[0]!.Effect === 'Allow';
     await load(300, 1, decide);
     return (await load(1_000, 1, decide)).p50Ms;
   };
   const off = await run(false);
   const on = await run(true);
   const offAgain = await run(false);
-  report('observability.decision_p50_ms', on, 'ms (log line + EMF line per decision; baseline: both off)', (off + offAgain) / 2);
+  report(
+    'observability.decision_p50_ms',
+    on,
+    'ms (log line + EMF line per decision; baseline: both off)',
+    (off + offAgain) / 2,
+  );
   await ssm.stop();
   client.destroy();
 }

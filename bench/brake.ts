@@ -18,14 +18,31 @@ export async function benchBrake(): Promise<void> {
     ['brake.ssm_reads_per_s_1000_containers', 1_000],
   ] as const) {
     // Baseline: each warm container reads SSM once per cache period (5 s).
-    report(name, MIRROR_READS_PER_S(60), `GetParameter/s with ${containers} warm containers and a flip a minute (target <= 10; baseline every container reading SSM every 5 s)`, containers / (MAX_BRAKE_CACHE_MS / 1000));
+    report(
+      name,
+      MIRROR_READS_PER_S(60),
+      `GetParameter/s with ${containers} warm containers and a flip a minute (target <= 10; baseline every container reading SSM every 5 s)`,
+      containers / (MAX_BRAKE_CACHE_MS / 1000),
+    );
   }
 
   const local = await startLocal({ port: 0, summary: () => {} });
   try {
-    const ssm = new SSMClient({ endpoint: local.ssmEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
-    const chat = () => fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${local.apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
-    const flip = (value: string) => ssm.send(new PutParameterCommand({ Name: local.brakeParameterName, Value: value, Type: 'String', Overwrite: true }));
+    const ssm = new SSMClient({
+      endpoint: local.ssmEndpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    });
+    const chat = () =>
+      fetch(`${local.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${local.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      });
+    const flip = (value: string) =>
+      ssm.send(
+        new PutParameterCommand({ Name: local.brakeParameterName, Value: value, Type: 'String', Overwrite: true }),
+      );
     const until = async (braked: boolean) => {
       const started = performance.now();
       for (;;) {
@@ -42,7 +59,14 @@ export async function benchBrake(): Promise<void> {
       await flip('off');
       await until(false);
     }
-    report('brake.flip_to_effect_ms', percentile(samples.sort((a, b) => a - b), 50), `ms from PutParameter to the first 429 brake through npm start's stack (p50 of 5; bounded by the ${MAX_BRAKE_CACHE_MS / 1000} s brake cache)`);
+    report(
+      'brake.flip_to_effect_ms',
+      percentile(
+        samples.sort((a, b) => a - b),
+        50,
+      ),
+      `ms from PutParameter to the first 429 brake through npm start's stack (p50 of 5; bounded by the ${MAX_BRAKE_CACHE_MS / 1000} s brake cache)`,
+    );
   } finally {
     await local.stop();
   }

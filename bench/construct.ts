@@ -13,6 +13,13 @@ export async function benchConstruct(): Promise<void> {
     const times: number[] = [];
     for (let i = 0; i < 7; i++) times.push((await loadBundle(bundles[name])).ms);
     report(`construct.${name}.bundle_bytes`, statSync(bundles[name]).size, 'bytes');
-    report(`construct.${name}.init_ms`, percentile(times.sort((a, b) => a - b), 50), 'ms (fresh Node 22 process, load + init, p50 of 7)');
+    report(
+      `construct.${name}.init_ms`,
+      percentile(
+        times.sort((a, b) => a - b),
+        50,
+      ),
+      'ms (fresh Node 22 process, load + init, p50 of 7)',
+    );
   }
 }

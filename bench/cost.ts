@@ -59,24 +59,39 @@ export async function streamedChatCost(dynamoEndpoint: string, n = 40, users = 1
   return (await run(dynamoEndpoint, { n, users })) as CostFigures;
 }
 
-export async function hotTenantUnderItemLimit(dynamoEndpoint: string, load: { concurrency: number; seconds: number; itemWritesPerSecond: number }): Promise<LoadFigures> {
+export async function hotTenantUnderItemLimit(
+  dynamoEndpoint: string,
+  load: { concurrency: number; seconds: number; itemWritesPerSecond: number },
+): Promise<LoadFigures> {
   return (await run(dynamoEndpoint, { n: 0, users: load.concurrency, load })) as LoadFigures;
 }
 
-async function run(dynamoEndpoint: string, o: { n: number; users: number; load?: { concurrency: number; seconds: number; itemWritesPerSecond: number } }): Promise<CostFigures | LoadFigures> {
+async function run(
+  dynamoEndpoint: string,
+  o: { n: number; users: number; load?: { concurrency: number; seconds: number; itemWritesPerSecond: number } },
+): Promise<CostFigures | LoadFigures> {
   const { n, users } = o;
   installLambdaStreamingGlobals();
   await ensureTable(localClient(dynamoEndpoint), TABLE);
   const dynamo = await startDynamoFaultProxy(dynamoEndpoint);
   const ssm = await startSsmLocal();
-  const upstream = await startUpstreamStandIn({ words: ['Hello', ' there', '.'], usage: { prompt_tokens: 9, completion_tokens: 3 } });
+  const upstream = await startUpstreamStandIn({
+    words: ['Hello', ' there', '.'],
+    usage: { prompt_tokens: 9, completion_tokens: 3 },
+  });
   const saved = { ...process.env };
   try {
     const brake = '/bench-cost/brake';
     ssm.parameters.set(brake, { value: 'off', version: 1, modified: Date.now() });
     ssm.secrets.set('bench-cost-key', 'sk-upstream');
     Object.assign(process.env, {
-      ...localFunctionEnvironment({ tableName: TABLE, brakeParameterName: brake, config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(10_000)], shards: 8 } }, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssm.endpoint }),
+      ...localFunctionEnvironment({
+        tableName: TABLE,
+        brakeParameterName: brake,
+        config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(10_000)], shards: 8 } },
+        dynamoEndpoint: dynamo.endpoint,
+        ssmEndpoint: ssm.endpoint,
+      }),
       BRAKE_CACHE_TTL_SECONDS: '5',
       UPSTREAM_BASE_URL: upstream.baseUrl,
       UPSTREAM_API_KEY_SECRET: 'bench-cost-key',
@@ -93,14 +108,25 @@ async function run(dynamoEndpoint: string, o: { n: number; users: number; load?:
     }
     /** One request through the authorizer and the proxy: its status as the client sees it. */
     const one = async (apiKey: string): Promise<number> => {
-      let decision;
+      let decision: Awaited<ReturnType<typeof authorizer>>;
       try {
-        decision = await authorizer(authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }), lambdaContext());
+        decision = await authorizer(
+          authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }),
+          lambdaContext(),
+        );
       } catch {
         return 503; // API Gateway's answer to an authorizer that failed
       }
       if (decision.policyDocument.Statement[0]?.Effect !== 'Allow') return 429;
-      const res = await invokeStreaming(proxy, proxyEvent({ route: CHAT, body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 50 }, authorizer: decision.context as Record<string, string> }), lambdaContext('proxy'));
+      const res = await invokeStreaming(
+        proxy,
+        proxyEvent({
+          route: CHAT,
+          body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true, max_tokens: 50 },
+          authorizer: decision.context as Record<string, string>,
+        }),
+        lambdaContext('proxy'),
+      );
       return res.statusCode;
     };
     for (const key of keys) if ((await one(key)) !== 200) throw new Error('the bench warm-up request was not admitted');
@@ -121,14 +147,16 @@ async function run(dynamoEndpoint: string, o: { n: number; users: number; load?:
       );
       return { admittedPerSecond: admitted / o.load.seconds, clientErrors, seconds: o.load.seconds };
     }
-    for (let i = 0; i < n; i++) if ((await one(keys[i % users]!)) !== 200) throw new Error('a bench request was not admitted');
+    for (let i = 0; i < n; i++)
+      if ((await one(keys[i % users]!)) !== 200) throw new Error('a bench request was not admitted');
     const calls: RecordedCall[] = dynamo.calls.filter((c) => c.action !== 'DescribeTable');
     const byAction: Record<string, number> = {};
     for (const c of calls) byAction[c.action] = (byAction[c.action] ?? 0) + 1 / n;
     // Write units per item: a transaction's units fall evenly on its items.
     const perItem = new Map<string, number>();
     for (const c of calls) for (const k of c.keys) perItem.set(k, (perItem.get(k) ?? 0) + c.writeUnits / c.keys.length);
-    const busiest = (prefix: string) => Math.max(0, ...[...perItem].filter(([k]) => k.includes(`"S":"${prefix}`)).map(([, units]) => units / n));
+    const busiest = (prefix: string) =>
+      Math.max(0, ...[...perItem].filter(([k]) => k.includes(`"S":"${prefix}`)).map(([, units]) => units / n));
     return {
       requests: calls.length / n,
       writeUnits: calls.reduce((a, c) => a + c.writeUnits, 0) / n,
@@ -148,18 +176,48 @@ async function run(dynamoEndpoint: string, o: { n: number; users: number; load?:
 export async function benchCost(dynamoEndpoint: string): Promise<void> {
   const f = await streamedChatCost(dynamoEndpoint);
   const hot = await streamedChatCost(dynamoEndpoint, 40, 20);
-  report('scale.hot_tenant.wcu_per_request_on_busiest_item', round(hot.busiestTenantItem), 'write units on the busiest item (the tenant\'s) per admitted request, 20 users of one tenant; target <= 0.2 (5,000 requests/s at 1,000 WCU/s per item)');
-  report('scale.global.wcu_per_request_on_busiest_item', round(hot.busiestGlobalItem), 'write units on the busiest global shard per admitted request (8 shards); target <= 0.05');
+  report(
+    'scale.hot_tenant.wcu_per_request_on_busiest_item',
+    round(hot.busiestTenantItem),
+    "write units on the busiest item (the tenant's) per admitted request, 20 users of one tenant; target <= 0.2 (5,000 requests/s at 1,000 WCU/s per item)",
+  );
+  report(
+    'scale.global.wcu_per_request_on_busiest_item',
+    round(hot.busiestGlobalItem),
+    'write units on the busiest global shard per admitted request (8 shards); target <= 0.05',
+  );
   // Scaled down: 20 writes per item per second instead of 1,000 WCU, and 16 clients offering far more.
   const load = await hotTenantUnderItemLimit(dynamoEndpoint, { concurrency: 16, seconds: 5, itemWritesPerSecond: 20 });
-  report('scale.hot_tenant.admitted_ratio_under_item_limit', round(load.admittedPerSecond / 20), `admitted requests/s for one tenant divided by the per-item write budget (20/s), 16 clients for ${load.seconds} s; target >= 5`);
-  report('scale.hot_tenant.client_errors_under_item_limit', load.clientErrors, 'requests answered 5xx (throttling surfacing to clients) in that run; target 0');
-  const detail = Object.entries(f.byAction).map(([a, k]) => `${a} ${k.toFixed(2)}`).join(', ');
-  report('cost.streamed_chat.dynamodb_requests', round(f.requests), `DynamoDB requests per admitted streamed chat request, 4-layer plan, warm (${detail}); target <= 6`);
-  report('cost.streamed_chat.write_units', round(f.writeUnits), 'write units per admitted request as DynamoDB bills them (transactions 2 per item); target <= 6');
+  report(
+    'scale.hot_tenant.admitted_ratio_under_item_limit',
+    round(load.admittedPerSecond / 20),
+    `admitted requests/s for one tenant divided by the per-item write budget (20/s), 16 clients for ${load.seconds} s; target >= 5`,
+  );
+  report(
+    'scale.hot_tenant.client_errors_under_item_limit',
+    load.clientErrors,
+    'requests answered 5xx (throttling surfacing to clients) in that run; target 0',
+  );
+  const detail = Object.entries(f.byAction)
+    .map(([a, k]) => `${a} ${k.toFixed(2)}`)
+    .join(', ');
+  report(
+    'cost.streamed_chat.dynamodb_requests',
+    round(f.requests),
+    `DynamoDB requests per admitted streamed chat request, 4-layer plan, warm (${detail}); target <= 6`,
+  );
+  report(
+    'cost.streamed_chat.write_units',
+    round(f.writeUnits),
+    'write units per admitted request as DynamoDB bills them (transactions 2 per item); target <= 6',
+  );
   report('cost.streamed_chat.read_units', round(f.readUnits), 'read units per admitted request; target <= 0.5');
-  const dollars = (f.writeUnits * PRICE_PER_MILLION.write + f.readUnits * PRICE_PER_MILLION.read);
-  report('cost.streamed_chat.usd_per_million_requests', round(dollars), `on-demand DynamoDB cost per million admitted requests ($${PRICE_PER_MILLION.write}/M writes, $${PRICE_PER_MILLION.read}/M reads)`);
+  const dollars = f.writeUnits * PRICE_PER_MILLION.write + f.readUnits * PRICE_PER_MILLION.read;
+  report(
+    'cost.streamed_chat.usd_per_million_requests',
+    round(dollars),
+    `on-demand DynamoDB cost per million admitted requests ($${PRICE_PER_MILLION.write}/M writes, $${PRICE_PER_MILLION.read}/M reads)`,
+  );
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;

@@ -28,7 +28,11 @@ export function countCalls(client: DynamoDBClient): { calls: number } {
 type ShapeName = 'token_bucket' | 'leaky_bucket' | 'sliding_window';
 
 export async function benchEngine(endpoint: string): Promise<void> {
-  const client = new DynamoDB({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const client = new DynamoDB({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
   const counter = countCalls(client);
   const tableName = 'bench-limits';
   await ensureTable(client, tableName);
@@ -37,8 +41,16 @@ export async function benchEngine(endpoint: string): Promise<void> {
   // Warm DynamoDB Local's JVM, then calibrate: what one hot key takes at this concurrency when
   // nothing is denied, so a hot limit of half that admits about half of the offered load.
   const probeStore = new LimitStore({ client, tableName });
-  await load(6_000, CONCURRENCY, async (i) => (await probeStore.consume(`${run}-warm-${i}`, tokenBucket(10, 1))).allowed);
-  const probe = await load(DECISIONS, CONCURRENCY, async () => (await probeStore.consume(`${run}-calibrate`, tokenBucket(1e9, 1))).allowed);
+  await load(
+    6_000,
+    CONCURRENCY,
+    async (i) => (await probeStore.consume(`${run}-warm-${i}`, tokenBucket(10, 1))).allowed,
+  );
+  const probe = await load(
+    DECISIONS,
+    CONCURRENCY,
+    async () => (await probeStore.consume(`${run}-calibrate`, tokenBucket(1e9, 1))).allowed,
+  );
   const halfRate = Math.max(1, Math.round(probe.perSecond / 2));
   report('engine.calibration.offered_per_s', probe.perSecond, 'decisions/s');
 
@@ -51,7 +63,10 @@ export async function benchEngine(endpoint: string): Promise<void> {
   // Baseline: the same hot key and offered load on RateLimiterDynamo (points per 1 s fixed window).
   const baselineTable = 'bench-baseline';
   const limiter = await new Promise<RateLimiterDynamo>((resolve, reject) => {
-    const l: RateLimiterDynamo = new RateLimiterDynamo({ storeClient: client, tableName: baselineTable, points: halfRate, duration: 1 }, (err?: Error) => (err ? reject(err) : resolve(l)));
+    const l: RateLimiterDynamo = new RateLimiterDynamo(
+      { storeClient: client, tableName: baselineTable, points: halfRate, duration: 1 },
+      (err?: Error) => (err ? reject(err) : resolve(l)),
+    );
   });
   const baselineDecide = async (key: string): Promise<boolean> => {
     try {
@@ -79,23 +94,42 @@ export async function benchEngine(endpoint: string): Promise<void> {
     const store = new LimitStore({ client, tableName }); // one container
     const hotKey = `${run}-${shape}-hot`;
     const hot = await measure(async () => (await store.consume(hotKey, hotLimits[shape])).allowed);
-    const roomy = shape === 'sliding_window' ? slidingWindow(1_000_000, '1 h') : shape === 'token_bucket' ? tokenBucket(1_000_000, 1) : leakyBucket(1_000_000, 1);
+    const roomy =
+      shape === 'sliding_window'
+        ? slidingWindow(1_000_000, '1 h')
+        : shape === 'token_bucket'
+          ? tokenBucket(1_000_000, 1)
+          : leakyBucket(1_000_000, 1);
     const distinct = await measure(async (i) => (await store.consume(`${run}-${shape}-${i}`, roomy)).allowed);
     report(`engine.${shape}.hot.decisions_per_s`, hot.perSecond, 'decisions/s', baselineHot.perSecond);
     report(`engine.${shape}.hot.calls_per_decision`, hot.callsPerDecision, 'calls', baselineHot.callsPerDecision);
     report(`engine.${shape}.hot.admitted_ratio`, hot.admitted / DECISIONS, 'ratio', baselineHot.admitted / DECISIONS);
     report(`engine.${shape}.hot.p50_ms`, hot.p50Ms, 'ms', baselineHot.p50Ms);
     report(`engine.${shape}.hot.p99_ms`, hot.p99Ms, 'ms', baselineHot.p99Ms);
-    report(`engine.${shape}.distinct.calls_per_decision`, distinct.callsPerDecision, 'calls', baselineDistinct.callsPerDecision);
+    report(
+      `engine.${shape}.distinct.calls_per_decision`,
+      distinct.callsPerDecision,
+      'calls',
+      baselineDistinct.callsPerDecision,
+    );
     report(`engine.${shape}.distinct.decisions_per_s`, distinct.perSecond, 'decisions/s', baselineDistinct.perSecond);
   }
 
   // Over-admission: a no-refill limit of 500 under the same load, for every shape.
   let over = 0;
   for (const shape of Object.keys(hotLimits) as ShapeName[]) {
-    const limit = shape === 'sliding_window' ? slidingWindow(500, '1 d') : shape === 'token_bucket' ? tokenBucket(500, 500 / 86_400) : leakyBucket(500, 500 / 86_400);
+    const limit =
+      shape === 'sliding_window'
+        ? slidingWindow(500, '1 d')
+        : shape === 'token_bucket'
+          ? tokenBucket(500, 500 / 86_400)
+          : leakyBucket(500, 500 / 86_400);
     const store = new LimitStore({ client, tableName });
-    const result = await load(DECISIONS, CONCURRENCY, async () => (await store.consume(`${run}-${shape}-cap`, limit)).allowed);
+    const result = await load(
+      DECISIONS,
+      CONCURRENCY,
+      async () => (await store.consume(`${run}-${shape}-cap`, limit)).allowed,
+    );
     over += Math.max(0, result.admitted - 500);
   }
   report('engine.concurrency.over_admitted', over, 'decisions');

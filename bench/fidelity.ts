@@ -25,9 +25,17 @@ export async function benchFidelity(endpoint: string): Promise<void> {
     denied += r.denied.length + r.failures.length;
     unused += r.unused.length;
   }
-  report('fidelity.iam.calls_checked', keys.size, `distinct (function, action, resource) calls over ${SECRET_VARIANTS.length} ways of giving the secret`);
+  report(
+    'fidelity.iam.calls_checked',
+    keys.size,
+    `distinct (function, action, resource) calls over ${SECRET_VARIANTS.length} ways of giving the secret`,
+  );
   report('fidelity.iam.calls_denied', denied, 'calls the synthesized policies would deny (target 0)');
-  report('fidelity.iam.unused_grants', unused, 'granted (action, resource) pairs no call used, CloudWatch Logs aside (target 0)');
+  report(
+    'fidelity.iam.unused_grants',
+    unused,
+    'granted (action, resource) pairs no call used, CloudWatch Logs aside (target 0)',
+  );
 
   // Faults: 8 concurrent clients x 25 unit admissions on a limit of 100, then 60 settlements, with
   // 20% of writes refused as transaction conflicts, 10% of answers lost after the write landed and
@@ -36,8 +44,21 @@ export async function benchFidelity(endpoint: string): Promise<void> {
   Object.assign(proxy.faults, { conflict: 0.2, dropAfterWrite: 0.1, itemWritesPerSecond: 150 });
   const limit = tokenBucket(100, 0.001);
   const key = `bench-${crypto.randomUUID()}`;
-  const stores = Array.from({ length: 8 }, () => new LimitStore({ client: localClient(proxy.endpoint, 2), tableName: TABLE, maxAttempts: 8, deadlineMs: 5_000 }));
-  const outcomes = await Promise.all(stores.flatMap((store) => Array.from({ length: 25 }, () => store.consume(key, limit).then((d) => d.allowed, () => false))));
+  const stores = Array.from(
+    { length: 8 },
+    () =>
+      new LimitStore({ client: localClient(proxy.endpoint, 2), tableName: TABLE, maxAttempts: 8, deadlineMs: 5_000 }),
+  );
+  const outcomes = await Promise.all(
+    stores.flatMap((store) =>
+      Array.from({ length: 25 }, () =>
+        store.consume(key, limit).then(
+          (d) => d.allowed,
+          () => false,
+        ),
+      ),
+    ),
+  );
   const admitted = outcomes.filter(Boolean).length;
   const ledgerKey = `bench-settle-${crypto.randomUUID()}`;
   const tokens = tokenBucket(1_000_000, 0.001);
@@ -47,7 +68,9 @@ export async function benchFidelity(endpoint: string): Promise<void> {
     deltas.map(async (delta, i) => {
       for (let attempt = 0; attempt < 30; attempt++) {
         try {
-          return await stores[i % stores.length]!.settleOnce(`${ledgerKey}-${i}`, [{ key: settleKey, adjustments: [{ name: '', limit: tokens, delta }] }]);
+          return await stores[i % stores.length]!.settleOnce(`${ledgerKey}-${i}`, [
+            { key: settleKey, adjustments: [{ name: '', limit: tokens, delta }] },
+          ]);
         } catch {
           // seen as an outage by the caller, which retries (the ledger makes that safe)
         }
@@ -62,7 +85,15 @@ export async function benchFidelity(endpoint: string): Promise<void> {
   const settled = 1_000_000 - (await clean.peek(settleKey, tokens)).remaining;
   const expected = deltas.reduce((a, b) => a + b, 0);
   const faults = `${injected.conflicts} conflicts, ${injected.throttles} throttles, ${injected.drops} lost answers injected`;
-  report('fidelity.faults.over_admitted', Math.max(0, admitted - 100) + Math.max(0, admitted - spent), `admissions beyond the limit or beyond what the bucket holds (target 0; ${faults})`);
-  report('fidelity.faults.settlements_lost', Math.abs(expected - settled), `tokens settled more or less than 60 settlements sum to (target 0; ${faults})`);
+  report(
+    'fidelity.faults.over_admitted',
+    Math.max(0, admitted - 100) + Math.max(0, admitted - spent),
+    `admissions beyond the limit or beyond what the bucket holds (target 0; ${faults})`,
+  );
+  report(
+    'fidelity.faults.settlements_lost',
+    Math.abs(expected - settled),
+    `tokens settled more or less than 60 settlements sum to (target 0; ${faults})`,
+  );
   await proxy.stop();
 }

@@ -17,7 +17,11 @@ export async function benchPackage(): Promise<void> {
     await installTarball(dir, tarball); // fills the cache with the template's own packages
     let started = performance.now();
     await installTarball(dir, tarball);
-    report('package.install_ms', performance.now() - started, 'ms (npm install of the tarball into a cdk init app, warm cache)');
+    report(
+      'package.install_ms',
+      performance.now() - started,
+      'ms (npm install of the tarball into a cdk init app, warm cache)',
+    );
     started = performance.now();
     await synthApp(dir);
     report('package.synth_ms', performance.now() - started, "ms (the user's cdk synth: tsc + the app, no bundling)");

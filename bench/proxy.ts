@@ -36,7 +36,11 @@ const SAMPLES = 200;
 /** Milliseconds until the first content chunk of a streamed completion arrives over HTTP. */
 async function ttft(url: string, headers: Record<string, string>): Promise<number> {
   const started = performance.now();
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }),
+  });
   const reader = res.body!.getReader();
   const decoder = new TextDecoder();
   let seen = '';
@@ -53,36 +57,88 @@ async function ttft(url: string, headers: Record<string, string>): Promise<numbe
 async function median(samples: number, measure: () => Promise<number>): Promise<number> {
   const values: number[] = [];
   for (let i = 0; i < samples; i++) values.push(await measure());
-  return percentile(values.sort((a, b) => a - b), 50);
+  return percentile(
+    values.sort((a, b) => a - b),
+    50,
+  );
 }
 
 export async function benchProxy(endpoint: string): Promise<void> {
   installLambdaStreamingGlobals();
-  const client = new DynamoDB({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } });
+  const client = new DynamoDB({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
   const calls: string[] = [];
-  client.middlewareStack.add((next, context) => async (args) => {
-    calls.push(String(context.commandName));
-    return next(args);
-  }, { step: 'initialize', name: 'count' });
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      calls.push(String(context.commandName));
+      return next(args);
+    },
+    { step: 'initialize', name: 'count' },
+  );
   const tableName = 'bench-proxy';
   await ensureTable(client, tableName);
   const ssm = await startSsmLocal();
-  const upstream = await startUpstreamStandIn({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: 8, completion_tokens: 3 } });
-  const config = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1e12)], user: [requestsPerMinute(1e9)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })));
+  const upstream = await startUpstreamStandIn({
+    words: ['Hello', ' there', '!'],
+    usage: { prompt_tokens: 8, completion_tokens: 3 },
+  });
+  const config = parseConfig(
+    JSON.parse(
+      JSON.stringify({
+        plans: { team: { tenant: [tokensPerDay(1e12)], user: [requestsPerMinute(1e9)] } },
+        endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+      }),
+    ),
+  );
   await putTenant(client, tableName, { id: 'bench', plan: 'team' });
   const apiKey = 'sk-bench-proxy-key-000000';
   await putApiKey(client, tableName, apiKey, { tenant: 'bench', user: 'u', status: 'active' });
   const log = () => {};
   const limiter = new Limiter({ store: new LimitStore({ client, tableName }), config, log });
   const directory = new Directory({ client, tableName });
-  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/bench/brake', log });
-  const proxy = createProxyHandler({ config, limiter, directory, brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' }, log });
+  const brake = new Brake({
+    client: new SSMClient({
+      endpoint: ssm.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+    }),
+    parameterName: '/bench/brake',
+    log,
+  });
+  const proxy = createProxyHandler({
+    config,
+    limiter,
+    directory,
+    brake,
+    upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' },
+    log,
+  });
   const authorizer = createHandler({ config, limiter, directory, brake, log });
-  const gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, streaming: true, handler: proxy as unknown as Extract<LocalRoute, { streaming: true }>['handler'] }] });
+  const gateway = await startLocalGateway({
+    authorizer,
+    routes: [
+      {
+        method: 'POST',
+        path: CHAT,
+        streaming: true,
+        handler: proxy as unknown as Extract<LocalRoute, { streaming: true }>['handler'],
+      },
+    ],
+  });
 
   // The proxy handler alone (invoked as the streaming runtime does) vs the stand-in over HTTP.
   const viaProxy = async () => {
-    const res = await invokeStreaming(proxy, proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true }, authorizer: { tenant: 'bench', user: 'u', shard: '0' } }), lambdaContext('proxy'));
+    const res = await invokeStreaming(
+      proxy,
+      proxyEvent({
+        body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true },
+        authorizer: { tenant: 'bench', user: 'u', shard: '0' },
+      }),
+      lambdaContext('proxy'),
+    );
     return res.chunks.find((c) => c.text.includes('"content":"Hello"'))!.atMs;
   };
   const direct = () => ttft(`${upstream.baseUrl}/chat/completions`, {});
@@ -93,22 +149,46 @@ export async function benchProxy(endpoint: string): Promise<void> {
   }
   const directMs = await median(SAMPLES, direct);
   const proxyMs = await median(SAMPLES, viaProxy);
-  const gatewayMs = await median(SAMPLES, () => ttft(`${gateway.url}/v1/chat/completions`, { authorization: `Bearer ${apiKey}` }));
+  const gatewayMs = await median(SAMPLES, () =>
+    ttft(`${gateway.url}/v1/chat/completions`, { authorization: `Bearer ${apiKey}` }),
+  );
   report('proxy.ttft_overhead_ms', proxyMs - directMs, 'ms (p50, proxy handler minus direct)');
   report('proxy.ttft_p50_ms', proxyMs, 'ms', directMs);
-  report('gateway.ttft_overhead_ms', gatewayMs - directMs, 'ms (p50, authorizer + proxy through the local gateway, minus direct)');
+  report(
+    'gateway.ttft_overhead_ms',
+    gatewayMs - directMs,
+    'ms (p50, authorizer + proxy through the local gateway, minus direct)',
+  );
 
   // Settlement: the DynamoDB requests one settlement makes.
   calls.length = 0;
-  await limiter.settle(`bench-${Date.now()}`, { identity: { tenant: 'bench', user: 'u' }, tenant: { id: 'bench', plan: 'team' }, route: CHAT, shard: 0, reserved: { tokens: 100, microUsd: 0 }, failedOpen: [], admittedAt: Date.now() }, { tokens: 42, microUsd: 0 });
+  await limiter.settle(
+    `bench-${Date.now()}`,
+    {
+      identity: { tenant: 'bench', user: 'u' },
+      tenant: { id: 'bench', plan: 'team' },
+      route: CHAT,
+      shard: 0,
+      reserved: { tokens: 100, microUsd: 0 },
+      failedOpen: [],
+      admittedAt: Date.now(),
+    },
+    { tokens: 42, microUsd: 0 },
+  );
   report('proxy.settle.round_trips', calls.length, 'requests (one TransactWriteItems)');
 
   // Tokenizer cold start: a fresh Node process each, first count of a 150-token prompt.
   const script = fileURLToPath(new URL('./tokenizer-cold.ts', import.meta.url));
   const cold = async (which: string) => {
     const values: number[] = [];
-    for (let i = 0; i < 5; i++) values.push((JSON.parse((await run(process.execPath, ['--import', 'tsx', script, which])).stdout) as { ms: number }).ms);
-    return percentile(values.sort((a, b) => a - b), 50);
+    for (let i = 0; i < 5; i++)
+      values.push(
+        (JSON.parse((await run(process.execPath, ['--import', 'tsx', script, which])).stdout) as { ms: number }).ms,
+      );
+    return percentile(
+      values.sort((a, b) => a - b),
+      50,
+    );
   };
   const fastCold = await cold('fast');
   const stockCold = await cold('stock');
@@ -117,7 +197,14 @@ export async function benchProxy(endpoint: string): Promise<void> {
   report('proxy.tokenizer.init_ms_vs_gpt_tokenizer', fastCold, 'ms', gptCold);
 
   // Throughput on a mixed corpus, warm.
-  const corpus = ['The quick brown fox jumps over the lazy dog. ', 'function add(a, b) { return a + b; }\n', 'Ünïcödé 日本語 🎉 ', 'Lorem ipsum dolor sit amet, consectetur adipiscing elit. '].join('').repeat(400);
+  const corpus = [
+    'The quick brown fox jumps over the lazy dog. ',
+    'function add(a, b) { return a + b; }\n',
+    'Ünïcödé 日本語 🎉 ',
+    'Lorem ipsum dolor sit amet, consectetur adipiscing elit. ',
+  ]
+    .join('')
+    .repeat(400);
   const speed = (encodeOnce: () => number) => {
     encodeOnce();
     let total = 0;
@@ -129,7 +216,12 @@ export async function benchProxy(endpoint: string): Promise<void> {
   const gptSpeed = speed(() => gptEncode(corpus).length);
   const stock = new Tiktoken(o200kRanks);
   const stockSpeed = speed(() => stock.encode(corpus, [], []).length);
-  report('proxy.tokenizer.tokens_per_s', fastSpeed, 'tokens/s (js-tiktoken, fast loader; baseline gpt-tokenizer)', gptSpeed);
+  report(
+    'proxy.tokenizer.tokens_per_s',
+    fastSpeed,
+    'tokens/s (js-tiktoken, fast loader; baseline gpt-tokenizer)',
+    gptSpeed,
+  );
   report('proxy.tokenizer.tokens_per_s_vs_stock_js_tiktoken', fastSpeed, 'tokens/s', stockSpeed);
 
   // Worst case: 100 KB of each corpus built to make byte-pair merging slow, against 100 KB of
@@ -146,10 +238,18 @@ export async function benchProxy(endpoint: string): Promise<void> {
       fresh.count(text);
       runs.push(((performance.now() - started) / Buffer.byteLength(text)) * 100_000);
     }
-    return percentile(runs.sort((a, b) => a - b), 50);
+    return percentile(
+      runs.sort((a, b) => a - b),
+      50,
+    );
   };
   const docsDir = fileURLToPath(new URL('../docs/', import.meta.url));
-  const prose = [fileURLToPath(new URL('../README.md', import.meta.url)), ...readdirSync(docsDir).filter((f) => f.endsWith('.md')).map((f) => join(docsDir, f))]
+  const prose = [
+    fileURLToPath(new URL('../README.md', import.meta.url)),
+    ...readdirSync(docsDir)
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => join(docsDir, f)),
+  ]
     .map((file) => readFileSync(file, 'utf8'))
     .join('\n')
     .repeat(4)
@@ -160,11 +260,21 @@ export async function benchProxy(endpoint: string): Promise<void> {
     const ms = msPer100kb((i) => make(100_000, i + 1) + i);
     if (ms > worst.ms) worst = { name, ms };
   }
-  report('proxy.tokenizer.adversarial_ms_per_100kb', worst.ms, `ms per 100 KB (worst corpus: ${worst.name}; baseline the README and docs as ordinary text)`, ordinaryMs);
+  report(
+    'proxy.tokenizer.adversarial_ms_per_100kb',
+    worst.ms,
+    `ms per 100 KB (worst corpus: ${worst.name}; baseline the README and docs as ordinary text)`,
+    ordinaryMs,
+  );
   // The same worst case against text that is nothing but repeats of four sentences (every piece
   // after the first few hundred bytes comes from the cache): the cheapest text there is.
   const repeated = msPer100kb((i) => corpus.repeat(Math.ceil(100_000 / corpus.length)).slice(0, 100_000) + i);
-  report('proxy.tokenizer.adversarial_ms_per_100kb_vs_repeated_text', worst.ms, 'ms per 100 KB (baseline four sentences repeated)', repeated);
+  report(
+    'proxy.tokenizer.adversarial_ms_per_100kb_vs_repeated_text',
+    worst.ms,
+    'ms per 100 KB (baseline four sentences repeated)',
+    repeated,
+  );
 
   await gateway.stop();
   await upstream.stop();

@@ -24,7 +24,11 @@ export interface LoadResult {
 }
 
 /** `total` decisions from `concurrency` loops, each awaiting its previous decision. */
-export async function load(total: number, concurrency: number, decideOne: (i: number) => Promise<boolean>): Promise<LoadResult> {
+export async function load(
+  total: number,
+  concurrency: number,
+  decideOne: (i: number) => Promise<boolean>,
+): Promise<LoadResult> {
   const latencies: number[] = [];
   let next = 0;
   let admitted = 0;
@@ -41,5 +45,11 @@ export async function load(total: number, concurrency: number, decideOne: (i: nu
   );
   const elapsedS = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
-  return { decisions: total, admitted, perSecond: total / elapsedS, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  return {
+    decisions: total,
+    admitted,
+    perSecond: total / elapsedS,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+  };
 }

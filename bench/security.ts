@@ -35,7 +35,14 @@ export async function benchSecurity(dynamoEndpoint: string): Promise<void> {
   // The hidden-tokens attack: 40 concurrent requests from one key (20,000 tokens a minute), each
   // carrying tokens in `functions`, to an upstream that bills everything it is sent.
   const limit = 20_000;
-  const config = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { user: [tokens(tokenBucket(limit, limit / 60))], outputReservation: 64 } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })));
+  const config = parseConfig(
+    JSON.parse(
+      JSON.stringify({
+        plans: { team: { user: [tokens(tokenBucket(limit, limit / 60))], outputReservation: 64 } },
+        endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+      }),
+    ),
+  );
   let billed = 0;
   const upstream = await startUpstreamStandIn({
     reply: (body) => {
@@ -50,15 +57,53 @@ export async function benchSecurity(dynamoEndpoint: string): Promise<void> {
     const tenant = `bench-${hiddenTokens}-${Date.now()}`;
     await putTenant(client, TABLE, { id: tenant, plan: 'team' });
     const frozen = Date.now();
-    const limiter = new Limiter({ store: new LimitStore({ client, tableName: TABLE, clock: () => frozen }), config, log: () => {} });
-    const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/bench/brake', log: () => {} });
-    const handler = createProxyHandler({ config, limiter, directory: new Directory({ client, tableName: TABLE }), brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk' }, log: () => {}, metrics: () => {} });
-    const description = 'Looks a record up by its identifier and returns every field of it. '.repeat(Math.ceil(hiddenTokens / 14));
-    const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Find record 42.' }], functions: [{ name: 'lookup', description, parameters: { type: 'object', properties: {} } }] };
-    await Promise.all(Array.from({ length: 40 }, () => invokeStreaming(handler, proxyEvent({ body, authorizer: { tenant, user: 'mallory', shard: '0' } }), lambdaContext('proxy'))));
+    const limiter = new Limiter({
+      store: new LimitStore({ client, tableName: TABLE, clock: () => frozen }),
+      config,
+      log: () => {},
+    });
+    const brake = new Brake({
+      client: new SSMClient({
+        endpoint: ssm.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      }),
+      parameterName: '/bench/brake',
+      log: () => {},
+    });
+    const handler = createProxyHandler({
+      config,
+      limiter,
+      directory: new Directory({ client, tableName: TABLE }),
+      brake,
+      upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk' },
+      log: () => {},
+      metrics: () => {},
+    });
+    const description = 'Looks a record up by its identifier and returns every field of it. '.repeat(
+      Math.ceil(hiddenTokens / 14),
+    );
+    const body = {
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Find record 42.' }],
+      functions: [{ name: 'lookup', description, parameters: { type: 'object', properties: {} } }],
+    };
+    await Promise.all(
+      Array.from({ length: 40 }, () =>
+        invokeStreaming(
+          handler,
+          proxyEvent({ body, authorizer: { tenant, user: 'mallory', shard: '0' } }),
+          lambdaContext('proxy'),
+        ),
+      ),
+    );
     worst = Math.max(worst, billed / limit);
   }
-  report('security.hidden_tokens.overrun_factor', worst, 'billed / limit (40 concurrent requests with hidden tokens in functions; output within its reservation)');
+  report(
+    'security.hidden_tokens.overrun_factor',
+    worst,
+    'billed / limit (40 concurrent requests with hidden tokens in functions; output within its reservation)',
+  );
   await upstream.stop();
 
   // Hung dependencies: decisions of a warm authorizer while SSM and DynamoDB hang, against the
@@ -66,8 +111,20 @@ export async function benchSecurity(dynamoEndpoint: string): Promise<void> {
   const dynamo = await startFaultProxy(dynamoEndpoint);
   const ssmProxy = await startFaultProxy(ssm.endpoint);
   const saved = { ...process.env };
-  const hangConfig = { plans: { team: { tenant: [requestsPerMinute(1_000_000)], user: [requestsPerMinute(1_000_000)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } };
-  Object.assign(process.env, localFunctionEnvironment({ tableName: TABLE, brakeParameterName: '/bench/brake', config: hangConfig, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssmProxy.endpoint }));
+  const hangConfig = {
+    plans: { team: { tenant: [requestsPerMinute(1_000_000)], user: [requestsPerMinute(1_000_000)] } },
+    endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+  };
+  Object.assign(
+    process.env,
+    localFunctionEnvironment({
+      tableName: TABLE,
+      brakeParameterName: '/bench/brake',
+      config: hangConfig,
+      dynamoEndpoint: dynamo.endpoint,
+      ssmEndpoint: ssmProxy.endpoint,
+    }),
+  );
   const apiKey = `sk-bench-hang-${Date.now()}`;
   await putTenant(client, TABLE, { id: 'hang', plan: 'team' });
   await putApiKey(client, TABLE, apiKey, { tenant: 'hang', user: 'u', status: 'active' });
@@ -80,13 +137,21 @@ export async function benchSecurity(dynamoEndpoint: string): Promise<void> {
       await handler(event, lambdaContext()).catch(() => undefined);
       ms.push(performance.now() - started);
     }
-    return percentile(ms.sort((a, b) => a - b), 99);
+    return percentile(
+      ms.sort((a, b) => a - b),
+      99,
+    );
   };
   const healthy = await time(20);
   dynamo.mode = 'hang';
   ssmProxy.mode = 'hang';
   const hung = await time(20);
-  report('security.hang.decision_ms', hung, 'ms p99 (warm authorizer, SSM and DynamoDB hung; baseline both answering)', healthy);
+  report(
+    'security.hang.decision_ms',
+    hung,
+    'ms p99 (warm authorizer, SSM and DynamoDB hung; baseline both answering)',
+    healthy,
+  );
   process.env = saved;
   await dynamo.stop();
   await ssmProxy.stop();

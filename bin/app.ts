@@ -14,7 +14,10 @@ if (env !== 'dev' && env !== 'prod') throw new Error(`-c env=${env}: use dev or 
 
 const stack = new Stack(app, `LlmRateLimiter-${env}`, { description: `LLM rate limiter (${env})` });
 const apiKeySecret = Secret.fromSecretNameV2(stack, 'UpstreamKey', `llm-rate-limiter/${env}/openai-api-key`);
-const models = { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 }, 'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 } };
+const models = {
+  'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 },
+  'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 },
+};
 
 new LlmRateLimiter(stack, 'Limiter', {
   upstreamBaseUrl: 'https://api.openai.com/v1',
@@ -26,10 +29,24 @@ new LlmRateLimiter(stack, 'Limiter', {
   plans:
     env === 'prod'
       ? {
-          team: { tenant: [tokensPerDay(1_000_000), requestsPerMinute(600)], user: [tokensPerMinute(40_000), requestsPerMinute(60)], outputReservation: 1024 },
-          enterprise: { tenant: [tokensPerDay(20_000_000), requestsPerMinute(6_000)], user: [tokensPerMinute(200_000), requestsPerMinute(300)], outputReservation: 2048 },
+          team: {
+            tenant: [tokensPerDay(1_000_000), requestsPerMinute(600)],
+            user: [tokensPerMinute(40_000), requestsPerMinute(60)],
+            outputReservation: 1024,
+          },
+          enterprise: {
+            tenant: [tokensPerDay(20_000_000), requestsPerMinute(6_000)],
+            user: [tokensPerMinute(200_000), requestsPerMinute(300)],
+            outputReservation: 2048,
+          },
         }
-      : { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(120)], user: [tokensPerMinute(20_000), requestsPerMinute(30)], outputReservation: 512 } },
+      : {
+          team: {
+            tenant: [tokensPerDay(100_000), requestsPerMinute(120)],
+            user: [tokensPerMinute(20_000), requestsPerMinute(30)],
+            outputReservation: 512,
+          },
+        },
   globalLimits: [usdPerDay(env === 'prod' ? 2_000 : 20)],
   keyCacheTtl: Duration.seconds(30),
   alarms: { spendPerHourUsd: env === 'prod' ? 150 : 5 },

@@ -28,7 +28,13 @@ try {
 }
 const values = { persist: options.persistDir };
 // `npm run cli -- --local` finds this stack's table and endpoints here; the configuration it reads from the table, as on AWS.
-writeNpmStartState({ baseUrl: local.baseUrl, tableName: local.tableName, brakeParameterName: local.brakeParameterName, dynamoEndpoint: local.dynamoEndpoint, ssmEndpoint: local.ssmEndpoint });
+writeNpmStartState({
+  baseUrl: local.baseUrl,
+  tableName: local.tableName,
+  brakeParameterName: local.brakeParameterName,
+  dynamoEndpoint: local.dynamoEndpoint,
+  ssmEndpoint: local.ssmEndpoint,
+});
 const cli = 'npm run cli -- --local';
 process.stdout.write(`
 LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})

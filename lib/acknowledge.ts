@@ -13,6 +13,8 @@ export interface Acknowledgement {
  * without it there is no plugin to acknowledge to, and this does nothing.
  */
 export function acknowledge(scope: IConstruct, ...acknowledgements: Acknowledgement[]): void {
-  const validations = (cdk as { Validations?: { of(scope: IConstruct): { acknowledge(...a: Acknowledgement[]): void } } }).Validations;
+  const validations = (
+    cdk as { Validations?: { of(scope: IConstruct): { acknowledge(...a: Acknowledgement[]): void } } }
+  ).Validations;
   validations?.of(scope).acknowledge(...acknowledgements);
 }

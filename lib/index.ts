@@ -1,6 +1,16 @@
 export { LimitsTable, type LimitsTableProps } from './limits-table';
 export * from '../lambda/engine/errors';
-export { type BurstCredit, durationMs, type LeakyBucketLimit, type Limit, leakyBucket, type SlidingWindowLimit, slidingWindow, type TokenBucketLimit, tokenBucket } from '../lambda/engine/limits';
+export {
+  type BurstCredit,
+  durationMs,
+  type LeakyBucketLimit,
+  type Limit,
+  leakyBucket,
+  type SlidingWindowLimit,
+  slidingWindow,
+  type TokenBucketLimit,
+  tokenBucket,
+} from '../lambda/engine/limits';
 export { LIMITS_ROUTE, LlmRateLimiter } from './llm-rate-limiter';
 export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';

@@ -1,5 +1,14 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,13 +16,19 @@ import { type Duration, RemovalPolicy, Stage } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { Construct } from 'constructs';
+import type { Construct } from 'constructs';
 import { acknowledge } from './acknowledge';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** The handlers the package ships, bundled when the package is built (scripts/build.mjs). */
-export type LimiterFunctionName = 'authorizer' | 'proxy' | 'limits' | 'auto-brake' | 'brake-mirror' | 'config-publisher';
+export type LimiterFunctionName =
+  | 'authorizer'
+  | 'proxy'
+  | 'limits'
+  | 'auto-brake'
+  | 'brake-mirror'
+  | 'config-publisher';
 
 /**
  * Where the prebuilt handler lives: beside the compiled library in the installed package
@@ -22,7 +37,8 @@ export type LimiterFunctionName = 'authorizer' | 'proxy' | 'limits' | 'auto-brak
 function bundleDir(name: LimiterFunctionName): string {
   const candidates = [path.join(here, 'lambda', name), path.join(here, '..', 'dist', 'lambda', name)];
   const found = candidates.find((dir) => existsSync(path.join(dir, 'index.js')));
-  if (!found) throw new Error(`the prebuilt ${name} handler is missing (looked in ${candidates.join(', ')}): run npm run build`);
+  if (!found)
+    throw new Error(`the prebuilt ${name} handler is missing (looked in ${candidates.join(', ')}): run npm run build`);
   return found;
 }
 
@@ -48,8 +64,14 @@ export interface LimiterFunctionProps {
  */
 export class LimiterFunction extends lambda.Function {
   constructor(scope: Construct, id: string, props: LimiterFunctionProps) {
-    const logGroup = new logs.LogGroup(scope, `${id}Logs`, { retention: props.logRetention, removalPolicy: RemovalPolicy.DESTROY });
-    const role = new iam.Role(scope, `${id}Role`, { assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'), description: `LLM rate limiter ${id} function` });
+    const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
+      retention: props.logRetention,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const role = new iam.Role(scope, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `LLM rate limiter ${id} function`,
+    });
     logGroup.grantWrite(role);
     super(scope, id, {
       runtime: lambda.Runtime.NODEJS_22_X,
@@ -62,9 +84,14 @@ export class LimiterFunction extends lambda.Function {
       description: props.description,
       role,
       logGroup,
-      ...(props.reservedConcurrentExecutions !== undefined ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions } : {}),
+      ...(props.reservedConcurrentExecutions !== undefined
+        ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions }
+        : {}),
     });
-    acknowledge(this, { id: 'AwsSolutions::AwsSolutions-L1', reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).' });
+    acknowledge(this, {
+      id: 'AwsSolutions::AwsSolutions-L1',
+      reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).',
+    });
   }
 }
 
@@ -79,7 +106,11 @@ function stage(scope: Construct, handler: LimiterFunctionName, configValue: unkn
   const hash = createHash('sha256');
   for (const file of files) hash.update(file).update(readFileSync(path.join(source, file)));
   if (config) hash.update(config);
-  const dir = path.join(Stage.of(scope)?.outdir ?? mkdtempSync(path.join(tmpdir(), 'limiter-')), '.limiter-staging', `${handler}-${hash.digest('hex').slice(0, 16)}`);
+  const dir = path.join(
+    Stage.of(scope)?.outdir ?? mkdtempSync(path.join(tmpdir(), 'limiter-')),
+    '.limiter-staging',
+    `${handler}-${hash.digest('hex').slice(0, 16)}`,
+  );
   if (!existsSync(dir)) {
     // Staged whole or not at all: an interrupted synth never leaves a half-copied folder behind to reuse.
     const partial = `${dir}.${process.pid}.partial`;

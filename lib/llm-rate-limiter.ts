@@ -8,13 +8,25 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment, USAGE_PAGE_ROUTE, USAGE_PAGE_THROTTLE } from '../lambda/gateway/api';
+import {
+  apiRoutes,
+  FUNCTION_SETTINGS,
+  functionEnvironment,
+  proxyEnvironment,
+  USAGE_PAGE_ROUTE,
+  USAGE_PAGE_THROTTLE,
+} from '../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
 import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
-import { DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY, type LlmRateLimiterProps, REQUESTS_PER_SECOND_PER_AUTHORIZER, validateProps } from './props';
+import {
+  DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
+  type LlmRateLimiterProps,
+  REQUESTS_PER_SECOND_PER_AUTHORIZER,
+  validateProps,
+} from './props';
 
 export { LIMITS_ROUTE } from '../lambda/gateway/api';
 
@@ -71,7 +83,8 @@ export class LlmRateLimiter extends Construct {
       description: 'LLM rate limiter: identity, brake, layered limits',
       ...(reserved === false ? {} : { reservedConcurrentExecutions: reserved }),
     });
-    const throttlingRateLimit = props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
+    const throttlingRateLimit =
+      props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
     const streamTimeout = props.streamTimeout ?? Duration.minutes(5);
     this.proxyFunction = new LimiterFunction(this, 'Proxy', {
       ...common,
@@ -79,9 +92,22 @@ export class LlmRateLimiter extends Construct {
       memorySize: FUNCTION_SETTINGS.proxy.memorySize,
       timeout: streamTimeout,
       description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
-      environment: { ...environment, ...proxyEnvironment(props.upstreamBaseUrl, props.upstreamApiKeySecret.secretArn, (props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds()) },
+      environment: {
+        ...environment,
+        ...proxyEnvironment(
+          props.upstreamBaseUrl,
+          props.upstreamApiKeySecret.secretArn,
+          (props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds(),
+        ),
+      },
     });
-    this.limitsFunction = new LimiterFunction(this, 'LimitsFunction', { ...common, handler: 'limits', memorySize: FUNCTION_SETTINGS.limits.memorySize, timeout: Duration.seconds(FUNCTION_SETTINGS.limits.timeoutSeconds), description: 'LLM rate limiter: GET /v1/limits' });
+    this.limitsFunction = new LimiterFunction(this, 'LimitsFunction', {
+      ...common,
+      handler: 'limits',
+      memorySize: FUNCTION_SETTINGS.limits.memorySize,
+      timeout: Duration.seconds(FUNCTION_SETTINGS.limits.timeoutSeconds),
+      description: 'LLM rate limiter: GET /v1/limits',
+    });
 
     // Least privilege: each function gets the actions it calls, on this table, parameter and secret only.
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
@@ -99,19 +125,34 @@ export class LlmRateLimiter extends Construct {
       environment: { TABLE_NAME: this.table.tableName, BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName },
       description: 'LLM rate limiter: copies the brake parameter into the table the functions read',
     });
-    this.brakeMirrorFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }));
+    this.brakeMirrorFunction.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
+    );
     this.table.grant(this.brakeMirrorFunction, 'dynamodb:UpdateItem');
     const mirrorTarget = new targets.LambdaFunction(this.brakeMirrorFunction, { retryAttempts: 2 });
     new events.Rule(this, 'BrakeChanged', {
       description: 'LLM rate limiter: mirror the brake when its parameter changes',
-      eventPattern: { source: ['aws.ssm'], detailType: ['Parameter Store Change'], detail: { name: [this.brakeParameter.parameterName] } },
+      eventPattern: {
+        source: ['aws.ssm'],
+        detailType: ['Parameter Store Change'],
+        detail: { name: [this.brakeParameter.parameterName] },
+      },
       targets: [mirrorTarget],
     });
-    new events.Rule(this, 'BrakeReconcile', { description: 'LLM rate limiter: mirror the brake once a minute (change events are best effort)', schedule: events.Schedule.rate(Duration.minutes(1)), targets: [mirrorTarget] });
+    new events.Rule(this, 'BrakeReconcile', {
+      description: 'LLM rate limiter: mirror the brake once a minute (change events are best effort)',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [mirrorTarget],
+    });
     // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
     // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.
     const secret = props.upstreamApiKeySecret;
-    this.proxyFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`] }));
+    this.proxyFunction.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
+      }),
+    );
     // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
     secret.encryptionKey?.grantDecrypt(this.proxyFunction);
 
@@ -119,17 +160,34 @@ export class LlmRateLimiter extends Construct {
     this.api = new apigw.RestApi(this, 'Api', {
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
-      ...(props.cloudWatchRole === false ? { cloudWatchRole: false } : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
+      ...(props.cloudWatchRole === false
+        ? { cloudWatchRole: false }
+        : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
       deployOptions: {
         stageName: props.stageName ?? 'live',
         throttlingRateLimit,
         throttlingBurstLimit: props.throttlingBurstLimit ?? 2 * throttlingRateLimit,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({ caller: false, httpMethod: true, ip: true, protocol: true, requestTime: true, resourcePath: true, responseLength: true, status: true, user: true }),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
+          caller: false,
+          httpMethod: true,
+          ip: true,
+          protocol: true,
+          requestTime: true,
+          resourcePath: true,
+          responseLength: true,
+          status: true,
+          user: true,
+        }),
         tracingEnabled: true,
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         // The usage page needs no key (it is static; its data comes from /v1/limits with one): its own small throttle.
-        methodOptions: { [`${USAGE_PAGE_ROUTE}/GET`]: { throttlingRateLimit: USAGE_PAGE_THROTTLE.rateLimit, throttlingBurstLimit: USAGE_PAGE_THROTTLE.burstLimit } },
+        methodOptions: {
+          [`${USAGE_PAGE_ROUTE}/GET`]: {
+            throttlingRateLimit: USAGE_PAGE_THROTTLE.rateLimit,
+            throttlingBurstLimit: USAGE_PAGE_THROTTLE.burstLimit,
+          },
+        },
       },
     });
     const authorizer = new apigw.RequestAuthorizer(this, 'RequestAuthorizer', {
@@ -146,17 +204,31 @@ export class LlmRateLimiter extends Construct {
       });
     }
     const integrations = {
-      proxy: new apigw.LambdaIntegration(this.proxyFunction, { responseTransferMode: apigw.ResponseTransferMode.STREAM, timeout: streamTimeout }),
+      proxy: new apigw.LambdaIntegration(this.proxyFunction, {
+        responseTransferMode: apigw.ResponseTransferMode.STREAM,
+        timeout: streamTimeout,
+      }),
       limits: new apigw.LambdaIntegration(this.limitsFunction),
     };
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
     for (const route of apiRoutes(config.endpoints)) {
-      const method = this.resourceFor(route.path).addMethod(route.method, integrations[route.integration], route.authorized ? methodOptions : { authorizationType: apigw.AuthorizationType.NONE });
+      const method = this.resourceFor(route.path).addMethod(
+        route.method,
+        integrations[route.integration],
+        route.authorized ? methodOptions : { authorizationType: apigw.AuthorizationType.NONE },
+      );
       if (!route.authorized) {
         acknowledge(
           method,
-          { id: 'AwsSolutions::AwsSolutions-APIG4', reason: 'The usage page is static HTML with no data in it; the data it shows comes from GET /v1/limits, which the authorizer guards. Its own stage throttle bounds what it costs.' },
-          { id: 'AwsSolutions::AwsSolutions-COG4', reason: 'The usage page is static HTML with no data in it: nothing to authorize.' },
+          {
+            id: 'AwsSolutions::AwsSolutions-APIG4',
+            reason:
+              'The usage page is static HTML with no data in it; the data it shows comes from GET /v1/limits, which the authorizer guards. Its own stage throttle bounds what it costs.',
+          },
+          {
+            id: 'AwsSolutions::AwsSolutions-COG4',
+            reason: 'The usage page is static HTML with no data in it: nothing to authorize.',
+          },
         );
       }
     }
@@ -172,7 +244,10 @@ export class LlmRateLimiter extends Construct {
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
     });
     this.publishConfig(config, retention);
-    new CfnOutput(this, 'AlarmTopicArn', { value: this.observability.alarmTopic.topicArn, description: 'Subscribe operators here' });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.observability.alarmTopic.topicArn,
+      description: 'Subscribe operators here',
+    });
     this.acknowledgeNagFindings();
     this.baseUrl = `${this.api.url}v1`;
     new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });
@@ -208,22 +283,49 @@ export class LlmRateLimiter extends Construct {
 
   /** Lets `grantee` flip and read the brake (an operator role, an automation). */
   grantBrake(grantee: iam.IGrantable): iam.Grant {
-    return iam.Grant.addToPrincipal({ grantee, actions: ['ssm:GetParameter', 'ssm:PutParameter'], resourceArns: [this.brakeParameter.parameterArn] });
+    return iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['ssm:GetParameter', 'ssm:PutParameter'],
+      resourceArns: [this.brakeParameter.parameterArn],
+    });
   }
 
   /** Lets `grantee` run the admin CLI: tenants, keys and usage in the table. */
   grantAdmin(grantee: iam.IGrantable): iam.Grant {
-    return this.table.grant(grantee, 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Scan', 'dynamodb:ConditionCheckItem');
+    return this.table.grant(
+      grantee,
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:UpdateItem',
+      'dynamodb:Scan',
+      'dynamodb:ConditionCheckItem',
+    );
   }
 
   /** cdk-nag (AwsSolutions) findings this construct keeps on purpose, each with its reason. */
   private acknowledgeNagFindings(): void {
     acknowledge(
       this.api,
-      { id: 'AwsSolutions::AwsSolutions-APIG2', reason: 'Request bodies are validated by the proxy, so that errors come back in OpenAI’s error shape naming the field.' },
-      { id: 'AwsSolutions::AwsSolutions-COG4', reason: 'Clients authenticate with API keys (OpenAI-compatible Bearer tokens) checked by the Lambda REQUEST authorizer, not Cognito.' },
-      { id: 'AwsSolutions::AwsSolutions-APIG3', reason: 'Attaching a WAF web ACL is left to the user; abuse and rate limiting per tenant are what this construct does.' },
-      { id: 'AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]', reason: 'The account-level role API Gateway needs to write access and execution logs; this AWS managed policy is the documented way.' },
+      {
+        id: 'AwsSolutions::AwsSolutions-APIG2',
+        reason:
+          'Request bodies are validated by the proxy, so that errors come back in OpenAI’s error shape naming the field.',
+      },
+      {
+        id: 'AwsSolutions::AwsSolutions-COG4',
+        reason:
+          'Clients authenticate with API keys (OpenAI-compatible Bearer tokens) checked by the Lambda REQUEST authorizer, not Cognito.',
+      },
+      {
+        id: 'AwsSolutions::AwsSolutions-APIG3',
+        reason:
+          'Attaching a WAF web ACL is left to the user; abuse and rate limiting per tenant are what this construct does.',
+      },
+      {
+        id: 'AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        reason:
+          'The account-level role API Gateway needs to write access and execution logs; this AWS managed policy is the documented way.',
+      },
     );
   }
 

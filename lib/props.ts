@@ -3,7 +3,16 @@ import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
-import { type EndpointConfig, type FailureMode, type Layer, type LimiterConfig, type LimitSpec, type PenaltyPolicy, type Plan, parseConfig } from '../lambda/engine/plans';
+import {
+  type EndpointConfig,
+  type FailureMode,
+  type Layer,
+  type LimiterConfig,
+  type LimitSpec,
+  type PenaltyPolicy,
+  type Plan,
+  parseConfig,
+} from '../lambda/engine/plans';
 
 export interface LlmRateLimiterProps {
   /** Plans by name; a tenant item names its plan. Built with the plan helpers (requestsPerMinute, tokensPerDay, ...). */
@@ -101,9 +110,16 @@ export const DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY = 50;
 /** Where a prop problem is, and what to do about it. */
 type Problems = string[];
 
-function durationAtMost(problems: Problems, prop: string, value: Duration | undefined, max: Duration, fix: string): void {
+function durationAtMost(
+  problems: Problems,
+  prop: string,
+  value: Duration | undefined,
+  max: Duration,
+  fix: string,
+): void {
   if (value === undefined || Token.isUnresolved(value.toMilliseconds({ integral: false }))) return;
-  if (value.toMilliseconds() < 0 || value.toMilliseconds() > max.toMilliseconds()) problems.push(`${prop} is ${value.toHumanString()}; ${fix}`);
+  if (value.toMilliseconds() < 0 || value.toMilliseconds() > max.toMilliseconds())
+    problems.push(`${prop} is ${value.toHumanString()}; ${fix}`);
 }
 
 /**
@@ -116,7 +132,10 @@ function propPath(message: string): string {
     .replace(/^config\.global\.shards/, 'globalShards')
     .replace(/^config\.global/, 'globalLimits')
     .replace(/^config\.endpoints\.(\/[^.:\s]*)/, (_m, route: string) => `endpoints['${route}']`)
-    .replace(/^config\.plans\.([^.:\s]+)\.endpoints\.(\/[^.:\s]*)/, (_m, plan: string, route: string) => `plans.${plan}.endpoints['${route}']`)
+    .replace(
+      /^config\.plans\.([^.:\s]+)\.endpoints\.(\/[^.:\s]*)/,
+      (_m, plan: string, route: string) => `plans.${plan}.endpoints['${route}']`,
+    )
     .replace(/^config\./, '')
     .replace(/^config: /, '')
     .replace(/config\.endpoints/g, 'endpoints');
@@ -142,34 +161,73 @@ function checkPart(problems: Problems, raw: Record<string, unknown>): boolean {
 export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter'): LimiterConfig {
   const problems: Problems = [];
   if (!Token.isUnresolved(props.upstreamBaseUrl) && !/^https?:\/\/[^\s/]+/.test(props.upstreamBaseUrl)) {
-    problems.push(`upstreamBaseUrl is ${JSON.stringify(props.upstreamBaseUrl)}; give an absolute http(s) URL such as https://api.openai.com/v1`);
+    problems.push(
+      `upstreamBaseUrl is ${JSON.stringify(props.upstreamBaseUrl)}; give an absolute http(s) URL such as https://api.openai.com/v1`,
+    );
   }
-  durationAtMost(problems, 'keyCacheTtl', props.keyCacheTtl, Duration.seconds(60), 'use at most 60 seconds (it is how long a revoked key keeps working)');
-  durationAtMost(problems, 'brakeCacheTtl', props.brakeCacheTtl, Duration.seconds(5), 'use at most 5 seconds so the brake takes effect quickly');
-  durationAtMost(problems, 'streamTimeout', props.streamTimeout, Duration.minutes(15), 'API Gateway streams for at most 15 minutes');
+  durationAtMost(
+    problems,
+    'keyCacheTtl',
+    props.keyCacheTtl,
+    Duration.seconds(60),
+    'use at most 60 seconds (it is how long a revoked key keeps working)',
+  );
+  durationAtMost(
+    problems,
+    'brakeCacheTtl',
+    props.brakeCacheTtl,
+    Duration.seconds(5),
+    'use at most 5 seconds so the brake takes effect quickly',
+  );
+  durationAtMost(
+    problems,
+    'streamTimeout',
+    props.streamTimeout,
+    Duration.minutes(15),
+    'API Gateway streams for at most 15 minutes',
+  );
   durationAtMost(problems, 'clockSkew', props.clockSkew, Duration.seconds(5), 'use at most 5 seconds');
-  if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10) problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
+  if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10)
+    problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
   for (const [prop, value] of [
     ['throttlingRateLimit', props.throttlingRateLimit],
     ['throttlingBurstLimit', props.throttlingBurstLimit],
   ] as const) {
-    if (value !== undefined && !(Number.isFinite(value) && value > 0)) problems.push(`${prop} is ${value}; give a positive number of requests`);
+    if (value !== undefined && !(Number.isFinite(value) && value > 0))
+      problems.push(`${prop} is ${value}; give a positive number of requests`);
   }
   const reserved = props.authorizerReservedConcurrency;
-  if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1)) problems.push(`authorizerReservedConcurrency is ${reserved}; give a whole number of executions >= 1, or false for no reservation`);
+  if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1))
+    problems.push(
+      `authorizerReservedConcurrency is ${reserved}; give a whole number of executions >= 1, or false for no reservation`,
+    );
   for (const [route, endpoint] of Object.entries(props.endpoints ?? {})) {
-    if (!/^\/v1\/[a-z0-9/_-]+$/.test(route)) problems.push(`endpoints['${route}'] is not an API path: use paths such as /v1/chat/completions`);
+    if (!/^\/v1\/[a-z0-9/_-]+$/.test(route))
+      problems.push(`endpoints['${route}'] is not an API path: use paths such as /v1/chat/completions`);
     const max = endpoint?.maxBodyBytes;
     if (max !== undefined && max > MAX_BODY_BYTES_LIMIT) {
-      problems.push(`endpoints['${route}'].maxBodyBytes is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double when API Gateway puts it in the event`);
+      problems.push(
+        `endpoints['${route}'].maxBodyBytes is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double when API Gateway puts it in the event`,
+      );
     }
   }
-  if (props.automaticBrake && !(props.automaticBrake.spendPerHourUsd > 0)) problems.push(`automaticBrake.spendPerHourUsd is ${props.automaticBrake.spendPerHourUsd}; give a positive number of USD per hour`);
-  durationAtMost(problems, 'automaticBrake.brakeFor', props.automaticBrake?.brakeFor, Duration.days(7), 'use at most 7 days (release by hand sooner)');
+  if (props.automaticBrake && !(props.automaticBrake.spendPerHourUsd > 0))
+    problems.push(
+      `automaticBrake.spendPerHourUsd is ${props.automaticBrake.spendPerHourUsd}; give a positive number of USD per hour`,
+    );
+  durationAtMost(
+    problems,
+    'automaticBrake.brakeFor',
+    props.automaticBrake?.brakeFor,
+    Duration.days(7),
+    'use at most 7 days (release by hand sooner)',
+  );
   for (const [prop, value] of Object.entries(props.alarms ?? {})) {
-    if (typeof value === 'number' && !(value > 0)) problems.push(`alarms.${prop} is ${value}; give a positive threshold, or false to turn the alarm off`);
+    if (typeof value === 'number' && !(value > 0))
+      problems.push(`alarms.${prop} is ${value}; give a positive threshold, or false to turn the alarm off`);
   }
-  if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName)) problems.push(`stageName is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
+  if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName))
+    problems.push(`stageName is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
 
   // The configuration, part by part: the endpoints first (the plans refer to them), then each plan and the rest.
   const json = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
@@ -182,12 +240,21 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     } else {
       checkPart(problems, { plans, endpoints });
     }
-    if (props.globalLimits) checkPart(problems, { plans: placeholder, endpoints, global: json({ limits: props.globalLimits, shards: props.globalShards ?? 8 }) });
-    if (props.failureModes) checkPart(problems, { plans: placeholder, endpoints, failureModes: json(props.failureModes) });
+    if (props.globalLimits)
+      checkPart(problems, {
+        plans: placeholder,
+        endpoints,
+        global: json({ limits: props.globalLimits, shards: props.globalShards ?? 8 }),
+      });
+    if (props.failureModes)
+      checkPart(problems, { plans: placeholder, endpoints, failureModes: json(props.failureModes) });
     if (props.penalty) checkPart(problems, { plans: placeholder, endpoints, penalty: json(props.penalty) });
   }
   if (problems.length === 1) throw new InvalidLimitError(`${path}: ${problems[0]}`);
-  if (problems.length > 1) throw new InvalidLimitError(`${path}: ${problems.length} props are not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  if (problems.length > 1)
+    throw new InvalidLimitError(
+      `${path}: ${problems.length} props are not valid:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+    );
   return parseConfig(
     json({
       plans: props.plans,

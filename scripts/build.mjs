@@ -19,9 +19,19 @@ const dist = join(root, 'dist');
 const lambdaOnly = process.argv.includes('--lambda');
 const FUNCTIONS = ['authorizer', 'proxy', 'limits', 'auto-brake', 'brake-mirror', 'config-publisher'];
 
-const common = { bundle: true, platform: 'node', format: 'cjs', target: 'node20', logLevel: 'warning', legalComments: 'none' };
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  logLevel: 'warning',
+  legalComments: 'none',
+};
 // import.meta.url has no CommonJS meaning: give it the file's own URL.
-const importMetaUrl = { define: { 'import.meta.url': '__importMetaUrl' }, banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" } };
+const importMetaUrl = {
+  define: { 'import.meta.url': '__importMetaUrl' },
+  banner: { js: "const __importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+};
 
 rmSync(lambdaOnly ? join(dist, 'lambda') : dist, { recursive: true, force: true });
 mkdirSync(dist, { recursive: true });
@@ -30,17 +40,46 @@ writeFileSync(join(dist, 'package.json'), `${JSON.stringify({ type: 'commonjs' }
 
 await Promise.all(
   FUNCTIONS.map((name) =>
-    build({ ...common, entryPoints: [join(root, 'lambda', name, 'index.ts')], outfile: join(dist, 'lambda', name, 'index.js'), target: 'node22', minify: true, sourcemap: true, sourcesContent: false }),
+    build({
+      ...common,
+      entryPoints: [join(root, 'lambda', name, 'index.ts')],
+      outfile: join(dist, 'lambda', name, 'index.js'),
+      target: 'node22',
+      minify: true,
+      sourcemap: true,
+      sourcesContent: false,
+    }),
   ),
 );
 
 if (!lambdaOnly) {
   const cdk = ['aws-cdk-lib', 'aws-cdk-lib/*', 'constructs'];
   await Promise.all([
-    build({ ...common, ...importMetaUrl, entryPoints: [join(root, 'lib', 'index.ts')], outfile: join(dist, 'index.js'), external: cdk }),
+    build({
+      ...common,
+      ...importMetaUrl,
+      entryPoints: [join(root, 'lib', 'index.ts')],
+      outfile: join(dist, 'index.js'),
+      external: cdk,
+    }),
     // The engine for use outside Lambda: the user brings the DynamoDB client (optional peer dependencies).
-    build({ ...common, entryPoints: [join(root, 'lib', 'engine.ts')], outfile: join(dist, 'engine.js'), external: ['@aws-sdk/*'] }),
-    build({ ...common, ...importMetaUrl, entryPoints: [join(root, 'lib', 'cli', 'bin.ts')], outfile: join(dist, 'cli.js'), banner: { js: `#!/usr/bin/env node\n${importMetaUrl.banner.js}` } }),
+    build({
+      ...common,
+      entryPoints: [join(root, 'lib', 'engine.ts')],
+      outfile: join(dist, 'engine.js'),
+      external: ['@aws-sdk/*'],
+    }),
+    build({
+      ...common,
+      ...importMetaUrl,
+      entryPoints: [join(root, 'lib', 'cli', 'bin.ts')],
+      outfile: join(dist, 'cli.js'),
+      banner: { js: `#!/usr/bin/env node\n${importMetaUrl.banner.js}` },
+    }),
   ]);
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
+  execFileSync(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json')],
+    { stdio: 'inherit' },
+  );
 }

@@ -21,8 +21,17 @@ export interface AuthorizerDeps {
 }
 
 /** One metric line per decision: outcome (and, for a denial, the layer and code that decided it). */
-function count(deps: AuthorizerDeps, outcome: string, extra: Record<string, string> = {}, properties: Record<string, string> = {}): void {
-  (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Outcome: outcome, ...extra }, metrics: { Decisions: { value: 1, unit: 'Count' } }, properties });
+function count(
+  deps: AuthorizerDeps,
+  outcome: string,
+  extra: Record<string, string> = {},
+  properties: Record<string, string> = {},
+): void {
+  (deps.metrics ?? putMetrics)({
+    dimensions: { Function: 'authorizer', Outcome: outcome, ...extra },
+    metrics: { Decisions: { value: 1, unit: 'Count' } },
+    properties,
+  });
 }
 
 type Context = Record<string, string | number | boolean>;
@@ -33,10 +42,18 @@ export const unauthorized = (): Error => new Error('Unauthorized');
 /** Context values are strings in gateway-response templates: keep a message JSON-safe. */
 const jsonSafe = (text: string): string => JSON.stringify(text).slice(1, -1);
 
-function policy(effect: 'Allow' | 'Deny', event: APIGatewayRequestAuthorizerEvent, principal: string, context: Context): APIGatewayAuthorizerResult {
+function policy(
+  effect: 'Allow' | 'Deny',
+  event: APIGatewayRequestAuthorizerEvent,
+  principal: string,
+  context: Context,
+): APIGatewayAuthorizerResult {
   return {
     principalId: principal,
-    policyDocument: { Version: '2012-10-17', Statement: [{ Action: 'execute-api:Invoke', Effect: effect, Resource: event.methodArn }] },
+    policyDocument: {
+      Version: '2012-10-17',
+      Statement: [{ Action: 'execute-api:Invoke', Effect: effect, Resource: event.methodArn }],
+    },
     context,
   };
 }
@@ -57,7 +74,14 @@ function limitContext(limits: readonly LimitOutcome[], focus?: LimitOutcome): Co
   };
 }
 
-function deny(event: APIGatewayRequestAuthorizerEvent, identity: Identity, code: string, message: string, retryAfterMs: number, extra: Context = {}): APIGatewayAuthorizerResult {
+function deny(
+  event: APIGatewayRequestAuthorizerEvent,
+  identity: Identity,
+  code: string,
+  message: string,
+  retryAfterMs: number,
+  extra: Context = {},
+): APIGatewayAuthorizerResult {
   return policy('Deny', event, `${identity.tenant}:${identity.user}`, {
     limit: '',
     remaining: '',
@@ -76,7 +100,11 @@ function deny(event: APIGatewayRequestAuthorizerEvent, identity: Identity, code:
  * The front door: who is calling, is the brake on, and do the tenant's, user's, endpoint's and
  * global limits (in that order, first hit wins) let this request through.
  */
-export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, requestId: string): Promise<APIGatewayAuthorizerResult> {
+export async function authorize(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  requestId: string,
+): Promise<APIGatewayAuthorizerResult> {
   const route = event.resource ?? event.path ?? '';
   const base = { requestId, route };
   // The brake is read while the key is looked up (both are needed, neither depends on the other).
@@ -89,7 +117,7 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     throw unauthorized();
   }
   const record = await deps.directory.key(hashKey(credential.key));
-  if (!record || record.status !== 'active') {
+  if (record?.status !== 'active') {
     deps.log({ ...base, outcome: 'unauthorized', reason: record ? 'revoked key' : 'unknown key' });
     count(deps, 'unauthorized');
     throw unauthorized();
@@ -108,7 +136,13 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
     deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
     count(deps, 'denied', { Layer: 'brake', Code: 'brake' });
-    return deny(event, identity, 'brake', `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}. Retry after the time given in Retry-After.`, waitMs);
+    return deny(
+      event,
+      identity,
+      'brake',
+      `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}. Retry after the time given in Retry-After.`,
+      waitMs,
+    );
   }
 
   let tenant: TenantRecord | undefined;
@@ -118,19 +152,47 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
     if (!(err instanceof InvalidLimitError)) throw err;
     return misconfigured(event, deps, identity, who, 'tenant_config_invalid', err.message);
   }
-  if (!tenant) return misconfigured(event, deps, identity, who, 'tenant_unknown', `key belongs to tenant ${identity.tenant}, which does not exist`);
+  if (!tenant)
+    return misconfigured(
+      event,
+      deps,
+      identity,
+      who,
+      'tenant_unknown',
+      `key belongs to tenant ${identity.tenant}, which does not exist`,
+    );
 
   try {
     const verdict = await deps.limiter.admit(identity, tenant, route);
     const shadowDenied = verdict.limits.filter((l) => l.spec.shadow && !l.decision.allowed).map((l) => l.code);
-    for (const code of shadowDenied) deps.log({ ...who, outcome: 'shadow_denied', code, message: 'a shadow limit would have denied this request' });
-    const common = { plan: tenant.plan, shard: verdict.shard, shadow: shadowDenied.join(','), failedOpen: verdict.failedOpen.join(',') };
-    for (const layer of verdict.failedOpen) (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Layer: layer, FailureMode: 'open' }, metrics: { StoreFailures: { value: 1, unit: 'Count' } } });
+    for (const code of shadowDenied)
+      deps.log({ ...who, outcome: 'shadow_denied', code, message: 'a shadow limit would have denied this request' });
+    const common = {
+      plan: tenant.plan,
+      shard: verdict.shard,
+      shadow: shadowDenied.join(','),
+      failedOpen: verdict.failedOpen.join(','),
+    };
+    for (const layer of verdict.failedOpen)
+      (deps.metrics ?? putMetrics)({
+        dimensions: { Function: 'authorizer', Layer: layer, FailureMode: 'open' },
+        metrics: { StoreFailures: { value: 1, unit: 'Count' } },
+      });
     for (const code of shadowDenied) count(deps, 'shadow_denied', { Code: code });
     if (verdict.allowed) {
-      deps.log({ ...who, outcome: 'allowed', ...(verdict.failedOpen.length ? { failedOpen: verdict.failedOpen } : {}) });
+      deps.log({
+        ...who,
+        outcome: 'allowed',
+        ...(verdict.failedOpen.length ? { failedOpen: verdict.failedOpen } : {}),
+      });
       count(deps, 'allowed', { Tenant: identity.tenant }, { user: identity.user });
-      return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: route, ...common, ...limitContext(verdict.limits) });
+      return policy('Allow', event, `${identity.tenant}:${identity.user}`, {
+        tenant: identity.tenant,
+        user: identity.user,
+        endpoint: route,
+        ...common,
+        ...limitContext(verdict.limits),
+      });
     }
     const code = verdict.code ?? 'rate_limited';
     const seconds = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
@@ -138,16 +200,26 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
       ? `Rate limit exceeded (${code}), and requests kept coming while limited: retry after ${seconds} s.`
       : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
     deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
-    count(deps, 'denied', { Layer: verdict.denied?.layer ?? 'penalty', Code: code }, { tenant: identity.tenant, user: identity.user });
+    count(
+      deps,
+      'denied',
+      { Layer: verdict.denied?.layer ?? 'penalty', Code: code },
+      { tenant: identity.tenant, user: identity.user },
+    );
     const headers = limitContext(verdict.limits, verdict.denied ?? verdict.limits.find((l) => l.code === code));
     // In the penalty box nothing is left until Retry-After, whatever the buckets say: the headers say so too.
-    const penalty: Context = verdict.penalized ? { remaining: 0, reset: seconds, rateLimit: `"${code}";r=0;t=${seconds}` } : {};
+    const penalty: Context = verdict.penalized
+      ? { remaining: 0, reset: seconds, rateLimit: `"${code}";r=0;t=${seconds}` }
+      : {};
     return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...headers, ...penalty });
   } catch (err) {
     if (err instanceof UnknownPlanError) return misconfigured(event, deps, identity, who, 'plan_unknown', err.message);
     if (err instanceof LayerUnavailableError) {
       deps.log({ ...who, level: 'error', outcome: 'unavailable', layer: err.layer, message: err.message });
-      (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer', Layer: err.layer, FailureMode: 'closed' }, metrics: { StoreFailures: { value: 1, unit: 'Count' } } });
+      (deps.metrics ?? putMetrics)({
+        dimensions: { Function: 'authorizer', Layer: err.layer, FailureMode: 'closed' },
+        metrics: { StoreFailures: { value: 1, unit: 'Count' } },
+      });
     }
     throw err;
   }
@@ -159,14 +231,35 @@ export async function authorize(event: APIGatewayRequestAuthorizerEvent, deps: A
  * request goes on to the function, which answers 500 in OpenAI's error shape with `code` and calls
  * nothing upstream; the authorizer logs it loudly and counts it (TenantMisconfigured, alarmed).
  */
-function misconfigured(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, identity: Identity, who: Record<string, unknown>, code: 'tenant_config_invalid' | 'tenant_unknown' | 'plan_unknown', message: string): APIGatewayAuthorizerResult {
+function misconfigured(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  identity: Identity,
+  who: Record<string, unknown>,
+  code: 'tenant_config_invalid' | 'tenant_unknown' | 'plan_unknown',
+  message: string,
+): APIGatewayAuthorizerResult {
   deps.log({ ...who, level: 'error', outcome: 'misconfigured', code, message });
-  (deps.metrics ?? putMetrics)({ dimensions: { Function: 'authorizer' }, metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } }, properties: { code, tenant: identity.tenant } });
-  return policy('Allow', event, `${identity.tenant}:${identity.user}`, { tenant: identity.tenant, user: identity.user, endpoint: String(who.route), configError: code });
+  (deps.metrics ?? putMetrics)({
+    dimensions: { Function: 'authorizer' },
+    metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } },
+    properties: { code, tenant: identity.tenant },
+  });
+  return policy('Allow', event, `${identity.tenant}:${identity.user}`, {
+    tenant: identity.tenant,
+    user: identity.user,
+    endpoint: String(who.route),
+    configError: code,
+  });
 }
 
 /** GET /v1/limits: allowed within the user's own per-minute budget; logged either way. */
-async function limitsRead(event: APIGatewayRequestAuthorizerEvent, deps: AuthorizerDeps, identity: Identity, who: Record<string, unknown>): Promise<APIGatewayAuthorizerResult> {
+async function limitsRead(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  identity: Identity,
+  who: Record<string, unknown>,
+): Promise<APIGatewayAuthorizerResult> {
   const principal = `${identity.tenant}:${identity.user}`;
   const context = { tenant: identity.tenant, user: identity.user, endpoint: String(who.route) };
   let outcome: LimitOutcome;
@@ -185,5 +278,12 @@ async function limitsRead(event: APIGatewayRequestAuthorizerEvent, deps: Authori
   const seconds = retryAfterSeconds(outcome.decision.retryAfterMs);
   deps.log({ ...who, outcome: 'denied', code: outcome.code, retryAfter: seconds });
   count(deps, 'denied', { Layer: 'user', Code: outcome.code });
-  return deny(event, identity, outcome.code, `Too many requests for your limits (${outcome.code}): retry after ${seconds} s.`, outcome.decision.retryAfterMs, limitContext([outcome], outcome));
+  return deny(
+    event,
+    identity,
+    outcome.code,
+    `Too many requests for your limits (${outcome.code}): retry after ${seconds} s.`,
+    outcome.decision.retryAfterMs,
+    limitContext([outcome], outcome),
+  );
 }

@@ -51,13 +51,25 @@ export function ssmBrakeReader(client: SSMClient, parameterName: string): BrakeR
   };
 }
 
-export function mirrorBrakeReader(doc: DynamoDBDocumentClient, tableName: string, parameterName: string, shards = BRAKE_MIRROR_SHARDS): BrakeReader {
+export function mirrorBrakeReader(
+  doc: DynamoDBDocumentClient,
+  tableName: string,
+  parameterName: string,
+  shards = BRAKE_MIRROR_SHARDS,
+): BrakeReader {
   return async (signal) => {
     const key = brakeMirrorKey(parameterName, Math.floor(Math.random() * shards));
-    const out = await doc.send(new GetCommand({ TableName: tableName, Key: { [TABLE.partitionKey]: key } }), { abortSignal: signal });
+    const out = await doc.send(new GetCommand({ TableName: tableName, Key: { [TABLE.partitionKey]: key } }), {
+      abortSignal: signal,
+    });
     // No mirror yet (the first run is at most a minute after a deploy): as a missing parameter.
     if (!out.Item) return { value: '', missing: true, source: 'mirror' };
-    return { value: String(out.Item.value ?? ''), missing: out.Item.missing === true, source: 'mirror', mirroredAt: Number(out.Item.mirroredAt) };
+    return {
+      value: String(out.Item.value ?? ''),
+      missing: out.Item.missing === true,
+      source: 'mirror',
+      mirroredAt: Number(out.Item.mirroredAt),
+    };
   };
 }
 
@@ -103,14 +115,22 @@ export function parseBrake(value: string): BrakeState | undefined {
     untilMs = typeof until === 'string' ? Date.parse(until) : Number.NaN;
     if (Number.isNaN(untilMs)) return undefined;
   }
-  return { enabled, ...(reason ? { reason: reason.slice(0, 200) } : {}), ...(untilMs === undefined ? {} : { until: untilMs }) };
+  return {
+    enabled,
+    ...(reason ? { reason: reason.slice(0, 200) } : {}),
+    ...(untilMs === undefined ? {} : { until: untilMs }),
+  };
 }
 
 /** What an unparseable value means: braked (fail safe), until an operator writes a valid one. */
-const UNREADABLE_BRAKE: BrakeState = { enabled: true, reason: 'the brake parameter holds a value that is not a brake setting (fail safe)' };
+const UNREADABLE_BRAKE: BrakeState = {
+  enabled: true,
+  reason: 'the brake parameter holds a value that is not a brake setting (fail safe)',
+};
 
 /** Is the brake on at `now`? */
-export const isBraked = (state: BrakeState, now: number): boolean => state.enabled && (state.until === undefined || state.until > now);
+export const isBraked = (state: BrakeState, now: number): boolean =>
+  state.enabled && (state.until === undefined || state.until > now);
 
 export interface BrakeOptions {
   /** Where the brake is read: the SSM parameter (client + parameterName) unless `reader` says otherwise. */
@@ -159,13 +179,26 @@ export class Brake {
       this.fetchedAt = now;
       if (reading.missing) {
         this.known = { enabled: false };
-        this.log({ level: 'warn', message: 'brake parameter does not exist: treated as released', parameter: this.options.parameterName, source: reading.source });
+        this.log({
+          level: 'warn',
+          message: 'brake parameter does not exist: treated as released',
+          parameter: this.options.parameterName,
+          source: reading.source,
+        });
         return { ...this.known, source: 'missing' };
       }
       if (reading.mirroredAt !== undefined && now - reading.mirroredAt > BRAKE_MIRROR_STALE_MS) {
         // The mirror function is failing: the value may be old. Loud, and alarmed; still the best there is.
-        this.log({ level: 'error', message: 'BRAKE MIRROR STALE: the brake mirror has not copied the parameter for minutes', parameter: this.options.parameterName, mirroredAt: new Date(reading.mirroredAt).toISOString() });
-        this.options.metrics?.({ dimensions: { Function: 'brake' }, metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } } });
+        this.log({
+          level: 'error',
+          message: 'BRAKE MIRROR STALE: the brake mirror has not copied the parameter for minutes',
+          parameter: this.options.parameterName,
+          mirroredAt: new Date(reading.mirroredAt).toISOString(),
+        });
+        this.options.metrics?.({
+          dimensions: { Function: 'brake' },
+          metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } },
+        });
       }
       const parsed = parseBrake(reading.value);
       if (parsed) {
@@ -174,13 +207,26 @@ export class Brake {
       }
       // Fail safe: whoever wrote it most likely meant to stop traffic. Loud: log line and metric (alarmed).
       this.known = UNREADABLE_BRAKE;
-      this.log({ level: 'error', message: 'BRAKE UNREADABLE: the brake parameter holds a value that is not a brake setting; acting as braked until it is fixed (write on or off)', parameter: this.options.parameterName });
-      this.options.metrics?.({ dimensions: { Function: 'brake' }, metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } } });
+      this.log({
+        level: 'error',
+        message:
+          'BRAKE UNREADABLE: the brake parameter holds a value that is not a brake setting; acting as braked until it is fixed (write on or off)',
+        parameter: this.options.parameterName,
+      });
+      this.options.metrics?.({
+        dimensions: { Function: 'brake' },
+        metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } },
+      });
       return { ...UNREADABLE_BRAKE, source: 'unreadable' };
     } catch (err) {
       // Any failure (network, throttling, permissions): keep serving what we knew.
       this.failedAt = now;
-      this.log({ level: 'error', message: 'brake parameter could not be read', parameter: this.options.parameterName, error: (err as Error).name });
+      this.log({
+        level: 'error',
+        message: 'brake parameter could not be read',
+        parameter: this.options.parameterName,
+        error: (err as Error).name,
+      });
     }
     return this.fallback(true);
   }
@@ -188,7 +234,12 @@ export class Brake {
   private fallback(loud: boolean): BrakeState & { source: BrakeSource } {
     if (this.known) return { ...this.known, source: 'last-known' };
     const fallback = { enabled: this.options.coldStart === 'braked' };
-    if (loud) this.log({ level: 'error', message: `BRAKE UNKNOWN at cold start: acting as ${fallback.enabled ? 'braked' : 'released'} until SSM answers`, parameter: this.options.parameterName });
+    if (loud)
+      this.log({
+        level: 'error',
+        message: `BRAKE UNKNOWN at cold start: acting as ${fallback.enabled ? 'braked' : 'released'} until SSM answers`,
+        parameter: this.options.parameterName,
+      });
     return { ...fallback, source: 'cold-start-fallback' };
   }
 }

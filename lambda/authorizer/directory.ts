@@ -32,7 +32,9 @@ export function extractApiKey(headers: Headers, multi?: MultiHeaders): { key: st
   const values = (name: string): string[] => {
     const found: string[] = [];
     for (const [k, v] of Object.entries(multi ?? {})) if (k.toLowerCase() === name && v) found.push(...v);
-    if (found.length === 0) for (const [k, v] of Object.entries(headers ?? {})) if (k.toLowerCase() === name && v !== undefined) found.push(v);
+    if (found.length === 0)
+      for (const [k, v] of Object.entries(headers ?? {}))
+        if (k.toLowerCase() === name && v !== undefined) found.push(v);
     return found;
   };
   const auth = values('authorization');
@@ -82,7 +84,12 @@ export class Directory {
   async key(hash: string): Promise<KeyRecord | undefined> {
     const item = await this.get(KEY_PREFIX.apiKey + hash);
     if (!item || !ID_PATTERN.test(String(item.tenant)) || !ID_PATTERN.test(String(item.user))) return undefined;
-    return { tenant: String(item.tenant), user: String(item.user), status: item.status === 'active' ? 'active' : 'revoked', created: String(item.created ?? '') };
+    return {
+      tenant: String(item.tenant),
+      user: String(item.user),
+      status: item.status === 'active' ? 'active' : 'revoked',
+      created: String(item.created ?? ''),
+    };
   }
 
   /** The tenant's plan and overrides. Overrides that do not parse throw InvalidLimitError (fail closed). */
@@ -99,33 +106,68 @@ export class Directory {
     if (hit && now - hit.at < this.cacheMs) return hit.value;
     this.stats.reads++;
     try {
-      const out = await this.doc.send(new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: pk } }), { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_STORE_DEADLINE_MS) });
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: pk } }),
+        { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_STORE_DEADLINE_MS) },
+      );
       this.cache.delete(pk);
       this.cache.set(pk, { at: now, value: out.Item });
       if (this.cache.size > 10_000) this.cache.delete(this.cache.keys().next().value!);
       return out.Item;
     } catch (err) {
-      throw new StoreUnavailableError('GetItem', pk.startsWith(KEY_PREFIX.apiKey) ? `${KEY_PREFIX.apiKey}<hash>` : pk, { cause: err });
+      throw new StoreUnavailableError('GetItem', pk.startsWith(KEY_PREFIX.apiKey) ? `${KEY_PREFIX.apiKey}<hash>` : pk, {
+        cause: err,
+      });
     }
   }
 }
 
 /** Writes an item; with `onlyIfNew` it must not exist yet (ConditionalCheckFailedException otherwise). */
-async function put(client: DynamoDBClient, tableName: string, item: Record<string, unknown>, onlyIfNew: boolean): Promise<void> {
-  const condition = onlyIfNew ? { ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } } : {};
+async function put(
+  client: DynamoDBClient,
+  tableName: string,
+  item: Record<string, unknown>,
+  onlyIfNew: boolean,
+): Promise<void> {
+  const condition = onlyIfNew
+    ? { ConditionExpression: 'attribute_not_exists(#pk)', ExpressionAttributeNames: { '#pk': TABLE.partitionKey } }
+    : {};
   await DynamoDBDocumentClient.from(client).send(new PutCommand({ TableName: tableName, Item: item, ...condition }));
 }
 
 /** Admin writes (the CLI, npm start and tests use them): a key is stored by hash only. */
-export async function putApiKey(client: DynamoDBClient, tableName: string, apiKey: string, record: Omit<KeyRecord, 'created'> & { created?: string }, options: { onlyIfNew?: boolean } = {}): Promise<void> {
-  if (!ID_PATTERN.test(record.tenant) || !ID_PATTERN.test(record.user)) throw new TypeError(`tenant and user ids must match ${ID_PATTERN}`);
-  if (!API_KEY_PATTERN.test(apiKey)) throw new TypeError('an API key is 20-200 printable ASCII characters without spaces');
-  const item = { [TABLE.partitionKey]: KEY_PREFIX.apiKey + hashKey(apiKey), tenant: record.tenant, user: record.user, status: record.status, created: record.created ?? new Date().toISOString() };
+export async function putApiKey(
+  client: DynamoDBClient,
+  tableName: string,
+  apiKey: string,
+  record: Omit<KeyRecord, 'created'> & { created?: string },
+  options: { onlyIfNew?: boolean } = {},
+): Promise<void> {
+  if (!ID_PATTERN.test(record.tenant) || !ID_PATTERN.test(record.user))
+    throw new TypeError(`tenant and user ids must match ${ID_PATTERN}`);
+  if (!API_KEY_PATTERN.test(apiKey))
+    throw new TypeError('an API key is 20-200 printable ASCII characters without spaces');
+  const item = {
+    [TABLE.partitionKey]: KEY_PREFIX.apiKey + hashKey(apiKey),
+    tenant: record.tenant,
+    user: record.user,
+    status: record.status,
+    created: record.created ?? new Date().toISOString(),
+  };
   await put(client, tableName, item, options.onlyIfNew ?? false);
 }
 
-export async function putTenant(client: DynamoDBClient, tableName: string, tenant: { id: string; plan: string; overrides?: Overrides }, options: { onlyIfNew?: boolean } = {}): Promise<void> {
+export async function putTenant(
+  client: DynamoDBClient,
+  tableName: string,
+  tenant: { id: string; plan: string; overrides?: Overrides },
+  options: { onlyIfNew?: boolean } = {},
+): Promise<void> {
   if (!ID_PATTERN.test(tenant.id)) throw new TypeError(`tenant ids must match ${ID_PATTERN}`);
-  const item = { [TABLE.partitionKey]: KEY_PREFIX.tenant + tenant.id, plan: tenant.plan, ...(tenant.overrides ? { overrides: JSON.parse(JSON.stringify(tenant.overrides)) } : {}) };
+  const item = {
+    [TABLE.partitionKey]: KEY_PREFIX.tenant + tenant.id,
+    plan: tenant.plan,
+    ...(tenant.overrides ? { overrides: JSON.parse(JSON.stringify(tenant.overrides)) } : {}),
+  };
   await put(client, tableName, item, options.onlyIfNew ?? false);
 }

@@ -12,11 +12,19 @@ import { type AuthorizerDeps, authorize } from './authorize';
  * so Lambda's Errors metric would page on every scanner). The log gets the error's class and the
  * request id, never a header.
  */
-export function authorizerErrors(write: (entry: Record<string, unknown>) => void = log, metrics: (event: MetricEvent) => void = putMetrics): middy.MiddlewareObj<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context> {
+export function authorizerErrors(
+  write: (entry: Record<string, unknown>) => void = log,
+  metrics: (event: MetricEvent) => void = putMetrics,
+): middy.MiddlewareObj<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context> {
   return {
     onError: async (request) => {
       if (request.error?.message === 'Unauthorized') return;
-      write({ level: 'error', requestId: request.context.awsRequestId, message: 'authorizer failed', error: request.error?.name });
+      write({
+        level: 'error',
+        requestId: request.context.awsRequestId,
+        message: 'authorizer failed',
+        error: request.error?.name,
+      });
       metrics({ dimensions: { Function: 'authorizer' }, metrics: { LimiterUnavailable: { value: 1, unit: 'Count' } } });
       request.error = new Error('Rate limiter unavailable');
     },

@@ -2,7 +2,10 @@ import { PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
 
 /** The part of a CloudWatch alarm's Lambda action event this reads. */
 export interface AlarmEvent {
-  readonly alarmData?: { readonly alarmName?: string; readonly state?: { readonly value?: string; readonly reason?: string } };
+  readonly alarmData?: {
+    readonly alarmName?: string;
+    readonly state?: { readonly value?: string; readonly reason?: string };
+  };
 }
 
 export interface AutoBrakeDeps {
@@ -24,7 +27,14 @@ export async function autoBrake(event: AlarmEvent, deps: AutoBrakeDeps): Promise
   }
   const until = new Date((deps.clock ?? Date.now)() + deps.brakeForSeconds * 1000).toISOString();
   const value = { enabled: true, reason: `automatic: ${event.alarmData.alarmName ?? 'spend alarm'} fired`, until };
-  await deps.ssm.send(new PutParameterCommand({ Name: deps.parameterName, Value: JSON.stringify(value), Type: 'String', Overwrite: true }));
+  await deps.ssm.send(
+    new PutParameterCommand({
+      Name: deps.parameterName,
+      Value: JSON.stringify(value),
+      Type: 'String',
+      Overwrite: true,
+    }),
+  );
   deps.log({ level: 'warn', outcome: 'braked', until, alarm: event.alarmData.alarmName });
   return { braked: true };
 }

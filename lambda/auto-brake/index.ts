@@ -3,6 +3,11 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { log, required } from '../runtime/environment';
 import { type AlarmEvent, autoBrake } from './handler';
 
-const deps = { ssm: new SSMClient({}), parameterName: required('BRAKE_PARAMETER_NAME'), brakeForSeconds: Number(process.env.BRAKE_FOR_SECONDS ?? 3600), log };
+const deps = {
+  ssm: new SSMClient({}),
+  parameterName: required('BRAKE_PARAMETER_NAME'),
+  brakeForSeconds: Number(process.env.BRAKE_FOR_SECONDS ?? 3600),
+  log,
+};
 
 export const handler = (event: AlarmEvent) => autoBrake(event, deps);

@@ -44,7 +44,12 @@ export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; ve
             Key: { [TABLE.partitionKey]: brakeMirrorKey(deps.parameterName, shard) },
             UpdateExpression: 'SET #value = :value, #version = :version, #missing = :missing, #at = :at',
             ConditionExpression: 'attribute_not_exists(#version) OR #version <= :version',
-            ExpressionAttributeNames: { '#value': 'value', '#version': 'version', '#missing': 'missing', '#at': 'mirroredAt' },
+            ExpressionAttributeNames: {
+              '#value': 'value',
+              '#version': 'version',
+              '#missing': 'missing',
+              '#at': 'mirroredAt',
+            },
             ExpressionAttributeValues: { ':value': value, ':version': version, ':missing': missing, ':at': at },
           }),
         );

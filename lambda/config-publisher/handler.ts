@@ -36,7 +36,12 @@ export async function handleConfigEvent(event: CloudFormationCustomResourceEvent
   } catch (err) {
     status = 'FAILED';
     reason = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 1000);
-    deps.log({ level: 'error', message: 'configuration not published', requestType: event.RequestType, error: (err as Error).name });
+    deps.log({
+      level: 'error',
+      message: 'configuration not published',
+      requestType: event.RequestType,
+      error: (err as Error).name,
+    });
   }
   await respond(event.ResponseURL, {
     Status: status,
@@ -56,10 +61,20 @@ function respond(url: string, body: Record<string, unknown>): Promise<void> {
   const payload = Buffer.from(JSON.stringify(body));
   const request = url.startsWith('https:') ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'PUT', headers: { 'content-type': '', 'content-length': payload.length }, timeout: RESPONSE_TIMEOUT_MS }, (res) => {
-      res.resume();
-      res.on('end', () => ((res.statusCode ?? 500) < 300 ? resolve() : reject(new Error(`the response URL answered ${res.statusCode}`))));
-    });
+    const req = request(
+      url,
+      {
+        method: 'PUT',
+        headers: { 'content-type': '', 'content-length': payload.length },
+        timeout: RESPONSE_TIMEOUT_MS,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          (res.statusCode ?? 500) < 300 ? resolve() : reject(new Error(`the response URL answered ${res.statusCode}`)),
+        );
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('the response URL did not answer in time')));
     req.on('error', reject);
     req.end(payload);
@@ -68,5 +83,10 @@ function respond(url: string, body: Record<string, unknown>): Promise<void> {
 
 /** Built once per container from the environment the construct gives it. */
 export function publisherDepsFromEnvironment(): PublisherDeps {
-  return { client: new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb)), tableName: required('TABLE_NAME'), config: limiterConfig, log };
+  return {
+    client: new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb)),
+    tableName: required('TABLE_NAME'),
+    config: limiterConfig,
+    log,
+  };
 }

@@ -1,10 +1,28 @@
 import type { Decision } from './decision';
 import { InvalidCostError } from './errors';
-import { adjustGcra, decideGcra, describeGcra, fillMs, type GcraState, type GcraWrite, guardGcra, stateAt } from './gcra';
+import {
+  adjustGcra,
+  decideGcra,
+  describeGcra,
+  fillMs,
+  type GcraState,
+  type GcraWrite,
+  guardGcra,
+  stateAt,
+} from './gcra';
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
 import type { BucketGuard } from './expressions';
-import { adjustWindow, countWrite, decideWindow, describeWindow, guardWindow, type WindowState, type WindowWrite, windowMemoryMs } from './sliding-window';
+import {
+  adjustWindow,
+  countWrite,
+  decideWindow,
+  describeWindow,
+  guardWindow,
+  type WindowState,
+  type WindowWrite,
+  windowMemoryMs,
+} from './sliding-window';
 
 /** One bucket's state, whatever its shape. Pure data: what the store keeps in one item. */
 export type BucketState = GcraState & WindowState;
@@ -41,9 +59,17 @@ export function describe(limit: Limit, state: BucketState | undefined, at: numbe
  * Settlement: `delta` > 0 debits without a limit check (may leave debt); `delta` < 0 refunds.
  * `admittedAt` says which sliding-window slot a refund comes off.
  */
-export function adjust(limit: Limit, state: BucketState | undefined, at: number | Moment, delta: number, admittedAt: number | Moment): { write?: BucketWrite; next: BucketState } {
+export function adjust(
+  limit: Limit,
+  state: BucketState | undefined,
+  at: number | Moment,
+  delta: number,
+  admittedAt: number | Moment,
+): { write?: BucketWrite; next: BucketState } {
   const m = asMoment(at);
-  return limit.shape === 'sliding_window' ? adjustWindow(state, m, delta, asMoment(admittedAt), limit) : adjustGcra(state, m, delta, limit);
+  return limit.shape === 'sliding_window'
+    ? adjustWindow(state, m, delta, asMoment(admittedAt), limit)
+    : adjustGcra(state, m, delta, limit);
 }
 
 /**
@@ -67,7 +93,12 @@ export function probe(limit: Limit, state: BucketState | undefined, at: Moment, 
  * Admission only: would `cost` fit, without spending it? The guard is a condition the store adds
  * to the item's write so the answer holds at the moment of the write.
  */
-export function check(limit: Limit, state: BucketState | undefined, at: number | Moment, cost: number): { decision: Decision; guard: BucketGuard } {
+export function check(
+  limit: Limit,
+  state: BucketState | undefined,
+  at: number | Moment,
+  cost: number,
+): { decision: Decision; guard: BucketGuard } {
   const m = asMoment(at);
   return limit.shape === 'sliding_window' ? guardWindow(state, m, cost, limit) : guardGcra(state, m, cost, limit);
 }

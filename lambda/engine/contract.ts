@@ -27,11 +27,16 @@ export function mostConstraining(limits: readonly LimitOutcome[]): LimitOutcome 
  * draft fields: RateLimit-Policy naming every limit (q = quota, w = window in seconds) and
  * RateLimit for the most constraining one (r = remaining, t = seconds to reset).
  */
-export function rateLimitHeaders(limits: readonly LimitOutcome[], focus = mostConstraining(limits)): Record<string, string> {
+export function rateLimitHeaders(
+  limits: readonly LimitOutcome[],
+  focus = mostConstraining(limits),
+): Record<string, string> {
   const headers: Record<string, string> = {};
   const enforced = limits.filter((l) => !l.spec.shadow);
   if (enforced.length) {
-    headers['RateLimit-Policy'] = enforced.map((l) => `"${l.code}";q=${l.decision.limit};w=${Math.round(periodSeconds(l.spec.limit))}`).join(', ');
+    headers['RateLimit-Policy'] = enforced
+      .map((l) => `"${l.code}";q=${l.decision.limit};w=${Math.round(periodSeconds(l.spec.limit))}`)
+      .join(', ');
   }
   if (focus) {
     headers['X-RateLimit-Limit'] = String(focus.decision.limit);
@@ -45,7 +50,12 @@ export function rateLimitHeaders(limits: readonly LimitOutcome[], focus = mostCo
 /** Retry-After: whole seconds, at least 1. */
 export const retryAfterSeconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
 
-export type ErrorType = 'rate_limit_exceeded' | 'invalid_request_error' | 'authentication_error' | 'service_unavailable' | 'api_error';
+export type ErrorType =
+  | 'rate_limit_exceeded'
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'service_unavailable'
+  | 'api_error';
 
 /** OpenAI's error shape, so OpenAI SDKs recognise it (and back off on 429). */
 export function errorBody(message: string, type: ErrorType, code: string | null, param: string | null = null): string {

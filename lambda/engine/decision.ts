@@ -13,7 +13,19 @@ export interface Decision {
   readonly exceedsLimit?: boolean;
 }
 
-export function denied(limit: number, remaining: number, resetMs: number, retryAfterMs: number, exceedsLimit = false): Decision {
-  const base = { allowed: false, limit, remaining, resetMs: Math.max(0, resetMs), retryAfterMs: Math.max(0, retryAfterMs) };
+export function denied(
+  limit: number,
+  remaining: number,
+  resetMs: number,
+  retryAfterMs: number,
+  exceedsLimit = false,
+): Decision {
+  const base = {
+    allowed: false,
+    limit,
+    remaining,
+    resetMs: Math.max(0, resetMs),
+    retryAfterMs: Math.max(0, retryAfterMs),
+  };
   return exceedsLimit ? { ...base, exceedsLimit } : base;
 }

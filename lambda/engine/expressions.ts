@@ -15,7 +15,13 @@ export interface Fragment {
 }
 
 /** A condition-only guard: "at least `cost` is left" without spending it (admission checks). */
-export type BucketGuard = { readonly branch: 'room'; readonly lim: number; readonly credit?: { readonly horizon: number; readonly cost: number } } | WindowGuard;
+export type BucketGuard =
+  | {
+      readonly branch: 'room';
+      readonly lim: number;
+      readonly credit?: { readonly horizon: number; readonly cost: number };
+    }
+  | WindowGuard;
 
 /** Attribute name of `attr` for the bucket called `bucket` inside an item. */
 export const attributeName = (bucket: string, attr: string): string => (bucket === '' ? attr : `${bucket}_${attr}`);
@@ -36,32 +42,62 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
     values[placeholder] = value;
     return placeholder;
   };
-  const done = (condition: string | undefined, sets: string[]): Fragment => ({ ...(condition ? { condition } : {}), sets, names, values });
+  const done = (condition: string | undefined, sets: string[]): Fragment => ({
+    ...(condition ? { condition } : {}),
+    sets,
+    names,
+    values,
+  });
   const tat = () => n(ATTR.tat);
   const windowCondition = (check: WindowCheck): string => {
     const parts = [`${n(ATTR.head)} = ${v('head', check.head)}`];
     if (check.maxTotal !== undefined) parts.push(`${n(ATTR.total)} <= ${v('maxTotal', check.maxTotal)}`);
-    check.pins.forEach((p, i) => parts.push(`${n(ATTR.slot + p.position)} = ${v(`pin${i}`, p.value)}`));
+    check.pins.forEach((p, i) => {
+      parts.push(`${n(ATTR.slot + p.position)} = ${v(`pin${i}`, p.value)}`);
+    });
     return parts.join(' AND ');
   };
 
   switch (write.branch) {
     case 'advance':
       // The bucket is in use: the increment commutes, the condition holds the limit.
-      return done(`${tat()} BETWEEN ${v('late', write.late)} AND ${v('lim', write.lim)}`, [`${tat()} = ${tat()} + ${v('inc', write.inc)}`]);
+      return done(`${tat()} BETWEEN ${v('late', write.late)} AND ${v('lim', write.lim)}`, [
+        `${tat()} = ${tat()} + ${v('inc', write.inc)}`,
+      ]);
     case 'start':
       // The bucket was full: charge from the latest time the present could be.
-      if (write.lim === undefined) return done(`attribute_not_exists(${tat()}) OR ${tat()} < ${v('late', write.late)}`, [`${tat()} = ${v('tat', write.tat)}`]);
-      return done(`attribute_not_exists(${tat()}) OR (${tat()} < ${v('late', write.late)} AND ${tat()} <= ${v('lim', write.lim)})`, [`${tat()} = ${v('tat', write.tat)}`]);
+      if (write.lim === undefined)
+        return done(`attribute_not_exists(${tat()}) OR ${tat()} < ${v('late', write.late)}`, [
+          `${tat()} = ${v('tat', write.tat)}`,
+        ]);
+      return done(
+        `attribute_not_exists(${tat()}) OR (${tat()} < ${v('late', write.late)} AND ${tat()} <= ${v('lim', write.lim)})`,
+        [`${tat()} = ${v('tat', write.tat)}`],
+      );
     case 'restart': {
       const cr = n(ATTR.credit);
-      const conditions = [write.expectTat === undefined ? `attribute_not_exists(${tat()})` : `${tat()} = ${v('expectTat', write.expectTat)}`];
-      conditions.push(write.expectCredit === undefined ? `attribute_not_exists(${cr})` : `${cr} = ${v('expectCredit', write.expectCredit)}`);
-      return done(conditions.join(' AND '), [`${tat()} = ${v('tat', write.tat)}`, `${cr} = ${v('credit', write.credit)}`, `${n(ATTR.creditAt)} = ${v('early', write.early)}`]);
+      const conditions = [
+        write.expectTat === undefined
+          ? `attribute_not_exists(${tat()})`
+          : `${tat()} = ${v('expectTat', write.expectTat)}`,
+      ];
+      conditions.push(
+        write.expectCredit === undefined
+          ? `attribute_not_exists(${cr})`
+          : `${cr} = ${v('expectCredit', write.expectCredit)}`,
+      );
+      return done(conditions.join(' AND '), [
+        `${tat()} = ${v('tat', write.tat)}`,
+        `${cr} = ${v('credit', write.credit)}`,
+        `${n(ATTR.creditAt)} = ${v('early', write.early)}`,
+      ]);
     }
     case 'credit': {
       const cr = n(ATTR.credit);
-      return done(`${tat()} > ${v('mainBelow', write.mainBelow)} AND ${tat()} <= ${v('horizon', write.horizon)} AND ${cr} >= ${v('cost', write.cost)}`, [`${cr} = ${cr} - ${v('cost', write.cost)}`]);
+      return done(
+        `${tat()} > ${v('mainBelow', write.mainBelow)} AND ${tat()} <= ${v('horizon', write.horizon)} AND ${cr} >= ${v('cost', write.cost)}`,
+        [`${cr} = ${cr} - ${v('cost', write.cost)}`],
+      );
     }
     case 'debit':
       return done(`${tat()} >= ${v('late', write.late)}`, [`${tat()} = ${tat()} + ${v('inc', write.inc)}`]);
@@ -72,7 +108,10 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
     case 'room': {
       const main = `attribute_not_exists(${tat()}) OR ${tat()} <= ${v('lim', write.lim)}`;
       if (!write.credit) return done(main, []);
-      return done(`${main} OR (${tat()} <= ${v('horizon', write.credit.horizon)} AND ${n(ATTR.credit)} >= ${v('cost', write.credit.cost)})`, []);
+      return done(
+        `${main} OR (${tat()} <= ${v('horizon', write.credit.horizon)} AND ${n(ATTR.credit)} >= ${v('cost', write.credit.cost)})`,
+        [],
+      );
     }
     case 'room-window':
       if (!write.check) return done(`attribute_not_exists(${n(ATTR.head)})`, []);
@@ -80,15 +119,24 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
     case 'init': {
       if (limit.shape !== 'sliding_window') throw new TypeError('init needs a sliding window');
       const sets = [`${n(ATTR.head)} = ${v('head', write.head)}`, `${n(ATTR.total)} = ${v('total', write.total)}`];
-      write.slots.forEach((count, i) => sets.push(`${n(ATTR.slot + i)} = ${v(`s${i}`, count)}`));
+      write.slots.forEach((count, i) => {
+        sets.push(`${n(ATTR.slot + i)} = ${v(`s${i}`, count)}`);
+      });
       if (write.slots.length !== ringLength(limit)) throw new TypeError('ring length mismatch');
       return done(`attribute_not_exists(${n(ATTR.head)})`, sets);
     }
     case 'roll': {
       const total = n(ATTR.total);
-      const sets = [`${n(ATTR.head)} = ${v('newHead', write.head)}`, `${n(ATTR.slot + write.position)} = ${v('cost', write.cost)}`];
+      const sets = [
+        `${n(ATTR.head)} = ${v('newHead', write.head)}`,
+        `${n(ATTR.slot + write.position)} = ${v('cost', write.cost)}`,
+      ];
       for (const p of write.zero) sets.push(`${n(ATTR.slot + p)} = ${v('zero', 0)}`);
-      sets.push(write.total !== undefined ? `${total} = ${v('total', write.total)}` : `${total} = ${total} + ${v('delta', write.totalDelta ?? 0)}`);
+      sets.push(
+        write.total !== undefined
+          ? `${total} = ${v('total', write.total)}`
+          : `${total} = ${total} + ${v('delta', write.totalDelta ?? 0)}`,
+      );
       return done(windowCondition(write.check), sets);
     }
     case 'add': {
@@ -138,7 +186,15 @@ function worstWrites(limit: Limit): (BucketWrite | BucketGuard)[] {
     const check = { head: n, maxTotal: n, pins };
     return [
       { branch: 'init', head: n, slots: Array.from({ length: ring }, () => n), total: n },
-      { branch: 'roll', check, head: n, position: ring - 1, cost: n, zero: Array.from({ length: ring - 1 }, (_, i) => ring - 1 - i), total: n },
+      {
+        branch: 'roll',
+        check,
+        head: n,
+        position: ring - 1,
+        cost: n,
+        zero: Array.from({ length: ring - 1 }, (_, i) => ring - 1 - i),
+        total: n,
+      },
       { branch: 'add', check, position: ring - 1, cost: n, inTotal: true, minSlot: n },
       { branch: 'room-window', check },
     ] as (BucketWrite | BucketGuard)[];

@@ -37,7 +37,14 @@ export type GcraWrite =
   /** attribute_not_exists(tat) OR (tat < late [AND tat <= lim]) -> tat = late + inc (the bucket was full; lim absent for a debit). */
   | { readonly branch: 'start'; readonly late: number; readonly lim?: number; readonly tat: number }
   /** Burst credit: compare-and-set on the old state, materialising the credit earned while full. */
-  | { readonly branch: 'restart'; readonly early: number; readonly expectTat?: number; readonly expectCredit?: number; readonly tat: number; readonly credit: number }
+  | {
+      readonly branch: 'restart';
+      readonly early: number;
+      readonly expectTat?: number;
+      readonly expectCredit?: number;
+      readonly tat: number;
+      readonly credit: number;
+    }
   /** Main bucket cannot cover the cost but is not in debt: spend credit. cr >= cost -> cr -= cost. */
   | { readonly branch: 'credit'; readonly mainBelow: number; readonly horizon: number; readonly cost: number }
   /** Settlement debit (no limit check): tat >= late -> tat += inc. */
@@ -167,7 +174,14 @@ export function decideGcra(state: GcraState | undefined, at: Moment, cost: numbe
     if (p.creditCapacity > 0) {
       const credit = Math.floor(creditAtTick(stored, early, p) * MILLI);
       const next = { tat, credit, creditAt: early };
-      const write: GcraWrite = { branch: 'restart', early, expectTat: stored.tat, expectCredit: stored.credit, tat, credit };
+      const write: GcraWrite = {
+        branch: 'restart',
+        early,
+        expectTat: stored.tat,
+        expectCredit: stored.credit,
+        tat,
+        credit,
+      };
       return { decision: describe(next), write, next };
     }
     const next = { tat };
@@ -177,7 +191,13 @@ export function decideGcra(state: GcraState | undefined, at: Moment, cost: numbe
   // Credit is exact in the store only while tat >= now (nothing accrued since it was written).
   const storedCredit = stored.credit ?? 0;
   const costMilli = Math.ceil(cost * MILLI);
-  if (p.creditCapacity > 0 && stored.tat !== undefined && stored.tat >= late && stored.tat <= horizon && storedCredit >= costMilli) {
+  if (
+    p.creditCapacity > 0 &&
+    stored.tat !== undefined &&
+    stored.tat >= late &&
+    stored.tat <= horizon &&
+    storedCredit >= costMilli
+  ) {
     const next = { ...stored, credit: storedCredit - costMilli };
     return { decision: describe(next), write: { branch: 'credit', mainBelow: lim, horizon, cost: costMilli }, next };
   }
@@ -187,14 +207,22 @@ export function decideGcra(state: GcraState | undefined, at: Moment, cost: numbe
     return { decision: denied(p.units, view.remaining, view.resetMs, view.resetMs, true), next: stored };
   }
   // Admitted once the present reaches base + inc - C.
-  return { decision: denied(p.units, view.remaining, view.resetMs, msUntil(base + inc - p.capacity, at.early, p)), next: stored };
+  return {
+    decision: denied(p.units, view.remaining, view.resetMs, msUntil(base + inc - p.capacity, at.early, p)),
+    next: stored,
+  };
 }
 
 /**
  * Settlement: a positive delta debits without a limit check (it may leave the bucket in debt,
  * which then denies until time repays it); a negative delta refunds, never past full.
  */
-export function adjustGcra(state: GcraState | undefined, at: Moment, delta: number, limit: GcraLimit): { write?: GcraWrite; next: GcraState } {
+export function adjustGcra(
+  state: GcraState | undefined,
+  at: Moment,
+  delta: number,
+  limit: GcraLimit,
+): { write?: GcraWrite; next: GcraState } {
   const p = params(limit);
   const stored = state ?? {};
   const late = tickOf(at.late, p);
@@ -214,12 +242,24 @@ export function adjustGcra(state: GcraState | undefined, at: Moment, delta: numb
 }
 
 /** Admission without spending: would `cost` fit now? The guard's condition is state-independent. */
-export function guardGcra(state: GcraState | undefined, at: Moment, cost: number, limit: GcraLimit): { decision: Decision; guard: { branch: 'room'; lim: number; credit?: { horizon: number; cost: number } } } {
+export function guardGcra(
+  state: GcraState | undefined,
+  at: Moment,
+  cost: number,
+  limit: GcraLimit,
+): { decision: Decision; guard: { branch: 'room'; lim: number; credit?: { horizon: number; cost: number } } } {
   const p = params(limit);
   const plan = decideGcra(state, at, cost, limit);
   const early = tickOf(at.early, p);
   const horizon = early + p.capacity;
   const view = describeAt(state, at.early, early, p);
   const decision = plan.decision.allowed ? view : plan.decision;
-  return { decision, guard: { branch: 'room', lim: horizon - chargeTicks(cost, p), ...(p.creditCapacity > 0 ? { credit: { horizon, cost: Math.ceil(cost * MILLI) } } : {}) } };
+  return {
+    decision,
+    guard: {
+      branch: 'room',
+      lim: horizon - chargeTicks(cost, p),
+      ...(p.creditCapacity > 0 ? { credit: { horizon, cost: Math.ceil(cost * MILLI) } } : {}),
+    },
+  };
 }

@@ -80,13 +80,20 @@ export type Step =
   | { readonly kind: 'write'; readonly fragments: Fragment[]; readonly evals: readonly Evaluation[] };
 
 /** What to do next for one item, given the state this container has for it. */
-export function planItem(checks: readonly Check[], options: ItemOptions, item: Item | undefined, fresh: boolean, at: Moment): Step {
+export function planItem(
+  checks: readonly Check[],
+  options: ItemOptions,
+  item: Item | undefined,
+  fresh: boolean,
+  at: Moment,
+): Step {
   const evals = checks.map((c) => evaluate(c, bucketOf(item, c.name), at));
   const blockedUntil = options.block ? numberOf(item, options.block) : undefined;
   const blocked = blockedUntil !== undefined && blockedUntil > at.early;
   const deniedAt = evals.findIndex((e, i) => !checks[i]!.shadow && !e.decision.allowed);
   const final = deniedAt >= 0 && evals[deniedAt]!.decision.exceedsLimit;
-  if ((blocked || deniedAt >= 0) && (fresh || final)) return { kind: 'done', outcome: denial(checks, evals, deniedAt, blocked ? blockedUntil : undefined, item) };
+  if ((blocked || deniedAt >= 0) && (fresh || final))
+    return { kind: 'done', outcome: denial(checks, evals, deniedAt, blocked ? blockedUntil : undefined, item) };
   const fragments: Fragment[] = [];
   for (const [i, e] of evals.entries()) {
     const c = checks[i]!;
@@ -99,17 +106,34 @@ export function planItem(checks: readonly Check[], options: ItemOptions, item: I
   return { kind: 'write', fragments, evals };
 }
 
-export function admitted(checks: readonly Check[], evals: readonly Evaluation[], item: Item | undefined, at: Moment): ItemOutcome {
+export function admitted(
+  checks: readonly Check[],
+  evals: readonly Evaluation[],
+  item: Item | undefined,
+  at: Moment,
+): ItemOutcome {
   // The write went through, so every enforced check was admitted, including one a stale view had
   // denied and whose probe then succeeded. A shadow check that would deny was left out of the write.
-  const outcomes = checks.map((c, i) => ({ check: c, decision: !c.shadow || evals[i]!.decision.allowed ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true } : evals[i]!.decision }));
+  const outcomes = checks.map((c, i) => ({
+    check: c,
+    decision:
+      !c.shadow || evals[i]!.decision.allowed
+        ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true }
+        : evals[i]!.decision,
+  }));
   return { allowed: true, outcomes, ...(item ? { item } : {}) };
 }
 
 /** The item as this container expects it after its write (a transaction returns no new state). */
 export function predictItem(item: Item | undefined, checks: readonly Check[], evals: readonly Evaluation[]): Item {
   const next: Item = { ...item };
-  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total } as const;
+  const fields = {
+    tat: ATTR.tat,
+    credit: ATTR.credit,
+    creditAt: ATTR.creditAt,
+    head: ATTR.head,
+    total: ATTR.total,
+  } as const;
   checks.forEach((c, i) => {
     const state = evals[i]?.next;
     if (!state || !evals[i]!.decision.allowed) return;
@@ -124,13 +148,30 @@ export function predictItem(item: Item | undefined, checks: readonly Check[], ev
   return next;
 }
 
-function denial(checks: readonly Check[], evals: readonly Evaluation[], deniedAt: number, blockedUntil: number | undefined, item: Item | undefined): ItemOutcome {
+function denial(
+  checks: readonly Check[],
+  evals: readonly Evaluation[],
+  deniedAt: number,
+  blockedUntil: number | undefined,
+  item: Item | undefined,
+): ItemOutcome {
   const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision }));
-  return { allowed: false, outcomes, ...(deniedAt >= 0 ? { deniedBy: outcomes[deniedAt]! } : {}), ...(blockedUntil === undefined ? {} : { blockedUntil }), ...(item ? { item } : {}) };
+  return {
+    allowed: false,
+    outcomes,
+    ...(deniedAt >= 0 ? { deniedBy: outcomes[deniedAt]! } : {}),
+    ...(blockedUntil === undefined ? {} : { blockedUntil }),
+    ...(item ? { item } : {}),
+  };
 }
 
 function notBlocked(attribute: string, at: Moment): Fragment {
-  return { condition: 'attribute_not_exists(#blk) OR #blk <= :blkAt', sets: [], names: { '#blk': attribute }, values: { ':blkAt': at.early } };
+  return {
+    condition: 'attribute_not_exists(#blk) OR #blk <= :blkAt',
+    sets: [],
+    names: { '#blk': attribute },
+    values: { ':blkAt': at.early },
+  };
 }
 
 function numberOf(item: Item | undefined, attribute: string): number | undefined {
@@ -145,7 +186,13 @@ export function bucketOf(item: Item | undefined, name: string): BucketState | un
   const slots: number[] = [];
   for (let i = 0; num(ATTR.slot + i) !== undefined; i++) slots.push(num(ATTR.slot + i)!);
   const state: Record<string, number | number[]> = {};
-  const fields = { tat: ATTR.tat, credit: ATTR.credit, creditAt: ATTR.creditAt, head: ATTR.head, total: ATTR.total } as const;
+  const fields = {
+    tat: ATTR.tat,
+    credit: ATTR.credit,
+    creditAt: ATTR.creditAt,
+    head: ATTR.head,
+    total: ATTR.total,
+  } as const;
   for (const [field, attr] of Object.entries(fields)) {
     const value = num(attr);
     if (value !== undefined) state[field] = value;
@@ -153,4 +200,3 @@ export function bucketOf(item: Item | undefined, name: string): BucketState | un
   if (slots.length > 0) state.slots = slots;
   return Object.keys(state).length ? (state as BucketState) : undefined;
 }
-

@@ -1,4 +1,4 @@
-import { type LimitOutcome } from './contract';
+import type { LimitOutcome } from './contract';
 import { LayerUnavailableError, LimiterError, UnknownPlanError } from './errors';
 import type { Limit } from './limits';
 import { escalate, PENALTY_ATTR } from './penalty';
@@ -86,7 +86,8 @@ interface PenaltyBox {
 export const layerKey = {
   tenant: (id: Identity, ns = '') => `${ns}t:${id.tenant}`,
   user: (id: Identity, ns = '') => `${ns}u:${id.tenant}:${id.user}`,
-  endpoint: (id: Identity, route: string, scope: 'tenant' | 'global' = 'tenant', ns = '') => `${ns}e:${scope === 'global' ? '*' : id.tenant}:${route}`,
+  endpoint: (id: Identity, route: string, scope: 'tenant' | 'global' = 'tenant', ns = '') =>
+    `${ns}e:${scope === 'global' ? '*' : id.tenant}:${route}`,
   global: (shard: number, ns = '') => `${ns}g:${shard}`,
   /** The user's own budget for reading its limits (GET /v1/limits). */
   limitsReads: (id: Identity, ns = '') => `${ns}q:${id.tenant}:${id.user}`,
@@ -158,14 +159,25 @@ export class Limiter {
       const seen = { [PENALTY_ATTR.strikes]: blocked.strikes, [PENALTY_ATTR.last]: blocked.last };
       const escalation = await this.escalate(userKey, seen, now, blocked.until - now, blocked.code, blocked.limits);
       // The limits seen when the box closed: their quotas and policy make the 429's headers like every other 429's.
-      return { allowed: false, limits: blocked.limits, code: blocked.code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen: [], shard };
+      return {
+        allowed: false,
+        limits: blocked.limits,
+        code: blocked.code,
+        retryAfterMs: escalation.retryAfterMs,
+        penalized: true,
+        failedOpen: [],
+        shard,
+      };
     }
-    const costing: Costing = (spec) => (spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 });
+    const costing: Costing = (spec) =>
+      spec.counts === 'requests' ? { mode: 'consume', cost: 1 } : { mode: 'admit', cost: 1 };
     // A layer with only token and usd limits (often the endpoint's and the global one) is not
     // written here: admitting would write it only to check it is not exhausted, and the proxy's
     // reservation checks the same item moments later, with the real amount, as the hard limit. A
     // layer with request limits checks its token limits in the same write, for free.
-    const calls = this.calls(identity, this.planOf(tenant), route, costing, shard, true).filter((c) => c.block || c.checks.some((check) => check.mode !== 'admit'));
+    const calls = this.calls(identity, this.planOf(tenant), route, costing, shard, true).filter(
+      (c) => c.block || c.checks.some((check) => check.mode !== 'admit'),
+    );
     return this.decide(identity, calls, shard);
   }
 
@@ -174,7 +186,13 @@ export class Limiter {
    * usd limit, in every layer, one round-trip; request limits are not touched (the authorizer
    * spent those). `shard` is the one the authorizer picked.
    */
-  async reserve(identity: Identity, tenant: TenantRecord, route: string, amounts: Amounts, shard: number): Promise<Verdict> {
+  async reserve(
+    identity: Identity,
+    tenant: TenantRecord,
+    route: string,
+    amounts: Amounts,
+    shard: number,
+  ): Promise<Verdict> {
     const costing: Costing = (spec) => {
       const cost = spec.counts === 'tokens' ? amounts.tokens : spec.counts === 'usd' ? amounts.microUsd : 0;
       return cost > 0 ? { mode: 'consume', cost } : undefined;
@@ -187,7 +205,19 @@ export class Limiter {
    * used and what was reserved is debited (possibly into debt) or refunded on every token and usd
    * limit. Layers that failed open at reservation reserved nothing: they are debited in full.
    */
-  async settle(requestId: string, reservation: { identity: Identity; tenant: TenantRecord; route: string; shard: number; reserved: Amounts; failedOpen: readonly Layer[]; admittedAt: number }, used: Amounts): Promise<'settled' | 'already-settled'> {
+  async settle(
+    requestId: string,
+    reservation: {
+      identity: Identity;
+      tenant: TenantRecord;
+      route: string;
+      shard: number;
+      reserved: Amounts;
+      failedOpen: readonly Layer[];
+      admittedAt: number;
+    },
+    used: Amounts,
+  ): Promise<'settled' | 'already-settled'> {
     const { identity, tenant, route, shard, reserved, admittedAt } = reservation;
     const all: Costing = (spec) => (spec.counts === 'requests' ? undefined : { mode: 'consume', cost: 1 });
     const items = this.calls(identity, this.planOf(tenant), route, all, shard, false).map((call) => {
@@ -200,19 +230,39 @@ export class Limiter {
       });
       return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
     });
-    const record = { tenant: identity.tenant, user: identity.user, route, tokens: used.tokens, microUsd: used.microUsd };
-    return this.options.store.settleOnce(`${this.ns}${requestId}`, items.filter((it) => it.adjustments.length > 0), record);
+    const record = {
+      tenant: identity.tenant,
+      user: identity.user,
+      route,
+      tokens: used.tokens,
+      microUsd: used.microUsd,
+    };
+    return this.options.store.settleOnce(
+      `${this.ns}${requestId}`,
+      items.filter((it) => it.adjustments.length > 0),
+      record,
+    );
   }
 
   /** GET /v1/limits: one request from the user's own small budget (each read costs DynamoDB a read). */
   async admitLimitsRead(identity: Identity): Promise<LimitOutcome> {
-    const spec = requests(slidingWindow(this.options.config.limitsRequestsPerMinute ?? DEFAULT_LIMITS_REQUESTS_PER_MINUTE, '1 m'), { name: 'limits_per_minute' });
+    const spec = requests(
+      slidingWindow(this.options.config.limitsRequestsPerMinute ?? DEFAULT_LIMITS_REQUESTS_PER_MINUTE, '1 m'),
+      { name: 'limits_per_minute' },
+    );
     const decision = await this.options.store.consume(layerKey.limitsReads(identity, this.ns), spec.limit);
     return { layer: 'user', spec, code: 'user_requests_limits_per_minute', decision };
   }
 
   /** Layer calls for one decision, in layer order. */
-  calls(identity: Identity, plan: Plan, route: string, costing: Costing, shard: number, withBlock: boolean): LayerCall[] {
+  calls(
+    identity: Identity,
+    plan: Plan,
+    route: string,
+    costing: Costing,
+    shard: number,
+    withBlock: boolean,
+  ): LayerCall[] {
     const config = this.options.config;
     const endpoint = config.endpoints[route];
     const ns = this.ns;
@@ -220,7 +270,8 @@ export class Limiter {
       ['tenant', layerKey.tenant(identity, ns), plan.tenant ?? []],
       ['user', layerKey.user(identity, ns), plan.user ?? []],
     ];
-    if (endpoint) layers.push(['endpoint', layerKey.endpoint(identity, route, endpoint.scope, ns), plan.endpoints?.[route] ?? []]);
+    if (endpoint)
+      layers.push(['endpoint', layerKey.endpoint(identity, route, endpoint.scope, ns), plan.endpoints?.[route] ?? []]);
     if (endpoint && config.global) {
       const specs = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
       layers.push(['global', layerKey.global(shard, ns), specs]);
@@ -232,12 +283,26 @@ export class Limiter {
       for (const spec of specs) {
         const cost = costing(spec);
         if (!cost) continue;
-        checks.push({ name: bucketName(spec), limit: spec.limit, cost: cost.cost, mode: cost.mode, ...(spec.shadow ? { shadow: true } : {}) });
+        checks.push({
+          name: bucketName(spec),
+          limit: spec.limit,
+          cost: cost.cost,
+          mode: cost.mode,
+          ...(spec.shadow ? { shadow: true } : {}),
+        });
         used.push(spec);
       }
       const block = withBlock && layer === 'user' ? PENALTY_ATTR.until : undefined;
       if (checks.length === 0 && !block) continue;
-      calls.push({ layer, key, specs: used, checks, failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE, ...(block ? { block } : {}), alsoHolds: specs.map((s) => s.limit) });
+      calls.push({
+        layer,
+        key,
+        specs: used,
+        checks,
+        failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE,
+        ...(block ? { block } : {}),
+        alsoHolds: specs.map((s) => s.limit),
+      });
     }
     return calls;
   }
@@ -257,10 +322,22 @@ export class Limiter {
       const call = calls[i]!;
       if (r instanceof Error) {
         failedOpen.push(call.layer);
-        this.log({ level: 'error', message: 'limit store failed, layer let through (failure mode open)', layer: call.layer, error: r.name });
+        this.log({
+          level: 'error',
+          message: 'limit store failed, layer let through (failure mode open)',
+          layer: call.layer,
+          error: r.name,
+        });
         return;
       }
-      r.outcomes.forEach((o, j) => limits.push({ layer: call.layer, spec: call.specs[j]!, code: limitCode(call.layer, call.specs[j]!), decision: o.decision }));
+      r.outcomes.forEach((o, j) => {
+        limits.push({
+          layer: call.layer,
+          spec: call.specs[j]!,
+          code: limitCode(call.layer, call.specs[j]!),
+          decision: o.decision,
+        });
+      });
     });
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
     if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
@@ -272,28 +349,60 @@ export class Limiter {
     if (denial.blockedUntil !== undefined) {
       const code = String(denial.item?.[PENALTY_ATTR.code] ?? 'penalty_box');
       const escalation = await this.escalate(userKey, denial.item, now, denial.blockedUntil - now, code, limits);
-      return { allowed: false, limits, code, retryAfterMs: escalation.retryAfterMs, penalized: true, failedOpen, shard };
+      return {
+        allowed: false,
+        limits,
+        code,
+        retryAfterMs: escalation.retryAfterMs,
+        penalized: true,
+        failedOpen,
+        shard,
+      };
     }
     const call = calls[deniedAt]!;
     const spec = call.specs[denial.outcomes.indexOf(denial.deniedBy!)]!;
-    const denied: LimitOutcome = { layer: call.layer, spec, code: limitCode(call.layer, spec), decision: denial.deniedBy!.decision };
+    const denied: LimitOutcome = {
+      layer: call.layer,
+      spec,
+      code: limitCode(call.layer, spec),
+      decision: denial.deniedBy!.decision,
+    };
     const userResult = results[calls.findIndex((c) => c.layer === 'user')];
     const userItem = userResult instanceof Error ? undefined : userResult?.item;
     const escalation = await this.escalate(userKey, userItem, now, denied.decision.retryAfterMs, denied.code, limits);
-    return { allowed: false, limits, denied, code: denied.code, retryAfterMs: escalation.retryAfterMs, penalized: escalation.retryAfterMs > denied.decision.retryAfterMs, failedOpen, shard };
+    return {
+      allowed: false,
+      limits,
+      denied,
+      code: denied.code,
+      retryAfterMs: escalation.retryAfterMs,
+      penalized: escalation.retryAfterMs > denied.decision.retryAfterMs,
+      failedOpen,
+      shard,
+    };
   }
 
   private async run(calls: readonly LayerCall[]): Promise<(ItemOutcome | Error)[]> {
     const store = this.options.store;
     if (this.strategy === 'transaction') {
       try {
-        return await store.decideItemsAtomically(calls.map((c) => ({ key: c.key, checks: c.checks, options: { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds } })));
+        return await store.decideItemsAtomically(
+          calls.map((c) => ({
+            key: c.key,
+            checks: c.checks,
+            options: { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds },
+          })),
+        );
       } catch (err) {
         if (!(err instanceof LimiterError)) throw err;
         return calls.map(() => err);
       }
     }
-    const settled = await Promise.allSettled(calls.map((c) => store.decideItem(c.key, c.checks, { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds })));
+    const settled = await Promise.allSettled(
+      calls.map((c) =>
+        store.decideItem(c.key, c.checks, { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds }),
+      ),
+    );
     return settled.map((s) => {
       if (s.status === 'fulfilled') return s.value;
       if (s.reason instanceof LimiterError) return s.reason;
@@ -307,24 +416,49 @@ export class Limiter {
     const refunds = results.flatMap((r, i) => {
       if (r instanceof Error || !r.allowed) return [];
       const call = calls[i]!;
-      const adjustments = call.checks.flatMap((c, j) => (c.mode !== 'admit' && r.outcomes[j]!.decision.allowed ? [{ name: c.name, limit: c.limit, delta: -c.cost }] : []));
-      return adjustments.length ? [this.options.store.adjustItem(call.key, adjustments, { alsoHolds: call.alsoHolds }).catch((err: unknown) => this.swallow(err, 'compensating refund failed', call.layer))] : [];
+      const adjustments = call.checks.flatMap((c, j) =>
+        c.mode !== 'admit' && r.outcomes[j]!.decision.allowed ? [{ name: c.name, limit: c.limit, delta: -c.cost }] : [],
+      );
+      return adjustments.length
+        ? [
+            this.options.store
+              .adjustItem(call.key, adjustments, { alsoHolds: call.alsoHolds })
+              .catch((err: unknown) => this.swallow(err, 'compensating refund failed', call.layer)),
+          ]
+        : [];
     });
     await Promise.all(refunds);
   }
 
-  private async escalate(userKey: string, item: Readonly<Record<string, unknown>> | undefined, now: number, naturalMs: number, code: string, limits: readonly LimitOutcome[]) {
+  private async escalate(
+    userKey: string,
+    item: Readonly<Record<string, unknown>> | undefined,
+    now: number,
+    naturalMs: number,
+    code: string,
+    limits: readonly LimitOutcome[],
+  ) {
     let current = item;
     for (let attempt = 0; attempt < 2; attempt++) {
       const num = (attr: string) => (typeof current?.[attr] === 'number' ? (current[attr] as number) : undefined);
       const state = { strikes: num(PENALTY_ATTR.strikes), last: num(PENALTY_ATTR.last) };
       const next = escalate(state, now, naturalMs, this.penalty);
-      const set: Record<string, number | string> = { [PENALTY_ATTR.strikes]: next.strikes, [PENALTY_ATTR.last]: next.last, [PENALTY_ATTR.code]: code };
+      const set: Record<string, number | string> = {
+        [PENALTY_ATTR.strikes]: next.strikes,
+        [PENALTY_ATTR.last]: next.last,
+        [PENALTY_ATTR.code]: code,
+      };
       if (next.until !== undefined) set[PENALTY_ATTR.until] = next.until;
       try {
-        const result = await this.options.store.compareAndSet(userKey, { [PENALTY_ATTR.strikes]: state.strikes, [PENALTY_ATTR.last]: state.last }, set, now + this.penalty.windowMs + this.penalty.maxMs);
+        const result = await this.options.store.compareAndSet(
+          userKey,
+          { [PENALTY_ATTR.strikes]: state.strikes, [PENALTY_ATTR.last]: state.last },
+          set,
+          now + this.penalty.windowMs + this.penalty.maxMs,
+        );
         if (result.ok) {
-          if (next.until !== undefined) this.block(userKey, { until: next.until, code, strikes: next.strikes, last: next.last, limits });
+          if (next.until !== undefined)
+            this.block(userKey, { until: next.until, code, strikes: next.strikes, last: next.last, limits });
           return next;
         }
         current = result.item;

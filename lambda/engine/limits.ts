@@ -56,19 +56,27 @@ export function durationMs(duration: number | string): number {
     at = part.lastIndex;
   }
   if (!text || at !== text.length) {
-    throw new InvalidLimitError(`duration '${duration}' is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'`);
+    throw new InvalidLimitError(
+      `duration '${duration}' is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'`,
+    );
   }
   return total;
 }
 
 /** Buckets keep time in whole units of refill (lambda/engine/gcra.ts): a faster rate would outgrow exact numbers. */
 function requireRateAtMost(what: string, rate: number): void {
-  if (rate > MAX_RATE_PER_SECOND) throw new InvalidLimitError(`${what} must be at most ${MAX_RATE_PER_SECOND} per second, got ${rate}: count a coarser unit, or split the limit over more shards`);
+  if (rate > MAX_RATE_PER_SECOND)
+    throw new InvalidLimitError(
+      `${what} must be at most ${MAX_RATE_PER_SECOND} per second, got ${rate}: count a coarser unit, or split the limit over more shards`,
+    );
 }
 
 /** A bucket that takes decades to fill would outgrow exact numbers in whole ticks. */
 function requireExactTicks(what: string, capacity: number, rate: number): void {
-  if (capacity * ticksPerUnit(rate) > MAX_CAPACITY_TICKS) throw new InvalidLimitError(`${what}(${capacity}, ${rate}) takes ${Math.round(capacity / rate / 86_400 / 365)} years to fill: use a faster rate or a smaller capacity`);
+  if (capacity * ticksPerUnit(rate) > MAX_CAPACITY_TICKS)
+    throw new InvalidLimitError(
+      `${what}(${capacity}, ${rate}) takes ${Math.round(capacity / rate / 86_400 / 365)} years to fill: use a faster rate or a smaller capacity`,
+    );
 }
 
 function requirePositive(what: string, value: number): void {
@@ -98,11 +106,16 @@ export function leakyBucket(capacity: number, drainPerSecond: number): LeakyBuck
   return { shape: 'leaky_bucket', capacity, drainPerSecond };
 }
 
-export function slidingWindow(limit: number, window: number | string, subWindows: number = DEFAULT_SUB_WINDOWS): SlidingWindowLimit {
+export function slidingWindow(
+  limit: number,
+  window: number | string,
+  subWindows: number = DEFAULT_SUB_WINDOWS,
+): SlidingWindowLimit {
   const windowMs = durationMs(window);
   requirePositive('slidingWindow limit', limit);
   requirePositive('slidingWindow window', windowMs);
-  if (!Number.isInteger(windowMs)) throw new InvalidLimitError(`slidingWindow window must be a whole number of milliseconds, got ${windowMs}`);
+  if (!Number.isInteger(windowMs))
+    throw new InvalidLimitError(`slidingWindow window must be a whole number of milliseconds, got ${windowMs}`);
   if (!Number.isInteger(subWindows) || subWindows < 1 || subWindows > 60) {
     throw new InvalidLimitError(`slidingWindow subWindows must be an integer from 1 to 60, got ${subWindows}`);
   }

@@ -112,7 +112,13 @@ export const DEFAULT_PENALTY: PenaltyPolicy = { threshold: 3, windowMs: 60_000, 
 export const DEFAULT_FAILURE_MODE: FailureMode = 'closed';
 export const DEFAULT_GLOBAL_SHARDS = 8;
 
-const NAMED_PERIODS: Record<number, string> = { 1: 'per_second', 60: 'per_minute', 3_600: 'per_hour', 86_400: 'per_day', 604_800: 'per_week' };
+const NAMED_PERIODS: Record<number, string> = {
+  1: 'per_second',
+  60: 'per_minute',
+  3600: 'per_hour',
+  86400: 'per_day',
+  604800: 'per_week',
+};
 
 /** Seconds a limit takes to refill from empty (or its window): names it per_minute, per_day, ... */
 export function periodSeconds(limit: Limit): number {
@@ -142,15 +148,28 @@ export interface LimitOptions {
   readonly name?: string;
   readonly shadow?: boolean;
 }
-export const requests = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'requests', limit, ...options });
-export const tokens = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'tokens', limit, ...options });
+export const requests = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({
+  counts: 'requests',
+  limit,
+  ...options,
+});
+export const tokens = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({
+  counts: 'tokens',
+  limit,
+  ...options,
+});
 /** A spend limit in micro-dollars (1 USD = 1,000,000). */
 export const usd = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'usd', limit, ...options });
-export const requestsPerMinute = (n: number, options?: LimitOptions): LimitSpec => requests(slidingWindow(n, '1 m'), options);
-export const requestsPerDay = (n: number, options?: LimitOptions): LimitSpec => requests(slidingWindow(n, '1 d', 24), options);
-export const tokensPerMinute = (n: number, options?: LimitOptions): LimitSpec => tokens(tokenBucket(n, n / 60), options);
-export const tokensPerDay = (n: number, options?: LimitOptions): LimitSpec => tokens(tokenBucket(n, n / 86_400), options);
-export const usdPerDay = (dollars: number, options?: LimitOptions): LimitSpec => usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400), options);
+export const requestsPerMinute = (n: number, options?: LimitOptions): LimitSpec =>
+  requests(slidingWindow(n, '1 m'), options);
+export const requestsPerDay = (n: number, options?: LimitOptions): LimitSpec =>
+  requests(slidingWindow(n, '1 d', 24), options);
+export const tokensPerMinute = (n: number, options?: LimitOptions): LimitSpec =>
+  tokens(tokenBucket(n, n / 60), options);
+export const tokensPerDay = (n: number, options?: LimitOptions): LimitSpec =>
+  tokens(tokenBucket(n, n / 86_400), options);
+export const usdPerDay = (dollars: number, options?: LimitOptions): LimitSpec =>
+  usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400), options);
 
 function fail(path: string, message: string): never {
   throw new InvalidLimitError(`${path}: ${message}`);
@@ -173,9 +192,16 @@ export function parseLimit(value: unknown, path: string): Limit {
         return leakyBucket(value.capacity as number, value.drainPerSecond as number);
       case 'sliding_window':
         // windowMs, or window as a duration ("1m", "2h30m") for configurations written by hand.
-        return slidingWindow(value.limit as number, (value.windowMs ?? value.window) as number | string, value.subWindows as number);
+        return slidingWindow(
+          value.limit as number,
+          (value.windowMs ?? value.window) as number | string,
+          value.subWindows as number,
+        );
       default:
-        return fail(path, `unknown shape ${JSON.stringify(value.shape)}: use token_bucket, leaky_bucket or sliding_window`);
+        return fail(
+          path,
+          `unknown shape ${JSON.stringify(value.shape)}: use token_bucket, leaky_bucket or sliding_window`,
+        );
     }
   } catch (err) {
     if (err instanceof InvalidLimitError && !err.message.startsWith(path)) fail(path, err.message);
@@ -189,15 +215,23 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   const specs = value.map((item, i) => {
     const at = `${path}[${i}]`;
     if (!isRecord(item)) fail(at, 'expected { counts, limit, name?, shadow? }');
-    if (!COUNTS.includes(item.counts as Counts)) fail(`${at}.counts`, `expected one of ${COUNTS.join(', ')}, got ${JSON.stringify(item.counts)}`);
-    if (item.name !== undefined && (typeof item.name !== 'string' || !/^[a-z0-9_]{1,40}$/.test(item.name))) fail(`${at}.name`, 'use 1-40 of a-z, 0-9 and _');
+    if (!COUNTS.includes(item.counts as Counts))
+      fail(`${at}.counts`, `expected one of ${COUNTS.join(', ')}, got ${JSON.stringify(item.counts)}`);
+    if (item.name !== undefined && (typeof item.name !== 'string' || !/^[a-z0-9_]{1,40}$/.test(item.name)))
+      fail(`${at}.name`, 'use 1-40 of a-z, 0-9 and _');
     if (item.shadow !== undefined && typeof item.shadow !== 'boolean') fail(`${at}.shadow`, 'expected true or false');
-    return { counts: item.counts as Counts, limit: parseLimit(item.limit, `${at}.limit`), ...(item.name ? { name: item.name as string } : {}), ...(item.shadow ? { shadow: true } : {}) };
+    return {
+      counts: item.counts as Counts,
+      limit: parseLimit(item.limit, `${at}.limit`),
+      ...(item.name ? { name: item.name as string } : {}),
+      ...(item.shadow ? { shadow: true } : {}),
+    };
   });
   const seen = new Set<string>();
   for (const spec of specs) {
     const id = bucketName(spec);
-    if (seen.has(id)) fail(path, `two ${spec.counts} limits are both named ${specName(spec)}: give one a distinct name`);
+    if (seen.has(id))
+      fail(path, `two ${spec.counts} limits are both named ${specName(spec)}: give one a distinct name`);
     seen.add(id);
   }
   return specs;
@@ -208,47 +242,74 @@ const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation'];
 export function parsePlan(value: unknown, path: string): Plan {
   if (!isRecord(value)) fail(path, 'expected { tenant?, user?, endpoints? }');
   // A misspelt field ("users") would otherwise be ignored, and its limits never enforced.
-  for (const field of Object.keys(value)) if (!PLAN_FIELDS.includes(field)) fail(`${path}.${field}`, `unknown field: use ${PLAN_FIELDS.join(', ')}`);
+  for (const field of Object.keys(value))
+    if (!PLAN_FIELDS.includes(field)) fail(`${path}.${field}`, `unknown field: use ${PLAN_FIELDS.join(', ')}`);
   const endpoints: Record<string, LimitSpec[]> = {};
   if (value.endpoints !== undefined) {
     if (!isRecord(value.endpoints)) fail(`${path}.endpoints`, 'expected an object keyed by path');
-    for (const [route, specs] of Object.entries(value.endpoints)) endpoints[route] = parseSpecs(specs, `${path}.endpoints.${route}`);
+    for (const [route, specs] of Object.entries(value.endpoints))
+      endpoints[route] = parseSpecs(specs, `${path}.endpoints.${route}`);
   }
   let outputReservation: number | undefined;
   if (value.outputReservation !== undefined) {
     outputReservation = Number(value.outputReservation);
-    if (!Number.isInteger(outputReservation) || outputReservation < 1) fail(`${path}.outputReservation`, `expected a whole number of tokens >= 1, got ${JSON.stringify(value.outputReservation)}`);
+    if (!Number.isInteger(outputReservation) || outputReservation < 1)
+      fail(
+        `${path}.outputReservation`,
+        `expected a whole number of tokens >= 1, got ${JSON.stringify(value.outputReservation)}`,
+      );
   }
-  return { tenant: parseSpecs(value.tenant, `${path}.tenant`), user: parseSpecs(value.user, `${path}.user`), endpoints, ...(outputReservation ? { outputReservation } : {}) };
+  return {
+    tenant: parseSpecs(value.tenant, `${path}.tenant`),
+    user: parseSpecs(value.user, `${path}.user`),
+    endpoints,
+    ...(outputReservation ? { outputReservation } : {}),
+  };
 }
 
 /** Validates a whole configuration (from props at synth, or from JSON at a cold start). */
 export function parseConfig(value: unknown): LimiterConfig {
   if (!isRecord(value)) fail('config', 'expected an object');
-  if (!isRecord(value.plans) || Object.keys(value.plans).length === 0) fail('config.plans', 'expected at least one plan');
-  if (!isRecord(value.endpoints) || Object.keys(value.endpoints).length === 0) fail('config.endpoints', 'expected at least one endpoint');
+  if (!isRecord(value.plans) || Object.keys(value.plans).length === 0)
+    fail('config.plans', 'expected at least one plan');
+  if (!isRecord(value.endpoints) || Object.keys(value.endpoints).length === 0)
+    fail('config.endpoints', 'expected at least one endpoint');
   const endpoints: Record<string, EndpointConfig> = {};
   for (const [route, raw] of Object.entries(value.endpoints)) {
     const at = `config.endpoints.${route}`;
     if (!route.startsWith('/')) fail(at, 'an endpoint is a path that starts with /');
-    if (!isRecord(raw) || !isRecord(raw.models) || Object.keys(raw.models).length === 0) fail(`${at}.models`, 'expected at least one allowed model with its prices');
+    if (!isRecord(raw) || !isRecord(raw.models) || Object.keys(raw.models).length === 0)
+      fail(`${at}.models`, 'expected at least one allowed model with its prices');
     const models: Record<string, ModelPrice> = {};
     for (const [model, price] of Object.entries(raw.models)) {
       if (!isRecord(price) || !(Number(price.inputPerMillion) >= 0) || !(Number(price.outputPerMillion) >= 0)) {
         fail(`${at}.models.${model}`, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
       }
-      if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base') fail(`${at}.models.${model}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
+      if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base')
+        fail(`${at}.models.${model}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
       const partTokens: { -readonly [K in keyof PartTokens]?: number } = {};
       if (price.partTokens !== undefined) {
-        if (!isRecord(price.partTokens)) fail(`${at}.models.${model}.partTokens`, `expected { ${PART_TOKEN_FIELDS.join(', ')} } in tokens`);
+        if (!isRecord(price.partTokens))
+          fail(`${at}.models.${model}.partTokens`, `expected { ${PART_TOKEN_FIELDS.join(', ')} } in tokens`);
         for (const [field, n] of Object.entries(price.partTokens)) {
-          if (!(PART_TOKEN_FIELDS as readonly string[]).includes(field)) fail(`${at}.models.${model}.partTokens.${field}`, `unknown part: use ${PART_TOKEN_FIELDS.join(', ')}`);
-          if (!Number.isInteger(n) || (n as number) < 0) fail(`${at}.models.${model}.partTokens.${field}`, `expected a whole number of tokens >= 0, got ${JSON.stringify(n)}`);
+          if (!(PART_TOKEN_FIELDS as readonly string[]).includes(field))
+            fail(`${at}.models.${model}.partTokens.${field}`, `unknown part: use ${PART_TOKEN_FIELDS.join(', ')}`);
+          if (!Number.isInteger(n) || (n as number) < 0)
+            fail(
+              `${at}.models.${model}.partTokens.${field}`,
+              `expected a whole number of tokens >= 0, got ${JSON.stringify(n)}`,
+            );
           partTokens[field as keyof PartTokens] = n as number;
         }
       }
-      if (price.maxOutputTokens !== undefined && !(Number.isInteger(price.maxOutputTokens) && (price.maxOutputTokens as number) >= 1)) {
-        fail(`${at}.models.${model}.maxOutputTokens`, `expected a whole number of tokens >= 1, got ${JSON.stringify(price.maxOutputTokens)}`);
+      if (
+        price.maxOutputTokens !== undefined &&
+        !(Number.isInteger(price.maxOutputTokens) && (price.maxOutputTokens as number) >= 1)
+      ) {
+        fail(
+          `${at}.models.${model}.maxOutputTokens`,
+          `expected a whole number of tokens >= 1, got ${JSON.stringify(price.maxOutputTokens)}`,
+        );
       }
       models[model] = {
         inputPerMillion: Number(price.inputPerMillion),
@@ -258,8 +319,10 @@ export function parseConfig(value: unknown): LimiterConfig {
         ...(price.maxOutputTokens !== undefined ? { maxOutputTokens: price.maxOutputTokens as number } : {}),
       };
     }
-    if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global') fail(`${at}.scope`, "expected 'tenant' or 'global'");
-    if (raw.maxBodyBytes !== undefined && !(Number.isInteger(raw.maxBodyBytes) && (raw.maxBodyBytes as number) > 0)) fail(`${at}.maxBodyBytes`, 'expected a whole number of bytes > 0');
+    if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global')
+      fail(`${at}.scope`, "expected 'tenant' or 'global'");
+    if (raw.maxBodyBytes !== undefined && !(Number.isInteger(raw.maxBodyBytes) && (raw.maxBodyBytes as number) > 0))
+      fail(`${at}.maxBodyBytes`, 'expected a whole number of bytes > 0');
     if (raw.allowN !== undefined && typeof raw.allowN !== 'boolean') fail(`${at}.allowN`, 'expected true or false');
     endpoints[route] = {
       models,
@@ -272,21 +335,31 @@ export function parseConfig(value: unknown): LimiterConfig {
   for (const [name, plan] of Object.entries(value.plans)) {
     plans[name] = parsePlan(plan, `config.plans.${name}`);
     for (const route of Object.keys(plans[name]!.endpoints ?? {})) {
-      if (!endpoints[route]) fail(`config.plans.${name}.endpoints.${route}`, `no such endpoint: add it to config.endpoints or remove the limits`);
+      if (!endpoints[route])
+        fail(
+          `config.plans.${name}.endpoints.${route}`,
+          `no such endpoint: add it to config.endpoints or remove the limits`,
+        );
     }
     const p = plans[name]!;
     requireExpressionsFit(p.tenant, `config.plans.${name}.tenant`);
     requireExpressionsFit(p.user, `config.plans.${name}.user`);
-    for (const [route, specs] of Object.entries(p.endpoints ?? {})) requireExpressionsFit(specs, `config.plans.${name}.endpoints.${route}`);
+    for (const [route, specs] of Object.entries(p.endpoints ?? {}))
+      requireExpressionsFit(specs, `config.plans.${name}.endpoints.${route}`);
   }
   let global: LimiterConfig['global'];
   if (value.global !== undefined) {
     if (!isRecord(value.global)) fail('config.global', 'expected { limits, shards? }');
     const shards = value.global.shards === undefined ? DEFAULT_GLOBAL_SHARDS : Number(value.global.shards);
-    if (!Number.isInteger(shards) || shards < 1 || shards > 1000) fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(value.global.shards)}`);
+    if (!Number.isInteger(shards) || shards < 1 || shards > 1000)
+      fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(value.global.shards)}`);
     const limits = parseSpecs(value.global.limits, 'config.global.limits');
     for (const spec of limits) {
-      if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards) fail('config.global.limits', `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`);
+      if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards)
+        fail(
+          'config.global.limits',
+          `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`,
+        );
     }
     requireExpressionsFit(limits, 'config.global.limits');
     global = { limits, shards };
@@ -295,7 +368,8 @@ export function parseConfig(value: unknown): LimiterConfig {
   if (value.failureModes !== undefined) {
     if (!isRecord(value.failureModes)) fail('config.failureModes', 'expected { tenant?, user?, endpoint?, global? }');
     for (const [layer, mode] of Object.entries(value.failureModes)) {
-      if (!LAYERS.includes(layer as Layer)) fail(`config.failureModes.${layer}`, `unknown layer: use ${LAYERS.join(', ')}`);
+      if (!LAYERS.includes(layer as Layer))
+        fail(`config.failureModes.${layer}`, `unknown layer: use ${LAYERS.join(', ')}`);
       if (mode !== 'open' && mode !== 'closed') fail(`config.failureModes.${layer}`, "expected 'open' or 'closed'");
       failureModes[layer as Layer] = mode;
     }
@@ -305,13 +379,22 @@ export function parseConfig(value: unknown): LimiterConfig {
     if (!isRecord(value.penalty)) fail('config.penalty', 'expected { threshold?, windowMs?, baseMs?, maxMs? }');
     for (const [field, n] of Object.entries(value.penalty)) {
       if (!(field in DEFAULT_PENALTY)) fail(`config.penalty.${field}`, 'unknown field');
-      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) fail(`config.penalty.${field}`, `expected a number >= 0, got ${JSON.stringify(n)}`);
+      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+        fail(`config.penalty.${field}`, `expected a number >= 0, got ${JSON.stringify(n)}`);
       penalty[field as keyof PenaltyPolicy] = n;
     }
   }
   const perMinute = value.limitsRequestsPerMinute;
-  if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1)) fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
-  return { plans, endpoints, ...(global ? { global } : {}), failureModes, penalty, ...(perMinute !== undefined ? { limitsRequestsPerMinute: perMinute as number } : {}) };
+  if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1))
+    fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
+  return {
+    plans,
+    endpoints,
+    ...(global ? { global } : {}),
+    failureModes,
+    penalty,
+    ...(perMinute !== undefined ? { limitsRequestsPerMinute: perMinute as number } : {}),
+  };
 }
 
 /** A layer's limits share one item and one write: its expressions must fit DynamoDB's 4 KB per expression. */
@@ -319,7 +402,11 @@ function requireExpressionsFit(specs: readonly LimitSpec[] | undefined, at: stri
   if (!specs?.length) return;
   const bound = expressionBound(specs.map((s) => s.limit));
   const longest = Math.max(bound.condition, bound.update);
-  if (longest > MAX_EXPRESSION_BYTES) fail(at, `the layer's DynamoDB expressions can reach ${longest} bytes, over DynamoDB's limit of ${MAX_EXPRESSION_BYTES} per expression: use fewer subWindows or fewer limits in this layer`);
+  if (longest > MAX_EXPRESSION_BYTES)
+    fail(
+      at,
+      `the layer's DynamoDB expressions can reach ${longest} bytes, over DynamoDB's limit of ${MAX_EXPRESSION_BYTES} per expression: use fewer subWindows or fewer limits in this layer`,
+    );
 }
 
 /** A plan with a tenant's overrides applied: an override replaces the limit of the same counts and name, or adds one. */
@@ -335,14 +422,26 @@ export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Pl
     endpoints[route] = merge(plan.endpoints?.[route], overrides.endpoints?.[route]);
   }
   const outputReservation = overrides.outputReservation ?? plan.outputReservation;
-  return { tenant: merge(plan.tenant, overrides.tenant), user: merge(plan.user, overrides.user), endpoints, ...(outputReservation ? { outputReservation } : {}) };
+  return {
+    tenant: merge(plan.tenant, overrides.tenant),
+    user: merge(plan.user, overrides.user),
+    endpoints,
+    ...(outputReservation ? { outputReservation } : {}),
+  };
 }
 
 /** One shard's share of a global limit, so that all shards together allow exactly the limit. */
 export function shardOf(limit: Limit, shard: number, shards: number): Limit {
   switch (limit.shape) {
     case 'token_bucket':
-      return tokenBucket(limit.capacity / shards, limit.refillPerSecond / shards, limit.burstCredit && { capacity: limit.burstCredit.capacity / shards, accruePerSecond: limit.burstCredit.accruePerSecond / shards });
+      return tokenBucket(
+        limit.capacity / shards,
+        limit.refillPerSecond / shards,
+        limit.burstCredit && {
+          capacity: limit.burstCredit.capacity / shards,
+          accruePerSecond: limit.burstCredit.accruePerSecond / shards,
+        },
+      );
     case 'leaky_bucket':
       return leakyBucket(limit.capacity / shards, limit.drainPerSecond / shards);
     case 'sliding_window': {

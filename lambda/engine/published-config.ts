@@ -23,13 +23,24 @@ export async function publishConfig(client: DynamoDBClient, tableName: string, c
 }
 
 /** The published configuration, or undefined when the table has none (a deploy of an older version). */
-export async function readPublishedConfig(client: DynamoDBClient, tableName: string): Promise<LimiterConfig | undefined> {
-  const out = await client.send(new GetItemCommand({ TableName: tableName, Key: { [TABLE.partitionKey]: { S: CONFIG_ITEM_KEY } }, ConsistentRead: true }));
+export async function readPublishedConfig(
+  client: DynamoDBClient,
+  tableName: string,
+): Promise<LimiterConfig | undefined> {
+  const out = await client.send(
+    new GetItemCommand({
+      TableName: tableName,
+      Key: { [TABLE.partitionKey]: { S: CONFIG_ITEM_KEY } },
+      ConsistentRead: true,
+    }),
+  );
   const text = out.Item?.[CONFIG_ATTRIBUTE]?.S;
   if (text === undefined) return undefined;
   try {
     return parseConfig(JSON.parse(text));
   } catch (err) {
-    throw new InvalidLimitError(`the configuration published in table ${tableName} does not parse (${(err as Error).message}): redeploy, or pass --config`);
+    throw new InvalidLimitError(
+      `the configuration published in table ${tableName} does not parse (${(err as Error).message}): redeploy, or pass --config`,
+    );
   }
 }

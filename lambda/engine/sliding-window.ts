@@ -42,9 +42,25 @@ export type WindowWrite =
   /** First write: attribute_not_exists(head). */
   | { readonly branch: 'init'; readonly head: number; readonly slots: readonly number[]; readonly total: number }
   /** Count `cost` in slot `position` (the head, or an older slot for a refund). */
-  | { readonly branch: 'add'; readonly check: WindowCheck; readonly position: number; readonly cost: number; readonly inTotal: boolean; readonly minSlot?: number }
+  | {
+      readonly branch: 'add';
+      readonly check: WindowCheck;
+      readonly position: number;
+      readonly cost: number;
+      readonly inTotal: boolean;
+      readonly minSlot?: number;
+    }
   /** Move the head to a new slot, clear the slots it reuses, count `cost` there. */
-  | { readonly branch: 'roll'; readonly check: WindowCheck; readonly head: number; readonly position: number; readonly cost: number; readonly zero: readonly number[]; readonly totalDelta?: number; readonly total?: number };
+  | {
+      readonly branch: 'roll';
+      readonly check: WindowCheck;
+      readonly head: number;
+      readonly position: number;
+      readonly cost: number;
+      readonly zero: readonly number[];
+      readonly totalDelta?: number;
+      readonly total?: number;
+    };
 
 export interface WindowPlan {
   readonly decision: Decision;
@@ -62,10 +78,13 @@ export const slotMs = (limit: SlidingWindowLimit): number => limit.windowMs / li
  * denied. t x S and W are whole numbers below 2^53, and the quotient of two such numbers is never
  * rounded across a whole number while t x S x W < 2^52 (t x S up to ~1e14, W up to days: true).
  */
-export const slotIndex = (t: number, limit: SlidingWindowLimit): number => Math.floor((Math.floor(t) * limit.subWindows) / limit.windowMs);
+export const slotIndex = (t: number, limit: SlidingWindowLimit): number =>
+  Math.floor((Math.floor(t) * limit.subWindows) / limit.windowMs);
 /** First whole millisecond of slot `index`: the least t with slotIndex(t) = index. */
-export const slotStart = (index: number, limit: SlidingWindowLimit): number => Math.ceil((index * limit.windowMs) / limit.subWindows);
-const positionOf = (index: number, limit: SlidingWindowLimit): number => ((index % ringLength(limit)) + ringLength(limit)) % ringLength(limit);
+export const slotStart = (index: number, limit: SlidingWindowLimit): number =>
+  Math.ceil((index * limit.windowMs) / limit.subWindows);
+const positionOf = (index: number, limit: SlidingWindowLimit): number =>
+  ((index % ringLength(limit)) + ringLength(limit)) % ringLength(limit);
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 
 /** The count of slot `index`, if the ring still holds it. */
@@ -82,7 +101,11 @@ function range(from: number, to: number): number[] {
 }
 
 /** What an admission at `at` is checked against: slots from i-S to the newest. */
-function checked(state: WindowState, at: Moment, limit: SlidingWindowLimit): { from: number; to: number; values: number[]; total: number } {
+function checked(
+  state: WindowState,
+  at: Moment,
+  limit: SlidingWindowLimit,
+): { from: number; to: number; values: number[]; total: number } {
   const from = slotIndex(at.early, limit) - limit.subWindows;
   const to = Math.max(state.head ?? Number.NEGATIVE_INFINITY, slotIndex(at.late, limit));
   const values = range(from, to).map((j) => countAt(state, j, limit));
@@ -106,14 +129,22 @@ export function describeWindow(state: WindowState | undefined, at: Moment, limit
   return { allowed: true, limit: limit.limit, remaining, resetMs: Math.max(0, resetMs), retryAfterMs: 0 };
 }
 
-const pin = (state: WindowState, index: number, limit: SlidingWindowLimit): Pin => ({ position: positionOf(index, limit), value: countAt(state, index, limit) });
+const pin = (state: WindowState, index: number, limit: SlidingWindowLimit): Pin => ({
+  position: positionOf(index, limit),
+  value: countAt(state, index, limit),
+});
 
 /**
  * The condition that makes "checked total + cost <= limit" hold at the moment of the write, in
  * terms of the item's `total` (slots head-S..head). Slots this container no longer counts are
  * subtracted (and pinned); older slots it still counts are added (they only ever shrink).
  */
-export function windowCheck(state: WindowState, at: Moment, cost: number | undefined, limit: SlidingWindowLimit): WindowCheck {
+export function windowCheck(
+  state: WindowState,
+  at: Moment,
+  cost: number | undefined,
+  limit: SlidingWindowLimit,
+): WindowCheck {
   const head = state.head!;
   if (cost === undefined) return { head, pins: [] };
   const from = slotIndex(at.early, limit) - limit.subWindows;
@@ -127,7 +158,13 @@ export function windowCheck(state: WindowState, at: Moment, cost: number | undef
 }
 
 /** The write that counts `cost` at `at`; with `enforce` its condition also enforces the limit. */
-export function countWrite(state: WindowState, at: Moment, cost: number, limit: SlidingWindowLimit, enforce: boolean): { write: WindowWrite; next: WindowState } {
+export function countWrite(
+  state: WindowState,
+  at: Moment,
+  cost: number,
+  limit: SlidingWindowLimit,
+  enforce: boolean,
+): { write: WindowWrite; next: WindowState } {
   const length = ringLength(limit);
   const target = Math.max(state.head ?? Number.NEGATIVE_INFINITY, slotIndex(at.late, limit));
   if (state.head === undefined) {
@@ -141,32 +178,56 @@ export function countWrite(state: WindowState, at: Moment, cost: number, limit: 
   if (target === head) {
     const position = positionOf(head, limit);
     slots[position] = slots[position]! + cost;
-    return { write: { branch: 'add', check, position, cost, inTotal: true }, next: { head, total: (state.total ?? 0) + cost, slots } };
+    return {
+      write: { branch: 'add', check, position, cost, inTotal: true },
+      next: { head, total: (state.total ?? 0) + cost, slots },
+    };
   }
   // Roll: reuse the positions of slots head+1..target, which held slots that left the ring.
-  const reused = target - head >= length ? range(0, length - 1) : range(head + 1, target).map((k) => positionOf(k, limit));
+  const reused =
+    target - head >= length ? range(0, length - 1) : range(head + 1, target).map((k) => positionOf(k, limit));
   const position = positionOf(target, limit);
   for (const p of reused) slots[p] = 0;
   slots[position] = cost;
   const zero = reused.filter((p) => p !== position);
   if (target - limit.subWindows > head) {
     // The whole old window has left the total: it restarts at this cost.
-    return { write: { branch: 'roll', check, head: target, position, cost, zero, total: cost }, next: { head: target, total: cost, slots } };
+    return {
+      write: { branch: 'roll', check, head: target, position, cost, zero, total: cost },
+      next: { head: target, total: cost, slots },
+    };
   }
   const leaving = range(head - limit.subWindows, target - limit.subWindows - 1).map((j) => pin(state, j, limit));
   const pins = [...check.pins, ...leaving.filter((l) => !check.pins.some((p) => p.position === l.position))];
   const totalDelta = cost - sum(leaving.map((l) => l.value));
-  const write: WindowWrite = { branch: 'roll', check: { ...check, pins }, head: target, position, cost, zero, totalDelta };
+  const write: WindowWrite = {
+    branch: 'roll',
+    check: { ...check, pins },
+    head: target,
+    position,
+    cost,
+    zero,
+    totalDelta,
+  };
   return { write, next: { head: target, total: (state.total ?? 0) + totalDelta, slots } };
 }
 
-export function decideWindow(state: WindowState | undefined, at: Moment, cost: number, limit: SlidingWindowLimit): WindowPlan {
+export function decideWindow(
+  state: WindowState | undefined,
+  at: Moment,
+  cost: number,
+  limit: SlidingWindowLimit,
+): WindowPlan {
   const stored = state ?? {};
   const view = checked(stored, at, limit);
   if (view.total + cost > limit.limit) {
     const d = describeWindow(stored, at, limit);
-    if (cost > limit.limit) return { decision: denied(limit.limit, d.remaining, d.resetMs, d.resetMs, true), next: stored };
-    return { decision: denied(limit.limit, d.remaining, d.resetMs, waitFor(view, cost, at.early, limit)), next: stored };
+    if (cost > limit.limit)
+      return { decision: denied(limit.limit, d.remaining, d.resetMs, d.resetMs, true), next: stored };
+    return {
+      decision: denied(limit.limit, d.remaining, d.resetMs, waitFor(view, cost, at.early, limit)),
+      next: stored,
+    };
   }
   const { write, next } = countWrite(stored, at, cost, limit, true);
   return { decision: describeWindow(next, at, limit), write, next };
@@ -177,7 +238,13 @@ export function decideWindow(state: WindowState | undefined, at: Moment, cost: n
  * its limit: debt, repaid as slots expire). A refund comes off the slot of the admission's
  * earliest possible time (never a newer slot than it was counted in), if that slot is still held.
  */
-export function adjustWindow(state: WindowState | undefined, at: Moment, delta: number, admittedAt: Moment, limit: SlidingWindowLimit): { write?: WindowWrite; next: WindowState } {
+export function adjustWindow(
+  state: WindowState | undefined,
+  at: Moment,
+  delta: number,
+  admittedAt: Moment,
+  limit: SlidingWindowLimit,
+): { write?: WindowWrite; next: WindowState } {
   const stored = state ?? {};
   if (delta > 0) return countWrite(stored, at, delta, limit, false);
   const j = slotIndex(admittedAt.early, limit);
@@ -199,7 +266,12 @@ export function adjustWindow(state: WindowState | undefined, at: Moment, delta: 
 export type WindowGuard = { readonly branch: 'room-window'; readonly check?: WindowCheck };
 
 /** Admission without spending: would `cost` fit now? The guard re-checks it in the store. */
-export function guardWindow(state: WindowState | undefined, at: Moment, cost: number, limit: SlidingWindowLimit): { decision: Decision; guard: WindowGuard } {
+export function guardWindow(
+  state: WindowState | undefined,
+  at: Moment,
+  cost: number,
+  limit: SlidingWindowLimit,
+): { decision: Decision; guard: WindowGuard } {
   const stored = state ?? {};
   const plan = decideWindow(stored, at, cost, limit);
   const decision = plan.decision.allowed ? describeWindow(stored, at, limit) : plan.decision;

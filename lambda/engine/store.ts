@@ -17,7 +17,17 @@ import type { Decision } from './decision';
 export type { Adjustment, Check, CheckOutcome, ItemOptions, ItemOutcome } from './item';
 import { ContentionError, InvalidLimitError, StoreUnavailableError } from './errors';
 import { type Fragment, fragment } from './expressions';
-import { type Adjustment, admitted, bucketOf, type Check, type Item, type ItemOptions, type ItemOutcome, planItem, predictItem } from './item';
+import {
+  type Adjustment,
+  admitted,
+  bucketOf,
+  type Check,
+  type Item,
+  type ItemOptions,
+  type ItemOutcome,
+  planItem,
+  predictItem,
+} from './item';
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
 import { slotMs } from './sliding-window';
@@ -69,8 +79,8 @@ export interface StoreStats {
 export const CONFLICT_RETRIES = 6;
 
 /** A jittered pause before retrying a write that met another transaction: 5-15 ms, growing with the retry. */
-const conflictPause = (retry: number): Promise<void> => new Promise((r) => setTimeout(r, 5 * retry + Math.random() * 10));
-
+const conflictPause = (retry: number): Promise<void> =>
+  new Promise((r) => setTimeout(r, 5 * retry + Math.random() * 10));
 
 /**
  * Limits on DynamoDB. One conditional UpdateItem per decision in steady state: the write is
@@ -141,7 +151,13 @@ export class LimitStore {
       // Until DynamoDB answers, decisions made meanwhile in this container start from the state this
       // write will most likely leave (so concurrent requests here guess the commuting branch).
       this.remember(pk, predictItem(item, checks, step.evals));
-      const outcome = await this.write(pk, step.fragments, at, [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])], signal);
+      const outcome = await this.write(
+        pk,
+        step.fragments,
+        at,
+        [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])],
+        signal,
+      );
       if (outcome.conflict) {
         this.remember(pk, item);
         if (!(await this.afterConflict(++conflicts, 'UpdateItem'))) break;
@@ -160,7 +176,9 @@ export class LimitStore {
    * written. Costs two write units per item (transactional) and returns no new state, so the
    * numbers reported are this container's prediction.
    */
-  async decideItemsAtomically(items: readonly { key: string; checks: readonly Check[]; options?: ItemOptions }[]): Promise<ItemOutcome[]> {
+  async decideItemsAtomically(
+    items: readonly { key: string; checks: readonly Check[]; options?: ItemOptions }[],
+  ): Promise<ItemOutcome[]> {
     for (const it of items) this.validate(it.checks);
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
     const at = this.now();
@@ -171,7 +189,18 @@ export class LimitStore {
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
       const steps = items.map((it, i) => planItem(it.checks, it.options ?? {}, state[i], fresh[i]!, at));
       const denied = steps.findIndex((s) => s.kind === 'done' && !s.outcome.allowed);
-      if (denied >= 0) return steps.map((s, i) => (s.kind === 'done' ? s.outcome : { allowed: true, outcomes: items[i]!.checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(state[i], c.name), at) })) }));
+      if (denied >= 0)
+        return steps.map((s, i) =>
+          s.kind === 'done'
+            ? s.outcome
+            : {
+                allowed: true,
+                outcomes: items[i]!.checks.map((c) => ({
+                  check: c,
+                  decision: describe(c.limit, bucketOf(state[i], c.name), at),
+                })),
+              },
+        );
       const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
       if (reads.length) {
         for (const i of reads) {
@@ -183,13 +212,24 @@ export class LimitStore {
       const writes = steps.map((s, i) => {
         const it = items[i]!;
         const fragments = s.kind === 'write' ? s.fragments : [];
-        return this.request(pks[i]!, [...fragments, this.expiry(at, [...it.checks.map((c) => c.limit), ...(it.options?.alsoHolds ?? [])])]);
+        return this.request(pks[i]!, [
+          ...fragments,
+          this.expiry(at, [...it.checks.map((c) => c.limit), ...(it.options?.alsoHolds ?? [])]),
+        ]);
       });
       this.stats.calls++;
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: writes.map((w) => ({ Update: { ...w, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } })) }), { abortSignal: signal });
+        await this.doc.send(
+          new TransactWriteCommand({
+            TransactItems: writes.map((w) => ({
+              Update: { ...w, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const },
+            })),
+          }),
+          { abortSignal: signal },
+        );
       } catch (err) {
-        if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', pks.join(','), { cause: err });
+        if (!(err instanceof TransactionCanceledException))
+          throw new StoreUnavailableError('TransactWriteItems', pks.join(','), { cause: err });
         if (isConflict(err)) {
           if (!(await this.afterConflict(++conflicts, 'TransactWriteItems'))) break;
           attempt--;
@@ -220,7 +260,11 @@ export class LimitStore {
    * one TransactWriteItems whose ledger Put requires that no entry exists yet. A retry after a
    * timeout that did land finds the entry and changes nothing.
    */
-  async settleOnce(ledgerKey: string, items: readonly { key: string; adjustments: readonly Adjustment[]; alsoHolds?: readonly Limit[] }[], record: Readonly<Record<string, string | number>> = {}): Promise<'settled' | 'already-settled'> {
+  async settleOnce(
+    ledgerKey: string,
+    items: readonly { key: string; adjustments: readonly Adjustment[]; alsoHolds?: readonly Limit[] }[],
+    record: Readonly<Record<string, string | number>> = {},
+  ): Promise<'settled' | 'already-settled'> {
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
     const ledger = KEY_PREFIX.settlement + ledgerKey;
     const at = this.now();
@@ -253,11 +297,22 @@ export class LimitStore {
       };
       this.stats.calls++;
       try {
-        await this.doc.send(new TransactWriteCommand({ TransactItems: [{ Put: put }, ...updates.map((u) => ({ Update: { ...u.update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } }))] }), { abortSignal: signal });
+        await this.doc.send(
+          new TransactWriteCommand({
+            TransactItems: [
+              { Put: put },
+              ...updates.map((u) => ({
+                Update: { ...u.update, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const },
+              })),
+            ],
+          }),
+          { abortSignal: signal },
+        );
         for (const u of updates) this.seen.delete(pks[u.index]!);
         return 'settled';
       } catch (err) {
-        if (!(err instanceof TransactionCanceledException)) throw new StoreUnavailableError('TransactWriteItems', ledger, { cause: err });
+        if (!(err instanceof TransactionCanceledException))
+          throw new StoreUnavailableError('TransactWriteItems', ledger, { cause: err });
         const reasons = err.CancellationReasons ?? [];
         if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'already-settled';
         if (isConflict(err)) {
@@ -279,7 +334,11 @@ export class LimitStore {
   }
 
   /** The writes that settle `adjustments` on an item; `unwritten` when one had nothing to do from this view. */
-  private adjustments(item: Item | undefined, adjustments: readonly Adjustment[], at: Moment): { fragments: Fragment[]; unwritten: boolean } {
+  private adjustments(
+    item: Item | undefined,
+    adjustments: readonly Adjustment[],
+    at: Moment,
+  ): { fragments: Fragment[]; unwritten: boolean } {
     const fragments: Fragment[] = [];
     let unwritten = false;
     adjustments.forEach((a, j) => {
@@ -319,7 +378,13 @@ export class LimitStore {
         continue;
       }
       if (fragments.length === 0) return;
-      const outcome = await this.write(pk, fragments, at, [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])], signal);
+      const outcome = await this.write(
+        pk,
+        fragments,
+        at,
+        [...adjustments.map((a) => a.limit), ...(options.alsoHolds ?? [])],
+        signal,
+      );
       if (outcome.conflict) {
         if (!(await this.afterConflict(++conflicts, 'UpdateItem'))) break;
         attempt--;
@@ -336,7 +401,10 @@ export class LimitStore {
   async peekItem(key: string, checks: readonly Check[]): Promise<ItemOutcome> {
     const item = await this.read(KEY_PREFIX.bucket + key, this.deadline());
     const at = this.now();
-    return { allowed: true, outcomes: checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(item, c.name), at) })) };
+    return {
+      allowed: true,
+      outcomes: checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(item, c.name), at) })),
+    };
   }
 
   /**
@@ -344,7 +412,12 @@ export class LimitStore {
    * attribute in `expect` still has the given value (undefined: absent). Returns the item after
    * the write, or as it was when the comparison failed.
    */
-  async compareAndSet(key: string, expect: Readonly<Record<string, number | undefined>>, set: Readonly<Record<string, number | string>>, freshAtMs: number): Promise<{ ok: boolean; item: Item | undefined }> {
+  async compareAndSet(
+    key: string,
+    expect: Readonly<Record<string, number | undefined>>,
+    set: Readonly<Record<string, number | string>>,
+    freshAtMs: number,
+  ): Promise<{ ok: boolean; item: Item | undefined }> {
     const names: Record<string, string> = { '#exp': TABLE.ttlAttribute };
     const values: Record<string, unknown> = { ':exp': expiresAt(freshAtMs) };
     const conditions = Object.entries(expect).map(([attr, value], i) => {
@@ -360,7 +433,9 @@ export class LimitStore {
       values[`:s${i}`] = value;
       sets.push(`#s${i} = :s${i}`);
     });
-    const fragments: Fragment[] = [{ ...(conditions.length ? { condition: conditions.join(' AND ') } : {}), sets, names, values }];
+    const fragments: Fragment[] = [
+      { ...(conditions.length ? { condition: conditions.join(' AND ') } : {}), sets, names, values },
+    ];
     const signal = this.deadline();
     for (let conflicts = 1; ; conflicts++) {
       const outcome = await this.send(KEY_PREFIX.bucket + key, fragments, signal);
@@ -405,7 +480,10 @@ export class LimitStore {
     this.stats.calls++;
     this.stats.reads++;
     try {
-      const out = await this.doc.send(new GetCommand({ TableName: this.tableName, Key: { [TABLE.partitionKey]: pk }, ConsistentRead: true }), { abortSignal: signal });
+      const out = await this.doc.send(
+        new GetCommand({ TableName: this.tableName, Key: { [TABLE.partitionKey]: pk }, ConsistentRead: true }),
+        { abortSignal: signal },
+      );
       this.remember(pk, out.Item);
       return out.Item;
     } catch (err) {
@@ -416,7 +494,11 @@ export class LimitStore {
   /** The item's TTL: the longest memory of the limits it holds, from the latest present. */
   private expiry(at: Moment, limits: readonly Limit[]): Fragment {
     const memory = Math.max(0, ...limits.map(memoryMs));
-    return { sets: ['#exp = :exp'], names: { '#exp': TABLE.ttlAttribute }, values: { ':exp': expiresAt(at.late + memory) } };
+    return {
+      sets: ['#exp = :exp'],
+      names: { '#exp': TABLE.ttlAttribute },
+      values: { ':exp': expiresAt(at.late + memory) },
+    };
   }
 
   /** One conditional write of all fragments. */
@@ -427,7 +509,8 @@ export class LimitStore {
   private request(pk: string, fragments: Fragment[]) {
     // DynamoDB rejects redundant parentheses: only an OR needs them once it is ANDed with others.
     const conditions = fragments.flatMap((f) => (f.condition ? [f.condition] : []));
-    const condition = conditions.length > 1 ? conditions.map((c) => (c.includes(' OR ') ? `(${c})` : c)).join(' AND ') : conditions[0];
+    const condition =
+      conditions.length > 1 ? conditions.map((c) => (c.includes(' OR ') ? `(${c})` : c)).join(' AND ') : conditions[0];
     return {
       TableName: this.tableName,
       Key: { [TABLE.partitionKey]: pk },
@@ -439,10 +522,21 @@ export class LimitStore {
   }
 
   /** One UpdateItem: written (ok), refused by its condition (the item as it was), or refused because another transaction held the item (conflict: nothing known). */
-  private async send(pk: string, fragments: Fragment[], signal: AbortSignal): Promise<{ ok: boolean; item: Item | undefined; conflict?: true }> {
+  private async send(
+    pk: string,
+    fragments: Fragment[],
+    signal: AbortSignal,
+  ): Promise<{ ok: boolean; item: Item | undefined; conflict?: true }> {
     this.stats.calls++;
     try {
-      const out = await this.doc.send(new UpdateCommand({ ...this.request(pk, fragments), ReturnValues: 'ALL_NEW', ReturnValuesOnConditionCheckFailure: 'ALL_OLD' }), { abortSignal: signal });
+      const out = await this.doc.send(
+        new UpdateCommand({
+          ...this.request(pk, fragments),
+          ReturnValues: 'ALL_NEW',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+        { abortSignal: signal },
+      );
       this.remember(pk, out.Attributes);
       return { ok: true, item: out.Attributes };
     } catch (err) {
@@ -461,7 +555,10 @@ export class LimitStore {
 /** A transaction cancelled only because another transaction held an item: nothing was written. */
 function isConflict(err: TransactionCanceledException): boolean {
   const reasons = err.CancellationReasons ?? [];
-  return reasons.some((r) => r.Code === 'TransactionConflict') && reasons.every((r) => r.Code === 'TransactionConflict' || r.Code === 'None' || r.Code === undefined);
+  return (
+    reasons.some((r) => r.Code === 'TransactionConflict') &&
+    reasons.every((r) => r.Code === 'TransactionConflict' || r.Code === 'None' || r.Code === undefined)
+  );
 }
 
 /** Epoch seconds after which an item no longer matters, with a day's margin. */
@@ -485,5 +582,10 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
       AttributeDefinitions: [{ AttributeName: TABLE.partitionKey, AttributeType: 'S' }],
     }),
   );
-  await client.send(new UpdateTimeToLiveCommand({ TableName: tableName, TimeToLiveSpecification: { AttributeName: TABLE.ttlAttribute, Enabled: true } }));
+  await client.send(
+    new UpdateTimeToLiveCommand({
+      TableName: tableName,
+      TimeToLiveSpecification: { AttributeName: TABLE.ttlAttribute, Enabled: true },
+    }),
+  );
 }

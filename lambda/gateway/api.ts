@@ -28,7 +28,13 @@ export const USAGE_PAGE_THROTTLE = { rateLimit: 5, burstLimit: 10 } as const;
 /** Every AI endpoint is a streaming POST to the proxy; GET /v1/limits, /v1/models and the usage page are buffered. */
 export function apiRoutes(endpoints: Readonly<Record<string, unknown>>): ApiRoute[] {
   return [
-    ...Object.keys(endpoints).map((path) => ({ method: 'POST' as const, path, integration: 'proxy' as const, streaming: true, authorized: true })),
+    ...Object.keys(endpoints).map((path) => ({
+      method: 'POST' as const,
+      path,
+      integration: 'proxy' as const,
+      streaming: true,
+      authorized: true,
+    })),
     { method: 'GET', path: LIMITS_ROUTE, integration: 'limits', streaming: false, authorized: true },
     { method: 'GET', path: MODELS_ROUTE, integration: 'limits', streaming: false, authorized: true },
     { method: 'GET', path: USAGE_PAGE_ROUTE, integration: 'limits', streaming: false, authorized: false },
@@ -71,6 +77,14 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
   };
 }
 
-export function proxyEnvironment(upstreamBaseUrl: string, upstreamApiKeySecret: string, upstreamTimeoutMs: number): Record<string, string> {
-  return { UPSTREAM_BASE_URL: upstreamBaseUrl, UPSTREAM_API_KEY_SECRET: upstreamApiKeySecret, UPSTREAM_TIMEOUT_MS: String(upstreamTimeoutMs) };
+export function proxyEnvironment(
+  upstreamBaseUrl: string,
+  upstreamApiKeySecret: string,
+  upstreamTimeoutMs: number,
+): Record<string, string> {
+  return {
+    UPSTREAM_BASE_URL: upstreamBaseUrl,
+    UPSTREAM_API_KEY_SECRET: upstreamApiKeySecret,
+    UPSTREAM_TIMEOUT_MS: String(upstreamTimeoutMs),
+  };
 }

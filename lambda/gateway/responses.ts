@@ -5,7 +5,14 @@
  * `$context.authorizer.<key>`.
  */
 export interface GatewayResponseDefinition {
-  readonly type: 'ACCESS_DENIED' | 'UNAUTHORIZED' | 'AUTHORIZER_FAILURE' | 'AUTHORIZER_CONFIGURATION_ERROR' | 'MISSING_AUTHENTICATION_TOKEN' | 'DEFAULT_4XX' | 'DEFAULT_5XX';
+  readonly type:
+    | 'ACCESS_DENIED'
+    | 'UNAUTHORIZED'
+    | 'AUTHORIZER_FAILURE'
+    | 'AUTHORIZER_CONFIGURATION_ERROR'
+    | 'MISSING_AUTHENTICATION_TOKEN'
+    | 'DEFAULT_4XX'
+    | 'DEFAULT_5XX';
   /**
    * Absent: the status API Gateway chose stays. Never set on DEFAULT_4XX or DEFAULT_5XX: a status
    * there rewrites every response of that class that has no definition of its own (a 502 from a
@@ -32,13 +39,15 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
       'RateLimit-Policy': 'context.authorizer.policy',
       RateLimit: 'context.authorizer.rateLimit',
     },
-    template: '{"error":{"message":"$context.authorizer.message","type":"$context.authorizer.type","param":null,"code":"$context.authorizer.code"}}',
+    template:
+      '{"error":{"message":"$context.authorizer.message","type":"$context.authorizer.type","param":null,"code":"$context.authorizer.code"}}',
   },
   {
     type: 'UNAUTHORIZED',
     statusCode: '401',
     responseHeaders: { 'Content-Type': json, 'WWW-Authenticate': "'Bearer'" },
-    template: '{"error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer <key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
+    template:
+      '{"error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer <key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
   },
   // The authorizer failed (a layer that fails closed could not be checked): try again shortly.
   // A function that throws surfaces as AUTHORIZER_CONFIGURATION_ERROR or AUTHORIZER_FAILURE
@@ -47,14 +56,16 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
     type,
     statusCode: '503',
     responseHeaders: { 'Content-Type': json, 'Retry-After': "'1'" },
-    template: '{"error":{"message":"The rate limiter is unavailable; retry shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
+    template:
+      '{"error":{"message":"The rate limiter is unavailable; retry shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
   })),
   {
     // A path or method this API does not serve: API Gateway's 403 "Missing Authentication Token" by default.
     type: 'MISSING_AUTHENTICATION_TOKEN',
     statusCode: '404',
     responseHeaders: { 'Content-Type': json },
-    template: '{"error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET /v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
+    template:
+      '{"error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET /v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
   },
   {
     type: 'DEFAULT_4XX',
@@ -68,10 +79,16 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
   },
 ];
 
-export const gatewayResponse = (type: GatewayResponseDefinition['type']): GatewayResponseDefinition => GATEWAY_RESPONSES.find((r) => r.type === type)!;
+export const gatewayResponse = (type: GatewayResponseDefinition['type']): GatewayResponseDefinition =>
+  GATEWAY_RESPONSES.find((r) => r.type === type)!;
 
 /** Renders a gateway response as API Gateway would, from the authorizer's context. */
-export function renderGatewayResponse(type: GatewayResponseDefinition['type'], context: Readonly<Record<string, unknown>> = {}, errorMessage = '', defaultStatus = 500): { statusCode: number; headers: Record<string, string>; body: string } {
+export function renderGatewayResponse(
+  type: GatewayResponseDefinition['type'],
+  context: Readonly<Record<string, unknown>> = {},
+  errorMessage = '',
+  defaultStatus = 500,
+): { statusCode: number; headers: Record<string, string>; body: string } {
   const def = gatewayResponse(type);
   const value = (expression: string): string | undefined => {
     if (expression.startsWith("'") && expression.endsWith("'")) return expression.slice(1, -1);
@@ -84,6 +101,8 @@ export function renderGatewayResponse(type: GatewayResponseDefinition['type'], c
     const v = value(expression);
     if (v !== undefined && v !== '') headers[name] = v;
   }
-  const body = def.template.replace(/\$context\.authorizer\.(\w+)/g, (_m, key: string) => String(context[key] ?? '')).replace(/\$context\.error\.message/g, errorMessage);
+  const body = def.template
+    .replace(/\$context\.authorizer\.(\w+)/g, (_m, key: string) => String(context[key] ?? ''))
+    .replace(/\$context\.error\.message/g, errorMessage);
   return { statusCode: def.statusCode ? Number(def.statusCode) : defaultStatus, headers, body };
 }

@@ -4,7 +4,7 @@ import { type Brake, isBraked } from '../authorizer/brake';
 import type { Directory } from '../authorizer/directory';
 import { errorBody, MISCONFIGURED } from '../engine/contract';
 import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
-import type { Limiter } from '../engine/limiter';
+import type { Limiter, TenantRecord } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
 import { MODELS_ROUTE, USAGE_PAGE_ROUTE } from '../gateway/api';
@@ -23,8 +23,16 @@ export interface LimitsDeps {
   readonly log: (entry: Record<string, unknown>) => void;
 }
 
-const json = (statusCode: number, body: string): APIGatewayProxyResult => ({ statusCode, headers: { 'content-type': 'application/json', 'cache-control': 'no-store', vary: 'Accept' }, body });
-const html = (body: string): APIGatewayProxyResult => ({ statusCode: 200, headers: { ...PAGE_HEADERS, vary: 'Accept' }, body });
+const json = (statusCode: number, body: string): APIGatewayProxyResult => ({
+  statusCode,
+  headers: { 'content-type': 'application/json', 'cache-control': 'no-store', vary: 'Accept' },
+  body,
+});
+const html = (body: string): APIGatewayProxyResult => ({
+  statusCode: 200,
+  headers: { ...PAGE_HEADERS, vary: 'Accept' },
+  body,
+});
 
 function header(event: APIGatewayProxyEvent, name: string): string | undefined {
   const found = Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === name);
@@ -40,8 +48,16 @@ export function createLimitsHandler(deps: LimitsDeps) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
     .use({
       onError: async (request) => {
-        deps.log({ level: 'error', requestId: request.context.awsRequestId, message: 'limits failed', error: request.error?.name });
-        request.response = json(500, errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'));
+        deps.log({
+          level: 'error',
+          requestId: request.context.awsRequestId,
+          message: 'limits failed',
+          error: request.error?.name,
+        });
+        request.response = json(
+          500,
+          errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'),
+        );
       },
     })
     .handler(async (event, context) => {
@@ -49,11 +65,12 @@ export function createLimitsHandler(deps: LimitsDeps) {
       // The page holds no data: it needs no identity (API Gateway runs no authorizer for it).
       if (route === USAGE_PAGE_ROUTE) return html(usagePage());
       const auth = (event.requestContext?.authorizer ?? {}) as Record<string, unknown>;
-      if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
+      if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string')
+        return json(401, errorBody('No caller identity reached this endpoint.', 'authentication_error', 'no_identity'));
       deps.log({ requestId: context.awsRequestId, route, tenant: auth.tenant, user: auth.user, outcome: 'served' });
       if (route === MODELS_ROUTE) return json(200, JSON.stringify(modelList(deps.config)));
       // A tenant whose configuration is broken is the operators' problem: 500 with a code that says which.
-      let tenant;
+      let tenant: TenantRecord | undefined;
       try {
         tenant = await deps.directory.tenant(auth.tenant);
       } catch (err) {
@@ -62,7 +79,10 @@ export function createLimitsHandler(deps: LimitsDeps) {
       }
       if (!tenant) return json(500, errorBody(MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown'));
       try {
-        const [usage, brake] = await Promise.all([usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace), brakeOf(deps.brake)]);
+        const [usage, brake] = await Promise.all([
+          usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace),
+          brakeOf(deps.brake),
+        ]);
         const body = { ...usage, ...(brake ? { brake } : {}) };
         return prefersHtml(header(event, 'accept')) ? html(usagePage(body)) : json(200, JSON.stringify(body));
       } catch (err) {
@@ -73,11 +93,17 @@ export function createLimitsHandler(deps: LimitsDeps) {
 }
 
 /** The brake as people should see it: on or off, why, and until when. */
-async function brakeOf(brake: Brake | undefined): Promise<{ engaged: boolean; reason?: string; until?: string } | undefined> {
+async function brakeOf(
+  brake: Brake | undefined,
+): Promise<{ engaged: boolean; reason?: string; until?: string } | undefined> {
   if (!brake) return undefined;
   const state = await brake.state();
   if (!isBraked(state, Date.now())) return { engaged: false };
-  return { engaged: true, ...(state.reason ? { reason: state.reason } : {}), ...(state.until !== undefined ? { until: new Date(state.until).toISOString() } : {}) };
+  return {
+    engaged: true,
+    ...(state.reason ? { reason: state.reason } : {}),
+    ...(state.until !== undefined ? { until: new Date(state.until).toISOString() } : {}),
+  };
 }
 
 /**
@@ -85,7 +111,10 @@ async function brakeOf(brake: Brake | undefined): Promise<{ engaged: boolean; re
  * them). It reads no bucket: the authorizer meters it with /v1/limits, on the caller's own
  * per-minute budget for reads, never against model limits.
  */
-export function modelList(config: LimiterConfig): { object: 'list'; data: { id: string; object: 'model'; created: number; owned_by: string }[] } {
+export function modelList(config: LimiterConfig): {
+  object: 'list';
+  data: { id: string; object: 'model'; created: number; owned_by: string }[];
+} {
   const ids = [...new Set(Object.values(config.endpoints).flatMap((e) => Object.keys(e.models)))].sort();
   return { object: 'list', data: ids.map((id) => ({ id, object: 'model', created: 0, owned_by: 'llm-rate-limiter' })) };
 }

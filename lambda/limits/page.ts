@@ -185,7 +185,11 @@ export const PAGE_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** JSON that cannot end the script element it sits in. */
-const embeddable = (data: unknown): string => JSON.stringify(data).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+const embeddable = (data: unknown): string =>
+  JSON.stringify(data)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 
 /** The page, with the caller's usage in it (GET /v1/limits from a browser) or without (GET /v1/usage). */
 export function usagePage(usage?: unknown): string {

@@ -1,6 +1,15 @@
 import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
 import { layerKey } from '../engine/limiter';
-import { bucketName, DEFAULT_GLOBAL_SHARDS, type Layer, type LimiterConfig, type LimitSpec, limitCode, periodSeconds, shardOf } from '../engine/plans';
+import {
+  bucketName,
+  DEFAULT_GLOBAL_SHARDS,
+  type Layer,
+  type LimiterConfig,
+  type LimitSpec,
+  limitCode,
+  periodSeconds,
+  shardOf,
+} from '../engine/plans';
 import type { LimitStore } from '../engine/store';
 
 export interface LimitUsage {
@@ -38,37 +47,82 @@ export interface Usage {
  * limits summed over their shards, with what is left of each, read with one consistent read per
  * item; nothing is spent. Usd limits are shown in dollars, whatever the store counts them in.
  */
-export async function usageOf(store: LimitStore, limiter: Limiter, config: LimiterConfig, tenant: TenantRecord, user: string | undefined, namespace = ''): Promise<Usage> {
+export async function usageOf(
+  store: LimitStore,
+  limiter: Limiter,
+  config: LimiterConfig,
+  tenant: TenantRecord,
+  user: string | undefined,
+  namespace = '',
+): Promise<Usage> {
   const plan = limiter.planOf(tenant);
   const identity: Identity = { tenant: tenant.id, user: user ?? '' };
-  const items: { layer: Layer; key: string; specs: readonly LimitSpec[]; route?: string }[] = [{ layer: 'tenant', key: layerKey.tenant(identity, namespace), specs: plan.tenant ?? [] }];
-  if (user !== undefined) items.push({ layer: 'user', key: layerKey.user(identity, namespace), specs: plan.user ?? [] });
+  const items: { layer: Layer; key: string; specs: readonly LimitSpec[]; route?: string }[] = [
+    { layer: 'tenant', key: layerKey.tenant(identity, namespace), specs: plan.tenant ?? [] },
+  ];
+  if (user !== undefined)
+    items.push({ layer: 'user', key: layerKey.user(identity, namespace), specs: plan.user ?? [] });
   for (const [route, specs] of Object.entries(plan.endpoints ?? {})) {
-    items.push({ layer: 'endpoint', key: layerKey.endpoint(identity, route, config.endpoints[route]?.scope, namespace), specs, route });
+    items.push({
+      layer: 'endpoint',
+      key: layerKey.endpoint(identity, route, config.endpoints[route]?.scope, namespace),
+      specs,
+      route,
+    });
   }
   const limits: LimitUsage[] = [];
   for (const item of items.filter((i) => i.specs.length > 0)) {
-    const outcome = await store.peekItem(item.key, item.specs.map((spec) => ({ name: bucketName(spec), limit: spec.limit, cost: 1 })));
-    outcome.outcomes.forEach((o, i) => limits.push(entry(item.layer, item.specs[i]!, o.decision.limit, o.decision.remaining, o.decision.resetMs, item.route)));
+    const outcome = await store.peekItem(
+      item.key,
+      item.specs.map((spec) => ({ name: bucketName(spec), limit: spec.limit, cost: 1 })),
+    );
+    outcome.outcomes.forEach((o, i) => {
+      limits.push(
+        entry(item.layer, item.specs[i]!, o.decision.limit, o.decision.remaining, o.decision.resetMs, item.route),
+      );
+    });
   }
   if (config.global) {
     // The global limits are split over shards: what the system has left is the sum of theirs.
     const shards = config.global.shards ?? DEFAULT_GLOBAL_SHARDS;
     const specs = config.global.limits;
     const outcomes = await Promise.all(
-      Array.from({ length: shards }, (_, shard) => store.peekItem(layerKey.global(shard, namespace), specs.map((spec) => ({ name: bucketName(spec), limit: shardOf(spec.limit, shard, shards), cost: 1 })))),
+      Array.from({ length: shards }, (_, shard) =>
+        store.peekItem(
+          layerKey.global(shard, namespace),
+          specs.map((spec) => ({ name: bucketName(spec), limit: shardOf(spec.limit, shard, shards), cost: 1 })),
+        ),
+      ),
     );
     specs.forEach((spec, i) => {
       const of = outcomes.map((o) => o.outcomes[i]!.decision);
-      limits.push(entry('global', spec, of.reduce((a, d) => a + d.limit, 0), of.reduce((a, d) => a + d.remaining, 0), Math.max(...of.map((d) => d.resetMs)), undefined));
+      limits.push(
+        entry(
+          'global',
+          spec,
+          of.reduce((a, d) => a + d.limit, 0),
+          of.reduce((a, d) => a + d.remaining, 0),
+          Math.max(...of.map((d) => d.resetMs)),
+          undefined,
+        ),
+      );
     });
   }
   const enforced = limits.filter((l) => !l.shadow && l.limit > 0);
-  const closest = enforced.length ? enforced.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a)).code : null;
+  const closest = enforced.length
+    ? enforced.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a)).code
+    : null;
   return { tenant: tenant.id, ...(user !== undefined ? { user } : {}), plan: tenant.plan, limits, closest };
 }
 
-function entry(layer: Layer, spec: LimitSpec, limit: number, remaining: number, resetMs: number, route: string | undefined): LimitUsage {
+function entry(
+  layer: Layer,
+  spec: LimitSpec,
+  limit: number,
+  remaining: number,
+  resetMs: number,
+  route: string | undefined,
+): LimitUsage {
   const usd = spec.counts === 'usd';
   const shown = (n: number) => (usd ? n / 1_000_000 : n);
   return {
@@ -81,7 +135,9 @@ function entry(layer: Layer, spec: LimitSpec, limit: number, remaining: number, 
     remaining: shown(remaining),
     resetSeconds: Math.ceil(resetMs / 1000),
     windowSeconds: Math.round(periodSeconds(spec.limit)),
-    ...(spec.limit.shape === 'sliding_window' ? { slotSeconds: spec.limit.windowMs / spec.limit.subWindows / 1000 } : {}),
+    ...(spec.limit.shape === 'sliding_window'
+      ? { slotSeconds: spec.limit.windowMs / spec.limit.subWindows / 1000 }
+      : {}),
     shadow: spec.shadow ?? false,
   };
 }

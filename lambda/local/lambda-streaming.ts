@@ -11,7 +11,8 @@ const DELIMITER = Buffer.alloc(8);
 export function installLambdaStreamingGlobals(): void {
   // The AWS SDK may already have put an `awslambda` object there (for its invoke store): extend it.
   const g = globalThis as unknown as { awslambda?: Record<string, unknown> };
-  const lambda = (g.awslambda ??= {});
+  g.awslambda ??= {};
+  const lambda = g.awslambda;
   lambda.streamifyResponse ??= (handler: unknown) => handler;
   lambda.HttpResponseStream ??= {
     from(stream: Writable, prelude: Record<string, unknown>) {
@@ -32,8 +33,14 @@ export interface StreamedResponse {
 /** Splits what the function wrote into prelude and body the way API Gateway reads it. */
 export function parseStreamed(raw: Buffer, chunkTimes: { data: Buffer; atMs: number }[]): StreamedResponse {
   const at = raw.indexOf(DELIMITER);
-  if (at < 0) throw new Error('no HttpResponseStream prelude: the status and headers were lost (was anything written before end?)');
-  const prelude = JSON.parse(raw.subarray(0, at).toString('utf8')) as { statusCode?: number; headers?: Record<string, string> };
+  if (at < 0)
+    throw new Error(
+      'no HttpResponseStream prelude: the status and headers were lost (was anything written before end?)',
+    );
+  const prelude = JSON.parse(raw.subarray(0, at).toString('utf8')) as {
+    statusCode?: number;
+    headers?: Record<string, string>;
+  };
   const bodyStart = at + DELIMITER.length;
   const chunks: { text: string; atMs: number }[] = [];
   let offset = 0;
@@ -45,7 +52,12 @@ export function parseStreamed(raw: Buffer, chunkTimes: { data: Buffer; atMs: num
     }
     offset += c.data.length;
   }
-  return { statusCode: prelude.statusCode ?? 200, headers: prelude.headers ?? {}, body: raw.subarray(bodyStart).toString('utf8'), chunks };
+  return {
+    statusCode: prelude.statusCode ?? 200,
+    headers: prelude.headers ?? {},
+    body: raw.subarray(bodyStart).toString('utf8'),
+    chunks,
+  };
 }
 
 type StreamingHandler = (event: unknown, stream: Writable, context: Context) => Promise<void>;
@@ -54,7 +66,12 @@ type StreamingHandler = (event: unknown, stream: Writable, context: Context) => 
  * Invokes a streaming handler as the runtime does, collecting what reaches the client. With
  * `disconnectAfterChunks`, the client goes away after that many body chunks.
  */
-export async function invokeStreaming(handler: unknown, event: unknown, context: Context, options: { disconnectAfterChunks?: number } = {}): Promise<StreamedResponse & { error?: unknown }> {
+export async function invokeStreaming(
+  handler: unknown,
+  event: unknown,
+  context: Context,
+  options: { disconnectAfterChunks?: number } = {},
+): Promise<StreamedResponse & { error?: unknown }> {
   const started = performance.now();
   const received: { data: Buffer; atMs: number }[] = [];
   let bodyChunks = 0;

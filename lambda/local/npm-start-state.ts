@@ -16,7 +16,8 @@ export interface NpmStartState {
 }
 
 /** In .data/ of the directory npm runs in (LLM_LIMITER_DATA_DIR elsewhere, for tests). */
-export const npmStartStateFile = (): string => path.resolve(process.env.LLM_LIMITER_DATA_DIR ?? '.data', 'npm-start.json');
+export const npmStartStateFile = (): string =>
+  path.resolve(process.env.LLM_LIMITER_DATA_DIR ?? '.data', 'npm-start.json');
 
 export function writeNpmStartState(state: NpmStartState): void {
   const file = npmStartStateFile();

@@ -20,7 +20,11 @@ export interface SsmLocal {
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'content-length': Buffer.byteLength(text), 'x-amzn-requestid': crypto.randomUUID() });
+  res.writeHead(status, {
+    'content-type': 'application/x-amz-json-1.1',
+    'content-length': Buffer.byteLength(text),
+    'x-amzn-requestid': crypto.randomUUID(),
+  });
   res.end(text);
 }
 
@@ -37,7 +41,9 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
  * `onParameterChange` stands for EventBridge's "Parameter Store Change" event: called after a
  * PutParameter has been answered, as the event arrives after the write on AWS.
  */
-export async function startSsmLocal(options: { port?: number; region?: string; account?: string; onParameterChange?: (name: string) => void } = {}): Promise<SsmLocal> {
+export async function startSsmLocal(
+  options: { port?: number; region?: string; account?: string; onParameterChange?: (name: string) => void } = {},
+): Promise<SsmLocal> {
   const parameters: SsmLocal['parameters'] = new Map();
   const secrets: SsmLocal['secrets'] = new Map();
   const calls: Record<string, number> = {};
@@ -55,19 +61,34 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
       return fault(res, 'SerializationException', 'request body is not JSON');
     }
     const name = typeof input.Name === 'string' ? input.Name : '';
-    log.push({ service: target.startsWith('secretsmanager.') ? 'secretsmanager' : 'ssm', action: operation, resource: typeof input.SecretId === 'string' ? input.SecretId : name, userAgent: String(req.headers['user-agent'] ?? '') });
+    log.push({
+      service: target.startsWith('secretsmanager.') ? 'secretsmanager' : 'ssm',
+      action: operation,
+      resource: typeof input.SecretId === 'string' ? input.SecretId : name,
+      userAgent: String(req.headers['user-agent'] ?? ''),
+    });
     switch (operation) {
       case 'GetParameter': {
         const p = parameters.get(name);
         if (!p) return fault(res, 'ParameterNotFound', `Parameter ${name} not found.`);
         return send(res, 200, {
-          Parameter: { Name: name, Type: 'String', Value: p.value, Version: p.version, LastModifiedDate: p.modified / 1000, ARN: `arn:aws:ssm:${region}:${account}:parameter${name.startsWith('/') ? '' : '/'}${name}`, DataType: 'text' },
+          Parameter: {
+            Name: name,
+            Type: 'String',
+            Value: p.value,
+            Version: p.version,
+            LastModifiedDate: p.modified / 1000,
+            ARN: `arn:aws:ssm:${region}:${account}:parameter${name.startsWith('/') ? '' : '/'}${name}`,
+            DataType: 'text',
+          },
         });
       }
       case 'PutParameter': {
-        if (typeof input.Value !== 'string' || !name) return fault(res, 'ValidationException', 'Name and Value are required');
+        if (typeof input.Value !== 'string' || !name)
+          return fault(res, 'ValidationException', 'Name and Value are required');
         const existing = parameters.get(name);
-        if (existing && input.Overwrite !== true) return fault(res, 'ParameterAlreadyExists', `The parameter ${name} already exists.`);
+        if (existing && input.Overwrite !== true)
+          return fault(res, 'ParameterAlreadyExists', `The parameter ${name} already exists.`);
         const version = (existing?.version ?? 0) + 1;
         parameters.set(name, { value: input.Value, version, modified: Date.now() });
         send(res, 200, { Version: version, Tier: 'Standard' });
@@ -77,8 +98,16 @@ export async function startSsmLocal(options: { port?: number; region?: string; a
       case 'GetSecretValue': {
         const id = typeof input.SecretId === 'string' ? input.SecretId : '';
         const secret = secrets.get(id);
-        if (secret === undefined) return fault(res, 'ResourceNotFoundException', 'Secrets Manager can’t find the specified secret.');
-        return send(res, 200, { ARN: id.startsWith('arn:') ? id : `arn:aws:secretsmanager:${region}:${account}:secret:${id}`, Name: id, SecretString: secret, VersionId: 'local', VersionStages: ['AWSCURRENT'], CreatedDate: 0 });
+        if (secret === undefined)
+          return fault(res, 'ResourceNotFoundException', 'Secrets Manager can’t find the specified secret.');
+        return send(res, 200, {
+          ARN: id.startsWith('arn:') ? id : `arn:aws:secretsmanager:${region}:${account}:secret:${id}`,
+          Name: id,
+          SecretString: secret,
+          VersionId: 'local',
+          VersionStages: ['AWSCURRENT'],
+          CreatedDate: 0,
+        });
       }
       default:
         return fault(res, 'InvalidAction', `operation ${target} is not supported by this local endpoint`);

@@ -25,24 +25,48 @@ export type StartOptions = { help: true } | { help?: false; options: LocalOption
  * Reads npm start's options and environment before anything starts: the options to start with,
  * the help, or one line saying what is wrong and how to fix it (the caller exits with 2).
  */
-export function parseStartOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): StartOptions {
+export function parseStartOptions(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): StartOptions {
   let values: { port?: string; persist?: string; help?: boolean };
   try {
-    ({ values } = parseArgs({ args: [...argv], options: { port: { type: 'string' }, persist: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: { port: { type: 'string' }, persist: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true,
+      allowPositionals: false,
+    }));
   } catch (err) {
-    return { error: `npm start: ${(err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, '')}. Run npm start -- --help for the options.` };
+    return {
+      error: `npm start: ${(err as Error).message.split('\n')[0]!.replace(/\. To specify.*$/, '')}. Run npm start -- --help for the options.`,
+    };
   }
   if (values.help) return { help: true };
   const portText = values.port ?? env.PORT;
   const port = portText === undefined ? 8787 : Number(portText);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535 || (portText !== undefined && !/^\d+$/.test(portText.trim()))) {
-    return { error: `npm start: ${values.port !== undefined ? '--port' : 'PORT'} is ${JSON.stringify(portText)}; give a port number from 0 to 65535 (0 picks a free one).` };
+  if (
+    !Number.isInteger(port) ||
+    port < 0 ||
+    port > 65_535 ||
+    (portText !== undefined && !/^\d+$/.test(portText.trim()))
+  ) {
+    return {
+      error: `npm start: ${values.port !== undefined ? '--port' : 'PORT'} is ${JSON.stringify(portText)}; give a port number from 0 to 65535 (0 picks a free one).`,
+    };
   }
-  if (values.persist !== undefined && !values.persist.trim()) return { error: 'npm start: --persist needs a folder, e.g. --persist .data' };
+  if (values.persist !== undefined && !values.persist.trim())
+    return { error: 'npm start: --persist needs a folder, e.g. --persist .data' };
   const key = env.LOCAL_API_KEY;
-  if (key !== undefined && !API_KEY_PATTERN.test(key)) return { error: `npm start: LOCAL_API_KEY must be 20-200 printable ASCII characters without spaces (it has ${key.length}); unset it for a random key.` };
+  if (key !== undefined && !API_KEY_PATTERN.test(key))
+    return {
+      error: `npm start: LOCAL_API_KEY must be 20-200 printable ASCII characters without spaces (it has ${key.length}); unset it for a random key.`,
+    };
   const upstream = env.UPSTREAM_BASE_URL;
-  if (upstream !== undefined && !/^https?:\/\/[^\s/]+/.test(upstream)) return { error: `npm start: UPSTREAM_BASE_URL is ${JSON.stringify(upstream)}; give an absolute http(s) URL such as http://localhost:11434/v1` };
+  if (upstream !== undefined && !/^https?:\/\/[^\s/]+/.test(upstream))
+    return {
+      error: `npm start: UPSTREAM_BASE_URL is ${JSON.stringify(upstream)}; give an absolute http(s) URL such as http://localhost:11434/v1`,
+    };
   return {
     options: {
       port,
@@ -55,7 +79,8 @@ export function parseStartOptions(argv: readonly string[], env: Readonly<Record<
 
 /** One line for a start-up failure: what went wrong and what to do. */
 export function startFailure(err: Error & { code?: string }, port: number | undefined): string {
-  if (err.code === 'EADDRINUSE' || /EADDRINUSE/.test(err.message)) return `port ${port} is in use; stop what uses it or pick another with --port (0 picks a free one).`;
+  if (err.code === 'EADDRINUSE' || /EADDRINUSE/.test(err.message))
+    return `port ${port} is in use; stop what uses it or pick another with --port (0 picks a free one).`;
   if (/Java/.test(err.message)) return err.message;
   return `could not start: ${err.message.split('\n')[0]}`;
 }

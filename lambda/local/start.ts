@@ -4,7 +4,14 @@ import type { Writable } from 'node:stream';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { createHandler, depsFromEnvironment } from '../authorizer/handler';
 import { putApiKey, putTenant } from '../authorizer/directory';
-import { type LimiterConfig, parseConfig, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../engine/plans';
+import {
+  type LimiterConfig,
+  parseConfig,
+  requestsPerMinute,
+  tokensPerDay,
+  tokensPerMinute,
+  usdPerDay,
+} from '../engine/plans';
 import { publishConfig } from '../engine/published-config';
 import { ensureTable } from '../engine/store';
 import { apiRoutes, functionEnvironment, proxyEnvironment } from '../gateway/api';
@@ -30,11 +37,24 @@ export const DEMO_CONFIG: LimiterConfig = parseConfig(
   JSON.parse(
     JSON.stringify({
       plans: {
-        demo: { tenant: [tokensPerDay(200_000), requestsPerMinute(600)], user: [requestsPerMinute(60), tokensPerMinute(20_000)], outputReservation: 256 },
-        pro: { tenant: [tokensPerDay(2_000_000), requestsPerMinute(6_000)], user: [requestsPerMinute(600), tokensPerMinute(200_000)], outputReservation: 256 },
+        demo: {
+          tenant: [tokensPerDay(200_000), requestsPerMinute(600)],
+          user: [requestsPerMinute(60), tokensPerMinute(20_000)],
+          outputReservation: 256,
+        },
+        pro: {
+          tenant: [tokensPerDay(2_000_000), requestsPerMinute(6_000)],
+          user: [requestsPerMinute(600), tokensPerMinute(200_000)],
+          outputReservation: 256,
+        },
       },
       endpoints: {
-        '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 }, 'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 } } },
+        '/v1/chat/completions': {
+          models: {
+            'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 },
+            'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 },
+          },
+        },
         '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
       },
       global: { limits: [usdPerDay(50)], shards: 4 },
@@ -71,7 +91,8 @@ export class MetricsSummary {
   add(line: string): void {
     const m = JSON.parse(line) as Record<string, unknown>;
     if (m.Function === 'authorizer' && m.Outcome === 'allowed') this.admitted += Number(m.Decisions ?? 0);
-    if (m.Outcome === 'denied') this.denied.set(String(m.Code), (this.denied.get(String(m.Code)) ?? 0) + Number(m.Decisions ?? 0));
+    if (m.Outcome === 'denied')
+      this.denied.set(String(m.Code), (this.denied.get(String(m.Code)) ?? 0) + Number(m.Decisions ?? 0));
     if (typeof m.TokensSettled === 'number') this.tokens += m.TokensSettled;
     if (typeof m.MicroUsdSettled === 'number') this.microUsd += m.MicroUsdSettled;
     this.changed = true;
@@ -114,7 +135,9 @@ function standInReply(body: Record<string, unknown>) {
   const last = [...messages].reverse().find((m) => m.role === 'user');
   const said = typeof last?.content === 'string' ? last.content.slice(0, 80) : '';
   const words = `Hello from the local stand-in. You said: "${said}"`.split(/(?=\s)/);
-  const promptTokens = messages.length ? countMessages(messages, 'o200k_base') : countText(String(body.input ?? ''), 'o200k_base');
+  const promptTokens = messages.length
+    ? countMessages(messages, 'o200k_base')
+    : countText(String(body.input ?? ''), 'o200k_base');
   return { words, usage: { prompt_tokens: promptTokens, completion_tokens: countText(words.join(''), 'o200k_base') } };
 }
 
@@ -142,16 +165,22 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     stops.push(() => aws.stop());
     aws.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
     const mirrorDeps = {
-      ssm: new SSMClient({ endpoint: aws.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }),
+      ssm: new SSMClient({
+        endpoint: aws.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      }),
       doc: DynamoDBDocumentClient.from(client),
       tableName: TABLE,
       parameterName: BRAKE,
       log: () => {},
     };
-    mirror = () => mirrorBrake(mirrorDeps).then(
-      () => {},
-      (err: Error) => console.error(JSON.stringify({ level: 'error', message: 'brake mirror failed', error: err.name })),
-    );
+    mirror = () =>
+      mirrorBrake(mirrorDeps).then(
+        () => {},
+        (err: Error) =>
+          console.error(JSON.stringify({ level: 'error', message: 'brake mirror failed', error: err.name })),
+      );
     await mirror();
     const reconcile = setInterval(() => void mirror(), 60_000);
     reconcile.unref();
@@ -182,7 +211,16 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
 
     // The same environment the construct gives the functions, pointed at the local services.
     Object.assign(process.env, {
-      ...functionEnvironment({ tableName: TABLE, brakeParameterName: BRAKE, keyCacheTtlSeconds: 30, brakeCacheTtlSeconds: options.brakeCacheTtlSeconds ?? 5, brakeColdStart: 'released', brakeRetryAfterSeconds: 60, clockSkewMs: 0, metricsByTenant: false }),
+      ...functionEnvironment({
+        tableName: TABLE,
+        brakeParameterName: BRAKE,
+        keyCacheTtlSeconds: 30,
+        brakeCacheTtlSeconds: options.brakeCacheTtlSeconds ?? 5,
+        brakeColdStart: 'released',
+        brakeRetryAfterSeconds: 60,
+        clockSkewMs: 0,
+        metricsByTenant: false,
+      }),
       ...proxyEnvironment(upstreamBaseUrl, SECRET, 60_000),
       LIMITER_CONFIG: JSON.stringify(config),
       AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
@@ -203,12 +241,39 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     timer.unref();
     stops.push(async () => clearInterval(timer));
     const authorizer = createHandler(depsFromEnvironment());
-    const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (event: APIGatewayProxyEvent, stream: Writable, context: Context) => Promise<void>;
+    const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (
+      event: APIGatewayProxyEvent,
+      stream: Writable,
+      context: Context,
+    ) => Promise<void>;
     const limits = createLimitsHandler(limitsDepsFromEnvironment());
-    const routes = apiRoutes(config.endpoints).map((r) => (r.streaming ? { method: r.method, path: r.path, streaming: true as const, handler: proxy } : { method: r.method, path: r.path, streaming: false as const, authorized: r.authorized, handler: limits }));
-    const gateway = await startLocalGateway({ authorizer, routes, port: options.port ?? 8787, log: (e) => console.error(JSON.stringify(e)) });
+    const routes = apiRoutes(config.endpoints).map((r) =>
+      r.streaming
+        ? { method: r.method, path: r.path, streaming: true as const, handler: proxy }
+        : { method: r.method, path: r.path, streaming: false as const, authorized: r.authorized, handler: limits },
+    );
+    const gateway = await startLocalGateway({
+      authorizer,
+      routes,
+      port: options.port ?? 8787,
+      log: (e) => console.error(JSON.stringify(e)),
+    });
     stops.push(() => gateway.stop());
-    return { url: gateway.url, baseUrl: `${gateway.url}/v1`, upstreamBaseUrl, apiKey, tenant, user, tableName: TABLE, brakeParameterName: BRAKE, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: aws.endpoint, config, ...(upstreamRequests ? { upstreamRequests } : {}), stop };
+    return {
+      url: gateway.url,
+      baseUrl: `${gateway.url}/v1`,
+      upstreamBaseUrl,
+      apiKey,
+      tenant,
+      user,
+      tableName: TABLE,
+      brakeParameterName: BRAKE,
+      dynamoEndpoint: dynamo.endpoint,
+      ssmEndpoint: aws.endpoint,
+      config,
+      ...(upstreamRequests ? { upstreamRequests } : {}),
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -38,7 +38,9 @@ export interface UpstreamStandIn {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<UpstreamStandIn> {
-  const standIn = { behaviour, requests: [], aborted: 0 } as unknown as { -readonly [K in keyof UpstreamStandIn]: UpstreamStandIn[K] };
+  const standIn = { behaviour, requests: [], aborted: 0 } as unknown as {
+    -readonly [K in keyof UpstreamStandIn]: UpstreamStandIn[K];
+  };
   const server: Server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -53,8 +55,15 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       }
     });
     if (b.status && b.status >= 400) {
-      res.writeHead(b.status, { 'content-type': 'application/json', ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}) });
-      res.end(JSON.stringify({ error: { message: `stand-in says ${b.status}`, type: 'server_error', param: null, code: null } }));
+      res.writeHead(b.status, {
+        'content-type': 'application/json',
+        ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}),
+      });
+      res.end(
+        JSON.stringify({
+          error: { message: `stand-in says ${b.status}`, type: 'server_error', param: null, code: null },
+        }),
+      );
       return;
     }
     const computed = b.reply?.(body);
@@ -65,21 +74,48 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       res.writeHead(200, { 'content-type': 'application/json' });
       // The official SDK asks for base64 (little-endian float32) by default and decodes it.
       const vector = [0.1, 0.2, 0.3, 0.4];
-      const embedding = body.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
-      res.end(JSON.stringify({ object: 'list', data: [{ object: 'embedding', index: 0, embedding }], model, ...(answerUsage ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } } : {}) }));
+      const embedding =
+        body.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+      res.end(
+        JSON.stringify({
+          object: 'list',
+          data: [{ object: 'embedding', index: 0, embedding }],
+          model,
+          ...(answerUsage
+            ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } }
+            : {}),
+        }),
+      );
       return;
     }
     const { prompt_tokens: p, completion_tokens: c } = answerUsage ?? {};
-    const usage = answerUsage ? { ...answerUsage, ...(typeof p === 'number' && typeof c === 'number' ? { total_tokens: p + c } : {}) } : undefined;
+    const usage = answerUsage
+      ? { ...answerUsage, ...(typeof p === 'number' && typeof c === 'number' ? { total_tokens: p + c } : {}) }
+      : undefined;
     if (body.stream !== true) {
       await sleep(b.delayMs ?? 0);
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'chatcmpl-standin', object: 'chat.completion', created: 1, model, choices: [{ index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: 'stop' }], ...(usage ? { usage } : {}) }));
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-standin',
+          object: 'chat.completion',
+          created: 1,
+          model,
+          choices: [{ index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: 'stop' }],
+          ...(usage ? { usage } : {}),
+        }),
+      );
       return;
     }
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
     const send = (data: unknown) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
-    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: finish }] });
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+      id: 'chatcmpl-standin',
+      object: 'chat.completion.chunk',
+      created: 1,
+      model,
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    });
     send(chunk({ role: 'assistant', content: '' }));
     for (const [i, word] of words.entries()) {
       await sleep(b.delayMs ?? 0);
@@ -92,7 +128,8 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
     }
     send(chunk({}, 'stop'));
     const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
-    if (includeUsage && usage) send({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 1, model, choices: [], usage });
+    if (includeUsage && usage)
+      send({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 1, model, choices: [], usage });
     send('[DONE]');
     res.end();
   });

@@ -56,7 +56,10 @@ export class PieceCounter {
   private heap = new Float64Array(256);
   private heapSize = 0;
 
-  constructor(private readonly rankOf: RankOf, private readonly maxTokenBytes: number) {
+  constructor(
+    private readonly rankOf: RankOf,
+    private readonly maxTokenBytes: number,
+  ) {
     const one = Buffer.alloc(1);
     for (let b = 0; b < 256; b++) {
       one[0] = b;
@@ -145,15 +148,19 @@ export class PieceCounter {
       }
       if (lowest === NO_RANK) return parts;
       work += 2 * parts;
-      if (work > SWEEP_VISITS_PER_BYTE * length + SWEEP_VISITS_PER_MERGE * (length - parts)) return this.mergeWithHeap(bytes, length, parts);
+      if (work > SWEEP_VISITS_PER_BYTE * length + SWEEP_VISITS_PER_MERGE * (length - parts))
+        return this.mergeWithHeap(bytes, length, parts);
       for (let i = 0; i < length; i = next[i]!) {
         if (pairRank[i] !== lowest) continue;
         this.join(i);
         parts--;
-        const rank = (pairRank[i] = this.rankAt(bytes, i, length));
+        const rank = this.rankAt(bytes, i, length);
+        pairRank[i] = rank;
         const p = prev[i]!;
-        const left = p >= 0 ? (pairRank[p] = this.rankAt(bytes, p, length)) : NO_RANK;
-        if ((rank !== NO_RANK && rank < lowest) || (left !== NO_RANK && left < lowest)) return this.mergeWithHeap(bytes, length, parts);
+        const left = p >= 0 ? this.rankAt(bytes, p, length) : NO_RANK;
+        if (p >= 0) pairRank[p] = left;
+        if ((rank !== NO_RANK && rank < lowest) || (left !== NO_RANK && left < lowest))
+          return this.mergeWithHeap(bytes, length, parts);
       }
     }
   }

@@ -23,19 +23,34 @@ type WithSettlement = Context & { [PENDING]?: Promise<void> };
  * Unexpected errors become a 500 in OpenAI's shape with a generic message; the log gets the
  * error's class and the request id (never a key, a prompt or a completion).
  */
-export function proxyErrors(write: (entry: Record<string, unknown>) => void = log): middy.MiddlewareObj<APIGatewayProxyEvent, unknown, Error, Context> {
+export function proxyErrors(
+  write: (entry: Record<string, unknown>) => void = log,
+): middy.MiddlewareObj<APIGatewayProxyEvent, unknown, Error, Context> {
   return {
     onError: async (request) => {
-      write({ level: 'error', requestId: request.context.awsRequestId, message: 'proxy failed', error: request.error?.name });
-      request.response = { statusCode: 500, headers: { 'content-type': 'application/json' }, body: errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error') };
+      write({
+        level: 'error',
+        requestId: request.context.awsRequestId,
+        message: 'proxy failed',
+        error: request.error?.name,
+      });
+      request.response = {
+        statusCode: 500,
+        headers: { 'content-type': 'application/json' },
+        body: errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'),
+      };
     },
   };
 }
 
 /** What the Lambda Node.js runtime gives a response-streaming function as the global `awslambda`. */
 declare const awslambda: {
-  streamifyResponse(handler: (event: APIGatewayProxyEvent, responseStream: Writable, context: Context) => Promise<void>): unknown;
-  HttpResponseStream: { from(stream: Writable, prelude: { statusCode: number; headers: Record<string, string> }): Writable };
+  streamifyResponse(
+    handler: (event: APIGatewayProxyEvent, responseStream: Writable, context: Context) => Promise<void>,
+  ): unknown;
+  HttpResponseStream: {
+    from(stream: Writable, prelude: { statusCode: number; headers: Record<string, string> }): Writable;
+  };
 };
 
 /**
@@ -46,7 +61,9 @@ declare const awslambda: {
  * sandbox when the handler returns, and a settlement left running then might never land.
  */
 export function createProxyHandler(deps: ProxyDeps) {
-  const respond = middy<APIGatewayProxyEvent, Omit<ProxyResponse, 'settlement'>, Error, Context>({ timeoutEarlyInMillis: 0 })
+  const respond = middy<APIGatewayProxyEvent, Omit<ProxyResponse, 'settlement'>, Error, Context>({
+    timeoutEarlyInMillis: 0,
+  })
     .use(proxyErrors(deps.log))
     .handler(async (event, context) => {
       // Stop the upstream early enough to settle and close the stream before Lambda's timeout ends the invocation.
@@ -72,7 +89,13 @@ export function createProxyHandler(deps: ProxyDeps) {
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
   const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
-  const secret = new SecretValue(new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)), required('UPSTREAM_API_KEY_SECRET'), 300_000, Date.now, CLIENT_TIMEOUTS.secretsManager.deadlineMs);
+  const secret = new SecretValue(
+    new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)),
+    required('UPSTREAM_API_KEY_SECRET'),
+    300_000,
+    Date.now,
+    CLIENT_TIMEOUTS.secretsManager.deadlineMs,
+  );
   return {
     config,
     limiter,

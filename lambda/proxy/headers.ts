@@ -21,19 +21,42 @@ const num = (v: unknown): number | undefined => (v === undefined || v === null |
  * together), RateLimit-Policy naming every limit, and OpenAI's x-ratelimit-*-requests /
  * x-ratelimit-*-tokens so OpenAI-aware clients can pace themselves.
  */
-export function proxyHeaders(auth: AuthorizerContext, reservation: readonly LimitOutcome[] = []): Record<string, string> {
+export function proxyHeaders(
+  auth: AuthorizerContext,
+  reservation: readonly LimitOutcome[] = [],
+): Record<string, string> {
   const headers: Record<string, string> = {};
   const policy = String(auth.policy ?? '');
   if (policy) headers['RateLimit-Policy'] = policy;
 
   const authLimit = num(auth.limit);
   const authRemaining = num(auth.remaining);
-  const fromAuth = authLimit !== undefined && authRemaining !== undefined ? { limit: authLimit, remaining: authRemaining, reset: num(auth.reset) ?? 0, rateLimit: String(auth.rateLimit ?? '') } : undefined;
+  const fromAuth =
+    authLimit !== undefined && authRemaining !== undefined
+      ? {
+          limit: authLimit,
+          remaining: authRemaining,
+          reset: num(auth.reset) ?? 0,
+          rateLimit: String(auth.rateLimit ?? ''),
+        }
+      : undefined;
   const tokens = mostConstraining(reservation.filter((l) => l.spec.counts !== 'requests'));
   // The reservation's most constraining limit, in the same format the authorizer's context carries.
   const own = tokens ? rateLimitHeaders([tokens], tokens) : undefined;
-  const fromReservation = own ? { limit: Number(own['X-RateLimit-Limit']), remaining: Number(own['X-RateLimit-Remaining']), reset: Number(own['X-RateLimit-Reset']), rateLimit: own.RateLimit ?? '' } : undefined;
-  const focus = fromAuth && fromReservation ? (fromReservation.remaining / fromReservation.limit < fromAuth.remaining / fromAuth.limit ? fromReservation : fromAuth) : (fromReservation ?? fromAuth);
+  const fromReservation = own
+    ? {
+        limit: Number(own['X-RateLimit-Limit']),
+        remaining: Number(own['X-RateLimit-Remaining']),
+        reset: Number(own['X-RateLimit-Reset']),
+        rateLimit: own.RateLimit ?? '',
+      }
+    : undefined;
+  const focus =
+    fromAuth && fromReservation
+      ? fromReservation.remaining / fromReservation.limit < fromAuth.remaining / fromAuth.limit
+        ? fromReservation
+        : fromAuth
+      : (fromReservation ?? fromAuth);
   if (focus) {
     headers['X-RateLimit-Limit'] = String(focus.limit);
     headers['X-RateLimit-Remaining'] = String(focus.remaining);

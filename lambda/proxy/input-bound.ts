@@ -88,7 +88,8 @@ export function partTokens(part: ContentPart, price: ModelPrice): number | undef
 function countPart(part: ContentPart, encoding: EncodingName, price: ModelPrice, budget: CountBudget): number {
   const { type, text, refusal, ...rest } = part;
   if (type === 'text') return countText(text ?? '', encoding, budget) + fieldsBound(rest);
-  if (type === 'refusal') return countText(typeof refusal === 'string' ? refusal : '', encoding, budget) + fieldsBound(rest);
+  if (type === 'refusal')
+    return countText(typeof refusal === 'string' ? refusal : '', encoding, budget) + fieldsBound(rest);
   // Validation refuses unpriced parts before anything is counted; bytes keep the bound if one slips through.
   return partTokens(part, price) ?? jsonBytes(part);
 }
@@ -96,12 +97,18 @@ function countPart(part: ContentPart, encoding: EncodingName, price: ModelPrice,
 /** Every field of `record` as its JSON bytes (key, value and separators). */
 function fieldsBound(record: Readonly<Record<string, unknown>>, skip?: ReadonlySet<string>): number {
   let total = 0;
-  for (const [key, value] of Object.entries(record)) if (!skip?.has(key) && value !== undefined) total += jsonBytes(key) + 1 + jsonBytes(value) + 1;
+  for (const [key, value] of Object.entries(record))
+    if (!skip?.has(key) && value !== undefined) total += jsonBytes(key) + 1 + jsonBytes(value) + 1;
   return total;
 }
 
 /** Messages as OpenAI counts them (3 per message, 1 per name, 3 to prime the reply), other message fields by their bytes. */
-export function countMessages(messages: readonly ChatMessage[], encoding: EncodingName, price: ModelPrice = { inputPerMillion: 0, outputPerMillion: 0 }, budget = countBudget()): number {
+export function countMessages(
+  messages: readonly ChatMessage[],
+  encoding: EncodingName,
+  price: ModelPrice = { inputPerMillion: 0, outputPerMillion: 0 },
+  budget = countBudget(),
+): number {
   let total = REPLY_PRIMING;
   for (const m of messages) {
     total += PER_MESSAGE + countText(m.role, encoding, budget);
@@ -121,7 +128,12 @@ export interface InputBound {
 }
 
 /** The bound for a validated chat body. */
-export function chatInputBound(body: Readonly<Record<string, unknown>>, encoding: EncodingName, price: ModelPrice, budget = countBudget()): InputBound {
+export function chatInputBound(
+  body: Readonly<Record<string, unknown>>,
+  encoding: EncodingName,
+  price: ModelPrice,
+  budget = countBudget(),
+): InputBound {
   const messages = body.messages as readonly ChatMessage[];
   let input = countMessages(messages, encoding, price, budget) + fieldsBound(body, CHAT_PARAMETERS);
   if (body.tools !== undefined || body.functions !== undefined) input += TOOLS_FRAMING_TOKENS;
@@ -131,10 +143,17 @@ export function chatInputBound(body: Readonly<Record<string, unknown>>, encoding
 }
 
 /** The bound for a validated embeddings body: strings counted, token ids one each, other fields by bytes. */
-export function embeddingsInputBound(body: Readonly<Record<string, unknown>>, encoding: EncodingName, budget = countBudget()): InputBound {
+export function embeddingsInputBound(
+  body: Readonly<Record<string, unknown>>,
+  encoding: EncodingName,
+  budget = countBudget(),
+): InputBound {
   const input = body.input as string | readonly (string | number | readonly number[])[];
   let total = 0;
   if (typeof input === 'string') total = countText(input, encoding, budget);
-  else for (const item of input) total += typeof item === 'string' ? countText(item, encoding, budget) : typeof item === 'number' ? 1 : item.length;
+  else
+    for (const item of input)
+      total +=
+        typeof item === 'string' ? countText(item, encoding, budget) : typeof item === 'number' ? 1 : item.length;
   return { inputTokens: total + fieldsBound(body, EMBEDDING_PARAMETERS), extraOutputTokens: 0 };
 }

@@ -1,10 +1,22 @@
 import { Readable } from 'node:stream';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { errorBody, type ErrorType, retryAfterSeconds } from '../engine/contract';
-import { InvalidLimitError, LayerUnavailableError, LimiterError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
+import {
+  InvalidLimitError,
+  LayerUnavailableError,
+  LimiterError,
+  StoreUnavailableError,
+  UnknownPlanError,
+} from '../engine/errors';
 import { MISCONFIGURED } from '../engine/contract';
 import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
-import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_RESERVATION, type LimiterConfig, type ModelPrice } from '../engine/plans';
+import {
+  DEFAULT_MAX_OUTPUT_TOKENS,
+  DEFAULT_OUTPUT_RESERVATION,
+  type LimiterConfig,
+  type ModelPrice,
+  type Plan,
+} from '../engine/plans';
 import { type Brake, isBraked } from '../authorizer/brake';
 import type { Directory } from '../authorizer/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
@@ -13,7 +25,15 @@ import { SseRelay } from './relay';
 import { UpstreamKeyError } from './secret';
 import { chatInputBound, embeddingsInputBound, type InputBound } from './input-bound';
 import { countBudget, countText, type EncodingName, encodingFor } from './tokenizer';
-import { callUpstream, chunksOf, InvocationDeadlineError, readBody, UpstreamTimeoutError, type UpstreamOptions, UpstreamUnreachableError } from './upstream';
+import {
+  callUpstream,
+  chunksOf,
+  InvocationDeadlineError,
+  readBody,
+  UpstreamTimeoutError,
+  type UpstreamOptions,
+  UpstreamUnreachableError,
+} from './upstream';
 import { type ReportedUsage, settledUsage, type UsageBounds } from './usage';
 import { type ChatRequest, parseRequest, type ProxyRequest, RequestError } from './validate';
 
@@ -41,8 +61,19 @@ export interface ProxyResponse {
   readonly settlement?: Promise<void>;
 }
 
-function answer(status: number, headers: Record<string, string>, message: string, type: ErrorType, code: string, param: string | null = null): ProxyResponse {
-  return { statusCode: status, headers: { ...headers, 'content-type': 'application/json' }, body: errorBody(message, type, code, param) };
+function answer(
+  status: number,
+  headers: Record<string, string>,
+  message: string,
+  type: ErrorType,
+  code: string,
+  param: string | null = null,
+): ProxyResponse {
+  return {
+    statusCode: status,
+    headers: { ...headers, 'content-type': 'application/json' },
+    body: errorBody(message, type, code, param),
+  };
 }
 
 /** Used amounts in tokens and micro-dollars (price per million tokens x tokens = micro-dollars). */
@@ -62,14 +93,25 @@ interface Reservation {
 }
 
 /** Settles with retries and backoff; settlement is idempotent (keyed by the request id). */
-async function settle(deps: ProxyDeps, requestId: string, reservation: Reservation, used: Amounts, why: string): Promise<void> {
+async function settle(
+  deps: ProxyDeps,
+  requestId: string,
+  reservation: Reservation,
+  used: Amounts,
+  why: string,
+): Promise<void> {
   const attempts = deps.settleAttempts ?? 5;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const result = await deps.limiter.settle(requestId, reservation, used);
       if (result === 'settled') {
         (deps.metrics ?? putMetrics)({
-          dimensions: { Function: 'proxy', Tenant: reservation.identity.tenant, Endpoint: reservation.route, Model: reservation.model },
+          dimensions: {
+            Function: 'proxy',
+            Tenant: reservation.identity.tenant,
+            Endpoint: reservation.route,
+            Model: reservation.model,
+          },
           metrics: {
             TokensSettled: { value: used.tokens, unit: 'Count' },
             MicroUsdSettled: { value: used.microUsd, unit: 'None' },
@@ -78,22 +120,54 @@ async function settle(deps: ProxyDeps, requestId: string, reservation: Reservati
           properties: { user: reservation.identity.user, requestId, why },
         });
       }
-      deps.log({ requestId, outcome: 'settled', why, result, tenant: reservation.identity.tenant, user: reservation.identity.user, reservedTokens: reservation.reserved.tokens, usedTokens: used.tokens, usedMicroUsd: used.microUsd, attempts: attempt });
+      deps.log({
+        requestId,
+        outcome: 'settled',
+        why,
+        result,
+        tenant: reservation.identity.tenant,
+        user: reservation.identity.user,
+        reservedTokens: reservation.reserved.tokens,
+        usedTokens: used.tokens,
+        usedMicroUsd: used.microUsd,
+        attempts: attempt,
+      });
       return;
     } catch (err) {
       if (!(err instanceof LimiterError)) throw err;
-      deps.log({ requestId, level: attempt === attempts ? 'error' : 'warn', outcome: 'settle_retry', attempt, error: err.name, detail: err.message });
-      (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { SettleRetries: { value: 1, unit: 'Count' } } });
-      if (attempt < attempts) await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
+      deps.log({
+        requestId,
+        level: attempt === attempts ? 'error' : 'warn',
+        outcome: 'settle_retry',
+        attempt,
+        error: err.name,
+        detail: err.message,
+      });
+      (deps.metrics ?? putMetrics)({
+        dimensions: { Function: 'proxy' },
+        metrics: { SettleRetries: { value: 1, unit: 'Count' } },
+      });
+      if (attempt < attempts)
+        await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
     }
   }
-  deps.log({ requestId, level: 'error', outcome: 'settle_failed', message: 'settlement gave up: the reservation stands (conservative)' });
-  (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { SettleFailures: { value: 1, unit: 'Count' } } });
+  deps.log({
+    requestId,
+    level: 'error',
+    outcome: 'settle_failed',
+    message: 'settlement gave up: the reservation stands (conservative)',
+  });
+  (deps.metrics ?? putMetrics)({
+    dimensions: { Function: 'proxy' },
+    metrics: { SettleFailures: { value: 1, unit: 'Count' } },
+  });
 }
 
 function inputBound(request: ProxyRequest, encoding: EncodingName, price: ModelPrice): InputBound {
   const budget = countBudget();
-  return request.kind === 'chat' ? chatInputBound(request.body, encoding, price, budget) : embeddingsInputBound(request.body, encoding, budget);
+  return request.kind === 'chat'
+    ? chatInputBound(request.body, encoding, price, budget)
+    : embeddingsInputBound(request.body, encoding, budget);
 }
 
 /** The request as sent upstream: a stream always asks for the final usage chunk. */
@@ -104,7 +178,10 @@ function upstreamBody(request: ProxyRequest): Record<string, unknown> {
 }
 
 /** Output tokens of a non-streamed answer, when the upstream reported no usage. */
-function countAnswer(json: { choices?: { message?: { content?: unknown; tool_calls?: unknown } }[] }, encoding: EncodingName): number {
+function countAnswer(
+  json: { choices?: { message?: { content?: unknown; tool_calls?: unknown } }[] },
+  encoding: EncodingName,
+): number {
   let total = 0;
   for (const c of json.choices ?? []) {
     if (typeof c.message?.content === 'string') total += countText(c.message.content, encoding);
@@ -118,18 +195,40 @@ function countAnswer(json: { choices?: { message?: { content?: unknown; tool_cal
  * input + expected output on every token limit (429 if short, no upstream call), call the
  * upstream, stream its answer through, and settle exactly once what was really used.
  */
-export async function handleProxy(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string, deadlineAt = Number.POSITIVE_INFINITY): Promise<ProxyResponse> {
+export async function handleProxy(
+  event: APIGatewayProxyEvent,
+  deps: ProxyDeps,
+  requestId: string,
+  deadlineAt = Number.POSITIVE_INFINITY,
+): Promise<ProxyResponse> {
   try {
     return await proxyRequest(event, deps, requestId, deadlineAt);
   } catch (err) {
     // DynamoDB failed or passed its deadline where a layer fails closed: nothing was spent, retry shortly.
     if (!(err instanceof LayerUnavailableError || err instanceof StoreUnavailableError)) throw err;
-    deps.log({ requestId, level: 'error', outcome: 'unavailable', error: err.name, ...(err instanceof LayerUnavailableError ? { layer: err.layer } : {}) });
-    return answer(503, { 'Retry-After': '1' }, 'The rate limiter could not check this request’s limits; retry shortly.', 'api_error', 'limiter_unavailable');
+    deps.log({
+      requestId,
+      level: 'error',
+      outcome: 'unavailable',
+      error: err.name,
+      ...(err instanceof LayerUnavailableError ? { layer: err.layer } : {}),
+    });
+    return answer(
+      503,
+      { 'Retry-After': '1' },
+      'The rate limiter could not check this request’s limits; retry shortly.',
+      'api_error',
+      'limiter_unavailable',
+    );
   }
 }
 
-async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, requestId: string, deadlineAt: number): Promise<ProxyResponse> {
+async function proxyRequest(
+  event: APIGatewayProxyEvent,
+  deps: ProxyDeps,
+  requestId: string,
+  deadlineAt: number,
+): Promise<ProxyResponse> {
   const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
   const route = event.resource ?? event.path;
   const base = proxyHeaders(auth);
@@ -144,9 +243,17 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
   // Defense in depth: the authorizer checked the brake already; check again before spending money.
   const brake = await deps.brake.state();
   if (isBraked(brake, now)) {
-    const wait = retryAfterSeconds(brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000);
+    const wait = retryAfterSeconds(
+      brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000,
+    );
     deps.log({ ...who, outcome: 'denied', code: 'brake', where: 'proxy' });
-    return answer(429, { ...base, 'Retry-After': String(wait) }, `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}.`, 'rate_limit_exceeded', 'brake');
+    return answer(
+      429,
+      { ...base, 'Retry-After': String(wait) },
+      `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}.`,
+      'rate_limit_exceeded',
+      'brake',
+    );
   }
 
   const endpoint = deps.config.endpoints[route];
@@ -172,7 +279,7 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     return answer(500, base, MISCONFIGURED.tenant_config_invalid, 'api_error', 'tenant_config_invalid');
   }
   if (!tenant) return answer(500, base, MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown');
-  let plan;
+  let plan: Plan;
   try {
     plan = deps.limiter.planOf(tenant);
   } catch (err) {
@@ -180,10 +287,24 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     return answer(500, base, MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown');
   }
   const n = request.kind === 'chat' ? request.n : 1;
-  const expectedOutput = request.kind === 'chat' ? n * Math.min(request.maxTokens ?? Number.POSITIVE_INFINITY, plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION) + bound.extraOutputTokens : 0;
+  const expectedOutput =
+    request.kind === 'chat'
+      ? n *
+          Math.min(
+            request.maxTokens ?? Number.POSITIVE_INFINITY,
+            plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION,
+          ) +
+        bound.extraOutputTokens
+      : 0;
   const reserved = amounts(input, expectedOutput, price);
   // The most the upstream can truthfully report: reported usage beyond this is not believed.
-  const bounds: UsageBounds = { input, output: request.kind === 'chat' ? n * (request.maxTokens ?? price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS) + bound.extraOutputTokens : 0 };
+  const bounds: UsageBounds = {
+    input,
+    output:
+      request.kind === 'chat'
+        ? n * (request.maxTokens ?? price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS) + bound.extraOutputTokens
+        : 0,
+  };
   const shard = Number(auth.shard ?? 0);
   const verdict = await deps.limiter.reserve(identity, tenant, route, reserved, Number.isInteger(shard) ? shard : 0);
   const headers = proxyHeaders(auth, verdict.limits);
@@ -191,14 +312,40 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     const code = verdict.code ?? 'rate_limited';
     if (verdict.denied?.decision.exceedsLimit) {
       deps.log({ ...who, outcome: 'too_large', code, reservedTokens: reserved.tokens });
-      return answer(400, headers, `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once (${verdict.denied.decision.limit}). Send less, or lower max_tokens.`, 'invalid_request_error', 'request_too_large_for_limit', request.kind === 'chat' ? 'max_tokens' : 'input');
+      return answer(
+        400,
+        headers,
+        `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once (${verdict.denied.decision.limit}). Send less, or lower max_tokens.`,
+        'invalid_request_error',
+        'request_too_large_for_limit',
+        request.kind === 'chat' ? 'max_tokens' : 'input',
+      );
     }
     const wait = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
     deps.log({ ...who, outcome: 'denied', code, retryAfter: wait, reservedTokens: reserved.tokens });
-    (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy', Outcome: 'denied', Layer: verdict.denied?.layer ?? 'penalty', Code: code }, metrics: { Decisions: { value: 1, unit: 'Count' } }, properties: { tenant: identity.tenant, user: identity.user } });
-    return answer(429, { ...headers, 'Retry-After': String(wait) }, `Rate limit exceeded (${code}): this request needs about ${Math.ceil(reserved.tokens)} tokens. Retry after ${wait} s.`, 'rate_limit_exceeded', code);
+    (deps.metrics ?? putMetrics)({
+      dimensions: { Function: 'proxy', Outcome: 'denied', Layer: verdict.denied?.layer ?? 'penalty', Code: code },
+      metrics: { Decisions: { value: 1, unit: 'Count' } },
+      properties: { tenant: identity.tenant, user: identity.user },
+    });
+    return answer(
+      429,
+      { ...headers, 'Retry-After': String(wait) },
+      `Rate limit exceeded (${code}): this request needs about ${Math.ceil(reserved.tokens)} tokens. Retry after ${wait} s.`,
+      'rate_limit_exceeded',
+      code,
+    );
   }
-  const reservation: Reservation = { model: request.model, identity, tenant, route, shard: verdict.shard, reserved, failedOpen: verdict.failedOpen, admittedAt: now };
+  const reservation: Reservation = {
+    model: request.model,
+    identity,
+    tenant,
+    route,
+    shard: verdict.shard,
+    reserved,
+    failedOpen: verdict.failedOpen,
+    admittedAt: now,
+  };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 
   const abort = new AbortController();
@@ -209,14 +356,30 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     if (err instanceof UpstreamTimeoutError) {
       // The request reached the provider, which may be generating (and billing) still: the reservation stands.
       const settlement = settle(deps, requestId, reservation, reserved, 'upstream_timeout');
-      return { ...answer(504, headers, 'The model did not answer in time.', 'api_error', 'upstream_timeout'), settlement };
+      return {
+        ...answer(504, headers, 'The model did not answer in time.', 'api_error', 'upstream_timeout'),
+        settlement,
+      };
     }
     // Nothing reached the provider (or the call failed before it was sent): refunded in full.
     const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_unreachable');
-    if (err instanceof UpstreamUnreachableError) return { ...answer(502, headers, 'The model could not be reached.', 'api_error', 'upstream_unreachable'), settlement };
+    if (err instanceof UpstreamUnreachableError)
+      return {
+        ...answer(502, headers, 'The model could not be reached.', 'api_error', 'upstream_unreachable'),
+        settlement,
+      };
     if (err instanceof UpstreamKeyError) {
       deps.log({ ...who, level: 'error', outcome: 'upstream_key_unavailable', error: err.message });
-      return { ...answer(503, { ...headers, 'Retry-After': '5' }, 'The model provider’s credentials could not be loaded; retry shortly.', 'api_error', 'upstream_key_unavailable'), settlement };
+      return {
+        ...answer(
+          503,
+          { ...headers, 'Retry-After': '5' },
+          'The model provider’s credentials could not be loaded; retry shortly.',
+          'api_error',
+          'upstream_key_unavailable',
+        ),
+        settlement,
+      };
     }
     // Anything else is a bug: the refund finishes before the error leaves (Lambda freezes the sandbox after).
     await settlement;
@@ -229,14 +392,36 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     deps.log({ ...who, outcome: 'upstream_error', status: response.status });
     if (response.status === 429) {
       const wait = retryAfterSeconds(Number(response.headers.get('retry-after') ?? 1) * 1000);
-      return { ...answer(429, { ...headers, 'Retry-After': String(wait) }, 'The model provider is rate limiting this service; retry shortly.', 'rate_limit_exceeded', 'upstream_rate_limited'), settlement };
+      return {
+        ...answer(
+          429,
+          { ...headers, 'Retry-After': String(wait) },
+          'The model provider is rate limiting this service; retry shortly.',
+          'rate_limit_exceeded',
+          'upstream_rate_limited',
+        ),
+        settlement,
+      };
     }
-    if (response.status >= 500) return { ...answer(502, headers, `The model provider failed (HTTP ${response.status}).`, 'api_error', 'upstream_error'), settlement };
+    if (response.status >= 500)
+      return {
+        ...answer(502, headers, `The model provider failed (HTTP ${response.status}).`, 'api_error', 'upstream_error'),
+        settlement,
+      };
     if (response.status === 401 || response.status === 403) {
       // The provider refused this service's own credentials: the client can do nothing about it, and
       // the provider's message may quote (part of) the operators' key, so none of it is passed on.
       deps.log({ ...who, level: 'error', outcome: 'upstream_auth_failed', status: response.status });
-      return { ...answer(502, headers, 'The model provider refused this service’s credentials; the operators have been told.', 'api_error', 'upstream_auth_failed'), settlement };
+      return {
+        ...answer(
+          502,
+          headers,
+          'The model provider refused this service’s credentials; the operators have been told.',
+          'api_error',
+          'upstream_auth_failed',
+        ),
+        settlement,
+      };
     }
     // A 4xx the validation did not catch (context too long, unknown parameter): pass OpenAI's own error on.
     let upstreamError: { message?: string; code?: string; param?: string } = {};
@@ -245,10 +430,33 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
     } catch {
       // not JSON: fall back to a generic message
     }
-    return { ...answer(response.status, headers, upstreamError.message ?? `The model provider rejected the request (HTTP ${response.status}).`, 'invalid_request_error', upstreamError.code ?? 'upstream_rejected', upstreamError.param ?? null), settlement };
+    return {
+      ...answer(
+        response.status,
+        headers,
+        upstreamError.message ?? `The model provider rejected the request (HTTP ${response.status}).`,
+        'invalid_request_error',
+        upstreamError.code ?? 'upstream_rejected',
+        upstreamError.param ?? null,
+      ),
+      settlement,
+    };
   }
 
-  if (request.kind === 'chat' && request.stream) return relayStream(deps, requestId, reservation, request, response, abort, headers, bounds, price, encoding, deadlineAt);
+  if (request.kind === 'chat' && request.stream)
+    return relayStream(
+      deps,
+      requestId,
+      reservation,
+      request,
+      response,
+      abort,
+      headers,
+      bounds,
+      price,
+      encoding,
+      deadlineAt,
+    );
 
   let text: string;
   try {
@@ -256,8 +464,23 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
   } catch (err) {
     // The provider answered and may have billed all of it: the reservation stands.
     const timedOut = err instanceof UpstreamTimeoutError;
-    const settlement = settle(deps, requestId, reservation, reserved, timedOut ? 'upstream_body_timeout' : 'upstream_body_failed');
-    return { ...answer(timedOut ? 504 : 502, headers, timedOut ? 'The model did not finish its answer in time.' : 'The model provider’s answer broke off.', 'api_error', timedOut ? 'upstream_timeout' : 'upstream_error'), settlement };
+    const settlement = settle(
+      deps,
+      requestId,
+      reservation,
+      reserved,
+      timedOut ? 'upstream_body_timeout' : 'upstream_body_failed',
+    );
+    return {
+      ...answer(
+        timedOut ? 504 : 502,
+        headers,
+        timedOut ? 'The model did not finish its answer in time.' : 'The model provider’s answer broke off.',
+        'api_error',
+        timedOut ? 'upstream_timeout' : 'upstream_error',
+      ),
+      settlement,
+    };
   }
   let reported: ReportedUsage | undefined;
   let countedOutput = 0;
@@ -268,24 +491,69 @@ async function proxyRequest(event: APIGatewayProxyEvent, deps: ProxyDeps, reques
   } catch {
     deps.log({ ...who, level: 'warn', outcome: 'upstream_not_json' });
   }
-  const settlement = settle(deps, requestId, reservation, usedAmounts(deps, who, reported, { input, output: countedOutput }, bounds, price), 'complete');
-  return { statusCode: 200, headers: { ...headers, 'content-type': response.headers.get('content-type') ?? 'application/json' }, body: text, settlement };
+  const settlement = settle(
+    deps,
+    requestId,
+    reservation,
+    usedAmounts(deps, who, reported, { input, output: countedOutput }, bounds, price),
+    'complete',
+  );
+  return {
+    statusCode: 200,
+    headers: { ...headers, 'content-type': response.headers.get('content-type') ?? 'application/json' },
+    body: text,
+    settlement,
+  };
 }
 
 /** What to settle: the upstream's usage where it is believable, else this proxy's own count (logged and counted). */
-function usedAmounts(deps: ProxyDeps, who: Record<string, unknown>, reported: ReportedUsage | undefined, counted: { input: number; output: number }, bounds: UsageBounds, price: ModelPrice): Amounts {
+function usedAmounts(
+  deps: ProxyDeps,
+  who: Record<string, unknown>,
+  reported: ReportedUsage | undefined,
+  counted: { input: number; output: number },
+  bounds: UsageBounds,
+  price: ModelPrice,
+): Amounts {
   const usage = settledUsage(reported, counted, bounds);
   if (usage.rejected.length) {
-    deps.log({ ...who, level: 'warn', outcome: 'usage_rejected', fields: usage.rejected, message: 'the upstream reported usage that cannot be right: settled on the proxy’s own count' });
-    (deps.metrics ?? putMetrics)({ dimensions: { Function: 'proxy' }, metrics: { UsageRejected: { value: 1, unit: 'Count' } } });
+    deps.log({
+      ...who,
+      level: 'warn',
+      outcome: 'usage_rejected',
+      fields: usage.rejected,
+      message: 'the upstream reported usage that cannot be right: settled on the proxy’s own count',
+    });
+    (deps.metrics ?? putMetrics)({
+      dimensions: { Function: 'proxy' },
+      metrics: { UsageRejected: { value: 1, unit: 'Count' } },
+    });
   }
   return amounts(usage.input, usage.output, price);
 }
 
 /** Streams the upstream's events through as they arrive and settles once the stream is over, however it ends. */
-function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservation, request: ChatRequest, response: Response, abort: AbortController, headers: Record<string, string>, bounds: UsageBounds, price: ModelPrice, encoding: EncodingName, deadlineAt: number): ProxyResponse {
-  const who = { requestId, tenant: reservation.identity.tenant, user: reservation.identity.user, route: reservation.route };
-  const clientAskedForUsage = (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+function relayStream(
+  deps: ProxyDeps,
+  requestId: string,
+  reservation: Reservation,
+  request: ChatRequest,
+  response: Response,
+  abort: AbortController,
+  headers: Record<string, string>,
+  bounds: UsageBounds,
+  price: ModelPrice,
+  encoding: EncodingName,
+  deadlineAt: number,
+): ProxyResponse {
+  const who = {
+    requestId,
+    tenant: reservation.identity.tenant,
+    user: reservation.identity.user,
+    route: reservation.route,
+  };
+  const clientAskedForUsage =
+    (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
   const relay = new SseRelay(clientAskedForUsage);
   let resolveSettlement!: (p: Promise<void>) => void;
   const settlement = new Promise<void>((resolve) => {
@@ -302,7 +570,10 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
     if (why === 'upstream_timeout' || why === 'invocation_deadline') {
       // The provider went quiet (or was cut off at the deadline) and may still be generating: at least the reservation is paid for.
       const fromStream = usedAmounts(deps, who, u.reported, counted, bounds, price);
-      used = { tokens: Math.max(fromStream.tokens, reservation.reserved.tokens), microUsd: Math.max(fromStream.microUsd, reservation.reserved.microUsd) };
+      used = {
+        tokens: Math.max(fromStream.tokens, reservation.reserved.tokens),
+        microUsd: Math.max(fromStream.microUsd, reservation.reserved.microUsd),
+      };
     } else if (why === 'upstream_failed' && !u.text && u.reported === undefined) {
       // A failure before any output refunds everything; otherwise what was generated is paid for.
       used = { tokens: 0, microUsd: 0 };
@@ -311,7 +582,8 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
   };
   async function* events(): AsyncGenerator<string> {
     try {
-      for await (const chunk of chunksOf(response, abort, deps.upstream.idleTimeoutMs, deadlineAt)) yield* relay.push(chunk);
+      for await (const chunk of chunksOf(response, abort, deps.upstream.idleTimeoutMs, deadlineAt))
+        yield* relay.push(chunk);
       yield* relay.flush();
       finish('complete');
     } catch (err) {
@@ -319,7 +591,12 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
       if (finished || body.destroyed) return finish('client_gone');
       if (err instanceof InvocationDeadlineError) {
         // Lambda would end the invocation soon, before settlement: stop here, settle, say why.
-        deps.log({ requestId, level: 'warn', outcome: 'stream_deadline', message: 'the answer ran into the stream timeout: cut off and settled' });
+        deps.log({
+          requestId,
+          level: 'warn',
+          outcome: 'stream_deadline',
+          message: 'the answer ran into the stream timeout: cut off and settled',
+        });
         finish('invocation_deadline');
         yield `data: ${errorBody('The answer reached this service’s time limit (streamTimeout) and was cut off; what arrived is all there is.', 'api_error', 'stream_deadline')}\n\n`;
         return;
@@ -334,5 +611,10 @@ function relayStream(deps: ProxyDeps, requestId: string, reservation: Reservatio
   const body: Readable = Readable.from(events(), { objectMode: false });
   // The client can disconnect while the generator waits on the upstream: settle from what arrived.
   body.once('close', () => finish('client_gone'));
-  return { statusCode: 200, headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' }, body, settlement };
+  return {
+    statusCode: 200,
+    headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' },
+    body,
+    settlement,
+  };
 }

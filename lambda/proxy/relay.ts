@@ -53,7 +53,10 @@ export class SseRelay {
       this.usage.done = true;
       return true;
     }
-    let json: { choices?: { delta?: { content?: unknown; tool_calls?: { function?: { arguments?: unknown } }[] } }[]; usage?: ReportedUsage | null };
+    let json: {
+      choices?: { delta?: { content?: unknown; tool_calls?: { function?: { arguments?: unknown } }[] } }[];
+      usage?: ReportedUsage | null;
+    };
     try {
       json = JSON.parse(data);
     } catch {
@@ -64,7 +67,9 @@ export class SseRelay {
     for (const choice of choices) {
       if (typeof choice?.delta?.content === 'string') this.usage.text += choice.delta.content;
       const calls = choice?.delta?.tool_calls;
-      if (Array.isArray(calls)) for (const call of calls) if (typeof call?.function?.arguments === 'string') this.usage.text += call.function.arguments;
+      if (Array.isArray(calls))
+        for (const call of calls)
+          if (typeof call?.function?.arguments === 'string') this.usage.text += call.function.arguments;
     }
     if (typeof json.usage === 'object' && json.usage !== null) {
       this.usage.reported = json.usage;

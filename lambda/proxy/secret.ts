@@ -1,4 +1,8 @@
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  GetSecretValueCommand,
+  type GetSecretValueCommandOutput,
+  type SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 
 /** The upstream key could not be had (Secrets Manager failed or timed out, or the secret is empty). */
 export class UpstreamKeyError extends Error {
@@ -36,9 +40,11 @@ export class SecretValue {
   }
 
   private async fetch(): Promise<string> {
-    let out;
+    let out: GetSecretValueCommandOutput;
     try {
-      out = await this.client.send(new GetSecretValueCommand({ SecretId: this.secretId }), { abortSignal: AbortSignal.timeout(this.deadlineMs) });
+      out = await this.client.send(new GetSecretValueCommand({ SecretId: this.secretId }), {
+        abortSignal: AbortSignal.timeout(this.deadlineMs),
+      });
     } catch (err) {
       // Keep serving a key we already have; without one, fail with the error's class only.
       if (this.value !== undefined) return this.value;
@@ -57,7 +63,10 @@ export class SecretValue {
         key = '';
       }
     }
-    if (!key && !keyless) throw new UpstreamKeyError('upstream API key secret is empty or has no apiKey field (for an upstream without keys, store {"apiKey": ""})');
+    if (!key && !keyless)
+      throw new UpstreamKeyError(
+        'upstream API key secret is empty or has no apiKey field (for an upstream without keys, store {"apiKey": ""})',
+      );
     this.value = key;
     this.fetchedAt = this.clock();
     return key;

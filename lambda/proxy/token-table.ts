@@ -45,7 +45,8 @@ export class TokenTable {
       while (i < n && rankFile.charCodeAt(i) !== SPACE) i++;
       i++;
       let rank = 0;
-      for (let c = rankFile.charCodeAt(i); c >= 48 && c <= 57; c = rankFile.charCodeAt(++i)) rank = rank * 10 + (c - 48);
+      for (let c = rankFile.charCodeAt(i); c >= 48 && c <= 57; c = rankFile.charCodeAt(++i))
+        rank = rank * 10 + (c - 48);
       while (i < n && rankFile.charCodeAt(i) !== NEWLINE) {
         i++; // the space before a token
         if (count + 1 >= this.offsets.length) this.growIndex();
@@ -108,6 +109,7 @@ export class TokenTable {
 
   /** Calls `each` with every token's bytes and rank. */
   forEach(each: (bytes: Uint8Array, rank: number) => void): void {
-    for (let t = 0; t < this.size; t++) each(this.pool.subarray(this.offsets[t]!, this.offsets[t + 1]!), this.ranks[t]!);
+    for (let t = 0; t < this.size; t++)
+      each(this.pool.subarray(this.offsets[t]!, this.offsets[t + 1]!), this.ranks[t]!);
   }
 }

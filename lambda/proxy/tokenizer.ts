@@ -43,7 +43,10 @@ export interface CountBudget {
   longBytesLeft: number;
 }
 
-export const countBudget = (chars = DEFAULT_COUNT_BUDGET_CHARS, longBytes = DEFAULT_LONG_PIECE_BUDGET_BYTES): CountBudget => ({
+export const countBudget = (
+  chars = DEFAULT_COUNT_BUDGET_CHARS,
+  longBytes = DEFAULT_LONG_PIECE_BUDGET_BYTES,
+): CountBudget => ({
   charsLeft: chars,
   longBytesLeft: longBytes,
 });
@@ -68,7 +71,10 @@ export class Encoding {
 
   constructor(ranks: TiktokenBPE) {
     this.table = new TokenTable(ranks.bpe_ranks);
-    if (this.table.size > MAX_TOKENS) throw new Error(`An encoding of ${this.table.size} tokens is more than the ${MAX_TOKENS} the pair cache keys hold`);
+    if (this.table.size > MAX_TOKENS)
+      throw new Error(
+        `An encoding of ${this.table.size} tokens is more than the ${MAX_TOKENS} the pair cache keys hold`,
+      );
     this.table.forEach((bytes, rank) => {
       if (bytes.length === 2) this.pairs[(bytes[0]! << 8) | bytes[1]!] = rank;
     });
@@ -131,4 +137,5 @@ export function encoding(name: EncodingName): Encoding {
 }
 
 /** Tokens in `text`; special-token text is counted as ordinary text, never rejected. */
-export const countText = (text: string, name: EncodingName, budget?: CountBudget): number => encoding(name).count(text, budget);
+export const countText = (text: string, name: EncodingName, budget?: CountBudget): number =>
+  encoding(name).count(text, budget);

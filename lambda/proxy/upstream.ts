@@ -38,14 +38,26 @@ export function upstreamUrl(baseUrl: string, route: string): string {
 }
 
 /** POSTs the request; resolves once headers arrive. `abort` cancels it at any point (client gone). */
-export async function callUpstream(options: UpstreamOptions, route: string, body: unknown, abort: AbortController): Promise<Response> {
+export async function callUpstream(
+  options: UpstreamOptions,
+  route: string,
+  body: unknown,
+  abort: AbortController,
+): Promise<Response> {
   const key = await options.apiKey();
-  const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError('before answering')), options.firstByteTimeoutMs ?? 60_000);
+  const timer = setTimeout(
+    () => abort.abort(new UpstreamTimeoutError('before answering')),
+    options.firstByteTimeoutMs ?? 60_000,
+  );
   try {
     return await fetch(upstreamUrl(options.baseUrl, route), {
       method: 'POST',
       // An empty key is an upstream without keys: no Authorization header at all.
-      headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      headers: {
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
       body: JSON.stringify(body),
       signal: abort.signal,
     });
@@ -58,14 +70,20 @@ export async function callUpstream(options: UpstreamOptions, route: string, body
 }
 
 /** The upstream body's chunks, failing with UpstreamTimeoutError when it goes quiet too long. */
-export async function* chunksOf(response: Response, abort: AbortController, idleTimeoutMs = 60_000, deadlineAt = Number.POSITIVE_INFINITY): AsyncGenerator<Uint8Array> {
+export async function* chunksOf(
+  response: Response,
+  abort: AbortController,
+  idleTimeoutMs = 60_000,
+  deadlineAt = Number.POSITIVE_INFINITY,
+): AsyncGenerator<Uint8Array> {
   const reader = response.body!.getReader();
   try {
     for (;;) {
       let timer: NodeJS.Timeout | undefined;
       const untilDeadline = deadlineAt - Date.now();
       const idle = new Promise<never>((_, reject) => {
-        if (untilDeadline < idleTimeoutMs) timer = setTimeout(() => reject(new InvocationDeadlineError()), Math.max(0, untilDeadline));
+        if (untilDeadline < idleTimeoutMs)
+          timer = setTimeout(() => reject(new InvocationDeadlineError()), Math.max(0, untilDeadline));
         else timer = setTimeout(() => reject(new UpstreamTimeoutError('between chunks')), idleTimeoutMs);
       });
       try {
@@ -87,9 +105,17 @@ export async function* chunksOf(response: Response, abort: AbortController, idle
 }
 
 /** A non-streamed answer's body, failing with UpstreamTimeoutError when it takes longer than `timeoutMs`. */
-export async function readBody(response: Response, abort: AbortController, timeoutMs = 60_000, deadlineAt = Number.POSITIVE_INFINITY): Promise<string> {
+export async function readBody(
+  response: Response,
+  abort: AbortController,
+  timeoutMs = 60_000,
+  deadlineAt = Number.POSITIVE_INFINITY,
+): Promise<string> {
   const untilDeadline = deadlineAt - Date.now();
-  const timer = untilDeadline < timeoutMs ? setTimeout(() => abort.abort(new InvocationDeadlineError()), Math.max(0, untilDeadline)) : setTimeout(() => abort.abort(new UpstreamTimeoutError('before finishing its answer')), timeoutMs);
+  const timer =
+    untilDeadline < timeoutMs
+      ? setTimeout(() => abort.abort(new InvocationDeadlineError()), Math.max(0, untilDeadline))
+      : setTimeout(() => abort.abort(new UpstreamTimeoutError('before finishing its answer')), timeoutMs);
   try {
     return await response.text();
   } catch (err) {

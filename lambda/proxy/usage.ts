@@ -31,7 +31,11 @@ function believable(value: unknown, max: number): number | undefined {
 }
 
 /** Reported usage where believable, else the proxy's count (never above the bound). */
-export function settledUsage(reported: ReportedUsage | undefined, counted: { input: number; output: number }, bounds: UsageBounds): SettledUsage {
+export function settledUsage(
+  reported: ReportedUsage | undefined,
+  counted: { input: number; output: number },
+  bounds: UsageBounds,
+): SettledUsage {
   const fallback = { input: Math.min(counted.input, bounds.input), output: Math.min(counted.output, bounds.output) };
   if (reported === undefined || reported === null || typeof reported !== 'object') return { ...fallback, rejected: [] };
   const rejected: ('prompt_tokens' | 'completion_tokens')[] = [];

@@ -63,7 +63,8 @@ function nestsTooDeep(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -74,14 +75,21 @@ function nestsTooDeep(text: string): boolean {
 }
 
 /** Validates a request body before anything is counted or debited. */
-export function parseRequest(route: string, rawBody: string | null | undefined, isBase64: boolean, endpoint: EndpointConfig): ProxyRequest {
+export function parseRequest(
+  route: string,
+  rawBody: string | null | undefined,
+  isBase64: boolean,
+  endpoint: EndpointConfig,
+): ProxyRequest {
   const kind = ROUTE_KINDS[route];
   if (!kind) throw new RequestError(`No such endpoint: ${route}`, null, 'unknown_url', 404);
   const text = rawBody ? (isBase64 ? Buffer.from(rawBody, 'base64').toString('utf8') : rawBody) : '';
   const maxBytes = endpoint.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  if (Buffer.byteLength(text, 'utf8') > maxBytes) bad(null, `Request body is larger than ${maxBytes} bytes.`, 'request_too_large');
+  if (Buffer.byteLength(text, 'utf8') > maxBytes)
+    bad(null, `Request body is larger than ${maxBytes} bytes.`, 'request_too_large');
   if (!text.trim()) bad(null, 'Request body is empty: send a JSON object.', 'invalid_json');
-  if (nestsTooDeep(text)) bad(null, `Request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`, 'nesting_too_deep');
+  if (nestsTooDeep(text))
+    bad(null, `Request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`, 'nesting_too_deep');
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -89,8 +97,14 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
     bad(null, 'Request body is not valid JSON.', 'invalid_json');
   }
   if (!isRecord(body)) bad(null, 'Request body must be a JSON object.', 'invalid_json');
-  if (typeof body.model !== 'string' || !body.model) bad('model', 'you must provide a model parameter (a string).', 'missing_required_parameter');
-  if (!Object.hasOwn(endpoint.models, body.model)) bad('model', `The model '${body.model}' is not allowed on ${route}. Allowed: ${Object.keys(endpoint.models).join(', ')}.`, 'model_not_allowed');
+  if (typeof body.model !== 'string' || !body.model)
+    bad('model', 'you must provide a model parameter (a string).', 'missing_required_parameter');
+  if (!Object.hasOwn(endpoint.models, body.model))
+    bad(
+      'model',
+      `The model '${body.model}' is not allowed on ${route}. Allowed: ${Object.keys(endpoint.models).join(', ')}.`,
+      'model_not_allowed',
+    );
   const model = body.model;
   const price = endpoint.models[model]!;
 
@@ -100,30 +114,50 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
       (typeof input === 'string' && input.length > 0) ||
       (Array.isArray(input) &&
         input.length > 0 &&
-        (input.every((x) => typeof x === 'string') || input.every((x) => Number.isInteger(x)) || input.every((x) => Array.isArray(x) && x.length > 0 && x.every((y) => Number.isInteger(y)))));
-    if (!ok) bad('input', "'input' must be a non-empty string, array of strings, array of token ids, or array of arrays of token ids.");
+        (input.every((x) => typeof x === 'string') ||
+          input.every((x) => Number.isInteger(x)) ||
+          input.every((x) => Array.isArray(x) && x.length > 0 && x.every((y) => Number.isInteger(y)))));
+    if (!ok)
+      bad(
+        'input',
+        "'input' must be a non-empty string, array of strings, array of token ids, or array of arrays of token ids.",
+      );
     return { kind, model, input: input as EmbeddingsRequest['input'], body };
   }
 
-  if (!Array.isArray(body.messages) || body.messages.length === 0) bad('messages', "'messages' must be a non-empty array.", 'missing_required_parameter');
+  if (!Array.isArray(body.messages) || body.messages.length === 0)
+    bad('messages', "'messages' must be a non-empty array.", 'missing_required_parameter');
   body.messages.forEach((m, i) => {
     if (!isRecord(m)) bad(`messages[${i}]`, `'messages[${i}]' must be an object.`);
-    if (typeof m.role !== 'string' || !ROLES.has(m.role)) bad(`messages[${i}].role`, `'messages[${i}].role' must be one of ${[...ROLES].join(', ')}.`);
+    if (typeof m.role !== 'string' || !ROLES.has(m.role))
+      bad(`messages[${i}].role`, `'messages[${i}].role' must be one of ${[...ROLES].join(', ')}.`);
     const c = m.content;
-    const contentOk = c === null || c === undefined || typeof c === 'string' || (Array.isArray(c) && c.every((p) => isRecord(p) && typeof p.type === 'string'));
-    if (!contentOk) bad(`messages[${i}].content`, `'messages[${i}].content' must be a string or an array of content parts.`);
-    if (Array.isArray(c)) c.forEach((p: Record<string, unknown>, j) => checkPart(p, `messages[${i}].content[${j}]`, model, route, price));
-    if (m.name !== undefined && typeof m.name !== 'string') bad(`messages[${i}].name`, `'messages[${i}].name' must be a string.`);
+    const contentOk =
+      c === null ||
+      c === undefined ||
+      typeof c === 'string' ||
+      (Array.isArray(c) && c.every((p) => isRecord(p) && typeof p.type === 'string'));
+    if (!contentOk)
+      bad(`messages[${i}].content`, `'messages[${i}].content' must be a string or an array of content parts.`);
+    if (Array.isArray(c)) {
+      c.forEach((p: Record<string, unknown>, j) => {
+        checkPart(p, `messages[${i}].content[${j}]`, model, route, price);
+      });
+    }
+    if (m.name !== undefined && typeof m.name !== 'string')
+      bad(`messages[${i}].name`, `'messages[${i}].name' must be a string.`);
   });
   if (body.stream !== undefined && typeof body.stream !== 'boolean') bad('stream', "'stream' must be true or false.");
   for (const field of ['max_tokens', 'max_completion_tokens']) {
-    if (body[field] !== undefined && body[field] !== null && !isPositiveInt(body[field])) bad(field, `'${field}' must be a whole number >= 1.`);
+    if (body[field] !== undefined && body[field] !== null && !isPositiveInt(body[field]))
+      bad(field, `'${field}' must be a whole number >= 1.`);
   }
   if (body.n !== undefined && body.n !== null) {
     if (!isPositiveInt(body.n)) bad('n', "'n' must be a whole number >= 1.");
     if (body.n > 1 && !endpoint.allowN) bad('n', `'n' > 1 is not allowed on ${route}.`, 'n_not_allowed');
   }
-  if (body.stream_options !== undefined && body.stream_options !== null && !isRecord(body.stream_options)) bad('stream_options', "'stream_options' must be an object.");
+  if (body.stream_options !== undefined && body.stream_options !== null && !isRecord(body.stream_options))
+    bad('stream_options', "'stream_options' must be an object.");
   if (body.tools !== undefined && !Array.isArray(body.tools)) bad('tools', "'tools' must be an array.");
   const maxTokens = (body.max_completion_tokens ?? body.max_tokens) as number | undefined | null;
   return {
@@ -138,15 +172,30 @@ export function parseRequest(route: string, rawBody: string | null | undefined, 
 }
 
 /** A content part is text, a refusal, or a part type the operators priced for this model. */
-function checkPart(part: Record<string, unknown>, at: string, model: string, route: string, price: EndpointConfig['models'][string]): void {
+function checkPart(
+  part: Record<string, unknown>,
+  at: string,
+  model: string,
+  route: string,
+  price: EndpointConfig['models'][string],
+): void {
   const type = part.type as string;
   if (type === 'text' || type === 'refusal') {
     if (typeof part[type] !== 'string') bad(`${at}.${type}`, `'${at}.${type}' must be a string.`);
     return;
   }
   const kind = PRICED_PARTS[type as keyof typeof PRICED_PARTS];
-  if (!kind) bad(`${at}.type`, `'${at}.type' is '${type}': content parts are text, refusal, ${Object.keys(PRICED_PARTS).join(', ')}.`, 'unsupported_content_part');
+  if (!kind)
+    bad(
+      `${at}.type`,
+      `'${at}.type' is '${type}': content parts are text, refusal, ${Object.keys(PRICED_PARTS).join(', ')}.`,
+      'unsupported_content_part',
+    );
   if (partTokens(part as { type: string }, price) === undefined) {
-    bad(at, `${kind} parts are not accepted for ${model} on ${route} (${at}): the operators have not priced them. Send text only.`, 'unsupported_content_part');
+    bad(
+      at,
+      `${kind} parts are not accepted for ${model} on ${route} (${at}): the operators have not priced them. Send text only.`,
+      'unsupported_content_part',
+    );
   }
 }

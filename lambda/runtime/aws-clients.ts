@@ -27,6 +27,10 @@ export function clientConfig(timeouts: ClientTimeouts) {
   return {
     ...(fn ? { customUserAgent: `llm-rate-limiter/${fn}` } : {}),
     maxAttempts: 2,
-    requestHandler: { connectionTimeout: timeouts.connectionTimeoutMs, requestTimeout: timeouts.requestTimeoutMs, throwOnRequestTimeout: true },
+    requestHandler: {
+      connectionTimeout: timeouts.connectionTimeoutMs,
+      requestTimeout: timeouts.requestTimeoutMs,
+      throwOnRequestTimeout: true,
+    },
   };
 }

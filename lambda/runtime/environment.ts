@@ -64,17 +64,34 @@ export function commonDepsFromEnvironment(): CommonDeps {
     tableName,
     clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0),
     deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
-    onTransactionConflict: (operation) => putMetrics({ dimensions: { Function: 'store' }, metrics: { TransactionConflicts: { value: 1, unit: 'Count' } }, properties: { operation } }),
+    onTransactionConflict: (operation) =>
+      putMetrics({
+        dimensions: { Function: 'store' },
+        metrics: { TransactionConflicts: { value: 1, unit: 'Count' } },
+        properties: { operation },
+      }),
   });
   return {
     config,
     store,
     limiter: new Limiter({ store, config, log }),
-    directory: new Directory({ client: dynamo, tableName, cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000, deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs }),
+    directory: new Directory({
+      client: dynamo,
+      tableName,
+      cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000,
+      deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
+    }),
     brake: new Brake({
       // Deployed: the table's mirror of the parameter (lambda/brake-mirror), which scales with the containers; else SSM itself.
       ...(process.env.BRAKE_SOURCE === 'mirror'
-        ? { reader: mirrorBrakeReader(DynamoDBDocumentClient.from(dynamo), tableName, process.env.BRAKE_PARAMETER_NAME ?? ''), deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs }
+        ? {
+            reader: mirrorBrakeReader(
+              DynamoDBDocumentClient.from(dynamo),
+              tableName,
+              process.env.BRAKE_PARAMETER_NAME ?? '',
+            ),
+            deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
+          }
         : { client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs }),
       parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',
       cacheMs: Number(process.env.BRAKE_CACHE_TTL_SECONDS ?? 5) * 1000,

@@ -46,11 +46,19 @@ export function dimensionSets(names: readonly string[]): string[][] {
 const OPT_IN_DIMENSIONS: Readonly<Record<string, string>> = { Tenant: 'METRICS_BY_TENANT' };
 
 export function emf(event: MetricEvent, now = Date.now()): string {
-  const names = Object.keys(event.dimensions).filter((name) => !(name in OPT_IN_DIMENSIONS) || process.env[OPT_IN_DIMENSIONS[name]!] === 'true');
+  const names = Object.keys(event.dimensions).filter(
+    (name) => !(name in OPT_IN_DIMENSIONS) || process.env[OPT_IN_DIMENSIONS[name]!] === 'true',
+  );
   return JSON.stringify({
     _aws: {
       Timestamp: now,
-      CloudWatchMetrics: [{ Namespace: NAMESPACE, Dimensions: dimensionSets(names), Metrics: Object.entries(event.metrics).map(([Name, m]) => ({ Name, Unit: m.unit })) }],
+      CloudWatchMetrics: [
+        {
+          Namespace: NAMESPACE,
+          Dimensions: dimensionSets(names),
+          Metrics: Object.entries(event.metrics).map(([Name, m]) => ({ Name, Unit: m.unit })),
+        },
+      ],
     },
     ...event.properties,
     ...event.dimensions,

@@ -7,7 +7,17 @@ import { parseBrake } from '../../lambda/authorizer/brake';
 import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { Limiter, layerKey } from '../../lambda/engine/limiter';
 import { durationMs, type Limit } from '../../lambda/engine/limits';
-import { applyOverrides, bucketName, type Layer, type LimiterConfig, type LimitSpec, limitCode, parsePlan, periodSeconds } from '../../lambda/engine/plans';
+import {
+  applyOverrides,
+  bucketName,
+  type Layer,
+  type LimiterConfig,
+  type LimitSpec,
+  limitCode,
+  type Plan,
+  parsePlan,
+  periodSeconds,
+} from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
 import { type Usage, usageOf } from '../../lambda/limits/usage';
 import { sizeOf } from './format';
@@ -40,13 +50,17 @@ function checkId(what: string, id: string): void {
 
 /** Plans are always checked: without the configuration there is nothing to check them against. */
 function configOf(t: AdminTargets): LimiterConfig {
-  if (!t.config) throw new UsageError(`no limiter configuration: table ${t.tableName} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`);
+  if (!t.config)
+    throw new UsageError(
+      `no limiter configuration: table ${t.tableName} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
+    );
   return t.config;
 }
 
 function checkPlan(t: AdminTargets, plan: string): void {
   const config = configOf(t);
-  if (!config.plans[plan]) throw new UsageError(`plan '${plan}' is not configured: known plans are ${Object.keys(config.plans).join(', ')}`);
+  if (!config.plans[plan])
+    throw new UsageError(`plan '${plan}' is not configured: known plans are ${Object.keys(config.plans).join(', ')}`);
 }
 
 /** One limit as it applies to a tenant: where it comes from and what it allows. */
@@ -88,7 +102,8 @@ export class Admin {
     try {
       await putTenant(this.t.dynamo, this.t.tableName, { id, plan }, { onlyIfNew: true });
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) throw new UsageError(`tenant '${id}' already exists: use 'tenants set-plan' to change its plan`);
+      if (err instanceof ConditionalCheckFailedException)
+        throw new UsageError(`tenant '${id}' already exists: use 'tenants set-plan' to change its plan`);
       throw err;
     }
   }
@@ -116,28 +131,53 @@ export class Admin {
     const stored = await this.storedTenant(id);
     const config = configOf(this.t);
     const plan = config.plans[stored.plan];
-    if (!plan) throw new UsageError(`tenant '${id}' is on plan '${stored.plan}', which is not configured: its requests get 500 plan_unknown. Move it: tenants set-plan ${id} <${Object.keys(config.plans).join(' | ')}>`);
-    let overrides;
+    if (!plan)
+      throw new UsageError(
+        `tenant '${id}' is on plan '${stored.plan}', which is not configured: its requests get 500 plan_unknown. Move it: tenants set-plan ${id} <${Object.keys(config.plans).join(' | ')}>`,
+      );
+    let overrides: Plan | undefined;
     try {
       overrides = stored.overrides === null ? undefined : parsePlan(stored.overrides, 'overrides');
     } catch (err) {
-      throw new UsageError(`tenant '${id}' has overrides that do not parse (${(err as Error).message}): its requests get 500 tenant_config_invalid. Fix them: tenants set-overrides ${id} --file <overrides.json>, or --clear`);
+      throw new UsageError(
+        `tenant '${id}' has overrides that do not parse (${(err as Error).message}): its requests get 500 tenant_config_invalid. Fix them: tenants set-overrides ${id} --file <overrides.json>, or --clear`,
+      );
     }
     const effective = applyOverrides(plan, overrides);
-    const overridden = (layer: readonly LimitSpec[] | undefined, spec: LimitSpec) => (layer ?? []).some((o) => bucketName(o) === bucketName(spec));
+    const overridden = (layer: readonly LimitSpec[] | undefined, spec: LimitSpec) =>
+      (layer ?? []).some((o) => bucketName(o) === bucketName(spec));
     const limits: EffectiveLimit[] = [];
     const add = (layer: Layer, spec: LimitSpec, from: EffectiveLimit['from'], route?: string) =>
-      limits.push({ layer, code: limitCode(layer, spec), ...(route ? { route } : {}), counts: spec.counts, shape: spec.limit.shape, size: spec.counts === 'usd' ? sizeOf(spec.limit) / 1_000_000 : sizeOf(spec.limit), periodSeconds: periodSeconds(spec.limit), shadow: spec.shadow ?? false, from });
-    for (const spec of effective.tenant ?? []) add('tenant', spec, overridden(overrides?.tenant, spec) ? 'override' : 'plan');
+      limits.push({
+        layer,
+        code: limitCode(layer, spec),
+        ...(route ? { route } : {}),
+        counts: spec.counts,
+        shape: spec.limit.shape,
+        size: spec.counts === 'usd' ? sizeOf(spec.limit) / 1_000_000 : sizeOf(spec.limit),
+        periodSeconds: periodSeconds(spec.limit),
+        shadow: spec.shadow ?? false,
+        from,
+      });
+    for (const spec of effective.tenant ?? [])
+      add('tenant', spec, overridden(overrides?.tenant, spec) ? 'override' : 'plan');
     for (const spec of effective.user ?? []) add('user', spec, overridden(overrides?.user, spec) ? 'override' : 'plan');
-    for (const [route, specs] of Object.entries(effective.endpoints ?? {})) for (const spec of specs) add('endpoint', spec, overridden(overrides?.endpoints?.[route], spec) ? 'override' : 'plan', route);
+    for (const [route, specs] of Object.entries(effective.endpoints ?? {}))
+      for (const spec of specs)
+        add('endpoint', spec, overridden(overrides?.endpoints?.[route], spec) ? 'override' : 'plan', route);
     for (const spec of config.global?.limits ?? []) add('global', spec, 'global');
     return { tenant: id, plan: stored.plan, overrides: stored.overrides, limits };
   }
 
   private async storedTenant(id: string): Promise<{ plan: string; overrides: unknown }> {
     checkId('tenant', id);
-    const out = await this.doc.send(new GetCommand({ TableName: this.t.tableName, Key: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id }, ConsistentRead: true }));
+    const out = await this.doc.send(
+      new GetCommand({
+        TableName: this.t.tableName,
+        Key: { [TABLE.partitionKey]: KEY_PREFIX.tenant + id },
+        ConsistentRead: true,
+      }),
+    );
     if (!out.Item) throw new UsageError(`tenant '${id}' does not exist`);
     return { plan: String(out.Item.plan), overrides: out.Item.overrides ?? null };
   }
@@ -155,15 +195,28 @@ export class Admin {
   /** A tenant's keys (by id; the keys themselves are not stored). Scans the table: an admin operation. */
   async listKeys(tenant: string): Promise<{ id: string; user: string; status: string; created: string }[]> {
     checkId('tenant', tenant);
-    return (await this.scanKeys({ tenant })).map((i) => ({ id: keyId(String(i[TABLE.partitionKey]).slice(KEY_PREFIX.apiKey.length)), user: String(i.user), status: String(i.status), created: String(i.created) }));
+    return (await this.scanKeys({ tenant })).map((i) => ({
+      id: keyId(String(i[TABLE.partitionKey]).slice(KEY_PREFIX.apiKey.length)),
+      user: String(i.user),
+      status: String(i.status),
+      created: String(i.created),
+    }));
   }
 
   /** Revokes by key id (from `keys list`) or by the key itself. Takes effect within the key cache TTL. */
   async revokeKey(idOrKey: string): Promise<{ id: string; tenant: string; user: string }> {
     const hash = idOrKey.startsWith('sk-') ? hashKey(idOrKey) : undefined;
-    if (!hash && !/^[0-9a-f]{12,64}$/.test(idOrKey)) throw new UsageError(`'${idOrKey}' is neither a key id (hex, from 'keys list') nor a key`);
-    const matches = hash ? [{ [TABLE.partitionKey]: KEY_PREFIX.apiKey + hash }] : await this.scanKeys({ idPrefix: idOrKey });
-    if (matches.length !== 1) throw new UsageError(matches.length ? `key id '${idOrKey}' matches ${matches.length} keys: give more of it` : `no key matches '${hash ? 'the given key' : idOrKey}'`);
+    if (!hash && !/^[0-9a-f]{12,64}$/.test(idOrKey))
+      throw new UsageError(`'${idOrKey}' is neither a key id (hex, from 'keys list') nor a key`);
+    const matches = hash
+      ? [{ [TABLE.partitionKey]: KEY_PREFIX.apiKey + hash }]
+      : await this.scanKeys({ idPrefix: idOrKey });
+    if (matches.length !== 1)
+      throw new UsageError(
+        matches.length
+          ? `key id '${idOrKey}' matches ${matches.length} keys: give more of it`
+          : `no key matches '${hash ? 'the given key' : idOrKey}'`,
+      );
     try {
       const out = await this.doc.send(
         new UpdateCommand({
@@ -176,7 +229,11 @@ export class Admin {
           ReturnValues: 'ALL_NEW',
         }),
       );
-      return { id: keyId(String(out.Attributes![TABLE.partitionKey]).slice(KEY_PREFIX.apiKey.length)), tenant: String(out.Attributes!.tenant), user: String(out.Attributes!.user) };
+      return {
+        id: keyId(String(out.Attributes![TABLE.partitionKey]).slice(KEY_PREFIX.apiKey.length)),
+        tenant: String(out.Attributes!.tenant),
+        user: String(out.Attributes!.user),
+      };
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) throw new UsageError('no such key');
       throw err;
@@ -197,8 +254,16 @@ export class Admin {
     }
     const value = { enabled: true, ...(reason ? { reason } : {}), ...(until ? { until } : {}) };
     // Only values the functions read as a brake are ever written.
-    if (!parseBrake(JSON.stringify(value))) throw new UsageError('that brake value would not be understood: check --for and --reason');
-    await this.t.ssm.send(new PutParameterCommand({ Name: this.t.brakeParameterName, Value: JSON.stringify(value), Type: 'String', Overwrite: true }));
+    if (!parseBrake(JSON.stringify(value)))
+      throw new UsageError('that brake value would not be understood: check --for and --reason');
+    await this.t.ssm.send(
+      new PutParameterCommand({
+        Name: this.t.brakeParameterName,
+        Value: JSON.stringify(value),
+        Type: 'String',
+        Overwrite: true,
+      }),
+    );
     return value;
   }
 
@@ -212,26 +277,53 @@ export class Admin {
     if (user !== undefined) checkId('user', user);
     const ns = this.t.namespace ?? '';
     const identity = { tenant, user: user ?? '' };
-    const keys = user !== undefined ? [layerKey.user(identity, ns)] : [layerKey.tenant(identity, ns), ...Object.entries(this.t.config?.endpoints ?? {}).filter(([, e]) => e.scope !== 'global').map(([route]) => layerKey.endpoint(identity, route, 'tenant', ns))];
+    const keys =
+      user !== undefined
+        ? [layerKey.user(identity, ns)]
+        : [
+            layerKey.tenant(identity, ns),
+            ...Object.entries(this.t.config?.endpoints ?? {})
+              .filter(([, e]) => e.scope !== 'global')
+              .map(([route]) => layerKey.endpoint(identity, route, 'tenant', ns)),
+          ];
     const removed: string[] = [];
     for (const key of keys) {
-      const out = await this.doc.send(new DeleteCommand({ TableName: this.t.tableName, Key: { [TABLE.partitionKey]: KEY_PREFIX.bucket + key }, ReturnValues: 'ALL_OLD' }));
+      const out = await this.doc.send(
+        new DeleteCommand({
+          TableName: this.t.tableName,
+          Key: { [TABLE.partitionKey]: KEY_PREFIX.bucket + key },
+          ReturnValues: 'ALL_OLD',
+        }),
+      );
       if (out.Attributes) removed.push(key);
     }
     return removed;
   }
 
   async brakeOff(): Promise<void> {
-    await this.t.ssm.send(new PutParameterCommand({ Name: this.t.brakeParameterName, Value: 'off', Type: 'String', Overwrite: true }));
+    await this.t.ssm.send(
+      new PutParameterCommand({ Name: this.t.brakeParameterName, Value: 'off', Type: 'String', Overwrite: true }),
+    );
   }
 
   async brakeStatus(): Promise<Record<string, unknown>> {
     const out = await this.t.ssm.send(new GetParameterCommand({ Name: this.t.brakeParameterName }));
     const raw = out.Parameter?.Value ?? '';
     const state = parseBrake(raw);
-    if (!state) return { braked: true, value: raw, state: 'unreadable: every AI route is braked (fail safe) until the value is on or off: run brake on or brake off' };
+    if (!state)
+      return {
+        braked: true,
+        value: raw,
+        state:
+          'unreadable: every AI route is braked (fail safe) until the value is on or off: run brake on or brake off',
+      };
     const active = state.enabled && (state.until === undefined || state.until > Date.now());
-    return { braked: active, ...(state.reason ? { reason: state.reason } : {}), ...(state.until ? { until: new Date(state.until).toISOString() } : {}), value: raw };
+    return {
+      braked: active,
+      ...(state.reason ? { reason: state.reason } : {}),
+      ...(state.until ? { until: new Date(state.until).toISOString() } : {}),
+      value: raw,
+    };
   }
 
   async usage(tenant: string, user?: string): Promise<Usage> {
@@ -239,7 +331,9 @@ export class Admin {
     checkId('tenant', tenant);
     if (user !== undefined) checkId('user', user);
     const store = new LimitStore({ client: this.t.dynamo, tableName: this.t.tableName });
-    const record = await new Directory({ client: this.t.dynamo, tableName: this.t.tableName, cacheMs: 0 }).tenant(tenant);
+    const record = await new Directory({ client: this.t.dynamo, tableName: this.t.tableName, cacheMs: 0 }).tenant(
+      tenant,
+    );
     if (!record) throw new UsageError(`tenant '${tenant}' does not exist`);
     const limiter = new Limiter({ store, config, namespace: this.t.namespace ?? '' });
     try {
@@ -249,7 +343,12 @@ export class Admin {
     }
   }
 
-  private async updateTenant(id: string, expression: string, names: Record<string, string>, values: Record<string, unknown> | undefined): Promise<void> {
+  private async updateTenant(
+    id: string,
+    expression: string,
+    names: Record<string, string>,
+    values: Record<string, unknown> | undefined,
+  ): Promise<void> {
     try {
       await this.doc.send(
         new UpdateCommand({
@@ -262,7 +361,8 @@ export class Admin {
         }),
       );
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) throw new UsageError(`tenant '${id}' does not exist: create it with 'tenants create'`);
+      if (err instanceof ConditionalCheckFailedException)
+        throw new UsageError(`tenant '${id}' does not exist: create it with 'tenants create'`);
       throw err;
     }
   }

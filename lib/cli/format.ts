@@ -4,7 +4,14 @@ import type { Counts } from '../../lambda/engine/plans';
 /** Columns aligned with two spaces between them; the first row is the header. */
 export function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** A whole number with thousands separators, or dollars (usd limits are kept in micro-dollars). */
@@ -21,7 +28,12 @@ export function span(seconds: number): string {
   if (seconds <= 0) return 'now';
   const parts: string[] = [];
   let left = Math.round(seconds);
-  for (const [unit, size] of [['d', 86_400], ['h', 3_600], ['min', 60], ['s', 1]] as const) {
+  for (const [unit, size] of [
+    ['d', 86_400],
+    ['h', 3_600],
+    ['min', 60],
+    ['s', 1],
+  ] as const) {
     if (left >= size) {
       parts.push(`${Math.floor(left / size)} ${unit}`);
       left %= size;
@@ -34,4 +46,8 @@ export function span(seconds: number): string {
 /** The limit's size in its own unit: a bucket's capacity or a window's count. */
 export const sizeOf = (limit: Limit): number => (limit.shape === 'sliding_window' ? limit.limit : limit.capacity);
 
-export const SHAPE_NAMES: Record<Limit['shape'], string> = { token_bucket: 'token bucket', leaky_bucket: 'leaky bucket', sliding_window: 'sliding window' };
+export const SHAPE_NAMES: Record<Limit['shape'], string> = {
+  token_bucket: 'token bucket',
+  leaky_bucket: 'leaky bucket',
+  sliding_window: 'sliding window',
+};

@@ -38,7 +38,17 @@ Where:  --stack <name> [--region <r>]             names from the stack's outputs
 
 /** Plans, overrides and the global limits a tenant gets, one row each. */
 export function tenantTable(view: TenantView): string {
-  const rows = view.limits.map((l) => [l.layer, l.code, l.route ?? '', l.counts, amount(l.size, l.counts, false), span(l.periodSeconds), SHAPE_NAMES[l.shape], l.from, l.shadow ? 'shadow' : '']);
+  const rows = view.limits.map((l) => [
+    l.layer,
+    l.code,
+    l.route ?? '',
+    l.counts,
+    amount(l.size, l.counts, false),
+    span(l.periodSeconds),
+    SHAPE_NAMES[l.shape],
+    l.from,
+    l.shadow ? 'shadow' : '',
+  ]);
   const head = `tenant ${view.tenant}, plan ${view.plan}${view.overrides === null ? '' : ', with overrides'}`;
   if (!rows.length) return `${head}: no limits apply`;
   return `${head}\n\n${table([['layer', 'limit', 'route', 'counts', 'size', 'refills in', 'shape', 'from', ''], ...rows])}`;
@@ -48,7 +58,16 @@ export function tenantTable(view: TenantView): string {
 export function usageTable(usage: Usage): string {
   const rows = usage.limits.map((l) => {
     const counts = l.unit;
-    return [l.layer, l.code, l.route ?? '', amount(Math.max(0, l.limit - l.remaining), counts, false), amount(l.limit, counts, false), amount(l.remaining, counts, false), l.resetSeconds > 0 ? span(l.resetSeconds) : 'full', `${l.shadow ? 'shadow' : ''}${usage.closest === l.code ? 'closest' : ''}`];
+    return [
+      l.layer,
+      l.code,
+      l.route ?? '',
+      amount(Math.max(0, l.limit - l.remaining), counts, false),
+      amount(l.limit, counts, false),
+      amount(l.remaining, counts, false),
+      l.resetSeconds > 0 ? span(l.resetSeconds) : 'full',
+      `${l.shadow ? 'shadow' : ''}${usage.closest === l.code ? 'closest' : ''}`,
+    ];
   });
   const head = `tenant ${usage.tenant}${usage.user ? `, user ${usage.user}` : ''}, plan ${usage.plan}`;
   if (!rows.length) return `${head}: no limits apply`;
@@ -70,39 +89,47 @@ async function fromStack(name: string, region: string | undefined): Promise<{ ta
   return { table: find('TableName'), brake: find('BrakeParameterName') };
 }
 
+/** The command line, as node:util's parseArgs reads it (its options are the CLI's flags). */
+function parseCliArgs(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      plan: { type: 'string' },
+      file: { type: 'string' },
+      clear: { type: 'boolean' },
+      tenant: { type: 'string' },
+      user: { type: 'string' },
+      for: { type: 'string' },
+      reason: { type: 'string' },
+      stack: { type: 'string' },
+      local: { type: 'boolean' },
+      region: { type: 'string' },
+      table: { type: 'string' },
+      'brake-parameter': { type: 'string' },
+      config: { type: 'string' },
+      'dynamodb-endpoint': { type: 'string' },
+      'ssm-endpoint': { type: 'string' },
+      namespace: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
 /** Runs one command; returns the exit code (0 ok, 2 bad input, 1 failure). */
 export async function main(argv: readonly string[], io: Io = consoleIo): Promise<number> {
-  let parsed;
+  let parsed: ReturnType<typeof parseCliArgs>;
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      allowPositionals: true,
-      options: {
-        plan: { type: 'string' },
-        file: { type: 'string' },
-        clear: { type: 'boolean' },
-        tenant: { type: 'string' },
-        user: { type: 'string' },
-        for: { type: 'string' },
-        reason: { type: 'string' },
-        stack: { type: 'string' },
-        local: { type: 'boolean' },
-        region: { type: 'string' },
-        table: { type: 'string' },
-        'brake-parameter': { type: 'string' },
-        config: { type: 'string' },
-        'dynamodb-endpoint': { type: 'string' },
-        'ssm-endpoint': { type: 'string' },
-        namespace: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
+    parsed = parseCliArgs(argv);
   } catch (err) {
     io.err(`${(err as Error).message}\n\n${HELP}`);
     return 2;
   }
-  const { values: o, positionals: [group, verb, ...rest] } = parsed;
+  const {
+    values: o,
+    positionals: [group, verb, ...rest],
+  } = parsed;
   if (o.help || !group) {
     io.out(HELP);
     return o.help ? 0 : 2;
@@ -113,28 +140,44 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
       try {
         config = parseConfig(JSON.parse(readFileSync(o.config, 'utf8')));
       } catch (err) {
-        throw new UsageError(`--config ${o.config}: ${err instanceof InvalidLimitError || err instanceof SyntaxError ? err.message : (err as Error).message}`);
+        throw new UsageError(
+          `--config ${o.config}: ${err instanceof InvalidLimitError || err instanceof SyntaxError ? err.message : (err as Error).message}`,
+        );
       }
     }
     const started = o.local ? readNpmStartState() : undefined;
-    if (o.local && !started) throw new UsageError(`--local: npm start is not running here (${npmStartStateFile()} is missing): run npm start in another terminal first`);
-    const named = o.stack ? await fromStack(o.stack, o.region) : started ? { table: started.tableName, brake: started.brakeParameterName } : {};
+    if (o.local && !started)
+      throw new UsageError(
+        `--local: npm start is not running here (${npmStartStateFile()} is missing): run npm start in another terminal first`,
+      );
+    const named = o.stack
+      ? await fromStack(o.stack, o.region)
+      : started
+        ? { table: started.tableName, brake: started.brakeParameterName }
+        : {};
     const tableName = o.table ?? named.table;
     const brakeParameterName = o['brake-parameter'] ?? named.brake;
     const dynamoEndpoint = o['dynamodb-endpoint'] ?? started?.dynamoEndpoint;
     const ssmEndpoint = o['ssm-endpoint'] ?? started?.ssmEndpoint;
     const needsTable = group !== 'brake';
     if (needsTable && !tableName) throw new UsageError('which table? give --table <name> or --stack <name>');
-    if (!needsTable && !brakeParameterName) throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
+    if (!needsTable && !brakeParameterName)
+      throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
     const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     // Local endpoints (npm start) take any credentials: none need to be set up for them.
-    const local = (endpoint: string | undefined) => (endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } } : endpoint ? { endpoint } : {});
+    const local = (endpoint: string | undefined) =>
+      endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE
+        ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
+        : endpoint
+          ? { endpoint }
+          : {};
     const dynamo = new DynamoDBClient({ region, ...local(dynamoEndpoint) });
     // Plans are checked against the configuration the functions run with: the one the deploy published in the table.
-    if (!config && tableName && (group === 'tenants' || group === 'usage' || group === 'buckets')) config = await readPublishedConfig(dynamo, tableName).catch((err: Error) => {
-      if (err instanceof InvalidLimitError) throw new UsageError(err.message);
-      throw err;
-    });
+    if (!config && tableName && (group === 'tenants' || group === 'usage' || group === 'buckets'))
+      config = await readPublishedConfig(dynamo, tableName).catch((err: Error) => {
+        if (err instanceof InvalidLimitError) throw new UsageError(err.message);
+        throw err;
+      });
     const admin = new Admin({
       dynamo,
       ssm: new SSMClient({ region, ...local(ssmEndpoint) }),
@@ -183,7 +226,9 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
       }
       case 'keys create': {
         const created = await admin.createKey(need(o.tenant, '--tenant'), need(o.user, '--user'));
-        io.out(`key id ${created.id} for ${o.tenant}/${o.user}. The key, shown this once (only its hash is stored):\n${created.key}`);
+        io.out(
+          `key id ${created.id} for ${o.tenant}/${o.user}. The key, shown this once (only its hash is stored):\n${created.key}`,
+        );
         return 0;
       }
       case 'keys list':
@@ -191,7 +236,9 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
         return 0;
       case 'keys revoke': {
         const revoked = await admin.revokeKey(need(rest[0], '<key-id | key>'));
-        io.out(`key ${revoked.id} of ${revoked.tenant}/${revoked.user} revoked; it stops working within the key cache TTL`);
+        io.out(
+          `key ${revoked.id} of ${revoked.tenant}/${revoked.user} revoked; it stops working within the key cache TTL`,
+        );
         return 0;
       }
       case 'brake on':
@@ -215,8 +262,21 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
         const tenant = need(o.tenant, '--tenant');
         const removed = await admin.resetBuckets(tenant, o.user);
         // An audit line on stderr (kept apart from the answer): who, what, when.
-        io.err(JSON.stringify({ audit: 'buckets reset', tenant, ...(o.user ? { user: o.user } : {}), items: removed, at: new Date().toISOString(), by: process.env.USER ?? process.env.USERNAME ?? 'unknown' }));
-        io.out(removed.length ? `reset ${removed.length} bucket item(s) of ${o.user ? `${tenant}/${o.user}` : tenant}: full again` : `nothing to reset: ${o.user ? `${tenant}/${o.user}` : tenant} has no bucket items (already full)`);
+        io.err(
+          JSON.stringify({
+            audit: 'buckets reset',
+            tenant,
+            ...(o.user ? { user: o.user } : {}),
+            items: removed,
+            at: new Date().toISOString(),
+            by: process.env.USER ?? process.env.USERNAME ?? 'unknown',
+          }),
+        );
+        io.out(
+          removed.length
+            ? `reset ${removed.length} bucket item(s) of ${o.user ? `${tenant}/${o.user}` : tenant}: full again`
+            : `nothing to reset: ${o.user ? `${tenant}/${o.user}` : tenant} has no bucket items (already full)`,
+        );
         return 0;
       }
       default:
@@ -228,7 +288,9 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
       return 2;
     }
     if (o.local && /ECONNREFUSED/.test(`${(err as Error).message} ${(err as { code?: string }).code ?? ''}`)) {
-      io.err(`error: --local: nothing answers at npm start's endpoints (${npmStartStateFile()} is left from a run that ended): run npm start again`);
+      io.err(
+        `error: --local: nothing answers at npm start's endpoints (${npmStartStateFile()} is left from a run that ended): run npm start again`,
+      );
       return 2;
     }
     if ((err as Error).message === 'Region is missing') {
@@ -236,7 +298,9 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
       return 2;
     }
     if ((err as Error).name === 'CredentialsProviderError') {
-      io.err('error: no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; against npm start, pass the --dynamodb-endpoint and --ssm-endpoint it prints');
+      io.err(
+        'error: no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; against npm start, pass the --dynamodb-endpoint and --ssm-endpoint it prints',
+      );
       return 2;
     }
     io.err(`failed: ${(err as Error).name}: ${(err as Error).message}`);

@@ -20,7 +20,10 @@ const config = parseConfig(
   JSON.parse(
     JSON.stringify({
       plans: {
-        team: { tenant: [requestsPerMinute(100), tokensPerDay(100_000)], user: [requestsPerMinute(3), requests(slidingWindow(2, '1 m'), { name: 'strict', shadow: true })] },
+        team: {
+          tenant: [requestsPerMinute(100), tokensPerDay(100_000)],
+          user: [requestsPerMinute(3), requests(slidingWindow(2, '1 m'), { name: 'strict', shadow: true })],
+        },
       },
       endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
       limitsRequestsPerMinute: 3,
@@ -48,10 +51,35 @@ async function setup(options: { plan?: string; coldStart?: 'released' | 'braked'
   const metrics: MetricEvent[] = [];
   const store = options.store ?? testStore();
   const directory = new Directory({ client, tableName: tableName(), cacheMs: 30_000, clock: () => clock.now });
-  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: brakeName, clock: () => clock.now, log, ...(options.coldStart ? { coldStart: options.coldStart } : {}) });
-  const handler = createHandler({ config, limiter: new Limiter({ store, config, log, namespace: ns }), directory, brake, clock: () => clock.now, log, metrics: (m) => metrics.push(m) });
-  const call = (event = authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } })) => handler(event, lambdaContext());
-  const bucketItem = async (key: string) => (await client.send(new GetItemCommand({ TableName: tableName(), Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } } }))).Item;
+  const brake = new Brake({
+    client: new SSMClient({
+      endpoint: ssm.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    }),
+    parameterName: brakeName,
+    clock: () => clock.now,
+    log,
+    ...(options.coldStart ? { coldStart: options.coldStart } : {}),
+  });
+  const handler = createHandler({
+    config,
+    limiter: new Limiter({ store, config, log, namespace: ns }),
+    directory,
+    brake,
+    clock: () => clock.now,
+    log,
+    metrics: (m) => metrics.push(m),
+  });
+  const call = (event = authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } })) =>
+    handler(event, lambdaContext());
+  const bucketItem = async (key: string) =>
+    (
+      await client.send(
+        new GetItemCommand({ TableName: tableName(), Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } } }),
+      )
+    ).Item;
   const tenantItem = () => bucketItem(layerKey.tenant({ tenant, user: 'alice' }, ns));
   const setBrake = (value: string) => ssm.parameters.set(brakeName, { value, version: 1, modified: Date.now() });
   const unavailable = () => metrics.filter((m) => 'LimiterUnavailable' in m.metrics).length;
@@ -63,10 +91,19 @@ describe('identity', () => {
     const s = await setup();
     const viaBearer = await s.call();
     expect(viaBearer.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow', Action: 'execute-api:Invoke' });
-    expect(viaBearer.context).toMatchObject({ tenant: s.tenant, user: 'alice', plan: 'team', endpoint: CHAT, limit: '3', remaining: '2' });
+    expect(viaBearer.context).toMatchObject({
+      tenant: s.tenant,
+      user: 'alice',
+      plan: 'team',
+      endpoint: CHAT,
+      limit: '3',
+      remaining: '2',
+    });
     const viaHeader = await s.call(authorizerEvent({ headers: { 'x-api-key': s.apiKey } }));
     expect(viaHeader.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
-    const both = await s.call(authorizerEvent({ headers: { authorization: `bearer ${s.apiKey}`, 'X-API-Key': s.apiKey } }));
+    const both = await s.call(
+      authorizerEvent({ headers: { authorization: `bearer ${s.apiKey}`, 'X-API-Key': s.apiKey } }),
+    );
     expect(both.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
   });
 
@@ -86,8 +123,21 @@ describe('identity', () => {
 
   it('answers 401 for two different keys, or the same header twice', async () => {
     const s = await setup();
-    await expect(s.call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}`, 'x-api-key': 'sk-another-key-entirely-0000' } }))).rejects.toThrow(/^Unauthorized$/);
-    await expect(s.call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}` }, multiValueHeaders: { Authorization: [`Bearer ${s.apiKey}`, 'Bearer sk-another-key-entirely-0000'] } }))).rejects.toThrow(/^Unauthorized$/);
+    await expect(
+      s.call(
+        authorizerEvent({
+          headers: { Authorization: `Bearer ${s.apiKey}`, 'x-api-key': 'sk-another-key-entirely-0000' },
+        }),
+      ),
+    ).rejects.toThrow(/^Unauthorized$/);
+    await expect(
+      s.call(
+        authorizerEvent({
+          headers: { Authorization: `Bearer ${s.apiKey}` },
+          multiValueHeaders: { Authorization: [`Bearer ${s.apiKey}`, 'Bearer sk-another-key-entirely-0000'] },
+        }),
+      ),
+    ).rejects.toThrow(/^Unauthorized$/);
     expect(await s.tenantItem()).toBeUndefined();
   });
 
@@ -103,7 +153,9 @@ describe('identity', () => {
   it('never writes the key into a log line', async () => {
     const s = await setup();
     await s.call();
-    await s.call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}`, 'x-api-key': `${s.apiKey}x` } })).catch(() => {});
+    await s
+      .call(authorizerEvent({ headers: { Authorization: `Bearer ${s.apiKey}`, 'x-api-key': `${s.apiKey}x` } }))
+      .catch(() => {});
     expect(s.logs.length).toBeGreaterThan(1);
     expect(JSON.stringify(s.logs)).not.toContain(s.apiKey);
   });
@@ -115,7 +167,12 @@ describe('limits', () => {
     for (let i = 0; i < 3; i++) expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
     const denied = await s.call();
     expect(denied.policyDocument.Statement[0]!.Effect).toBe('Deny');
-    expect(denied.context).toMatchObject({ code: 'user_requests_per_minute', type: 'rate_limit_exceeded', limit: '3', remaining: '0' });
+    expect(denied.context).toMatchObject({
+      code: 'user_requests_per_minute',
+      type: 'rate_limit_exceeded',
+      limit: '3',
+      remaining: '0',
+    });
     expect(denied.context!.retryAfter).toBeGreaterThanOrEqual(1);
     expect(String(denied.context!.message)).toContain('user_requests_per_minute');
     expect(String(denied.context!.policy)).toContain('"user_requests_per_minute";q=3;w=60');
@@ -139,8 +196,16 @@ describe('limits', () => {
     const result = await s.call();
     expect(result.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
     expect(result.context).toMatchObject({ configError: 'plan_unknown', tenant: s.tenant });
-    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', code: 'plan_unknown', message: expect.stringContaining("plan 'platinum'") }));
-    expect(s.metrics).toContainEqual(expect.objectContaining({ metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } } }));
+    expect(s.logs).toContainEqual(
+      expect.objectContaining({
+        level: 'error',
+        code: 'plan_unknown',
+        message: expect.stringContaining("plan 'platinum'"),
+      }),
+    );
+    expect(s.metrics).toContainEqual(
+      expect.objectContaining({ metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } } }),
+    );
     expect(await s.tenantItem()).toBeUndefined();
   });
 
@@ -167,20 +232,31 @@ describe('limits', () => {
   it('lets GET /v1/limits through while braked, without touching the plan’s buckets', async () => {
     const s = await setup();
     s.setBrake('on');
-    const result = await s.call(authorizerEvent({ route: '/v1/limits', method: 'GET', headers: { Authorization: `Bearer ${s.apiKey}` } }));
+    const result = await s.call(
+      authorizerEvent({ route: '/v1/limits', method: 'GET', headers: { Authorization: `Bearer ${s.apiKey}` } }),
+    );
     expect(result.policyDocument.Statement[0]!.Effect).toBe('Allow');
     expect(await s.tenantItem()).toBeUndefined();
   });
 
   it('meters GET /v1/limits on a budget of its own (limitsRequestsPerMinute) and logs every call', async () => {
     const s = await setup();
-    const event = authorizerEvent({ route: '/v1/limits', method: 'GET', headers: { Authorization: `Bearer ${s.apiKey}` } });
+    const event = authorizerEvent({
+      route: '/v1/limits',
+      method: 'GET',
+      headers: { Authorization: `Bearer ${s.apiKey}` },
+    });
     for (let i = 0; i < 3; i++) expect((await s.call(event)).policyDocument.Statement[0]!.Effect).toBe('Allow');
     const denied = await s.call(event);
     expect(denied.policyDocument.Statement[0]!.Effect).toBe('Deny');
     expect(denied.context).toMatchObject({ code: 'user_requests_limits_per_minute', limit: '3', remaining: '0' });
     expect(Number(denied.context!.retryAfter)).toBeGreaterThanOrEqual(1);
-    expect(s.logs.filter((e) => e.route === '/v1/limits').map((e) => e.outcome)).toEqual(['allowed', 'allowed', 'allowed', 'denied']);
+    expect(s.logs.filter((e) => e.route === '/v1/limits').map((e) => e.outcome)).toEqual([
+      'allowed',
+      'allowed',
+      'allowed',
+      'denied',
+    ]);
     expect(await s.tenantItem()).toBeUndefined();
   });
 });
@@ -188,7 +264,13 @@ describe('limits', () => {
 describe('brake', () => {
   it('denies every AI request before any bucket, with the reason and Retry-After until it ends', async () => {
     const s = await setup();
-    s.setBrake(JSON.stringify({ enabled: true, reason: 'provider outage', until: new Date(s.clock.now + 120_000).toISOString() }));
+    s.setBrake(
+      JSON.stringify({
+        enabled: true,
+        reason: 'provider outage',
+        until: new Date(s.clock.now + 120_000).toISOString(),
+      }),
+    );
     const denied = await s.call();
     expect(denied.context).toMatchObject({ code: 'brake', retryAfter: 120 });
     expect(String(denied.context!.message)).toContain('provider outage');
@@ -214,7 +296,17 @@ describe('brake', () => {
     local.parameters.set(name, { value: '{"enabled":true,"reason":"drill"}', version: 1, modified: Date.now() });
     let now = Date.now();
     const logs: Record<string, unknown>[] = [];
-    const brake = new Brake({ client: new SSMClient({ endpoint: local.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: name, clock: () => now, log: (e) => logs.push(e) });
+    const brake = new Brake({
+      client: new SSMClient({
+        endpoint: local.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+        maxAttempts: 1,
+      }),
+      parameterName: name,
+      clock: () => now,
+      log: (e) => logs.push(e),
+    });
     expect(await brake.state()).toMatchObject({ enabled: true, reason: 'drill', source: 'ssm' });
     await local.stop();
     now += 6_000;
@@ -231,7 +323,9 @@ describe('brake', () => {
     try {
       const result = await s.call();
       expect(result.policyDocument.Statement[0]!.Effect).toBe(allowed ? 'Allow' : 'Deny');
-      expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNKNOWN at cold start') }));
+      expect(s.logs).toContainEqual(
+        expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNKNOWN at cold start') }),
+      );
     } finally {
       ssm = await startSsmLocal({ port: Number(new URL(ssm.endpoint).port) });
     }
@@ -242,7 +336,10 @@ describe('brake', () => {
     ['', { enabled: false }],
     ['on', { enabled: true }],
     ['{"enabled": false}', { enabled: false }],
-    ['{"enabled": true, "reason": "r", "until": "2030-01-01T00:00:00Z"}', { enabled: true, reason: 'r', until: Date.parse('2030-01-01T00:00:00Z') }],
+    [
+      '{"enabled": true, "reason": "r", "until": "2030-01-01T00:00:00Z"}',
+      { enabled: true, reason: 'r', until: Date.parse('2030-01-01T00:00:00Z') },
+    ],
     ['{"enabled": "yes"}', { enabled: true }],
     ['{"enabled":"true"}', { enabled: true }],
     ['{"enabled": "false"}', { enabled: false }],
@@ -262,24 +359,41 @@ describe('brake', () => {
     expect(parseBrake(value)).toEqual(expected);
   });
 
-  it.each(['braked!', '{"enabled": "maybe"}', '{not json'])('a value that is not a brake setting (%j) brakes, loudly, and says so in its reason', async (value) => {
-    const s = await setup();
-    expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
-    s.setBrake(value);
-    s.clock.now += 10_000; // past the brake cache
-    const result = await s.call();
-    expect(result.policyDocument.Statement[0]!.Effect).toBe('Deny');
-    expect(result.context).toMatchObject({ code: 'brake' });
-    expect(String(result.context?.message)).toContain('not a brake setting');
-    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNREADABLE') }));
-  });
+  it.each(['braked!', '{"enabled": "maybe"}', '{not json'])(
+    'a value that is not a brake setting (%j) brakes, loudly, and says so in its reason',
+    async (value) => {
+      const s = await setup();
+      expect((await s.call()).policyDocument.Statement[0]!.Effect).toBe('Allow');
+      s.setBrake(value);
+      s.clock.now += 10_000; // past the brake cache
+      const result = await s.call();
+      expect(result.policyDocument.Statement[0]!.Effect).toBe('Deny');
+      expect(result.context).toMatchObject({ code: 'brake' });
+      expect(String(result.context?.message)).toContain('not a brake setting');
+      expect(s.logs).toContainEqual(
+        expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE UNREADABLE') }),
+      );
+    },
+  );
 
   it('counts an unreadable brake value in the BrakeUnreadable metric (alarmed)', async () => {
     const name = `/test/${uniqueKey('brake')}`;
     ssm.parameters.set(name, { value: 'braked!', version: 1, modified: Date.now() });
     const metrics: MetricEvent[] = [];
-    const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: name, log: () => {}, metrics: (m) => metrics.push(m) });
+    const brake = new Brake({
+      client: new SSMClient({
+        endpoint: ssm.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+        maxAttempts: 1,
+      }),
+      parameterName: name,
+      log: () => {},
+      metrics: (m) => metrics.push(m),
+    });
     expect(await brake.state()).toMatchObject({ enabled: true, source: 'unreadable' });
-    expect(metrics).toEqual([{ dimensions: { Function: 'brake' }, metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } } }]);
+    expect(metrics).toEqual([
+      { dimensions: { Function: 'brake' }, metrics: { BrakeUnreadable: { value: 1, unit: 'Count' } } },
+    ]);
   });
 });

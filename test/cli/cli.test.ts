@@ -19,7 +19,15 @@ import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
 import { parseConfig } from '../../lambda/engine/plans';
 
 const dir = mkdtempSync(join(tmpdir(), 'llm-limiter-cli-'));
-const rawConfig = { plans: { team: { tenant: [tokensPerDay(1000)], user: [requestsPerMinute(5)] }, gold: { tenant: [tokensPerDay(5000)] } }, endpoints: { '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } };
+const rawConfig = {
+  plans: {
+    team: { tenant: [tokensPerDay(1000)], user: [requestsPerMinute(5)] },
+    gold: { tenant: [tokensPerDay(5000)] },
+  },
+  endpoints: {
+    '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+  },
+};
 const configFile = join(dir, 'config.json');
 writeFileSync(configFile, JSON.stringify(rawConfig));
 
@@ -32,7 +40,24 @@ afterAll(() => ssm.stop());
 async function cli(...args: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main([...args, '--table', tableName(), '--brake-parameter', '/cli/brake', '--dynamodb-endpoint', dynamoEndpoint(), '--ssm-endpoint', ssm.endpoint, '--region', 'us-east-1', '--config', configFile], { out: (t) => out.push(t), err: (t) => err.push(t) });
+  const code = await main(
+    [
+      ...args,
+      '--table',
+      tableName(),
+      '--brake-parameter',
+      '/cli/brake',
+      '--dynamodb-endpoint',
+      dynamoEndpoint(),
+      '--ssm-endpoint',
+      ssm.endpoint,
+      '--region',
+      'us-east-1',
+      '--config',
+      configFile,
+    ],
+    { out: (t) => out.push(t), err: (t) => err.push(t) },
+  );
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
@@ -40,7 +65,21 @@ async function cli(...args: string[]) {
 async function cliWithout(args: string[], targets: string[]) {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main([...args, ...targets, '--brake-parameter', '/cli/brake', '--dynamodb-endpoint', dynamoEndpoint(), '--ssm-endpoint', ssm.endpoint, '--region', 'us-east-1'], { out: (t) => out.push(t), err: (t) => err.push(t) });
+  const code = await main(
+    [
+      ...args,
+      ...targets,
+      '--brake-parameter',
+      '/cli/brake',
+      '--dynamodb-endpoint',
+      dynamoEndpoint(),
+      '--ssm-endpoint',
+      ssm.endpoint,
+      '--region',
+      'us-east-1',
+    ],
+    { out: (t) => out.push(t), err: (t) => err.push(t) },
+  );
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 
@@ -51,27 +90,54 @@ const directory = () => new Directory({ client: localClient(dynamoEndpoint()), t
 describe('tenants', () => {
   it('creates, shows, re-plans and overrides a tenant; refuses duplicates and unknown plans', async () => {
     const t = uniqueKey('tenant');
-    expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({ code: 0, out: `tenant ${t} created on plan team` });
-    expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({ code: 2, err: expect.stringContaining('already exists') });
-    expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out)).toMatchObject({ tenant: t, plan: 'team', overrides: null });
-    expect(await cli('tenants', 'set-plan', t, 'platinum')).toMatchObject({ code: 2, err: expect.stringContaining("plan 'platinum' is not configured") });
+    expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({
+      code: 0,
+      out: `tenant ${t} created on plan team`,
+    });
+    expect(await cli('tenants', 'create', t, '--plan', 'team')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('already exists'),
+    });
+    expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out)).toMatchObject({
+      tenant: t,
+      plan: 'team',
+      overrides: null,
+    });
+    expect(await cli('tenants', 'set-plan', t, 'platinum')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("plan 'platinum' is not configured"),
+    });
     expect((await cli('tenants', 'set-plan', t, 'gold')).code).toBe(0);
     expect((await directory().tenant(t))?.plan).toBe('gold');
 
     const bad = join(dir, 'bad.json');
-    writeFileSync(bad, JSON.stringify({ user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }] }));
-    expect(await cli('tenants', 'set-overrides', t, '--file', bad)).toMatchObject({ code: 2, err: expect.stringContaining('capacity must be a positive finite number') });
+    writeFileSync(
+      bad,
+      JSON.stringify({
+        user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }],
+      }),
+    );
+    expect(await cli('tenants', 'set-overrides', t, '--file', bad)).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('capacity must be a positive finite number'),
+    });
     expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out).overrides).toBeNull();
     const good = join(dir, 'good.json');
     writeFileSync(good, JSON.stringify({ user: [requestsPerMinute(50)] }));
     expect((await cli('tenants', 'set-overrides', t, '--file', good)).code).toBe(0);
-    expect((await directory().tenant(t))?.overrides?.user?.[0]?.limit).toMatchObject({ shape: 'sliding_window', limit: 50 });
+    expect((await directory().tenant(t))?.overrides?.user?.[0]?.limit).toMatchObject({
+      shape: 'sliding_window',
+      limit: 50,
+    });
     expect((await cli('tenants', 'set-overrides', t, '--clear')).code).toBe(0);
     expect((await directory().tenant(t))?.overrides).toBeUndefined();
   });
 
   it('writes nothing for a tenant with a bad id or an unknown plan', async () => {
-    expect(await cli('tenants', 'create', 'a:b', '--plan', 'team')).toMatchObject({ code: 2, err: expect.stringContaining("tenant 'a:b' is not valid") });
+    expect(await cli('tenants', 'create', 'a:b', '--plan', 'team')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("tenant 'a:b' is not valid"),
+    });
     const t = uniqueKey('tenant');
     expect((await cli('tenants', 'create', t, '--plan', 'nope')).code).toBe(2);
     expect((await cli('tenants', 'show', t)).code).toBe(2);
@@ -84,7 +150,10 @@ describe('overrides', () => {
     await cli('tenants', 'create', t, '--plan', 'team');
     const file = join(dir, 'bad-overrides.json');
     writeFileSync(file, JSON.stringify({ users: [] }));
-    expect(await cli('tenants', 'set-overrides', t, '--file', file)).toMatchObject({ code: 2, err: expect.stringContaining('overrides.users: unknown field: use tenant, user, endpoints, outputReservation') });
+    expect(await cli('tenants', 'set-overrides', t, '--file', file)).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('overrides.users: unknown field: use tenant, user, endpoints, outputReservation'),
+    });
     expect(JSON.parse((await cli('tenants', 'show', t, '--json')).out)).toMatchObject({ overrides: null });
   });
 });
@@ -98,7 +167,11 @@ describe('keys', () => {
     const key = created.out.split('\n').at(-1)!;
     expect(key).toMatch(/^sk-lrl-[A-Za-z0-9_-]{43}$/);
     expect(await directory().key(hashKey(key))).toMatchObject({ tenant: t, user: 'ann', status: 'active' });
-    const listed = JSON.parse((await cli('keys', 'list', '--tenant', t)).out) as { id: string; user: string; status: string }[];
+    const listed = JSON.parse((await cli('keys', 'list', '--tenant', t)).out) as {
+      id: string;
+      user: string;
+      status: string;
+    }[];
     expect(listed).toEqual([expect.objectContaining({ id: hashKey(key).slice(0, 12), user: 'ann', status: 'active' })]);
     expect(JSON.stringify(listed)).not.toContain(key);
     expect((await cli('keys', 'revoke', listed[0]!.id)).code).toBe(0);
@@ -107,13 +180,19 @@ describe('keys', () => {
 
   it('refuses a key for a tenant that does not exist, writing nothing', async () => {
     const t = uniqueKey('tenant');
-    expect(await cli('keys', 'create', '--tenant', t, '--user', 'ann')).toMatchObject({ code: 2, err: expect.stringContaining('does not exist') });
+    expect(await cli('keys', 'create', '--tenant', t, '--user', 'ann')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('does not exist'),
+    });
     expect(JSON.parse((await cli('keys', 'list', '--tenant', t)).out)).toEqual([]);
   });
 
   it('says what is wrong with a revoke it cannot do', async () => {
     expect(await cli('keys', 'revoke', 'not-an-id!')).toMatchObject({ code: 2 });
-    expect(await cli('keys', 'revoke', 'ffffffffffffffff')).toMatchObject({ code: 2, err: expect.stringContaining('no key matches') });
+    expect(await cli('keys', 'revoke', 'ffffffffffffffff')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining('no key matches'),
+    });
   });
 });
 
@@ -123,10 +202,16 @@ describe('brake', () => {
     const state = parseBrake(ssm.parameters.get('/cli/brake')!.value)!;
     expect(state).toMatchObject({ enabled: true, reason: 'provider outage' });
     expect(state.until! - Date.now()).toBeGreaterThan(29 * 60_000);
-    expect(JSON.parse((await cli('brake', 'status')).out.split('\nbraked')[0]!)).toMatchObject({ braked: true, reason: 'provider outage' });
+    expect(JSON.parse((await cli('brake', 'status')).out.split('\nbraked')[0]!)).toMatchObject({
+      braked: true,
+      reason: 'provider outage',
+    });
     expect((await cli('brake', 'off')).code).toBe(0);
     expect(JSON.parse((await cli('brake', 'status')).out)).toMatchObject({ braked: false, value: 'off' });
-    expect(await cli('brake', 'on', '--for', 'banana')).toMatchObject({ code: 2, err: expect.stringContaining("--for 'banana' is not a duration") });
+    expect(await cli('brake', 'on', '--for', 'banana')).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("--for 'banana' is not a duration"),
+    });
   });
 
   it('takes compound durations: --for 2h30m', async () => {
@@ -141,7 +226,11 @@ describe('usage', () => {
   it("shows a tenant's and a user's remaining per limit", async () => {
     const t = uniqueKey('tenant');
     await cli('tenants', 'create', t, '--plan', 'team');
-    const limiter = new Limiter({ store: testStore(), config: parseConfig(JSON.parse(JSON.stringify(rawConfig))), log: () => {} });
+    const limiter = new Limiter({
+      store: testStore(),
+      config: parseConfig(JSON.parse(JSON.stringify(rawConfig))),
+      log: () => {},
+    });
     await limiter.admit({ tenant: t, user: 'ann' }, { id: t, plan: 'team' }, '/v1/chat/completions');
     const usage = JSON.parse((await cli('usage', '--tenant', t, '--user', 'ann', '--json')).out);
     expect(usage).toMatchObject({ tenant: t, user: 'ann', plan: 'team' });
@@ -159,9 +248,15 @@ describe('the installed command', () => {
     const run = promisify(execFile);
     const env = { ...process.env, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: 'us-east-1' };
     ssm.parameters.set('/bin/brake', { value: 'off', version: 1, modified: Date.now() });
-    const ok = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/bin/brake', '--ssm-endpoint', ssm.endpoint], { env });
+    const ok = await run(
+      process.execPath,
+      [bin, 'brake', 'status', '--brake-parameter', '/bin/brake', '--ssm-endpoint', ssm.endpoint],
+      { env },
+    );
     expect(JSON.parse(ok.stdout)).toMatchObject({ braked: false });
-    const bad = await run(process.execPath, [bin, 'frobnicate', '--table', 'x'], { env }).catch((e: { code: number; stderr: string }) => e);
+    const bad = await run(process.execPath, [bin, 'frobnicate', '--table', 'x'], { env }).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
     expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command 'frobnicate'") });
   });
 });
@@ -170,24 +265,53 @@ describe('credentials', () => {
   const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
   const run = promisify(execFile);
   // No AWS_* variables at all, as on a laptop without an AWS setup.
-  const bare = { PATH: process.env.PATH ?? '', HOME: mkdtempSync(join(tmpdir(), 'llm-limiter-home-')), AWS_EC2_METADATA_DISABLED: 'true' };
+  const bare = {
+    PATH: process.env.PATH ?? '',
+    HOME: mkdtempSync(join(tmpdir(), 'llm-limiter-home-')),
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
 
   it('needs none against npm start’s local endpoints', async () => {
     ssm.parameters.set('/bare/brake', { value: 'off', version: 1, modified: Date.now() });
-    const ok = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/bare/brake', '--ssm-endpoint', ssm.endpoint, '--region', 'us-east-1'], { env: bare });
+    const ok = await run(
+      process.execPath,
+      [
+        bin,
+        'brake',
+        'status',
+        '--brake-parameter',
+        '/bare/brake',
+        '--ssm-endpoint',
+        ssm.endpoint,
+        '--region',
+        'us-east-1',
+      ],
+      { env: bare },
+    );
     expect(JSON.parse(ok.stdout)).toMatchObject({ braked: false });
   });
 
   it('asks for the region when --stack is given without one (exit code 2, one line)', async () => {
-    const out = await run(process.execPath, [bin, 'tenants', 'show', 'acme', '--stack', 'LlmRateLimiter-prod'], { env: bare, timeout: 30_000 }).catch((e: { code: number; stderr: string }) => e);
+    const out = await run(process.execPath, [bin, 'tenants', 'show', 'acme', '--stack', 'LlmRateLimiter-prod'], {
+      env: bare,
+      timeout: 30_000,
+    }).catch((e: { code: number; stderr: string }) => e);
     expect(out).toMatchObject({ code: 2 });
-    expect((out as { stderr: string }).stderr.trim()).toBe('error: which region? pass --region <region> (the one the stack is in), or set AWS_REGION');
+    expect((out as { stderr: string }).stderr.trim()).toBe(
+      'error: which region? pass --region <region> (the one the stack is in), or set AWS_REGION',
+    );
   });
 
   it('says what to set when there are none against AWS (exit code 2, one line)', async () => {
-    const out = await run(process.execPath, [bin, 'brake', 'status', '--brake-parameter', '/x', '--region', 'us-east-1'], { env: bare, timeout: 30_000 }).catch((e: { code: number; stderr: string }) => e);
+    const out = await run(
+      process.execPath,
+      [bin, 'brake', 'status', '--brake-parameter', '/x', '--region', 'us-east-1'],
+      { env: bare, timeout: 30_000 },
+    ).catch((e: { code: number; stderr: string }) => e);
     expect(out).toMatchObject({ code: 2 });
-    expect((out as { stderr: string }).stderr.trim()).toMatch(/^error: no AWS credentials: set AWS_PROFILE .* --dynamodb-endpoint and --ssm-endpoint it prints$/);
+    expect((out as { stderr: string }).stderr.trim()).toMatch(
+      /^error: no AWS credentials: set AWS_PROFILE .* --dynamodb-endpoint and --ssm-endpoint it prints$/,
+    );
   });
 });
 
@@ -200,16 +324,25 @@ describe('buckets reset', () => {
     const identity = { tenant: t, user: 'bob' };
     const tenant = { id: t, plan: 'team' };
     // Five requests a minute: spend them all, and the sixth is denied.
-    for (let i = 0; i < 5; i++) expect((await limiter.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(true);
+    for (let i = 0; i < 5; i++)
+      expect((await limiter.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(true);
     expect((await limiter.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(false);
 
     const reset = await cli('buckets', 'reset', '--tenant', t, '--user', 'bob');
     expect(reset).toMatchObject({ code: 0, out: `reset 1 bucket item(s) of ${t}/bob: full again` });
-    expect(JSON.parse(reset.err)).toMatchObject({ audit: 'buckets reset', tenant: t, user: 'bob', items: [`u:${t}:bob`] });
+    expect(JSON.parse(reset.err)).toMatchObject({
+      audit: 'buckets reset',
+      tenant: t,
+      user: 'bob',
+      items: [`u:${t}:bob`],
+    });
     // A fresh container (no cached state) sees a full bucket.
     const fresh = new Limiter({ store: testStore(), config, log: () => {} });
     expect((await fresh.admit(identity, tenant, '/v1/chat/completions')).allowed).toBe(true);
-    expect(await cli('buckets', 'reset', '--tenant', t, '--user', 'nobody')).toMatchObject({ code: 0, out: expect.stringContaining('nothing to reset') });
+    expect(await cli('buckets', 'reset', '--tenant', t, '--user', 'nobody')).toMatchObject({
+      code: 0,
+      out: expect.stringContaining('nothing to reset'),
+    });
     expect(await cli('buckets', 'reset', '--tenant', 'bad tenant!')).toMatchObject({ code: 2 });
   });
 });
@@ -220,7 +353,11 @@ describe('what a tenant gets and has used, as tables', () => {
   writeFileSync(globalFile, JSON.stringify(withGlobal));
   const run = (...args: string[]) => cliWithout(args, ['--table', tableName(), '--config', globalFile]);
   /** A table's rows as cells (columns are two or more spaces apart). */
-  const rows = (out: string) => out.split('\n').slice(2).map((line) => line.split(/\s{2,}/));
+  const rows = (out: string) =>
+    out
+      .split('\n')
+      .slice(2)
+      .map((line) => line.split(/\s{2,}/));
 
   it('tenants show: the plan with its overrides applied, overrides marked, then the global limits', async () => {
     const t = uniqueKey('tenant');
@@ -242,11 +379,27 @@ describe('what a tenant gets and has used, as tables', () => {
   it('usage: what each limit has used and has left, tokens and dollars included', async () => {
     const t = uniqueKey('tenant');
     await run('tenants', 'create', t, '--plan', 'team');
-    const limiter = new Limiter({ store: testStore(), config: parseConfig(JSON.parse(JSON.stringify(withGlobal))), log: () => {} });
+    const limiter = new Limiter({
+      store: testStore(),
+      config: parseConfig(JSON.parse(JSON.stringify(withGlobal))),
+      log: () => {},
+    });
     const identity = { tenant: t, user: 'ann' };
     const verdict = await limiter.admit(identity, { id: t, plan: 'team' }, '/v1/chat/completions');
     // The answer's 250 tokens and $1.50, as the proxy settles them.
-    await limiter.settle(uniqueKey('r'), { identity, tenant: { id: t, plan: 'team' }, route: '/v1/chat/completions', shard: verdict.shard ?? 0, reserved: { tokens: 0, microUsd: 0 }, failedOpen: [], admittedAt: Date.now() }, { tokens: 250, microUsd: 1_500_000 });
+    await limiter.settle(
+      uniqueKey('r'),
+      {
+        identity,
+        tenant: { id: t, plan: 'team' },
+        route: '/v1/chat/completions',
+        shard: verdict.shard ?? 0,
+        reserved: { tokens: 0, microUsd: 0 },
+        failedOpen: [],
+        admittedAt: Date.now(),
+      },
+      { tokens: 250, microUsd: 1_500_000 },
+    );
     const shown = await run('usage', '--tenant', t, '--user', 'ann');
     expect(shown.code).toBe(0);
     expect(shown.out.split('\n')[0]).toBe(`tenant ${t}, user ann, plan team`);
@@ -269,11 +422,19 @@ describe('the configuration the deploy published', () => {
       const run = (...args: string[]) => cliWithout(args, ['--table', table]);
       const noConfig = await run('tenants', 'create', 'acme', '--plan', 'team');
       expect(noConfig.code).toBe(2);
-      expect(noConfig.err).toBe(`error: no limiter configuration: table ${table} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`);
+      expect(noConfig.err).toBe(
+        `error: no limiter configuration: table ${table} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
+      );
 
       await publishConfig(client, table, parseConfig(JSON.parse(JSON.stringify(rawConfig))));
-      expect(await run('tenants', 'create', 'acme', '--plan', 'platinum')).toMatchObject({ code: 2, err: "error: plan 'platinum' is not configured: known plans are team, gold" });
-      expect(await run('tenants', 'create', 'acme', '--plan', 'gold')).toMatchObject({ code: 0, out: 'tenant acme created on plan gold' });
+      expect(await run('tenants', 'create', 'acme', '--plan', 'platinum')).toMatchObject({
+        code: 2,
+        err: "error: plan 'platinum' is not configured: known plans are team, gold",
+      });
+      expect(await run('tenants', 'create', 'acme', '--plan', 'gold')).toMatchObject({
+        code: 0,
+        out: 'tenant acme created on plan gold',
+      });
       expect((await run('tenants', 'show', 'acme')).out).toContain('tenant_tokens_per_day');
     } finally {
       await client.send(new DeleteTableCommand({ TableName: table }));

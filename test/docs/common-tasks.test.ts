@@ -18,7 +18,9 @@ function commonTasks(): string[] {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
   const start = readme.indexOf('\n## Common tasks\n');
   const section = readme.slice(start, readme.indexOf('\n## ', start + 1));
-  return [...section.matchAll(/^```sh\n([\s\S]*?)^```/gm)].map((m) => m[1]!).filter((block) => !block.startsWith('# terminal 1') && !block.includes('sk-lrl-local-...'));
+  return [...section.matchAll(/^```sh\n([\s\S]*?)^```/gm)]
+    .map((m) => m[1]!)
+    .filter((block) => !block.startsWith('# terminal 1') && !block.includes('sk-lrl-local-...'));
 }
 
 let npmStart: ChildProcess;
@@ -27,7 +29,11 @@ const dataDir = mkdtempSync(join(tmpdir(), 'llm-limiter-common-tasks-'));
 
 beforeAll(async () => {
   // npm start, as the README's first terminal runs it (on a free port; the second terminal is told which).
-  npmStart = spawn(process.execPath, ['--import', 'tsx', 'bin/local.ts', '--port', '0'], { cwd: root, env: { ...process.env, LLM_LIMITER_DATA_DIR: dataDir }, stdio: ['ignore', 'pipe', 'inherit'] });
+  npmStart = spawn(process.execPath, ['--import', 'tsx', 'bin/local.ts', '--port', '0'], {
+    cwd: root,
+    env: { ...process.env, LLM_LIMITER_DATA_DIR: dataDir },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let printed = '';
   await new Promise<void>((resolve, reject) => {
     npmStart.stdout!.on('data', (chunk: Buffer) => {
@@ -38,7 +44,13 @@ beforeAll(async () => {
   });
   const api = /API\s+(http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(printed)![1]!;
   const key = /key\s+(sk-lrl-local-\S+)/.exec(printed)![1]!;
-  env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', API: api, KEY: key, LLM_LIMITER_DATA_DIR: dataDir };
+  env = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? '',
+    API: api,
+    KEY: key,
+    LLM_LIMITER_DATA_DIR: dataDir,
+  };
 }, 60_000);
 
 afterAll(async () => {
@@ -49,8 +61,10 @@ afterAll(async () => {
   rmSync(join(root, 'trial.json'), { force: true });
 });
 
-const bash = (script: string) => run('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: root, env, timeout: 120_000 });
-const cli = async (...args: string[]) => (await run(process.execPath, ['--import', 'tsx', 'lib/cli/bin.ts', '--local', ...args], { cwd: root, env })).stdout;
+const bash = (script: string) =>
+  run('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: root, env, timeout: 120_000 });
+const cli = async (...args: string[]) =>
+  (await run(process.execPath, ['--import', 'tsx', 'lib/cli/bin.ts', '--local', ...args], { cwd: root, env })).stdout;
 
 describe("the README's common tasks, against npm start", () => {
   it('has the blocks this test expects', () => {
@@ -63,7 +77,11 @@ describe("the README's common tasks, against npm start", () => {
     expect(key, stdout).toBeDefined();
     expect(stdout).toContain('tenant acme created on plan demo');
     expect(stdout).toMatch(/user\s+user_requests_per_minute\s+requests\s+60\s+1 min\s+sliding window\s+plan/);
-    const res = await fetch(`${env.API}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
+    const res = await fetch(`${env.API}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+    });
     expect(res.status).toBe(200);
   });
 
@@ -77,15 +95,22 @@ describe("the README's common tasks, against npm start", () => {
     // The first half: in shadow.
     const lines = block.trimEnd().split('\n');
     await bash(lines.slice(0, 2).join('\n'));
-    expect(await cli('tenants', 'show', 'acme')).toMatch(/user\s+user_requests_trial\s+requests\s+5\s+1 min\s+sliding window\s+override\s+shadow/);
+    expect(await cli('tenants', 'show', 'acme')).toMatch(
+      /user\s+user_requests_trial\s+requests\s+5\s+1 min\s+sliding window\s+override\s+shadow/,
+    );
     await bash(block);
-    const enforced = JSON.parse(await cli('tenants', 'show', 'acme', '--json')) as { limits: { code: string; shadow: boolean }[] };
+    const enforced = JSON.parse(await cli('tenants', 'show', 'acme', '--json')) as {
+      limits: { code: string; shadow: boolean }[];
+    };
     expect(enforced.limits.find((l) => l.code === 'user_requests_trial')).toMatchObject({ shadow: false });
   });
 
   it('shows a 429 and a Retry-After that grows while the client keeps going', async () => {
     const { stdout } = await bash(commonTasks()[3]!);
-    const rows = stdout.trim().split('\n').map((l) => /^\s*(\d+) (\d{3}) retry-after=(\d*)$/.exec(l)!.slice(1));
+    const rows = stdout
+      .trim()
+      .split('\n')
+      .map((l) => /^\s*(\d+) (\d{3}) retry-after=(\d*)$/.exec(l)!.slice(1));
     expect(rows[0]).toEqual(['60', '200', '']);
     const denied = rows.slice(1);
     expect(denied.length).toBeGreaterThanOrEqual(2);

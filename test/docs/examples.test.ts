@@ -17,7 +17,22 @@ describe('docs/examples/limiter-config.json', () => {
 
   it('lets the CLI refuse a plan it does not have, before writing anything (exit 2)', async () => {
     const err: string[] = [];
-    const code = await main(['tenants', 'create', 'acme', '--plan', 'platinum', '--config', example, '--table', 'never-written', '--dynamodb-endpoint', 'http://127.0.0.1:9'], { out: () => {}, err: (t) => err.push(t) });
+    const code = await main(
+      [
+        'tenants',
+        'create',
+        'acme',
+        '--plan',
+        'platinum',
+        '--config',
+        example,
+        '--table',
+        'never-written',
+        '--dynamodb-endpoint',
+        'http://127.0.0.1:9',
+      ],
+      { out: () => {}, err: (t) => err.push(t) },
+    );
     expect(code).toBe(2);
     expect(err.join('\n')).toMatch(/platinum/);
   });

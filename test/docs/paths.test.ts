@@ -4,7 +4,12 @@ import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = process.cwd();
-const docs = ['README.md', ...readdirSync(join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => join('docs', f))];
+const docs = [
+  'README.md',
+  ...readdirSync(join(root, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => join('docs', f)),
+];
 /** Relative links, and `code` that looks like a path in one of the repository's folders. */
 const PATH = /^(?:lib|lambda|bin|test|bench|scripts|docs|\.ci)\/[\w./-]*[\w/]$/;
 
@@ -17,7 +22,9 @@ function pathsIn(file: string): { path: string; from: string }[] {
 
 describe('paths the docs name', () => {
   it.each(docs)('%s names only paths that exist', (file) => {
-    const missing = pathsIn(file).filter((p) => !existsSync(join(root, p.path))).map((p) => p.path);
+    const missing = pathsIn(file)
+      .filter((p) => !existsSync(join(root, p.path)))
+      .map((p) => p.path);
     expect(missing).toEqual([]);
   });
 });

@@ -14,11 +14,18 @@ const config = parseConfig(
   JSON.parse(
     JSON.stringify({
       plans: {
-        demo: { tenant: [tokens(tokenBucket(100_000, 0.001), { name: 'budget' })], user: [requests(slidingWindow(3, '3 s', 3))], outputReservation: 100 },
+        demo: {
+          tenant: [tokens(tokenBucket(100_000, 0.001), { name: 'budget' })],
+          user: [requests(slidingWindow(3, '3 s', 3))],
+          outputReservation: 100,
+        },
         small: { tenant: [requests(slidingWindow(10, '1 h', 6))] },
         roomy: { tenant: [requests(slidingWindow(100_000, '1 m'))] },
       },
-      endpoints: { [CHAT]: { models }, '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } },
+      endpoints: {
+        [CHAT]: { models },
+        '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
+      },
       penalty: { threshold: 2, windowMs: 60_000, baseMs: 4_000, maxMs: 16_000 },
     }),
   ),
@@ -27,17 +34,41 @@ const config = parseConfig(
 let local: LocalStack;
 const summaries: string[] = [];
 beforeAll(async () => {
-  local = await startLocal({ port: 0, config, brakeCacheTtlSeconds: 1, apiKey: 'sk-lrl-local-e2e-key-000000001', summaryEveryMs: 200, summary: (line) => summaries.push(line) });
+  local = await startLocal({
+    port: 0,
+    config,
+    brakeCacheTtlSeconds: 1,
+    apiKey: 'sk-lrl-local-e2e-key-000000001',
+    summaryEveryMs: 200,
+    summary: (line) => summaries.push(line),
+  });
 }, 60_000);
 afterAll(() => local.stop());
 
 const openai = (apiKey = local.apiKey, maxRetries = 0) => new OpenAI({ apiKey, baseURL: local.baseUrl, maxRetries });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const limits = async (apiKey = local.apiKey) => (await (await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${apiKey}` } })).json()) as { limits: { code: string; remaining: number }[] };
-const remaining = async (code: string, apiKey?: string) => (await limits(apiKey)).limits.find((l) => l.code === code)!.remaining;
+const limits = async (apiKey = local.apiKey) =>
+  (await (await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${apiKey}` } })).json()) as {
+    limits: { code: string; remaining: number }[];
+  };
+const remaining = async (code: string, apiKey?: string) =>
+  (await limits(apiKey)).limits.find((l) => l.code === code)!.remaining;
 const chat = (apiKey: string, body: Record<string, unknown> = {}) =>
-  fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...body }) });
-const cliArgs = () => ['--table', local.tableName, '--brake-parameter', local.brakeParameterName, '--dynamodb-endpoint', local.dynamoEndpoint, '--ssm-endpoint', local.ssmEndpoint];
+  fetch(`${local.baseUrl}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...body }),
+  });
+const cliArgs = () => [
+  '--table',
+  local.tableName,
+  '--brake-parameter',
+  local.brakeParameterName,
+  '--dynamodb-endpoint',
+  local.dynamoEndpoint,
+  '--ssm-endpoint',
+  local.ssmEndpoint,
+];
 
 async function newTenant(plan: string): Promise<string> {
   const tenant = `t-${plan}-${Math.random().toString(36).slice(2, 8)}`;
@@ -65,7 +96,12 @@ async function settled(code: string, expected: number, apiKey?: string): Promise
 
 describe('npm start, driven by the official OpenAI client', () => {
   it('streams a chat completion in chunks, and the tenant budget moves by the settled usage', async () => {
-    const stream = await openai().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'stream please' }], stream: true, stream_options: { include_usage: true } });
+    const stream = await openai().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'stream please' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     const pieces: string[] = [];
     let usage: { total_tokens: number } | undefined;
     for await (const chunk of stream) {
@@ -85,12 +121,24 @@ describe('npm start, driven by the official OpenAI client', () => {
   });
 
   it('answers 401 to an unknown key and 400 to malformed JSON, debiting nothing', async () => {
-    await expect(openai('sk-lrl-local-never-issued-00000').chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(
+      openai('sk-lrl-local-never-issued-00000').chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    ).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     const key = await newKey('demo', 'json');
     const before = await remaining('tenant_tokens_budget', key);
-    const bad = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '{"model": "gpt-4o-mini", "messages": [' });
+    const bad = await fetch(`${local.baseUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: '{"model": "gpt-4o-mini", "messages": [',
+    });
     expect(bad.status).toBe(400);
-    expect(((await bad.json()) as { error: unknown }).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' });
+    expect(((await bad.json()) as { error: unknown }).error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'invalid_json',
+    });
     expect(await remaining('tenant_tokens_budget', key)).toBe(before);
   });
 
@@ -100,7 +148,11 @@ describe('npm start, driven by the official OpenAI client', () => {
     const key = await newKey('demo', 'huge');
     const before = await remaining('tenant_tokens_budget', key);
     const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a'.repeat(7_000_000) }] });
-    const res = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body });
+    const res = await fetch(`${local.baseUrl}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+    });
     expect(res.status).toBe(502);
     expect(await remaining('tenant_tokens_budget', key)).toBe(before);
   });
@@ -109,7 +161,9 @@ describe('npm start, driven by the official OpenAI client', () => {
     const models = [];
     for await (const model of openai().models.list()) models.push(model.id);
     expect(models).toEqual(['gpt-4o-mini', 'text-embedding-3-small']);
-    await expect(openai('sk-lrl-local-never-issued-00000').models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(openai('sk-lrl-local-never-issued-00000').models.list()).rejects.toBeInstanceOf(
+      OpenAI.AuthenticationError,
+    );
   });
 
   // The official SDK asks for base64 embeddings by default and decodes them itself.
@@ -126,7 +180,10 @@ describe('npm start, driven by the official OpenAI client', () => {
     ] as const) {
       const res = await fetch(`${local.url}${path}`, { method, headers: { authorization: `Bearer ${local.apiKey}` } });
       expect(res.status).toBe(404);
-      expect(((await res.json()) as { error: { code: string; type: string } }).error).toMatchObject({ code: 'unknown_route', type: 'invalid_request_error' });
+      expect(((await res.json()) as { error: { code: string; type: string } }).error).toMatchObject({
+        code: 'unknown_route',
+        type: 'invalid_request_error',
+      });
     }
   });
 
@@ -140,7 +197,10 @@ describe('npm start, driven by the official OpenAI client', () => {
     expect(denied.headers.get('x-ratelimit-remaining')).toBe('0');
     expect(((await denied.json()) as { error: { code: string } }).error.code).toBe('user_requests_per_3s');
     const started = Date.now();
-    const answer = await openai(key, 2).chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'again' }] });
+    const answer = await openai(key, 2).chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'again' }],
+    });
     expect(answer.choices[0]?.message.content).toContain('again');
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_000); // it waited for the window instead of failing
   });
@@ -154,7 +214,14 @@ describe('npm start, driven by the official OpenAI client', () => {
       expect(r.status).toBe(429);
       waits.push(Number(r.headers.get('retry-after')));
       // Every 429, the penalty box's too, carries the same rate-limit headers.
-      for (const h of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', 'ratelimit', 'ratelimit-policy']) expect(r.headers.get(h), `${h} on 429 #${i + 1}`).toBeTruthy();
+      for (const h of [
+        'x-ratelimit-limit',
+        'x-ratelimit-remaining',
+        'x-ratelimit-reset',
+        'ratelimit',
+        'ratelimit-policy',
+      ])
+        expect(r.headers.get(h), `${h} on 429 #${i + 1}`).toBeTruthy();
       if (i >= 2) expect(r.headers.get('x-ratelimit-remaining')).toBe('0');
     }
     expect(waits.at(-1)!).toBeGreaterThan(waits[0]!);
@@ -169,7 +236,9 @@ describe('npm start, driven by the official OpenAI client', () => {
     const calls = local.upstreamRequests!();
     const braked = await chat(key);
     expect(braked.status).toBe(429);
-    expect(await braked.json()).toMatchObject({ error: { code: 'brake', message: expect.stringContaining('e2e drill') } });
+    expect(await braked.json()).toMatchObject({
+      error: { code: 'brake', message: expect.stringContaining('e2e drill') },
+    });
     expect(local.upstreamRequests!()).toBe(calls);
     expect((await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
     expect(await cli(['brake', 'off', ...cliArgs()], quiet)).toBe(0);

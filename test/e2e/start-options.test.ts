@@ -14,18 +14,41 @@ import { startUpstreamStandIn } from '../../lambda/local/upstream-standin';
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const start = (args: string[], env: Record<string, string> = {}) =>
-  run(process.execPath, ['--import', 'tsx', 'bin/local.ts', ...args], { cwd: root, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, timeout: 30_000 }).then(
+  run(process.execPath, ['--import', 'tsx', 'bin/local.ts', ...args], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    timeout: 30_000,
+  }).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+    (err: { code: number; stdout: string; stderr: string }) => ({
+      code: err.code,
+      stdout: err.stdout,
+      stderr: err.stderr,
+    }),
   );
 
 describe('npm start options', () => {
   it.each<[string, string[], Record<string, string>, RegExp]>([
-    ['a port that is not a number', ['--port', 'abc'], {}, /^npm start: --port is "abc"; give a port number from 0 to 65535/],
+    [
+      'a port that is not a number',
+      ['--port', 'abc'],
+      {},
+      /^npm start: --port is "abc"; give a port number from 0 to 65535/,
+    ],
     ['a PORT out of range', [], { PORT: '70000' }, /^npm start: PORT is "70000"; give a port number/],
     ['an unknown option', ['--prot', '1'], {}, /^npm start: Unknown option '--prot'.*Run npm start -- --help/],
-    ['a short LOCAL_API_KEY', [], { LOCAL_API_KEY: 'short' }, /^npm start: LOCAL_API_KEY must be 20-200 printable ASCII characters without spaces \(it has 5\)/],
-    ['an upstream that is not a URL', [], { UPSTREAM_BASE_URL: 'localhost:11434' }, /^npm start: UPSTREAM_BASE_URL is "localhost:11434"; give an absolute http\(s\) URL/],
+    [
+      'a short LOCAL_API_KEY',
+      [],
+      { LOCAL_API_KEY: 'short' },
+      /^npm start: LOCAL_API_KEY must be 20-200 printable ASCII characters without spaces \(it has 5\)/,
+    ],
+    [
+      'an upstream that is not a URL',
+      [],
+      { UPSTREAM_BASE_URL: 'localhost:11434' },
+      /^npm start: UPSTREAM_BASE_URL is "localhost:11434"; give an absolute http\(s\) URL/,
+    ],
   ])('refuses %s with one line and exit code 2', async (_name, args, env, message) => {
     const out = await start(args, env);
     expect(out.code).toBe(2);
@@ -38,16 +61,25 @@ describe('npm start options', () => {
   it('--help lists the options and environment variables, exit code 0', async () => {
     const out = await start(['--help']);
     expect(out.code).toBe(0);
-    for (const word of ['--port', '--persist', 'LOCAL_API_KEY', 'UPSTREAM_BASE_URL', 'UPSTREAM_API_KEY', 'Java 17']) expect(out.stdout).toContain(word);
+    for (const word of ['--port', '--persist', 'LOCAL_API_KEY', 'UPSTREAM_BASE_URL', 'UPSTREAM_API_KEY', 'Java 17'])
+      expect(out.stdout).toContain(word);
   });
 
   it('works with an upstream without keys (vLLM, Ollama): no Authorization header is sent to it', async () => {
     const parsed = parseStartOptions(['--port', '0'], { UPSTREAM_BASE_URL: 'http://127.0.0.1:1/v1' });
     expect(parsed).toEqual({ options: { port: 0, upstreamBaseUrl: 'http://127.0.0.1:1/v1', upstreamApiKey: '' } });
     const upstream = await startUpstreamStandIn({ words: ['ok'], usage: { prompt_tokens: 3, completion_tokens: 1 } });
-    const local = await startLocal({ ...(parsed as { options: LocalOptions }).options, upstreamBaseUrl: upstream.baseUrl, summary: () => {} });
+    const local = await startLocal({
+      ...(parsed as { options: LocalOptions }).options,
+      upstreamBaseUrl: upstream.baseUrl,
+      summary: () => {},
+    });
     try {
-      const res = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${local.apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }) });
+      const res = await fetch(`${local.baseUrl}/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${local.apiKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+      });
       expect(res.status).toBe(200);
       expect(upstream.requests).toHaveLength(1);
       expect(upstream.requests[0]!.authorization).toBeUndefined();

@@ -15,11 +15,23 @@ async function storm(key: string, limit: Limit, costs: (worker: number, i: numbe
   const results = await Promise.all(
     Array.from({ length: WORKERS }, async (_, w) => {
       const workerCosts = Array.from({ length: PER_WORKER }, (_, i) => costs(w, i));
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', worker, dynamoEndpoint(), tableName(), key, JSON.stringify(limit), JSON.stringify(workerCosts)]);
+      const { stdout } = await run(process.execPath, [
+        '--import',
+        'tsx',
+        worker,
+        dynamoEndpoint(),
+        tableName(),
+        key,
+        JSON.stringify(limit),
+        JSON.stringify(workerCosts),
+      ]);
       return JSON.parse(stdout) as { admitted: number; admittedCost: number };
     }),
   );
-  return { admitted: results.reduce((a, r) => a + r.admitted, 0), admittedCost: results.reduce((a, r) => a + r.admittedCost, 0) };
+  return {
+    admitted: results.reduce((a, r) => a + r.admitted, 0),
+    admittedCost: results.reduce((a, r) => a + r.admittedCost, 0),
+  };
 }
 
 // Refill so slow that none happens inside the test: 50 per day, or a one-day window.

@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { LayerUnavailableError, UnknownPlanError } from '../../lambda/engine/errors';
 import { type Identity, Limiter, type Strategy, type TenantRecord, layerKey } from '../../lambda/engine/limiter';
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { bucketName, type LimiterConfig, parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import {
+  bucketName,
+  type LimiterConfig,
+  parseConfig,
+  requests,
+  requestsPerMinute,
+  tokensPerDay,
+} from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../lambda/local/dynamodb-local';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -58,16 +65,28 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
 
     // tenant: 5/min over other routes (no endpoint limits on /v1/other)
     const cfg = config();
-    const c = setup(strategy, { ...cfg, endpoints: { ...cfg.endpoints, '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } } });
+    const c = setup(strategy, {
+      ...cfg,
+      endpoints: {
+        ...cfg.endpoints,
+        '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
+      },
+    });
     const mixed = [];
-    for (let i = 0; i < 6; i++) mixed.push((await c.limiter.admit(c.user(`u${i}`), c.tenant, '/v1/embeddings')).code ?? 'ok');
+    for (let i = 0; i < 6; i++)
+      mixed.push((await c.limiter.admit(c.user(`u${i}`), c.tenant, '/v1/embeddings')).code ?? 'ok');
     expect(mixed).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'tenant_requests_per_minute']);
   });
 
   it('first hit wins: when tenant and user would both deny, the tenant is reported', async () => {
     const s = setup(strategy);
-    await s.store.adjustItem(layerKey.tenant(s.user('u1'), s.ns), [{ name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, delta: 1_500 }]);
-    for (let i = 0; i < 3; i++) await s.store.decideItem(layerKey.user(s.user('u1'), s.ns), [{ name: bucketName(requestsPerMinute(3)), limit: requestsPerMinute(3).limit, cost: 1 }]);
+    await s.store.adjustItem(layerKey.tenant(s.user('u1'), s.ns), [
+      { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, delta: 1_500 },
+    ]);
+    for (let i = 0; i < 3; i++)
+      await s.store.decideItem(layerKey.user(s.user('u1'), s.ns), [
+        { name: bucketName(requestsPerMinute(3)), limit: requestsPerMinute(3).limit, cost: 1 },
+      ]);
     const verdict = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
     expect(verdict.code).toBe('tenant_tokens_per_day');
     expect(verdict.denied?.decision.retryAfterMs).toBe(43_200_000 + 86_400);
@@ -77,7 +96,13 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     const s = setup(strategy);
     const verdict = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
     const byCode = Object.fromEntries(verdict.limits.map((l) => [l.code, l.decision.remaining]));
-    expect(byCode).toMatchObject({ tenant_requests_per_minute: 4, tenant_tokens_per_day: 1_000, user_requests_per_minute: 2, endpoint_requests_per_minute: 3, global_requests_per_minute: 49 });
+    expect(byCode).toMatchObject({
+      tenant_requests_per_minute: 4,
+      tenant_tokens_per_day: 1_000,
+      user_requests_per_minute: 2,
+      endpoint_requests_per_minute: 3,
+      global_requests_per_minute: 49,
+    });
   });
 
   it('leaves a layer with only token limits to the reservation, which holds it as the hard limit', async () => {
@@ -91,10 +116,18 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     expect(verdict.allowed).toBe(true);
     expect(verdict.limits.map((l) => l.layer)).toEqual(['tenant', 'tenant', 'user', 'global']);
     expect(s.store.stats.calls - calls).toBe(strategy === 'parallel' ? 3 : 1);
-    const stored = await localClient(dynamoEndpoint()).send(new GetItemCommand({ TableName: tableName(), Key: { pk: { S: KEY_PREFIX.bucket + endpointKey } }, ConsistentRead: true }));
+    const stored = await localClient(dynamoEndpoint()).send(
+      new GetItemCommand({
+        TableName: tableName(),
+        Key: { pk: { S: KEY_PREFIX.bucket + endpointKey } },
+        ConsistentRead: true,
+      }),
+    );
     expect(stored.Item).toBeUndefined();
     // The reservation is where the endpoint's 100 tokens are held: 80 fit, then 30 more do not, with the endpoint's code.
-    expect((await s.limiter.reserve(s.user('u1'), s.tenant, CHAT, { tokens: 80, microUsd: 0 }, verdict.shard)).allowed).toBe(true);
+    expect(
+      (await s.limiter.reserve(s.user('u1'), s.tenant, CHAT, { tokens: 80, microUsd: 0 }, verdict.shard)).allowed,
+    ).toBe(true);
     const second = await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
     expect(second.allowed).toBe(true);
     const denied = await s.limiter.reserve(s.user('u1'), s.tenant, CHAT, { tokens: 30, microUsd: 0 }, second.shard);
@@ -105,7 +138,9 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     const s = setup(strategy);
     for (let i = 0; i < 3; i++) await s.limiter.admit(s.user('u1'), s.tenant, CHAT);
     expect((await s.limiter.admit(s.user('u1'), s.tenant, CHAT)).allowed).toBe(false);
-    const tenant = await s.store.peekItem(layerKey.tenant(s.user('u1'), s.ns), [{ name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 }]);
+    const tenant = await s.store.peekItem(layerKey.tenant(s.user('u1'), s.ns), [
+      { name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 },
+    ]);
     expect(tenant.outcomes[0]!.decision.remaining).toBe(2);
   });
 
@@ -134,13 +169,17 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     expect(waits[2]).toBeGreaterThanOrEqual(waits[1]! - 1_000);
 
     // In the box: denied without touching any bucket: one write, to the penalty state only
-    const bucketsBefore = await s.store.peekItem(layerKey.tenant(u, s.ns), [{ name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 }]);
+    const bucketsBefore = await s.store.peekItem(layerKey.tenant(u, s.ns), [
+      { name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 },
+    ]);
     const calls = s.store.stats.calls;
     const boxed = await s.limiter.admit(u, s.tenant, CHAT);
     expect(boxed).toMatchObject({ allowed: false, penalized: true, code: 'user_requests_per_minute' });
     expect(s.store.stats.calls).toBe(calls + 1);
     expect(boxed.retryAfterMs).toBeGreaterThanOrEqual(waits.at(-1)! - 1_000); // never shorter than what is left of the box
-    const bucketsAfter = await s.store.peekItem(layerKey.tenant(u, s.ns), [{ name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 }]);
+    const bucketsAfter = await s.store.peekItem(layerKey.tenant(u, s.ns), [
+      { name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 },
+    ]);
     expect(bucketsAfter.outcomes[0]!.decision.remaining).toBe(bucketsBefore.outcomes[0]!.decision.remaining);
 
     // After a quiet window the count starts again: the next denial carries only the natural wait.
@@ -170,13 +209,28 @@ describe('settlement', () => {
     const frozen = T0;
     const tenant: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
     const identity = { tenant: tenant.id, user: 'u' };
-    const reserving = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: ns });
+    const reserving = new Limiter({
+      store: testStore({ clock: () => frozen }),
+      config: cfg,
+      log: () => {},
+      namespace: ns,
+    });
     expect((await reserving.reserve(identity, tenant, CHAT, { tokens: 400, microUsd: 0 }, 0)).allowed).toBe(true);
     const other = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: ns });
-    const reservation = { identity, tenant, route: CHAT, shard: 0, reserved: { tokens: 400, microUsd: 0 }, failedOpen: [], admittedAt: frozen };
+    const reservation = {
+      identity,
+      tenant,
+      route: CHAT,
+      shard: 0,
+      reserved: { tokens: 400, microUsd: 0 },
+      failedOpen: [],
+      admittedAt: frozen,
+    };
     expect(await other.settle('req-1', reservation, { tokens: 150, microUsd: 0 })).toBe('settled');
     expect(await other.settle('req-1', reservation, { tokens: 150, microUsd: 0 })).toBe('already-settled');
-    const peek = await testStore({ clock: () => frozen }).peekItem(layerKey.tenant(identity, ns), [{ name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 }]);
+    const peek = await testStore({ clock: () => frozen }).peekItem(layerKey.tenant(identity, ns), [
+      { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 },
+    ]);
     expect(peek.outcomes[0]!.decision.remaining).toBe(850);
   });
 });
@@ -186,7 +240,13 @@ describe('global cap', () => {
     const cfg = config({ global: { limits: [requests(slidingWindow(20, '1 d', 24))], shards: 4 } });
     const store = testStore({ clock: () => T0 });
     let n = 0;
-    const limiter = new Limiter({ store, config: cfg, random: () => (n++ % 4) / 4, log: () => {}, namespace: uniqueKey('ns') });
+    const limiter = new Limiter({
+      store,
+      config: cfg,
+      random: () => (n++ % 4) / 4,
+      log: () => {},
+      namespace: uniqueKey('ns'),
+    });
     let admitted = 0;
     for (let i = 0; i < 40; i++) {
       const tenant: TenantRecord = { id: uniqueKey('t'), plan: 'team' };
@@ -199,17 +259,24 @@ describe('global cap', () => {
 describe('failures', () => {
   it('a tenant whose plan is unknown is refused', async () => {
     const s = setup('parallel');
-    await expect(s.limiter.admit(s.user('u'), { id: s.tenant.id, plan: 'gold' }, CHAT)).rejects.toBeInstanceOf(UnknownPlanError);
+    await expect(s.limiter.admit(s.user('u'), { id: s.tenant.id, plan: 'gold' }, CHAT)).rejects.toBeInstanceOf(
+      UnknownPlanError,
+    );
   });
 
   it('fails closed by default and open where configured, saying which', async () => {
     const broken = new LimitStore({ client: localClient('http://127.0.0.1:9', 1), tableName: tableName() });
     const closed = new Limiter({ store: broken, config: config(), log: () => {} });
     const tenant: TenantRecord = { id: uniqueKey('t'), plan: 'team' };
-    await expect(closed.admit({ tenant: tenant.id, user: 'u' }, tenant, CHAT)).rejects.toBeInstanceOf(LayerUnavailableError);
-    const open = new Limiter({ store: broken, config: config({ failureModes: { tenant: 'open', user: 'open', endpoint: 'open', global: 'open' } }), log: () => {} });
+    await expect(closed.admit({ tenant: tenant.id, user: 'u' }, tenant, CHAT)).rejects.toBeInstanceOf(
+      LayerUnavailableError,
+    );
+    const open = new Limiter({
+      store: broken,
+      config: config({ failureModes: { tenant: 'open', user: 'open', endpoint: 'open', global: 'open' } }),
+      log: () => {},
+    });
     const verdict = await open.admit({ tenant: tenant.id, user: 'u' }, tenant, CHAT);
     expect(verdict).toMatchObject({ allowed: true, failedOpen: ['tenant', 'user', 'endpoint', 'global'] });
   });
 });
-

@@ -8,15 +8,25 @@ import { type Arrival, admittedSpans, simulate } from './simulate';
 
 const arrival = (maxGapMs: number, maxCost: number) =>
   fc.record({ gapMs: fc.integer({ min: 0, max: maxGapMs }), cost: fc.integer({ min: 1, max: maxCost }) });
-const schedule = (maxGapMs: number, maxCost: number) => fc.array(arrival(maxGapMs, maxCost), { minLength: 1, maxLength: 120 });
+const schedule = (maxGapMs: number, maxCost: number) =>
+  fc.array(arrival(maxGapMs, maxCost), { minLength: 1, maxLength: 120 });
 
-const tokenLimit = fc.record({ capacity: fc.integer({ min: 1, max: 50 }), rate: fc.double({ min: 0.1, max: 50, noNaN: true }) }).map(({ capacity, rate }) => tokenBucket(capacity, rate));
-const leakyLimit = fc.record({ capacity: fc.integer({ min: 1, max: 50 }), rate: fc.double({ min: 0.1, max: 50, noNaN: true }) }).map(({ capacity, rate }) => leakyBucket(capacity, rate));
+const tokenLimit = fc
+  .record({ capacity: fc.integer({ min: 1, max: 50 }), rate: fc.double({ min: 0.1, max: 50, noNaN: true }) })
+  .map(({ capacity, rate }) => tokenBucket(capacity, rate));
+const leakyLimit = fc
+  .record({ capacity: fc.integer({ min: 1, max: 50 }), rate: fc.double({ min: 0.1, max: 50, noNaN: true }) })
+  .map(({ capacity, rate }) => leakyBucket(capacity, rate));
 const windowLimit = fc
-  .record({ limit: fc.integer({ min: 1, max: 50 }), windowMs: fc.integer({ min: 100, max: 20_000 }), subWindows: fc.integer({ min: 1, max: 20 }) })
+  .record({
+    limit: fc.integer({ min: 1, max: 50 }),
+    windowMs: fc.integer({ min: 100, max: 20_000 }),
+    subWindows: fc.integer({ min: 1, max: 20 }),
+  })
   .map(({ limit, windowMs, subWindows }) => slidingWindow(limit, windowMs, subWindows));
 
-const rateOf = (limit: Limit): number => (limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.shape === 'leaky_bucket' ? limit.drainPerSecond : 0);
+const rateOf = (limit: Limit): number =>
+  limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.shape === 'leaky_bucket' ? limit.drainPerSecond : 0;
 
 describe.each([
   ['token bucket', tokenLimit],
@@ -51,7 +61,8 @@ describe.each([
         for (const o of simulate(limit, arrivals)) {
           if (o.decision.allowed || o.decision.exceedsLimit) continue;
           expect(decide(limit, o.before, o.at + o.decision.retryAfterMs, o.cost).decision.allowed).toBe(true);
-          if (o.decision.retryAfterMs > 1) expect(decide(limit, o.before, o.at + o.decision.retryAfterMs - 1, o.cost).decision.allowed).toBe(false);
+          if (o.decision.retryAfterMs > 1)
+            expect(decide(limit, o.before, o.at + o.decision.retryAfterMs - 1, o.cost).decision.allowed).toBe(false);
         }
       }),
     );
@@ -69,7 +80,9 @@ describe('sliding window properties', () => {
     ]);
     expect(denied!.decision.allowed).toBe(false);
     expect(decide(limit, denied!.before, denied!.at + denied!.decision.retryAfterMs, 1).decision.allowed).toBe(true);
-    expect(decide(limit, denied!.before, denied!.at + denied!.decision.retryAfterMs - 1, 1).decision.allowed).toBe(false);
+    expect(decide(limit, denied!.before, denied!.at + denied!.decision.retryAfterMs - 1, 1).decision.allowed).toBe(
+      false,
+    );
   });
 
   it('refuses a window that is not a whole number of milliseconds', () => {
@@ -144,8 +157,15 @@ describe('leaky bucket spacing', () => {
 
 describe('burst credit', () => {
   const creditLimit = fc
-    .record({ capacity: fc.integer({ min: 1, max: 20 }), rate: fc.double({ min: 0.5, max: 20, noNaN: true }), credit: fc.integer({ min: 1, max: 10 }), accrue: fc.double({ min: 0.1, max: 5, noNaN: true }) })
-    .map(({ capacity, rate, credit, accrue }) => tokenBucket(capacity, rate, { capacity: credit, accruePerSecond: accrue }));
+    .record({
+      capacity: fc.integer({ min: 1, max: 20 }),
+      rate: fc.double({ min: 0.5, max: 20, noNaN: true }),
+      credit: fc.integer({ min: 1, max: 10 }),
+      accrue: fc.double({ min: 0.1, max: 5, noNaN: true }),
+    })
+    .map(({ capacity, rate, credit, accrue }) =>
+      tokenBucket(capacity, rate, { capacity: credit, accruePerSecond: accrue }),
+    );
 
   it('accrues only while the main bucket is full, i.e. while usage stays below the sustained rate', () => {
     fc.assert(
@@ -162,7 +182,13 @@ describe('burst credit', () => {
           const earned = creditAt(o.before, o.at, limit) + spent;
           expect(earned).toBeLessThanOrEqual((fullMs * limit.burstCredit!.accruePerSecond) / 1000 + 1e-6);
           // Stored credit is in thousandths of a unit.
-          if (o.decision.allowed && o.before?.credit !== undefined && o.after?.credit !== undefined && o.after.credit < o.before.credit) spent += (o.before.credit - o.after.credit) / 1000;
+          if (
+            o.decision.allowed &&
+            o.before?.credit !== undefined &&
+            o.after?.credit !== undefined &&
+            o.after.credit < o.before.credit
+          )
+            spent += (o.before.credit - o.after.credit) / 1000;
         }
       }),
     );
@@ -173,7 +199,10 @@ describe('burst credit', () => {
       fc.property(creditLimit, schedule(2_000, 5), (limit, arrivals) => {
         for (const o of simulate(limit, arrivals)) {
           const usedCredit = (o.after?.credit ?? 0) < (o.before?.credit ?? 0) && o.after?.tat === o.before?.tat;
-          if (usedCredit) expect(decide({ ...limit, burstCredit: undefined } as Limit, o.before, o.at, o.cost).decision.allowed).toBe(false);
+          if (usedCredit)
+            expect(decide({ ...limit, burstCredit: undefined } as Limit, o.before, o.at, o.cost).decision.allowed).toBe(
+              false,
+            );
           expect(creditAt(o.after, o.at, limit)).toBeLessThanOrEqual(limit.burstCredit!.capacity);
         }
       }),
@@ -192,7 +221,14 @@ describe('burst credit', () => {
 describe('clock skew: containers whose clocks are off by up to clockSkewMs never over-admit in true time', () => {
   const skewMs = 300;
   const skewed = (maxGapMs: number) =>
-    fc.array(fc.record({ gapMs: fc.integer({ min: 0, max: maxGapMs }), cost: fc.integer({ min: 1, max: 4 }), clockErrorMs: fc.integer({ min: -skewMs, max: skewMs }) }), { minLength: 1, maxLength: 120 });
+    fc.array(
+      fc.record({
+        gapMs: fc.integer({ min: 0, max: maxGapMs }),
+        cost: fc.integer({ min: 1, max: 4 }),
+        clockErrorMs: fc.integer({ min: -skewMs, max: skewMs }),
+      }),
+      { minLength: 1, maxLength: 120 },
+    );
 
   it.each([
     ['token bucket', tokenLimit],
@@ -209,7 +245,11 @@ describe('clock skew: containers whose clocks are off by up to clockSkewMs never
 
   it('sliding window', () => {
     const windows = fc
-      .record({ limit: fc.integer({ min: 1, max: 30 }), subWindows: fc.integer({ min: 1, max: 10 }), slotMs: fc.integer({ min: 4 * skewMs, max: 4_000 }) })
+      .record({
+        limit: fc.integer({ min: 1, max: 30 }),
+        subWindows: fc.integer({ min: 1, max: 10 }),
+        slotMs: fc.integer({ min: 4 * skewMs, max: 4_000 }),
+      })
       .map(({ limit, subWindows, slotMs }) => slidingWindow(limit, slotMs * subWindows, subWindows));
     fc.assert(
       fc.property(windows, skewed(1_500), (limit, arrivals) => {
@@ -224,12 +264,24 @@ describe('clock skew: containers whose clocks are off by up to clockSkewMs never
 // DynamoDB keeps a number exactly, JavaScript as the nearest double: only whole numbers below 2^53
 // are the same in both, so a compare-and-set on a value read back can match (lambda/engine/gcra.ts).
 describe('numbers written to the store', () => {
-  const awkwardRate = fc.oneof(fc.double({ min: 1e-4, max: 1e7, noNaN: true }), fc.constantFrom(1e6 / 86_400, 1 / 3, 0.7, 86.39999999999999, 1e7));
+  const awkwardRate = fc.oneof(
+    fc.double({ min: 1e-4, max: 1e7, noNaN: true }),
+    fc.constantFrom(1e6 / 86_400, 1 / 3, 0.7, 86.39999999999999, 1e7),
+  );
   const anyGcra = fc
-    .record({ capacity: fc.integer({ min: 1, max: 1_000_000 }), rate: awkwardRate, leaky: fc.boolean(), credit: fc.option(fc.integer({ min: 1, max: 100 })) })
+    .record({
+      capacity: fc.integer({ min: 1, max: 1_000_000 }),
+      rate: awkwardRate,
+      leaky: fc.boolean(),
+      credit: fc.option(fc.integer({ min: 1, max: 100 })),
+    })
     // Buckets that take decades to fill are refused (their own test below).
     .filter(({ capacity, rate }) => capacity * ticksPerUnit(rate) <= MAX_CAPACITY_TICKS)
-    .map(({ capacity, rate, leaky, credit }) => (leaky ? leakyBucket(capacity, rate) : tokenBucket(capacity, rate, credit ? { capacity: credit, accruePerSecond: rate / 10 } : undefined)));
+    .map(({ capacity, rate, leaky, credit }) =>
+      leaky
+        ? leakyBucket(capacity, rate)
+        : tokenBucket(capacity, rate, credit ? { capacity: credit, accruePerSecond: rate / 10 } : undefined),
+    );
   const whole = (state: object | undefined) => {
     for (const [field, value] of Object.entries(state ?? {})) {
       if (typeof value === 'string') continue; // a write's branch name
@@ -241,19 +293,24 @@ describe('numbers written to the store', () => {
 
   it('are whole and safe for any rate, through admissions, debits and refunds', () => {
     fc.assert(
-      fc.property(anyGcra, schedule(5_000, 50), fc.array(fc.integer({ min: -500, max: 500 }), { maxLength: 20 }), (limit, arrivals, deltas) => {
-        const outcomes = simulate(limit, arrivals, 0, Date.UTC(2049, 0, 1));
-        let state = outcomes.at(-1)?.after;
-        let at = outcomes.at(-1)!.at;
-        for (const o of outcomes) whole(o.after);
-        for (const delta of deltas) {
-          at += 7;
-          const { write, next } = adjust(limit, state, at, delta, at);
-          whole(next);
-          if (write) whole(write);
-          state = next;
-        }
-      }),
+      fc.property(
+        anyGcra,
+        schedule(5_000, 50),
+        fc.array(fc.integer({ min: -500, max: 500 }), { maxLength: 20 }),
+        (limit, arrivals, deltas) => {
+          const outcomes = simulate(limit, arrivals, 0, Date.UTC(2049, 0, 1));
+          let state = outcomes.at(-1)?.after;
+          let at = outcomes.at(-1)!.at;
+          for (const o of outcomes) whole(o.after);
+          for (const delta of deltas) {
+            at += 7;
+            const { write, next } = adjust(limit, state, at, delta, at);
+            whole(next);
+            if (write) whole(write);
+            state = next;
+          }
+        },
+      ),
     );
   });
 
@@ -270,6 +327,9 @@ describe('durations', () => {
     expect(durationMs('1d 12h')).toBe(129_600_000);
     expect(durationMs('90s')).toBe(90_000);
     expect(durationMs('250ms')).toBe(250);
-    for (const bad of ['', '2x', 'h', '2h30', '30m later']) expect(() => durationMs(bad)).toThrow(/is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'/);
+    for (const bad of ['', '2x', 'h', '2h30', '30m later'])
+      expect(() => durationMs(bad)).toThrow(
+        /is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'/,
+      );
   });
 });

@@ -35,7 +35,9 @@ export function simulate(limit: Limit, arrivals: readonly Arrival[], skewMs = 0,
 }
 
 /** For every pair of admissions a <= b: the cost admitted from a to b, inclusive, and the time between. */
-export function* admittedSpans(outcomes: readonly Outcome[]): Generator<{ cost: number; spanMs: number; first: Outcome; last: Outcome }> {
+export function* admittedSpans(
+  outcomes: readonly Outcome[],
+): Generator<{ cost: number; spanMs: number; first: Outcome; last: Outcome }> {
   const admitted = outcomes.filter((o) => o.decision.allowed);
   for (let i = 0; i < admitted.length; i++) {
     let cost = 0;

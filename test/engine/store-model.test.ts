@@ -8,11 +8,28 @@ import { testStore, uniqueKey } from '../support/dynamo';
  * Differential test: the DynamoDB store (its conditional expressions, arithmetic in the item, ALL_NEW
  * and ALL_OLD round trips) must decide exactly what the pure functions decide, op by op.
  */
-type Op = { gapMs: number; kind: 'consume'; cost: number } | { gapMs: number; kind: 'adjust'; delta: number; ageMs: number };
+type Op =
+  | { gapMs: number; kind: 'consume'; cost: number }
+  | { gapMs: number; kind: 'adjust'; delta: number; ageMs: number };
 
 const op = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ gapMs: fc.integer({ min: 0, max: 700 }), kind: fc.constant('consume' as const), cost: fc.integer({ min: 1, max: 4 }) }) },
-  { weight: 1, arbitrary: fc.record({ gapMs: fc.integer({ min: 0, max: 700 }), kind: fc.constant('adjust' as const), delta: fc.integer({ min: -4, max: 4 }).filter((d) => d !== 0), ageMs: fc.integer({ min: 0, max: 3_000 }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      gapMs: fc.integer({ min: 0, max: 700 }),
+      kind: fc.constant('consume' as const),
+      cost: fc.integer({ min: 1, max: 4 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      gapMs: fc.integer({ min: 0, max: 700 }),
+      kind: fc.constant('adjust' as const),
+      delta: fc.integer({ min: -4, max: 4 }).filter((d) => d !== 0),
+      ageMs: fc.integer({ min: 0, max: 3_000 }),
+    }),
+  },
 );
 
 const limits: [string, Limit][] = [
@@ -36,7 +53,11 @@ describe.each(limits)('%s: store and pure model agree', (_name, limit) => {
             const plan = decide(limit, model, now, o.cost);
             if (plan.write) model = plan.next;
             const actual = await store.consume(key, limit, o.cost);
-            expect({ allowed: actual.allowed, remaining: actual.remaining, retryAfterMs: Math.round(actual.retryAfterMs) }).toEqual({
+            expect({
+              allowed: actual.allowed,
+              remaining: actual.remaining,
+              retryAfterMs: Math.round(actual.retryAfterMs),
+            }).toEqual({
               allowed: plan.decision.allowed,
               remaining: plan.decision.remaining,
               retryAfterMs: Math.round(plan.decision.retryAfterMs),

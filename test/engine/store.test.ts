@@ -18,7 +18,13 @@ function clock(start = T0) {
 }
 
 async function rawItem(key: string): Promise<Record<string, unknown> | undefined> {
-  const out = await localClient(dynamoEndpoint()).send(new GetItemCommand({ TableName: tableName(), Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } }, ConsistentRead: true }));
+  const out = await localClient(dynamoEndpoint()).send(
+    new GetItemCommand({
+      TableName: tableName(),
+      Key: { [TABLE.partitionKey]: { S: KEY_PREFIX.bucket + key } },
+      ConsistentRead: true,
+    }),
+  );
   return out.Item ? unmarshall(out.Item) : undefined;
 }
 
@@ -35,7 +41,12 @@ describe.each<[string, Limit, number]>([
     const key = uniqueKey();
     const seen = [];
     for (let i = 0; i < 4; i++) seen.push(await store.consume(key, limit));
-    expect(seen.map((d) => [d.allowed, d.remaining])).toEqual([[true, 2], [true, 1], [true, 0], [false, 0]]);
+    expect(seen.map((d) => [d.allowed, d.remaining])).toEqual([
+      [true, 2],
+      [true, 1],
+      [true, 0],
+      [false, 0],
+    ]);
     expect(seen[3]!.retryAfterMs).toBe(unitBackMs);
     expect(seen[3]!.limit).toBe(3);
 
@@ -142,26 +153,34 @@ describe('burst credit in DynamoDB', () => {
 // double: a compare-and-set on the value read (the refill branch of a refund) then never matches.
 // Real plans have such intervals: tokensPerDay(1e6) refills a token every 86.39999999999999 ms.
 describe('numbers DynamoDB and JavaScript both hold exactly', () => {
-  const awkward = [tokensPerDayLimit(1_000_000), tokenBucket(7, 3), leakyBucket(5, 0.7), tokenBucket(10, 1 / 3, { capacity: 3, accruePerSecond: 0.3 })];
+  const awkward = [
+    tokensPerDayLimit(1_000_000),
+    tokenBucket(7, 3),
+    leakyBucket(5, 0.7),
+    tokenBucket(10, 1 / 3, { capacity: 3, accruePerSecond: 0.3 }),
+  ];
   function tokensPerDayLimit(perDay: number) {
     return tokenBucket(perDay, perDay / 86_400);
   }
 
-  it.each(awkward.map((l, i) => [i, l] as const))('stores only whole numbers, and a refund that must refill succeeds (limit %i)', async (_i, limit) => {
-    const c = clock();
-    const store = testStore({ clock: c.read });
-    const key = uniqueKey();
-    expect((await store.consume(key, limit, 1)).allowed).toBe(true);
-    c.now += 3;
-    expect((await store.consume(key, limit, 1)).allowed).toBe(true);
-    for (const [name, value] of Object.entries((await rawItem(key))!)) {
-      if (typeof value === 'number') expect(Number.isInteger(value), `${name} = ${value}`).toBe(true);
-    }
-    // Refund more than is owed: the refill branch compares tat with the value it read.
-    await store.adjust(key, limit, -5);
-    const after = await store.peek(key, limit);
-    expect(after.remaining).toBe(limit.capacity);
-  });
+  it.each(awkward.map((l, i) => [i, l] as const))(
+    'stores only whole numbers, and a refund that must refill succeeds (limit %i)',
+    async (_i, limit) => {
+      const c = clock();
+      const store = testStore({ clock: c.read });
+      const key = uniqueKey();
+      expect((await store.consume(key, limit, 1)).allowed).toBe(true);
+      c.now += 3;
+      expect((await store.consume(key, limit, 1)).allowed).toBe(true);
+      for (const [name, value] of Object.entries((await rawItem(key))!)) {
+        if (typeof value === 'number') expect(Number.isInteger(value), `${name} = ${value}`).toBe(true);
+      }
+      // Refund more than is owed: the refill branch compares tat with the value it read.
+      await store.adjust(key, limit, -5);
+      const after = await store.peek(key, limit);
+      expect(after.remaining).toBe(limit.capacity);
+    },
+  );
 });
 
 describe('clock skew between containers', () => {
@@ -181,11 +200,17 @@ describe('clock skew between containers', () => {
     return admitted;
   }
 
-  const worstWindow = (admitted: number[], windowMs: number) => Math.max(...admitted.map((t) => admitted.filter((u) => u >= t && u < t + windowMs).length));
+  const worstWindow = (admitted: number[], windowMs: number) =>
+    Math.max(...admitted.map((t) => admitted.filter((u) => u >= t && u < t + windowMs).length));
 
   it('with clockSkewMs covering the skew, a token bucket admits no more than capacity + rate x true time', async () => {
     const admitted = await race(300, tokenBucket(5, 10));
-    for (const a of admitted) for (const b of admitted) if (b >= a) expect(admitted.filter((t) => t >= a && t <= b).length).toBeLessThanOrEqual(5 + Math.floor(((b - a) * 10) / 1000));
+    for (const a of admitted)
+      for (const b of admitted)
+        if (b >= a)
+          expect(admitted.filter((t) => t >= a && t <= b).length).toBeLessThanOrEqual(
+            5 + Math.floor(((b - a) * 10) / 1000),
+          );
   });
 
   it('with clockSkewMs covering the skew, a sliding window admits no more than its limit in any true window', async () => {
@@ -197,13 +222,21 @@ describe('clock skew between containers', () => {
   it('without clockSkewMs the skewed containers over-admit (why it exists)', async () => {
     const token = await race(0, tokenBucket(5, 10));
     const window = await race(0, slidingWindow(5, '1200 ms', 1));
-    const tokenExcess = Math.max(...token.flatMap((a) => token.filter((b) => b >= a).map((b) => token.filter((t) => t >= a && t <= b).length - 5 - Math.floor(((b - a) * 10) / 1000))));
+    const tokenExcess = Math.max(
+      ...token.flatMap((a) =>
+        token
+          .filter((b) => b >= a)
+          .map((b) => token.filter((t) => t >= a && t <= b).length - 5 - Math.floor(((b - a) * 10) / 1000)),
+      ),
+    );
     expect(Math.max(tokenExcess, worstWindow(window, 1200) - 5)).toBeGreaterThan(0);
   });
 
   it('refuses a sliding window whose slots are shorter than 4 x clockSkewMs', async () => {
     const store = testStore({ clockSkewMs: 300 });
-    await expect(store.consume(uniqueKey(), slidingWindow(5, '1 s', 5))).rejects.toThrow(/200 ms slots, shorter than 4 x clockSkewMs \(300 ms\)/);
+    await expect(store.consume(uniqueKey(), slidingWindow(5, '1 s', 5))).rejects.toThrow(
+      /200 ms slots, shorter than 4 x clockSkewMs \(300 ms\)/,
+    );
   });
 });
 
@@ -235,13 +268,21 @@ describe('expression size', () => {
     const key = uniqueKey();
     // First write (init), more in the same slot (add), then into later slots (roll).
     for (let i = 0; i < 5; i++) {
-      await store.decideItem(key, limits.map((limit, j) => ({ name: `w${j}`, limit, cost: 1 })));
+      await store.decideItem(
+        key,
+        limits.map((limit, j) => ({ name: `w${j}`, limit, cost: 1 })),
+      );
       c.now += 1_500;
     }
   };
 
   it('refuses at synth a layer whose expressions could pass 4 KB, naming it', () => {
-    expect(() => parseConfig({ plans: { team: { user: windows(4).map((limit, i) => requests(limit, { name: `w${i}` })) } }, endpoints: { '/v1/chat/completions': { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } } })).toThrow(
+    expect(() =>
+      parseConfig({
+        plans: { team: { user: windows(4).map((limit, i) => requests(limit, { name: `w${i}` })) } },
+        endpoints: { '/v1/chat/completions': { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } },
+      }),
+    ).toThrow(
       /config.plans.team.user: the layer's DynamoDB expressions can reach \d+ bytes, over DynamoDB's limit of 4096 per expression: use fewer subWindows or fewer limits in this layer/,
     );
   });

@@ -21,7 +21,12 @@ beforeAll(async () => {
 });
 afterAll(() => ssm.stop());
 
-const ssmClient = () => new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+const ssmClient = () =>
+  new SSMClient({
+    endpoint: ssm.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+  });
 const doc = () => DynamoDBDocumentClient.from(localClient(dynamoEndpoint()));
 /** A parameter of its own per test (the mirror's items are keyed by the parameter's name). */
 async function setup() {
@@ -39,7 +44,16 @@ describe('the brake mirror', () => {
     await mirrorBrake(deps);
     // 100 containers, each re-reading the brake as its cache expires, 10 rounds.
     const clock = { now: Date.now() };
-    const containers = Array.from({ length: 100 }, () => new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, clock: () => clock.now, cacheMs: 5_000 }));
+    const containers = Array.from(
+      { length: 100 },
+      () =>
+        new Brake({
+          reader: mirrorBrakeReader(doc(), table, name),
+          parameterName: name,
+          clock: () => clock.now,
+          cacheMs: 5_000,
+        }),
+    );
     for (let round = 0; round < 10; round++) {
       clock.now += 5_000;
       const states = await Promise.all(containers.map((c) => c.state()));
@@ -73,7 +87,11 @@ describe('the brake mirror', () => {
     ssm.parameters.set(name, { value: 'off', version: 6, modified: Date.now() }); // what a late event would read
     await mirrorBrake(deps);
     for (let shard = 0; shard < BRAKE_MIRROR_SHARDS; shard++) {
-      const item = (await doc().send(new GetCommand({ TableName: table, Key: { [TABLE.partitionKey]: brakeMirrorKey(name, shard) } }))).Item;
+      const item = (
+        await doc().send(
+          new GetCommand({ TableName: table, Key: { [TABLE.partitionKey]: brakeMirrorKey(name, shard) } }),
+        )
+      ).Item;
       expect(item).toMatchObject({ value: 'on', version: 7 });
     }
   });
@@ -84,10 +102,19 @@ describe('the brake mirror', () => {
     await mirrorBrake({ ...deps, clock: () => Date.now() - 10 * 60_000 });
     const metrics: MetricEvent[] = [];
     const logs: Record<string, unknown>[] = [];
-    const brake = new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, metrics: (m) => metrics.push(m), log: (e) => logs.push(e) });
+    const brake = new Brake({
+      reader: mirrorBrakeReader(doc(), table, name),
+      parameterName: name,
+      metrics: (m) => metrics.push(m),
+      log: (e) => logs.push(e),
+    });
     expect((await brake.state()).source).toBe('mirror');
-    expect(metrics).toContainEqual({ dimensions: { Function: 'brake' }, metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } } });
-    expect(logs).toContainEqual(expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE MIRROR STALE') }));
+    expect(metrics).toContainEqual({
+      dimensions: { Function: 'brake' },
+      metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } },
+    });
+    expect(logs).toContainEqual(
+      expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE MIRROR STALE') }),
+    );
   });
 });
-

@@ -17,7 +17,9 @@ import { LlmRateLimiter } from '../../lib';
 import { type CfnAnswer, cfnEvent, startCfnResponseUrl } from '../support/cfn-response';
 import { dynamoEndpoint, uniqueKey } from '../support/dynamo';
 
-const endpoints = { '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } };
+const endpoints = {
+  '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+};
 const configOf = (plans: Record<string, unknown>) => parseConfig(JSON.parse(JSON.stringify({ plans, endpoints })));
 
 let responseUrl: Awaited<ReturnType<typeof startCfnResponseUrl>>;
@@ -43,10 +45,19 @@ describe('the configuration publisher, as CloudFormation drives it', () => {
     expect(await readPublishedConfig(client, table)).toEqual(config);
 
     const [created, updated] = responseUrl.answers.slice(-2) as [CfnAnswer, CfnAnswer];
-    for (const [answer, type] of [[created, 'Create'], [updated, 'Update']] as const) {
+    for (const [answer, type] of [
+      [created, 'Create'],
+      [updated, 'Update'],
+    ] as const) {
       // A PUT with an empty Content-Type (the presigned URL was signed without one), and the fields CloudFormation requires.
       expect(answer).toMatchObject({ method: 'PUT', contentType: '' });
-      expect(answer.body).toEqual({ Status: 'SUCCESS', PhysicalResourceId: PHYSICAL_ID, StackId: cfnEvent(type, '').StackId, RequestId: `request-${type}`, LogicalResourceId: 'LimiterPublishedConfig' });
+      expect(answer.body).toEqual({
+        Status: 'SUCCESS',
+        PhysicalResourceId: PHYSICAL_ID,
+        StackId: cfnEvent(type, '').StackId,
+        RequestId: `request-${type}`,
+        LogicalResourceId: 'LimiterPublishedConfig',
+      });
     }
   });
 
@@ -61,9 +72,18 @@ describe('the configuration publisher, as CloudFormation drives it', () => {
 
   it('answers FAILED with the reason when it cannot write, so a deploy fails at once instead of waiting out the timeout', async () => {
     const logs: Record<string, unknown>[] = [];
-    const deps = { client, tableName: uniqueKey('no-such-table'), config: () => configOf({ team: {} }), log: (e: Record<string, unknown>) => logs.push(e) };
+    const deps = {
+      client,
+      tableName: uniqueKey('no-such-table'),
+      config: () => configOf({ team: {} }),
+      log: (e: Record<string, unknown>) => logs.push(e),
+    };
     await expect(handleConfigEvent(cfnEvent('Create', responseUrl.url), deps)).resolves.toBeUndefined();
-    expect(responseUrl.answers.at(-1)!.body).toMatchObject({ Status: 'FAILED', Reason: expect.stringContaining('ResourceNotFoundException'), PhysicalResourceId: PHYSICAL_ID });
+    expect(responseUrl.answers.at(-1)!.body).toMatchObject({
+      Status: 'FAILED',
+      Reason: expect.stringContaining('ResourceNotFoundException'),
+      PhysicalResourceId: PHYSICAL_ID,
+    });
     expect(logs).toContainEqual(expect.objectContaining({ level: 'error', message: 'configuration not published' }));
   });
 });
@@ -71,16 +91,24 @@ describe('the configuration publisher, as CloudFormation drives it', () => {
 describe('the published configuration in the template', () => {
   const synth = (plans: Record<string, unknown>) => {
     const stack = new Stack(new App(), 'Test');
-    new LlmRateLimiter(stack, 'Limiter', { upstreamBaseUrl: 'https://api.openai.com/v1', upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'k'), endpoints, plans: plans as never });
+    new LlmRateLimiter(stack, 'Limiter', {
+      upstreamBaseUrl: 'https://api.openai.com/v1',
+      upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'k'),
+      endpoints,
+      plans: plans as never,
+    });
     return Template.fromStack(stack);
   };
-  const hashOf = (t: Template) => Object.values(t.findResources('Custom::LlmRateLimiterConfig'))[0]!.Properties.ConfigSha256 as string;
+  const hashOf = (t: Template) =>
+    Object.values(t.findResources('Custom::LlmRateLimiterConfig'))[0]!.Properties.ConfigSha256 as string;
 
   it('is written by the publisher function, again whenever the configuration changes and only then', () => {
     const a = synth({ team: { tenant: [tokensPerDay(1000)] } });
     const resource = Object.values(a.findResources('Custom::LlmRateLimiterConfig'));
     expect(resource).toHaveLength(1);
-    const publisher = Object.keys(a.findResources('AWS::Lambda::Function')).find((id) => id.startsWith('LimiterConfigPublisher'))!;
+    const publisher = Object.keys(a.findResources('AWS::Lambda::Function')).find((id) =>
+      id.startsWith('LimiterConfigPublisher'),
+    )!;
     expect(resource[0]!.Properties.ServiceToken).toEqual({ 'Fn::GetAtt': [publisher, 'Arn'] });
     expect(hashOf(synth({ team: { tenant: [tokensPerDay(1000)] } }))).toBe(hashOf(a));
     expect(hashOf(synth({ team: { tenant: [tokensPerDay(2000)] } }))).not.toBe(hashOf(a));

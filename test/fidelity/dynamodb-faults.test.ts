@@ -39,11 +39,24 @@ beforeEach(() => proxy.reset());
 async function storm(key: string, limit: Limit, workers = 4, each = 40) {
   const results = await Promise.all(
     Array.from({ length: workers }, async () => {
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', worker, proxy.endpoint, tableName(), key, JSON.stringify(limit), JSON.stringify(Array.from({ length: each }, () => 1))]);
+      const { stdout } = await run(process.execPath, [
+        '--import',
+        'tsx',
+        worker,
+        proxy.endpoint,
+        tableName(),
+        key,
+        JSON.stringify(limit),
+        JSON.stringify(Array.from({ length: each }, () => 1)),
+      ]);
       return JSON.parse(stdout) as { admitted: number; failed: number; conflicts: number };
     }),
   );
-  return { admitted: results.reduce((a, r) => a + r.admitted, 0), failed: results.reduce((a, r) => a + r.failed, 0), conflicts: results.reduce((a, r) => a + r.conflicts, 0) };
+  return {
+    admitted: results.reduce((a, r) => a + r.admitted, 0),
+    failed: results.reduce((a, r) => a + r.failed, 0),
+    conflicts: results.reduce((a, r) => a + r.conflicts, 0),
+  };
 }
 
 const shapes: [string, (n: number) => Limit][] = [
@@ -100,7 +113,9 @@ describe('settlement', () => {
     const ledgers = Array.from({ length: 40 }, (_, i) => [uniqueKey('ledger'), 100 + i] as const);
     await Promise.all(ledgers.map(([ledger, delta]) => settle(ledger, delta)));
     // Settle every one again: the ledger refuses all of them.
-    expect(new Set(await Promise.all(ledgers.map(([ledger, delta]) => settle(ledger, delta))))).toEqual(new Set(['already-settled']));
+    expect(new Set(await Promise.all(ledgers.map(([ledger, delta]) => settle(ledger, delta))))).toEqual(
+      new Set(['already-settled']),
+    );
     expect(proxy.injected.conflicts).toBeGreaterThan(0);
     expect(proxy.injected.drops).toBeGreaterThan(0);
     proxy.reset();
@@ -117,7 +132,9 @@ describe('the request path', () => {
   // Refills a thousandth of a token a second: the spent figure below is exact however long the test takes.
   const TOKENS = tokens(tokenBucket(100_000, 0.001), { name: 'budget' });
   const config = {
-    plans: { team: { tenant: [requestsPerMinute(1_000), TOKENS], user: [requestsPerMinute(1_000)], outputReservation: 50 } },
+    plans: {
+      team: { tenant: [requestsPerMinute(1_000), TOKENS], user: [requestsPerMinute(1_000)], outputReservation: 50 },
+    },
     endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
   };
   const USAGE = { prompt_tokens: 5, completion_tokens: 3 };
@@ -129,7 +146,13 @@ describe('the request path', () => {
     ssm.secrets.set('fidelity/key', 'sk-upstream');
     upstream = await startUpstreamStandIn({ usage: USAGE });
     Object.assign(process.env, {
-      ...localFunctionEnvironment({ tableName: tableName(), brakeParameterName: `/test/${uniqueKey('brake')}`, config, dynamoEndpoint: proxy.endpoint, ssmEndpoint: ssm.endpoint }),
+      ...localFunctionEnvironment({
+        tableName: tableName(),
+        brakeParameterName: `/test/${uniqueKey('brake')}`,
+        config,
+        dynamoEndpoint: proxy.endpoint,
+        ssmEndpoint: ssm.endpoint,
+      }),
       UPSTREAM_BASE_URL: upstream.baseUrl,
       UPSTREAM_API_KEY_SECRET: 'fidelity/key',
     });
@@ -157,9 +180,19 @@ describe('the request path', () => {
       statuses.push(
         ...(await Promise.all(
           Array.from({ length: 3 }, async () => {
-            const decision = await authorizer(authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }), lambdaContext());
+            const decision = await authorizer(
+              authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }),
+              lambdaContext(),
+            );
             expect(decision.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
-            const out = await invokeStreaming(proxyHandler, proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, authorizer: { tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
+            const out = await invokeStreaming(
+              proxyHandler,
+              proxyEvent({
+                body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+                authorizer: { tenant, user: 'alice', shard: '0' },
+              }),
+              lambdaContext('proxy'),
+            );
             return out.statusCode;
           }),
         )),
@@ -168,7 +201,9 @@ describe('the request path', () => {
     expect(statuses).toEqual(Array.from({ length: N }, () => 200));
     expect(proxy.injected.conflicts).toBeGreaterThan(5);
     proxy.reset();
-    const spent = await testStore().peekItem(layerKey.tenant({ tenant, user: 'alice' }), [{ name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 }]);
+    const spent = await testStore().peekItem(layerKey.tenant({ tenant, user: 'alice' }), [
+      { name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 },
+    ]);
     // Every reservation was settled to what the upstream billed: no more, no less.
     expect(100_000 - spent.outcomes[0]!.decision.remaining).toBe(N * (USAGE.prompt_tokens + USAGE.completion_tokens));
   });

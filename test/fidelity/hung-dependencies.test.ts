@@ -24,7 +24,10 @@ installLambdaStreamingGlobals();
 const CHAT = '/v1/chat/completions';
 const TOKENS = tokensPerDay(100_000);
 const rawConfig = {
-  plans: { team: { tenant: [requestsPerMinute(100), TOKENS], user: [requestsPerMinute(50)] }, open: { tenant: [requestsPerMinute(100)], user: [requestsPerMinute(50)] } },
+  plans: {
+    team: { tenant: [requestsPerMinute(100), TOKENS], user: [requestsPerMinute(50)] },
+    open: { tenant: [requestsPerMinute(100)], user: [requestsPerMinute(50)] },
+  },
   endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
 };
 /** Well past every deadline (DynamoDB 1 s per operation, SSM 0.5 s, Secrets Manager 2 s), far short of a hang. */
@@ -45,7 +48,13 @@ beforeAll(async () => {
   ssmProxy = await startFaultProxy(ssm.endpoint);
   upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
   Object.assign(process.env, {
-    ...localFunctionEnvironment({ tableName: tableName(), brakeParameterName: brakeName, config: rawConfig, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssmProxy.endpoint }),
+    ...localFunctionEnvironment({
+      tableName: tableName(),
+      brakeParameterName: brakeName,
+      config: rawConfig,
+      dynamoEndpoint: dynamo.endpoint,
+      ssmEndpoint: ssmProxy.endpoint,
+    }),
     UPSTREAM_BASE_URL: upstream.baseUrl,
     UPSTREAM_API_KEY_SECRET: secretName,
   });
@@ -118,7 +127,10 @@ describe('authorizer', () => {
       ['open', 'open'],
     ] as const) {
       const c = await caller(plan);
-      process.env.LIMITER_CONFIG = JSON.stringify({ ...rawConfig, failureModes: { tenant: failureMode, user: failureMode } });
+      process.env.LIMITER_CONFIG = JSON.stringify({
+        ...rawConfig,
+        failureModes: { tenant: failureMode, user: failureMode },
+      });
       const handler = authorizer();
       expect((await handler(c.event, lambdaContext())).policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
       dynamo.mode = 'hang';
@@ -134,10 +146,19 @@ describe('authorizer', () => {
 
 describe('proxy', () => {
   const send = (tenant: string) =>
-    invokeStreaming(createProxyHandler(proxyDepsFromEnvironment()), proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, authorizer: { tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
+    invokeStreaming(
+      createProxyHandler(proxyDepsFromEnvironment()),
+      proxyEvent({
+        body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+        authorizer: { tenant, user: 'alice', shard: '0' },
+      }),
+      lambdaContext('proxy'),
+    );
   const tokensSpent = async (tenant: string) => {
     const store = testStore();
-    const outcome = await store.peekItem(layerKey.tenant({ tenant, user: 'alice' }), [{ name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 }]);
+    const outcome = await store.peekItem(layerKey.tenant({ tenant, user: 'alice' }), [
+      { name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 },
+    ]);
     return 100_000 - outcome.outcomes[0]!.decision.remaining;
   };
 
@@ -170,7 +191,12 @@ describe('GET /v1/limits', () => {
     const c = await caller();
     const handler = createLimitsHandler(limitsDepsFromEnvironment());
     dynamo.mode = 'hang';
-    const out = await timed(() => handler(proxyEvent({ route: '/v1/limits', authorizer: { tenant: c.tenant, user: 'alice' } }), lambdaContext('limits')));
+    const out = await timed(() =>
+      handler(
+        proxyEvent({ route: '/v1/limits', authorizer: { tenant: c.tenant, user: 'alice' } }),
+        lambdaContext('limits'),
+      ),
+    );
     expect(out.value?.statusCode).toBeGreaterThanOrEqual(500);
     expect(JSON.parse(out.value!.body).error.type).toBe('api_error');
     expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);

@@ -12,7 +12,18 @@ describe.each(SECRET_VARIANTS)('IAM against the calls the functions make, with %
     const report = await iamScenario(dynamoEndpoint(), tableName(), secret, encrypted);
     expect(report.failures).toEqual([]);
     // Every function called something; only the brake mirror reads SSM (the others read its copy in the table).
-    expect(new Set(report.calls.map((c) => `${c.fn} ${c.action.split(':')[0]}`))).toEqual(new Set(['authorizer dynamodb', 'proxy dynamodb', 'proxy secretsmanager', 'limits dynamodb', 'brake-mirror ssm', 'brake-mirror dynamodb', 'config-publisher dynamodb', ...(encrypted ? ['proxy kms'] : [])]));
+    expect(new Set(report.calls.map((c) => `${c.fn} ${c.action.split(':')[0]}`))).toEqual(
+      new Set([
+        'authorizer dynamodb',
+        'proxy dynamodb',
+        'proxy secretsmanager',
+        'limits dynamodb',
+        'brake-mirror ssm',
+        'brake-mirror dynamodb',
+        'config-publisher dynamodb',
+        ...(encrypted ? ['proxy kms'] : []),
+      ]),
+    );
     expect(report.denied).toEqual([]);
     expect(report.unused).toEqual([]);
   });

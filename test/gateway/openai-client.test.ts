@@ -32,7 +32,11 @@ let apiKey: string;
 beforeAll(async () => {
   installLambdaStreamingGlobals();
   ssm = await startSsmLocal();
-  upstream = await startUpstreamStandIn({ words: ['Hello', ' from', ' the', ' stand-in'], usage: { prompt_tokens: 10, completion_tokens: 4 }, delayMs: 20 });
+  upstream = await startUpstreamStandIn({
+    words: ['Hello', ' from', ' the', ' stand-in'],
+    usage: { prompt_tokens: 10, completion_tokens: 4 },
+    delayMs: 20,
+  });
   const client = localClient(dynamoEndpoint());
   const tenant = uniqueKey('tenant');
   apiKey = `sk-local-${uniqueKey('k')}`;
@@ -41,10 +45,35 @@ beforeAll(async () => {
   const log = () => {};
   const limiter = new Limiter({ store: testStore(), config, log, namespace: uniqueKey('ns') });
   const directory = new Directory({ client, tableName: tableName() });
-  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: '/local/brake', log });
+  const brake = new Brake({
+    client: new SSMClient({
+      endpoint: ssm.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+    }),
+    parameterName: '/local/brake',
+    log,
+  });
   const authorizer = createHandler({ config, limiter, directory, brake, log });
-  const proxy = createProxyHandler({ config, limiter, directory, brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' }, log });
-  gateway = await startLocalGateway({ authorizer, routes: [{ method: 'POST', path: CHAT, streaming: true, handler: proxy as unknown as Extract<LocalRoute, { streaming: true }>['handler'] }] });
+  const proxy = createProxyHandler({
+    config,
+    limiter,
+    directory,
+    brake,
+    upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' },
+    log,
+  });
+  gateway = await startLocalGateway({
+    authorizer,
+    routes: [
+      {
+        method: 'POST',
+        path: CHAT,
+        streaming: true,
+        handler: proxy as unknown as Extract<LocalRoute, { streaming: true }>['handler'],
+      },
+    ],
+  });
 });
 
 afterAll(async () => {
@@ -56,7 +85,11 @@ afterAll(async () => {
 describe('an unchanged OpenAI client', () => {
   it('streams a chat completion through the gateway, chunk by chunk', async () => {
     const openai = new OpenAI({ apiKey, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
-    const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const stream = await openai.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
     const pieces: string[] = [];
     for await (const chunk of stream) pieces.push(chunk.choices[0]?.delta?.content ?? '');
     expect(pieces.join('')).toBe('Hello from the stand-in');
@@ -65,11 +98,15 @@ describe('an unchanged OpenAI client', () => {
 
   it('reads the rate-limit headers and gets a RateLimitError with Retry-After past the limit', async () => {
     const openai = new OpenAI({ apiKey, baseURL: `${gateway.url}/v1`, maxRetries: 0 });
-    const { response } = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    const { response } = await openai.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
     expect(response.headers.get('x-ratelimit-limit-requests')).toBe('3');
     expect(response.headers.get('x-ratelimit-remaining-tokens')).not.toBeNull();
     await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
-    const error = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    const error = await openai.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.RateLimitError);
     const err = error as InstanceType<typeof OpenAI.RateLimitError>;
     expect(err.code).toBe('user_requests_per_minute');
@@ -79,7 +116,9 @@ describe('an unchanged OpenAI client', () => {
 
   it('gets an AuthenticationError for an unknown key', async () => {
     const openai = new OpenAI({ apiKey: 'sk-not-a-real-key-000000', baseURL: `${gateway.url}/v1`, maxRetries: 0 });
-    const error = await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }).catch((e: unknown) => e);
+    const error = await openai.chat.completions
+      .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
     expect((error as InstanceType<typeof OpenAI.AuthenticationError>).code).toBe('invalid_api_key');
   });

@@ -23,6 +23,8 @@ describe('LimitsTable', () => {
 
   it('retains the table by default and honours removalPolicy', () => {
     expect(Object.values(synth().findResources('AWS::DynamoDB::Table'))[0]).toMatchObject({ DeletionPolicy: 'Retain' });
-    expect(Object.values(synth({ removalPolicy: RemovalPolicy.DESTROY }).findResources('AWS::DynamoDB::Table'))[0]).toMatchObject({ DeletionPolicy: 'Delete' });
+    expect(
+      Object.values(synth({ removalPolicy: RemovalPolicy.DESTROY }).findResources('AWS::DynamoDB::Table'))[0],
+    ).toMatchObject({ DeletionPolicy: 'Delete' });
   });
 });

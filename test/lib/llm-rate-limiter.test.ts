@@ -15,7 +15,10 @@ function props(stack: Stack, overrides: Partial<LlmRateLimiterProps> = {}): LlmR
   return {
     upstreamBaseUrl: 'https://api.openai.com/v1',
     upstreamApiKeySecret: Secret.fromSecretNameV2(stack, `Key${stack.node.children.length}`, 'openai-key'),
-    endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } }, [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } },
+    endpoints: {
+      [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+      [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
+    },
     plans: { team: { tenant: [tokensPerDay(100_000)], user: [requestsPerMinute(60)] } },
     globalLimits: [usdPerDay(100)],
     ...overrides,
@@ -35,8 +38,14 @@ describe('what LlmRateLimiter provisions', () => {
     const methods = template.findResources('AWS::ApiGateway::Method');
     const streaming = Object.values(methods).filter((m) => m.Properties.Integration?.ResponseTransferMode === 'STREAM');
     expect(streaming).toHaveLength(2);
-    expect(streaming.every((m) => m.Properties.HttpMethod === 'POST' && m.Properties.AuthorizationType === 'CUSTOM')).toBe(true);
-    template.hasResourceProperties('AWS::ApiGateway::Method', { HttpMethod: 'GET', AuthorizationType: 'CUSTOM', Integration: Match.objectLike({ Type: 'AWS_PROXY', ResponseTransferMode: Match.absent() }) });
+    expect(
+      streaming.every((m) => m.Properties.HttpMethod === 'POST' && m.Properties.AuthorizationType === 'CUSTOM'),
+    ).toBe(true);
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'GET',
+      AuthorizationType: 'CUSTOM',
+      Integration: Match.objectLike({ Type: 'AWS_PROXY', ResponseTransferMode: Match.absent() }),
+    });
   });
 
   it('runs the authorizer on every method but the static usage page, which gets a small throttle of its own', () => {
@@ -45,7 +54,14 @@ describe('what LlmRateLimiter provisions', () => {
     expect(open).toHaveLength(1);
     expect(open[0]!.Properties).toMatchObject({ HttpMethod: 'GET', AuthorizationType: 'NONE' });
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
-      MethodSettings: Match.arrayWith([Match.objectLike({ ResourcePath: '/~1v1~1usage', HttpMethod: 'GET', ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 })]),
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({
+          ResourcePath: '/~1v1~1usage',
+          HttpMethod: 'GET',
+          ThrottlingRateLimit: 5,
+          ThrottlingBurstLimit: 10,
+        }),
+      ]),
     });
   });
 
@@ -67,8 +83,13 @@ describe('what LlmRateLimiter provisions', () => {
       }),
       ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"\\$context.authorizer.code"') },
     });
-    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'UNAUTHORIZED', StatusCode: '401' });
-    expect(Object.keys(template.findResources('AWS::ApiGateway::GatewayResponse'))).toHaveLength(GATEWAY_RESPONSES.length);
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'UNAUTHORIZED',
+      StatusCode: '401',
+    });
+    expect(Object.keys(template.findResources('AWS::ApiGateway::GatewayResponse'))).toHaveLength(
+      GATEWAY_RESPONSES.length,
+    );
   });
 
   // AWS: AUTHORIZER_CONFIGURATION_ERROR and AUTHORIZER_FAILURE default to 500; a status on
@@ -76,10 +97,20 @@ describe('what LlmRateLimiter provisions', () => {
   // MISSING_AUTHENTICATION_TOKEN (docs/aws-fidelity.md).
   it('answers 503 with Retry-After for either authorizer failure, 404 for unknown routes, and leaves other 5xx their status', () => {
     for (const type of ['AUTHORIZER_FAILURE', 'AUTHORIZER_CONFIGURATION_ERROR']) {
-      template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: type, StatusCode: '503', ResponseParameters: Match.objectLike({ 'gatewayresponse.header.Retry-After': "'1'" }) });
+      template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+        ResponseType: type,
+        StatusCode: '503',
+        ResponseParameters: Match.objectLike({ 'gatewayresponse.header.Retry-After': "'1'" }),
+      });
     }
-    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', { ResponseType: 'MISSING_AUTHENTICATION_TOKEN', StatusCode: '404', ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"unknown_route"') } });
-    const defaults = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')).filter((r) => String(r.Properties.ResponseType).startsWith('DEFAULT_'));
+    template.hasResourceProperties('AWS::ApiGateway::GatewayResponse', {
+      ResponseType: 'MISSING_AUTHENTICATION_TOKEN',
+      StatusCode: '404',
+      ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"unknown_route"') },
+    });
+    const defaults = Object.values(template.findResources('AWS::ApiGateway::GatewayResponse')).filter((r) =>
+      String(r.Properties.ResponseType).startsWith('DEFAULT_'),
+    );
     expect(defaults).toHaveLength(2);
     for (const r of defaults) expect(r.Properties.StatusCode).toBeUndefined();
   });
@@ -87,14 +118,19 @@ describe('what LlmRateLimiter provisions', () => {
   it('runs every function on nodejs22.x, arm64, with its own role and no managed policy', () => {
     const functions = Object.values(template.findResources('AWS::Lambda::Function'));
     expect(functions).toHaveLength(5); // authorizer, proxy, limits, brake mirror, config publisher
-    for (const fn of functions) expect(fn.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'] });
-    for (const role of Object.values(template.findResources('AWS::IAM::Role')).filter((r) => JSON.stringify(r).includes('lambda.amazonaws.com'))) {
+    for (const fn of functions)
+      expect(fn.Properties).toMatchObject({ Runtime: 'nodejs22.x', Architectures: ['arm64'] });
+    for (const role of Object.values(template.findResources('AWS::IAM::Role')).filter((r) =>
+      JSON.stringify(r).includes('lambda.amazonaws.com'),
+    )) {
       expect(role.Properties.ManagedPolicyArns).toBeUndefined();
     }
   });
 
   it('never puts the upstream key or the limiter config in an environment variable', () => {
-    const envs = JSON.stringify(Object.values(template.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Environment));
+    const envs = JSON.stringify(
+      Object.values(template.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Environment),
+    );
     expect(envs).toContain('UPSTREAM_API_KEY_SECRET');
     expect(envs).not.toContain('LIMITER_CONFIG');
     expect(envs).not.toMatch(/sk-/);
@@ -102,20 +138,51 @@ describe('what LlmRateLimiter provisions', () => {
 
   /** The actions a function's role may take, by resource. */
   function actionsOf(fnLogicalIdPrefix: string): string[] {
-    const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, p]) => JSON.stringify(p.Properties.Roles).includes(fnLogicalIdPrefix));
-    return policies.flatMap(([, p]) => p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) => ([] as string[]).concat(s.Action))).sort();
+    const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, p]) =>
+      JSON.stringify(p.Properties.Roles).includes(fnLogicalIdPrefix),
+    );
+    return policies
+      .flatMap(([, p]) =>
+        p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) =>
+          ([] as string[]).concat(s.Action),
+        ),
+      )
+      .sort();
   }
 
   it('gives each function only the actions it calls', () => {
     // The brake comes from the table's mirror: only the mirror reads the SSM parameter.
-    expect(actionsOf('LimiterAuthorizerRole')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents']);
-    expect(actionsOf('LimiterProxyRole')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'secretsmanager:GetSecretValue']);
-    expect(actionsOf('LimiterLimitsFunctionRole')).toEqual(['dynamodb:GetItem', 'logs:CreateLogStream', 'logs:PutLogEvents']);
-    expect(actionsOf('LimiterBrakeMirrorRole')).toEqual(['dynamodb:UpdateItem', 'logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:GetParameter']);
+    expect(actionsOf('LimiterAuthorizerRole')).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+    ]);
+    expect(actionsOf('LimiterProxyRole')).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:UpdateItem',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+      'secretsmanager:GetSecretValue',
+    ]);
+    expect(actionsOf('LimiterLimitsFunctionRole')).toEqual([
+      'dynamodb:GetItem',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+    ]);
+    expect(actionsOf('LimiterBrakeMirrorRole')).toEqual([
+      'dynamodb:UpdateItem',
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+      'ssm:GetParameter',
+    ]);
   });
 
   it('scopes those actions to this table, this parameter and this secret', () => {
-    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
+    const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+      (p) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+    );
     for (const s of statements) {
       const actions = ([] as string[]).concat(s.Action);
       const resource = JSON.stringify(s.Resource);
@@ -140,10 +207,16 @@ describe('what LlmRateLimiter provisions', () => {
   });
 
   it('mirrors the brake into the table on every change of the parameter and once a minute', () => {
-    const mirror = Object.keys(template.findResources('AWS::Lambda::Function')).find((id) => id.startsWith('LimiterBrakeMirror'))!;
+    const mirror = Object.keys(template.findResources('AWS::Lambda::Function')).find((id) =>
+      id.startsWith('LimiterBrakeMirror'),
+    )!;
     const rules = Object.values(template.findResources('AWS::Events::Rule'));
     const onChange = rules.find((r) => r.Properties.EventPattern)!;
-    expect(onChange.Properties.EventPattern).toMatchObject({ source: ['aws.ssm'], 'detail-type': ['Parameter Store Change'], detail: { name: [{ Ref: expect.stringMatching(/^LimiterBrake/) }] } });
+    expect(onChange.Properties.EventPattern).toMatchObject({
+      source: ['aws.ssm'],
+      'detail-type': ['Parameter Store Change'],
+      detail: { name: [{ Ref: expect.stringMatching(/^LimiterBrake/) }] },
+    });
     expect(rules.find((r) => r.Properties.ScheduleExpression)!.Properties.ScheduleExpression).toBe('rate(1 minute)');
     for (const r of rules) expect(JSON.stringify(r.Properties.Targets)).toContain(mirror);
   });
@@ -161,8 +234,17 @@ describe('what LlmRateLimiter provisions', () => {
     const before = brakeOf({});
     for (const change of [
       { plans: { team: { tenant: [tokensPerDay(5)], user: [requestsPerMinute(1)] } } },
-      { brakeCacheTtl: Duration.seconds(1), brakeRetryAfter: Duration.seconds(9), stageName: 'v2', throttlingRateLimit: 5 },
-      { upstreamBaseUrl: 'https://example.com/v1', automaticBrake: { spendPerHourUsd: 10 }, globalLimits: [usdPerDay(5)] },
+      {
+        brakeCacheTtl: Duration.seconds(1),
+        brakeRetryAfter: Duration.seconds(9),
+        stageName: 'v2',
+        throttlingRateLimit: 5,
+      },
+      {
+        upstreamBaseUrl: 'https://example.com/v1',
+        automaticBrake: { spendPerHourUsd: 10 },
+        globalLimits: [usdPerDay(5)],
+      },
     ] as Partial<LlmRateLimiterProps>[]) {
       expect(brakeOf(change)).toEqual(before);
     }
@@ -172,15 +254,19 @@ describe('what LlmRateLimiter provisions', () => {
     const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
     const authorizer = fns.find(([id]) => id.startsWith('LimiterAuthorizer'))![1];
     expect(authorizer.Properties.ReservedConcurrentExecutions).toBe(50);
-    for (const [id, fn] of fns) if (!id.startsWith('LimiterAuthorizer')) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    for (const [id, fn] of fns)
+      if (!id.startsWith('LimiterAuthorizer')) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
     const stack = new Stack(new App(), 'Reserved');
     new LlmRateLimiter(stack, 'Limiter', props(stack, { authorizerReservedConcurrency: 10 }));
     const t = Template.fromStack(stack);
     t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 10 });
-    t.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 })]) });
+    t.hasResourceProperties('AWS::ApiGateway::Stage', {
+      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 })]),
+    });
     const none = new Stack(new App(), 'Unreserved');
     new LlmRateLimiter(none, 'Limiter', props(none, { authorizerReservedConcurrency: false }));
-    for (const fn of Object.values(Template.fromStack(none).findResources('AWS::Lambda::Function'))) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    for (const fn of Object.values(Template.fromStack(none).findResources('AWS::Lambda::Function')))
+      expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
   });
 
   it('protects a retained table from deletion, and sets the account logging role only when asked', () => {
@@ -195,7 +281,10 @@ describe('what LlmRateLimiter provisions', () => {
   });
 
   it('has stage throttling and access logging, and outputs the URL, table and parameter', () => {
-    template.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 1000, ThrottlingBurstLimit: 2000 })]), AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }) });
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 1000, ThrottlingBurstLimit: 2000 })]),
+      AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
+    });
     const outputs = Object.keys(template.findOutputs('*')).join(',');
     for (const name of ['ApiUrl', 'TableName', 'BrakeParameterName']) expect(outputs).toContain(name);
     expect(limiter.table).toBeDefined();
@@ -205,12 +294,21 @@ describe('what LlmRateLimiter provisions', () => {
   it('grants the brake and the admin CLI through what it owns', () => {
     const stack = new Stack(new App(), 'Grants');
     const own = new LlmRateLimiter(stack, 'Limiter', props(stack));
-    const role = new lambda.Function(stack, 'Ops', { runtime: lambda.Runtime.NODEJS_22_X, handler: 'i.h', code: lambda.Code.fromInline('exports.h=1') });
+    const role = new lambda.Function(stack, 'Ops', {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: 'i.h',
+      code: lambda.Code.fromInline('exports.h=1'),
+    });
     own.grantBrake(role);
     own.grantAdmin(role);
     const t = Template.fromStack(stack);
     t.hasResourceProperties('AWS::IAM::Policy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: ['ssm:GetParameter', 'ssm:PutParameter'] }), Match.objectLike({ Action: Match.arrayWith(['dynamodb:PutItem', 'dynamodb:Scan']) })]) },
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: ['ssm:GetParameter', 'ssm:PutParameter'] }),
+          Match.objectLike({ Action: Match.arrayWith(['dynamodb:PutItem', 'dynamodb:Scan']) }),
+        ]),
+      },
     });
   });
 });
@@ -227,7 +325,11 @@ describe('cdk-nag', () => {
   it('would fail on a finding that is not acknowledged (the check is live)', () => {
     const app = new App();
     const stack = new Stack(app, 'NagControl');
-    new lambda.Function(stack, 'Bare', { runtime: lambda.Runtime.NODEJS_20_X, handler: 'i.h', code: lambda.Code.fromInline('exports.h=1') });
+    new lambda.Function(stack, 'Bare', {
+      runtime: lambda.Runtime.NODEJS_20_X,
+      handler: 'i.h',
+      code: lambda.Code.fromInline('exports.h=1'),
+    });
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
     expect(() => app.synth()).toThrow();
   });
@@ -239,24 +341,90 @@ describe('prop validation', () => {
     new LlmRateLimiter(stack, 'Limiter', props(stack, overrides));
   };
   it.each<[string, Partial<LlmRateLimiterProps>, RegExp]>([
-    ['the upstream URL is not absolute', { upstreamBaseUrl: 'api.openai.com' }, /upstreamBaseUrl is "api.openai.com"; give an absolute http\(s\) URL/],
-    ['the key cache is longer than 60 s', { keyCacheTtl: Duration.minutes(5) }, /keyCacheTtl is 5 minutes; use at most 60 seconds/],
-    ['the brake cache is longer than 5 s', { brakeCacheTtl: Duration.seconds(30) }, /brakeCacheTtl is 30 seconds; use at most 5 seconds/],
-    ['the stream timeout is beyond 15 minutes', { streamTimeout: Duration.minutes(20) }, /streamTimeout is 20 minutes; API Gateway streams for at most 15 minutes/],
-    ['the stream timeout is too short', { streamTimeout: Duration.seconds(3) }, /streamTimeout is 3 seconds; allow at least 10 seconds/],
+    [
+      'the upstream URL is not absolute',
+      { upstreamBaseUrl: 'api.openai.com' },
+      /upstreamBaseUrl is "api.openai.com"; give an absolute http\(s\) URL/,
+    ],
+    [
+      'the key cache is longer than 60 s',
+      { keyCacheTtl: Duration.minutes(5) },
+      /keyCacheTtl is 5 minutes; use at most 60 seconds/,
+    ],
+    [
+      'the brake cache is longer than 5 s',
+      { brakeCacheTtl: Duration.seconds(30) },
+      /brakeCacheTtl is 30 seconds; use at most 5 seconds/,
+    ],
+    [
+      'the stream timeout is beyond 15 minutes',
+      { streamTimeout: Duration.minutes(20) },
+      /streamTimeout is 20 minutes; API Gateway streams for at most 15 minutes/,
+    ],
+    [
+      'the stream timeout is too short',
+      { streamTimeout: Duration.seconds(3) },
+      /streamTimeout is 3 seconds; allow at least 10 seconds/,
+    ],
     ['throttling is not positive', { throttlingRateLimit: -1 }, /throttlingRateLimit is -1; give a positive number/],
     ['the stage name has odd characters', { stageName: 'my stage' }, /stageName is "my stage"/],
-    ['an endpoint is not an API path', { endpoints: { 'chat': { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } } }, /endpoints\['chat'\] is not an API path/],
-    ['an endpoint has no models', { endpoints: { [CHAT]: { models: {} } } }, /V\/Limiter: endpoints\['\/v1\/chat\/completions'\].models: expected at least one allowed model/],
-    ['a rate is negative', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: 10, refillPerSecond: -1 } }] } } } as never, /V\/Limiter: plans.team.user\[0\].limit: tokenBucket refillPerSecond must be a positive finite number, got -1/],
-    ['a shape is unknown', { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] } } } as never, /unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window/],
-    ['a plan limits an endpoint that does not exist', { plans: { team: { endpoints: { '/v1/images': [requestsPerMinute(5)] } } } }, /V\/Limiter: plans.team.endpoints\['\/v1\/images'\]: no such endpoint: add it to endpoints or remove the limits/],
-    ['a global limit is smaller than its shards', { globalLimits: [requestsPerMinute(4)], globalShards: 8 }, /V\/Limiter: globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/],
-    ['a failure mode names no layer', { failureModes: { team: 'open' } as never }, /V\/Limiter: failureModes.team: unknown layer/],
+    [
+      'an endpoint is not an API path',
+      { endpoints: { chat: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } } },
+      /endpoints\['chat'\] is not an API path/,
+    ],
+    [
+      'an endpoint has no models',
+      { endpoints: { [CHAT]: { models: {} } } },
+      /V\/Limiter: endpoints\['\/v1\/chat\/completions'\].models: expected at least one allowed model/,
+    ],
+    [
+      'a rate is negative',
+      {
+        plans: {
+          team: { user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: 10, refillPerSecond: -1 } }] },
+        },
+      } as never,
+      /V\/Limiter: plans.team.user\[0\].limit: tokenBucket refillPerSecond must be a positive finite number, got -1/,
+    ],
+    [
+      'a shape is unknown',
+      { plans: { team: { user: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] } } } as never,
+      /unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window/,
+    ],
+    [
+      'a plan limits an endpoint that does not exist',
+      { plans: { team: { endpoints: { '/v1/images': [requestsPerMinute(5)] } } } },
+      /V\/Limiter: plans.team.endpoints\['\/v1\/images'\]: no such endpoint: add it to endpoints or remove the limits/,
+    ],
+    [
+      'a global limit is smaller than its shards',
+      { globalLimits: [requestsPerMinute(4)], globalShards: 8 },
+      /V\/Limiter: globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/,
+    ],
+    [
+      'a failure mode names no layer',
+      { failureModes: { team: 'open' } as never },
+      /V\/Limiter: failureModes.team: unknown layer/,
+    ],
     ['there is no plan', { plans: {} }, /V\/Limiter: plans: expected at least one plan/],
-    ['a plan field is misspelt (its limits would never apply)', { plans: { team: { users: [requestsPerMinute(5)] } } } as never, /V\/Limiter: plans.team.users: unknown field: use tenant, user, endpoints, outputReservation/],
-    ['a body limit is past what one Lambda invocation carries', { endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } }, maxBodyBytes: 6_000_000 } } }, /endpoints\['\/v1\/chat\/completions'\].maxBodyBytes is 6000000; use at most 3000000: Lambda takes at most 6 MB/],
-    ['the authorizer reservation is not a whole number', { authorizerReservedConcurrency: 0 }, /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/],
+    [
+      'a plan field is misspelt (its limits would never apply)',
+      { plans: { team: { users: [requestsPerMinute(5)] } } } as never,
+      /V\/Limiter: plans.team.users: unknown field: use tenant, user, endpoints, outputReservation/,
+    ],
+    [
+      'a body limit is past what one Lambda invocation carries',
+      {
+        endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } }, maxBodyBytes: 6_000_000 } },
+      },
+      /endpoints\['\/v1\/chat\/completions'\].maxBodyBytes is 6000000; use at most 3000000: Lambda takes at most 6 MB/,
+    ],
+    [
+      'the authorizer reservation is not a whole number',
+      { authorizerReservedConcurrency: 0 },
+      /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/,
+    ],
   ])('throws when %s', (_name, overrides, message) => {
     expect(build(overrides)).toThrow(message);
   });
@@ -265,7 +433,10 @@ describe('prop validation', () => {
     const overrides: Partial<LlmRateLimiterProps> = {
       keyCacheTtl: Duration.minutes(5),
       stageName: 'my stage',
-      plans: { team: { users: [requestsPerMinute(5)] }, gold: { tenant: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] } } as never,
+      plans: {
+        team: { users: [requestsPerMinute(5)] },
+        gold: { tenant: [{ counts: 'requests', limit: { shape: 'fixed_window', limit: 10 } }] },
+      } as never,
       globalLimits: [requestsPerMinute(4)],
     };
     expect(build(overrides)).toThrow(
@@ -296,11 +467,20 @@ describe('several limiters in one app', () => {
     template.resourceCountIs('AWS::DynamoDB::Table', 2);
     template.resourceCountIs('AWS::SSM::Parameter', 2);
     // No physical names are fixed, so nothing clashes across stacks or environments.
-    for (const type of ['AWS::DynamoDB::Table', 'AWS::SSM::Parameter', 'AWS::Lambda::Function', 'AWS::CloudWatch::Dashboard']) {
-      for (const r of Object.values(template.findResources(type))) expect(r.Properties.TableName ?? r.Properties.Name ?? r.Properties.FunctionName ?? r.Properties.DashboardName).toBeUndefined();
+    for (const type of [
+      'AWS::DynamoDB::Table',
+      'AWS::SSM::Parameter',
+      'AWS::Lambda::Function',
+      'AWS::CloudWatch::Dashboard',
+    ]) {
+      for (const r of Object.values(template.findResources(type)))
+        expect(
+          r.Properties.TableName ?? r.Properties.Name ?? r.Properties.FunctionName ?? r.Properties.DashboardName,
+        ).toBeUndefined();
     }
     // Each instance's functions carry their own configuration.
-    const code = (fn: lambda.Function) => (one.resolve((fn.node.defaultChild as lambda.CfnFunction).code) as { s3Key: string }).s3Key;
+    const code = (fn: lambda.Function) =>
+      (one.resolve((fn.node.defaultChild as lambda.CfnFunction).code) as { s3Key: string }).s3Key;
     expect(code(staging.authorizerFunction)).not.toBe(code(canary.authorizerFunction));
     expect(code(staging.proxyFunction)).not.toBe(code(canary.proxyFunction));
   });

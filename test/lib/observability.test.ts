@@ -9,14 +9,18 @@ function synth(overrides: Partial<LlmRateLimiterProps> = {}) {
   new LlmRateLimiter(stack, 'Limiter', {
     upstreamBaseUrl: 'https://api.openai.com/v1',
     upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'k'),
-    endpoints: { '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+    endpoints: {
+      '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+    },
     plans: { team: { tenant: [tokensPerDay(100_000)], user: [requestsPerMinute(60)] } },
     ...overrides,
   });
   return Template.fromStack(stack);
 }
 
-const alarmsOf = (t: Template) => Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties as Record<string, any>);
+const alarmsOf = (t: Template) =>
+  // biome-ignore lint/suspicious/noExplicitAny: a synthesized template's properties are free-form JSON, read field by field
+  Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties as Record<string, any>);
 
 describe('observability', () => {
   it('with metricsByTenant, publishes the tenant as a dimension and graphs tokens and spend per tenant from metrics', () => {
@@ -31,26 +35,74 @@ describe('observability', () => {
     const t = synth();
     t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
-    for (const title of ['admitted vs denied', 'Denials by layer and code', 'Tokens and spend per tenant', 'Top endpoints', 'Settlement failures', 'Authorizer latency p99']) expect(body).toContain(title);
+    for (const title of [
+      'admitted vs denied',
+      'Denials by layer and code',
+      'Tokens and spend per tenant',
+      'Top endpoints',
+      'Settlement failures',
+      'Authorizer latency p99',
+    ])
+      expect(body).toContain(title);
     // Tenants are ranked from the proxy's log lines (no per-tenant metrics by default); metric searches use the dimensions emitted.
     expect(body).toContain('stats sum(TokensSettled) as tokens, sum(MicroUsdSettled) / 1000000 as usd by Tenant');
     expect(body).toContain("SEARCH('{LlmRateLimiter,Function,Endpoint,Model} MetricName=");
     expect(body).not.toContain('Function,Tenant,Endpoint,Model');
     expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"false"');
     const alarms = alarmsOf(t);
-    expect(alarms.map((a) => a.MetricName).sort()).toEqual(['BrakeMirrorStale', 'BrakeUnreadable', 'Decisions', 'Decisions', 'LimiterUnavailable', 'MicroUsdSettled', 'SettleFailures', 'TenantMisconfigured', 'UsageRejected']);
+    expect(alarms.map((a) => a.MetricName).sort()).toEqual([
+      'BrakeMirrorStale',
+      'BrakeUnreadable',
+      'Decisions',
+      'Decisions',
+      'LimiterUnavailable',
+      'MicroUsdSettled',
+      'SettleFailures',
+      'TenantMisconfigured',
+      'UsageRejected',
+    ]);
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
-    expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'authorizer' }] });
-    expect(alarms.find((a) => a.MetricName === 'BrakeUnreadable')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'brake' }] });
-    expect(alarms.find((a) => a.MetricName === 'UsageRejected')).toMatchObject({ Threshold: 1, Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'proxy' }] });
-    expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')).toMatchObject({ Threshold: 100_000_000, Period: 3600, Statistic: 'Sum', Namespace: 'LlmRateLimiter', Dimensions: [{ Name: 'Function', Value: 'proxy' }] });
+    expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({
+      Threshold: 1,
+      Namespace: 'LlmRateLimiter',
+      Dimensions: [{ Name: 'Function', Value: 'authorizer' }],
+    });
+    expect(alarms.find((a) => a.MetricName === 'BrakeUnreadable')).toMatchObject({
+      Threshold: 1,
+      Namespace: 'LlmRateLimiter',
+      Dimensions: [{ Name: 'Function', Value: 'brake' }],
+    });
+    expect(alarms.find((a) => a.MetricName === 'UsageRejected')).toMatchObject({
+      Threshold: 1,
+      Namespace: 'LlmRateLimiter',
+      Dimensions: [{ Name: 'Function', Value: 'proxy' }],
+    });
+    expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')).toMatchObject({
+      Threshold: 100_000_000,
+      Period: 3600,
+      Statistic: 'Sum',
+      Namespace: 'LlmRateLimiter',
+      Dimensions: [{ Name: 'Function', Value: 'proxy' }],
+    });
     expect(alarms.every((a) => JSON.stringify(a.AlarmActions).includes('LimiterObservabilityAlarms'))).toBe(true);
     t.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
     expect(Object.keys(t.findOutputs('*')).join()).toContain('AlarmTopicArn');
   });
 
   it('lets props tune an alarm or turn it off', () => {
-    const alarms = alarmsOf(synth({ alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, brakeEngaged: false, brakeUnreadable: false, usageRejected: false, brakeMirrorStale: false, tenantMisconfigured: false } }));
+    const alarms = alarmsOf(
+      synth({
+        alarms: {
+          spendPerHourUsd: 25,
+          denialsPerFiveMinutes: false,
+          brakeEngaged: false,
+          brakeUnreadable: false,
+          usageRejected: false,
+          brakeMirrorStale: false,
+          tenantMisconfigured: false,
+        },
+      }),
+    );
     expect(alarms).toHaveLength(3);
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')!.Threshold).toBe(25_000_000);
   });
@@ -60,19 +112,43 @@ describe('observability', () => {
     const auto = alarmsOf(t).find((a) => String(a.AlarmDescription).startsWith('Automatic brake'))!;
     expect(auto).toMatchObject({ Threshold: 300_000_000, MetricName: 'MicroUsdSettled' });
     expect(JSON.stringify(auto.AlarmActions)).toContain('AutoBrake');
-    const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.includes('AutoBrake'))![1].Properties;
+    const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.includes('AutoBrake'))![1]
+      .Properties;
     expect(fn.Environment.Variables).toMatchObject({ BRAKE_FOR_SECONDS: '1800' });
-    t.hasResourceProperties('AWS::Lambda::Permission', { Principal: 'lambda.alarms.cloudwatch.amazonaws.com', Action: 'lambda:InvokeFunction' });
-    const policies = Object.entries(t.findResources('AWS::IAM::Policy')).filter(([, p]) => JSON.stringify(p.Properties.Roles).includes('AutoBrakeRole'));
-    const statements = policies.flatMap(([, p]) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[]);
-    expect(statements.flatMap((s) => ([] as string[]).concat(s.Action)).sort()).toEqual(['logs:CreateLogStream', 'logs:PutLogEvents', 'ssm:PutParameter']);
+    t.hasResourceProperties('AWS::Lambda::Permission', {
+      Principal: 'lambda.alarms.cloudwatch.amazonaws.com',
+      Action: 'lambda:InvokeFunction',
+    });
+    const policies = Object.entries(t.findResources('AWS::IAM::Policy')).filter(([, p]) =>
+      JSON.stringify(p.Properties.Roles).includes('AutoBrakeRole'),
+    );
+    const statements = policies.flatMap(
+      ([, p]) => p.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown }[],
+    );
+    expect(statements.flatMap((s) => ([] as string[]).concat(s.Action)).sort()).toEqual([
+      'logs:CreateLogStream',
+      'logs:PutLogEvents',
+      'ssm:PutParameter',
+    ]);
     expect(JSON.stringify(statements.find((s) => s.Action === 'ssm:PutParameter')!.Resource)).toContain('LimiterBrake');
   });
 
   it.each<[string, Partial<LlmRateLimiterProps>, RegExp]>([
-    ['the automatic brake threshold is not positive', { automaticBrake: { spendPerHourUsd: 0 } }, /automaticBrake.spendPerHourUsd is 0; give a positive number/],
-    ['the automatic brake holds longer than a week', { automaticBrake: { spendPerHourUsd: 10, brakeFor: Duration.days(30) } }, /automaticBrake.brakeFor is 30 days; use at most 7 days/],
-    ['an alarm threshold is negative', { alarms: { denialsPerFiveMinutes: -5 } }, /alarms.denialsPerFiveMinutes is -5; give a positive threshold, or false/],
+    [
+      'the automatic brake threshold is not positive',
+      { automaticBrake: { spendPerHourUsd: 0 } },
+      /automaticBrake.spendPerHourUsd is 0; give a positive number/,
+    ],
+    [
+      'the automatic brake holds longer than a week',
+      { automaticBrake: { spendPerHourUsd: 10, brakeFor: Duration.days(30) } },
+      /automaticBrake.brakeFor is 30 days; use at most 7 days/,
+    ],
+    [
+      'an alarm threshold is negative',
+      { alarms: { denialsPerFiveMinutes: -5 } },
+      /alarms.denialsPerFiveMinutes is -5; give a positive threshold, or false/,
+    ],
   ])('throws when %s', (_name, overrides, message) => {
     expect(() => synth(overrides)).toThrow(message);
   });

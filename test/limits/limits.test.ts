@@ -12,7 +12,18 @@ import { lambdaContext, proxyEvent } from '../support/events';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(
-  JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1000)], user: [requestsPerMinute(5)], endpoints: { [CHAT]: [requestsPerMinute(50)] } } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })),
+  JSON.parse(
+    JSON.stringify({
+      plans: {
+        team: {
+          tenant: [tokensPerDay(1000)],
+          user: [requestsPerMinute(5)],
+          endpoints: { [CHAT]: [requestsPerMinute(50)] },
+        },
+      },
+      endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+    }),
+  ),
 );
 
 /** A tenant on plan 'team', and a limiter whose bucket time stands still (every figure is exact). */
@@ -31,7 +42,14 @@ describe('GET /v1/limits', () => {
   it("answers the caller's plan and every limit with limit, remaining and reset, spending nothing", async () => {
     const { client, tenant, ns, store, limiter } = await setup(config);
     await limiter.admit({ tenant, user: 'ann' }, { id: tenant, plan: 'team' }, CHAT);
-    const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
+    const handler = createLimitsHandler({
+      config,
+      store,
+      limiter,
+      directory: new Directory({ client, tableName: tableName() }),
+      namespace: ns,
+      log: () => {},
+    });
     const event = proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } });
     const first = await handler({ ...event, httpMethod: 'GET', body: null }, lambdaContext('limits'));
     const second = await handler({ ...event, httpMethod: 'GET', body: null }, lambdaContext('limits'));
@@ -40,9 +58,22 @@ describe('GET /v1/limits', () => {
     const body = JSON.parse(first.body);
     expect(body).toMatchObject({ tenant, user: 'ann', plan: 'team' });
     expect(body.limits).toEqual([
-      expect.objectContaining({ layer: 'tenant', code: 'tenant_tokens_per_day', counts: 'tokens', limit: 1000, remaining: 1000, windowSeconds: 86_400 }),
+      expect.objectContaining({
+        layer: 'tenant',
+        code: 'tenant_tokens_per_day',
+        counts: 'tokens',
+        limit: 1000,
+        remaining: 1000,
+        windowSeconds: 86_400,
+      }),
       expect.objectContaining({ layer: 'user', code: 'user_requests_per_minute', limit: 5, remaining: 4 }),
-      expect.objectContaining({ layer: 'endpoint', code: 'endpoint_requests_per_minute', route: CHAT, limit: 50, remaining: 49 }),
+      expect.objectContaining({
+        layer: 'endpoint',
+        code: 'endpoint_requests_per_minute',
+        route: CHAT,
+        limit: 50,
+        remaining: 49,
+      }),
     ]);
     expect(body.limits[1].resetSeconds).toBeGreaterThan(0);
     // The user's 4 of 5 is the smallest share left.
@@ -50,15 +81,55 @@ describe('GET /v1/limits', () => {
   });
 
   it('shows the global limits summed over their shards, usd in dollars, and which limit is closest', async () => {
-    const withGlobal = parseConfig(JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(1000)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } }, global: { limits: [usdPerDay(50)], shards: 4 } })));
+    const withGlobal = parseConfig(
+      JSON.parse(
+        JSON.stringify({
+          plans: { team: { tenant: [tokensPerDay(1000)] } },
+          endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+          global: { limits: [usdPerDay(50)], shards: 4 },
+        }),
+      ),
+    );
     const { client, tenant, ns, frozen, store, limiter } = await setup(withGlobal);
     // $10 spent through each of the 4 shards: the system has $10 of $50 left, the closest limit.
     for (let shard = 0; shard < 4; shard++) {
-      await limiter.settle(`${ns}-r${shard}`, { identity: { tenant, user: 'ann' }, tenant: { id: tenant, plan: 'team' }, route: CHAT, shard, reserved: { tokens: 0, microUsd: 0 }, failedOpen: [], admittedAt: frozen }, { tokens: 0, microUsd: 10_000_000 });
+      await limiter.settle(
+        `${ns}-r${shard}`,
+        {
+          identity: { tenant, user: 'ann' },
+          tenant: { id: tenant, plan: 'team' },
+          route: CHAT,
+          shard,
+          reserved: { tokens: 0, microUsd: 0 },
+          failedOpen: [],
+          admittedAt: frozen,
+        },
+        { tokens: 0, microUsd: 10_000_000 },
+      );
     }
-    const handler = createLimitsHandler({ config: withGlobal, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
-    const body = JSON.parse((await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } }), httpMethod: 'GET', body: null }, lambdaContext('limits'))).body);
-    expect(body.limits).toContainEqual(expect.objectContaining({ layer: 'global', code: 'global_usd_per_day', unit: 'usd', limit: 50, remaining: 10 }));
+    const handler = createLimitsHandler({
+      config: withGlobal,
+      store,
+      limiter,
+      directory: new Directory({ client, tableName: tableName() }),
+      namespace: ns,
+      log: () => {},
+    });
+    const body = JSON.parse(
+      (
+        await handler(
+          {
+            ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } }),
+            httpMethod: 'GET',
+            body: null,
+          },
+          lambdaContext('limits'),
+        )
+      ).body,
+    );
+    expect(body.limits).toContainEqual(
+      expect.objectContaining({ layer: 'global', code: 'global_usd_per_day', unit: 'usd', limit: 50, remaining: 10 }),
+    );
     expect(body.closest).toBe('global_usd_per_day');
   });
 
@@ -66,22 +137,54 @@ describe('GET /v1/limits', () => {
   it('answers 401 without an identity and 500 tenant_unknown for a tenant that does not exist', async () => {
     const client = localClient(dynamoEndpoint());
     const store = testStore();
-    const handler = createLimitsHandler({ config, store, limiter: new Limiter({ store, config, log: () => {} }), directory: new Directory({ client, tableName: tableName() }), log: () => {} });
-    expect((await handler({ ...proxyEvent({ route: '/v1/limits' }), httpMethod: 'GET' }, lambdaContext('limits'))).statusCode).toBe(401);
-    const missing = await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant: uniqueKey('t'), user: 'x' } }), httpMethod: 'GET' }, lambdaContext('limits'));
+    const handler = createLimitsHandler({
+      config,
+      store,
+      limiter: new Limiter({ store, config, log: () => {} }),
+      directory: new Directory({ client, tableName: tableName() }),
+      log: () => {},
+    });
+    expect(
+      (await handler({ ...proxyEvent({ route: '/v1/limits' }), httpMethod: 'GET' }, lambdaContext('limits')))
+        .statusCode,
+    ).toBe(401);
+    const missing = await handler(
+      { ...proxyEvent({ route: '/v1/limits', authorizer: { tenant: uniqueKey('t'), user: 'x' } }), httpMethod: 'GET' },
+      lambdaContext('limits'),
+    );
     expect(missing.statusCode).toBe(500);
     expect(JSON.parse(missing.body).error).toMatchObject({ type: 'api_error', code: 'tenant_unknown' });
   });
 });
 
 describe('the usage page and the brake, without a browser', () => {
-  it("reports the brake as people should see it: engaged, why and until when, or released", async () => {
+  it('reports the brake as people should see it: engaged, why and until when, or released', async () => {
     const { client, tenant, ns, store, limiter } = await setup(config);
     const until = new Date(Date.now() + 3_600_000).toISOString();
     let value = JSON.stringify({ enabled: true, reason: 'provider outage', until });
     const brake = new Brake({ parameterName: '/brake', reader: async () => ({ value, source: 'mirror' }), cacheMs: 0 });
-    const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), brake, namespace: ns, log: () => {} });
-    const read = async () => JSON.parse((await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } }), httpMethod: 'GET', body: null }, lambdaContext('limits'))).body);
+    const handler = createLimitsHandler({
+      config,
+      store,
+      limiter,
+      directory: new Directory({ client, tableName: tableName() }),
+      brake,
+      namespace: ns,
+      log: () => {},
+    });
+    const read = async () =>
+      JSON.parse(
+        (
+          await handler(
+            {
+              ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' } }),
+              httpMethod: 'GET',
+              body: null,
+            },
+            lambdaContext('limits'),
+          )
+        ).body,
+      );
     expect((await read()).brake).toEqual({ engaged: true, reason: 'provider outage', until });
     value = 'off';
     expect((await read()).brake).toEqual({ engaged: false });
@@ -89,14 +192,35 @@ describe('the usage page and the brake, without a browser', () => {
 
   it('serves GET /v1/usage without an identity or any data, and GET /v1/limits as the page only to clients that prefer HTML', async () => {
     const { client, tenant, ns, store, limiter } = await setup(config);
-    const handler = createLimitsHandler({ config, store, limiter, directory: new Directory({ client, tableName: tableName() }), namespace: ns, log: () => {} });
-    const page = await handler({ ...proxyEvent({ route: '/v1/usage' }), httpMethod: 'GET', body: null }, lambdaContext('limits'));
+    const handler = createLimitsHandler({
+      config,
+      store,
+      limiter,
+      directory: new Directory({ client, tableName: tableName() }),
+      namespace: ns,
+      log: () => {},
+    });
+    const page = await handler(
+      { ...proxyEvent({ route: '/v1/usage' }), httpMethod: 'GET', body: null },
+      lambdaContext('limits'),
+    );
     expect(page.statusCode).toBe(200);
     expect(page.headers).toMatchObject({ 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
     expect(page.body).toContain('<script type="application/json" id="usage-data"></script>');
     // No asset from anywhere: every src/href in the page is absent.
     expect(page.body).not.toMatch(/\s(src|href)=/);
-    const asBrowser = await handler({ ...proxyEvent({ route: '/v1/limits', authorizer: { tenant, user: 'ann' }, headers: { Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } }), httpMethod: 'GET', body: null }, lambdaContext('limits'));
+    const asBrowser = await handler(
+      {
+        ...proxyEvent({
+          route: '/v1/limits',
+          authorizer: { tenant, user: 'ann' },
+          headers: { Accept: 'text/html,application/xhtml+xml,*/*;q=0.8' },
+        }),
+        httpMethod: 'GET',
+        body: null,
+      },
+      lambdaContext('limits'),
+    );
     expect(asBrowser.headers?.['content-type']).toBe('text/html; charset=utf-8');
     expect(asBrowser.body).toContain(`"tenant":"${tenant}"`);
   });

@@ -25,7 +25,10 @@ const config = parseConfig(
         team: {
           // Windows long and refills slow enough that every figure is exact while the test runs.
           tenant: [tokens(tokenBucket(100_000, 0.001), { name: 'budget' })],
-          user: [requests(slidingWindow(3, '1 h', 6)), requests(slidingWindow(2, '1 h', 6), { name: 'trial', shadow: true })],
+          user: [
+            requests(slidingWindow(3, '1 h', 6)),
+            requests(slidingWindow(2, '1 h', 6), { name: 'trial', shadow: true }),
+          ],
           outputReservation: 100,
         },
       },
@@ -48,30 +51,67 @@ interface LimitJson {
 let local: LocalStack;
 let browser: Browser;
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not at ${CHROMIUM}: apt-get install chromium (.ci/run does), or set CHROMIUM_PATH`);
-  local = await startLocal({ port: 0, config, brakeCacheTtlSeconds: 1, apiKey: 'sk-lrl-local-usage-page-0000001', summary: () => {} });
+  if (!existsSync(CHROMIUM))
+    throw new Error(`Chromium is not at ${CHROMIUM}: apt-get install chromium (.ci/run does), or set CHROMIUM_PATH`);
+  local = await startLocal({
+    port: 0,
+    config,
+    brakeCacheTtlSeconds: 1,
+    apiKey: 'sk-lrl-local-usage-page-0000001',
+    summary: () => {},
+  });
   // As root in a closed network: no sandbox, and none of Chromium's own background connections.
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
 }, 90_000);
 afterAll(async () => {
   await browser?.close();
   await local?.stop();
 });
 
-const cliArgs = () => ['--table', local.tableName, '--brake-parameter', local.brakeParameterName, '--dynamodb-endpoint', local.dynamoEndpoint, '--ssm-endpoint', local.ssmEndpoint];
+const cliArgs = () => [
+  '--table',
+  local.tableName,
+  '--brake-parameter',
+  local.brakeParameterName,
+  '--dynamodb-endpoint',
+  local.dynamoEndpoint,
+  '--ssm-endpoint',
+  local.ssmEndpoint,
+];
 const quiet = { out: () => {}, err: () => {} };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function newKey(user: string): Promise<string> {
   const key = `sk-lrl-usage-page-${user}-${Math.random().toString(36).slice(2, 12)}`;
-  await putApiKey(localClient(local.dynamoEndpoint), local.tableName, key, { tenant: local.tenant, user, status: 'active' });
+  await putApiKey(localClient(local.dynamoEndpoint), local.tableName, key, {
+    tenant: local.tenant,
+    user,
+    status: 'active',
+  });
   return key;
 }
 
 const chat = (key: string) =>
-  fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 }) });
+  fetch(`${local.baseUrl}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 }),
+  });
 
-async function limitsJson(key: string): Promise<{ limits: LimitJson[]; closest: string; brake?: { engaged: boolean; reason?: string } }> {
+async function limitsJson(
+  key: string,
+): Promise<{ limits: LimitJson[]; closest: string; brake?: { engaged: boolean; reason?: string } }> {
   const response = await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${key}` } });
   expect(response.status).toBe(200);
   return response.json() as Promise<{ limits: LimitJson[]; closest: string }>;
@@ -123,7 +163,12 @@ describe('the usage page, in Chromium', () => {
 
     expect(shown.map((m) => m.code)).toEqual(json.limits.map((l) => l.code));
     for (const [i, l] of json.limits.entries()) {
-      expect(shown[i]).toMatchObject({ limit: l.limit, remaining: l.remaining, used: l.limit - l.remaining, meterNow: l.limit - l.remaining });
+      expect(shown[i]).toMatchObject({
+        limit: l.limit,
+        remaining: l.remaining,
+        used: l.limit - l.remaining,
+        meterNow: l.limit - l.remaining,
+      });
       // Read a moment apart: a reset counts down between the page's read and this one.
       expect(Math.abs(shown[i]!.reset - l.resetSeconds), l.code).toBeLessThanOrEqual(1);
     }
@@ -199,7 +244,9 @@ describe('the usage page, in Chromium', () => {
     expect(response?.headers()['content-type']).toContain('text/html');
     // The data came with the page: the meters are there without a key being pasted.
     const shown = await meters(page);
-    expect(shown.map((m) => [m.code, m.remaining])).toEqual((await limitsJson(key)).limits.map((l) => [l.code, l.remaining]));
+    expect(shown.map((m) => [m.code, m.remaining])).toEqual(
+      (await limitsJson(key)).limits.map((l) => [l.code, l.remaining]),
+    );
     expect(problems).toEqual([]);
     await page.close();
     // An SDK (Accept: application/json) or curl (*/*) still gets JSON.
@@ -218,7 +265,10 @@ describe('the usage page, in Chromium', () => {
     await page.click('button[type="submit"]');
     await page.waitForSelector('#status[data-kind="limited"]');
     const said = (await page.textContent('#status')) ?? '';
-    const wait = /^Too many usage checks: try again in (\d+) s\. \(Too many requests for your limits \(user_requests_limits_per_minute\): retry after (\d+) s\.\)$/.exec(said);
+    const wait =
+      /^Too many usage checks: try again in (\d+) s\. \(Too many requests for your limits \(user_requests_limits_per_minute\): retry after (\d+) s\.\)$/.exec(
+        said,
+      );
     expect(wait, said).not.toBeNull();
     // The wait the page gives is the 429's own Retry-After: a one-minute window, counted in slots.
     expect(wait![1]).toBe(wait![2]);

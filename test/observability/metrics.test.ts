@@ -18,11 +18,19 @@ import { authorizerEvent, lambdaContext, proxyEvent } from '../support/events';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(
-  JSON.parse(JSON.stringify({ plans: { team: { tenant: [tokensPerDay(100_000)], user: [requestsPerMinute(1)] } }, endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } } })),
+  JSON.parse(
+    JSON.stringify({
+      plans: { team: { tenant: [tokensPerDay(100_000)], user: [requestsPerMinute(1)] } },
+      endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+    }),
+  ),
 );
 
 interface EmfLine {
-  _aws: { Timestamp: number; CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit: string }[] }[] };
+  _aws: {
+    Timestamp: number;
+    CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string; Unit: string }[] }[];
+  };
   [key: string]: unknown;
 }
 
@@ -47,7 +55,8 @@ async function emitted(run: () => Promise<unknown>): Promise<EmfLine[]> {
     return parsed;
   });
 }
-const metricOf = (line: EmfLine) => Object.fromEntries(line._aws.CloudWatchMetrics[0]!.Metrics.map((m) => [m.Name, m.Unit]));
+const metricOf = (line: EmfLine) =>
+  Object.fromEntries(line._aws.CloudWatchMetrics[0]!.Metrics.map((m) => [m.Name, m.Unit]));
 
 async function setup() {
   const client = localClient(dynamoEndpoint());
@@ -60,9 +69,21 @@ async function setup() {
   const log = (e: Record<string, unknown>) => logs.push(e);
   const limiter = new Limiter({ store: testStore(), config, log, namespace: uniqueKey('ns') });
   const directory = new Directory({ client, tableName: tableName() });
-  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: brakeName, log });
+  const brake = new Brake({
+    client: new SSMClient({
+      endpoint: ssm.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    }),
+    parameterName: brakeName,
+    log,
+  });
   const authorizer = createHandler({ config, limiter, directory, brake, log });
-  const call = (key = apiKey) => authorizer(authorizerEvent({ headers: { Authorization: `Bearer ${key}` } }), lambdaContext()).catch((e: unknown) => e);
+  const call = (key = apiKey) =>
+    authorizer(authorizerEvent({ headers: { Authorization: `Bearer ${key}` } }), lambdaContext()).catch(
+      (e: unknown) => e,
+    );
   return { call, tenant, apiKey, logs, limiter, directory, brake, brakeName, log };
 }
 
@@ -73,7 +94,11 @@ describe('metrics in Embedded Metric Format', () => {
     try {
       const [admit] = await emitted(() => s.call());
       expect(admit).toMatchObject({ Function: 'authorizer', Outcome: 'allowed', Tenant: s.tenant });
-      expect(admit!._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([['Function', 'Outcome', 'Tenant'], ['Function'], ['Function', 'Outcome']]);
+      expect(admit!._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([
+        ['Function', 'Outcome', 'Tenant'],
+        ['Function'],
+        ['Function', 'Outcome'],
+      ]);
     } finally {
       delete process.env.METRICS_BY_TENANT;
     }
@@ -82,7 +107,13 @@ describe('metrics in Embedded Metric Format', () => {
   it('counts an admitted request, a denial with its layer and code, and an unknown key', async () => {
     const s = await setup();
     const [admit] = await emitted(() => s.call());
-    expect(admit).toMatchObject({ Function: 'authorizer', Outcome: 'allowed', Tenant: s.tenant, Decisions: 1, user: 'alice' });
+    expect(admit).toMatchObject({
+      Function: 'authorizer',
+      Outcome: 'allowed',
+      Tenant: s.tenant,
+      Decisions: 1,
+      user: 'alice',
+    });
     // The tenant is a field of the line (Logs Insights), not a dimension: per-tenant metrics are opt-in (metricsByTenant).
     expect(admit!._aws.CloudWatchMetrics[0]!.Dimensions).toEqual([['Function', 'Outcome'], ['Function']]);
     expect(metricOf(admit!)).toEqual({ Decisions: 'Count' });
@@ -97,7 +128,13 @@ describe('metrics in Embedded Metric Format', () => {
     const s = await setup();
     ssm.parameters.set(s.brakeName, { value: 'on', version: 1, modified: Date.now() });
     const [braked] = await emitted(() => s.call());
-    expect(braked).toMatchObject({ Function: 'authorizer', Outcome: 'denied', Layer: 'brake', Code: 'brake', Decisions: 1 });
+    expect(braked).toMatchObject({
+      Function: 'authorizer',
+      Outcome: 'denied',
+      Layer: 'brake',
+      Code: 'brake',
+      Decisions: 1,
+    });
     expect(braked!._aws.CloudWatchMetrics[0]!.Dimensions[0]).toEqual(['Function', 'Outcome', 'Layer', 'Code']);
   });
 
@@ -105,20 +142,48 @@ describe('metrics in Embedded Metric Format', () => {
     installLambdaStreamingGlobals();
     const s = await setup();
     const upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 10, completion_tokens: 5 } });
-    const proxyDeps = { config, limiter: s.limiter, directory: s.directory, brake: s.brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream-secret-000' }, settleBackoffMs: 1, settleAttempts: 2, log: s.log };
-    const event = () => proxyEvent({ body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a private prompt text' }] }, authorizer: { tenant: s.tenant, user: 'alice', shard: '0' } });
-    const settledLines = await emitted(() => invokeStreaming(createProxyHandler(proxyDeps), event(), lambdaContext('proxy')));
+    const proxyDeps = {
+      config,
+      limiter: s.limiter,
+      directory: s.directory,
+      brake: s.brake,
+      upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream-secret-000' },
+      settleBackoffMs: 1,
+      settleAttempts: 2,
+      log: s.log,
+    };
+    const event = () =>
+      proxyEvent({
+        body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a private prompt text' }] },
+        authorizer: { tenant: s.tenant, user: 'alice', shard: '0' },
+      });
+    const settledLines = await emitted(() =>
+      invokeStreaming(createProxyHandler(proxyDeps), event(), lambdaContext('proxy')),
+    );
     const settled = settledLines.find((l) => 'TokensSettled' in l)!;
-    expect(settled).toMatchObject({ Function: 'proxy', Tenant: s.tenant, Endpoint: CHAT, Model: 'gpt-4o-mini', TokensSettled: 15, MicroUsdSettled: 10 * 0.15 + 5 * 0.6, user: 'alice' });
+    expect(settled).toMatchObject({
+      Function: 'proxy',
+      Tenant: s.tenant,
+      Endpoint: CHAT,
+      Model: 'gpt-4o-mini',
+      TokensSettled: 15,
+      MicroUsdSettled: 10 * 0.15 + 5 * 0.6,
+      user: 'alice',
+    });
     expect(metricOf(settled)).toEqual({ TokensSettled: 'Count', MicroUsdSettled: 'None', ReservationError: 'Count' });
 
-    const failing = Object.assign(Object.create(Object.getPrototypeOf(s.limiter)), s.limiter, { settle: async () => Promise.reject(new StoreUnavailableError('TransactWriteItems', 'x')) });
-    const failedLines = await emitted(() => invokeStreaming(createProxyHandler({ ...proxyDeps, limiter: failing }), event(), lambdaContext('proxy')));
+    const failing = Object.assign(Object.create(Object.getPrototypeOf(s.limiter)), s.limiter, {
+      settle: async () => Promise.reject(new StoreUnavailableError('TransactWriteItems', 'x')),
+    });
+    const failedLines = await emitted(() =>
+      invokeStreaming(createProxyHandler({ ...proxyDeps, limiter: failing }), event(), lambdaContext('proxy')),
+    );
     expect(failedLines.filter((l) => 'SettleRetries' in l)).toHaveLength(2);
     expect(failedLines.find((l) => 'SettleFailures' in l)).toMatchObject({ Function: 'proxy', SettleFailures: 1 });
 
     const everything = JSON.stringify(lines) + JSON.stringify(s.logs);
-    for (const secret of [s.apiKey, 'sk-upstream-secret-000', 'a private prompt text', 'Hello there']) expect(everything).not.toContain(secret);
+    for (const secret of [s.apiKey, 'sk-upstream-secret-000', 'a private prompt text', 'Hello there'])
+      expect(everything).not.toContain(secret);
     await upstream.stop();
   });
 });
@@ -127,10 +192,28 @@ describe('the automatic brake', () => {
   it('sets the brake with the alarm as reason and an end when the alarm fires, and ignores other states', async () => {
     const name = `/auto/${uniqueKey('brake')}`;
     ssm.parameters.set(name, { value: 'off', version: 1, modified: Date.now() });
-    const deps = { ssm: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } }), parameterName: name, brakeForSeconds: 3600, clock: () => Date.parse('2026-11-27T12:00:00Z'), log: () => {} };
-    expect(await autoBrake({ alarmData: { alarmName: 'spend', state: { value: 'OK' } } }, deps)).toEqual({ braked: false });
+    const deps = {
+      ssm: new SSMClient({
+        endpoint: ssm.endpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      }),
+      parameterName: name,
+      brakeForSeconds: 3600,
+      clock: () => Date.parse('2026-11-27T12:00:00Z'),
+      log: () => {},
+    };
+    expect(await autoBrake({ alarmData: { alarmName: 'spend', state: { value: 'OK' } } }, deps)).toEqual({
+      braked: false,
+    });
     expect(ssm.parameters.get(name)!.value).toBe('off');
-    expect(await autoBrake({ alarmData: { alarmName: 'LlmRateLimiter-prod-spend', state: { value: 'ALARM' } } }, deps)).toEqual({ braked: true });
-    expect(parseBrake(ssm.parameters.get(name)!.value)).toEqual({ enabled: true, reason: 'automatic: LlmRateLimiter-prod-spend fired', until: Date.parse('2026-11-27T13:00:00Z') });
+    expect(
+      await autoBrake({ alarmData: { alarmName: 'LlmRateLimiter-prod-spend', state: { value: 'ALARM' } } }, deps),
+    ).toEqual({ braked: true });
+    expect(parseBrake(ssm.parameters.get(name)!.value)).toEqual({
+      enabled: true,
+      reason: 'automatic: LlmRateLimiter-prod-spend fired',
+      until: Date.parse('2026-11-27T13:00:00Z'),
+    });
   });
 });

@@ -26,7 +26,9 @@ async function installAndSynth(dir: string): Promise<Template> {
   const explain = await inApp(dir, 'npm', ['explain', 'esbuild']).catch(() => ({ stdout: '' }));
   // The package brings no bundler (the template's own tsx may): nothing bundles at the user's synth.
   expect(explain.stdout).not.toContain('llm-rate-limiter');
-  const installed = JSON.parse(readFileSync(join(dir, 'node_modules', 'llm-rate-limiter', 'package.json'), 'utf8')) as { dependencies?: object };
+  const installed = JSON.parse(readFileSync(join(dir, 'node_modules', 'llm-rate-limiter', 'package.json'), 'utf8')) as {
+    dependencies?: object;
+  };
   expect(installed.dependencies ?? {}).toEqual({});
   const synth = await synthApp(dir);
   expect(`${synth.stdout}${synth.stderr}`).not.toMatch(/Bundling asset/);
@@ -34,17 +36,32 @@ async function installAndSynth(dir: string): Promise<Template> {
 }
 
 function expectTheLimiter(dir: string, template: Template): void {
-  const of = (type: string) => Object.values(template.Resources).filter((r) => r.Type === type).map((r) => r.Properties);
+  const of = (type: string) =>
+    Object.values(template.Resources)
+      .filter((r) => r.Type === type)
+      .map((r) => r.Properties);
   const methods = of('AWS::ApiGateway::Method');
-  expect(methods.filter((m) => m.HttpMethod === 'POST').map((m) => (m.Integration as { ResponseTransferMode?: string }).ResponseTransferMode)).toEqual(['STREAM']);
-  expect(of('AWS::ApiGateway::Authorizer')).toEqual([expect.objectContaining({ Type: 'REQUEST', AuthorizerResultTtlInSeconds: 0 })]);
-  expect(of('AWS::ApiGateway::GatewayResponse')).toContainEqual(expect.objectContaining({ ResponseType: 'ACCESS_DENIED', StatusCode: '429' }));
+  expect(
+    methods
+      .filter((m) => m.HttpMethod === 'POST')
+      .map((m) => (m.Integration as { ResponseTransferMode?: string }).ResponseTransferMode),
+  ).toEqual(['STREAM']);
+  expect(of('AWS::ApiGateway::Authorizer')).toEqual([
+    expect.objectContaining({ Type: 'REQUEST', AuthorizerResultTtlInSeconds: 0 }),
+  ]);
+  expect(of('AWS::ApiGateway::GatewayResponse')).toContainEqual(
+    expect.objectContaining({ ResponseType: 'ACCESS_DENIED', StatusCode: '429' }),
+  );
   expect(of('AWS::DynamoDB::Table')).toHaveLength(1);
   expect(of('AWS::SSM::Parameter')).toEqual([expect.objectContaining({ Value: 'off' })]);
   const functions = of('AWS::Lambda::Function').filter((f) => String(f.Description).startsWith('LLM rate limiter'));
   expect(functions).toHaveLength(5); // authorizer, proxy, limits, brake mirror, config publisher
   for (const fn of functions) {
-    expect(fn).toMatchObject({ Runtime: 'nodejs22.x', Handler: 'index.handler', Code: { S3Key: expect.stringMatching(/^[0-9a-f]{64}\.zip$/) } });
+    expect(fn).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Handler: 'index.handler',
+      Code: { S3Key: expect.stringMatching(/^[0-9a-f]{64}\.zip$/) },
+    });
     // Each function's asset is the prebuilt handler, with the configuration beside it where it decides requests.
     const asset = join(dir, 'cdk.out', `asset.${String((fn.Code as { S3Key: string }).S3Key).replace('.zip', '')}`);
     if (String(fn.Description).includes('brake parameter')) {
@@ -73,6 +90,8 @@ describe('installed into a new CDK app (cdk init app --language typescript)', ()
   it('synthesises with the lowest aws-cdk-lib it supports (2.230.0, the first with REST response streaming)', async () => {
     const dir = await newUserApp(work, 'oldestapp', 'commonjs', { 'aws-cdk-lib': '2.230.0' });
     expectTheLimiter(dir, await installAndSynth(dir));
-    expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'aws-cdk-lib', 'package.json'), 'utf8')).version).toBe('2.230.0');
+    expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'aws-cdk-lib', 'package.json'), 'utf8')).version).toBe(
+      '2.230.0',
+    );
   }, 300_000);
 });

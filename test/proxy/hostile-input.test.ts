@@ -31,8 +31,18 @@ const configFor = (userTokensPerMinute: number): LimiterConfig =>
   parseConfig(
     JSON.parse(
       JSON.stringify({
-        plans: { team: { user: [tokens(tokenBucket(userTokensPerMinute, userTokensPerMinute / 60))], outputReservation: OUTPUT_RESERVATION } },
-        endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6, partTokens: PARTS } }, maxBodyBytes: 1_048_576 } },
+        plans: {
+          team: {
+            user: [tokens(tokenBucket(userTokensPerMinute, userTokensPerMinute / 60))],
+            outputReservation: OUTPUT_RESERVATION,
+          },
+        },
+        endpoints: {
+          [CHAT]: {
+            models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6, partTokens: PARTS } },
+            maxBodyBytes: 1_048_576,
+          },
+        },
       }),
     ),
   );
@@ -68,15 +78,37 @@ async function harness(userTokensPerMinute: number) {
   const logs: Record<string, unknown>[] = [];
   const log = (e: Record<string, unknown>) => logs.push(e);
   const limiter = new Limiter({ store, config, log, namespace: ns });
-  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: `/test/${uniqueKey('brake')}`, log });
-  const handler = createProxyHandler({ config, limiter, directory: new Directory({ client, tableName: tableName() }), brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-test' }, settleBackoffMs: 5, log, metrics: () => {} });
+  const brake = new Brake({
+    client: new SSMClient({
+      endpoint: ssm.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    }),
+    parameterName: `/test/${uniqueKey('brake')}`,
+    log,
+  });
+  const handler = createProxyHandler({
+    config,
+    limiter,
+    directory: new Directory({ client, tableName: tableName() }),
+    brake,
+    upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-test' },
+    settleBackoffMs: 5,
+    log,
+    metrics: () => {},
+  });
   const auth = { tenant, user: 'mallory', shard: '0' };
-  const send = (body: unknown) => invokeStreaming(handler, proxyEvent({ body, authorizer: auth }), lambdaContext('proxy'));
-  const sendRaw = (raw: string) => invokeStreaming(handler, proxyEvent({ raw, authorizer: auth }), lambdaContext('proxy'));
+  const send = (body: unknown) =>
+    invokeStreaming(handler, proxyEvent({ body, authorizer: auth }), lambdaContext('proxy'));
+  const sendRaw = (raw: string) =>
+    invokeStreaming(handler, proxyEvent({ raw, authorizer: auth }), lambdaContext('proxy'));
   const spec = config.plans.team!.user![0]!;
   /** Tokens the user's bucket holds as spent: capacity minus remaining, debt included. */
   const spent = async () => {
-    const outcome = await store.peekItem(layerKey.user({ tenant, user: 'mallory' }, ns), [{ name: bucketName(spec), limit: spec.limit, cost: 1 }]);
+    const outcome = await store.peekItem(layerKey.user({ tenant, user: 'mallory' }, ns), [
+      { name: bucketName(spec), limit: spec.limit, cost: 1 },
+    ]);
     return userTokensPerMinute - outcome.outcomes[0]!.decision.remaining;
   };
   return { send, sendRaw, spent, logs };
@@ -86,7 +118,11 @@ async function harness(userTokensPerMinute: number) {
 const bulkyFunction = (i: number, n: number) => ({
   name: `lookup_${i}`,
   description: 'Looks a record up by its identifier and returns every field of it. '.repeat(Math.ceil(n / 14)),
-  parameters: { type: 'object', properties: { id: { type: 'string', description: 'the identifier' } }, required: ['id'] },
+  parameters: {
+    type: 'object',
+    properties: { id: { type: 'string', description: 'the identifier' } },
+    required: ['id'],
+  },
 });
 const ask = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Find record 42.' }] };
 
@@ -112,11 +148,24 @@ describe('hidden tokens: 40 concurrent requests from one key, 20,000 tokens a mi
 
   it('prices image parts per model: a request whose images cannot fit is refused, smaller ones fit the limit', async () => {
     const h = await harness(20_000);
-    const image = (detail: 'low' | 'high') => ({ type: 'image_url', image_url: { url: 'https://example.com/cat.png', detail } });
-    const big = await h.send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, image('high')] }] });
+    const image = (detail: 'low' | 'high') => ({
+      type: 'image_url',
+      image_url: { url: 'https://example.com/cat.png', detail },
+    });
+    const big = await h.send({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, image('high')] }],
+    });
     expect(big.statusCode).toBe(400);
     expect(JSON.parse(big.body).error.code).toBe('request_too_large_for_limit');
-    const smalls = await Promise.all(Array.from({ length: 20 }, () => h.send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: [image('low'), image('low'), image('low')] }] })));
+    const smalls = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        h.send({
+          model: 'gpt-4o-mini',
+          messages: [{ role: 'user', content: [image('low'), image('low'), image('low')] }],
+        }),
+      ),
+    );
     const admitted = smalls.filter((r) => r.statusCode === 200).length;
     expect(admitted).toBe(2); // 3 x 2,833 + text and framing: two fit in 20,000
     expect(bills.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(20_000);
@@ -125,8 +174,18 @@ describe('hidden tokens: 40 concurrent requests from one key, 20,000 tokens a mi
 
 describe('bodies the counter cannot bound: 400 naming the part, nothing debited, no upstream call', () => {
   it.each([
-    ['an audio part the operators did not price', [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }], 'messages[0].content[0]', 'unsupported_content_part'],
-    ['an unknown part type', [{ type: 'video_url', video_url: { url: 'https://example.com/v.mp4' } }], 'messages[0].content[0].type', 'unsupported_content_part'],
+    [
+      'an audio part the operators did not price',
+      [{ type: 'input_audio', input_audio: { data: 'AAAA', format: 'wav' } }],
+      'messages[0].content[0]',
+      'unsupported_content_part',
+    ],
+    [
+      'an unknown part type',
+      [{ type: 'video_url', video_url: { url: 'https://example.com/v.mp4' } }],
+      'messages[0].content[0].type',
+      'unsupported_content_part',
+    ],
     ['a text part without text', [{ type: 'text' }], 'messages[0].content[0].text', 'invalid_value'],
   ])('%s', async (_name, content, param, code) => {
     const h = await harness(20_000);
@@ -161,13 +220,27 @@ describe('bodies the counter cannot bound: 400 naming the part, nothing debited,
 });
 
 // Random bodies: unicode everywhere, random extra fields and nesting, parts, tools, names.
-const text = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 60 }), fc.string({ unit: 'binary', maxLength: 60 }), fc.constantFrom('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', '          \n\n\n', '中文文本日本語', '🎉👩‍💻🎉'));
+const text = fc.oneof(
+  fc.string({ unit: 'grapheme', maxLength: 60 }),
+  fc.string({ unit: 'binary', maxLength: 60 }),
+  fc.constantFrom('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', '          \n\n\n', '中文文本日本語', '🎉👩‍💻🎉'),
+);
 const jsonish = fc.letrec((tie) => ({
-  value: fc.oneof({ depthSize: 'small', maxDepth: 6 }, text, fc.integer(), fc.boolean(), fc.constant(null), fc.array(tie('value'), { maxLength: 4 }), fc.dictionary(fc.string({ maxLength: 8 }), tie('value'), { maxKeys: 4 })),
+  value: fc.oneof(
+    { depthSize: 'small', maxDepth: 6 },
+    text,
+    fc.integer(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.array(tie('value'), { maxLength: 4 }),
+    fc.dictionary(fc.string({ maxLength: 8 }), tie('value'), { maxKeys: 4 }),
+  ),
 })).value;
 const part = fc.oneof(
   text.map((t) => ({ type: 'text', text: t })),
-  fc.constantFrom('low', 'high', 'auto').map((detail) => ({ type: 'image_url', image_url: { url: 'https://example.com/x.png', detail } })),
+  fc
+    .constantFrom('low', 'high', 'auto')
+    .map((detail) => ({ type: 'image_url', image_url: { url: 'https://example.com/x.png', detail } })),
   fc.constant({ type: 'file', file: { file_id: 'file-abc' } }),
 );
 const message = fc.record(

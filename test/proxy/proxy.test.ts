@@ -24,7 +24,9 @@ const USER_TOKENS = tokens(tokenBucket(10_000, 10_000 / 60));
 const config = parseConfig(
   JSON.parse(
     JSON.stringify({
-      plans: { team: { tenant: [tokensPerDay(1_000_000), usdPerDay(10)], user: [USER_TOKENS], outputReservation: 100 } },
+      plans: {
+        team: { tenant: [tokensPerDay(1_000_000), usdPerDay(10)], user: [USER_TOKENS], outputReservation: 100 },
+      },
       endpoints: {
         [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } }, maxBodyBytes: 4096 },
         [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
@@ -54,18 +56,79 @@ async function setup(behaviour: Behaviour = {}) {
   const store = testStore({ clock: () => frozen });
   const limiter = new Limiter({ store, config, log, namespace: ns });
   const brakeName = `/test/${uniqueKey('brake')}`;
-  const brake = new Brake({ client: new SSMClient({ endpoint: ssm.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 }), parameterName: brakeName, log });
-  const deps = { config, limiter, directory: new Directory({ client, tableName: tableName() }), brake, upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream-secret-123456', idleTimeoutMs: 2_000 }, settleBackoffMs: 5, log };
+  const brake = new Brake({
+    client: new SSMClient({
+      endpoint: ssm.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+      maxAttempts: 1,
+    }),
+    parameterName: brakeName,
+    log,
+  });
+  const deps = {
+    config,
+    limiter,
+    directory: new Directory({ client, tableName: tableName() }),
+    brake,
+    upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream-secret-123456', idleTimeoutMs: 2_000 },
+    settleBackoffMs: 5,
+    log,
+  };
   installLambdaStreamingGlobals();
   const handler = createProxyHandler(deps);
-  const auth = { tenant, user: 'alice', shard: '0', plan: 'team', limit: '60', remaining: '59', reset: '1', policy: '"user_requests_per_minute";q=60;w=60', rateLimit: '"user_requests_per_minute";r=59;t=1', requestsLimit: '60', requestsRemaining: '59', requestsResetMs: '1000' };
+  const auth = {
+    tenant,
+    user: 'alice',
+    shard: '0',
+    plan: 'team',
+    limit: '60',
+    remaining: '59',
+    reset: '1',
+    policy: '"user_requests_per_minute";q=60;w=60',
+    rateLimit: '"user_requests_per_minute";r=59;t=1',
+    requestsLimit: '60',
+    requestsRemaining: '59',
+    requestsResetMs: '1000',
+  };
   const send = (body: unknown, options: { route?: string; raw?: string; disconnectAfterChunks?: number } = {}) =>
-    invokeStreaming(handler, proxyEvent({ body, route: options.route ?? CHAT, authorizer: auth, ...(options.raw !== undefined ? { raw: options.raw } : {}) }), lambdaContext('proxy'), options);
+    invokeStreaming(
+      handler,
+      proxyEvent({
+        body,
+        route: options.route ?? CHAT,
+        authorizer: auth,
+        ...(options.raw !== undefined ? { raw: options.raw } : {}),
+      }),
+      lambdaContext('proxy'),
+      options,
+    );
   const identity = { tenant, user: 'alice' };
   /** Tokens spent on the user's per-minute bucket (capacity minus remaining, with the refill since taken out by a frozen test clock). */
-  const userRemaining = async () => (await store.peekItem(layerKey.user(identity, ns), [{ name: bucketName(USER_TOKENS), limit: USER_TOKENS.limit, cost: 1 }])).outcomes[0]!.decision.remaining;
-  const tenantRemaining = async () => (await store.peekItem(layerKey.tenant(identity, ns), [{ name: bucketName(tokensPerDay(1_000_000)), limit: tokensPerDay(1_000_000).limit, cost: 1 }])).outcomes[0]!.decision.remaining;
-  return { upstream, send, logs, limiter, userRemaining, tenantRemaining, identity, ns, setBrake: (v: string) => ssm.parameters.set(brakeName, { value: v, version: 1, modified: Date.now() }), deps };
+  const userRemaining = async () =>
+    (
+      await store.peekItem(layerKey.user(identity, ns), [
+        { name: bucketName(USER_TOKENS), limit: USER_TOKENS.limit, cost: 1 },
+      ])
+    ).outcomes[0]!.decision.remaining;
+  const tenantRemaining = async () =>
+    (
+      await store.peekItem(layerKey.tenant(identity, ns), [
+        { name: bucketName(tokensPerDay(1_000_000)), limit: tokensPerDay(1_000_000).limit, cost: 1 },
+      ])
+    ).outcomes[0]!.decision.remaining;
+  return {
+    upstream,
+    send,
+    logs,
+    limiter,
+    userRemaining,
+    tenantRemaining,
+    identity,
+    ns,
+    setBrake: (v: string) => ssm.parameters.set(brakeName, { value: v, version: 1, modified: Date.now() }),
+    deps,
+  };
 }
 
 const spent = (remaining: number) => 10_000 - remaining;
@@ -74,33 +137,65 @@ describe('streaming chat', () => {
   // Lambda ends an invocation at its timeout, settlement or not: the proxy stops the upstream
   // early enough to settle and close the stream itself (lambda/proxy/handler.ts SETTLE_MARGIN_MS).
   it('cuts off a stream that runs into the function timeout, settles at least the reservation, and says why, before the timeout', async () => {
-    const s = await setup({ words: Array.from({ length: 40 }, (_, i) => ` w${i}`), delayMs: 200, usage: { prompt_tokens: INPUT, completion_tokens: 40 } });
+    const s = await setup({
+      words: Array.from({ length: 40 }, (_, i) => ` w${i}`),
+      delayMs: 200,
+      usage: { prompt_tokens: INPUT, completion_tokens: 40 },
+    });
     const started = Date.now();
     const timeoutMs = 4_000;
-    const context = { ...lambdaContext('proxy'), getRemainingTimeInMillis: () => Math.max(0, started + timeoutMs - Date.now()) };
-    const res = await invokeStreaming(createProxyHandler(s.deps), proxyEvent({ body: { ...hello, stream: true }, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), context);
+    const context = {
+      ...lambdaContext('proxy'),
+      getRemainingTimeInMillis: () => Math.max(0, started + timeoutMs - Date.now()),
+    };
+    const res = await invokeStreaming(
+      createProxyHandler(s.deps),
+      proxyEvent({
+        body: { ...hello, stream: true },
+        authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' },
+      }),
+      context,
+    );
     const tookMs = Date.now() - started;
     expect(res.statusCode).toBe(200);
     expect(tookMs).toBeLessThan(timeoutMs);
     expect(res.body).toContain(' w0');
     expect(res.body).not.toContain(' w39');
     expect(res.body.trim().split('\n\n').at(-1)).toMatch(/"code":"stream_deadline"/);
-    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', why: 'invocation_deadline', result: 'settled' }));
+    expect(s.logs).toContainEqual(
+      expect.objectContaining({ outcome: 'settled', why: 'invocation_deadline', result: 'settled' }),
+    );
     // The provider may have generated past the cut: at least the reservation (input + 100) stays spent.
     expect(spent(await s.userRemaining())).toBeGreaterThanOrEqual(INPUT + 100);
   });
 
   it('streams chunks in order with rate-limit headers and settles the upstream usage', async () => {
-    const s = await setup({ words: ['Hello', ' there', '!'], usage: { prompt_tokens: INPUT - 1, completion_tokens: 3 } });
+    const s = await setup({
+      words: ['Hello', ' there', '!'],
+      usage: { prompt_tokens: INPUT - 1, completion_tokens: 3 },
+    });
     const res = await s.send({ ...hello, stream: true });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('text/event-stream');
-    expect(res.headers).toMatchObject({ 'x-ratelimit-limit-requests': '60', 'x-ratelimit-remaining-requests': '59', 'x-ratelimit-limit-tokens': '10000', 'RateLimit-Policy': '"user_requests_per_minute";q=60;w=60' });
+    expect(res.headers).toMatchObject({
+      'x-ratelimit-limit-requests': '60',
+      'x-ratelimit-remaining-requests': '59',
+      'x-ratelimit-limit-tokens': '10000',
+      'RateLimit-Policy': '"user_requests_per_minute";q=60;w=60',
+    });
     expect(Number(res.headers['x-ratelimit-remaining-tokens'])).toBe(10_000 - INPUT - 100);
     const events = res.body.split('\n\n').filter(Boolean);
-    expect(events.map((e) => (e === 'data: [DONE]' ? '[DONE]' : JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? 'stop'))).toEqual(['', 'Hello', ' there', '!', 'stop', '[DONE]']);
+    expect(
+      events.map((e) =>
+        e === 'data: [DONE]' ? '[DONE]' : (JSON.parse(e.slice(6)).choices[0]?.delta?.content ?? 'stop'),
+      ),
+    ).toEqual(['', 'Hello', ' there', '!', 'stop', '[DONE]']);
     // the upstream was asked for usage, with the secret key; the client did not ask, so the usage chunk was not forwarded
-    expect(s.upstream.requests[0]).toMatchObject({ path: '/v1/chat/completions', authorization: 'Bearer sk-upstream-secret-123456', body: { stream: true, stream_options: { include_usage: true } } });
+    expect(s.upstream.requests[0]).toMatchObject({
+      path: '/v1/chat/completions',
+      authorization: 'Bearer sk-upstream-secret-123456',
+      body: { stream: true, stream_options: { include_usage: true } },
+    });
     expect(res.body).not.toContain('"usage"');
     expect(spent(await s.userRemaining())).toBe(INPUT - 1 + 3);
     expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT - 1 + 3);
@@ -178,7 +273,11 @@ describe('upstream errors', () => {
     const s = await setup({ delayMs: 500 });
     s.deps.upstream = { ...s.deps.upstream, firstByteTimeoutMs: 100 } as never;
     const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, firstByteTimeoutMs: 100 } });
-    const res = await invokeStreaming(handler, proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'));
+    const res = await invokeStreaming(
+      handler,
+      proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }),
+      lambdaContext('proxy'),
+    );
     expect(res.statusCode).toBe(504);
     expect(JSON.parse(res.body).error.code).toBe('upstream_timeout');
     expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT + 100);
@@ -214,11 +313,21 @@ describe('bad input: 400 naming the field, nothing debited, no upstream call', (
     ['no model', { body: { messages: hello.messages } }, 'model', 'missing_required_parameter'],
     ['a model that is not allowed', { body: { ...hello, model: 'gpt-4-32k' } }, 'model', 'model_not_allowed'],
     ['no messages', { body: { model: 'gpt-4o-mini' } }, 'messages', 'missing_required_parameter'],
-    ['a message of the wrong type', { body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 42 }] } }, 'messages[0].content', 'invalid_value'],
+    [
+      'a message of the wrong type',
+      { body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 42 }] } },
+      'messages[0].content',
+      'invalid_value',
+    ],
     ['stream as a string', { body: { ...hello, stream: 'yes' } }, 'stream', 'invalid_value'],
     ['n > 1', { body: { ...hello, n: 2 } }, 'n', 'n_not_allowed'],
     ['a negative max_tokens', { body: { ...hello, max_tokens: -5 } }, 'max_tokens', 'invalid_value'],
-    ['a body over the size limit', { body: { ...hello, messages: [{ role: 'user', content: 'x'.repeat(5000) }] } }, null, 'request_too_large'],
+    [
+      'a body over the size limit',
+      { body: { ...hello, messages: [{ role: 'user', content: 'x'.repeat(5000) }] } },
+      null,
+      'request_too_large',
+    ],
   ])('%s', async (_name, request, param, code) => {
     const s = await setup();
     const res = await s.send((request as { body?: unknown }).body, request as { raw?: string });
@@ -233,7 +342,13 @@ describe('bad input: 400 naming the field, nothing debited, no upstream call', (
 describe('reservation', () => {
   it('answers 429 with the contract and calls no upstream when the tokens are not there', async () => {
     const s = await setup();
-    await s.limiter.reserve(s.identity, { id: s.identity.tenant, plan: 'team' }, CHAT, { tokens: 9_990, microUsd: 0 }, 0);
+    await s.limiter.reserve(
+      s.identity,
+      { id: s.identity.tenant, plan: 'team' },
+      CHAT,
+      { tokens: 9_990, microUsd: 0 },
+      0,
+    );
     const res = await s.send({ ...hello, stream: true });
     expect(res.statusCode).toBe(429);
     expect(JSON.parse(res.body).error).toMatchObject({ type: 'rate_limit_exceeded', code: 'user_tokens_per_minute' });
@@ -258,17 +373,40 @@ describe('reservation', () => {
     // 10,000-token bucket... with a bucket of 1,000 only a few fit, and their overrun is bounded.
     const s = await setup({ words: Array.from({ length: 300 }, () => ' x'), delayMs: 1 });
     const small = tokens(tokenBucket(1_000, 1_000 / 86_400));
-    const cfg = parseConfig({ ...JSON.parse(JSON.stringify(config)), plans: { team: { user: [small], outputReservation: 100 } } });
+    const cfg = parseConfig({
+      ...JSON.parse(JSON.stringify(config)),
+      plans: { team: { user: [small], outputReservation: 100 } },
+    });
     const frozen = Date.now();
-    const limiter = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: s.ns });
+    const limiter = new Limiter({
+      store: testStore({ clock: () => frozen }),
+      config: cfg,
+      log: () => {},
+      namespace: s.ns,
+    });
     const handler = createProxyHandler({ ...s.deps, config: cfg, limiter });
     const reserve = INPUT + 100;
-    const results = await Promise.all(Array.from({ length: 10 }, () => invokeStreaming(handler, proxyEvent({ body: { ...hello, stream: true }, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }), lambdaContext('proxy'))));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        invokeStreaming(
+          handler,
+          proxyEvent({
+            body: { ...hello, stream: true },
+            authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' },
+          }),
+          lambdaContext('proxy'),
+        ),
+      ),
+    );
     const admitted = results.filter((r) => r.statusCode === 200).length;
     expect(admitted).toBe(Math.floor(1_000 / reserve));
     expect(s.upstream.requests).toHaveLength(admitted);
     const used = admitted * (INPUT + countText(' x'.repeat(300), 'o200k_base'));
-    const remaining = (await testStore({ clock: () => frozen }).peekItem(layerKey.user(s.identity, s.ns), [{ name: bucketName(small), limit: small.limit, cost: 1 }])).outcomes[0]!.decision;
+    const remaining = (
+      await testStore({ clock: () => frozen }).peekItem(layerKey.user(s.identity, s.ns), [
+        { name: bucketName(small), limit: small.limit, cost: 1 },
+      ])
+    ).outcomes[0]!.decision;
     // Spend beyond the limit is the overrun of the admitted requests past their reservation: debt.
     expect(remaining.remaining).toBe(0);
     expect(used).toBeLessThanOrEqual(1_000 + admitted * (countText(' x'.repeat(300), 'o200k_base') - 100));
@@ -289,7 +427,9 @@ describe('settlement', () => {
     await s.send(hello);
     expect(1_000_000 - (await s.tenantRemaining())).toBe(11);
     expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settle_retry' }));
-    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', result: 'already-settled', attempts: 2 }));
+    expect(s.logs).toContainEqual(
+      expect.objectContaining({ outcome: 'settled', result: 'already-settled', attempts: 2 }),
+    );
     await s.upstream.stop();
   });
 });
@@ -308,7 +448,11 @@ describe('brake and secrets', () => {
   it('never puts the upstream key or the prompt into a log line or a response', async () => {
     const s = await setup({ usage: { prompt_tokens: 9, completion_tokens: 2 } });
     const secretPrompt = 'my-very-private-prompt-text';
-    const res = await s.send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: secretPrompt }], stream: true });
+    const res = await s.send({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: secretPrompt }],
+      stream: true,
+    });
     const logged = JSON.stringify(s.logs);
     expect(logged).not.toContain('sk-upstream-secret-123456');
     expect(logged).not.toContain(secretPrompt);
@@ -323,29 +467,59 @@ describe('usage the upstream reports is checked before it is settled', () => {
     ['no prompt_tokens', { completion_tokens: 3 }, INPUT + 3, ['prompt_tokens']],
     ['prompt_tokens as a string', { prompt_tokens: '10', completion_tokens: 3 }, INPUT + 3, ['prompt_tokens']],
     ['a negative completion', { prompt_tokens: INPUT, completion_tokens: -5 }, INPUT + answer, ['completion_tokens']],
-    ['a fractional completion', { prompt_tokens: INPUT, completion_tokens: 2.5 }, INPUT + answer, ['completion_tokens']],
-    ['more completion tokens than max_tokens allows', { prompt_tokens: INPUT, completion_tokens: 10_000_000 }, INPUT + answer, ['completion_tokens']],
-    ['more prompt tokens than the request holds', { prompt_tokens: 1_000_000, completion_tokens: 3 }, INPUT + 3, ['prompt_tokens']],
+    [
+      'a fractional completion',
+      { prompt_tokens: INPUT, completion_tokens: 2.5 },
+      INPUT + answer,
+      ['completion_tokens'],
+    ],
+    [
+      'more completion tokens than max_tokens allows',
+      { prompt_tokens: INPUT, completion_tokens: 10_000_000 },
+      INPUT + answer,
+      ['completion_tokens'],
+    ],
+    [
+      'more prompt tokens than the request holds',
+      { prompt_tokens: 1_000_000, completion_tokens: 3 },
+      INPUT + 3,
+      ['prompt_tokens'],
+    ],
     ['nulls', { prompt_tokens: null, completion_tokens: null }, INPUT + answer, ['prompt_tokens', 'completion_tokens']],
-  ])('%s: settles on the proxy’s own count, logged, whole numbers in the bucket', async (_name, usage, expected, fields) => {
-    for (const stream of [false, true]) {
-      const s = await setup({ words: ['Hello', ' there', '!'], usage });
-      const res = await s.send({ ...hello, max_tokens: 50, stream });
-      expect(res.statusCode).toBe(200);
-      expect(1_000_000 - (await s.tenantRemaining())).toBe(expected);
-      expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'usage_rejected', fields }));
-      expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', usedTokens: expected, result: 'settled' }));
-      await s.upstream.stop();
-    }
-  });
+  ])(
+    '%s: settles on the proxy’s own count, logged, whole numbers in the bucket',
+    async (_name, usage, expected, fields) => {
+      for (const stream of [false, true]) {
+        const s = await setup({ words: ['Hello', ' there', '!'], usage });
+        const res = await s.send({ ...hello, max_tokens: 50, stream });
+        expect(res.statusCode).toBe(200);
+        expect(1_000_000 - (await s.tenantRemaining())).toBe(expected);
+        expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'usage_rejected', fields }));
+        expect(s.logs).toContainEqual(
+          expect.objectContaining({ outcome: 'settled', usedTokens: expected, result: 'settled' }),
+        );
+        await s.upstream.stop();
+      }
+    },
+  );
 });
 
 describe('a tenant whose configuration is broken', () => {
   it('answers 500 plan_unknown in OpenAI’s shape, without Retry-After, calling nothing upstream', async () => {
     const s = await setup({ words: ['x'], usage: { prompt_tokens: 1, completion_tokens: 1 } });
     await putTenant(localClient(dynamoEndpoint()), tableName(), { id: s.identity.tenant, plan: 'platinum' });
-    const handler = createProxyHandler({ ...s.deps, directory: new Directory({ client: localClient(dynamoEndpoint()), tableName: tableName() }) });
-    const res = await invokeStreaming(handler, proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0', configError: 'plan_unknown' } }), lambdaContext('proxy'));
+    const handler = createProxyHandler({
+      ...s.deps,
+      directory: new Directory({ client: localClient(dynamoEndpoint()), tableName: tableName() }),
+    });
+    const res = await invokeStreaming(
+      handler,
+      proxyEvent({
+        body: hello,
+        authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0', configError: 'plan_unknown' },
+      }),
+      lambdaContext('proxy'),
+    );
     expect(res.statusCode).toBe(500);
     expect(JSON.parse(res.body).error).toMatchObject({ type: 'api_error', code: 'plan_unknown' });
     expect(res.headers['Retry-After']).toBeUndefined();
@@ -354,15 +528,20 @@ describe('a tenant whose configuration is broken', () => {
 });
 
 describe('upstream credentials', () => {
-  it.each([401, 403])('an upstream %i is a 502 upstream_auth_failed with none of the provider’s text, refunded', async (status) => {
-    const s = await setup({ status });
-    const res = await s.send(hello);
-    expect(res.statusCode).toBe(502);
-    const error = JSON.parse(res.body).error;
-    expect(error).toMatchObject({ type: 'api_error', code: 'upstream_auth_failed' });
-    expect(res.body).not.toContain('stand-in says');
-    expect(await s.tenantRemaining()).toBe(1_000_000);
-    expect(s.logs).toContainEqual(expect.objectContaining({ level: 'error', outcome: 'upstream_auth_failed', status }));
-    await s.upstream.stop();
-  });
+  it.each([401, 403])(
+    'an upstream %i is a 502 upstream_auth_failed with none of the provider’s text, refunded',
+    async (status) => {
+      const s = await setup({ status });
+      const res = await s.send(hello);
+      expect(res.statusCode).toBe(502);
+      const error = JSON.parse(res.body).error;
+      expect(error).toMatchObject({ type: 'api_error', code: 'upstream_auth_failed' });
+      expect(res.body).not.toContain('stand-in says');
+      expect(await s.tenantRemaining()).toBe(1_000_000);
+      expect(s.logs).toContainEqual(
+        expect.objectContaining({ level: 'error', outcome: 'upstream_auth_failed', status }),
+      );
+      await s.upstream.stop();
+    },
+  );
 });

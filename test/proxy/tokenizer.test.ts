@@ -41,7 +41,9 @@ describe.each(['o200k_base', 'cl100k_base'] as const)('%s on text built to be sl
   });
 
   it('counts a mixture of every corpus exactly', () => {
-    const text = Object.values(ADVERSARIAL_CORPORA).map((make) => `${make(700)} word ${make(300)}\n`).join('');
+    const text = Object.values(ADVERSARIAL_CORPORA)
+      .map((make) => `${make(700)} word ${make(300)}\n`)
+      .join('');
     expect(countText(text, name)).toBe(reference[name](text, noSpecials).length);
   });
 
@@ -103,6 +105,8 @@ describe('encodings and counts', () => {
       { role: 'system', content: 'You are terse.' },
       { role: 'user', content: 'Hi', name: 'bob' },
     ];
-    expect(countMessages(messages, 'o200k_base')).toBe(3 + (3 + text('system') + text('You are terse.')) + (3 + text('user') + text('Hi') + 1 + text('bob')));
+    expect(countMessages(messages, 'o200k_base')).toBe(
+      3 + (3 + text('system') + text('You are terse.')) + (3 + text('user') + text('Hi') + 1 + text('bob')),
+    );
   });
 });

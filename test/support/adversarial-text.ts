@@ -45,7 +45,12 @@ export const ADVERSARIAL_CORPORA: Readonly<Record<string, (bytes: number, seed?:
   short_letter_runs: run(` ${'a'.repeat(LONG_PIECE_BYTES - 1)}`),
   short_space_runs: run(`${' '.repeat(LONG_PIECE_BYTES)}x`),
   short_cjk_runs: run(`${'中'.repeat(Math.floor(LONG_PIECE_BYTES / 3))}。`),
-  short_random_letter_runs: (bytes, seed = 0) => pieces(bytes, seed, (i) => ` ${letters('abcdefghijklmnopqrstuvwxyz', LONG_PIECE_BYTES - 1, i)}`),
-  short_random_cjk_runs: (bytes, seed = 0) => pieces(bytes, seed, (i) => `${letters('日本語のテキスト中文文本漢字仮名', Math.floor(LONG_PIECE_BYTES / 3), i)}。`),
-  base64_blob: (bytes) => Buffer.from(Array.from({ length: Math.floor((bytes * 3) / 4) }, (_, i) => (i * 2654435761) % 251)).toString('base64'),
+  short_random_letter_runs: (bytes, seed = 0) =>
+    pieces(bytes, seed, (i) => ` ${letters('abcdefghijklmnopqrstuvwxyz', LONG_PIECE_BYTES - 1, i)}`),
+  short_random_cjk_runs: (bytes, seed = 0) =>
+    pieces(bytes, seed, (i) => `${letters('日本語のテキスト中文文本漢字仮名', Math.floor(LONG_PIECE_BYTES / 3), i)}。`),
+  base64_blob: (bytes) =>
+    Buffer.from(Array.from({ length: Math.floor((bytes * 3) / 4) }, (_, i) => (i * 2654435761) % 251)).toString(
+      'base64',
+    ),
 };

@@ -17,12 +17,16 @@ export function synthBundles(): Record<'authorizer' | 'proxy' | 'limits', string
   new LlmRateLimiter(stack, 'Limiter', {
     upstreamBaseUrl: 'https://api.openai.com/v1',
     upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'openai-key'),
-    endpoints: { '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+    endpoints: {
+      '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+    },
     plans: { team: { tenant: [tokensPerDay(100_000)], user: [requestsPerMinute(60)] } },
     globalLimits: [usdPerDay(100)],
   });
   app.synth();
-  const template = JSON.parse(readFileSync(join(outdir, 'Bundles.template.json'), 'utf8')) as { Resources: Record<string, { Type: string; Metadata?: Record<string, string> }> };
+  const template = JSON.parse(readFileSync(join(outdir, 'Bundles.template.json'), 'utf8')) as {
+    Resources: Record<string, { Type: string; Metadata?: Record<string, string> }>;
+  };
   const bundles: Partial<Record<'authorizer' | 'proxy' | 'limits', string>> = {};
   for (const [id, r] of Object.entries(template.Resources)) {
     if (r.Type !== 'AWS::Lambda::Function' || !r.Metadata?.['aws:asset:path']) continue;
@@ -39,8 +43,19 @@ export function synthBundles(): Record<'authorizer' | 'proxy' | 'limits', string
  */
 export async function loadBundle(file: string): Promise<{ ms: number; handlerType: string }> {
   // No NODE_PATH: the bundle carries its own AWS SDK (the version the tests ran), as deployed.
-  const env = { PATH: process.env.PATH ?? '', LAMBDA_TASK_ROOT: dirname(file), TABLE_NAME: 't', BRAKE_PARAMETER_NAME: '/b', UPSTREAM_BASE_URL: 'https://api.openai.com/v1', UPSTREAM_API_KEY_SECRET: 'arn:aws:secretsmanager:us-east-1:0:secret:k', AWS_REGION: 'us-east-1' };
+  const env = {
+    PATH: process.env.PATH ?? '',
+    LAMBDA_TASK_ROOT: dirname(file),
+    TABLE_NAME: 't',
+    BRAKE_PARAMETER_NAME: '/b',
+    UPSTREAM_BASE_URL: 'https://api.openai.com/v1',
+    UPSTREAM_API_KEY_SECRET: 'arn:aws:secretsmanager:us-east-1:0:secret:k',
+    AWS_REGION: 'us-east-1',
+  };
   const probe =
     'globalThis.awslambda = { streamifyResponse: (h) => h, HttpResponseStream: { from: (s) => s } }; const t = performance.now(); const m = require(process.argv[1]); process.stdout.write(JSON.stringify({ ms: performance.now() - t, handlerType: typeof m.handler }));';
-  return JSON.parse((await run(process.execPath, ['-e', probe, file], { env })).stdout) as { ms: number; handlerType: string };
+  return JSON.parse((await run(process.execPath, ['-e', probe, file], { env })).stdout) as {
+    ms: number;
+    handlerType: string;
+  };
 }

@@ -58,12 +58,23 @@ const DATA_PLANE = new Set([...WRITES, 'GetItem']);
  * 4 KB, an eventually consistent one half that. DynamoDB Local reports the size-based units of
  * plain calls, and one unit per item for a transaction, which is doubled here.
  */
-function consumed(action: string, body: Record<string, unknown>, status: number, payload: Buffer): { writeUnits: number; readUnits: number } {
+function consumed(
+  action: string,
+  body: Record<string, unknown>,
+  _status: number,
+  payload: Buffer,
+): { writeUnits: number; readUnits: number } {
   if (!DATA_PLANE.has(action)) return { writeUnits: 0, readUnits: 0 };
   let units = 0;
   try {
-    const answer = JSON.parse(payload.toString('utf8')) as { ConsumedCapacity?: { CapacityUnits?: number } | { CapacityUnits?: number }[] };
-    const reported = Array.isArray(answer.ConsumedCapacity) ? answer.ConsumedCapacity : answer.ConsumedCapacity ? [answer.ConsumedCapacity] : [];
+    const answer = JSON.parse(payload.toString('utf8')) as {
+      ConsumedCapacity?: { CapacityUnits?: number } | { CapacityUnits?: number }[];
+    };
+    const reported = Array.isArray(answer.ConsumedCapacity)
+      ? answer.ConsumedCapacity
+      : answer.ConsumedCapacity
+        ? [answer.ConsumedCapacity]
+        : [];
     units = reported.reduce((a, c) => a + (c.CapacityUnits ?? 0), 0);
   } catch {
     units = 0;
@@ -76,7 +87,12 @@ function consumed(action: string, body: Record<string, unknown>, status: number,
   if (WRITES.has(action)) return { writeUnits: Math.max(units, 1), readUnits: 0 };
   return { writeUnits: 0, readUnits: body.ConsistentRead ? Math.max(units, 1) : Math.max(units, 0.5) };
 }
-const NONE: DynamoFaults = { conflict: 0, itemWritesPerSecond: Number.POSITIVE_INFINITY, dropAfterWrite: 0, latencyMs: 0 };
+const NONE: DynamoFaults = {
+  conflict: 0,
+  itemWritesPerSecond: Number.POSITIVE_INFINITY,
+  dropAfterWrite: 0,
+  latencyMs: 0,
+};
 
 /** A seeded generator, so a failing run can be replayed. */
 function random(seed: number): () => number {
@@ -134,43 +150,84 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
       const body = raw.length ? (JSON.parse(raw.toString('utf8')) as Record<string, unknown>) : {};
       const { table, keys } = keysOf(action, body);
       // IAM authorizes a transaction item by item (PutItem, UpdateItem, ...): there is no action of its own.
-      const TRANSACT: Record<string, string> = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem' };
-      const iamActions = action === 'TransactWriteItems' ? ((body.TransactItems as Record<string, unknown>[]) ?? []).map((it) => TRANSACT[Object.keys(it)[0]!]!) : [action];
-      const call: RecordedCall = { service: 'dynamodb', action, iamActions: [...new Set(iamActions)].map((a) => `dynamodb:${a}`), table, userAgent: String(req.headers['user-agent'] ?? ''), keys, writeUnits: 0, readUnits: 0 };
+      const TRANSACT: Record<string, string> = {
+        Put: 'PutItem',
+        Update: 'UpdateItem',
+        Delete: 'DeleteItem',
+        ConditionCheck: 'ConditionCheckItem',
+      };
+      const iamActions =
+        action === 'TransactWriteItems'
+          ? ((body.TransactItems as Record<string, unknown>[]) ?? []).map((it) => TRANSACT[Object.keys(it)[0]!]!)
+          : [action];
+      const call: RecordedCall = {
+        service: 'dynamodb',
+        action,
+        iamActions: [...new Set(iamActions)].map((a) => `dynamodb:${a}`),
+        table,
+        userAgent: String(req.headers['user-agent'] ?? ''),
+        keys,
+        writeUnits: 0,
+        readUnits: 0,
+      };
       calls.push(call);
       if (WRITES.has(action)) {
         if (faults.conflict > 0 && next() < faults.conflict) {
           injected.conflicts++;
           if (action === 'TransactWriteItems') {
-            const reasons = keys.map((_k, i) => (i === keys.length - 1 ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' } : { Code: 'None' }));
-            return error(res, 'TransactionCanceledException', `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`, { CancellationReasons: reasons });
+            const reasons = keys.map((_k, i) =>
+              i === keys.length - 1
+                ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' }
+                : { Code: 'None' },
+            );
+            return error(
+              res,
+              'TransactionCanceledException',
+              `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
+              { CancellationReasons: reasons },
+            );
           }
           return error(res, 'TransactionConflictException', 'Transaction is ongoing for the item');
         }
         if (throttled(keys)) {
           injected.throttles++;
-          return error(res, 'ProvisionedThroughputExceededException', 'The level of configured provisioned throughput for the table was exceeded.');
+          return error(
+            res,
+            'ProvisionedThroughputExceededException',
+            'The level of configured provisioned throughput for the table was exceeded.',
+          );
         }
       }
       const drop = WRITES.has(action) && faults.dropAfterWrite > 0 && next() < faults.dropAfterWrite;
       // Ask DynamoDB Local what each call consumed (Local does not check the request's signature).
-      const forward = DATA_PLANE.has(action) ? Buffer.from(JSON.stringify({ ...body, ReturnConsumedCapacity: 'TOTAL' })) : raw;
-      const upstream = request({ hostname, port: Number(port), method: req.method, path: req.url, headers: { ...req.headers, 'content-length': String(forward.length) } }, async (answer) => {
-        const parts: Buffer[] = [];
-        answer.on('data', (c: Buffer) => parts.push(c));
-        answer.on('end', async () => {
-          await sleep(faults.latencyMs);
-          if (drop) {
-            injected.drops++;
-            req.socket.destroy(); // the write landed; its answer never arrives
-            return;
-          }
-          const payload = Buffer.concat(parts);
-          Object.assign(call, consumed(action, body, answer.statusCode ?? 500, payload));
-          res.writeHead(answer.statusCode ?? 500, answer.headers);
-          res.end(payload);
-        });
-      });
+      const forward = DATA_PLANE.has(action)
+        ? Buffer.from(JSON.stringify({ ...body, ReturnConsumedCapacity: 'TOTAL' }))
+        : raw;
+      const upstream = request(
+        {
+          hostname,
+          port: Number(port),
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, 'content-length': String(forward.length) },
+        },
+        async (answer) => {
+          const parts: Buffer[] = [];
+          answer.on('data', (c: Buffer) => parts.push(c));
+          answer.on('end', async () => {
+            await sleep(faults.latencyMs);
+            if (drop) {
+              injected.drops++;
+              req.socket.destroy(); // the write landed; its answer never arrives
+              return;
+            }
+            const payload = Buffer.concat(parts);
+            Object.assign(call, consumed(action, body, answer.statusCode ?? 500, payload));
+            res.writeHead(answer.statusCode ?? 500, answer.headers);
+            res.end(payload);
+          });
+        },
+      );
       upstream.on('error', () => res.destroy());
       upstream.end(forward);
     });

@@ -5,12 +5,27 @@ import { lambdaContext as localContext } from '../../lambda/local/gateway';
  * A REQUEST authorizer event as API Gateway (REST, regional) sends it: headers as the client
  * spelled them, their multi-value form, the method ARN of the route, and the request context.
  */
-export function authorizerEvent(options: { headers?: Record<string, string>; multiValueHeaders?: Record<string, string[]>; route?: string; method?: string; stage?: string } = {}): APIGatewayRequestAuthorizerEvent {
+export function authorizerEvent(
+  options: {
+    headers?: Record<string, string>;
+    multiValueHeaders?: Record<string, string[]>;
+    route?: string;
+    method?: string;
+    stage?: string;
+  } = {},
+): APIGatewayRequestAuthorizerEvent {
   const route = options.route ?? '/v1/chat/completions';
   const method = options.method ?? 'POST';
   const stage = options.stage ?? 'prod';
-  const headers = { Host: 'abc123.execute-api.us-east-1.amazonaws.com', 'User-Agent': 'OpenAI/JS 4.0', 'Content-Type': 'application/json', 'X-Forwarded-For': '203.0.113.7', ...options.headers };
-  const multiValueHeaders = options.multiValueHeaders ?? Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]]));
+  const headers = {
+    Host: 'abc123.execute-api.us-east-1.amazonaws.com',
+    'User-Agent': 'OpenAI/JS 4.0',
+    'Content-Type': 'application/json',
+    'X-Forwarded-For': '203.0.113.7',
+    ...options.headers,
+  };
+  const multiValueHeaders =
+    options.multiValueHeaders ?? Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]]));
   return {
     type: 'REQUEST',
     methodArn: `arn:aws:execute-api:us-east-1:123456789012:abc123/${stage}/${method}${route}`,
@@ -48,14 +63,26 @@ export function authorizerEvent(options: { headers?: Record<string, string>; mul
 export const lambdaContext = (functionName = 'authorizer'): Context => localContext(functionName);
 
 /** A Lambda proxy-integration event (REST, payload 1.0) carrying the authorizer's context. */
-export function proxyEvent(options: { body?: unknown; raw?: string; route?: string; authorizer?: Record<string, string | number>; headers?: Record<string, string> } = {}): import('aws-lambda').APIGatewayProxyEvent {
+export function proxyEvent(
+  options: {
+    body?: unknown;
+    raw?: string;
+    route?: string;
+    authorizer?: Record<string, string | number>;
+    headers?: Record<string, string>;
+  } = {},
+): import('aws-lambda').APIGatewayProxyEvent {
   const route = options.route ?? '/v1/chat/completions';
   const body = options.raw ?? (options.body === undefined ? null : JSON.stringify(options.body));
   return {
     resource: route,
     path: route,
     httpMethod: 'POST',
-    headers: { 'Content-Type': 'application/json', Host: 'abc123.execute-api.us-east-1.amazonaws.com', ...options.headers },
+    headers: {
+      'Content-Type': 'application/json',
+      Host: 'abc123.execute-api.us-east-1.amazonaws.com',
+      ...options.headers,
+    },
     multiValueHeaders: { 'Content-Type': ['application/json'] },
     queryStringParameters: null,
     multiValueQueryStringParameters: null,

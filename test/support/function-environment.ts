@@ -2,7 +2,13 @@
  * The environment a function gets in Lambda, pointed at local endpoints, for building handlers
  * the way Lambda does (depsFromEnvironment and friends) against local or fault-injecting services.
  */
-export function localFunctionEnvironment(o: { tableName: string; brakeParameterName: string; config: unknown; dynamoEndpoint: string; ssmEndpoint: string }): Record<string, string> {
+export function localFunctionEnvironment(o: {
+  tableName: string;
+  brakeParameterName: string;
+  config: unknown;
+  dynamoEndpoint: string;
+  ssmEndpoint: string;
+}): Record<string, string> {
   return {
     TABLE_NAME: o.tableName,
     BRAKE_PARAMETER_NAME: o.brakeParameterName,

@@ -13,7 +13,21 @@ const tokens = (text: string) => encode(text, noSpecials).length;
 const jsonTokens = (value: unknown) => tokens(JSON.stringify(value) ?? '');
 
 /** Sampling parameters no provider bills as input (the rest of the body is billed). */
-const UNBILLED = new Set(['model', 'messages', 'stream', 'stream_options', 'max_tokens', 'max_completion_tokens', 'n', 'temperature', 'top_p', 'seed', 'user', 'metadata', 'prediction']);
+const UNBILLED = new Set([
+  'model',
+  'messages',
+  'stream',
+  'stream_options',
+  'max_tokens',
+  'max_completion_tokens',
+  'n',
+  'temperature',
+  'top_p',
+  'seed',
+  'user',
+  'metadata',
+  'prediction',
+]);
 
 export function honestInputBill(body: Record<string, unknown>, parts: PartTokens = {}): number {
   let total = 3;
@@ -25,8 +39,13 @@ export function honestInputBill(body: Record<string, unknown>, parts: PartTokens
       for (const part of content as Record<string, unknown>[]) {
         const { type, text, refusal, ...more } = part;
         if (type === 'text') total += tokens(String(text)) + (Object.keys(more).length ? jsonTokens(more) : 0);
-        else if (type === 'refusal') total += tokens(String(refusal)) + (Object.keys(more).length ? jsonTokens(more) : 0);
-        else if (type === 'image_url') total += ((more.image_url as { detail?: string } | undefined)?.detail === 'low' ? (parts.imageLowDetail ?? parts.image) : parts.image) ?? 0;
+        else if (type === 'refusal')
+          total += tokens(String(refusal)) + (Object.keys(more).length ? jsonTokens(more) : 0);
+        else if (type === 'image_url')
+          total +=
+            ((more.image_url as { detail?: string } | undefined)?.detail === 'low'
+              ? (parts.imageLowDetail ?? parts.image)
+              : parts.image) ?? 0;
         else if (type === 'input_audio') total += parts.audio ?? 0;
         else if (type === 'file') total += parts.file ?? 0;
       }

@@ -37,7 +37,12 @@ export function resolve(value: Json, physical: Physical): Json {
   if (value === null || typeof value !== 'object') return value;
   if ('Ref' in value) {
     const id = value.Ref as string;
-    const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': REGION, 'AWS::AccountId': ACCOUNT, 'AWS::URLSuffix': 'amazonaws.com' };
+    const pseudo: Record<string, string> = {
+      'AWS::Partition': 'aws',
+      'AWS::Region': REGION,
+      'AWS::AccountId': ACCOUNT,
+      'AWS::URLSuffix': 'amazonaws.com',
+    };
     const out = pseudo[id] ?? physical.ref[id];
     if (out === undefined) throw new Error(`no physical value for Ref ${id}`);
     return out;
@@ -65,7 +70,9 @@ export function resolve(value: Json, physical: Physical): Json {
 
 /** The statements of every policy attached to the role of the function whose logical id starts with `fnPrefix`. */
 export function rolePolicies(template: Template, fnPrefix: string, physical: Physical): Statement[] {
-  const functions = Object.entries(template.findResources('AWS::Lambda::Function')).filter(([id]) => id.startsWith(fnPrefix));
+  const functions = Object.entries(template.findResources('AWS::Lambda::Function')).filter(([id]) =>
+    id.startsWith(fnPrefix),
+  );
   if (functions.length !== 1) throw new Error(`expected one function ${fnPrefix}*, found ${functions.length}`);
   const role = (functions[0]![1].Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
   return Object.values(template.findResources('AWS::IAM::Policy'))
@@ -75,14 +82,27 @@ export function rolePolicies(template: Template, fnPrefix: string, physical: Phy
 
 const DEFAULT_KEY_POLICY = {
   Version: '2012-10-17',
-  Statement: [{ Sid: 'Enable IAM User Permissions', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${ACCOUNT}:root` }, Action: 'kms:*', Resource: '*' }],
+  Statement: [
+    {
+      Sid: 'Enable IAM User Permissions',
+      Effect: 'Allow',
+      Principal: { AWS: `arn:aws:iam::${ACCOUNT}:root` },
+      Action: 'kms:*',
+      Resource: '*',
+    },
+  ],
 };
 
 /** Is `call` allowed by `statements` (identity policies of the caller's role)? */
 export async function allowed(call: IamCall, statements: Statement[]): Promise<{ allowed: boolean; detail: string }> {
   const response = await runSimulation(
     {
-      request: { principal: `arn:aws:iam::${ACCOUNT}:role/${call.fn}`, action: call.action, resource: { resource: call.resource, accountId: ACCOUNT }, contextVariables: {} },
+      request: {
+        principal: `arn:aws:iam::${ACCOUNT}:role/${call.fn}`,
+        action: call.action,
+        resource: { resource: call.resource, accountId: ACCOUNT },
+        contextVariables: {},
+      },
       identityPolicies: [{ name: call.fn, policy: { Version: '2012-10-17', Statement: statements } }],
       serviceControlPolicies: [],
       resourceControlPolicies: [],
@@ -98,19 +118,29 @@ export async function allowed(call: IamCall, statements: Statement[]): Promise<{
 
 /** IAM's wildcard match (* and ?) of an ARN against a policy's resource. */
 export function matches(pattern: string, arn: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   return re.test(arn);
 }
 
 /** Granted (action, resource) pairs of `statements` that no call in `calls` used. */
-export function unusedGrants(statements: Statement[], calls: readonly IamCall[], ignore: (action: string) => boolean): string[] {
+export function unusedGrants(
+  statements: Statement[],
+  calls: readonly IamCall[],
+  ignore: (action: string) => boolean,
+): string[] {
   const unused: string[] = [];
   for (const s of statements) {
     if (s.Effect !== 'Allow') continue;
     for (const action of ([] as string[]).concat(s.Action)) {
       if (ignore(action)) continue;
       for (const resource of ([] as string[]).concat(s.Resource)) {
-        if (!calls.some((c) => c.action === action && matches(resource, c.resource))) unused.push(`${action} on ${resource}`);
+        if (!calls.some((c) => c.action === action && matches(resource, c.resource)))
+          unused.push(`${action} on ${resource}`);
       }
     }
   }

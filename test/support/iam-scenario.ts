@@ -28,7 +28,16 @@ import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients'
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
 import { localFunctionEnvironment } from './function-environment';
-import { ACCOUNT, allowed, type IamCall, type Physical, REGION, resolve, rolePolicies, unusedGrants } from './iam-check';
+import {
+  ACCOUNT,
+  allowed,
+  type IamCall,
+  type Physical,
+  REGION,
+  resolve,
+  rolePolicies,
+  unusedGrants,
+} from './iam-check';
 
 const CHAT = '/v1/chat/completions';
 const EMBED = '/v1/embeddings';
@@ -37,19 +46,43 @@ const SECRET_NAME = 'llm-limiter/openai-key';
 /** The complete ARN Secrets Manager gave the secret: its name, a hyphen and six random characters. */
 const SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SECRET_NAME}-Ab12Cd`;
 const KEY_ARN = `arn:aws:kms:${REGION}:${ACCOUNT}:key/11111111-2222-3333-4444-555555555555`;
-export const FUNCTIONS = { authorizer: 'LimiterAuthorizer', proxy: 'LimiterProxy', limits: 'LimiterLimitsFunction', 'brake-mirror': 'LimiterBrakeMirror', 'config-publisher': 'LimiterConfigPublisher' } as const;
+export const FUNCTIONS = {
+  authorizer: 'LimiterAuthorizer',
+  proxy: 'LimiterProxy',
+  limits: 'LimiterLimitsFunction',
+  'brake-mirror': 'LimiterBrakeMirror',
+  'config-publisher': 'LimiterConfigPublisher',
+} as const;
 const PLANS = { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)], user: [requestsPerMinute(1_000)] } };
-const ENDPOINTS = { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } }, [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } } };
+const ENDPOINTS = {
+  [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+  [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
+};
 
 export const SECRET_VARIANTS: [string, (stack: Stack) => ISecret, boolean][] = [
   ['a secret imported by name (partial ARN)', (stack) => Secret.fromSecretNameV2(stack, 'Key', SECRET_NAME), false],
   ['a secret imported by complete ARN', (stack) => Secret.fromSecretCompleteArn(stack, 'Key', SECRET_ARN), false],
-  ['a secret encrypted with a customer managed key', (stack) => Secret.fromSecretAttributes(stack, 'Key', { secretCompleteArn: SECRET_ARN, encryptionKey: kms.Key.fromKeyArn(stack, 'Cmk', KEY_ARN) }), true],
+  [
+    'a secret encrypted with a customer managed key',
+    (stack) =>
+      Secret.fromSecretAttributes(stack, 'Key', {
+        secretCompleteArn: SECRET_ARN,
+        encryptionKey: kms.Key.fromKeyArn(stack, 'Cmk', KEY_ARN),
+      }),
+    true,
+  ],
 ];
 
 function synth(secret: (stack: Stack) => ISecret) {
   const stack = new Stack(new App(), 'Iam', { env: { account: ACCOUNT, region: REGION } });
-  new LlmRateLimiter(stack, 'Limiter', { upstreamBaseUrl: 'https://api.openai.com/v1', upstreamApiKeySecret: secret(stack), brakeParameterName: BRAKE, endpoints: ENDPOINTS, plans: PLANS, globalLimits: [usdPerDay(100)] });
+  new LlmRateLimiter(stack, 'Limiter', {
+    upstreamBaseUrl: 'https://api.openai.com/v1',
+    upstreamApiKeySecret: secret(stack),
+    brakeParameterName: BRAKE,
+    endpoints: ENDPOINTS,
+    plans: PLANS,
+    globalLimits: [usdPerDay(100)],
+  });
   return Template.fromStack(stack);
 }
 
@@ -57,7 +90,9 @@ function synth(secret: (stack: Stack) => ISecret) {
 function physicalOf(template: Template, table: string): Physical {
   const ref: Record<string, string> = {};
   const arn: Record<string, string> = {};
-  for (const [id, r] of Object.entries(template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, unknown> }>)) {
+  for (const [id, r] of Object.entries(
+    template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, unknown> }>,
+  )) {
     if (r.Type === 'AWS::DynamoDB::Table') {
       ref[id] = table;
       arn[id] = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${table}`;
@@ -84,7 +119,12 @@ export interface IamReport {
 }
 
 /** Runs every kind of request through the three functions with the given secret, and judges the calls. */
-export async function iamScenario(dynamoEndpoint: string, table: string, secret: (stack: Stack) => ISecret, encrypted: boolean): Promise<IamReport> {
+export async function iamScenario(
+  dynamoEndpoint: string,
+  table: string,
+  secret: (stack: Stack) => ISecret,
+  encrypted: boolean,
+): Promise<IamReport> {
   installLambdaStreamingGlobals();
   const template = synth(secret);
   const physical = physicalOf(template, table);
@@ -95,11 +135,19 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
   const failures: string[] = [];
   try {
     ssm.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
-    const proxyEnv = Object.values(template.findResources('AWS::Lambda::Function')).find((f) => f.Properties.Environment?.Variables?.UPSTREAM_API_KEY_SECRET)!.Properties.Environment.Variables;
+    const proxyEnv = Object.values(template.findResources('AWS::Lambda::Function')).find(
+      (f) => f.Properties.Environment?.Variables?.UPSTREAM_API_KEY_SECRET,
+    )!.Properties.Environment.Variables;
     const secretId = String(resolve(proxyEnv.UPSTREAM_API_KEY_SECRET, physical));
     ssm.secrets.set(secretId, 'sk-upstream');
     Object.assign(process.env, {
-      ...localFunctionEnvironment({ tableName: table, brakeParameterName: BRAKE, config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(100)], shards: 8 } }, dynamoEndpoint: dynamo.endpoint, ssmEndpoint: ssm.endpoint }),
+      ...localFunctionEnvironment({
+        tableName: table,
+        brakeParameterName: BRAKE,
+        config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(100)], shards: 8 } },
+        dynamoEndpoint: dynamo.endpoint,
+        ssmEndpoint: ssm.endpoint,
+      }),
       AWS_REGION: REGION,
       BRAKE_SOURCE: proxyEnv.BRAKE_SOURCE,
       UPSTREAM_BASE_URL: upstream.baseUrl,
@@ -113,7 +161,13 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
     const proxy = built('proxy', () => createProxyHandler(proxyDepsFromEnvironment()));
     const limits = built('limits', () => createLimitsHandler(limitsDepsFromEnvironment()));
     const mirror = built('brake-mirror', () => {
-      const deps = { ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))), tableName: table, parameterName: BRAKE, log: () => {} };
+      const deps = {
+        ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
+        doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))),
+        tableName: table,
+        parameterName: BRAKE,
+        log: () => {},
+      };
       return () => mirrorBrake(deps);
     });
     const publisher = built('config-publisher', () => publisherDepsFromEnvironment());
@@ -137,25 +191,61 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
       if (!ok) failures.push(what);
     };
 
-    expectThat((await authorizer(authorizerEvent({ headers: auth }), lambdaContext())).policyDocument.Statement[0]?.Effect === 'Allow', 'authorizer allows a chat request');
-    expectThat((await authorizer(authorizerEvent({ headers: auth, route: '/v1/limits', method: 'GET' }), lambdaContext())).policyDocument.Statement[0]?.Effect === 'Allow', 'authorizer allows GET /v1/limits');
-    expectThat(await authorizer(authorizerEvent({ headers: { Authorization: 'Bearer sk-nobody' } }), lambdaContext()).then(() => false, (err: Error) => err.message === 'Unauthorized'), 'authorizer refuses an unknown key');
-    const chat = (body: Record<string, unknown>, route = CHAT) => invokeStreaming(proxy, proxyEvent({ route, body, authorizer: context }), lambdaContext('proxy'));
-    expectThat((await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true })).statusCode === 200, 'a streamed chat answers 200');
-    expectThat((await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).statusCode === 200, 'a chat answers 200');
-    expectThat((await chat({ model: 'text-embedding-3-small', input: 'hi' }, EMBED)).statusCode === 200, 'embeddings answer 200');
+    expectThat(
+      (await authorizer(authorizerEvent({ headers: auth }), lambdaContext())).policyDocument.Statement[0]?.Effect ===
+        'Allow',
+      'authorizer allows a chat request',
+    );
+    expectThat(
+      (await authorizer(authorizerEvent({ headers: auth, route: '/v1/limits', method: 'GET' }), lambdaContext()))
+        .policyDocument.Statement[0]?.Effect === 'Allow',
+      'authorizer allows GET /v1/limits',
+    );
+    expectThat(
+      await authorizer(authorizerEvent({ headers: { Authorization: 'Bearer sk-nobody' } }), lambdaContext()).then(
+        () => false,
+        (err: Error) => err.message === 'Unauthorized',
+      ),
+      'authorizer refuses an unknown key',
+    );
+    const chat = (body: Record<string, unknown>, route = CHAT) =>
+      invokeStreaming(proxy, proxyEvent({ route, body, authorizer: context }), lambdaContext('proxy'));
+    expectThat(
+      (await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true })).statusCode ===
+        200,
+      'a streamed chat answers 200',
+    );
+    expectThat(
+      (await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })).statusCode === 200,
+      'a chat answers 200',
+    );
+    expectThat(
+      (await chat({ model: 'text-embedding-3-small', input: 'hi' }, EMBED)).statusCode === 200,
+      'embeddings answer 200',
+    );
     upstream.behaviour = { ...upstream.behaviour, status: 500 }; // an upstream failure: the reservation is refunded
     await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     upstream.behaviour = { ...upstream.behaviour, status: undefined };
-    expectThat((await limits(proxyEvent({ route: '/v1/limits', authorizer: context }), lambdaContext('limits'))).statusCode === 200, 'GET /v1/limits answers 200');
+    expectThat(
+      (await limits(proxyEvent({ route: '/v1/limits', authorizer: context }), lambdaContext('limits'))).statusCode ===
+        200,
+      'GET /v1/limits answers 200',
+    );
     expectThat(responseUrl.answers[0]?.body.Status === 'SUCCESS', 'the configuration is published at deploy');
 
     const fnOf = (userAgent: string) => /llm-rate-limiter\/([\w-]+)/.exec(userAgent)?.[1] ?? 'unknown';
     const all: IamCall[] = [];
-    for (const c of dynamo.calls) for (const action of c.iamActions) all.push({ fn: fnOf(c.userAgent), action, resource: `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${c.table}` });
+    for (const c of dynamo.calls)
+      for (const action of c.iamActions)
+        all.push({ fn: fnOf(c.userAgent), action, resource: `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${c.table}` });
     for (const c of ssm.log) {
       const fn = fnOf(c.userAgent);
-      if (c.service === 'ssm') all.push({ fn, action: `ssm:${c.action}`, resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${c.resource.startsWith('/') ? '' : '/'}${c.resource}` });
+      if (c.service === 'ssm')
+        all.push({
+          fn,
+          action: `ssm:${c.action}`,
+          resource: `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${c.resource.startsWith('/') ? '' : '/'}${c.resource}`,
+        });
       else {
         // Whatever id the call names the secret by, IAM judges its complete ARN.
         all.push({ fn, action: `secretsmanager:${c.action}`, resource: SECRET_ARN });
@@ -166,7 +256,8 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
     const calls = [...new Map(all.map((c) => [`${c.fn} ${c.action} ${c.resource}`, c])).values()];
     const denied: string[] = [];
     const unused: string[] = [];
-    for (const c of calls) if (!(c.fn in FUNCTIONS)) denied.push(`a call from an unknown function: ${c.action} on ${c.resource}`);
+    for (const c of calls)
+      if (!(c.fn in FUNCTIONS)) denied.push(`a call from an unknown function: ${c.action} on ${c.resource}`);
     for (const [fn, prefix] of Object.entries(FUNCTIONS)) {
       const statements = rolePolicies(template, prefix, physical);
       for (const call of calls.filter((c) => c.fn === fn)) {
@@ -174,7 +265,13 @@ export async function iamScenario(dynamoEndpoint: string, table: string, secret:
         if (!verdict.allowed) denied.push(`${fn}: ${call.action} on ${call.resource} (${verdict.detail})`);
       }
       // CloudWatch Logs is written by the Lambda runtime, not by the code.
-      unused.push(...unusedGrants(statements, calls.filter((c) => c.fn === fn), (action) => action.startsWith('logs:')).map((g) => `${fn}: ${g}`));
+      unused.push(
+        ...unusedGrants(
+          statements,
+          calls.filter((c) => c.fn === fn),
+          (action) => action.startsWith('logs:'),
+        ).map((g) => `${fn}: ${g}`),
+      );
     }
     return { calls, denied, unused, failures };
   } finally {

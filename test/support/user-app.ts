@@ -15,30 +15,53 @@ const root = process.cwd();
 /** The environment a user's shell has here: no AWS credentials, no npm script settings. */
 function userEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, CDK_DISABLE_VERSION_CHECK: '1' };
-  for (const name of Object.keys(env)) if (name.startsWith('AWS_') || name.startsWith('npm_') || name === 'LIMITER_CONFIG') delete env[name];
+  for (const name of Object.keys(env))
+    if (name.startsWith('AWS_') || name.startsWith('npm_') || name === 'LIMITER_CONFIG') delete env[name];
   return env;
 }
 
-export const inApp = (cwd: string, command: string, args: string[]) => run(command, args, { cwd, env: userEnv(), maxBuffer: 64 * 1024 * 1024, timeout: 240_000 });
+export const inApp = (cwd: string, command: string, args: string[]) =>
+  run(command, args, { cwd, env: userEnv(), maxBuffer: 64 * 1024 * 1024, timeout: 240_000 });
 
 /** Packs this repository as npm publishes it (dist/ must be built) into `dir`; the tarball's path. */
 export async function packInto(dir: string): Promise<string> {
-  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root, maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+    cwd: root,
+    maxBuffer: 16 * 1024 * 1024,
+  });
   return join(dir, (JSON.parse(stdout) as { filename: string }[])[0]!.filename);
 }
 
 /** `cdk init app` in `parent/name`, as CommonJS (the template's) or as an ES module app; `dependencies` pins versions. */
-export async function newUserApp(parent: string, name: string, type: 'commonjs' | 'module', dependencies: Record<string, string> = {}): Promise<string> {
+export async function newUserApp(
+  parent: string,
+  name: string,
+  type: 'commonjs' | 'module',
+  dependencies: Record<string, string> = {},
+): Promise<string> {
   const dir = join(parent, name);
   mkdirSync(dir);
-  await inApp(dir, join(root, 'node_modules', '.bin', 'cdk'), ['init', 'app', '--language', 'typescript', '--generate-only']);
-  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { type?: string; scripts: Record<string, string>; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+  await inApp(dir, join(root, 'node_modules', '.bin', 'cdk'), [
+    'init',
+    'app',
+    '--language',
+    'typescript',
+    '--generate-only',
+  ]);
+  const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+    type?: string;
+    scripts: Record<string, string>;
+    dependencies: Record<string, string>;
+    devDependencies: Record<string, string>;
+  };
   Object.assign(pkg.dependencies, dependencies);
   for (const dev of Object.keys(pkg.devDependencies)) if (/jest|swc/.test(dev)) delete pkg.devDependencies[dev];
   delete pkg.scripts.test;
   pkg.type = type;
   writeFileSync(join(dir, 'package.json'), JSON.stringify(pkg, null, 2));
-  const tsconfig = JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')) as { compilerOptions: { types?: string[] } };
+  const tsconfig = JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8')) as {
+    compilerOptions: { types?: string[] };
+  };
   tsconfig.compilerOptions.types = ['node'];
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
   rmSync(join(dir, 'test'), { recursive: true, force: true });
@@ -47,5 +70,6 @@ export async function newUserApp(parent: string, name: string, type: 'commonjs' 
   return dir;
 }
 
-export const installTarball = (dir: string, tarball: string) => inApp(dir, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball]);
+export const installTarball = (dir: string, tarball: string) =>
+  inApp(dir, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball]);
 export const synthApp = (dir: string) => inApp(dir, 'npx', ['cdk', 'synth', '--no-notices', '-q']);
