@@ -16,6 +16,7 @@ import {
   USAGE_PAGE_ROUTE,
   USAGE_PAGE_THROTTLE,
 } from '../lambda/gateway/api';
+import type { LimiterConfig } from '../lambda/engine/plans';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
@@ -35,6 +36,9 @@ export { LIMITS_ROUTE } from '../lambda/gateway/api';
  * globally: API Gateway (REST, regional) -> a Lambda REQUEST authorizer (limits in DynamoDB, the SSM
  * brake) -> a response-streaming Lambda (token reservation and settlement) -> the upstream.
  */
+/** How long a stream may run: the proxy's timeout and its integration's. */
+const DEFAULT_STREAM_TIMEOUT = Duration.minutes(5);
+
 export class LlmRateLimiter extends Construct {
   readonly table: Table;
   readonly api: apigw.RestApi;
@@ -52,6 +56,7 @@ export class LlmRateLimiter extends Construct {
   constructor(scope: Construct, id: string, props: LlmRateLimiterProps) {
     super(scope, id);
     const config = validateProps(props, this.node.path);
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     this.table = new LimitsTable(this, 'Limits', { removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN }).table;
     this.brakeParameter = new ssm.StringParameter(this, 'Brake', {
@@ -59,23 +64,54 @@ export class LlmRateLimiter extends Construct {
       stringValue: 'off',
       description: 'LLM rate limiter kill-switch: off, or {"enabled": true, "reason": "...", "until": "<ISO time>"}',
     });
+    const functions = this.createFunctions(props, config, retention);
+    this.authorizerFunction = functions.authorizer;
+    this.proxyFunction = functions.proxy;
+    this.limitsFunction = functions.limits;
+    this.grantFunctions(props.upstreamApiKeySecret);
+    this.brakeMirrorFunction = this.mirrorBrake(retention);
+    this.api = this.createApi(props, config, retention);
+    this.observability = new LimiterObservability(this, 'Observability', {
+      authorizerFunction: this.authorizerFunction,
+      proxyFunction: this.proxyFunction,
+      brakeParameter: this.brakeParameter,
+      logRetention: retention,
+      proxyLogGroup: this.proxyFunction.logGroup,
+      metricsByTenant: props.metricsByTenant ?? false,
+      ...(props.alarms ? { alarms: props.alarms } : {}),
+      ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
+    });
+    this.publishConfig(config, retention);
+    this.acknowledgeNagFindings();
+    this.baseUrl = `${this.api.url}v1`;
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.observability.alarmTopic.topicArn,
+      description: 'Subscribe operators here',
+    });
+    new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });
+    new CfnOutput(this, 'TableName', { value: this.table.tableName });
+    new CfnOutput(this, 'BrakeParameterName', { value: this.brakeParameter.parameterName });
+  }
 
-    const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+  /** The three functions on the request path, each with config.json beside its handler and the environment the settings give it. */
+  private createFunctions(props: LlmRateLimiterProps, config: LimiterConfig, retention: logs.RetentionDays) {
+    // Unset props are left out: the settings' defaults (lambda/runtime/settings.ts) apply.
     const environment = functionEnvironment({
       tableName: this.table.tableName,
       brakeParameterName: this.brakeParameter.parameterName,
-      keyCacheTtlSeconds: (props.keyCacheTtl ?? Duration.seconds(30)).toSeconds(),
-      brakeCacheTtlSeconds: (props.brakeCacheTtl ?? Duration.seconds(5)).toSeconds(),
-      brakeColdStart: props.brakeColdStart ?? 'released',
-      brakeRetryAfterSeconds: (props.brakeRetryAfter ?? Duration.seconds(60)).toSeconds(),
-      clockSkewMs: (props.clockSkew ?? Duration.millis(0)).toMilliseconds(),
-      metricsByTenant: props.metricsByTenant ?? false,
+      settings: {
+        ...(props.keyCacheTtl ? { keyCacheTtlSeconds: props.keyCacheTtl.toSeconds() } : {}),
+        ...(props.brakeCacheTtl ? { brakeCacheTtlSeconds: props.brakeCacheTtl.toSeconds() } : {}),
+        ...(props.brakeColdStart ? { brakeColdStart: props.brakeColdStart } : {}),
+        ...(props.brakeRetryAfter ? { brakeRetryAfterSeconds: props.brakeRetryAfter.toSeconds() } : {}),
+        ...(props.clockSkew ? { clockSkewMs: props.clockSkew.toMilliseconds() } : {}),
+        ...(props.metricsByTenant !== undefined ? { metricsByTenant: props.metricsByTenant } : {}),
+      },
     });
     // The configuration travels as config.json beside each handler: reviewable in cdk.out, no 4 KB environment limit.
     const common = { config, environment, logRetention: retention };
-
     const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
-    this.authorizerFunction = new LimiterFunction(this, 'Authorizer', {
+    const authorizer = new LimiterFunction(this, 'Authorizer', {
       ...common,
       handler: 'authorizer',
       memorySize: FUNCTION_SETTINGS.authorizer.memorySize,
@@ -83,41 +119,56 @@ export class LlmRateLimiter extends Construct {
       description: 'LLM rate limiter: identity, brake, layered limits',
       ...(reserved === false ? {} : { reservedConcurrentExecutions: reserved }),
     });
-    const throttlingRateLimit =
-      props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
-    const streamTimeout = props.streamTimeout ?? Duration.minutes(5);
-    this.proxyFunction = new LimiterFunction(this, 'Proxy', {
+    const proxy = new LimiterFunction(this, 'Proxy', {
       ...common,
       handler: 'proxy',
       memorySize: FUNCTION_SETTINGS.proxy.memorySize,
-      timeout: streamTimeout,
+      timeout: props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT,
       description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
       environment: {
         ...environment,
-        ...proxyEnvironment(
-          props.upstreamBaseUrl,
-          props.upstreamApiKeySecret.secretArn,
-          (props.upstreamTimeout ?? Duration.seconds(60)).toMilliseconds(),
-        ),
+        ...proxyEnvironment({
+          upstreamBaseUrl: props.upstreamBaseUrl,
+          upstreamApiKeySecret: props.upstreamApiKeySecret.secretArn,
+          ...(props.upstreamTimeout ? { upstreamTimeoutMs: props.upstreamTimeout.toMilliseconds() } : {}),
+        }),
       },
     });
-    this.limitsFunction = new LimiterFunction(this, 'LimitsFunction', {
+    const limits = new LimiterFunction(this, 'LimitsFunction', {
       ...common,
       handler: 'limits',
       memorySize: FUNCTION_SETTINGS.limits.memorySize,
       timeout: Duration.seconds(FUNCTION_SETTINGS.limits.timeoutSeconds),
       description: 'LLM rate limiter: GET /v1/limits',
     });
+    return { authorizer, proxy, limits };
+  }
 
-    // Least privilege: each function gets the actions it calls, on this table, parameter and secret only.
+  /** Least privilege: each function gets the actions it calls, on this table and secret only. */
+  private grantFunctions(secret: LlmRateLimiterProps['upstreamApiKeySecret']): void {
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
     this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
-    // The brake: operators flip the SSM parameter; the mirror copies it into the table on every
-    // change (EventBridge) and once a minute, and the functions read the table. Parameter Store
-    // serves 40 GetParameter calls a second per account by default: thousands of containers
-    // reading it every 5 s would be throttled exactly when traffic is highest (docs/aws-fidelity.md).
-    this.brakeMirrorFunction = new LimiterFunction(this, 'BrakeMirror', {
+    // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
+    // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.
+    this.proxyFunction.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
+      }),
+    );
+    // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
+    secret.encryptionKey?.grantDecrypt(this.proxyFunction);
+  }
+
+  /**
+   * The brake: operators flip the SSM parameter; the mirror copies it into the table on every
+   * change (EventBridge) and once a minute, and the functions read the table. Parameter Store
+   * serves 40 GetParameter calls a second per account by default: thousands of containers
+   * reading it every 5 s would be throttled exactly when traffic is highest (docs/aws-fidelity.md).
+   */
+  private mirrorBrake(retention: logs.RetentionDays): LimiterFunction {
+    const mirror = new LimiterFunction(this, 'BrakeMirror', {
       handler: 'brake-mirror',
       memorySize: 256,
       timeout: Duration.seconds(10),
@@ -125,11 +176,11 @@ export class LlmRateLimiter extends Construct {
       environment: { TABLE_NAME: this.table.tableName, BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName },
       description: 'LLM rate limiter: copies the brake parameter into the table the functions read',
     });
-    this.brakeMirrorFunction.addToRolePolicy(
+    mirror.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
     );
-    this.table.grant(this.brakeMirrorFunction, 'dynamodb:UpdateItem');
-    const mirrorTarget = new targets.LambdaFunction(this.brakeMirrorFunction, { retryAttempts: 2 });
+    this.table.grant(mirror, 'dynamodb:UpdateItem');
+    const mirrorTarget = new targets.LambdaFunction(mirror, { retryAttempts: 2 });
     new events.Rule(this, 'BrakeChanged', {
       description: 'LLM rate limiter: mirror the brake when its parameter changes',
       eventPattern: {
@@ -144,20 +195,16 @@ export class LlmRateLimiter extends Construct {
       schedule: events.Schedule.rate(Duration.minutes(1)),
       targets: [mirrorTarget],
     });
-    // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
-    // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.
-    const secret = props.upstreamApiKeySecret;
-    this.proxyFunction.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['secretsmanager:GetSecretValue'],
-        resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
-      }),
-    );
-    // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
-    secret.encryptionKey?.grantDecrypt(this.proxyFunction);
+    return mirror;
+  }
 
+  /** The REST API: the stage, the authorizer, the gateway responses and a method per route (lambda/gateway/api.ts). */
+  private createApi(props: LlmRateLimiterProps, config: LimiterConfig, retention: logs.RetentionDays): apigw.RestApi {
+    const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
+    const throttlingRateLimit =
+      props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
-    this.api = new apigw.RestApi(this, 'Api', {
+    const api = new apigw.RestApi(this, 'Api', {
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       ...(props.cloudWatchRole === false
@@ -196,7 +243,7 @@ export class LlmRateLimiter extends Construct {
       resultsCacheTtl: Duration.seconds(0), // every request is decided; never a cached Allow
     });
     for (const def of GATEWAY_RESPONSES) {
-      this.api.addGatewayResponse(def.type, {
+      api.addGatewayResponse(def.type, {
         type: apigw.ResponseType.of(def.type),
         ...(def.statusCode ? { statusCode: def.statusCode } : {}),
         responseHeaders: def.responseHeaders,
@@ -206,13 +253,13 @@ export class LlmRateLimiter extends Construct {
     const integrations = {
       proxy: new apigw.LambdaIntegration(this.proxyFunction, {
         responseTransferMode: apigw.ResponseTransferMode.STREAM,
-        timeout: streamTimeout,
+        timeout: props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT,
       }),
       limits: new apigw.LambdaIntegration(this.limitsFunction),
     };
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
     for (const route of apiRoutes(config.endpoints)) {
-      const method = this.resourceFor(route.path).addMethod(
+      const method = this.resourceFor(api, route.path).addMethod(
         route.method,
         integrations[route.integration],
         route.authorized ? methodOptions : { authorizationType: apigw.AuthorizationType.NONE },
@@ -232,27 +279,7 @@ export class LlmRateLimiter extends Construct {
         );
       }
     }
-
-    this.observability = new LimiterObservability(this, 'Observability', {
-      authorizerFunction: this.authorizerFunction,
-      proxyFunction: this.proxyFunction,
-      brakeParameter: this.brakeParameter,
-      logRetention: retention,
-      proxyLogGroup: this.proxyFunction.logGroup,
-      metricsByTenant: props.metricsByTenant ?? false,
-      ...(props.alarms ? { alarms: props.alarms } : {}),
-      ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
-    });
-    this.publishConfig(config, retention);
-    new CfnOutput(this, 'AlarmTopicArn', {
-      value: this.observability.alarmTopic.topicArn,
-      description: 'Subscribe operators here',
-    });
-    this.acknowledgeNagFindings();
-    this.baseUrl = `${this.api.url}v1`;
-    new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });
-    new CfnOutput(this, 'TableName', { value: this.table.tableName });
-    new CfnOutput(this, 'BrakeParameterName', { value: this.brakeParameter.parameterName });
+    return api;
   }
 
   /**
@@ -329,10 +356,10 @@ export class LlmRateLimiter extends Construct {
     );
   }
 
-  private resourceFor(route: string): apigw.IResource {
+  private resourceFor(api: apigw.RestApi, route: string): apigw.IResource {
     return route
       .split('/')
       .filter(Boolean)
-      .reduce<apigw.IResource>((parent, part) => parent.getResource(part) ?? parent.addResource(part), this.api.root);
+      .reduce<apigw.IResource>((parent, part) => parent.getResource(part) ?? parent.addResource(part), api.root);
   }
 }

@@ -9,6 +9,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { NAMESPACE } from '../lambda/runtime/metrics';
+import { NUMBER_SETTINGS, settingsEnvironment } from '../lambda/runtime/settings';
 import { LimiterFunction } from './limiter-function';
 
 /** Alarms with sensible defaults; a number tunes one, false turns it off. */
@@ -164,7 +165,7 @@ export class LimiterObservability extends Construct {
       );
 
     if (props.automaticBrake) {
-      const brakeFor = props.automaticBrake.brakeFor ?? Duration.hours(1);
+      const brakeFor = props.automaticBrake.brakeFor ?? Duration.seconds(NUMBER_SETTINGS.brakeForSeconds.default);
       this.autoBrakeFunction = new LimiterFunction(this, 'AutoBrake', {
         handler: 'auto-brake',
         memorySize: 256,
@@ -172,7 +173,7 @@ export class LimiterObservability extends Construct {
         logRetention: props.logRetention,
         environment: {
           BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName,
-          BRAKE_FOR_SECONDS: String(brakeFor.toSeconds()),
+          ...settingsEnvironment({ brakeForSeconds: brakeFor.toSeconds() }),
         },
         description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
       });

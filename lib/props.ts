@@ -1,6 +1,7 @@
 import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
 import {
@@ -40,19 +41,19 @@ export interface LlmRateLimiterProps {
   readonly penalty?: Partial<PenaltyPolicy>;
   /** Name of the SSM parameter operators flip as the kill-switch. @default - a name CloudFormation generates (see the BrakeParameterName output) */
   readonly brakeParameterName?: string;
-  /** How long key and tenant lookups are reused per container: the revocation delay. At most 60 s. @default Duration.seconds(30) */
+  /** How long key and tenant lookups are reused per container: the revocation delay. At most 60 s. @default Duration.seconds(30) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly keyCacheTtl?: Duration;
-  /** How long the brake's value is reused per container: how fast flipping it takes effect. At most 5 s. @default Duration.seconds(5) */
+  /** How long the brake's value is reused per container: how fast flipping it takes effect. At most 5 s. @default Duration.seconds(5) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly brakeCacheTtl?: Duration;
-  /** At a cold start with SSM unreachable: act as released (logged loudly) or braked. @default 'released' */
+  /** At a cold start with SSM unreachable: act as released (logged loudly) or braked. @default 'released' (the settings' defaults: lambda/runtime/settings.ts) */
   readonly brakeColdStart?: 'released' | 'braked';
-  /** Retry-After while braked without an `until`. @default Duration.seconds(60) */
+  /** Retry-After while braked without an `until`. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly brakeRetryAfter?: Duration;
-  /** Time allowed for the upstream to start answering. @default Duration.seconds(60) */
+  /** Time allowed for the upstream to start answering. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly upstreamTimeout?: Duration;
   /** Longest streamed answer (Lambda timeout and integration timeout). At most 15 minutes. @default Duration.minutes(5) */
   readonly streamTimeout?: Duration;
-  /** How far Lambda clocks may be apart without over-admitting (see the README). @default Duration.millis(0) */
+  /** How far Lambda clocks may be apart without over-admitting. At most 5 s. @default Duration.millis(0) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly clockSkew?: Duration;
   /**
    * Publish per-tenant CloudWatch metrics (Tenant as a dimension of the decision and settlement
@@ -169,14 +170,14 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     problems,
     'keyCacheTtl',
     props.keyCacheTtl,
-    Duration.seconds(60),
+    Duration.seconds(NUMBER_SETTINGS.keyCacheTtlSeconds.max),
     'use at most 60 seconds (it is how long a revoked key keeps working)',
   );
   durationAtMost(
     problems,
     'brakeCacheTtl',
     props.brakeCacheTtl,
-    Duration.seconds(5),
+    Duration.seconds(NUMBER_SETTINGS.brakeCacheTtlSeconds.max),
     'use at most 5 seconds so the brake takes effect quickly',
   );
   durationAtMost(
@@ -186,7 +187,13 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     Duration.minutes(15),
     'API Gateway streams for at most 15 minutes',
   );
-  durationAtMost(problems, 'clockSkew', props.clockSkew, Duration.seconds(5), 'use at most 5 seconds');
+  durationAtMost(
+    problems,
+    'clockSkew',
+    props.clockSkew,
+    Duration.millis(NUMBER_SETTINGS.clockSkewMs.max),
+    'use at most 5 seconds',
+  );
   if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10)
     problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
   for (const [prop, value] of [
@@ -219,7 +226,7 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     problems,
     'automaticBrake.brakeFor',
     props.automaticBrake?.brakeFor,
-    Duration.days(7),
+    Duration.seconds(NUMBER_SETTINGS.brakeForSeconds.max),
     'use at most 7 days (release by hand sooner)',
   );
   for (const [prop, value] of Object.entries(props.alarms ?? {})) {

@@ -1,12 +1,13 @@
 /** The automatic brake's Lambda entry: invoked by the spend alarm's Lambda action. */
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { log, required } from '../runtime/environment';
+import { numberSetting } from '../runtime/settings';
 import { type AlarmEvent, autoBrake } from './handler';
 
 const deps = {
   ssm: new SSMClient({}),
   parameterName: required('BRAKE_PARAMETER_NAME'),
-  brakeForSeconds: Number(process.env.BRAKE_FOR_SECONDS ?? 3600),
+  brakeForSeconds: numberSetting('brakeForSeconds'),
   log,
 };
 

@@ -2,6 +2,14 @@
  * The API's shape, defined once: the construct deploys it and the local gateway serves it, so the
  * two cannot drift (a test compares the synthesised template with this).
  */
+import {
+  CHOICE_SETTINGS,
+  FLAG_SETTINGS,
+  NUMBER_SETTINGS,
+  type SettingValues,
+  settingsEnvironment,
+} from '../runtime/settings';
+
 export type Integration = 'proxy' | 'limits';
 
 export interface ApiRoute {
@@ -51,13 +59,16 @@ export const FUNCTION_SETTINGS = {
 export interface EnvironmentSettings {
   readonly tableName: string;
   readonly brakeParameterName: string;
-  readonly keyCacheTtlSeconds: number;
-  readonly brakeCacheTtlSeconds: number;
-  readonly brakeColdStart: 'released' | 'braked';
-  readonly brakeRetryAfterSeconds: number;
-  readonly clockSkewMs: number;
-  /** Tenant as a metric dimension (one billed set of custom metrics per tenant). */
-  readonly metricsByTenant: boolean;
+  /** The runtime settings (lambda/runtime/settings.ts); each one left out is its default. */
+  readonly settings: Pick<
+    SettingValues,
+    | 'keyCacheTtlSeconds'
+    | 'brakeCacheTtlSeconds'
+    | 'brakeColdStart'
+    | 'brakeRetryAfterSeconds'
+    | 'clockSkewMs'
+    | 'metricsByTenant'
+  >;
 }
 
 /** The environment every function gets (the proxy adds its upstream's). No secret is ever in it. */
@@ -68,23 +79,27 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
     BRAKE_PARAMETER_NAME: s.brakeParameterName,
     // The brake is read from the table's mirror of the parameter (lambda/brake-mirror).
     BRAKE_SOURCE: 'mirror',
-    KEY_CACHE_TTL_SECONDS: String(s.keyCacheTtlSeconds),
-    BRAKE_CACHE_TTL_SECONDS: String(s.brakeCacheTtlSeconds),
-    BRAKE_COLD_START: s.brakeColdStart,
-    BRAKE_RETRY_AFTER_SECONDS: String(s.brakeRetryAfterSeconds),
-    CLOCK_SKEW_MS: String(s.clockSkewMs),
-    METRICS_BY_TENANT: String(s.metricsByTenant),
+    ...settingsEnvironment({
+      keyCacheTtlSeconds: NUMBER_SETTINGS.keyCacheTtlSeconds.default,
+      brakeCacheTtlSeconds: NUMBER_SETTINGS.brakeCacheTtlSeconds.default,
+      brakeColdStart: CHOICE_SETTINGS.brakeColdStart.default,
+      brakeRetryAfterSeconds: NUMBER_SETTINGS.brakeRetryAfterSeconds.default,
+      clockSkewMs: NUMBER_SETTINGS.clockSkewMs.default,
+      metricsByTenant: FLAG_SETTINGS.metricsByTenant.default,
+      ...s.settings,
+    }),
   };
 }
 
-export function proxyEnvironment(
-  upstreamBaseUrl: string,
-  upstreamApiKeySecret: string,
-  upstreamTimeoutMs: number,
-): Record<string, string> {
+/** What the proxy adds: where the upstream is, the id of the secret with its key (never the key), its timeout. */
+export function proxyEnvironment(p: {
+  upstreamBaseUrl: string;
+  upstreamApiKeySecret: string;
+  upstreamTimeoutMs?: number;
+}): Record<string, string> {
   return {
-    UPSTREAM_BASE_URL: upstreamBaseUrl,
-    UPSTREAM_API_KEY_SECRET: upstreamApiKeySecret,
-    UPSTREAM_TIMEOUT_MS: String(upstreamTimeoutMs),
+    UPSTREAM_BASE_URL: p.upstreamBaseUrl,
+    UPSTREAM_API_KEY_SECRET: p.upstreamApiKeySecret,
+    ...settingsEnvironment({ upstreamTimeoutMs: p.upstreamTimeoutMs ?? NUMBER_SETTINGS.upstreamTimeoutMs.default }),
   };
 }

@@ -214,14 +214,10 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       ...functionEnvironment({
         tableName: TABLE,
         brakeParameterName: BRAKE,
-        keyCacheTtlSeconds: 30,
-        brakeCacheTtlSeconds: options.brakeCacheTtlSeconds ?? 5,
-        brakeColdStart: 'released',
-        brakeRetryAfterSeconds: 60,
-        clockSkewMs: 0,
-        metricsByTenant: false,
+        settings:
+          options.brakeCacheTtlSeconds !== undefined ? { brakeCacheTtlSeconds: options.brakeCacheTtlSeconds } : {},
       }),
-      ...proxyEnvironment(upstreamBaseUrl, SECRET, 60_000),
+      ...proxyEnvironment({ upstreamBaseUrl, upstreamApiKeySecret: SECRET }),
       LIMITER_CONFIG: JSON.stringify(config),
       AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
       AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'local',

@@ -6,6 +6,7 @@ import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { errorBody } from '../engine/contract';
 import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
 import { commonDepsFromEnvironment, log, required } from '../runtime/environment';
+import { numberSetting } from '../runtime/settings';
 import { handleProxy, type ProxyDeps, type ProxyResponse } from './proxy';
 import { SecretValue } from './secret';
 
@@ -105,9 +106,9 @@ export function proxyDepsFromEnvironment(): ProxyDeps {
     upstream: {
       baseUrl: required('UPSTREAM_BASE_URL'),
       apiKey: () => secret.get(),
-      firstByteTimeoutMs: Number(process.env.UPSTREAM_TIMEOUT_MS ?? 60_000),
-      idleTimeoutMs: Number(process.env.UPSTREAM_IDLE_TIMEOUT_MS ?? 60_000),
-      bodyTimeoutMs: Number(process.env.UPSTREAM_BODY_TIMEOUT_MS ?? 60_000),
+      firstByteTimeoutMs: numberSetting('upstreamTimeoutMs'),
+      idleTimeoutMs: numberSetting('upstreamIdleTimeoutMs'),
+      bodyTimeoutMs: numberSetting('upstreamBodyTimeoutMs'),
     },
     log,
   };

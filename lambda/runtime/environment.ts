@@ -10,6 +10,7 @@ import { type LimiterConfig, parseConfig } from '../engine/plans';
 import { LimitStore } from '../engine/store';
 import { CLIENT_TIMEOUTS, clientConfig } from './aws-clients';
 import { putMetrics } from './metrics';
+import { choiceSetting, numberSetting } from './settings';
 
 /** One JSON line per event; LIMITER_LOG=errors keeps only errors, LIMITER_LOG=off none (benchmarks). */
 export const log = (entry: Record<string, unknown>): void => {
@@ -62,7 +63,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
   const store = new LimitStore({
     client: dynamo,
     tableName,
-    clockSkewMs: Number(process.env.CLOCK_SKEW_MS ?? 0),
+    clockSkewMs: numberSetting('clockSkewMs'),
     deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
     onTransactionConflict: (operation) =>
       putMetrics({
@@ -78,7 +79,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
     directory: new Directory({
       client: dynamo,
       tableName,
-      cacheMs: Number(process.env.KEY_CACHE_TTL_SECONDS ?? 30) * 1000,
+      cacheMs: numberSetting('keyCacheTtlSeconds') * 1000,
       deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
     }),
     brake: new Brake({
@@ -94,12 +95,12 @@ export function commonDepsFromEnvironment(): CommonDeps {
           }
         : { client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs }),
       parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',
-      cacheMs: Number(process.env.BRAKE_CACHE_TTL_SECONDS ?? 5) * 1000,
-      coldStart: process.env.BRAKE_COLD_START === 'braked' ? 'braked' : 'released',
+      cacheMs: numberSetting('brakeCacheTtlSeconds') * 1000,
+      coldStart: choiceSetting('brakeColdStart'),
       log,
       metrics: putMetrics,
     }),
-    brakeRetryAfterSeconds: Number(process.env.BRAKE_RETRY_AFTER_SECONDS ?? 60),
+    brakeRetryAfterSeconds: numberSetting('brakeRetryAfterSeconds'),
     log,
   };
 }

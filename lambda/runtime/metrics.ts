@@ -9,6 +9,8 @@
  * `metricsByTenant` says so (METRICS_BY_TENANT=true): each tenant then makes billed custom metrics
  * of its own. Otherwise it stays a field of the line, for Logs Insights (`stats ... by Tenant`).
  */
+import { type FlagSetting, flagSetting } from './settings';
+
 export const NAMESPACE = 'LlmRateLimiter';
 
 export type Unit = 'Count' | 'Milliseconds' | 'None';
@@ -43,11 +45,11 @@ export function dimensionSets(names: readonly string[]): string[][] {
 }
 
 /** Dimensions that are fields of the line but not metric dimensions unless asked for (per-tenant metrics cost money per tenant). */
-const OPT_IN_DIMENSIONS: Readonly<Record<string, string>> = { Tenant: 'METRICS_BY_TENANT' };
+const OPT_IN_DIMENSIONS: Readonly<Record<string, FlagSetting>> = { Tenant: 'metricsByTenant' };
 
 export function emf(event: MetricEvent, now = Date.now()): string {
   const names = Object.keys(event.dimensions).filter(
-    (name) => !(name in OPT_IN_DIMENSIONS) || process.env[OPT_IN_DIMENSIONS[name]!] === 'true',
+    (name) => !(name in OPT_IN_DIMENSIONS) || flagSetting(OPT_IN_DIMENSIONS[name]!),
   );
   return JSON.stringify({
     _aws: {

@@ -79,12 +79,7 @@ describe('the construct and the local gateway cannot drift', () => {
       functionEnvironment({
         tableName: '',
         brakeParameterName: '',
-        keyCacheTtlSeconds: 0,
-        brakeCacheTtlSeconds: 0,
-        brakeColdStart: 'released',
-        brakeRetryAfterSeconds: 0,
-        clockSkewMs: 0,
-        metricsByTenant: false,
+        settings: {},
       }),
     );
     expect(find('LimiterAuthorizer')).toMatchObject({
@@ -99,7 +94,11 @@ describe('the construct and the local gateway cannot drift', () => {
     // Each function also says which it is (the user agent of its AWS calls names it).
     expect(envKeys(find('LimiterAuthorizer'))).toEqual([...common, 'LIMITER_FUNCTION'].sort());
     expect(envKeys(find('LimiterProxy'))).toEqual(
-      [...common, ...Object.keys(proxyEnvironment('', '', 0)), 'LIMITER_FUNCTION'].sort(),
+      [
+        ...common,
+        ...Object.keys(proxyEnvironment({ upstreamBaseUrl: '', upstreamApiKeySecret: '' })),
+        'LIMITER_FUNCTION',
+      ].sort(),
     );
     for (const [prefix, name] of [
       ['LimiterAuthorizer', 'authorizer'],
