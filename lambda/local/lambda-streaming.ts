@@ -64,7 +64,8 @@ type StreamingHandler = (event: unknown, stream: Writable, context: Context) => 
 
 /**
  * Invokes a streaming handler as the runtime does, collecting what reaches the client. With
- * `disconnectAfterChunks`, the client goes away after that many body chunks.
+ * `disconnectAfterChunks`, the client goes away after that many body chunks, and the failed
+ * invocation is returned as `error`; otherwise a failing handler throws.
  */
 export async function invokeStreaming(
   handler: unknown,
@@ -94,6 +95,9 @@ export async function invokeStreaming(
   try {
     await (handler as StreamingHandler)(event, stream, context);
   } catch (err) {
+    // Only a client that went away may fail the invocation (the pipe to it breaks); any other
+    // failure is the handler's, and the caller must see it.
+    if (options.disconnectAfterChunks === undefined) throw err;
     error = err;
   }
   return { ...parseStreamed(Buffer.concat(received.map((r) => r.data)), received), ...(error ? { error } : {}) };

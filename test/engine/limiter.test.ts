@@ -145,12 +145,19 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
   });
 
   it("keeps tenants apart: tenant A's traffic never moves tenant B's buckets", async () => {
-    const a = setup(strategy);
-    const b = setup(strategy);
-    for (let i = 0; i < 8; i++) await a.limiter.admit(a.user('same-user'), a.tenant, CHAT);
-    const verdict = await b.limiter.admit(b.user('same-user'), b.tenant, CHAT);
+    // One limiter, one namespace, two tenants on one plan, users of the same name: only the tenant id tells their items apart.
+    const s = setup(strategy);
+    const other: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
+    for (let i = 0; i < 8; i++) await s.limiter.admit(s.user('same-user'), s.tenant, CHAT);
+    expect((await s.limiter.admit(s.user('same-user'), s.tenant, CHAT)).allowed).toBe(false);
+    const verdict = await s.limiter.admit({ tenant: other.id, user: 'same-user' }, other, CHAT);
     expect(verdict.allowed).toBe(true);
-    expect(verdict.limits.find((l) => l.code === 'tenant_requests_per_minute')?.decision.remaining).toBe(4);
+    const remaining = Object.fromEntries(verdict.limits.map((l) => [l.code, l.decision.remaining]));
+    expect(remaining).toMatchObject({
+      tenant_requests_per_minute: 4,
+      user_requests_per_minute: 2,
+      endpoint_requests_per_minute: 3,
+    });
   });
 
   it('escalates Retry-After for an identity that keeps getting denied, and lets it decay', async () => {
@@ -182,10 +189,14 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     ]);
     expect(bucketsAfter.outcomes[0]!.decision.remaining).toBe(bucketsBefore.outcomes[0]!.decision.remaining);
 
-    // After a quiet window the count starts again: the next denial carries only the natural wait.
+    // After a quiet window the count starts again: exhaust the limit anew, and the first denial
+    // carries only the natural wait (not the doubled one it had grown to).
     s.clock.now += 61_000 + 16_000;
+    for (let i = 0; i < 3; i++) expect((await s.limiter.admit(u, s.tenant, CHAT)).allowed).toBe(true);
     const after = await s.limiter.admit(u, s.tenant, CHAT);
+    expect(after).toMatchObject({ allowed: false, code: 'user_requests_per_minute' });
     expect(after.penalized ?? false).toBe(false);
+    expect(after.retryAfterMs).toBe(after.denied!.decision.retryAfterMs);
   });
 
   it('grows Retry-After by doubling up to the cap while the limit itself would allow sooner', async () => {

@@ -28,13 +28,14 @@ async function rawItem(key: string): Promise<Record<string, unknown> | undefined
   return out.Item ? unmarshall(out.Item) : undefined;
 }
 
-describe.each<[string, Limit, number]>([
-  // [name, limit of 3 that refills one unit per second, ms until one unit is back]
-  ['token bucket', tokenBucket(3, 1), 1000],
-  ['leaky bucket', leakyBucket(3, 1), 1000],
+describe.each<[string, Limit, number, number]>([
+  // [name, limit of 3 that refills one unit per second, ms until one unit is back, ms the item's state can matter]
+  ['token bucket', tokenBucket(3, 1), 1000, 3000],
+  ['leaky bucket', leakyBucket(3, 1), 1000, 3000],
   // A window counts the slot an admission falls in plus S before it: a unit frees W + W/S after its slot began.
-  ['sliding window', slidingWindow(3, '3 s', 3), 4000],
-])('%s in DynamoDB', (_name, limit, unitBackMs) => {
+  // Its ring holds S + 3 slots of 1 s (two spare for clocks behind): 6 s.
+  ['sliding window', slidingWindow(3, '3 s', 3), 4000, 6000],
+])('%s in DynamoDB', (_name, limit, unitBackMs, memoryMs) => {
   it('admits up to the limit, then denies with a Retry-After that is honoured', async () => {
     const c = clock();
     const store = testStore({ clock: c.read });
@@ -73,8 +74,10 @@ describe.each<[string, Limit, number]>([
     const key = uniqueKey();
     await store.consume(key, limit, 2);
     const item = await rawItem(key);
-    expect(item?.[TABLE.ttlAttribute]).toBeTypeOf('number');
-    expect(item![TABLE.ttlAttribute] as number).toBeGreaterThanOrEqual(Math.ceil((T0 + unitBackMs * 2) / 1000));
+    // Epoch seconds: the longest the state can matter (a full refill, or the whole ring) plus a day's margin for debt.
+    expect(item?.[TABLE.ttlAttribute]).toBe(Math.ceil((T0 + memoryMs) / 1000) + 86_400);
+    // ... which is no sooner than the two units it took are back (a bucket refills them one after the other; a window frees its slot at once).
+    expect(memoryMs).toBeGreaterThanOrEqual(limit.shape === 'sliding_window' ? unitBackMs : 2 * unitBackMs);
   });
 
   it('settles a debit into debt and denies until time repays it', async () => {
