@@ -1,6 +1,7 @@
 import middy from '@middy/core';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
 import { commonDepsFromEnvironment, log, required } from '../runtime/environment';
+import { unexpectedErrors } from '../runtime/errors';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { type AuthorizerDeps, authorize } from './authorize';
 
@@ -9,26 +10,20 @@ import { type AuthorizerDeps, authorize } from './authorize';
  * (401, the UNAUTHORIZED gateway response) or anything else (AUTHORIZER_CONFIGURATION_ERROR or
  * AUTHORIZER_FAILURE, both mapped to 503 by the construct). The second is an outage: it is counted
  * as `LimiterUnavailable`, the metric the outage alarm watches (a bad key is a Lambda error too,
- * so Lambda's Errors metric would page on every scanner). The log gets the error's class and the
- * request id, never a header.
+ * so Lambda's Errors metric would page on every scanner).
  */
 export function authorizerErrors(
   write: (entry: Record<string, unknown>) => void = log,
   metrics: (event: MetricEvent) => void = putMetrics,
 ): middy.MiddlewareObj<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context> {
-  return {
-    onError: async (request) => {
-      if (request.error?.message === 'Unauthorized') return;
-      write({
-        level: 'error',
-        requestId: request.context.awsRequestId,
-        message: 'authorizer failed',
-        error: request.error?.name,
-      });
-      metrics({ dimensions: { Function: 'authorizer' }, metrics: { LimiterUnavailable: { value: 1, unit: 'Count' } } });
-      request.error = new Error('Rate limiter unavailable');
-    },
-  };
+  return unexpectedErrors({
+    name: 'authorizer',
+    log: write,
+    expected: (error) => error.message === 'Unauthorized',
+    also: () =>
+      metrics({ dimensions: { Function: 'authorizer' }, metrics: { LimiterUnavailable: { value: 1, unit: 'Count' } } }),
+    failWith: 'Rate limiter unavailable',
+  });
 }
 
 export function createHandler(deps: AuthorizerDeps) {

@@ -9,6 +9,7 @@ import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
 import { MODELS_ROUTE, USAGE_PAGE_ROUTE } from '../gateway/api';
 import { commonDepsFromEnvironment } from '../runtime/environment';
+import { internalError, unexpectedErrors } from '../runtime/errors';
 import { PAGE_HEADERS, prefersHtml, usagePage } from './page';
 import { usageOf } from './usage';
 
@@ -46,20 +47,7 @@ function header(event: APIGatewayProxyEvent, name: string): string | undefined {
  */
 export function createLimitsHandler(deps: LimitsDeps) {
   return middy<APIGatewayProxyEvent, APIGatewayProxyResult, Error, Context>()
-    .use({
-      onError: async (request) => {
-        deps.log({
-          level: 'error',
-          requestId: request.context.awsRequestId,
-          message: 'limits failed',
-          error: request.error?.name,
-        });
-        request.response = json(
-          500,
-          errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'),
-        );
-      },
-    })
+    .use(unexpectedErrors({ name: 'limits', log: deps.log, answer: internalError }))
     .handler(async (event, context) => {
       const route = event.resource ?? event.path;
       // The page holds no data: it needs no identity (API Gateway runs no authorizer for it).

@@ -62,7 +62,7 @@ const MAX_BODY = 10 * 1024 * 1024;
 /** Lambda's limit on a synchronous invocation's payload (the event JSON). */
 const MAX_INVOKE_PAYLOAD = 6_291_456;
 
-export function lambdaContext(functionName: string, requestId = randomUUID()): Context {
+export function lambdaContext(functionName: string, requestId: string = randomUUID()): Context {
   return {
     callbackWaitsForEmptyEventLoop: true,
     functionName,

@@ -3,9 +3,9 @@ import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
-import { errorBody } from '../engine/contract';
 import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
-import { commonDepsFromEnvironment, log, required } from '../runtime/environment';
+import { commonDepsFromEnvironment, required } from '../runtime/environment';
+import { internalError, unexpectedErrors } from '../runtime/errors';
 import { numberSetting } from '../runtime/settings';
 import { handleProxy, type ProxyDeps, type ProxyResponse } from './proxy';
 import { SecretValue } from './secret';
@@ -19,30 +19,6 @@ const PENDING = Symbol('settlement');
  */
 export const SETTLE_MARGIN_MS = 10_000;
 type WithSettlement = Context & { [PENDING]?: Promise<void> };
-
-/**
- * Unexpected errors become a 500 in OpenAI's shape with a generic message; the log gets the
- * error's class and the request id (never a key, a prompt or a completion).
- */
-export function proxyErrors(
-  write: (entry: Record<string, unknown>) => void = log,
-): middy.MiddlewareObj<APIGatewayProxyEvent, unknown, Error, Context> {
-  return {
-    onError: async (request) => {
-      write({
-        level: 'error',
-        requestId: request.context.awsRequestId,
-        message: 'proxy failed',
-        error: request.error?.name,
-      });
-      request.response = {
-        statusCode: 500,
-        headers: { 'content-type': 'application/json' },
-        body: errorBody(`Internal error (request ${request.context.awsRequestId}).`, 'api_error', 'internal_error'),
-      };
-    },
-  };
-}
 
 /** What the Lambda Node.js runtime gives a response-streaming function as the global `awslambda`. */
 declare const awslambda: {
@@ -65,7 +41,7 @@ export function createProxyHandler(deps: ProxyDeps) {
   const respond = middy<APIGatewayProxyEvent, Omit<ProxyResponse, 'settlement'>, Error, Context>({
     timeoutEarlyInMillis: 0,
   })
-    .use(proxyErrors(deps.log))
+    .use(unexpectedErrors({ name: 'proxy', log: deps.log, answer: internalError }))
     .handler(async (event, context) => {
       // Stop the upstream early enough to settle and close the stream before Lambda's timeout ends the invocation.
       const remaining = context.getRemainingTimeInMillis();

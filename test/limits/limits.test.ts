@@ -243,3 +243,27 @@ describe('the usage page and the brake, without a browser', () => {
     expect(prefersHtml(accept)).toBe(expected);
   });
 });
+
+describe('an unexpected failure', () => {
+  it('answers 500 internal_error with the request id only, and logs the class, not the message', async () => {
+    const { store, limiter } = await setup(config);
+    const logs: Record<string, unknown>[] = [];
+    // A dependency failing in a way nobody planned for (not a limiter error): the message must not reach the client.
+    const directory = {
+      tenant: async () => {
+        throw new TypeError('secret detail sk-should-not-leak');
+      },
+    } as unknown as Directory;
+    const handler = createLimitsHandler({ config, store, limiter, directory, log: (e) => logs.push(e) });
+    const res = await handler(
+      { ...proxyEvent({ route: '/v1/limits', authorizer: { tenant: 't', user: 'u' } }), httpMethod: 'GET', body: null },
+      lambdaContext('limits', 'req-123'),
+    );
+    expect(res.statusCode).toBe(500);
+    expect(JSON.parse(res.body)).toEqual({
+      error: { message: 'Internal error (request req-123).', type: 'api_error', param: null, code: 'internal_error' },
+    });
+    expect(logs).toContainEqual({ level: 'error', requestId: 'req-123', message: 'limits failed', error: 'TypeError' });
+    expect(JSON.stringify(logs)).not.toContain('sk-should-not-leak');
+  });
+});

@@ -60,7 +60,8 @@ export function authorizerEvent(
 }
 
 /** The Lambda context the local gateway invokes with (one definition). */
-export const lambdaContext = (functionName = 'authorizer'): Context => localContext(functionName);
+export const lambdaContext = (functionName = 'authorizer', requestId?: string): Context =>
+  localContext(functionName, requestId);
 
 /** A Lambda proxy-integration event (REST, payload 1.0) carrying the authorizer's context. */
 export function proxyEvent(
