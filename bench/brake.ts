@@ -5,7 +5,7 @@
  * braked answer through the local stack.
  */
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { MAX_BRAKE_CACHE_MS } from '../lambda/authorizer/brake';
+import { MAX_BRAKE_CACHE_MS } from '../lambda/runtime/brake';
 import { startLocal } from '../lambda/local/start';
 import { percentile, report } from './report';
 

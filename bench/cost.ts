@@ -5,7 +5,7 @@
  * four layers: tenant tokens/day + requests/min, user requests/min + tokens/min, endpoint
  * tokens/min, global usd/day. One key, warm caches.
  */
-import { putApiKey, putTenant } from '../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../lambda/runtime/directory';
 import { createHandler, depsFromEnvironment } from '../lambda/authorizer/handler';
 import { requestsPerMinute, tokens, tokensPerDay, tokensPerMinute, usdPerDay } from '../lambda/engine/plans';
 import { tokenBucket } from '../lambda/engine/limits';

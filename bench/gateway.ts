@@ -3,7 +3,7 @@
  * + settlement) and the latency it adds over calling the upstream stand-in directly, same run;
  * and tenant isolation: tenant B's time to first chunk while tenant A floods past its cap.
  */
-import { putApiKey, putTenant } from '../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../lambda/runtime/directory';
 import { slidingWindow, tokenBucket } from '../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../lambda/engine/plans';
 import { localClient } from '../lambda/local/dynamodb-local';

@@ -2,10 +2,10 @@
  * Hostile input and hung dependencies: how much an attacker gets billed past the limit, and how
  * long a decision takes when SSM and DynamoDB accept connections and never answer.
  */
-import { putApiKey, putTenant } from '../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../lambda/runtime/directory';
 import { createHandler, depsFromEnvironment } from '../lambda/authorizer/handler';
-import { Brake } from '../lambda/authorizer/brake';
-import { Directory } from '../lambda/authorizer/directory';
+import { Brake } from '../lambda/runtime/brake';
+import { Directory } from '../lambda/runtime/directory';
 import { Limiter } from '../lambda/engine/limiter';
 import { tokenBucket } from '../lambda/engine/limits';
 import { parseConfig, requestsPerMinute, tokens } from '../lambda/engine/plans';

@@ -3,8 +3,8 @@ import { type LimitOutcome, mostConstraining, rateLimitHeaders, retryAfterSecond
 import { InvalidLimitError, LayerUnavailableError, LimiterError, UnknownPlanError } from '../engine/errors';
 import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
-import { type Brake, isBraked } from './brake';
-import { type Directory, extractApiKey, hashKey } from './directory';
+import { type Brake, isBraked } from '../runtime/brake';
+import { type Directory, extractApiKey, hashKey } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 
 export interface AuthorizerDeps {

@@ -1,7 +1,7 @@
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { BRAKE_MIRROR_SHARDS, brakeMirrorKey } from '../authorizer/brake';
+import { BRAKE_MIRROR_SHARDS, brakeMirrorKey } from '../runtime/brake';
 import { TABLE } from '../engine/constants';
 
 export interface MirrorDeps {

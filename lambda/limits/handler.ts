@@ -1,7 +1,7 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
-import { type Brake, isBraked } from '../authorizer/brake';
-import type { Directory } from '../authorizer/directory';
+import { type Brake, isBraked } from '../runtime/brake';
+import type { Directory } from '../runtime/directory';
 import { errorBody, MISCONFIGURED } from '../engine/contract';
 import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter, TenantRecord } from '../engine/limiter';

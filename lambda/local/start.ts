@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { createHandler, depsFromEnvironment } from '../authorizer/handler';
-import { putApiKey, putTenant } from '../authorizer/directory';
+import { putApiKey, putTenant } from '../runtime/directory';
 import {
   type LimiterConfig,
   parseConfig,

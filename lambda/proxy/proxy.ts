@@ -17,8 +17,8 @@ import {
   type ModelPrice,
   type Plan,
 } from '../engine/plans';
-import { type Brake, isBraked } from '../authorizer/brake';
-import type { Directory } from '../authorizer/directory';
+import { type Brake, isBraked } from '../runtime/brake';
+import type { Directory } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { type AuthorizerContext, proxyHeaders } from './headers';
 import { SseRelay } from './relay';

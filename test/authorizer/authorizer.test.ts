@@ -1,8 +1,8 @@
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Brake, parseBrake } from '../../lambda/authorizer/brake';
-import { Directory, putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { Brake, parseBrake } from '../../lambda/runtime/brake';
+import { Directory, putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler } from '../../lambda/authorizer/handler';
 import { KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { Limiter, layerKey } from '../../lambda/engine/limiter';

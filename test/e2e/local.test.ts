@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { tokenBucket, slidingWindow } from '../../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
 import { localClient } from '../../lambda/local/dynamodb-local';

@@ -6,7 +6,7 @@
 import { SSMClient, PutParameterCommand } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/authorizer/brake';
+import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/runtime/brake';
 import { mirrorBrake } from '../../lambda/brake-mirror/handler';
 import { TABLE } from '../../lambda/engine/constants';
 import { localClient } from '../../lambda/local/dynamodb-local';

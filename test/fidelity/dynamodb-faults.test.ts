@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
 import { layerKey } from '../../lambda/engine/limiter';
 import { bucketName, requestsPerMinute, tokens } from '../../lambda/engine/plans';

@@ -5,7 +5,7 @@
  * within the documented deadlines with the documented outcome, never after a hang.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
 import { layerKey } from '../../lambda/engine/limiter';
 import { bucketName, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';

@@ -1,8 +1,8 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Brake } from '../../lambda/authorizer/brake';
-import { Directory, putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { Brake } from '../../lambda/runtime/brake';
+import { Directory, putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler } from '../../lambda/authorizer/handler';
 import { Limiter } from '../../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { putTenant } from '../../lambda/authorizer/directory';
-import { Directory } from '../../lambda/authorizer/directory';
+import { putTenant } from '../../lambda/runtime/directory';
+import { Directory } from '../../lambda/runtime/directory';
 import { Limiter } from '../../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
-import { Brake } from '../../lambda/authorizer/brake';
+import { Brake } from '../../lambda/runtime/brake';
 import { createLimitsHandler } from '../../lambda/limits/handler';
 import { prefersHtml, usagePage } from '../../lambda/limits/page';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';

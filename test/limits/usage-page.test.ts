@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { putApiKey } from '../../lambda/authorizer/directory';
+import { putApiKey } from '../../lambda/runtime/directory';
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
 import { localClient } from '../../lambda/local/dynamodb-local';

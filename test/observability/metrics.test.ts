@@ -1,8 +1,8 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autoBrake } from '../../lambda/auto-brake/handler';
-import { Brake, parseBrake } from '../../lambda/authorizer/brake';
-import { Directory, putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { Brake, parseBrake } from '../../lambda/runtime/brake';
+import { Directory, putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler } from '../../lambda/authorizer/handler';
 import { StoreUnavailableError } from '../../lambda/engine/errors';
 import { Limiter } from '../../lambda/engine/limiter';

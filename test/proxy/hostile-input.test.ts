@@ -6,8 +6,8 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Brake } from '../../lambda/authorizer/brake';
-import { Directory, putTenant } from '../../lambda/authorizer/directory';
+import { Brake } from '../../lambda/runtime/brake';
+import { Directory, putTenant } from '../../lambda/runtime/directory';
 import { Limiter, layerKey } from '../../lambda/engine/limiter';
 import { tokenBucket } from '../../lambda/engine/limits';
 import { bucketName, type LimiterConfig, parseConfig, tokens } from '../../lambda/engine/plans';

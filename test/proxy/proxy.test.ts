@@ -1,7 +1,7 @@
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Brake } from '../../lambda/authorizer/brake';
-import { Directory, putTenant } from '../../lambda/authorizer/directory';
+import { Brake } from '../../lambda/runtime/brake';
+import { Directory, putTenant } from '../../lambda/runtime/directory';
 import { StoreUnavailableError } from '../../lambda/engine/errors';
 import { Limiter, layerKey } from '../../lambda/engine/limiter';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';

@@ -9,7 +9,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
-import { putApiKey, putTenant } from '../../lambda/authorizer/directory';
+import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
 import { installLambdaStreamingGlobals, invokeStreaming } from '../../lambda/local/lambda-streaming';
 import { startSsmLocal } from '../../lambda/local/ssm-local';

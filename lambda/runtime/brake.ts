@@ -1,7 +1,7 @@
 import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
 import { type DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { TABLE } from '../engine/constants';
-import type { MetricEvent } from '../runtime/metrics';
+import type { MetricEvent } from './metrics';
 
 /**
  * The operators' kill-switch, an SSM String parameter holding JSON:
