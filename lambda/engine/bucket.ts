@@ -28,7 +28,8 @@ import {
 export type BucketState = GcraState & WindowState;
 export type BucketWrite = GcraWrite | WindowWrite;
 
-export interface Plan {
+/** One bucket's decision and the conditional write that makes it true (a tenant's plan is `Plan` in plans.ts). */
+export interface BucketDecision {
   readonly decision: Decision;
   /** Absent when the decision is a denial: a rejected request writes nothing. */
   readonly write?: BucketWrite;
@@ -44,7 +45,12 @@ export function requireCost(cost: number, what = 'cost'): void {
 const asMoment = (at: number | Moment): Moment => (typeof at === 'number' ? moment(at) : at);
 
 /** Decide whether `cost` fits at `at` (epoch ms, or a Moment when clocks may be skewed). */
-export function decide(limit: Limit, state: BucketState | undefined, at: number | Moment, cost: number): Plan {
+export function decide(
+  limit: Limit,
+  state: BucketState | undefined,
+  at: number | Moment,
+  cost: number,
+): BucketDecision {
   const m = asMoment(at);
   return limit.shape === 'sliding_window' ? decideWindow(state, m, cost, limit) : decideGcra(state, m, cost, limit);
 }

@@ -54,7 +54,7 @@ export type GcraWrite =
   /** Refund larger than what is owed: tat = expectTat -> tat = late. */
   | { readonly branch: 'refill'; readonly expectTat: number; readonly late: number };
 
-export interface GcraPlan {
+export interface GcraDecision {
   readonly decision: Decision;
   readonly write?: GcraWrite;
   /** The state after the write, as this container predicts it. */
@@ -153,7 +153,7 @@ function describeAt(state: GcraState | undefined, nowMs: number, now: number, p:
   return { allowed: true, limit: p.units, remaining, resetMs: msUntil(tat, nowMs, p), retryAfterMs: 0 };
 }
 
-export function decideGcra(state: GcraState | undefined, at: Moment, cost: number, limit: GcraLimit): GcraPlan {
+export function decideGcra(state: GcraState | undefined, at: Moment, cost: number, limit: GcraLimit): GcraDecision {
   const p = params(limit);
   const stored = state ?? {};
   const early = tickOf(at.early, p);

@@ -1,4 +1,4 @@
-import { type BucketState, check, decide, describe, type Plan, probe } from './bucket';
+import { type BucketDecision, type BucketState, check, decide, describe, probe } from './bucket';
 import { ATTR } from './constants';
 import type { Decision } from './decision';
 import { attributeName, type BucketGuard, type Fragment, fragment } from './expressions';
@@ -58,9 +58,9 @@ export interface Evaluation {
   /** The bucket's state after a consume, as predicted. */
   readonly next?: BucketState;
   /** The write (consume) or guard (admit) that makes an admission true in the store. */
-  readonly source?: Plan['write'] | BucketGuard;
+  readonly source?: BucketDecision['write'] | BucketGuard;
   /** What to try when a stale view says deny; undefined: read first. */
-  readonly probe?: Plan['write'] | BucketGuard;
+  readonly probe?: BucketDecision['write'] | BucketGuard;
 }
 
 function evaluate(c: Check, state: BucketState | undefined, at: Moment): Evaluation {

@@ -62,7 +62,7 @@ export type WindowWrite =
       readonly total?: number;
     };
 
-export interface WindowPlan {
+export interface WindowDecision {
   readonly decision: Decision;
   readonly write?: WindowWrite;
   readonly next: WindowState;
@@ -217,7 +217,7 @@ export function decideWindow(
   at: Moment,
   cost: number,
   limit: SlidingWindowLimit,
-): WindowPlan {
+): WindowDecision {
   const stored = state ?? {};
   const view = checked(stored, at, limit);
   if (view.total + cost > limit.limit) {
