@@ -13,6 +13,7 @@ import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engin
 import {
   DEFAULT_MAX_OUTPUT_TOKENS,
   DEFAULT_OUTPUT_RESERVATION,
+  type EndpointConfig,
   type LimiterConfig,
   type ModelPrice,
   type Plan,
@@ -223,54 +224,72 @@ export async function handleProxy(
   }
 }
 
-async function proxyRequest(
-  event: APIGatewayProxyEvent,
+/** A step's answer to the client, ending the request there. */
+const isAnswer = (x: unknown): x is ProxyResponse =>
+  typeof x === 'object' && x !== null && 'statusCode' in x && 'body' in x;
+
+/** Step 1, identify: the caller the authorizer admitted (its context), or a 401 if none reached the proxy. */
+function identify(
+  auth: AuthorizerContext,
   deps: ProxyDeps,
   requestId: string,
-  deadlineAt: number,
-): Promise<ProxyResponse> {
-  const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
-  const route = event.resource ?? event.path;
-  const base = proxyHeaders(auth);
-  const now = (deps.clock ?? Date.now)();
+  route: string,
+  base: Record<string, string>,
+): Identity | ProxyResponse {
   if (typeof auth.tenant !== 'string' || typeof auth.user !== 'string') {
     deps.log({ requestId, level: 'error', outcome: 'no_identity', route });
     return answer(401, base, 'No caller identity reached the proxy.', 'authentication_error', 'no_identity');
   }
-  const identity: Identity = { tenant: auth.tenant, user: auth.user };
-  const who = { requestId, route, tenant: identity.tenant, user: identity.user };
+  return { tenant: auth.tenant, user: auth.user };
+}
 
-  // Defense in depth: the authorizer checked the brake already; check again before spending money.
+/** Step 2, the brake, again: the authorizer checked it already; check before spending money (defense in depth). */
+async function braked(
+  deps: ProxyDeps,
+  now: number,
+  base: Record<string, string>,
+  who: Record<string, unknown>,
+): Promise<ProxyResponse | undefined> {
   const brake = await deps.brake.state();
-  if (isBraked(brake, now)) {
-    const wait = retryAfterSeconds(
-      brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000,
-    );
-    deps.log({ ...who, outcome: 'denied', code: 'brake', where: 'proxy' });
-    return answer(
-      429,
-      { ...base, 'Retry-After': String(wait) },
-      `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}.`,
-      'rate_limit_exceeded',
-      'brake',
-    );
-  }
+  if (!isBraked(brake, now)) return undefined;
+  const wait = retryAfterSeconds(
+    brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000,
+  );
+  deps.log({ ...who, outcome: 'denied', code: 'brake', where: 'proxy' });
+  return answer(
+    429,
+    { ...base, 'Retry-After': String(wait) },
+    `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}.`,
+    'rate_limit_exceeded',
+    'brake',
+  );
+}
 
+/** Step 3, parse: the body as OpenAI defines it, for this endpoint's models, or a 4xx naming the field. */
+function parse(
+  event: APIGatewayProxyEvent,
+  route: string,
+  deps: ProxyDeps,
+  base: Record<string, string>,
+  who: Record<string, unknown>,
+): { request: ProxyRequest; endpoint: EndpointConfig } | ProxyResponse {
   const endpoint = deps.config.endpoints[route];
   if (!endpoint) return answer(404, base, `No such endpoint: ${route}`, 'invalid_request_error', 'unknown_url');
-  let request: ProxyRequest;
   try {
-    request = parseRequest(route, event.body, event.isBase64Encoded, endpoint);
+    return { request: parseRequest(route, event.body, event.isBase64Encoded, endpoint), endpoint };
   } catch (err) {
     if (!(err instanceof RequestError)) throw err;
     deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
     return answer(err.status, base, err.message, 'invalid_request_error', err.code, err.param);
   }
-  const price = endpoint.models[request.model]!;
-  const encoding = price.encoding ?? encodingFor(request.model);
-  const bound = inputBound(request, encoding, price);
-  const input = bound.inputTokens;
-  // A tenant whose configuration is broken is a server-side problem: 500, never a 429 to retry.
+}
+
+/** Step 4, the tenant's plan. A broken configuration is a server-side problem: 500 with a code, never a 429 to retry. */
+async function tenantPlan(
+  deps: ProxyDeps,
+  identity: Identity,
+  base: Record<string, string>,
+): Promise<{ tenant: TenantRecord; plan: Plan } | ProxyResponse> {
   let tenant: TenantRecord | undefined;
   try {
     tenant = await deps.directory.tenant(identity.tenant);
@@ -279,13 +298,25 @@ async function proxyRequest(
     return answer(500, base, MISCONFIGURED.tenant_config_invalid, 'api_error', 'tenant_config_invalid');
   }
   if (!tenant) return answer(500, base, MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown');
-  let plan: Plan;
   try {
-    plan = deps.limiter.planOf(tenant);
+    return { tenant, plan: deps.limiter.planOf(tenant) };
   } catch (err) {
     if (!(err instanceof UnknownPlanError)) throw err;
     return answer(500, base, MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown');
   }
+}
+
+/**
+ * Step 5's amounts: what to reserve (the input, counted here, plus the output the plan expects,
+ * at most max_tokens, per choice) and the most the upstream can truthfully report.
+ */
+function reservationOf(
+  request: ProxyRequest,
+  plan: Plan,
+  price: ModelPrice,
+  bound: InputBound,
+): { reserved: Amounts; bounds: UsageBounds } {
+  const input = bound.inputTokens;
   const n = request.kind === 'chat' ? request.n : 1;
   const expectedOutput =
     request.kind === 'chat'
@@ -296,46 +327,85 @@ async function proxyRequest(
           ) +
         bound.extraOutputTokens
       : 0;
-  const reserved = amounts(input, expectedOutput, price);
-  // The most the upstream can truthfully report: reported usage beyond this is not believed.
-  const bounds: UsageBounds = {
-    input,
-    output:
-      request.kind === 'chat'
-        ? n * (request.maxTokens ?? price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS) + bound.extraOutputTokens
-        : 0,
-  };
+  const output =
+    request.kind === 'chat'
+      ? n * (request.maxTokens ?? price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS) + bound.extraOutputTokens
+      : 0;
+  return { reserved: amounts(input, expectedOutput, price), bounds: { input, output } };
+}
+
+/** Step 5's refusal: a request larger than a limit allows at once (400), or a limit reached (429 with Retry-After). */
+function refusal(
+  verdict: Verdict,
+  request: ProxyRequest,
+  reserved: Amounts,
+  identity: Identity,
+  deps: ProxyDeps,
+  headers: Record<string, string>,
+  who: Record<string, unknown>,
+): ProxyResponse {
+  const code = verdict.code ?? 'rate_limited';
+  if (verdict.denied?.decision.exceedsLimit) {
+    deps.log({ ...who, outcome: 'too_large', code, reservedTokens: reserved.tokens });
+    return answer(
+      400,
+      headers,
+      `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once (${verdict.denied.decision.limit}). Send less, or lower max_tokens.`,
+      'invalid_request_error',
+      'request_too_large_for_limit',
+      request.kind === 'chat' ? 'max_tokens' : 'input',
+    );
+  }
+  const wait = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
+  deps.log({ ...who, outcome: 'denied', code, retryAfter: wait, reservedTokens: reserved.tokens });
+  (deps.metrics ?? putMetrics)({
+    dimensions: { Function: 'proxy', Outcome: 'denied', Layer: verdict.denied?.layer ?? 'penalty', Code: code },
+    metrics: { Decisions: { value: 1, unit: 'Count' } },
+    properties: { tenant: identity.tenant, user: identity.user },
+  });
+  return answer(
+    429,
+    { ...headers, 'Retry-After': String(wait) },
+    `Rate limit exceeded (${code}): this request needs about ${Math.ceil(reserved.tokens)} tokens. Retry after ${wait} s.`,
+    'rate_limit_exceeded',
+    code,
+  );
+}
+
+/**
+ * One request through the proxy, as named steps: identify, the brake, parse, the tenant's plan,
+ * reserve, then forward, relay and settle (the settlement is the promise the handler awaits).
+ */
+async function proxyRequest(
+  event: APIGatewayProxyEvent,
+  deps: ProxyDeps,
+  requestId: string,
+  deadlineAt: number,
+): Promise<ProxyResponse> {
+  const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
+  const route = event.resource ?? event.path;
+  const base = proxyHeaders(auth);
+  const now = (deps.clock ?? Date.now)();
+  const identity = identify(auth, deps, requestId, route, base);
+  if (isAnswer(identity)) return identity;
+  const who = { requestId, route, tenant: identity.tenant, user: identity.user };
+  const brake = await braked(deps, now, base, who);
+  if (brake) return brake;
+  const parsed = parse(event, route, deps, base, who);
+  if (isAnswer(parsed)) return parsed;
+  const { request, endpoint } = parsed;
+  const price = endpoint.models[request.model]!;
+  const encoding = price.encoding ?? encodingFor(request.model);
+  const bound = inputBound(request, encoding, price);
+  const input = bound.inputTokens;
+  const owner = await tenantPlan(deps, identity, base);
+  if (isAnswer(owner)) return owner;
+  const { tenant, plan } = owner;
+  const { reserved, bounds } = reservationOf(request, plan, price, bound);
   const shard = Number(auth.shard ?? 0);
   const verdict = await deps.limiter.reserve(identity, tenant, route, reserved, Number.isInteger(shard) ? shard : 0);
   const headers = proxyHeaders(auth, verdict.limits);
-  if (!verdict.allowed) {
-    const code = verdict.code ?? 'rate_limited';
-    if (verdict.denied?.decision.exceedsLimit) {
-      deps.log({ ...who, outcome: 'too_large', code, reservedTokens: reserved.tokens });
-      return answer(
-        400,
-        headers,
-        `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once (${verdict.denied.decision.limit}). Send less, or lower max_tokens.`,
-        'invalid_request_error',
-        'request_too_large_for_limit',
-        request.kind === 'chat' ? 'max_tokens' : 'input',
-      );
-    }
-    const wait = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
-    deps.log({ ...who, outcome: 'denied', code, retryAfter: wait, reservedTokens: reserved.tokens });
-    (deps.metrics ?? putMetrics)({
-      dimensions: { Function: 'proxy', Outcome: 'denied', Layer: verdict.denied?.layer ?? 'penalty', Code: code },
-      metrics: { Decisions: { value: 1, unit: 'Count' } },
-      properties: { tenant: identity.tenant, user: identity.user },
-    });
-    return answer(
-      429,
-      { ...headers, 'Retry-After': String(wait) },
-      `Rate limit exceeded (${code}): this request needs about ${Math.ceil(reserved.tokens)} tokens. Retry after ${wait} s.`,
-      'rate_limit_exceeded',
-      code,
-    );
-  }
+  if (!verdict.allowed) return refusal(verdict, request, reserved, identity, deps, headers, who);
   const reservation: Reservation = {
     model: request.model,
     identity,
