@@ -196,7 +196,7 @@ export async function benchCost(dynamoEndpoint: string): Promise<void> {
   report(
     'scale.hot_tenant.client_errors_under_item_limit',
     load.clientErrors,
-    'requests answered 5xx (throttling surfacing to clients) in that run; target 0',
+    'requests answered 5xx in that run (throttling answers 429; what is left is contention past maxAttempts); target 0',
   );
   const detail = Object.entries(f.byAction)
     .map(([a, k]) => `${a} ${k.toFixed(2)}`)

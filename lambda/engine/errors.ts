@@ -35,6 +35,19 @@ export class StoreUnavailableError extends LimiterError {
   }
 }
 
+/**
+ * DynamoDB refused the item's writes past its throughput (ProvisionedThroughputExceeded,
+ * ThrottlingException, RequestLimitExceeded, or a transaction cancelled for throttling) after the
+ * SDK's retries: one item takes at most 1,000 write units a second. For the limiter this is the
+ * caller's traffic being more than its item carries, not an outage.
+ */
+export class ItemThrottledError extends StoreUnavailableError {
+  constructor(operation: string, bucketKey: string, options?: ErrorOptions) {
+    super(operation, bucketKey, options);
+    this.name = 'ItemThrottledError';
+  }
+}
+
 /** Every attempt lost a race with another writer; the decision was not made. */
 export class ContentionError extends LimiterError {
   readonly bucketKey: string;

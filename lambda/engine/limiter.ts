@@ -1,5 +1,5 @@
 import type { LimitOutcome } from './contract';
-import { LayerUnavailableError, LimiterError, UnknownPlanError } from './errors';
+import { ItemThrottledError, LayerUnavailableError, LimiterError, UnknownPlanError } from './errors';
 import type { Limit } from './limits';
 import { escalate, PENALTY_ATTR } from './penalty';
 import {
@@ -82,6 +82,9 @@ interface PenaltyBox {
   /** The limits as they stood when the box closed (for the 429's headers). */
   readonly limits: readonly LimitOutcome[];
 }
+
+/** Retry-After of a 429 for a throttled item: DynamoDB's per-item budget is per second. */
+export const THROTTLED_RETRY_AFTER_MS = 1_000;
 
 export const layerKey = {
   tenant: (id: Identity, ns = '') => `${ns}t:${id.tenant}`,
@@ -312,14 +315,18 @@ export class Limiter {
     const store = this.options.store;
     const results = await this.run(calls);
     const failedOpen: Layer[] = [];
-    const failure = results.findIndex((r, i) => r instanceof Error && calls[i]!.failureMode === 'closed');
+    const failure = results.findIndex(
+      (r, i) => r instanceof Error && !(r instanceof ItemThrottledError) && calls[i]!.failureMode === 'closed',
+    );
     if (failure >= 0) {
       await this.compensate(calls, results);
       throw new LayerUnavailableError(calls[failure]!.layer, { cause: results[failure] });
     }
     const limits: LimitOutcome[] = [];
+    const throttled = results.findIndex((r) => r instanceof ItemThrottledError);
     results.forEach((r, i) => {
       const call = calls[i]!;
+      if (r instanceof ItemThrottledError) return;
       if (r instanceof Error) {
         failedOpen.push(call.layer);
         this.log({
@@ -339,6 +346,26 @@ export class Limiter {
         });
       });
     });
+    if (throttled >= 0) {
+      // DynamoDB takes no more writes on this item for now: this layer's traffic is more than one
+      // item carries. Not an outage (no alarm, in either failure mode) but a limit reached: 429.
+      await this.compensate(calls, results);
+      const layer = calls[throttled]!.layer;
+      this.log({
+        level: 'warn',
+        message: 'item throttled by DynamoDB: denied with 429',
+        layer,
+        code: `${layer}_throughput`,
+      });
+      return {
+        allowed: false,
+        limits,
+        code: `${layer}_throughput`,
+        retryAfterMs: THROTTLED_RETRY_AFTER_MS,
+        failedOpen,
+        shard,
+      };
+    }
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
     if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
 

@@ -2,8 +2,11 @@ import {
   ConditionalCheckFailedException,
   CreateTableCommand,
   DescribeTableCommand,
+  ProvisionedThroughputExceededException,
+  RequestLimitExceeded,
   type DynamoDBClient,
   ResourceNotFoundException,
+  ThrottlingException,
   TransactionCanceledException,
   TransactionConflictException,
   UpdateTimeToLiveCommand,
@@ -15,7 +18,7 @@ import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL
 import type { Decision } from './decision';
 
 export type { Adjustment, Check, CheckOutcome, ItemOptions, ItemOutcome } from './item';
-import { ContentionError, InvalidLimitError, StoreUnavailableError } from './errors';
+import { ContentionError, InvalidLimitError, ItemThrottledError, StoreUnavailableError } from './errors';
 import { type Fragment, fragment } from './expressions';
 import {
   type Adjustment,
@@ -228,8 +231,7 @@ export class LimitStore {
           { abortSignal: signal },
         );
       } catch (err) {
-        if (!(err instanceof TransactionCanceledException))
-          throw new StoreUnavailableError('TransactWriteItems', pks.join(','), { cause: err });
+        if (!(err instanceof TransactionCanceledException)) throw unavailable('TransactWriteItems', pks.join(','), err);
         if (isConflict(err)) {
           if (!(await this.afterConflict(++conflicts, 'TransactWriteItems'))) break;
           attempt--;
@@ -311,8 +313,7 @@ export class LimitStore {
         for (const u of updates) this.seen.delete(pks[u.index]!);
         return 'settled';
       } catch (err) {
-        if (!(err instanceof TransactionCanceledException))
-          throw new StoreUnavailableError('TransactWriteItems', ledger, { cause: err });
+        if (!(err instanceof TransactionCanceledException)) throw unavailable('TransactWriteItems', ledger, err);
         const reasons = err.CancellationReasons ?? [];
         if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'already-settled';
         if (isConflict(err)) {
@@ -487,7 +488,7 @@ export class LimitStore {
       this.remember(pk, out.Item);
       return out.Item;
     } catch (err) {
-      throw new StoreUnavailableError('GetItem', pk, { cause: err });
+      throw unavailable('GetItem', pk, err);
     }
   }
 
@@ -547,9 +548,30 @@ export class LimitStore {
         return { ok: false, item };
       }
       if (err instanceof TransactionConflictException) return { ok: false, item: undefined, conflict: true };
-      throw new StoreUnavailableError('UpdateItem', pk, { cause: err });
+      throw unavailable('UpdateItem', pk, err);
     }
   }
+}
+
+/** DynamoDB refused for throughput (the SDK has retried already): the item is hot. */
+function isThrottling(err: unknown): boolean {
+  if (
+    err instanceof ProvisionedThroughputExceededException ||
+    err instanceof ThrottlingException ||
+    err instanceof RequestLimitExceeded
+  )
+    return true;
+  return (
+    err instanceof TransactionCanceledException &&
+    (err.CancellationReasons ?? []).some((r) => r.Code === 'ThrottlingError')
+  );
+}
+
+/** The error a failed call becomes: throttling is told apart (a hot item, not an outage). */
+function unavailable(operation: string, key: string, err: unknown): StoreUnavailableError {
+  return isThrottling(err)
+    ? new ItemThrottledError(operation, key, { cause: err })
+    : new StoreUnavailableError(operation, key, { cause: err });
 }
 
 /** A transaction cancelled only because another transaction held an item: nothing was written. */
