@@ -1,7 +1,7 @@
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { type LimitOutcome, mostConstraining, rateLimitHeaders, retryAfterSeconds } from '../engine/contract';
 import { InvalidLimitError, LayerUnavailableError, LimiterError, UnknownPlanError } from '../engine/errors';
-import type { Identity, Limiter, TenantRecord } from '../engine/limiter';
+import type { Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import { type Brake, isBraked } from '../runtime/brake';
 import { type Directory, extractApiKey, hashKey } from '../runtime/directory';
@@ -96,20 +96,12 @@ function deny(
   });
 }
 
-/**
- * The front door: who is calling, is the brake on, and do the tenant's, user's, endpoint's and
- * global limits (in that order, first hit wins) let this request through.
- */
-export async function authorize(
+/** Step 1, identify: the key from Authorization or x-api-key, looked up by its hash; anything else is 401. */
+async function identify(
   event: APIGatewayRequestAuthorizerEvent,
   deps: AuthorizerDeps,
-  requestId: string,
-): Promise<APIGatewayAuthorizerResult> {
-  const route = event.resource ?? event.path ?? '';
-  const base = { requestId, route };
-  // The brake is read while the key is looked up (both are needed, neither depends on the other).
-  const brakeRead = deps.config.endpoints[route] ? deps.brake.state() : undefined;
-  brakeRead?.catch(() => {});
+  base: Record<string, unknown>,
+): Promise<Identity> {
   const credential = extractApiKey(event.headers, event.multiValueHeaders);
   if ('problem' in credential) {
     deps.log({ ...base, outcome: 'unauthorized', reason: credential.problem });
@@ -122,29 +114,39 @@ export async function authorize(
     count(deps, 'unauthorized');
     throw unauthorized();
   }
-  const identity: Identity = { tenant: record.tenant, user: record.user };
-  const who = { ...base, tenant: identity.tenant, user: identity.user };
-  const endpoint = deps.config.endpoints[route];
-  if (!endpoint) {
-    // Not an AI route (GET /v1/limits): no brake, and a small budget of its own per user (each call is a DynamoDB read).
-    return limitsRead(event, deps, identity, who);
-  }
+  return { tenant: record.tenant, user: record.user };
+}
 
+/** Step 2, the brake: while it is on, every AI route is denied before any bucket. */
+async function braked(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  identity: Identity,
+  who: Record<string, unknown>,
+  brakeRead: ReturnType<Brake['state']>,
+): Promise<APIGatewayAuthorizerResult | undefined> {
   const now = (deps.clock ?? Date.now)();
-  const brake = await (brakeRead ?? deps.brake.state());
-  if (isBraked(brake, now)) {
-    const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
-    deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
-    count(deps, 'denied', { Layer: 'brake', Code: 'brake' });
-    return deny(
-      event,
-      identity,
-      'brake',
-      `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}. Retry after the time given in Retry-After.`,
-      waitMs,
-    );
-  }
+  const brake = await brakeRead;
+  if (!isBraked(brake, now)) return undefined;
+  const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
+  deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
+  count(deps, 'denied', { Layer: 'brake', Code: 'brake' });
+  return deny(
+    event,
+    identity,
+    'brake',
+    `Service paused by the operators${brake.reason ? `: ${brake.reason}` : ''}. Retry after the time given in Retry-After.`,
+    waitMs,
+  );
+}
 
+/** Step 3, the tenant: a missing or broken one is the operators' problem (answered 500 downstream, alarmed), never a 429. */
+async function tenantOf(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  identity: Identity,
+  who: Record<string, unknown>,
+): Promise<{ tenant: TenantRecord } | APIGatewayAuthorizerResult> {
   let tenant: TenantRecord | undefined;
   try {
     tenant = await deps.directory.tenant(identity.tenant);
@@ -152,66 +154,105 @@ export async function authorize(
     if (!(err instanceof InvalidLimitError)) throw err;
     return misconfigured(event, deps, identity, who, 'tenant_config_invalid', err.message);
   }
-  if (!tenant)
-    return misconfigured(
+  if (tenant) return { tenant };
+  return misconfigured(
+    event,
+    deps,
+    identity,
+    who,
+    'tenant_unknown',
+    `key belongs to tenant ${identity.tenant}, which does not exist`,
+  );
+}
+
+/** Step 4's answer: Allow with the context the proxy and the headers need, or Deny with the 429's. */
+function answerVerdict(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  identity: Identity,
+  tenant: TenantRecord,
+  route: string,
+  who: Record<string, unknown>,
+  verdict: Verdict,
+): APIGatewayAuthorizerResult {
+  const shadowDenied = verdict.limits.filter((l) => l.spec.shadow && !l.decision.allowed).map((l) => l.code);
+  for (const code of shadowDenied)
+    deps.log({ ...who, outcome: 'shadow_denied', code, message: 'a shadow limit would have denied this request' });
+  const common = {
+    plan: tenant.plan,
+    shard: verdict.shard,
+    shadow: shadowDenied.join(','),
+    failedOpen: verdict.failedOpen.join(','),
+  };
+  for (const layer of verdict.failedOpen)
+    (deps.metrics ?? putMetrics)({
+      dimensions: { Function: 'authorizer', Layer: layer, FailureMode: 'open' },
+      metrics: { StoreFailures: { value: 1, unit: 'Count' } },
+    });
+  for (const code of shadowDenied) count(deps, 'shadow_denied', { Code: code });
+  if (verdict.allowed) {
+    deps.log({ ...who, outcome: 'allowed', ...(verdict.failedOpen.length ? { failedOpen: verdict.failedOpen } : {}) });
+    count(deps, 'allowed', { Tenant: identity.tenant }, { user: identity.user });
+    return policy('Allow', event, `${identity.tenant}:${identity.user}`, {
+      tenant: identity.tenant,
+      user: identity.user,
+      endpoint: route,
+      ...common,
+      ...limitContext(verdict.limits),
+    });
+  }
+  const code = verdict.code ?? 'rate_limited';
+  const seconds = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
+  const message = verdict.penalized
+    ? `Rate limit exceeded (${code}), and requests kept coming while limited: retry after ${seconds} s.`
+    : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
+  deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
+  count(
+    deps,
+    'denied',
+    { Layer: verdict.denied?.layer ?? verdict.throttled ?? 'penalty', Code: code },
+    { tenant: identity.tenant, user: identity.user },
+  );
+  const headers = limitContext(verdict.limits, verdict.denied ?? verdict.limits.find((l) => l.code === code));
+  // In the penalty box nothing is left until Retry-After, whatever the buckets say: the headers say so too.
+  const penalty: Context = verdict.penalized
+    ? { remaining: 0, reset: seconds, rateLimit: `"${code}";r=0;t=${seconds}` }
+    : {};
+  return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...headers, ...penalty });
+}
+
+/**
+ * The front door, as named steps: identify, the brake (read while the key is looked up), the
+ * tenant, then the layered limits (tenant, user, endpoint, global, first hit wins).
+ */
+export async function authorize(
+  event: APIGatewayRequestAuthorizerEvent,
+  deps: AuthorizerDeps,
+  requestId: string,
+): Promise<APIGatewayAuthorizerResult> {
+  const route = event.resource ?? event.path ?? '';
+  const base = { requestId, route };
+  // The brake is read while the key is looked up (both are needed, neither depends on the other).
+  const brakeRead = deps.config.endpoints[route] ? deps.brake.state() : undefined;
+  brakeRead?.catch(() => {});
+  const identity = await identify(event, deps, base);
+  const who = { ...base, tenant: identity.tenant, user: identity.user };
+  // Not an AI route (GET /v1/limits, /v1/models): no brake, and a small budget of its own per user (each call is a DynamoDB read).
+  if (!deps.config.endpoints[route]) return limitsRead(event, deps, identity, who);
+  const brake = await braked(event, deps, identity, who, brakeRead ?? deps.brake.state());
+  if (brake) return brake;
+  const found = await tenantOf(event, deps, identity, who);
+  if (!('tenant' in found)) return found;
+  try {
+    return answerVerdict(
       event,
       deps,
       identity,
+      found.tenant,
+      route,
       who,
-      'tenant_unknown',
-      `key belongs to tenant ${identity.tenant}, which does not exist`,
+      await deps.limiter.admit(identity, found.tenant, route),
     );
-
-  try {
-    const verdict = await deps.limiter.admit(identity, tenant, route);
-    const shadowDenied = verdict.limits.filter((l) => l.spec.shadow && !l.decision.allowed).map((l) => l.code);
-    for (const code of shadowDenied)
-      deps.log({ ...who, outcome: 'shadow_denied', code, message: 'a shadow limit would have denied this request' });
-    const common = {
-      plan: tenant.plan,
-      shard: verdict.shard,
-      shadow: shadowDenied.join(','),
-      failedOpen: verdict.failedOpen.join(','),
-    };
-    for (const layer of verdict.failedOpen)
-      (deps.metrics ?? putMetrics)({
-        dimensions: { Function: 'authorizer', Layer: layer, FailureMode: 'open' },
-        metrics: { StoreFailures: { value: 1, unit: 'Count' } },
-      });
-    for (const code of shadowDenied) count(deps, 'shadow_denied', { Code: code });
-    if (verdict.allowed) {
-      deps.log({
-        ...who,
-        outcome: 'allowed',
-        ...(verdict.failedOpen.length ? { failedOpen: verdict.failedOpen } : {}),
-      });
-      count(deps, 'allowed', { Tenant: identity.tenant }, { user: identity.user });
-      return policy('Allow', event, `${identity.tenant}:${identity.user}`, {
-        tenant: identity.tenant,
-        user: identity.user,
-        endpoint: route,
-        ...common,
-        ...limitContext(verdict.limits),
-      });
-    }
-    const code = verdict.code ?? 'rate_limited';
-    const seconds = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
-    const message = verdict.penalized
-      ? `Rate limit exceeded (${code}), and requests kept coming while limited: retry after ${seconds} s.`
-      : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
-    deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
-    count(
-      deps,
-      'denied',
-      { Layer: verdict.denied?.layer ?? 'penalty', Code: code },
-      { tenant: identity.tenant, user: identity.user },
-    );
-    const headers = limitContext(verdict.limits, verdict.denied ?? verdict.limits.find((l) => l.code === code));
-    // In the penalty box nothing is left until Retry-After, whatever the buckets say: the headers say so too.
-    const penalty: Context = verdict.penalized
-      ? { remaining: 0, reset: seconds, rateLimit: `"${code}";r=0;t=${seconds}` }
-      : {};
-    return deny(event, identity, code, message, verdict.retryAfterMs ?? 1000, { ...common, ...headers, ...penalty });
   } catch (err) {
     if (err instanceof UnknownPlanError) return misconfigured(event, deps, identity, who, 'plan_unknown', err.message);
     if (err instanceof LayerUnavailableError) {

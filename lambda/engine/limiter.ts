@@ -53,6 +53,8 @@ export interface Verdict {
   readonly retryAfterMs?: number;
   /** Denied by the penalty box, or the wait was lengthened by it. */
   readonly penalized?: boolean;
+  /** The layer whose item DynamoDB throttled (a denial no limit made: code <layer>_throughput). */
+  readonly throttled?: Layer;
   /** Layers let through because the store failed and their failure mode is open. */
   readonly failedOpen: readonly Layer[];
   /** The global shard this request used (settlement must use the same). */
@@ -362,6 +364,7 @@ export class Limiter {
         limits,
         code: `${layer}_throughput`,
         retryAfterMs: THROTTLED_RETRY_AFTER_MS,
+        throttled: layer,
         failedOpen,
         shard,
       };

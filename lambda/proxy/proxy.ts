@@ -359,7 +359,12 @@ function refusal(
   const wait = retryAfterSeconds(verdict.retryAfterMs ?? 1000);
   deps.log({ ...who, outcome: 'denied', code, retryAfter: wait, reservedTokens: reserved.tokens });
   (deps.metrics ?? putMetrics)({
-    dimensions: { Function: 'proxy', Outcome: 'denied', Layer: verdict.denied?.layer ?? 'penalty', Code: code },
+    dimensions: {
+      Function: 'proxy',
+      Outcome: 'denied',
+      Layer: verdict.denied?.layer ?? verdict.throttled ?? 'penalty',
+      Code: code,
+    },
     metrics: { Decisions: { value: 1, unit: 'Count' } },
     properties: { tenant: identity.tenant, user: identity.user },
   });
