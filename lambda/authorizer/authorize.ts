@@ -6,13 +6,14 @@ import type { LimiterConfig } from '../engine/plans';
 import { type Brake, isBraked } from '../runtime/brake';
 import { type Directory, extractApiKey, hashKey } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
+import { NUMBER_SETTINGS } from '../runtime/settings';
 
 export interface AuthorizerDeps {
   readonly config: LimiterConfig;
   readonly limiter: Limiter;
   readonly directory: Directory;
   readonly brake: Brake;
-  /** Retry-After while braked without an `until`. @default 60 */
+  /** Retry-After while braked without an `until`. @default NUMBER_SETTINGS.brakeRetryAfterSeconds (60) */
   readonly brakeRetryAfterSeconds?: number;
   readonly clock?: () => number;
   readonly log: (entry: Record<string, unknown>) => void;
@@ -128,7 +129,10 @@ async function braked(
   const now = (deps.clock ?? Date.now)();
   const brake = await brakeRead;
   if (!isBraked(brake, now)) return undefined;
-  const waitMs = brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000;
+  const waitMs =
+    brake.until !== undefined
+      ? brake.until - now
+      : (deps.brakeRetryAfterSeconds ?? NUMBER_SETTINGS.brakeRetryAfterSeconds.default) * 1000;
   deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
   count(deps, 'denied', { Layer: 'brake', Code: 'brake' });
   return deny(

@@ -21,6 +21,7 @@ import {
 import { type Brake, isBraked } from '../runtime/brake';
 import type { Directory } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
+import { NUMBER_SETTINGS } from '../runtime/settings';
 import { type AuthorizerContext, proxyHeaders } from './headers';
 import { SseRelay } from './relay';
 import { UpstreamKeyError } from './secret';
@@ -253,7 +254,9 @@ async function braked(
   const brake = await deps.brake.state();
   if (!isBraked(brake, now)) return undefined;
   const wait = retryAfterSeconds(
-    brake.until !== undefined ? brake.until - now : (deps.brakeRetryAfterSeconds ?? 60) * 1000,
+    brake.until !== undefined
+      ? brake.until - now
+      : (deps.brakeRetryAfterSeconds ?? NUMBER_SETTINGS.brakeRetryAfterSeconds.default) * 1000,
   );
   deps.log({ ...who, outcome: 'denied', code: 'brake', where: 'proxy' });
   return answer(
