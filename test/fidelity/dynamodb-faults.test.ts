@@ -212,16 +212,17 @@ describe('the request path', () => {
   it('answers a tenant whose item DynamoDB throttles with 429 (code tenant_throughput, Retry-After 1), never a 503 or the outage metric', async () => {
     const client = localClient(dynamoEndpoint());
     const tenant = uniqueKey('tenant');
-    const keys = Array.from({ length: 6 }, () => `sk-${uniqueKey('key')}`);
+    const keys = Array.from({ length: 3 }, () => `sk-${uniqueKey('key')}`);
     await putTenant(client, tableName(), { id: tenant, plan: 'team' });
     for (const [i, key] of keys.entries())
       await putApiKey(client, tableName(), key, { tenant, user: `u${i}`, status: 'active' });
     const metrics: MetricEvent[] = [];
     const authorizer = createHandler({ ...depsFromEnvironment(), metrics: (e) => metrics.push(e) });
-    // Two writes a second per item, and six users of one tenant asking at once, three times over.
+    // Two writes a second per item, and three users of one tenant asking at once, four times over (three at a
+    // time, as above: the functions run with their production deadlines, which a busy machine must not miss).
     proxy.faults.itemWritesPerSecond = 2;
     const answers: { effect: string; code: unknown; retryAfter: unknown }[] = [];
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 4; round++) {
       answers.push(
         ...(await Promise.all(
           keys.map(async (key) => {
@@ -242,7 +243,7 @@ describe('the request path', () => {
     proxy.reset();
     expect(injected).toBeGreaterThan(0);
     // Every request was decided (no authorizer failure, which API Gateway would answer 503).
-    expect(answers).toHaveLength(18);
+    expect(answers).toHaveLength(12);
     const throttled = answers.filter((a) => a.effect === 'Deny');
     expect(throttled.length).toBeGreaterThan(0);
     for (const a of throttled) expect(a).toMatchObject({ code: 'tenant_throughput', retryAfter: 1 });
