@@ -3,7 +3,7 @@ import { type LimitOutcome, mostConstraining, rateLimitHeaders, retryAfterSecond
 import { InvalidLimitError, LayerUnavailableError, LimiterError, UnknownPlanError } from '../engine/errors';
 import type { Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
-import { type Brake, isBraked } from '../runtime/brake';
+import { type Brake, brakeWaitMs, isBraked } from '../runtime/brake';
 import { type Directory, extractApiKey, hashKey } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { NUMBER_SETTINGS } from '../runtime/settings';
@@ -129,10 +129,7 @@ async function braked(
   const now = (deps.clock ?? Date.now)();
   const brake = await brakeRead;
   if (!isBraked(brake, now)) return undefined;
-  const waitMs =
-    brake.until !== undefined
-      ? brake.until - now
-      : (deps.brakeRetryAfterSeconds ?? NUMBER_SETTINGS.brakeRetryAfterSeconds.default) * 1000;
+  const waitMs = brakeWaitMs(brake, now, deps.brakeRetryAfterSeconds ?? NUMBER_SETTINGS.brakeRetryAfterSeconds.default);
   deps.log({ ...who, outcome: 'denied', code: 'brake', brakeSource: brake.source });
   count(deps, 'denied', { Layer: 'brake', Code: 'brake' });
   return deny(

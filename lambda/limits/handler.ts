@@ -1,7 +1,7 @@
 import middy from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
 import { type Brake, isBraked } from '../runtime/brake';
-import type { Directory } from '../runtime/directory';
+import { type Directory, headerValues } from '../runtime/directory';
 import { errorBody, MISCONFIGURED } from '../engine/contract';
 import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter, TenantRecord } from '../engine/limiter';
@@ -35,11 +35,6 @@ const html = (body: string): APIGatewayProxyResult => ({
   body,
 });
 
-function header(event: APIGatewayProxyEvent, name: string): string | undefined {
-  const found = Object.entries(event.headers ?? {}).find(([k]) => k.toLowerCase() === name);
-  return found?.[1] ?? undefined;
-}
-
 /**
  * GET /v1/limits: the caller's plan and each limit with limit / remaining / reset, and the brake's
  * state, so a UI can show usage before the wall; a browser (Accept: text/html) gets the usage page
@@ -72,7 +67,9 @@ export function createLimitsHandler(deps: LimitsDeps) {
           brakeOf(deps.brake),
         ]);
         const body = { ...usage, ...(brake ? { brake } : {}) };
-        return prefersHtml(header(event, 'accept')) ? html(usagePage(body)) : json(200, JSON.stringify(body));
+        return prefersHtml(headerValues(event.headers, event.multiValueHeaders, 'accept')[0])
+          ? html(usagePage(body))
+          : json(200, JSON.stringify(body));
       } catch (err) {
         if (!(err instanceof UnknownPlanError)) throw err;
         return json(500, errorBody(MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown'));

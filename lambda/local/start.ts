@@ -125,6 +125,18 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
+/** The CLI's flags that point it at this stack's table, brake and endpoints (what `--local` reads from .data/). */
+export const cliTargets = (local: LocalStack): string[] => [
+  '--table',
+  local.tableName,
+  '--brake-parameter',
+  local.brakeParameterName,
+  '--dynamodb-endpoint',
+  local.dynamoEndpoint,
+  '--ssm-endpoint',
+  local.ssmEndpoint,
+];
+
 const TABLE = 'llm-rate-limiter-local';
 const BRAKE = '/llm-rate-limiter/local/brake';
 const SECRET = 'llm-rate-limiter/local/upstream-api-key';

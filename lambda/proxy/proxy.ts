@@ -18,7 +18,7 @@ import {
   type ModelPrice,
   type Plan,
 } from '../engine/plans';
-import { type Brake, isBraked } from '../runtime/brake';
+import { type Brake, brakeWaitMs, isBraked } from '../runtime/brake';
 import type { Directory } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { NUMBER_SETTINGS } from '../runtime/settings';
@@ -254,9 +254,7 @@ async function braked(
   const brake = await deps.brake.state();
   if (!isBraked(brake, now)) return undefined;
   const wait = retryAfterSeconds(
-    brake.until !== undefined
-      ? brake.until - now
-      : (deps.brakeRetryAfterSeconds ?? NUMBER_SETTINGS.brakeRetryAfterSeconds.default) * 1000,
+    brakeWaitMs(brake, now, deps.brakeRetryAfterSeconds ?? NUMBER_SETTINGS.brakeRetryAfterSeconds.default),
   );
   deps.log({ ...who, outcome: 'denied', code: 'brake', where: 'proxy' });
   return answer(

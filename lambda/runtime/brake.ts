@@ -129,6 +129,10 @@ const UNREADABLE_BRAKE: BrakeState = {
 };
 
 /** Is the brake on at `now`? */
+/** How long a braked caller should wait: until the brake's end, or `defaultSeconds` when it has none. */
+export const brakeWaitMs = (state: BrakeState, now: number, defaultSeconds: number): number =>
+  state.until !== undefined ? state.until - now : defaultSeconds * 1000;
+
 export const isBraked = (state: BrakeState, now: number): boolean =>
   state.enabled && (state.until === undefined || state.until > now);
 

@@ -23,20 +23,22 @@ export const hashKey = (apiKey: string): string => createHash('sha256').update(a
 type Headers = Readonly<Record<string, string | undefined>> | null | undefined;
 type MultiHeaders = Readonly<Record<string, readonly string[] | undefined>> | null | undefined;
 
+/** Every value of a header (name in lower case, matched without regard to case), from the multi-value map when there is one. */
+export function headerValues(headers: Headers, multi: MultiHeaders | undefined, name: string): string[] {
+  const found: string[] = [];
+  for (const [k, v] of Object.entries(multi ?? {})) if (k.toLowerCase() === name && v) found.push(...v);
+  if (found.length === 0)
+    for (const [k, v] of Object.entries(headers ?? {})) if (k.toLowerCase() === name && v !== undefined) found.push(v);
+  return found;
+}
+
 /**
  * The caller's key from `Authorization: Bearer <key>` (OpenAI clients) or `x-api-key`. Header
  * names are matched without regard to case; a header sent twice, two different keys, or a value
  * that is not a well-formed key is a problem, named (never quoting the key).
  */
 export function extractApiKey(headers: Headers, multi?: MultiHeaders): { key: string } | { problem: string } {
-  const values = (name: string): string[] => {
-    const found: string[] = [];
-    for (const [k, v] of Object.entries(multi ?? {})) if (k.toLowerCase() === name && v) found.push(...v);
-    if (found.length === 0)
-      for (const [k, v] of Object.entries(headers ?? {}))
-        if (k.toLowerCase() === name && v !== undefined) found.push(v);
-    return found;
-  };
+  const values = (name: string): string[] => headerValues(headers, multi, name);
   const auth = values('authorization');
   const xApiKey = values('x-api-key');
   if (auth.length > 1 || xApiKey.length > 1) return { problem: 'credential header sent more than once' };

@@ -37,29 +37,8 @@ beforeAll(async () => {
 });
 afterAll(() => ssm.stop());
 
-async function cli(...args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(
-    [
-      ...args,
-      '--table',
-      tableName(),
-      '--brake-parameter',
-      '/cli/brake',
-      '--dynamodb-endpoint',
-      dynamoEndpoint(),
-      '--ssm-endpoint',
-      ssm.endpoint,
-      '--region',
-      'us-east-1',
-      '--config',
-      configFile,
-    ],
-    { out: (t) => out.push(t), err: (t) => err.push(t) },
-  );
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+/** The CLI against the test table, with the configuration file. */
+const cli = (...args: string[]) => cliWithout(args, ['--table', tableName(), '--config', configFile]);
 
 /** The CLI with only the endpoints added: the test gives the table and the configuration (or not). */
 async function cliWithout(args: string[], targets: string[]) {

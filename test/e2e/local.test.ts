@@ -4,7 +4,7 @@ import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { tokenBucket, slidingWindow } from '../../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
 import { localClient } from '../../lambda/local/dynamodb-local';
-import { type LocalStack, startLocal } from '../../lambda/local/start';
+import { cliTargets, type LocalStack, startLocal } from '../../lambda/local/start';
 import { main as cli } from '../../lib/cli/main';
 
 const CHAT = '/v1/chat/completions';
@@ -59,16 +59,7 @@ const chat = (apiKey: string, body: Record<string, unknown> = {}) =>
     headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], ...body }),
   });
-const cliArgs = () => [
-  '--table',
-  local.tableName,
-  '--brake-parameter',
-  local.brakeParameterName,
-  '--dynamodb-endpoint',
-  local.dynamoEndpoint,
-  '--ssm-endpoint',
-  local.ssmEndpoint,
-];
+const cliArgs = () => cliTargets(local);
 
 async function newTenant(plan: string): Promise<string> {
   const tenant = `t-${plan}-${Math.random().toString(36).slice(2, 8)}`;

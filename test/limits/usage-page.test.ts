@@ -6,7 +6,7 @@ import { putApiKey } from '../../lambda/runtime/directory';
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
 import { localClient } from '../../lambda/local/dynamodb-local';
-import { type LocalStack, startLocal } from '../../lambda/local/start';
+import { cliTargets, type LocalStack, startLocal } from '../../lambda/local/start';
 import { main as cli } from '../../lib/cli/main';
 
 /**
@@ -79,16 +79,7 @@ afterAll(async () => {
   await local?.stop();
 });
 
-const cliArgs = () => [
-  '--table',
-  local.tableName,
-  '--brake-parameter',
-  local.brakeParameterName,
-  '--dynamodb-endpoint',
-  local.dynamoEndpoint,
-  '--ssm-endpoint',
-  local.ssmEndpoint,
-];
+const cliArgs = () => cliTargets(local);
 const quiet = { out: () => {}, err: () => {} };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
