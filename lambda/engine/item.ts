@@ -126,25 +126,38 @@ export function admitted(
 
 /** The item as this container expects it after its write (a transaction returns no new state). */
 export function predictItem(item: Item | undefined, checks: readonly Check[], evals: readonly Evaluation[]): Item {
+  return withBuckets(
+    item,
+    checks.flatMap((c, i) => {
+      const state = evals[i]?.next;
+      return state && evals[i]!.decision.allowed ? [{ name: c.name, state }] : [];
+    }),
+  );
+}
+
+const FIELDS = {
+  tat: ATTR.tat,
+  credit: ATTR.credit,
+  creditAt: ATTR.creditAt,
+  head: ATTR.head,
+  total: ATTR.total,
+} as const;
+
+/** The item with the given buckets' states written into it (a copy). */
+export function withBuckets(
+  item: Item | undefined,
+  buckets: readonly { readonly name: string; readonly state: BucketState }[],
+): Item {
   const next: Item = { ...item };
-  const fields = {
-    tat: ATTR.tat,
-    credit: ATTR.credit,
-    creditAt: ATTR.creditAt,
-    head: ATTR.head,
-    total: ATTR.total,
-  } as const;
-  checks.forEach((c, i) => {
-    const state = evals[i]?.next;
-    if (!state || !evals[i]!.decision.allowed) return;
-    for (const [field, attr] of Object.entries(fields)) {
-      const value = state[field as keyof typeof fields];
-      if (value !== undefined) next[attributeName(c.name, attr)] = value;
+  for (const { name, state } of buckets) {
+    for (const [field, attr] of Object.entries(FIELDS)) {
+      const value = state[field as keyof typeof FIELDS];
+      if (value !== undefined) next[attributeName(name, attr)] = value;
     }
     state.slots?.forEach((count, j) => {
-      next[attributeName(c.name, ATTR.slot + j)] = count;
+      next[attributeName(name, ATTR.slot + j)] = count;
     });
-  });
+  }
   return next;
 }
 
@@ -186,14 +199,7 @@ export function bucketOf(item: Item | undefined, name: string): BucketState | un
   const slots: number[] = [];
   for (let i = 0; num(ATTR.slot + i) !== undefined; i++) slots.push(num(ATTR.slot + i)!);
   const state: Record<string, number | number[]> = {};
-  const fields = {
-    tat: ATTR.tat,
-    credit: ATTR.credit,
-    creditAt: ATTR.creditAt,
-    head: ATTR.head,
-    total: ATTR.total,
-  } as const;
-  for (const [field, attr] of Object.entries(fields)) {
+  for (const [field, attr] of Object.entries(FIELDS)) {
     const value = num(attr);
     if (value !== undefined) state[field] = value;
   }

@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { adjust, describe, memoryMs, requireCost } from './bucket';
+import { adjust, type BucketState, describe, memoryMs, requireCost } from './bucket';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
 import type { Decision } from './decision';
 
@@ -30,6 +30,7 @@ import {
   type ItemOutcome,
   planItem,
   predictItem,
+  withBuckets,
 } from './item';
 import type { Limit } from './limits';
 import { type Moment, moment } from './moment';
@@ -277,11 +278,11 @@ export class LimitStore {
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
       const stale: number[] = [];
       const updates = items.flatMap((it, i) => {
-        const { fragments, unwritten } = this.adjustments(state[i], it.adjustments, at);
+        const { fragments, unwritten, next } = this.adjustments(state[i], it.adjustments, at);
         if (unwritten && !fresh[i]) stale.push(i);
         if (fragments.length === 0) return [];
         const limits = [...it.adjustments.map((a) => a.limit), ...(it.alsoHolds ?? [])];
-        return [{ index: i, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
+        return [{ index: i, next, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
       });
       if (stale.length) {
         // A refund that looks like nothing to do is only trusted on the real state.
@@ -310,7 +311,9 @@ export class LimitStore {
           }),
           { abortSignal: signal },
         );
-        for (const u of updates) this.seen.delete(pks[u.index]!);
+        // A transaction returns no new state: the next decision here starts from the predicted one
+        // (without it, it would guess the branch of a bucket it had never seen, and miss).
+        for (const u of updates) this.remember(pks[u.index]!, u.next);
         return 'settled';
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw unavailable('TransactWriteItems', ledger, err);
@@ -339,16 +342,19 @@ export class LimitStore {
     item: Item | undefined,
     adjustments: readonly Adjustment[],
     at: Moment,
-  ): { fragments: Fragment[]; unwritten: boolean } {
+  ): { fragments: Fragment[]; unwritten: boolean; next: Item } {
     const fragments: Fragment[] = [];
+    const states: { name: string; state: BucketState }[] = [];
     let unwritten = false;
     adjustments.forEach((a, j) => {
       const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
-      const { write } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
-      if (write) fragments.push(fragment(write, a.limit, a.name, `a${j}`));
-      else unwritten = true;
+      const { write, next } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
+      if (write) {
+        fragments.push(fragment(write, a.limit, a.name, `a${j}`));
+        states.push({ name: a.name, state: next });
+      } else unwritten = true;
     });
-    return { fragments, unwritten };
+    return { fragments, unwritten, next: withBuckets(item, states) };
   }
 
   private validate(checks: readonly Check[]): void {

@@ -68,6 +68,19 @@ describe.each<[string, Limit, number, number]>([
     expect(store.stats.reads).toBe(0);
   });
 
+  it('decides with one call right after a settlement, whose transaction returns no state', async () => {
+    const c = clock();
+    const store = testStore({ clock: c.read });
+    const key = uniqueKey();
+    await store.consume(key, limit, 2); // a reservation of two
+    await store.settleOnce(`settle-${key}`, [{ key, adjustments: [{ name: '', limit, delta: -1, admittedAt: T0 }] }]);
+    const before = { ...store.stats };
+    const next = await store.consume(key, limit);
+    expect(next).toMatchObject({ allowed: true, remaining: 1 }); // 2 - 1 refunded + 1
+    expect(store.stats.calls - before.calls).toBe(1);
+    expect(store.stats.conditionFailures - before.conditionFailures).toBe(0);
+  });
+
   it('writes every item with a TTL beyond the moment its state stops mattering', async () => {
     const c = clock();
     const store = testStore({ clock: c.read });
