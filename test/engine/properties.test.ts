@@ -4,6 +4,7 @@ import { adjust, decide } from '../../lambda/engine/bucket';
 import { MAX_CAPACITY_TICKS, ticksPerUnit } from '../../lambda/engine/constants';
 import { creditAt, tatMs } from '../../lambda/engine/gcra';
 import { durationMs, type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { productionCase, productionLeakyBucket, productionTokenBucket, productionWindow } from './generators';
 import { type Arrival, admittedSpans, simulate } from './simulate';
 
 const arrival = (maxGapMs: number, maxCost: number) =>
@@ -331,5 +332,54 @@ describe('durations', () => {
       expect(() => durationMs(bad)).toThrow(
         /is not understood: use a number of ms or e.g. '10 s', '1 m', '2h30m', '1 d'/,
       );
+  });
+});
+
+describe('at production scale (log-scale limits, costs and gaps: per-day quotas, 1e6-unit buckets, idle days)', () => {
+  /** The over-admission bound in units, with the double arithmetic's own rounding as the only slack. */
+  const bound = (limit: Limit, spanMs: number) => {
+    const exact = (limit as { capacity: number }).capacity + (rateOf(limit) * spanMs) / 1000;
+    return exact * (1 + 1e-12) + 1e-6;
+  };
+
+  it.each([
+    ['token bucket', productionTokenBucket],
+    ['leaky bucket', productionLeakyBucket],
+  ] as const)('%s: never admits more than capacity + rate x elapsed', (_name, limits) => {
+    fc.assert(
+      fc.property(productionCase(limits), ({ limit, arrivals }) => {
+        for (const span of admittedSpans(simulate(limit, arrivals)))
+          expect(span.cost).toBeLessThanOrEqual(bound(limit, span.spanMs));
+      }),
+    );
+  });
+
+  it('sliding window: never admits more than the limit in any window of its length', () => {
+    fc.assert(
+      fc.property(productionCase(productionWindow), ({ limit, arrivals }) => {
+        if (limit.shape !== 'sliding_window') throw new Error('a window was expected');
+        for (const span of admittedSpans(simulate(limit, arrivals)))
+          if (span.spanMs < limit.windowMs) expect(span.cost).toBeLessThanOrEqual(limit.limit);
+      }),
+    );
+  });
+
+  it.each([
+    ['token bucket', productionTokenBucket],
+    ['leaky bucket', productionLeakyBucket],
+    ['sliding window', productionWindow],
+  ] as const)('%s: a denial admits at exactly retryAfterMs and still denies 1 ms before', (_name, limits) => {
+    fc.assert(
+      fc.property(productionCase(limits), ({ limit, arrivals }) => {
+        for (const o of simulate(limit, arrivals)) {
+          expect(o.decision.remaining).toBeGreaterThanOrEqual(0);
+          expect(o.decision.remaining).toBeLessThanOrEqual(o.decision.limit);
+          if (o.decision.allowed || o.decision.exceedsLimit) continue;
+          expect(decide(limit, o.before, o.at + o.decision.retryAfterMs, o.cost).decision.allowed).toBe(true);
+          if (o.decision.retryAfterMs >= 1)
+            expect(decide(limit, o.before, o.at + o.decision.retryAfterMs - 1, o.cost).decision.allowed).toBe(false);
+        }
+      }),
+    );
   });
 });
