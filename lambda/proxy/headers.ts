@@ -5,8 +5,9 @@ export type AuthorizerContext = Readonly<Record<string, string | number | boolea
 
 /** OpenAI's reset format: 1s, 6m0s, 20ms. */
 export function openAiDuration(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.ceil(ms))}ms`;
-  const total = Math.ceil(ms / 1000);
+  const whole = Math.max(0, Math.ceil(ms));
+  if (whole < 1000) return `${whole}ms`;
+  const total = Math.ceil(whole / 1000);
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
   const s = total % 60;

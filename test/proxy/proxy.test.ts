@@ -11,6 +11,7 @@ import { tatMs } from '../../lambda/engine/gcra';
 import { type TokenBucketLimit, tokenBucket } from '../../lambda/engine/limits';
 import { bucketName, parseConfig, tokens, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
 import { createProxyHandler } from '../../lambda/proxy/handler';
+import { openAiDuration } from '../../lambda/proxy/headers';
 import { countMessages } from '../../lambda/proxy/input-bound';
 import { countText } from '../../lambda/proxy/tokenizer';
 import { tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -560,4 +561,158 @@ describe('upstream credentials', () => {
       await s.upstream.stop();
     },
   );
+});
+
+describe('upstream failures the validation cannot foresee', () => {
+  it.each([400, 404, 422])(
+    'an upstream %i passes the provider’s own error on in OpenAI’s shape, refunded in full',
+    async (status) => {
+      const s = await setup({ status });
+      const res = await s.send({ ...hello, stream: true });
+      expect(res.statusCode).toBe(status);
+      expect(JSON.parse(res.body).error).toEqual({
+        message: `stand-in says ${status}`,
+        type: 'invalid_request_error',
+        param: null,
+        code: 'upstream_rejected',
+      });
+      expect(await s.tenantRemaining()).toBe(1_000_000);
+      expect(spent(await s.userRemaining())).toBe(0);
+      await s.upstream.stop();
+    },
+  );
+
+  it('an upstream that cannot be reached is a 502 upstream_unreachable, refunded in full', async () => {
+    const s = await setup();
+    await s.upstream.stop(); // nothing listens there any more
+    const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, baseUrl: s.upstream.baseUrl } });
+    const res = await invokeStreaming(
+      handler,
+      proxyEvent({
+        body: { ...hello, stream: true },
+        authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' },
+      }),
+      lambdaContext('proxy'),
+    );
+    expect(res.statusCode).toBe(502);
+    expect(JSON.parse(res.body).error).toMatchObject({ type: 'api_error', code: 'upstream_unreachable' });
+    expect(await s.tenantRemaining()).toBe(1_000_000);
+  });
+
+  it('a stream that goes quiet past the idle timeout is cut off, said so, and keeps the reservation', async () => {
+    const s = await setup({ words: ['first', ' second'], delayMs: 400 });
+    const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, idleTimeoutMs: 150 } });
+    const res = await invokeStreaming(
+      handler,
+      proxyEvent({
+        body: { ...hello, stream: true },
+        authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' },
+      }),
+      lambdaContext('proxy'),
+    );
+    expect(res.statusCode).toBe(200);
+    expect(res.body).not.toContain('second');
+    expect(res.body.trim().split('\n\n').at(-1)).toMatch(/"code":"upstream_stream_failed"/);
+    expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'settled', why: 'upstream_timeout' }));
+    // The provider may still be generating: the reservation (input + 100 expected output) stays spent.
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT + 100);
+    await s.upstream.stop();
+  });
+});
+
+describe('reservation sizing and dollars', () => {
+  const GLOBAL_USD = usdPerDay(100);
+  const TENANT_USD = usdPerDay(10);
+  const PRICE = { inputPerMillion: 0.15, outputPerMillion: 0.6 };
+  /** A proxy on a config whose chat endpoint allows n > 1 and has a global usd limit in one shard. */
+  async function sizing(s: Awaited<ReturnType<typeof setup>>, firstByteTimeoutMs?: number) {
+    const raw = JSON.parse(JSON.stringify(config));
+    raw.endpoints[CHAT].allowN = true;
+    const cfg = parseConfig({ ...raw, global: { limits: [GLOBAL_USD], shards: 1 } });
+    const frozen = Date.now();
+    const store = testStore({ clock: () => frozen });
+    const limiter = new Limiter({ store, config: cfg, log: () => {}, namespace: s.ns });
+    const handler = createProxyHandler({
+      ...s.deps,
+      config: cfg,
+      limiter,
+      upstream: { ...s.deps.upstream, ...(firstByteTimeoutMs ? { firstByteTimeoutMs } : {}) },
+    });
+    const spentOn = async (key: string, spec: typeof TENANT_USD) => {
+      const d = (await store.peekItem(key, [{ name: bucketName(spec), limit: spec.limit, cost: 1 }])).outcomes[0]!;
+      return d.decision.limit - d.decision.remaining;
+    };
+    return {
+      send: (body: unknown) =>
+        invokeStreaming(
+          handler,
+          proxyEvent({ body, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }),
+          lambdaContext('proxy'),
+        ),
+      tenantTokens: () => spentOn(layerKey.tenant(s.identity, s.ns), tokensPerDay(1_000_000)),
+      tenantMicroUsd: () => spentOn(layerKey.tenant(s.identity, s.ns), TENANT_USD),
+      globalMicroUsd: () => spentOn(layerKey.global(0, s.ns), GLOBAL_USD),
+    };
+  }
+
+  // The upstream never answers in time, so the reservation is what stays spent: it is measured here.
+  it.each([
+    ['no max_tokens: the plan’s outputReservation', {}, 100],
+    ['max_tokens below it', { max_tokens: 30 }, 30],
+    ['max_completion_tokens over max_tokens', { max_tokens: 70, max_completion_tokens: 40 }, 40],
+    ['max_tokens above the plan’s reservation: the reservation', { max_tokens: 5_000 }, 100],
+    ['n = 3 with max_tokens 20: per choice', { n: 3, max_tokens: 20 }, 60],
+  ])('reserves input + expected output, %s', async (_name, extra, output) => {
+    const s = await setup({ delayMs: 400 });
+    const p = await sizing(s, 100);
+    const res = await p.send({ ...hello, ...extra });
+    expect(res.statusCode).toBe(504);
+    expect(await p.tenantTokens()).toBe(INPUT + output);
+    // Micro-dollars from the model's prices, on the tenant's and the global usd limits alike (a
+    // fractional charge shows as the next whole micro-dollar).
+    const microUsd = INPUT * PRICE.inputPerMillion + output * PRICE.outputPerMillion;
+    expect(await p.tenantMicroUsd()).toBe(Math.ceil(microUsd));
+    expect(await p.globalMicroUsd()).toBe(Math.ceil(microUsd));
+    await s.upstream.stop();
+  });
+
+  it('settles dollars on the usage the upstream reports, on the tenant and the global limit', async () => {
+    const s = await setup({ words: ['Hi'], usage: { prompt_tokens: INPUT, completion_tokens: 2_000 } });
+    const p = await sizing(s);
+    const res = await p.send({ ...hello, stream: true, max_tokens: 2_000 });
+    expect(res.statusCode).toBe(200);
+    // INPUT x $0.15 + 2,000 x $0.60 per million tokens, in micro-dollars (the fraction shows as the next whole one).
+    const microUsd = Math.ceil(INPUT * PRICE.inputPerMillion + 2_000 * PRICE.outputPerMillion);
+    expect(microUsd).toBeGreaterThan(1_200);
+    expect(await p.tenantMicroUsd()).toBe(microUsd);
+    expect(await p.globalMicroUsd()).toBe(microUsd);
+    expect(await p.tenantTokens()).toBe(INPUT + 2_000);
+    await s.upstream.stop();
+  });
+});
+
+describe('OpenAI’s reset format (x-ratelimit-reset-requests, x-ratelimit-reset-tokens)', () => {
+  it.each([
+    [0, '0ms'],
+    [-5, '0ms'],
+    [20, '20ms'],
+    [999.2, '1s'],
+    [1_000, '1s'],
+    [1_001, '2s'],
+    [59_500, '1m0s'],
+    [360_000, '6m0s'],
+    [3_725_000, '1h2m5s'],
+    [86_400_000, '24h0m0s'],
+  ])('%s ms reads %s', (ms, text) => {
+    expect(openAiDuration(ms)).toBe(text);
+  });
+
+  it('both headers carry it on an answer', async () => {
+    const s = await setup({ words: ['Hi'], usage: { prompt_tokens: INPUT, completion_tokens: 1 } });
+    const res = await s.send({ ...hello, stream: true });
+    expect(res.headers['x-ratelimit-reset-requests']).toBe('1s'); // the authorizer's requestsResetMs: 1000
+    // The user's 10,000-token bucket refills 10,000 a minute: 6 ms a token for the INPUT + 100 reserved.
+    expect(res.headers['x-ratelimit-reset-tokens']).toBe(`${6 * (INPUT + 100)}ms`);
+    await s.upstream.stop();
+  });
 });
