@@ -3,6 +3,8 @@ import cl100kBase from 'js-tiktoken/ranks/cl100k_base';
 import o200kBase from 'js-tiktoken/ranks/o200k_base';
 import { encode as cl100kEncode } from 'gpt-tokenizer/encoding/cl100k_base';
 import { encode as o200kEncode } from 'gpt-tokenizer/encoding/o200k_base';
+import { encodeChat as encodeChatGpt4 } from 'gpt-tokenizer/model/gpt-4';
+import { encodeChat as encodeChatGpt4o } from 'gpt-tokenizer/model/gpt-4o';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { countMessages } from '../../lambda/proxy/input-bound';
@@ -99,14 +101,42 @@ describe('encodings and counts', () => {
     expect(encodingFor(model)).toBe(encoding);
   });
 
-  it('counts a chat as OpenAI does: 3 per message, 1 per name, 3 to prime the reply', () => {
-    const text = (s: string) => o200kEncode(s).length;
-    const messages = [
-      { role: 'system', content: 'You are terse.' },
-      { role: 'user', content: 'Hi', name: 'bob' },
-    ];
-    expect(countMessages(messages, 'o200k_base')).toBe(
-      3 + (3 + text('system') + text('You are terse.')) + (3 + text('user') + text('Hi') + 1 + text('bob')),
+  // gpt-tokenizer's own chat encoding (<|im_start|>role<|im_sep|>content<|im_end|> per message, and
+  // the reply primed) is the reference: an independent implementation of OpenAI's format.
+  const chat = fc.array(
+    fc.record({
+      role: fc.constantFrom('system', 'user', 'assistant'),
+      content: fc.oneof(fc.string({ maxLength: 80 }), fc.string({ unit: 'grapheme', maxLength: 40 })),
+    }),
+    { minLength: 1, maxLength: 6 },
+  );
+
+  it.each([
+    ['o200k_base', encodeChatGpt4o],
+    ['cl100k_base', encodeChatGpt4],
+  ] as const)('counts a chat in %s exactly as gpt-tokenizer encodes it', (encoding, reference) => {
+    fc.assert(
+      fc.property(chat, (messages) => {
+        expect(countMessages(messages, encoding)).toBe(reference(messages as never).length);
+      }),
     );
+    // OpenAI's cookbook example conversation, literally.
+    const example = [
+      {
+        role: 'system',
+        content: 'You are a helpful, pattern-following assistant that translates corporate jargon into plain English.',
+      },
+      {
+        role: 'user',
+        content: "This late pivot means we don't have time to boil the ocean for the client deliverable.",
+      },
+    ];
+    expect(countMessages(example, encoding)).toBe(reference(example as never).length);
+  });
+
+  it("counts a name on top of it (the cookbook's 1 per name plus the name): never fewer than the reference", () => {
+    const messages = [{ role: 'user', content: 'Hi', name: 'bob' }];
+    const reference = encodeChatGpt4o(messages as never).length;
+    expect(countMessages(messages, 'o200k_base')).toBe(reference + 1 + o200kEncode('bob').length);
   });
 });
