@@ -117,6 +117,8 @@ function parseCliArgs(argv: readonly string[]) {
   });
 }
 
+type Options = ReturnType<typeof parseCliArgs>['values'];
+
 /** Runs one command; returns the exit code (0 ok, 2 bad input, 1 failure). */
 export async function main(argv: readonly string[], io: Io = consoleIo): Promise<number> {
   let parsed: ReturnType<typeof parseCliArgs>;
@@ -135,175 +137,199 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
     return o.help ? 0 : 2;
   }
   try {
-    let config: LimiterConfig | undefined;
-    if (o.config) {
-      try {
-        config = parseConfig(JSON.parse(readFileSync(o.config, 'utf8')));
-      } catch (err) {
-        throw new UsageError(
-          `--config ${o.config}: ${err instanceof InvalidLimitError || err instanceof SyntaxError ? err.message : (err as Error).message}`,
-        );
-      }
-    }
-    const started = o.local ? readNpmStartState() : undefined;
-    if (o.local && !started)
-      throw new UsageError(
-        `--local: npm start is not running here (${npmStartStateFile()} is missing): run npm start in another terminal first`,
-      );
-    const named = o.stack
-      ? await fromStack(o.stack, o.region)
-      : started
-        ? { table: started.tableName, brake: started.brakeParameterName }
-        : {};
-    const tableName = o.table ?? named.table;
-    const brakeParameterName = o['brake-parameter'] ?? named.brake;
-    const dynamoEndpoint = o['dynamodb-endpoint'] ?? started?.dynamoEndpoint;
-    const ssmEndpoint = o['ssm-endpoint'] ?? started?.ssmEndpoint;
-    const needsTable = group !== 'brake';
-    if (needsTable && !tableName) throw new UsageError('which table? give --table <name> or --stack <name>');
-    if (!needsTable && !brakeParameterName)
-      throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
-    const region = o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
-    // Local endpoints (npm start) take any credentials: none need to be set up for them.
-    const local = (endpoint: string | undefined) =>
-      endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE
-        ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
-        : endpoint
-          ? { endpoint }
-          : {};
-    const dynamo = new DynamoDBClient({ region, ...local(dynamoEndpoint) });
-    // Plans are checked against the configuration the functions run with: the one the deploy published in the table.
-    if (!config && tableName && (group === 'tenants' || group === 'usage' || group === 'buckets'))
-      config = await readPublishedConfig(dynamo, tableName).catch((err: Error) => {
-        if (err instanceof InvalidLimitError) throw new UsageError(err.message);
-        throw err;
-      });
-    const admin = new Admin({
-      dynamo,
-      ssm: new SSMClient({ region, ...local(ssmEndpoint) }),
-      tableName: tableName ?? '',
-      brakeParameterName: brakeParameterName ?? '',
-      ...(config ? { config } : {}),
-      ...(o.namespace ? { namespace: o.namespace } : {}),
-    });
-    const need = (value: string | undefined, what: string): string => {
-      if (!value) throw new UsageError(`missing ${what}\n\n${HELP}`);
-      return value;
-    };
-    const json = (value: unknown) => io.out(JSON.stringify(value, null, 2));
-    switch (`${group} ${verb ?? ''}`.trim()) {
-      case 'tenants create':
-        await admin.createTenant(need(rest[0], '<tenant>'), need(o.plan, '--plan'));
-        io.out(`tenant ${rest[0]} created on plan ${o.plan}`);
-        return 0;
-      case 'tenants set-plan':
-        await admin.setPlan(need(rest[0], '<tenant>'), need(rest[1], '<plan>'));
-        io.out(`tenant ${rest[0]} is now on plan ${rest[1]}`);
-        return 0;
-      case 'tenants set-overrides': {
-        const tenant = need(rest[0], '<tenant>');
-        if (o.clear) {
-          await admin.setOverrides(tenant, undefined);
-          io.out(`tenant ${tenant}: overrides removed`);
-          return 0;
-        }
-        let overrides: unknown;
-        try {
-          overrides = JSON.parse(readFileSync(need(o.file, '--file <overrides.json> or --clear'), 'utf8'));
-        } catch (err) {
-          if (err instanceof UsageError) throw err;
-          throw new UsageError(`--file ${o.file}: ${(err as Error).message}`);
-        }
-        await admin.setOverrides(tenant, overrides);
-        io.out(`tenant ${tenant}: overrides set`);
-        return 0;
-      }
-      case 'tenants show': {
-        const view = await admin.showTenant(need(rest[0], '<tenant>'));
-        if (o.json) json(view);
-        else io.out(tenantTable(view));
-        return 0;
-      }
-      case 'keys create': {
-        const created = await admin.createKey(need(o.tenant, '--tenant'), need(o.user, '--user'));
-        io.out(
-          `key id ${created.id} for ${o.tenant}/${o.user}. The key, shown this once (only its hash is stored):\n${created.key}`,
-        );
-        return 0;
-      }
-      case 'keys list':
-        json(await admin.listKeys(need(o.tenant, '--tenant')));
-        return 0;
-      case 'keys revoke': {
-        const revoked = await admin.revokeKey(need(rest[0], '<key-id | key>'));
-        io.out(
-          `key ${revoked.id} of ${revoked.tenant}/${revoked.user} revoked; it stops working within the key cache TTL`,
-        );
-        return 0;
-      }
-      case 'brake on':
-        json(await admin.brakeOn(o.for, o.reason));
-        io.out('braked: every AI route answers 429 (code brake) within the brake cache TTL (5 s)');
-        return 0;
-      case 'brake off':
-        await admin.brakeOff();
-        io.out('released: traffic flows again within the brake cache TTL (5 s)');
-        return 0;
-      case 'brake status':
-        json(await admin.brakeStatus());
-        return 0;
-      case 'usage': {
-        const usage = await admin.usage(need(o.tenant, '--tenant'), o.user);
-        if (o.json) json(usage);
-        else io.out(usageTable(usage));
-        return 0;
-      }
-      case 'buckets reset': {
-        const tenant = need(o.tenant, '--tenant');
-        const removed = await admin.resetBuckets(tenant, o.user);
-        // An audit line on stderr (kept apart from the answer): who, what, when.
-        io.err(
-          JSON.stringify({
-            audit: 'buckets reset',
-            tenant,
-            ...(o.user ? { user: o.user } : {}),
-            items: removed,
-            at: new Date().toISOString(),
-            by: process.env.USER ?? process.env.USERNAME ?? 'unknown',
-          }),
-        );
-        io.out(
-          removed.length
-            ? `reset ${removed.length} bucket item(s) of ${o.user ? `${tenant}/${o.user}` : tenant}: full again`
-            : `nothing to reset: ${o.user ? `${tenant}/${o.user}` : tenant} has no bucket items (already full)`,
-        );
-        return 0;
-      }
-      default:
-        throw new UsageError(`unknown command '${[group, verb].filter(Boolean).join(' ')}'\n\n${HELP}`);
-    }
+    const command = COMMANDS[`${group} ${verb ?? ''}`.trim()];
+    if (!command) throw new UsageError(`unknown command '${[group, verb].filter(Boolean).join(' ')}'\n\n${HELP}`);
+    const target = await targetOf(o, group);
+    const admin = await adminFor(target, o, group);
+    await command({ admin, o, rest, io });
+    return 0;
   } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(`error: ${err.message}`);
-      return 2;
-    }
-    if (o.local && /ECONNREFUSED/.test(`${(err as Error).message} ${(err as { code?: string }).code ?? ''}`)) {
-      io.err(
-        `error: --local: nothing answers at npm start's endpoints (${npmStartStateFile()} is left from a run that ended): run npm start again`,
-      );
-      return 2;
-    }
-    if ((err as Error).message === 'Region is missing') {
-      io.err('error: which region? pass --region <region> (the one the stack is in), or set AWS_REGION');
-      return 2;
-    }
-    if ((err as Error).name === 'CredentialsProviderError') {
-      io.err(
-        'error: no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; against npm start, pass the --dynamodb-endpoint and --ssm-endpoint it prints',
-      );
-      return 2;
-    }
-    io.err(`failed: ${(err as Error).name}: ${(err as Error).message}`);
-    return 1;
+    return failure(err, o, io);
   }
+}
+
+/** Where the command acts: the table, the brake parameter, their endpoints and the region. */
+interface Target {
+  readonly tableName?: string;
+  readonly brakeParameterName?: string;
+  readonly dynamoEndpoint?: string;
+  readonly ssmEndpoint?: string;
+  readonly region: string;
+}
+
+/** Step 1: the target, from --stack's outputs, --local's npm start, or the flags themselves. */
+async function targetOf(o: Options, group: string): Promise<Target> {
+  const started = o.local ? readNpmStartState() : undefined;
+  if (o.local && !started)
+    throw new UsageError(
+      `--local: npm start is not running here (${npmStartStateFile()} is missing): run npm start in another terminal first`,
+    );
+  const named = o.stack
+    ? await fromStack(o.stack, o.region)
+    : started
+      ? { table: started.tableName, brake: started.brakeParameterName }
+      : {};
+  const target: Target = {
+    tableName: o.table ?? named.table,
+    brakeParameterName: o['brake-parameter'] ?? named.brake,
+    dynamoEndpoint: o['dynamodb-endpoint'] ?? started?.dynamoEndpoint,
+    ssmEndpoint: o['ssm-endpoint'] ?? started?.ssmEndpoint,
+    region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
+  };
+  if (group !== 'brake' && !target.tableName)
+    throw new UsageError('which table? give --table <name> or --stack <name>');
+  if (group === 'brake' && !target.brakeParameterName)
+    throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
+  return target;
+}
+
+/** Step 2: the admin on the target, with the configuration the functions run with (or --config's). */
+async function adminFor(target: Target, o: Options, group: string): Promise<Admin> {
+  // Local endpoints (npm start) take any credentials: none need to be set up for them.
+  const local = (endpoint: string | undefined) =>
+    endpoint && !process.env.AWS_ACCESS_KEY_ID && !process.env.AWS_PROFILE
+      ? { endpoint, credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
+      : endpoint
+        ? { endpoint }
+        : {};
+  const dynamo = new DynamoDBClient({ region: target.region, ...local(target.dynamoEndpoint) });
+  let config = o.config ? configFile(o.config) : undefined;
+  // Plans are checked against the configuration the functions run with: the one the deploy published in the table.
+  if (!config && target.tableName && group !== 'keys' && group !== 'brake')
+    config = await readPublishedConfig(dynamo, target.tableName).catch((err: Error) => {
+      if (err instanceof InvalidLimitError) throw new UsageError(err.message);
+      throw err;
+    });
+  return new Admin({
+    dynamo,
+    ssm: new SSMClient({ region: target.region, ...local(target.ssmEndpoint) }),
+    tableName: target.tableName ?? '',
+    brakeParameterName: target.brakeParameterName ?? '',
+    ...(config ? { config } : {}),
+    ...(o.namespace ? { namespace: o.namespace } : {}),
+  });
+}
+
+function configFile(file: string): LimiterConfig {
+  try {
+    return parseConfig(JSON.parse(readFileSync(file, 'utf8')));
+  } catch (err) {
+    throw new UsageError(`--config ${file}: ${(err as Error).message}`);
+  }
+}
+
+interface Call {
+  readonly admin: Admin;
+  readonly o: Options;
+  readonly rest: readonly string[];
+  readonly io: Io;
+}
+
+const need = (value: string | undefined, what: string): string => {
+  if (!value) throw new UsageError(`missing ${what}\n\n${HELP}`);
+  return value;
+};
+
+const printJson = (io: Io, value: unknown) => io.out(JSON.stringify(value, null, 2));
+
+/** Step 3: the commands, one function each. */
+const COMMANDS: Record<string, (call: Call) => Promise<void>> = {
+  'tenants create': async ({ admin, o, rest, io }) => {
+    await admin.createTenant(need(rest[0], '<tenant>'), need(o.plan, '--plan'));
+    io.out(`tenant ${rest[0]} created on plan ${o.plan}`);
+  },
+  'tenants set-plan': async ({ admin, rest, io }) => {
+    await admin.setPlan(need(rest[0], '<tenant>'), need(rest[1], '<plan>'));
+    io.out(`tenant ${rest[0]} is now on plan ${rest[1]}`);
+  },
+  'tenants set-overrides': async ({ admin, o, rest, io }) => {
+    const tenant = need(rest[0], '<tenant>');
+    if (o.clear) {
+      await admin.setOverrides(tenant, undefined);
+      io.out(`tenant ${tenant}: overrides removed`);
+      return;
+    }
+    const file = need(o.file, '--file <overrides.json> or --clear');
+    let overrides: unknown;
+    try {
+      overrides = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`--file ${file}: ${(err as Error).message}`);
+    }
+    await admin.setOverrides(tenant, overrides);
+    io.out(`tenant ${tenant}: overrides set`);
+  },
+  'tenants show': async ({ admin, o, rest, io }) => {
+    const view = await admin.showTenant(need(rest[0], '<tenant>'));
+    if (o.json) printJson(io, view);
+    else io.out(tenantTable(view));
+  },
+  'keys create': async ({ admin, o, io }) => {
+    const created = await admin.createKey(need(o.tenant, '--tenant'), need(o.user, '--user'));
+    io.out(
+      `key id ${created.id} for ${o.tenant}/${o.user}. The key, shown this once (only its hash is stored):\n${created.key}`,
+    );
+  },
+  'keys list': async ({ admin, o, io }) => printJson(io, await admin.listKeys(need(o.tenant, '--tenant'))),
+  'keys revoke': async ({ admin, rest, io }) => {
+    const revoked = await admin.revokeKey(need(rest[0], '<key-id | key>'));
+    io.out(`key ${revoked.id} of ${revoked.tenant}/${revoked.user} revoked; it stops working within the key cache TTL`);
+  },
+  'brake on': async ({ admin, o, io }) => {
+    printJson(io, await admin.brakeOn(o.for, o.reason));
+    io.out('braked: every AI route answers 429 (code brake) within the brake cache TTL (5 s)');
+  },
+  'brake off': async ({ admin, io }) => {
+    await admin.brakeOff();
+    io.out('released: traffic flows again within the brake cache TTL (5 s)');
+  },
+  'brake status': async ({ admin, io }) => printJson(io, await admin.brakeStatus()),
+  usage: async ({ admin, o, io }) => {
+    const usage = await admin.usage(need(o.tenant, '--tenant'), o.user);
+    if (o.json) printJson(io, usage);
+    else io.out(usageTable(usage));
+  },
+  'buckets reset': async ({ admin, o, io }) => {
+    const tenant = need(o.tenant, '--tenant');
+    const removed = await admin.resetBuckets(tenant, o.user);
+    const who = o.user ? `${tenant}/${o.user}` : tenant;
+    // An audit line on stderr (kept apart from the answer): who, what, when.
+    io.err(
+      JSON.stringify({
+        audit: 'buckets reset',
+        tenant,
+        ...(o.user ? { user: o.user } : {}),
+        items: removed,
+        at: new Date().toISOString(),
+        by: process.env.USER ?? process.env.USERNAME ?? 'unknown',
+      }),
+    );
+    io.out(
+      removed.length
+        ? `reset ${removed.length} bucket item(s) of ${who}: full again`
+        : `nothing to reset: ${who} has no bucket items (already full)`,
+    );
+  },
+};
+
+/** Step 4: a failure as the person at the terminal needs it: one line with the fix, and the exit code. */
+function failure(err: unknown, o: Options, io: Io): number {
+  const e = err as Error & { code?: string };
+  const fix = (line: string) => {
+    io.err(`error: ${line}`);
+    return 2;
+  };
+  if (err instanceof UsageError) return fix(err.message);
+  if (o.local && /ECONNREFUSED/.test(`${e.message} ${e.code ?? ''}`))
+    return fix(
+      `--local: nothing answers at npm start's endpoints (${npmStartStateFile()} is left from a run that ended): run npm start again`,
+    );
+  if (e.message === 'Region is missing')
+    return fix('which region? pass --region <region> (the one the stack is in), or set AWS_REGION');
+  if (e.name === 'CredentialsProviderError')
+    return fix(
+      'no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; against npm start, pass the --dynamodb-endpoint and --ssm-endpoint it prints',
+    );
+  io.err(`failed: ${e.name}: ${e.message}`);
+  return 1;
 }

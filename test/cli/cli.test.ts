@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { type AddressInfo, createServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -417,6 +418,64 @@ describe('the configuration the deploy published', () => {
       expect((await run('tenants', 'show', 'acme')).out).toContain('tenant_tokens_per_day');
     } finally {
       await client.send(new DeleteTableCommand({ TableName: table }));
+    }
+  });
+});
+
+describe('--local', () => {
+  /** The CLI in-process with LLM_LIMITER_DATA_DIR pointing at `dataDir` (where npm start writes its state). */
+  async function local(dataDir: string, ...args: string[]) {
+    const saved = process.env.LLM_LIMITER_DATA_DIR;
+    process.env.LLM_LIMITER_DATA_DIR = dataDir;
+    const out: string[] = [];
+    const err: string[] = [];
+    try {
+      const code = await main([...args, '--local'], { out: (t) => out.push(t), err: (t) => err.push(t) });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    } finally {
+      if (saved === undefined) delete process.env.LLM_LIMITER_DATA_DIR;
+      else process.env.LLM_LIMITER_DATA_DIR = saved;
+    }
+  }
+
+  it('without npm start running: exit 2, one line saying to start it', async () => {
+    const empty = mkdtempSync(join(dir, 'data-'));
+    const r = await local(empty, 'tenants', 'show', 'acme');
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(
+      `error: --local: npm start is not running here (${join(empty, 'npm-start.json')} is missing): run npm start in another terminal first`,
+    );
+  });
+
+  it('with the state of an npm start that has ended: exit 2, one line saying to start it again', async () => {
+    const stale = mkdtempSync(join(dir, 'data-'));
+    // Ports nothing listens on any more: taken, then let go.
+    const closedPort = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const endpoint = `http://127.0.0.1:${closedPort}`;
+    writeFileSync(
+      join(stale, 'npm-start.json'),
+      JSON.stringify({
+        baseUrl: `${endpoint}/v1`,
+        tableName: 'gone',
+        brakeParameterName: '/gone/brake',
+        dynamoEndpoint: endpoint,
+        ssmEndpoint: endpoint,
+      }),
+    );
+    for (const args of [
+      ['tenants', 'show', 'acme'],
+      ['brake', 'status'],
+    ]) {
+      const r = await local(stale, ...args);
+      expect(r.code).toBe(2);
+      expect(r.err).toBe(
+        `error: --local: nothing answers at npm start's endpoints (${join(stale, 'npm-start.json')} is left from a run that ended): run npm start again`,
+      );
     }
   });
 });
