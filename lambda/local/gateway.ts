@@ -166,15 +166,181 @@ function responseStream(res: ServerResponse): Writable {
   });
 }
 
-export async function startLocalGateway(options: LocalGatewayOptions): Promise<LocalGateway> {
-  const stage = options.stage ?? 'local';
+type Log = (entry: Record<string, unknown>) => void;
+
+/** One request as API Gateway sees it: what every event built from it shares. */
+interface Incoming {
+  readonly requestId: string;
+  readonly methodArn: string;
+  /** The fields the authorizer's and the integration's events share. */
+  readonly common: Record<string, unknown>;
+  readonly requestContext: Record<string, unknown>;
+}
+
+function incoming(req: IncomingMessage, route: LocalRoute, url: URL, stage: string): Incoming {
+  const { headers, multi } = headersOf(req);
+  const requestId = randomUUID();
+  const method = route.method;
+  const query = Object.fromEntries(url.searchParams);
+  const requestContext = {
+    accountId: ACCOUNT,
+    apiId: API_ID,
+    domainName: req.headers.host ?? 'localhost',
+    domainPrefix: 'localhost',
+    extendedRequestId: requestId,
+    httpMethod: method,
+    identity: { sourceIp: req.socket.remoteAddress ?? '127.0.0.1', userAgent: req.headers['user-agent'] ?? '' },
+    path: `/${stage}${route.path}`,
+    protocol: `HTTP/${req.httpVersion}`,
+    requestId,
+    requestTime: new Date().toUTCString(),
+    requestTimeEpoch: Date.now(),
+    resourceId: route.path,
+    resourcePath: route.path,
+    stage,
+  };
+  const common = {
+    resource: route.path,
+    path: route.path,
+    httpMethod: method,
+    headers,
+    multiValueHeaders: multi,
+    queryStringParameters: Object.keys(query).length ? query : null,
+    multiValueQueryStringParameters: Object.keys(query).length
+      ? Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]]))
+      : null,
+    pathParameters: null,
+    stageVariables: null,
+  };
+  const methodArn = `arn:aws:execute-api:local:${ACCOUNT}:${API_ID}/${stage}/${method}${route.path}`;
+  return { requestId, methodArn, common, requestContext };
+}
+
+/** The authorizer's answer, or the gateway response that ends the request (401, 500). */
+async function authorize(
+  authorizer: LocalGatewayOptions['authorizer'],
+  request: Incoming,
+  log: Log,
+): Promise<APIGatewayAuthorizerResult | ReturnType<typeof renderGatewayResponse>> {
+  try {
+    return await authorizer(
+      {
+        type: 'REQUEST',
+        methodArn: request.methodArn,
+        ...request.common,
+        requestContext: request.requestContext,
+      } as unknown as APIGatewayRequestAuthorizerEvent,
+      lambdaContext('authorizer'),
+    );
+  } catch (err) {
+    if ((err as Error).message === 'Unauthorized') return renderGatewayResponse('UNAUTHORIZED');
+    log({ level: 'error', requestId: request.requestId, message: 'authorizer failed', error: (err as Error).name });
+    // As on AWS: a function error is an authorizer configuration error (500 unless mapped).
+    return renderGatewayResponse('AUTHORIZER_CONFIGURATION_ERROR');
+  }
+}
+
+/** A buffered Lambda proxy integration: its result, or a 502 when it fails. */
+async function invokeBuffered(
+  handler: BufferedHandler,
+  event: APIGatewayProxyEvent,
+  res: ServerResponse,
+  requestId: string,
+  log: Log,
+): Promise<void> {
+  try {
+    const out = await handler(event, lambdaContext('limits', requestId));
+    const headers = Object.fromEntries(Object.entries(out.headers ?? {}).map(([k, v]) => [k, String(v)]));
+    return send(res, {
+      statusCode: out.statusCode,
+      headers,
+      body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body,
+    });
+  } catch (err) {
+    log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
+    return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+  }
+}
+
+/** A response-streaming integration: the prelude, then the body as it comes; a client that leaves is the function's stream failing. */
+async function invokeStreamed(
+  handler: Extract<LocalRoute, { streaming: true }>['handler'],
+  event: APIGatewayProxyEvent,
+  res: ServerResponse,
+  requestId: string,
+  log: Log,
+): Promise<void> {
+  const stream = responseStream(res);
+  // The function sees the disconnect as its stream failing; nobody else needs the error.
+  stream.on('error', () => {});
+  res.on('close', () => {
+    if (!res.writableFinished) stream.destroy(new Error('client disconnected'));
+  });
+  try {
+    await handler(event, stream, lambdaContext('proxy', requestId));
+  } catch (err) {
+    if (res.destroyed) return; // the client left; the function's own settlement has run
+    log({
+      level: 'error',
+      requestId,
+      message: 'integration failed',
+      error: (err as Error).name,
+      detail: (err as Error).message,
+    });
+    if (!res.headersSent) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+    else res.destroy();
+  }
+}
+
+/** One request through the gateway: route, body, authorizer and policy, then the integration. */
+async function handle(req: IncomingMessage, res: ServerResponse, options: LocalGatewayOptions): Promise<void> {
   const log = options.log ?? (() => {});
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const method = (req.method ?? 'GET').toUpperCase();
+  const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
+  if (!route)
+    return send(res, renderGatewayResponse('MISSING_AUTHENTICATION_TOKEN', {}, 'Missing Authentication Token', 403));
+  const body = await readBody(req);
+  if (!body) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Request Too Long', 413));
+  const request = incoming(req, route, url, options.stage ?? 'local');
+  const { requestId, common, requestContext } = request;
+
+  // A method without an authorizer: API Gateway invokes the integration with no authorizer context.
+  if (!route.streaming && route.authorized === false) {
+    const event = { ...common, body: null, isBase64Encoded: false, requestContext };
+    return invokeBuffered(route.handler, event as unknown as APIGatewayProxyEvent, res, requestId, log);
+  }
+  const result = await authorize(options.authorizer, request, log);
+  if (!('policyDocument' in result)) return send(res, result);
+  // API Gateway hands the context to the integration with every value as a string.
+  const context = Object.fromEntries(Object.entries(result.context ?? {}).map(([k, v]) => [k, String(v)]));
+  if (!policyAllows(result, request.methodArn)) return send(res, renderGatewayResponse('ACCESS_DENIED', context));
+
+  const event = {
+    ...common,
+    body: body.length ? body.toString('utf8') : null,
+    isBase64Encoded: false,
+    requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } },
+  } as unknown as APIGatewayProxyEvent;
+  // Lambda refuses a synchronous invocation whose event is over 6,291,456 bytes (API Gateway
+  // took the 10 MB body): the function never runs and the client gets a 5xx.
+  if (Buffer.byteLength(JSON.stringify(event)) > MAX_INVOKE_PAYLOAD) {
+    log({ level: 'error', requestId, message: 'integration failed', error: 'RequestEntityTooLargeException' });
+    return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
+  }
+  if (route.streaming) return invokeStreamed(route.handler, event, res, requestId, log);
+  return invokeBuffered(route.handler, event, res, requestId, log);
+}
+
+export async function startLocalGateway(options: LocalGatewayOptions): Promise<LocalGateway> {
+  const log = options.log ?? (() => {});
+  const inFlight = new Set<Promise<unknown>>();
   const server: Server = createServer((req, res) => {
     // A client may go away at any point (mid-upload, before the first byte, mid-stream): that is
     // its business, never a reason for the gateway to fall over.
     req.on('error', () => {});
     res.on('error', () => {});
-    const running = handle(req, res).catch((err: unknown) => {
+    const running = handle(req, res, options).catch((err: unknown) => {
       log({ level: 'error', message: 'request failed', error: (err as Error).name });
       if (!res.headersSent && !res.destroyed) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       else res.destroy();
@@ -183,123 +349,6 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     inFlight.add(running);
     void running.finally(() => inFlight.delete(running));
   });
-  const inFlight = new Set<Promise<unknown>>();
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const method = (req.method ?? 'GET').toUpperCase();
-    const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
-    if (!route)
-      return send(res, renderGatewayResponse('MISSING_AUTHENTICATION_TOKEN', {}, 'Missing Authentication Token', 403));
-    const body = await readBody(req);
-    if (!body) return send(res, renderGatewayResponse('DEFAULT_4XX', {}, 'Request Too Long', 413));
-    const { headers, multi } = headersOf(req);
-    const requestId = randomUUID();
-    const methodArn = `arn:aws:execute-api:local:${ACCOUNT}:${API_ID}/${stage}/${method}${route.path}`;
-    const query = Object.fromEntries(url.searchParams);
-    const requestContext = {
-      accountId: ACCOUNT,
-      apiId: API_ID,
-      domainName: req.headers.host ?? 'localhost',
-      domainPrefix: 'localhost',
-      extendedRequestId: requestId,
-      httpMethod: method,
-      identity: { sourceIp: req.socket.remoteAddress ?? '127.0.0.1', userAgent: req.headers['user-agent'] ?? '' },
-      path: `/${stage}${route.path}`,
-      protocol: `HTTP/${req.httpVersion}`,
-      requestId,
-      requestTime: new Date().toUTCString(),
-      requestTimeEpoch: Date.now(),
-      resourceId: route.path,
-      resourcePath: route.path,
-      stage,
-    };
-    const common = {
-      resource: route.path,
-      path: route.path,
-      httpMethod: method,
-      headers,
-      multiValueHeaders: multi,
-      queryStringParameters: Object.keys(query).length ? query : null,
-      multiValueQueryStringParameters: Object.keys(query).length
-        ? Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]]))
-        : null,
-      pathParameters: null,
-      stageVariables: null,
-    };
-
-    const invokeBuffered = async (handler: BufferedHandler, event: APIGatewayProxyEvent): Promise<void> => {
-      try {
-        const out = await handler(event, lambdaContext('limits', requestId));
-        const headers = Object.fromEntries(Object.entries(out.headers ?? {}).map(([k, v]) => [k, String(v)]));
-        return send(res, {
-          statusCode: out.statusCode,
-          headers,
-          body: out.isBase64Encoded ? Buffer.from(out.body, 'base64').toString('utf8') : out.body,
-        });
-      } catch (err) {
-        log({ level: 'error', requestId, message: 'integration failed', error: (err as Error).name });
-        return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
-      }
-    };
-    // A method without an authorizer: API Gateway invokes the integration with no authorizer context.
-    if (!route.streaming && route.authorized === false)
-      return invokeBuffered(route.handler, {
-        ...common,
-        body: null,
-        isBase64Encoded: false,
-        requestContext,
-      } as unknown as APIGatewayProxyEvent);
-
-    let result: APIGatewayAuthorizerResult;
-    try {
-      result = await options.authorizer(
-        { type: 'REQUEST', methodArn, ...common, requestContext } as unknown as APIGatewayRequestAuthorizerEvent,
-        lambdaContext('authorizer'),
-      );
-    } catch (err) {
-      if ((err as Error).message === 'Unauthorized') return send(res, renderGatewayResponse('UNAUTHORIZED'));
-      log({ level: 'error', requestId, message: 'authorizer failed', error: (err as Error).name });
-      // As on AWS: a function error is an authorizer configuration error (500 unless mapped).
-      return send(res, renderGatewayResponse('AUTHORIZER_CONFIGURATION_ERROR'));
-    }
-    // API Gateway hands the context to the integration with every value as a string.
-    const context = Object.fromEntries(Object.entries(result.context ?? {}).map(([k, v]) => [k, String(v)]));
-    if (!policyAllows(result, methodArn)) return send(res, renderGatewayResponse('ACCESS_DENIED', context));
-
-    const event = {
-      ...common,
-      body: body.length ? body.toString('utf8') : null,
-      isBase64Encoded: false,
-      requestContext: { ...requestContext, authorizer: { ...context, principalId: result.principalId } },
-    } as unknown as APIGatewayProxyEvent;
-    // Lambda refuses a synchronous invocation whose event is over 6,291,456 bytes (API Gateway
-    // took the 10 MB body): the function never runs and the client gets a 5xx.
-    if (Buffer.byteLength(JSON.stringify(event)) > MAX_INVOKE_PAYLOAD) {
-      log({ level: 'error', requestId, message: 'integration failed', error: 'RequestEntityTooLargeException' });
-      return send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
-    }
-    if (!route.streaming) return invokeBuffered(route.handler, event);
-    const stream = responseStream(res);
-    // The function sees the disconnect as its stream failing; nobody else needs the error.
-    stream.on('error', () => {});
-    res.on('close', () => {
-      if (!res.writableFinished) stream.destroy(new Error('client disconnected'));
-    });
-    try {
-      await route.handler(event, stream, lambdaContext('proxy', requestId));
-    } catch (err) {
-      if (res.destroyed) return; // the client left; the function's own settlement has run
-      log({
-        level: 'error',
-        requestId,
-        message: 'integration failed',
-        error: (err as Error).name,
-        detail: (err as Error).message,
-      });
-      if (!res.headersSent) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
-      else res.destroy();
-    }
-  }
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
