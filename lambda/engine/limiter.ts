@@ -312,16 +312,27 @@ export class Limiter {
     return calls;
   }
 
-  /** Runs the calls (one round-trip), compensates on denial, escalates Retry-After for repeat offenders. */
+  /** One call to the store for every layer (one round-trip; nothing kept unless all admit), then the verdict; escalates Retry-After for repeat offenders. */
   async decide(identity: Identity, calls: readonly LayerCall[], shard: number): Promise<Verdict> {
     const store = this.options.store;
-    const results = await this.run(calls);
+    const results = await store.decideTogether(
+      calls.map((c) => ({
+        key: c.key,
+        checks: c.checks,
+        options: { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds },
+        required: c.failureMode === 'closed',
+      })),
+      {
+        atomic: this.strategy === 'transaction',
+        onRefundFailed: (key, err) =>
+          this.swallow(err, 'compensating refund failed', calls.find((c) => c.key === key)?.layer ?? key),
+      },
+    );
     const failedOpen: Layer[] = [];
     const failure = results.findIndex(
       (r, i) => r instanceof Error && !(r instanceof ItemThrottledError) && calls[i]!.failureMode === 'closed',
     );
     if (failure >= 0) {
-      await this.compensate(calls, results);
       throw new LayerUnavailableError(calls[failure]!.layer, { cause: results[failure] });
     }
     const limits: LimitOutcome[] = [];
@@ -351,7 +362,6 @@ export class Limiter {
     if (throttled >= 0) {
       // DynamoDB takes no more writes on this item for now: this layer's traffic is more than one
       // item carries. Not an outage (no alarm, in either failure mode) but a limit reached: 429.
-      await this.compensate(calls, results);
       const layer = calls[throttled]!.layer;
       this.log({
         level: 'warn',
@@ -372,7 +382,6 @@ export class Limiter {
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
     if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
 
-    await this.compensate(calls, results);
     const denial = results[deniedAt] as ItemOutcome;
     const userKey = layerKey.user(identity, this.ns);
     const now = store.now().early;
@@ -410,54 +419,6 @@ export class Limiter {
       failedOpen,
       shard,
     };
-  }
-
-  private async run(calls: readonly LayerCall[]): Promise<(ItemOutcome | Error)[]> {
-    const store = this.options.store;
-    if (this.strategy === 'transaction') {
-      try {
-        return await store.decideItemsAtomically(
-          calls.map((c) => ({
-            key: c.key,
-            checks: c.checks,
-            options: { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds },
-          })),
-        );
-      } catch (err) {
-        if (!(err instanceof LimiterError)) throw err;
-        return calls.map(() => err);
-      }
-    }
-    const settled = await Promise.allSettled(
-      calls.map((c) =>
-        store.decideItem(c.key, c.checks, { ...(c.block ? { block: c.block } : {}), alsoHolds: c.alsoHolds }),
-      ),
-    );
-    return settled.map((s) => {
-      if (s.status === 'fulfilled') return s.value;
-      if (s.reason instanceof LimiterError) return s.reason;
-      throw s.reason;
-    });
-  }
-
-  /** Parallel writes that admitted are refunded when another layer denied (nothing to undo in a transaction). */
-  private async compensate(calls: readonly LayerCall[], results: readonly (ItemOutcome | Error)[]): Promise<void> {
-    if (this.strategy === 'transaction') return;
-    const refunds = results.flatMap((r, i) => {
-      if (r instanceof Error || !r.allowed) return [];
-      const call = calls[i]!;
-      const adjustments = call.checks.flatMap((c, j) =>
-        c.mode !== 'admit' && r.outcomes[j]!.decision.allowed ? [{ name: c.name, limit: c.limit, delta: -c.cost }] : [],
-      );
-      return adjustments.length
-        ? [
-            this.options.store
-              .adjustItem(call.key, adjustments, { alsoHolds: call.alsoHolds })
-              .catch((err: unknown) => this.swallow(err, 'compensating refund failed', call.layer)),
-          ]
-        : [];
-    });
-    await Promise.all(refunds);
   }
 
   private async escalate(

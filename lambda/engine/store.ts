@@ -18,7 +18,7 @@ import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL
 import type { Decision } from './decision';
 
 export type { Adjustment, Check, CheckOutcome, ItemOptions, ItemOutcome } from './item';
-import { ContentionError, InvalidLimitError, ItemThrottledError, StoreUnavailableError } from './errors';
+import { ContentionError, InvalidLimitError, ItemThrottledError, LimiterError, StoreUnavailableError } from './errors';
 import { type Fragment, fragment } from './expressions';
 import {
   type Adjustment,
@@ -62,6 +62,15 @@ export interface LimitStoreOptions {
   readonly deadlineMs?: number;
   /** Called for every write refused because another transaction held an item (it is retried). @default nothing */
   readonly onTransactionConflict?: (operation: 'UpdateItem' | 'TransactWriteItems') => void;
+}
+
+/** One item of a decision over several (see decideTogether). */
+export interface ItemRequest {
+  readonly key: string;
+  readonly checks: readonly Check[];
+  readonly options?: ItemOptions;
+  /** A failure of this item fails the whole decision (its layer's failure mode is closed). */
+  readonly required?: boolean;
 }
 
 /** DynamoDB calls and failed conditions so far, for benchmarks and metrics. */
@@ -176,13 +185,72 @@ export class LimitStore {
   }
 
   /**
+   * One decision over several items (a request's layers): every item admits, or none keeps what it
+   * spent. `atomic` decides them in one TransactWriteItems (two write units per item); otherwise
+   * they go out in parallel (one round-trip of latency) and, when any item denies, is throttled, or
+   * fails while `required`, the items that admitted are refunded. A failure of an item that is not
+   * required is returned in its place and changes nothing else (the layer's failure mode is open).
+   * Refunds that fail are reported to `onRefundFailed` (the spend stays: conservative).
+   */
+  async decideTogether(
+    items: readonly ItemRequest[],
+    options: { atomic?: boolean; onRefundFailed?: (key: string, err: LimiterError) => void } = {},
+  ): Promise<(ItemOutcome | LimiterError)[]> {
+    if (options.atomic) {
+      try {
+        return await this.decideItemsAtomically(items);
+      } catch (err) {
+        if (!(err instanceof LimiterError)) throw err;
+        return items.map(() => err);
+      }
+    }
+    const settled = await Promise.allSettled(items.map((it) => this.decideItem(it.key, it.checks, it.options)));
+    const results = settled.map((s) => {
+      if (s.status === 'fulfilled') return s.value;
+      if (s.reason instanceof LimiterError) return s.reason;
+      throw s.reason;
+    });
+    const undo = results.some(
+      (r, i) =>
+        (r instanceof LimiterError && (r instanceof ItemThrottledError || items[i]!.required)) ||
+        (!(r instanceof LimiterError) && !r.allowed),
+    );
+    if (undo) await this.refundAdmitted(items, results, options.onRefundFailed);
+    return results;
+  }
+
+  /** Gives back what the admitted items of a decision that did not go through spent. */
+  private async refundAdmitted(
+    items: readonly ItemRequest[],
+    results: readonly (ItemOutcome | LimiterError)[],
+    onRefundFailed: ((key: string, err: LimiterError) => void) | undefined,
+  ): Promise<void> {
+    await Promise.all(
+      results.flatMap((r, i) => {
+        if (r instanceof LimiterError || !r.allowed) return [];
+        const it = items[i]!;
+        const adjustments = it.checks.flatMap((c, j) =>
+          c.mode !== 'admit' && r.outcomes[j]!.decision.allowed
+            ? [{ name: c.name, limit: c.limit, delta: -c.cost }]
+            : [],
+        );
+        if (!adjustments.length) return [];
+        return [
+          this.adjustItem(it.key, adjustments, { alsoHolds: it.options?.alsoHolds ?? [] }).catch((err: unknown) => {
+            if (!(err instanceof LimiterError)) throw err;
+            onRefundFailed?.(it.key, err);
+          }),
+        ];
+      }),
+    );
+  }
+
+  /**
    * Decide several items atomically with one TransactWriteItems: every item admits, or none is
    * written. Costs two write units per item (transactional) and returns no new state, so the
    * numbers reported are this container's prediction.
    */
-  async decideItemsAtomically(
-    items: readonly { key: string; checks: readonly Check[]; options?: ItemOptions }[],
-  ): Promise<ItemOutcome[]> {
+  async decideItemsAtomically(items: readonly ItemRequest[]): Promise<ItemOutcome[]> {
     for (const it of items) this.validate(it.checks);
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
     const at = this.now();
