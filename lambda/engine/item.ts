@@ -20,17 +20,12 @@ export interface Check {
   readonly shadow?: boolean;
 }
 
-export interface CheckOutcome {
-  readonly check: Check;
-  readonly decision: Decision;
-}
-
 export interface ItemOutcome {
   readonly allowed: boolean;
-  /** One per check, in the order given. */
-  readonly outcomes: readonly CheckOutcome[];
-  /** The first non-shadow check that denied. */
-  readonly deniedBy?: CheckOutcome;
+  /** One per check, in the order the checks were given. */
+  readonly decisions: readonly Decision[];
+  /** Index of the first non-shadow check that denied. */
+  readonly deniedAt?: number;
   /** Epoch ms until which the item's block attribute (the penalty box) denies. */
   readonly blockedUntil?: number;
   /** The item as last seen (after the write, or as it stood when the decision was made). */
@@ -93,7 +88,7 @@ export function planItem(
   const deniedAt = evals.findIndex((e, i) => !checks[i]!.shadow && !e.decision.allowed);
   const final = deniedAt >= 0 && evals[deniedAt]!.decision.exceedsLimit;
   if ((blocked || deniedAt >= 0) && (fresh || final))
-    return { kind: 'done', outcome: denial(checks, evals, deniedAt, blocked ? blockedUntil : undefined, item) };
+    return { kind: 'done', outcome: denial(evals, deniedAt, blocked ? blockedUntil : undefined, item) };
   const fragments: Fragment[] = [];
   for (const [i, e] of evals.entries()) {
     const c = checks[i]!;
@@ -114,14 +109,12 @@ export function admitted(
 ): ItemOutcome {
   // The write went through, so every enforced check was admitted, including one a stale view had
   // denied and whose probe then succeeded. A shadow check that would deny was left out of the write.
-  const outcomes = checks.map((c, i) => ({
-    check: c,
-    decision:
-      !c.shadow || evals[i]!.decision.allowed
-        ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true }
-        : evals[i]!.decision,
-  }));
-  return { allowed: true, outcomes, ...(item ? { item } : {}) };
+  const decisions = checks.map((c, i) =>
+    !c.shadow || evals[i]!.decision.allowed
+      ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true }
+      : evals[i]!.decision,
+  );
+  return { allowed: true, decisions, ...(item ? { item } : {}) };
 }
 
 /** The item as this container expects it after its write (a transaction returns no new state). */
@@ -162,17 +155,15 @@ export function withBuckets(
 }
 
 function denial(
-  checks: readonly Check[],
   evals: readonly Evaluation[],
   deniedAt: number,
   blockedUntil: number | undefined,
   item: Item | undefined,
 ): ItemOutcome {
-  const outcomes = checks.map((c, i) => ({ check: c, decision: evals[i]!.decision }));
   return {
     allowed: false,
-    outcomes,
-    ...(deniedAt >= 0 ? { deniedBy: outcomes[deniedAt]! } : {}),
+    decisions: evals.map((e) => e.decision),
+    ...(deniedAt >= 0 ? { deniedAt } : {}),
     ...(blockedUntil === undefined ? {} : { blockedUntil }),
     ...(item ? { item } : {}),
   };

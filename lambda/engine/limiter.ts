@@ -350,12 +350,12 @@ export class Limiter {
         });
         return;
       }
-      r.outcomes.forEach((o, j) => {
+      r.decisions.forEach((decision, j) => {
         limits.push({
           layer: call.layer,
           spec: call.specs[j]!,
           code: limitCode(call.layer, call.specs[j]!),
-          decision: o.decision,
+          decision,
         });
       });
     });
@@ -399,12 +399,12 @@ export class Limiter {
       };
     }
     const call = calls[deniedAt]!;
-    const spec = call.specs[denial.outcomes.indexOf(denial.deniedBy!)]!;
+    const spec = call.specs[denial.deniedAt!]!;
     const denied: LimitOutcome = {
       layer: call.layer,
       spec,
       code: limitCode(call.layer, spec),
-      decision: denial.deniedBy!.decision,
+      decision: denial.decisions[denial.deniedAt!]!,
     };
     const userResult = results[calls.findIndex((c) => c.layer === 'user')];
     const userItem = userResult instanceof Error ? undefined : userResult?.item;

@@ -17,7 +17,7 @@ import { adjust, type BucketState, describe, memoryMs, requireCost } from './buc
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
 import type { Decision } from './decision';
 
-export type { Adjustment, Check, CheckOutcome, ItemOptions, ItemOutcome } from './item';
+export type { Adjustment, Check, ItemOptions, ItemOutcome } from './item';
 import { ContentionError, InvalidLimitError, ItemThrottledError, LimiterError, StoreUnavailableError } from './errors';
 import { type Fragment, fragment } from './expressions';
 import {
@@ -131,7 +131,7 @@ export class LimitStore {
   /** Spend `cost` on the bucket `key` if `limit` allows it; a denial spends nothing. */
   async consume(key: string, limit: Limit, cost = 1): Promise<Decision> {
     const outcome = await this.decideItem(key, [{ name: '', limit, cost }]);
-    return outcome.outcomes[0]!.decision;
+    return outcome.decisions[0]!;
   }
 
   /** Settle against the bucket `key` (see Adjustment). */
@@ -141,7 +141,7 @@ export class LimitStore {
 
   /** The bucket's numbers without spending anything (one consistent read). */
   async peek(key: string, limit: Limit): Promise<Decision> {
-    return (await this.peekItem(key, [{ name: '', limit, cost: 1 }])).outcomes[0]!.decision;
+    return (await this.peekItem(key, [{ name: '', limit, cost: 1 }])).decisions[0]!;
   }
 
   /** Decide every check of one item with one conditional write: all admit, or nothing is spent. */
@@ -230,9 +230,7 @@ export class LimitStore {
         if (r instanceof LimiterError || !r.allowed) return [];
         const it = items[i]!;
         const adjustments = it.checks.flatMap((c, j) =>
-          c.mode !== 'admit' && r.outcomes[j]!.decision.allowed
-            ? [{ name: c.name, limit: c.limit, delta: -c.cost }]
-            : [],
+          c.mode !== 'admit' && r.decisions[j]!.allowed ? [{ name: c.name, limit: c.limit, delta: -c.cost }] : [],
         );
         if (!adjustments.length) return [];
         return [
@@ -267,10 +265,7 @@ export class LimitStore {
             ? s.outcome
             : {
                 allowed: true,
-                outcomes: items[i]!.checks.map((c) => ({
-                  check: c,
-                  decision: describe(c.limit, bucketOf(state[i], c.name), at),
-                })),
+                decisions: items[i]!.checks.map((c) => describe(c.limit, bucketOf(state[i], c.name), at)),
               },
         );
       const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
@@ -478,7 +473,7 @@ export class LimitStore {
     const at = this.now();
     return {
       allowed: true,
-      outcomes: checks.map((c) => ({ check: c, decision: describe(c.limit, bucketOf(item, c.name), at) })),
+      decisions: checks.map((c) => describe(c.limit, bucketOf(item, c.name), at)),
     };
   }
 

@@ -76,10 +76,8 @@ export async function usageOf(
       item.key,
       item.specs.map((spec) => ({ name: bucketName(spec), limit: spec.limit, cost: 1 })),
     );
-    outcome.outcomes.forEach((o, i) => {
-      limits.push(
-        entry(item.layer, item.specs[i]!, o.decision.limit, o.decision.remaining, o.decision.resetMs, item.route),
-      );
+    outcome.decisions.forEach((d, i) => {
+      limits.push(entry(item.layer, item.specs[i]!, d.limit, d.remaining, d.resetMs, item.route));
     });
   }
   if (config.global) {
@@ -95,7 +93,7 @@ export async function usageOf(
       ),
     );
     specs.forEach((spec, i) => {
-      const of = outcomes.map((o) => o.outcomes[i]!.decision);
+      const of = outcomes.map((o) => o.decisions[i]!);
       limits.push(
         entry(
           'global',

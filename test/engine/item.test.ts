@@ -16,7 +16,7 @@ describe('several buckets in one item', () => {
     const outcome = await store.decideItem(key, [requests, tokens]);
     expect(store.stats.calls - calls).toBe(1);
     expect(outcome.allowed).toBe(true);
-    expect(outcome.outcomes.map((o) => o.decision.remaining)).toEqual([1, 100]);
+    expect(outcome.decisions.map((d) => d.remaining)).toEqual([1, 100]);
   });
 
   it('admission spends nothing, and denies once the bucket is exhausted or in debt', async () => {
@@ -25,10 +25,10 @@ describe('several buckets in one item', () => {
     await store.adjustItem(key, [{ name: 't', limit: tokens.limit, delta: 120 }]);
     const outcome = await store.decideItem(key, [requests, tokens]);
     expect(outcome.allowed).toBe(false);
-    expect(outcome.deniedBy?.check.name).toBe('t');
-    expect(outcome.deniedBy?.decision.retryAfterMs).toBe(21_000);
+    expect(outcome.deniedAt).toBe(1); // the tokens check, 't'
+    expect(outcome.decisions[1]!.retryAfterMs).toBe(21_000);
     // the request limit was not spent by the denied decision
-    expect((await store.peekItem(key, [requests])).outcomes[0]!.decision.remaining).toBe(3);
+    expect((await store.peekItem(key, [requests])).decisions[0]!.remaining).toBe(3);
   });
 
   it('first hit wins: the earliest failing check is the one reported', async () => {
@@ -38,8 +38,8 @@ describe('several buckets in one item', () => {
     const b = { name: 'b', limit: leakyBucket(1, 1), cost: 1 };
     await store.decideItem(key, [a, b]);
     const outcome = await store.decideItem(key, [a, b]);
-    expect(outcome.deniedBy?.check.name).toBe('a');
-    expect(outcome.outcomes.every((o) => !o.decision.allowed)).toBe(true);
+    expect(outcome.deniedAt).toBe(0); // 'a', the first that denied
+    expect(outcome.decisions.every((d) => !d.allowed)).toBe(true);
   });
 
   it('a shadow limit is spent and reported but never denies', async () => {
@@ -49,8 +49,8 @@ describe('several buckets in one item', () => {
     const first = await store.decideItem(key, [requests, shadow]);
     const second = await store.decideItem(key, [requests, shadow]);
     expect([first.allowed, second.allowed]).toEqual([true, true]);
-    expect(second.outcomes[1]!.decision.allowed).toBe(false);
-    expect((await store.peekItem(key, [requests])).outcomes[0]!.decision.remaining).toBe(1);
+    expect(second.decisions[1]!.allowed).toBe(false);
+    expect((await store.peekItem(key, [requests])).decisions[0]!.remaining).toBe(1);
   });
 
   it('a block attribute in the future denies every decision without spending', async () => {
@@ -59,7 +59,7 @@ describe('several buckets in one item', () => {
     await store.compareAndSet(key, { until: undefined }, { until: T0 + 5_000 }, T0 + 5_000);
     const outcome = await store.decideItem(key, [requests], { block: 'until' });
     expect(outcome).toMatchObject({ allowed: false, blockedUntil: T0 + 5_000 });
-    expect((await store.peekItem(key, [requests])).outcomes[0]!.decision.remaining).toBe(3);
+    expect((await store.peekItem(key, [requests])).decisions[0]!.remaining).toBe(3);
     const later = testStore({ clock: () => T0 + 5_000 });
     expect((await later.decideItem(key, [requests], { block: 'until' })).allowed).toBe(true);
   });

@@ -141,7 +141,7 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     const tenant = await s.store.peekItem(layerKey.tenant(s.user('u1'), s.ns), [
       { name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 },
     ]);
-    expect(tenant.outcomes[0]!.decision.remaining).toBe(2);
+    expect(tenant.decisions[0]!.remaining).toBe(2);
   });
 
   it("keeps tenants apart: tenant A's traffic never moves tenant B's buckets", async () => {
@@ -187,7 +187,7 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
     const bucketsAfter = await s.store.peekItem(layerKey.tenant(u, s.ns), [
       { name: 'r_per_minute', limit: slidingWindow(5, '1 m'), cost: 1 },
     ]);
-    expect(bucketsAfter.outcomes[0]!.decision.remaining).toBe(bucketsBefore.outcomes[0]!.decision.remaining);
+    expect(bucketsAfter.decisions[0]!.remaining).toBe(bucketsBefore.decisions[0]!.remaining);
 
     // After a quiet window the count starts again: exhaust the limit anew, and the first denial
     // carries only the natural wait (not the doubled one it had grown to).
@@ -242,7 +242,7 @@ describe('settlement', () => {
     const peek = await testStore({ clock: () => frozen }).peekItem(layerKey.tenant(identity, ns), [
       { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 },
     ]);
-    expect(peek.outcomes[0]!.decision.remaining).toBe(850);
+    expect(peek.decisions[0]!.remaining).toBe(850);
   });
 });
 

@@ -206,7 +206,7 @@ describe('the request path', () => {
       { name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 },
     ]);
     // Every reservation was settled to what the upstream billed: no more, no less.
-    expect(100_000 - spent.outcomes[0]!.decision.remaining).toBe(N * (USAGE.prompt_tokens + USAGE.completion_tokens));
+    expect(100_000 - spent.decisions[0]!.remaining).toBe(N * (USAGE.prompt_tokens + USAGE.completion_tokens));
   });
 
   it('answers a tenant whose item DynamoDB throttles with 429 (code tenant_throughput, Retry-After 1), never a 503 or the outage metric', async () => {

@@ -159,7 +159,7 @@ describe('proxy', () => {
     const outcome = await store.peekItem(layerKey.tenant({ tenant, user: 'alice' }), [
       { name: bucketName(TOKENS), limit: TOKENS.limit, cost: 1 },
     ]);
-    return 100_000 - outcome.outcomes[0]!.decision.remaining;
+    return 100_000 - outcome.decisions[0]!.remaining;
   };
 
   it('Secrets Manager hung: 503 upstream_key_unavailable in time, and the reservation is refunded before the answer', async () => {

@@ -109,7 +109,7 @@ async function harness(userTokensPerMinute: number) {
     const outcome = await store.peekItem(layerKey.user({ tenant, user: 'mallory' }, ns), [
       { name: bucketName(spec), limit: spec.limit, cost: 1 },
     ]);
-    return userTokensPerMinute - outcome.outcomes[0]!.decision.remaining;
+    return userTokensPerMinute - outcome.decisions[0]!.remaining;
   };
   return { send, sendRaw, spent, logs };
 }

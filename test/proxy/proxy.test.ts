@@ -115,13 +115,13 @@ async function setup(behaviour: Behaviour = {}) {
       await store.peekItem(layerKey.user(identity, ns), [
         { name: bucketName(USER_TOKENS), limit: USER_TOKENS.limit, cost: 1 },
       ])
-    ).outcomes[0]!.decision.remaining;
+    ).decisions[0]!.remaining;
   const tenantRemaining = async () =>
     (
       await store.peekItem(layerKey.tenant(identity, ns), [
         { name: bucketName(tokensPerDay(1_000_000)), limit: tokensPerDay(1_000_000).limit, cost: 1 },
       ])
-    ).outcomes[0]!.decision.remaining;
+    ).decisions[0]!.remaining;
   return {
     upstream,
     send,
@@ -411,7 +411,7 @@ describe('reservation', () => {
       await testStore({ clock: () => frozen }).peekItem(layerKey.user(s.identity, s.ns), [
         { name: bucketName(small), limit: small.limit, cost: 1 },
       ])
-    ).outcomes[0]!.decision;
+    ).decisions[0]!;
     // Spend beyond the limit is the overrun of the admitted requests past their reservation: debt,
     // which `remaining` (never below 0) cannot show. The bucket's own state does: read it raw.
     expect(remaining.remaining).toBe(0);
@@ -639,8 +639,8 @@ describe('reservation sizing and dollars', () => {
       upstream: { ...s.deps.upstream, ...(firstByteTimeoutMs ? { firstByteTimeoutMs } : {}) },
     });
     const spentOn = async (key: string, spec: typeof TENANT_USD) => {
-      const d = (await store.peekItem(key, [{ name: bucketName(spec), limit: spec.limit, cost: 1 }])).outcomes[0]!;
-      return d.decision.limit - d.decision.remaining;
+      const d = (await store.peekItem(key, [{ name: bucketName(spec), limit: spec.limit, cost: 1 }])).decisions[0]!;
+      return d.limit - d.remaining;
     };
     return {
       send: (body: unknown) =>
