@@ -226,6 +226,9 @@ export async function handleProxy(
 }
 
 /** A step's answer to the client, ending the request there. */
+/** Who a log line is about. */
+type Who = { readonly requestId: string; readonly route: string; readonly tenant: string; readonly user: string };
+
 const isAnswer = (x: unknown): x is ProxyResponse =>
   typeof x === 'object' && x !== null && 'statusCode' in x && 'body' in x;
 
@@ -424,6 +427,41 @@ async function proxyRequest(
   };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 
+  const forwarded = await forward(deps, request, route, reservation, headers, who);
+  if (isAnswer(forwarded)) return forwarded;
+  const { response, abort } = forwarded;
+  if (request.kind === 'chat' && request.stream)
+    return relayStream(
+      deps,
+      requestId,
+      reservation,
+      request,
+      response,
+      abort,
+      headers,
+      bounds,
+      price,
+      encoding,
+      deadlineAt,
+    );
+
+  return answerBuffered(deps, request, response, abort, reservation, headers, who, bounds, price, encoding, deadlineAt);
+}
+
+/**
+ * Step 6, forward: the request to the upstream. Its answer, or the client's answer when the
+ * upstream could not be reached, refused, or failed (with the settlement each case calls for).
+ */
+async function forward(
+  deps: ProxyDeps,
+  request: ProxyRequest,
+  route: string,
+  reservation: Reservation,
+  headers: Record<string, string>,
+  who: Who,
+): Promise<{ response: Response; abort: AbortController } | ProxyResponse> {
+  const { requestId } = who;
+  const { reserved } = reservation;
   const abort = new AbortController();
   let response: Response;
   try {
@@ -519,21 +557,26 @@ async function proxyRequest(
     };
   }
 
-  if (request.kind === 'chat' && request.stream)
-    return relayStream(
-      deps,
-      requestId,
-      reservation,
-      request,
-      response,
-      abort,
-      headers,
-      bounds,
-      price,
-      encoding,
-      deadlineAt,
-    );
+  return { response, abort };
+}
 
+/** Step 7 for an answer that is not streamed: read it whole, pass it on, settle on its usage. */
+async function answerBuffered(
+  deps: ProxyDeps,
+  request: ProxyRequest,
+  response: Response,
+  abort: AbortController,
+  reservation: Reservation,
+  headers: Record<string, string>,
+  who: Who,
+  bounds: UsageBounds,
+  price: ModelPrice,
+  encoding: EncodingName,
+  deadlineAt: number,
+): Promise<ProxyResponse> {
+  const { requestId } = who;
+  const { reserved } = reservation;
+  const input = bounds.input;
   let text: string;
   try {
     text = await readBody(response, abort, deps.upstream.bodyTimeoutMs, deadlineAt);
