@@ -65,6 +65,97 @@ const metric = (name: string, dimensions: Record<string, string>, statistic: str
 const search = (expression: string, label: string) =>
   new cloudwatch.MathExpression({ expression, label, period: Duration.minutes(5), usingMetrics: {} });
 
+const DENIED = metric('Decisions', { Function: 'authorizer', Outcome: 'denied' }, 'Sum', Duration.minutes(5));
+const ALLOWED = metric('Decisions', { Function: 'authorizer', Outcome: 'allowed' }, 'Sum', Duration.minutes(5));
+const SPEND_PER_HOUR = metric('MicroUsdSettled', { Function: 'proxy' }, 'Sum', Duration.hours(1));
+const SETTLE_FAILURES = metric('SettleFailures', { Function: 'proxy' }, 'Sum', Duration.minutes(5));
+const count = (name: string, fn: string, minutes = 5) =>
+  metric(name, { Function: fn }, 'Sum', Duration.minutes(minutes));
+
+/** The alarms, each turned off by `false` on its prop or tuned by a number (times `scale`). */
+const ALARMS: readonly {
+  readonly prop: keyof NonNullable<LimiterObservabilityProps['alarms']>;
+  readonly id: string;
+  readonly metric: cloudwatch.IMetric;
+  readonly threshold: number;
+  readonly scale?: number;
+  readonly description: (threshold: number) => string;
+}[] = [
+  {
+    prop: 'spendPerHourUsd',
+    id: 'SpendAlarm',
+    metric: SPEND_PER_HOUR,
+    threshold: 100,
+    scale: 1_000_000,
+    description: (usd) => `Global spend crossed $${usd} in an hour`,
+  },
+  {
+    prop: 'denialsPerFiveMinutes',
+    id: 'DenialSpikeAlarm',
+    metric: DENIED,
+    threshold: 1000,
+    description: () => 'Many denials: a client loop or an abuse wave',
+  },
+  {
+    prop: 'settleFailures',
+    id: 'SettleFailureAlarm',
+    metric: SETTLE_FAILURES,
+    threshold: 1,
+    description: () => 'Settlements gave up: reservations stand, usage is over-counted',
+  },
+  {
+    prop: 'limiterUnavailable',
+    id: 'LimiterUnavailableAlarm',
+    metric: count('LimiterUnavailable', 'authorizer'),
+    threshold: 1,
+    description: () => 'The rate limiter could not decide: clients get 503 limiter_unavailable',
+  },
+  {
+    prop: 'brakeEngaged',
+    id: 'BrakeEngagedAlarm',
+    metric: metric(
+      'Decisions',
+      { Function: 'authorizer', Outcome: 'denied', Layer: 'brake', Code: 'brake' },
+      'Sum',
+      Duration.minutes(1),
+    ),
+    threshold: 1,
+    description: () => 'The brake is on: AI routes answer 429',
+  },
+  {
+    prop: 'brakeUnreadable',
+    id: 'BrakeUnreadableAlarm',
+    metric: count('BrakeUnreadable', 'brake', 1),
+    threshold: 1,
+    description: () =>
+      'The brake parameter is not a brake setting: every AI route is braked until someone writes on or off',
+  },
+  {
+    prop: 'tenantMisconfigured',
+    id: 'TenantMisconfiguredAlarm',
+    metric: count('TenantMisconfigured', 'authorizer'),
+    threshold: 1,
+    description: () =>
+      'A tenant is misconfigured (missing, unknown plan or invalid overrides): its requests get 500; see the authorizer log for the tenant and code',
+  },
+  {
+    prop: 'brakeMirrorStale',
+    id: 'BrakeMirrorStaleAlarm',
+    metric: count('BrakeMirrorStale', 'brake'),
+    threshold: 1,
+    description: () =>
+      'The brake mirror has not copied the brake parameter for minutes: flipping the brake may not reach the functions (check the BrakeMirror function)',
+  },
+  {
+    prop: 'usageRejected',
+    id: 'UsageRejectedAlarm',
+    metric: count('UsageRejected', 'proxy'),
+    threshold: 1,
+    description: () =>
+      'The upstream reported usage that cannot be right: check the provider or the gateway in front of it',
+  },
+];
+
 /**
  * What operators watch: a dashboard (who spends what, which limit bites), alarms on an encrypted
  * SNS topic, and optionally the automatic brake.
@@ -77,129 +168,83 @@ export class LimiterObservability extends Construct {
 
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
     super(scope, id);
+    this.alarmTopic = this.topic();
+    const notify = new actions.SnsAction(this.alarmTopic);
+    this.addAlarms(props.alarms ?? {}, notify);
+    if (props.automaticBrake) this.autoBrakeFunction = this.addAutomaticBrake(props, props.automaticBrake, notify);
+    this.dashboard = this.addDashboard(props);
+  }
+
+  /** The alarms' SNS topic, encrypted with a key CloudWatch may use. */
+  private topic(): sns.Topic {
     const key = new kms.Key(this, 'TopicKey', { enableKeyRotation: true, description: 'LLM rate limiter alarm topic' });
     key.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
-    this.alarmTopic = new sns.Topic(this, 'Alarms', {
-      masterKey: key,
-      enforceSSL: true,
-      displayName: 'LLM rate limiter alarms',
+    return new sns.Topic(this, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'LLM rate limiter alarms' });
+  }
+
+  private alarm(name: string, m: cloudwatch.IMetric, threshold: number, description: string): cloudwatch.Alarm {
+    const created = new cloudwatch.Alarm(this, name, {
+      metric: m,
+      threshold,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: description,
     });
-    const notify = new actions.SnsAction(this.alarmTopic);
+    this.alarms.push(created);
+    return created;
+  }
 
-    const denied = metric('Decisions', { Function: 'authorizer', Outcome: 'denied' }, 'Sum', Duration.minutes(5));
-    const allowed = metric('Decisions', { Function: 'authorizer', Outcome: 'allowed' }, 'Sum', Duration.minutes(5));
-    const spendPerHour = metric('MicroUsdSettled', { Function: 'proxy' }, 'Sum', Duration.hours(1));
-    const settleFailures = metric('SettleFailures', { Function: 'proxy' }, 'Sum', Duration.minutes(5));
-    const brakeDenials = metric(
-      'Decisions',
-      { Function: 'authorizer', Outcome: 'denied', Layer: 'brake', Code: 'brake' },
-      'Sum',
-      Duration.minutes(1),
-    );
-
-    const a = props.alarms ?? {};
-    const alarm = (name: string, m: cloudwatch.IMetric, threshold: number, description: string) => {
-      const created = new cloudwatch.Alarm(this, name, {
-        metric: m,
-        threshold,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: description,
-      });
-      created.addAlarmAction(notify);
-      this.alarms.push(created);
-      return created;
-    };
-    if (a.spendPerHourUsd !== false)
-      alarm(
-        'SpendAlarm',
-        spendPerHour,
-        (a.spendPerHourUsd ?? 100) * 1_000_000,
-        `Global spend crossed $${a.spendPerHourUsd ?? 100} in an hour`,
-      );
-    if (a.denialsPerFiveMinutes !== false)
-      alarm(
-        'DenialSpikeAlarm',
-        denied,
-        a.denialsPerFiveMinutes ?? 1000,
-        'Many denials: a client loop or an abuse wave',
-      );
-    if (a.settleFailures !== false)
-      alarm('SettleFailureAlarm', settleFailures, 1, 'Settlements gave up: reservations stand, usage is over-counted');
-    if (a.limiterUnavailable !== false)
-      alarm(
-        'LimiterUnavailableAlarm',
-        metric('LimiterUnavailable', { Function: 'authorizer' }, 'Sum', Duration.minutes(5)),
-        1,
-        'The rate limiter could not decide: clients get 503 limiter_unavailable',
-      );
-    if (a.brakeEngaged !== false) alarm('BrakeEngagedAlarm', brakeDenials, 1, 'The brake is on: AI routes answer 429');
-    if (a.brakeUnreadable !== false)
-      alarm(
-        'BrakeUnreadableAlarm',
-        metric('BrakeUnreadable', { Function: 'brake' }, 'Sum', Duration.minutes(1)),
-        1,
-        'The brake parameter is not a brake setting: every AI route is braked until someone writes on or off',
-      );
-    if (a.tenantMisconfigured !== false)
-      alarm(
-        'TenantMisconfiguredAlarm',
-        metric('TenantMisconfigured', { Function: 'authorizer' }, 'Sum', Duration.minutes(5)),
-        1,
-        'A tenant is misconfigured (missing, unknown plan or invalid overrides): its requests get 500; see the authorizer log for the tenant and code',
-      );
-    if (a.brakeMirrorStale !== false)
-      alarm(
-        'BrakeMirrorStaleAlarm',
-        metric('BrakeMirrorStale', { Function: 'brake' }, 'Sum', Duration.minutes(5)),
-        1,
-        'The brake mirror has not copied the brake parameter for minutes: flipping the brake may not reach the functions (check the BrakeMirror function)',
-      );
-    if (a.usageRejected !== false)
-      alarm(
-        'UsageRejectedAlarm',
-        metric('UsageRejected', { Function: 'proxy' }, 'Sum', Duration.minutes(5)),
-        1,
-        'The upstream reported usage that cannot be right: check the provider or the gateway in front of it',
-      );
-
-    if (props.automaticBrake) {
-      const brakeFor = props.automaticBrake.brakeFor ?? Duration.seconds(NUMBER_SETTINGS.brakeForSeconds.default);
-      this.autoBrakeFunction = new LimiterFunction(this, 'AutoBrake', {
-        handler: 'auto-brake',
-        memorySize: 256,
-        timeout: Duration.seconds(10),
-        logRetention: props.logRetention,
-        environment: {
-          BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName,
-          ...settingsEnvironment({ brakeForSeconds: brakeFor.toSeconds() }),
-        },
-        description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
-      });
-      this.autoBrakeFunction.addToRolePolicy(
-        new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }),
-      );
-      const auto = new cloudwatch.Alarm(this, 'AutomaticBrakeAlarm', {
-        metric: spendPerHour,
-        threshold: props.automaticBrake.spendPerHourUsd * 1_000_000,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-        alarmDescription: `Automatic brake: global spend crossed $${props.automaticBrake.spendPerHourUsd} in an hour; braked for ${brakeFor.toHumanString()}`,
-      });
-      auto.addAlarmAction(new actions.LambdaAction(this.autoBrakeFunction), notify);
-      this.alarms.push(auto);
+  /** Every alarm of ALARMS that the props leave on, with its threshold, notifying the topic. */
+  private addAlarms(settings: NonNullable<LimiterObservabilityProps['alarms']>, notify: actions.SnsAction): void {
+    for (const a of ALARMS) {
+      const setting = settings[a.prop];
+      if (setting === false) continue;
+      const threshold = typeof setting === 'number' ? setting : a.threshold;
+      this.alarm(a.id, a.metric, threshold * (a.scale ?? 1), a.description(threshold)).addAlarmAction(notify);
     }
+  }
 
+  /** The automatic brake: a function that sets the brake, fired by an alarm on global spend. */
+  private addAutomaticBrake(
+    props: LimiterObservabilityProps,
+    automatic: NonNullable<LimiterObservabilityProps['automaticBrake']>,
+    notify: actions.SnsAction,
+  ): LimiterFunction {
+    const brakeFor = automatic.brakeFor ?? Duration.seconds(NUMBER_SETTINGS.brakeForSeconds.default);
+    const fn = new LimiterFunction(this, 'AutoBrake', {
+      handler: 'auto-brake',
+      memorySize: 256,
+      timeout: Duration.seconds(10),
+      logRetention: props.logRetention,
+      environment: {
+        BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName,
+        ...settingsEnvironment({ brakeForSeconds: brakeFor.toSeconds() }),
+      },
+      description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
+    });
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }),
+    );
+    this.alarm(
+      'AutomaticBrakeAlarm',
+      SPEND_PER_HOUR,
+      automatic.spendPerHourUsd * 1_000_000,
+      `Automatic brake: global spend crossed $${automatic.spendPerHourUsd} in an hour; braked for ${brakeFor.toHumanString()}`,
+    ).addAlarmAction(new actions.LambdaAction(fn), notify);
+    return fn;
+  }
+
+  /** Who spends what and which limit bites. */
+  private addDashboard(props: LimiterObservabilityProps): cloudwatch.Dashboard {
     const settledDimensions = props.metricsByTenant ? 'Function,Tenant,Endpoint,Model' : 'Function,Endpoint,Model';
-    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       ...(props.dashboardName ? { dashboardName: props.dashboardName } : {}),
     });
-    this.dashboard.addWidgets(
+    dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Decisions: admitted vs denied',
-        left: [allowed.with({ label: 'admitted' }), denied.with({ label: 'denied' })],
+        left: [ALLOWED.with({ label: 'admitted' }), DENIED.with({ label: 'denied' })],
         width: 12,
       }),
       new cloudwatch.GraphWidget({
@@ -226,7 +271,7 @@ export class LimiterObservability extends Construct {
       new cloudwatch.GraphWidget({
         title: 'Settlement failures and retries',
         left: [
-          settleFailures.with({ label: 'failures' }),
+          SETTLE_FAILURES.with({ label: 'failures' }),
           metric('SettleRetries', { Function: 'proxy' }, 'Sum', Duration.minutes(5)).with({ label: 'retries' }),
         ],
         width: 8,
@@ -237,6 +282,7 @@ export class LimiterObservability extends Construct {
         width: 8,
       }),
     );
+    return dashboard;
   }
 
   /** Who spends what: metric searches when tenant is a dimension, else a Logs Insights query over the settlement lines. */
