@@ -20,10 +20,11 @@ import { createProxyHandler, proxyDepsFromEnvironment } from '../proxy/handler';
 import { countMessages } from '../proxy/input-bound';
 import { countText } from '../proxy/tokenizer';
 import { localClient, startDynamoDbLocal } from './dynamodb-local';
-import { startLocalGateway } from './gateway';
+import { type LocalGateway, startLocalGateway } from './gateway';
 import { installLambdaStreamingGlobals } from './lambda-streaming';
 import { setMetricSink } from '../runtime/metrics';
-import { startSsmLocal } from './ssm-local';
+import { type SsmLocal, startSsmLocal } from './ssm-local';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mirrorBrake } from '../brake-mirror/handler';
@@ -153,13 +154,103 @@ function standInReply(body: Record<string, unknown>) {
   return { words, usage: { prompt_tokens: promptTokens, completion_tokens: countText(words.join(''), 'o200k_base') } };
 }
 
+type Stops = (() => Promise<void>)[];
+
+/** Step 1: the SSM/Secrets Manager endpoint with the brake, mirrored into the table as deployed. */
+async function startBrake(client: DynamoDBClient, stops: Stops): Promise<SsmLocal> {
+  // The brake as deployed: the functions read the table's mirror of the parameter, which the
+  // mirror refreshes on every change of it (EventBridge's event, here the endpoint's hook) and
+  // once a minute.
+  let mirror = async () => {};
+  const aws = await startSsmLocal({ onParameterChange: (name) => void (name === BRAKE && mirror()) });
+  stops.push(() => aws.stop());
+  aws.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
+  const mirrorDeps = {
+    ssm: new SSMClient({
+      endpoint: aws.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    }),
+    doc: DynamoDBDocumentClient.from(client),
+    tableName: TABLE,
+    parameterName: BRAKE,
+    log: () => {},
+  };
+  mirror = () =>
+    mirrorBrake(mirrorDeps).then(
+      () => {},
+      (err: Error) =>
+        console.error(JSON.stringify({ level: 'error', message: 'brake mirror failed', error: err.name })),
+    );
+  await mirror();
+  const reconcile = setInterval(() => void mirror(), 60_000);
+  reconcile.unref();
+  stops.push(async () => clearInterval(reconcile));
+  return aws;
+}
+
+/** Step 2: the upstream (a real one, or the built-in stand-in) and its key in the local Secrets Manager. */
+async function startUpstream(
+  options: LocalOptions,
+  aws: SsmLocal,
+  stops: Stops,
+): Promise<{ upstreamBaseUrl: string; upstreamRequests?: () => number }> {
+  if (options.upstreamBaseUrl) {
+    // No key given: an upstream without keys (vLLM, Ollama), said explicitly.
+    aws.secrets.set(SECRET, options.upstreamApiKey ? options.upstreamApiKey : JSON.stringify({ apiKey: '' }));
+    return { upstreamBaseUrl: options.upstreamBaseUrl };
+  }
+  const standIn = await startUpstreamStandIn({ reply: standInReply, delayMs: 15 });
+  stops.push(() => standIn.stop());
+  aws.secrets.set(SECRET, 'sk-local-stand-in');
+  return { upstreamBaseUrl: standIn.baseUrl, upstreamRequests: () => standIn.requests.length };
+}
+
+/** Step 4: the summary line every few seconds, from the functions' metrics. */
+function printSummaries(options: LocalOptions, stops: Stops): void {
+  const summary = new MetricsSummary();
+  setMetricSink((line) => summary.add(line));
+  const print = options.summary ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const timer = setInterval(() => {
+    const line = summary.line();
+    if (line) print(line);
+  }, options.summaryEveryMs ?? 5_000);
+  timer.unref();
+  stops.push(async () => clearInterval(timer));
+}
+
+/** Step 5: the real handlers, built from the environment, behind the local API Gateway. */
+async function startGateway(config: LimiterConfig, options: LocalOptions, stops: Stops): Promise<LocalGateway> {
+  installLambdaStreamingGlobals();
+  const authorizer = createHandler(depsFromEnvironment());
+  const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (
+    event: APIGatewayProxyEvent,
+    stream: Writable,
+    context: Context,
+  ) => Promise<void>;
+  const limits = createLimitsHandler(limitsDepsFromEnvironment());
+  const routes = apiRoutes(config.endpoints).map((r) =>
+    r.streaming
+      ? { method: r.method, path: r.path, streaming: true as const, handler: proxy }
+      : { method: r.method, path: r.path, streaming: false as const, authorized: r.authorized, handler: limits },
+  );
+  const gateway = await startLocalGateway({
+    authorizer,
+    routes,
+    port: options.port ?? 8787,
+    log: (e) => console.error(JSON.stringify(e)),
+  });
+  stops.push(() => gateway.stop());
+  return gateway;
+}
+
 /**
  * The whole API on this machine: DynamoDB Local, a local SSM/Secrets Manager endpoint, an upstream
  * (the built-in stand-in unless a real one is given), and the real authorizer, proxy and limits
  * handlers built from the environment the construct gives them, behind the local API Gateway.
  */
 export async function startLocal(options: LocalOptions = {}): Promise<LocalStack> {
-  const stops: (() => Promise<void>)[] = [];
+  const stops: Stops = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => {});
   };
@@ -169,55 +260,16 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     stops.push(() => dynamo.stop());
     const client = localClient(dynamo.endpoint);
     await ensureTable(client, TABLE);
-    // The brake as deployed: the functions read the table's mirror of the parameter, which the
-    // mirror refreshes on every change of it (EventBridge's event, here the endpoint's hook) and
-    // once a minute.
-    let mirror = async () => {};
-    const aws = await startSsmLocal({ onParameterChange: (name) => void (name === BRAKE && mirror()) });
-    stops.push(() => aws.stop());
-    aws.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
-    const mirrorDeps = {
-      ssm: new SSMClient({
-        endpoint: aws.endpoint,
-        region: 'us-east-1',
-        credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-      }),
-      doc: DynamoDBDocumentClient.from(client),
-      tableName: TABLE,
-      parameterName: BRAKE,
-      log: () => {},
-    };
-    mirror = () =>
-      mirrorBrake(mirrorDeps).then(
-        () => {},
-        (err: Error) =>
-          console.error(JSON.stringify({ level: 'error', message: 'brake mirror failed', error: err.name })),
-      );
-    await mirror();
-    const reconcile = setInterval(() => void mirror(), 60_000);
-    reconcile.unref();
-    stops.push(async () => clearInterval(reconcile));
+    const aws = await startBrake(client, stops);
+    const { upstreamBaseUrl, upstreamRequests } = await startUpstream(options, aws, stops);
 
-    let upstreamBaseUrl = options.upstreamBaseUrl;
-    let upstreamRequests: (() => number) | undefined;
-    if (upstreamBaseUrl) {
-      // No key given: an upstream without keys (vLLM, Ollama), said explicitly.
-      aws.secrets.set(SECRET, options.upstreamApiKey ? options.upstreamApiKey : JSON.stringify({ apiKey: '' }));
-    } else {
-      const standIn = await startUpstreamStandIn({ reply: standInReply, delayMs: 15 });
-      stops.push(() => standIn.stop());
-      upstreamBaseUrl = standIn.baseUrl;
-      upstreamRequests = () => standIn.requests.length;
-      aws.secrets.set(SECRET, 'sk-local-stand-in');
-    }
-
+    // Step 3: the demo tenant and key, and the configuration published as a deploy does (the CLI
+    // reads it from the table for plan checks and usage).
     const config = options.config ?? DEMO_CONFIG;
     const tenant = 'demo';
     const user = 'developer';
     const apiKey = options.apiKey ?? `sk-lrl-local-${randomBytes(18).toString('base64url')}`;
-    const plan = Object.keys(config.plans)[0]!;
-    await putTenant(client, TABLE, { id: tenant, plan });
-    // As a deploy does: the CLI reads the configuration from the table (plan checks, usage).
+    await putTenant(client, TABLE, { id: tenant, plan: Object.keys(config.plans)[0]! });
     await publishConfig(client, TABLE, config);
     await putApiKey(client, TABLE, apiKey, { tenant, user, status: 'active' });
 
@@ -238,35 +290,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       AWS_ENDPOINT_URL_SSM: aws.endpoint,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: aws.endpoint,
     });
-    installLambdaStreamingGlobals();
-    const summary = new MetricsSummary();
-    setMetricSink((line) => summary.add(line));
-    const print = options.summary ?? ((line: string) => process.stdout.write(`${line}\n`));
-    const timer = setInterval(() => {
-      const line = summary.line();
-      if (line) print(line);
-    }, options.summaryEveryMs ?? 5_000);
-    timer.unref();
-    stops.push(async () => clearInterval(timer));
-    const authorizer = createHandler(depsFromEnvironment());
-    const proxy = createProxyHandler(proxyDepsFromEnvironment()) as unknown as (
-      event: APIGatewayProxyEvent,
-      stream: Writable,
-      context: Context,
-    ) => Promise<void>;
-    const limits = createLimitsHandler(limitsDepsFromEnvironment());
-    const routes = apiRoutes(config.endpoints).map((r) =>
-      r.streaming
-        ? { method: r.method, path: r.path, streaming: true as const, handler: proxy }
-        : { method: r.method, path: r.path, streaming: false as const, authorized: r.authorized, handler: limits },
-    );
-    const gateway = await startLocalGateway({
-      authorizer,
-      routes,
-      port: options.port ?? 8787,
-      log: (e) => console.error(JSON.stringify(e)),
-    });
-    stops.push(() => gateway.stop());
+    printSummaries(options, stops);
+    const gateway = await startGateway(config, options, stops);
     return {
       url: gateway.url,
       baseUrl: `${gateway.url}/v1`,
