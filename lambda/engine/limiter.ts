@@ -312,10 +312,13 @@ export class Limiter {
     return calls;
   }
 
-  /** One call to the store for every layer (one round-trip; nothing kept unless all admit), then the verdict; escalates Retry-After for repeat offenders. */
+  /**
+   * A request's decision over its layers: one question to the store (every layer admits, or none
+   * keeps its spend), then the verdict: an outage, a throttled item, an admission, or the denial
+   * with its escalated Retry-After.
+   */
   async decide(identity: Identity, calls: readonly LayerCall[], shard: number): Promise<Verdict> {
-    const store = this.options.store;
-    const results = await store.decideTogether(
+    const results = await this.options.store.decideTogether(
       calls.map((c) => ({
         key: c.key,
         checks: c.checks,
@@ -328,15 +331,25 @@ export class Limiter {
           this.swallow(err, 'compensating refund failed', calls.find((c) => c.key === key)?.layer ?? key),
       },
     );
-    const failedOpen: Layer[] = [];
     const failure = results.findIndex(
       (r, i) => r instanceof Error && !(r instanceof ItemThrottledError) && calls[i]!.failureMode === 'closed',
     );
-    if (failure >= 0) {
-      throw new LayerUnavailableError(calls[failure]!.layer, { cause: results[failure] });
-    }
-    const limits: LimitOutcome[] = [];
+    if (failure >= 0) throw new LayerUnavailableError(calls[failure]!.layer, { cause: results[failure] });
+    const { limits, failedOpen } = this.outcomes(calls, results);
     const throttled = results.findIndex((r) => r instanceof ItemThrottledError);
+    if (throttled >= 0) return this.throttledVerdict(calls[throttled]!.layer, limits, failedOpen, shard);
+    const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
+    if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
+    return this.denialVerdict(identity, calls, results, deniedAt, { limits, failedOpen, shard });
+  }
+
+  /** Every limit decided, in layer order, and the layers let through because the store failed (failure mode open). */
+  private outcomes(
+    calls: readonly LayerCall[],
+    results: readonly (ItemOutcome | Error)[],
+  ): { limits: LimitOutcome[]; failedOpen: Layer[] } {
+    const limits: LimitOutcome[] = [];
+    const failedOpen: Layer[] = [];
     results.forEach((r, i) => {
       const call = calls[i]!;
       if (r instanceof ItemThrottledError) return;
@@ -351,52 +364,47 @@ export class Limiter {
         return;
       }
       r.decisions.forEach((decision, j) => {
-        limits.push({
-          layer: call.layer,
-          spec: call.specs[j]!,
-          code: limitCode(call.layer, call.specs[j]!),
-          decision,
-        });
+        const spec = call.specs[j]!;
+        limits.push({ layer: call.layer, spec, code: limitCode(call.layer, spec), decision });
       });
     });
-    if (throttled >= 0) {
-      // DynamoDB takes no more writes on this item for now: this layer's traffic is more than one
-      // item carries. Not an outage (no alarm, in either failure mode) but a limit reached: 429.
-      const layer = calls[throttled]!.layer;
-      this.log({
-        level: 'warn',
-        message: 'item throttled by DynamoDB: denied with 429',
-        layer,
-        code: `${layer}_throughput`,
-      });
-      return {
-        allowed: false,
-        limits,
-        code: `${layer}_throughput`,
-        retryAfterMs: THROTTLED_RETRY_AFTER_MS,
-        throttled: layer,
-        failedOpen,
-        shard,
-      };
-    }
-    const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
-    if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
+    return { limits, failedOpen };
+  }
 
+  /**
+   * DynamoDB takes no more writes on this layer's item for now: its traffic is more than one item
+   * carries. Not an outage (no alarm, in either failure mode) but a limit reached: 429.
+   */
+  private throttledVerdict(layer: Layer, limits: LimitOutcome[], failedOpen: Layer[], shard: number): Verdict {
+    const code = `${layer}_throughput`;
+    this.log({ level: 'warn', message: 'item throttled by DynamoDB: denied with 429', layer, code });
+    return {
+      allowed: false,
+      limits,
+      code,
+      retryAfterMs: THROTTLED_RETRY_AFTER_MS,
+      throttled: layer,
+      failedOpen,
+      shard,
+    };
+  }
+
+  /** A denial: by the penalty box, or by the first limit that denied; either way the wait escalates for a repeat offender. */
+  private async denialVerdict(
+    identity: Identity,
+    calls: readonly LayerCall[],
+    results: readonly (ItemOutcome | Error)[],
+    deniedAt: number,
+    seen: { limits: LimitOutcome[]; failedOpen: Layer[]; shard: number },
+  ): Promise<Verdict> {
+    const { limits } = seen;
     const denial = results[deniedAt] as ItemOutcome;
     const userKey = layerKey.user(identity, this.ns);
-    const now = store.now().early;
+    const now = this.options.store.now().early;
     if (denial.blockedUntil !== undefined) {
       const code = String(denial.item?.[PENALTY_ATTR.code] ?? 'penalty_box');
       const escalation = await this.escalate(userKey, denial.item, now, denial.blockedUntil - now, code, limits);
-      return {
-        allowed: false,
-        limits,
-        code,
-        retryAfterMs: escalation.retryAfterMs,
-        penalized: true,
-        failedOpen,
-        shard,
-      };
+      return { ...seen, allowed: false, code, retryAfterMs: escalation.retryAfterMs, penalized: true };
     }
     const call = calls[deniedAt]!;
     const spec = call.specs[denial.deniedAt!]!;
@@ -410,14 +418,12 @@ export class Limiter {
     const userItem = userResult instanceof Error ? undefined : userResult?.item;
     const escalation = await this.escalate(userKey, userItem, now, denied.decision.retryAfterMs, denied.code, limits);
     return {
+      ...seen,
       allowed: false,
-      limits,
       denied,
       code: denied.code,
       retryAfterMs: escalation.retryAfterMs,
       penalized: escalation.retryAfterMs > denied.decision.retryAfterMs,
-      failedOpen,
-      shard,
     };
   }
 
