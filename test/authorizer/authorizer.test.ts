@@ -209,6 +209,32 @@ describe('limits', () => {
     expect(await s.tenantItem()).toBeUndefined();
   });
 
+  it('passes a tenant whose overrides do not parse on as tenant_config_invalid, logged and counted, spending nothing', async () => {
+    const s = await setup();
+    // Written past the CLI's validation (by hand, or by an older version): a capacity that is not a number.
+    await putTenant(s.client, tableName(), {
+      id: s.tenant,
+      plan: 'team',
+      overrides: {
+        user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }],
+      } as never,
+    });
+    const result = await s.call();
+    expect(result.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+    expect(result.context).toMatchObject({ configError: 'tenant_config_invalid', tenant: s.tenant });
+    expect(s.logs).toContainEqual(
+      expect.objectContaining({
+        level: 'error',
+        code: 'tenant_config_invalid',
+        message: expect.stringContaining('capacity must be a positive finite number'),
+      }),
+    );
+    expect(s.metrics).toContainEqual(
+      expect.objectContaining({ metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } } }),
+    );
+    expect(await s.tenantItem()).toBeUndefined();
+  });
+
   it('answers 503 (not 401) when DynamoDB is down and the layer fails closed, without the key in the log', async () => {
     const broken = new LimitStore({ client: localClient('http://127.0.0.1:9', 1), tableName: tableName() });
     const s = await setup({ store: broken });

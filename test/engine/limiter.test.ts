@@ -8,6 +8,7 @@ import {
   parseConfig,
   requests,
   requestsPerMinute,
+  tokens,
   tokensPerDay,
 } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
@@ -243,6 +244,73 @@ describe('settlement', () => {
       { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 },
     ]);
     expect(peek.decisions[0]!.remaining).toBe(850);
+  });
+});
+
+describe('settlement of a layer that failed open', () => {
+  it('debits what was used in full: that layer reserved nothing', async () => {
+    const cfg = config();
+    const ns = uniqueKey('ns');
+    const tenant: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
+    const identity = { tenant: tenant.id, user: 'u' };
+    const limiter = new Limiter({ store: testStore({ clock: () => T0 }), config: cfg, log: () => {}, namespace: ns });
+    const reservation = {
+      identity,
+      tenant,
+      route: CHAT,
+      shard: 0,
+      reserved: { tokens: 400, microUsd: 0 },
+      failedOpen: ['tenant' as const],
+      admittedAt: T0,
+    };
+    expect(await limiter.settle(uniqueKey('req'), reservation, { tokens: 150, microUsd: 0 })).toBe('settled');
+    const peek = await testStore({ clock: () => T0 }).peekItem(layerKey.tenant(identity, ns), [
+      { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 },
+    ]);
+    // Not 1,000 - 150 + 250: the 250 left of a reservation the tenant layer never took is not refunded.
+    expect(peek.decisions[0]!.remaining).toBe(850);
+  });
+});
+
+describe('endpoint scope', () => {
+  it.each([
+    ['tenant', ['ok', 'ok', 'ok', 'ok', 'ok']],
+    ['global', ['ok', 'ok', 'ok', 'ok', 'endpoint_requests_per_minute']],
+  ] as const)('%s: the endpoint limit (4/min) over two tenants', async (scope, expected) => {
+    const base = config();
+    const cfg = { ...base, endpoints: { [CHAT]: { ...base.endpoints[CHAT]!, scope } } };
+    const clock = { now: T0 };
+    const a = setup('parallel', cfg, clock);
+    const other: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
+    const seen = [];
+    // Two of tenant A's users, then three of tenant B's: no tenant or user limit is reached.
+    for (const [tenant, user] of [
+      [a.tenant, 'u1'],
+      [a.tenant, 'u2'],
+      [other, 'u1'],
+      [other, 'u2'],
+      [other, 'u3'],
+    ] as const)
+      seen.push((await a.limiter.admit({ tenant: tenant.id, user }, tenant, CHAT)).code ?? 'ok');
+    expect(seen).toEqual(expected);
+  });
+});
+
+describe('shadow limits at reservation', () => {
+  it('are reported as they would decide, spend only what fits, and never deny', async () => {
+    const trial = tokens(tokenBucket(100, 1), { shadow: true, name: 'trial' });
+    const cfg = config({ plans: { team: { user: [trial] } } } as Partial<LimiterConfig>);
+    const s = setup('parallel', parseConfig(JSON.parse(JSON.stringify(cfg))));
+    const big = await s.limiter.reserve(s.user('u'), s.tenant, CHAT, { tokens: 150, microUsd: 0 }, 0);
+    expect(big.allowed).toBe(true);
+    const shadow = big.limits.find((l) => l.code === 'user_tokens_trial');
+    expect(shadow?.decision).toMatchObject({ allowed: false, limit: 100, remaining: 100 });
+    const small = await s.limiter.reserve(s.user('u'), s.tenant, CHAT, { tokens: 60, microUsd: 0 }, 0);
+    expect(small.allowed).toBe(true);
+    expect(small.limits.find((l) => l.code === 'user_tokens_trial')?.decision).toMatchObject({
+      allowed: true,
+      remaining: 40,
+    });
   });
 });
 

@@ -102,7 +102,7 @@ describe('an unchanged OpenAI client', () => {
       .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
       .withResponse();
     expect(response.headers.get('x-ratelimit-limit-requests')).toBe('3');
-    expect(response.headers.get('x-ratelimit-remaining-tokens')).not.toBeNull();
+    expect(response.headers.get('x-ratelimit-remaining-tokens')).toMatch(/^\d+$/);
     await openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     const error = await openai.chat.completions
       .create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })

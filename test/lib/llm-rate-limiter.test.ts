@@ -287,8 +287,11 @@ describe('what LlmRateLimiter provisions', () => {
     });
     const outputs = Object.keys(template.findOutputs('*')).join(',');
     for (const name of ['ApiUrl', 'TableName', 'BrakeParameterName']) expect(outputs).toContain(name);
-    expect(limiter.table).toBeDefined();
-    expect(limiter.brakeParameter).toBeDefined();
+    // The public properties are the resources the template holds.
+    const resources = template.toJSON().Resources as Record<string, { Type: string }>;
+    const typeOf = (token: string) => resources[(Stack.of(limiter).resolve(token) as { Ref: string }).Ref]?.Type;
+    expect(typeOf(limiter.table.tableName)).toBe('AWS::DynamoDB::Table');
+    expect(typeOf(limiter.brakeParameter.parameterName)).toBe('AWS::SSM::Parameter');
   });
 
   it('grants the brake and the admin CLI through what it owns', () => {

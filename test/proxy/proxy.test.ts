@@ -248,7 +248,7 @@ describe('streaming chat', () => {
     expect(res.body).not.toContain('w6');
     // The pipe to the client failed, and still the invocation ended only after settling (Lambda
     // freezes the sandbox when the handler returns): everything below holds the moment it returned.
-    expect(res.error).toBeDefined();
+    expect(res.error).toBeInstanceOf(Error);
     expect(s.upstream.aborted).toBe(1);
     const settled = 1_000_000 - (await s.tenantRemaining());
     expect(settled).toBeGreaterThanOrEqual(INPUT + 1);
@@ -357,8 +357,10 @@ describe('reservation', () => {
     const res = await s.send({ ...hello, stream: true });
     expect(res.statusCode).toBe(429);
     expect(JSON.parse(res.body).error).toMatchObject({ type: 'rate_limit_exceeded', code: 'user_tokens_per_minute' });
-    expect(Number(res.headers['Retry-After'])).toBeGreaterThanOrEqual(1);
-    expect(res.headers['X-RateLimit-Limit']).toBeDefined();
+    // 10 tokens left of 10,000 refilling 10,000 a minute (6 ms a token); INPUT + 100 are needed.
+    expect(res.headers['Retry-After']).toBe(String(Math.max(1, Math.ceil((6 * (INPUT + 100 - 10)) / 1000))));
+    expect(res.headers['X-RateLimit-Limit']).toBe('10000');
+    expect(res.headers['X-RateLimit-Remaining']).toBe('10');
     expect(s.upstream.requests).toHaveLength(0);
     await s.upstream.stop();
   });
