@@ -190,44 +190,26 @@ describe('limits', () => {
     expect(s.logs).toContainEqual(expect.objectContaining({ outcome: 'shadow_denied', code: 'user_requests_strict' }));
   });
 
-  // Not a 429 (which invites retries forever): the function answers 500 plan_unknown and calls nothing upstream.
-  it('passes a tenant whose plan is unknown on as misconfigured, logged and counted, spending nothing', async () => {
-    const s = await setup({ plan: 'platinum' });
+  // Not a 429 (which invites retries forever): the function answers 500 with the code and calls nothing upstream.
+  it.each([
+    ['whose plan is unknown', 'plan_unknown', "plan 'platinum'"],
+    // Written past the CLI's validation (by hand, or by an older version): a capacity below zero.
+    ['whose overrides do not parse', 'tenant_config_invalid', 'capacity must be a positive finite number'],
+  ] as const)('passes a tenant %s on as %s, logged and counted, spending nothing', async (_what, code, why) => {
+    const s = await setup(code === 'plan_unknown' ? { plan: 'platinum' } : {});
+    if (code === 'tenant_config_invalid')
+      await putTenant(s.client, tableName(), {
+        id: s.tenant,
+        plan: 'team',
+        overrides: {
+          user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }],
+        } as never,
+      });
     const result = await s.call();
     expect(result.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
-    expect(result.context).toMatchObject({ configError: 'plan_unknown', tenant: s.tenant });
+    expect(result.context).toMatchObject({ configError: code, tenant: s.tenant });
     expect(s.logs).toContainEqual(
-      expect.objectContaining({
-        level: 'error',
-        code: 'plan_unknown',
-        message: expect.stringContaining("plan 'platinum'"),
-      }),
-    );
-    expect(s.metrics).toContainEqual(
-      expect.objectContaining({ metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } } }),
-    );
-    expect(await s.tenantItem()).toBeUndefined();
-  });
-
-  it('passes a tenant whose overrides do not parse on as tenant_config_invalid, logged and counted, spending nothing', async () => {
-    const s = await setup();
-    // Written past the CLI's validation (by hand, or by an older version): a capacity that is not a number.
-    await putTenant(s.client, tableName(), {
-      id: s.tenant,
-      plan: 'team',
-      overrides: {
-        user: [{ counts: 'requests', limit: { shape: 'token_bucket', capacity: -1, refillPerSecond: 1 } }],
-      } as never,
-    });
-    const result = await s.call();
-    expect(result.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
-    expect(result.context).toMatchObject({ configError: 'tenant_config_invalid', tenant: s.tenant });
-    expect(s.logs).toContainEqual(
-      expect.objectContaining({
-        level: 'error',
-        code: 'tenant_config_invalid',
-        message: expect.stringContaining('capacity must be a positive finite number'),
-      }),
+      expect.objectContaining({ level: 'error', code, message: expect.stringContaining(why) }),
     );
     expect(s.metrics).toContainEqual(
       expect.objectContaining({ metrics: { TenantMisconfigured: { value: 1, unit: 'Count' } } }),

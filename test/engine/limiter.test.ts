@@ -214,6 +214,17 @@ describe.each<Strategy>(['parallel', 'transaction'])('layered limits (%s)', (str
   });
 });
 
+/** A reservation of 400 tokens on CHAT, shard 0, every layer reserved. */
+const reservationOf = (identity: Identity, tenant: TenantRecord, admittedAt: number) => ({
+  identity,
+  tenant,
+  route: CHAT,
+  shard: 0,
+  reserved: { tokens: 400, microUsd: 0 },
+  failedOpen: [] as const,
+  admittedAt,
+});
+
 describe('settlement', () => {
   it('refunds correctly from a container that never saw the reservation, and only once', async () => {
     const cfg = config();
@@ -229,15 +240,7 @@ describe('settlement', () => {
     });
     expect((await reserving.reserve(identity, tenant, CHAT, { tokens: 400, microUsd: 0 }, 0)).allowed).toBe(true);
     const other = new Limiter({ store: testStore({ clock: () => frozen }), config: cfg, log: () => {}, namespace: ns });
-    const reservation = {
-      identity,
-      tenant,
-      route: CHAT,
-      shard: 0,
-      reserved: { tokens: 400, microUsd: 0 },
-      failedOpen: [],
-      admittedAt: frozen,
-    };
+    const reservation = reservationOf(identity, tenant, frozen);
     expect(await other.settle('req-1', reservation, { tokens: 150, microUsd: 0 })).toBe('settled');
     expect(await other.settle('req-1', reservation, { tokens: 150, microUsd: 0 })).toBe('already-settled');
     const peek = await testStore({ clock: () => frozen }).peekItem(layerKey.tenant(identity, ns), [
@@ -254,15 +257,7 @@ describe('settlement of a layer that failed open', () => {
     const tenant: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
     const identity = { tenant: tenant.id, user: 'u' };
     const limiter = new Limiter({ store: testStore({ clock: () => T0 }), config: cfg, log: () => {}, namespace: ns });
-    const reservation = {
-      identity,
-      tenant,
-      route: CHAT,
-      shard: 0,
-      reserved: { tokens: 400, microUsd: 0 },
-      failedOpen: ['tenant' as const],
-      admittedAt: T0,
-    };
+    const reservation = { ...reservationOf(identity, tenant, T0), failedOpen: ['tenant' as const] };
     expect(await limiter.settle(uniqueKey('req'), reservation, { tokens: 150, microUsd: 0 })).toBe('settled');
     const peek = await testStore({ clock: () => T0 }).peekItem(layerKey.tenant(identity, ns), [
       { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 },
