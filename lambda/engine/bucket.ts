@@ -56,7 +56,7 @@ export function decide(
 }
 
 /** The limit's numbers at `at` without spending anything. */
-export function describe(limit: Limit, state: BucketState | undefined, at: number | Moment): Decision {
+export function numbersOf(limit: Limit, state: BucketState | undefined, at: number | Moment): Decision {
   const m = asMoment(at);
   return limit.shape === 'sliding_window' ? describeWindow(state, m, limit) : describeGcra(state, m, limit);
 }
@@ -99,7 +99,7 @@ export function probe(limit: Limit, state: BucketState | undefined, at: Moment, 
  * Admission only: would `cost` fit, without spending it? The guard is a condition the store adds
  * to the item's write so the answer holds at the moment of the write.
  */
-export function check(
+export function admission(
   limit: Limit,
   state: BucketState | undefined,
   at: number | Moment,

@@ -1,4 +1,4 @@
-import { type BucketDecision, type BucketState, check, decide, describe, probe } from './bucket';
+import { admission, type BucketDecision, type BucketState, decide, numbersOf, probe } from './bucket';
 import { ATTR } from './constants';
 import type { Decision } from './decision';
 import { attributeName, type BucketGuard, type Fragment, fragment } from './expressions';
@@ -60,7 +60,7 @@ export interface Evaluation {
 
 function evaluate(c: Check, state: BucketState | undefined, at: Moment): Evaluation {
   if (c.mode === 'admit') {
-    const { decision, guard } = check(c.limit, state, at, c.cost);
+    const { decision, guard } = admission(c.limit, state, at, c.cost);
     return { decision, source: guard, probe: guard };
   }
   const plan = decide(c.limit, state, at, c.cost);
@@ -111,7 +111,7 @@ export function admitted(
   // denied and whose probe then succeeded. A shadow check that would deny was left out of the write.
   const decisions = checks.map((c, i) =>
     !c.shadow || evals[i]!.decision.allowed
-      ? { ...describe(c.limit, bucketOf(item, c.name), at), allowed: true }
+      ? { ...numbersOf(c.limit, bucketOf(item, c.name), at), allowed: true }
       : evals[i]!.decision,
   );
   return { allowed: true, decisions, ...(item ? { item } : {}) };

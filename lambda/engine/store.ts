@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { adjust, type BucketState, describe, memoryMs, requireCost } from './bucket';
+import { adjust, type BucketState, memoryMs, numbersOf, requireCost } from './bucket';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
 import type { Decision } from './decision';
 
@@ -265,7 +265,7 @@ export class LimitStore {
             ? s.outcome
             : {
                 allowed: true,
-                decisions: items[i]!.checks.map((c) => describe(c.limit, bucketOf(state[i], c.name), at)),
+                decisions: items[i]!.checks.map((c) => numbersOf(c.limit, bucketOf(state[i], c.name), at)),
               },
         );
       const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
@@ -473,7 +473,7 @@ export class LimitStore {
     const at = this.now();
     return {
       allowed: true,
-      decisions: checks.map((c) => describe(c.limit, bucketOf(item, c.name), at)),
+      decisions: checks.map((c) => numbersOf(c.limit, bucketOf(item, c.name), at)),
     };
   }
 
