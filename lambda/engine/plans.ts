@@ -275,115 +275,11 @@ export function parseConfig(value: unknown): LimiterConfig {
   if (!isRecord(value.endpoints) || Object.keys(value.endpoints).length === 0)
     fail('config.endpoints', 'expected at least one endpoint');
   const endpoints: Record<string, EndpointConfig> = {};
-  for (const [route, raw] of Object.entries(value.endpoints)) {
-    const at = `config.endpoints.${route}`;
-    if (!route.startsWith('/')) fail(at, 'an endpoint is a path that starts with /');
-    if (!isRecord(raw) || !isRecord(raw.models) || Object.keys(raw.models).length === 0)
-      fail(`${at}.models`, 'expected at least one allowed model with its prices');
-    const models: Record<string, ModelPrice> = {};
-    for (const [model, price] of Object.entries(raw.models)) {
-      if (!isRecord(price) || !(Number(price.inputPerMillion) >= 0) || !(Number(price.outputPerMillion) >= 0)) {
-        fail(`${at}.models.${model}`, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
-      }
-      if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base')
-        fail(`${at}.models.${model}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
-      const partTokens: { -readonly [K in keyof PartTokens]?: number } = {};
-      if (price.partTokens !== undefined) {
-        if (!isRecord(price.partTokens))
-          fail(`${at}.models.${model}.partTokens`, `expected { ${PART_TOKEN_FIELDS.join(', ')} } in tokens`);
-        for (const [field, n] of Object.entries(price.partTokens)) {
-          if (!(PART_TOKEN_FIELDS as readonly string[]).includes(field))
-            fail(`${at}.models.${model}.partTokens.${field}`, `unknown part: use ${PART_TOKEN_FIELDS.join(', ')}`);
-          if (!Number.isInteger(n) || (n as number) < 0)
-            fail(
-              `${at}.models.${model}.partTokens.${field}`,
-              `expected a whole number of tokens >= 0, got ${JSON.stringify(n)}`,
-            );
-          partTokens[field as keyof PartTokens] = n as number;
-        }
-      }
-      if (
-        price.maxOutputTokens !== undefined &&
-        !(Number.isInteger(price.maxOutputTokens) && (price.maxOutputTokens as number) >= 1)
-      ) {
-        fail(
-          `${at}.models.${model}.maxOutputTokens`,
-          `expected a whole number of tokens >= 1, got ${JSON.stringify(price.maxOutputTokens)}`,
-        );
-      }
-      models[model] = {
-        inputPerMillion: Number(price.inputPerMillion),
-        outputPerMillion: Number(price.outputPerMillion),
-        ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}),
-        ...(Object.keys(partTokens).length ? { partTokens } : {}),
-        ...(price.maxOutputTokens !== undefined ? { maxOutputTokens: price.maxOutputTokens as number } : {}),
-      };
-    }
-    if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global')
-      fail(`${at}.scope`, "expected 'tenant' or 'global'");
-    if (raw.maxBodyBytes !== undefined && !(Number.isInteger(raw.maxBodyBytes) && (raw.maxBodyBytes as number) > 0))
-      fail(`${at}.maxBodyBytes`, 'expected a whole number of bytes > 0');
-    if (raw.allowN !== undefined && typeof raw.allowN !== 'boolean') fail(`${at}.allowN`, 'expected true or false');
-    endpoints[route] = {
-      models,
-      ...(raw.scope ? { scope: raw.scope as 'tenant' | 'global' } : {}),
-      ...(raw.maxBodyBytes ? { maxBodyBytes: raw.maxBodyBytes as number } : {}),
-      ...(raw.allowN !== undefined ? { allowN: raw.allowN as boolean } : {}),
-    };
-  }
+  for (const [route, raw] of Object.entries(value.endpoints))
+    endpoints[route] = parseEndpoint(route, raw, `config.endpoints.${route}`);
   const plans: Record<string, Plan> = {};
-  for (const [name, plan] of Object.entries(value.plans)) {
-    plans[name] = parsePlan(plan, `config.plans.${name}`);
-    for (const route of Object.keys(plans[name]!.endpoints ?? {})) {
-      if (!endpoints[route])
-        fail(
-          `config.plans.${name}.endpoints.${route}`,
-          `no such endpoint: add it to config.endpoints or remove the limits`,
-        );
-    }
-    const p = plans[name]!;
-    requireExpressionsFit(p.tenant, `config.plans.${name}.tenant`);
-    requireExpressionsFit(p.user, `config.plans.${name}.user`);
-    for (const [route, specs] of Object.entries(p.endpoints ?? {}))
-      requireExpressionsFit(specs, `config.plans.${name}.endpoints.${route}`);
-  }
-  let global: LimiterConfig['global'];
-  if (value.global !== undefined) {
-    if (!isRecord(value.global)) fail('config.global', 'expected { limits, shards? }');
-    const shards = value.global.shards === undefined ? DEFAULT_GLOBAL_SHARDS : Number(value.global.shards);
-    if (!Number.isInteger(shards) || shards < 1 || shards > 1000)
-      fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(value.global.shards)}`);
-    const limits = parseSpecs(value.global.limits, 'config.global.limits');
-    for (const spec of limits) {
-      if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards)
-        fail(
-          'config.global.limits',
-          `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`,
-        );
-    }
-    requireExpressionsFit(limits, 'config.global.limits');
-    global = { limits, shards };
-  }
-  const failureModes: Partial<Record<Layer, FailureMode>> = {};
-  if (value.failureModes !== undefined) {
-    if (!isRecord(value.failureModes)) fail('config.failureModes', 'expected { tenant?, user?, endpoint?, global? }');
-    for (const [layer, mode] of Object.entries(value.failureModes)) {
-      if (!LAYERS.includes(layer as Layer))
-        fail(`config.failureModes.${layer}`, `unknown layer: use ${LAYERS.join(', ')}`);
-      if (mode !== 'open' && mode !== 'closed') fail(`config.failureModes.${layer}`, "expected 'open' or 'closed'");
-      failureModes[layer as Layer] = mode;
-    }
-  }
-  const penalty: { -readonly [K in keyof PenaltyPolicy]?: number } = {};
-  if (value.penalty !== undefined) {
-    if (!isRecord(value.penalty)) fail('config.penalty', 'expected { threshold?, windowMs?, baseMs?, maxMs? }');
-    for (const [field, n] of Object.entries(value.penalty)) {
-      if (!(field in DEFAULT_PENALTY)) fail(`config.penalty.${field}`, 'unknown field');
-      if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
-        fail(`config.penalty.${field}`, `expected a number >= 0, got ${JSON.stringify(n)}`);
-      penalty[field as keyof PenaltyPolicy] = n;
-    }
-  }
+  for (const [name, plan] of Object.entries(value.plans)) plans[name] = parsePlanFor(endpoints, name, plan);
+  const global = value.global === undefined ? undefined : parseGlobal(value.global);
   const perMinute = value.limitsRequestsPerMinute;
   if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1))
     fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
@@ -391,10 +287,116 @@ export function parseConfig(value: unknown): LimiterConfig {
     plans,
     endpoints,
     ...(global ? { global } : {}),
-    failureModes,
-    penalty,
+    failureModes: parseFailureModes(value.failureModes),
+    penalty: parsePenalty(value.penalty),
     ...(perMinute !== undefined ? { limitsRequestsPerMinute: perMinute as number } : {}),
   };
+}
+
+function parseEndpoint(route: string, raw: unknown, at: string): EndpointConfig {
+  if (!route.startsWith('/')) fail(at, 'an endpoint is a path that starts with /');
+  if (!isRecord(raw) || !isRecord(raw.models) || Object.keys(raw.models).length === 0)
+    fail(`${at}.models`, 'expected at least one allowed model with its prices');
+  const models: Record<string, ModelPrice> = {};
+  for (const [model, price] of Object.entries(raw.models)) models[model] = parsePrice(price, `${at}.models.${model}`);
+  if (raw.scope !== undefined && raw.scope !== 'tenant' && raw.scope !== 'global')
+    fail(`${at}.scope`, "expected 'tenant' or 'global'");
+  if (raw.maxBodyBytes !== undefined && !(Number.isInteger(raw.maxBodyBytes) && (raw.maxBodyBytes as number) > 0))
+    fail(`${at}.maxBodyBytes`, 'expected a whole number of bytes > 0');
+  if (raw.allowN !== undefined && typeof raw.allowN !== 'boolean') fail(`${at}.allowN`, 'expected true or false');
+  return {
+    models,
+    ...(raw.scope ? { scope: raw.scope as 'tenant' | 'global' } : {}),
+    ...(raw.maxBodyBytes ? { maxBodyBytes: raw.maxBodyBytes as number } : {}),
+    ...(raw.allowN !== undefined ? { allowN: raw.allowN as boolean } : {}),
+  };
+}
+
+function parsePrice(price: unknown, at: string): ModelPrice {
+  if (!isRecord(price) || !(Number(price.inputPerMillion) >= 0) || !(Number(price.outputPerMillion) >= 0))
+    fail(at, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
+  if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base')
+    fail(`${at}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
+  const partTokens: { -readonly [K in keyof PartTokens]?: number } = {};
+  if (price.partTokens !== undefined) {
+    if (!isRecord(price.partTokens)) fail(`${at}.partTokens`, `expected { ${PART_TOKEN_FIELDS.join(', ')} } in tokens`);
+    for (const [field, n] of Object.entries(price.partTokens)) {
+      if (!(PART_TOKEN_FIELDS as readonly string[]).includes(field))
+        fail(`${at}.partTokens.${field}`, `unknown part: use ${PART_TOKEN_FIELDS.join(', ')}`);
+      if (!Number.isInteger(n) || (n as number) < 0)
+        fail(`${at}.partTokens.${field}`, `expected a whole number of tokens >= 0, got ${JSON.stringify(n)}`);
+      partTokens[field as keyof PartTokens] = n as number;
+    }
+  }
+  const max = price.maxOutputTokens;
+  if (max !== undefined && !(Number.isInteger(max) && (max as number) >= 1))
+    fail(`${at}.maxOutputTokens`, `expected a whole number of tokens >= 1, got ${JSON.stringify(max)}`);
+  return {
+    inputPerMillion: Number(price.inputPerMillion),
+    outputPerMillion: Number(price.outputPerMillion),
+    ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}),
+    ...(Object.keys(partTokens).length ? { partTokens } : {}),
+    ...(max !== undefined ? { maxOutputTokens: max as number } : {}),
+  };
+}
+
+/** A plan whose endpoint limits name configured endpoints, and whose layers fit one DynamoDB expression each. */
+function parsePlanFor(endpoints: Record<string, EndpointConfig>, name: string, raw: unknown): Plan {
+  const plan = parsePlan(raw, `config.plans.${name}`);
+  for (const route of Object.keys(plan.endpoints ?? {}))
+    if (!endpoints[route])
+      fail(
+        `config.plans.${name}.endpoints.${route}`,
+        `no such endpoint: add it to config.endpoints or remove the limits`,
+      );
+  requireExpressionsFit(plan.tenant, `config.plans.${name}.tenant`);
+  requireExpressionsFit(plan.user, `config.plans.${name}.user`);
+  for (const [route, specs] of Object.entries(plan.endpoints ?? {}))
+    requireExpressionsFit(specs, `config.plans.${name}.endpoints.${route}`);
+  return plan;
+}
+
+function parseGlobal(raw: unknown): NonNullable<LimiterConfig['global']> {
+  if (!isRecord(raw)) fail('config.global', 'expected { limits, shards? }');
+  const shards = raw.shards === undefined ? DEFAULT_GLOBAL_SHARDS : Number(raw.shards);
+  if (!Number.isInteger(shards) || shards < 1 || shards > 1000)
+    fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(raw.shards)}`);
+  const limits = parseSpecs(raw.limits, 'config.global.limits');
+  for (const spec of limits) {
+    if (spec.limit.shape === 'sliding_window' && spec.limit.limit < shards)
+      fail(
+        'config.global.limits',
+        `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`,
+      );
+  }
+  requireExpressionsFit(limits, 'config.global.limits');
+  return { limits, shards };
+}
+
+function parseFailureModes(raw: unknown): Partial<Record<Layer, FailureMode>> {
+  const failureModes: Partial<Record<Layer, FailureMode>> = {};
+  if (raw === undefined) return failureModes;
+  if (!isRecord(raw)) fail('config.failureModes', 'expected { tenant?, user?, endpoint?, global? }');
+  for (const [layer, mode] of Object.entries(raw)) {
+    if (!LAYERS.includes(layer as Layer))
+      fail(`config.failureModes.${layer}`, `unknown layer: use ${LAYERS.join(', ')}`);
+    if (mode !== 'open' && mode !== 'closed') fail(`config.failureModes.${layer}`, "expected 'open' or 'closed'");
+    failureModes[layer as Layer] = mode;
+  }
+  return failureModes;
+}
+
+function parsePenalty(raw: unknown): Partial<PenaltyPolicy> {
+  const penalty: { -readonly [K in keyof PenaltyPolicy]?: number } = {};
+  if (raw === undefined) return penalty;
+  if (!isRecord(raw)) fail('config.penalty', 'expected { threshold?, windowMs?, baseMs?, maxMs? }');
+  for (const [field, n] of Object.entries(raw)) {
+    if (!(field in DEFAULT_PENALTY)) fail(`config.penalty.${field}`, 'unknown field');
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0)
+      fail(`config.penalty.${field}`, `expected a number >= 0, got ${JSON.stringify(n)}`);
+    penalty[field as keyof PenaltyPolicy] = n;
+  }
+  return penalty;
 }
 
 /** A layer's limits share one item and one write: its expressions must fit DynamoDB's 4 KB per expression. */
