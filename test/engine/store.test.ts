@@ -311,3 +311,22 @@ describe('expression size', () => {
     await expect(run(windows(4))).rejects.toThrow(/Expression size has exceeded the maximum allowed size/);
   });
 });
+
+describe('one decision over several items (decideTogether)', () => {
+  const one = slidingWindow(1, '1 m');
+  const three = slidingWindow(3, '1 m');
+  const request = (key: string, limit: Limit) => ({ key, checks: [{ name: '', limit, cost: 1 }], required: true });
+
+  it.each([false, true])('every item admits, or none keeps what it spent (atomic: %s)', async (atomic) => {
+    const store = testStore({ clock: () => T0 });
+    const [a, b] = [uniqueKey(), uniqueKey()];
+    const first = await store.decideTogether([request(a, three), request(b, one)], { atomic });
+    expect(first.map((r) => (r instanceof Error ? r.name : r.allowed))).toEqual([true, true]);
+    // b is spent: the next decision denies there, and a gets back what it spent.
+    const second = await store.decideTogether([request(a, three), request(b, one)], { atomic });
+    // a alone would admit (in a transaction it was never written; in parallel it was, then refunded).
+    expect(second.map((r) => (r instanceof Error ? r.name : r.allowed))).toEqual([true, false]);
+    expect((await store.peek(a, three)).remaining).toBe(2); // only the first decision's unit
+    expect((await store.peek(b, one)).remaining).toBe(0);
+  });
+});
