@@ -87,13 +87,17 @@ export interface StoreStats {
  * (TransactionConflictException), and cancels a transaction that meets another one
  * (TransactionCanceledException, reason TransactionConflict). Nothing was written: that is
  * contention, not an outage. Such a write is retried after a short jittered pause, up to this many
- * times per operation on top of maxAttempts, within the operation's deadline.
+ * times per operation on top of maxAttempts, within the operation's deadline (which is the real
+ * bound: 12 pauses take about 0.4 s). Six were too few: under a storm on one item, an operation
+ * that also met a few failed conditions gathered seven conflicts over its attempts about once in
+ * a thousand, and gave up with ContentionError (test/fidelity/dynamodb-faults.test.ts, 30% of
+ * writes refused, caught it once in four to ten runs).
  */
-export const CONFLICT_RETRIES = 6;
+export const CONFLICT_RETRIES = 12;
 
-/** A jittered pause before retrying a write that met another transaction: 5-15 ms, growing with the retry. */
+/** A jittered pause before retrying a write that met another transaction: 5-15 ms, growing with the retry up to 35-45 ms. */
 const conflictPause = (retry: number): Promise<void> =>
-  new Promise((r) => setTimeout(r, 5 * retry + Math.random() * 10));
+  new Promise((r) => setTimeout(r, 5 * Math.min(retry, 7) + Math.random() * 10));
 
 /**
  * Limits on DynamoDB. One conditional UpdateItem per decision in steady state: the write is
