@@ -147,7 +147,14 @@ export class LlmRateLimiter extends Construct {
   /** Least privilege: each function gets the actions it calls, on this table and secret only. */
   private grantFunctions(secret: LlmRateLimiterProps['upstreamApiKeySecret']): void {
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
-    this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
+    // BatchGetItem: a settlement reads the items whose refunds look like nothing to do in one request.
+    this.table.grant(
+      this.proxyFunction,
+      'dynamodb:GetItem',
+      'dynamodb:BatchGetItem',
+      'dynamodb:UpdateItem',
+      'dynamodb:PutItem',
+    );
     this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
     // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
     // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.

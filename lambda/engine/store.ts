@@ -11,7 +11,14 @@ import {
   TransactionConflictException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import { DynamoDBDocumentClient, GetCommand, TransactWriteCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  BatchGetCommand,
+  type BatchGetCommandOutput,
+  DynamoDBDocumentClient,
+  GetCommand,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
 import { adjust, type BucketState, memoryMs, numbersOf, requireCost } from './bucket';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
@@ -274,10 +281,14 @@ export class LimitStore {
         );
       const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
       if (reads.length) {
-        for (const i of reads) {
-          state[i] = await this.read(pks[i]!, signal);
+        const items = await this.readMany(
+          reads.map((i) => pks[i]!),
+          signal,
+        );
+        reads.forEach((i, k) => {
+          state[i] = items[k];
           fresh[i] = true;
-        }
+        });
         continue;
       }
       const writes = steps.map((s, i) => {
@@ -352,11 +363,16 @@ export class LimitStore {
         return [{ index: i, next, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
       });
       if (stale.length) {
-        // A refund that looks like nothing to do is only trusted on the real state.
-        for (const i of new Set(stale)) {
-          state[i] = await this.read(pks[i]!, signal);
+        // A refund that looks like nothing to do is only trusted on the real state: read them all at once.
+        const indexes = [...new Set(stale)];
+        const items = await this.readMany(
+          indexes.map((i) => pks[i]!),
+          signal,
+        );
+        indexes.forEach((i, k) => {
+          state[i] = items[k];
           fresh[i] = true;
-        }
+        });
         continue;
       }
       const put = {
@@ -548,6 +564,44 @@ export class LimitStore {
       const oldest = this.seen.keys().next().value;
       if (oldest !== undefined) this.seen.delete(oldest);
     }
+  }
+
+  /**
+   * Several items read at once: one BatchGetItem (strongly consistent, the same read units as
+   * one GetItem each, one request and one round-trip). Keys DynamoDB leaves unprocessed (throttled
+   * partitions) are asked again, within the operation's deadline. One key is a plain GetItem.
+   */
+  private async readMany(pks: readonly string[], signal: AbortSignal): Promise<(Item | undefined)[]> {
+    if (pks.length <= 1) return Promise.all(pks.map((pk) => this.read(pk, signal)));
+    const found = new Map<string, Item>();
+    let pending = [...new Set(pks)];
+    for (let round = 0; pending.length > 0; round++) {
+      if (round >= 5) throw new ItemThrottledError('BatchGetItem', pending.join(','));
+      if (round > 0) await new Promise((r) => setTimeout(r, 10 * round));
+      this.stats.calls++;
+      let out: BatchGetCommandOutput;
+      try {
+        out = await this.doc.send(
+          new BatchGetCommand({
+            RequestItems: {
+              [this.tableName]: { Keys: pending.map((pk) => ({ [TABLE.partitionKey]: pk })), ConsistentRead: true },
+            },
+          }),
+          { abortSignal: signal },
+        );
+      } catch (err) {
+        throw unavailable('BatchGetItem', pending.join(','), err);
+      }
+      for (const item of out.Responses?.[this.tableName] ?? []) found.set(String(item[TABLE.partitionKey]), item);
+      const unprocessed = (out.UnprocessedKeys?.[this.tableName]?.Keys ?? []).map((k) => String(k[TABLE.partitionKey]));
+      this.stats.reads += pending.length - unprocessed.length;
+      pending = unprocessed;
+    }
+    return pks.map((pk) => {
+      const item = found.get(pk);
+      this.remember(pk, item);
+      return item;
+    });
   }
 
   private async read(pk: string, signal: AbortSignal): Promise<Item | undefined> {

@@ -330,3 +330,25 @@ describe('one decision over several items (decideTogether)', () => {
     expect((await store.peek(b, one)).remaining).toBe(0);
   });
 });
+
+describe('settlement reads', () => {
+  it('reads every item whose refund looks like nothing in one request, then settles', async () => {
+    const fast = tokenBucket(1_000, 1_000); // refills a unit a millisecond
+    const clock = { now: T0 };
+    const [a, b] = [uniqueKey(), uniqueKey()];
+    const reserving = testStore({ clock: () => clock.now });
+    await reserving.consume(a, fast, 100);
+    await reserving.consume(b, fast, 100);
+    clock.now += 1_000; // both full again
+    // Another container (no view of either item) settles: a refund of 60 on each looks like nothing.
+    const settling = testStore({ clock: () => clock.now });
+    const adjustments = (key: string) => ({
+      key,
+      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0 }],
+    });
+    expect(await settling.settleOnce(uniqueKey('ledger'), [adjustments(a), adjustments(b)])).toBe('settled');
+    expect(settling.stats).toMatchObject({ calls: 2, reads: 2 }); // one BatchGetItem, one transaction
+    expect((await settling.peek(a, fast)).remaining).toBe(1_000);
+    expect((await settling.peek(b, fast)).remaining).toBe(1_000);
+  });
+});

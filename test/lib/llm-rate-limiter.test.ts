@@ -159,6 +159,7 @@ describe('what LlmRateLimiter provisions', () => {
       'logs:PutLogEvents',
     ]);
     expect(actionsOf('LimiterProxyRole')).toEqual([
+      'dynamodb:BatchGetItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:UpdateItem',

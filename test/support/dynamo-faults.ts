@@ -19,6 +19,8 @@ import type { AddressInfo } from 'node:net';
  */
 export interface DynamoFaults {
   conflict: number;
+  /** Share of BatchGetItem calls answered for their first key only, the rest as UnprocessedKeys. */
+  unprocessedReads: number;
   itemWritesPerSecond: number;
   dropAfterWrite: number;
   latencyMs: number;
@@ -42,14 +44,14 @@ export interface DynamoFaultProxy {
   readonly endpoint: string;
   readonly faults: DynamoFaults;
   /** How many of each fault were injected. */
-  readonly injected: { conflicts: number; throttles: number; drops: number };
+  readonly injected: { conflicts: number; throttles: number; drops: number; unprocessed: number };
   readonly calls: RecordedCall[];
   reset(): void;
   stop(): Promise<void>;
 }
 
 const WRITES = new Set(['UpdateItem', 'PutItem', 'DeleteItem', 'TransactWriteItems']);
-const DATA_PLANE = new Set([...WRITES, 'GetItem']);
+const DATA_PLANE = new Set([...WRITES, 'GetItem', 'BatchGetItem']);
 
 /**
  * Capacity as DynamoDB bills it (DynamoDB Developer Guide, "Read/write capacity mode"): a write
@@ -85,10 +87,19 @@ function consumed(
     return { writeUnits: 2 * Math.max(units, items), readUnits: 0 };
   }
   if (WRITES.has(action)) return { writeUnits: Math.max(units, 1), readUnits: 0 };
+  if (action === 'BatchGetItem') {
+    // Billed per item read (under 4 KB here: one unit strongly consistent, half otherwise).
+    const tables = Object.values(
+      (body.RequestItems as Record<string, { Keys: unknown[]; ConsistentRead?: boolean }>) ?? {},
+    );
+    const least = tables.reduce((a, t) => a + t.Keys.length * (t.ConsistentRead ? 1 : 0.5), 0);
+    return { writeUnits: 0, readUnits: Math.max(units, least) };
+  }
   return { writeUnits: 0, readUnits: body.ConsistentRead ? Math.max(units, 1) : Math.max(units, 0.5) };
 }
 const NONE: DynamoFaults = {
   conflict: 0,
+  unprocessedReads: 0,
   itemWritesPerSecond: Number.POSITIVE_INFINITY,
   dropAfterWrite: 0,
   latencyMs: 0,
@@ -109,6 +120,10 @@ function keysOf(action: string, body: Record<string, unknown>): { table: string;
     const parts = items.map((it) => Object.values(it)[0]!);
     return { table: parts[0]?.TableName ?? '', keys: parts.map((p) => JSON.stringify(p.Key ?? p.Item)) };
   }
+  if (action === 'BatchGetItem') {
+    const [table, request] = Object.entries((body.RequestItems as Record<string, { Keys: unknown[] }>) ?? {})[0] ?? [];
+    return { table: table ?? '', keys: (request?.Keys ?? []).map((k) => JSON.stringify(k)) };
+  }
   return { table: String(body.TableName ?? ''), keys: [JSON.stringify(body.Key ?? body.Item ?? '')] };
 }
 
@@ -116,7 +131,7 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
   const next = random(seed);
   const { hostname, port } = new URL(target);
   const faults: DynamoFaults = { ...NONE };
-  const injected = { conflicts: 0, throttles: 0, drops: 0 };
+  const injected = { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 };
   const calls: RecordedCall[] = [];
   const writes = new Map<string, number[]>();
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -199,9 +214,20 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
         }
       }
       const drop = WRITES.has(action) && faults.dropAfterWrite > 0 && next() < faults.dropAfterWrite;
+      // DynamoDB answers part of a BatchGetItem and returns the rest as UnprocessedKeys (throughput).
+      let sent = body;
+      let unprocessed: { table: string; request: Record<string, unknown>; keys: unknown[] } | undefined;
+      if (action === 'BatchGetItem' && faults.unprocessedReads > 0 && next() < faults.unprocessedReads) {
+        const [table, request] = Object.entries(body.RequestItems as Record<string, { Keys: unknown[] }>)[0]!;
+        if (request.Keys.length > 1) {
+          injected.unprocessed++;
+          unprocessed = { table, request, keys: request.Keys.slice(1) };
+          sent = { ...body, RequestItems: { [table]: { ...request, Keys: request.Keys.slice(0, 1) } } };
+        }
+      }
       // Ask DynamoDB Local what each call consumed (Local does not check the request's signature).
       const forward = DATA_PLANE.has(action)
-        ? Buffer.from(JSON.stringify({ ...body, ReturnConsumedCapacity: 'TOTAL' }))
+        ? Buffer.from(JSON.stringify({ ...sent, ReturnConsumedCapacity: 'TOTAL' }))
         : raw;
       const upstream = request(
         {
@@ -221,8 +247,16 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
               req.socket.destroy(); // the write landed; its answer never arrives
               return;
             }
-            const payload = Buffer.concat(parts);
-            Object.assign(call, consumed(action, body, answer.statusCode ?? 500, payload));
+            let payload = Buffer.concat(parts);
+            Object.assign(call, consumed(action, sent, answer.statusCode ?? 500, payload));
+            if (unprocessed && answer.statusCode === 200) {
+              const answered = JSON.parse(payload.toString('utf8')) as Record<string, unknown>;
+              answered.UnprocessedKeys = { [unprocessed.table]: { ...unprocessed.request, Keys: unprocessed.keys } };
+              payload = Buffer.from(JSON.stringify(answered));
+              // The checksum Local computed is of its own answer: drop it with the length it no longer has.
+              delete answer.headers['x-amz-crc32'];
+              answer.headers['content-length'] = String(payload.length);
+            }
             res.writeHead(answer.statusCode ?? 500, answer.headers);
             res.end(payload);
           });
@@ -241,7 +275,7 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
     calls,
     reset() {
       Object.assign(faults, NONE);
-      Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0 });
+      Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 });
       writes.clear();
     },
     stop: () =>

@@ -17,7 +17,7 @@ import { startUpstreamStandIn } from '../../lambda/local/upstream-standin';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/limits/handler';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
 import { localClient } from '../../lambda/local/dynamodb-local';
-import { LlmRateLimiter, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lib';
+import { LlmRateLimiter, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../../lib';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -53,7 +53,15 @@ export const FUNCTIONS = {
   'brake-mirror': 'LimiterBrakeMirror',
   'config-publisher': 'LimiterConfigPublisher',
 } as const;
-const PLANS = { team: { tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)], user: [requestsPerMinute(1_000)] } };
+// The user's and the endpoint's token buckets refill within a request: their refunds look like
+// nothing to do, so the settlement reads them (one BatchGetItem) before trusting that.
+const PLANS = {
+  team: {
+    tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)],
+    user: [requestsPerMinute(1_000), tokensPerMinute(10_000_000)],
+    endpoints: { [CHAT]: [tokensPerMinute(10_000_000)] },
+  },
+};
 const ENDPOINTS = {
   [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
   [EMBED]: { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
