@@ -327,8 +327,7 @@ export class Limiter {
       })),
       {
         atomic: this.strategy === 'transaction',
-        onRefundFailed: (key, err) =>
-          this.swallow(err, 'compensating refund failed', calls.find((c) => c.key === key)?.layer ?? key),
+        onRefundFailed: (index, err) => this.swallow(err, 'compensating refund failed', calls[index]!.layer),
       },
     );
     const failure = results.findIndex(

@@ -102,6 +102,9 @@ export interface StoreStats {
  */
 export const CONFLICT_RETRIES = 12;
 
+/** BatchGetItem calls per read of several items: keys left unprocessed are asked again this many times at most. */
+const BATCH_READ_ROUNDS = 5;
+
 /** A jittered pause before retrying a write that met another transaction: 5-15 ms, growing with the retry up to 35-45 ms. */
 const conflictPause = (retry: number): Promise<void> =>
   new Promise((r) => setTimeout(r, 5 * Math.min(retry, 7) + Math.random() * 10));
@@ -201,11 +204,11 @@ export class LimitStore {
    * they go out in parallel (one round-trip of latency) and, when any item denies, is throttled, or
    * fails while `required`, the items that admitted are refunded. A failure of an item that is not
    * required is returned in its place and changes nothing else (the layer's failure mode is open).
-   * Refunds that fail are reported to `onRefundFailed` (the spend stays: conservative).
+   * Refunds that fail are reported to `onRefundFailed` with the item's index (the spend stays: conservative).
    */
   async decideTogether(
     items: readonly ItemRequest[],
-    options: { atomic?: boolean; onRefundFailed?: (key: string, err: LimiterError) => void } = {},
+    options: { atomic?: boolean; onRefundFailed?: (index: number, err: LimiterError) => void } = {},
   ): Promise<(ItemOutcome | LimiterError)[]> {
     if (options.atomic) {
       try {
@@ -234,7 +237,7 @@ export class LimitStore {
   private async refundAdmitted(
     items: readonly ItemRequest[],
     results: readonly (ItemOutcome | LimiterError)[],
-    onRefundFailed: ((key: string, err: LimiterError) => void) | undefined,
+    onRefundFailed: ((index: number, err: LimiterError) => void) | undefined,
   ): Promise<void> {
     await Promise.all(
       results.flatMap((r, i) => {
@@ -247,7 +250,7 @@ export class LimitStore {
         return [
           this.adjustItem(it.key, adjustments, { alsoHolds: it.options?.alsoHolds ?? [] }).catch((err: unknown) => {
             if (!(err instanceof LimiterError)) throw err;
-            onRefundFailed?.(it.key, err);
+            onRefundFailed?.(i, err);
           }),
         ];
       }),
@@ -576,7 +579,7 @@ export class LimitStore {
     const found = new Map<string, Item>();
     let pending = [...new Set(pks)];
     for (let round = 0; pending.length > 0; round++) {
-      if (round >= 5) throw new ItemThrottledError('BatchGetItem', pending.join(','));
+      if (round >= BATCH_READ_ROUNDS) throw new ItemThrottledError('BatchGetItem', pending.join(','));
       if (round > 0) await new Promise((r) => setTimeout(r, 10 * round));
       this.stats.calls++;
       let out: BatchGetCommandOutput;

@@ -293,8 +293,12 @@ async function invokeStreamed(
 }
 
 /** One request through the gateway: route, body, authorizer and policy, then the integration. */
-async function handle(req: IncomingMessage, res: ServerResponse, options: LocalGatewayOptions): Promise<void> {
-  const log = options.log ?? (() => {});
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: LocalGatewayOptions,
+  log: Log,
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const method = (req.method ?? 'GET').toUpperCase();
   const route = options.routes.find((r) => r.method === method && r.path === url.pathname);
@@ -340,7 +344,7 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     // its business, never a reason for the gateway to fall over.
     req.on('error', () => {});
     res.on('error', () => {});
-    const running = handle(req, res, options).catch((err: unknown) => {
+    const running = handle(req, res, options, log).catch((err: unknown) => {
       log({ level: 'error', message: 'request failed', error: (err as Error).name });
       if (!res.headersSent && !res.destroyed) send(res, renderGatewayResponse('DEFAULT_5XX', {}, '', 502));
       else res.destroy();

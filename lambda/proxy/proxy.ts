@@ -252,7 +252,7 @@ async function braked(
   deps: ProxyDeps,
   now: number,
   base: Record<string, string>,
-  who: Record<string, unknown>,
+  who: Who,
 ): Promise<ProxyResponse | undefined> {
   const brake = await deps.brake.state();
   if (!isBraked(brake, now)) return undefined;
@@ -275,7 +275,7 @@ function parse(
   route: string,
   deps: ProxyDeps,
   base: Record<string, string>,
-  who: Record<string, unknown>,
+  who: Who,
 ): { request: ProxyRequest; endpoint: EndpointConfig } | ProxyResponse {
   const endpoint = deps.config.endpoints[route];
   if (!endpoint) return answer(404, base, `No such endpoint: ${route}`, 'invalid_request_error', 'unknown_url');
@@ -346,7 +346,7 @@ function refusal(
   identity: Identity,
   deps: ProxyDeps,
   headers: Record<string, string>,
-  who: Record<string, unknown>,
+  who: Who,
 ): ProxyResponse {
   const code = verdict.code ?? 'rate_limited';
   if (verdict.denied?.decision.exceedsLimit) {
@@ -429,23 +429,22 @@ async function proxyRequest(
 
   const forwarded = await forward(deps, request, route, reservation, headers, who);
   if (isAnswer(forwarded)) return forwarded;
-  const { response, abort } = forwarded;
+  const answering: Answering = { deps, reservation, headers, who, bounds, price, encoding, deadlineAt };
   if (request.kind === 'chat' && request.stream)
-    return relayStream(
-      deps,
-      requestId,
-      reservation,
-      request,
-      response,
-      abort,
-      headers,
-      bounds,
-      price,
-      encoding,
-      deadlineAt,
-    );
+    return relayStream(answering, request, forwarded.response, forwarded.abort);
+  return answerBuffered(answering, request, forwarded.response, forwarded.abort);
+}
 
-  return answerBuffered(deps, request, response, abort, reservation, headers, who, bounds, price, encoding, deadlineAt);
+/** What steps 7 and 8 (pass the answer on, settle) need of the request, whichever way it is answered. */
+interface Answering {
+  readonly deps: ProxyDeps;
+  readonly reservation: Reservation;
+  readonly headers: Record<string, string>;
+  readonly who: Who;
+  readonly bounds: UsageBounds;
+  readonly price: ModelPrice;
+  readonly encoding: EncodingName;
+  readonly deadlineAt: number;
 }
 
 /**
@@ -562,18 +561,12 @@ async function forward(
 
 /** Step 7 for an answer that is not streamed: read it whole, pass it on, settle on its usage. */
 async function answerBuffered(
-  deps: ProxyDeps,
+  answering: Answering,
   request: ProxyRequest,
   response: Response,
   abort: AbortController,
-  reservation: Reservation,
-  headers: Record<string, string>,
-  who: Who,
-  bounds: UsageBounds,
-  price: ModelPrice,
-  encoding: EncodingName,
-  deadlineAt: number,
 ): Promise<ProxyResponse> {
+  const { deps, reservation, headers, who, bounds, price, encoding, deadlineAt } = answering;
   const { requestId } = who;
   const { reserved } = reservation;
   const input = bounds.input;
@@ -628,7 +621,7 @@ async function answerBuffered(
 /** What to settle: the upstream's usage where it is believable, else this proxy's own count (logged and counted). */
 function usedAmounts(
   deps: ProxyDeps,
-  who: Record<string, unknown>,
+  who: Who,
   reported: ReportedUsage | undefined,
   counted: { input: number; output: number },
   bounds: UsageBounds,
@@ -653,24 +646,13 @@ function usedAmounts(
 
 /** Streams the upstream's events through as they arrive and settles once the stream is over, however it ends. */
 function relayStream(
-  deps: ProxyDeps,
-  requestId: string,
-  reservation: Reservation,
+  answering: Answering,
   request: ChatRequest,
   response: Response,
   abort: AbortController,
-  headers: Record<string, string>,
-  bounds: UsageBounds,
-  price: ModelPrice,
-  encoding: EncodingName,
-  deadlineAt: number,
 ): ProxyResponse {
-  const who = {
-    requestId,
-    tenant: reservation.identity.tenant,
-    user: reservation.identity.user,
-    route: reservation.route,
-  };
+  const { deps, reservation, headers, who, bounds, price, encoding, deadlineAt } = answering;
+  const { requestId } = who;
   const clientAskedForUsage =
     (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
   const relay = new SseRelay(clientAskedForUsage);

@@ -109,6 +109,13 @@ async function setup(behaviour: Behaviour = {}) {
       options,
     );
   const identity = { tenant, user: 'alice' };
+  /** One request through a proxy built with some of its dependencies changed (the caller in its minimal context). */
+  const sendWith = (changed: Partial<Parameters<typeof createProxyHandler>[0]>, body: unknown) =>
+    invokeStreaming(
+      createProxyHandler({ ...deps, ...changed }),
+      proxyEvent({ body, authorizer: { tenant, user: 'alice', shard: '0' } }),
+      lambdaContext('proxy'),
+    );
   /** Tokens spent on the user's per-minute bucket (capacity minus remaining, with the refill since taken out by a frozen test clock). */
   const userRemaining = async () =>
     (
@@ -125,6 +132,7 @@ async function setup(behaviour: Behaviour = {}) {
   return {
     upstream,
     send,
+    sendWith,
     logs,
     limiter,
     userRemaining,
@@ -276,13 +284,7 @@ describe('upstream errors', () => {
 
   it('answers 504 when the upstream is too slow to answer, and keeps the reservation (the provider may be billing)', async () => {
     const s = await setup({ delayMs: 500 });
-    s.deps.upstream = { ...s.deps.upstream, firstByteTimeoutMs: 100 } as never;
-    const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, firstByteTimeoutMs: 100 } });
-    const res = await invokeStreaming(
-      handler,
-      proxyEvent({ body: hello, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }),
-      lambdaContext('proxy'),
-    );
+    const res = await s.sendWith({ upstream: { ...s.deps.upstream, firstByteTimeoutMs: 100 } }, hello);
     expect(res.statusCode).toBe(504);
     expect(JSON.parse(res.body).error.code).toBe('upstream_timeout');
     expect(1_000_000 - (await s.tenantRemaining())).toBe(INPUT + 100);
@@ -587,15 +589,7 @@ describe('upstream failures the validation cannot foresee', () => {
   it('an upstream that cannot be reached is a 502 upstream_unreachable, refunded in full', async () => {
     const s = await setup();
     await s.upstream.stop(); // nothing listens there any more
-    const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, baseUrl: s.upstream.baseUrl } });
-    const res = await invokeStreaming(
-      handler,
-      proxyEvent({
-        body: { ...hello, stream: true },
-        authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' },
-      }),
-      lambdaContext('proxy'),
-    );
+    const res = await s.sendWith({}, { ...hello, stream: true });
     expect(res.statusCode).toBe(502);
     expect(JSON.parse(res.body).error).toMatchObject({ type: 'api_error', code: 'upstream_unreachable' });
     expect(await s.tenantRemaining()).toBe(1_000_000);
@@ -603,15 +597,7 @@ describe('upstream failures the validation cannot foresee', () => {
 
   it('a stream that goes quiet past the idle timeout is cut off, said so, and keeps the reservation', async () => {
     const s = await setup({ words: ['first', ' second'], delayMs: 400 });
-    const handler = createProxyHandler({ ...s.deps, upstream: { ...s.deps.upstream, idleTimeoutMs: 150 } });
-    const res = await invokeStreaming(
-      handler,
-      proxyEvent({
-        body: { ...hello, stream: true },
-        authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' },
-      }),
-      lambdaContext('proxy'),
-    );
+    const res = await s.sendWith({ upstream: { ...s.deps.upstream, idleTimeoutMs: 150 } }, { ...hello, stream: true });
     expect(res.statusCode).toBe(200);
     expect(res.body).not.toContain('second');
     expect(res.body.trim().split('\n\n').at(-1)).toMatch(/"code":"upstream_stream_failed"/);
@@ -634,23 +620,17 @@ describe('reservation sizing and dollars', () => {
     const frozen = Date.now();
     const store = testStore({ clock: () => frozen });
     const limiter = new Limiter({ store, config: cfg, log: () => {}, namespace: s.ns });
-    const handler = createProxyHandler({
-      ...s.deps,
+    const changed = {
       config: cfg,
       limiter,
       upstream: { ...s.deps.upstream, ...(firstByteTimeoutMs ? { firstByteTimeoutMs } : {}) },
-    });
+    };
     const spentOn = async (key: string, spec: typeof TENANT_USD) => {
       const d = (await store.peekItem(key, [{ name: bucketName(spec), limit: spec.limit, cost: 1 }])).decisions[0]!;
       return d.limit - d.remaining;
     };
     return {
-      send: (body: unknown) =>
-        invokeStreaming(
-          handler,
-          proxyEvent({ body, authorizer: { tenant: s.identity.tenant, user: 'alice', shard: '0' } }),
-          lambdaContext('proxy'),
-        ),
+      send: (body: unknown) => s.sendWith(changed, body),
       tenantTokens: () => spentOn(layerKey.tenant(s.identity, s.ns), tokensPerDay(1_000_000)),
       tenantMicroUsd: () => spentOn(layerKey.tenant(s.identity, s.ns), TENANT_USD),
       globalMicroUsd: () => spentOn(layerKey.global(0, s.ns), GLOBAL_USD),
