@@ -15,7 +15,7 @@ import { slidingWindow } from '../lambda/engine/limits';
 import { parseConfig, requests, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { authorizerEvent, lambdaContext } from '../test/support/events';
-import { startSsmLocal } from '../lambda/local/ssm-local';
+import { startSsmLocal } from '../local/ssm-local';
 import { load, report } from './report';
 
 const CHAT = '/v1/chat/completions';

@@ -6,7 +6,7 @@
  */
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { MAX_BRAKE_CACHE_MS } from '../lambda/runtime/brake';
-import { startLocal } from '../lambda/local/start';
+import { startLocal } from '../local/start';
 import { percentile, report } from './report';
 
 /** The mirror's SSM reads: one per change plus one a minute, whatever the containers. */

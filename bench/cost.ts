@@ -10,10 +10,10 @@ import { createHandler, depsFromEnvironment } from '../lambda/authorizer/handler
 import { requestsPerMinute, tokens, tokensPerDay, tokensPerMinute, usdPerDay } from '../lambda/engine/plans';
 import { tokenBucket } from '../lambda/engine/limits';
 import { ensureTable } from '../lambda/engine/store';
-import { localClient } from '../lambda/local/dynamodb-local';
-import { installLambdaStreamingGlobals, invokeStreaming } from '../lambda/local/lambda-streaming';
-import { startSsmLocal } from '../lambda/local/ssm-local';
-import { startUpstreamStandIn } from '../lambda/local/upstream-standin';
+import { localClient } from '../local/dynamodb-local';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../local/lambda-streaming';
+import { startSsmLocal } from '../local/ssm-local';
+import { startUpstreamStandIn } from '../local/upstream-standin';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../lambda/proxy/handler';
 import { type RecordedCall, startDynamoFaultProxy } from '../test/support/dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from '../test/support/events';

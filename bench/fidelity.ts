@@ -3,7 +3,7 @@
  * against the synthesized policies by an IAM simulator) and the engine under the faults real
  * DynamoDB has and DynamoDB Local lacks (transaction conflicts, throttling, lost answers).
  */
-import { localClient } from '../lambda/local/dynamodb-local';
+import { localClient } from '../local/dynamodb-local';
 import { tokenBucket } from '../lambda/engine/limits';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { startDynamoFaultProxy } from '../test/support/dynamo-faults';

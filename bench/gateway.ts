@@ -6,8 +6,8 @@
 import { putApiKey, putTenant } from '../lambda/runtime/directory';
 import { slidingWindow, tokenBucket } from '../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../lambda/engine/plans';
-import { localClient } from '../lambda/local/dynamodb-local';
-import { startLocal } from '../lambda/local/start';
+import { localClient } from '../local/dynamodb-local';
+import { startLocal } from '../local/start';
 import { load, percentile, report } from './report';
 
 const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });

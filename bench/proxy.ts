@@ -19,14 +19,14 @@ import { createHandler } from '../lambda/authorizer/handler';
 import { Limiter } from '../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
-import { type LocalRoute, startLocalGateway } from '../lambda/local/gateway';
+import { type LocalRoute, startLocalGateway } from '../local/gateway';
 import { createProxyHandler } from '../lambda/proxy/handler';
 import { countText, Encoding } from '../lambda/proxy/tokenizer';
 import { ADVERSARIAL_CORPORA } from '../test/support/adversarial-text';
 import { lambdaContext, proxyEvent } from '../test/support/events';
-import { installLambdaStreamingGlobals, invokeStreaming } from '../lambda/local/lambda-streaming';
-import { startSsmLocal } from '../lambda/local/ssm-local';
-import { startUpstreamStandIn } from '../lambda/local/upstream-standin';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../local/lambda-streaming';
+import { startSsmLocal } from '../local/ssm-local';
+import { startUpstreamStandIn } from '../local/upstream-standin';
 import { percentile, report } from './report';
 
 const run = promisify(execFile);

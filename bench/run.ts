@@ -1,5 +1,5 @@
 /** npm run bench: every benchmark, one JSON line per figure. Not part of npm test. */
-import { startDynamoDbLocal } from '../lambda/local/dynamodb-local';
+import { startDynamoDbLocal } from '../local/dynamodb-local';
 import { benchAuthorizer, benchObservability } from './authorizer';
 import { benchConstruct } from './construct';
 import { benchCost } from './cost';

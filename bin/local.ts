@@ -1,7 +1,7 @@
-/** npm start: the whole API on this machine (see lambda/local/start.ts). Ctrl-C stops everything. */
-import { removeNpmStartState, writeNpmStartState } from '../lambda/local/npm-start-state';
-import { type LocalStack, startLocal } from '../lambda/local/start';
-import { parseStartOptions, START_HELP, startFailure } from '../lambda/local/start-options';
+/** npm start: the whole API on this machine (see local/start.ts). Ctrl-C stops everything. */
+import { removeNpmStartState, writeNpmStartState } from '../local/npm-start-state';
+import { type LocalStack, startLocal } from '../local/start';
+import { parseStartOptions, START_HELP, startFailure } from '../local/start-options';
 
 // A person watches this console: errors and the metrics summary, not every log line (LIMITER_LOG=all for those).
 if (process.env.LIMITER_LOG === 'all') delete process.env.LIMITER_LOG;

@@ -6,7 +6,7 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { InvalidLimitError } from '../../lambda/engine/errors';
 import { type LimiterConfig, parseConfig } from '../../lambda/engine/plans';
 import { readPublishedConfig } from '../../lambda/engine/published-config';
-import { npmStartStateFile, readNpmStartState } from '../../lambda/local/npm-start-state';
+import { npmStartStateFile, readNpmStartState } from '../../local/npm-start-state';
 import type { Usage } from '../../lambda/limits/usage';
 import { Admin, type TenantView, UsageError } from './admin';
 import { amount, SHAPE_NAMES, span, table } from './format';

@@ -10,9 +10,9 @@ import { slidingWindow } from '../../lambda/engine/limits';
 import { parseConfig, requests, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 import { authorizerEvent, lambdaContext } from '../support/events';
-import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
 import type { MetricEvent } from '../../lambda/runtime/metrics';
 
 const CHAT = '/v1/chat/completions';

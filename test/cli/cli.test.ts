@@ -15,8 +15,8 @@ import { ensureTable } from '../../lambda/engine/store';
 import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import { main } from '../../lib/cli/main';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../../lambda/local/dynamodb-local';
-import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { localClient } from '../../local/dynamodb-local';
+import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
 import { parseConfig } from '../../lambda/engine/plans';
 
 const dir = mkdtempSync(join(tmpdir(), 'llm-limiter-cli-'));

@@ -10,13 +10,15 @@ const docs = [
     .filter((f) => f.endsWith('.md'))
     .map((f) => join('docs', f)),
 ];
-/** Relative links, and `code` that looks like a path in one of the repository's folders. */
-const PATH = /^(?:lib|lambda|bin|test|bench|scripts|docs|\.ci)\/[\w./-]*[\w/]$/;
+/** Relative links, and `code` or (a parenthesis) that looks like a path in one of the repository's folders. */
+const PATH = /^(?:lib|lambda|local|bin|test|bench|scripts|docs|\.ci)\/[\w./-]*[\w/]$/;
 
 function pathsIn(file: string): { path: string; from: string }[] {
   const text = readFileSync(join(root, file), 'utf8');
   const links = [...text.matchAll(/\]\(([^)#:\s]+)(?:#[^)]*)?\)/g)].map((m) => join(dirname(file), m[1]!));
-  const code = [...text.matchAll(/`([^`\s]+)`/g)].map((m) => m[1]!.replace(/:\d+$/, '')).filter((p) => PATH.test(p));
+  const code = [...text.matchAll(/`([^`\s]+)`|\(([\w./-]+)\)/g)]
+    .map((m) => (m[1] ?? m[2])!.replace(/:\d+$/, ''))
+    .filter((p) => PATH.test(p));
   return [...links, ...code].map((path) => ({ path, from: file }));
 }
 

@@ -6,8 +6,8 @@ import { request } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requestsPerMinute } from '../../lambda/engine/plans';
-import { type LocalStack, startLocal } from '../../lambda/local/start';
-import { startUpstreamStandIn, type UpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { type LocalStack, startLocal } from '../../local/start';
+import { startUpstreamStandIn, type UpstreamStandIn } from '../../local/upstream-standin';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(

@@ -3,8 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { tokenBucket, slidingWindow } from '../../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
-import { localClient } from '../../lambda/local/dynamodb-local';
-import { cliTargets, type LocalStack, startLocal } from '../../lambda/local/start';
+import { localClient } from '../../local/dynamodb-local';
+import { cliTargets, type LocalStack, startLocal } from '../../local/start';
 import { main as cli } from '../../lib/cli/main';
 
 const CHAT = '/v1/chat/completions';

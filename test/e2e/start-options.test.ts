@@ -7,9 +7,9 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { type LocalOptions, startLocal } from '../../lambda/local/start';
-import { parseStartOptions } from '../../lambda/local/start-options';
-import { startUpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { type LocalOptions, startLocal } from '../../local/start';
+import { parseStartOptions } from '../../local/start-options';
+import { startUpstreamStandIn } from '../../local/upstream-standin';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));

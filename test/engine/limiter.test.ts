@@ -12,7 +12,7 @@ import {
   tokensPerDay,
 } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { KEY_PREFIX } from '../../lambda/engine/constants';

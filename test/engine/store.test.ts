@@ -8,7 +8,7 @@ import { ensureTable, LimitStore } from '../../lambda/engine/store';
 import { expressionBound } from '../../lambda/engine/expressions';
 import { parseConfig, requests } from '../../lambda/engine/plans';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient, startDynamoDbLocal } from '../../lambda/local/dynamodb-local';
+import { localClient, startDynamoDbLocal } from '../../local/dynamodb-local';
 
 const T0 = 1_800_000_000_000;
 

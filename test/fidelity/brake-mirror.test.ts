@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/runtime/brake';
 import { mirrorBrake } from '../../lambda/brake-mirror/handler';
 import { TABLE } from '../../lambda/engine/constants';
-import { localClient } from '../../lambda/local/dynamodb-local';
-import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
+import { localClient } from '../../local/dynamodb-local';
+import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
 import type { MetricEvent } from '../../lambda/runtime/metrics';
 import { dynamoEndpoint, tableName, uniqueKey } from '../support/dynamo';
 

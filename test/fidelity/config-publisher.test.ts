@@ -12,7 +12,7 @@ import { handleConfigEvent, PHYSICAL_ID } from '../../lambda/config-publisher/ha
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { readPublishedConfig } from '../../lambda/engine/published-config';
 import { ensureTable } from '../../lambda/engine/store';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 import { LlmRateLimiter } from '../../lib';
 import { type CfnAnswer, cfnEvent, startCfnResponseUrl } from '../support/cfn-response';
 import { dynamoEndpoint, uniqueKey } from '../support/dynamo';

@@ -7,12 +7,12 @@ import { createHandler } from '../../lambda/authorizer/handler';
 import { Limiter } from '../../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { createProxyHandler } from '../../lambda/proxy/handler';
-import { type LocalGateway, type LocalRoute, startLocalGateway } from '../../lambda/local/gateway';
+import { type LocalGateway, type LocalRoute, startLocalGateway } from '../../local/gateway';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../../lambda/local/dynamodb-local';
-import { installLambdaStreamingGlobals } from '../../lambda/local/lambda-streaming';
-import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
-import { startUpstreamStandIn, type UpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { localClient } from '../../local/dynamodb-local';
+import { installLambdaStreamingGlobals } from '../../local/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
+import { startUpstreamStandIn, type UpstreamStandIn } from '../../local/upstream-standin';
 
 const CHAT = '/v1/chat/completions';
 const config = parseConfig(

@@ -4,7 +4,7 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { describe, expect, it } from 'vitest';
 import { apiRoutes, FUNCTION_SETTINGS, functionEnvironment, proxyEnvironment } from '../../lambda/gateway/api';
 import { GATEWAY_RESPONSES } from '../../lambda/gateway/responses';
-import { DEMO_CONFIG } from '../../lambda/local/start';
+import { DEMO_CONFIG } from '../../local/start';
 import { LlmRateLimiter } from '../../lib';
 
 /**

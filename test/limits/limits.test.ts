@@ -7,7 +7,7 @@ import { Brake } from '../../lambda/runtime/brake';
 import { createLimitsHandler } from '../../lambda/limits/handler';
 import { prefersHtml, usagePage } from '../../lambda/limits/page';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 import { lambdaContext, proxyEvent } from '../support/events';
 
 const CHAT = '/v1/chat/completions';

@@ -15,12 +15,12 @@ import { openAiDuration } from '../../lambda/proxy/headers';
 import { countMessages } from '../../lambda/proxy/input-bound';
 import { countText } from '../../lambda/proxy/tokenizer';
 import { tableName, testStore, uniqueKey } from '../support/dynamo';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 import { dynamoEndpoint } from '../support/dynamo';
 import { lambdaContext, proxyEvent } from '../support/events';
-import { installLambdaStreamingGlobals, invokeStreaming } from '../../lambda/local/lambda-streaming';
-import { type SsmLocal, startSsmLocal } from '../../lambda/local/ssm-local';
-import { type Behaviour, startUpstreamStandIn } from '../../lambda/local/upstream-standin';
+import { installLambdaStreamingGlobals, invokeStreaming } from '../../local/lambda-streaming';
+import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
+import { type Behaviour, startUpstreamStandIn } from '../../local/upstream-standin';
 
 installLambdaStreamingGlobals();
 const CHAT = '/v1/chat/completions';

@@ -5,7 +5,7 @@
  * still fire together; it reports when it was busy, for the test to check they overlapped.
  */
 import { LimitStore } from '../../lambda/engine/store';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 
 const [endpoint, tableName, key, limitJson, costsJson, startAt] = process.argv.slice(2);
 const store = new LimitStore({ client: localClient(endpoint!), tableName: tableName!, maxAttempts: 8 });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { inject } from 'vitest';
 import { LimitStore, type LimitStoreOptions } from '../../lambda/engine/store';
-import { localClient } from '../../lambda/local/dynamodb-local';
+import { localClient } from '../../local/dynamodb-local';
 
 export const dynamoEndpoint = (): string => inject('dynamoEndpoint');
 export const tableName = (): string => inject('tableName');

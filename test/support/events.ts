@@ -1,5 +1,5 @@
 import type { APIGatewayRequestAuthorizerEvent, Context } from 'aws-lambda';
-import { lambdaContext as localContext } from '../../lambda/local/gateway';
+import { lambdaContext as localContext } from '../../local/gateway';
 
 /**
  * A REQUEST authorizer event as API Gateway (REST, regional) sends it: headers as the client

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { ensureTable } from '../../lambda/engine/store';
-import { localClient, startDynamoDbLocal } from '../../lambda/local/dynamodb-local';
+import { localClient, startDynamoDbLocal } from '../../local/dynamodb-local';
 
 export const TEST_TABLE = 'llm-rate-limiter-test';
 

@@ -9,7 +9,7 @@ import type {
   APIGatewayRequestAuthorizerEvent,
   Context,
 } from 'aws-lambda';
-import { renderGatewayResponse } from '../gateway/responses';
+import { renderGatewayResponse } from '../lambda/gateway/responses';
 
 /**
  * A local stand-in for the deployed API Gateway (REST, regional): it builds the REQUEST

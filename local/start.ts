@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
-import { createHandler, depsFromEnvironment } from '../authorizer/handler';
-import { putApiKey, putTenant } from '../runtime/directory';
+import { createHandler, depsFromEnvironment } from '../lambda/authorizer/handler';
+import { putApiKey, putTenant } from '../lambda/runtime/directory';
 import {
   type LimiterConfig,
   parseConfig,
@@ -11,23 +11,23 @@ import {
   tokensPerDay,
   tokensPerMinute,
   usdPerDay,
-} from '../engine/plans';
-import { publishConfig } from '../engine/published-config';
-import { ensureTable } from '../engine/store';
-import { apiRoutes, functionEnvironment, proxyEnvironment } from '../gateway/api';
-import { createLimitsHandler, limitsDepsFromEnvironment } from '../limits/handler';
-import { createProxyHandler, proxyDepsFromEnvironment } from '../proxy/handler';
-import { countMessages } from '../proxy/input-bound';
-import { countText } from '../proxy/tokenizer';
+} from '../lambda/engine/plans';
+import { publishConfig } from '../lambda/engine/published-config';
+import { ensureTable } from '../lambda/engine/store';
+import { apiRoutes, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
+import { createLimitsHandler, limitsDepsFromEnvironment } from '../lambda/limits/handler';
+import { createProxyHandler, proxyDepsFromEnvironment } from '../lambda/proxy/handler';
+import { countMessages } from '../lambda/proxy/input-bound';
+import { countText } from '../lambda/proxy/tokenizer';
 import { localClient, startDynamoDbLocal } from './dynamodb-local';
 import { type LocalGateway, startLocalGateway } from './gateway';
 import { installLambdaStreamingGlobals } from './lambda-streaming';
-import { setMetricSink } from '../runtime/metrics';
+import { setMetricSink } from '../lambda/runtime/metrics';
 import { type SsmLocal, startSsmLocal } from './ssm-local';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { mirrorBrake } from '../brake-mirror/handler';
+import { mirrorBrake } from '../lambda/brake-mirror/handler';
 import { startUpstreamStandIn } from './upstream-standin';
 
 /**

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { API_KEY_PATTERN } from '../runtime/directory';
+import { API_KEY_PATTERN } from '../lambda/runtime/directory';
 import type { LocalOptions } from './start';
 
 export const START_HELP = `npm start [-- options]: the whole API on this machine (DynamoDB Local, the local gateway, the functions)
