@@ -237,22 +237,28 @@ describe('npm start, driven by the official OpenAI client', () => {
     expect((await chat(key)).status).toBe(200);
   });
 
-  it('keeps tenants apart: 30 concurrent clients, tenant A flooding past its cap, tenant B never sees a 429', async () => {
-    const [tenantA, tenantB] = [await newTenant('small'), await newTenant('roomy')];
-    const aKeys = await Promise.all(Array.from({ length: 20 }, (_, i) => newKey('small', `a${i}`, tenantA)));
-    const bKeys = await Promise.all(Array.from({ length: 10 }, (_, i) => newKey('roomy', `b${i}`, tenantB)));
-    const run = async (key: string) => {
+  it('keeps tenants apart: 30 concurrent clients of two tenants on one plan, A flooding past its cap, B never sees a 429', async () => {
+    // One plan and the same user names in both tenants: only the tenant id keeps their items apart.
+    const [tenantA, tenantB] = [await newTenant('small'), await newTenant('small')];
+    const aKeys = await Promise.all(Array.from({ length: 20 }, (_, i) => newKey('small', `u${i}`, tenantA)));
+    const bKeys = await Promise.all(Array.from({ length: 10 }, (_, i) => newKey('small', `u${i}`, tenantB)));
+    const run = async (key: string, requests: number) => {
       const statuses: number[] = [];
-      for (let i = 0; i < 5; i++) {
+      for (let i = 0; i < requests; i++) {
         const r = await chat(key, { stream: true });
         await r.text(); // read the stream to its end, as a client would
         statuses.push(r.status);
       }
       return statuses;
     };
-    const [a, b] = await Promise.all([Promise.all(aKeys.map(run)), Promise.all(bKeys.map(run))]);
+    // A: 100 requests on a cap of 10 an hour; B: 10, exactly its own cap.
+    const [a, b] = await Promise.all([
+      Promise.all(aKeys.map((k) => run(k, 5))),
+      Promise.all(bKeys.map((k) => run(k, 1))),
+    ]);
     expect(a.flat().filter((s) => s === 200)).toHaveLength(10); // tenant A's cap
     expect(a.flat().filter((s) => s === 429)).toHaveLength(90);
+    expect(b.flat()).toHaveLength(10);
     expect(b.flat().every((s) => s === 200)).toBe(true);
   });
 });

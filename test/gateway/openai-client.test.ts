@@ -91,9 +91,17 @@ describe('an unchanged OpenAI client', () => {
       stream: true,
     });
     const pieces: string[] = [];
-    for await (const chunk of stream) pieces.push(chunk.choices[0]?.delta?.content ?? '');
+    const arrivals: number[] = [];
+    for await (const chunk of stream) {
+      const content = chunk.choices[0]?.delta?.content ?? '';
+      pieces.push(content);
+      if (content) arrivals.push(performance.now());
+    }
     expect(pieces.join('')).toBe('Hello from the stand-in');
     expect(pieces.filter(Boolean).length).toBe(4);
+    // The stand-in waits 20 ms between words: a gateway or proxy that buffered the answer would hand
+    // the client all four at once. A slow machine only spreads them further.
+    expect(arrivals.at(-1)! - arrivals[0]!).toBeGreaterThan(40);
   });
 
   it('reads the rate-limit headers and gets a RateLimitError with Retry-After past the limit', async () => {
