@@ -151,7 +151,8 @@ async function run(
       if ((await one(keys[i % users]!)) !== 200) throw new Error('a bench request was not admitted');
     const calls: RecordedCall[] = dynamo.calls.filter((c) => c.action !== 'DescribeTable');
     const byAction: Record<string, number> = {};
-    for (const c of calls) byAction[c.action] = (byAction[c.action] ?? 0) + 1 / n;
+    for (const c of calls) byAction[c.action] = (byAction[c.action] ?? 0) + 1;
+    for (const action of Object.keys(byAction)) byAction[action]! /= n;
     // Write units per item: a transaction's units fall evenly on its items.
     const perItem = new Map<string, number>();
     for (const c of calls) for (const k of c.keys) perItem.set(k, (perItem.get(k) ?? 0) + c.writeUnits / c.keys.length);

@@ -147,14 +147,9 @@ export class LlmRateLimiter extends Construct {
   /** Least privilege: each function gets the actions it calls, on this table and secret only. */
   private grantFunctions(secret: LlmRateLimiterProps['upstreamApiKeySecret']): void {
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
-    // BatchGetItem: a settlement reads the items whose refunds look like nothing to do in one request.
-    this.table.grant(
-      this.proxyFunction,
-      'dynamodb:GetItem',
-      'dynamodb:BatchGetItem',
-      'dynamodb:UpdateItem',
-      'dynamodb:PutItem',
-    );
+    // No BatchGetItem: a settlement reads nothing. It refunds from what the reservation's own write
+    // returned, in the same invocation (the engine reads only items its container has never seen).
+    this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
     // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
     // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.

@@ -6,6 +6,7 @@ import {
   describeGcra,
   fillMs,
   type GcraState,
+  type Spent,
   type GcraWrite,
   guardGcra,
   stateAt,
@@ -63,7 +64,9 @@ export function numbersOf(limit: Limit, state: BucketState | undefined, at: numb
 
 /**
  * Settlement: `delta` > 0 debits without a limit check (may leave debt); `delta` < 0 refunds.
- * `admittedAt` says which sliding-window slot a refund comes off.
+ * `admittedAt` says when the refunded cost was admitted (a sliding window refunds that slot; a
+ * bucket gives back only what it has not refilled since); `spent`, what that admission spent and
+ * left, lets a bucket give back more of it exactly.
  */
 export function adjust(
   limit: Limit,
@@ -71,11 +74,12 @@ export function adjust(
   at: number | Moment,
   delta: number,
   admittedAt: number | Moment,
+  spent?: Spent,
 ): { write?: BucketWrite; next: BucketState } {
   const m = asMoment(at);
   return limit.shape === 'sliding_window'
     ? adjustWindow(state, m, delta, asMoment(admittedAt), limit)
-    : adjustGcra(state, m, delta, limit);
+    : adjustGcra(state, m, delta, limit, asMoment(admittedAt), spent);
 }
 
 /**

@@ -25,6 +25,8 @@ export const ATTR = {
   /** Burst credit in whole thousandths of a cost unit, valid as of `creditAt` (whole ticks). */
   credit: 'crMilli',
   creditAt: 'crAtTicks',
+  /** Whole ticks ever refunded on the bucket (bounds how far refunds moved other admissions' units). */
+  refunded: 'rfTicks',
   /** Sliding window: index of the newest sub-window and the sum of the window's slots. */
   head: 'hd',
   total: 'tot',

@@ -101,10 +101,18 @@ export function fragment(write: BucketWrite | BucketGuard, limit: Limit, bucket:
     }
     case 'debit':
       return done(`${tat()} >= ${v('late', write.late)}`, [`${tat()} = ${tat()} + ${v('inc', write.inc)}`]);
-    case 'refund':
-      return done(`${tat()} >= ${v('floor', write.floor)}`, [`${tat()} = ${tat()} - ${v('dec', write.dec)}`]);
-    case 'refill':
-      return done(`${tat()} = ${v('expectTat', write.expectTat)}`, [`${tat()} = ${v('late', write.late)}`]);
+    case 'refund': {
+      const rf = n(ATTR.refunded);
+      const floor = `${tat()} >= ${v('floor', write.floor)}`;
+      const moved =
+        write.refundedMax === undefined
+          ? ''
+          : ` AND (attribute_not_exists(${rf}) OR ${rf} <= ${v('refundedMax', write.refundedMax)})`;
+      return done(`${floor}${moved}`, [
+        `${tat()} = ${tat()} - ${v('dec', write.dec)}`,
+        `${rf} = if_not_exists(${rf}, ${v('zero', 0)}) + ${v('dec', write.dec)}`,
+      ]);
+    }
     case 'room': {
       const main = `attribute_not_exists(${tat()}) OR ${tat()} <= ${v('lim', write.lim)}`;
       if (!write.credit) return done(main, []);
@@ -205,8 +213,7 @@ function worstWrites(limit: Limit): (BucketWrite | BucketGuard)[] {
     { branch: 'restart', early: n, expectTat: n, expectCredit: n, tat: n, credit: n },
     { branch: 'credit', mainBelow: n, horizon: n, cost: n },
     { branch: 'debit', late: n, inc: n },
-    { branch: 'refund', floor: n, dec: n },
-    { branch: 'refill', expectTat: n, late: n },
+    { branch: 'refund', floor: n, dec: n, refundedMax: n },
     { branch: 'room', lim: n, credit: { horizon: n, cost: n } },
   ];
 }

@@ -28,6 +28,8 @@ export interface GcraState {
   readonly credit?: number;
   /** Whole ticks since LIMITER_EPOCH_MS: when `credit` was last materialised. */
   readonly creditAt?: number;
+  /** Whole ticks ever refunded: how far refunds may have moved later admissions' units (see adjustGcra). */
+  readonly refunded?: number;
 }
 
 /** The conditional write that makes a plan true in the store (every number whole: ticks, thousandths). */
@@ -49,10 +51,12 @@ export type GcraWrite =
   | { readonly branch: 'credit'; readonly mainBelow: number; readonly horizon: number; readonly cost: number }
   /** Settlement debit (no limit check): tat >= late -> tat += inc. */
   | { readonly branch: 'debit'; readonly late: number; readonly inc: number }
-  /** Settlement refund: tat >= floor -> tat -= dec (never above full). */
-  | { readonly branch: 'refund'; readonly floor: number; readonly dec: number }
-  /** Refund larger than what is owed: tat = expectTat -> tat = late. */
-  | { readonly branch: 'refill'; readonly expectTat: number; readonly late: number };
+  /**
+   * Settlement refund: tat >= floor [AND refunded <= refundedMax] -> tat -= dec, refunded += dec.
+   * The floor keeps it short of full; refundedMax, when present, that no other refund moved the
+   * admission's units into the past since (adjustGcra).
+   */
+  | { readonly branch: 'refund'; readonly floor: number; readonly dec: number; readonly refundedMax?: number };
 
 export interface GcraDecision {
   readonly decision: Decision;
@@ -213,15 +217,34 @@ export function decideGcra(state: GcraState | undefined, at: Moment, cost: numbe
   };
 }
 
+/** What a settlement knows of the admission it adjusts (for a refund). */
+export interface Spent {
+  /** What the admission spent, in units (a refund gives back at most this). */
+  readonly cost: number;
+  /** The bucket right after the admission's write, as DynamoDB returned it (absent: not known). */
+  readonly state?: GcraState;
+}
+
 /**
  * Settlement: a positive delta debits without a limit check (it may leave the bucket in debt,
- * which then denies until time repays it); a negative delta refunds, never past full.
+ * which then denies until time repays it); a negative delta refunds.
+ *
+ * A refund gives back only the admission's units that still lie ahead of the present in the
+ * bucket's timeline. The admission took the stretch of the timeline that ends at its `tat`; a
+ * unit whose place there has passed has been refilled already, and giving it back again would let
+ * capacity plus the refund through at once. So the refund is at most end - present, where end is
+ * the admission's own `tat` less whatever other refunds have moved it earlier since (the item's
+ * `refunded` counter bounds that; the write's condition checks it), and never less than the
+ * admission's time plus its cost (its stretch ends no sooner). Nothing here depends on the
+ * bucket's present state except "never past full", so a settlement needs no read.
  */
 export function adjustGcra(
   state: GcraState | undefined,
   at: Moment,
   delta: number,
   limit: GcraLimit,
+  admitted: Moment = at,
+  spent?: Spent,
 ): { write?: GcraWrite; next: GcraState } {
   const p = params(limit);
   const stored = state ?? {};
@@ -233,12 +256,26 @@ export function adjustGcra(
     }
     return { write: { branch: 'start', late, tat: late + inc }, next: { ...stored, tat: late + inc } };
   }
-  const dec = refundTicks(-delta, p);
-  if (dec === 0 || stored.tat === undefined || stored.tat <= late) return { next: stored };
-  if (stored.tat - dec >= late) {
-    return { write: { branch: 'refund', floor: late + dec, dec }, next: { ...stored, tat: stored.tat - dec } };
-  }
-  return { write: { branch: 'refill', expectTat: stored.tat, late }, next: { ...stored, tat: late } };
+  // Another container's stamp may lie up to twice the skew past this one's late end.
+  const latest = late + (late - tickOf(at.early, p));
+  const ownEnd = tickOf(admitted.late, p) + chargeTicks(spent?.cost ?? -delta, p);
+  const then = spent?.state;
+  const refundedThen = then?.refunded ?? 0;
+  const knownEnd = then?.tat === undefined ? undefined : then.tat - Math.max(0, (stored.refunded ?? 0) - refundedThen);
+  const end = Math.max(ownEnd, knownEnd ?? ownEnd);
+  // A bucket without a tat is full: nothing to give back.
+  if (stored.tat === undefined) return { next: stored };
+  const dec = Math.min(refundTicks(-delta, p), end - latest, stored.tat - latest);
+  if (dec <= 0) return { next: stored };
+  const refundedMax =
+    then?.tat !== undefined && dec > ownEnd - latest ? refundedThen + (then.tat - latest - dec) : undefined;
+  const write: GcraWrite = {
+    branch: 'refund',
+    floor: latest + dec,
+    dec,
+    ...(refundedMax === undefined ? {} : { refundedMax }),
+  };
+  return { write, next: { ...stored, tat: stored.tat - dec, refunded: (stored.refunded ?? 0) + dec } };
 }
 
 /** Admission without spending: would `cost` fit now? The guard's condition is state-independent. */

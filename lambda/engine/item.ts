@@ -2,6 +2,7 @@ import { admission, type BucketDecision, type BucketState, decide, numbersOf, pr
 import { ATTR } from './constants';
 import type { Decision } from './decision';
 import { attributeName, type BucketGuard, type Fragment, fragment } from './expressions';
+import type { Spent } from './gcra';
 import type { Limit } from './limits';
 import type { Moment } from './moment';
 
@@ -30,6 +31,8 @@ export interface ItemOutcome {
   readonly blockedUntil?: number;
   /** The item as last seen (after the write, or as it stood when the decision was made). */
   readonly item?: Readonly<Record<string, unknown>>;
+  /** The item exactly as DynamoDB returned it after this admission's own write (absent from a transaction, which returns none). */
+  readonly written?: Readonly<Record<string, unknown>>;
 }
 
 export interface ItemOptions {
@@ -44,8 +47,10 @@ export interface Adjustment {
   readonly limit: Limit;
   /** > 0 debits without a limit check (may leave debt); < 0 refunds, never past full. */
   readonly delta: number;
-  /** When the refunded cost was admitted (epoch ms): a sliding window refunds that slot. */
+  /** When the refunded cost was admitted (epoch ms; default: now): a sliding window refunds that slot, a bucket what it has not refilled since. */
   readonly admittedAt?: number;
+  /** What that admission spent, and the bucket as its write left it: a refund can then give back exactly what still lies ahead. */
+  readonly spent?: Spent;
 }
 
 export interface Evaluation {
@@ -132,6 +137,7 @@ const FIELDS = {
   tat: ATTR.tat,
   credit: ATTR.credit,
   creditAt: ATTR.creditAt,
+  refunded: ATTR.refunded,
   head: ATTR.head,
   total: ATTR.total,
 } as const;

@@ -21,6 +21,7 @@ import {
   DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
 import { slidingWindow } from './limits';
+import { bucketOf } from './item';
 import type { Check, ItemOutcome, LimitStore } from './store';
 
 export interface Identity {
@@ -59,6 +60,13 @@ export interface Verdict {
   readonly failedOpen: readonly Layer[];
   /** The global shard this request used (settlement must use the same). */
   readonly shard: number;
+  /**
+   * Each admitted layer's item as DynamoDB returned it after this decision's write, by item key:
+   * what a settlement needs to give back exactly what has not refilled since.
+   */
+  readonly written?: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
+  /** The store's clock (epoch ms) just before this decision's writes: no later than their stamps. */
+  readonly admittedAt?: number;
 }
 
 /** What a limit costs in one decision: undefined leaves it out (its bucket is still kept in the item). */
@@ -220,6 +228,8 @@ export class Limiter {
       reserved: Amounts;
       failedOpen: readonly Layer[];
       admittedAt: number;
+      /** The reservation's Verdict.written. */
+      written?: Verdict['written'];
     },
     used: Amounts,
   ): Promise<'settled' | 'already-settled'> {
@@ -231,7 +241,10 @@ export class Limiter {
         const counts = call.specs[j]!.counts;
         const pick = (a: Amounts) => (counts === 'tokens' ? a.tokens : a.microUsd);
         const delta = pick(used) - (skipped ? 0 : pick(reserved));
-        return Math.abs(delta) > 1e-9 ? [{ name: c.name, limit: c.limit, delta, admittedAt }] : [];
+        if (Math.abs(delta) <= 1e-9) return [];
+        const state = bucketOf(reservation.written?.get(call.key), c.name);
+        const spent = { cost: pick(reserved), ...(state ? { state } : {}) };
+        return [{ name: c.name, limit: c.limit, delta, admittedAt, ...(skipped ? {} : { spent }) }];
       });
       return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
     });
@@ -318,6 +331,8 @@ export class Limiter {
    * with its escalated Retry-After.
    */
   async decide(identity: Identity, calls: readonly LayerCall[], shard: number): Promise<Verdict> {
+    const clock = this.options.store.now();
+    const admittedAt = (clock.early + clock.late) / 2;
     const results = await this.options.store.decideTogether(
       calls.map((c) => ({
         key: c.key,
@@ -338,7 +353,8 @@ export class Limiter {
     const throttled = results.findIndex((r) => r instanceof ItemThrottledError);
     if (throttled >= 0) return this.throttledVerdict(calls[throttled]!.layer, limits, failedOpen, shard);
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
-    if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard };
+    if (deniedAt < 0)
+      return { allowed: true, limits, failedOpen, shard, written: writtenItems(calls, results), admittedAt };
     return this.denialVerdict(identity, calls, results, deniedAt, { limits, failedOpen, shard });
   }
 
@@ -477,4 +493,16 @@ export class Limiter {
     if (!(err instanceof LimiterError)) throw err;
     this.log({ level: 'error', message, layer, error: err.name });
   }
+}
+
+/** The items DynamoDB returned after each admitted layer's write, by item key. */
+function writtenItems(
+  calls: readonly LayerCall[],
+  results: readonly (ItemOutcome | Error)[],
+): Map<string, Readonly<Record<string, unknown>>> {
+  const written = new Map<string, Readonly<Record<string, unknown>>>();
+  results.forEach((r, i) => {
+    if (!(r instanceof Error) && r.written) written.set(calls[i]!.key, r.written);
+  });
+  return written;
 }

@@ -27,6 +27,7 @@ import type { Decision } from './decision';
 export type { Adjustment, Check, ItemOptions, ItemOutcome } from './item';
 import { ContentionError, InvalidLimitError, ItemThrottledError, LimiterError, StoreUnavailableError } from './errors';
 import { type Fragment, fragment } from './expressions';
+import type { Spent } from './gcra';
 import {
   type Adjustment,
   admitted,
@@ -193,7 +194,7 @@ export class LimitStore {
       }
       item = outcome.item;
       fresh = true;
-      if (outcome.ok) return admitted(checks, step.evals, item, at);
+      if (outcome.ok) return { ...admitted(checks, step.evals, item, at), ...(item ? { written: item } : {}) };
     }
     throw new ContentionError(key, this.maxAttempts);
   }
@@ -218,6 +219,8 @@ export class LimitStore {
         return items.map(() => err);
       }
     }
+    // No later than any admission's own stamp: what a refund may give back is reckoned from here.
+    const admittedAt = this.clock();
     const settled = await Promise.allSettled(items.map((it) => this.decideItem(it.key, it.checks, it.options)));
     const results = settled.map((s) => {
       if (s.status === 'fulfilled') return s.value;
@@ -229,7 +232,7 @@ export class LimitStore {
         (r instanceof LimiterError && (r instanceof ItemThrottledError || items[i]!.required)) ||
         (!(r instanceof LimiterError) && !r.allowed),
     );
-    if (undo) await this.refundAdmitted(items, results, options.onRefundFailed);
+    if (undo) await this.refundAdmitted(items, results, options.onRefundFailed, admittedAt);
     return results;
   }
 
@@ -238,13 +241,16 @@ export class LimitStore {
     items: readonly ItemRequest[],
     results: readonly (ItemOutcome | LimiterError)[],
     onRefundFailed: ((index: number, err: LimiterError) => void) | undefined,
+    admittedAt: number,
   ): Promise<void> {
     await Promise.all(
       results.flatMap((r, i) => {
         if (r instanceof LimiterError || !r.allowed) return [];
         const it = items[i]!;
         const adjustments = it.checks.flatMap((c, j) =>
-          c.mode !== 'admit' && r.decisions[j]!.allowed ? [{ name: c.name, limit: c.limit, delta: -c.cost }] : [],
+          c.mode !== 'admit' && r.decisions[j]!.allowed
+            ? [{ name: c.name, limit: c.limit, delta: -c.cost, admittedAt, spent: spentBy(c, r) }]
+            : [],
         );
         if (!adjustments.length) return [];
         return [
@@ -342,7 +348,9 @@ export class LimitStore {
   /**
    * Settles several items exactly once: the adjustments and a ledger entry for `ledgerKey` go in
    * one TransactWriteItems whose ledger Put requires that no entry exists yet. A retry after a
-   * timeout that did land finds the entry and changes nothing.
+   * timeout that did land finds the entry and changes nothing. Nothing is read: a refund needs
+   * only what the admission spent and when (Adjustment.spent, admittedAt). When every refund is of
+   * units already refilled, there is nothing to write, and nothing is written.
    */
   async settleOnce(
     ledgerKey: string,
@@ -354,30 +362,28 @@ export class LimitStore {
     const at = this.now();
     const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
-    const fresh = pks.map(() => false);
     let conflicts = 0;
+    // A refund on an item this container has never seen starts from the item (one read for all).
+    const unseen = items.flatMap((it, i) => (state[i] === undefined && refunds(it.adjustments) ? [i] : []));
+    if (unseen.length) {
+      const read = await this.readMany(
+        unseen.map((i) => pks[i]!),
+        signal,
+      );
+      unseen.forEach((i, k) => {
+        state[i] = read[k];
+      });
+    }
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
-      const stale: number[] = [];
       const updates = items.flatMap((it, i) => {
-        const { fragments, unwritten, next } = this.adjustments(state[i], it.adjustments, at);
-        if (unwritten && !fresh[i]) stale.push(i);
+        const { fragments, next } = this.adjustments(state[i], it.adjustments, at);
         if (fragments.length === 0) return [];
         const limits = [...it.adjustments.map((a) => a.limit), ...(it.alsoHolds ?? [])];
         return [{ index: i, next, update: this.request(pks[i]!, [...fragments, this.expiry(at, limits)]) }];
       });
-      if (stale.length) {
-        // A refund that looks like nothing to do is only trusted on the real state: read them all at once.
-        const indexes = [...new Set(stale)];
-        const items = await this.readMany(
-          indexes.map((i) => pks[i]!),
-          signal,
-        );
-        indexes.forEach((i, k) => {
-          state[i] = items[k];
-          fresh[i] = true;
-        });
-        continue;
-      }
+      // Nothing to write: every refund is of units the buckets have refilled since, which stays so
+      // as time goes on. Settled, with no ledger needed.
+      if (updates.length === 0) return 'settled';
       const put = {
         TableName: this.tableName,
         Item: { [TABLE.partitionKey]: ledger, ...record, settledAt: at.late, [TABLE.ttlAttribute]: expiresAt(at.late) },
@@ -413,34 +419,29 @@ export class LimitStore {
         this.stats.conditionFailures++;
         reasons.slice(1).forEach((reason, k) => {
           const i = updates[k]!.index;
-          if (reason.Code === 'ConditionalCheckFailed') {
-            state[i] = reason.Item ? unmarshall(reason.Item) : undefined;
-            fresh[i] = true;
-          }
+          if (reason.Code === 'ConditionalCheckFailed') state[i] = reason.Item ? unmarshall(reason.Item) : undefined;
         });
       }
     }
     throw new ContentionError(ledger, this.maxAttempts + 2);
   }
 
-  /** The writes that settle `adjustments` on an item; `unwritten` when one had nothing to do from this view. */
+  /** The writes that settle `adjustments` on an item (none for refunds of what has refilled since). */
   private adjustments(
     item: Item | undefined,
     adjustments: readonly Adjustment[],
     at: Moment,
-  ): { fragments: Fragment[]; unwritten: boolean; next: Item } {
+  ): { fragments: Fragment[]; next: Item } {
     const fragments: Fragment[] = [];
     const states: { name: string; state: BucketState }[] = [];
-    let unwritten = false;
     adjustments.forEach((a, j) => {
       const admitted = a.admittedAt === undefined ? at : moment(a.admittedAt, this.clockSkewMs);
-      const { write, next } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted);
-      if (write) {
-        fragments.push(fragment(write, a.limit, a.name, `a${j}`));
-        states.push({ name: a.name, state: next });
-      } else unwritten = true;
+      const { write, next } = adjust(a.limit, bucketOf(item, a.name), at, a.delta, admitted, a.spent);
+      if (!write) return;
+      fragments.push(fragment(write, a.limit, a.name, `a${j}`));
+      states.push({ name: a.name, state: next });
     });
-    return { fragments, unwritten, next: withBuckets(item, states) };
+    return { fragments, next: withBuckets(item, states) };
   }
 
   private validate(checks: readonly Check[]): void {
@@ -459,17 +460,11 @@ export class LimitStore {
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
     const signal = this.deadline();
-    let item = this.seen.get(pk);
-    let fresh = false;
+    // A refund on an item this container has never seen starts from the item.
+    let item = this.seen.get(pk) ?? (refunds(adjustments) ? await this.read(pk, signal) : undefined);
     let conflicts = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const { fragments, unwritten } = this.adjustments(item, adjustments, at);
-      // "Nothing to refund" is only true of the real state: a stale or missing view must be read first.
-      if (unwritten && !fresh) {
-        item = await this.read(pk, signal);
-        fresh = true;
-        continue;
-      }
+      const { fragments } = this.adjustments(item, adjustments, at);
       if (fragments.length === 0) return;
       const outcome = await this.write(
         pk,
@@ -484,7 +479,6 @@ export class LimitStore {
         continue;
       }
       item = outcome.item;
-      fresh = true;
       if (outcome.ok) return;
     }
     throw new ContentionError(key, this.maxAttempts);
@@ -740,4 +734,12 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
       TimeToLiveSpecification: { AttributeName: TABLE.ttlAttribute, Enabled: true },
     }),
   );
+}
+
+const refunds = (adjustments: readonly Adjustment[]): boolean => adjustments.some((a) => a.delta < 0);
+
+/** What a check's admission spent, and its bucket as the write left it (when DynamoDB returned it). */
+export function spentBy(check: Check, outcome: ItemOutcome): Spent {
+  const state = outcome.written ? bucketOf(outcome.written, check.name) : undefined;
+  return { cost: check.cost, ...(state ? { state } : {}) };
 }

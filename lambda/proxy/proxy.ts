@@ -92,6 +92,7 @@ interface Reservation {
   readonly reserved: Amounts;
   readonly failedOpen: Verdict['failedOpen'];
   readonly admittedAt: number;
+  readonly written: Verdict['written'];
 }
 
 /** Settles with retries and backoff; settlement is idempotent (keyed by the request id). */
@@ -423,7 +424,8 @@ async function proxyRequest(
     shard: verdict.shard,
     reserved,
     failedOpen: verdict.failedOpen,
-    admittedAt: now,
+    admittedAt: verdict.admittedAt ?? now,
+    written: verdict.written,
   };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { adjust, decide } from '../../lambda/engine/bucket';
+import { adjust, type BucketState, decide } from '../../lambda/engine/bucket';
 import { MAX_CAPACITY_TICKS, ticksPerUnit } from '../../lambda/engine/constants';
 import { creditAt, tatMs } from '../../lambda/engine/gcra';
 import { durationMs, type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
@@ -41,6 +41,69 @@ describe.each([
           expect(span.cost).toBeLessThanOrEqual(capacity + (rateOf(limit) * span.spanMs) / 1000 + 1e-6);
         }
       }),
+    );
+  });
+
+  // Settlements give back part of what admissions spent, at any later time. What the bucket keeps
+  // charged (cost less what it gave back) must never exceed capacity + rate x elapsed between any
+  // two admissions: a refund of units already refilled would let capacity plus the refund through.
+  it('never admits more than capacity + rate x elapsed, counting what refunds gave back', () => {
+    const step = fc.oneof(
+      fc.record({
+        kind: fc.constant('reserve' as const),
+        gap: fc.integer({ min: 0, max: 1_100 }),
+        size: fc.integer({ min: 0, max: 999 }),
+      }),
+      fc.record({
+        kind: fc.constant('refund' as const),
+        gap: fc.integer({ min: 0, max: 1_100 }),
+        pick: fc.nat(),
+        share: fc.integer({ min: 0, max: 1_000 }),
+      }),
+    );
+    fc.assert(
+      fc.property(limits, fc.array(step, { minLength: 1, maxLength: 80 }), (limit, steps) => {
+        const perUnit = ticksPerUnit(rateOf(limit));
+        let state: BucketState | undefined;
+        let now = 1_800_000_000_000;
+        const admitted: { at: number; cost: number; charged: number; after: BucketState; open: boolean }[] = [];
+        // Gaps are shares of the time the bucket takes to fill (mostly short), costs of its capacity
+        // (integers: fast-check's doubles pile up at the ends).
+        const fillMs = (limit.capacity / rateOf(limit)) * 1000;
+        for (const s of steps) {
+          now += Math.round((s.gap / 1_000) ** 3 * fillMs);
+          if (s.kind === 'reserve') {
+            const cost = 1 + Math.floor((s.size / 1_000) * limit.capacity);
+            const plan = decide(limit, state, now, cost);
+            if (!plan.decision.allowed) continue;
+            state = plan.next;
+            admitted.push({ at: now, cost, charged: cost, after: plan.next, open: true });
+            continue;
+          }
+          const open = admitted.filter((a) => a.open);
+          if (!open.length) continue;
+          const a = open[s.pick % open.length]!;
+          a.open = false;
+          const refund = Math.floor((s.share / 1_000) * a.cost);
+          if (refund === 0) continue;
+          const { write, next } = adjust(limit, state, now, -refund, a.at, { cost: a.cost, state: a.after });
+          if (write?.branch !== 'refund') continue;
+          state = next;
+          a.charged -= write.dec / perUnit;
+        }
+        for (let i = 0; i < admitted.length; i++) {
+          let charged = 0;
+          for (let j = i; j < admitted.length; j++) {
+            charged += admitted[j]!.charged;
+            const spanMs = admitted[j]!.at - admitted[i]!.at;
+            // Time is whole ticks, the present rounded down (gcra.ts): a tick at each end of the span.
+            const ticks = 2 / perUnit;
+            expect(charged).toBeLessThanOrEqual(limit.capacity + (rateOf(limit) * spanMs) / 1000 + ticks + 1e-9);
+          }
+        }
+      }),
+      // The pattern that breaks a wrong refund (refilled, reserved again, then refunded) needs many schedules.
+      { numRuns: Math.max(2_000, Number(process.env.FC_RUNS ?? 0)) },
     );
   });
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ATTR, KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { InvalidCostError, StoreUnavailableError } from '../../lambda/engine/errors';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { ensureTable, LimitStore } from '../../lambda/engine/store';
+import { ensureTable, LimitStore, spentBy } from '../../lambda/engine/store';
 import { expressionBound } from '../../lambda/engine/expressions';
 import { parseConfig, requests } from '../../lambda/engine/plans';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -331,23 +331,95 @@ describe('one decision over several items (decideTogether)', () => {
   });
 });
 
-describe('settlement reads', () => {
-  it('reads every item whose refund looks like nothing in one request, then settles', async () => {
+describe('refunds give back only what has not refilled since', () => {
+  // One admission's units sit in the bucket's timeline until its tat: a unit whose place has
+  // passed has been refilled already. Giving it back again let capacity plus the refund through
+  // at once, which the rule "tat >= floor -> tat -= refund" (the one before this) did.
+  it('does not let capacity plus a refund through after the bucket refilled', async () => {
+    const limit = tokenBucket(10, 1);
+    const c = clock();
+    const mine = testStore({ clock: c.read });
+    const other = testStore({ clock: c.read });
+    const key = uniqueKey();
+    const reservation = await mine.decideItem(key, [{ name: '', limit, cost: 10 }]);
+    c.now += 12_000; // full again
+    expect((await other.consume(key, limit, 8)).allowed).toBe(true);
+    c.now += 1_000;
+    expect((await mine.peek(key, limit)).remaining).toBe(3); // it sees the bucket as it is
+    // The request used 5 of its 10: its whole stretch of the timeline lies in the past.
+    await mine.adjustItem(key, [
+      { name: '', limit, delta: -5, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, reservation) },
+    ]);
+    // 8 taken a second ago and one unit refilled since: 3 left, not 8 (8 + 8 in one second would be 16 > 10 + 1).
+    const d = await other.consume(key, limit, 8);
+    expect(d).toMatchObject({ allowed: false, remaining: 3 });
+  });
+
+  it('gives back all of a refund whose units still lie ahead, with no read, as one write', async () => {
+    const limit = tokenBucket(100, 1);
+    const c = clock();
+    const mine = testStore({ clock: c.read });
+    const other = testStore({ clock: c.read });
+    const key = uniqueKey();
+    expect((await other.consume(key, limit, 80)).allowed).toBe(true);
+    const reservation = await mine.decideItem(key, [{ name: '', limit, cost: 20 }]); // drained: ends 100 s ahead
+    c.now += 10_000; // 10 refilled meanwhile
+    const before = { ...mine.stats };
+    await mine.adjustItem(key, [
+      { name: '', limit, delta: -15, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 20 }, reservation) },
+    ]);
+    expect(mine.stats.calls - before.calls).toBe(1);
+    expect(mine.stats.reads - before.reads).toBe(0);
+    expect((await other.peek(key, limit)).remaining).toBe(25); // 0 + 10 refilled + 15 back
+  });
+
+  it('gives back less when another refund moved its units toward the present meanwhile', async () => {
+    const limit = tokenBucket(100, 1);
+    const c = clock();
+    const [first, second, third] = [
+      testStore({ clock: c.read }),
+      testStore({ clock: c.read }),
+      testStore({ clock: c.read }),
+    ];
+    const key = uniqueKey();
+    const a = await first.decideItem(key, [{ name: '', limit, cost: 60 }]); // its units: 0..60 s
+    const b = await second.decideItem(key, [{ name: '', limit, cost: 10 }]); // 60..70 s
+    await third.decideItem(key, [{ name: '', limit, cost: 20 }]); // 70..90 s
+    c.now += 55_000;
+    // The first gives back 50 of its 60, of which only 5 (55..60 s) have not refilled: the rest move 5 s earlier.
+    await first.adjustItem(key, [
+      { name: '', limit, delta: -50, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 60 }, a) },
+    ]);
+    c.now += 7_000;
+    // The second, whose view predates that, sees its units at 60..70 s, 8 ahead; they are at 55..65 s, 3 ahead.
+    const before = { ...second.stats };
+    await second.adjustItem(key, [
+      { name: '', limit, delta: -10, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, b) },
+    ]);
+    expect(second.stats.conditionFailures - before.conditionFailures).toBe(1); // its condition caught it
+    // As if the three had cost 55, 7 and 20: the third's units end 82 s in, 20 ahead of 62 s: 80 left, not 85.
+    expect((await third.peek(key, limit)).remaining).toBe(80);
+  });
+
+  it('settles with no read and no write when every refund has refilled, and from an unseen item reads once', async () => {
     const fast = tokenBucket(1_000, 1_000); // refills a unit a millisecond
-    const clock = { now: T0 };
+    const c = clock();
     const [a, b] = [uniqueKey(), uniqueKey()];
-    const reserving = testStore({ clock: () => clock.now });
-    await reserving.consume(a, fast, 100);
-    await reserving.consume(b, fast, 100);
-    clock.now += 1_000; // both full again
-    // Another container (no view of either item) settles: a refund of 60 on each looks like nothing.
-    const settling = testStore({ clock: () => clock.now });
-    const adjustments = (key: string) => ({
+    const reserving = testStore({ clock: c.read });
+    const check = { name: '', limit: fast, cost: 100 };
+    const [ra, rb] = [await reserving.decideItem(a, [check]), await reserving.decideItem(b, [check])];
+    c.now += 1_000; // both full again
+    const adjustments = (key: string, r: typeof ra) => ({
       key,
-      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0 }],
+      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0, spent: spentBy(check, r) }],
     });
-    expect(await settling.settleOnce(uniqueKey('ledger'), [adjustments(a), adjustments(b)])).toBe('settled');
-    expect(settling.stats).toMatchObject({ calls: 2, reads: 2 }); // one BatchGetItem, one transaction
+    const before = { ...reserving.stats };
+    expect(await reserving.settleOnce(uniqueKey('ledger'), [adjustments(a, ra), adjustments(b, rb)])).toBe('settled');
+    expect(reserving.stats.calls - before.calls).toBe(0);
+    // Another container that has never seen the items reads both in one request, and writes nothing either.
+    const settling = testStore({ clock: c.read });
+    expect(await settling.settleOnce(uniqueKey('ledger'), [adjustments(a, ra), adjustments(b, rb)])).toBe('settled');
+    expect(settling.stats).toMatchObject({ calls: 1, reads: 2 });
     expect((await settling.peek(a, fast)).remaining).toBe(1_000);
     expect((await settling.peek(b, fast)).remaining).toBe(1_000);
   });

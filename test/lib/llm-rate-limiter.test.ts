@@ -158,8 +158,8 @@ describe('what LlmRateLimiter provisions', () => {
       'logs:CreateLogStream',
       'logs:PutLogEvents',
     ]);
+    // No BatchGetItem: a settlement refunds from what its reservation's write returned, reading nothing.
     expect(actionsOf('LimiterProxyRole')).toEqual([
-      'dynamodb:BatchGetItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:UpdateItem',

@@ -53,8 +53,8 @@ export const FUNCTIONS = {
   'brake-mirror': 'LimiterBrakeMirror',
   'config-publisher': 'LimiterConfigPublisher',
 } as const;
-// The user's and the endpoint's token buckets refill within a request: their refunds look like
-// nothing to do, so the settlement reads them (one BatchGetItem) before trusting that.
+// The user's and the endpoint's token buckets refill within a request: their refunds are of units
+// already refilled, known from time alone, and the settlement writes only the tenant's item.
 const PLANS = {
   team: {
     tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)],
