@@ -105,6 +105,7 @@ export class LlmRateLimiter extends Construct {
         ...(props.brakeColdStart ? { brakeColdStart: props.brakeColdStart } : {}),
         ...(props.brakeRetryAfter ? { brakeRetryAfterSeconds: props.brakeRetryAfter.toSeconds() } : {}),
         ...(props.clockSkew ? { clockSkewMs: props.clockSkew.toMilliseconds() } : {}),
+        ...(props.leasePercent !== undefined ? { leasePercent: props.leasePercent } : {}),
         ...(props.metricsByTenant !== undefined ? { metricsByTenant: props.metricsByTenant } : {}),
       },
     });

@@ -56,6 +56,13 @@ export interface LlmRateLimiterProps {
   /** How far Lambda clocks may be apart without over-admitting. At most 5 s. @default Duration.millis(0) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly clockSkew?: Duration;
   /**
+   * Share of a limit, in percent, that one busy container may lease: take with one write and spend
+   * from memory, exactly (docs/design.md, "Leases"). Leases take most writes off a hot item; the
+   * price is bounded under-admission (what a container holds and does not spend), and usage shown
+   * as spent while a container holds it. 0 turns leases off. At most 10. @default 1 (the settings' defaults: lambda/runtime/settings.ts)
+   */
+  readonly leasePercent?: number;
+  /**
    * Publish per-tenant CloudWatch metrics (Tenant as a dimension of the decision and settlement
    * metrics). Each tenant then adds its own custom metrics, each billed monthly, so it is off: the
    * tenant stays a field of every metric log line, and the dashboard ranks tenants with a Logs
@@ -203,6 +210,15 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     if (value !== undefined && !(Number.isFinite(value) && value > 0))
       problems.push(`${prop} is ${value}; give a positive number of requests`);
   }
+  if (
+    props.leasePercent !== undefined &&
+    !(
+      Number.isFinite(props.leasePercent) &&
+      props.leasePercent >= 0 &&
+      props.leasePercent <= NUMBER_SETTINGS.leasePercent.max
+    )
+  )
+    problems.push(`leasePercent is ${props.leasePercent}; give a percentage from 0 (no leases) to 10`);
   const reserved = props.authorizerReservedConcurrency;
   if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1))
     problems.push(

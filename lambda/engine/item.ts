@@ -33,6 +33,8 @@ export interface ItemOutcome {
   readonly item?: Readonly<Record<string, unknown>>;
   /** The item exactly as DynamoDB returned it after this admission's own write (absent from a transaction, which returns none). */
   readonly written?: Readonly<Record<string, unknown>>;
+  /** Per check, the lease (leases.ts) its cost came out of or was taken with; absent: none. */
+  readonly leases?: readonly (number | undefined)[];
 }
 
 export interface ItemOptions {
@@ -51,6 +53,8 @@ export interface Adjustment {
   readonly admittedAt?: number;
   /** What that admission spent, and the bucket as its write left it: a refund can then give back exactly what still lies ahead. */
   readonly spent?: Spent;
+  /** The lease the admission was spent from or taken with (ItemOutcome.leases): settled into it while it lives. */
+  readonly lease?: number;
 }
 
 export interface Evaluation {

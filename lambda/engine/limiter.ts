@@ -67,6 +67,8 @@ export interface Verdict {
   readonly written?: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
   /** The store's clock (epoch ms) just before this decision's writes: no later than their stamps. */
   readonly admittedAt?: number;
+  /** By item key, then bucket name: the lease (leases.ts) each admitted check spent from or took. */
+  readonly leased?: ReadonlyMap<string, ReadonlyMap<string, number>>;
 }
 
 /** What a limit costs in one decision: undefined leaves it out (its bucket is still kept in the item). */
@@ -150,6 +152,11 @@ export class Limiter {
     return this.options.namespace ?? '';
   }
 
+  /** The store this limiter decides on. */
+  get store(): LimitStore {
+    return this.options.store;
+  }
+
   get shards(): number {
     return this.options.config.global?.shards ?? DEFAULT_GLOBAL_SHARDS;
   }
@@ -197,7 +204,9 @@ export class Limiter {
   /**
    * The proxy's reservation: input + expected output on every token limit, micro-dollars on every
    * usd limit, in every layer, one round-trip; request limits are not touched (the authorizer
-   * spent those). `shard` is the one the authorizer picked.
+   * spent those). `shard` is the one the authorizer picked; when the global limits count no
+   * requests (so the authorizer wrote no shard), a shard this container holds a lease on is used
+   * instead: one container's requests then draw on one lease, not on one per shard.
    */
   async reserve(
     identity: Identity,
@@ -210,7 +219,18 @@ export class Limiter {
       const cost = spec.counts === 'tokens' ? amounts.tokens : spec.counts === 'usd' ? amounts.microUsd : 0;
       return cost > 0 ? { mode: 'consume', cost } : undefined;
     };
-    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, shard, false), shard);
+    const s = this.leasedShard() ?? shard;
+    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, s, false), s);
+  }
+
+  /** The global shard this container holds a live lease on, when the authorizer wrote none. */
+  private leasedShard(): number | undefined {
+    const global = this.options.config.global;
+    if (!global || global.limits.some((s) => s.counts === 'requests')) return undefined;
+    const names = global.limits.map(bucketName);
+    for (let s = 0; s < this.shards; s++)
+      if (this.options.store.holdsLease(layerKey.global(s, this.ns), names)) return s;
+    return undefined;
   }
 
   /**
@@ -228,8 +248,9 @@ export class Limiter {
       reserved: Amounts;
       failedOpen: readonly Layer[];
       admittedAt: number;
-      /** The reservation's Verdict.written. */
+      /** The reservation's Verdict.written and Verdict.leased. */
       written?: Verdict['written'];
+      leased?: Verdict['leased'];
     },
     used: Amounts,
   ): Promise<'settled' | 'already-settled'> {
@@ -242,9 +263,12 @@ export class Limiter {
         const pick = (a: Amounts) => (counts === 'tokens' ? a.tokens : a.microUsd);
         const delta = pick(used) - (skipped ? 0 : pick(reserved));
         if (Math.abs(delta) <= 1e-9) return [];
-        const state = bucketOf(reservation.written?.get(call.key), c.name);
+        if (skipped) return [{ name: c.name, limit: c.limit, delta, admittedAt }];
+        // A check that took a lease shares its write's stretch with the lease: only its own cost and time bound it.
+        const lease = reservation.leased?.get(call.key)?.get(c.name);
+        const state = lease === undefined ? bucketOf(reservation.written?.get(call.key), c.name) : undefined;
         const spent = { cost: pick(reserved), ...(state ? { state } : {}) };
-        return [{ name: c.name, limit: c.limit, delta, admittedAt, ...(skipped ? {} : { spent }) }];
+        return [{ name: c.name, limit: c.limit, delta, admittedAt, spent, ...(lease === undefined ? {} : { lease }) }];
       });
       return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
     });
@@ -353,8 +377,7 @@ export class Limiter {
     const throttled = results.findIndex((r) => r instanceof ItemThrottledError);
     if (throttled >= 0) return this.throttledVerdict(calls[throttled]!.layer, limits, failedOpen, shard);
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
-    if (deniedAt < 0)
-      return { allowed: true, limits, failedOpen, shard, written: writtenItems(calls, results), admittedAt };
+    if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard, ...spentItems(calls, results), admittedAt };
     return this.denialVerdict(identity, calls, results, deniedAt, { limits, failedOpen, shard });
   }
 
@@ -495,14 +518,22 @@ export class Limiter {
   }
 }
 
-/** The items DynamoDB returned after each admitted layer's write, by item key. */
-function writtenItems(
+/** The items DynamoDB returned after each admitted layer's write, and the leases each check spent from, by item key. */
+function spentItems(
   calls: readonly LayerCall[],
   results: readonly (ItemOutcome | Error)[],
-): Map<string, Readonly<Record<string, unknown>>> {
+): Pick<Verdict, 'written' | 'leased'> {
   const written = new Map<string, Readonly<Record<string, unknown>>>();
+  const leased = new Map<string, Map<string, number>>();
   results.forEach((r, i) => {
-    if (!(r instanceof Error) && r.written) written.set(calls[i]!.key, r.written);
+    if (r instanceof Error) return;
+    const call = calls[i]!;
+    if (r.written) written.set(call.key, r.written);
+    const ids = new Map<string, number>();
+    r.leases?.forEach((id, j) => {
+      if (id !== undefined) ids.set(call.checks[j]!.name, id);
+    });
+    if (ids.size) leased.set(call.key, ids);
   });
-  return written;
+  return { written, leased };
 }

@@ -20,7 +20,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { adjust, type BucketState, memoryMs, numbersOf, requireCost } from './bucket';
+import { adjust, admission, type BucketState, memoryMs, numbersOf, requireCost } from './bucket';
 import { DEFAULT_MAX_ATTEMPTS, DEFAULT_STORE_DEADLINE_MS, KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from './constants';
 import type { Decision } from './decision';
 
@@ -28,6 +28,7 @@ export type { Adjustment, Check, ItemOptions, ItemOutcome } from './item';
 import { ContentionError, InvalidLimitError, ItemThrottledError, LimiterError, StoreUnavailableError } from './errors';
 import { type Fragment, fragment } from './expressions';
 import type { Spent } from './gcra';
+import { LeaseBook, type LeaseOptions } from './leases';
 import {
   type Adjustment,
   admitted,
@@ -70,6 +71,12 @@ export interface LimitStoreOptions {
   readonly deadlineMs?: number;
   /** Called for every write refused because another transaction held an item (it is retried). @default nothing */
   readonly onTransactionConflict?: (operation: 'UpdateItem' | 'TransactWriteItems') => void;
+  /**
+   * Leases (leases.ts): a container deciding often on a large bucket takes a few units more in the
+   * same write and spends them from memory, exactly. Off by default in the engine; the deployed
+   * functions turn them on. @default false
+   */
+  readonly leases?: boolean | LeaseOptions;
 }
 
 /** One item of a decision over several (see decideTogether). */
@@ -126,6 +133,9 @@ export class LimitStore {
   private readonly deadlineMs: number;
   private readonly seen = new Map<string, Item>();
   private readonly onConflict: (operation: 'UpdateItem' | 'TransactWriteItems') => void;
+  private readonly leases: LeaseBook | undefined;
+  /** Items with a decision's write on its way, and how many. */
+  private readonly writing = new Map<string, number>();
 
   constructor(options: LimitStoreOptions) {
     this.onConflict = options.onTransactionConflict ?? (() => {});
@@ -136,11 +146,24 @@ export class LimitStore {
     this.clockSkewMs = options.clockSkewMs ?? 0;
     this.cacheSize = options.cacheSize ?? 10_000;
     this.deadlineMs = options.deadlineMs ?? DEFAULT_STORE_DEADLINE_MS;
+    this.leases = options.leases
+      ? new LeaseBook(options.leases === true ? {} : options.leases, this.cacheSize)
+      : undefined;
   }
 
   /** The abort signal of one operation's calls (see deadlineMs). */
   private deadline(): AbortSignal {
     return AbortSignal.timeout(this.deadlineMs);
+  }
+
+  /** Units of the bucket `name` of `key` this container holds in a live lease and has not spent (leases.ts). */
+  leased(key: string, name = ''): number {
+    return this.leases?.unspent(KEY_PREFIX.bucket + key, name, this.now().late) ?? 0;
+  }
+
+  /** Whether this container holds a live lease with units left on one of the buckets `names` of `key` (leases.ts). */
+  holdsLease(key: string, names: readonly string[]): boolean {
+    return this.leases?.holds(KEY_PREFIX.bucket + key, names, this.now().late) ?? false;
   }
 
   /** Spend `cost` on the bucket `key` if `limit` allows it; a denial spends nothing. */
@@ -164,12 +187,47 @@ export class LimitStore {
     this.validate(checks);
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
+    const clockMs = (at.early + at.late) / 2;
     const signal = this.deadline();
-    let item = this.seen.get(pk);
+    const item = this.seen.get(pk);
+    const local = this.fromLeases(pk, checks, options, item, at);
+    if (local) return local;
+    // One lease at a time per item: a write already on its way here takes it for everyone.
+    const extras = this.leases && !this.writing.has(pk) ? checks.map((c) => this.leases!.extraFor(pk, c, clockMs)) : [];
+    this.writing.set(pk, (this.writing.get(pk) ?? 0) + 1);
+    try {
+      return await this.writeDecision(pk, key, checks, options, { at, clockMs, signal, item, extras });
+    } finally {
+      const left = (this.writing.get(pk) ?? 1) - 1;
+      if (left > 0) this.writing.set(pk, left);
+      else this.writing.delete(pk);
+    }
+  }
+
+  /** The write loop of decideItem (see there). */
+  private async writeDecision(
+    pk: string,
+    key: string,
+    checks: readonly Check[],
+    options: ItemOptions,
+    start: { at: Moment; clockMs: number; signal: AbortSignal; item: Item | undefined; extras: number[] },
+  ): Promise<ItemOutcome> {
+    const { at, clockMs, signal } = start;
+    let { item, extras } = start;
     let fresh = false;
     let conflicts = 0;
     for (let attempt = 1; attempt <= this.maxAttempts; attempt++) {
-      const step = planItem(checks, options, item, fresh, at);
+      const lease = this.leaseOf(checks, extras, at);
+      const step = planItem(lease.checks, options, item, fresh, lease.at);
+      // A lease is taken only where it fits: never a denial (or a probe) for the sake of one.
+      if (
+        lease.leasing &&
+        (step.kind !== 'write' || step.evals.some((e, i) => extras[i]! > 0 && !e.decision.allowed))
+      ) {
+        extras = [];
+        attempt--;
+        continue;
+      }
       if (step.kind === 'done') return step.outcome;
       if (step.kind === 'read') {
         item = await this.read(pk, signal);
@@ -178,11 +236,11 @@ export class LimitStore {
       }
       // Until DynamoDB answers, decisions made meanwhile in this container start from the state this
       // write will most likely leave (so concurrent requests here guess the commuting branch).
-      this.remember(pk, predictItem(item, checks, step.evals));
+      this.remember(pk, predictItem(item, lease.checks, step.evals));
       const outcome = await this.write(
         pk,
         step.fragments,
-        at,
+        lease.at,
         [...checks.map((c) => c.limit), ...(options.alsoHolds ?? [])],
         signal,
       );
@@ -194,9 +252,82 @@ export class LimitStore {
       }
       item = outcome.item;
       fresh = true;
-      if (outcome.ok) return { ...admitted(checks, step.evals, item, at), ...(item ? { written: item } : {}) };
+      if (outcome.ok) {
+        const leases = this.granted(pk, checks, extras, clockMs, lease.at);
+        return {
+          ...admitted(checks, step.evals, item, at),
+          ...(item ? { written: item } : {}),
+          ...(leases ? { leases } : {}),
+        };
+      }
     }
     throw new ContentionError(key, this.maxAttempts);
+  }
+
+  /**
+   * The checks as written when leases are taken with them: their costs, and the moment, whose
+   * late end moves as far as the shortest stamp of the token and leaky buckets leased.
+   */
+  private leaseOf(
+    checks: readonly Check[],
+    extras: readonly number[],
+    at: Moment,
+  ): { checks: readonly Check[]; at: Moment; leasing: boolean } {
+    const leased = checks.filter((_, i) => (extras[i] ?? 0) > 0);
+    if (!this.leases || leased.length === 0) return { checks, at, leasing: false };
+    const stamps = leased.map((c) => this.leases!.stampMs(c.limit)).filter((ms) => ms > 0);
+    const ms = stamps.length ? Math.min(...stamps) : 0;
+    return {
+      checks: checks.map((c, i) => ((extras[i] ?? 0) > 0 ? { ...c, cost: c.cost + extras[i]! } : c)),
+      at: { early: at.early, late: at.late + ms },
+      leasing: true,
+    };
+  }
+
+  /** Records what a write spent, and the leases it took; the lease of each check, if any. */
+  private granted(
+    pk: string,
+    checks: readonly Check[],
+    extras: readonly number[],
+    clockMs: number,
+    stamped: Moment,
+  ): (number | undefined)[] | undefined {
+    const book = this.leases;
+    if (!book) return undefined;
+    for (const c of checks) book.used(pk, c, clockMs);
+    if (!extras.some((e) => e > 0)) return undefined;
+    return checks.map((c, i) =>
+      (extras[i] ?? 0) > 0 ? book.grant(pk, c, extras[i]!, book.lastMoment(c.limit, stamped)) : undefined,
+    );
+  }
+
+  /**
+   * A decision made from this container's leases alone, with no write: every check that spends is
+   * covered by a live lease, every admission check holds on the state last seen, and the item is
+   * not in a penalty box as far as this container knows.
+   */
+  private fromLeases(
+    pk: string,
+    checks: readonly Check[],
+    options: ItemOptions,
+    item: Item | undefined,
+    at: Moment,
+  ): ItemOutcome | undefined {
+    if (!this.leases || checks.some((c) => c.shadow) || checks.every((c) => c.mode === 'admit')) return undefined;
+    const blockedUntil = options.block ? item?.[options.block] : undefined;
+    if (typeof blockedUntil === 'number' && blockedUntil > at.early) return undefined;
+    const admits = checks.every(
+      (c) => c.mode !== 'admit' || admission(c.limit, bucketOf(item, c.name), at, c.cost).decision.allowed,
+    );
+    if (!admits) return undefined;
+    const leases = this.leases.spend(pk, checks, at.late);
+    if (!leases) return undefined;
+    return {
+      allowed: true,
+      decisions: checks.map((c) => ({ ...numbersOf(c.limit, bucketOf(item, c.name), at), allowed: true })),
+      leases,
+      ...(item ? { item } : {}),
+    };
   }
 
   /**
@@ -248,9 +379,7 @@ export class LimitStore {
         if (r instanceof LimiterError || !r.allowed) return [];
         const it = items[i]!;
         const adjustments = it.checks.flatMap((c, j) =>
-          c.mode !== 'admit' && r.decisions[j]!.allowed
-            ? [{ name: c.name, limit: c.limit, delta: -c.cost, admittedAt, spent: spentBy(c, r) }]
-            : [],
+          c.mode !== 'admit' && r.decisions[j]!.allowed ? [refundOf(c, r, j, admittedAt)] : [],
         );
         if (!adjustments.length) return [];
         return [
@@ -357,9 +486,14 @@ export class LimitStore {
     items: readonly { key: string; adjustments: readonly Adjustment[]; alsoHolds?: readonly Limit[] }[],
     record: Readonly<Record<string, string | number>> = {},
   ): Promise<'settled' | 'already-settled'> {
+    const at = this.now();
+    // What a live lease can take is settled into it, in memory: those adjustments write nothing.
+    items = items.map((it) => ({
+      ...it,
+      adjustments: this.beyondLeases(KEY_PREFIX.bucket + it.key, it.adjustments, at),
+    }));
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
     const ledger = KEY_PREFIX.settlement + ledgerKey;
-    const at = this.now();
     const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
     let conflicts = 0;
@@ -426,6 +560,13 @@ export class LimitStore {
     throw new ContentionError(ledger, this.maxAttempts + 2);
   }
 
+  /** The adjustments a live lease of this container cannot take (those it can, it takes). */
+  private beyondLeases(pk: string, adjustments: readonly Adjustment[], at: Moment): readonly Adjustment[] {
+    const book = this.leases;
+    if (!book) return adjustments;
+    return adjustments.filter((a) => a.lease === undefined || !book.settle(pk, a.name, a.lease, a.delta, at.late));
+  }
+
   /** The writes that settle `adjustments` on an item (none for refunds of what has refilled since). */
   private adjustments(
     item: Item | undefined,
@@ -460,6 +601,8 @@ export class LimitStore {
     const pk = KEY_PREFIX.bucket + key;
     const at = this.now();
     const signal = this.deadline();
+    adjustments = this.beyondLeases(pk, adjustments, at);
+    if (adjustments.length === 0) return;
     // A refund on an item this container has never seen starts from the item.
     let item = this.seen.get(pk) ?? (refunds(adjustments) ? await this.read(pk, signal) : undefined);
     let conflicts = 0;
@@ -738,8 +881,26 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
 
 const refunds = (adjustments: readonly Adjustment[]): boolean => adjustments.some((a) => a.delta < 0);
 
-/** What a check's admission spent, and its bucket as the write left it (when DynamoDB returned it). */
-export function spentBy(check: Check, outcome: ItemOutcome): Spent {
-  const state = outcome.written ? bucketOf(outcome.written, check.name) : undefined;
+/**
+ * What a check's admission spent, and its bucket as the write left it (when DynamoDB returned it
+ * and the check took no lease: a lease's units sit in the same stretch, so only the admission's
+ * own time and cost bound where its units end).
+ */
+export function spentBy(check: Check, outcome: ItemOutcome, index: number): Spent {
+  const leased = outcome.leases?.[index] !== undefined;
+  const state = outcome.written && !leased ? bucketOf(outcome.written, check.name) : undefined;
   return { cost: check.cost, ...(state ? { state } : {}) };
+}
+
+/** The refund of a check an admitted item spent on, when the decision as a whole did not go through. */
+function refundOf(check: Check, outcome: ItemOutcome, index: number, admittedAt: number): Adjustment {
+  const lease = outcome.leases?.[index];
+  return {
+    name: check.name,
+    limit: check.limit,
+    delta: -check.cost,
+    admittedAt,
+    spent: spentBy(check, outcome, index),
+    ...(lease === undefined ? {} : { lease }),
+  };
 }

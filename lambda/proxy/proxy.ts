@@ -93,6 +93,7 @@ interface Reservation {
   readonly failedOpen: Verdict['failedOpen'];
   readonly admittedAt: number;
   readonly written: Verdict['written'];
+  readonly leased: Verdict['leased'];
 }
 
 /** Settles with retries and backoff; settlement is idempotent (keyed by the request id). */
@@ -426,6 +427,7 @@ async function proxyRequest(
     failedOpen: verdict.failedOpen,
     admittedAt: verdict.admittedAt ?? now,
     written: verdict.written,
+    leased: verdict.leased,
   };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 

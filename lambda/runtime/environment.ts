@@ -65,6 +65,8 @@ export function commonDepsFromEnvironment(): CommonDeps {
     tableName,
     clockSkewMs: numberSetting('clockSkewMs'),
     deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
+    // A busy container spends a few units of a large bucket from memory, exactly (engine/leases.ts).
+    leases: leasesOf(numberSetting('leasePercent')),
     onTransactionConflict: (operation) =>
       putMetrics({
         dimensions: { Function: 'store' },
@@ -104,3 +106,6 @@ export function commonDepsFromEnvironment(): CommonDeps {
     log,
   };
 }
+
+/** The store's leases from the setting: a share of each limit in percent, 0 for none. */
+const leasesOf = (percent: number) => (percent > 0 ? { share: percent / 100 } : false);

@@ -22,6 +22,8 @@ export const NUMBER_SETTINGS = {
   upstreamBodyTimeoutMs: { env: 'UPSTREAM_BODY_TIMEOUT_MS', default: 60_000, max: 900_000 },
   /** How long the automatic brake brakes for. */
   brakeForSeconds: { env: 'BRAKE_FOR_SECONDS', default: 3_600, max: 7 * 86_400 },
+  /** Share of a limit one busy container may lease, in percent (engine/leases.ts); 0: no leases. */
+  leasePercent: { env: 'LEASE_PERCENT', default: 1, max: 10 },
 } as const;
 
 export const CHOICE_SETTINGS = {

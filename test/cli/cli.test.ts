@@ -11,7 +11,7 @@ import { parseBrake } from '../../lambda/runtime/brake';
 import { Limiter } from '../../lambda/engine/limiter';
 import { requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
 import { publishConfig } from '../../lambda/engine/published-config';
-import { ensureTable } from '../../lambda/engine/store';
+import { ensureTable, LimitStore } from '../../lambda/engine/store';
 import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import { main } from '../../lib/cli/main';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -331,7 +331,11 @@ describe('what a tenant gets and has used, as tables', () => {
   const withGlobal = { ...rawConfig, global: { limits: [usdPerDay(100)] } };
   const globalFile = join(dir, 'config-global.json');
   writeFileSync(globalFile, JSON.stringify(withGlobal));
-  const run = (...args: string[]) => cliWithout(args, ['--table', tableName(), '--config', globalFile]);
+  // A table of its own: the global limit's shards are shared by every tenant, and so by other test files.
+  const table = uniqueKey('cli-usage');
+  beforeAll(() => ensureTable(localClient(dynamoEndpoint()), table));
+  afterAll(() => localClient(dynamoEndpoint()).send(new DeleteTableCommand({ TableName: table })));
+  const run = (...args: string[]) => cliWithout(args, ['--table', table, '--config', globalFile]);
   /** A table's rows as cells (columns are two or more spaces apart). */
   const rows = (out: string) =>
     out
@@ -360,7 +364,7 @@ describe('what a tenant gets and has used, as tables', () => {
     const t = uniqueKey('tenant');
     await run('tenants', 'create', t, '--plan', 'team');
     const limiter = new Limiter({
-      store: testStore(),
+      store: new LimitStore({ client: localClient(dynamoEndpoint()), tableName: table }),
       config: parseConfig(JSON.parse(JSON.stringify(withGlobal))),
       log: () => {},
     });

@@ -348,7 +348,7 @@ describe('refunds give back only what has not refilled since', () => {
     expect((await mine.peek(key, limit)).remaining).toBe(3); // it sees the bucket as it is
     // The request used 5 of its 10: its whole stretch of the timeline lies in the past.
     await mine.adjustItem(key, [
-      { name: '', limit, delta: -5, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, reservation) },
+      { name: '', limit, delta: -5, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, reservation, 0) },
     ]);
     // 8 taken a second ago and one unit refilled since: 3 left, not 8 (8 + 8 in one second would be 16 > 10 + 1).
     const d = await other.consume(key, limit, 8);
@@ -366,7 +366,7 @@ describe('refunds give back only what has not refilled since', () => {
     c.now += 10_000; // 10 refilled meanwhile
     const before = { ...mine.stats };
     await mine.adjustItem(key, [
-      { name: '', limit, delta: -15, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 20 }, reservation) },
+      { name: '', limit, delta: -15, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 20 }, reservation, 0) },
     ]);
     expect(mine.stats.calls - before.calls).toBe(1);
     expect(mine.stats.reads - before.reads).toBe(0);
@@ -388,13 +388,13 @@ describe('refunds give back only what has not refilled since', () => {
     c.now += 55_000;
     // The first gives back 50 of its 60, of which only 5 (55..60 s) have not refilled: the rest move 5 s earlier.
     await first.adjustItem(key, [
-      { name: '', limit, delta: -50, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 60 }, a) },
+      { name: '', limit, delta: -50, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 60 }, a, 0) },
     ]);
     c.now += 7_000;
     // The second, whose view predates that, sees its units at 60..70 s, 8 ahead; they are at 55..65 s, 3 ahead.
     const before = { ...second.stats };
     await second.adjustItem(key, [
-      { name: '', limit, delta: -10, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, b) },
+      { name: '', limit, delta: -10, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, b, 0) },
     ]);
     expect(second.stats.conditionFailures - before.conditionFailures).toBe(1); // its condition caught it
     // As if the three had cost 55, 7 and 20: the third's units end 82 s in, 20 ahead of 62 s: 80 left, not 85.
@@ -411,7 +411,7 @@ describe('refunds give back only what has not refilled since', () => {
     c.now += 1_000; // both full again
     const adjustments = (key: string, r: typeof ra) => ({
       key,
-      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0, spent: spentBy(check, r) }],
+      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0, spent: spentBy(check, r, 0) }],
     });
     const before = { ...reserving.stats };
     expect(await reserving.settleOnce(uniqueKey('ledger'), [adjustments(a, ra), adjustments(b, rb)])).toBe('settled');

@@ -1,0 +1,103 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ticksPerUnit } from '../../lambda/engine/constants';
+import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
+import { testStore, uniqueKey } from '../support/dynamo';
+
+const T0 = 1_800_000_000_000;
+
+// Large enough that 1% of each is several units: these are leased.
+const limits: [string, Limit][] = [
+  ['token bucket', tokenBucket(800, 200)],
+  ['leaky bucket', leakyBucket(800, 200)],
+  ['sliding window', slidingWindow(600, '2 s', 4)],
+];
+
+interface Admission {
+  readonly at: number;
+  readonly cost: number;
+}
+
+/** The most admitted in any stretch the limit allows for, and what it allowed. */
+function worstOverrun(limit: Limit, admitted: readonly Admission[]): number {
+  let worst = Number.NEGATIVE_INFINITY;
+  for (let j = 0; j < admitted.length; j++) {
+    let sum = 0;
+    for (let i = j; i >= 0; i--) {
+      const a = admitted[i]!;
+      if (limit.shape === 'sliding_window') {
+        if (a.at <= admitted[j]!.at - limit.windowMs) break;
+        sum += a.cost;
+        worst = Math.max(worst, sum - limit.limit);
+      } else {
+        sum += a.cost;
+        const rate = limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond;
+        // Time is whole ticks, the present rounded down (gcra.ts): a tick at each end.
+        const allowed = limit.capacity + (rate * (admitted[j]!.at - a.at)) / 1000 + 2 / ticksPerUnit(rate);
+        worst = Math.max(worst, sum - allowed);
+      }
+    }
+  }
+  return worst;
+}
+
+// Mostly back to back; now and then a pause past a lease's end, after which a leftover must not be spent.
+const step = fc.record({
+  container: fc.integer({ min: 0, max: 2 }),
+  gapMs: fc.oneof({ weight: 19, arbitrary: fc.integer({ min: 0, max: 10 }) }, fc.integer({ min: 30, max: 800 })),
+  cost: fc.integer({ min: 1, max: 3 }),
+});
+
+describe.each(limits)('%s with leases, three containers on one key', (_name, limit) => {
+  // Offered: about 400 units a second against 200 refilled (or 300 a window-second): the limit binds.
+  it('never admits more than the limit allows in any stretch of time, and saves writes', async () => {
+    let decisions = 0;
+    let calls = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 150, maxLength: 250 }), async (steps) => {
+        const clock = { now: T0 };
+        const containers = [0, 1, 2].map(() => testStore({ clock: () => clock.now, leases: true }));
+        const key = uniqueKey();
+        const admitted: Admission[] = [];
+        for (const s of steps) {
+          clock.now += s.gapMs;
+          const d = await containers[s.container]!.consume(key, limit, s.cost);
+          if (d.allowed) admitted.push({ at: clock.now, cost: s.cost });
+        }
+        expect(worstOverrun(limit, admitted)).toBeLessThanOrEqual(1e-9);
+        decisions += steps.length;
+        calls += containers.reduce((a, c) => a + c.stats.calls, 0);
+      }),
+      { numRuns: 8 },
+    );
+    // Leases took part: fewer DynamoDB calls than decisions, though pauses let them lapse (back to
+    // back, one container makes a call per five decisions or fewer: below).
+    expect(calls / decisions).toBeLessThan(0.85);
+  });
+});
+
+describe('a container that dies with a lease', () => {
+  it('loses at most its lease, which then comes back as the bucket refills', async () => {
+    const limit = tokenBucket(10_000, 100); // 1%: leases of up to 100 units, stamped up to 1 s later
+    const clock = { now: T0 };
+    const dying = testStore({ clock: () => clock.now, leases: true });
+    const key = uniqueKey();
+    let spent = 0;
+    for (let i = 0; i < 200; i++) {
+      clock.now += 5;
+      if ((await dying.consume(key, limit, 1)).allowed) spent++;
+    }
+    expect(spent).toBe(200);
+    expect(dying.stats.calls).toBeLessThan(40); // most of them came out of leases
+    // The container is gone. Another sees what it spent, its unspent lease, and the refill it gave up.
+    const other = testStore({ clock: () => clock.now });
+    const refilled = (200 * 5 * 100) / 1000; // over the 1 s it ran: already back in the bucket
+    const remaining = (await other.peek(key, limit)).remaining;
+    expect(remaining).toBeLessThanOrEqual(10_000 - 200 + refilled);
+    // At most a lease (100 units) and one stamp's refill (1 s at 100/s) held back.
+    expect(remaining).toBeGreaterThanOrEqual(10_000 - 200 + refilled - 100 - 100 - 1);
+    // ... and the bucket refills: a bucket's fill time later it is full again.
+    clock.now += 100_000;
+    expect((await other.peek(key, limit)).remaining).toBe(10_000);
+  });
+});
