@@ -1,11 +1,9 @@
-import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { testStore, uniqueKey } from '../support/dynamo';
+import { runWorker } from '../support/workers';
 
-const run = promisify(execFile);
 const worker = fileURLToPath(new URL('../support/consume-worker.ts', import.meta.url));
 const WORKERS = 4;
 const PER_WORKER = 50;
@@ -19,18 +17,13 @@ async function storm(key: string, limit: Limit, costs: (worker: number, i: numbe
   const results = await Promise.all(
     Array.from({ length: WORKERS }, async (_, w) => {
       const workerCosts = Array.from({ length: PER_WORKER }, (_, i) => costs(w, i));
-      const { stdout } = await run(process.execPath, [
-        '--import',
-        'tsx',
+      return runWorker<{ admitted: number; admittedCost: number; busyFrom: number; busyUntil: number }>(
         worker,
-        dynamoEndpoint(),
-        tableName(),
         key,
         JSON.stringify(limit),
         JSON.stringify(workerCosts),
         String(startAt),
-      ]);
-      return JSON.parse(stdout) as { admitted: number; admittedCost: number; busyFrom: number; busyUntil: number };
+      );
     }),
   );
   // The processes really raced: every one was still busy when the last one began.
