@@ -256,6 +256,8 @@ export function adjustGcra(
     }
     return { write: { branch: 'start', late, tat: late + inc }, next: { ...stored, tat: late + inc } };
   }
+  // A bucket without a tat is full: nothing to give back.
+  if (stored.tat === undefined) return { next: stored };
   // Another container's stamp may lie up to twice the skew past this one's late end.
   const latest = late + (late - tickOf(at.early, p));
   const ownEnd = tickOf(admitted.late, p) + chargeTicks(spent?.cost ?? -delta, p);
@@ -263,8 +265,6 @@ export function adjustGcra(
   const refundedThen = then?.refunded ?? 0;
   const knownEnd = then?.tat === undefined ? undefined : then.tat - Math.max(0, (stored.refunded ?? 0) - refundedThen);
   const end = Math.max(ownEnd, knownEnd ?? ownEnd);
-  // A bucket without a tat is full: nothing to give back.
-  if (stored.tat === undefined) return { next: stored };
   const dec = Math.min(refundTicks(-delta, p), end - latest, stored.tat - latest);
   if (dec <= 0) return { next: stored };
   const refundedMax =

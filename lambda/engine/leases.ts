@@ -90,6 +90,7 @@ export class LeaseBook {
   private live(k: string, lateMs: number): Lease[] {
     const all = this.held.get(k);
     if (!all) return [];
+    if (all.every((l) => lateMs <= l.lastMs)) return all;
     const live = all.filter((l) => lateMs <= l.lastMs);
     if (live.length === 0) this.held.delete(k);
     else if (live.length !== all.length) this.held.set(k, live);

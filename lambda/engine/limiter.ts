@@ -21,8 +21,7 @@ import {
   DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
 import { slidingWindow } from './limits';
-import { bucketOf } from './item';
-import type { Check, ItemOutcome, LimitStore } from './store';
+import { type Check, type ItemOutcome, type LimitStore, type Spending, spendingOf } from './store';
 
 export interface Identity {
   readonly tenant: string;
@@ -60,15 +59,13 @@ export interface Verdict {
   readonly failedOpen: readonly Layer[];
   /** The global shard this request used (settlement must use the same). */
   readonly shard: number;
-  /**
-   * Each admitted layer's item as DynamoDB returned it after this decision's write, by item key:
-   * what a settlement needs to give back exactly what has not refilled since.
-   */
-  readonly written?: ReadonlyMap<string, Readonly<Record<string, unknown>>>;
   /** The store's clock (epoch ms) just before this decision's writes: no later than their stamps. */
   readonly admittedAt?: number;
-  /** By item key, then bucket name: the lease (leases.ts) each admitted check spent from or took. */
-  readonly leased?: ReadonlyMap<string, ReadonlyMap<string, number>>;
+  /**
+   * By item key, then bucket name: what each admitted check spent and the lease it used, so a
+   * settlement gives back exactly what has not refilled since (store.ts, spendingOf).
+   */
+  readonly spending?: ReadonlyMap<string, ReadonlyMap<string, Spending>>;
 }
 
 /** What a limit costs in one decision: undefined leaves it out (its bucket is still kept in the item). */
@@ -248,9 +245,8 @@ export class Limiter {
       reserved: Amounts;
       failedOpen: readonly Layer[];
       admittedAt: number;
-      /** The reservation's Verdict.written and Verdict.leased. */
-      written?: Verdict['written'];
-      leased?: Verdict['leased'];
+      /** The reservation's Verdict.spending. */
+      spending?: Verdict['spending'];
     },
     used: Amounts,
   ): Promise<'settled' | 'already-settled'> {
@@ -263,12 +259,8 @@ export class Limiter {
         const pick = (a: Amounts) => (counts === 'tokens' ? a.tokens : a.microUsd);
         const delta = pick(used) - (skipped ? 0 : pick(reserved));
         if (Math.abs(delta) <= 1e-9) return [];
-        if (skipped) return [{ name: c.name, limit: c.limit, delta, admittedAt }];
-        // A check that took a lease shares its write's stretch with the lease: only its own cost and time bound it.
-        const lease = reservation.leased?.get(call.key)?.get(c.name);
-        const state = lease === undefined ? bucketOf(reservation.written?.get(call.key), c.name) : undefined;
-        const spent = { cost: pick(reserved), ...(state ? { state } : {}) };
-        return [{ name: c.name, limit: c.limit, delta, admittedAt, spent, ...(lease === undefined ? {} : { lease }) }];
+        const spending = skipped ? undefined : reservation.spending?.get(call.key)?.get(c.name);
+        return [{ name: c.name, limit: c.limit, delta, admittedAt, ...spending }];
       });
       return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
     });
@@ -377,7 +369,8 @@ export class Limiter {
     const throttled = results.findIndex((r) => r instanceof ItemThrottledError);
     if (throttled >= 0) return this.throttledVerdict(calls[throttled]!.layer, limits, failedOpen, shard);
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
-    if (deniedAt < 0) return { allowed: true, limits, failedOpen, shard, ...spentItems(calls, results), admittedAt };
+    if (deniedAt < 0)
+      return { allowed: true, limits, failedOpen, shard, spending: spendingByItem(calls, results), admittedAt };
     return this.denialVerdict(identity, calls, results, deniedAt, { limits, failedOpen, shard });
   }
 
@@ -518,22 +511,16 @@ export class Limiter {
   }
 }
 
-/** The items DynamoDB returned after each admitted layer's write, and the leases each check spent from, by item key. */
-function spentItems(
+/** What each admitted check spent and the lease it used, by item key and bucket name. */
+function spendingByItem(
   calls: readonly LayerCall[],
   results: readonly (ItemOutcome | Error)[],
-): Pick<Verdict, 'written' | 'leased'> {
-  const written = new Map<string, Readonly<Record<string, unknown>>>();
-  const leased = new Map<string, Map<string, number>>();
+): Map<string, Map<string, Spending>> {
+  const byItem = new Map<string, Map<string, Spending>>();
   results.forEach((r, i) => {
     if (r instanceof Error) return;
     const call = calls[i]!;
-    if (r.written) written.set(call.key, r.written);
-    const ids = new Map<string, number>();
-    r.leases?.forEach((id, j) => {
-      if (id !== undefined) ids.set(call.checks[j]!.name, id);
-    });
-    if (ids.size) leased.set(call.key, ids);
+    byItem.set(call.key, new Map(call.checks.map((c, j) => [c.name, spendingOf(c, r, j)])));
   });
-  return { written, leased };
+  return byItem;
 }

@@ -419,14 +419,8 @@ export class LimitStore {
         );
       const reads = steps.flatMap((s, i) => (s.kind === 'read' ? [i] : []));
       if (reads.length) {
-        const items = await this.readMany(
-          reads.map((i) => pks[i]!),
-          signal,
-        );
-        reads.forEach((i, k) => {
-          state[i] = items[k];
-          fresh[i] = true;
-        });
+        await this.readInto(state, pks, reads, signal);
+        for (const i of reads) fresh[i] = true;
         continue;
       }
       const writes = steps.map((s, i) => {
@@ -499,15 +493,7 @@ export class LimitStore {
     let conflicts = 0;
     // A refund on an item this container has never seen starts from the item (one read for all).
     const unseen = items.flatMap((it, i) => (state[i] === undefined && refunds(it.adjustments) ? [i] : []));
-    if (unseen.length) {
-      const read = await this.readMany(
-        unseen.map((i) => pks[i]!),
-        signal,
-      );
-      unseen.forEach((i, k) => {
-        state[i] = read[k];
-      });
-    }
+    if (unseen.length) await this.readInto(state, pks, unseen, signal);
     for (let attempt = 1; attempt <= this.maxAttempts + 2; attempt++) {
       const updates = items.flatMap((it, i) => {
         const { fragments, next } = this.adjustments(state[i], it.adjustments, at);
@@ -706,6 +692,22 @@ export class LimitStore {
     }
   }
 
+  /** Reads the items at `indexes` of `pks` (readMany) into `state`. */
+  private async readInto(
+    state: (Item | undefined)[],
+    pks: readonly string[],
+    indexes: readonly number[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const read = await this.readMany(
+      indexes.map((i) => pks[i]!),
+      signal,
+    );
+    indexes.forEach((i, k) => {
+      state[i] = read[k];
+    });
+  }
+
   /**
    * Several items read at once: one BatchGetItem (strongly consistent, the same read units as
    * one GetItem each, one request and one round-trip). Keys DynamoDB leaves unprocessed (throttled
@@ -881,26 +883,24 @@ export async function ensureTable(client: DynamoDBClient, tableName: string): Pr
 
 const refunds = (adjustments: readonly Adjustment[]): boolean => adjustments.some((a) => a.delta < 0);
 
+/** What a settlement needs of one check's admission: what it spent (Adjustment.spent) and the lease it used. */
+export interface Spending {
+  readonly spent: Spent;
+  readonly lease?: number;
+}
+
 /**
- * What a check's admission spent, and its bucket as the write left it (when DynamoDB returned it
- * and the check took no lease: a lease's units sit in the same stretch, so only the admission's
- * own time and cost bound where its units end).
+ * What a check's admission spent, its bucket as the write left it (when DynamoDB returned it and
+ * the check took no lease: a lease's units sit in the same stretch, so only the admission's own
+ * time and cost bound where its units end), and the lease it used.
  */
-export function spentBy(check: Check, outcome: ItemOutcome, index: number): Spent {
-  const leased = outcome.leases?.[index] !== undefined;
-  const state = outcome.written && !leased ? bucketOf(outcome.written, check.name) : undefined;
-  return { cost: check.cost, ...(state ? { state } : {}) };
+export function spendingOf(check: Check, outcome: ItemOutcome, index: number): Spending {
+  const lease = outcome.leases?.[index];
+  const state = outcome.written && lease === undefined ? bucketOf(outcome.written, check.name) : undefined;
+  return { spent: { cost: check.cost, ...(state ? { state } : {}) }, ...(lease === undefined ? {} : { lease }) };
 }
 
 /** The refund of a check an admitted item spent on, when the decision as a whole did not go through. */
 function refundOf(check: Check, outcome: ItemOutcome, index: number, admittedAt: number): Adjustment {
-  const lease = outcome.leases?.[index];
-  return {
-    name: check.name,
-    limit: check.limit,
-    delta: -check.cost,
-    admittedAt,
-    spent: spentBy(check, outcome, index),
-    ...(lease === undefined ? {} : { lease }),
-  };
+  return { name: check.name, limit: check.limit, delta: -check.cost, admittedAt, ...spendingOf(check, outcome, index) };
 }

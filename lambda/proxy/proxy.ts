@@ -92,8 +92,7 @@ interface Reservation {
   readonly reserved: Amounts;
   readonly failedOpen: Verdict['failedOpen'];
   readonly admittedAt: number;
-  readonly written: Verdict['written'];
-  readonly leased: Verdict['leased'];
+  readonly spending: Verdict['spending'];
 }
 
 /** Settles with retries and backoff; settlement is idempotent (keyed by the request id). */
@@ -426,8 +425,7 @@ async function proxyRequest(
     reserved,
     failedOpen: verdict.failedOpen,
     admittedAt: verdict.admittedAt ?? now,
-    written: verdict.written,
-    leased: verdict.leased,
+    spending: verdict.spending,
   };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 

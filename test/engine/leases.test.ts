@@ -3,7 +3,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ticksPerUnit } from '../../lambda/engine/constants';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { testStore, uniqueKey } from '../support/dynamo';
+import { StoreUnavailableError } from '../../lambda/engine/errors';
+import { LimitStore } from '../../lambda/engine/store';
+import { localClient } from '../../local/dynamodb-local';
+import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { startDynamoFaultProxy } from '../support/dynamo-faults';
 import { runWorker } from '../support/workers';
 
 const T0 = 1_800_000_000_000;
@@ -145,5 +149,37 @@ describe('four processes with leases on one key, one decision after another for 
     const decisions = results.reduce((a, r) => a + r.decisions, 0);
     expect(decisions - admitted).toBeGreaterThan(100); // the limit was what stopped them
     expect(admitted).toBeGreaterThanOrEqual(limit.capacity + limit.refillPerSecond * span - 4 * 16 - 4 * 8 - 50);
+  });
+});
+
+describe('a container with a lease when DynamoDB hangs', () => {
+  it('spends what it leased, and no more: the next decision fails like any other', async () => {
+    const faulty = await startDynamoFaultProxy(dynamoEndpoint());
+    try {
+      const clock = { now: T0 };
+      const store = new LimitStore({
+        client: localClient(faulty.endpoint),
+        tableName: tableName(),
+        clock: () => clock.now,
+        leases: true,
+        deadlineMs: 300,
+      });
+      const limit = tokenBucket(10_000, 100);
+      const key = uniqueKey();
+      for (let i = 0; i < 50; i++) {
+        clock.now += 5;
+        await store.consume(key, limit, 1);
+      }
+      const held = store.leased(key);
+      expect(held).toBeGreaterThan(0);
+      faulty.faults.latencyMs = 5_000; // hung, well past the 300 ms deadline
+      // Units already taken from the bucket are spent from memory, without DynamoDB...
+      for (let i = 0; i < held; i++) expect((await store.consume(key, limit, 1)).allowed).toBe(true);
+      // ... and then the layer's failure mode applies, as without leases.
+      await expect(store.consume(key, limit, 1)).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      faulty.faults.latencyMs = 0;
+      await faulty.stop();
+    }
   });
 });

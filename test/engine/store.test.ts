@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ATTR, KEY_PREFIX, TABLE } from '../../lambda/engine/constants';
 import { InvalidCostError, StoreUnavailableError } from '../../lambda/engine/errors';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { ensureTable, LimitStore, spentBy } from '../../lambda/engine/store';
+import { ensureTable, type ItemOutcome, LimitStore, spendingOf } from '../../lambda/engine/store';
 import { expressionBound } from '../../lambda/engine/expressions';
 import { parseConfig, requests } from '../../lambda/engine/plans';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -332,6 +332,24 @@ describe('one decision over several items (decideTogether)', () => {
 });
 
 describe('refunds give back only what has not refilled since', () => {
+  /** Gives back `refund` of what `admission` (one check of `cost` on the bucket '' at T0) spent, as a settlement does. */
+  const giveBack = (
+    store: LimitStore,
+    key: string,
+    limit: Limit,
+    refund: number,
+    admission: { cost: number; outcome: ItemOutcome },
+  ) =>
+    store.adjustItem(key, [
+      {
+        name: '',
+        limit,
+        delta: -refund,
+        admittedAt: T0,
+        ...spendingOf({ name: '', limit, cost: admission.cost }, admission.outcome, 0),
+      },
+    ]);
+
   // One admission's units sit in the bucket's timeline until its tat: a unit whose place has
   // passed has been refilled already. Giving it back again let capacity plus the refund through
   // at once, which the rule "tat >= floor -> tat -= refund" (the one before this) did.
@@ -347,9 +365,7 @@ describe('refunds give back only what has not refilled since', () => {
     c.now += 1_000;
     expect((await mine.peek(key, limit)).remaining).toBe(3); // it sees the bucket as it is
     // The request used 5 of its 10: its whole stretch of the timeline lies in the past.
-    await mine.adjustItem(key, [
-      { name: '', limit, delta: -5, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, reservation, 0) },
-    ]);
+    await giveBack(mine, key, limit, 5, { cost: 10, outcome: reservation });
     // 8 taken a second ago and one unit refilled since: 3 left, not 8 (8 + 8 in one second would be 16 > 10 + 1).
     const d = await other.consume(key, limit, 8);
     expect(d).toMatchObject({ allowed: false, remaining: 3 });
@@ -365,9 +381,7 @@ describe('refunds give back only what has not refilled since', () => {
     const reservation = await mine.decideItem(key, [{ name: '', limit, cost: 20 }]); // drained: ends 100 s ahead
     c.now += 10_000; // 10 refilled meanwhile
     const before = { ...mine.stats };
-    await mine.adjustItem(key, [
-      { name: '', limit, delta: -15, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 20 }, reservation, 0) },
-    ]);
+    await giveBack(mine, key, limit, 15, { cost: 20, outcome: reservation });
     expect(mine.stats.calls - before.calls).toBe(1);
     expect(mine.stats.reads - before.reads).toBe(0);
     expect((await other.peek(key, limit)).remaining).toBe(25); // 0 + 10 refilled + 15 back
@@ -387,15 +401,11 @@ describe('refunds give back only what has not refilled since', () => {
     await third.decideItem(key, [{ name: '', limit, cost: 20 }]); // 70..90 s
     c.now += 55_000;
     // The first gives back 50 of its 60, of which only 5 (55..60 s) have not refilled: the rest move 5 s earlier.
-    await first.adjustItem(key, [
-      { name: '', limit, delta: -50, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 60 }, a, 0) },
-    ]);
+    await giveBack(first, key, limit, 50, { cost: 60, outcome: a });
     c.now += 7_000;
     // The second, whose view predates that, sees its units at 60..70 s, 8 ahead; they are at 55..65 s, 3 ahead.
     const before = { ...second.stats };
-    await second.adjustItem(key, [
-      { name: '', limit, delta: -10, admittedAt: T0, spent: spentBy({ name: '', limit, cost: 10 }, b, 0) },
-    ]);
+    await giveBack(second, key, limit, 10, { cost: 10, outcome: b });
     expect(second.stats.conditionFailures - before.conditionFailures).toBe(1); // its condition caught it
     // As if the three had cost 55, 7 and 20: the third's units end 82 s in, 20 ahead of 62 s: 80 left, not 85.
     expect((await third.peek(key, limit)).remaining).toBe(80);
@@ -411,7 +421,7 @@ describe('refunds give back only what has not refilled since', () => {
     c.now += 1_000; // both full again
     const adjustments = (key: string, r: typeof ra) => ({
       key,
-      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0, spent: spentBy(check, r, 0) }],
+      adjustments: [{ name: '', limit: fast, delta: -60, admittedAt: T0, ...spendingOf(check, r, 0) }],
     });
     const before = { ...reserving.stats };
     expect(await reserving.settleOnce(uniqueKey('ledger'), [adjustments(a, ra), adjustments(b, rb)])).toBe('settled');
