@@ -28,11 +28,13 @@ export interface Plan {
   readonly user?: readonly LimitSpec[];
   /** Limits per endpoint path, per tenant unless the endpoint's scope is global. */
   readonly endpoints?: Readonly<Record<string, readonly LimitSpec[]>>;
-  /** Output tokens reserved per request: min(max_tokens, this). @default 1024 */
+  /**
+   * Output tokens per choice that a request without `max_tokens` / `max_completion_tokens` may
+   * produce under this plan: sent upstream as its cap and reserved in full.
+   * @default the model's defaultMaxTokens
+   */
   readonly outputReservation?: number;
 }
-
-export const DEFAULT_OUTPUT_RESERVATION = 1024;
 
 /** Per-tenant changes that take effect without a deploy (enterprise contracts): same shape as a plan. */
 export type Overrides = Plan;
@@ -52,6 +54,60 @@ export interface ModelPrice {
   readonly partTokens?: PartTokens;
   /** Most output tokens the model produces for one completion (judges reported usage). @default 131072 */
   readonly maxOutputTokens?: number;
+  /**
+   * Output tokens per choice that a request without `max_tokens` / `max_completion_tokens` may
+   * produce: sent upstream as its cap and reserved in full (a plan's outputReservation comes first).
+   * For reasoning models the cap counts the hidden reasoning tokens too.
+   * @default 25000 for reasoning models (o1, o3, o4, gpt-5 families), 4096 for others
+   */
+  readonly defaultMaxTokens?: number;
+  /**
+   * The field the upstream reads its output cap from; the proxy always sends one cap, in this field
+   * ('both': the same value in both), and removes the client's own.
+   * @default 'max_completion_tokens' for OpenAI's model names (gpt-*, chatgpt-*, o1/o3/o4...), 'both' for others
+   */
+  readonly outputCapField?: OutputCapField;
+  /** USD per million cached input tokens, where the upstream reports them; at most inputPerMillion. @default inputPerMillion */
+  readonly cachedInputPerMillion?: number;
+  /** USD per million audio input tokens; `input_audio` parts are refused (400) without it. */
+  readonly audioInputPerMillion?: number;
+  /** USD per million audio output tokens; a request for audio output is refused (400) without it. */
+  readonly audioOutputPerMillion?: number;
+  /**
+   * Prices per `service_tier` other than the standard one ('auto' and 'default' use the prices
+   * above); a request naming a tier not listed here is refused (400).
+   * e.g. { priority: { inputPerMillion: 0.25, outputPerMillion: 1.0 }, flex: { ... } }
+   * @default {} (only the standard tier)
+   */
+  readonly serviceTiers?: Readonly<Record<string, TierPrice>>;
+}
+
+export type OutputCapField = 'max_completion_tokens' | 'max_tokens' | 'both';
+export const OUTPUT_CAP_FIELDS: readonly OutputCapField[] = ['max_completion_tokens', 'max_tokens', 'both'];
+
+/** A service tier's prices, USD per million tokens. */
+export interface TierPrice {
+  readonly inputPerMillion: number;
+  readonly outputPerMillion: number;
+  /** @default inputPerMillion */
+  readonly cachedInputPerMillion?: number;
+}
+
+/** OpenAI's reasoning families, whose answers spend hidden reasoning tokens within the output cap. */
+const REASONING_MODEL = /^(o\d|gpt-5)/;
+/** Model names OpenAI serves, which read max_completion_tokens (its reasoning models refuse max_tokens). */
+const OPENAI_MODEL = /^(gpt-|chatgpt-|o\d)/;
+
+export const isReasoningModel = (model: string): boolean => REASONING_MODEL.test(model);
+
+/** The output cap of a request that set none, per choice (OpenAI advises 25,000 for reasoning models). */
+export function defaultMaxTokens(model: string, price: ModelPrice, plan?: Plan): number {
+  const cap = plan?.outputReservation ?? price.defaultMaxTokens ?? (isReasoningModel(model) ? 25_000 : 4_096);
+  return Math.min(cap, price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS);
+}
+
+export function outputCapField(model: string, price: ModelPrice): OutputCapField {
+  return price.outputCapField ?? (OPENAI_MODEL.test(model) ? 'max_completion_tokens' : 'both');
 }
 
 export interface PartTokens {
@@ -328,16 +384,58 @@ function parsePrice(price: unknown, at: string): ModelPrice {
       partTokens[field as keyof PartTokens] = n as number;
     }
   }
-  const max = price.maxOutputTokens;
-  if (max !== undefined && !(Number.isInteger(max) && (max as number) >= 1))
-    fail(`${at}.maxOutputTokens`, `expected a whole number of tokens >= 1, got ${JSON.stringify(max)}`);
+  const tokenCount = (field: 'maxOutputTokens' | 'defaultMaxTokens') => {
+    const n = price[field];
+    if (n !== undefined && !(Number.isInteger(n) && (n as number) >= 1))
+      fail(`${at}.${field}`, `expected a whole number of tokens >= 1, got ${JSON.stringify(n)}`);
+    return n === undefined ? {} : { [field]: n as number };
+  };
+  const usd = (field: string, value: unknown, path = `${at}.${field}`) => {
+    if (value !== undefined && !(typeof value === 'number' && value >= 0))
+      fail(path, 'expected USD per million tokens >= 0');
+    return value === undefined ? {} : { [field]: value };
+  };
+  if (price.outputCapField !== undefined && !OUTPUT_CAP_FIELDS.includes(price.outputCapField as OutputCapField))
+    fail(`${at}.outputCapField`, `expected one of ${OUTPUT_CAP_FIELDS.map((f) => `'${f}'`).join(', ')}`);
+  const cached = price.cachedInputPerMillion;
+  if (typeof cached === 'number' && cached > Number(price.inputPerMillion))
+    fail(`${at}.cachedInputPerMillion`, 'expected at most inputPerMillion (a cached token never costs more)');
   return {
     inputPerMillion: Number(price.inputPerMillion),
     outputPerMillion: Number(price.outputPerMillion),
     ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}),
     ...(Object.keys(partTokens).length ? { partTokens } : {}),
-    ...(max !== undefined ? { maxOutputTokens: max as number } : {}),
+    ...tokenCount('maxOutputTokens'),
+    ...tokenCount('defaultMaxTokens'),
+    ...(price.outputCapField !== undefined ? { outputCapField: price.outputCapField as OutputCapField } : {}),
+    ...usd('cachedInputPerMillion', cached),
+    ...usd('audioInputPerMillion', price.audioInputPerMillion),
+    ...usd('audioOutputPerMillion', price.audioOutputPerMillion),
+    ...parseTiers(price.serviceTiers, `${at}.serviceTiers`),
   };
+}
+
+function parseTiers(raw: unknown, at: string): { serviceTiers?: Record<string, TierPrice> } {
+  if (raw === undefined) return {};
+  if (!isRecord(raw)) fail(at, 'expected { <tier>: { inputPerMillion, outputPerMillion } }');
+  const tiers: Record<string, TierPrice> = {};
+  for (const [tier, p] of Object.entries(raw)) {
+    if (tier === 'auto' || tier === 'default') fail(`${at}.${tier}`, `'${tier}' uses the model's own prices`);
+    const ok = (v: unknown) => typeof v === 'number' && v >= 0;
+    if (!isRecord(p) || !ok(p.inputPerMillion) || !ok(p.outputPerMillion))
+      fail(`${at}.${tier}`, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
+    if (
+      p.cachedInputPerMillion !== undefined &&
+      !(ok(p.cachedInputPerMillion) && (p.cachedInputPerMillion as number) <= (p.inputPerMillion as number))
+    )
+      fail(`${at}.${tier}.cachedInputPerMillion`, "expected USD >= 0 and at most the tier's inputPerMillion");
+    tiers[tier] = {
+      inputPerMillion: p.inputPerMillion as number,
+      outputPerMillion: p.outputPerMillion as number,
+      ...(p.cachedInputPerMillion !== undefined ? { cachedInputPerMillion: p.cachedInputPerMillion as number } : {}),
+    };
+  }
+  return { serviceTiers: tiers };
 }
 
 /** A plan whose endpoint limits name configured endpoints, and whose layers fit one DynamoDB expression each. */

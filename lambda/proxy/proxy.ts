@@ -1,170 +1,32 @@
-import { Readable } from 'node:stream';
 import type { APIGatewayProxyEvent } from 'aws-lambda';
-import { errorBody, type ErrorType, retryAfterSeconds } from '../engine/contract';
-import {
-  InvalidLimitError,
-  LayerUnavailableError,
-  LimiterError,
-  StoreUnavailableError,
-  UnknownPlanError,
-} from '../engine/errors';
-import { MISCONFIGURED } from '../engine/contract';
-import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
+import { MISCONFIGURED, retryAfterSeconds } from '../engine/contract';
+import { InvalidLimitError, LayerUnavailableError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
+import type { Amounts, Identity, TenantRecord, Verdict } from '../engine/limiter';
 import {
   DEFAULT_MAX_OUTPUT_TOKENS,
-  DEFAULT_OUTPUT_RESERVATION,
+  defaultMaxTokens,
   type EndpointConfig,
-  type LimiterConfig,
+  isReasoningModel,
   type ModelPrice,
+  outputCapField,
   type Plan,
 } from '../engine/plans';
-import { type Brake, brakeWaitMs, isBraked } from '../runtime/brake';
-import type { Directory } from '../runtime/directory';
-import { type MetricEvent, putMetrics } from '../runtime/metrics';
+import { brakeWaitMs, isBraked } from '../runtime/brake';
+import { putMetrics } from '../runtime/metrics';
 import { NUMBER_SETTINGS } from '../runtime/settings';
+import { type Answering, answerBuffered, relayStream } from './answer';
 import { type AuthorizerContext, proxyHeaders } from './headers';
-import { SseRelay } from './relay';
-import { UpstreamKeyError } from './secret';
 import { chatInputBound, embeddingsInputBound, type InputBound } from './input-bound';
-import { countBudget, countText, type EncodingName, encodingFor } from './tokenizer';
-import {
-  callUpstream,
-  chunksOf,
-  InvocationDeadlineError,
-  readBody,
-  UpstreamTimeoutError,
-  type UpstreamOptions,
-  UpstreamUnreachableError,
-} from './upstream';
-import { type ReportedUsage, settledUsage, type UsageBounds } from './usage';
-import { type ChatRequest, parseRequest, type ProxyRequest, RequestError } from './validate';
+import { boundMicroUsd, NO_AUDIO, type Rates, ratesFor } from './pricing';
+import { UpstreamKeyError } from './secret';
+import { answer, NOTHING, type ProxyDeps, type ProxyResponse, type Reservation, settle, type Who } from './settle';
+import { countBudget, type EncodingName, encodingFor } from './tokenizer';
+import { callUpstream, UpstreamTimeoutError, UpstreamUnreachableError } from './upstream';
+import { upstreamRefused } from './upstream-errors';
+import type { UsageBounds } from './usage';
+import { parseRequest, type ProxyRequest, RequestError } from './validate';
 
-export interface ProxyDeps {
-  readonly config: LimiterConfig;
-  readonly limiter: Limiter;
-  readonly directory: Directory;
-  readonly brake: Brake;
-  readonly upstream: UpstreamOptions;
-  readonly brakeRetryAfterSeconds?: number;
-  /** Settlement attempts when DynamoDB hiccups, with exponential backoff from settleBackoffMs. @default 5, 100 */
-  readonly settleAttempts?: number;
-  readonly settleBackoffMs?: number;
-  readonly clock?: () => number;
-  readonly log: (entry: Record<string, unknown>) => void;
-  /** Where EMF metric lines go. @default putMetrics (stdout, which CloudWatch reads) */
-  readonly metrics?: (event: MetricEvent) => void;
-}
-
-export interface ProxyResponse {
-  readonly statusCode: number;
-  readonly headers: Record<string, string>;
-  readonly body: string | Readable;
-  /** Resolves once the request is settled; the handler keeps the invocation alive until then. */
-  readonly settlement?: Promise<void>;
-}
-
-function answer(
-  status: number,
-  headers: Record<string, string>,
-  message: string,
-  type: ErrorType,
-  code: string,
-  param: string | null = null,
-): ProxyResponse {
-  return {
-    statusCode: status,
-    headers: { ...headers, 'content-type': 'application/json' },
-    body: errorBody(message, type, code, param),
-  };
-}
-
-/** Used amounts in tokens and micro-dollars (price per million tokens x tokens = micro-dollars). */
-function amounts(input: number, output: number, price: ModelPrice): Amounts {
-  return { tokens: input + output, microUsd: input * price.inputPerMillion + output * price.outputPerMillion };
-}
-
-interface Reservation {
-  readonly model: string;
-  readonly identity: Identity;
-  readonly tenant: TenantRecord;
-  readonly route: string;
-  readonly shard: number;
-  readonly reserved: Amounts;
-  readonly failedOpen: Verdict['failedOpen'];
-  readonly admittedAt: number;
-  readonly spending: Verdict['spending'];
-}
-
-/** Settles with retries and backoff; settlement is idempotent (keyed by the request id). */
-async function settle(
-  deps: ProxyDeps,
-  requestId: string,
-  reservation: Reservation,
-  used: Amounts,
-  why: string,
-): Promise<void> {
-  const attempts = deps.settleAttempts ?? 5;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    try {
-      const result = await deps.limiter.settle(requestId, reservation, used);
-      if (result === 'settled') {
-        (deps.metrics ?? putMetrics)({
-          dimensions: {
-            Function: 'proxy',
-            Tenant: reservation.identity.tenant,
-            Endpoint: reservation.route,
-            Model: reservation.model,
-          },
-          metrics: {
-            TokensSettled: { value: used.tokens, unit: 'Count' },
-            MicroUsdSettled: { value: used.microUsd, unit: 'None' },
-            ReservationError: { value: reservation.reserved.tokens - used.tokens, unit: 'Count' },
-          },
-          properties: { user: reservation.identity.user, requestId, why },
-        });
-      }
-      deps.log({
-        requestId,
-        outcome: 'settled',
-        why,
-        result,
-        tenant: reservation.identity.tenant,
-        user: reservation.identity.user,
-        reservedTokens: reservation.reserved.tokens,
-        usedTokens: used.tokens,
-        usedMicroUsd: used.microUsd,
-        attempts: attempt,
-      });
-      return;
-    } catch (err) {
-      if (!(err instanceof LimiterError)) throw err;
-      deps.log({
-        requestId,
-        level: attempt === attempts ? 'error' : 'warn',
-        outcome: 'settle_retry',
-        attempt,
-        error: err.name,
-        detail: err.message,
-      });
-      (deps.metrics ?? putMetrics)({
-        dimensions: { Function: 'proxy' },
-        metrics: { SettleRetries: { value: 1, unit: 'Count' } },
-      });
-      if (attempt < attempts)
-        await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
-    }
-  }
-  deps.log({
-    requestId,
-    level: 'error',
-    outcome: 'settle_failed',
-    message: 'settlement gave up: the reservation stands (conservative)',
-  });
-  (deps.metrics ?? putMetrics)({
-    dimensions: { Function: 'proxy' },
-    metrics: { SettleFailures: { value: 1, unit: 'Count' } },
-  });
-}
+export type { ProxyDeps, ProxyResponse } from './settle';
 
 function inputBound(request: ProxyRequest, encoding: EncodingName, price: ModelPrice): InputBound {
   const budget = countBudget();
@@ -173,30 +35,28 @@ function inputBound(request: ProxyRequest, encoding: EncodingName, price: ModelP
     : embeddingsInputBound(request.body, encoding, budget);
 }
 
-/** The request as sent upstream: a stream always asks for the final usage chunk. */
-function upstreamBody(request: ProxyRequest): Record<string, unknown> {
-  if (request.kind !== 'chat' || !request.stream) return request.body;
+/**
+ * The request as sent upstream: a chat request carries one output cap, the one reserved for it,
+ * in the field(s) the model's upstream reads (the client's own cap fields are replaced), and a
+ * stream always asks for the final usage chunk.
+ */
+function upstreamBody(request: ProxyRequest, cap: number | undefined, price: ModelPrice): Record<string, unknown> {
+  if (request.kind !== 'chat' || cap === undefined) return request.body;
+  const { max_tokens: _tokens, max_completion_tokens: _completion, ...rest } = request.body;
+  const field = outputCapField(request.model, price);
+  const capped = {
+    ...rest,
+    ...(field === 'both' ? { max_completion_tokens: cap, max_tokens: cap } : { [field]: cap }),
+  };
+  if (!request.stream) return capped;
   const options = (request.body.stream_options as Record<string, unknown> | undefined) ?? {};
-  return { ...request.body, stream_options: { ...options, include_usage: true } };
-}
-
-/** Output tokens of a non-streamed answer, when the upstream reported no usage. */
-function countAnswer(
-  json: { choices?: { message?: { content?: unknown; tool_calls?: unknown } }[] },
-  encoding: EncodingName,
-): number {
-  let total = 0;
-  for (const c of json.choices ?? []) {
-    if (typeof c.message?.content === 'string') total += countText(c.message.content, encoding);
-    if (c.message?.tool_calls) total += countText(JSON.stringify(c.message.tool_calls), encoding);
-  }
-  return total;
+  return { ...capped, stream_options: { ...options, include_usage: true } };
 }
 
 /**
  * One request through the proxy: validate (400, nothing debited), count input tokens, reserve
- * input + expected output on every token limit (429 if short, no upstream call), call the
- * upstream, stream its answer through, and settle exactly once what was really used.
+ * its bound (input + the output cap it sends) on every token limit (429 if short, no upstream
+ * call), call the upstream with that cap, stream its answer through, and settle exactly once what was really used.
  */
 export async function handleProxy(
   event: APIGatewayProxyEvent,
@@ -225,10 +85,6 @@ export async function handleProxy(
     );
   }
 }
-
-/** A step's answer to the client, ending the request there. */
-/** Who a log line is about. */
-type Who = { readonly requestId: string; readonly route: string; readonly tenant: string; readonly user: string };
 
 const isAnswer = (x: unknown): x is ProxyResponse =>
   typeof x === 'object' && x !== null && 'statusCode' in x && 'body' in x;
@@ -312,31 +168,38 @@ async function tenantPlan(
 }
 
 /**
- * Step 5's amounts: what to reserve (the input, counted here, plus the output the plan expects,
- * at most max_tokens, per choice) and the most the upstream can truthfully report.
+ * Step 5's amounts: the request's bound, reserved in full: the input (counted, or bounded from
+ * above) plus, per choice, the output cap sent upstream (the client's max_completion_tokens or
+ * max_tokens, else the plan's or the model's default, at most the model's maximum), priced at
+ * the dearest rates the request's options can use.
  */
 function reservationOf(
   request: ProxyRequest,
   plan: Plan,
   price: ModelPrice,
   bound: InputBound,
-): { reserved: Amounts; bounds: UsageBounds } {
+  rates: Rates,
+): { reserved: Amounts; bounds: UsageBounds; cap?: number } {
   const input = bound.inputTokens;
-  const n = request.kind === 'chat' ? request.n : 1;
-  const expectedOutput =
-    request.kind === 'chat'
-      ? n *
-          Math.min(
-            request.maxTokens ?? Number.POSITIVE_INFINITY,
-            plan.outputReservation ?? DEFAULT_OUTPUT_RESERVATION,
-          ) +
-        bound.extraOutputTokens
-      : 0;
-  const output =
-    request.kind === 'chat'
-      ? n * (request.maxTokens ?? price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS) + bound.extraOutputTokens
-      : 0;
-  return { reserved: amounts(input, expectedOutput, price), bounds: { input, output } };
+  if (request.kind !== 'chat') {
+    const bounds = { input, output: 0, outputMax: 0, outputless: true, audio: NO_AUDIO };
+    return { reserved: { tokens: input, microUsd: boundMicroUsd(input, 0, rates, NO_AUDIO) }, bounds };
+  }
+  const max = price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
+  const cap = Math.min(request.maxTokens ?? defaultMaxTokens(request.model, price, plan), max);
+  const output = request.n * cap + bound.extraOutputTokens;
+  const bounds = {
+    input,
+    output,
+    outputMax: request.n * max + bound.extraOutputTokens,
+    outputless: false,
+    audio: request.audio,
+  };
+  return {
+    reserved: { tokens: input + output, microUsd: boundMicroUsd(input, output, rates, request.audio) },
+    bounds,
+    cap,
+  };
 }
 
 /** Step 5's refusal: a request larger than a limit allows at once (400), or a limit reached (429 with Retry-After). */
@@ -411,7 +274,8 @@ async function proxyRequest(
   const owner = await tenantPlan(deps, identity, base);
   if (isAnswer(owner)) return owner;
   const { tenant, plan } = owner;
-  const { reserved, bounds } = reservationOf(request, plan, price, bound);
+  const rates = ratesFor(price, request.serviceTier);
+  const { reserved, bounds, cap } = reservationOf(request, plan, price, bound, rates);
   const shard = Number(auth.shard ?? 0);
   const verdict = await deps.limiter.reserve(identity, tenant, route, reserved, Number.isInteger(shard) ? shard : 0);
   const headers = proxyHeaders(auth, verdict.limits);
@@ -429,24 +293,31 @@ async function proxyRequest(
   };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 
-  const forwarded = await forward(deps, request, route, reservation, headers, who);
+  const forwarded = await forward(
+    deps,
+    upstreamBody(request, cap, price),
+    route,
+    reservation,
+    headers,
+    who,
+    deadlineAt,
+  );
   if (isAnswer(forwarded)) return forwarded;
-  const answering: Answering = { deps, reservation, headers, who, bounds, price, encoding, deadlineAt };
+  const hiddenReasoning = isReasoningModel(request.model);
+  const answering: Answering = {
+    deps,
+    reservation,
+    headers,
+    who,
+    bounds,
+    rates,
+    encoding,
+    deadlineAt,
+    hiddenReasoning,
+  };
   if (request.kind === 'chat' && request.stream)
     return relayStream(answering, request, forwarded.response, forwarded.abort);
   return answerBuffered(answering, request, forwarded.response, forwarded.abort);
-}
-
-/** What steps 7 and 8 (pass the answer on, settle) need of the request, whichever way it is answered. */
-interface Answering {
-  readonly deps: ProxyDeps;
-  readonly reservation: Reservation;
-  readonly headers: Record<string, string>;
-  readonly who: Who;
-  readonly bounds: UsageBounds;
-  readonly price: ModelPrice;
-  readonly encoding: EncodingName;
-  readonly deadlineAt: number;
 }
 
 /**
@@ -455,18 +326,19 @@ interface Answering {
  */
 async function forward(
   deps: ProxyDeps,
-  request: ProxyRequest,
+  body: Record<string, unknown>,
   route: string,
   reservation: Reservation,
   headers: Record<string, string>,
   who: Who,
+  deadlineAt: number,
 ): Promise<{ response: Response; abort: AbortController } | ProxyResponse> {
   const { requestId } = who;
   const { reserved } = reservation;
   const abort = new AbortController();
   let response: Response;
   try {
-    response = await callUpstream(deps.upstream, route, upstreamBody(request), abort);
+    response = await callUpstream(deps.upstream, route, body, abort);
   } catch (err) {
     if (err instanceof UpstreamTimeoutError) {
       // The request reached the provider, which may be generating (and billing) still: the reservation stands.
@@ -477,7 +349,7 @@ async function forward(
       };
     }
     // Nothing reached the provider (or the call failed before it was sent): refunded in full.
-    const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, 'upstream_unreachable');
+    const settlement = settle(deps, requestId, reservation, NOTHING, 'upstream_unreachable');
     if (err instanceof UpstreamUnreachableError)
       return {
         ...answer(502, headers, 'The model could not be reached.', 'api_error', 'upstream_unreachable'),
@@ -501,223 +373,6 @@ async function forward(
     throw err;
   }
 
-  if (!response.ok) {
-    const text = (await response.text().catch(() => '')).slice(0, 65_536);
-    const settlement = settle(deps, requestId, reservation, { tokens: 0, microUsd: 0 }, `upstream_${response.status}`);
-    deps.log({ ...who, outcome: 'upstream_error', status: response.status });
-    if (response.status === 429) {
-      const wait = retryAfterSeconds(Number(response.headers.get('retry-after') ?? 1) * 1000);
-      return {
-        ...answer(
-          429,
-          { ...headers, 'Retry-After': String(wait) },
-          'The model provider is rate limiting this service; retry shortly.',
-          'rate_limit_exceeded',
-          'upstream_rate_limited',
-        ),
-        settlement,
-      };
-    }
-    if (response.status >= 500)
-      return {
-        ...answer(502, headers, `The model provider failed (HTTP ${response.status}).`, 'api_error', 'upstream_error'),
-        settlement,
-      };
-    if (response.status === 401 || response.status === 403) {
-      // The provider refused this service's own credentials: the client can do nothing about it, and
-      // the provider's message may quote (part of) the operators' key, so none of it is passed on.
-      deps.log({ ...who, level: 'error', outcome: 'upstream_auth_failed', status: response.status });
-      return {
-        ...answer(
-          502,
-          headers,
-          'The model provider refused this service’s credentials; the operators have been told.',
-          'api_error',
-          'upstream_auth_failed',
-        ),
-        settlement,
-      };
-    }
-    // A 4xx the validation did not catch (context too long, unknown parameter): pass OpenAI's own error on.
-    let upstreamError: { message?: string; code?: string; param?: string } = {};
-    try {
-      upstreamError = (JSON.parse(text) as { error?: typeof upstreamError }).error ?? {};
-    } catch {
-      // not JSON: fall back to a generic message
-    }
-    return {
-      ...answer(
-        response.status,
-        headers,
-        upstreamError.message ?? `The model provider rejected the request (HTTP ${response.status}).`,
-        'invalid_request_error',
-        upstreamError.code ?? 'upstream_rejected',
-        upstreamError.param ?? null,
-      ),
-      settlement,
-    };
-  }
-
+  if (!response.ok) return upstreamRefused(deps, response, abort, reservation, headers, who, deadlineAt);
   return { response, abort };
-}
-
-/** Step 7 for an answer that is not streamed: read it whole, pass it on, settle on its usage. */
-async function answerBuffered(
-  answering: Answering,
-  request: ProxyRequest,
-  response: Response,
-  abort: AbortController,
-): Promise<ProxyResponse> {
-  const { deps, reservation, headers, who, bounds, price, encoding, deadlineAt } = answering;
-  const { requestId } = who;
-  const { reserved } = reservation;
-  const input = bounds.input;
-  let text: string;
-  try {
-    text = await readBody(response, abort, deps.upstream.bodyTimeoutMs, deadlineAt);
-  } catch (err) {
-    // The provider answered and may have billed all of it: the reservation stands.
-    const timedOut = err instanceof UpstreamTimeoutError;
-    const settlement = settle(
-      deps,
-      requestId,
-      reservation,
-      reserved,
-      timedOut ? 'upstream_body_timeout' : 'upstream_body_failed',
-    );
-    return {
-      ...answer(
-        timedOut ? 504 : 502,
-        headers,
-        timedOut ? 'The model did not finish its answer in time.' : 'The model provider’s answer broke off.',
-        'api_error',
-        timedOut ? 'upstream_timeout' : 'upstream_error',
-      ),
-      settlement,
-    };
-  }
-  let reported: ReportedUsage | undefined;
-  let countedOutput = 0;
-  try {
-    const json = JSON.parse(text) as { usage?: ReportedUsage; choices?: [] };
-    reported = json.usage;
-    if (request.kind === 'chat') countedOutput = countAnswer(json, encoding);
-  } catch {
-    deps.log({ ...who, level: 'warn', outcome: 'upstream_not_json' });
-  }
-  const settlement = settle(
-    deps,
-    requestId,
-    reservation,
-    usedAmounts(deps, who, reported, { input, output: countedOutput }, bounds, price),
-    'complete',
-  );
-  return {
-    statusCode: 200,
-    headers: { ...headers, 'content-type': response.headers.get('content-type') ?? 'application/json' },
-    body: text,
-    settlement,
-  };
-}
-
-/** What to settle: the upstream's usage where it is believable, else this proxy's own count (logged and counted). */
-function usedAmounts(
-  deps: ProxyDeps,
-  who: Who,
-  reported: ReportedUsage | undefined,
-  counted: { input: number; output: number },
-  bounds: UsageBounds,
-  price: ModelPrice,
-): Amounts {
-  const usage = settledUsage(reported, counted, bounds);
-  if (usage.rejected.length) {
-    deps.log({
-      ...who,
-      level: 'warn',
-      outcome: 'usage_rejected',
-      fields: usage.rejected,
-      message: 'the upstream reported usage that cannot be right: settled on the proxy’s own count',
-    });
-    (deps.metrics ?? putMetrics)({
-      dimensions: { Function: 'proxy' },
-      metrics: { UsageRejected: { value: 1, unit: 'Count' } },
-    });
-  }
-  return amounts(usage.input, usage.output, price);
-}
-
-/** Streams the upstream's events through as they arrive and settles once the stream is over, however it ends. */
-function relayStream(
-  answering: Answering,
-  request: ChatRequest,
-  response: Response,
-  abort: AbortController,
-): ProxyResponse {
-  const { deps, reservation, headers, who, bounds, price, encoding, deadlineAt } = answering;
-  const { requestId } = who;
-  const clientAskedForUsage =
-    (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const relay = new SseRelay(clientAskedForUsage);
-  let resolveSettlement!: (p: Promise<void>) => void;
-  const settlement = new Promise<void>((resolve) => {
-    resolveSettlement = (p) => resolve(p);
-  });
-  let finished = false;
-  const finish = (why: 'complete' | 'upstream_failed' | 'upstream_timeout' | 'invocation_deadline' | 'client_gone') => {
-    if (finished) return;
-    finished = true;
-    abort.abort();
-    const u = relay.usage;
-    const counted = { input: bounds.input, output: countText(u.text, encoding) };
-    let used: Amounts;
-    if (why === 'upstream_timeout' || why === 'invocation_deadline') {
-      // The provider went quiet (or was cut off at the deadline) and may still be generating: at least the reservation is paid for.
-      const fromStream = usedAmounts(deps, who, u.reported, counted, bounds, price);
-      used = {
-        tokens: Math.max(fromStream.tokens, reservation.reserved.tokens),
-        microUsd: Math.max(fromStream.microUsd, reservation.reserved.microUsd),
-      };
-    } else if (why === 'upstream_failed' && !u.text && u.reported === undefined) {
-      // A failure before any output refunds everything; otherwise what was generated is paid for.
-      used = { tokens: 0, microUsd: 0 };
-    } else used = usedAmounts(deps, who, u.reported, counted, bounds, price);
-    resolveSettlement(settle(deps, requestId, reservation, used, why));
-  };
-  async function* events(): AsyncGenerator<string> {
-    try {
-      for await (const chunk of chunksOf(response, abort, deps.upstream.idleTimeoutMs, deadlineAt))
-        yield* relay.push(chunk);
-      yield* relay.flush();
-      finish('complete');
-    } catch (err) {
-      // A destroyed body means the client went away (the runtime threw its error in here).
-      if (finished || body.destroyed) return finish('client_gone');
-      if (err instanceof InvocationDeadlineError) {
-        // Lambda would end the invocation soon, before settlement: stop here, settle, say why.
-        deps.log({
-          requestId,
-          level: 'warn',
-          outcome: 'stream_deadline',
-          message: 'the answer ran into the stream timeout: cut off and settled',
-        });
-        finish('invocation_deadline');
-        yield `data: ${errorBody('The answer reached this service’s time limit (streamTimeout) and was cut off; what arrived is all there is.', 'api_error', 'stream_deadline')}\n\n`;
-        return;
-      }
-      deps.log({ requestId, level: 'error', outcome: 'upstream_stream_failed', error: (err as Error).name });
-      finish(err instanceof UpstreamTimeoutError ? 'upstream_timeout' : 'upstream_failed');
-      yield `data: ${errorBody('The model’s answer broke off midway; what arrived is all there is.', 'api_error', 'upstream_stream_failed')}\n\n`;
-    } finally {
-      finish('client_gone');
-    }
-  }
-  const body: Readable = Readable.from(events(), { objectMode: false });
-  // The client can disconnect while the generator waits on the upstream: settle from what arrived.
-  body.once('close', () => finish('client_gone'));
-  return {
-    statusCode: 200,
-    headers: { ...headers, 'content-type': 'text/event-stream', 'cache-control': 'no-cache' },
-    body,
-    settlement,
-  };
 }

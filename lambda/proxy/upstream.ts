@@ -125,3 +125,11 @@ export async function readBody(
     clearTimeout(timer);
   }
 }
+
+/** A Retry-After header in ms: delta seconds or an HTTP date (RFC 9110, 10.2.3); 1 s when absent or unreadable. */
+export function retryAfterMs(value: string | null, now = Date.now()): number {
+  const v = value?.trim() ?? '';
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - now) : 1000;
+}

@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_BODY_BYTES, type EndpointConfig } from '../engine/plans';
 import { type ChatMessage, PRICED_PARTS, partTokens } from './input-bound';
+import type { AudioUse } from './pricing';
 
 /**
  * Deepest nesting of arrays and objects a body may have. Real requests stay under ~15 (a tool
@@ -27,10 +28,13 @@ export interface ChatRequest {
   readonly model: string;
   readonly messages: readonly ChatMessage[];
   readonly stream: boolean;
-  /** max_completion_tokens or max_tokens, when the client set one. */
+  /** max_completion_tokens or max_tokens, when the client set one (both must then agree). */
   readonly maxTokens?: number;
   /** Completions asked for (`n`). */
   readonly n: number;
+  /** The `service_tier` asked for, when it is not the standard one. */
+  readonly serviceTier?: string;
+  readonly audio: AudioUse;
   readonly body: Record<string, unknown>;
 }
 
@@ -38,6 +42,7 @@ export interface EmbeddingsRequest {
   readonly kind: 'embeddings';
   readonly model: string;
   readonly input: string | readonly string[] | readonly number[] | readonly (readonly number[])[];
+  readonly serviceTier?: undefined;
   readonly body: Record<string, unknown>;
 }
 
@@ -159,17 +164,64 @@ export function parseRequest(
   if (body.stream_options !== undefined && body.stream_options !== null && !isRecord(body.stream_options))
     bad('stream_options', "'stream_options' must be an object.");
   if (body.tools !== undefined && !Array.isArray(body.tools)) bad('tools', "'tools' must be an array.");
-  const maxTokens = (body.max_completion_tokens ?? body.max_tokens) as number | undefined | null;
+  const caps = [body.max_completion_tokens, body.max_tokens].filter((v): v is number => typeof v === 'number');
+  if (caps.length === 2 && caps[0] !== caps[1])
+    bad(
+      'max_tokens',
+      `max_completion_tokens (${caps[0]}) and max_tokens (${caps[1]}) differ: send one, or the same value in both.`,
+      'conflicting_output_caps',
+    );
+  const serviceTier = checkServiceTier(body.service_tier, model, route, price);
+  const audio = { input: hasAudioParts(body.messages), output: asksForAudio(body) };
+  if (audio.output && price.audioOutputPerMillion === undefined)
+    bad(
+      'modalities',
+      `Audio output is not accepted for ${model} on ${route}: the operators have not priced it. Ask for text only.`,
+      'unsupported_modality',
+    );
   return {
     kind,
     model,
     messages: body.messages as ChatMessage[],
     stream: body.stream === true,
-    ...(maxTokens ? { maxTokens } : {}),
+    ...(caps.length ? { maxTokens: caps[0] } : {}),
     n: (body.n as number | null | undefined) ?? 1,
+    ...(serviceTier ? { serviceTier } : {}),
+    audio,
     body,
   };
 }
+
+/** The tier asked for when it is not the standard one; a tier without a price is refused. */
+function checkServiceTier(
+  tier: unknown,
+  model: string,
+  route: string,
+  price: EndpointConfig['models'][string],
+): string | undefined {
+  if (tier === undefined || tier === null || tier === 'auto' || tier === 'default') return undefined;
+  if (typeof tier !== 'string') bad('service_tier', "'service_tier' must be a string.");
+  if (!price.serviceTiers || !Object.hasOwn(price.serviceTiers, tier))
+    bad(
+      'service_tier',
+      `service_tier '${tier}' is not accepted for ${model} on ${route}: the operators have not priced it. ` +
+        `Accepted: auto, default${Object.keys(price.serviceTiers ?? {})
+          .map((t) => `, ${t}`)
+          .join('')}.`,
+      'unsupported_service_tier',
+    );
+  return tier;
+}
+
+const asksForAudio = (body: Record<string, unknown>): boolean =>
+  (Array.isArray(body.modalities) && body.modalities.includes('audio')) ||
+  (body.audio !== undefined && body.audio !== null);
+
+const hasAudioParts = (messages: unknown): boolean =>
+  Array.isArray(messages) &&
+  messages.some(
+    (m) => isRecord(m) && Array.isArray(m.content) && m.content.some((p) => isRecord(p) && p.type === 'input_audio'),
+  );
 
 /** A content part is text, a refusal, or a part type the operators priced for this model. */
 function checkPart(
@@ -191,7 +243,8 @@ function checkPart(
       `'${at}.type' is '${type}': content parts are text, refusal, ${Object.keys(PRICED_PARTS).join(', ')}.`,
       'unsupported_content_part',
     );
-  if (partTokens(part as { type: string }, price) === undefined) {
+  const unpricedAudio = type === 'input_audio' && price.audioInputPerMillion === undefined;
+  if (partTokens(part as { type: string }, price) === undefined || unpricedAudio) {
     bad(
       at,
       `${kind} parts are not accepted for ${model} on ${route} (${at}): the operators have not priced them. Send text only.`,

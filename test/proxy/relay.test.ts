@@ -30,6 +30,8 @@ describe('the SSE relay', () => {
       text: 'Grüße, 日本語 🙂',
       done: true,
       reported: { prompt_tokens: 7, completion_tokens: 3 },
+      started: new Set([0]),
+      finished: new Set(),
     });
     // Every single cut point, and a cut between every byte: 'ü' is 2 bytes, '日' 3, '🙂' 4.
     for (let at = 1; at < stream.length; at++) expect(relay(stream, [at]).out).toEqual(whole.out);
@@ -55,6 +57,56 @@ describe('the SSE relay', () => {
     expect(out).toHaveLength(2);
     expect(out.join('')).toBe(unfinished);
     expect(seen.text).toBe('ab');
+  });
+
+  it('reads events separated by bare CR (valid SSE), also when a CRLF is cut between its two bytes', () => {
+    const cr = text.replaceAll('\n', '\r');
+    const { out, usage: seen } = relay(bytes(cr), [5, 17, 40]);
+    expect(out).toHaveLength(5);
+    expect(out.join('')).toBe(cr);
+    expect(seen.text).toBe('Grüße, 日本語 🙂');
+    expect(seen.reported).toEqual({ prompt_tokens: 7, completion_tokens: 3 });
+    const crlf = bytes(text.replaceAll('\n', '\r\n'));
+    for (let at = 1; at < crlf.length; at++) expect(relay(crlf, [at]).out).toHaveLength(5);
+  });
+
+  it('counts every output channel: content, refusal, reasoning, tool calls, function_call, audio transcripts', () => {
+    const chunk = (d: Record<string, unknown>, finish: string | null = null) =>
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: d, finish_reason: finish }] })}\n\n`;
+    const events = [
+      chunk({ reasoning_content: 'R1' }),
+      chunk({ reasoning: 'R2' }),
+      chunk({ content: 'C' }),
+      chunk({ refusal: 'F' }),
+      chunk({ tool_calls: [{ index: 0, function: { name: 'get', arguments: '{"a":1}' } }] }),
+      chunk({ function_call: { name: 'legacy', arguments: '{}' } }),
+      chunk({ audio: { transcript: 'T' } }, 'stop'),
+    ].join('');
+    const r = new SseRelay(false);
+    r.push(bytes(events));
+    expect(r.usage.text).toBe('R1R2CFget{"a":1}legacy{}T');
+    expect(r.complete).toBe(true);
+  });
+
+  it('knows an answer is whole only when every choice that started finished', () => {
+    const choice = (index: number, finish: string | null) =>
+      `data: ${JSON.stringify({ choices: [{ index, delta: { content: 'x' }, finish_reason: finish }] })}\n\n`;
+    const r = new SseRelay(false);
+    r.push(bytes(choice(0, null) + choice(1, null) + choice(0, 'stop')));
+    expect(r.complete).toBe(false);
+    r.push(bytes(choice(1, 'length')));
+    expect(r.complete).toBe(true);
+  });
+
+  it('reads a whole JSON answer where SSE was expected', () => {
+    const json = JSON.stringify({
+      choices: [{ index: 0, message: { content: 'whole' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 4, completion_tokens: 1 },
+    });
+    const { out, usage: seen } = relay(bytes(json), [7]);
+    expect(out.join('')).toBe(json);
+    expect(seen.text).toBe('whole');
+    expect(seen.reported).toEqual({ prompt_tokens: 4, completion_tokens: 1 });
   });
 
   it('drops the usage-only event it asked for itself, and keeps it when the client asked', () => {
