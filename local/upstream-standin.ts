@@ -29,7 +29,13 @@ export interface StandInUsage {
 export interface UpstreamStandIn {
   readonly baseUrl: string;
   behaviour: Behaviour;
-  readonly requests: { path: string; body: Record<string, unknown>; authorization: string | undefined }[];
+  readonly requests: {
+    path: string;
+    body: Record<string, unknown>;
+    authorization: string | undefined;
+    /** The limiter's request id (x-client-request-id). */
+    requestId: string | undefined;
+  }[];
   /** Times the upstream noticed its client (the proxy) going away before the answer ended. */
   aborted: number;
   stop(): Promise<void>;
@@ -45,7 +51,13 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as Record<string, unknown>;
-    standIn.requests.push({ path: req.url ?? '', body, authorization: req.headers.authorization });
+    const requestId = req.headers['x-client-request-id'];
+    standIn.requests.push({
+      path: req.url ?? '',
+      body,
+      authorization: req.headers.authorization,
+      requestId: typeof requestId === 'string' ? requestId : undefined,
+    });
     const b = standIn.behaviour;
     let gone = false;
     res.on('close', () => {

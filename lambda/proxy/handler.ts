@@ -11,6 +11,7 @@ import { handleProxy, type ProxyDeps, type ProxyResponse } from './proxy';
 import { SecretValue } from './secret';
 
 const PENDING = Symbol('settlement');
+const GONE = Symbol('client gone');
 /**
  * Time kept back from the invocation's timeout for settlement (up to 5 attempts with backoff, each
  * within DynamoDB's 1 s deadline) and the stream's last event (a quarter of the time for timeouts
@@ -18,7 +19,7 @@ const PENDING = Symbol('settlement');
  * event.
  */
 export const SETTLE_MARGIN_MS = 10_000;
-type WithSettlement = Context & { [PENDING]?: Promise<void> };
+type WithSettlement = Context & { [PENDING]?: Promise<void>; [GONE]?: AbortSignal };
 
 /** What the Lambda Node.js runtime gives a response-streaming function as the global `awslambda`. */
 declare const awslambda: {
@@ -46,11 +47,21 @@ export function createProxyHandler(deps: ProxyDeps) {
       // Stop the upstream early enough to settle and close the stream before Lambda's timeout ends the invocation.
       const remaining = context.getRemainingTimeInMillis();
       const deadlineAt = Date.now() + remaining - Math.min(SETTLE_MARGIN_MS, remaining / 4);
-      const { settlement, ...response } = await handleProxy(event, deps, context.awsRequestId, deadlineAt);
+      const gone = (context as WithSettlement)[GONE];
+      const { settlement, ...response } = await handleProxy(event, deps, context.awsRequestId, deadlineAt, gone);
       if (settlement) (context as WithSettlement)[PENDING] = settlement;
       return response;
     });
   return awslambda.streamifyResponse(async (event, responseStream, context) => {
+    // A client that leaves fails the response stream, also before the answer starts: the upstream
+    // call is aborted then, whatever it is waiting for.
+    const gone = new AbortController();
+    const leave = () => {
+      if (!responseStream.writableFinished) gone.abort();
+    };
+    responseStream.once('close', leave);
+    responseStream.once('error', leave);
+    (context as WithSettlement)[GONE] = gone.signal;
     try {
       const { body, ...prelude } = await respond(event, context);
       const out = awslambda.HttpResponseStream.from(responseStream, prelude);

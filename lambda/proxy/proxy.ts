@@ -21,7 +21,7 @@ import { boundMicroUsd, NO_AUDIO, type Rates, ratesFor } from './pricing';
 import { UpstreamKeyError } from './secret';
 import { answer, NOTHING, type ProxyDeps, type ProxyResponse, type Reservation, settle, type Who } from './settle';
 import { countBudget, type EncodingName, encodingFor } from './tokenizer';
-import { callUpstream, UpstreamTimeoutError, UpstreamUnreachableError } from './upstream';
+import { ClientGoneError, callUpstream, UpstreamTimeoutError, UpstreamUnreachableError } from './upstream';
 import { upstreamRefused } from './upstream-errors';
 import type { UsageBounds } from './usage';
 import { parseRequest, type ProxyRequest, RequestError } from './validate';
@@ -63,9 +63,10 @@ export async function handleProxy(
   deps: ProxyDeps,
   requestId: string,
   deadlineAt = Number.POSITIVE_INFINITY,
+  clientGone?: AbortSignal,
 ): Promise<ProxyResponse> {
   try {
-    return await proxyRequest(event, deps, requestId, deadlineAt);
+    return await proxyRequest(event, deps, requestId, deadlineAt, clientGone);
   } catch (err) {
     // DynamoDB failed or passed its deadline where a layer fails closed: nothing was spent, retry shortly.
     if (!(err instanceof LayerUnavailableError || err instanceof StoreUnavailableError)) throw err;
@@ -254,6 +255,7 @@ async function proxyRequest(
   deps: ProxyDeps,
   requestId: string,
   deadlineAt: number,
+  clientGone?: AbortSignal,
 ): Promise<ProxyResponse> {
   const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
   const route = event.resource ?? event.path;
@@ -293,15 +295,13 @@ async function proxyRequest(
   };
   deps.log({ ...who, outcome: 'reserved', inputTokens: input, reservedTokens: reserved.tokens, model: request.model });
 
-  const forwarded = await forward(
-    deps,
-    upstreamBody(request, cap, price),
-    route,
-    reservation,
-    headers,
-    who,
-    deadlineAt,
-  );
+  const abort = new AbortController();
+  // The client left: the upstream stops at once, whatever it is doing (answering, or thinking).
+  const leave = () => abort.abort(new ClientGoneError());
+  if (clientGone?.aborted) leave();
+  else clientGone?.addEventListener('abort', leave, { once: true });
+  const body = upstreamBody(request, cap, price);
+  const forwarded = await forward(deps, body, route, reservation, headers, who, abort, deadlineAt);
   if (isAnswer(forwarded)) return forwarded;
   const hiddenReasoning = isReasoningModel(request.model);
   const answering: Answering = {
@@ -331,15 +331,20 @@ async function forward(
   reservation: Reservation,
   headers: Record<string, string>,
   who: Who,
+  abort: AbortController,
   deadlineAt: number,
 ): Promise<{ response: Response; abort: AbortController } | ProxyResponse> {
   const { requestId } = who;
   const { reserved } = reservation;
-  const abort = new AbortController();
   let response: Response;
   try {
-    response = await callUpstream(deps.upstream, route, body, abort);
+    response = await callUpstream(deps.upstream, route, body, abort, requestId);
   } catch (err) {
+    if (abort.signal.reason instanceof ClientGoneError) {
+      // The request reached the provider, which may have generated (hidden reasoning) before it stopped.
+      const settlement = settle(deps, requestId, reservation, reserved, 'client_gone');
+      return { ...answer(499, headers, 'The client went away.', 'invalid_request_error', 'client_gone'), settlement };
+    }
     if (err instanceof UpstreamTimeoutError) {
       // The request reached the provider, which may be generating (and billing) still: the reservation stands.
       const settlement = settle(deps, requestId, reservation, reserved, 'upstream_timeout');

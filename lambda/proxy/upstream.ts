@@ -26,6 +26,14 @@ export class InvocationDeadlineError extends UpstreamTimeoutError {
   }
 }
 
+/** The client went away: the upstream call is aborted with this reason. */
+export class ClientGoneError extends Error {
+  constructor() {
+    super('the client went away');
+    this.name = 'ClientGoneError';
+  }
+}
+
 export class UpstreamUnreachableError extends Error {
   constructor(options?: ErrorOptions) {
     super('upstream could not be reached', options);
@@ -43,6 +51,7 @@ export async function callUpstream(
   route: string,
   body: unknown,
   abort: AbortController,
+  requestId?: string,
 ): Promise<Response> {
   const key = await options.apiKey();
   const timer = setTimeout(
@@ -57,6 +66,8 @@ export async function callUpstream(
         ...(key ? { authorization: `Bearer ${key}` } : {}),
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
+        // The limiter's request id, so a provider's records can be matched with its settlement.
+        ...(requestId ? { 'x-client-request-id': requestId } : {}),
       },
       body: JSON.stringify(body),
       signal: abort.signal,

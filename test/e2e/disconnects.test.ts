@@ -1,11 +1,14 @@
 /**
  * npm start survives whatever a client does: leaving mid-upload, before the first byte, mid-stream,
- * or reading so slowly that the stream backs up. After each, the same stack still answers.
+ * or reading so slowly that the stream backs up. After each, the same stack still answers, the
+ * upstream was stopped, and the request was settled at its bound (its usage never came).
  */
 import { request } from 'node:http';
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, requestsPerMinute } from '../../lambda/engine/plans';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { countMessages } from '../../lambda/proxy/input-bound';
+import { parseConfig, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
+import { setMetricSink } from '../../lambda/runtime/metrics';
 import { type LocalStack, startLocal } from '../../local/start';
 import { startUpstreamStandIn, type UpstreamStandIn } from '../../local/upstream-standin';
 
@@ -13,7 +16,7 @@ const CHAT = '/v1/chat/completions';
 const config = parseConfig(
   JSON.parse(
     JSON.stringify({
-      plans: { demo: { user: [requestsPerMinute(10_000)] } },
+      plans: { demo: { user: [requestsPerMinute(10_000), tokensPerDay(10_000_000)], outputReservation: 100 } },
       endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
     }),
   ),
@@ -21,6 +24,10 @@ const config = parseConfig(
 
 let local: LocalStack;
 let slow: UpstreamStandIn;
+/** Tokens settled per request id, from the proxy's metric lines. */
+const settled = new Map<string, number>();
+/** A request's bound: its input and the plan's output cap, which the upstream was sent. */
+const BOUND = countMessages([{ role: 'user', content: 'hi' }], 'o200k_base') + 100;
 beforeAll(async () => {
   // An upstream that takes its time: 40 words, 50 ms apart.
   slow = await startUpstreamStandIn({
@@ -36,6 +43,10 @@ beforeAll(async () => {
     upstreamApiKey: 'sk-up',
     summary: () => {},
   });
+  setMetricSink((line) => {
+    const m = JSON.parse(line) as { requestId?: string; TokensSettled?: number };
+    if (m.requestId && typeof m.TokensSettled === 'number') settled.set(m.requestId, m.TokensSettled);
+  });
 }, 60_000);
 afterAll(async () => {
   await local.stop();
@@ -47,6 +58,13 @@ const body = (stream: boolean) =>
 const headers = { authorization: 'Bearer sk-lrl-local-disconnects-000000001', 'content-type': 'application/json' };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The upstream saw its client (the proxy) leave, and the request was settled at its bound. */
+async function stoppedAndSettledAtBound(before: { aborted: number; requests: number }): Promise<void> {
+  await vi.waitFor(() => expect(slow.aborted).toBe(before.aborted + 1), { timeout: 5_000 });
+  const { requestId } = slow.requests[before.requests]!;
+  await vi.waitFor(() => expect(settled.get(requestId!)).toBe(BOUND), { timeout: 5_000 });
+}
+
 async function stillAnswers(): Promise<void> {
   const res = await fetch(`${local.baseUrl}/chat/completions`, { method: 'POST', headers, body: body(false) });
   expect(res.status).toBe(200);
@@ -56,7 +74,8 @@ async function stillAnswers(): Promise<void> {
 }
 
 describe('a client that goes away', () => {
-  it('mid-upload', async () => {
+  it('mid-upload: nothing reaches the upstream, nothing is settled', async () => {
+    const before = { requests: slow.requests.length, settled: settled.size };
     const url = new URL(local.url);
     const socket = connect(Number(url.port), url.hostname);
     await new Promise((r) => socket.once('connect', r));
@@ -66,6 +85,7 @@ describe('a client that goes away', () => {
     await sleep(100);
     socket.destroy();
     await sleep(100);
+    expect({ requests: slow.requests.length, settled: settled.size }).toEqual(before);
     await stillAnswers();
   });
 
@@ -83,15 +103,14 @@ describe('a client that goes away', () => {
     abort.abort();
     await expect(pending).rejects.toThrow();
     slow.behaviour = { ...slow.behaviour, delayMs: 50 };
-    // As on Lambda, the function runs on after the client left: the answer it paid for is awaited
-    // and settled in full, not cut off halfway (the provider bills what it generated either way).
-    await sleep(1_200);
-    expect(slow.aborted).toBe(before.aborted);
+    // Nobody waits for the answer: the upstream is stopped (it stops billing), and what it may
+    // have generated is unknown, so the bound is settled.
+    await stoppedAndSettledAtBound(before);
     await stillAnswers();
   });
 
   it('mid-stream: the upstream is stopped', async () => {
-    const before = slow.aborted;
+    const before = { aborted: slow.aborted, requests: slow.requests.length };
     const abort = new AbortController();
     const res = await fetch(`${local.baseUrl}/chat/completions`, {
       method: 'POST',
@@ -103,12 +122,12 @@ describe('a client that goes away', () => {
     const reader = res.body!.getReader();
     await reader.read();
     abort.abort();
-    await sleep(300);
-    expect(slow.aborted).toBe(before + 1);
+    await stoppedAndSettledAtBound(before);
     await stillAnswers();
   });
 
   it('reading slowly, then leaving', async () => {
+    const before = { aborted: slow.aborted, requests: slow.requests.length };
     const url = new URL(local.baseUrl);
     await new Promise<void>((resolve, reject) => {
       const req = request(
@@ -125,7 +144,7 @@ describe('a client that goes away', () => {
       req.on('error', reject);
       req.end(body(true));
     });
-    await sleep(200);
+    await stoppedAndSettledAtBound(before);
     await stillAnswers();
   });
 });
