@@ -298,6 +298,10 @@ const chatBody = fc.record(
   { requiredKeys: ['messages'] },
 );
 
+/** A message with only the fields counted exactly: role, content and name. */
+const knownFields = ({ role, content, name }: { role: string; content: unknown; name?: string }) =>
+  name === undefined ? { role, content } : { role, content, name };
+
 describe('any body: what the upstream bills never exceeds what was reserved', () => {
   it('holds for random bodies (fast-check, honest billing upstream, real store)', async () => {
     const h = await harness(100_000_000);
@@ -313,6 +317,11 @@ describe('any body: what the upstream bills never exceeds what was reserved', ()
         expect(sent.billedInput[0]).toBeLessThanOrEqual(sent.reserved!);
         // The bill was believed (it is within the bound), not replaced by the proxy's count.
         expect(sent.usageRejected).toBe(false);
+        // Where the text is known (roles, names, text and priced parts) the bound is the exact bill, so an
+        // under-count of a token there fails even when other fields' bytes would hide it above.
+        const known = await h.sendCounted({ model: 'gpt-4o-mini', messages: body.messages.map(knownFields) });
+        expect(known.res.statusCode).toBe(200);
+        expect(known.reserved).toBe(known.billedInput[0]);
       }),
       { numRuns },
     );
