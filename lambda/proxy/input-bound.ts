@@ -46,8 +46,19 @@ const EMBEDDING_PARAMETERS = new Set(['model', 'input', 'encoding_format', 'dime
 /** Fields of a message the counter models exactly. */
 const MESSAGE_FIELDS = new Set(['role', 'content', 'name']);
 
-/** Tokens a provider adds around tool definitions (its namespace header and footer). */
+/** Top-level fields a provider renders as tool definitions (TypeScript-like types in a namespace), not as JSON. */
+const TOOL_FIELDS = ['tools', 'functions'] as const;
+
+/**
+ * Tokens a provider adds around tool definitions, for each of `tools` and `functions` present, an empty list too:
+ * the header and footer it renders them in ("# Tools", "## functions", "namespace functions {", "} // namespace
+ * functions": 13 tokens in o200k and cl100k) and the 9 more a request with functions is billed (measured against
+ * the API by openai-chat-tokens), with a margin. The definitions themselves count by their JSON bytes.
+ */
 const TOOLS_FRAMING_TOKENS = 32;
+
+/** Top-level fields not counted as unmodelled bytes: the parameters and the tool fields (counted apart). */
+const NOT_UNMODELLED = new Set<string>([...CHAT_PARAMETERS, ...TOOL_FIELDS]);
 
 /** Tokens OpenAI adds per message, per name, and once to prime the reply. */
 const PER_MESSAGE = 3;
@@ -135,8 +146,9 @@ export function chatInputBound(
   budget = countBudget(),
 ): InputBound {
   const messages = body.messages as readonly ChatMessage[];
-  let input = countMessages(messages, encoding, price, budget) + fieldsBound(body, CHAT_PARAMETERS);
-  if (body.tools !== undefined || body.functions !== undefined) input += TOOLS_FRAMING_TOKENS;
+  let input = countMessages(messages, encoding, price, budget) + fieldsBound(body, NOT_UNMODELLED);
+  for (const field of TOOL_FIELDS)
+    if (body[field] !== undefined) input += TOOLS_FRAMING_TOKENS + jsonBytes(body[field]);
   // Rejected prediction tokens are billed as completion tokens.
   const extraOutputTokens = body.prediction === undefined || body.prediction === null ? 0 : jsonBytes(body.prediction);
   return { inputTokens: input, extraOutputTokens };

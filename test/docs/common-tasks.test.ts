@@ -8,7 +8,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NUMBER_SETTINGS } from '../../lambda/runtime/settings';
 
 const root = process.cwd();
 const run = promisify(execFile);
@@ -63,6 +65,13 @@ afterAll(async () => {
 
 const bash = (script: string) =>
   run('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: root, env, timeout: 120_000 });
+/** A chat completion as the README's blocks send it. */
+const chat = (key: string) =>
+  fetch(`${env.API}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+  });
 const cli = async (...args: string[]) =>
   (await run(process.execPath, ['--import', 'tsx', 'lib/cli/bin.ts', '--local', ...args], { cwd: root, env })).stdout;
 
@@ -77,11 +86,7 @@ describe("the README's common tasks, against npm start", () => {
     expect(key, stdout).toBeDefined();
     expect(stdout).toContain('tenant acme created on plan demo');
     expect(stdout).toMatch(/user\s+user_requests_per_minute\s+requests\s+60\s+1 min\s+sliding window\s+plan/);
-    const res = await fetch(`${env.API}/chat/completions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
-    });
+    const res = await chat(key!);
     expect(res.status).toBe(200);
   });
 
@@ -125,10 +130,19 @@ describe("the README's common tasks, against npm start", () => {
   });
 
   it('stops all traffic with the brake, and releases it', async () => {
+    // A user of its own: the demo key is still limited by the 429 task.
+    const key = /^(sk-lrl-\S+)$/m.exec(await cli('keys', 'create', '--tenant', 'demo', '--user', 'drill'))![1]!;
     const { stdout } = await bash(commonTasks()[5]!);
     expect(stdout).toContain('"code":"brake"');
     expect(stdout).toContain('released: traffic flows again');
-  });
+    // Released, traffic flows again: once the functions' brake cache has expired (as 'on', within 5 s),
+    // a request succeeds.
+    await sleep(NUMBER_SETTINGS.brakeCacheTtlSeconds.default * 1000);
+    const after = await chat(key);
+    const body = await after.text();
+    expect(after.status, body).toBe(200);
+    expect(JSON.parse(body).choices[0].message.content).toBeTruthy();
+  }, 30_000);
 
   it('serves the usage page it points at', async () => {
     const page = await fetch(`${env.API}/usage`);

@@ -1,12 +1,15 @@
 /**
  * Dependencies that accept connections and never answer (an overloaded endpoint, a black-holed
- * network path). The functions are built exactly as in Lambda, from the environment, with their
- * real clients; the endpoints sit behind a proxy that can stop answering. Every answer must come
- * within the documented deadlines with the documented outcome, never after a hang.
+ * network path). The functions are built exactly as in Lambda, from the environment the construct
+ * deploys (functionEnvironment: the brake read from the table's mirror of the parameter), with
+ * their real clients, and the brake mirror as its Lambda entry builds it; the endpoints sit behind
+ * a proxy that can stop answering. Every answer must come within the documented deadlines with the
+ * documented outcome, never after a hang.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
+import { functionEnvironment } from '../../lambda/gateway/api';
 import { layerKey } from '../../lambda/engine/limiter';
 import { bucketName, requestsPerMinute, tokensPerDay } from '../../lambda/engine/plans';
 import { localClient } from '../../local/dynamodb-local';
@@ -48,6 +51,8 @@ beforeAll(async () => {
   ssmProxy = await startFaultProxy(ssm.endpoint);
   upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
   Object.assign(process.env, {
+    // What the construct deploys (BRAKE_SOURCE=mirror among it), then the local endpoints.
+    ...functionEnvironment({ tableName: tableName(), brakeParameterName: brakeName, settings: {} }),
     ...localFunctionEnvironment({
       tableName: tableName(),
       brakeParameterName: brakeName,
@@ -91,26 +96,42 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value?: T; 
 
 const authorizer = () => createHandler(depsFromEnvironment());
 
+/** The brake mirror's Lambda entry (lambda/brake-mirror/index.ts), built from the environment as Lambda builds it. */
+const mirror = async () => (await import('../../lambda/brake-mirror/index')).handler();
+let brakeVersion = 0;
+/** An operator writes the brake and the mirror copies it (EventBridge's change event runs the mirror). */
+async function setBrake(value: 'on' | 'off') {
+  ssm.parameters.set(brakeName, { value, version: ++brakeVersion, modified: Date.now() });
+  await mirror();
+}
+
 describe('authorizer', () => {
-  it('SSM hung at a cold start: the brake acts as configured (released) within its deadline', async () => {
+  it('SSM hung: the mirror gives up in time, and a cold authorizer reads the last mirrored brake (on) from the table', async () => {
     const c = await caller();
+    await setBrake('on');
     ssmProxy.mode = 'hang';
+    const run = await timed(mirror);
+    expect(run.error?.name).toBe('TimeoutError'); // the next run (once a minute) copies the parameter again
+    expect(run.ms).toBeLessThan(NEVER_A_HANG_MS);
     const out = await timed(() => authorizer()(c.event, lambdaContext()));
-    expect(out.value?.policyDocument.Statement[0]).toMatchObject({ Effect: 'Allow' });
+    expect(out.value?.context).toMatchObject({ code: 'brake' });
     expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
+    ssmProxy.mode = 'pass';
+    await setBrake('off');
   });
 
-  it('SSM hung after the brake was seen on: the last known state holds (denied), within its deadline', async () => {
+  it('DynamoDB hung after the brake was seen on, the key cached: the mirror read gives up, the last known state holds (denied)', async () => {
     const c = await caller();
-    ssm.parameters.set(brakeName, { value: 'on', version: 1, modified: Date.now() });
+    await setBrake('on');
     const handler = authorizer();
     const first = await handler(c.event, lambdaContext());
     expect(first.context).toMatchObject({ code: 'brake' });
-    ssmProxy.mode = 'hang';
+    dynamo.mode = 'hang';
     const out = await timed(() => handler(c.event, lambdaContext()));
     expect(out.value?.context).toMatchObject({ code: 'brake' });
     expect(out.ms).toBeLessThan(NEVER_A_HANG_MS);
-    ssm.parameters.set(brakeName, { value: 'off', version: 2, modified: Date.now() });
+    dynamo.mode = 'pass';
+    await setBrake('off');
   });
 
   it('DynamoDB hung at a cold start: the key cannot be checked, so the authorizer fails (API Gateway: 503) in time', async () => {

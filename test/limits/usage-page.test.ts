@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putApiKey } from '../../lambda/runtime/directory';
+import { DEFAULT_SUB_WINDOWS } from '../../lambda/engine/constants';
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
 import { localClient } from '../../local/dynamodb-local';
@@ -249,11 +250,18 @@ describe('the usage page, in Chromium', () => {
 
   it('says when the usage reads themselves are limited, with the wait the 429 gave', async () => {
     const key = await newKey('dee');
+    const firstRead = Date.now();
     for (let i = 0; i < 6; i++) await limitsJson(key);
+    const lastRead = Date.now();
     const { page, problems } = await openPage();
     await page.goto(`${local.baseUrl}/usage`);
     await page.fill('#key', key);
+    // The 429 as the browser received it, off the wire: the source the page's figure must come from.
+    const refusal = page.waitForResponse((r) => r.url() === `${local.baseUrl}/limits` && r.status() === 429);
+    const clickedAt = Date.now();
     await page.click('button[type="submit"]');
+    const retryAfter = Number((await refusal).headers()['retry-after']);
+    const refusedAt = Date.now();
     await page.waitForSelector('#status[data-kind="limited"]');
     const said = (await page.textContent('#status')) ?? '';
     const wait =
@@ -261,10 +269,17 @@ describe('the usage page, in Chromium', () => {
         said,
       );
     expect(wait, said).not.toBeNull();
-    // The wait the page gives is the 429's own Retry-After: a one-minute window, counted in slots.
+    // The wait the page gives is the 429's own Retry-After header, and the API's message says the same.
+    expect(Number(wait![1])).toBe(retryAfter);
     expect(wait![1]).toBe(wait![2]);
-    expect(Number(wait![1])).toBeGreaterThanOrEqual(55);
-    expect(Number(wait![1])).toBeLessThanOrEqual(67);
+    // And that wait is what the limit means, from when the reads were made: six a minute, counted in slots of a
+    // tenth of it. A seventh is not allowed within a minute of the first (refused at refusedAt at the latest), and
+    // the last counts for at most a minute and a slot (refused after clickedAt).
+    const slotSeconds = 60 / DEFAULT_SUB_WINDOWS;
+    expect(retryAfter).toBeGreaterThanOrEqual(Math.floor(60 - (refusedAt - firstRead) / 1000));
+    expect(retryAfter).toBeLessThanOrEqual(Math.ceil(60 + slotSeconds - (clickedAt - lastRead) / 1000));
+    expect(retryAfter).toBeGreaterThanOrEqual(55);
+    expect(retryAfter).toBeLessThanOrEqual(67);
     expect(problems.filter((p) => !p.includes('429'))).toEqual([]);
     await page.close();
   });

@@ -111,7 +111,20 @@ async function harness(userTokensPerMinute: number) {
     ]);
     return userTokensPerMinute - outcome.decisions[0]!.remaining;
   };
-  return { send, sendRaw, spent, logs };
+  /** Sends `body`; what the proxy reserved as input, what the upstream billed as input, and whether its usage was refused. */
+  const sendCounted = async (body: unknown) => {
+    bills = [];
+    const before = logs.length;
+    const res = await send(body);
+    const mine = logs.slice(before);
+    return {
+      res,
+      reserved: mine.find((e) => e.outcome === 'reserved')?.inputTokens as number | undefined,
+      billedInput: bills.map((bill) => bill - 1),
+      usageRejected: mine.some((e) => e.outcome === 'usage_rejected'),
+    };
+  };
+  return { send, sendRaw, sendCounted, spent };
 }
 
 /** A function definition whose description and schema carry about `n` tokens of text. */
@@ -169,6 +182,24 @@ describe('hidden tokens: 40 concurrent requests from one key, 20,000 tokens a mi
     const admitted = smalls.filter((r) => r.statusCode === 200).length;
     expect(admitted).toBe(2); // 3 x 2,833 + text and framing: two fit in 20,000
     expect(bills.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(20_000);
+  });
+});
+
+describe('tool definitions: every shape reserves at least what the provider bills, framing included', () => {
+  it.each([
+    ['an empty tools list', { tools: [] }],
+    ['an empty functions list', { functions: [] }],
+    ['both lists, empty', { tools: [], functions: [] }],
+    ['functions: null', { functions: null }],
+    ['one tool', { tools: [{ type: 'function', function: { name: 'f' } }] }],
+    ['one function', { functions: [{ name: 'f', parameters: { type: 'object', properties: {} } }] }],
+  ])('%s', async (_name, tools) => {
+    const h = await harness(1_000_000);
+    const sent = await h.sendCounted({ ...ask, ...tools });
+    expect(sent.res.statusCode).toBe(200);
+    expect(sent.billedInput).toHaveLength(1);
+    expect(sent.reserved).toBeGreaterThanOrEqual(sent.billedInput[0]!);
+    expect(sent.usageRejected).toBe(false);
   });
 });
 
@@ -267,6 +298,10 @@ const chatBody = fc.record(
   { requiredKeys: ['messages'] },
 );
 
+/** A message with only the fields counted exactly: role, content and name. */
+const knownFields = ({ role, content, name }: { role: string; content: unknown; name?: string }) =>
+  name === undefined ? { role, content } : { role, content, name };
+
 describe('any body: what the upstream bills never exceeds what was reserved', () => {
   it('holds for random bodies (fast-check, honest billing upstream, real store)', async () => {
     const h = await harness(100_000_000);
@@ -274,17 +309,19 @@ describe('any body: what the upstream bills never exceeds what was reserved', ()
     let admittedRuns = 0;
     await fc.assert(
       fc.asyncProperty(chatBody, async (body) => {
-        bills = [];
-        const before = h.logs.length;
-        const res = await h.send({ model: 'gpt-4o-mini', ...body });
-        if (res.statusCode === 400) return; // refused before anything was spent
-        expect(res.statusCode).toBe(200);
-        const reserved = h.logs.slice(before).find((e) => e.outcome === 'reserved');
+        const sent = await h.sendCounted({ model: 'gpt-4o-mini', ...body });
+        if (sent.res.statusCode === 400) return; // refused before anything was spent
+        expect(sent.res.statusCode).toBe(200);
         admittedRuns++;
-        expect(bills).toHaveLength(1);
-        expect(bills[0]! - 1).toBeLessThanOrEqual(reserved!.inputTokens as number);
+        expect(sent.billedInput).toHaveLength(1);
+        expect(sent.billedInput[0]).toBeLessThanOrEqual(sent.reserved!);
         // The bill was believed (it is within the bound), not replaced by the proxy's count.
-        expect(h.logs.slice(before).some((e) => e.outcome === 'usage_rejected')).toBe(false);
+        expect(sent.usageRejected).toBe(false);
+        // Where the text is known (roles, names, text and priced parts) the bound is the exact bill, so an
+        // under-count of a token there fails even when other fields' bytes would hide it above.
+        const known = await h.sendCounted({ model: 'gpt-4o-mini', messages: body.messages.map(knownFields) });
+        expect(known.res.statusCode).toBe(200);
+        expect(known.reserved).toBe(known.billedInput[0]);
       }),
       { numRuns },
     );

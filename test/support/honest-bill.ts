@@ -2,8 +2,9 @@
  * What an honest provider bills for a chat request, computed independently of the proxy's counter
  * (gpt-tokenizer, not js-tiktoken): messages as OpenAI formats them (<|im_start|>role<|im_sep|>
  * content<|im_end|>, so 3 per message, 1 per name, 3 to prime the reply), every other billed
- * field as the tokens of its JSON text, tool definitions plus their framing, and non-text parts
- * at the most the operators said the provider bills for them.
+ * field as the tokens of its JSON text, tool definitions as the tokens of their JSON plus the
+ * framing a provider renders them in, and non-text parts at the most the operators said the
+ * provider bills for them.
  */
 import { encode } from 'gpt-tokenizer/encoding/o200k_base';
 import type { PartTokens } from '../../lambda/engine/plans';
@@ -11,6 +12,15 @@ import type { PartTokens } from '../../lambda/engine/plans';
 const noSpecials = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
 const tokens = (text: string) => encode(text, noSpecials).length;
 const jsonTokens = (value: unknown) => tokens(JSON.stringify(value) ?? '');
+
+/**
+ * What a provider bills around tool definitions, an empty list included: the header and footer it
+ * renders them in (TypeScript-like types in a namespace; the fullest rendering known, with the
+ * "# Tools" headings) and the 9 tokens more that a request with functions carries, measured
+ * against OpenAI's API by hmarr/openai-chat-tokens (src/index.ts, functionsTokensEstimate).
+ */
+const TOOL_FRAMING = tokens('# Tools\n\n## functions\n\nnamespace functions {\n\n} // namespace functions') + 9;
+const TOOL_FIELDS = new Set(['tools', 'functions']);
 
 /** Sampling parameters no provider bills as input (the rest of the body is billed). */
 const UNBILLED = new Set([
@@ -53,7 +63,10 @@ export function honestInputBill(body: Record<string, unknown>, parts: PartTokens
     if (typeof name === 'string' && name) total += 1 + tokens(name);
     for (const [key, value] of Object.entries(rest)) total += jsonTokens({ [key]: value });
   }
-  for (const [key, value] of Object.entries(body)) if (!UNBILLED.has(key)) total += jsonTokens({ [key]: value });
-  if (body.tools !== undefined || body.functions !== undefined) total += 16; // the namespace header a provider wraps tools in
+  for (const [key, value] of Object.entries(body)) {
+    if (TOOL_FIELDS.has(key))
+      total += TOOL_FRAMING + jsonTokens(value); // rendered as types, not under its key
+    else if (!UNBILLED.has(key)) total += jsonTokens({ [key]: value });
+  }
   return total;
 }
