@@ -17,6 +17,10 @@ export interface Behaviour {
   /** Answer with this status and an OpenAI error body instead. */
   status?: number;
   retryAfter?: string;
+  /** The error body's message, code and param. @default 'stand-in says <status>', null, null */
+  errorMessage?: string;
+  errorCode?: string;
+  errorParam?: string;
   /** Computes the answer from the request instead of `words` / `usage`. */
   reply?: (body: Record<string, unknown>) => { words: string[]; usage?: StandInUsage };
 }
@@ -73,7 +77,12 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       });
       res.end(
         JSON.stringify({
-          error: { message: `stand-in says ${b.status}`, type: 'server_error', param: null, code: null },
+          error: {
+            message: b.errorMessage ?? `stand-in says ${b.status}`,
+            type: 'invalid_request_error',
+            param: b.errorParam ?? null,
+            code: b.errorCode ?? null,
+          },
         }),
       );
       return;

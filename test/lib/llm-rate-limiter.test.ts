@@ -425,6 +425,44 @@ describe('prop validation', () => {
       /endpoints\['\/v1\/chat\/completions'\].maxBodyBytes is 6000000; use at most 3000000: Lambda takes at most 6 MB/,
     ],
     [
+      'a cached input price is above the list price',
+      {
+        endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1, cachedInputPerMillion: 2 } } } },
+      },
+      /models.m.cachedInputPerMillion: expected at most inputPerMillion \(a cached token never costs more\)/,
+    ],
+    [
+      'the output cap field is unknown',
+      {
+        endpoints: {
+          [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1, outputCapField: 'max_new' } } },
+        },
+      } as never,
+      /models.m.outputCapField: expected one of 'max_completion_tokens', 'max_tokens', 'both'/,
+    ],
+    [
+      'a service tier re-prices the standard one',
+      {
+        endpoints: {
+          [CHAT]: {
+            models: {
+              m: {
+                inputPerMillion: 1,
+                outputPerMillion: 1,
+                serviceTiers: { default: { inputPerMillion: 1, outputPerMillion: 1 } },
+              },
+            },
+          },
+        },
+      },
+      /models.m.serviceTiers.default: 'default' uses the model's own prices/,
+    ],
+    [
+      'a default output cap is not a whole number',
+      { endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1, defaultMaxTokens: 0.5 } } } } },
+      /models.m.defaultMaxTokens: expected a whole number of tokens >= 1, got 0.5/,
+    ],
+    [
       'the authorizer reservation is not a whole number',
       { authorizerReservedConcurrency: 0 },
       /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/,

@@ -632,9 +632,14 @@ describe('reservation sizing and dollars', () => {
   const TENANT_USD = usdPerDay(10);
   const PRICE = { inputPerMillion: 0.15, outputPerMillion: 0.6 };
   /** A proxy on a config whose chat endpoint allows n > 1 and has a global usd limit in one shard. */
-  async function sizing(s: Awaited<ReturnType<typeof setup>>, firstByteTimeoutMs?: number) {
+  async function sizing(
+    s: Awaited<ReturnType<typeof setup>>,
+    firstByteTimeoutMs?: number,
+    models: Record<string, Record<string, unknown>> = {},
+  ) {
     const raw = JSON.parse(JSON.stringify(config));
     raw.endpoints[CHAT].allowN = true;
+    Object.assign(raw.endpoints[CHAT].models, models);
     const cfg = parseConfig({ ...raw, global: { limits: [GLOBAL_USD], shards: 1 } });
     const frozen = Date.now();
     const store = testStore({ clock: () => frozen });
@@ -688,6 +693,124 @@ describe('reservation sizing and dollars', () => {
     expect(await p.tenantMicroUsd()).toBe(microUsd);
     expect(await p.globalMicroUsd()).toBe(microUsd);
     expect(await p.tenantTokens()).toBe(INPUT + 2_000);
+    await s.upstream.stop();
+  });
+  const TIERED = {
+    ...PRICE,
+    cachedInputPerMillion: 0.075,
+    audioOutputPerMillion: 80,
+    serviceTiers: { priority: { inputPerMillion: 0.25, outputPerMillion: 1 } },
+  };
+
+  it('prices service_tier priority at its own prices, and refuses a tier without one', async () => {
+    const s = await setup({ words: ['Hi'], usage: { prompt_tokens: INPUT, completion_tokens: 1_000 } });
+    const p = await sizing(s, undefined, { 'gpt-4o-mini': TIERED });
+    const res = await p.send({ ...hello, service_tier: 'priority', max_tokens: 1_000 });
+    expect(res.statusCode).toBe(200);
+    expect(await p.tenantMicroUsd()).toBe(Math.ceil(INPUT * 0.25 + 1_000 * 1));
+    const before = s.upstream.requests.length;
+    const refused = await p.send({ ...hello, service_tier: 'flex' });
+    expect(refused.statusCode).toBe(400);
+    expect(JSON.parse(refused.body).error).toMatchObject({ code: 'unsupported_service_tier', param: 'service_tier' });
+    expect(s.upstream.requests).toHaveLength(before);
+    const standard = await p.send({ ...hello, service_tier: 'default', max_tokens: 1_000 });
+    expect(standard.statusCode).toBe(200);
+    expect(await p.tenantMicroUsd()).toBe(Math.ceil(INPUT * 0.25 + 1_000 + INPUT * 0.15 + 1_000 * 0.6));
+    await s.upstream.stop();
+  });
+
+  it('prices cached input at its price and audio output at the audio price; unpriced audio is refused', async () => {
+    const usage = {
+      prompt_tokens: INPUT,
+      completion_tokens: 100,
+      prompt_tokens_details: { cached_tokens: 4 },
+      completion_tokens_details: { audio_tokens: 60 },
+    };
+    const s = await setup({ words: ['Hi'], usage });
+    const p = await sizing(s, undefined, { 'gpt-4o-mini': TIERED });
+    const res = await p.send({ ...hello, modalities: ['text', 'audio'], audio: { voice: 'alloy' }, max_tokens: 100 });
+    expect(res.statusCode).toBe(200);
+    const expected = (INPUT - 4) * 0.15 + 4 * 0.075 + 40 * 0.6 + 60 * 80;
+    expect(await p.tenantMicroUsd()).toBe(Math.ceil(expected));
+    const plain = await sizing(s);
+    const refused = await plain.send({ ...hello, modalities: ['text', 'audio'] });
+    expect(refused.statusCode).toBe(400);
+    expect(JSON.parse(refused.body).error).toMatchObject({ code: 'unsupported_modality', param: 'modalities' });
+    await s.upstream.stop();
+  });
+
+  it('audio asked for but not itemised is priced all at the audio price; cached tokens never above the list price', async () => {
+    const usage = { prompt_tokens: INPUT, completion_tokens: 10, prompt_tokens_details: { cached_tokens: 999 } };
+    const s = await setup({ words: ['Hi'], usage });
+    const p = await sizing(s, undefined, { 'gpt-4o-mini': TIERED });
+    const res = await p.send({ ...hello, modalities: ['audio'], max_tokens: 10 });
+    expect(res.statusCode).toBe(200);
+    // 999 cached of INPUT cannot be: no discount; the 10 output tokens at the audio price.
+    expect(await p.tenantMicroUsd()).toBe(Math.ceil(INPUT * 0.15 + 10 * 80));
+    await s.upstream.stop();
+  });
+
+  it('sends one output cap upstream, in the field the model’s upstream reads', async () => {
+    const s = await setup({ words: ['Hi'], usage: { prompt_tokens: INPUT, completion_tokens: 1 } });
+    const p = await sizing(s, undefined, {
+      'llama3.1': { ...PRICE },
+      'ollama-only': { ...PRICE, outputCapField: 'max_tokens', defaultMaxTokens: 77 },
+    });
+    const sent = async (body: Record<string, unknown>) => {
+      expect((await p.send(body)).statusCode).toBe(200);
+      return s.upstream.requests.at(-1)!.body;
+    };
+    const capFields = (b: Record<string, unknown>) => ({ mct: b.max_completion_tokens, mt: b.max_tokens });
+    // OpenAI's names: max_completion_tokens only, the plan's default when the client sets none.
+    expect(capFields(await sent(hello))).toEqual({ mct: 100, mt: undefined });
+    expect(capFields(await sent({ ...hello, max_tokens: 42 }))).toEqual({ mct: 42, mt: undefined });
+    // Other names: the same value in both fields; a model's own field and default where configured.
+    expect(capFields(await sent({ ...hello, model: 'llama3.1', max_completion_tokens: 9 }))).toEqual({ mct: 9, mt: 9 });
+    expect(capFields(await sent({ ...hello, model: 'ollama-only', max_completion_tokens: 9 }))).toEqual({
+      mct: undefined,
+      mt: 9,
+    });
+    await s.upstream.stop();
+  });
+});
+
+describe('upstream errors as the client sees them', () => {
+  it('an HTTP-date Retry-After from an upstream 429 becomes whole seconds', async () => {
+    const at = new Date(Date.now() + 30_000).toUTCString();
+    const s = await setup({ status: 429, retryAfter: at });
+    const res = await s.send(hello);
+    expect(res.statusCode).toBe(429);
+    const wait = Number(res.headers['Retry-After']);
+    expect(wait).toBeGreaterThanOrEqual(28);
+    expect(wait).toBeLessThanOrEqual(31);
+    await s.upstream.stop();
+  });
+
+  it.each([
+    ['quotes a key', 'Incorrect API key provided: sk-proj-abcdefghijklmnopqrstuvwxyz123456.'],
+    ['quotes a header', 'Header Authorization: Bearer sk-upstream-secret-123456 is malformed'],
+    ['holds an opaque token', 'request 0123456789abcdef0123456789abcdef failed'],
+  ])('an upstream 4xx message that %s is replaced by a generic line; code and param kept', async (_name, message) => {
+    const s = await setup({ status: 400, errorMessage: message, errorCode: 'invalid_value', errorParam: 'messages' });
+    const res = await s.send(hello);
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body).error).toEqual({
+      message: 'The model provider rejected the request (HTTP 400).',
+      type: 'invalid_request_error',
+      code: 'invalid_value',
+      param: 'messages',
+    });
+    expect(JSON.stringify(s.logs)).not.toContain('sk-upstream-secret-123456');
+    await s.upstream.stop();
+  });
+
+  it('embeddings usage without completion_tokens is the honest shape: settled, nothing rejected', async () => {
+    const s = await setup({ usage: { prompt_tokens: 5 } });
+    const input = 'embed me, please: a sentence of a dozen tokens or so';
+    const res = await s.send({ model: 'text-embedding-3-small', input }, { route: EMBED });
+    expect(res.statusCode).toBe(200);
+    expect(1_000_000 - (await s.tenantRemaining())).toBe(5);
+    expect(s.logs.filter((l) => l.outcome === 'usage_rejected')).toEqual([]);
     await s.upstream.stop();
   });
 });
