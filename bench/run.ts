@@ -7,6 +7,7 @@ import { benchBrake } from './brake';
 import { benchEngine } from './engine';
 import { benchFidelity } from './fidelity';
 import { benchGateway } from './gateway';
+import { benchHardCap } from './hard-cap';
 import { benchPackage } from './package';
 import { benchProxy } from './proxy';
 import { benchSecurity } from './security';
@@ -26,6 +27,7 @@ try {
   if (!only || only === 'package') await benchPackage();
   // Last: npm start's stack points the SDK's environment at its own local services.
   if (!only || only === 'gateway') await benchGateway();
+  if (!only || only === 'hardcap') await benchHardCap();
 } finally {
   await dynamo.stop();
 }

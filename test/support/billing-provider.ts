@@ -41,6 +41,8 @@ export interface Bill {
   visible: number;
   /** The client went away before the answer ended. */
   aborted: boolean;
+  /** When the provider noticed (performance.now()). */
+  abortedAt?: number;
 }
 
 export interface BillingProvider {
@@ -75,6 +77,7 @@ export async function startBillingProvider(behaviour: ProviderBehaviour = {}): P
       if (!res.writableFinished) {
         gone = true;
         bill.aborted = true;
+        bill.abortedAt = performance.now();
       }
     });
     if (b.stallErrorStatus) {

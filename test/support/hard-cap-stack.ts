@@ -1,0 +1,143 @@
+/**
+ * npm start's stack in front of a provider stand-in that bills like one, for the hard-cap tests
+ * and their benchmark: tenants and keys of their own per class of hostile traffic, a client that
+ * can leave at any point, and each request's settlement read from the proxy's own metric lines.
+ */
+import { request } from 'node:http';
+import { parseConfig, tokensPerDay } from '../../lambda/engine/plans';
+import { putApiKey, putTenant } from '../../lambda/runtime/directory';
+import { setMetricSink } from '../../lambda/runtime/metrics';
+import { localClient } from '../../local/dynamodb-local';
+import { type LocalStack, startLocal } from '../../local/start';
+import { type Bill, type BillingProvider, startBillingProvider } from './billing-provider';
+
+/** The smallest token limit: every user's day. The tenant's is twice that. */
+export const USER_DAY = 3_000;
+const price = { inputPerMillion: 0.15, outputPerMillion: 0.6 };
+export const HARD_CAP_CONFIG = parseConfig(
+  JSON.parse(
+    JSON.stringify({
+      plans: { hostile: { tenant: [tokensPerDay(2 * USER_DAY)], user: [tokensPerDay(USER_DAY)] } },
+      endpoints: {
+        '/v1/chat/completions': {
+          models: {
+            'gpt-4o-mini': { ...price, defaultMaxTokens: 200 },
+            'o4-mini': { ...price, defaultMaxTokens: 600 },
+            'deepseek-r1': { ...price, defaultMaxTokens: 300 },
+            'llama3.1': { ...price, defaultMaxTokens: 150 },
+          },
+        },
+      },
+    }),
+  ),
+);
+
+/** How a client leaves: after this many bytes of the answer, or this many ms after sending. */
+export interface Leave {
+  readonly bytes?: number;
+  readonly ms?: number;
+}
+
+export interface Sent {
+  readonly status: number;
+  readonly body: string;
+  /** When the client left (performance.now()), if it did. */
+  readonly leftAt?: number;
+}
+
+export interface HardCapStack {
+  readonly local: LocalStack;
+  readonly provider: BillingProvider;
+  /** Tokens settled per request id. */
+  readonly settled: Map<string, number>;
+  /** A tenant of its own with `users` keys. */
+  newTenant(users?: number): Promise<string[]>;
+  send(key: string, body: string, leave?: Leave): Promise<Sent>;
+  /** What the provider billed since the `from`th request. */
+  billedSince(from: number): Bill[];
+  stop(): Promise<void>;
+}
+
+export const chat = (model: string, extra: Record<string, unknown> = {}): string =>
+  JSON.stringify({ model, messages: [{ role: 'user', content: 'Tell me everything.' }], ...extra });
+
+export const billed = (bills: readonly Bill[]): number => bills.reduce((sum, b) => sum + b.input + b.output, 0);
+
+/** Requests settled below what the provider billed for them (and those not settled at all). */
+export const underbilled = (bills: readonly Bill[], settled: ReadonlyMap<string, number>): Bill[] =>
+  bills.filter((b) => !settled.has(b.requestId) || settled.get(b.requestId)! < b.input + b.output);
+
+export async function startHardCapStack(): Promise<HardCapStack> {
+  const provider = await startBillingProvider();
+  const saved = process.env.UPSTREAM_BODY_TIMEOUT_MS;
+  process.env.UPSTREAM_BODY_TIMEOUT_MS = '1500';
+  const local = await startLocal({
+    port: 0,
+    config: HARD_CAP_CONFIG,
+    upstreamBaseUrl: provider.baseUrl,
+    upstreamApiKey: 'sk-up',
+    summary: () => {},
+  });
+  const settled = new Map<string, number>();
+  setMetricSink((line) => {
+    const m = JSON.parse(line) as { requestId?: string; TokensSettled?: number };
+    if (m.requestId && typeof m.TokensSettled === 'number') settled.set(m.requestId, m.TokensSettled);
+  });
+  let tenants = 0;
+  return {
+    local,
+    provider,
+    settled,
+    async newTenant(users = 1) {
+      const client = localClient(local.dynamoEndpoint);
+      const tenant = `hostile-${++tenants}`;
+      await putTenant(client, local.tableName, { id: tenant, plan: 'hostile' });
+      const keys: string[] = [];
+      for (let u = 0; u < users; u++) {
+        const key = `sk-lrl-local-hardcap-${tenants}-${u}-000000000000`;
+        await putApiKey(client, local.tableName, key, { tenant, user: `user-${u}`, status: 'active' });
+        keys.push(key);
+      }
+      client.destroy();
+      return keys;
+    },
+    send: (key, body, leave) => send(local, key, body, leave),
+    billedSince: (from) => provider.bills.slice(from),
+    async stop() {
+      await local.stop();
+      await provider.stop();
+      if (saved === undefined) delete process.env.UPSTREAM_BODY_TIMEOUT_MS;
+      else process.env.UPSTREAM_BODY_TIMEOUT_MS = saved;
+    },
+  };
+}
+
+/** One request as a client sends it, leaving early when told to. */
+function send(local: LocalStack, key: string, body: string, leave?: Leave): Promise<Sent> {
+  return new Promise((resolve, reject) => {
+    const req = request(new URL(`${local.baseUrl}/chat/completions`), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const leaveNow = (status: number, text: string) => {
+      const leftAt = performance.now();
+      req.destroy();
+      resolve({ status, body: text, leftAt });
+    };
+    req.on('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        text += d;
+        if (leave?.bytes !== undefined && text.length > leave.bytes) leaveNow(res.statusCode ?? 0, text);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', (err) => (leave ? resolve({ status: 0, body: '' }) : reject(err)));
+    if (leave?.ms !== undefined) timer = setTimeout(() => leaveNow(0, ''), leave.ms);
+    req.on('close', () => clearTimeout(timer));
+    req.end(body);
+  });
+}
