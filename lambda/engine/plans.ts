@@ -63,8 +63,10 @@ export interface ModelPrice {
   readonly defaultMaxTokens?: number;
   /**
    * The field the upstream reads its output cap from; the proxy always sends one cap, in this field
-   * ('both': the same value in both), and removes the client's own.
-   * @default 'max_completion_tokens' for OpenAI's model names (gpt-*, chatgpt-*, o1/o3/o4...), 'both' for others
+   * ('both': the same value in both, for an upstream that accepts both), and removes the client's own.
+   * OpenAI and Azure OpenAI refuse both at once, and OpenAI's reasoning models refuse max_tokens;
+   * Ollama reads only max_tokens.
+   * @default 'max_completion_tokens' for OpenAI's model names (gpt-*, chatgpt-*, o1/o3/o4..., ft: of those), 'max_tokens' for others
    */
   readonly outputCapField?: OutputCapField;
   /** USD per million cached input tokens, where the upstream reports them; at most inputPerMillion. @default inputPerMillion */
@@ -95,8 +97,8 @@ export interface TierPrice {
 
 /** OpenAI's reasoning families, whose answers spend hidden reasoning tokens within the output cap. */
 const REASONING_MODEL = /^(o\d|gpt-5)/;
-/** Model names OpenAI serves, which read max_completion_tokens (its reasoning models refuse max_tokens). */
-const OPENAI_MODEL = /^(gpt-|chatgpt-|o\d)/;
+/** Model names OpenAI serves (fine-tunes too), which read max_completion_tokens (its reasoning models refuse max_tokens). */
+const OPENAI_MODEL = /^(ft:)?(gpt-|chatgpt-|o\d)/;
 
 export const isReasoningModel = (model: string): boolean => REASONING_MODEL.test(model);
 
@@ -107,7 +109,8 @@ export function defaultMaxTokens(model: string, price: ModelPrice, plan?: Plan):
 }
 
 export function outputCapField(model: string, price: ModelPrice): OutputCapField {
-  return price.outputCapField ?? (OPENAI_MODEL.test(model) ? 'max_completion_tokens' : 'both');
+  // Elsewhere max_tokens: what every OpenAI-compatible server reads; a server that refuses it says so (400), never overspends.
+  return price.outputCapField ?? (OPENAI_MODEL.test(model) ? 'max_completion_tokens' : 'max_tokens');
 }
 
 export interface PartTokens {

@@ -754,7 +754,8 @@ describe('reservation sizing and dollars', () => {
     const s = await setup({ words: ['Hi'], usage: { prompt_tokens: INPUT, completion_tokens: 1 } });
     const p = await sizing(s, undefined, {
       'llama3.1': { ...PRICE },
-      'ollama-only': { ...PRICE, outputCapField: 'max_tokens', defaultMaxTokens: 77 },
+      'ft:gpt-4o-mini:acme::x': { ...PRICE },
+      'vllm-both': { ...PRICE, outputCapField: 'both', defaultMaxTokens: 77 },
     });
     const sent = async (body: Record<string, unknown>) => {
       expect((await p.send(body)).statusCode).toBe(200);
@@ -764,12 +765,14 @@ describe('reservation sizing and dollars', () => {
     // OpenAI's names: max_completion_tokens only, the plan's default when the client sets none.
     expect(capFields(await sent(hello))).toEqual({ mct: 100, mt: undefined });
     expect(capFields(await sent({ ...hello, max_tokens: 42 }))).toEqual({ mct: 42, mt: undefined });
-    // Other names: the same value in both fields; a model's own field and default where configured.
-    expect(capFields(await sent({ ...hello, model: 'llama3.1', max_completion_tokens: 9 }))).toEqual({ mct: 9, mt: 9 });
-    expect(capFields(await sent({ ...hello, model: 'ollama-only', max_completion_tokens: 9 }))).toEqual({
+    expect(capFields(await sent({ ...hello, model: 'ft:gpt-4o-mini:acme::x' }))).toEqual({ mct: 100, mt: undefined });
+    // Other names: max_tokens, which every OpenAI-compatible server reads; a model's own field where configured.
+    expect(capFields(await sent({ ...hello, model: 'llama3.1', max_completion_tokens: 9 }))).toEqual({
       mct: undefined,
       mt: 9,
     });
+    // The plan's outputReservation (100) comes before the model's defaultMaxTokens (77).
+    expect(capFields(await sent({ ...hello, model: 'vllm-both' }))).toEqual({ mct: 100, mt: 100 });
     await s.upstream.stop();
   });
 });
