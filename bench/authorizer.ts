@@ -13,6 +13,7 @@ import { createHandler } from '../lambda/authorizer/handler';
 import { Limiter, type Strategy } from '../lambda/engine/limiter';
 import { slidingWindow } from '../lambda/engine/limits';
 import { parseConfig, requests, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
+import { MAX_RATE_PER_SECOND } from '../lambda/engine/constants';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { authorizerEvent, lambdaContext } from '../test/support/events';
 import { startSsmLocal } from '../local/ssm-local';
@@ -80,7 +81,9 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
       JSON.stringify({
         plans: {
           team: {
-            tenant: [requestsPerMinute(1_000_000), tokensPerDay(1e12)],
+            // The largest token limit the engine allows (its refill at MAX_RATE_PER_SECOND; 1e12 a day
+            // is refused): a token layer that never binds, so the decision is measured, not denials.
+            tenant: [requestsPerMinute(1_000_000), tokensPerDay(MAX_RATE_PER_SECOND * 86_400)],
             user: [requestsPerMinute(1_000_000)],
             endpoints: { [CHAT]: [requestsPerMinute(1_000_000)] },
           },

@@ -18,6 +18,7 @@ import { Directory, putApiKey, putTenant } from '../lambda/runtime/directory';
 import { createHandler } from '../lambda/authorizer/handler';
 import { Limiter } from '../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
+import { MAX_RATE_PER_SECOND } from '../lambda/engine/constants';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { type LocalRoute, startLocalGateway } from '../local/gateway';
 import { createProxyHandler } from '../lambda/proxy/handler';
@@ -88,7 +89,9 @@ export async function benchProxy(endpoint: string): Promise<void> {
   const config = parseConfig(
     JSON.parse(
       JSON.stringify({
-        plans: { team: { tenant: [tokensPerDay(1e12)], user: [requestsPerMinute(1e9)] } },
+        // The largest token limit the engine allows (1e12 a day is refused): a reservation that never
+        // binds, so time to first chunk and settlement are measured on the admitted path.
+        plans: { team: { tenant: [tokensPerDay(MAX_RATE_PER_SECOND * 86_400)], user: [requestsPerMinute(1e9)] } },
         endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
       }),
     ),
