@@ -10,9 +10,10 @@ import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../lambda/e
 import type { Decision } from '../lambda/engine/decision';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { load, report } from './report';
+import { size } from './smoke';
 
 const CONCURRENCY = 16;
-const DECISIONS = 3_000;
+const DECISIONS = size(3_000, 100);
 
 /** Counts every request the client sends: the same meter for the engine and the baseline. */
 export function countCalls(client: DynamoDBClient): { calls: number } {
@@ -57,7 +58,7 @@ export async function benchEngine(endpoint: string): Promise<void> {
   // nothing is denied, so a hot limit of half that admits about half of the offered load.
   const probeStore = new LimitStore({ client, tableName });
   await load(
-    6_000,
+    size(6_000, 100),
     CONCURRENCY,
     async (i) => (await probeStore.consume(`${run}-warm-${i}`, tokenBucket(10, 1))).allowed,
   );
@@ -95,7 +96,7 @@ export async function benchEngine(endpoint: string): Promise<void> {
     const result = await load(DECISIONS, CONCURRENCY, decide);
     return { ...result, callsPerDecision: (counter.calls - before) / DECISIONS };
   };
-  await load(2_000, CONCURRENCY, (i) => baselineDecide(`${run}-baseline-warm-${i}`));
+  await load(size(2_000, 100), CONCURRENCY, (i) => baselineDecide(`${run}-baseline-warm-${i}`));
   const baselineHot = await measure(() => baselineDecide(`${run}-baseline-hot`));
   const baselineDistinct = await measure((i) => baselineDecide(`${run}-baseline-${i}`));
   report('baseline.rate_limiter_flexible.hot.decisions_per_s', baselineHot.perSecond, 'decisions/s');
