@@ -13,14 +13,19 @@ import { createHandler } from '../lambda/authorizer/handler';
 import { Limiter, type Strategy } from '../lambda/engine/limiter';
 import { slidingWindow } from '../lambda/engine/limits';
 import { parseConfig, requests, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
+import { MAX_RATE_PER_SECOND } from '../lambda/engine/constants';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { authorizerEvent, lambdaContext } from '../test/support/events';
 import { startSsmLocal } from '../local/ssm-local';
 import { load, report } from './report';
+import { size } from './smoke';
 
 const CHAT = '/v1/chat/completions';
 const CONCURRENCY = 16;
-const DECISIONS = 2_000;
+const DECISIONS = size(2_000, 100);
+/** Decisions one at a time: for round-trips, and for latency. */
+const TRACED = size(200, 20);
+const ALONE = size(300, 20);
 
 /** Every DynamoDB request with its start and end, to count round-trips on the critical path. */
 function traced(client: DynamoDB) {
@@ -80,7 +85,9 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
       JSON.stringify({
         plans: {
           team: {
-            tenant: [requestsPerMinute(1_000_000), tokensPerDay(1e12)],
+            // The largest token limit the engine allows (its refill at MAX_RATE_PER_SECOND; 1e12 a day
+            // is refused): a token layer that never binds, so the decision is measured, not denials.
+            tenant: [requestsPerMinute(1_000_000), tokensPerDay(MAX_RATE_PER_SECOND * 86_400)],
             user: [requestsPerMinute(1_000_000)],
             endpoints: { [CHAT]: [requestsPerMinute(1_000_000)] },
           },
@@ -134,12 +141,12 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   const results: Record<string, { perSecond: number; trips: number; units: number; reads: number; p50Ms: number }> = {};
   for (const strategy of ['parallel', 'transaction'] as Strategy[]) {
     const decide = decideWith(handlerFor(strategy));
-    await load(keys.length * 4, CONCURRENCY, decide); // warm key, tenant and brake caches, and the JVM
+    await load(size(keys.length * 4, keys.length), CONCURRENCY, decide); // warm key, tenant and brake caches, and the JVM
     // Round-trips: one decision at a time, so each one's requests are its own.
     let trips = 0;
     let units = 0;
     let reads = 0;
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < TRACED; i++) {
       calls.length = 0;
       await decide(i);
       trips += roundTrips(calls);
@@ -147,13 +154,13 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
       reads += calls.filter((c) => c.op === 'GetItemCommand').length;
     }
     calls.length = 0;
-    const alone = await load(300, 1, decide);
+    const alone = await load(ALONE, 1, decide);
     const throughput = await load(DECISIONS, CONCURRENCY, decide);
     results[strategy] = {
       perSecond: throughput.perSecond,
-      trips: trips / 200,
-      units: units / 200,
-      reads: reads / 200,
+      trips: trips / TRACED,
+      units: units / TRACED,
+      reads: reads / TRACED,
       p50Ms: alone.p50Ms,
     };
   }
@@ -161,6 +168,7 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
   // Admissions under contention: one tenant capped at 100 per day, 400 requests from 8 users at once.
   const contention: Record<string, number> = {};
   const contentionUnits: Record<string, number> = {};
+  const offered = size(400, 40);
   for (const strategy of ['parallel', 'transaction'] as Strategy[]) {
     const capped = parseConfig({
       ...JSON.parse(JSON.stringify(config)),
@@ -178,12 +186,12 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
     const tenant = { id: `bench-${run}-hot`, plan: 'team' };
     const before = calls.length;
     const outcome = await load(
-      400,
+      offered,
       CONCURRENCY,
       async (i) => (await limiter.admit({ tenant: tenant.id, user: `u${i % 8}` }, tenant, CHAT)).allowed,
     );
     contention[strategy] = outcome.admitted;
-    contentionUnits[strategy] = writeUnits(calls.slice(before)) / 400;
+    contentionUnits[strategy] = writeUnits(calls.slice(before)) / offered;
   }
 
   // Baseline: rate-limiter-flexible, the same four layers checked one after another.
@@ -210,20 +218,21 @@ export async function benchAuthorizer(endpoint: string): Promise<void> {
       throw err;
     }
   };
-  await load(500, CONCURRENCY, baselineDecide);
+  await load(size(500, 50), CONCURRENCY, baselineDecide);
   calls.length = 0;
   let baselineTrips = 0;
-  for (let i = 0; i < 100; i++) {
+  const baselineTraced = size(100, 10);
+  for (let i = 0; i < baselineTraced; i++) {
     calls.length = 0;
     await baselineDecide(i);
     baselineTrips += roundTrips(calls);
   }
-  const baselineAlone = await load(300, 1, baselineDecide);
+  const baselineAlone = await load(ALONE, 1, baselineDecide);
   const baseline = await load(DECISIONS, CONCURRENCY, baselineDecide);
 
   const p = results.parallel!;
   const t = results.transaction!;
-  report('authorizer.decision.round_trips', p.trips, 'round-trips', baselineTrips / 100);
+  report('authorizer.decision.round_trips', p.trips, 'round-trips', baselineTrips / baselineTraced);
   report('authorizer.decision.write_units', p.units, 'WCU', t.units);
   report('authorizer.decision.reads', p.reads, 'reads');
   report('authorizer.decisions_per_s', p.perSecond, 'decisions/s', baseline.perSecond);
@@ -297,8 +306,8 @@ export async function benchObservability(endpoint: string): Promise<void> {
           lambdaContext(),
         )
       ).policyDocument.Statement[0]!.Effect === 'Allow';
-    await load(300, 1, decide);
-    return (await load(1_000, 1, decide)).p50Ms;
+    await load(ALONE, 1, decide);
+    return (await load(size(1_000, 50), 1, decide)).p50Ms;
   };
   const off = await run(false);
   const on = await run(true);

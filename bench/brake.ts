@@ -8,6 +8,7 @@ import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { MAX_BRAKE_CACHE_MS } from '../lambda/runtime/brake';
 import { startLocal } from '../local/start';
 import { percentile, report } from './report';
+import { size } from './smoke';
 
 /** The mirror's SSM reads: one per change plus one a minute, whatever the containers. */
 const MIRROR_READS_PER_S = (changesPerHour: number) => changesPerHour / 3600 + 1 / 60;
@@ -53,7 +54,7 @@ export async function benchBrake(): Promise<void> {
       }
     };
     const samples: number[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < size(5, 1); i++) {
       await flip('on');
       samples.push(await until(true));
       await flip('off');

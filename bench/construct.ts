@@ -6,12 +6,13 @@
 import { statSync } from 'node:fs';
 import { loadBundle, synthBundles } from '../test/support/bundles';
 import { percentile, report } from './report';
+import { size } from './smoke';
 
 export async function benchConstruct(): Promise<void> {
   const bundles = synthBundles();
   for (const name of ['authorizer', 'proxy'] as const) {
     const times: number[] = [];
-    for (let i = 0; i < 7; i++) times.push((await loadBundle(bundles[name])).ms);
+    for (let i = 0; i < size(7, 1); i++) times.push((await loadBundle(bundles[name])).ms);
     report(`construct.${name}.bundle_bytes`, statSync(bundles[name]).size, 'bytes');
     report(
       `construct.${name}.init_ms`,

@@ -19,6 +19,7 @@ import { type RecordedCall, startDynamoFaultProxy } from '../test/support/dynamo
 import { authorizerEvent, lambdaContext, proxyEvent } from '../test/support/events';
 import { localFunctionEnvironment } from '../test/support/function-environment';
 import { report } from './report';
+import { size } from './smoke';
 
 const TABLE = 'bench-cost';
 /** Requests per user before counting: what a container that has served a few requests knows. */
@@ -222,10 +223,10 @@ async function run(
  * (LEASE_PERCENT=0, the design before them) as the baseline, in the same process.
  */
 export async function benchCost(dynamoEndpoint: string): Promise<void> {
-  const f = await streamedChatCost(dynamoEndpoint, 200);
-  const f0 = await streamedChatCost(dynamoEndpoint, 200, 1, 0);
-  const hot = await streamedChatCost(dynamoEndpoint, 2_000, 20);
-  const hot0 = await streamedChatCost(dynamoEndpoint, 2_000, 20, 0);
+  const f = await streamedChatCost(dynamoEndpoint, size(200, 10));
+  const f0 = await streamedChatCost(dynamoEndpoint, size(200, 10), 1, 0);
+  const hot = await streamedChatCost(dynamoEndpoint, size(2_000, 40), size(20, 4));
+  const hot0 = await streamedChatCost(dynamoEndpoint, size(2_000, 40), size(20, 4), 0);
   report(
     'scale.hot_tenant.wcu_per_request_on_busiest_item',
     hot.busiestTenantItem,
@@ -239,7 +240,7 @@ export async function benchCost(dynamoEndpoint: string): Promise<void> {
     hot0.busiestGlobalItem,
   );
   // Scaled down: 20 writes per item per second instead of 1,000 WCU, and 16 clients offering far more.
-  const limit = { concurrency: 16, seconds: 5, itemWritesPerSecond: 20 };
+  const limit = { concurrency: size(16, 4), seconds: size(5, 1), itemWritesPerSecond: 20 };
   const load = await hotTenantUnderItemLimit(dynamoEndpoint, limit);
   const load0 = await hotTenantUnderItemLimit(dynamoEndpoint, limit, 0);
   report(

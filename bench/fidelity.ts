@@ -9,6 +9,7 @@ import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { startDynamoFaultProxy } from '../test/support/dynamo-faults';
 import { iamScenario, SECRET_VARIANTS } from '../test/support/iam-scenario';
 import { report } from './report';
+import { size } from './smoke';
 
 const TABLE = 'bench-fidelity';
 
@@ -19,7 +20,7 @@ export async function benchFidelity(endpoint: string): Promise<void> {
   const keys = new Set<string>();
   let denied = 0;
   let unused = 0;
-  for (const [, secret, encrypted] of SECRET_VARIANTS) {
+  for (const [, secret, encrypted] of SECRET_VARIANTS.slice(0, size(SECRET_VARIANTS.length, 1))) {
     const r = await iamScenario(endpoint, TABLE, secret, encrypted);
     for (const c of r.calls) keys.add(`${c.fn} ${c.action} ${c.resource}`);
     denied += r.denied.length + r.failures.length;

@@ -9,6 +9,7 @@ import { parseConfig, requests, tokens } from '../lambda/engine/plans';
 import { localClient } from '../local/dynamodb-local';
 import { startLocal } from '../local/start';
 import { load, percentile, report } from './report';
+import { size } from './smoke';
 
 const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
 
@@ -58,11 +59,11 @@ export async function benchGateway(): Promise<void> {
       await r.text();
       return true;
     };
-    await load(300, 8, viaGateway);
-    await load(300, 8, direct);
+    await load(size(300, 8), 8, viaGateway);
+    await load(size(300, 8), 8, direct);
     const timed = async (fn: () => Promise<boolean>) => {
       const values: number[] = [];
-      for (let i = 0; i < 300; i++) {
+      for (let i = 0; i < size(300, 5); i++) {
         const t = performance.now();
         await fn();
         values.push(performance.now() - t);
@@ -77,8 +78,8 @@ export async function benchGateway(): Promise<void> {
       'ms (through the gateway minus direct to the stand-in)',
     );
     report('gateway.added_latency_ms.p99', percentile(g, 99) - percentile(d, 99), 'ms');
-    const throughput = await load(2_000, 16, viaGateway);
-    const directThroughput = await load(2_000, 16, direct);
+    const throughput = await load(size(2_000, 32), 16, viaGateway);
+    const directThroughput = await load(size(2_000, 32), 16, direct);
     report(
       'gateway.requests_per_s',
       throughput.perSecond,
@@ -103,7 +104,7 @@ export async function benchGateway(): Promise<void> {
       return first;
     };
     const alone: number[] = [];
-    for (let i = 0; i < 60; i++) alone.push(await ttft());
+    for (let i = 0; i < size(60, 2); i++) alone.push(await ttft());
     let flooding = true;
     const flood = Promise.all(
       aKeys.map(async (k) => {
@@ -118,7 +119,7 @@ export async function benchGateway(): Promise<void> {
       }),
     );
     const during: number[] = [];
-    for (let i = 0; i < 60; i++) during.push(await ttft());
+    for (let i = 0; i < size(60, 2); i++) during.push(await ttft());
     flooding = false;
     await flood;
     report(

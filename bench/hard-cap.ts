@@ -7,6 +7,7 @@
 import type { ProviderBehaviour } from '../test/support/billing-provider';
 import { billed, chat, startHardCapStack, underbilled, USER_DAY } from '../test/support/hard-cap-stack';
 import { percentile, report } from './report';
+import { size } from './smoke';
 
 interface HostileClass {
   readonly name: string;
@@ -54,7 +55,7 @@ const CLASSES: readonly HostileClass[] = [
   },
 ];
 
-export async function benchHardCap(smoke = false): Promise<void> {
+export async function benchHardCap(): Promise<void> {
   const stack = await startHardCapStack();
   try {
     let worst = 0;
@@ -63,7 +64,7 @@ export async function benchHardCap(smoke = false): Promise<void> {
       stack.provider.behaviour = c.behaviour;
       const [key] = await stack.newTenant();
       const from = stack.provider.bills.length;
-      const n = smoke ? Math.min(c.requests, 3) : c.requests;
+      const n = size(c.requests, Math.min(c.requests, 3));
       const one = () => stack.send(key!, c.body, c.leave);
       if (c.concurrent) await Promise.all(Array.from({ length: n }, one));
       else for (let i = 0; i < n; i++) await one();
@@ -85,7 +86,7 @@ export async function benchHardCap(smoke = false): Promise<void> {
       [{ natural: 2_000, reasoning: 500, thinkMs: 5_000 }, { ms: 300 }],
     ] as const) {
       stack.provider.behaviour = behaviour;
-      for (let i = 0; i < (smoke ? 2 : 15); i++) {
+      for (let i = 0; i < size(15, 2); i++) {
         const [key] = await stack.newTenant(); // a day's tokens each: no request is denied
         const from = stack.provider.bills.length;
         const sent = await stack.send(key!, chat('o4-mini', { stream: true, max_completion_tokens: 600 }), leave);

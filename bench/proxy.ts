@@ -18,6 +18,7 @@ import { Directory, putApiKey, putTenant } from '../lambda/runtime/directory';
 import { createHandler } from '../lambda/authorizer/handler';
 import { Limiter } from '../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
+import { MAX_RATE_PER_SECOND } from '../lambda/engine/constants';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { type LocalRoute, startLocalGateway } from '../local/gateway';
 import { createProxyHandler } from '../lambda/proxy/handler';
@@ -28,10 +29,11 @@ import { installLambdaStreamingGlobals, invokeStreaming } from '../local/lambda-
 import { startSsmLocal } from '../local/ssm-local';
 import { startUpstreamStandIn } from '../local/upstream-standin';
 import { percentile, report } from './report';
+import { size } from './smoke';
 
 const run = promisify(execFile);
 const CHAT = '/v1/chat/completions';
-const SAMPLES = 200;
+const SAMPLES = size(200, 5);
 
 /** Milliseconds until the first content chunk of a streamed completion arrives over HTTP. */
 async function ttft(url: string, headers: Record<string, string>): Promise<number> {
@@ -88,7 +90,9 @@ export async function benchProxy(endpoint: string): Promise<void> {
   const config = parseConfig(
     JSON.parse(
       JSON.stringify({
-        plans: { team: { tenant: [tokensPerDay(1e12)], user: [requestsPerMinute(1e9)] } },
+        // The largest token limit the engine allows (1e12 a day is refused): a reservation that never
+        // binds, so time to first chunk and settlement are measured on the admitted path.
+        plans: { team: { tenant: [tokensPerDay(MAX_RATE_PER_SECOND * 86_400)], user: [requestsPerMinute(1e9)] } },
         endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
       }),
     ),
@@ -142,7 +146,7 @@ export async function benchProxy(endpoint: string): Promise<void> {
     return res.chunks.find((c) => c.text.includes('"content":"Hello"'))!.atMs;
   };
   const direct = () => ttft(`${upstream.baseUrl}/chat/completions`, {});
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < size(50, 2); i++) {
     await viaProxy();
     await direct();
     await ttft(`${gateway.url}/v1/chat/completions`, { authorization: `Bearer ${apiKey}` });
@@ -181,7 +185,7 @@ export async function benchProxy(endpoint: string): Promise<void> {
   const script = fileURLToPath(new URL('./tokenizer-cold.ts', import.meta.url));
   const cold = async (which: string) => {
     const values: number[] = [];
-    for (let i = 0; i < 5; i++)
+    for (let i = 0; i < size(5, 1); i++)
       values.push(
         (JSON.parse((await run(process.execPath, ['--import', 'tsx', script, which])).stdout) as { ms: number }).ms,
       );
@@ -209,7 +213,7 @@ export async function benchProxy(endpoint: string): Promise<void> {
     encodeOnce();
     let total = 0;
     const started = performance.now();
-    while (performance.now() - started < 2_000) total += encodeOnce();
+    while (performance.now() - started < size(2_000, 100)) total += encodeOnce();
     return total / ((performance.now() - started) / 1000);
   };
   const fastSpeed = speed(() => countText(corpus, 'o200k_base'));
@@ -230,7 +234,7 @@ export async function benchProxy(endpoint: string): Promise<void> {
   // pieces, fresh text, so neither side is flattered by what an earlier run left in a cache.
   const msPer100kb = (make: (run: number) => string) => {
     const runs: number[] = [];
-    for (let i = 0; i < 7; i++) {
+    for (let i = 0; i < size(7, 1); i++) {
       const text = make(i);
       const fresh = new Encoding(o200kRanks);
       fresh.count('warm up');

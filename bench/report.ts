@@ -1,3 +1,10 @@
+// Taken before bench/run.ts sends whatever else is written to stdout (the functions' log lines and
+// EMF metrics, which Lambda would send to CloudWatch) to stderr: stdout carries figures only.
+const toStdout = process.stdout.write.bind(process.stdout);
+
+/** Every figure line printed so far, for bench/run.ts to check. */
+export const printed: string[] = [];
+
 /** One JSON line per figure: {"name","value","unit"} plus "baseline" and "ratio" where compared. */
 export function report(name: string, value: number, unit: string, baseline?: number): void {
   const line: Record<string, unknown> = { name, value: round(value), unit };
@@ -5,7 +12,9 @@ export function report(name: string, value: number, unit: string, baseline?: num
     line.baseline = round(baseline);
     line.ratio = baseline === 0 ? null : round(value / baseline);
   }
-  process.stdout.write(`${JSON.stringify(line)}\n`);
+  const text = `${JSON.stringify(line)}\n`;
+  printed.push(text);
+  toStdout(text);
 }
 
 const round = (n: number): number => (Number.isInteger(n) ? n : Number(n.toPrecision(4)));

@@ -21,6 +21,7 @@ import { startFaultProxy } from '../test/support/fault-proxy';
 import { localFunctionEnvironment } from '../test/support/function-environment';
 import { honestInputBill } from '../test/support/honest-bill';
 import { percentile, report } from './report';
+import { size } from './smoke';
 
 const CHAT = '/v1/chat/completions';
 const TABLE = 'bench-security';
@@ -142,10 +143,10 @@ export async function benchSecurity(dynamoEndpoint: string): Promise<void> {
       99,
     );
   };
-  const healthy = await time(20);
+  const healthy = await time(size(20, 2));
   dynamo.mode = 'hang';
   ssmProxy.mode = 'hang';
-  const hung = await time(20);
+  const hung = await time(size(20, 2));
   report(
     'security.hang.decision_ms',
     hung,
