@@ -353,7 +353,14 @@ export async function startLocalGateway(options: LocalGatewayOptions): Promise<L
     inFlight.add(running);
     void running.finally(() => inFlight.delete(running));
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  // A port in use fails the start (npm start turns it into one line with the fix), not the process.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,

@@ -4,6 +4,8 @@
  * options and environment variables.
  */
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -56,6 +58,22 @@ describe('npm start options', () => {
     expect(out.stderr.trim()).toMatch(message);
     expect(out.stderr).not.toMatch(/\n\s+at /);
     expect(out.stdout).not.toContain('Starting DynamoDB Local');
+  });
+
+  it('refuses a port in use on 127.0.0.1 with one line naming the fix, exit code 2, leaving nothing running', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const out = await start(['--port', String(port)]);
+      expect(out.code).toBe(2);
+      expect(out.stderr.trim()).toBe(
+        `npm start: port ${port} is in use; stop what uses it or pick another with --port (0 picks a free one).`,
+      );
+      expect(out.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      taken.close();
+    }
   });
 
   it('--help lists the options and environment variables, exit code 0', async () => {
