@@ -67,8 +67,13 @@ export interface DirectoryOptions {
 }
 
 export const MAX_KEY_CACHE_MS = 60_000;
+/** A tenant's plan and overrides are reread when older than this: a plan change reaches traffic within 5 s. */
+export const TENANT_CACHE_MS = 5_000;
 
-/** Keys and tenants, read through a short per-container cache (unknown keys are cached too). */
+/**
+ * Keys and tenants, read through a short per-container cache (unknown keys are cached too): a key
+ * for `cacheMs` (the revocation delay), a tenant for at most TENANT_CACHE_MS (a plan change's).
+ */
 export class Directory {
   readonly stats = { reads: 0 };
   private readonly doc: DynamoDBDocumentClient;
@@ -96,16 +101,16 @@ export class Directory {
 
   /** The tenant's plan and overrides. Overrides that do not parse throw InvalidLimitError (fail closed). */
   async tenant(id: string): Promise<TenantRecord | undefined> {
-    const item = await this.get(KEY_PREFIX.tenant + id);
+    const item = await this.get(KEY_PREFIX.tenant + id, Math.min(this.cacheMs, TENANT_CACHE_MS));
     if (!item || typeof item.plan !== 'string') return undefined;
     const overrides = item.overrides === undefined ? undefined : parsePlan(item.overrides, `tenant ${id} overrides`);
     return { id, plan: item.plan, ...(overrides ? { overrides } : {}) };
   }
 
-  private async get(pk: string): Promise<Record<string, unknown> | undefined> {
+  private async get(pk: string, maxAgeMs = this.cacheMs): Promise<Record<string, unknown> | undefined> {
     const now = this.clock();
     const hit = this.cache.get(pk);
-    if (hit && now - hit.at < this.cacheMs) return hit.value;
+    if (hit && now - hit.at < maxAgeMs) return hit.value;
     this.stats.reads++;
     try {
       const out = await this.doc.send(

@@ -24,6 +24,7 @@ const config = parseConfig(
           tenant: [requestsPerMinute(100), tokensPerDay(100_000)],
           user: [requestsPerMinute(3), requests(slidingWindow(2, '1 m'), { name: 'strict', shadow: true })],
         },
+        tight: { user: [requestsPerMinute(1)] },
       },
       endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
       limitsRequestsPerMinute: 3,
@@ -85,6 +86,19 @@ async function setup(options: { plan?: string; coldStart?: 'released' | 'braked'
   const unavailable = () => metrics.filter((m) => 'LimiterUnavailable' in m.metrics).length;
   return { call, apiKey, tenant, logs, metrics, unavailable, clock, tenantItem, setBrake, client, brakeName };
 }
+
+describe('a plan change', () => {
+  it('reaches the authorizer within 5 s (the tenant cache), while the key stays cached for keyCacheTtl', async () => {
+    const s = await setup();
+    expect((await s.call()).context).toMatchObject({ plan: 'team', limit: '3' });
+    await putTenant(s.client, tableName(), { id: s.tenant, plan: 'tight' });
+    s.clock.now += 4_900;
+    expect((await s.call()).context).toMatchObject({ plan: 'team' });
+    s.clock.now += 200;
+    const after = await s.call();
+    expect(after.context).toMatchObject({ plan: 'tight', limit: '1' });
+  });
+});
 
 describe('identity', () => {
   it('allows a known key from Authorization: Bearer or x-api-key, with the caller in the context', async () => {

@@ -31,6 +31,7 @@ const config = parseConfig(
     JSON.stringify({
       plans: {
         team: { tenant: [tokensPerDay(1_000_000), usdPerDay(10)], user: [USER_TOKENS], outputReservation: 100 },
+        short: { tenant: [tokensPerDay(1_000_000)], user: [USER_TOKENS], outputReservation: 10 },
       },
       endpoints: {
         [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } }, maxBodyBytes: 4096 },
@@ -773,6 +774,26 @@ describe('reservation sizing and dollars', () => {
     });
     // The plan's outputReservation (100) comes before the model's defaultMaxTokens (77).
     expect(capFields(await sent({ ...hello, model: 'vllm-both' }))).toEqual({ mct: 100, mt: 100 });
+    await s.upstream.stop();
+  });
+});
+
+describe('a plan change', () => {
+  it('reaches the proxy within 5 s: the next cap sent upstream is the new plan’s', async () => {
+    const s = await setup({ words: ['Hi'], usage: { prompt_tokens: INPUT, completion_tokens: 1 } });
+    const clock = { now: Date.now() };
+    const client = localClient(dynamoEndpoint());
+    const directory = new Directory({ client, tableName: tableName(), cacheMs: 30_000, clock: () => clock.now });
+    const capSent = async () => {
+      expect((await s.sendWith({ directory }, hello)).statusCode).toBe(200);
+      return s.upstream.requests.at(-1)!.body.max_completion_tokens;
+    };
+    expect(await capSent()).toBe(100);
+    await putTenant(client, tableName(), { id: s.identity.tenant, plan: 'short' });
+    clock.now += 4_900;
+    expect(await capSent()).toBe(100);
+    clock.now += 200;
+    expect(await capSent()).toBe(10);
     await s.upstream.stop();
   });
 });
