@@ -84,6 +84,23 @@ function status(text, kind) {
   box.dataset.kind = text ? (kind || 'info') : '';
 }
 
+// A limit every tenant shares: its state only, never what the others spent.
+function sharedCard(l, limited) {
+  var state = l.state === 'reached' ? 'limited' : l.state === 'near' ? 'low' : 'ok';
+  if (state === 'limited' && !l.shadow) limited.push(l);
+  var card = el('article', { class: 'limit', 'data-code': l.code, 'data-layer': l.layer, 'data-state': state, 'data-shared': 'true', 'data-reset-seconds': String(l.resetSeconds) });
+  var head = el('header');
+  var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + windowText(l.windowSeconds) + ' ');
+  title.appendChild(el('code', { class: 'muted' }, l.code));
+  head.appendChild(title);
+  head.appendChild(el('span', { class: 'tag state' }, state === 'limited' ? 'limit reached (429)' : state === 'low' ? 'almost used' : 'ok'));
+  card.appendChild(head);
+  card.appendChild(el('p', { class: 'figures' }, amount(l.limit, l.unit) + ' shared by every organisation using this service: ' +
+    (state === 'limited' ? 'used up; available again ' + duration(l.resetSeconds) + '.' : state === 'low' ? 'less than a tenth left.' : 'room left.')));
+  if (state === 'limited' && !l.shadow) card.appendChild(el('p', { class: 'advice' }, ADVICE[l.layer]));
+  return card;
+}
+
 function render(usage) {
   var list = $('limits');
   list.textContent = '';
@@ -96,6 +113,7 @@ function render(usage) {
   }
   var limited = [];
   usage.limits.forEach(function (l) {
+    if (l.shared) return list.appendChild(sharedCard(l, limited));
     var used = Math.max(0, l.limit - l.remaining);
     var state = l.shadow ? 'shadow' : l.remaining <= 0 ? 'limited' : l.remaining < l.limit * 0.1 ? 'low' : 'ok';
     if (state === 'limited') limited.push(l);

@@ -31,7 +31,20 @@ export interface LimitUsage {
    */
   readonly slotSeconds?: number;
   readonly shadow: boolean;
+  /**
+   * Shared with every tenant (a global limit, or an endpoint whose scope is global). A tenant sees
+   * only its state, never the others' spend: `remaining` is left out and `resetSeconds` is 0
+   * unless the limit is reached.
+   */
+  readonly shared?: true;
+  readonly state?: SharedState;
 }
+
+/** A shared limit as a tenant sees it: room left, under a tenth left, or none. */
+export type SharedState = 'ok' | 'near' | 'reached';
+
+/** Who reads the usage: a tenant (shared limits as their state only) or the operators (every figure). */
+export type Audience = 'tenant' | 'operator';
 
 export interface Usage {
   readonly tenant: string;
@@ -46,6 +59,7 @@ export interface Usage {
  * Every limit of a tenant's plan (and, with a user, the user's), then the system-wide global
  * limits summed over their shards, with what is left of each, read with one consistent read per
  * item; nothing is spent. Usd limits are shown in dollars, whatever the store counts them in.
+ * For a tenant, limits shared with other tenants show only their state (`redactShared`).
  */
 export async function usageOf(
   store: LimitStore,
@@ -54,6 +68,7 @@ export async function usageOf(
   tenant: TenantRecord,
   user: string | undefined,
   namespace = '',
+  audience: Audience = 'tenant',
 ): Promise<Usage> {
   const plan = limiter.planOf(tenant);
   const identity: Identity = { tenant: tenant.id, user: user ?? '' };
@@ -106,11 +121,22 @@ export async function usageOf(
       );
     });
   }
-  const enforced = limits.filter((l) => !l.shadow && l.limit > 0);
+  const enforced = limits.filter((l) => !l.shadow && l.limit > 0 && (audience === 'operator' || !isShared(l, config)));
   const closest = enforced.length
     ? enforced.reduce((a, b) => (b.remaining / b.limit < a.remaining / a.limit ? b : a)).code
     : null;
-  return { tenant: tenant.id, ...(user !== undefined ? { user } : {}), plan: tenant.plan, limits, closest };
+  const shown = audience === 'operator' ? limits : limits.map((l) => (isShared(l, config) ? redactShared(l) : l));
+  return { tenant: tenant.id, ...(user !== undefined ? { user } : {}), plan: tenant.plan, limits: shown, closest };
+}
+
+const isShared = (l: LimitUsage, config: LimiterConfig): boolean =>
+  l.layer === 'global' || (l.layer === 'endpoint' && config.endpoints[l.route ?? '']?.scope === 'global');
+
+/** A shared limit without what other tenants spent: its size, and whether it has room, little, or none. */
+export function redactShared(l: LimitUsage): LimitUsage {
+  const { remaining, resetSeconds, ...rest } = l;
+  const state: SharedState = remaining <= 0 ? 'reached' : remaining < l.limit * 0.1 ? 'near' : 'ok';
+  return { ...rest, resetSeconds: state === 'reached' ? resetSeconds : 0, shared: true, state } as LimitUsage;
 }
 
 function entry(

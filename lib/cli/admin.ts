@@ -337,7 +337,7 @@ export class Admin {
     if (!record) throw new UsageError(`tenant '${tenant}' does not exist`);
     const limiter = new Limiter({ store, config, namespace: this.t.namespace ?? '' });
     try {
-      return await usageOf(store, limiter, config, record, user, this.t.namespace ?? '');
+      return await usageOf(store, limiter, config, record, user, this.t.namespace ?? '', 'operator');
     } catch (err) {
       throw new UsageError((err as Error).message);
     }

@@ -4,6 +4,7 @@ import { Directory } from '../../lambda/runtime/directory';
 import { Limiter } from '../../lambda/engine/limiter';
 import { parseConfig, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
 import { Brake } from '../../lambda/runtime/brake';
+import { usageOf } from '../../lambda/limits/usage';
 import { createLimitsHandler } from '../../lambda/limits/handler';
 import { prefersHtml, usagePage } from '../../lambda/limits/page';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -80,7 +81,7 @@ describe('GET /v1/limits', () => {
     expect(body.closest).toBe('user_requests_per_minute');
   });
 
-  it('shows the global limits summed over their shards, usd in dollars, and which limit is closest', async () => {
+  it('shows a tenant the global limits as their state only, never what other tenants spent; operators see the sums', async () => {
     const withGlobal = parseConfig(
       JSON.parse(
         JSON.stringify({
@@ -91,20 +92,20 @@ describe('GET /v1/limits', () => {
       ),
     );
     const { client, tenant, ns, frozen, store, limiter } = await setup(withGlobal);
-    // $10 spent through each of the 4 shards: the system has $10 of $50 left, the closest limit.
+    // Another tenant spent $11.50 through each of the 4 shards: the system has $4 of $50 left.
     for (let shard = 0; shard < 4; shard++) {
       await limiter.settle(
         `${ns}-r${shard}`,
         {
-          identity: { tenant, user: 'ann' },
-          tenant: { id: tenant, plan: 'team' },
+          identity: { tenant: 'other', user: 'bob' },
+          tenant: { id: 'other', plan: 'team' },
           route: CHAT,
           shard,
           reserved: { tokens: 0, microUsd: 0 },
           failedOpen: [],
           admittedAt: frozen,
         },
-        { tokens: 0, microUsd: 10_000_000 },
+        { tokens: 0, microUsd: 11_500_000 },
       );
     }
     const handler = createLimitsHandler({
@@ -127,10 +128,17 @@ describe('GET /v1/limits', () => {
         )
       ).body,
     );
-    expect(body.limits).toContainEqual(
-      expect.objectContaining({ layer: 'global', code: 'global_usd_per_day', unit: 'usd', limit: 50, remaining: 10 }),
+    const global = body.limits.find((l: { layer: string }) => l.layer === 'global');
+    expect(global).toMatchObject({ code: 'global_usd_per_day', unit: 'usd', limit: 50, shared: true, state: 'near' });
+    expect(global).not.toHaveProperty('remaining');
+    expect(global.resetSeconds).toBe(0);
+    expect(body.closest).toBe('tenant_tokens_per_day');
+    // The operators' view (the CLI's usage) has every figure.
+    const operator = await usageOf(store, limiter, withGlobal, { id: tenant, plan: 'team' }, 'ann', ns, 'operator');
+    expect(operator.limits).toContainEqual(
+      expect.objectContaining({ layer: 'global', code: 'global_usd_per_day', unit: 'usd', limit: 50, remaining: 4 }),
     );
-    expect(body.closest).toBe('global_usd_per_day');
+    expect(operator.closest).toBe('global_usd_per_day');
   });
 
   // A key whose tenant is missing is the operators' configuration problem: 500 with a code, not a 4xx.

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putApiKey } from '../../lambda/runtime/directory';
 import { DEFAULT_SUB_WINDOWS } from '../../lambda/engine/constants';
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
+import { parseConfig, requests, requestsPerDay, tokens } from '../../lambda/engine/plans';
 import { localClient } from '../../local/dynamodb-local';
 import { cliTargets, type LocalStack, startLocal } from '../../local/start';
 import { main as cli } from '../../lib/cli/main';
@@ -36,6 +36,8 @@ const config = parseConfig(
       endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
       // Each test's key reads its usage a few times; the last one spends the budget on purpose.
       limitsRequestsPerMinute: 6,
+      // Shared by every tenant: shown as its state, never as the others' spend.
+      global: { limits: [requestsPerDay(1_000_000)], shards: 1 },
     }),
   ),
 );
@@ -47,6 +49,8 @@ interface LimitJson {
   remaining: number;
   resetSeconds: number;
   shadow: boolean;
+  shared?: true;
+  state?: string;
 }
 
 let local: LocalStack;
@@ -122,9 +126,9 @@ async function openPage(): Promise<{ page: Page; requests: string[]; problems: s
   return { page, requests, problems };
 }
 
-/** What each meter on the page says: its data and its visible text. */
+/** What each meter on the page says (limits of this tenant's own; shared ones have no meter): its data and its visible text. */
 const meters = (page: Page) =>
-  page.$$eval('article.limit', (cards) =>
+  page.$$eval('article.limit:not([data-shared])', (cards) =>
     cards.map((c) => ({
       code: c.getAttribute('data-code'),
       state: c.getAttribute('data-state'),
@@ -152,9 +156,10 @@ describe('the usage page, in Chromium', () => {
     await page.waitForSelector('article.limit');
     const shown = await meters(page);
     const json = await limitsJson(key);
+    const own = json.limits.filter((l) => !l.shared);
 
-    expect(shown.map((m) => m.code)).toEqual(json.limits.map((l) => l.code));
-    for (const [i, l] of json.limits.entries()) {
+    expect(shown.map((m) => m.code)).toEqual(own.map((l) => l.code));
+    for (const [i, l] of own.entries()) {
       expect(shown[i]).toMatchObject({
         limit: l.limit,
         remaining: l.remaining,
@@ -172,6 +177,14 @@ describe('the usage page, in Chromium', () => {
     expect(Number(/again in (\d+) min/.exec(user.text)?.[1])).toBeGreaterThanOrEqual(60);
     expect(Number(/again in (\d+) min/.exec(user.text)?.[1])).toBeLessThanOrEqual(70);
     expect(user.text).toContain('Counted in slots of 10 min: a request counts for 60 min to 70 min');
+    // The global limit every tenant shares: its state, and no figure of what the others spent.
+    expect(json.limits.find((l) => l.layer === 'global')).toEqual(
+      expect.objectContaining({ code: 'global_requests_per_day', shared: true, state: 'ok', resetSeconds: 0 }),
+    );
+    expect(json.limits.find((l) => l.layer === 'global')).not.toHaveProperty('remaining');
+    expect(await page.textContent('article[data-shared="true"]')).toContain(
+      '1,000,000 requests shared by every organisation using this service: room left.',
+    );
     const trial = shown.find((m) => m.code === 'user_requests_trial')!;
     expect(trial.state).toBe('shadow');
     expect(trial.text).toContain('shadow: not enforced');
@@ -236,9 +249,13 @@ describe('the usage page, in Chromium', () => {
     expect(response?.headers()['content-type']).toContain('text/html');
     // The data came with the page: the meters are there without a key being pasted.
     const shown = await meters(page);
+    const json = (await limitsJson(key)).limits;
     expect(shown.map((m) => [m.code, m.remaining])).toEqual(
-      (await limitsJson(key)).limits.map((l) => [l.code, l.remaining]),
+      json.filter((l) => !l.shared).map((l) => [l.code, l.remaining]),
     );
+    expect(
+      await page.$$eval('article[data-shared="true"]', (cards) => cards.map((c) => c.getAttribute('data-code'))),
+    ).toEqual(json.filter((l) => l.shared).map((l) => l.code));
     expect(problems).toEqual([]);
     await page.close();
     // An SDK (Accept: application/json) or curl (*/*) still gets JSON.
