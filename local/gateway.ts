@@ -273,9 +273,12 @@ async function invokeStreamed(
   const stream = responseStream(res);
   // The function sees the disconnect as its stream failing; nobody else needs the error.
   stream.on('error', () => {});
-  res.on('close', () => {
+  const leave = () => {
     if (!res.writableFinished) stream.destroy(new Error('client disconnected'));
-  });
+  };
+  res.on('close', leave);
+  // The client may have left while the authorizer ran: the function sees its stream failed from the start.
+  if (res.destroyed || res.socket?.destroyed !== false) leave();
   try {
     await handler(event, stream, lambdaContext('proxy', requestId));
   } catch (err) {

@@ -17,6 +17,7 @@ export interface Behaviour {
   /** Answer with this status and an OpenAI error body instead. */
   status?: number;
   retryAfter?: string;
+  retryAfterMs?: string;
   /** The error body's message, code and param. @default 'stand-in says <status>', null, null */
   errorMessage?: string;
   errorCode?: string;
@@ -74,6 +75,7 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       res.writeHead(b.status, {
         'content-type': 'application/json',
         ...(b.retryAfter ? { 'retry-after': b.retryAfter } : {}),
+        ...(b.retryAfterMs ? { 'retry-after-ms': b.retryAfterMs } : {}),
       });
       res.end(
         JSON.stringify({

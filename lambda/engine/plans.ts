@@ -82,6 +82,12 @@ export interface ModelPrice {
    * @default {} (only the standard tier)
    */
   readonly serviceTiers?: Readonly<Record<string, TierPrice>>;
+  /**
+   * The model spends output tokens it never shows (hidden reasoning): an answer without usage is
+   * then settled at its bound even when it arrived whole.
+   * @default false for gpt-4*, gpt-3.5* and chatgpt-4o* (and their ft: fine-tunes), true for every other model
+   */
+  readonly hiddenReasoning?: boolean;
 }
 
 export type OutputCapField = 'max_completion_tokens' | 'max_tokens' | 'both';
@@ -96,11 +102,20 @@ export interface TierPrice {
 }
 
 /** OpenAI's reasoning families, whose answers spend hidden reasoning tokens within the output cap. */
-const REASONING_MODEL = /^(o\d|gpt-5)/;
-/** Model names OpenAI serves (fine-tunes too), which read max_completion_tokens (its reasoning models refuse max_tokens). */
-const OPENAI_MODEL = /^(ft:)?(gpt-|chatgpt-|o\d)/;
+const REASONING_MODEL = /^(ft:)?(o\d|gpt-5)/;
+/**
+ * Model names OpenAI serves (fine-tunes too), which read max_completion_tokens (its reasoning
+ * models refuse max_tokens). Not gpt-oss: an open-weight model, served by Ollama and vLLM.
+ */
+const OPENAI_MODEL = /^(ft:)?(gpt-(?!oss)|chatgpt-|o\d)/;
+/** Models known to show every output token they bill. */
+const NO_HIDDEN_REASONING = /^(ft:)?(gpt-4|gpt-3\.5|chatgpt-4o)/;
 
 export const isReasoningModel = (model: string): boolean => REASONING_MODEL.test(model);
+
+/** Whether a model may bill output it does not show; when unsure, it may. */
+export const hidesReasoning = (model: string, price: ModelPrice): boolean =>
+  price.hiddenReasoning ?? !NO_HIDDEN_REASONING.test(model);
 
 /** The output cap of a request that set none, per choice (OpenAI advises 25,000 for reasoning models). */
 export function defaultMaxTokens(model: string, price: ModelPrice, plan?: Plan): number {
@@ -398,6 +413,8 @@ function parsePrice(price: unknown, at: string): ModelPrice {
       fail(path, 'expected USD per million tokens >= 0');
     return value === undefined ? {} : { [field]: value };
   };
+  if (price.hiddenReasoning !== undefined && typeof price.hiddenReasoning !== 'boolean')
+    fail(`${at}.hiddenReasoning`, 'expected true or false');
   if (price.outputCapField !== undefined && !OUTPUT_CAP_FIELDS.includes(price.outputCapField as OutputCapField))
     fail(`${at}.outputCapField`, `expected one of ${OUTPUT_CAP_FIELDS.map((f) => `'${f}'`).join(', ')}`);
   const cached = price.cachedInputPerMillion;
@@ -415,6 +432,7 @@ function parsePrice(price: unknown, at: string): ModelPrice {
     ...usd('audioInputPerMillion', price.audioInputPerMillion),
     ...usd('audioOutputPerMillion', price.audioOutputPerMillion),
     ...parseTiers(price.serviceTiers, `${at}.serviceTiers`),
+    ...(typeof price.hiddenReasoning === 'boolean' ? { hiddenReasoning: price.hiddenReasoning } : {}),
   };
 }
 

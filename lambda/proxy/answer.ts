@@ -41,7 +41,9 @@ function settledFrom(answering: Answering, relay: SseRelay, wholeAnswer: boolean
     output: countText(u.text, encoding),
     provesOutput: wholeAnswer && relay.complete && !answering.hiddenReasoning,
   };
-  return usedAmounts(deps, who, u.reported, seen, bounds, rates);
+  // Usage is final only once the answer is: a figure from a stream cut before every choice finished may be a running one.
+  const reported = wholeAnswer || relay.complete ? u.reported : undefined;
+  return usedAmounts(deps, who, reported, seen, bounds, rates);
 }
 
 /** Step 7 for an answer that is not streamed: read it whole, pass it on, settle on its usage. */
@@ -72,9 +74,8 @@ export async function answerBuffered(
     };
   }
   // JSON as asked, or SSE where JSON was asked for: the relay reads either (and any line ends).
-  const relay = new SseRelay(true);
-  relay.push(new TextEncoder().encode(text));
-  relay.flush();
+  const relay = new SseRelay(true, request.kind === 'chat' ? request.n : 1);
+  relay.readWhole(text);
   if (!relay.usage.started.size && relay.usage.reported === undefined && request.kind === 'chat')
     deps.log({ ...who, level: 'warn', outcome: 'upstream_not_json' });
   const used = settledFrom(answering, relay, true);
@@ -99,7 +100,7 @@ export function relayStream(
   const { requestId } = who;
   const clientAskedForUsage =
     (request.body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
-  const relay = new SseRelay(clientAskedForUsage);
+  const relay = new SseRelay(clientAskedForUsage, request.n);
   let resolveSettlement!: (p: Promise<void>) => void;
   const settlement = new Promise<void>((resolve) => {
     resolveSettlement = (p) => resolve(p);

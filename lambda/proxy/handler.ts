@@ -61,6 +61,7 @@ export function createProxyHandler(deps: ProxyDeps) {
     };
     responseStream.once('close', leave);
     responseStream.once('error', leave);
+    if (responseStream.destroyed) leave();
     (context as WithSettlement)[GONE] = gone.signal;
     try {
       const { body, ...prelude } = await respond(event, context);

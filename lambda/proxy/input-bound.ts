@@ -10,7 +10,7 @@ import type { ModelPrice } from '../engine/plans';
 import { type CountBudget, countBudget, countText, type EncodingName } from './tokenizer';
 
 /** Top-level chat parameters that steer sampling and are never billed as input. */
-const CHAT_PARAMETERS = new Set([
+export const CHAT_PARAMETERS: ReadonlySet<string> = new Set([
   'model',
   'messages',
   'stream',
@@ -126,6 +126,8 @@ export function countMessages(
     if (typeof m.content === 'string') total += countText(m.content, encoding, budget);
     else if (Array.isArray(m.content)) for (const part of m.content) total += countPart(part, encoding, price, budget);
     if (typeof m.name === 'string' && m.name) total += PER_NAME + countText(m.name, encoding, budget);
+    // An earlier audio answer referenced by id is billed again, as audio input.
+    if (m.audio !== undefined && m.audio !== null) total += price.partTokens?.audio ?? 0;
     total += fieldsBound(m, MESSAGE_FIELDS);
   }
   return total;

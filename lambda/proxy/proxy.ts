@@ -6,7 +6,7 @@ import {
   DEFAULT_MAX_OUTPUT_TOKENS,
   defaultMaxTokens,
   type EndpointConfig,
-  isReasoningModel,
+  hidesReasoning,
   type ModelPrice,
   outputCapField,
   type Plan,
@@ -49,8 +49,8 @@ function upstreamBody(request: ProxyRequest, cap: number | undefined, price: Mod
     ...(field === 'both' ? { max_completion_tokens: cap, max_tokens: cap } : { [field]: cap }),
   };
   if (!request.stream) return capped;
-  const options = (request.body.stream_options as Record<string, unknown> | undefined) ?? {};
-  return { ...capped, stream_options: { ...options, include_usage: true } };
+  // Usage once, at the end: a running figure (vLLM's continuous_usage_stats) would look final to a cut stream.
+  return { ...capped, stream_options: { include_usage: true } };
 }
 
 /**
@@ -303,7 +303,7 @@ async function proxyRequest(
   const body = upstreamBody(request, cap, price);
   const forwarded = await forward(deps, body, route, reservation, headers, who, abort, deadlineAt);
   if (isAnswer(forwarded)) return forwarded;
-  const hiddenReasoning = isReasoningModel(request.model);
+  const hiddenReasoning = hidesReasoning(request.model, price);
   const answering: Answering = {
     deps,
     reservation,

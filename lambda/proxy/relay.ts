@@ -4,6 +4,7 @@
  * settlement needs: the final `usage`, the output seen on every channel, and whether every
  * choice finished.
  */
+import { safeUpstreamError } from './upstream-errors';
 import type { ReportedUsage } from './usage';
 
 export interface StreamUsage {
@@ -17,6 +18,16 @@ export interface StreamUsage {
   finished: Set<number>;
   /** Choice indexes that sent anything. */
   started: Set<number>;
+}
+
+/** An event larger than this is not an LLM's: the stream is failed (and settled at its bound). */
+export const MAX_EVENT_BYTES = 4 * 1024 * 1024;
+
+export class EventTooLargeError extends Error {
+  constructor() {
+    super(`an upstream event passed ${MAX_EVENT_BYTES} bytes without ending`);
+    this.name = 'EventTooLargeError';
+  }
 }
 
 /** An event ends at a blank line: two line ends in a row, each CRLF, LF or CR. */
@@ -50,11 +61,19 @@ export function outputText(message: unknown): string {
 export class SseRelay {
   readonly usage: StreamUsage = { text: '', done: false, finished: new Set(), started: new Set() };
   private buffer = '';
+  /** Where the search for the next event's end resumes (the buffer before it holds none). */
+  private scanned = 0;
   private sawData = false;
   private readonly decoder = new TextDecoder();
 
-  /** @param keepUsageEvent forward the usage-only event (the client asked for it) or drop it (we added it). */
-  constructor(private readonly keepUsageEvent: boolean) {}
+  /**
+   * @param keepUsageEvent forward the usage-only event (the client asked for it) or drop it (we added it).
+   * @param choices the choices the answer must hold to be whole (`n`).
+   */
+  constructor(
+    private readonly keepUsageEvent: boolean,
+    private readonly choices = 1,
+  ) {}
 
   /** Feeds bytes; returns the complete events to forward, in order. */
   push(chunk: Uint8Array): string[] {
@@ -63,12 +82,19 @@ export class SseRelay {
     for (;;) {
       // A CR at the very end may be the first half of a CRLF: wait for the next byte.
       const searchable = this.buffer.endsWith('\r') ? this.buffer.slice(0, -1) : this.buffer;
-      const match = EVENT_END.exec(searchable);
-      if (!match) break;
-      const end = match.index + match[0].length;
+      const from = Math.max(0, this.scanned - 3);
+      const match = EVENT_END.exec(searchable.slice(from));
+      if (!match) {
+        this.scanned = searchable.length;
+        if (this.buffer.length > MAX_EVENT_BYTES) throw new EventTooLargeError();
+        break;
+      }
+      const end = from + match.index + match[0].length;
       const event = this.buffer.slice(0, end);
       this.buffer = this.buffer.slice(end);
-      if (this.inspect(event)) out.push(event);
+      this.scanned = 0;
+      const forwarded = this.inspect(event);
+      if (forwarded !== null) out.push(forwarded);
     }
     return out;
   }
@@ -77,51 +103,75 @@ export class SseRelay {
   flush(): string[] {
     const rest = this.buffer + this.decoder.decode();
     this.buffer = '';
+    this.scanned = 0;
     if (!rest.trim()) return [];
-    if (!this.sawData && this.inspectJson(rest)) return [rest];
-    return this.inspect(rest) ? [rest] : [];
+    const forwarded = this.inspect(rest);
+    return forwarded === null ? [] : [forwarded];
   }
 
-  /** Every choice that started also finished, and at least one did. */
+  /** A whole body read at once: JSON as asked for, or SSE where JSON was asked for. */
+  readWhole(text: string): void {
+    try {
+      this.record(JSON.parse(text), 'message', text);
+      return;
+    } catch {
+      // not JSON: read as SSE
+    }
+    this.push(new TextEncoder().encode(text));
+    this.flush();
+  }
+
+  /** Every choice that started also finished, and all `n` did. */
   get complete(): boolean {
     const { started, finished } = this.usage;
-    return started.size > 0 && [...started].every((i) => finished.has(i));
+    return started.size >= this.choices && [...started].every((i) => finished.has(i));
   }
 
-  /** Records what the event says; false when the event should not be forwarded. */
-  private inspect(event: string): boolean {
+  /** Records what the event says; returns what to forward (null: nothing). */
+  private inspect(event: string): string | null {
     const data = event
       .split(LINE_END)
       .filter((line) => line === 'data' || line.startsWith('data:'))
       .map((line) => line.slice(5).replace(/^ /, ''))
       .join('\n');
-    if (!data) return true;
+    // No data field before any: a whole JSON answer where SSE was expected, read as one event.
+    if (!data) return this.sawData ? event : this.inspectJson(event);
     this.sawData = true;
     if (data.trim() === '[DONE]') {
       this.usage.done = true;
-      return true;
+      return event;
     }
     let json: unknown;
     try {
       json = JSON.parse(data);
     } catch {
-      return true;
+      return event;
     }
-    return this.record(json, 'delta');
+    return this.record(json, 'delta', event);
   }
 
-  /** A whole JSON answer where SSE was expected: read it as one event. */
-  private inspectJson(text: string): boolean {
+  private inspectJson(text: string): string {
+    let json: unknown;
     try {
-      this.record(JSON.parse(text), 'message');
-      return true;
+      json = JSON.parse(text);
     } catch {
-      return false;
+      return text;
     }
+    return this.record(json, 'message', text) ?? text;
   }
 
-  private record(json: unknown, field: 'delta' | 'message'): boolean {
-    if (!isRecord(json)) return true;
+  private record(json: unknown, field: 'delta' | 'message', event: string): string | null {
+    if (!isRecord(json)) return event;
+    // An error inside the stream (vLLM, LiteLLM) may quote what the upstream was sent: passed on only where safe.
+    if (isRecord(json.error)) {
+      const safe = safeUpstreamError(
+        JSON.stringify({ error: json.error }),
+        200,
+        'The model provider reported an error.',
+      );
+      const error = { message: safe.message, type: 'api_error', code: safe.code, param: safe.param };
+      return field === 'delta' ? `data: ${JSON.stringify({ error })}\n\n` : JSON.stringify({ error });
+    }
     const choices = Array.isArray(json.choices) ? json.choices : [];
     for (const [k, choice] of choices.entries()) {
       if (!isRecord(choice)) continue;
@@ -132,8 +182,8 @@ export class SseRelay {
     }
     if (isRecord(json.usage)) {
       this.usage.reported = json.usage;
-      if (choices.length === 0 && !this.keepUsageEvent && field === 'delta') return false;
+      if (choices.length === 0 && !this.keepUsageEvent && field === 'delta') return null;
     }
-    return true;
+    return event;
   }
 }

@@ -25,10 +25,33 @@ export interface UpstreamErrorShape {
   readonly logged?: string;
 }
 
-const identifier = (v: unknown): string | null => (typeof v === 'string' && IDENTIFIER.test(v) ? v : null);
+/** Plain prose or a plain identifier: nothing that looks like a key, a header or a token. */
+const looksSafe = (text: string): boolean => {
+  const safe =
+    !CREDENTIAL_WORDS.test(text) &&
+    !OPAQUE.test(text) &&
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+    !/[\u0000-\u001f]/.test(text);
+  OPAQUE.lastIndex = 0;
+  return safe;
+};
+
+const identifier = (v: unknown): string | null =>
+  typeof v === 'string' && IDENTIFIER.test(v) && looksSafe(v) ? v : null;
+
+/**
+ * Statuses by which an upstream refuses a request before generating anything: refunded. Any other
+ * (5xx, 408, a gateway's 52x or 499) may come from a gateway that gave up on a model still
+ * generating, and is settled at the bound.
+ */
+const REFUSED_UNBILLED = new Set([400, 401, 403, 404, 405, 409, 413, 415, 422, 429]);
 
 /** What of an upstream error body may be shown to the client. */
-export function safeUpstreamError(text: string, status: number): UpstreamErrorShape {
+export function safeUpstreamError(
+  text: string,
+  status: number,
+  generic = `The model provider rejected the request (HTTP ${status}).`,
+): UpstreamErrorShape {
   let error: Record<string, unknown> = {};
   try {
     const json = JSON.parse(text) as { error?: unknown };
@@ -37,16 +60,9 @@ export function safeUpstreamError(text: string, status: number): UpstreamErrorSh
     // not JSON: nothing of it is shown
   }
   const original = typeof error.message === 'string' ? error.message : undefined;
-  const safe =
-    original !== undefined &&
-    original.length <= MAX_MESSAGE &&
-    !CREDENTIAL_WORDS.test(original) &&
-    !OPAQUE.test(original) &&
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
-    !/[\u0000-\u001f]/.test(original);
-  OPAQUE.lastIndex = 0;
+  const safe = original !== undefined && original.length <= MAX_MESSAGE && looksSafe(original);
   return {
-    message: safe ? original : `The model provider rejected the request (HTTP ${status}).`,
+    message: safe ? original : generic,
     code: identifier(error.code),
     param: identifier(error.param),
     ...(original !== undefined ? { logged: original.slice(0, MAX_MESSAGE).replace(OPAQUE, '[masked]') } : {}),
@@ -82,13 +98,20 @@ export async function upstreamRefused(
       settlement: settle(deps, requestId, reservation, reservation.reserved, `upstream_${response.status}_unfinished`),
     };
   }
-  // The provider refused the request: it bills nothing for it.
-  const settlement = settle(deps, requestId, reservation, NOTHING, `upstream_${response.status}`);
+  // A refusal bills nothing; a failure (a gateway's timeout, a 5xx) may follow a generation: the bound.
+  const refused = REFUSED_UNBILLED.has(response.status);
+  const settlement = settle(
+    deps,
+    requestId,
+    reservation,
+    refused ? NOTHING : reservation.reserved,
+    `upstream_${response.status}`,
+  );
   const shape = safeUpstreamError(text, response.status);
   deps.log({ ...who, outcome: 'upstream_error', status: response.status, upstreamMessage: shape.logged });
   const status = response.status;
   if (status === 429) {
-    const wait = retryAfterSeconds(retryAfterMs(response.headers.get('retry-after')));
+    const wait = retryAfterSeconds(retryAfterMs(response.headers));
     return {
       ...answer(
         429,

@@ -137,10 +137,19 @@ export async function readBody(
   }
 }
 
-/** A Retry-After header in ms: delta seconds or an HTTP date (RFC 9110, 10.2.3); 1 s when absent or unreadable. */
-export function retryAfterMs(value: string | null, now = Date.now()): number {
-  const v = value?.trim() ?? '';
-  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - now) : 1000;
+/** The longest wait passed on from an upstream: a day (a provider's daily limit), never years. */
+const MAX_UPSTREAM_WAIT_MS = 86_400_000;
+
+/**
+ * An upstream's wait in ms: `retry-after-ms` (OpenAI, Azure), else Retry-After as delta seconds
+ * or an HTTP date (RFC 9110, 10.2.3); 1 s when absent or unreadable; at most a day.
+ */
+export function retryAfterMs(headers: Pick<Headers, 'get'>, now = Date.now()): number {
+  const ms = headers.get('retry-after-ms')?.trim() ?? '';
+  const v = headers.get('retry-after')?.trim() ?? '';
+  let wait = 1000;
+  if (/^\d+(\.\d+)?$/.test(ms)) wait = Number(ms);
+  else if (/^\d+(\.\d+)?$/.test(v)) wait = Number(v) * 1000;
+  else if (Number.isFinite(Date.parse(v))) wait = Math.max(0, Date.parse(v) - now);
+  return Math.min(wait, MAX_UPSTREAM_WAIT_MS);
 }

@@ -1,5 +1,5 @@
 import { DEFAULT_MAX_BODY_BYTES, type EndpointConfig } from '../engine/plans';
-import { type ChatMessage, PRICED_PARTS, partTokens } from './input-bound';
+import { CHAT_PARAMETERS, type ChatMessage, PRICED_PARTS, partTokens } from './input-bound';
 import type { AudioUse } from './pricing';
 
 /**
@@ -53,6 +53,62 @@ export const ROUTE_KINDS: Readonly<Record<string, ProxyRequest['kind']>> = {
   '/v1/embeddings': 'embeddings',
 };
 
+/**
+ * Fields other servers read as an output cap (llama.cpp's n_predict, Ollama's num_predict, TGI's
+ * max_new_tokens, ...): the upstream would honour theirs, not the one reserved.
+ */
+const OTHER_CAPS = [
+  'n_predict',
+  'num_predict',
+  'max_new_tokens',
+  'max_output_tokens',
+  'max_length',
+  'max_gen_len',
+  'max_tokens_to_sample',
+  'maxTokens',
+];
+/** Fields gateways read to pick another model or add a paid feature (LiteLLM, OpenRouter), or a per-call fee (web search). */
+const ROUTING = [
+  'fallbacks',
+  'models',
+  'model_list',
+  'provider',
+  'route',
+  'plugins',
+  'transforms',
+  'web_search_options',
+];
+const KNOWN = new Set([
+  ...CHAT_PARAMETERS,
+  'tools',
+  'functions',
+  'tool_choice',
+  'function_call',
+  'response_format',
+  'audio',
+]);
+
+/** Fields that would change the model, the cap or the price behind the limiter's back: 400 naming the field. */
+function checkSteering(body: Record<string, unknown>): void {
+  const seen = new Map<string, string>();
+  for (const key of Object.keys(body)) {
+    if (OTHER_CAPS.includes(key))
+      bad(key, `'${key}' sets another output cap: use max_completion_tokens or max_tokens.`, 'unsupported_parameter');
+    if (ROUTING.includes(key))
+      bad(key, `'${key}' would change the model or the price: it is not accepted here.`, 'unsupported_parameter');
+    // Some servers match keys without regard to case (Go's encoding/json, the last match winning).
+    const lower = key.toLowerCase();
+    const twin = seen.get(lower) ?? (key !== lower && KNOWN.has(lower) ? lower : undefined);
+    if (twin !== undefined)
+      bad(
+        key,
+        `'${key}' differs from '${twin}' only in case: send each field once, spelt as OpenAI spells it.`,
+        'duplicate_parameter',
+      );
+    seen.set(lower, key);
+  }
+}
+
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isPositiveInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 1;
@@ -104,6 +160,7 @@ export function parseRequest(
   if (!isRecord(body)) bad(null, 'Request body must be a JSON object.', 'invalid_json');
   if (typeof body.model !== 'string' || !body.model)
     bad('model', 'you must provide a model parameter (a string).', 'missing_required_parameter');
+  checkSteering(body);
   if (!Object.hasOwn(endpoint.models, body.model))
     bad(
       'model',
@@ -151,6 +208,13 @@ export function parseRequest(
     }
     if (m.name !== undefined && typeof m.name !== 'string')
       bad(`messages[${i}].name`, `'messages[${i}].name' must be a string.`);
+    const unpricedAudio = price.audioInputPerMillion === undefined || price.partTokens?.audio === undefined;
+    if (m.audio !== undefined && m.audio !== null && unpricedAudio)
+      bad(
+        `messages[${i}].audio`,
+        `An earlier audio answer is billed again as audio input, which the operators have not priced for ${model} on ${route}.`,
+        'unsupported_content_part',
+      );
   });
   if (body.stream !== undefined && typeof body.stream !== 'boolean') bad('stream', "'stream' must be true or false.");
   for (const field of ['max_tokens', 'max_completion_tokens']) {
@@ -217,10 +281,14 @@ const asksForAudio = (body: Record<string, unknown>): boolean =>
   (Array.isArray(body.modalities) && body.modalities.includes('audio')) ||
   (body.audio !== undefined && body.audio !== null);
 
+/** Audio in: input_audio parts, or an earlier audio answer referenced by id (billed again as audio input). */
 const hasAudioParts = (messages: unknown): boolean =>
   Array.isArray(messages) &&
   messages.some(
-    (m) => isRecord(m) && Array.isArray(m.content) && m.content.some((p) => isRecord(p) && p.type === 'input_audio'),
+    (m) =>
+      isRecord(m) &&
+      ((m.audio !== undefined && m.audio !== null) ||
+        (Array.isArray(m.content) && m.content.some((p) => isRecord(p) && p.type === 'input_audio'))),
   );
 
 /** A content part is text, a refusal, or a part type the operators priced for this model. */

@@ -270,19 +270,24 @@ describe('streaming chat', () => {
 
 describe('upstream errors', () => {
   it.each([
-    [429, 429, 'upstream_rate_limited'],
-    [500, 502, 'upstream_error'],
-    [503, 502, 'upstream_error'],
-  ])('upstream %i answers %i (%s) and refunds the whole reservation', async (upstreamStatus, status, code) => {
-    const s = await setup({ status: upstreamStatus, retryAfter: '7' });
-    const res = await s.send({ ...hello, stream: true });
-    expect(res.statusCode).toBe(status);
-    expect(JSON.parse(res.body).error).toMatchObject({ code });
-    if (status === 429) expect(res.headers['Retry-After']).toBe('7');
-    expect(await s.tenantRemaining()).toBe(1_000_000);
-    expect(s.upstream.requests).toHaveLength(1); // no blind retry
-    await s.upstream.stop();
-  });
+    [429, 429, 'upstream_rate_limited', 0],
+    [500, 502, 'upstream_error', INPUT + 100],
+    [503, 502, 'upstream_error', INPUT + 100],
+    [504, 502, 'upstream_error', INPUT + 100],
+    [408, 408, 'upstream_rejected', INPUT + 100],
+  ])(
+    'upstream %i answers %i (%s): a refusal is refunded, a failure (a gateway that gave up on a generating model) settles the bound, %i',
+    async (upstreamStatus, status, code, settled) => {
+      const s = await setup({ status: upstreamStatus, retryAfter: '7' });
+      const res = await s.send({ ...hello, stream: true });
+      expect(res.statusCode).toBe(status);
+      expect(JSON.parse(res.body).error).toMatchObject({ code });
+      if (status === 429) expect(res.headers['Retry-After']).toBe('7');
+      expect(1_000_000 - (await s.tenantRemaining())).toBe(settled);
+      expect(s.upstream.requests).toHaveLength(1); // no blind retry
+      await s.upstream.stop();
+    },
+  );
 
   it('answers 504 when the upstream is too slow to answer, and keeps the reservation (the provider may be billing)', async () => {
     const s = await setup({ delayMs: 500 });
@@ -344,6 +349,31 @@ describe('bad input: 400 naming the field, nothing debited, no upstream call', (
       { body: { ...hello, messages: [{ role: 'user', content: 'x'.repeat(5000) }] } },
       null,
       'request_too_large',
+    ],
+    // Fields through which another server would take another cap, model or price than the one reserved.
+    ["llama.cpp's n_predict", { body: { ...hello, n_predict: 100_000 } }, 'n_predict', 'unsupported_parameter'],
+    ["Ollama's num_predict", { body: { ...hello, num_predict: 100_000 } }, 'num_predict', 'unsupported_parameter'],
+    [
+      "TGI's max_new_tokens",
+      { body: { ...hello, max_new_tokens: 100_000 } },
+      'max_new_tokens',
+      'unsupported_parameter',
+    ],
+    ["LiteLLM's fallbacks", { body: { ...hello, fallbacks: ['gpt-4o'] } }, 'fallbacks', 'unsupported_parameter'],
+    ["OpenRouter's models", { body: { ...hello, models: ['openai/o1-pro'] } }, 'models', 'unsupported_parameter'],
+    [
+      'web search (a per-call fee)',
+      { body: { ...hello, web_search_options: {} } },
+      'web_search_options',
+      'unsupported_parameter',
+    ],
+    ['a model field spelt in capitals', { body: { ...hello, MODEL: 'llama3.1:405b' } }, 'MODEL', 'duplicate_parameter'],
+    ['a cap field spelt in capitals', { body: { ...hello, Max_Tokens: 100_000 } }, 'Max_Tokens', 'duplicate_parameter'],
+    [
+      'an earlier audio answer for a model without audio prices',
+      { body: { ...hello, messages: [...hello.messages, { role: 'assistant', audio: { id: 'audio_abc123' } }] } },
+      'messages[1].audio',
+      'unsupported_content_part',
     ],
   ])('%s', async (_name, request, param, code) => {
     const s = await setup();
@@ -799,6 +829,28 @@ describe('a plan change', () => {
 });
 
 describe('upstream errors as the client sees them', () => {
+  it.each([
+    ['retry-after-ms', { retryAfterMs: '2500' }, '3'],
+    ['a Retry-After of years', { retryAfter: '99999999999' }, '86400'],
+    ['an HTTP date in the year 9999', { retryAfter: 'Fri, 31 Dec 9999 23:59:59 GMT' }, '86400'],
+  ])('an upstream 429 with %s: Retry-After %s', async (_name, headers, expected) => {
+    const s = await setup({ status: 429, ...headers });
+    const res = await s.send(hello);
+    expect(res.headers['Retry-After']).toBe(expected);
+    await s.upstream.stop();
+  });
+
+  it('an upstream 4xx whose code or param looks like a key keeps neither', async () => {
+    const s = await setup({
+      status: 400,
+      errorCode: 'sk-proj-abcdefghijklmnopqrstuvwxyz',
+      errorParam: '0123456789abcdef0123456789abcdef',
+    });
+    const res = await s.send(hello);
+    expect(JSON.parse(res.body).error).toMatchObject({ code: 'upstream_rejected', param: null });
+    await s.upstream.stop();
+  });
+
   it('an HTTP-date Retry-After from an upstream 429 becomes whole seconds', async () => {
     const at = new Date(Date.now() + 30_000).toUTCString();
     const s = await setup({ status: 429, retryAfter: at });

@@ -1,6 +1,6 @@
 /** The SSE relay as the network delivers streams: events cut anywhere, UTF-8 split across chunks, CRLF, a last event without its blank line. */
 import { describe, expect, it } from 'vitest';
-import { SseRelay } from '../../lambda/proxy/relay';
+import { EventTooLargeError, SseRelay } from '../../lambda/proxy/relay';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const delta = (content: string) => `data: ${JSON.stringify({ choices: [{ delta: { content } }] })}\n\n`;
@@ -107,6 +107,35 @@ describe('the SSE relay', () => {
     expect(out.join('')).toBe(json);
     expect(seen.text).toBe('whole');
     expect(seen.reported).toEqual({ prompt_tokens: 4, completion_tokens: 1 });
+  });
+
+  it('passes an error event on only where it is safe, and a whole JSON answer followed by a blank line is read', () => {
+    const leak = `data: ${JSON.stringify({ error: { message: 'Authorization: Bearer sk-up-SECRET123 refused', code: 'boom' } })}\n\n`;
+    const { out } = relay(bytes(leak), []);
+    expect(out.join('')).not.toContain('sk-up-SECRET');
+    expect(JSON.parse(out[0]!.slice(6))).toEqual({
+      error: { message: 'The model provider reported an error.', type: 'api_error', code: 'boom', param: null },
+    });
+    const json = `${JSON.stringify({ choices: [{ index: 0, message: { content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1 } })}\n\n`;
+    expect(relay(bytes(json), []).usage.reported).toEqual({ prompt_tokens: 3, completion_tokens: 1 });
+  });
+
+  it('with n choices, is whole only when all n started and finished', () => {
+    const choice = (index: number) =>
+      `data: ${JSON.stringify({ choices: [{ index, delta: { content: 'x' }, finish_reason: 'stop' }] })}\n\n`;
+    const r = new SseRelay(false, 2);
+    r.push(bytes(choice(0)));
+    expect(r.complete).toBe(false);
+    r.push(bytes(choice(1)));
+    expect(r.complete).toBe(true);
+  });
+
+  it('fails an event past MAX_EVENT_BYTES: a line that never ends cannot hold the relay', () => {
+    const r = new SseRelay(false);
+    const piece = bytes('x'.repeat(64 * 1024));
+    expect(() => {
+      for (let i = 0; i < 80; i++) r.push(piece);
+    }).toThrow(EventTooLargeError);
   });
 
   it('drops the usage-only event it asked for itself, and keeps it when the client asked', () => {
