@@ -58,7 +58,8 @@ export class LlmRateLimiter extends Construct {
     const config = validateProps(props, this.node.path);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
-    this.table = new LimitsTable(this, 'Limits', { removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN }).table;
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.table = new LimitsTable(this, 'Limits', { removalPolicy }).table;
     this.brakeParameter = new ssm.StringParameter(this, 'Brake', {
       ...(props.brakeParameterName ? { parameterName: props.brakeParameterName } : {}),
       stringValue: 'off',
@@ -78,6 +79,7 @@ export class LlmRateLimiter extends Construct {
       logRetention: retention,
       proxyLogGroup: this.proxyFunction.logGroup,
       metricsByTenant: props.metricsByTenant ?? false,
+      removalPolicy,
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
     });

@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -57,6 +57,8 @@ export interface LimiterObservabilityProps {
   readonly proxyLogGroup?: logs.ILogGroup;
   /** Tenant is a metric dimension (see LlmRateLimiterProps.metricsByTenant). @default false */
   readonly metricsByTenant?: boolean;
+  /** What happens to the alarm topic's KMS key when it leaves the stack (LlmRateLimiterProps.removalPolicy). @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -168,16 +170,26 @@ export class LimiterObservability extends Construct {
 
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
     super(scope, id);
-    this.alarmTopic = this.topic();
+    this.alarmTopic = this.topic(props.removalPolicy ?? RemovalPolicy.RETAIN);
     const notify = new actions.SnsAction(this.alarmTopic);
     this.addAlarms(props.alarms ?? {}, notify);
     if (props.automaticBrake) this.autoBrakeFunction = this.addAutomaticBrake(props, props.automaticBrake, notify);
     this.dashboard = this.addDashboard(props);
   }
 
-  /** The alarms' SNS topic, encrypted with a key CloudWatch may use. */
-  private topic(): sns.Topic {
-    const key = new kms.Key(this, 'TopicKey', { enableKeyRotation: true, description: 'LLM rate limiter alarm topic' });
+  /**
+   * The alarms' SNS topic, encrypted with a key CloudWatch may use. The key follows the stack's
+   * removal policy: KMS bills a key every month until it is deleted, so a retained key outlives a
+   * destroyed stack on the bill. Nothing at rest is encrypted with it (SNS messages are transient),
+   * so a deleted key waits out the shortest window KMS allows.
+   */
+  private topic(removalPolicy: RemovalPolicy): sns.Topic {
+    const key = new kms.Key(this, 'TopicKey', {
+      enableKeyRotation: true,
+      description: 'LLM rate limiter alarm topic',
+      removalPolicy,
+      ...(removalPolicy === RemovalPolicy.DESTROY ? { pendingWindow: Duration.days(7) } : {}),
+    });
     key.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
     return new sns.Topic(this, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'LLM rate limiter alarms' });
   }

@@ -95,7 +95,11 @@ export interface LlmRateLimiterProps {
   readonly stageName?: string;
   /** Retention of the functions' and the access logs. @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
-  /** What happens to the table (keys, tenants, buckets) when it leaves the stack. @default RemovalPolicy.RETAIN */
+  /**
+   * What happens to the table (keys, tenants, buckets) and the alarm topic's KMS key when they leave
+   * the stack. DESTROY deletes both (the key after KMS's shortest waiting period, 7 days; a retained
+   * key is billed monthly until someone deletes it). @default RemovalPolicy.RETAIN
+   */
   readonly removalPolicy?: RemovalPolicy;
   /** Alarms on the dashboard's metrics, sent to the AlarmTopic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
   readonly alarms?: LimiterAlarms;
