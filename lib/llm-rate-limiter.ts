@@ -255,12 +255,15 @@ export class LlmRateLimiter extends Construct {
         templates: { 'application/json': def.template },
       });
     }
+    // One permission per function for the whole API (execute-api:<api>/*/*/*), not two per method:
+    // a function's resource policy holds at most 20 KB, which about 24 endpoints filled.
     const integrations = {
       proxy: new apigw.LambdaIntegration(this.proxyFunction, {
         responseTransferMode: apigw.ResponseTransferMode.STREAM,
         timeout: props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT,
+        scopePermissionToMethod: false,
       }),
-      limits: new apigw.LambdaIntegration(this.limitsFunction),
+      limits: new apigw.LambdaIntegration(this.limitsFunction, { scopePermissionToMethod: false }),
     };
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
     for (const route of apiRoutes(config.endpoints)) {

@@ -295,6 +295,33 @@ describe('what LlmRateLimiter provisions', () => {
     expect(typeOf(limiter.brakeParameter.parameterName)).toBe('AWS::SSM::Parameter');
   });
 
+  // A function's resource policy is at most 20 KB, and LambdaIntegration scopes two statements to
+  // each method by default (the method and its test invoke): about 24 endpoints filled the proxy's.
+  it('lets API Gateway invoke each function through one permission on this API, whatever the number of endpoints', () => {
+    const stack = new Stack(new App(), 'ManyEndpoints');
+    const model = { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } };
+    const endpoints = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`/v1/route-${i}`, model]));
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { endpoints }));
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::ApiGateway::Method', 63);
+    const fromApi = Object.values(t.findResources('AWS::Lambda::Permission')).filter(
+      (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
+    );
+    const invoked = (p: (typeof fromApi)[number]) => p.Properties.FunctionName['Fn::GetAtt'][0] as string;
+    // The authorizer's own permission names its authorizer; the integrations' name the API.
+    expect(fromApi.map(invoked).sort()).toEqual([
+      expect.stringMatching(/^LimiterAuthorizer/),
+      expect.stringMatching(/^LimiterLimitsFunction/),
+      expect.stringMatching(/^LimiterProxy/),
+    ]);
+    for (const p of fromApi.filter((p) => !invoked(p).startsWith('LimiterAuthorizer'))) {
+      const [, parts] = p.Properties.SourceArn['Fn::Join'];
+      expect(parts).toContainEqual({ Ref: expect.stringMatching(/^LimiterApi/) });
+      expect(parts.at(-1)).toBe('/*/*/*'); // any stage, method and path of this API, and nothing else
+    }
+    expect(JSON.stringify(fromApi).length).toBeLessThan(20_000);
+  });
+
   it('grants the brake and the admin CLI through what it owns', () => {
     const stack = new Stack(new App(), 'Grants');
     const own = new LlmRateLimiter(stack, 'Limiter', props(stack));
