@@ -24,8 +24,10 @@ import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
 import {
   DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
+  DEFAULT_STREAM_TIMEOUT,
   type LlmRateLimiterProps,
   REQUESTS_PER_SECOND_PER_AUTHORIZER,
+  upstreamTimeoutOf,
   validateProps,
 } from './props';
 
@@ -36,9 +38,6 @@ export { LIMITS_ROUTE } from '../lambda/gateway/api';
  * globally: API Gateway (REST, regional) -> a Lambda REQUEST authorizer (limits in DynamoDB, the SSM
  * brake) -> a response-streaming Lambda (token reservation and settlement) -> the upstream.
  */
-/** How long a stream may run: the proxy's timeout and its integration's. */
-const DEFAULT_STREAM_TIMEOUT = Duration.minutes(5);
-
 export class LlmRateLimiter extends Construct {
   readonly table: Table;
   readonly api: apigw.RestApi;
@@ -122,6 +121,7 @@ export class LlmRateLimiter extends Construct {
       description: 'LLM rate limiter: identity, brake, layered limits',
       ...(reserved === false ? {} : { reservedConcurrentExecutions: reserved }),
     });
+    const upstreamTimeout = upstreamTimeoutOf(props);
     const proxy = new LimiterFunction(this, 'Proxy', {
       ...common,
       handler: 'proxy',
@@ -133,7 +133,7 @@ export class LlmRateLimiter extends Construct {
         ...proxyEnvironment({
           upstreamBaseUrl: props.upstreamBaseUrl,
           upstreamApiKeySecret: props.upstreamApiKeySecret.secretArn,
-          ...(props.upstreamTimeout ? { upstreamTimeoutMs: props.upstreamTimeout.toMilliseconds() } : {}),
+          ...(upstreamTimeout ? { upstreamTimeoutMs: upstreamTimeout.toMilliseconds() } : {}),
         }),
       },
     });

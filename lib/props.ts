@@ -49,7 +49,11 @@ export interface LlmRateLimiterProps {
   readonly brakeColdStart?: 'released' | 'braked';
   /** Retry-After while braked without an `until`. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly brakeRetryAfter?: Duration;
-  /** Time allowed for the upstream to start answering. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
+  /**
+   * Time allowed for the upstream to start answering. At most 5 minutes (until it answers, the
+   * stream sends nothing, and API Gateway ends a stream idle for 5 minutes), and at most streamTimeout.
+   * @default Duration.seconds(60), or streamTimeout when that is shorter (the settings' defaults: lambda/runtime/settings.ts)
+   */
   readonly upstreamTimeout?: Duration;
   /** Longest streamed answer (Lambda timeout and integration timeout). At most 15 minutes. @default Duration.minutes(5) */
   readonly streamTimeout?: Duration;
@@ -114,6 +118,22 @@ export interface LlmRateLimiterProps {
  * bytes: 2 x 3,000,000 plus headers and request context stays under the invocation limit.
  */
 export const MAX_BODY_BYTES_LIMIT = 3_000_000;
+
+/** How long a stream may run: the proxy's timeout and its integration's. */
+export const DEFAULT_STREAM_TIMEOUT = Duration.minutes(5);
+/** API Gateway ends a response stream that has sent nothing for this long (regional endpoints). */
+export const STREAM_IDLE_TIMEOUT = Duration.minutes(5);
+
+/**
+ * The upstream timeout the proxy runs with, when it is not the settings' default: the prop, or the
+ * stream timeout when that is shorter than the default (the invocation would end first).
+ */
+export function upstreamTimeoutOf(props: LlmRateLimiterProps): Duration | undefined {
+  if (props.upstreamTimeout) return props.upstreamTimeout;
+  const stream = props.streamTimeout;
+  if (!stream || Token.isUnresolved(stream.toMilliseconds({ integral: false }))) return undefined;
+  return stream.toMilliseconds() < NUMBER_SETTINGS.upstreamTimeoutMs.default ? stream : undefined;
+}
 
 /** Stage throttling per reserved authorizer execution: an execution decides in about 50 ms. */
 export const REQUESTS_PER_SECOND_PER_AUTHORIZER = 20;
@@ -205,6 +225,28 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     Duration.millis(NUMBER_SETTINGS.clockSkewMs.max),
     'use at most 5 seconds',
   );
+  // Until the upstream answers, the client's stream is silent: it must not outlast the stream's idle
+  // limit (above 900 s the proxy would not even start), nor the invocation.
+  const stream = props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT;
+  if (
+    Token.isUnresolved(stream.toMilliseconds({ integral: false })) ||
+    stream.toMilliseconds() >= STREAM_IDLE_TIMEOUT.toMilliseconds()
+  )
+    durationAtMost(
+      problems,
+      'upstreamTimeout',
+      props.upstreamTimeout,
+      STREAM_IDLE_TIMEOUT,
+      'use at most 5 minutes: until the upstream answers, the stream sends nothing, and API Gateway ends a stream idle for 5 minutes',
+    );
+  else
+    durationAtMost(
+      problems,
+      'upstreamTimeout',
+      props.upstreamTimeout,
+      stream,
+      `use at most streamTimeout (${stream.toHumanString()}): the proxy's invocation ends first`,
+    );
   if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10)
     problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
   for (const [prop, value] of [

@@ -251,6 +251,21 @@ describe('what LlmRateLimiter provisions', () => {
     }
   });
 
+  it('gives the proxy the upstream timeout, at most the stream timeout when that is under the default', () => {
+    const upstreamTimeoutOf = (overrides: Partial<LlmRateLimiterProps>) => {
+      const stack = new Stack(new App(), 'Timeouts');
+      const limiter = new LlmRateLimiter(stack, 'Limiter', props(stack, overrides));
+      const fn =
+        Template.fromStack(stack).toJSON().Resources[
+          stack.getLogicalId(limiter.proxyFunction.node.defaultChild as lambda.CfnFunction)
+        ];
+      return fn.Properties.Environment.Variables.UPSTREAM_TIMEOUT_MS;
+    };
+    expect(upstreamTimeoutOf({})).toBe('60000');
+    expect(upstreamTimeoutOf({ upstreamTimeout: Duration.minutes(5) })).toBe('300000');
+    expect(upstreamTimeoutOf({ streamTimeout: Duration.seconds(30) })).toBe('30000');
+  });
+
   it('reserves executions for the authorizer and derives stage throttling from them', () => {
     const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
     const authorizer = fns.find(([id]) => id.startsWith('LimiterAuthorizer'))![1];
@@ -396,6 +411,16 @@ describe('prop validation', () => {
       'the stream timeout is too short',
       { streamTimeout: Duration.seconds(3) },
       /streamTimeout is 3 seconds; allow at least 10 seconds/,
+    ],
+    [
+      'the upstream timeout is longer than API Gateway keeps a silent stream open',
+      { upstreamTimeout: Duration.minutes(20), streamTimeout: Duration.minutes(15) },
+      /upstreamTimeout is 20 minutes; use at most 5 minutes: .*, and API Gateway ends a stream idle for 5 minutes/,
+    ],
+    [
+      'the upstream timeout is longer than the stream timeout',
+      { upstreamTimeout: Duration.minutes(2), streamTimeout: Duration.minutes(1) },
+      /upstreamTimeout is 2 minutes; use at most streamTimeout \(1 minute\): the proxy's invocation ends first/,
     ],
     ['throttling is not positive', { throttlingRateLimit: -1 }, /throttlingRateLimit is -1; give a positive number/],
     ['the stage name has odd characters', { stageName: 'my stage' }, /stageName is "my stage"/],
