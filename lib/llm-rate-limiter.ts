@@ -26,7 +26,7 @@ import {
   DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
   DEFAULT_STREAM_TIMEOUT,
   type LlmRateLimiterProps,
-  REQUESTS_PER_SECOND_PER_AUTHORIZER,
+  methodThrottle,
   upstreamTimeoutOf,
   validateProps,
 } from './props';
@@ -205,9 +205,7 @@ export class LlmRateLimiter extends Construct {
 
   /** The REST API: the stage, the authorizer, the gateway responses and a method per route (lambda/gateway/api.ts). */
   private createApi(props: LlmRateLimiterProps, config: LimiterConfig, retention: logs.RetentionDays): apigw.RestApi {
-    const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
-    const throttlingRateLimit =
-      props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
+    const throttle = methodThrottle(props);
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
     const api = new apigw.RestApi(this, 'Api', {
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
@@ -217,8 +215,9 @@ export class LlmRateLimiter extends Construct {
         : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
       deployOptions: {
         stageName: props.stageName ?? 'live',
-        throttlingRateLimit,
-        throttlingBurstLimit: props.throttlingBurstLimit ?? 2 * throttlingRateLimit,
+        // API Gateway applies these to each method (not to the stage as a whole): a share of the total each.
+        throttlingRateLimit: throttle.rateLimit,
+        throttlingBurstLimit: throttle.burstLimit,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
           caller: false,

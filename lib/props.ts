@@ -1,6 +1,7 @@
 import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
@@ -82,11 +83,15 @@ export interface LlmRateLimiterProps {
    */
   readonly authorizerReservedConcurrency?: number | false;
   /**
-   * Stage throttling, an outer safety net in requests per second.
+   * Stage throttling, an outer safety net: requests per second over all the methods that run the
+   * authorizer together (each endpoint, /v1/limits and /v1/models). API Gateway applies a stage's
+   * throttle to each method, so each of them gets an equal share; more than the authorizer's reserved
+   * executions can decide is throttled by Lambda and alarmed (`alarms.authorizerThrottlesPerFiveMinutes`).
+   * At least one per authorized method.
    * @default 20 x authorizerReservedConcurrency (each execution decides about 20 requests a second), or 1000 without a reservation
    */
   readonly throttlingRateLimit?: number;
-  /** Stage throttling burst. @default 2 x throttlingRateLimit */
+  /** Stage throttling burst, over all the authorized methods together like throttlingRateLimit. @default 2 x throttlingRateLimit */
   readonly throttlingBurstLimit?: number;
   /**
    * Let the stack set API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one
@@ -138,6 +143,29 @@ export function upstreamTimeoutOf(props: LlmRateLimiterProps): Duration | undefi
 /** Stage throttling per reserved authorizer execution: an execution decides in about 50 ms. */
 export const REQUESTS_PER_SECOND_PER_AUTHORIZER = 20;
 export const DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY = 50;
+/** Stage throttling without a reservation, in requests per second over all the authorized methods. */
+const UNRESERVED_RATE_LIMIT = 1000;
+
+/** The methods that run the authorizer: API Gateway throttles each on its own. */
+function authorizedMethods(endpoints: LlmRateLimiterProps['endpoints'] | undefined): number {
+  return apiRoutes(endpoints ?? {}).filter((r) => r.authorized).length;
+}
+
+/**
+ * The stage's throttle, which API Gateway applies to each method that has none of its own (every
+ * authorized one): the total the props give, divided among the authorized methods, so that all of
+ * them together send the authorizer no more than the total.
+ */
+export function methodThrottle(props: LlmRateLimiterProps): { rateLimit: number; burstLimit: number } {
+  const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
+  const rate =
+    props.throttlingRateLimit ??
+    (reserved === false ? UNRESERVED_RATE_LIMIT : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
+  const burst = props.throttlingBurstLimit ?? 2 * rate;
+  const methods = authorizedMethods(props.endpoints);
+  // The rate may be fractional (to the hundredth, rounded down); the burst is a whole number of requests.
+  return { rateLimit: Math.floor((rate * 100) / methods) / 100, burstLimit: Math.floor(burst / methods) };
+}
 
 /** Where a prop problem is, and what to do about it. */
 type Problems = string[];
@@ -249,12 +277,18 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     );
   if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10)
     problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
+  const methods = authorizedMethods(props.endpoints);
   for (const [prop, value] of [
     ['throttlingRateLimit', props.throttlingRateLimit],
     ['throttlingBurstLimit', props.throttlingBurstLimit],
   ] as const) {
     if (value !== undefined && !(Number.isFinite(value) && value > 0))
       problems.push(`${prop} is ${value}; give a positive number of requests`);
+    else if (value !== undefined && value < methods)
+      problems.push(
+        `${prop} is ${value}; give at least ${methods}: API Gateway applies it to each of the ${methods} authorized methods ` +
+          '(the endpoints, /v1/limits and /v1/models), so it is divided among them',
+      );
   }
   if (
     props.leasePercent !== undefined &&

@@ -276,14 +276,50 @@ describe('what LlmRateLimiter provisions', () => {
     new LlmRateLimiter(stack, 'Limiter', props(stack, { authorizerReservedConcurrency: 10 }));
     const t = Template.fromStack(stack);
     t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 10 });
+    // 10 executions decide about 200 requests a second, split over the 4 authorized methods.
     t.hasResourceProperties('AWS::ApiGateway::Stage', {
-      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 })]),
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({ ResourcePath: '/*', HttpMethod: '*', ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 }),
+      ]),
     });
     const none = new Stack(new App(), 'Unreserved');
     new LlmRateLimiter(none, 'Limiter', props(none, { authorizerReservedConcurrency: false }));
     for (const fn of Object.values(Template.fromStack(none).findResources('AWS::Lambda::Function')))
       expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
   });
+
+  // API Gateway applies a stage's throttle to each method: written once for /*/*, it let every
+  // authorized method send the whole rate at the authorizer (docs/aws-fidelity.md).
+  it.each<[string, Partial<LlmRateLimiterProps>, number, number]>([
+    ['the default reservation', {}, 1000, 2000],
+    ['a reservation of 30', { authorizerReservedConcurrency: 30 }, 600, 1200],
+    ['no reservation', { authorizerReservedConcurrency: false }, 1000, 2000],
+    ['a rate and burst of its own', { throttlingRateLimit: 100, throttlingBurstLimit: 150 }, 100, 150],
+  ])(
+    'sizes the throttle per method, so the authorized methods together send at most the total (%s)',
+    (_n, o, rate, burst) => {
+      const stack = new Stack(new App(), 'PerMethod');
+      const model = { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } };
+      const endpoints = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`/v1/route-${i}`, model]));
+      new LlmRateLimiter(stack, 'Limiter', props(stack, { endpoints, ...o }));
+      const t = Template.fromStack(stack);
+      const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
+      const authorized = methods.filter((m) => m.Properties.AuthorizationType === 'CUSTOM').length;
+      expect(authorized).toBe(8); // 6 endpoints, /v1/limits and /v1/models
+      const settings = Object.values(t.findResources('AWS::ApiGateway::Stage'))[0]!.Properties.MethodSettings as {
+        ResourcePath: string;
+        ThrottlingRateLimit: number;
+        ThrottlingBurstLimit: number;
+      }[];
+      // Only the usage page (not authorized) has a setting of its own; every authorized method takes the stage's.
+      expect(settings.map((m) => m.ResourcePath).sort()).toEqual(['/*', '/~1v1~1usage']);
+      const each = settings.find((m) => m.ResourcePath === '/*')!;
+      expect(each.ThrottlingRateLimit * authorized).toBeLessThanOrEqual(rate);
+      expect(each.ThrottlingRateLimit * authorized).toBeGreaterThan(rate * 0.99);
+      expect(each.ThrottlingBurstLimit * authorized).toBeLessThanOrEqual(burst);
+      expect(Number.isInteger(each.ThrottlingBurstLimit)).toBe(true);
+    },
+  );
 
   it('protects a retained table from deletion, and sets the account logging role only when asked', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
@@ -298,7 +334,10 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('has stage throttling and access logging, and outputs the URL, table and parameter', () => {
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
-      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 1000, ThrottlingBurstLimit: 2000 })]),
+      // 1,000 requests a second (20 per reserved execution) and a burst of 2,000, over 4 authorized methods.
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({ ResourcePath: '/*', HttpMethod: '*', ThrottlingRateLimit: 250, ThrottlingBurstLimit: 500 }),
+      ]),
       AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
     });
     const outputs = Object.keys(template.findOutputs('*')).join(',');
@@ -423,6 +462,12 @@ describe('prop validation', () => {
       /upstreamTimeout is 2 minutes; use at most streamTimeout \(1 minute\): the proxy's invocation ends first/,
     ],
     ['throttling is not positive', { throttlingRateLimit: -1 }, /throttlingRateLimit is -1; give a positive number/],
+    [
+      'throttling gives an authorized method less than one request',
+      { throttlingBurstLimit: 3 },
+      /throttlingBurstLimit is 3; give at least 4: API Gateway applies it to each of the 4 authorized methods/,
+    ],
+
     ['the stage name has odd characters', { stageName: 'my stage' }, /stageName is "my stage"/],
     [
       'an endpoint is not an API path',

@@ -59,8 +59,17 @@ describe('observability', () => {
       'MicroUsdSettled',
       'SettleFailures',
       'TenantMisconfigured',
+      'Throttles',
       'UsageRejected',
     ]);
+    // Lambda throttles the authorizer before it runs (no LimiterUnavailable then): its own metric.
+    expect(alarms.find((a) => a.MetricName === 'Throttles')).toMatchObject({
+      Threshold: 1,
+      Period: 300,
+      Statistic: 'Sum',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^LimiterAuthorizer/) } }],
+    });
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
     expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({
       Threshold: 1,
@@ -100,11 +109,16 @@ describe('observability', () => {
           usageRejected: false,
           brakeMirrorStale: false,
           tenantMisconfigured: false,
+          authorizerThrottlesPerFiveMinutes: 20,
         },
       }),
     );
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(4);
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')!.Threshold).toBe(25_000_000);
+    expect(alarms.find((a) => a.MetricName === 'Throttles')!.Threshold).toBe(20);
+    expect(
+      alarmsOf(synth({ alarms: { authorizerThrottlesPerFiveMinutes: false } })).map((a) => a.MetricName),
+    ).not.toContain('Throttles');
   });
 
   // KMS bills a key monthly until it is deleted (nothing while it waits out its deletion window):
