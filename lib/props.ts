@@ -78,8 +78,12 @@ export interface LlmRateLimiterProps {
   /**
    * Concurrent executions reserved for the authorizer, so long streams (each holding a proxy
    * execution for minutes) can never take the capacity every request's decision needs. Lambda
-   * keeps at least 100 executions of the account unreserved: an account whose quota is still the
-   * new-account default must raise it, or pass false (no reservation). @default 50
+   * keeps at least 100 executions of the account unreserved, so the default needs a concurrency
+   * quota of at least 150 in the region: in an account below it (new accounts start with a reduced
+   * quota) the deploy fails on the authorizer ("... decreases account's UnreservedConcurrentExecution
+   * below its minimum value") and rolls back. Raise the quota (Service Quotas), reserve fewer, or
+   * pass false (no reservation: the authorizer then shares the account's pool with the streams).
+   * @default 50
    */
   readonly authorizerReservedConcurrency?: number | false;
   /**
