@@ -24,8 +24,10 @@ import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
 import {
   DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
+  DEFAULT_STREAM_TIMEOUT,
   type LlmRateLimiterProps,
-  REQUESTS_PER_SECOND_PER_AUTHORIZER,
+  methodThrottle,
+  upstreamTimeoutOf,
   validateProps,
 } from './props';
 
@@ -36,9 +38,6 @@ export { LIMITS_ROUTE } from '../lambda/gateway/api';
  * globally: API Gateway (REST, regional) -> a Lambda REQUEST authorizer (limits in DynamoDB, the SSM
  * brake) -> a response-streaming Lambda (token reservation and settlement) -> the upstream.
  */
-/** How long a stream may run: the proxy's timeout and its integration's. */
-const DEFAULT_STREAM_TIMEOUT = Duration.minutes(5);
-
 export class LlmRateLimiter extends Construct {
   readonly table: Table;
   readonly api: apigw.RestApi;
@@ -58,7 +57,8 @@ export class LlmRateLimiter extends Construct {
     const config = validateProps(props, this.node.path);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
-    this.table = new LimitsTable(this, 'Limits', { removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN }).table;
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    this.table = new LimitsTable(this, 'Limits', { removalPolicy }).table;
     this.brakeParameter = new ssm.StringParameter(this, 'Brake', {
       ...(props.brakeParameterName ? { parameterName: props.brakeParameterName } : {}),
       stringValue: 'off',
@@ -78,6 +78,7 @@ export class LlmRateLimiter extends Construct {
       logRetention: retention,
       proxyLogGroup: this.proxyFunction.logGroup,
       metricsByTenant: props.metricsByTenant ?? false,
+      removalPolicy,
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
     });
@@ -120,6 +121,7 @@ export class LlmRateLimiter extends Construct {
       description: 'LLM rate limiter: identity, brake, layered limits',
       ...(reserved === false ? {} : { reservedConcurrentExecutions: reserved }),
     });
+    const upstreamTimeout = upstreamTimeoutOf(props);
     const proxy = new LimiterFunction(this, 'Proxy', {
       ...common,
       handler: 'proxy',
@@ -131,7 +133,7 @@ export class LlmRateLimiter extends Construct {
         ...proxyEnvironment({
           upstreamBaseUrl: props.upstreamBaseUrl,
           upstreamApiKeySecret: props.upstreamApiKeySecret.secretArn,
-          ...(props.upstreamTimeout ? { upstreamTimeoutMs: props.upstreamTimeout.toMilliseconds() } : {}),
+          ...(upstreamTimeout ? { upstreamTimeoutMs: upstreamTimeout.toMilliseconds() } : {}),
         }),
       },
     });
@@ -203,9 +205,7 @@ export class LlmRateLimiter extends Construct {
 
   /** The REST API: the stage, the authorizer, the gateway responses and a method per route (lambda/gateway/api.ts). */
   private createApi(props: LlmRateLimiterProps, config: LimiterConfig, retention: logs.RetentionDays): apigw.RestApi {
-    const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
-    const throttlingRateLimit =
-      props.throttlingRateLimit ?? (reserved === false ? 1000 : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
+    const throttle = methodThrottle(props);
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
     const api = new apigw.RestApi(this, 'Api', {
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
@@ -215,8 +215,9 @@ export class LlmRateLimiter extends Construct {
         : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
       deployOptions: {
         stageName: props.stageName ?? 'live',
-        throttlingRateLimit,
-        throttlingBurstLimit: props.throttlingBurstLimit ?? 2 * throttlingRateLimit,
+        // API Gateway applies these to each method (not to the stage as a whole): a share of the total each.
+        throttlingRateLimit: throttle.rateLimit,
+        throttlingBurstLimit: throttle.burstLimit,
         accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
         accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
           caller: false,
@@ -253,12 +254,15 @@ export class LlmRateLimiter extends Construct {
         templates: { 'application/json': def.template },
       });
     }
+    // One permission per function for the whole API (execute-api:<api>/*/*/*), not two per method:
+    // a function's resource policy holds at most 20 KB, which about 24 endpoints filled.
     const integrations = {
       proxy: new apigw.LambdaIntegration(this.proxyFunction, {
         responseTransferMode: apigw.ResponseTransferMode.STREAM,
         timeout: props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT,
+        scopePermissionToMethod: false,
       }),
-      limits: new apigw.LambdaIntegration(this.limitsFunction),
+      limits: new apigw.LambdaIntegration(this.limitsFunction, { scopePermissionToMethod: false }),
     };
     const methodOptions = { authorizer, authorizationType: apigw.AuthorizationType.CUSTOM };
     for (const route of apiRoutes(config.endpoints)) {

@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -36,6 +36,12 @@ export interface LimiterAlarms {
   readonly tenantMisconfigured?: boolean;
   /** The functions found the brake's copy in the table minutes old: the brake mirror is failing, so a flip may not reach them. @default true */
   readonly brakeMirrorStale?: boolean;
+  /**
+   * Requests Lambda throttled at the authorizer in five minutes (more arrived than its reserved
+   * executions could take): their clients got 503 before any decision, so `LimiterUnavailable` does
+   * not count them. @default 1
+   */
+  readonly authorizerThrottlesPerFiveMinutes?: number | false;
 }
 
 export interface AutomaticBrake {
@@ -57,6 +63,8 @@ export interface LimiterObservabilityProps {
   readonly proxyLogGroup?: logs.ILogGroup;
   /** Tenant is a metric dimension (see LlmRateLimiterProps.metricsByTenant). @default false */
   readonly metricsByTenant?: boolean;
+  /** What happens to the alarm topic's KMS key when it leaves the stack (LlmRateLimiterProps.removalPolicy). @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -76,7 +84,8 @@ const count = (name: string, fn: string, minutes = 5) =>
 const ALARMS: readonly {
   readonly prop: keyof NonNullable<LimiterObservabilityProps['alarms']>;
   readonly id: string;
-  readonly metric: cloudwatch.IMetric;
+  /** The metric, or how to build it from this instance's props (a function's own metric). */
+  readonly metric: cloudwatch.IMetric | ((props: LimiterObservabilityProps) => cloudwatch.IMetric);
   readonly threshold: number;
   readonly scale?: number;
   readonly description: (threshold: number) => string;
@@ -147,6 +156,15 @@ const ALARMS: readonly {
       'The brake mirror has not copied the brake parameter for minutes: flipping the brake may not reach the functions (check the BrakeMirror function)',
   },
   {
+    prop: 'authorizerThrottlesPerFiveMinutes',
+    id: 'AuthorizerThrottledAlarm',
+    metric: (p) => p.authorizerFunction.metricThrottles({ statistic: 'Sum', period: Duration.minutes(5) }),
+    threshold: 1,
+    description: (n) =>
+      `Lambda throttled ${n} or more requests at the authorizer in 5 minutes (its reserved executions were all busy): ` +
+      'their clients got 503; raise authorizerReservedConcurrency or lower throttlingRateLimit',
+  },
+  {
     prop: 'usageRejected',
     id: 'UsageRejectedAlarm',
     metric: count('UsageRejected', 'proxy'),
@@ -168,16 +186,26 @@ export class LimiterObservability extends Construct {
 
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
     super(scope, id);
-    this.alarmTopic = this.topic();
+    this.alarmTopic = this.topic(props.removalPolicy ?? RemovalPolicy.RETAIN);
     const notify = new actions.SnsAction(this.alarmTopic);
-    this.addAlarms(props.alarms ?? {}, notify);
+    this.addAlarms(props, notify);
     if (props.automaticBrake) this.autoBrakeFunction = this.addAutomaticBrake(props, props.automaticBrake, notify);
     this.dashboard = this.addDashboard(props);
   }
 
-  /** The alarms' SNS topic, encrypted with a key CloudWatch may use. */
-  private topic(): sns.Topic {
-    const key = new kms.Key(this, 'TopicKey', { enableKeyRotation: true, description: 'LLM rate limiter alarm topic' });
+  /**
+   * The alarms' SNS topic, encrypted with a key CloudWatch may use. The key follows the stack's
+   * removal policy: KMS bills a key every month until it is deleted, so a retained key outlives a
+   * destroyed stack on the bill. Nothing at rest is encrypted with it (SNS messages are transient),
+   * so a deleted key waits out the shortest window KMS allows.
+   */
+  private topic(removalPolicy: RemovalPolicy): sns.Topic {
+    const key = new kms.Key(this, 'TopicKey', {
+      enableKeyRotation: true,
+      description: 'LLM rate limiter alarm topic',
+      removalPolicy,
+      ...(removalPolicy === RemovalPolicy.DESTROY ? { pendingWindow: Duration.days(7) } : {}),
+    });
     key.grant(new iam.ServicePrincipal('cloudwatch.amazonaws.com'), 'kms:Decrypt', 'kms:GenerateDataKey*');
     return new sns.Topic(this, 'Alarms', { masterKey: key, enforceSSL: true, displayName: 'LLM rate limiter alarms' });
   }
@@ -196,12 +224,13 @@ export class LimiterObservability extends Construct {
   }
 
   /** Every alarm of ALARMS that the props leave on, with its threshold, notifying the topic. */
-  private addAlarms(settings: NonNullable<LimiterObservabilityProps['alarms']>, notify: actions.SnsAction): void {
+  private addAlarms(props: LimiterObservabilityProps, notify: actions.SnsAction): void {
     for (const a of ALARMS) {
-      const setting = settings[a.prop];
+      const setting = props.alarms?.[a.prop];
       if (setting === false) continue;
       const threshold = typeof setting === 'number' ? setting : a.threshold;
-      this.alarm(a.id, a.metric, threshold * (a.scale ?? 1), a.description(threshold)).addAlarmAction(notify);
+      const m = typeof a.metric === 'function' ? a.metric(props) : a.metric;
+      this.alarm(a.id, m, threshold * (a.scale ?? 1), a.description(threshold)).addAlarmAction(notify);
     }
   }
 

@@ -1,6 +1,7 @@
 import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
@@ -49,7 +50,11 @@ export interface LlmRateLimiterProps {
   readonly brakeColdStart?: 'released' | 'braked';
   /** Retry-After while braked without an `until`. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly brakeRetryAfter?: Duration;
-  /** Time allowed for the upstream to start answering. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
+  /**
+   * Time allowed for the upstream to start answering. At most 5 minutes (until it answers, the
+   * stream sends nothing, and API Gateway ends a stream idle for 5 minutes), and at most streamTimeout.
+   * @default Duration.seconds(60), or streamTimeout when that is shorter (the settings' defaults: lambda/runtime/settings.ts)
+   */
   readonly upstreamTimeout?: Duration;
   /** Longest streamed answer (Lambda timeout and integration timeout). At most 15 minutes. @default Duration.minutes(5) */
   readonly streamTimeout?: Duration;
@@ -73,16 +78,24 @@ export interface LlmRateLimiterProps {
   /**
    * Concurrent executions reserved for the authorizer, so long streams (each holding a proxy
    * execution for minutes) can never take the capacity every request's decision needs. Lambda
-   * keeps at least 100 executions of the account unreserved: an account whose quota is still the
-   * new-account default must raise it, or pass false (no reservation). @default 50
+   * keeps at least 100 executions of the account unreserved, so the default needs a concurrency
+   * quota of at least 150 in the region: in an account below it (new accounts start with a reduced
+   * quota) the deploy fails on the authorizer ("... decreases account's UnreservedConcurrentExecution
+   * below its minimum value") and rolls back. Raise the quota (Service Quotas), reserve fewer, or
+   * pass false (no reservation: the authorizer then shares the account's pool with the streams).
+   * @default 50
    */
   readonly authorizerReservedConcurrency?: number | false;
   /**
-   * Stage throttling, an outer safety net in requests per second.
+   * Stage throttling, an outer safety net: requests per second over all the methods that run the
+   * authorizer together (each endpoint, /v1/limits and /v1/models). API Gateway applies a stage's
+   * throttle to each method, so each of them gets an equal share; more than the authorizer's reserved
+   * executions can decide is throttled by Lambda and alarmed (`alarms.authorizerThrottlesPerFiveMinutes`).
+   * At least one per authorized method.
    * @default 20 x authorizerReservedConcurrency (each execution decides about 20 requests a second), or 1000 without a reservation
    */
   readonly throttlingRateLimit?: number;
-  /** Stage throttling burst. @default 2 x throttlingRateLimit */
+  /** Stage throttling burst, over all the authorized methods together like throttlingRateLimit. @default 2 x throttlingRateLimit */
   readonly throttlingBurstLimit?: number;
   /**
    * Let the stack set API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one
@@ -95,7 +108,11 @@ export interface LlmRateLimiterProps {
   readonly stageName?: string;
   /** Retention of the functions' and the access logs. @default RetentionDays.ONE_MONTH */
   readonly logRetention?: RetentionDays;
-  /** What happens to the table (keys, tenants, buckets) when it leaves the stack. @default RemovalPolicy.RETAIN */
+  /**
+   * What happens to the table (keys, tenants, buckets) and the alarm topic's KMS key when they leave
+   * the stack. DESTROY deletes both (the key after KMS's shortest waiting period, 7 days; a retained
+   * key is billed monthly until someone deletes it). @default RemovalPolicy.RETAIN
+   */
   readonly removalPolicy?: RemovalPolicy;
   /** Alarms on the dashboard's metrics, sent to the AlarmTopic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
   readonly alarms?: LimiterAlarms;
@@ -111,9 +128,48 @@ export interface LlmRateLimiterProps {
  */
 export const MAX_BODY_BYTES_LIMIT = 3_000_000;
 
+/** How long a stream may run: the proxy's timeout and its integration's. */
+export const DEFAULT_STREAM_TIMEOUT = Duration.minutes(5);
+/** API Gateway ends a response stream that has sent nothing for this long (regional endpoints). */
+export const STREAM_IDLE_TIMEOUT = Duration.minutes(5);
+
+/**
+ * The upstream timeout the proxy runs with, when it is not the settings' default: the prop, or the
+ * stream timeout when that is shorter than the default (the invocation would end first).
+ */
+export function upstreamTimeoutOf(props: LlmRateLimiterProps): Duration | undefined {
+  if (props.upstreamTimeout) return props.upstreamTimeout;
+  const stream = props.streamTimeout;
+  if (!stream || Token.isUnresolved(stream.toMilliseconds({ integral: false }))) return undefined;
+  return stream.toMilliseconds() < NUMBER_SETTINGS.upstreamTimeoutMs.default ? stream : undefined;
+}
+
 /** Stage throttling per reserved authorizer execution: an execution decides in about 50 ms. */
 export const REQUESTS_PER_SECOND_PER_AUTHORIZER = 20;
 export const DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY = 50;
+/** Stage throttling without a reservation, in requests per second over all the authorized methods. */
+const UNRESERVED_RATE_LIMIT = 1000;
+
+/** The methods that run the authorizer: API Gateway throttles each on its own. */
+function authorizedMethods(endpoints: LlmRateLimiterProps['endpoints'] | undefined): number {
+  return apiRoutes(endpoints ?? {}).filter((r) => r.authorized).length;
+}
+
+/**
+ * The stage's throttle, which API Gateway applies to each method that has none of its own (every
+ * authorized one): the total the props give, divided among the authorized methods, so that all of
+ * them together send the authorizer no more than the total.
+ */
+export function methodThrottle(props: LlmRateLimiterProps): { rateLimit: number; burstLimit: number } {
+  const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
+  const rate =
+    props.throttlingRateLimit ??
+    (reserved === false ? UNRESERVED_RATE_LIMIT : reserved * REQUESTS_PER_SECOND_PER_AUTHORIZER);
+  const burst = props.throttlingBurstLimit ?? 2 * rate;
+  const methods = authorizedMethods(props.endpoints);
+  // The rate may be fractional (to the hundredth, rounded down); the burst is a whole number of requests.
+  return { rateLimit: Math.floor((rate * 100) / methods) / 100, burstLimit: Math.floor(burst / methods) };
+}
 
 /** Where a prop problem is, and what to do about it. */
 type Problems = string[];
@@ -201,14 +257,42 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     Duration.millis(NUMBER_SETTINGS.clockSkewMs.max),
     'use at most 5 seconds',
   );
+  // Until the upstream answers, the client's stream is silent: it must not outlast the stream's idle
+  // limit (above 900 s the proxy would not even start), nor the invocation.
+  const stream = props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT;
+  if (
+    Token.isUnresolved(stream.toMilliseconds({ integral: false })) ||
+    stream.toMilliseconds() >= STREAM_IDLE_TIMEOUT.toMilliseconds()
+  )
+    durationAtMost(
+      problems,
+      'upstreamTimeout',
+      props.upstreamTimeout,
+      STREAM_IDLE_TIMEOUT,
+      'use at most 5 minutes: until the upstream answers, the stream sends nothing, and API Gateway ends a stream idle for 5 minutes',
+    );
+  else
+    durationAtMost(
+      problems,
+      'upstreamTimeout',
+      props.upstreamTimeout,
+      stream,
+      `use at most streamTimeout (${stream.toHumanString()}): the proxy's invocation ends first`,
+    );
   if (props.streamTimeout !== undefined && props.streamTimeout.toSeconds() < 10)
     problems.push(`streamTimeout is ${props.streamTimeout.toHumanString()}; allow at least 10 seconds`);
+  const methods = authorizedMethods(props.endpoints);
   for (const [prop, value] of [
     ['throttlingRateLimit', props.throttlingRateLimit],
     ['throttlingBurstLimit', props.throttlingBurstLimit],
   ] as const) {
     if (value !== undefined && !(Number.isFinite(value) && value > 0))
       problems.push(`${prop} is ${value}; give a positive number of requests`);
+    else if (value !== undefined && value < methods)
+      problems.push(
+        `${prop} is ${value}; give at least ${methods}: API Gateway applies it to each of the ${methods} authorized methods ` +
+          '(the endpoints, /v1/limits and /v1/models), so it is divided among them',
+      );
   }
   if (
     props.leasePercent !== undefined &&

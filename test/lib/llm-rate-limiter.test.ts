@@ -251,6 +251,21 @@ describe('what LlmRateLimiter provisions', () => {
     }
   });
 
+  it('gives the proxy the upstream timeout, at most the stream timeout when that is under the default', () => {
+    const upstreamTimeoutOf = (overrides: Partial<LlmRateLimiterProps>) => {
+      const stack = new Stack(new App(), 'Timeouts');
+      const limiter = new LlmRateLimiter(stack, 'Limiter', props(stack, overrides));
+      const fn =
+        Template.fromStack(stack).toJSON().Resources[
+          stack.getLogicalId(limiter.proxyFunction.node.defaultChild as lambda.CfnFunction)
+        ];
+      return fn.Properties.Environment.Variables.UPSTREAM_TIMEOUT_MS;
+    };
+    expect(upstreamTimeoutOf({})).toBe('60000');
+    expect(upstreamTimeoutOf({ upstreamTimeout: Duration.minutes(5) })).toBe('300000');
+    expect(upstreamTimeoutOf({ streamTimeout: Duration.seconds(30) })).toBe('30000');
+  });
+
   it('reserves executions for the authorizer and derives stage throttling from them', () => {
     const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
     const authorizer = fns.find(([id]) => id.startsWith('LimiterAuthorizer'))![1];
@@ -261,14 +276,50 @@ describe('what LlmRateLimiter provisions', () => {
     new LlmRateLimiter(stack, 'Limiter', props(stack, { authorizerReservedConcurrency: 10 }));
     const t = Template.fromStack(stack);
     t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 10 });
+    // 10 executions decide about 200 requests a second, split over the 4 authorized methods.
     t.hasResourceProperties('AWS::ApiGateway::Stage', {
-      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 })]),
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({ ResourcePath: '/*', HttpMethod: '*', ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 }),
+      ]),
     });
     const none = new Stack(new App(), 'Unreserved');
     new LlmRateLimiter(none, 'Limiter', props(none, { authorizerReservedConcurrency: false }));
     for (const fn of Object.values(Template.fromStack(none).findResources('AWS::Lambda::Function')))
       expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
   });
+
+  // API Gateway applies a stage's throttle to each method: written once for /*/*, it let every
+  // authorized method send the whole rate at the authorizer (docs/aws-fidelity.md).
+  it.each<[string, Partial<LlmRateLimiterProps>, number, number]>([
+    ['the default reservation', {}, 1000, 2000],
+    ['a reservation of 30', { authorizerReservedConcurrency: 30 }, 600, 1200],
+    ['no reservation', { authorizerReservedConcurrency: false }, 1000, 2000],
+    ['a rate and burst of its own', { throttlingRateLimit: 100, throttlingBurstLimit: 150 }, 100, 150],
+  ])(
+    'sizes the throttle per method, so the authorized methods together send at most the total (%s)',
+    (_n, o, rate, burst) => {
+      const stack = new Stack(new App(), 'PerMethod');
+      const model = { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } };
+      const endpoints = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`/v1/route-${i}`, model]));
+      new LlmRateLimiter(stack, 'Limiter', props(stack, { endpoints, ...o }));
+      const t = Template.fromStack(stack);
+      const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
+      const authorized = methods.filter((m) => m.Properties.AuthorizationType === 'CUSTOM').length;
+      expect(authorized).toBe(8); // 6 endpoints, /v1/limits and /v1/models
+      const settings = Object.values(t.findResources('AWS::ApiGateway::Stage'))[0]!.Properties.MethodSettings as {
+        ResourcePath: string;
+        ThrottlingRateLimit: number;
+        ThrottlingBurstLimit: number;
+      }[];
+      // Only the usage page (not authorized) has a setting of its own; every authorized method takes the stage's.
+      expect(settings.map((m) => m.ResourcePath).sort()).toEqual(['/*', '/~1v1~1usage']);
+      const each = settings.find((m) => m.ResourcePath === '/*')!;
+      expect(each.ThrottlingRateLimit * authorized).toBeLessThanOrEqual(rate);
+      expect(each.ThrottlingRateLimit * authorized).toBeGreaterThan(rate * 0.99);
+      expect(each.ThrottlingBurstLimit * authorized).toBeLessThanOrEqual(burst);
+      expect(Number.isInteger(each.ThrottlingBurstLimit)).toBe(true);
+    },
+  );
 
   it('protects a retained table from deletion, and sets the account logging role only when asked', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
@@ -283,7 +334,10 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('has stage throttling and access logging, and outputs the URL, table and parameter', () => {
     template.hasResourceProperties('AWS::ApiGateway::Stage', {
-      MethodSettings: Match.arrayWith([Match.objectLike({ ThrottlingRateLimit: 1000, ThrottlingBurstLimit: 2000 })]),
+      // 1,000 requests a second (20 per reserved execution) and a burst of 2,000, over 4 authorized methods.
+      MethodSettings: Match.arrayWith([
+        Match.objectLike({ ResourcePath: '/*', HttpMethod: '*', ThrottlingRateLimit: 250, ThrottlingBurstLimit: 500 }),
+      ]),
       AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
     });
     const outputs = Object.keys(template.findOutputs('*')).join(',');
@@ -293,6 +347,33 @@ describe('what LlmRateLimiter provisions', () => {
     const typeOf = (token: string) => resources[(Stack.of(limiter).resolve(token) as { Ref: string }).Ref]?.Type;
     expect(typeOf(limiter.table.tableName)).toBe('AWS::DynamoDB::Table');
     expect(typeOf(limiter.brakeParameter.parameterName)).toBe('AWS::SSM::Parameter');
+  });
+
+  // A function's resource policy is at most 20 KB, and LambdaIntegration scopes two statements to
+  // each method by default (the method and its test invoke): about 24 endpoints filled the proxy's.
+  it('lets API Gateway invoke each function through one permission on this API, whatever the number of endpoints', () => {
+    const stack = new Stack(new App(), 'ManyEndpoints');
+    const model = { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } };
+    const endpoints = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`/v1/route-${i}`, model]));
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { endpoints }));
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::ApiGateway::Method', 63);
+    const fromApi = Object.values(t.findResources('AWS::Lambda::Permission')).filter(
+      (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
+    );
+    const invoked = (p: (typeof fromApi)[number]) => p.Properties.FunctionName['Fn::GetAtt'][0] as string;
+    // The authorizer's own permission names its authorizer; the integrations' name the API.
+    expect(fromApi.map(invoked).sort()).toEqual([
+      expect.stringMatching(/^LimiterAuthorizer/),
+      expect.stringMatching(/^LimiterLimitsFunction/),
+      expect.stringMatching(/^LimiterProxy/),
+    ]);
+    for (const p of fromApi.filter((p) => !invoked(p).startsWith('LimiterAuthorizer'))) {
+      const [, parts] = p.Properties.SourceArn['Fn::Join'];
+      expect(parts).toContainEqual({ Ref: expect.stringMatching(/^LimiterApi/) });
+      expect(parts.at(-1)).toBe('/*/*/*'); // any stage, method and path of this API, and nothing else
+    }
+    expect(JSON.stringify(fromApi).length).toBeLessThan(20_000);
   });
 
   it('grants the brake and the admin CLI through what it owns', () => {
@@ -370,7 +451,23 @@ describe('prop validation', () => {
       { streamTimeout: Duration.seconds(3) },
       /streamTimeout is 3 seconds; allow at least 10 seconds/,
     ],
+    [
+      'the upstream timeout is longer than API Gateway keeps a silent stream open',
+      { upstreamTimeout: Duration.minutes(20), streamTimeout: Duration.minutes(15) },
+      /upstreamTimeout is 20 minutes; use at most 5 minutes: .*, and API Gateway ends a stream idle for 5 minutes/,
+    ],
+    [
+      'the upstream timeout is longer than the stream timeout',
+      { upstreamTimeout: Duration.minutes(2), streamTimeout: Duration.minutes(1) },
+      /upstreamTimeout is 2 minutes; use at most streamTimeout \(1 minute\): the proxy's invocation ends first/,
+    ],
     ['throttling is not positive', { throttlingRateLimit: -1 }, /throttlingRateLimit is -1; give a positive number/],
+    [
+      'throttling gives an authorized method less than one request',
+      { throttlingBurstLimit: 3 },
+      /throttlingBurstLimit is 3; give at least 4: API Gateway applies it to each of the 4 authorized methods/,
+    ],
+
     ['the stage name has odd characters', { stageName: 'my stage' }, /stageName is "my stage"/],
     [
       'an endpoint is not an API path',

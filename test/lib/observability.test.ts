@@ -1,4 +1,4 @@
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { describe, expect, it } from 'vitest';
@@ -59,8 +59,17 @@ describe('observability', () => {
       'MicroUsdSettled',
       'SettleFailures',
       'TenantMisconfigured',
+      'Throttles',
       'UsageRejected',
     ]);
+    // Lambda throttles the authorizer before it runs (no LimiterUnavailable then): its own metric.
+    expect(alarms.find((a) => a.MetricName === 'Throttles')).toMatchObject({
+      Threshold: 1,
+      Period: 300,
+      Statistic: 'Sum',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^LimiterAuthorizer/) } }],
+    });
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
     expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({
       Threshold: 1,
@@ -100,11 +109,34 @@ describe('observability', () => {
           usageRejected: false,
           brakeMirrorStale: false,
           tenantMisconfigured: false,
+          authorizerThrottlesPerFiveMinutes: 20,
         },
       }),
     );
-    expect(alarms).toHaveLength(3);
+    expect(alarms).toHaveLength(4);
     expect(alarms.find((a) => a.MetricName === 'MicroUsdSettled')!.Threshold).toBe(25_000_000);
+    expect(alarms.find((a) => a.MetricName === 'Throttles')!.Threshold).toBe(20);
+    expect(
+      alarmsOf(synth({ alarms: { authorizerThrottlesPerFiveMinutes: false } })).map((a) => a.MetricName),
+    ).not.toContain('Throttles');
+  });
+
+  // KMS bills a key monthly until it is deleted (nothing while it waits out its deletion window):
+  // a key retained by a destroyed stack is billed for nothing (docs/aws-fidelity.md).
+  it("deletes the alarm topic's key with the stack under removalPolicy DESTROY, and keeps it by default", () => {
+    const keyOf = (t: Template) => {
+      const keys = Object.values(t.findResources('AWS::KMS::Key'));
+      expect(keys).toHaveLength(1);
+      return keys[0]!;
+    };
+    expect(keyOf(synth())).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    expect(keyOf(synth({ removalPolicy: RemovalPolicy.RETAIN }))).toMatchObject({ DeletionPolicy: 'Retain' });
+    // Nothing at rest is encrypted with it (SNS messages are transient): the shortest window KMS allows.
+    expect(keyOf(synth({ removalPolicy: RemovalPolicy.DESTROY }))).toMatchObject({
+      DeletionPolicy: 'Delete',
+      UpdateReplacePolicy: 'Delete',
+      Properties: { PendingWindowInDays: 7 },
+    });
   });
 
   it('wires the opt-in automatic brake: alarm -> function that may only put the brake parameter', () => {
