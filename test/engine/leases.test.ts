@@ -7,7 +7,7 @@ import { StoreUnavailableError } from '../../lambda/engine/errors';
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../local/dynamodb-local';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { startDynamoFaultProxy } from '../support/dynamo-faults';
+import { type DynamoFaultProxy, startDynamoFaultProxy } from '../support/dynamo-faults';
 import { runWorker } from '../support/workers';
 
 const T0 = 1_800_000_000_000;
@@ -152,18 +152,27 @@ describe('four processes with leases on one key, one decision after another for 
   });
 });
 
+/** A container with leases whose DynamoDB calls go through the fault proxy. */
+function leasingBehind(
+  faulty: DynamoFaultProxy,
+  clock: { now: number },
+  options: { deadlineMs?: number; sdkAttempts?: number },
+): LimitStore {
+  return new LimitStore({
+    client: localClient(faulty.endpoint, options.sdkAttempts),
+    tableName: tableName(),
+    clock: () => clock.now,
+    leases: true,
+    ...(options.deadlineMs === undefined ? {} : { deadlineMs: options.deadlineMs }),
+  });
+}
+
 describe('a container with a lease when DynamoDB hangs', () => {
   it('spends what it leased, and no more: the next decision fails like any other', async () => {
     const faulty = await startDynamoFaultProxy(dynamoEndpoint());
     try {
       const clock = { now: T0 };
-      const store = new LimitStore({
-        client: localClient(faulty.endpoint),
-        tableName: tableName(),
-        clock: () => clock.now,
-        leases: true,
-        deadlineMs: 300,
-      });
+      const store = leasingBehind(faulty, clock, { deadlineMs: 300 });
       const limit = tokenBucket(10_000, 100);
       const key = uniqueKey();
       for (let i = 0; i < 50; i++) {
@@ -179,6 +188,52 @@ describe('a container with a lease when DynamoDB hangs', () => {
       await expect(store.consume(key, limit, 1)).rejects.toBeInstanceOf(StoreUnavailableError);
     } finally {
       faulty.faults.latencyMs = 0;
+      await faulty.stop();
+    }
+  });
+});
+
+describe('a settlement retried after its answer was lost', () => {
+  it('gives a lease its refund once, however often the transaction is sent', async () => {
+    const faulty = await startDynamoFaultProxy(dynamoEndpoint());
+    try {
+      const clock = { now: T0 };
+      const store = leasingBehind(faulty, clock, { sdkAttempts: 1 }); // no SDK retries: each attempt is one transaction
+      const limit = tokenBucket(100_000, 1_000); // 1%: leases of up to 1,000 units, alive for 1 s
+      const [leased, plain] = [uniqueKey(), uniqueKey()];
+      for (let i = 0; i < 10; i++) {
+        clock.now += 1;
+        await store.consume(leased, limit, 1);
+      }
+      // A reservation of 6 spent from the lease, with no write...
+      const calls = store.stats.calls;
+      const reservation = await store.decideItem(leased, [{ name: '', limit, cost: 6 }]);
+      const lease = reservation.leases?.[0];
+      expect(lease).toBeDefined();
+      expect(store.stats.calls).toBe(calls);
+      const held = store.leased(leased);
+      // ... settles at 1: 5 go back into the lease, and a debit of 3 on another item needs the transaction.
+      const items = [
+        { key: leased, adjustments: [{ name: '', limit, delta: -5, admittedAt: clock.now, lease }] },
+        { key: plain, adjustments: [{ name: '', limit, delta: 3 }] },
+      ];
+      const ledger = uniqueKey('ledger');
+      faulty.faults.dropAfterWrite = 1; // the transaction lands, its answer never arrives: twice
+      const outcomes: string[] = [];
+      for (let attempt = 0; attempt < 3; attempt++) {
+        if (attempt === 2) faulty.faults.dropAfterWrite = 0;
+        outcomes.push(await store.settleOnce(ledger, items).catch((err: Error) => err.name));
+      }
+      expect(faulty.injected.drops).toBe(2);
+      expect(outcomes).toEqual(['StoreUnavailableError', 'StoreUnavailableError', 'already-settled']);
+      // The lease took the 5 once: the container spends exactly that many more units without DynamoDB.
+      expect(store.leased(leased)).toBe(held + 5);
+      const before = store.stats.calls;
+      for (let i = 0; i < held + 5; i++) expect((await store.consume(leased, limit, 1)).allowed).toBe(true);
+      expect(store.stats.calls).toBe(before);
+      // The other item was debited once.
+      expect((await testStore({ clock: () => clock.now }).peek(plain, limit)).remaining).toBe(100_000 - 3);
+    } finally {
       await faulty.stop();
     }
   });
