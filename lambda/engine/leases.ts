@@ -60,6 +60,8 @@ export class LeaseBook {
   /** Live leases by bucket, oldest first: a container may hold a few (one taken while another is short). */
   private readonly held = new Map<string, Lease[]>();
   private readonly use = new Map<string, Use>();
+  /** What each settlement's lease part did (taken or not), by settlement, bucket and lease: a retry repeats it, never re-applies it. */
+  private readonly settled = new Map<string, boolean>();
   private nextId = 1;
   private readonly options: Required<LeaseOptions>;
 
@@ -163,9 +165,23 @@ export class LeaseBook {
   /**
    * Settles `delta` (> 0 more spent, < 0 given back) against lease `id` if this container still
    * holds it live at `lateMs`: units given back are spent again later, a debit comes out of it.
-   * False when the lease cannot take it (the caller writes to DynamoDB instead).
+   * False when the lease cannot take it (the caller writes to DynamoDB instead). `once` names the
+   * settlement: a retry of it (its answer lost) gets the first answer again, and the lease is not
+   * moved twice, even when it has ended meanwhile.
    */
-  settle(pk: string, name: string, id: number, delta: number, lateMs: number): boolean {
+  settle(pk: string, name: string, id: number, delta: number, lateMs: number, once?: string): boolean {
+    const k = once === undefined ? undefined : `${once}\u0000${key(pk, name)}\u0000${id}`;
+    const before = k === undefined ? undefined : this.settled.get(k);
+    if (before !== undefined) return before;
+    const taken = this.take(pk, name, id, delta, lateMs);
+    if (k !== undefined) {
+      this.settled.set(k, taken);
+      if (this.settled.size > this.cacheSize) this.settled.delete(this.settled.keys().next().value!);
+    }
+    return taken;
+  }
+
+  private take(pk: string, name: string, id: number, delta: number, lateMs: number): boolean {
     const lease = this.held.get(key(pk, name))?.find((l) => l.id === id);
     if (!lease || lateMs > lease.lastMs) return false;
     if (delta > 0 && lease.units < delta) return false;

@@ -481,13 +481,14 @@ export class LimitStore {
     record: Readonly<Record<string, string | number>> = {},
   ): Promise<'settled' | 'already-settled'> {
     const at = this.now();
+    const ledger = KEY_PREFIX.settlement + ledgerKey;
     // What a live lease can take is settled into it, in memory: those adjustments write nothing.
+    // Once per settlement: a caller retrying after a lost answer must not give a lease its units again.
     items = items.map((it) => ({
       ...it,
-      adjustments: this.beyondLeases(KEY_PREFIX.bucket + it.key, it.adjustments, at),
+      adjustments: this.beyondLeases(KEY_PREFIX.bucket + it.key, it.adjustments, at, ledger),
     }));
     const pks = items.map((it) => KEY_PREFIX.bucket + it.key);
-    const ledger = KEY_PREFIX.settlement + ledgerKey;
     const signal = this.deadline();
     const state = pks.map((pk) => this.seen.get(pk));
     let conflicts = 0;
@@ -547,10 +548,17 @@ export class LimitStore {
   }
 
   /** The adjustments a live lease of this container cannot take (those it can, it takes). */
-  private beyondLeases(pk: string, adjustments: readonly Adjustment[], at: Moment): readonly Adjustment[] {
+  private beyondLeases(
+    pk: string,
+    adjustments: readonly Adjustment[],
+    at: Moment,
+    once?: string,
+  ): readonly Adjustment[] {
     const book = this.leases;
     if (!book) return adjustments;
-    return adjustments.filter((a) => a.lease === undefined || !book.settle(pk, a.name, a.lease, a.delta, at.late));
+    return adjustments.filter(
+      (a) => a.lease === undefined || !book.settle(pk, a.name, a.lease, a.delta, at.late, once),
+    );
   }
 
   /** The writes that settle `adjustments` on an item (none for refunds of what has refilled since). */

@@ -36,8 +36,14 @@ beforeAll(async () => {
 afterAll(() => proxy.stop());
 beforeEach(() => proxy.reset());
 
-/** `workers` processes x `each` concurrent unit decisions on one key, through the proxy. */
+/**
+ * `workers` processes x `each` concurrent unit decisions on one key, through the proxy, all told to
+ * fire at one moment (tsx takes a second or more to start each). They must really overlap: every
+ * process still busy when the last one began, and more calls in flight at the proxy at once than
+ * one process ever has (so at least two processes' calls met there).
+ */
 async function storm(key: string, limit: Limit, workers = 4, each = 40) {
+  const startAt = Date.now() + 4_000;
   const results = await Promise.all(
     Array.from({ length: workers }, async () => {
       const { stdout } = await run(process.execPath, [
@@ -49,10 +55,20 @@ async function storm(key: string, limit: Limit, workers = 4, each = 40) {
         key,
         JSON.stringify(limit),
         JSON.stringify(Array.from({ length: each }, () => 1)),
+        String(startAt),
       ]);
-      return JSON.parse(stdout) as { admitted: number; failed: number; conflicts: number };
+      return JSON.parse(stdout) as {
+        admitted: number;
+        failed: number;
+        conflicts: number;
+        busyFrom: number;
+        busyUntil: number;
+      };
     }),
   );
+  const lastStart = Math.max(...results.map((r) => r.busyFrom));
+  for (const r of results) expect(r.busyUntil).toBeGreaterThanOrEqual(lastStart);
+  expect(proxy.inFlight.max).toBeGreaterThan(each);
   return {
     admitted: results.reduce((a, r) => a + r.admitted, 0),
     failed: results.reduce((a, r) => a + r.failed, 0),

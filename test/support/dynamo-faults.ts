@@ -45,6 +45,8 @@ export interface DynamoFaultProxy {
   readonly faults: DynamoFaults;
   /** How many of each fault were injected. */
   readonly injected: { conflicts: number; throttles: number; drops: number; unprocessed: number };
+  /** Calls received and not yet answered (or cut), now and at most since the last reset: how much overlapped. */
+  readonly inFlight: { now: number; max: number };
   readonly calls: RecordedCall[];
   reset(): void;
   stop(): Promise<void>;
@@ -156,7 +158,11 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
     return over;
   };
 
+  const inFlight = { now: 0, max: 0 };
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    inFlight.now++;
+    inFlight.max = Math.max(inFlight.max, inFlight.now);
+    res.on('close', () => inFlight.now--);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', async () => {
@@ -272,8 +278,10 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
     endpoint: `http://127.0.0.1:${own}`,
     faults,
     injected,
+    inFlight,
     calls,
     reset() {
+      inFlight.max = inFlight.now;
       Object.assign(faults, NONE);
       Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 });
       writes.clear();
