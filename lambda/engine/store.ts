@@ -443,6 +443,8 @@ export class LimitStore {
         );
       } catch (err) {
         if (!(err instanceof TransactionCanceledException)) throw unavailable('TransactWriteItems', pks.join(','), err);
+        // An on-demand table throttles a transaction by cancelling it: throughput, not a failed condition.
+        if (isThrottling(err)) throw unavailable('TransactWriteItems', pks.join(','), err);
         if (isConflict(err)) {
           if (!(await this.afterConflict(++conflicts, 'TransactWriteItems'))) break;
           attempt--;
@@ -532,6 +534,8 @@ export class LimitStore {
         if (!(err instanceof TransactionCanceledException)) throw unavailable('TransactWriteItems', ledger, err);
         const reasons = err.CancellationReasons ?? [];
         if (reasons[0]?.Code === 'ConditionalCheckFailed') return 'already-settled';
+        // Throttled: not resent here; the caller's retry backs off (the proxy's settle: 5 tries from 100 ms).
+        if (isThrottling(err)) throw unavailable('TransactWriteItems', ledger, err);
         if (isConflict(err)) {
           if (!(await this.afterConflict(++conflicts, 'TransactWriteItems'))) break;
           attempt--;

@@ -24,6 +24,7 @@ import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../../lambd
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../local/dynamodb-local';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { ItemThrottledError } from '../../lambda/engine/errors';
 import { type DynamoFaultProxy, startDynamoFaultProxy } from '../support/dynamo-faults';
 
 const run = promisify(execFile);
@@ -81,6 +82,44 @@ const shapes: [string, (n: number) => Limit][] = [
   ['leaky bucket', (n) => leakyBucket(n, n / 86_400)],
   ['sliding window', (n) => slidingWindow(n, '1 d')],
 ];
+
+describe('a throttled transaction (TransactionCanceledException, reason ThrottlingError, as on an on-demand table)', () => {
+  const slow = tokenBucket(1_000, 1);
+  const throughProxy = () => new LimitStore({ client: localClient(proxy.endpoint), tableName: tableName() });
+
+  it('is throughput, not contention: a decision fails once as ItemThrottledError, admitting and spending nothing', async () => {
+    proxy.faults.throttleTransactions = 1;
+    const store = throughProxy();
+    const keys = [uniqueKey(), uniqueKey()];
+    const before = proxy.calls.length;
+    const results = await store.decideTogether(
+      keys.map((key) => ({ key, checks: [{ name: '', limit: slow, cost: 10 }], required: true })),
+      { atomic: true },
+    );
+    for (const r of results) expect(r).toBeInstanceOf(ItemThrottledError);
+    // One transaction, not seven sent as if its conditions had failed.
+    expect(proxy.calls.slice(before).filter((c) => c.action === 'TransactWriteItems')).toHaveLength(1);
+    proxy.faults.throttleTransactions = 0;
+    for (const key of keys) expect((await testStore().peek(key, slow)).remaining).toBe(1_000);
+  });
+
+  it('at settlement: one transaction per try, the error says throughput, and a later try settles exactly once', async () => {
+    const direct = testStore();
+    const key = uniqueKey();
+    await direct.consume(key, slow, 100);
+    proxy.faults.throttleTransactions = 1;
+    const store = throughProxy();
+    const ledger = uniqueKey('ledger');
+    const items = [{ key, adjustments: [{ name: '', limit: slow, delta: 50 }] }];
+    const before = proxy.calls.length;
+    await expect(store.settleOnce(ledger, items)).rejects.toBeInstanceOf(ItemThrottledError);
+    expect(proxy.calls.slice(before).filter((c) => c.action === 'TransactWriteItems')).toHaveLength(1);
+    proxy.faults.throttleTransactions = 0;
+    expect(await store.settleOnce(ledger, items)).toBe('settled');
+    expect(await store.settleOnce(ledger, items)).toBe('already-settled');
+    expect((await direct.peek(key, slow)).remaining).toBe(850);
+  });
+});
 
 describe.each(shapes)('%s', (_name, make) => {
   it('treats TransactionConflictException as contention: retried, counted, never an outage, exactly the limit', async () => {

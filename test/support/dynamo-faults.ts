@@ -10,7 +10,10 @@ import type { AddressInfo } from 'node:net';
  *   TransactWriteItems calls answered TransactionCanceledException with a TransactionConflict
  *   reason (an item under another transaction). Nothing is written.
  * - `itemWritesPerSecond`: writes one item takes per second before the rest are throttled
- *   (ProvisionedThroughputExceededException; real DynamoDB allows 1,000 WCU per item per second).
+ *   (ProvisionedThroughputExceededException; real DynamoDB allows 1,000 WCU per item per second);
+ *   a throttled TransactWriteItems is cancelled instead, TransactionCanceledException with the
+ *   reason ThrottlingError on the hot item, as on an on-demand table.
+ * - `throttleTransactions`: share of TransactWriteItems calls cancelled that way regardless of rate.
  * - `dropAfterWrite`: share of writes forwarded (so they land) whose answer is then lost: the
  *   connection is cut, as when a network path fails after DynamoDB commits.
  * - `latencyMs`: added before every answer.
@@ -19,6 +22,8 @@ import type { AddressInfo } from 'node:net';
  */
 export interface DynamoFaults {
   conflict: number;
+  /** Share of TransactWriteItems calls cancelled for throttling (reason ThrottlingError on the last item). */
+  throttleTransactions: number;
   /** Share of BatchGetItem calls answered for their first key only, the rest as UnprocessedKeys. */
   unprocessedReads: number;
   itemWritesPerSecond: number;
@@ -101,6 +106,7 @@ function consumed(
 }
 const NONE: DynamoFaults = {
   conflict: 0,
+  throttleTransactions: 0,
   unprocessedReads: 0,
   itemWritesPerSecond: Number.POSITIVE_INFINITY,
   dropAfterWrite: 0,
@@ -210,7 +216,25 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
           }
           return error(res, 'TransactionConflictException', 'Transaction is ongoing for the item');
         }
-        if (throttled(keys)) {
+        const throttledNow = throttled(keys);
+        if (
+          action === 'TransactWriteItems' &&
+          (throttledNow || (faults.throttleTransactions > 0 && next() < faults.throttleTransactions))
+        ) {
+          injected.throttles++;
+          const reasons = keys.map((_k, i) =>
+            i === keys.length - 1
+              ? { Code: 'ThrottlingError', Message: 'Throughput exceeds the current capacity of your table or index.' }
+              : { Code: 'None' },
+          );
+          return error(
+            res,
+            'TransactionCanceledException',
+            `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
+            { CancellationReasons: reasons },
+          );
+        }
+        if (throttledNow) {
           injected.throttles++;
           return error(
             res,
