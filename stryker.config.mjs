@@ -1,5 +1,5 @@
 /**
- * npm run mutation: Stryker mutates lambda/engine and runs the engine's tests against each mutant
+ * npm run mutation: Stryker mutates the engine (lambda/engine, see `mutate`) and runs the engine's tests against each mutant
  * (vitest.mutation.config.ts, against DynamoDB Local). Not in CI: on 2 cores a full run takes long.
  * Incremental: a run reuses reports/stryker-incremental.json and tests again only the mutants whose
  * code or tests changed. Results: docs/testing.md ("Mutation testing"), docs/mutation-score.json
@@ -8,7 +8,17 @@
 export default {
   testRunner: 'vitest',
   vitest: { configFile: 'vitest.mutation.config.ts', related: false },
-  mutate: ['lambda/engine/**/*.ts'],
+  // The whole engine is 3,098 mutants: more than this machine (2 cores, shared) tests in an hour.
+  // The run recorded in docs/testing.md mutates the limit maths and the leases; widen it with
+  // --mutate 'lambda/engine/**/*.ts' where there is time (incremental: what was tested is kept).
+  mutate: [
+    'lambda/engine/leases.ts',
+    'lambda/engine/gcra.ts',
+    'lambda/engine/sliding-window.ts',
+    'lambda/engine/bucket.ts',
+    'lambda/engine/item.ts',
+    'lambda/engine/moment.ts',
+  ],
   coverageAnalysis: 'perTest',
   // Module-level code (constants, tables) would run every test for each mutant: left out.
   ignoreStatic: true,
@@ -16,6 +26,8 @@ export default {
   incrementalFile: 'reports/stryker-incremental.json',
   concurrency: 2,
   timeoutMS: 30_000,
+  // The first run of every test, with coverage, on a busy machine.
+  dryRunTimeoutMinutes: 30,
   reporters: ['clear-text', 'progress', 'json', 'html'],
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   htmlReporter: { fileName: 'reports/mutation/mutation.html' },

@@ -23,6 +23,9 @@ export async function freePort(): Promise<number> {
 }
 
 /** A client for DynamoDB Local: fixed region and dummy credentials (the jar runs with -sharedDb). */
+/** How long DynamoDB Local may take to answer after its JVM is started. */
+const START_DEADLINE_MS = 180_000;
+
 export function localClient(endpoint: string, maxAttempts = 3): DynamoDBClient {
   return new DynamoDBClient({
     endpoint,
@@ -92,7 +95,8 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
 
   const endpoint = `http://127.0.0.1:${port}`;
   const client = localClient(endpoint, 1);
-  const deadline = Date.now() + 60_000;
+  // A JVM starting on a busy machine (tests in parallel, other work) took over a minute: 3 are allowed.
+  const deadline = Date.now() + START_DEADLINE_MS;
   try {
     for (;;) {
       const ready = client.send(new ListTablesCommand({})).then(
@@ -102,7 +106,8 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
       const outcome = await Promise.race([ready, exited]);
       if (outcome instanceof Error) throw outcome;
       if (outcome) break;
-      if (Date.now() > deadline) throw new Error(`DynamoDB Local did not answer on ${endpoint} within 60 s`);
+      if (Date.now() > deadline)
+        throw new Error(`DynamoDB Local did not answer on ${endpoint} within ${START_DEADLINE_MS / 1000} s`);
       await new Promise((r) => setTimeout(r, 150));
     }
   } catch (err) {

@@ -161,49 +161,78 @@ describe('a container that dies with a lease', () => {
   });
 });
 
-describe('four processes with leases on one key, one decision after another for 3 s', () => {
-  const worker = fileURLToPath(new URL('../support/lease-worker.ts', import.meta.url));
-  // 1% of 800 is 8: leases of up to 7 units, stamped up to 160 ms later; 50 refill a second.
-  const limit = tokenBucket(800, 50);
+/** Where `value` goes in the ascending `sorted`. */
+function sortedIndex(sorted: readonly number[], value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! <= value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
-  // (Writes saved are measured elsewhere: here the bucket is drained, and a denial is DynamoDB's to make.)
-  it('never admit more than the limit, and hold back no more than the documented bound', async () => {
-    const key = uniqueKey();
-    const startAt = Date.now() + 4_000; // tsx takes a second or more to start each
-    const untilAt = startAt + 3_000;
-    const results = await Promise.all(
-      [0, 1, 2, 3].map(async () => {
-        return runWorker<{ admitted: [number, number][]; decisions: number }>(
-          worker,
-          key,
-          JSON.stringify(limit),
-          String(startAt),
-          String(untilAt),
-        );
-      }),
-    );
-    // Every admission happened within [its call's start, its call's end]: for any stretch [a, b],
-    // those that surely fell in it (started at or after a, ended by b) are at most C + r x (b - a).
-    const spans = results.flatMap((r) => r.admitted).sort((x, y) => x[0] - y[0]);
-    const ends = spans.map((s) => s[1]).sort((x, y) => x - y);
-    for (const [a] of spans) {
-      for (const b of ends) {
-        if (b < a) continue;
-        const inside = spans.filter(([from, to]) => from >= a && to <= b).length;
-        expect(inside).toBeLessThanOrEqual(limit.capacity + (limit.refillPerSecond * (b - a)) / 1000 + 1);
+// Not under Stryker (npm run mutation): its children run unmutated code, so it kills no mutant, and takes a minute.
+describe.skipIf(process.env.STRYKER_MUTATOR_WORKER !== undefined)(
+  'four processes with leases on one key, one decision after another for 3 s',
+  () => {
+    const worker = fileURLToPath(new URL('../support/lease-worker.ts', import.meta.url));
+    // 1% of 800 is 8: leases of up to 7 units, stamped up to 1 s later; 8 refill a second, slower
+    // than four processes decide on the busiest machine seen (12 decisions a second in all, with two
+    // busy loops, a Stryker run and other tests on 2 cores), so the limit is what stops them.
+    const limit = tokenBucket(800, 8);
+
+    // (Writes saved are measured elsewhere: here the bucket is drained, and a denial is DynamoDB's to make.)
+    it('never admit more than the limit, and hold back no more than the documented bound', async () => {
+      const key = uniqueKey();
+      // Most of the bucket is taken first, at once, by a container without leases: what the four race
+      // for is the rest and its refill, which they exhaust however slowly they decide.
+      const drainedFrom = Date.now();
+      expect((await testStore().consume(key, limit, 600)).allowed).toBe(true);
+      const drained: [number, number][] = Array.from({ length: 600 }, () => [drainedFrom, Date.now()]);
+      const startAt = Date.now() + 4_000; // tsx takes a second or more to start each
+      const untilAt = startAt + 3_000;
+      const results = await Promise.all(
+        [0, 1, 2, 3].map(async () => {
+          return runWorker<{ admitted: [number, number][]; decisions: number }>(
+            worker,
+            key,
+            JSON.stringify(limit),
+            String(startAt),
+            String(untilAt),
+            '30', // each denied 30 times at least: more than the limit was offered, however slow the machine
+          );
+        }),
+      );
+      // Every admission happened within [its call's start, its call's end]: for any stretch [a, b],
+      // those that surely fell in it (started at or after a, ended by b) are at most C + r x (b - a).
+      const spans = [...drained, ...results.flatMap((r) => r.admitted)].sort((x, y) => x[0] - y[0]);
+      const ends = spans.map((s) => s[1]).sort((x, y) => x - y);
+      let worst = Number.NEGATIVE_INFINITY;
+      const endsFrom: number[] = []; // ends of the calls that started at or after a, in order
+      for (const [a, to] of [...spans].reverse()) {
+        endsFrom.splice(sortedIndex(endsFrom, to), 0, to);
+        let inside = 0;
+        for (const b of ends) {
+          if (b < a) continue;
+          while (inside < endsFrom.length && endsFrom[inside]! <= b) inside++;
+          worst = Math.max(worst, inside - (limit.capacity + (limit.refillPerSecond * (b - a)) / 1000 + 1));
+        }
       }
-    }
-    // Offered far more than the limit, all of it was taken but for what leases held back: at most
-    // 2% of the capacity per container (a lease and what was left of the one before, 16 units),
-    // the stamp's refill (160 ms, 8 units) of a lease written on a full bucket, and the refill of
-    // the last moments, after the final decisions (50 units).
-    const admitted = spans.length;
-    const span = (Math.max(...ends) - spans[0]![0]) / 1000;
-    const decisions = results.reduce((a, r) => a + r.decisions, 0);
-    expect(decisions - admitted).toBeGreaterThan(100); // the limit was what stopped them
-    expect(admitted).toBeGreaterThanOrEqual(limit.capacity + limit.refillPerSecond * span - 4 * 16 - 4 * 8 - 50);
-  });
-});
+      expect(worst).toBeLessThanOrEqual(0);
+      // Offered far more than the limit, all of it was taken but for what leases held back: at most
+      // 2% of the capacity per container (a lease and what was left of the one before, 16 units),
+      // the stamp's refill (1 s, 8 units) of a lease written on a full bucket, and the refill of the
+      // last moments, after the final decisions (1 s, 8 units).
+      const admitted = spans.length;
+      const span = (Math.max(...ends) - spans[0]![0]) / 1000;
+      const decisions = results.reduce((a, r) => a + r.decisions, 0);
+      expect(decisions - (admitted - drained.length)).toBeGreaterThan(100); // the limit was what stopped them
+      expect(admitted).toBeGreaterThanOrEqual(limit.capacity + limit.refillPerSecond * span - 4 * 16 - 4 * 8 - 8);
+    }, 120_000); // on a busy machine the workers start late and decide slowly, until each is denied 30 times
+  },
+);
 
 /** A container with leases whose DynamoDB calls go through the fault proxy. */
 function leasingBehind(

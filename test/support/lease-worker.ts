@@ -1,18 +1,21 @@
 /**
  * One "Lambda container" with leases for the lease tests: its own process, store and leases,
- * deciding one request after another on one key until `untilMs`. argv: endpoint table key
- * limit-json start-at-ms until-ms. Reports when each admitted call began and ended, and how many it made.
+ * deciding one request after another on one key until `untilMs`, and on until it has been denied
+ * `min-denials` times (a busy machine makes fewer decisions in the time: the limit, not the clock,
+ * must be what stops it; at most a minute more). argv: endpoint table key limit-json start-at-ms
+ * until-ms min-denials. Reports when each admitted call began and ended, and how many it made.
  */
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../local/dynamodb-local';
 
-const [endpoint, tableName, key, limitJson, startAt, until] = process.argv.slice(2);
+const [endpoint, tableName, key, limitJson, startAt, until, minDenials = '0'] = process.argv.slice(2);
 const store = new LimitStore({ client: localClient(endpoint!), tableName: tableName!, leases: true, maxAttempts: 8 });
 const limit = JSON.parse(limitJson!);
 await new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(startAt) - Date.now())));
 const admitted: [number, number][] = [];
 let decisions = 0;
-while (Date.now() < Number(until)) {
+const enough = () => decisions - admitted.length >= Number(minDenials) || Date.now() > Number(until) + 60_000;
+while (Date.now() < Number(until) || !enough()) {
   const from = Date.now();
   const d = await store.consume(key!, limit, 1);
   decisions++;
