@@ -14,27 +14,67 @@ export interface MirrorDeps {
   readonly log: (entry: Record<string, unknown>) => void;
 }
 
+const NAMES = {
+  '#value': 'value',
+  '#version': 'version',
+  '#modified': 'modifiedAt',
+  '#missing': 'missing',
+  '#at': 'mirroredAt',
+};
+/** A present parameter's copy lands over a copy of an older change, or of the same change at a lower version. */
+const presentIsNewer =
+  'attribute_not_exists(#modified) OR #modified < :modified OR (#modified = :modified AND #version <= :version AND #missing = :false)';
+/** A missing parameter's copy lands over a copy of a change made before the parameter was seen missing. */
+const missingIsNewer = 'attribute_not_exists(#modified) OR #modified < :at';
+
 /**
  * Copies the brake parameter into the table, where every container reads it. Runs on each change
  * of the parameter (EventBridge's "Parameter Store Change", delivered best effort) and once a
  * minute (so a lost event is repaired within a minute): one SSM read per run, whatever the number
- * of containers. Each shard item keeps the parameter's version, and a write never replaces a newer
- * version, so events arriving out of order cannot bring an old value back.
+ * of containers.
+ *
+ * Events arrive out of order, so a copy never replaces one of a later change. Later is by the
+ * parameter's LastModifiedDate, then its version: a version alone would freeze the mirror after
+ * the parameter is deleted and created again, since the new one starts at version 1. A missing
+ * parameter is released; its copy keeps the last change's date (and version 0), so the parameter
+ * created again, modified after that, lands over it.
  */
 export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; version: number; missing: boolean }> {
   let value = '';
   let version = 0;
+  let modified = 0;
   let missing = false;
   try {
     const out = await deps.ssm.send(new GetParameterCommand({ Name: deps.parameterName }));
     value = out.Parameter?.Value ?? '';
     version = out.Parameter?.Version ?? 0;
+    modified = out.Parameter?.LastModifiedDate?.getTime() ?? 0;
   } catch (err) {
     if (!(err instanceof ParameterNotFound)) throw err;
     missing = true;
   }
   const at = (deps.clock ?? Date.now)();
   const shards = deps.shards ?? BRAKE_MIRROR_SHARDS;
+  const copy = missing
+    ? {
+        UpdateExpression: 'SET #value = :value, #version = :version, #missing = :true, #at = :at',
+        ConditionExpression: missingIsNewer,
+        ExpressionAttributeNames: NAMES,
+        ExpressionAttributeValues: { ':value': value, ':version': version, ':true': true, ':at': at },
+      }
+    : {
+        UpdateExpression:
+          'SET #value = :value, #version = :version, #modified = :modified, #missing = :false, #at = :at',
+        ConditionExpression: presentIsNewer,
+        ExpressionAttributeNames: NAMES,
+        ExpressionAttributeValues: {
+          ':value': value,
+          ':version': version,
+          ':modified': modified,
+          ':false': false,
+          ':at': at,
+        },
+      };
   await Promise.all(
     Array.from({ length: shards }, async (_, shard) => {
       try {
@@ -42,19 +82,11 @@ export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; ve
           new UpdateCommand({
             TableName: deps.tableName,
             Key: { [TABLE.partitionKey]: brakeMirrorKey(deps.parameterName, shard) },
-            UpdateExpression: 'SET #value = :value, #version = :version, #missing = :missing, #at = :at',
-            ConditionExpression: 'attribute_not_exists(#version) OR #version <= :version',
-            ExpressionAttributeNames: {
-              '#value': 'value',
-              '#version': 'version',
-              '#missing': 'missing',
-              '#at': 'mirroredAt',
-            },
-            ExpressionAttributeValues: { ':value': value, ':version': version, ':missing': missing, ':at': at },
+            ...copy,
           }),
         );
       } catch (err) {
-        if (!(err instanceof ConditionalCheckFailedException)) throw err; // a newer version is there already
+        if (!(err instanceof ConditionalCheckFailedException)) throw err; // a later change is there already
       }
     }),
   );

@@ -3,7 +3,7 @@
  * per account by default, shared with everything else in it. The functions read the brake from
  * the table's mirror instead; the mirror reads SSM once per change and once a minute.
  */
-import { SSMClient, PutParameterCommand } from '@aws-sdk/client-ssm';
+import { DeleteParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/runtime/brake';
@@ -82,9 +82,11 @@ describe('the brake mirror', () => {
   it('never lets an older version replace a newer one (change events arrive out of order)', async () => {
     const { name, table } = await setup();
     const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
-    ssm.parameters.set(name, { value: 'on', version: 7, modified: Date.now() });
+    const now = Date.now();
+    ssm.parameters.set(name, { value: 'on', version: 7, modified: now });
     await mirrorBrake(deps);
-    ssm.parameters.set(name, { value: 'off', version: 6, modified: Date.now() }); // what a late event would read
+    // What a late run read: version 6 while it was the parameter's latest, so modified before version 7.
+    ssm.parameters.set(name, { value: 'off', version: 6, modified: now - 60_000 });
     await mirrorBrake(deps);
     for (let shard = 0; shard < BRAKE_MIRROR_SHARDS; shard++) {
       const item = (
@@ -94,6 +96,38 @@ describe('the brake mirror', () => {
       ).Item;
       expect(item).toMatchObject({ value: 'on', version: 7 });
     }
+  });
+
+  it('follows a parameter deleted and created again (its versions start over at 1)', async () => {
+    const { name, table } = await setup();
+    const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    const put = (value: string) =>
+      ssmClient().send(new PutParameterCommand({ Name: name, Value: value, Type: 'String', Overwrite: true }));
+    const recreate = async (value: string) => {
+      await ssmClient().send(new DeleteParameterCommand({ Name: name }));
+      await put(value);
+    };
+    const brake = new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, cacheMs: 0 });
+    for (const value of ['on', 'on', 'on']) await put(value); // version 4
+    await mirrorBrake(deps);
+    expect(await brake.state()).toMatchObject({ enabled: true, source: 'mirror' });
+
+    // Deleted and created again between two runs (the delete's event lost or late): version 1, off.
+    await recreate('off');
+    expect(ssm.parameters.get(name)?.version).toBe(1);
+    await mirrorBrake(deps);
+    expect(await brake.state()).toMatchObject({ enabled: false, source: 'mirror' });
+
+    // A run in between sees it missing (released), and the new parameter's version 1 lands after it.
+    await put('on');
+    await mirrorBrake(deps);
+    await ssmClient().send(new DeleteParameterCommand({ Name: name }));
+    await mirrorBrake(deps);
+    expect(await brake.state()).toMatchObject({ enabled: false, source: 'missing' });
+    await put('on');
+    expect(ssm.parameters.get(name)?.version).toBe(1);
+    await mirrorBrake(deps);
+    expect(await brake.state()).toMatchObject({ enabled: true, source: 'mirror' });
   });
 
   it('says so loudly when the mirror has not run for minutes', async () => {
