@@ -1,8 +1,11 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
-import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { BRAKE_MIRROR_SHARDS, brakeMirrorKey } from '../runtime/brake';
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetParameterCommand, type GetParameterCommandOutput, ParameterNotFound, SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { TABLE } from '../engine/constants';
+import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
+import { isThrottling, withBackoff } from '../runtime/backoff';
+import { BRAKE_MIRROR_SHARDS, brakeMirrorKey } from '../runtime/brake';
+import { log, required } from '../runtime/environment';
 
 export interface MirrorDeps {
   readonly ssm: SSMClient;
@@ -13,6 +16,13 @@ export interface MirrorDeps {
   readonly clock?: () => number;
   readonly log: (entry: Record<string, unknown>) => void;
 }
+
+/**
+ * How the mirror outlasts SSM throttling (Parameter Store's 40 GetParameter calls a second are
+ * shared by the whole account): up to 6 s of retries with pauses of 0-100 ms, doubling to at most
+ * 1 s, within the function's 10 s timeout (the table's writes after it take about a second at most).
+ */
+export const MIRROR_SSM_BACKOFF = { budgetMs: 6_000, baseMs: 100, capMs: 1_000 } as const;
 
 const NAMES = {
   '#value': 'value',
@@ -33,6 +43,8 @@ const missingIsNewer = 'attribute_not_exists(#modified) OR #modified < :at';
  * minute (so a lost event is repaired within a minute): one SSM read per run, whatever the number
  * of containers.
  *
+ * One run outlasts SSM throttling (MIRROR_SSM_BACKOFF), so a flip is not left to the next minute.
+ *
  * Events arrive out of order, so a copy never replaces one of a later change. Later is by the
  * parameter's LastModifiedDate, then its version: a version alone would freeze the mirror after
  * the parameter is deleted and created again, since the new one starts at version 1. A missing
@@ -45,7 +57,7 @@ export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; ve
   let modified = 0;
   let missing = false;
   try {
-    const out = await deps.ssm.send(new GetParameterCommand({ Name: deps.parameterName }));
+    const out = await readParameter(deps);
     value = out.Parameter?.Value ?? '';
     version = out.Parameter?.Version ?? 0;
     modified = out.Parameter?.LastModifiedDate?.getTime() ?? 0;
@@ -92,4 +104,30 @@ export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; ve
   );
   deps.log({ outcome: 'brake_mirrored', version, missing, shards });
   return { value, version, missing };
+}
+
+/** The parameter, read again after throttling (only the mirror does: the request path never waits for SSM). */
+const readParameter = (deps: MirrorDeps): Promise<GetParameterCommandOutput> =>
+  withBackoff(() => deps.ssm.send(new GetParameterCommand({ Name: deps.parameterName })), {
+    ...MIRROR_SSM_BACKOFF,
+    retryable: isThrottling,
+    onRetry: (err, retry, delayMs) =>
+      deps.log({
+        level: 'warn',
+        message: 'SSM throttled the brake read: retrying',
+        error: (err as Error).name,
+        retry,
+        delayMs,
+      }),
+  });
+
+/** Built once per container from the environment the construct gives the mirror. */
+export function mirrorDepsFromEnvironment(): MirrorDeps {
+  return {
+    ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
+    doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))),
+    tableName: required('TABLE_NAME'),
+    parameterName: required('BRAKE_PARAMETER_NAME'),
+    log,
+  };
 }

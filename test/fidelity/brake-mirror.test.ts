@@ -7,7 +7,8 @@ import { DeleteParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/runtime/brake';
-import { mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { MIRROR_SSM_BACKOFF, mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
 import { TABLE } from '../../lambda/engine/constants';
 import { localClient } from '../../local/dynamodb-local';
 import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
@@ -27,6 +28,19 @@ const ssmClient = () =>
     region: 'us-east-1',
     credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
   });
+/** The client the deployed mirror builds (mirrorDepsFromEnvironment), pointed at the local endpoint. */
+const deployedSsmClient = () =>
+  new SSMClient({
+    ...clientConfig(CLIENT_TIMEOUTS.ssm),
+    endpoint: ssm.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+  });
+/** SSM throttles the next `n` calls of `operation` (ThrottlingException), as past its shared rate. */
+function throttleNext(operation: string, n: number) {
+  let left = n;
+  ssm.throttle = (op) => op === operation && left-- > 0;
+}
 const doc = () => DynamoDBDocumentClient.from(localClient(dynamoEndpoint()));
 /** A parameter of its own per test (the mirror's items are keyed by the parameter's name). */
 async function setup() {
@@ -128,6 +142,48 @@ describe('the brake mirror', () => {
     expect(ssm.parameters.get(name)?.version).toBe(1);
     await mirrorBrake(deps);
     expect(await brake.state()).toMatchObject({ enabled: true, source: 'mirror' });
+  });
+
+  it('lands a flip within one run while SSM throttles the mirror (the deployed client retries no throttling)', async () => {
+    const { name, table } = await setup();
+    const logs: Record<string, unknown>[] = [];
+    const deps = {
+      ssm: deployedSsmClient(),
+      doc: doc(),
+      tableName: table,
+      parameterName: name,
+      log: (e: Record<string, unknown>) => logs.push(e),
+    };
+    await mirrorBrake(deps);
+    const brake = new Brake({ reader: mirrorBrakeReader(doc(), table, name), parameterName: name, cacheMs: 0 });
+    expect(await brake.state()).toMatchObject({ enabled: false, source: 'mirror' });
+    await ssmClient().send(new PutParameterCommand({ Name: name, Value: 'on', Type: 'String', Overwrite: true }));
+    const readsBefore = ssm.calls.GetParameter ?? 0;
+    throttleNext('GetParameter', 4);
+    try {
+      await mirrorBrake(deps);
+    } finally {
+      ssm.throttle = undefined;
+    }
+    expect(await brake.state()).toMatchObject({ enabled: true, source: 'mirror' });
+    expect((ssm.calls.GetParameter ?? 0) - readsBefore).toBe(5); // four throttled, the fifth answered
+    expect(logs.filter((e) => e.error === 'ThrottlingException')).toHaveLength(4);
+  });
+
+  it('gives up after its backoff budget when SSM throttles the whole run, and says why', async () => {
+    const { name, table } = await setup();
+    const deps = { ssm: deployedSsmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    throttleNext('GetParameter', Number.POSITIVE_INFINITY);
+    const before = ssm.calls.GetParameter ?? 0;
+    try {
+      await expect(mirrorBrake(deps)).rejects.toMatchObject({ name: 'ThrottlingException' });
+    } finally {
+      ssm.throttle = undefined;
+    }
+    // Pauses of 0-100 ms doubling to 1 s within 6 s: more than a handful of tries, never an unbounded loop.
+    const tries = (ssm.calls.GetParameter ?? 0) - before;
+    expect(tries).toBeGreaterThan(3);
+    expect(tries).toBeLessThan(MIRROR_SSM_BACKOFF.budgetMs / 10);
   });
 
   it('says so loudly when the mirror has not run for minutes', async () => {

@@ -18,13 +18,9 @@ import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/lim
 import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
 import { localClient } from '../../local/dynamodb-local';
 import { LlmRateLimiter, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../../lib';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SSMClient } from '@aws-sdk/client-ssm';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { mirrorBrake, mirrorDepsFromEnvironment } from '../../lambda/brake-mirror/handler';
 import { handleConfigEvent, publisherDepsFromEnvironment } from '../../lambda/config-publisher/handler';
 import { cfnEvent, startCfnResponseUrl } from './cfn-response';
-import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
 import { localFunctionEnvironment } from './function-environment';
@@ -169,13 +165,7 @@ export async function iamScenario(
     const proxy = built('proxy', () => createProxyHandler(proxyDepsFromEnvironment()));
     const limits = built('limits', () => createLimitsHandler(limitsDepsFromEnvironment()));
     const mirror = built('brake-mirror', () => {
-      const deps = {
-        ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
-        doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))),
-        tableName: table,
-        parameterName: BRAKE,
-        log: () => {},
-      };
+      const deps = mirrorDepsFromEnvironment();
       return () => mirrorBrake(deps);
     });
     const publisher = built('config-publisher', () => publisherDepsFromEnvironment());
