@@ -162,6 +162,11 @@ export class LlmRateLimiter extends Construct {
     );
     // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
     secret.encryptionKey?.grantDecrypt(this.proxyFunction);
+    // The brake parameter itself, read only when the mirror's copy is stale (lambda/runtime/brake.ts).
+    for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction])
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
+      );
   }
 
   /**

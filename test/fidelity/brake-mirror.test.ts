@@ -6,7 +6,19 @@
 import { DeleteParameterCommand, PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BRAKE_MIRROR_SHARDS, Brake, brakeMirrorKey, mirrorBrakeReader } from '../../lambda/runtime/brake';
+import { createHandler, depsFromEnvironment } from '../../lambda/authorizer/handler';
+import { requestsPerMinute } from '../../lambda/engine/plans';
+import { functionEnvironment } from '../../lambda/gateway/api';
+import { putApiKey, putTenant } from '../../lambda/runtime/directory';
+import { authorizerEvent, lambdaContext } from '../support/events';
+import { localFunctionEnvironment } from '../support/function-environment';
+import {
+  BRAKE_MIRROR_SHARDS,
+  BRAKE_MIRROR_STALE_MS,
+  Brake,
+  brakeMirrorKey,
+  mirrorBrakeReader,
+} from '../../lambda/runtime/brake';
 import { MIRROR_SSM_BACKOFF, mirrorBrake } from '../../lambda/brake-mirror/handler';
 import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
 import { TABLE } from '../../lambda/engine/constants';
@@ -206,5 +218,80 @@ describe('the brake mirror', () => {
     expect(logs).toContainEqual(
       expect.objectContaining({ level: 'error', message: expect.stringContaining('BRAKE MIRROR STALE') }),
     );
+  });
+});
+
+describe('a stale mirror, with the functions built as deployed (the brake read from the mirror)', () => {
+  const saved = { ...process.env };
+  const CHAT = '/v1/chat/completions';
+  const config = {
+    plans: { team: { tenant: [requestsPerMinute(100)] } },
+    endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+  };
+  afterAll(() => {
+    process.env = saved;
+  });
+
+  /** A brake parameter, its mirror's copy written `copyAgeMs` ago (none when undefined), and a caller's request. */
+  async function deployed(copyAgeMs: number | undefined) {
+    const { name, table } = await setup();
+    Object.assign(process.env, {
+      ...functionEnvironment({ tableName: table, brakeParameterName: name, settings: {} }),
+      ...localFunctionEnvironment({
+        tableName: table,
+        brakeParameterName: name,
+        config,
+        dynamoEndpoint: dynamoEndpoint(),
+        ssmEndpoint: ssm.endpoint,
+      }),
+    });
+    const deps = { ssm: deployedSsmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
+    if (copyAgeMs !== undefined) await mirrorBrake({ ...deps, clock: () => Date.now() - copyAgeMs });
+    const client = localClient(dynamoEndpoint());
+    const tenant = uniqueKey('tenant');
+    const apiKey = `sk-${uniqueKey('key')}`;
+    await putTenant(client, table, { id: tenant, plan: 'team' });
+    await putApiKey(client, table, apiKey, { tenant, user: 'alice', status: 'active' });
+    // The operator flips the brake while the mirror is down: only SSM has it.
+    ssm.parameters.set(name, { value: 'on', version: 2, modified: Date.now() });
+    const authorize = async () => {
+      const out = await createHandler(depsFromEnvironment())(
+        authorizerEvent({ headers: { Authorization: `Bearer ${apiKey}` } }),
+        lambdaContext(),
+      );
+      return { effect: out.policyDocument.Statement[0]?.Effect, code: out.context?.code };
+    };
+    return { name, authorize };
+  }
+
+  it('reads the parameter directly when the copy is older than the bound, and the flip reaches callers', async () => {
+    const { authorize } = await deployed(BRAKE_MIRROR_STALE_MS + 1_000);
+    const reads = ssm.calls.GetParameter ?? 0;
+    expect(await authorize()).toEqual({ effect: 'Deny', code: 'brake' });
+    expect((ssm.calls.GetParameter ?? 0) - reads).toBe(1);
+  });
+
+  it('reads the parameter directly when the mirror has never written a copy', async () => {
+    const { authorize } = await deployed(undefined);
+    expect(await authorize()).toEqual({ effect: 'Deny', code: 'brake' });
+  });
+
+  it('keeps to the copy while it is fresh: no SSM read on the request path', async () => {
+    const { authorize } = await deployed(BRAKE_MIRROR_STALE_MS - 10_000);
+    const reads = ssm.calls.GetParameter ?? 0;
+    expect(await authorize()).toMatchObject({ effect: 'Allow' });
+    expect(ssm.calls.GetParameter ?? 0).toBe(reads);
+  });
+
+  it('keeps the stale copy when SSM throttles the direct read too (one try, no wait)', async () => {
+    const { authorize } = await deployed(BRAKE_MIRROR_STALE_MS + 1_000);
+    const reads = ssm.calls.GetParameter ?? 0;
+    throttleNext('GetParameter', Number.POSITIVE_INFINITY);
+    try {
+      expect(await authorize()).toMatchObject({ effect: 'Allow' });
+    } finally {
+      ssm.throttle = undefined;
+    }
+    expect((ssm.calls.GetParameter ?? 0) - reads).toBe(1);
   });
 });

@@ -151,12 +151,13 @@ describe('what LlmRateLimiter provisions', () => {
   }
 
   it('gives each function only the actions it calls', () => {
-    // The brake comes from the table's mirror: only the mirror reads the SSM parameter.
+    // The brake comes from the table's mirror; the functions read the SSM parameter only when the copy is stale.
     expect(actionsOf('LimiterAuthorizerRole')).toEqual([
       'dynamodb:GetItem',
       'dynamodb:UpdateItem',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
+      'ssm:GetParameter',
     ]);
     // No BatchGetItem: a settlement refunds from what its reservation's write returned, reading nothing.
     expect(actionsOf('LimiterProxyRole')).toEqual([
@@ -166,11 +167,13 @@ describe('what LlmRateLimiter provisions', () => {
       'logs:CreateLogStream',
       'logs:PutLogEvents',
       'secretsmanager:GetSecretValue',
+      'ssm:GetParameter',
     ]);
     expect(actionsOf('LimiterLimitsFunctionRole')).toEqual([
       'dynamodb:GetItem',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
+      'ssm:GetParameter',
     ]);
     expect(actionsOf('LimiterBrakeMirrorRole')).toEqual([
       'dynamodb:UpdateItem',

@@ -166,11 +166,13 @@ export async function iamScenario(
     const limits = built('limits', () => createLimitsHandler(limitsDepsFromEnvironment()));
     const mirror = built('brake-mirror', () => {
       const deps = mirrorDepsFromEnvironment();
-      return () => mirrorBrake(deps);
+      return (clock?: () => number) => mirrorBrake({ ...deps, ...(clock ? { clock } : {}) });
     });
     const publisher = built('config-publisher', () => publisherDepsFromEnvironment());
     delete process.env.LIMITER_FUNCTION;
-    await mirror(); // as EventBridge would on the brake's first change
+    // As EventBridge would on the brake's first change, then the mirror stops: a copy minutes old,
+    // so each function also reads the parameter directly (its fallback), and those calls are judged too.
+    await mirror(() => Date.now() - 10 * 60_000);
     const responseUrl = await startCfnResponseUrl();
     try {
       await handleConfigEvent(cfnEvent('Create', responseUrl.url), publisher); // as CloudFormation does at deploy
