@@ -24,6 +24,7 @@ import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
 import {
   DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
+  DEFAULT_BRAKE_RESERVED_CONCURRENCY,
   type LlmRateLimiterProps,
   REQUESTS_PER_SECOND_PER_AUTHORIZER,
   validateProps,
@@ -69,7 +70,8 @@ export class LlmRateLimiter extends Construct {
     this.proxyFunction = functions.proxy;
     this.limitsFunction = functions.limits;
     this.grantFunctions(props.upstreamApiKeySecret);
-    this.brakeMirrorFunction = this.mirrorBrake(retention);
+    const brakeReserved = props.brakeReservedConcurrency ?? DEFAULT_BRAKE_RESERVED_CONCURRENCY;
+    this.brakeMirrorFunction = this.mirrorBrake(retention, brakeReserved);
     this.api = this.createApi(props, config, retention);
     this.observability = new LimiterObservability(this, 'Observability', {
       authorizerFunction: this.authorizerFunction,
@@ -80,6 +82,7 @@ export class LlmRateLimiter extends Construct {
       metricsByTenant: props.metricsByTenant ?? false,
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
+      brakeReservedConcurrency: brakeReserved,
     });
     this.publishConfig(config, retention);
     this.acknowledgeNagFindings();
@@ -175,12 +178,13 @@ export class LlmRateLimiter extends Construct {
    * serves 40 GetParameter calls a second per account by default: thousands of containers
    * reading it every 5 s would be throttled exactly when traffic is highest (docs/aws-fidelity.md).
    */
-  private mirrorBrake(retention: logs.RetentionDays): LimiterFunction {
+  private mirrorBrake(retention: logs.RetentionDays, reserved: number | false): LimiterFunction {
     const mirror = new LimiterFunction(this, 'BrakeMirror', {
       handler: 'brake-mirror',
       memorySize: 256,
       timeout: Duration.seconds(10),
       logRetention: retention,
+      reservedConcurrentExecutions: reserved,
       environment: { TABLE_NAME: this.table.tableName, BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName },
       description: 'LLM rate limiter: copies the brake parameter into the table the functions read',
     });

@@ -57,6 +57,8 @@ export interface LimiterObservabilityProps {
   readonly proxyLogGroup?: logs.ILogGroup;
   /** Tenant is a metric dimension (see LlmRateLimiterProps.metricsByTenant). @default false */
   readonly metricsByTenant?: boolean;
+  /** Executions reserved for the automatic brake (see LlmRateLimiterProps.brakeReservedConcurrency). @default - none */
+  readonly brakeReservedConcurrency?: number | false;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -222,6 +224,7 @@ export class LimiterObservability extends Construct {
         ...settingsEnvironment({ brakeForSeconds: brakeFor.toSeconds() }),
       },
       description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
+      reservedConcurrentExecutions: props.brakeReservedConcurrency ?? false,
     });
     fn.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }),
