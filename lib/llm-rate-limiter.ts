@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { CfnOutput, CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
@@ -17,6 +16,7 @@ import {
   USAGE_PAGE_THROTTLE,
 } from '../lambda/gateway/api';
 import type { LimiterConfig } from '../lambda/engine/plans';
+import { configSha256 } from '../lambda/engine/config-hash';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
@@ -305,17 +305,19 @@ export class LlmRateLimiter extends Construct {
       handler: 'config-publisher',
       config,
       memorySize: 256,
-      timeout: Duration.seconds(30),
+      // Room to retry while IAM propagates the role's new policy (the handler keeps 12 s for its answer).
+      timeout: Duration.minutes(1),
       logRetention: retention,
       environment: { TABLE_NAME: this.table.tableName },
       description: 'LLM rate limiter: publishes the limiter configuration in the table for the admin CLI (at deploy)',
     });
-    this.table.grant(publisher, 'dynamodb:PutItem');
+    // GetItem: an update naming a configuration published before (a rollback) reads it by its hash.
+    this.table.grant(publisher, 'dynamodb:PutItem', 'dynamodb:GetItem');
     new CustomResource(this, 'PublishedConfig', {
       serviceToken: publisher.functionArn,
       resourceType: 'Custom::LlmRateLimiterConfig',
       // A changed configuration is a changed property: CloudFormation sends an Update.
-      properties: { ConfigSha256: createHash('sha256').update(JSON.stringify(config)).digest('hex') },
+      properties: { ConfigSha256: configSha256(config) },
       serviceTimeout: Duration.minutes(2),
     });
   }

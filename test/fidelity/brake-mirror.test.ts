@@ -20,7 +20,8 @@ import {
   mirrorBrakeReader,
 } from '../../lambda/runtime/brake';
 import { MIRROR_SSM_BACKOFF, mirrorBrake } from '../../lambda/brake-mirror/handler';
-import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
+import { CLIENT_TIMEOUTS } from '../../lambda/runtime/aws-clients';
+import { deployedClientConfig } from '../support/deployed-client';
 import { TABLE } from '../../lambda/engine/constants';
 import { localClient } from '../../local/dynamodb-local';
 import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
@@ -41,13 +42,7 @@ const ssmClient = () =>
     credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
   });
 /** The client the deployed mirror builds (mirrorDepsFromEnvironment), pointed at the local endpoint. */
-const deployedSsmClient = () =>
-  new SSMClient({
-    ...clientConfig(CLIENT_TIMEOUTS.ssm),
-    endpoint: ssm.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
-  });
+const deployedSsmClient = () => new SSMClient(deployedClientConfig(CLIENT_TIMEOUTS.ssm, ssm.endpoint));
 /** SSM throttles the next `n` calls of `operation` (ThrottlingException), as past its shared rate. */
 function throttleNext(operation: string, n: number) {
   let left = n;

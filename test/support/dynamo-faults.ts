@@ -43,6 +43,11 @@ export interface RecordedCall {
 export interface DynamoFaultProxy {
   readonly endpoint: string;
   readonly faults: DynamoFaults;
+  /**
+   * The next calls are answered these errors, one each, in order (e.g. AccessDeniedException, as
+   * DynamoDB answers a role whose new policy IAM has not propagated yet): nothing is written.
+   */
+  readonly refuse: string[];
   /** How many of each fault were injected. */
   readonly injected: { conflicts: number; throttles: number; drops: number; unprocessed: number };
   readonly calls: RecordedCall[];
@@ -133,6 +138,7 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
   const faults: DynamoFaults = { ...NONE };
   const injected = { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 };
   const calls: RecordedCall[] = [];
+  const refuse: string[] = [];
   const writes = new Map<string, number[]>();
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -186,6 +192,8 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
         readUnits: 0,
       };
       calls.push(call);
+      const refusal = refuse.shift();
+      if (refusal) return error(res, refusal, `refused by the fault proxy: ${action} (${refusal})`);
       if (WRITES.has(action)) {
         if (faults.conflict > 0 && next() < faults.conflict) {
           injected.conflicts++;
@@ -271,10 +279,12 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
   return {
     endpoint: `http://127.0.0.1:${own}`,
     faults,
+    refuse,
     injected,
     calls,
     reset() {
       Object.assign(faults, NONE);
+      refuse.length = 0;
       Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 });
       writes.clear();
     },

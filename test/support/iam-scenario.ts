@@ -20,6 +20,8 @@ import { localClient } from '../../local/dynamodb-local';
 import { LlmRateLimiter, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../../lib';
 import { mirrorBrake, mirrorDepsFromEnvironment } from '../../lambda/brake-mirror/handler';
 import { handleConfigEvent, publisherDepsFromEnvironment } from '../../lambda/config-publisher/handler';
+import { configSha256 } from '../../lambda/engine/config-hash';
+import { parseConfig } from '../../lambda/engine/plans';
 import { cfnEvent, startCfnResponseUrl } from './cfn-response';
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
@@ -169,13 +171,25 @@ export async function iamScenario(
       return (clock?: () => number) => mirrorBrake({ ...deps, ...(clock ? { clock } : {}) });
     });
     const publisher = built('config-publisher', () => publisherDepsFromEnvironment());
+    // The publisher of the deploy before, whose configuration differs (its config.json did).
+    const earlier = built('config-publisher', () => ({
+      ...publisherDepsFromEnvironment(),
+      config: () =>
+        parseConfig(
+          JSON.parse(JSON.stringify({ ...publisher.config(), plans: { team: { tenant: [tokensPerDay(50_000)] } } })),
+        ),
+    }));
     delete process.env.LIMITER_FUNCTION;
     // As EventBridge would on the brake's first change, then the mirror stops: a copy minutes old,
     // so each function also reads the parameter directly (its fallback), and those calls are judged too.
     await mirror(() => Date.now() - 10 * 60_000);
     const responseUrl = await startCfnResponseUrl();
     try {
-      await handleConfigEvent(cfnEvent('Create', responseUrl.url), publisher); // as CloudFormation does at deploy
+      // As CloudFormation does: the deploy before, this deploy, then its rollback to the one before.
+      const hashOf = (deps: typeof publisher) => ({ ConfigSha256: configSha256(deps.config()) });
+      await handleConfigEvent(cfnEvent('Create', responseUrl.url, hashOf(earlier)), earlier);
+      await handleConfigEvent(cfnEvent('Update', responseUrl.url, hashOf(publisher)), publisher);
+      await handleConfigEvent(cfnEvent('Update', responseUrl.url, hashOf(earlier)), publisher);
     } finally {
       await responseUrl.stop();
     }
@@ -231,7 +245,10 @@ export async function iamScenario(
         200,
       'GET /v1/limits answers 200',
     );
-    expectThat(responseUrl.answers[0]?.body.Status === 'SUCCESS', 'the configuration is published at deploy');
+    expectThat(
+      responseUrl.answers.length === 3 && responseUrl.answers.every((a) => a.body.Status === 'SUCCESS'),
+      'the configuration is published at deploy, and the one before at its rollback',
+    );
 
     const fnOf = (userAgent: string) => /llm-rate-limiter\/([\w-]+)/.exec(userAgent)?.[1] ?? 'unknown';
     const all: IamCall[] = [];
