@@ -52,8 +52,8 @@ export interface LimiterFunctionProps {
   readonly timeout: Duration;
   readonly environment: Record<string, string>;
   readonly logRetention: logs.RetentionDays;
-  /** Executions kept for this function alone. @default - none */
-  readonly reservedConcurrentExecutions?: number;
+  /** Executions kept for this function alone; false for none. @default - none */
+  readonly reservedConcurrentExecutions?: number | false;
 }
 
 /**
@@ -84,7 +84,7 @@ export class LimiterFunction extends lambda.Function {
       description: props.description,
       role,
       logGroup,
-      ...(props.reservedConcurrentExecutions !== undefined
+      ...(typeof props.reservedConcurrentExecutions === 'number'
         ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions }
         : {}),
     });

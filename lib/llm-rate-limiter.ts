@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { CfnOutput, CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
@@ -17,6 +16,7 @@ import {
   USAGE_PAGE_THROTTLE,
 } from '../lambda/gateway/api';
 import type { LimiterConfig } from '../lambda/engine/plans';
+import { configSha256 } from '../lambda/engine/config-hash';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
 import { LimiterFunction } from './limiter-function';
@@ -25,6 +25,7 @@ import { LimiterObservability } from './observability';
 import {
   DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
   DEFAULT_STREAM_TIMEOUT,
+  DEFAULT_BRAKE_RESERVED_CONCURRENCY,
   type LlmRateLimiterProps,
   methodThrottle,
   upstreamTimeoutOf,
@@ -69,7 +70,8 @@ export class LlmRateLimiter extends Construct {
     this.proxyFunction = functions.proxy;
     this.limitsFunction = functions.limits;
     this.grantFunctions(props.upstreamApiKeySecret);
-    this.brakeMirrorFunction = this.mirrorBrake(retention);
+    const brakeReserved = props.brakeReservedConcurrency ?? DEFAULT_BRAKE_RESERVED_CONCURRENCY;
+    this.brakeMirrorFunction = this.mirrorBrake(retention, brakeReserved);
     this.api = this.createApi(props, config, retention);
     this.observability = new LimiterObservability(this, 'Observability', {
       authorizerFunction: this.authorizerFunction,
@@ -81,6 +83,7 @@ export class LlmRateLimiter extends Construct {
       removalPolicy,
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
+      brakeReservedConcurrency: brakeReserved,
     });
     this.publishConfig(config, retention);
     this.acknowledgeNagFindings();
@@ -164,6 +167,11 @@ export class LlmRateLimiter extends Construct {
     );
     // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
     secret.encryptionKey?.grantDecrypt(this.proxyFunction);
+    // The brake parameter itself, read only when the mirror's copy is stale (lambda/runtime/brake.ts).
+    for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction])
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
+      );
   }
 
   /**
@@ -172,12 +180,13 @@ export class LlmRateLimiter extends Construct {
    * serves 40 GetParameter calls a second per account by default: thousands of containers
    * reading it every 5 s would be throttled exactly when traffic is highest (docs/aws-fidelity.md).
    */
-  private mirrorBrake(retention: logs.RetentionDays): LimiterFunction {
+  private mirrorBrake(retention: logs.RetentionDays, reserved: number | false): LimiterFunction {
     const mirror = new LimiterFunction(this, 'BrakeMirror', {
       handler: 'brake-mirror',
       memorySize: 256,
       timeout: Duration.seconds(10),
       logRetention: retention,
+      reservedConcurrentExecutions: reserved,
       environment: { TABLE_NAME: this.table.tableName, BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName },
       description: 'LLM rate limiter: copies the brake parameter into the table the functions read',
     });
@@ -300,17 +309,19 @@ export class LlmRateLimiter extends Construct {
       handler: 'config-publisher',
       config,
       memorySize: 256,
-      timeout: Duration.seconds(30),
+      // Room to retry while IAM propagates the role's new policy (the handler keeps 12 s for its answer).
+      timeout: Duration.minutes(1),
       logRetention: retention,
       environment: { TABLE_NAME: this.table.tableName },
       description: 'LLM rate limiter: publishes the limiter configuration in the table for the admin CLI (at deploy)',
     });
-    this.table.grant(publisher, 'dynamodb:PutItem');
+    // GetItem: an update naming a configuration published before (a rollback) reads it by its hash.
+    this.table.grant(publisher, 'dynamodb:PutItem', 'dynamodb:GetItem');
     new CustomResource(this, 'PublishedConfig', {
       serviceToken: publisher.functionArn,
       resourceType: 'Custom::LlmRateLimiterConfig',
       // A changed configuration is a changed property: CloudFormation sends an Update.
-      properties: { ConfigSha256: createHash('sha256').update(JSON.stringify(config)).digest('hex') },
+      properties: { ConfigSha256: configSha256(config) },
       serviceTimeout: Duration.minutes(2),
     });
   }

@@ -65,6 +65,8 @@ export interface LimiterObservabilityProps {
   readonly metricsByTenant?: boolean;
   /** What happens to the alarm topic's KMS key when it leaves the stack (LlmRateLimiterProps.removalPolicy). @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
+  /** Executions reserved for the automatic brake (see LlmRateLimiterProps.brakeReservedConcurrency). @default - none */
+  readonly brakeReservedConcurrency?: number | false;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -251,6 +253,7 @@ export class LimiterObservability extends Construct {
         ...settingsEnvironment({ brakeForSeconds: brakeFor.toSeconds() }),
       },
       description: 'LLM rate limiter: sets the brake when global spend crosses its threshold',
+      reservedConcurrentExecutions: props.brakeReservedConcurrency ?? false,
     });
     fn.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ssm:PutParameter'], resources: [props.brakeParameter.parameterArn] }),

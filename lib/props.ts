@@ -87,6 +87,17 @@ export interface LlmRateLimiterProps {
    */
   readonly authorizerReservedConcurrency?: number | false;
   /**
+   * Concurrent executions reserved for each function of the brake (the brake mirror, and the
+   * automatic brake when it is on), so a flip never waits for spare concurrency: EventBridge and
+   * the spend alarm invoke them asynchronously, and when long streams have used up the account's
+   * unreserved concurrency a throttled event waits in Lambda's retry queue, from 1 s growing to
+   * 5 minutes between tries. One is enough (a run takes under a second; an invocation meeting a run
+   * in progress is retried a second later). Each reservation needs account quota (Lambda keeps 100
+   * unreserved); false for none.
+   * @default 1
+   */
+  readonly brakeReservedConcurrency?: number | false;
+  /**
    * Stage throttling, an outer safety net: requests per second over all the methods that run the
    * authorizer together (each endpoint, /v1/limits and /v1/models). API Gateway applies a stage's
    * throttle to each method, so each of them gets an equal share; more than the authorizer's reserved
@@ -170,6 +181,8 @@ export function methodThrottle(props: LlmRateLimiterProps): { rateLimit: number;
   // The rate may be fractional (to the hundredth, rounded down); the burst is a whole number of requests.
   return { rateLimit: Math.floor((rate * 100) / methods) / 100, burstLimit: Math.floor(burst / methods) };
 }
+
+export const DEFAULT_BRAKE_RESERVED_CONCURRENCY = 1;
 
 /** Where a prop problem is, and what to do about it. */
 type Problems = string[];
@@ -303,11 +316,11 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     )
   )
     problems.push(`leasePercent is ${props.leasePercent}; give a percentage from 0 (no leases) to 10`);
-  const reserved = props.authorizerReservedConcurrency;
-  if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1))
-    problems.push(
-      `authorizerReservedConcurrency is ${reserved}; give a whole number of executions >= 1, or false for no reservation`,
-    );
+  for (const prop of ['authorizerReservedConcurrency', 'brakeReservedConcurrency'] as const) {
+    const reserved = props[prop];
+    if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1))
+      problems.push(`${prop} is ${reserved}; give a whole number of executions >= 1, or false for no reservation`);
+  }
   for (const [route, endpoint] of Object.entries(props.endpoints ?? {})) {
     if (!/^\/v1\/[a-z0-9/_-]+$/.test(route))
       problems.push(`endpoints['${route}'] is not an API path: use paths such as /v1/chat/completions`);

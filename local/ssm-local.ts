@@ -3,8 +3,10 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A minimal endpoint speaking SSM's and Secrets Manager's JSON 1.1 protocol (X-Amz-Target
- * AmazonSSM.GetParameter / PutParameter, secretsmanager.GetSecretValue), so the real SDK clients
- * run against it where no local engine exists.
+ * AmazonSSM.GetParameter / PutParameter / DeleteParameter, secretsmanager.GetSecretValue), so the
+ * real SDK clients run against it where no local engine exists. As on AWS, deleting a parameter
+ * deletes its versions: one created again starts at version 1 (SSM User Guide, "Working with
+ * parameter versions").
  */
 export interface SsmLocal {
   readonly endpoint: string;
@@ -15,6 +17,11 @@ export interface SsmLocal {
   readonly calls: Record<string, number>;
   /** Every request: service, operation, the parameter or secret it names, and the caller's user agent. */
   readonly log: { service: 'ssm' | 'secretsmanager'; action: string; resource: string; userAgent: string }[];
+  /**
+   * Answers a request ThrottlingException (HTTP 400, as Parameter Store does past its shared 40
+   * GetParameter calls a second) when it says so; called with the operation and the name it asks for.
+   */
+  throttle?: (operation: string, name: string) => boolean;
   stop(): Promise<void>;
 }
 
@@ -39,7 +46,7 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
 
 /**
  * `onParameterChange` stands for EventBridge's "Parameter Store Change" event: called after a
- * PutParameter has been answered, as the event arrives after the write on AWS.
+ * PutParameter or DeleteParameter has been answered, as the event arrives after the change on AWS.
  */
 export async function startSsmLocal(
   options: { port?: number; region?: string; account?: string; onParameterChange?: (name: string) => void } = {},
@@ -50,6 +57,15 @@ export async function startSsmLocal(
   const log: SsmLocal['log'] = [];
   const region = options.region ?? 'us-east-1';
   const account = options.account ?? '000000000000';
+  // Each change is later than the one before (on AWS, changes a round trip apart are milliseconds apart).
+  let lastModified = 0;
+  const modifiedNow = () => {
+    lastModified = Math.max(Date.now(), lastModified + 1);
+    return lastModified;
+  };
+  const changed = (name: string) => {
+    if (options.onParameterChange) setImmediate(() => options.onParameterChange!(name));
+  };
   const server: Server = createServer(async (req, res) => {
     const target = String(req.headers['x-amz-target'] ?? '');
     const operation = target.replace(/^(AmazonSSM|secretsmanager)\./, '');
@@ -67,6 +83,7 @@ export async function startSsmLocal(
       resource: typeof input.SecretId === 'string' ? input.SecretId : name,
       userAgent: String(req.headers['user-agent'] ?? ''),
     });
+    if (local.throttle?.(operation, name)) return fault(res, 'ThrottlingException', 'Rate exceeded');
     switch (operation) {
       case 'GetParameter': {
         const p = parameters.get(name);
@@ -90,10 +107,14 @@ export async function startSsmLocal(
         if (existing && input.Overwrite !== true)
           return fault(res, 'ParameterAlreadyExists', `The parameter ${name} already exists.`);
         const version = (existing?.version ?? 0) + 1;
-        parameters.set(name, { value: input.Value, version, modified: Date.now() });
+        parameters.set(name, { value: input.Value, version, modified: modifiedNow() });
         send(res, 200, { Version: version, Tier: 'Standard' });
-        if (options.onParameterChange) setImmediate(() => options.onParameterChange!(name));
-        return;
+        return changed(name);
+      }
+      case 'DeleteParameter': {
+        if (!parameters.delete(name)) return fault(res, 'ParameterNotFound', `Parameter ${name} not found.`);
+        send(res, 200, {});
+        return changed(name);
       }
       case 'GetSecretValue': {
         const id = typeof input.SecretId === 'string' ? input.SecretId : '';
@@ -115,7 +136,7 @@ export async function startSsmLocal(
   });
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return {
+  const local: SsmLocal = {
     endpoint: `http://127.0.0.1:${port}`,
     parameters,
     secrets,
@@ -127,4 +148,5 @@ export async function startSsmLocal(
         server.close(() => resolve());
       }),
   };
+  return local;
 }

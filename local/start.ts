@@ -28,6 +28,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mirrorBrake } from '../lambda/brake-mirror/handler';
+import { CLIENT_TIMEOUTS, clientConfig } from '../lambda/runtime/aws-clients';
 import { startUpstreamStandIn } from './upstream-standin';
 
 /**
@@ -166,7 +167,9 @@ async function startBrake(client: DynamoDBClient, stops: Stops): Promise<SsmLoca
   stops.push(() => aws.stop());
   aws.parameters.set(BRAKE, { value: 'off', version: 1, modified: Date.now() });
   const mirrorDeps = {
+    // The deployed mirror's client (lambda/brake-mirror/handler.ts), pointed at the local endpoint.
     ssm: new SSMClient({
+      ...clientConfig(CLIENT_TIMEOUTS.ssm),
       endpoint: aws.endpoint,
       region: 'us-east-1',
       credentials: { accessKeyId: 'local', secretAccessKey: 'local' },

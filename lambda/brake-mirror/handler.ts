@@ -1,8 +1,11 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetParameterCommand, ParameterNotFound, type SSMClient } from '@aws-sdk/client-ssm';
-import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { BRAKE_MIRROR_SHARDS, brakeMirrorKey } from '../runtime/brake';
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetParameterCommand, type GetParameterCommandOutput, ParameterNotFound, SSMClient } from '@aws-sdk/client-ssm';
+import { DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { TABLE } from '../engine/constants';
+import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
+import { isThrottling, withBackoff } from '../runtime/backoff';
+import { BRAKE_MIRROR_SHARDS, brakeMirrorKey } from '../runtime/brake';
+import { log, required } from '../runtime/environment';
 
 export interface MirrorDeps {
   readonly ssm: SSMClient;
@@ -15,26 +18,75 @@ export interface MirrorDeps {
 }
 
 /**
+ * How the mirror outlasts SSM throttling (Parameter Store's 40 GetParameter calls a second are
+ * shared by the whole account): up to 6 s of retries with pauses of 0-100 ms, doubling to at most
+ * 1 s, within the function's 10 s timeout (the table's writes after it take about a second at most).
+ */
+export const MIRROR_SSM_BACKOFF = { budgetMs: 6_000, baseMs: 100, capMs: 1_000 } as const;
+
+const NAMES = {
+  '#value': 'value',
+  '#version': 'version',
+  '#modified': 'modifiedAt',
+  '#missing': 'missing',
+  '#at': 'mirroredAt',
+};
+/** A present parameter's copy lands over a copy of an older change, or of the same change at a lower version. */
+const presentIsNewer =
+  'attribute_not_exists(#modified) OR #modified < :modified OR (#modified = :modified AND #version <= :version AND #missing = :false)';
+/** A missing parameter's copy lands over a copy of a change made before the parameter was seen missing. */
+const missingIsNewer = 'attribute_not_exists(#modified) OR #modified < :at';
+
+/**
  * Copies the brake parameter into the table, where every container reads it. Runs on each change
  * of the parameter (EventBridge's "Parameter Store Change", delivered best effort) and once a
  * minute (so a lost event is repaired within a minute): one SSM read per run, whatever the number
- * of containers. Each shard item keeps the parameter's version, and a write never replaces a newer
- * version, so events arriving out of order cannot bring an old value back.
+ * of containers.
+ *
+ * One run outlasts SSM throttling (MIRROR_SSM_BACKOFF), so a flip is not left to the next minute.
+ *
+ * Events arrive out of order, so a copy never replaces one of a later change. Later is by the
+ * parameter's LastModifiedDate, then its version: a version alone would freeze the mirror after
+ * the parameter is deleted and created again, since the new one starts at version 1. A missing
+ * parameter is released; its copy keeps the last change's date (and version 0), so the parameter
+ * created again, modified after that, lands over it.
  */
 export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; version: number; missing: boolean }> {
   let value = '';
   let version = 0;
+  let modified = 0;
   let missing = false;
   try {
-    const out = await deps.ssm.send(new GetParameterCommand({ Name: deps.parameterName }));
+    const out = await readParameter(deps);
     value = out.Parameter?.Value ?? '';
     version = out.Parameter?.Version ?? 0;
+    modified = out.Parameter?.LastModifiedDate?.getTime() ?? 0;
   } catch (err) {
     if (!(err instanceof ParameterNotFound)) throw err;
     missing = true;
   }
   const at = (deps.clock ?? Date.now)();
   const shards = deps.shards ?? BRAKE_MIRROR_SHARDS;
+  const copy = missing
+    ? {
+        UpdateExpression: 'SET #value = :value, #version = :version, #missing = :true, #at = :at',
+        ConditionExpression: missingIsNewer,
+        ExpressionAttributeNames: NAMES,
+        ExpressionAttributeValues: { ':value': value, ':version': version, ':true': true, ':at': at },
+      }
+    : {
+        UpdateExpression:
+          'SET #value = :value, #version = :version, #modified = :modified, #missing = :false, #at = :at',
+        ConditionExpression: presentIsNewer,
+        ExpressionAttributeNames: NAMES,
+        ExpressionAttributeValues: {
+          ':value': value,
+          ':version': version,
+          ':modified': modified,
+          ':false': false,
+          ':at': at,
+        },
+      };
   await Promise.all(
     Array.from({ length: shards }, async (_, shard) => {
       try {
@@ -42,22 +94,40 @@ export async function mirrorBrake(deps: MirrorDeps): Promise<{ value: string; ve
           new UpdateCommand({
             TableName: deps.tableName,
             Key: { [TABLE.partitionKey]: brakeMirrorKey(deps.parameterName, shard) },
-            UpdateExpression: 'SET #value = :value, #version = :version, #missing = :missing, #at = :at',
-            ConditionExpression: 'attribute_not_exists(#version) OR #version <= :version',
-            ExpressionAttributeNames: {
-              '#value': 'value',
-              '#version': 'version',
-              '#missing': 'missing',
-              '#at': 'mirroredAt',
-            },
-            ExpressionAttributeValues: { ':value': value, ':version': version, ':missing': missing, ':at': at },
+            ...copy,
           }),
         );
       } catch (err) {
-        if (!(err instanceof ConditionalCheckFailedException)) throw err; // a newer version is there already
+        if (!(err instanceof ConditionalCheckFailedException)) throw err; // a later change is there already
       }
     }),
   );
   deps.log({ outcome: 'brake_mirrored', version, missing, shards });
   return { value, version, missing };
+}
+
+/** The parameter, read again after throttling (only the mirror does: the request path never waits for SSM). */
+const readParameter = (deps: MirrorDeps): Promise<GetParameterCommandOutput> =>
+  withBackoff(() => deps.ssm.send(new GetParameterCommand({ Name: deps.parameterName })), {
+    ...MIRROR_SSM_BACKOFF,
+    retryable: isThrottling,
+    onRetry: (err, retry, delayMs) =>
+      deps.log({
+        level: 'warn',
+        message: 'SSM throttled the brake read: retrying',
+        error: (err as Error).name,
+        retry,
+        delayMs,
+      }),
+  });
+
+/** Built once per container from the environment the construct gives the mirror. */
+export function mirrorDepsFromEnvironment(): MirrorDeps {
+  return {
+    ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
+    doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))),
+    tableName: required('TABLE_NAME'),
+    parameterName: required('BRAKE_PARAMETER_NAME'),
+    log,
+  };
 }

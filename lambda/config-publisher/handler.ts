@@ -3,8 +3,10 @@ import { request as httpsRequest } from 'node:https';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import type { LimiterConfig } from '../engine/plans';
-import { publishConfig } from '../engine/published-config';
+import { configSha256 } from '../engine/config-hash';
+import { publishConfig, readConfigBySha256 } from '../engine/published-config';
 import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
+import { isThrottling, withBackoff } from '../runtime/backoff';
 import { limiterConfig, log, required } from '../runtime/environment';
 
 export interface PublisherDeps {
@@ -19,6 +21,21 @@ export interface PublisherDeps {
 export const PHYSICAL_ID = 'llm-rate-limiter-config';
 /** The response must reach CloudFormation well within the function's own timeout. */
 const RESPONSE_TIMEOUT_MS = 10_000;
+/** Kept for the answer: the response's own timeout and a margin. */
+const ANSWER_RESERVE_MS = RESPONSE_TIMEOUT_MS + 2_000;
+/** Retrying without a Lambda context (tests, scripts). */
+const DEFAULT_RETRY_BUDGET_MS = 20_000;
+
+/** What the Lambda runtime's context offers that the publisher reads. */
+export interface RemainingTime {
+  getRemainingTimeInMillis(): number;
+}
+
+/**
+ * What a retry may cure: throttling, and AccessDeniedException, which is what a role's new policy
+ * looks like until IAM has propagated it (the custom resource runs seconds after the policy is made).
+ */
+const curable = (err: unknown): boolean => isThrottling(err) || (err as Error).name === 'AccessDeniedException';
 
 /**
  * The custom resource behind the published configuration. CloudFormation invokes it on every
@@ -27,12 +44,26 @@ const RESPONSE_TIMEOUT_MS = 10_000;
  * retained with the tenants the item describes). A failure is answered FAILED with its reason, so
  * a deploy never waits out the custom resource's timeout.
  */
-export async function handleConfigEvent(event: CloudFormationCustomResourceEvent, deps: PublisherDeps): Promise<void> {
+export async function handleConfigEvent(
+  event: CloudFormationCustomResourceEvent,
+  deps: PublisherDeps,
+  context?: RemainingTime,
+): Promise<void> {
   let status: 'SUCCESS' | 'FAILED' = 'SUCCESS';
   let reason: string | undefined;
   try {
-    if (event.RequestType !== 'Delete') await publishConfig(deps.client, deps.tableName, deps.config());
-    deps.log({ message: 'configuration published', requestType: event.RequestType, table: deps.tableName });
+    const budgetMs = context ? context.getRemainingTimeInMillis() - ANSWER_RESERVE_MS : DEFAULT_RETRY_BUDGET_MS;
+    const sha256 = String(event.ResourceProperties.ConfigSha256 ?? '');
+    if (event.RequestType !== 'Delete')
+      await withBackoff(() => publishIdentified(deps, sha256), {
+        budgetMs,
+        baseMs: 250,
+        capMs: 4_000,
+        retryable: curable,
+        onRetry: (err, retry, delayMs) =>
+          deps.log({ level: 'warn', message: 'publishing again', error: (err as Error).name, retry, delayMs }),
+      });
+    deps.log({ message: 'configuration published', requestType: event.RequestType, table: deps.tableName, sha256 });
   } catch (err) {
     status = 'FAILED';
     reason = `${(err as Error).name}: ${(err as Error).message}`.slice(0, 1000);
@@ -51,6 +82,23 @@ export async function handleConfigEvent(event: CloudFormationCustomResourceEvent
     RequestId: event.RequestId,
     LogicalResourceId: event.LogicalResourceId,
   });
+}
+
+/**
+ * Publishes the configuration the event names by its hash: the function's own (a deploy: its
+ * config.json changes with the hash), or one published before (an update reaching a function whose
+ * code is not the one the hash was made for, as in a rollback). A hash no one published fails.
+ */
+async function publishIdentified(deps: PublisherDeps, sha256: string): Promise<void> {
+  const own = deps.config();
+  const ownSha256 = configSha256(own);
+  if (!sha256) throw new Error('the request has no ConfigSha256 property: it names no configuration');
+  const config = sha256 === ownSha256 ? own : await readConfigBySha256(deps.client, deps.tableName, sha256);
+  if (!config)
+    throw new Error(
+      `no configuration with ConfigSha256 ${sha256} was ever published, and this function holds ${ownSha256}: nothing published`,
+    );
+  await publishConfig(deps.client, deps.tableName, config);
 }
 
 /**

@@ -36,8 +36,12 @@ export type BrakeReader = (signal: AbortSignal) => Promise<BrakeReading>;
 export const BRAKE_MIRROR_SHARDS = 4;
 /** The mirror's item for one shard, keyed by the parameter it copies. */
 export const brakeMirrorKey = (parameterName: string, shard: number): string => `brake#${parameterName}#${shard}`;
-/** A mirror not refreshed for this long means the mirror function is failing (it runs once a minute). */
-export const BRAKE_MIRROR_STALE_MS = 3 * 60_000;
+/**
+ * A copy older than this is stale: a healthy mirror rewrites it at least once a minute (its
+ * schedule), so 150 s means two runs in a row failed or never ran. A stale copy is logged and
+ * alarmed (BrakeMirrorStale), and the functions read the parameter itself (BrakeOptions.directRead).
+ */
+export const BRAKE_MIRROR_STALE_MS = 150_000;
 
 export function ssmBrakeReader(client: SSMClient, parameterName: string): BrakeReader {
   return async (signal) => {
@@ -62,7 +66,8 @@ export function mirrorBrakeReader(
     const out = await doc.send(new GetCommand({ TableName: tableName, Key: { [TABLE.partitionKey]: key } }), {
       abortSignal: signal,
     });
-    // No mirror yet (the first run is at most a minute after a deploy): as a missing parameter.
+    // No copy yet (the first run is at most a minute after a deploy): as a missing parameter, unless
+    // the Brake reads the parameter directly then (BrakeOptions.directRead).
     if (!out.Item) return { value: '', missing: true, source: 'mirror' };
     return {
       value: String(out.Item.value ?? ''),
@@ -151,6 +156,12 @@ export interface BrakeOptions {
   readonly deadlineMs?: number;
   /** Where the BrakeUnreadable metric goes. @default none */
   readonly metrics?: (event: MetricEvent) => void;
+  /**
+   * Read when the mirror's copy is stale (BRAKE_MIRROR_STALE_MS) or missing: the parameter itself,
+   * within its own short deadline. If it fails too (SSM throttles past its shared 40 reads a
+   * second), the copy stands. @default none: the copy stands
+   */
+  readonly directRead?: { readonly reader: BrakeReader; readonly deadlineMs: number };
 }
 
 const DEFAULT_BRAKE_DEADLINE_MS = 5_000;
@@ -179,7 +190,10 @@ export class Brake {
     // After a failure, ask SSM again at most once a second rather than on every request.
     if (now - this.failedAt < RETRY_AFTER_FAILURE_MS) return this.fallback(false);
     try {
-      const reading = await this.reader(AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_BRAKE_DEADLINE_MS));
+      const reading = await this.current(
+        await this.reader(AbortSignal.timeout(this.options.deadlineMs ?? DEFAULT_BRAKE_DEADLINE_MS)),
+        now,
+      );
       this.fetchedAt = now;
       if (reading.missing) {
         this.known = { enabled: false };
@@ -190,19 +204,6 @@ export class Brake {
           source: reading.source,
         });
         return { ...this.known, source: 'missing' };
-      }
-      if (reading.mirroredAt !== undefined && now - reading.mirroredAt > BRAKE_MIRROR_STALE_MS) {
-        // The mirror function is failing: the value may be old. Loud, and alarmed; still the best there is.
-        this.log({
-          level: 'error',
-          message: 'BRAKE MIRROR STALE: the brake mirror has not copied the parameter for minutes',
-          parameter: this.options.parameterName,
-          mirroredAt: new Date(reading.mirroredAt).toISOString(),
-        });
-        this.options.metrics?.({
-          dimensions: { Function: 'brake' },
-          metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } },
-        });
       }
       const parsed = parseBrake(reading.value);
       if (parsed) {
@@ -233,6 +234,38 @@ export class Brake {
       });
     }
     return this.fallback(true);
+  }
+
+  /** The reading, or when it is a stale (or no) copy of the mirror, the parameter read directly if that answers. */
+  private async current(reading: BrakeReading, now: number): Promise<BrakeReading> {
+    if (reading.source !== 'mirror') return reading;
+    if (reading.mirroredAt !== undefined) {
+      if (now - reading.mirroredAt <= BRAKE_MIRROR_STALE_MS) return reading;
+      // The mirror function is failing: the value may be old. Loud, and alarmed.
+      this.log({
+        level: 'error',
+        message: 'BRAKE MIRROR STALE: the brake mirror has not copied the parameter for minutes',
+        parameter: this.options.parameterName,
+        mirroredAt: new Date(reading.mirroredAt).toISOString(),
+      });
+      this.options.metrics?.({
+        dimensions: { Function: 'brake' },
+        metrics: { BrakeMirrorStale: { value: 1, unit: 'Count' } },
+      });
+    }
+    const direct = this.options.directRead;
+    if (!direct) return reading;
+    try {
+      return await direct.reader(AbortSignal.timeout(direct.deadlineMs));
+    } catch (err) {
+      this.log({
+        level: 'warn',
+        message: 'brake parameter could not be read directly either: the mirror’s copy stands',
+        parameter: this.options.parameterName,
+        error: (err as Error).name,
+      });
+      return reading;
+    }
   }
 
   private fallback(loud: boolean): BrakeState & { source: BrakeSource } {

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { Brake, mirrorBrakeReader } from './brake';
+import { Brake, mirrorBrakeReader, ssmBrakeReader } from './brake';
 import { Directory } from './directory';
 import { Limiter } from '../engine/limiter';
 import { type LimiterConfig, parseConfig } from '../engine/plans';
@@ -86,6 +86,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
     }),
     brake: new Brake({
       // Deployed: the table's mirror of the parameter (lambda/brake-mirror), which scales with the containers; else SSM itself.
+      // A stale copy (the mirror failing) is replaced by a direct read with SSM's own short deadline.
       ...(process.env.BRAKE_SOURCE === 'mirror'
         ? {
             reader: mirrorBrakeReader(
@@ -94,6 +95,13 @@ export function commonDepsFromEnvironment(): CommonDeps {
               process.env.BRAKE_PARAMETER_NAME ?? '',
             ),
             deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
+            directRead: {
+              reader: ssmBrakeReader(
+                new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
+                process.env.BRAKE_PARAMETER_NAME ?? '',
+              ),
+              deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs,
+            },
           }
         : { client: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)), deadlineMs: CLIENT_TIMEOUTS.ssm.deadlineMs }),
       parameterName: process.env.BRAKE_PARAMETER_NAME ?? '',

@@ -11,13 +11,16 @@ describe.each(SECRET_VARIANTS)('IAM against the calls the functions make, with %
   it('allows every call, and grants nothing no call uses', async () => {
     const report = await iamScenario(dynamoEndpoint(), tableName(), secret, encrypted);
     expect(report.failures).toEqual([]);
-    // Every function called something; only the brake mirror reads SSM (the others read its copy in the table).
+    // Every function called something; the functions on the request path read SSM only when the mirror's copy is stale (as here).
     expect(new Set(report.calls.map((c) => `${c.fn} ${c.action.split(':')[0]}`))).toEqual(
       new Set([
         'authorizer dynamodb',
+        'authorizer ssm',
         'proxy dynamodb',
         'proxy secretsmanager',
+        'proxy ssm',
         'limits dynamodb',
+        'limits ssm',
         'brake-mirror ssm',
         'brake-mirror dynamodb',
         'config-publisher dynamodb',

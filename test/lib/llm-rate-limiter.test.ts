@@ -151,12 +151,13 @@ describe('what LlmRateLimiter provisions', () => {
   }
 
   it('gives each function only the actions it calls', () => {
-    // The brake comes from the table's mirror: only the mirror reads the SSM parameter.
+    // The brake comes from the table's mirror; the functions read the SSM parameter only when the copy is stale.
     expect(actionsOf('LimiterAuthorizerRole')).toEqual([
       'dynamodb:GetItem',
       'dynamodb:UpdateItem',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
+      'ssm:GetParameter',
     ]);
     // No BatchGetItem: a settlement refunds from what its reservation's write returned, reading nothing.
     expect(actionsOf('LimiterProxyRole')).toEqual([
@@ -166,11 +167,13 @@ describe('what LlmRateLimiter provisions', () => {
       'logs:CreateLogStream',
       'logs:PutLogEvents',
       'secretsmanager:GetSecretValue',
+      'ssm:GetParameter',
     ]);
     expect(actionsOf('LimiterLimitsFunctionRole')).toEqual([
       'dynamodb:GetItem',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
+      'ssm:GetParameter',
     ]);
     expect(actionsOf('LimiterBrakeMirrorRole')).toEqual([
       'dynamodb:UpdateItem',
@@ -270,8 +273,10 @@ describe('what LlmRateLimiter provisions', () => {
     const fns = Object.entries(template.findResources('AWS::Lambda::Function'));
     const authorizer = fns.find(([id]) => id.startsWith('LimiterAuthorizer'))![1];
     expect(authorizer.Properties.ReservedConcurrentExecutions).toBe(50);
+    // The brake's functions hold their own small reservation (the next test); nothing else reserves.
     for (const [id, fn] of fns)
-      if (!id.startsWith('LimiterAuthorizer')) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+      if (!id.startsWith('LimiterAuthorizer') && !id.startsWith('LimiterBrakeMirror'))
+        expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
     const stack = new Stack(new App(), 'Reserved');
     new LlmRateLimiter(stack, 'Limiter', props(stack, { authorizerReservedConcurrency: 10 }));
     const t = Template.fromStack(stack);
@@ -284,8 +289,22 @@ describe('what LlmRateLimiter provisions', () => {
     });
     const none = new Stack(new App(), 'Unreserved');
     new LlmRateLimiter(none, 'Limiter', props(none, { authorizerReservedConcurrency: false }));
-    for (const fn of Object.values(Template.fromStack(none).findResources('AWS::Lambda::Function')))
-      expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+    for (const [id, fn] of Object.entries(Template.fromStack(none).findResources('AWS::Lambda::Function')))
+      if (!id.startsWith('LimiterBrakeMirror')) expect(fn.Properties.ReservedConcurrentExecutions).toBeUndefined();
+  });
+
+  it('reserves an execution for each function of the brake, so a flip never waits for spare concurrency', () => {
+    const reservations = (overrides: Partial<LlmRateLimiterProps>) => {
+      const stack = new Stack(new App(), 'Brake');
+      new LlmRateLimiter(stack, 'Limiter', props(stack, { automaticBrake: { spendPerHourUsd: 50 }, ...overrides }));
+      const fns = Object.entries(Template.fromStack(stack).findResources('AWS::Lambda::Function'));
+      const of = (prefix: string) =>
+        fns.find(([id]) => id.startsWith(prefix))![1].Properties.ReservedConcurrentExecutions;
+      return { mirror: of('LimiterBrakeMirror'), autoBrake: of('LimiterObservabilityAutoBrake') };
+    };
+    expect(reservations({})).toEqual({ mirror: 1, autoBrake: 1 });
+    expect(reservations({ brakeReservedConcurrency: 3 })).toEqual({ mirror: 3, autoBrake: 3 });
+    expect(reservations({ brakeReservedConcurrency: false })).toEqual({ mirror: undefined, autoBrake: undefined });
   });
 
   // API Gateway applies a stage's throttle to each method: written once for /*/*, it let every
@@ -563,6 +582,11 @@ describe('prop validation', () => {
       'the authorizer reservation is not a whole number',
       { authorizerReservedConcurrency: 0 },
       /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/,
+    ],
+    [
+      'the brake reservation is not a whole number',
+      { brakeReservedConcurrency: 1.5 },
+      /brakeReservedConcurrency is 1.5; give a whole number of executions >= 1, or false for no reservation/,
     ],
   ])('throws when %s', (_name, overrides, message) => {
     expect(build(overrides)).toThrow(message);

@@ -48,6 +48,11 @@ export interface RecordedCall {
 export interface DynamoFaultProxy {
   readonly endpoint: string;
   readonly faults: DynamoFaults;
+  /**
+   * The next calls are answered these errors, one each, in order (e.g. AccessDeniedException, as
+   * DynamoDB answers a role whose new policy IAM has not propagated yet): nothing is written.
+   */
+  readonly refuse: string[];
   /** How many of each fault were injected. */
   readonly injected: { conflicts: number; throttles: number; drops: number; unprocessed: number };
   /** Calls received and not yet answered (or cut), now and at most since the last reset: how much overlapped. */
@@ -141,6 +146,7 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
   const faults: DynamoFaults = { ...NONE };
   const injected = { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 };
   const calls: RecordedCall[] = [];
+  const refuse: string[] = [];
   const writes = new Map<string, number[]>();
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -198,6 +204,8 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
         readUnits: 0,
       };
       calls.push(call);
+      const refusal = refuse.shift();
+      if (refusal) return error(res, refusal, `refused by the fault proxy: ${action} (${refusal})`);
       if (WRITES.has(action)) {
         if (faults.conflict > 0 && next() < faults.conflict) {
           injected.conflicts++;
@@ -301,12 +309,14 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
   return {
     endpoint: `http://127.0.0.1:${own}`,
     faults,
+    refuse,
     injected,
     inFlight,
     calls,
     reset() {
       inFlight.max = inFlight.now;
       Object.assign(faults, NONE);
+      refuse.length = 0;
       Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 });
       writes.clear();
     },

@@ -18,13 +18,11 @@ import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/lim
 import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
 import { localClient } from '../../local/dynamodb-local';
 import { LlmRateLimiter, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../../lib';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { SSMClient } from '@aws-sdk/client-ssm';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { mirrorBrake } from '../../lambda/brake-mirror/handler';
+import { mirrorBrake, mirrorDepsFromEnvironment } from '../../lambda/brake-mirror/handler';
 import { handleConfigEvent, publisherDepsFromEnvironment } from '../../lambda/config-publisher/handler';
+import { configSha256 } from '../../lambda/engine/config-hash';
+import { parseConfig } from '../../lambda/engine/plans';
 import { cfnEvent, startCfnResponseUrl } from './cfn-response';
-import { CLIENT_TIMEOUTS, clientConfig } from '../../lambda/runtime/aws-clients';
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
 import { localFunctionEnvironment } from './function-environment';
@@ -169,21 +167,29 @@ export async function iamScenario(
     const proxy = built('proxy', () => createProxyHandler(proxyDepsFromEnvironment()));
     const limits = built('limits', () => createLimitsHandler(limitsDepsFromEnvironment()));
     const mirror = built('brake-mirror', () => {
-      const deps = {
-        ssm: new SSMClient(clientConfig(CLIENT_TIMEOUTS.ssm)),
-        doc: DynamoDBDocumentClient.from(new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb))),
-        tableName: table,
-        parameterName: BRAKE,
-        log: () => {},
-      };
-      return () => mirrorBrake(deps);
+      const deps = mirrorDepsFromEnvironment();
+      return (clock?: () => number) => mirrorBrake({ ...deps, ...(clock ? { clock } : {}) });
     });
     const publisher = built('config-publisher', () => publisherDepsFromEnvironment());
+    // The publisher of the deploy before, whose configuration differs (its config.json did).
+    const earlier = built('config-publisher', () => ({
+      ...publisherDepsFromEnvironment(),
+      config: () =>
+        parseConfig(
+          JSON.parse(JSON.stringify({ ...publisher.config(), plans: { team: { tenant: [tokensPerDay(50_000)] } } })),
+        ),
+    }));
     delete process.env.LIMITER_FUNCTION;
-    await mirror(); // as EventBridge would on the brake's first change
+    // As EventBridge would on the brake's first change, then the mirror stops: a copy minutes old,
+    // so each function also reads the parameter directly (its fallback), and those calls are judged too.
+    await mirror(() => Date.now() - 10 * 60_000);
     const responseUrl = await startCfnResponseUrl();
     try {
-      await handleConfigEvent(cfnEvent('Create', responseUrl.url), publisher); // as CloudFormation does at deploy
+      // As CloudFormation does: the deploy before, this deploy, then its rollback to the one before.
+      const hashOf = (deps: typeof publisher) => ({ ConfigSha256: configSha256(deps.config()) });
+      await handleConfigEvent(cfnEvent('Create', responseUrl.url, hashOf(earlier)), earlier);
+      await handleConfigEvent(cfnEvent('Update', responseUrl.url, hashOf(publisher)), publisher);
+      await handleConfigEvent(cfnEvent('Update', responseUrl.url, hashOf(earlier)), publisher);
     } finally {
       await responseUrl.stop();
     }
@@ -239,7 +245,10 @@ export async function iamScenario(
         200,
       'GET /v1/limits answers 200',
     );
-    expectThat(responseUrl.answers[0]?.body.Status === 'SUCCESS', 'the configuration is published at deploy');
+    expectThat(
+      responseUrl.answers.length === 3 && responseUrl.answers.every((a) => a.body.Status === 'SUCCESS'),
+      'the configuration is published at deploy, and the one before at its rollback',
+    );
 
     const fnOf = (userAgent: string) => /llm-rate-limiter\/([\w-]+)/.exec(userAgent)?.[1] ?? 'unknown';
     const all: IamCall[] = [];
