@@ -4,7 +4,7 @@ import { benchAuthorizer, benchObservability } from './authorizer';
 import { benchConstruct } from './construct';
 import { benchCost } from './cost';
 import { benchBrake } from './brake';
-import { benchEngine } from './engine';
+import { benchEngine, benchLeases } from './engine';
 import { benchFidelity } from './fidelity';
 import { benchGateway } from './gateway';
 import { benchPackage } from './package';
@@ -15,6 +15,7 @@ const only = process.argv[2];
 const dynamo = await startDynamoDbLocal();
 try {
   if (!only || only === 'engine') await benchEngine(dynamo.endpoint);
+  if (only === 'leases') await benchLeases(dynamo.endpoint); // (part of engine)
   if (!only || only === 'authorizer') await benchAuthorizer(dynamo.endpoint);
   if (!only || only === 'observability') await benchObservability(dynamo.endpoint);
   if (!only || only === 'proxy') await benchProxy(dynamo.endpoint);
