@@ -9,6 +9,7 @@ import { ContentionError } from '../lambda/engine/errors';
 import { type Limit, leakyBucket, slidingWindow, tokenBucket } from '../lambda/engine/limits';
 import type { Decision } from '../lambda/engine/decision';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
+import { play, targetedSchedules, worstOverrun } from '../test/support/lease-schedules';
 import { load, report } from './report';
 import { size } from './smoke';
 
@@ -144,5 +145,35 @@ export async function benchEngine(endpoint: string): Promise<void> {
   }
   report('engine.concurrency.over_admitted', over, 'decisions');
   report('engine.concurrency.gave_up', gaveUp, 'decisions (ContentionError after maxAttempts; hot keys and limit 500)');
+  client.destroy();
+  await benchLeases(endpoint);
+}
+
+/**
+ * Leases where their exactness matters: the targeted two-container schedules of the lease tests
+ * (a lease spent at its last moment, past its end, a lifetime past its end; each container its own
+ * store and lease book, one key, one injected clock) for every shape, and the units admitted past
+ * the limit in the worst stretch of time, summed (target 0). Then the engine's mutation score as
+ * last measured (npm run mutation writes docs/mutation-score.json).
+ */
+export async function benchLeases(endpoint: string): Promise<void> {
+  const client = new DynamoDB({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  const tableName = 'bench-limits';
+  await ensureTable(client, tableName);
+  const shapes: Limit[] = [tokenBucket(800, 200), leakyBucket(800, 200), slidingWindow(600, '2 s', 4)];
+  let over = 0;
+  for (const limit of shapes) {
+    for (const [, steps] of targetedSchedules(limit)) {
+      const clock = { now: 1_800_000_000_000 };
+      const containers = [0, 1].map(() => new LimitStore({ client, tableName, clock: () => clock.now, leases: true }));
+      const played = await play(limit, containers, `leases-${randomUUID()}`, steps, clock);
+      over += Math.max(0, worstOverrun(limit, played.admitted));
+    }
+  }
+  report('engine.leases.over_admitted', over, 'units');
   client.destroy();
 }

@@ -27,6 +27,7 @@ export const FIGURES = {
     ),
     'engine.concurrency.over_admitted',
     'engine.concurrency.gave_up',
+    'engine.leases.over_admitted',
   ],
   authorizer: [
     'authorizer.decision.round_trips',
