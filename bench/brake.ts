@@ -2,7 +2,7 @@
  * The brake at scale (docs/aws-fidelity.md): SSM reads per second as containers multiply (the
  * functions read the table's mirror; the mirror reads SSM on each change and once a minute),
  * against every container reading SSM every 5 s as before; and the time from a flip to the first
- * braked answer through the local stack.
+ * braked answer through the local stack while SSM throttles most reads.
  */
 import { PutParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { MAX_BRAKE_CACHE_MS } from '../lambda/runtime/brake';
@@ -53,6 +53,10 @@ export async function benchBrake(): Promise<void> {
         await new Promise((r) => setTimeout(r, 25));
       }
     };
+    // SSM throttles 3 of every 4 GetParameter calls (the account's shared 40 a second taken by
+    // others): the mirror's run outlasts it with backoff instead of waiting for the next minute.
+    let reads = 0;
+    local.ssm.throttle = (operation) => operation === 'GetParameter' && reads++ % 4 !== 3;
     const samples: number[] = [];
     for (let i = 0; i < size(5, 1); i++) {
       await flip('on');
@@ -66,7 +70,7 @@ export async function benchBrake(): Promise<void> {
         samples.sort((a, b) => a - b),
         50,
       ),
-      `ms from PutParameter to the first 429 brake through npm start's stack (p50 of 5; bounded by the ${MAX_BRAKE_CACHE_MS / 1000} s brake cache)`,
+      `ms from PutParameter to the first 429 brake through npm start's stack, SSM throttling 3 of 4 reads (p50 of 5; target <= 10,000: the ${MAX_BRAKE_CACHE_MS / 1000} s brake cache plus the mirror's backoff)`,
     );
   } finally {
     await local.stop();

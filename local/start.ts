@@ -120,6 +120,8 @@ export interface LocalStack {
   readonly brakeParameterName: string;
   readonly dynamoEndpoint: string;
   readonly ssmEndpoint: string;
+  /** The local SSM / Secrets Manager endpoint itself (the bench injects throttling through it). */
+  readonly ssm: SsmLocal;
   readonly config: LimiterConfig;
   readonly upstreamBaseUrl: string;
   /** Requests the built-in upstream stand-in has answered (undefined with a real upstream). */
@@ -306,6 +308,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       brakeParameterName: BRAKE,
       dynamoEndpoint: dynamo.endpoint,
       ssmEndpoint: aws.endpoint,
+      ssm: aws,
       config,
       ...(upstreamRequests ? { upstreamRequests } : {}),
       stop,

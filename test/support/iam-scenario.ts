@@ -180,9 +180,7 @@ export async function iamScenario(
         ),
     }));
     delete process.env.LIMITER_FUNCTION;
-    // As EventBridge would on the brake's first change, then the mirror stops: a copy minutes old,
-    // so each function also reads the parameter directly (its fallback), and those calls are judged too.
-    await mirror(() => Date.now() - 10 * 60_000);
+    await mirror(); // as EventBridge would on the brake's first change
     const responseUrl = await startCfnResponseUrl();
     try {
       // As CloudFormation does: the deploy before, this deploy, then its rollback to the one before.
@@ -245,6 +243,12 @@ export async function iamScenario(
         200,
       'GET /v1/limits answers 200',
     );
+    // The mirror stops (its last copy minutes old): each function reads the parameter directly (its
+    // fallback), and those calls are judged too.
+    await mirror(() => Date.now() - 10 * 60_000);
+    await authorizer(authorizerEvent({ headers: auth }), lambdaContext());
+    await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    await limits(proxyEvent({ route: '/v1/limits', authorizer: context }), lambdaContext('limits'));
     expectThat(
       responseUrl.answers.length === 3 && responseUrl.answers.every((a) => a.body.Status === 'SUCCESS'),
       'the configuration is published at deploy, and the one before at its rollback',
