@@ -157,6 +157,20 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
     res.end(body);
   };
 
+  /** A TransactWriteItems cancelled for `code` on its last item, the others 'None', as DynamoDB answers it. */
+  const cancel = (res: ServerResponse, keys: readonly string[], code: string, message: string) => {
+    const reasons = keys.map((_k, i) => (i === keys.length - 1 ? { Code: code, Message: message } : { Code: 'None' }));
+    const codes = reasons.map((r) => r.Code).join(', ');
+    return error(
+      res,
+      'TransactionCanceledException',
+      `Transaction cancelled, please refer cancellation reasons for specific reasons [${codes}]`,
+      {
+        CancellationReasons: reasons,
+      },
+    );
+  };
+
   const throttled = (keys: string[]): boolean => {
     if (!Number.isFinite(faults.itemWritesPerSecond)) return false;
     const now = Date.now();
@@ -209,19 +223,8 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
       if (WRITES.has(action)) {
         if (faults.conflict > 0 && next() < faults.conflict) {
           injected.conflicts++;
-          if (action === 'TransactWriteItems') {
-            const reasons = keys.map((_k, i) =>
-              i === keys.length - 1
-                ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' }
-                : { Code: 'None' },
-            );
-            return error(
-              res,
-              'TransactionCanceledException',
-              `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
-              { CancellationReasons: reasons },
-            );
-          }
+          if (action === 'TransactWriteItems')
+            return cancel(res, keys, 'TransactionConflict', 'Transaction is ongoing for the item');
           return error(res, 'TransactionConflictException', 'Transaction is ongoing for the item');
         }
         const throttledNow = throttled(keys);
@@ -230,16 +233,11 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
           (throttledNow || (faults.throttleTransactions > 0 && next() < faults.throttleTransactions))
         ) {
           injected.throttles++;
-          const reasons = keys.map((_k, i) =>
-            i === keys.length - 1
-              ? { Code: 'ThrottlingError', Message: 'Throughput exceeds the current capacity of your table or index.' }
-              : { Code: 'None' },
-          );
-          return error(
+          return cancel(
             res,
-            'TransactionCanceledException',
-            `Transaction cancelled, please refer cancellation reasons for specific reasons [${reasons.map((r) => r.Code).join(', ')}]`,
-            { CancellationReasons: reasons },
+            keys,
+            'ThrottlingError',
+            'Throughput exceeds the current capacity of your table or index.',
           );
         }
         if (throttledNow) {
