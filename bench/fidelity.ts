@@ -39,10 +39,16 @@ export async function benchFidelity(endpoint: string): Promise<void> {
   );
 
   // Faults: 8 concurrent clients x 25 unit admissions on a limit of 100, then 60 settlements, with
-  // 20% of writes refused as transaction conflicts, 10% of answers lost after the write landed and
-  // an item write rate of 150/s.
+  // 20% of writes refused as transaction conflicts, 10% of transactions cancelled for throttling
+  // (reason ThrottlingError, as on an on-demand table), 10% of answers lost after the write landed
+  // and an item write rate of 150/s.
   const proxy = await startDynamoFaultProxy(endpoint, 7);
-  Object.assign(proxy.faults, { conflict: 0.2, dropAfterWrite: 0.1, itemWritesPerSecond: 150 });
+  Object.assign(proxy.faults, {
+    conflict: 0.2,
+    throttleTransactions: 0.1,
+    dropAfterWrite: 0.1,
+    itemWritesPerSecond: 150,
+  });
   const limit = tokenBucket(100, 0.001);
   const key = `bench-${crypto.randomUUID()}`;
   const stores = Array.from(
@@ -95,6 +101,24 @@ export async function benchFidelity(endpoint: string): Promise<void> {
     'fidelity.faults.settlements_lost',
     Math.abs(expected - settled),
     `tokens settled more or less than 60 settlements sum to (target 0; ${faults})`,
+  );
+
+  // A settlement whose transactions DynamoDB throttles: what it sends per try (the proxy tries 5 times, backing off).
+  Object.assign(proxy.faults, { throttleTransactions: 1 });
+  const store = stores[0]!;
+  const tries = size(20, 3);
+  const before = proxy.calls.length;
+  for (let i = 0; i < tries; i++)
+    await store
+      .settleOnce(`bench-throttled-${crypto.randomUUID()}`, [
+        { key: settleKey, adjustments: [{ name: '', limit: tokens, delta: 1 }] },
+      ])
+      .catch(() => undefined);
+  const sent = proxy.calls.slice(before).filter((c) => c.action === 'TransactWriteItems').length;
+  report(
+    'fidelity.faults.transactions_per_throttled_settlement_try',
+    sent / tries,
+    'TransactWriteItems sent per settlement try cancelled for throttling (bound 1 per try, 5 tries per settlement)',
   );
   await proxy.stop();
 }

@@ -63,6 +63,7 @@ export const FIGURES = {
     'fidelity.iam.unused_grants',
     'fidelity.faults.over_admitted',
     'fidelity.faults.settlements_lost',
+    'fidelity.faults.transactions_per_throttled_settlement_try',
   ],
   cost: [
     'scale.hot_tenant.wcu_per_request_on_busiest_item',
