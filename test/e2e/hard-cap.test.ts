@@ -35,6 +35,9 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     const answers = await Promise.all(
       Array.from({ length: 20 }, (_, i) => send(key!, chat('gpt-4o-mini', { stream: i % 2 === 0 }))),
     );
+    // Then one at a time until the limit answers 429 (a busy machine may have failed some above with a 503).
+    for (let i = 0; i < 20 && !answers.some((a) => a.status === 429); i++)
+      answers.push(await send(key!, chat('gpt-4o-mini')));
     const bills = billedSince(from);
     expect(answers.filter((a) => a.status === 200).length).toBe(bills.length);
     expect(answers.filter((a) => a.status === 429).length).toBeGreaterThan(0);
