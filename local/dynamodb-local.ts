@@ -26,12 +26,13 @@ export async function freePort(): Promise<number> {
 /** How long DynamoDB Local may take to answer after its JVM is started. */
 const START_DEADLINE_MS = 180_000;
 
-export function localClient(endpoint: string, maxAttempts = 3): DynamoDBClient {
+export function localClient(endpoint: string, maxAttempts = 3, userAgent?: string): DynamoDBClient {
   return new DynamoDBClient({
     endpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     maxAttempts,
+    ...(userAgent ? { customUserAgent: userAgent } : {}),
   });
 }
 

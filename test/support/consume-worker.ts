@@ -8,7 +8,11 @@ import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../local/dynamodb-local';
 
 const [endpoint, tableName, key, limitJson, costsJson, startAt] = process.argv.slice(2);
-const store = new LimitStore({ client: localClient(endpoint!), tableName: tableName!, maxAttempts: 8 });
+const store = new LimitStore({
+  client: localClient(endpoint!, 3, `consume-worker/${process.pid}`),
+  tableName: tableName!,
+  maxAttempts: 8,
+});
 const costs = JSON.parse(costsJson!) as number[];
 if (startAt) await new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(startAt) - Date.now())));
 const busyFrom = Date.now();

@@ -56,7 +56,11 @@ export interface DynamoFaultProxy {
   /** How many of each fault were injected. */
   readonly injected: { conflicts: number; throttles: number; drops: number; unprocessed: number };
   /** Calls received and not yet answered (or cut), now and at most since the last reset: how much overlapped. */
-  readonly inFlight: { now: number; max: number };
+  /**
+   * Calls in flight at once: `max` of all, `sources` of distinct callers (by user-agent, which a
+   * test's processes make unique), so a test can prove that separate processes' calls met here.
+   */
+  readonly inFlight: { now: number; max: number; sources: number };
   readonly calls: RecordedCall[];
   reset(): void;
   stop(): Promise<void>;
@@ -184,11 +188,20 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
     return over;
   };
 
-  const inFlight = { now: 0, max: 0 };
+  const inFlight = { now: 0, max: 0, sources: 0 };
+  const bySource = new Map<string, number>();
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const source = String(req.headers['user-agent'] ?? '');
     inFlight.now++;
     inFlight.max = Math.max(inFlight.max, inFlight.now);
-    res.on('close', () => inFlight.now--);
+    bySource.set(source, (bySource.get(source) ?? 0) + 1);
+    inFlight.sources = Math.max(inFlight.sources, bySource.size);
+    res.on('close', () => {
+      inFlight.now--;
+      const left = (bySource.get(source) ?? 1) - 1;
+      if (left > 0) bySource.set(source, left);
+      else bySource.delete(source);
+    });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', async () => {
@@ -313,6 +326,7 @@ export async function startDynamoFaultProxy(target: string, seed = 1): Promise<D
     calls,
     reset() {
       inFlight.max = inFlight.now;
+      inFlight.sources = bySource.size;
       Object.assign(faults, NONE);
       refuse.length = 0;
       Object.assign(injected, { conflicts: 0, throttles: 0, drops: 0, unprocessed: 0 });
