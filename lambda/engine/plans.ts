@@ -43,8 +43,14 @@ export type Overrides = Plan;
 export interface ModelPrice {
   readonly inputPerMillion: number;
   readonly outputPerMillion: number;
-  /** The tokenizer's encoding. @default o200k_base for gpt-4o/4.1/5 and o-series, cl100k_base for older models */
-  readonly encoding?: 'o200k_base' | 'cl100k_base';
+  /**
+   * How input is counted: a js-tiktoken encoding (exact for OpenAI's models), or `utf8_bytes`, a
+   * bound of one token per UTF-8 byte plus framing for a tokenizer not known here (never below
+   * what the provider bills; corrected at settlement). Naming an OpenAI encoding for another
+   * model's family is an estimate that can come out low: the hard cap then holds only as far as it does.
+   * @default o200k_base for gpt-4o/4.1/5 and o-series, cl100k_base for older OpenAI models, utf8_bytes for every other model
+   */
+  readonly encoding?: 'o200k_base' | 'cl100k_base' | 'utf8_bytes';
   /**
    * Tokens reserved for one non-text content part: the most the provider bills for one (pixels,
    * audio and files are not seen here). A part type without a figure is refused with a 400.
@@ -389,8 +395,8 @@ function parseEndpoint(route: string, raw: unknown, at: string): EndpointConfig 
 function parsePrice(price: unknown, at: string): ModelPrice {
   if (!isRecord(price) || !(Number(price.inputPerMillion) >= 0) || !(Number(price.outputPerMillion) >= 0))
     fail(at, 'expected { inputPerMillion, outputPerMillion } in USD, both >= 0');
-  if (price.encoding !== undefined && price.encoding !== 'o200k_base' && price.encoding !== 'cl100k_base')
-    fail(`${at}.encoding`, "expected 'o200k_base' or 'cl100k_base'");
+  if (price.encoding !== undefined && !['o200k_base', 'cl100k_base', 'utf8_bytes'].includes(price.encoding as string))
+    fail(`${at}.encoding`, "expected 'o200k_base', 'cl100k_base' or 'utf8_bytes'");
   const partTokens: { -readonly [K in keyof PartTokens]?: number } = {};
   if (price.partTokens !== undefined) {
     if (!isRecord(price.partTokens)) fail(`${at}.partTokens`, `expected { ${PART_TOKEN_FIELDS.join(', ')} } in tokens`);
@@ -423,7 +429,7 @@ function parsePrice(price: unknown, at: string): ModelPrice {
   return {
     inputPerMillion: Number(price.inputPerMillion),
     outputPerMillion: Number(price.outputPerMillion),
-    ...(price.encoding ? { encoding: price.encoding as 'o200k_base' | 'cl100k_base' } : {}),
+    ...(price.encoding ? { encoding: price.encoding as NonNullable<ModelPrice['encoding']> } : {}),
     ...(Object.keys(partTokens).length ? { partTokens } : {}),
     ...tokenCount('maxOutputTokens'),
     ...tokenCount('defaultMaxTokens'),

@@ -7,7 +7,7 @@
  * schema, is shorter than the JSON); non-text parts count what the operators priced them at.
  */
 import type { ModelPrice } from '../engine/plans';
-import { type CountBudget, countBudget, countText, type EncodingName } from './tokenizer';
+import { type CountBudget, countBudget, countText, type EncodingName, UNKNOWN_TOKENIZER_FRAMING } from './tokenizer';
 
 /** Top-level chat parameters that steer sampling and are never billed as input. */
 export const CHAT_PARAMETERS: ReadonlySet<string> = new Set([
@@ -151,6 +151,12 @@ export function chatInputBound(
   let input = countMessages(messages, encoding, price, budget) + fieldsBound(body, NOT_UNMODELLED);
   for (const field of TOOL_FIELDS)
     if (body[field] !== undefined) input += TOOLS_FRAMING_TOKENS + jsonBytes(body[field]);
+  if (encoding === 'utf8_bytes') {
+    // A tokenizer not known here: the framing its provider may add, which the bytes do not hold.
+    const f = UNKNOWN_TOKENIZER_FRAMING;
+    input += f.request + f.perMessage * messages.length;
+    if (TOOL_FIELDS.some((field) => body[field] !== undefined)) input += f.tools;
+  }
   // Rejected prediction tokens are billed as completion tokens.
   const extraOutputTokens = body.prediction === undefined || body.prediction === null ? 0 : jsonBytes(body.prediction);
   return { inputTokens: input, extraOutputTokens };

@@ -4,15 +4,34 @@ import o200kBase from 'js-tiktoken/ranks/o200k_base';
 import { MAX_TOKENS, PieceCounter } from './bpe';
 import { NOT_A_TOKEN, TokenTable } from './token-table';
 
-export type EncodingName = 'o200k_base' | 'cl100k_base';
-const RANKS: Record<EncodingName, TiktokenBPE> = { o200k_base: o200kBase, cl100k_base: cl100kBase };
+/**
+ * js-tiktoken's encodings, counted exactly, and `utf8_bytes`: a bound for models whose tokenizer
+ * is not known here (Claude, Llama, Mistral, Nova, ...): one token per UTF-8 byte, never below the
+ * real count of any byte-level tokenizer (every token is at least one byte), plus the framing of
+ * UNKNOWN_TOKENIZER_FRAMING. Settlement corrects it to what the upstream reports.
+ */
+export type EncodingName = 'o200k_base' | 'cl100k_base' | 'utf8_bytes';
+export const ENCODING_NAMES: readonly EncodingName[] = ['o200k_base', 'cl100k_base', 'utf8_bytes'];
+type TiktokenName = Exclude<EncodingName, 'utf8_bytes'>;
+const RANKS: Record<TiktokenName, TiktokenBPE> = { o200k_base: o200kBase, cl100k_base: cl100kBase };
 
-/** o200k_base for the gpt-4o / 4.1 / 5 and o-series families, cl100k_base for older models. */
+/**
+ * Tokens a provider may add around a request whose tokenizer is not known: role markers and a
+ * system preamble (Anthropic documents a tool-use system prompt of up to ~350 tokens), counted
+ * once per request on top of the bytes (and `perMessage` for each message).
+ */
+export const UNKNOWN_TOKENIZER_FRAMING = { request: 32, tools: 512, perMessage: 8 } as const;
+
+/**
+ * o200k_base for the gpt-4o / 4.1 / 5 and o-series families, cl100k_base for older OpenAI models,
+ * utf8_bytes (a bound) for every other model: counting Claude's or Llama's text with an OpenAI
+ * encoding can come out below what their provider bills, and the reservation must not.
+ */
 export function encodingFor(model: string): EncodingName {
   const m = model.toLowerCase().replace(/^.*\//, ''); // azure/openrouter style prefixes
   if (/^(gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|o1|o3|o4|chatgpt-4o|gpt-oss)/.test(m)) return 'o200k_base';
   if (/^(gpt-4|gpt-3\.5|text-embedding-3|text-embedding-ada-002)/.test(m)) return 'cl100k_base';
-  return 'o200k_base';
+  return 'utf8_bytes';
 }
 
 /**
@@ -124,10 +143,18 @@ export class Encoding {
   }
 }
 
-const encodings = new Map<EncodingName, Encoding>();
+/** What counts text: an encoding, or the bound of one token per byte. */
+export interface TextCounter {
+  count(text: string, budget?: CountBudget): number;
+}
+
+const BYTES: TextCounter = { count: (text) => Buffer.byteLength(text, 'utf8') };
+
+const encodings = new Map<TiktokenName, Encoding>();
 
 /** One encoding per name per container, built on first use. */
-export function encoding(name: EncodingName): Encoding {
+export function encoding(name: EncodingName): TextCounter {
+  if (name === 'utf8_bytes') return BYTES;
   let enc = encodings.get(name);
   if (!enc) {
     enc = new Encoding(RANKS[name]);

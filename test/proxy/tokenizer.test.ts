@@ -7,8 +7,14 @@ import { encodeChat as encodeChatGpt4 } from 'gpt-tokenizer/model/gpt-4';
 import { encodeChat as encodeChatGpt4o } from 'gpt-tokenizer/model/gpt-4o';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countMessages } from '../../lambda/proxy/input-bound';
-import { countBudget, countText, encodingFor, LONG_PIECE_BYTES } from '../../lambda/proxy/tokenizer';
+import { chatInputBound, countMessages } from '../../lambda/proxy/input-bound';
+import {
+  countBudget,
+  countText,
+  encodingFor,
+  LONG_PIECE_BYTES,
+  UNKNOWN_TOKENIZER_FRAMING,
+} from '../../lambda/proxy/tokenizer';
 import { ADVERSARIAL_CORPORA } from '../support/adversarial-text';
 
 const corpus = [
@@ -96,7 +102,9 @@ describe('encodings and counts', () => {
     ['gpt-4-turbo', 'cl100k_base'],
     ['gpt-3.5-turbo', 'cl100k_base'],
     ['text-embedding-3-small', 'cl100k_base'],
-    ['llama-3-70b', 'o200k_base'],
+    ['llama-3-70b', 'utf8_bytes'],
+    ['anthropic.claude-3-5-haiku-20241022-v1:0', 'utf8_bytes'],
+    ['us.amazon.nova-lite-v1:0', 'utf8_bytes'],
   ])('%s uses %s', (model, encoding) => {
     expect(encodingFor(model)).toBe(encoding);
   });
@@ -138,5 +146,38 @@ describe('encodings and counts', () => {
     const messages = [{ role: 'user', content: 'Hi', name: 'bob' }];
     const reference = encodeChatGpt4o(messages as never).length;
     expect(countMessages(messages, 'o200k_base')).toBe(reference + 1 + o200kEncode('bob').length);
+  });
+});
+
+describe('utf8_bytes, the bound for tokenizers not known here', () => {
+  // Other families' tokenizers are byte-level BPEs too (Llama 3's is tiktoken-based with a 128k
+  // vocabulary; the smallest token is a byte): real encodings stand in for them here.
+  const cl100k = new Tiktoken(cl100kBase);
+  const others = [o200kEncode, cl100kEncode, (t: string) => cl100k.encode(t)];
+  it('is never below what a byte-level tokenizer counts, on any text', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.string({ unit: 'binary' })), (text) => {
+        const bound = countText(text, 'utf8_bytes');
+        expect(bound).toBe(Buffer.byteLength(text, 'utf8'));
+        for (const encode of others) expect(bound).toBeGreaterThanOrEqual(encode(text).length);
+      }),
+    );
+  });
+
+  it('adds framing per request, per message and for tools on top of the bytes', () => {
+    const price = { inputPerMillion: 1, outputPerMillion: 1 };
+    const messages = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+    ];
+    const plain = chatInputBound({ model: 'm', messages }, 'utf8_bytes', price).inputTokens;
+    const f = UNKNOWN_TOKENIZER_FRAMING;
+    expect(plain).toBe(countMessages(messages, 'utf8_bytes') + f.request + 2 * f.perMessage);
+    expect(countMessages(messages, 'utf8_bytes')).toBeGreaterThanOrEqual(Buffer.byteLength('systemBe brief.userHi'));
+    const tools = [{ type: 'function', function: { name: 'f', parameters: {} } }];
+    const withTools = chatInputBound({ model: 'm', messages, tools }, 'utf8_bytes', price).inputTokens;
+    const sameToolsCounted = chatInputBound({ model: 'm', messages, tools }, 'o200k_base', price).inputTokens;
+    const framingOfTools = sameToolsCounted - chatInputBound({ model: 'm', messages }, 'o200k_base', price).inputTokens;
+    expect(withTools - plain).toBe(framingOfTools + f.tools);
   });
 });
