@@ -373,8 +373,16 @@ export function parseConfig(value: unknown): LimiterConfig {
   };
 }
 
+/**
+ * The AI routes the proxy serves: OpenAI's Chat Completions, Embeddings and Responses, and
+ * Anthropic's Messages (whose /v1/messages/count_tokens comes with it).
+ */
+export const SERVED_ROUTES = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses', '/v1/messages'] as const;
+
 function parseEndpoint(route: string, raw: unknown, at: string): EndpointConfig {
   if (!route.startsWith('/')) fail(at, 'an endpoint is a path that starts with /');
+  if (!(SERVED_ROUTES as readonly string[]).includes(route))
+    fail(at, `the proxy does not serve this route: use ${SERVED_ROUTES.join(', ')}`);
   if (!isRecord(raw) || !isRecord(raw.models) || Object.keys(raw.models).length === 0)
     fail(`${at}.models`, 'expected at least one allowed model with its prices');
   const models: Record<string, ModelPrice> = {};

@@ -25,6 +25,9 @@ import { ClientGoneError, callUpstream, UpstreamTimeoutError, UpstreamUnreachabl
 import { upstreamRefused } from './upstream-errors';
 import type { UsageBounds } from './usage';
 import { parseRequest, type ProxyRequest, RequestError } from './validate';
+import type { ClientDialect } from './dialect';
+import { dialectFor } from './dialects';
+import { speak } from './speak';
 
 export type { ProxyDeps, ProxyResponse } from './settle';
 
@@ -65,8 +68,30 @@ export async function handleProxy(
   deadlineAt = Number.POSITIVE_INFINITY,
   clientGone?: AbortSignal,
 ): Promise<ProxyResponse> {
+  const route = event.resource ?? event.path;
+  const dialect = dialectFor(route);
+  const said: Said = { dialect };
+  const response = await answerCanonically(event, deps, requestId, deadlineAt, said, clientGone);
+  return dialect ? speak(dialect, response, said.request, said.inputTokens) : response;
+}
+
+/** What a dialect's last step needs from the request: the client's own body and the input count. */
+interface Said {
+  readonly dialect?: ClientDialect;
+  request?: Record<string, unknown>;
+  inputTokens?: number;
+}
+
+async function answerCanonically(
+  event: APIGatewayProxyEvent,
+  deps: ProxyDeps,
+  requestId: string,
+  deadlineAt: number,
+  said: Said,
+  clientGone?: AbortSignal,
+): Promise<ProxyResponse> {
   try {
-    return await proxyRequest(event, deps, requestId, deadlineAt, clientGone);
+    return await proxyRequest(event, deps, requestId, deadlineAt, said, clientGone);
   } catch (err) {
     // DynamoDB failed or passed its deadline where a layer fails closed: nothing was spent, retry shortly.
     if (!(err instanceof LayerUnavailableError || err instanceof StoreUnavailableError)) throw err;
@@ -134,11 +159,19 @@ function parse(
   deps: ProxyDeps,
   base: Record<string, string>,
   who: Who,
+  said: Said,
 ): { request: ProxyRequest; endpoint: EndpointConfig } | ProxyResponse {
   const endpoint = deps.config.endpoints[route];
   if (!endpoint) return answer(404, base, `No such endpoint: ${route}`, 'invalid_request_error', 'unknown_url');
+  const { dialect } = said;
+  const translate = dialect
+    ? (body: Record<string, unknown>) => {
+        said.request = body;
+        return dialect.toChat(body);
+      }
+    : undefined;
   try {
-    return { request: parseRequest(route, event.body, event.isBase64Encoded, endpoint), endpoint };
+    return { request: parseRequest(route, event.body, event.isBase64Encoded, endpoint, translate), endpoint };
   } catch (err) {
     if (!(err instanceof RequestError)) throw err;
     deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
@@ -255,6 +288,7 @@ async function proxyRequest(
   deps: ProxyDeps,
   requestId: string,
   deadlineAt: number,
+  said: Said,
   clientGone?: AbortSignal,
 ): Promise<ProxyResponse> {
   const auth = (event.requestContext?.authorizer ?? {}) as AuthorizerContext;
@@ -266,13 +300,14 @@ async function proxyRequest(
   const who = { requestId, route, tenant: identity.tenant, user: identity.user };
   const brake = await braked(deps, now, base, who);
   if (brake) return brake;
-  const parsed = parse(event, route, deps, base, who);
+  const parsed = parse(event, route, deps, base, who, said);
   if (isAnswer(parsed)) return parsed;
   const { request, endpoint } = parsed;
   const price = endpoint.models[request.model]!;
   const encoding = price.encoding ?? encodingFor(request.model);
   const bound = inputBound(request, encoding, price);
   const input = bound.inputTokens;
+  said.inputTokens = input;
   const owner = await tenantPlan(deps, identity, base);
   if (isAnswer(owner)) return owner;
   const { tenant, plan } = owner;

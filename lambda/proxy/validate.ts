@@ -51,6 +51,9 @@ export type ProxyRequest = ChatRequest | EmbeddingsRequest;
 export const ROUTE_KINDS: Readonly<Record<string, ProxyRequest['kind']>> = {
   '/v1/chat/completions': 'chat',
   '/v1/embeddings': 'embeddings',
+  // Other dialects, translated to chat first (lambda/proxy/dialect.ts).
+  '/v1/responses': 'chat',
+  '/v1/messages': 'chat',
 };
 
 /**
@@ -141,6 +144,8 @@ export function parseRequest(
   rawBody: string | null | undefined,
   isBase64: boolean,
   endpoint: EndpointConfig,
+  /** A route in another dialect: its body -> a canonical chat body (throws RequestError), before the chat rules. */
+  translate?: (body: Record<string, unknown>) => Record<string, unknown>,
 ): ProxyRequest {
   const kind = ROUTE_KINDS[route];
   if (!kind) throw new RequestError(`No such endpoint: ${route}`, null, 'unknown_url', 404);
@@ -151,13 +156,14 @@ export function parseRequest(
   if (!text.trim()) bad(null, 'Request body is empty: send a JSON object.', 'invalid_json');
   if (nestsTooDeep(text))
     bad(null, `Request body nests objects and arrays deeper than ${MAX_JSON_DEPTH} levels.`, 'nesting_too_deep');
-  let body: unknown;
+  let parsed: unknown;
   try {
-    body = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     bad(null, 'Request body is not valid JSON.', 'invalid_json');
   }
-  if (!isRecord(body)) bad(null, 'Request body must be a JSON object.', 'invalid_json');
+  if (!isRecord(parsed)) bad(null, 'Request body must be a JSON object.', 'invalid_json');
+  const body = translate ? translate(parsed) : parsed;
   if (typeof body.model !== 'string' || !body.model)
     bad('model', 'you must provide a model parameter (a string).', 'missing_required_parameter');
   checkSteering(body);

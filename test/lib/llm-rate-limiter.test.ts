@@ -513,6 +513,15 @@ describe('prop validation', () => {
       /unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window/,
     ],
     [
+      'an endpoint is a path the proxy does not serve',
+      {
+        endpoints: {
+          '/v1/images/generations': { models: { 'gpt-image-1': { inputPerMillion: 1, outputPerMillion: 1 } } },
+        },
+      },
+      /V\/Limiter: endpoints\['\/v1\/images\/generations'\]: the proxy does not serve this route: use \/v1\/chat\/completions, \/v1\/embeddings, \/v1\/responses, \/v1\/messages/,
+    ],
+    [
       'a plan limits an endpoint that does not exist',
       { plans: { team: { endpoints: { '/v1/images': [requestsPerMinute(5)] } } } },
       /V\/Limiter: plans.team.endpoints\['\/v1\/images'\]: no such endpoint: add it to endpoints or remove the limits/,

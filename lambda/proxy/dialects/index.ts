@@ -1,0 +1,7 @@
+/** The client dialects by route: every other AI route speaks the canonical form (OpenAI's). */
+import type { ClientDialect } from '../dialect';
+
+export const DIALECTS: Readonly<Record<string, ClientDialect>> = {};
+
+export const dialectFor = (route: string): ClientDialect | undefined =>
+  Object.hasOwn(DIALECTS, route) ? DIALECTS[route] : undefined;
