@@ -91,7 +91,8 @@ function deny(
     rateLimit: '',
     ...extra,
     code,
-    type: 'rate_limit_exceeded',
+    // Anthropic's clients on /v1/messages read `rate_limit_error`; OpenAI's, `rate_limit_exceeded`.
+    type: (event.resource ?? event.path ?? '').startsWith('/v1/messages') ? 'rate_limit_error' : 'rate_limit_exceeded',
     message: jsonSafe(message),
     retryAfter: retryAfterSeconds(retryAfterMs),
   });

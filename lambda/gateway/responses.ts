@@ -25,6 +25,14 @@ export interface GatewayResponseDefinition {
 
 const json = "'application/json'";
 
+/*
+ * One body shape for every route: gateway response templates allow only simple variable
+ * substitution, no VTL (API Gateway Developer Guide, "x-amazon-apigateway-gateway-responses.
+ * responseTemplates object"), so they cannot differ by route. OpenAI's error object wrapped in
+ * Anthropic's envelope (`{"type":"error","error":{...}}`) reads correctly in both SDKs: OpenAI's
+ * clients read `error`, Anthropic's read `error.type` and `error.message` (and both pick their
+ * error class from the status). The authorizer's denials name the type in the route's dialect.
+ */
 export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
   {
     // A Deny from the authorizer: a limit, the brake or the penalty box.
@@ -40,14 +48,14 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
       RateLimit: 'context.authorizer.rateLimit',
     },
     template:
-      '{"error":{"message":"$context.authorizer.message","type":"$context.authorizer.type","param":null,"code":"$context.authorizer.code"}}',
+      '{"type":"error","error":{"message":"$context.authorizer.message","type":"$context.authorizer.type","param":null,"code":"$context.authorizer.code"}}',
   },
   {
     type: 'UNAUTHORIZED',
     statusCode: '401',
     responseHeaders: { 'Content-Type': json, 'WWW-Authenticate': "'Bearer'" },
     template:
-      '{"error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer <key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
+      '{"type":"error","error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer <key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
   },
   // The authorizer failed (a layer that fails closed could not be checked): try again shortly.
   // A function that throws surfaces as AUTHORIZER_CONFIGURATION_ERROR or AUTHORIZER_FAILURE
@@ -57,7 +65,7 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
     statusCode: '503',
     responseHeaders: { 'Content-Type': json, 'Retry-After': "'1'" },
     template:
-      '{"error":{"message":"The rate limiter is unavailable; retry shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
+      '{"type":"error","error":{"message":"The rate limiter is unavailable; retry shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
   })),
   {
     // A path or method this API does not serve: API Gateway's 403 "Missing Authentication Token" by default.
@@ -65,17 +73,19 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
     statusCode: '404',
     responseHeaders: { 'Content-Type': json },
     template:
-      '{"error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET /v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
+      '{"type":"error","error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET /v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
   },
   {
     type: 'DEFAULT_4XX',
     responseHeaders: { 'Content-Type': json },
-    template: '{"error":{"message":"$context.error.message","type":"invalid_request_error","param":null,"code":null}}',
+    template:
+      '{"type":"error","error":{"message":"$context.error.message","type":"invalid_request_error","param":null,"code":null}}',
   },
   {
     type: 'DEFAULT_5XX',
     responseHeaders: { 'Content-Type': json },
-    template: '{"error":{"message":"Internal error.","type":"api_error","param":null,"code":"internal_error"}}',
+    template:
+      '{"type":"error","error":{"message":"Internal error.","type":"api_error","param":null,"code":"internal_error"}}',
   },
 ];
 
