@@ -122,6 +122,23 @@ describe('a Responses request as the canonical chat body', () => {
     ).toEqual({ model: 'm', messages: [{ role: 'user', content: 'Hi' }], stream: false });
   });
 
+  it('takes a file by its content, and refuses one by id or URL', () => {
+    const file = (part: Json) => ({
+      model: 'm',
+      input: [{ role: 'user', content: [{ type: 'input_file', ...part }] }],
+    });
+    expect(
+      responsesDialect.toChat(file({ filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' })).messages,
+    ).toEqual([
+      {
+        role: 'user',
+        content: [{ type: 'file', file: { filename: 'a.pdf', file_data: 'data:application/pdf;base64,JVBERi0=' } }],
+      },
+    ]);
+    expect(() => responsesDialect.toChat(file({ file_id: 'file-1' }))).toThrow(/stored with the provider/);
+    expect(() => responsesDialect.toChat(file({ file_url: 'https://x/a.pdf' }))).toThrow(/file_url/);
+  });
+
   it('starts a call-only assistant turn when no assistant message comes before the call', () => {
     const chat = responsesDialect.toChat({
       model: 'm',
@@ -456,6 +473,38 @@ describe('the canonical stream as Responses events', () => {
     ]);
   });
 
+  it('keeps each call whole in the final Response when a call resumes after the next began', () => {
+    const interleaved = [...callChunks.slice(0, 2), callChunks[3]!, callChunks[2]!, ...callChunks.slice(4)];
+    const { events } = translate(interleaved);
+    const firstDone = events.findIndex((e) => e.type === 'response.output_item.done');
+    expect(events.slice(firstDone).filter((e) => e.type === 'response.function_call_arguments.delta')).toEqual([
+      expect.objectContaining({ output_index: 1, delta: '{"city":"Oslo"}' }),
+    ]);
+    expect((events.at(-1)!.response as Json).output).toMatchObject([
+      { call_id: 'call_a', arguments: '{"city":"Paris"}' },
+      { call_id: 'call_b', arguments: '{"city":"Oslo"}' },
+    ]);
+  });
+
+  it('streams a refusal as a refusal part of the message', () => {
+    const { events } = translate([
+      chunk({ role: 'assistant', refusal: 'I can' }),
+      chunk({ refusal: 'not.' }),
+      chunk({}, 'stop'),
+    ]);
+    expect(events.map((e) => e.type).slice(3, -2)).toEqual([
+      'response.content_part.added',
+      'response.refusal.delta',
+      'response.refusal.delta',
+      'response.refusal.done',
+      'response.content_part.done',
+    ]);
+    expect(events.find((e) => e.type === 'response.refusal.done')).toMatchObject({ refusal: 'I cannot.' });
+    expect((events.at(-1)!.response as Json).output).toMatchObject([
+      { type: 'message', content: [{ type: 'refusal', refusal: 'I cannot.' }] },
+    ]);
+  });
+
   it('ends an answer cut by the cap with response.incomplete, its message incomplete', () => {
     const { events } = translate(textChunks(['Hel'], 'length'));
     expect(events.at(-1)).toMatchObject({
@@ -548,6 +597,20 @@ describe('the OpenAI client against answers the dialect makes', () => {
       }
       const chat = responsesDialect.toChat(body);
       seen.push(chat);
+      if (body.model === 'breaks') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        const translator = responsesDialect.stream(body, 20);
+        const error = {
+          message: 'The model provider reported an error.',
+          type: 'api_error',
+          code: 'upstream_error',
+          param: null,
+        };
+        for (const c of [...textChunks(['Hel']).slice(0, 2), { error }])
+          for (const event of translator.chunk(c)) res.write(event);
+        for (const event of translator.end(false)) res.write(event);
+        return res.end();
+      }
       // A stand-in upstream: calls the first tool if there is one, else says hello.
       const chunks = chat.tools ? callChunks : textChunks(['Hello', ', ', 'world']);
       if (!chat.stream) {
@@ -637,6 +700,23 @@ describe('the OpenAI client against answers the dialect makes', () => {
       { role: 'system', content: 'Be brief.' },
       { role: 'user', content: 'Say hello' },
     ]);
+  });
+
+  it('sees an answer that fails midway as an error event and a failed Response; the stream helper throws', async () => {
+    const stream = await client.responses.create({ model: 'breaks', input: 'Say hello', stream: true });
+    const events = [];
+    for await (const event of stream) events.push(event);
+    expect(events.map((e) => e.type).slice(-2)).toEqual(['error', 'response.failed']);
+    expect(events.at(-2)).toMatchObject({ code: 'upstream_error', message: 'The model provider reported an error.' });
+    expect((events.at(-1) as { response: OpenAI.Responses.Response }).response).toMatchObject({
+      status: 'failed',
+      error: { code: 'server_error', message: 'The model provider reported an error.' },
+      output: [{ type: 'message', status: 'incomplete', content: [{ type: 'output_text', text: 'Hel' }] }],
+    });
+    // The SDK's stream helper rejects on an error event, with its message.
+    await expect(client.responses.stream({ model: 'breaks', input: 'Say hello' }).finalResponse()).rejects.toThrow(
+      'The model provider reported an error.',
+    );
   });
 
   it('surfaces a 429 from errorBody as a RateLimitError with the code and Retry-After', async () => {
