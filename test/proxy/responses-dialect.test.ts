@@ -144,7 +144,7 @@ describe('a Responses request as the canonical chat body', () => {
       model: 'm',
       input: [
         { role: 'user', content: 'Go' },
-        { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' },
+        { type: 'function_call', call_id: 'c1', name: 'f', arguments: '' },
         { type: 'function_call_output', call_id: 'c1', output: 'ok' },
       ],
     });
@@ -153,7 +153,7 @@ describe('a Responses request as the canonical chat body', () => {
       {
         role: 'assistant',
         content: null,
-        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+        tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '' } }],
       },
       { role: 'tool', tool_call_id: 'c1', content: 'ok' },
     ]);
@@ -194,6 +194,12 @@ describe('a Responses request as the canonical chat body', () => {
       'unsupported_parameter',
     ],
     ['an unknown role', { input: [{ role: 'tool', content: 'x' }] }, 'input[0].role', 'invalid_value'],
+    [
+      'a call without arguments',
+      { input: [{ type: 'function_call', call_id: 'c', name: 'f' }] },
+      'input[0].arguments',
+      'invalid_value',
+    ],
     [
       'a call without call_id',
       { input: [{ type: 'function_call', name: 'f', arguments: '{}' }] },

@@ -280,8 +280,10 @@ function addToolCall(messages: Json[], item: Json, at: string): void {
   const call = {
     id: requireString(item, 'call_id', at),
     type: 'function',
-    function: { name: requireString(item, 'name', at), arguments: requireString(item, 'arguments', at) },
+    function: { name: requireString(item, 'name', at), arguments: item.arguments },
   };
+  // A function without parameters may have been called with empty arguments: a string is all that is asked.
+  if (typeof call.function.arguments !== 'string') bad(`${at}.arguments`, `'${at}.arguments' must be a string.`);
   const last = messages.at(-1);
   if (last?.role === 'assistant') last.tool_calls = [...((last.tool_calls as Json[] | undefined) ?? []), call];
   else messages.push({ role: 'assistant', content: null, tool_calls: [call] });
