@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { responsesDialect } from '../../lambda/proxy/dialects/responses';
-import { RequestError } from '../../lambda/proxy/validate';
+import { parseRequest, RequestError } from '../../lambda/proxy/validate';
 
 type Json = Record<string, unknown>;
 
@@ -113,6 +113,29 @@ describe('a Responses request as the canonical chat body', () => {
       reasoning_effort: 'low',
       stream: true,
       stream_options: { include_usage: true },
+    });
+  });
+
+  it('makes a body the chat validation accepts as it is, with the cap where the proxy reads it', () => {
+    const endpoint = {
+      models: {
+        'gpt-4o-mini': {
+          inputPerMillion: 0.15,
+          outputPerMillion: 0.6,
+          partTokens: { image: 800 },
+          serviceTiers: { flex: { inputPerMillion: 0.07, outputPerMillion: 0.3 } },
+        },
+      },
+    };
+    const chat = responsesDialect.toChat(agentTurn);
+    const request = parseRequest('/v1/chat/completions', JSON.stringify(chat), false, endpoint);
+    expect(request).toMatchObject({
+      kind: 'chat',
+      model: 'gpt-4o-mini',
+      stream: true,
+      maxTokens: 300,
+      n: 1,
+      serviceTier: 'flex',
     });
   });
 
