@@ -17,7 +17,11 @@ export type ChatChunk = Record<string, unknown>;
 
 /** Turns the canonical stream into the dialect's SSE events, one chunk at a time. */
 export interface StreamTranslator {
-  /** One canonical chunk -> the dialect's complete SSE events (`event: x\ndata: {...}\n\n` each), in order. */
+  /**
+   * One canonical chunk -> the dialect's complete SSE events (`event: x\ndata: {...}\n\n` each), in
+   * order. An `{error}` chunk (the proxy's own, when the answer broke off) becomes the dialect's
+   * error event, in sequence with the rest of the stream.
+   */
   chunk(chunk: ChatChunk): string[];
   /**
    * The canonical stream is over. `complete`: every choice finished (and the usage chunk, if any,

@@ -46,10 +46,7 @@ function translateStream(
     if (data === null || data.trim() === '[DONE]') return [];
     const json = parse(data);
     if (!isRecord(json)) return [];
-    if (isRecord(json.error)) {
-      broken = true;
-      return [dialect.errorEvent(json.error as unknown as ProxyError)];
-    }
+    if (isRecord(json.error)) broken = true;
     const choices = Array.isArray(json.choices) ? json.choices : [];
     if (choices.some((c) => isRecord(c) && typeof c.finish_reason === 'string' && c.finish_reason)) finished = true;
     return translator.chunk(json);

@@ -14,20 +14,20 @@ import { type Bill, type BillingProvider, startBillingProvider } from './billing
 /** The smallest token limit: every user's day. The tenant's is twice that. */
 export const USER_DAY = 3_000;
 const price = { inputPerMillion: 0.15, outputPerMillion: 0.6 };
+const HARD_CAP_MODELS = {
+  'gpt-4o-mini': { ...price, defaultMaxTokens: 200 },
+  'o4-mini': { ...price, defaultMaxTokens: 600 },
+  'deepseek-r1': { ...price, defaultMaxTokens: 300 },
+  'llama3.1': { ...price, defaultMaxTokens: 150 },
+};
 export const HARD_CAP_CONFIG = parseConfig(
   JSON.parse(
     JSON.stringify({
       plans: { hostile: { tenant: [tokensPerDay(2 * USER_DAY)], user: [tokensPerDay(USER_DAY)] } },
-      endpoints: {
-        '/v1/chat/completions': {
-          models: {
-            'gpt-4o-mini': { ...price, defaultMaxTokens: 200 },
-            'o4-mini': { ...price, defaultMaxTokens: 600 },
-            'deepseek-r1': { ...price, defaultMaxTokens: 300 },
-            'llama3.1': { ...price, defaultMaxTokens: 150 },
-          },
-        },
-      },
+      // The other dialects reach the same provider through the same chat rules.
+      endpoints: Object.fromEntries(
+        ['/v1/chat/completions', '/v1/responses', '/v1/messages'].map((route) => [route, { models: HARD_CAP_MODELS }]),
+      ),
     }),
   ),
 );
@@ -52,7 +52,8 @@ export interface HardCapStack {
   readonly settled: Map<string, number>;
   /** A tenant of its own with `users` keys. */
   newTenant(users?: number): Promise<string[]>;
-  send(key: string, body: string, leave?: Leave): Promise<Sent>;
+  /** One request to `path` (under /v1), leaving early when told to. */
+  send(key: string, body: string, leave?: Leave, path?: string): Promise<Sent>;
   /** What the provider billed since the `from`th request. */
   billedSince(from: number): Bill[];
   stop(): Promise<void>;
@@ -101,7 +102,7 @@ export async function startHardCapStack(): Promise<HardCapStack> {
       client.destroy();
       return keys;
     },
-    send: (key, body, leave) => send(local, key, body, leave),
+    send: (key, body, leave, path) => send(local, key, body, leave, path),
     billedSince: (from) => provider.bills.slice(from),
     async stop() {
       await local.stop();
@@ -113,11 +114,12 @@ export async function startHardCapStack(): Promise<HardCapStack> {
 }
 
 /** One request as a client sends it, leaving early when told to. */
-function send(local: LocalStack, key: string, body: string, leave?: Leave): Promise<Sent> {
+function send(local: LocalStack, key: string, body: string, leave?: Leave, path = '/chat/completions'): Promise<Sent> {
   return new Promise((resolve, reject) => {
-    const req = request(new URL(`${local.baseUrl}/chat/completions`), {
+    const req = request(new URL(`${local.baseUrl}${path}`), {
       method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      // Both headers: OpenAI's clients send the first, Anthropic's the second.
+      headers: { authorization: `Bearer ${key}`, 'x-api-key': key, 'content-type': 'application/json' },
     });
     let timer: NodeJS.Timeout | undefined;
     const leaveNow = (status: number, text: string) => {
