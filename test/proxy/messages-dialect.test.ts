@@ -4,7 +4,9 @@
  * writes (through a tiny server here), and callAnthropic against the Anthropic stand-in, whose
  * own ledger says what was billed.
  */
-import { describe, expect, it } from 'vitest';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import Anthropic, { APIError, BadRequestError, RateLimitError } from '@anthropic-ai/sdk';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatChunk } from '../../lambda/proxy/dialect';
 import {
   anthropicRateLimitHeaders,
@@ -13,7 +15,9 @@ import {
   messagesDialect,
 } from '../../lambda/proxy/dialects/messages';
 import { proxyHeaders } from '../../lambda/proxy/headers';
+import { chatInputBound } from '../../lambda/proxy/input-bound';
 import { parseRequest, RequestError } from '../../lambda/proxy/validate';
+import { listenLocal } from '../../local/listen';
 
 type Json = Record<string, unknown>;
 const MODEL = 'claude-sonnet-4-5';
@@ -242,6 +246,23 @@ const COMPLETION: Json = {
   },
 };
 
+const chunk = (delta: Json, finish: string | null = null): ChatChunk => ({
+  id: 'chatcmpl-s1',
+  object: 'chat.completion.chunk',
+  choices: [{ index: 0, delta, finish_reason: finish }],
+});
+/** A recorded canonical stream: text, two tool calls (arguments in pieces), finish, usage. */
+const STREAM: ChatChunk[] = [
+  chunk({ role: 'assistant', content: '' }),
+  chunk({ content: 'Two ' }),
+  chunk({ content: 'calls.' }),
+  chunk({ tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'f', arguments: '' } }] }),
+  chunk({ tool_calls: [{ index: 0, function: { arguments: '{"x":' } }] }),
+  chunk({ tool_calls: [{ index: 0, function: { arguments: '1}' } }] }),
+  chunk({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'g', arguments: '{}' } }] }),
+  chunk({}, 'tool_calls'),
+  { id: 'chatcmpl-s1', choices: [], usage: { prompt_tokens: 30, completion_tokens: 12 } },
+];
 describe('canonical answers written as Messages', () => {
   it('writes a chat.completion as a Message', () => {
     expect(messagesDialect.fromChat(COMPLETION, { model: MODEL })).toEqual({
@@ -277,23 +298,6 @@ describe('canonical answers written as Messages', () => {
     });
   });
 
-  const chunk = (delta: Json, finish: string | null = null): ChatChunk => ({
-    id: 'chatcmpl-s1',
-    object: 'chat.completion.chunk',
-    choices: [{ index: 0, delta, finish_reason: finish }],
-  });
-  /** A recorded canonical stream: text, two tool calls (arguments in pieces), finish, usage. */
-  const STREAM: ChatChunk[] = [
-    chunk({ role: 'assistant', content: '' }),
-    chunk({ content: 'Two ' }),
-    chunk({ content: 'calls.' }),
-    chunk({ tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'f', arguments: '' } }] }),
-    chunk({ tool_calls: [{ index: 0, function: { arguments: '{"x":' } }] }),
-    chunk({ tool_calls: [{ index: 0, function: { arguments: '1}' } }] }),
-    chunk({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'g', arguments: '{}' } }] }),
-    chunk({}, 'tool_calls'),
-    { id: 'chatcmpl-s1', choices: [], usage: { prompt_tokens: 30, completion_tokens: 12 } },
-  ];
   const parse = (events: string[]) =>
     events.map((e) => {
       const [, type, data] = /^event: (\S+)\ndata: (.*)\n\n$/s.exec(e)!;
@@ -401,5 +405,193 @@ describe('canonical answers written as Messages', () => {
       'anthropic-ratelimit-tokens-remaining': '0',
       'anthropic-ratelimit-tokens-reset': '2025-06-01T12:00:30Z',
     });
+  });
+});
+
+/**
+ * What the proxy will do with the dialect, in a tiny server: the request read with toChat (a
+ * RequestError answered with errorBody), the canonical answer scripted by the test and written
+ * back with fromChat or the stream translator, limits with errorBody and headers.
+ */
+interface Script {
+  chunks?: ChatChunk[];
+  completion?: Json;
+  /** Answer this status (a limit) instead. */
+  status?: number;
+  /** The canonical stream breaks after this many chunks: the proxy sends an error event. */
+  breakAfter?: number;
+}
+
+describe('the real Anthropic SDK reading what the dialect writes', () => {
+  let script: Script = {};
+  const seen: Json[] = [];
+  let server: Server;
+  let stop: () => Promise<void>;
+  let client: Anthropic;
+
+  const read = async (req: IncomingMessage): Promise<Json> => {
+    const parts: Buffer[] = [];
+    for await (const part of req) parts.push(part as Buffer);
+    return JSON.parse(Buffer.concat(parts).toString('utf8')) as Json;
+  };
+  const json = (res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(body);
+  };
+
+  async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await read(req);
+    if (req.url === '/v1/messages/count_tokens') {
+      const chat = countTokensRequest(body);
+      return json(res, 200, JSON.stringify(countTokensAnswer(chatInputBound(chat, 'o200k_base', PRICE).inputTokens)));
+    }
+    let chat: Json;
+    try {
+      chat = messagesDialect.toChat(body);
+    } catch (err) {
+      const e = err as RequestError;
+      return json(
+        res,
+        e.status,
+        messagesDialect.errorBody(e.status, { message: e.message, type: 'invalid_request_error', code: e.code }),
+      );
+    }
+    seen.push(chat);
+    if (script.status) {
+      const proxy = {
+        'Retry-After': '7',
+        'x-ratelimit-limit-requests': '10',
+        'x-ratelimit-remaining-requests': '0',
+        'x-ratelimit-reset-requests': '7s',
+      };
+      const error = {
+        message: 'This tenant’s tokens per day are used up.',
+        type: 'rate_limit_exceeded',
+        code: 'tenant_tokens_per_day',
+      };
+      return json(res, script.status, messagesDialect.errorBody(script.status, error), messagesDialect.headers(proxy));
+    }
+    if (chat.stream !== true) return json(res, 200, JSON.stringify(messagesDialect.fromChat(script.completion!, body)));
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const translator = messagesDialect.stream(body, 11);
+    const chunks = script.chunks ?? [];
+    for (const c of chunks.slice(0, script.breakAfter ?? chunks.length)) res.write(translator.chunk(c).join(''));
+    if (script.breakAfter === undefined) res.write(translator.end(true).join(''));
+    else
+      res.write(
+        translator.end(false).join('') +
+          messagesDialect.errorEvent({
+            message: 'The model provider failed.',
+            type: 'api_error',
+            code: 'upstream_error',
+          }),
+      );
+    res.end();
+  }
+
+  beforeAll(async () => {
+    server = createServer((req, res) => void answer(req, res));
+    const listening = await listenLocal(server);
+    stop = listening.stop;
+    client = new Anthropic({ apiKey: 'sk-test', baseURL: `http://127.0.0.1:${listening.port}`, maxRetries: 0 });
+  });
+  afterAll(() => stop());
+  afterEach(() => {
+    script = {};
+    seen.length = 0;
+  });
+
+  const tools = [{ name: 'f', input_schema: { type: 'object' as const, properties: {} } }];
+
+  it('messages.stream().finalMessage() gets the text, the tool inputs, the stop reason and the usage', async () => {
+    script = { chunks: STREAM };
+    const message = await client.messages
+      .stream({ model: MODEL, max_tokens: 300, tools, messages: [{ role: 'user', content: 'go' }] })
+      .finalMessage();
+    expect(seen[0]).toMatchObject({ max_tokens: 300, stream: true, messages: [{ role: 'user', content: 'go' }] });
+    expect(message.content).toEqual([
+      { type: 'text', text: 'Two calls.' },
+      { type: 'tool_use', id: 'call_a', name: 'f', input: { x: 1 } },
+      { type: 'tool_use', id: 'call_b', name: 'g', input: {} },
+    ]);
+    expect(message).toMatchObject({ model: MODEL, stop_reason: 'tool_use', stop_sequence: null });
+    expect(message.usage).toMatchObject({ input_tokens: 30, output_tokens: 12 });
+  });
+
+  it('messages.create() gets the Message', async () => {
+    script = { completion: COMPLETION };
+    const message = await client.messages.create({
+      model: MODEL,
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'x' }],
+    });
+    expect(seen[0]).toEqual({ model: MODEL, max_tokens: 50, messages: [{ role: 'user', content: 'x' }] });
+    expect(message.content).toEqual([
+      { type: 'text', text: 'Calling it.' },
+      { type: 'tool_use', id: 'call_9', name: 'get_weather', input: { city: 'Oslo' } },
+    ]);
+    expect(message.stop_reason).toBe('tool_use');
+    expect(message.usage).toMatchObject({ input_tokens: 20, output_tokens: 17, cache_read_input_tokens: 100 });
+  });
+
+  it('a limit answered with errorBody and Retry-After is the SDK’s RateLimitError', async () => {
+    script = { status: 429 };
+    const error = await client.messages
+      .create({ model: MODEL, max_tokens: 5, messages: [{ role: 'user', content: 'x' }] })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitError);
+    const rate = error as RateLimitError;
+    expect(rate.status).toBe(429);
+    expect(rate.headers?.get('retry-after')).toBe('7');
+    expect(rate.headers?.get('anthropic-ratelimit-requests-remaining')).toBe('0');
+    expect(rate.error).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
+    expect(rate.message).toContain('tokens per day are used up');
+  });
+
+  it('a request without max_tokens is the SDK’s BadRequestError naming it', async () => {
+    const error = await client.messages
+      .create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'x' }],
+      } as unknown as Anthropic.MessageCreateParamsNonStreaming)
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(BadRequestError);
+    expect((error as BadRequestError).message).toContain('max_tokens: Field required');
+    expect(seen).toHaveLength(0);
+  });
+
+  it('a stream that breaks fails the SDK’s stream instead of ending as a whole message', async () => {
+    script = { chunks: STREAM, breakAfter: 3 };
+    const stream = client.messages.stream({
+      model: MODEL,
+      max_tokens: 300,
+      messages: [{ role: 'user', content: 'go' }],
+    });
+    const texts: string[] = [];
+    stream.on('text', (t) => texts.push(t));
+    const error = await stream.finalMessage().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(APIError);
+    expect((error as APIError).message).toContain('The model provider failed.');
+    expect(texts.join('')).toBe('Two calls.');
+  });
+
+  it('messages.countTokens() gets the proxy’s count of the translated request', async () => {
+    const count = (content: string) =>
+      client.messages.countTokens({ model: MODEL, system: 'Be brief.', messages: [{ role: 'user', content }] });
+    const short = await count('hi');
+    const long = await count('hi '.repeat(200));
+    const expected = chatInputBound(
+      {
+        model: MODEL,
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'hi' },
+        ],
+      },
+      'o200k_base',
+      PRICE,
+    ).inputTokens;
+    expect(short).toEqual({ input_tokens: expected });
+    expect(long.input_tokens).toBeGreaterThan(short.input_tokens + 150);
   });
 });
