@@ -18,56 +18,11 @@ import { proxyHeaders } from '../../lambda/proxy/headers';
 import { chatInputBound } from '../../lambda/proxy/input-bound';
 import { parseRequest, RequestError } from '../../lambda/proxy/validate';
 import { listenLocal } from '../../local/listen';
+import { MODEL, RECORDED_REQUEST } from '../support/messages-recorded';
 
 type Json = Record<string, unknown>;
-const MODEL = 'claude-sonnet-4-5';
 const PRICE = { inputPerMillion: 3, outputPerMillion: 15, partTokens: { image: 1_600 } };
 const ENDPOINT = { models: { [MODEL]: PRICE } };
-
-/** A Messages request as Anthropic's docs and SDKs write one: system blocks, a tool round, images. */
-const RECORDED_REQUEST: Json = {
-  model: MODEL,
-  max_tokens: 1024,
-  system: [{ type: 'text', text: 'You are terse.', cache_control: { type: 'ephemeral' } }],
-  messages: [
-    {
-      role: 'user',
-      content: [
-        { type: 'text', text: 'Weather in Paris? And what is this?' },
-        { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgo=' } },
-        { type: 'image', source: { type: 'url', url: 'https://example.com/cat.jpg' } },
-      ],
-    },
-    {
-      role: 'assistant',
-      content: [
-        { type: 'text', text: 'Checking.' },
-        { type: 'tool_use', id: 'toolu_01', name: 'get_weather', input: { city: 'Paris' } },
-      ],
-    },
-    {
-      role: 'user',
-      content: [
-        { type: 'tool_result', tool_use_id: 'toolu_01', content: [{ type: 'text', text: '18C' }] },
-        { type: 'text', text: 'Thanks. In Kelvin?' },
-      ],
-    },
-  ],
-  tools: [
-    {
-      name: 'get_weather',
-      description: 'Weather for a city',
-      input_schema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
-      cache_control: { type: 'ephemeral' },
-    },
-  ],
-  tool_choice: { type: 'any', disable_parallel_tool_use: true },
-  stop_sequences: ['END'],
-  temperature: 0.2,
-  top_p: 0.9,
-  metadata: { user_id: 'u-42' },
-  stream: true,
-};
 
 describe('Messages requests read into the canonical chat form', () => {
   it('translates every field of a recorded request, and the result passes the chat validation', () => {
