@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenLocal } from './listen';
 
 /**
  * An OpenAI-compatible upstream stand-in: /chat/completions (stream and not) and /embeddings.
@@ -156,14 +156,6 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
     send('[DONE]');
     res.end();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return Object.assign(standIn, {
-    baseUrl: `http://127.0.0.1:${port}/v1`,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  }) as UpstreamStandIn;
+  const { port, stop } = await listenLocal(server);
+  return Object.assign(standIn, { baseUrl: `http://127.0.0.1:${port}/v1`, stop }) as UpstreamStandIn;
 }

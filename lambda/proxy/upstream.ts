@@ -54,16 +54,30 @@ export async function callUpstream(
   requestId?: string,
 ): Promise<Response> {
   const key = await options.apiKey();
-  const timer = setTimeout(
-    () => abort.abort(new UpstreamTimeoutError('before answering')),
-    options.firstByteTimeoutMs ?? 60_000,
-  );
+  // An empty key is an upstream without keys: no Authorization header at all.
+  const headers: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+  return postJson(upstreamUrl(options.baseUrl, route), headers, body, abort, options.firstByteTimeoutMs, requestId);
+}
+
+/**
+ * POSTs JSON with the provider's own headers; resolves once the answer's headers arrive, fails
+ * with UpstreamTimeoutError when they do not within `firstByteTimeoutMs` and with
+ * UpstreamUnreachableError when the provider cannot be reached.
+ */
+export async function postJson(
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  body: unknown,
+  abort: AbortController,
+  firstByteTimeoutMs = 60_000,
+  requestId?: string,
+): Promise<Response> {
+  const timer = setTimeout(() => abort.abort(new UpstreamTimeoutError('before answering')), firstByteTimeoutMs);
   try {
-    return await fetch(upstreamUrl(options.baseUrl, route), {
+    return await fetch(url, {
       method: 'POST',
-      // An empty key is an upstream without keys: no Authorization header at all.
       headers: {
-        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...headers,
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
         // The limiter's request id, so a provider's records can be matched with its settlement.
