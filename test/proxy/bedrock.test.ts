@@ -572,7 +572,8 @@ describe('callBedrock against the Bedrock stand-in', () => {
       ],
       tools: [weather],
     });
-    const counted = await countTokensBedrock(options, body);
+    // The proxy pre-counts before it sets the cap: a body without one is counted too.
+    const counted = await countTokensBedrock(options, { ...body, max_tokens: undefined });
     await call(body);
     expect(counted).toBe(lastBill().input);
     standIn.behaviour = { noCountTokens: true };

@@ -103,14 +103,14 @@ export function toConverse(body: Readonly<Json>): ConverseRequest {
     if (accepts?.(value)) continue;
     unsupported(key, accepts ? 'only its default value can be honoured' : 'it would change the answer or its price');
   }
+  return { ...converseInput(body), inferenceConfig: inference(body) };
+}
+
+/** What Bedrock bills as input (CountTokens counts it): system, messages and tools, the output cap aside. */
+export function converseInput(body: Readonly<Json>): Omit<ConverseRequest, 'inferenceConfig'> {
   const { system, messages } = conversation(body.messages);
   const toolConfig = tools(body, messages);
-  return {
-    ...(system.length ? { system } : {}),
-    messages,
-    inferenceConfig: inference(body),
-    ...(toolConfig ? { toolConfig } : {}),
-  };
+  return { ...(system.length ? { system } : {}), messages, ...(toolConfig ? { toolConfig } : {}) };
 }
 
 /** The output cap (the smaller of the two fields when both are sent) and the sampling fields. */

@@ -21,7 +21,7 @@ import {
 } from '@aws-sdk/client-bedrock-runtime';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { type AnswerIds, BedrockStreamError, ConverseStreamTranslator, toCompletion } from './completion';
-import { type ConverseRequest, toConverse } from './converse';
+import { type ConverseRequest, converseInput, toConverse } from './converse';
 import { bedrockRefusal, untranslatable } from './errors';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../upstream';
 import { RequestError } from '../validate';
@@ -161,7 +161,8 @@ function streamed(events: AsyncIterable<ConverseStreamOutput>, ids: AnswerIds, a
 
 /**
  * The input tokens Bedrock would bill for this body, by Bedrock's CountTokens for the model (a
- * Converse-shaped input); undefined when the model does not support it, or on any error.
+ * Converse-shaped input; the body needs no output cap yet); undefined when the model does not
+ * support it, or on any error.
  * CountTokens takes foundation-model ids, not inference profiles.
  * https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_CountTokens.html
  */
@@ -170,11 +171,10 @@ export async function countTokensBedrock(
   body: Record<string, unknown>,
 ): Promise<number | undefined> {
   try {
-    const { system, messages, toolConfig } = toConverse(body);
     const counted = await clientFor(options).send(
       new CountTokensCommand({
         modelId: options.modelId(String(body.model)),
-        input: { converse: { messages, ...(system ? { system } : {}), ...(toolConfig ? { toolConfig } : {}) } },
+        input: { converse: converseInput(body) },
       }),
       { abortSignal: AbortSignal.timeout(COUNT_TIMEOUT_MS) },
     );
