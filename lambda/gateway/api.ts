@@ -35,8 +35,11 @@ export const USAGE_PAGE_THROTTLE = { rateLimit: 5, burstLimit: 10 } as const;
 
 /** Every AI endpoint is a streaming POST to the proxy; GET /v1/limits, /v1/models and the usage page are buffered. */
 export function apiRoutes(endpoints: Readonly<Record<string, unknown>>): ApiRoute[] {
+  // Anthropic's token count comes with its Messages route (the proxy serves it, free of upstream cost).
+  const paths = Object.keys(endpoints);
+  if (paths.includes('/v1/messages')) paths.push('/v1/messages/count_tokens');
   return [
-    ...Object.keys(endpoints).map((path) => ({
+    ...paths.map((path) => ({
       method: 'POST' as const,
       path,
       integration: 'proxy' as const,

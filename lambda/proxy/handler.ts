@@ -8,6 +8,9 @@ import { commonDepsFromEnvironment, required } from '../runtime/environment';
 import { internalError, unexpectedErrors } from '../runtime/errors';
 import { numberSetting } from '../runtime/settings';
 import { handleProxy, type ProxyDeps, type ProxyResponse } from './proxy';
+import type { Upstream } from './upstreams';
+import { upstreamModels } from './upstream-models';
+import type { LimiterConfig } from '../engine/plans';
 import { SecretValue } from './secret';
 
 const PENDING = Symbol('settlement');
@@ -78,6 +81,24 @@ export function createProxyHandler(deps: ProxyDeps) {
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
   const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
+  return { config, limiter, directory, brake, brakeRetryAfterSeconds, upstream: upstreamFromEnvironment(config), log };
+}
+
+/** The upstream the construct configured: UPSTREAM_KIND and what that kind needs. */
+function upstreamFromEnvironment(config: LimiterConfig): Upstream {
+  const timeouts = {
+    firstByteTimeoutMs: numberSetting('upstreamTimeoutMs'),
+    idleTimeoutMs: numberSetting('upstreamIdleTimeoutMs'),
+    bodyTimeoutMs: numberSetting('upstreamBodyTimeoutMs'),
+  };
+  const kind = process.env.UPSTREAM_KIND ?? 'openai';
+  if (kind === 'bedrock') {
+    // Signed with the function's role (the SDK's default chain); AWS_ENDPOINT_URL_BEDROCK_RUNTIME points it elsewhere locally.
+    const region = process.env.BEDROCK_REGION || required('AWS_REGION');
+    return { kind, region, modelId: upstreamModels(config), ...timeouts };
+  }
+  if (kind !== 'openai' && kind !== 'anthropic')
+    throw new Error(`UPSTREAM_KIND is ${JSON.stringify(kind)}; expected openai, anthropic or bedrock`);
   const secret = new SecretValue(
     new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)),
     required('UPSTREAM_API_KEY_SECRET'),
@@ -86,18 +107,10 @@ export function proxyDepsFromEnvironment(): ProxyDeps {
     CLIENT_TIMEOUTS.secretsManager.deadlineMs,
   );
   return {
-    config,
-    limiter,
-    directory,
-    brake,
-    brakeRetryAfterSeconds,
-    upstream: {
-      baseUrl: required('UPSTREAM_BASE_URL'),
-      apiKey: () => secret.get(),
-      firstByteTimeoutMs: numberSetting('upstreamTimeoutMs'),
-      idleTimeoutMs: numberSetting('upstreamIdleTimeoutMs'),
-      bodyTimeoutMs: numberSetting('upstreamBodyTimeoutMs'),
-    },
-    log,
+    kind,
+    baseUrl: required('UPSTREAM_BASE_URL'),
+    apiKey: () => secret.get(),
+    modelId: upstreamModels(config),
+    ...timeouts,
   };
 }

@@ -21,12 +21,15 @@ import { boundMicroUsd, NO_AUDIO, type Rates, ratesFor } from './pricing';
 import { UpstreamKeyError } from './secret';
 import { answer, NOTHING, type ProxyDeps, type ProxyResponse, type Reservation, settle, type Who } from './settle';
 import { countBudget, type EncodingName, encodingFor } from './tokenizer';
-import { ClientGoneError, callUpstream, UpstreamTimeoutError, UpstreamUnreachableError } from './upstream';
+import { ClientGoneError, UpstreamTimeoutError, UpstreamUnreachableError } from './upstream';
+import { checkTranslatable, send, servesEmbeddings } from './upstreams';
 import { upstreamRefused } from './upstream-errors';
 import type { UsageBounds } from './usage';
 import { parseRequest, type ProxyRequest, RequestError } from './validate';
 import type { ClientDialect } from './dialect';
-import { dialectFor } from './dialects';
+import { COUNT_TOKENS_ROUTE, dialectFor } from './dialects';
+import { countTokensAnswer, countTokensRequest } from './dialects/messages';
+import { countTokensBedrock } from './bedrock/upstream';
 import { speak } from './speak';
 
 export type { ProxyDeps, ProxyResponse } from './settle';
@@ -72,7 +75,9 @@ export async function handleProxy(
   const dialect = dialectFor(route);
   const said: Said = { dialect };
   const response = await answerCanonically(event, deps, requestId, deadlineAt, said, clientGone);
-  return dialect ? speak(dialect, response, said.request, said.inputTokens) : response;
+  // The token count's answer is Anthropic's already; only its errors need translating.
+  const counted = route === COUNT_TOKENS_ROUTE && response.statusCode < 400;
+  return dialect && !counted ? speak(dialect, response, said.request, said.inputTokens) : response;
 }
 
 /** What a dialect's last step needs from the request: the client's own body and the input count. */
@@ -171,7 +176,11 @@ function parse(
       }
     : undefined;
   try {
-    return { request: parseRequest(route, event.body, event.isBase64Encoded, endpoint, translate), endpoint };
+    const request = parseRequest(route, event.body, event.isBase64Encoded, endpoint, translate);
+    if (request.kind === 'chat') checkTranslatable(deps.upstream, request.body);
+    else if (!servesEmbeddings(deps.upstream))
+      throw new RequestError(`${route} is not served by this API's model provider.`, null, 'unsupported_route', 404);
+    return { request, endpoint };
   } catch (err) {
     if (!(err instanceof RequestError)) throw err;
     deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
@@ -280,6 +289,42 @@ function refusal(
 }
 
 /**
+ * POST /v1/messages/count_tokens: the input a Messages request would be reserved for (Bedrock's
+ * CountTokens where the upstream is Bedrock and the model supports it: exact; else the proxy's own
+ * bound). Nothing is reserved or spent; the authorizer counted the call like a read of /v1/limits.
+ */
+async function countTokens(
+  event: APIGatewayProxyEvent,
+  deps: ProxyDeps,
+  base: Record<string, string>,
+  who: Who,
+  said: Said,
+): Promise<ProxyResponse> {
+  const endpoint = deps.config.endpoints['/v1/messages'];
+  if (!endpoint) return answer(404, base, `No such endpoint: ${who.route}`, 'invalid_request_error', 'unknown_url');
+  let request: ProxyRequest;
+  try {
+    request = parseRequest('/v1/messages', event.body, event.isBase64Encoded, endpoint, (body) => {
+      said.request = body;
+      return countTokensRequest(body);
+    });
+  } catch (err) {
+    if (!(err instanceof RequestError)) throw err;
+    deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
+    return answer(err.status, base, err.message, 'invalid_request_error', err.code, err.param);
+  }
+  const price = endpoint.models[request.model]!;
+  const exact = deps.upstream.kind === 'bedrock' ? await countTokensBedrock(deps.upstream, request.body) : undefined;
+  const tokens = exact ?? inputBound(request, price.encoding ?? encodingFor(request.model), price).inputTokens;
+  deps.log({ ...who, outcome: 'counted', inputTokens: tokens, exact: exact !== undefined, model: request.model });
+  return {
+    statusCode: 200,
+    headers: { ...base, 'content-type': 'application/json' },
+    body: JSON.stringify(countTokensAnswer(tokens)),
+  };
+}
+
+/**
  * One request through the proxy, as named steps: identify, the brake, parse, the tenant's plan,
  * reserve, then forward, relay and settle (the settlement is the promise the handler awaits).
  */
@@ -298,6 +343,7 @@ async function proxyRequest(
   const identity = identify(auth, deps, requestId, route, base);
   if (isAnswer(identity)) return identity;
   const who = { requestId, route, tenant: identity.tenant, user: identity.user };
+  if (route === COUNT_TOKENS_ROUTE) return countTokens(event, deps, base, who, said);
   const brake = await braked(deps, now, base, who);
   if (brake) return brake;
   const parsed = parse(event, route, deps, base, who, said);
@@ -373,7 +419,7 @@ async function forward(
   const { reserved } = reservation;
   let response: Response;
   try {
-    response = await callUpstream(deps.upstream, route, body, abort, requestId);
+    response = await send(deps.upstream, route, body, abort, requestId);
   } catch (err) {
     if (abort.signal.reason instanceof ClientGoneError) {
       // The request reached the provider, which may have generated (hidden reasoning) before it stopped.

@@ -12,7 +12,7 @@ import type { Brake } from '../runtime/brake';
 import type { Directory } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { costMicroUsd, type Rates } from './pricing';
-import type { UpstreamOptions } from './upstream';
+import type { Upstream } from './upstreams';
 import { type ReportedUsage, type SeenOutput, settledUsage, type UsageBounds } from './usage';
 
 export interface ProxyDeps {
@@ -20,7 +20,7 @@ export interface ProxyDeps {
   readonly limiter: Limiter;
   readonly directory: Directory;
   readonly brake: Brake;
-  readonly upstream: UpstreamOptions;
+  readonly upstream: Upstream;
   readonly brakeRetryAfterSeconds?: number;
   /** Settlement attempts when DynamoDB hiccups, with exponential backoff from settleBackoffMs. @default 5, 100 */
   readonly settleAttempts?: number;

@@ -69,6 +69,13 @@ function translateStream(
   return out;
 }
 
+/** `extra` over `headers`, a name in another case replacing the one there (HTTP header names ignore case). */
+function withHeaders(headers: Readonly<Record<string, string>>, extra: Readonly<Record<string, string>>) {
+  const names = new Set(Object.keys(extra).map((name) => name.toLowerCase()));
+  const kept = Object.entries(headers).filter(([name]) => !names.has(name.toLowerCase()));
+  return { ...Object.fromEntries(kept), ...extra };
+}
+
 /** The canonical answer as the dialect's clients expect it. `request`: the client's own body. */
 export function speak(
   dialect: ClientDialect,
@@ -76,7 +83,7 @@ export function speak(
   request: Record<string, unknown> | undefined,
   inputTokens = 0,
 ): ProxyResponse {
-  const headers = { ...response.headers, ...dialect.headers(response.headers) };
+  const headers = withHeaders(response.headers, dialect.headers(response.headers));
   const { body, statusCode } = response;
   if (statusCode >= 400) {
     const json = typeof body === 'string' ? parse(body) : undefined;
