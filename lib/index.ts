@@ -16,3 +16,5 @@ export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';
 export { type AutomaticBrake, type LimiterAlarms, LimiterObservability } from './observability';
 export { LimiterFunction, type LimiterFunctionProps } from './limiter-function';
+export { type BedrockUpstreamOptions, type KeyedUpstreamOptions, Upstream } from './upstream';
+export type { UpstreamKind } from '../lambda/gateway/api';

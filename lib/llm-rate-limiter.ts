@@ -1,4 +1,4 @@
-import { CfnOutput, CustomResource, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, CustomResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -12,6 +12,7 @@ import {
   FUNCTION_SETTINGS,
   functionEnvironment,
   proxyEnvironment,
+  type UpstreamTarget,
   USAGE_PAGE_ROUTE,
   USAGE_PAGE_THROTTLE,
 } from '../lambda/gateway/api';
@@ -19,6 +20,7 @@ import type { LimiterConfig } from '../lambda/engine/plans';
 import { configSha256 } from '../lambda/engine/config-hash';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
+import { anyRegionModelArn, bedrockStatements, configuredBedrockModels } from './bedrock-models';
 import { LimiterFunction } from './limiter-function';
 import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
@@ -31,6 +33,7 @@ import {
   upstreamTimeoutOf,
   validateProps,
 } from './props';
+import { type Upstream, upstreamOf } from './upstream';
 
 export { LIMITS_ROUTE } from '../lambda/gateway/api';
 
@@ -56,6 +59,11 @@ export class LlmRateLimiter extends Construct {
   constructor(scope: Construct, id: string, props: LlmRateLimiterProps) {
     super(scope, id);
     const config = validateProps(props, this.node.path);
+    const upstream = upstreamOf(props);
+    const target: UpstreamTarget =
+      upstream.kind === 'bedrock'
+        ? { kind: 'bedrock', region: upstream.region ?? Stack.of(this).region }
+        : { kind: upstream.kind, baseUrl: upstream.baseUrl!, apiKeySecret: upstream.apiKeySecret!.secretArn };
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
@@ -65,11 +73,13 @@ export class LlmRateLimiter extends Construct {
       stringValue: 'off',
       description: 'LLM rate limiter kill-switch: off, or {"enabled": true, "reason": "...", "until": "<ISO time>"}',
     });
-    const functions = this.createFunctions(props, config, retention);
+    const functions = this.createFunctions(props, config, retention, target);
     this.authorizerFunction = functions.authorizer;
     this.proxyFunction = functions.proxy;
     this.limitsFunction = functions.limits;
-    this.grantFunctions(props.upstreamApiKeySecret);
+    this.grantFunctions();
+    if (target.kind === 'bedrock') this.grantBedrock(target.region, config);
+    else this.grantSecret(upstream.apiKeySecret!);
     const brakeReserved = props.brakeReservedConcurrency ?? DEFAULT_BRAKE_RESERVED_CONCURRENCY;
     this.brakeMirrorFunction = this.mirrorBrake(retention, brakeReserved);
     this.api = this.createApi(props, config, retention);
@@ -98,7 +108,12 @@ export class LlmRateLimiter extends Construct {
   }
 
   /** The three functions on the request path, each with config.json beside its handler and the environment the settings give it. */
-  private createFunctions(props: LlmRateLimiterProps, config: LimiterConfig, retention: logs.RetentionDays) {
+  private createFunctions(
+    props: LlmRateLimiterProps,
+    config: LimiterConfig,
+    retention: logs.RetentionDays,
+    upstream: UpstreamTarget,
+  ) {
     // Unset props are left out: the settings' defaults (lambda/runtime/settings.ts) apply.
     const environment = functionEnvironment({
       tableName: this.table.tableName,
@@ -134,8 +149,7 @@ export class LlmRateLimiter extends Construct {
       environment: {
         ...environment,
         ...proxyEnvironment({
-          upstreamBaseUrl: props.upstreamBaseUrl,
-          upstreamApiKeySecret: props.upstreamApiKeySecret.secretArn,
+          upstream,
           ...(upstreamTimeout ? { upstreamTimeoutMs: upstreamTimeout.toMilliseconds() } : {}),
         }),
       },
@@ -150,13 +164,22 @@ export class LlmRateLimiter extends Construct {
     return { authorizer, proxy, limits };
   }
 
-  /** Least privilege: each function gets the actions it calls, on this table and secret only. */
-  private grantFunctions(secret: LlmRateLimiterProps['upstreamApiKeySecret']): void {
+  /** Least privilege: each function gets the actions it calls, on this table only. */
+  private grantFunctions(): void {
     this.table.grant(this.authorizerFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
     // No BatchGetItem: a settlement reads nothing. It refunds from what the reservation's own write
     // returned, in the same invocation (the engine reads only items its container has never seen).
     this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
+    // The brake parameter itself, read only when the mirror's copy is stale (lambda/runtime/brake.ts).
+    for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction])
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
+      );
+  }
+
+  /** A keyed upstream: the proxy reads its key from this secret, and from nothing else. */
+  private grantSecret(secret: NonNullable<Upstream['apiKeySecret']>): void {
     // IAM matches a secret by its complete ARN (name + '-' + six random characters): a secret known
     // by name or partial ARN is granted with the '-??????' wildcard Secrets Manager documents.
     this.proxyFunction.addToRolePolicy(
@@ -167,11 +190,38 @@ export class LlmRateLimiter extends Construct {
     );
     // A secret encrypted with a customer managed key: Secrets Manager decrypts with the caller's permissions.
     secret.encryptionKey?.grantDecrypt(this.proxyFunction);
-    // The brake parameter itself, read only when the mirror's copy is stale (lambda/runtime/brake.ts).
-    for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction])
-      fn.addToRolePolicy(
-        new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
+  }
+
+  /** Bedrock: the proxy may call exactly the configured models (lib/bedrock-models.ts says why each ARN). */
+  private grantBedrock(region: string, config: LimiterConfig): void {
+    const stack = Stack.of(this);
+    const models = configuredBedrockModels(config, { partition: stack.partition, region, account: stack.account });
+    for (const s of bedrockStatements(models)) {
+      this.proxyFunction.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: [...s.actions],
+          resources: [...s.resources],
+          ...(s.throughProfile
+            ? { conditions: { StringEquals: { 'bedrock:InferenceProfileArn': s.throughProfile } } }
+            : {}),
+        }),
       );
+    }
+    const anyRegion = [
+      ...new Set(
+        models.flatMap((m) =>
+          m.kind === 'inference-profile' ? [anyRegionModelArn(m.partition, m.foundationModel)] : [],
+        ),
+      ),
+    ];
+    acknowledge(
+      this.proxyFunction.role!,
+      ...anyRegion.map((arn) => ({
+        id: `AwsSolutions::AwsSolutions-IAM5[Resource::${arn.replace(stack.partition, '<AWS::Partition>')}]`,
+        reason:
+          'A cross-Region inference profile routes to its foundation model in regions AWS chooses (and adds to); the grant is this one model, only through the configured profile (condition bedrock:InferenceProfileArn), never directly.',
+      })),
+    );
   }
 
   /**

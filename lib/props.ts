@@ -5,6 +5,7 @@ import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
+import { type Upstream, upstreamProblems } from './upstream';
 import {
   type EndpointConfig,
   type FailureMode,
@@ -21,14 +22,27 @@ export interface LlmRateLimiterProps {
   readonly plans: Readonly<Record<string, Plan>>;
   /** The AI routes (e.g. /v1/chat/completions, /v1/embeddings), each with its model allowlist and prices. */
   readonly endpoints: Readonly<Record<string, EndpointConfig>>;
-  /** The OpenAI-compatible upstream, e.g. https://api.openai.com/v1 (Azure OpenAI, vLLM, Ollama, LiteLLM work too). */
-  readonly upstreamBaseUrl: string;
   /**
-   * The secret holding the upstream API key (the key itself, or JSON {"apiKey": "..."}). Read by the proxy only.
+   * Where the proxy sends requests: an OpenAI-compatible API, an Anthropic-compatible one (each with
+   * its key in Secrets Manager), or Amazon Bedrock, signed with the proxy's role (no key stored).
+   * Give this, or the OpenAI-compatible shorthand upstreamBaseUrl with upstreamApiKeySecret.
+   * e.g. Upstream.bedrock() or Upstream.anthropic({ baseUrl: 'https://api.anthropic.com/v1', apiKeySecret })
+   * @default - the shorthand: Upstream.openAiCompatible({ baseUrl: upstreamBaseUrl, apiKeySecret: upstreamApiKeySecret })
+   */
+  readonly upstream?: Upstream;
+  /**
+   * Shorthand for upstream: Upstream.openAiCompatible({ baseUrl, ... }), e.g. https://api.openai.com/v1
+   * (Azure OpenAI, vLLM, Ollama, LiteLLM work too). Give it with upstreamApiKeySecret, or give upstream.
+   * @default - none: upstream names the upstream
+   */
+  readonly upstreamBaseUrl?: string;
+  /**
+   * Shorthand for upstream: the secret holding the upstream API key (the key itself, or JSON {"apiKey": "..."}). Read by the proxy only.
    * Import it by name (`Secret.fromSecretNameV2`), partial or complete ARN; a secret encrypted with a customer
    * managed key needs that key too (`Secret.fromSecretAttributes({ secretCompleteArn, encryptionKey })`).
+   * @default - none: upstream names the upstream
    */
-  readonly upstreamApiKeySecret: ISecret;
+  readonly upstreamApiKeySecret?: ISecret;
   /**
    * System-wide limits (a spend cap, say), checked after the tenant, user and endpoint layers.
    * @default - no global limits
@@ -236,12 +250,7 @@ function checkPart(problems: Problems, raw: Record<string, unknown>): boolean {
  * prop, the value and the fix, after the construct's path.
  */
 export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter'): LimiterConfig {
-  const problems: Problems = [];
-  if (!Token.isUnresolved(props.upstreamBaseUrl) && !/^https?:\/\/[^\s/]+/.test(props.upstreamBaseUrl)) {
-    problems.push(
-      `upstreamBaseUrl is ${JSON.stringify(props.upstreamBaseUrl)}; give an absolute http(s) URL such as https://api.openai.com/v1`,
-    );
-  }
+  const problems: Problems = upstreamProblems(props);
   durationAtMost(
     problems,
     'keyCacheTtl',

@@ -44,6 +44,15 @@ export interface ModelPrice {
   readonly inputPerMillion: number;
   readonly outputPerMillion: number;
   /**
+   * The model id the upstream is called with, when it differs from the name clients use. For
+   * Bedrock: a foundation model id (`anthropic.claude-3-5-haiku-20241022-v1:0`), a cross-Region
+   * inference profile id (`us.anthropic.claude-3-5-haiku-20241022-v1:0`, `global.…`), or the ARN
+   * of either; the proxy's role may invoke exactly these (docs/bedrock.md).
+   * e.g. models: { 'claude-haiku': { inputPerMillion: 0.8, outputPerMillion: 4, upstreamModel: 'us.anthropic.claude-3-5-haiku-20241022-v1:0' } }
+   * @default the client-facing model name itself
+   */
+  readonly upstreamModel?: string;
+  /**
    * How input is counted: a js-tiktoken encoding (exact for OpenAI's models), or `utf8_bytes`, a
    * bound of one token per UTF-8 byte plus framing for a tokenizer not known here (never below
    * what the provider bills; corrected at settlement). Naming an OpenAI encoding for another
@@ -119,6 +128,9 @@ const NO_HIDDEN_REASONING = /^(ft:)?(gpt-4|gpt-3\.5|chatgpt-4o)/;
 
 export const isReasoningModel = (model: string): boolean => REASONING_MODEL.test(model);
 
+/** The model id the upstream is called with for the client-facing `model`. */
+export const upstreamModelOf = (model: string, price: ModelPrice): string => price.upstreamModel ?? model;
+
 /** Whether a model may bill output it does not show; when unsure, it may. */
 export const hidesReasoning = (model: string, price: ModelPrice): boolean =>
   price.hiddenReasoning ?? !NO_HIDDEN_REASONING.test(model);
@@ -146,6 +158,8 @@ export interface PartTokens {
 }
 
 export const DEFAULT_MAX_OUTPUT_TOKENS = 131_072;
+/** Longest model id an upstream is called with (Bedrock's modelId takes up to 2048 characters). */
+export const MAX_UPSTREAM_MODEL_CHARS = 2048;
 const PART_TOKEN_FIELDS = ['image', 'imageLowDetail', 'audio', 'file'] as const;
 
 export interface EndpointConfig {
@@ -431,12 +445,23 @@ function parsePrice(price: unknown, at: string): ModelPrice {
     fail(`${at}.hiddenReasoning`, 'expected true or false');
   if (price.outputCapField !== undefined && !OUTPUT_CAP_FIELDS.includes(price.outputCapField as OutputCapField))
     fail(`${at}.outputCapField`, `expected one of ${OUTPUT_CAP_FIELDS.map((f) => `'${f}'`).join(', ')}`);
+  const upstreamModel = price.upstreamModel;
+  if (
+    upstreamModel !== undefined &&
+    !(
+      typeof upstreamModel === 'string' &&
+      upstreamModel.length >= 1 &&
+      upstreamModel.length <= MAX_UPSTREAM_MODEL_CHARS
+    )
+  )
+    fail(`${at}.upstreamModel`, `expected the upstream's model id, 1-${MAX_UPSTREAM_MODEL_CHARS} characters`);
   const cached = price.cachedInputPerMillion;
   if (typeof cached === 'number' && cached > Number(price.inputPerMillion))
     fail(`${at}.cachedInputPerMillion`, 'expected at most inputPerMillion (a cached token never costs more)');
   return {
     inputPerMillion: Number(price.inputPerMillion),
     outputPerMillion: Number(price.outputPerMillion),
+    ...(upstreamModel !== undefined ? { upstreamModel: upstreamModel as string } : {}),
     ...(price.encoding ? { encoding: price.encoding as NonNullable<ModelPrice['encoding']> } : {}),
     ...(Object.keys(partTokens).length ? { partTokens } : {}),
     ...tokenCount('maxOutputTokens'),

@@ -94,15 +94,64 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
   };
 }
 
-/** What the proxy adds: where the upstream is, the id of the secret with its key (never the key), its timeout. */
-export function proxyEnvironment(p: {
+/** The upstreams the proxy speaks to: an OpenAI-compatible API, an Anthropic-compatible one, or Bedrock. */
+export const UPSTREAM_KINDS = ['openai', 'anthropic', 'bedrock'] as const;
+export type UpstreamKind = (typeof UPSTREAM_KINDS)[number];
+
+/**
+ * Where the proxy's upstream is: an HTTP API with a key (its base URL and the id of the secret that
+ * holds the key, never the key), or Bedrock in a region, called with the proxy role's credentials.
+ */
+export type UpstreamTarget =
+  | { readonly kind: 'openai' | 'anthropic'; readonly baseUrl: string; readonly apiKeySecret: string }
+  | { readonly kind: 'bedrock'; readonly region: string };
+
+/** The proxy's upstream variables: the construct writes them, the proxy reads them (upstreamFromEnvironment). */
+export const UPSTREAM_ENV = {
+  kind: 'UPSTREAM_KIND',
+  baseUrl: 'UPSTREAM_BASE_URL',
+  apiKeySecret: 'UPSTREAM_API_KEY_SECRET',
+  bedrockRegion: 'BEDROCK_REGION',
+} as const;
+
+/** The OpenAI-compatible shorthand: a base URL and the secret's id. */
+interface KeyedShorthand {
   upstreamBaseUrl: string;
   upstreamApiKeySecret: string;
-  upstreamTimeoutMs?: number;
-}): Record<string, string> {
+}
+
+/** What the proxy adds: its upstream (for a keyed one, the id of the secret with its key, never the key), its timeout. */
+export function proxyEnvironment(
+  p: (KeyedShorthand | { upstream: UpstreamTarget }) & { upstreamTimeoutMs?: number },
+): Record<string, string> {
+  const upstream: UpstreamTarget =
+    'upstream' in p ? p.upstream : { kind: 'openai', baseUrl: p.upstreamBaseUrl, apiKeySecret: p.upstreamApiKeySecret };
   return {
-    UPSTREAM_BASE_URL: p.upstreamBaseUrl,
-    UPSTREAM_API_KEY_SECRET: p.upstreamApiKeySecret,
+    [UPSTREAM_ENV.kind]: upstream.kind,
+    ...(upstream.kind === 'bedrock'
+      ? { [UPSTREAM_ENV.bedrockRegion]: upstream.region }
+      : { [UPSTREAM_ENV.baseUrl]: upstream.baseUrl, [UPSTREAM_ENV.apiKeySecret]: upstream.apiKeySecret }),
     ...settingsEnvironment({ upstreamTimeoutMs: p.upstreamTimeoutMs ?? NUMBER_SETTINGS.upstreamTimeoutMs.default }),
+  };
+}
+
+/**
+ * The upstream the proxy's environment names; UPSTREAM_KIND unset is 'openai' (environments written
+ * before it existed). A missing or unknown variable throws, naming it.
+ */
+export function upstreamFromEnvironment(env: Readonly<Record<string, string | undefined>>): UpstreamTarget {
+  const need = (name: string): string => {
+    const value = env[name];
+    if (!value) throw new Error(`${name} is not set`);
+    return value;
+  };
+  const kind = env[UPSTREAM_ENV.kind] ?? 'openai';
+  if (!(UPSTREAM_KINDS as readonly string[]).includes(kind))
+    throw new Error(`${UPSTREAM_ENV.kind} is ${JSON.stringify(kind)}; expected ${UPSTREAM_KINDS.join(', ')}`);
+  if (kind === 'bedrock') return { kind, region: need(UPSTREAM_ENV.bedrockRegion) };
+  return {
+    kind: kind as 'openai' | 'anthropic',
+    baseUrl: need(UPSTREAM_ENV.baseUrl),
+    apiKeySecret: need(UPSTREAM_ENV.apiKeySecret),
   };
 }
