@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { API_KEY_PATTERN } from '../lambda/runtime/directory';
+import { UPSTREAM_KINDS, type UpstreamKind } from '../lambda/gateway/api';
 import type { LocalOptions } from './start';
 
 export const START_HELP = `npm start [-- options]: the whole API on this machine (DynamoDB Local, the local gateway, the functions)
@@ -7,12 +8,15 @@ export const START_HELP = `npm start [-- options]: the whole API on this machine
 Options:
   --port <n>        port of the local API (default 8787; 0 picks a free one)
   --persist <dir>   keep DynamoDB Local's data in <dir> (default: in memory)
+  --upstream <kind> openai (default), bedrock or anthropic: the built-in stand-in that speaks
+                    that provider's API (Bedrock's: Converse over SigV4, signatures checked)
   --help            this text
 
 Environment:
   PORT                 as --port
   LOCAL_API_KEY        the demo key to create (20-200 printable ASCII characters; default: a new random key)
-  UPSTREAM_BASE_URL    a real OpenAI-compatible upstream instead of the built-in stand-in (http(s) URL)
+  UPSTREAM_KIND        as --upstream
+  UPSTREAM_BASE_URL    a real upstream of that kind (openai or anthropic) instead of the built-in stand-in (http(s) URL)
   UPSTREAM_API_KEY     its key (leave unset for keyless upstreams such as vLLM or Ollama)
   LIMITER_LOG          all: print every log line (default: errors and a summary every few seconds)
 
@@ -29,11 +33,16 @@ export function parseStartOptions(
   argv: readonly string[],
   env: Readonly<Record<string, string | undefined>>,
 ): StartOptions {
-  let values: { port?: string; persist?: string; help?: boolean };
+  let values: { port?: string; persist?: string; upstream?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       args: [...argv],
-      options: { port: { type: 'string' }, persist: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        port: { type: 'string' },
+        persist: { type: 'string' },
+        upstream: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
       strict: true,
       allowPositionals: false,
     }));
@@ -67,11 +76,23 @@ export function parseStartOptions(
     return {
       error: `npm start: UPSTREAM_BASE_URL is ${JSON.stringify(upstream)}; give an absolute http(s) URL such as http://localhost:11434/v1`,
     };
+  const kindText = values.upstream ?? env.UPSTREAM_KIND ?? 'openai';
+  if (!(UPSTREAM_KINDS as readonly string[]).includes(kindText))
+    return {
+      error: `npm start: ${values.upstream !== undefined ? '--upstream' : 'UPSTREAM_KIND'} is ${JSON.stringify(kindText)}; use ${UPSTREAM_KINDS.join(', ')}`,
+    };
+  const upstreamKind = kindText as UpstreamKind;
+  if (upstreamKind === 'bedrock' && upstream !== undefined)
+    return {
+      error:
+        'npm start: UPSTREAM_BASE_URL names an HTTP upstream, but --upstream bedrock runs the Bedrock stand-in (nothing here reaches AWS); unset one of them',
+    };
   return {
     options: {
       port,
       ...(values.persist ? { persistDir: values.persist } : {}),
       ...(key ? { apiKey: key } : {}),
+      ...(upstreamKind !== 'openai' ? { upstreamKind } : {}),
       ...(upstream ? { upstreamBaseUrl: upstream, upstreamApiKey: env.UPSTREAM_API_KEY ?? '' } : {}),
     },
   };

@@ -14,7 +14,15 @@ import {
 } from '../lambda/engine/plans';
 import { publishConfig } from '../lambda/engine/published-config';
 import { ensureTable } from '../lambda/engine/store';
-import { apiRoutes, functionEnvironment, proxyEnvironment } from '../lambda/gateway/api';
+import {
+  apiRoutes,
+  functionEnvironment,
+  proxyEnvironment,
+  type UpstreamKind,
+  type UpstreamTarget,
+} from '../lambda/gateway/api';
+import { startAnthropicStandIn } from './anthropic-standin';
+import { type BedrockStandIn, startBedrockStandIn } from './bedrock-standin';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../lambda/limits/handler';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../lambda/proxy/handler';
 import { countMessages } from '../lambda/proxy/input-bound';
@@ -30,6 +38,17 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { mirrorBrake } from '../lambda/brake-mirror/handler';
 import { CLIENT_TIMEOUTS, clientConfig } from '../lambda/runtime/aws-clients';
 import { startUpstreamStandIn } from './upstream-standin';
+
+/** The demo's models, on every chat-like route: two OpenAI names and a Claude model as Bedrock names it. */
+const DEMO_MODELS = {
+  'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 },
+  'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 },
+  'claude-3-5-haiku': {
+    inputPerMillion: 0.8,
+    outputPerMillion: 4,
+    upstreamModel: 'us.anthropic.claude-3-5-haiku-20241022-v1:0',
+  },
+};
 
 /**
  * The demo configuration: small enough that a person sees a 429 within 100 quick requests
@@ -51,12 +70,9 @@ export const DEMO_CONFIG: LimiterConfig = parseConfig(
         },
       },
       endpoints: {
-        '/v1/chat/completions': {
-          models: {
-            'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 },
-            'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 },
-          },
-        },
+        '/v1/chat/completions': { models: DEMO_MODELS },
+        '/v1/responses': { models: DEMO_MODELS },
+        '/v1/messages': { models: DEMO_MODELS },
         '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } } },
       },
       global: { limits: [usdPerDay(50)], shards: 4 },
@@ -70,7 +86,9 @@ export interface LocalOptions {
   readonly persistDir?: string;
   /** The demo key. @default a new random key, printed */
   readonly apiKey?: string;
-  /** A real OpenAI-compatible upstream instead of the built-in stand-in. */
+  /** The upstream's API: the built-in stand-in speaks it (Bedrock's: Converse over SigV4). @default 'openai' */
+  readonly upstreamKind?: UpstreamKind;
+  /** A real upstream of that kind (openai or anthropic) instead of the built-in stand-in. */
   readonly upstreamBaseUrl?: string;
   readonly upstreamApiKey?: string;
   readonly config?: LimiterConfig;
@@ -126,6 +144,8 @@ export interface LocalStack {
   readonly upstreamBaseUrl: string;
   /** Requests the built-in upstream stand-in has answered (undefined with a real upstream). */
   readonly upstreamRequests?: () => number;
+  /** The Bedrock stand-in, with `upstreamKind: 'bedrock'` (its ledger and behaviour, for tests). */
+  readonly bedrock?: BedrockStandIn;
   stop(): Promise<void>;
 }
 
@@ -199,16 +219,53 @@ async function startUpstream(
   options: LocalOptions,
   aws: SsmLocal,
   stops: Stops,
-): Promise<{ upstreamBaseUrl: string; upstreamRequests?: () => number }> {
+): Promise<StartedUpstream> {
+  if (options.upstreamKind === 'bedrock') {
+    // Signed with the credentials the stand-in accepts (it checks every signature), sent to it by the SDK's endpoint variable.
+    const bedrock = await startBedrockStandIn({ behaviour: { natural: 24, eventMs: 15 } });
+    stops.push(() => bedrock.close());
+    return {
+      bedrock,
+      upstreamBaseUrl: bedrock.endpoint,
+      upstreamRequests: () => bedrock.ledger.length,
+      target: { kind: 'bedrock', region: bedrock.region },
+      env: {
+        AWS_ENDPOINT_URL_BEDROCK_RUNTIME: bedrock.endpoint,
+        AWS_ACCESS_KEY_ID: bedrock.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: bedrock.credentials.secretAccessKey,
+      },
+    };
+  }
+  const kind = options.upstreamKind ?? 'openai';
+  const keyed = (upstreamBaseUrl: string, upstreamRequests?: () => number): StartedUpstream => ({
+    upstreamBaseUrl,
+    ...(upstreamRequests ? { upstreamRequests } : {}),
+    target: { kind, baseUrl: upstreamBaseUrl, apiKeySecret: SECRET },
+    env: {},
+  });
   if (options.upstreamBaseUrl) {
     // No key given: an upstream without keys (vLLM, Ollama), said explicitly.
     aws.secrets.set(SECRET, options.upstreamApiKey ? options.upstreamApiKey : JSON.stringify({ apiKey: '' }));
-    return { upstreamBaseUrl: options.upstreamBaseUrl };
+    return keyed(options.upstreamBaseUrl);
+  }
+  aws.secrets.set(SECRET, 'sk-local-stand-in');
+  if (kind === 'anthropic') {
+    const anthropic = await startAnthropicStandIn();
+    stops.push(() => anthropic.stop());
+    return keyed(anthropic.baseUrl, () => anthropic.ledger.length);
   }
   const standIn = await startUpstreamStandIn({ reply: standInReply, delayMs: 15 });
   stops.push(() => standIn.stop());
-  aws.secrets.set(SECRET, 'sk-local-stand-in');
-  return { upstreamBaseUrl: standIn.baseUrl, upstreamRequests: () => standIn.requests.length };
+  return keyed(standIn.baseUrl, () => standIn.requests.length);
+}
+
+interface StartedUpstream {
+  readonly bedrock?: BedrockStandIn;
+  readonly upstreamBaseUrl: string;
+  readonly upstreamRequests?: () => number;
+  readonly target: UpstreamTarget;
+  /** What the functions' environment needs besides (the Bedrock stand-in's endpoint and credentials). */
+  readonly env: Record<string, string>;
 }
 
 /** Step 4: the summary line every few seconds, from the functions' metrics. */
@@ -266,7 +323,11 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const client = localClient(dynamo.endpoint);
     await ensureTable(client, TABLE);
     const aws = await startBrake(client, stops);
-    const { upstreamBaseUrl, upstreamRequests } = await startUpstream(options, aws, stops);
+    const { upstreamBaseUrl, upstreamRequests, target, env: upstreamEnv, bedrock } = await startUpstream(
+      options,
+      aws,
+      stops,
+    );
 
     // Step 3: the demo tenant and key, and the configuration published as a deploy does (the CLI
     // reads it from the table for plan checks and usage).
@@ -286,7 +347,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
         settings:
           options.brakeCacheTtlSeconds !== undefined ? { brakeCacheTtlSeconds: options.brakeCacheTtlSeconds } : {},
       }),
-      ...proxyEnvironment({ upstreamBaseUrl, upstreamApiKeySecret: SECRET }),
+      ...proxyEnvironment({ upstream: target }),
       LIMITER_CONFIG: JSON.stringify(config),
       AWS_REGION: process.env.AWS_REGION ?? 'us-east-1',
       AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'local',
@@ -294,6 +355,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ENDPOINT_URL_SSM: aws.endpoint,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: aws.endpoint,
+      ...upstreamEnv,
     });
     printSummaries(options, stops);
     const gateway = await startGateway(config, options, stops);
@@ -311,6 +373,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       ssm: aws,
       config,
       ...(upstreamRequests ? { upstreamRequests } : {}),
+      ...(bedrock ? { bedrock } : {}),
       stop,
     };
   } catch (err) {

@@ -9,7 +9,7 @@ import type { Amounts } from '../engine/limiter';
 import type { Rates } from './pricing';
 import { SseRelay } from './relay';
 import { answer, type ProxyDeps, type ProxyResponse, type Reservation, settle, usedAmounts, type Who } from './settle';
-import { countText, type EncodingName } from './tokenizer';
+import { countText, type EncodingName, LONGEST_TOKEN_BYTES } from './tokenizer';
 import { chunksOf, InvocationDeadlineError, readBody, UpstreamTimeoutError } from './upstream';
 import type { UsageBounds } from './usage';
 import type { ChatRequest, ProxyRequest } from './validate';
@@ -37,8 +37,10 @@ const atLeast = (a: Amounts, b: Amounts): Amounts => ({
 function settledFrom(answering: Answering, relay: SseRelay, wholeAnswer: boolean): Amounts {
   const { deps, who, bounds, rates, encoding } = answering;
   const u = relay.usage;
+  const output = countText(u.text, encoding);
   const seen = {
-    output: countText(u.text, encoding),
+    output,
+    floor: encoding === 'utf8_bytes' ? Math.ceil(output / LONGEST_TOKEN_BYTES) : output,
     provesOutput: wholeAnswer && relay.complete && !answering.hiddenReasoning,
   };
   // Usage is final only once the answer is: a figure from a stream cut before every choice finished may be a running one.

@@ -5,6 +5,7 @@ import middy from '@middy/core';
 import type { APIGatewayProxyEvent, Context } from 'aws-lambda';
 import { CLIENT_TIMEOUTS, clientConfig } from '../runtime/aws-clients';
 import { commonDepsFromEnvironment, required } from '../runtime/environment';
+import { upstreamFromEnvironment } from '../gateway/api';
 import { internalError, unexpectedErrors } from '../runtime/errors';
 import { numberSetting } from '../runtime/settings';
 import { handleProxy, type ProxyDeps, type ProxyResponse } from './proxy';
@@ -81,34 +82,30 @@ export function createProxyHandler(deps: ProxyDeps) {
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
   const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
-  return { config, limiter, directory, brake, brakeRetryAfterSeconds, upstream: upstreamFromEnvironment(config), log };
+  return { config, limiter, directory, brake, brakeRetryAfterSeconds, upstream: upstreamOf(config), log };
 }
 
-/** The upstream the construct configured: UPSTREAM_KIND and what that kind needs. */
-function upstreamFromEnvironment(config: LimiterConfig): Upstream {
+/** The upstream the construct configured (lambda/gateway/api.ts names the variables), with its timeouts and model ids. */
+function upstreamOf(config: LimiterConfig): Upstream {
   const timeouts = {
     firstByteTimeoutMs: numberSetting('upstreamTimeoutMs'),
     idleTimeoutMs: numberSetting('upstreamIdleTimeoutMs'),
     bodyTimeoutMs: numberSetting('upstreamBodyTimeoutMs'),
   };
-  const kind = process.env.UPSTREAM_KIND ?? 'openai';
-  if (kind === 'bedrock') {
-    // Signed with the function's role (the SDK's default chain); AWS_ENDPOINT_URL_BEDROCK_RUNTIME points it elsewhere locally.
-    const region = process.env.BEDROCK_REGION || required('AWS_REGION');
-    return { kind, region, modelId: upstreamModels(config), ...timeouts };
-  }
-  if (kind !== 'openai' && kind !== 'anthropic')
-    throw new Error(`UPSTREAM_KIND is ${JSON.stringify(kind)}; expected openai, anthropic or bedrock`);
+  const target = upstreamFromEnvironment(process.env);
+  // Bedrock: signed with the function's role (the SDK's default chain); AWS_ENDPOINT_URL_BEDROCK_RUNTIME points it elsewhere locally.
+  if (target.kind === 'bedrock')
+    return { kind: 'bedrock', region: target.region, modelId: upstreamModels(config), ...timeouts };
   const secret = new SecretValue(
     new SecretsManagerClient(clientConfig(CLIENT_TIMEOUTS.secretsManager)),
-    required('UPSTREAM_API_KEY_SECRET'),
+    target.apiKeySecret,
     300_000,
     Date.now,
     CLIENT_TIMEOUTS.secretsManager.deadlineMs,
   );
   return {
-    kind,
-    baseUrl: required('UPSTREAM_BASE_URL'),
+    kind: target.kind,
+    baseUrl: target.baseUrl,
     apiKey: () => secret.get(),
     modelId: upstreamModels(config),
     ...timeouts,

@@ -15,6 +15,9 @@ export const ENCODING_NAMES: readonly EncodingName[] = ['o200k_base', 'cl100k_ba
 type TiktokenName = Exclude<EncodingName, 'utf8_bytes'>;
 const RANKS: Record<TiktokenName, TiktokenBPE> = { o200k_base: o200kBase, cl100k_base: cl100kBase };
 
+/** The longest token of o200k_base and cl100k_base, in bytes: `utf8_bytes` / this is a floor of any count. */
+export const LONGEST_TOKEN_BYTES = 128;
+
 /**
  * Tokens a provider may add around a request whose tokenizer is not known: role markers and a
  * system preamble (Anthropic documents a tool-use system prompt of up to ~350 tokens), counted

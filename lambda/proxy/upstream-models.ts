@@ -1,4 +1,4 @@
-import type { LimiterConfig, ModelPrice } from '../engine/plans';
+import type { LimiterConfig } from '../engine/plans';
 
 /**
  * The model id the upstream is called with, for each name clients use: the model's
@@ -9,7 +9,7 @@ export function upstreamModels(config: LimiterConfig): (model: string) => string
   const ids = new Map<string, string>();
   for (const endpoint of Object.values(config.endpoints))
     for (const [name, price] of Object.entries(endpoint.models)) {
-      const id = (price as ModelPrice & { upstreamModel?: string }).upstreamModel;
+      const id = price.upstreamModel;
       if (id && !ids.has(name)) ids.set(name, id);
     }
   return (model) => ids.get(model) ?? model;

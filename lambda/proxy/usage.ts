@@ -34,8 +34,18 @@ export interface UsageBounds {
 
 /** What the relay saw of the answer. */
 export interface SeenOutput {
-  /** Output tokens counted on every channel seen (content, tool calls, refusals, reasoning, audio transcripts). */
+  /**
+   * Output tokens counted on every channel seen (content, tool calls, refusals, reasoning, audio
+   * transcripts), from above where the tokenizer is not known: what is settled when no usage came.
+   */
   readonly output: number;
+  /**
+   * The fewest tokens that output can be: the floor under a reported figure. The count itself
+   * where the tokenizer is known; for `utf8_bytes`, a token per 128 bytes (the longest token of
+   * o200k_base and cl100k_base), never above any tokenizer's count whose tokens are that long at most.
+   * @default output
+   */
+  readonly floor?: number;
   /** The answer arrived whole (every choice finished, the body ended) and the model hides no reasoning. */
   readonly provesOutput: boolean;
 }
@@ -74,9 +84,10 @@ function parts(reported: ReportedUsage | undefined, input: number, output: numbe
 
 /** Reported usage where believable, else the bound; output never below what was seen. */
 export function settledUsage(reported: ReportedUsage | undefined, seen: SeenOutput, bounds: UsageBounds): SettledUsage {
-  const outputFloor = Math.min(seen.output, bounds.outputMax);
+  const outputSeen = Math.min(seen.output, bounds.outputMax);
+  const outputFloor = Math.min(seen.floor ?? seen.output, outputSeen);
   if (reported === undefined || reported === null || typeof reported !== 'object') {
-    const output = seen.provesOutput ? outputFloor : Math.max(bounds.output, outputFloor);
+    const output = seen.provesOutput ? outputSeen : Math.max(bounds.output, outputSeen);
     return {
       input: bounds.input,
       output,

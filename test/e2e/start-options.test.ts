@@ -51,6 +51,18 @@ describe('npm start options', () => {
       { UPSTREAM_BASE_URL: 'localhost:11434' },
       /^npm start: UPSTREAM_BASE_URL is "localhost:11434"; give an absolute http\(s\) URL/,
     ],
+    [
+      'an upstream kind it does not know',
+      ['--upstream', 'vertex'],
+      {},
+      /^npm start: --upstream is "vertex"; use openai, anthropic, bedrock$/,
+    ],
+    [
+      'a URL with the Bedrock stand-in',
+      ['--upstream', 'bedrock'],
+      { UPSTREAM_BASE_URL: 'http://localhost:11434/v1' },
+      /^npm start: UPSTREAM_BASE_URL names an HTTP upstream, but --upstream bedrock runs the Bedrock stand-in/,
+    ],
   ])('refuses %s with one line and exit code 2', async (_name, args, env, message) => {
     const out = await start(args, env);
     expect(out.code).toBe(2);
@@ -79,7 +91,16 @@ describe('npm start options', () => {
   it('--help lists the options and environment variables, exit code 0', async () => {
     const out = await start(['--help']);
     expect(out.code).toBe(0);
-    for (const word of ['--port', '--persist', 'LOCAL_API_KEY', 'UPSTREAM_BASE_URL', 'UPSTREAM_API_KEY', 'Java 17'])
+    for (const word of [
+      '--port',
+      '--persist',
+      '--upstream',
+      'UPSTREAM_KIND',
+      'LOCAL_API_KEY',
+      'UPSTREAM_BASE_URL',
+      'UPSTREAM_API_KEY',
+      'Java 17',
+    ])
       expect(out.stdout).toContain(word);
   });
 

@@ -13,8 +13,10 @@ import {
   countText,
   encodingFor,
   LONG_PIECE_BYTES,
+  LONGEST_TOKEN_BYTES,
   UNKNOWN_TOKENIZER_FRAMING,
 } from '../../lambda/proxy/tokenizer';
+import { settledUsage } from '../../lambda/proxy/usage';
 import { ADVERSARIAL_CORPORA } from '../support/adversarial-text';
 
 const corpus = [
@@ -179,5 +181,40 @@ describe('utf8_bytes, the bound for tokenizers not known here', () => {
     const sameToolsCounted = chatInputBound({ model: 'm', messages, tools }, 'o200k_base', price).inputTokens;
     const framingOfTools = sameToolsCounted - chatInputBound({ model: 'm', messages }, 'o200k_base', price).inputTokens;
     expect(withTools - plain).toBe(framingOfTools + f.tools);
+  });
+});
+
+describe('the floor under reported output for tokenizers not known here', () => {
+  it('LONGEST_TOKEN_BYTES is the longest token of both encodings', () => {
+    for (const ranks of [o200kBase, cl100kBase]) {
+      let longest = 0;
+      for (const line of ranks.bpe_ranks.split('\n'))
+        for (const token of line.split(' ').slice(2)) longest = Math.max(longest, Buffer.from(token, 'base64').length);
+      expect(longest).toBe(LONGEST_TOKEN_BYTES);
+    }
+  });
+
+  const bounds = {
+    input: 50,
+    output: 400,
+    outputMax: 4_000,
+    outputless: false,
+    audio: { input: false, output: false },
+  };
+  it('believes a reported count between the bytes seen / 128 and the bytes seen', () => {
+    // 300 bytes seen: the upstream's 100 tokens stand (a bytes floor would have charged 300).
+    const usage = settledUsage(
+      { prompt_tokens: 20, completion_tokens: 100 },
+      { output: 300, floor: 3, provesOutput: true },
+      bounds,
+    );
+    expect(usage).toMatchObject({ input: 20, output: 100, rejected: [] });
+  });
+
+  it('never settles below the floor, and settles at what was seen when no usage came', () => {
+    const seen = { output: 12_800, floor: 100, provesOutput: true };
+    expect(settledUsage({ prompt_tokens: 20, completion_tokens: 0 }, seen, bounds).output).toBe(100);
+    expect(settledUsage(undefined, seen, bounds).output).toBe(4_000);
+    expect(settledUsage(undefined, { ...seen, output: 300, floor: 3 }, bounds).output).toBe(300);
   });
 });
