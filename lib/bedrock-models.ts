@@ -20,7 +20,7 @@
  */
 import { type LimiterConfig, upstreamModelOf } from '../lambda/engine/plans';
 /** Geography prefixes of system-defined (cross-Region) inference profile ids: us.anthropic.claude-…, global.… */
-export const PROFILE_GEOGRAPHIES = ['us', 'us-gov', 'eu', 'apac', 'jp', 'au', 'ca', 'global'] as const;
+export const PROFILE_GEOGRAPHIES = ['us', 'us-gov', 'eu', 'apac', 'jp', 'au', 'global'] as const;
 
 /** Where the proxy calls Bedrock from (values or CloudFormation tokens). */
 export interface BedrockEnvironment {
@@ -60,7 +60,7 @@ const COUNT = 'bedrock:CountTokens';
 
 const FIX =
   'give a foundation model id (anthropic.claude-3-5-haiku-20241022-v1:0), an inference profile id ' +
-  `(${PROFILE_GEOGRAPHIES.filter((g) => g !== 'us-gov' && g !== 'ca').join('., ')}. + a foundation model id) or the ARN of either, ` +
+  `(${PROFILE_GEOGRAPHIES.filter((g) => g !== 'us-gov').join('., ')}. + a foundation model id) or the ARN of either, ` +
   "in upstreamModel when it differs from the client's model name";
 
 const isFoundationModelId = (id: string): boolean => {

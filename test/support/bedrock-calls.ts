@@ -61,7 +61,7 @@ export function bedrockCallsFor(
     : [
         region,
         account,
-        /^(us|us-gov|eu|apac|jp|au|ca|global)\./.test(modelId) ? 'inference-profile' : 'foundation-model',
+        /^(us|us-gov|eu|apac|jp|au|global)\./.test(modelId) ? 'inference-profile' : 'foundation-model',
         modelId,
       ];
   const here = { 'aws:RequestedRegion': source };
