@@ -12,15 +12,15 @@
  *   and for a global profile also the region-less `arn:aws:bedrock:::foundation-model/<id>`
  *   (https://docs.aws.amazon.com/bedrock/latest/userguide/global-cross-region-inference.html#global-cris-iam-setup).
  *
- * A profile's foundation model is granted in every region (`*`, which also matches the region-less
- * ARN) but only through that profile: the statement's condition `bedrock:InferenceProfileArn` equals
+ * A profile's foundation model is granted in every region (`*`; for a global profile also the
+ * region-less ARN, as AWS writes it) but only through that profile: the statement's condition `bedrock:InferenceProfileArn` equals
  * the profile's ARN. A list of destination regions would break with AccessDenied whenever AWS adds
  * one to a profile (they differ per model and change over time); the condition keeps the grant to
  * calls routed by the one profile, so the role can never call the model directly in another region.
  */
 import { type LimiterConfig, upstreamModelOf } from '../lambda/engine/plans';
 /** Geography prefixes of system-defined (cross-Region) inference profile ids: us.anthropic.claude-…, global.… */
-export const PROFILE_GEOGRAPHIES = ['us', 'us-gov', 'eu', 'apac', 'jp', 'au', 'ca', 'global'] as const;
+export const PROFILE_GEOGRAPHIES = ['us', 'us-gov', 'eu', 'apac', 'jp', 'au', 'global'] as const;
 
 /** Where the proxy calls Bedrock from (values or CloudFormation tokens). */
 export interface BedrockEnvironment {
@@ -60,7 +60,7 @@ const COUNT = 'bedrock:CountTokens';
 
 const FIX =
   'give a foundation model id (anthropic.claude-3-5-haiku-20241022-v1:0), an inference profile id ' +
-  `(${PROFILE_GEOGRAPHIES.filter((g) => g !== 'us-gov' && g !== 'ca').join('., ')}. + a foundation model id) or the ARN of either, ` +
+  `(${PROFILE_GEOGRAPHIES.filter((g) => g !== 'us-gov').join('., ')}. + a foundation model id) or the ARN of either, ` +
   "in upstreamModel when it differs from the client's model name";
 
 const isFoundationModelId = (id: string): boolean => {
@@ -112,9 +112,18 @@ export function parseBedrockModel(id: string, env: BedrockEnvironment): BedrockM
   return `${JSON.stringify(id)} is not a Bedrock model id: ${FIX}`;
 }
 
-/** A profile's foundation model in every region (and region-less, for global profiles). */
+/** A profile's foundation model in every region. */
 export function anyRegionModelArn(partition: string, foundationModel: string): string {
   return foundationModelArn(partition, '*', foundationModel);
+}
+
+/** Where a profile routes its foundation model: any region, and for a global profile the region-less ARN AWS documents. */
+function routedModelArns(profile: Extract<BedrockModel, { kind: 'inference-profile' }>): string[] {
+  const global = /:inference-profile\/global\./.test(profile.arn);
+  return [
+    anyRegionModelArn(profile.partition, profile.foundationModel),
+    ...(global ? [foundationModelArn(profile.partition, '', profile.foundationModel)] : []),
+  ];
 }
 
 /**
@@ -140,7 +149,7 @@ export function bedrockStatements(models: readonly BedrockModel[]): BedrockState
     ...(counted.length ? [{ actions: [COUNT], resources: counted }] : []),
     ...profiles.map((p) => ({
       actions: [...INVOKE],
-      resources: [anyRegionModelArn(p.partition, p.foundationModel)],
+      resources: routedModelArns(p),
       throughProfile: p.arn,
     })),
   ];

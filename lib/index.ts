@@ -17,4 +17,5 @@ export * from '../lambda/engine/plans';
 export { type AutomaticBrake, type LimiterAlarms, LimiterObservability } from './observability';
 export { LimiterFunction, type LimiterFunctionProps } from './limiter-function';
 export { type BedrockUpstreamOptions, type KeyedUpstreamOptions, Upstream } from './upstream';
+export { BEDROCK_QUOTA_NAME, type BedrockQuota, bedrockQuota } from './bedrock-quota';
 export type { UpstreamKind } from '../lambda/gateway/api';

@@ -2,6 +2,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { describe, expect, it } from 'vitest';
+import { proxyEnvironment, type UpstreamTarget, upstreamFromEnvironment } from '../../lambda/gateway/api';
 import { LlmRateLimiter, type LlmRateLimiterProps, requestsPerMinute, Upstream } from '../../lib';
 
 const CHAT = '/v1/chat/completions';
@@ -178,5 +179,36 @@ describe('upstream problems at synth', () => {
     ).toThrow(
       /Up\/Limiter: 3 props are not valid:\n {2}- upstream\.region is "mars".*\n {2}- endpoints\['\/v1\/chat\/completions'\]\.models\['claude-haiku'\]: .*\n {2}- stageName is "a b"/,
     );
+  });
+});
+
+describe("the proxy's upstream variables", () => {
+  const targets: UpstreamTarget[] = [
+    {
+      kind: 'openai',
+      baseUrl: 'https://api.openai.com/v1',
+      apiKeySecret: 'arn:aws:secretsmanager:eu-west-1:1:secret:k',
+    },
+    { kind: 'anthropic', baseUrl: 'https://api.anthropic.com/v1', apiKeySecret: 'k' },
+    { kind: 'bedrock', region: 'us-west-2' },
+  ];
+  it.each(targets)('reads back what the construct writes: $kind', (upstream) => {
+    expect(upstreamFromEnvironment(proxyEnvironment({ upstream }))).toEqual(upstream);
+  });
+
+  it('reads an environment without UPSTREAM_KIND (written before it) as openai', () => {
+    expect(upstreamFromEnvironment({ UPSTREAM_BASE_URL: 'http://x/v1', UPSTREAM_API_KEY_SECRET: 'k' })).toEqual({
+      kind: 'openai',
+      baseUrl: 'http://x/v1',
+      apiKeySecret: 'k',
+    });
+  });
+
+  it.each<[Record<string, string>, RegExp]>([
+    [{ UPSTREAM_KIND: 'vertex' }, /UPSTREAM_KIND is "vertex"; expected openai, anthropic, bedrock/],
+    [{ UPSTREAM_KIND: 'bedrock' }, /BEDROCK_REGION is not set/],
+    [{ UPSTREAM_KIND: 'anthropic', UPSTREAM_BASE_URL: 'http://x' }, /UPSTREAM_API_KEY_SECRET is not set/],
+  ])('names the variable that is wrong: %j', (env, message) => {
+    expect(() => upstreamFromEnvironment(env)).toThrow(message);
   });
 });

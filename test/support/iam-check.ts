@@ -10,11 +10,13 @@ import type { Template } from 'aws-cdk-lib/assertions';
 export const ACCOUNT = '123456789012';
 export const REGION = 'us-east-1';
 
-/** One call as IAM sees it: which function's role, which action, on which resource ARN. */
+/** One call as IAM sees it: which function's role, which action, on which resource ARN, with which condition keys set. */
 export interface IamCall {
   readonly fn: string;
   readonly action: string;
   readonly resource: string;
+  /** Condition keys the service sets for this evaluation (e.g. bedrock:InferenceProfileArn). */
+  readonly context?: Readonly<Record<string, string>>;
 }
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -29,6 +31,29 @@ interface Statement {
 export interface Physical {
   readonly ref: Record<string, string>;
   readonly arn: Record<string, string>;
+}
+
+/** What each logical id is on AWS, for the names this run uses (the table's name given). */
+export function physicalOf(template: Template, table: string): Physical {
+  const ref: Record<string, string> = {};
+  const arn: Record<string, string> = {};
+  for (const [id, r] of Object.entries(
+    template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, unknown> }>,
+  )) {
+    if (r.Type === 'AWS::DynamoDB::Table') {
+      ref[id] = table;
+      arn[id] = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${table}`;
+    } else if (r.Type === 'AWS::SSM::Parameter') {
+      ref[id] = String(r.Properties?.Name);
+    } else if (r.Type === 'AWS::Logs::LogGroup') {
+      ref[id] = `/aws/lambda/${id}`;
+      arn[id] = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/aws/lambda/${id}:*`;
+    } else {
+      ref[id] = `${id}-physical`;
+      arn[id] = `arn:aws:${r.Type.split('::')[1]!.toLowerCase()}:${REGION}:${ACCOUNT}:${id}`;
+    }
+  }
+  return { ref, arn };
 }
 
 /** A template value with its intrinsic functions (Ref, Fn::GetAtt, Fn::Join, ...) resolved to what AWS would see. */
@@ -101,7 +126,7 @@ export async function allowed(call: IamCall, statements: Statement[]): Promise<{
         principal: `arn:aws:iam::${ACCOUNT}:role/${call.fn}`,
         action: call.action,
         resource: { resource: call.resource, accountId: ACCOUNT },
-        contextVariables: {},
+        contextVariables: { ...call.context },
       },
       identityPolicies: [{ name: call.fn, policy: { Version: '2012-10-17', Statement: statements } }],
       serviceControlPolicies: [],
@@ -112,8 +137,38 @@ export async function allowed(call: IamCall, statements: Statement[]): Promise<{
     },
     {},
   );
+  if (response.resultType === 'error' && REGIONLESS.test(call.resource)) {
+    const ok = allowedByMatching(call, statements);
+    return { allowed: ok, detail: `${ok ? 'Allowed' : 'ImplicitlyDenied'} (region-less ARN, judged by matching)` };
+  }
   if (response.resultType === 'error') return { allowed: false, detail: JSON.stringify(response.errors) };
   return { allowed: response.overallResult === 'Allowed', detail: response.overallResult };
+}
+
+/** An ARN without a region, such as the foundation model global cross-Region inference evaluates (arn:aws:bedrock:::foundation-model/...). */
+const REGIONLESS = /^arn:[^:]+:[^:]+::/;
+
+/**
+ * IAM's evaluation where the simulator cannot model the resource (its resource types need a region,
+ * so it refuses a region-less ARN): allowed when an Allow statement's action and resource match
+ * (IAM wildcards) and its conditions hold. Only StringEquals is judged; anything else throws, as
+ * does a Deny statement, rather than guess.
+ */
+function allowedByMatching(call: IamCall, statements: Statement[]): boolean {
+  const list = (v: unknown) => ([] as unknown[]).concat(v).map(String);
+  return statements.some((s) => {
+    if (s.Effect !== 'Allow') throw new Error('a Deny statement: judge it with the simulator');
+    const conditions = Object.entries((s.Condition ?? {}) as Record<string, Record<string, Json>>);
+    if (conditions.some(([operator]) => operator !== 'StringEquals'))
+      throw new Error(`condition ${JSON.stringify(s.Condition)} is not judged by matching`);
+    return (
+      list(s.Action).some((a) => matches(a, call.action)) &&
+      list(s.Resource).some((r) => matches(r, call.resource)) &&
+      conditions.every(([, keys]) =>
+        Object.entries(keys).every(([key, value]) => list(value).includes(call.context?.[key] ?? '')),
+      )
+    );
+  });
 }
 
 /** IAM's wildcard match (* and ?) of an ARN against a policy's resource. */

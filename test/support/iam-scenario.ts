@@ -26,16 +26,7 @@ import { cfnEvent, startCfnResponseUrl } from './cfn-response';
 import { startDynamoFaultProxy } from './dynamo-faults';
 import { authorizerEvent, lambdaContext, proxyEvent } from './events';
 import { localFunctionEnvironment } from './function-environment';
-import {
-  ACCOUNT,
-  allowed,
-  type IamCall,
-  type Physical,
-  REGION,
-  resolve,
-  rolePolicies,
-  unusedGrants,
-} from './iam-check';
+import { ACCOUNT, allowed, type IamCall, physicalOf, REGION, resolve, rolePolicies, unusedGrants } from './iam-check';
 
 const CHAT = '/v1/chat/completions';
 const EMBED = '/v1/embeddings';
@@ -90,29 +81,6 @@ function synth(secret: (stack: Stack) => ISecret) {
     globalLimits: [usdPerDay(100)],
   });
   return Template.fromStack(stack);
-}
-
-/** What each logical id is on AWS, for the names this run uses. */
-function physicalOf(template: Template, table: string): Physical {
-  const ref: Record<string, string> = {};
-  const arn: Record<string, string> = {};
-  for (const [id, r] of Object.entries(
-    template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, unknown> }>,
-  )) {
-    if (r.Type === 'AWS::DynamoDB::Table') {
-      ref[id] = table;
-      arn[id] = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${table}`;
-    } else if (r.Type === 'AWS::SSM::Parameter') {
-      ref[id] = String(r.Properties?.Name);
-    } else if (r.Type === 'AWS::Logs::LogGroup') {
-      ref[id] = `/aws/lambda/${id}`;
-      arn[id] = `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/aws/lambda/${id}:*`;
-    } else {
-      ref[id] = `${id}-physical`;
-      arn[id] = `arn:aws:${r.Type.split('::')[1]!.toLowerCase()}:${REGION}:${ACCOUNT}:${id}`;
-    }
-  }
-  return { ref, arn };
 }
 
 export interface IamReport {

@@ -1,0 +1,69 @@
+/**
+ * Bedrock's own throughput quota as global limits, so that the limiter answers 429 (with its headers
+ * and its share rules) before Bedrock throttles. Bedrock counts, per account, region and model, tokens
+ * and requests per minute; a request holds input + max_tokens of the token quota while it runs and
+ * finally costs input + cache-write input + output x the model's burndown rate (5 for Claude Opus 4,
+ * Sonnet 4.5, Sonnet 4 and 3.7 Sonnet, 1 for other models):
+ * https://docs.aws.amazon.com/bedrock/latest/userguide/global-cross-region-inference.html#global-cris-quotas
+ * and https://docs.aws.amazon.com/bedrock/latest/userguide/quotas.html.
+ */
+import { InvalidLimitError } from '../lambda/engine/errors';
+import { slidingWindow } from '../lambda/engine/limits';
+import { type LimitSpec, requests, tokens } from '../lambda/engine/plans';
+
+export interface BedrockQuota {
+  /**
+   * The account's tokens-per-minute quota for the model (Service Quotas, Amazon Bedrock: "On-demand
+   * model inference tokens per minute for <model>", or the "Cross-region" / "Global cross-region" one
+   * when the model is called through that kind of inference profile).
+   */
+  readonly tokensPerMinute: number;
+  /** The requests-per-minute quota for the same model. @default - no request limit */
+  readonly requestsPerMinute?: number;
+  /**
+   * Quota tokens one output token consumes. Until the proxy weighs output on this limit alone, the
+   * token limit is tokensPerMinute / outputBurndown on input + output: never over Bedrock's quota,
+   * but input-heavy traffic gets less than it could (docs/bedrock.md, "Bedrock's quota").
+   * @default 1
+   */
+  readonly outputBurndown?: number;
+}
+
+/** The name of the quota's limits: codes global_tokens_bedrock_quota and global_requests_bedrock_quota. */
+export const BEDROCK_QUOTA_NAME = 'bedrock_quota';
+
+/**
+ * Global limits (the `globalLimits` prop) that keep the proxy's Bedrock traffic within one model's
+ * quota: at most tokensPerMinute (input + output, reserved with the request's output cap as Bedrock
+ * reserves its max_tokens, settled at actual usage) and requestsPerMinute in ANY 60 seconds. A
+ * sliding window, because a window that never holds more than the quota stays within it whether
+ * Bedrock counts per calendar minute or refills a bucket.
+ *
+ * One quota for everything the global layer sees: exact when the deployment calls one Bedrock model;
+ * with several (each has its own quota), give the smallest, which is conservative.
+ *
+ * @example
+ * globalLimits: [...bedrockQuota({ tokensPerMinute: 2_000_000, requestsPerMinute: 500, outputBurndown: 5 })]
+ */
+export function bedrockQuota(quota: BedrockQuota): LimitSpec[] {
+  const burndown = quota.outputBurndown ?? 1;
+  const whole = (field: string, n: number) => {
+    if (!(Number.isInteger(n) && n >= 1))
+      throw new InvalidLimitError(`bedrockQuota: ${field} is ${n}; give the quota as a whole number >= 1`);
+  };
+  whole('tokensPerMinute', quota.tokensPerMinute);
+  if (quota.requestsPerMinute !== undefined) whole('requestsPerMinute', quota.requestsPerMinute);
+  if (!(Number.isFinite(burndown) && burndown >= 1))
+    throw new InvalidLimitError(
+      `bedrockQuota: outputBurndown is ${burndown}; give quota tokens per output token, >= 1`,
+    );
+  // b x (input + output) >= input + b x output: dividing by the burndown is a bound until output is weighed alone.
+  const tokenLimit = Math.floor(quota.tokensPerMinute / burndown);
+  whole('tokensPerMinute / outputBurndown', tokenLimit);
+  return [
+    tokens(slidingWindow(tokenLimit, '1 m'), { name: BEDROCK_QUOTA_NAME }),
+    ...(quota.requestsPerMinute !== undefined
+      ? [requests(slidingWindow(quota.requestsPerMinute, '1 m'), { name: BEDROCK_QUOTA_NAME })]
+      : []),
+  ];
+}

@@ -1,0 +1,80 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { describe, expect, it } from 'vitest';
+import { limitCode } from '../../lambda/engine/plans';
+import { bedrockQuota, LlmRateLimiter, requestsPerMinute, Upstream, usdPerDay } from '../../lib';
+
+describe('bedrockQuota', () => {
+  it('gives global limits of at most the quota in any minute, tokens and requests, named for the quota', () => {
+    const specs = bedrockQuota({ tokensPerMinute: 400_000, requestsPerMinute: 200 });
+    expect(specs).toEqual([
+      {
+        counts: 'tokens',
+        name: 'bedrock_quota',
+        limit: expect.objectContaining({ shape: 'sliding_window', limit: 400_000, windowMs: 60_000 }),
+      },
+      {
+        counts: 'requests',
+        name: 'bedrock_quota',
+        limit: expect.objectContaining({ shape: 'sliding_window', limit: 200, windowMs: 60_000 }),
+      },
+    ]);
+    expect(specs.map((s) => limitCode('global', s))).toEqual([
+      'global_tokens_bedrock_quota',
+      'global_requests_bedrock_quota',
+    ]);
+  });
+
+  // Until the proxy weighs output alone: b x (input + output) >= input + b x output, so input + output
+  // within quota / b keeps Bedrock's count within its quota.
+  it.each([
+    [1, 1_000_000],
+    [5, 200_000],
+    [3, 333_333],
+  ])(
+    'with an output burndown of %i, limits input + output to the quota divided by it (%i)',
+    (outputBurndown, limit) => {
+      const [tokens] = bedrockQuota({ tokensPerMinute: 1_000_000, outputBurndown });
+      expect(tokens!.limit).toMatchObject({ limit });
+    },
+  );
+
+  it.each<[string, Parameters<typeof bedrockQuota>[0], RegExp]>([
+    [
+      'the token quota is not a whole number',
+      { tokensPerMinute: 0.5 },
+      /bedrockQuota: tokensPerMinute is 0\.5; give the quota as a whole number >= 1/,
+    ],
+    [
+      'the request quota is zero',
+      { tokensPerMinute: 10, requestsPerMinute: 0 },
+      /bedrockQuota: requestsPerMinute is 0/,
+    ],
+    [
+      'the burndown is below 1',
+      { tokensPerMinute: 10, outputBurndown: 0.2 },
+      /bedrockQuota: outputBurndown is 0\.2; give quota tokens per output token, >= 1/,
+    ],
+  ])('throws when %s', (_name, quota, message) => {
+    expect(() => bedrockQuota(quota)).toThrow(message);
+  });
+
+  it('is accepted by the construct beside other global limits', () => {
+    const stack = new Stack(new App(), 'Quota', { env: { account: '123456789012', region: 'us-east-1' } });
+    expect(
+      () =>
+        new LlmRateLimiter(stack, 'Limiter', {
+          upstream: Upstream.bedrock(),
+          plans: { team: { user: [requestsPerMinute(60)] } },
+          endpoints: {
+            '/v1/chat/completions': {
+              models: { 'us.anthropic.claude-sonnet-4-20250514-v1:0': { inputPerMillion: 3, outputPerMillion: 15 } },
+            },
+          },
+          globalLimits: [
+            usdPerDay(100),
+            ...bedrockQuota({ tokensPerMinute: 200_000, requestsPerMinute: 200, outputBurndown: 5 }),
+          ],
+        }),
+    ).not.toThrow();
+  });
+});
