@@ -215,11 +215,7 @@ async function startBrake(client: DynamoDBClient, stops: Stops): Promise<SsmLoca
 }
 
 /** Step 2: the upstream (a real one, or the built-in stand-in) and its key in the local Secrets Manager. */
-async function startUpstream(
-  options: LocalOptions,
-  aws: SsmLocal,
-  stops: Stops,
-): Promise<StartedUpstream> {
+async function startUpstream(options: LocalOptions, aws: SsmLocal, stops: Stops): Promise<StartedUpstream> {
   if (options.upstreamKind === 'bedrock') {
     // Signed with the credentials the stand-in accepts (it checks every signature), sent to it by the SDK's endpoint variable.
     const bedrock = await startBedrockStandIn({ behaviour: { natural: 24, eventMs: 15 } });
@@ -323,11 +319,13 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     const client = localClient(dynamo.endpoint);
     await ensureTable(client, TABLE);
     const aws = await startBrake(client, stops);
-    const { upstreamBaseUrl, upstreamRequests, target, env: upstreamEnv, bedrock } = await startUpstream(
-      options,
-      aws,
-      stops,
-    );
+    const {
+      upstreamBaseUrl,
+      upstreamRequests,
+      target,
+      env: upstreamEnv,
+      bedrock,
+    } = await startUpstream(options, aws, stops);
 
     // Step 3: the demo tenant and key, and the configuration published as a deploy does (the CLI
     // reads it from the table for plan checks and usage).
