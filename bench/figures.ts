@@ -6,6 +6,8 @@
  */
 
 const SHAPES = ['token_bucket', 'leaky_bucket', 'sliding_window'] as const;
+/** The model families whose input pre-count bench/reach.ts measures against their bill. */
+export const PRECOUNT_FAMILIES = ['openai_o200k', 'openai_cl100k', 'claude', 'llama', 'nova'] as const;
 
 export const FIGURES = {
   engine: [
@@ -83,6 +85,16 @@ export const FIGURES = {
     'construct.proxy.init_ms',
   ],
   package: ['package.tarball_bytes', 'package.install_ms', 'package.synth_ms'],
+  reach: [
+    'proxy.bedrock.ttft_overhead_ms',
+    'proxy.bedrock.ttft_p50_ms',
+    'proxy.messages.ttft_overhead_ms',
+    'proxy.messages.ttft_p50_ms',
+    ...PRECOUNT_FAMILIES.flatMap((family) => [
+      `proxy.precount_error_ratio.${family}`,
+      `proxy.precount_min_ratio.${family}`,
+    ]),
+  ],
   gateway: [
     'gateway.added_latency_ms.p50',
     'gateway.added_latency_ms.p99',

@@ -8,26 +8,18 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { DynamoDB } from '@aws-sdk/client-dynamodb';
-import { SSMClient } from '@aws-sdk/client-ssm';
 import { encode as gptEncode } from 'gpt-tokenizer/encoding/o200k_base';
 import { Tiktoken } from 'js-tiktoken/lite';
 import o200kRanks from 'js-tiktoken/ranks/o200k_base';
-import { Brake } from '../lambda/runtime/brake';
-import { Directory, putApiKey, putTenant } from '../lambda/runtime/directory';
 import { createHandler } from '../lambda/authorizer/handler';
-import { Limiter } from '../lambda/engine/limiter';
-import { parseConfig, requestsPerMinute, tokensPerDay } from '../lambda/engine/plans';
-import { MAX_RATE_PER_SECOND } from '../lambda/engine/constants';
-import { ensureTable, LimitStore } from '../lambda/engine/store';
 import { type LocalRoute, startLocalGateway } from '../local/gateway';
 import { createProxyHandler } from '../lambda/proxy/handler';
 import { countText, Encoding } from '../lambda/proxy/tokenizer';
 import { ADVERSARIAL_CORPORA } from '../test/support/adversarial-text';
 import { lambdaContext, proxyEvent } from '../test/support/events';
 import { installLambdaStreamingGlobals, invokeStreaming } from '../local/lambda-streaming';
-import { startSsmLocal } from '../local/ssm-local';
 import { startUpstreamStandIn } from '../local/upstream-standin';
+import { BENCH_CALLER, benchProxyDeps, median } from './proxy-deps';
 import { percentile, report } from './report';
 import { size } from './smoke';
 
@@ -56,22 +48,17 @@ async function ttft(url: string, headers: Record<string, string>): Promise<numbe
   return first;
 }
 
-async function median(samples: number, measure: () => Promise<number>): Promise<number> {
-  const values: number[] = [];
-  for (let i = 0; i < samples; i++) values.push(await measure());
-  return percentile(
-    values.sort((a, b) => a - b),
-    50,
-  );
-}
-
 export async function benchProxy(endpoint: string): Promise<void> {
   installLambdaStreamingGlobals();
-  const client = new DynamoDB({
-    endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  const upstream = await startUpstreamStandIn({
+    words: ['Hello', ' there', '!'],
+    usage: { prompt_tokens: 8, completion_tokens: 3 },
   });
+  const bench = await benchProxyDeps(endpoint, 'bench-proxy', {
+    [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+  });
+  const { client, apiKey } = bench;
+  const { limiter } = bench.deps;
   const calls: string[] = [];
   client.middlewareStack.add(
     (next, context) => async (args) => {
@@ -80,47 +67,11 @@ export async function benchProxy(endpoint: string): Promise<void> {
     },
     { step: 'initialize', name: 'count' },
   );
-  const tableName = 'bench-proxy';
-  await ensureTable(client, tableName);
-  const ssm = await startSsmLocal();
-  const upstream = await startUpstreamStandIn({
-    words: ['Hello', ' there', '!'],
-    usage: { prompt_tokens: 8, completion_tokens: 3 },
-  });
-  const config = parseConfig(
-    JSON.parse(
-      JSON.stringify({
-        // The largest token limit the engine allows (1e12 a day is refused): a reservation that never
-        // binds, so time to first chunk and settlement are measured on the admitted path.
-        plans: { team: { tenant: [tokensPerDay(MAX_RATE_PER_SECOND * 86_400)], user: [requestsPerMinute(1e9)] } },
-        endpoints: { [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
-      }),
-    ),
-  );
-  await putTenant(client, tableName, { id: 'bench', plan: 'team' });
-  const apiKey = 'sk-bench-proxy-key-000000';
-  await putApiKey(client, tableName, apiKey, { tenant: 'bench', user: 'u', status: 'active' });
-  const log = () => {};
-  const limiter = new Limiter({ store: new LimitStore({ client, tableName }), config, log });
-  const directory = new Directory({ client, tableName });
-  const brake = new Brake({
-    client: new SSMClient({
-      endpoint: ssm.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
-    }),
-    parameterName: '/bench/brake',
-    log,
-  });
   const proxy = createProxyHandler({
-    config,
-    limiter,
-    directory,
-    brake,
+    ...bench.deps,
     upstream: { baseUrl: upstream.baseUrl, apiKey: async () => 'sk-upstream' },
-    log,
   });
-  const authorizer = createHandler({ config, limiter, directory, brake, log });
+  const authorizer = createHandler(bench.deps);
   const gateway = await startLocalGateway({
     authorizer,
     routes: [
@@ -139,7 +90,7 @@ export async function benchProxy(endpoint: string): Promise<void> {
       proxy,
       proxyEvent({
         body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true },
-        authorizer: { tenant: 'bench', user: 'u', shard: '0' },
+        authorizer: BENCH_CALLER,
       }),
       lambdaContext('proxy'),
     );
@@ -282,6 +233,5 @@ export async function benchProxy(endpoint: string): Promise<void> {
 
   await gateway.stop();
   await upstream.stop();
-  await ssm.stop();
-  client.destroy();
+  await bench.stop();
 }

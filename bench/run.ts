@@ -16,6 +16,7 @@ import { benchGateway } from './gateway';
 import { benchHardCap } from './hard-cap';
 import { benchPackage } from './package';
 import { benchProxy } from './proxy';
+import { benchReach } from './reach';
 import { printed } from './report';
 import { benchSecurity } from './security';
 
@@ -31,6 +32,7 @@ const RUN: Record<Scenario, (dynamoEndpoint: string) => Promise<void>> = {
   brake: benchBrake,
   construct: benchConstruct,
   package: benchPackage,
+  reach: benchReach,
   gateway: benchGateway,
   hardcap: benchHardCap,
 };

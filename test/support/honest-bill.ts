@@ -4,14 +4,16 @@
  * content<|im_end|>, so 3 per message, 1 per name, 3 to prime the reply), every other billed
  * field as the tokens of its JSON text, tool definitions as the tokens of their JSON plus the
  * framing a provider renders them in, and non-text parts at the most the operators said the
- * provider bills for them.
+ * provider bills for them. Text is counted in o200k_base (the gpt-4o family's encoding) unless
+ * another count is given (cl100k_base for gpt-4, say).
  */
 import { encode } from 'gpt-tokenizer/encoding/o200k_base';
 import type { PartTokens } from '../../lambda/engine/plans';
 
-const noSpecials = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
-const tokens = (text: string) => encode(text, noSpecials).length;
-const jsonTokens = (value: unknown) => tokens(JSON.stringify(value) ?? '');
+/** gpt-tokenizer's options to count special-token text as text (never to throw on it). */
+export const noSpecials = { allowedSpecial: new Set<string>(), disallowedSpecial: new Set<string>() };
+/** Tokens in `text` by gpt-tokenizer's o200k_base, special-token text counted as text. */
+export const o200kTokens = (text: string): number => encode(text, noSpecials).length;
 
 /**
  * What a provider bills around tool definitions, an empty list included: the header and footer it
@@ -19,7 +21,7 @@ const jsonTokens = (value: unknown) => tokens(JSON.stringify(value) ?? '');
  * "# Tools" headings) and the 9 tokens more that a request with functions carries, measured
  * against OpenAI's API by hmarr/openai-chat-tokens (src/index.ts, functionsTokensEstimate).
  */
-const TOOL_FRAMING = tokens('# Tools\n\n## functions\n\nnamespace functions {\n\n} // namespace functions') + 9;
+const TOOL_RENDERING = '# Tools\n\n## functions\n\nnamespace functions {\n\n} // namespace functions';
 const TOOL_FIELDS = new Set(['tools', 'functions']);
 
 /** Sampling parameters no provider bills as input (the rest of the body is billed). */
@@ -39,7 +41,12 @@ const UNBILLED = new Set([
   'prediction',
 ]);
 
-export function honestInputBill(body: Record<string, unknown>, parts: PartTokens = {}): number {
+export function honestInputBill(
+  body: Record<string, unknown>,
+  parts: PartTokens = {},
+  tokens: (text: string) => number = o200kTokens,
+): number {
+  const jsonTokens = (value: unknown) => tokens(JSON.stringify(value) ?? '');
   let total = 3;
   for (const m of body.messages as Record<string, unknown>[]) {
     const { role, content, name, ...rest } = m;
@@ -65,7 +72,7 @@ export function honestInputBill(body: Record<string, unknown>, parts: PartTokens
   }
   for (const [key, value] of Object.entries(body)) {
     if (TOOL_FIELDS.has(key))
-      total += TOOL_FRAMING + jsonTokens(value); // rendered as types, not under its key
+      total += tokens(TOOL_RENDERING) + 9 + jsonTokens(value); // rendered as types, not under its key
     else if (!UNBILLED.has(key)) total += jsonTokens({ [key]: value });
   }
   return total;
