@@ -15,6 +15,12 @@ import type { BedrockBill, BedrockStandIn } from '../../local/bedrock-standin';
 import { localClient } from '../../local/dynamodb-local';
 import { type LocalStack, startLocal } from '../../local/start';
 import { parseStartOptions } from '../../local/start-options';
+import { App, Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { LlmRateLimiter, Upstream } from '../../lib';
+import { countingModelId } from '../../lambda/proxy/bedrock/upstream';
+import { type BedrockApi, bedrockCallsFor } from '../support/bedrock-calls';
+import { ACCOUNT, allowed, physicalOf, REGION, rolePolicies } from '../support/iam-check';
 
 const USER_DAY = 3_000;
 const HAIKU = 'us.anthropic.claude-3-5-haiku-20241022-v1:0';
@@ -168,5 +174,52 @@ describe('npm start --upstream bedrock', () => {
     const left = bedrock.ledger.slice(before);
     expect(left.length).toBe(3);
     await settledAtLeastBilled(left);
+  });
+
+  it('counts tokens with Bedrock’s CountTokens on the profile’s foundation model, free of charge', async () => {
+    const key = await newKey();
+    const billsBefore = bedrock.ledger.length;
+    const counted = await anthropic(key).messages.countTokens({
+      model: 'claude-3-5-haiku',
+      messages: say('Hello there'),
+    });
+    const asked = bedrock.requests.filter((r) => r.operation === 'count-tokens').at(-1);
+    expect(asked).toMatchObject({ modelId: countingModelId(HAIKU), signature: 'ok' });
+    expect(asked?.modelId).toBe('anthropic.claude-3-5-haiku-20241022-v1:0');
+    expect(counted.input_tokens).toBeGreaterThan(0);
+    expect(bedrock.ledger.length).toBe(billsBefore);
+  });
+
+  it('every Bedrock call the proxy made above is allowed by the role the construct synthesizes for these models', async () => {
+    const stack = new Stack(new App(), 'BedrockE2e', { env: { account: ACCOUNT, region: REGION } });
+    new LlmRateLimiter(stack, 'Limiter', {
+      upstream: Upstream.bedrock(),
+      plans: { team: { user: [tokensPerDay(USER_DAY)] } },
+      endpoints: Object.fromEntries(
+        ['/v1/chat/completions', '/v1/responses', '/v1/messages'].map((r) => [r, { models }]),
+      ),
+    });
+    const template = Template.fromStack(stack);
+    const statements = rolePolicies(template, 'LimiterProxy', physicalOf(template, 'limits'));
+    const API: Record<string, BedrockApi> = {
+      converse: 'Converse',
+      'converse-stream': 'ConverseStream',
+      'count-tokens': 'CountTokens',
+    };
+    const made = [...new Set(bedrock.requests.map((r) => `${r.operation} ${r.modelId}`))];
+    // Each operation was made: streamed, not streamed, and counted.
+    expect(made.map((m) => m.split(' ')[0]).sort()).toEqual(['converse', 'converse-stream', 'count-tokens']);
+    const calls = made.flatMap((m) => {
+      const [operation, modelId] = m.split(' ') as [string, string];
+      return bedrockCallsFor(modelId, REGION, ACCOUNT).filter((c) => c.api === API[operation]);
+    });
+    expect(calls.length).toBeGreaterThanOrEqual(made.length);
+    const verdicts = await Promise.all(
+      calls.map(async (c) => ({
+        call: `${c.action} on ${c.resource}`,
+        ...(await allowed({ fn: 'proxy', ...c }, statements)),
+      })),
+    );
+    expect(verdicts.filter((v) => !v.allowed)).toEqual([]);
   });
 });

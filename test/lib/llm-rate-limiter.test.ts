@@ -1,3 +1,4 @@
+import { SERVED_ROUTES } from '../../lambda/engine/plans';
 import { App, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -319,12 +320,12 @@ describe('what LlmRateLimiter provisions', () => {
     (_n, o, rate, burst) => {
       const stack = new Stack(new App(), 'PerMethod');
       const model = { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } };
-      const endpoints = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`/v1/route-${i}`, model]));
+      const endpoints = Object.fromEntries(SERVED_ROUTES.map((route) => [route, model]));
       new LlmRateLimiter(stack, 'Limiter', props(stack, { endpoints, ...o }));
       const t = Template.fromStack(stack);
       const methods = Object.values(t.findResources('AWS::ApiGateway::Method'));
       const authorized = methods.filter((m) => m.Properties.AuthorizationType === 'CUSTOM').length;
-      expect(authorized).toBe(8); // 6 endpoints, /v1/limits and /v1/models
+      expect(authorized).toBe(7); // 4 endpoints, /v1/messages/count_tokens, /v1/limits and /v1/models
       const settings = Object.values(t.findResources('AWS::ApiGateway::Stage'))[0]!.Properties.MethodSettings as {
         ResourcePath: string;
         ThrottlingRateLimit: number;
@@ -369,14 +370,15 @@ describe('what LlmRateLimiter provisions', () => {
   });
 
   // A function's resource policy is at most 20 KB, and LambdaIntegration scopes two statements to
-  // each method by default (the method and its test invoke): about 24 endpoints filled the proxy's.
+  // each method by default (the method and its test invoke): about 24 endpoints filled the proxy's
+  // when any path could be an endpoint. Every route the proxy serves, each with one permission.
   it('lets API Gateway invoke each function through one permission on this API, whatever the number of endpoints', () => {
     const stack = new Stack(new App(), 'ManyEndpoints');
     const model = { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } };
-    const endpoints = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`/v1/route-${i}`, model]));
+    const endpoints = Object.fromEntries(SERVED_ROUTES.map((route) => [route, model]));
     new LlmRateLimiter(stack, 'Limiter', props(stack, { endpoints }));
     const t = Template.fromStack(stack);
-    t.resourceCountIs('AWS::ApiGateway::Method', 63);
+    t.resourceCountIs('AWS::ApiGateway::Method', 8);
     const fromApi = Object.values(t.findResources('AWS::Lambda::Permission')).filter(
       (p) => p.Properties.Principal === 'apigateway.amazonaws.com',
     );

@@ -166,6 +166,18 @@ function streamed(events: AsyncIterable<ConverseStreamOutput>, ids: AnswerIds, a
  * CountTokens takes foundation-model ids, not inference profiles.
  * https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_CountTokens.html
  */
+/** Geography prefixes of Bedrock's system inference profiles (us.anthropic...), as lib/bedrock-models.ts knows them. */
+const PROFILE_PREFIX = /^(us|us-gov|eu|apac|jp|au|global)\.(?=[^.]+\.)/;
+
+/**
+ * The model CountTokens is asked about: a profile's foundation model (it counts for foundation
+ * models only; the proxy role may call CountTokens on exactly those, in its own region).
+ */
+export function countingModelId(id: string): string {
+  const profile = /^arn:[^:]+:bedrock:[^:]*:\d{12}:inference-profile\/(.+)$/.exec(id);
+  return (profile ? profile[1]! : id).replace(PROFILE_PREFIX, '');
+}
+
 export async function countTokensBedrock(
   options: BedrockUpstreamOptions,
   body: Record<string, unknown>,
@@ -173,7 +185,7 @@ export async function countTokensBedrock(
   try {
     const counted = await clientFor(options).send(
       new CountTokensCommand({
-        modelId: options.modelId(String(body.model)),
+        modelId: countingModelId(options.modelId(String(body.model))),
         input: { converse: converseInput(body) },
       }),
       { abortSignal: AbortSignal.timeout(COUNT_TIMEOUT_MS) },
