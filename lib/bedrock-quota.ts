@@ -9,7 +9,7 @@
  */
 import { InvalidLimitError } from '../lambda/engine/errors';
 import { slidingWindow } from '../lambda/engine/limits';
-import { type LimitSpec, requests, tokens } from '../lambda/engine/plans';
+import { type LimitSpec, MAX_OUTPUT_WEIGHT, requests, tokens } from '../lambda/engine/plans';
 
 export interface BedrockQuota {
   /**
@@ -21,9 +21,9 @@ export interface BedrockQuota {
   /** The requests-per-minute quota for the same model. @default - no request limit */
   readonly requestsPerMinute?: number;
   /**
-   * Quota tokens one output token consumes. Until the proxy weighs output on this limit alone, the
-   * token limit is tokensPerMinute / outputBurndown on input + output: never over Bedrock's quota,
-   * but input-heavy traffic gets less than it could (docs/bedrock.md, "Bedrock's quota").
+   * Quota tokens one output token consumes (5 for some Claude models): the token limit counts
+   * input + outputBurndown x output, reserved with the output cap and settled on actual output,
+   * as Bedrock does (docs/bedrock.md, "Bedrock's quota").
    * @default 1
    */
   readonly outputBurndown?: number;
@@ -57,11 +57,13 @@ export function bedrockQuota(quota: BedrockQuota): LimitSpec[] {
     throw new InvalidLimitError(
       `bedrockQuota: outputBurndown is ${burndown}; give quota tokens per output token, >= 1`,
     );
-  // b x (input + output) >= input + b x output: dividing by the burndown is a bound until output is weighed alone.
-  const tokenLimit = Math.floor(quota.tokensPerMinute / burndown);
-  whole('tokensPerMinute / outputBurndown', tokenLimit);
+  if (burndown > MAX_OUTPUT_WEIGHT)
+    throw new InvalidLimitError(`bedrockQuota: outputBurndown is ${burndown}; give at most ${MAX_OUTPUT_WEIGHT}`);
   return [
-    tokens(slidingWindow(tokenLimit, '1 m'), { name: BEDROCK_QUOTA_NAME }),
+    tokens(slidingWindow(quota.tokensPerMinute, '1 m'), {
+      name: BEDROCK_QUOTA_NAME,
+      ...(burndown !== 1 ? { outputWeight: burndown } : {}),
+    }),
     ...(quota.requestsPerMinute !== undefined
       ? [requests(slidingWindow(quota.requestsPerMinute, '1 m'), { name: BEDROCK_QUOTA_NAME })]
       : []),

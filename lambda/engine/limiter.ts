@@ -38,8 +38,17 @@ export type Strategy = 'parallel' | 'transaction';
 
 /** What a request costs on token and usd limits. */
 export interface Amounts {
+  /** Input and output tokens. */
   readonly tokens: number;
   readonly microUsd: number;
+  /** Of `tokens`, the output: counted `outputWeight` times on a limit that weighs output. @default 0 */
+  readonly outputTokens?: number;
+}
+
+/** What `a` costs on a limit: its tokens (output weighed as the limit says), its micro-dollars, or nothing (requests). */
+export function amountOn(spec: LimitSpec, a: Amounts): number {
+  if (spec.counts === 'tokens') return a.tokens + ((spec.outputWeight ?? 1) - 1) * (a.outputTokens ?? 0);
+  return spec.counts === 'usd' ? a.microUsd : 0;
 }
 
 export interface Verdict {
@@ -213,7 +222,7 @@ export class Limiter {
     shard: number,
   ): Promise<Verdict> {
     const costing: Costing = (spec) => {
-      const cost = spec.counts === 'tokens' ? amounts.tokens : spec.counts === 'usd' ? amounts.microUsd : 0;
+      const cost = amountOn(spec, amounts);
       return cost > 0 ? { mode: 'consume', cost } : undefined;
     };
     const s = this.leasedShard() ?? shard;
@@ -255,9 +264,8 @@ export class Limiter {
     const items = this.calls(identity, this.planOf(tenant), route, all, shard, false).map((call) => {
       const skipped = reservation.failedOpen.includes(call.layer);
       const adjustments = call.checks.flatMap((c, j) => {
-        const counts = call.specs[j]!.counts;
-        const pick = (a: Amounts) => (counts === 'tokens' ? a.tokens : a.microUsd);
-        const delta = pick(used) - (skipped ? 0 : pick(reserved));
+        const spec = call.specs[j]!;
+        const delta = amountOn(spec, used) - (skipped ? 0 : amountOn(spec, reserved));
         if (Math.abs(delta) <= 1e-9) return [];
         const spending = skipped ? undefined : reservation.spending?.get(call.key)?.get(c.name);
         return [{ name: c.name, limit: c.limit, delta, admittedAt, ...spending }];

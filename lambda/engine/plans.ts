@@ -19,7 +19,15 @@ export interface LimitSpec {
   readonly name?: string;
   /** Evaluated, spent and reported, but never denies: roll a new limit out safely. @default false */
   readonly shadow?: boolean;
+  /**
+   * A token limit only: what one output token counts on it, for a quota that weighs output more
+   * than input (Bedrock's output burndown: 5 for some Claude models). @default 1
+   */
+  readonly outputWeight?: number;
 }
+
+/** The most an output token may weigh on a limit. */
+export const MAX_OUTPUT_WEIGHT = 100;
 
 export interface Plan {
   /** Limits per tenant (its contract). */
@@ -241,6 +249,8 @@ export const bucketName = (spec: LimitSpec): string => `${spec.counts[0]}_${spec
 export interface LimitOptions {
   readonly name?: string;
   readonly shadow?: boolean;
+  /** Token limits: what one output token counts (see LimitSpec.outputWeight). @default 1 */
+  readonly outputWeight?: number;
 }
 export const requests = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({
   counts: 'requests',
@@ -308,17 +318,24 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   if (!Array.isArray(value)) fail(path, 'expected a list of limits');
   const specs = value.map((item, i) => {
     const at = `${path}[${i}]`;
-    if (!isRecord(item)) fail(at, 'expected { counts, limit, name?, shadow? }');
+    if (!isRecord(item)) fail(at, 'expected { counts, limit, name?, shadow?, outputWeight? }');
     if (!COUNTS.includes(item.counts as Counts))
       fail(`${at}.counts`, `expected one of ${COUNTS.join(', ')}, got ${JSON.stringify(item.counts)}`);
     if (item.name !== undefined && (typeof item.name !== 'string' || !/^[a-z0-9_]{1,40}$/.test(item.name)))
       fail(`${at}.name`, 'use 1-40 of a-z, 0-9 and _');
     if (item.shadow !== undefined && typeof item.shadow !== 'boolean') fail(`${at}.shadow`, 'expected true or false');
+    const weight = item.outputWeight;
+    if (weight !== undefined) {
+      if (item.counts !== 'tokens') fail(`${at}.outputWeight`, 'only a token limit weighs output');
+      if (!(typeof weight === 'number' && Number.isFinite(weight) && weight >= 1 && weight <= MAX_OUTPUT_WEIGHT))
+        fail(`${at}.outputWeight`, `expected a number from 1 to ${MAX_OUTPUT_WEIGHT}, got ${JSON.stringify(weight)}`);
+    }
     return {
       counts: item.counts as Counts,
       limit: parseLimit(item.limit, `${at}.limit`),
       ...(item.name ? { name: item.name as string } : {}),
       ...(item.shadow ? { shadow: true } : {}),
+      ...(weight !== undefined && weight !== 1 ? { outputWeight: weight as number } : {}),
     };
   });
   const seen = new Set<string>();

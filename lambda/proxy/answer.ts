@@ -30,6 +30,7 @@ export interface Answering {
 
 const atLeast = (a: Amounts, b: Amounts): Amounts => ({
   tokens: Math.max(a.tokens, b.tokens),
+  outputTokens: Math.max(a.outputTokens ?? 0, b.outputTokens ?? 0),
   microUsd: Math.max(a.microUsd, b.microUsd),
 });
 

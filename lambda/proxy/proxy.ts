@@ -239,7 +239,11 @@ function reservationOf(
     audio: request.audio,
   };
   return {
-    reserved: { tokens: input + output, microUsd: boundMicroUsd(input, output, rates, request.audio) },
+    reserved: {
+      tokens: input + output,
+      outputTokens: output,
+      microUsd: boundMicroUsd(input, output, rates, request.audio),
+    },
     bounds,
     cap,
   };

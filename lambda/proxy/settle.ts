@@ -182,5 +182,5 @@ export function usedAmounts(
       cap: bounds.output,
       message: 'the upstream produced more than the output cap it was sent: check the model’s outputCapField',
     });
-  return { tokens: usage.input + usage.output, microUsd: costMicroUsd(usage, rates) };
+  return { tokens: usage.input + usage.output, outputTokens: usage.output, microUsd: costMicroUsd(usage, rates) };
 }

@@ -250,6 +250,45 @@ describe('settlement', () => {
   });
 });
 
+describe('a token limit that weighs output (a quota with an output burndown)', () => {
+  it('reserves and settles input + weight x output on that limit alone, the others on input + output', async () => {
+    const weighed = tokens(slidingWindow(10_000, '1 m'), { name: 'quota', outputWeight: 5 });
+    const cfg = config({ global: { limits: [weighed], shards: 1 } });
+    const ns = uniqueKey('ns');
+    const tenant: TenantRecord = { id: uniqueKey('tenant'), plan: 'team' };
+    const identity = { tenant: tenant.id, user: 'u' };
+    const store = testStore({ clock: () => T0 });
+    const limiter = new Limiter({ store, config: cfg, log: () => {}, namespace: ns });
+    // 100 input + a cap of 200 output: the quota holds 100 + 5 x 200, the tenant's day 300.
+    const reserved = { tokens: 300, outputTokens: 200, microUsd: 0 };
+    expect((await limiter.reserve(identity, tenant, CHAT, reserved, 0)).allowed).toBe(true);
+    const remaining = async () => {
+      const quota = await store.peekItem(layerKey.global(0, ns), [
+        { name: bucketName(weighed), limit: weighed.limit, cost: 1 },
+      ]);
+      const day = await store.peekItem(layerKey.tenant(identity, ns), [
+        { name: bucketName(tokensPerDay(1_000)), limit: tokensPerDay(1_000).limit, cost: 1 },
+      ]);
+      return [quota.decisions[0]!.remaining, day.decisions[0]!.remaining];
+    };
+    expect(await remaining()).toEqual([10_000 - 1_100, 1_000 - 300]);
+    // The model wrote 40: the quota keeps 100 + 5 x 40, the day 140.
+    const reservation = { ...reservationOf(identity, tenant, T0), reserved };
+    await limiter.settle('weighed-1', reservation, { tokens: 140, outputTokens: 40, microUsd: 0 });
+    expect(await remaining()).toEqual([10_000 - 300, 1_000 - 140]);
+  });
+
+  it('is refused on a limit that does not count tokens, and outside 1 to 100', () => {
+    const limit = { shape: 'sliding_window', limit: 10, windowMs: 60_000 };
+    expect(() => config({ global: { limits: [{ counts: 'requests', limit, outputWeight: 5 } as never] } })).toThrow(
+      /global.*outputWeight: only a token limit weighs output/,
+    );
+    expect(() => config({ global: { limits: [{ counts: 'tokens', limit, outputWeight: 0.5 } as never] } })).toThrow(
+      /outputWeight: expected a number from 1 to 100, got 0.5/,
+    );
+  });
+});
+
 describe('settlement of a layer that failed open', () => {
   it('debits what was used in full: that layer reserved nothing', async () => {
     const cfg = config();

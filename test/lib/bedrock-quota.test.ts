@@ -24,17 +24,16 @@ describe('bedrockQuota', () => {
     ]);
   });
 
-  // Until the proxy weighs output alone: b x (input + output) >= input + b x output, so input + output
-  // within quota / b keeps Bedrock's count within its quota.
   it.each([
-    [1, 1_000_000],
-    [5, 200_000],
-    [3, 333_333],
+    [1, undefined],
+    [5, 5],
+    [2.5, 2.5],
   ])(
-    'with an output burndown of %i, limits input + output to the quota divided by it (%i)',
-    (outputBurndown, limit) => {
+    'with an output burndown of %s, the token limit is the whole quota and weighs output by it',
+    (outputBurndown, weight) => {
       const [tokens] = bedrockQuota({ tokensPerMinute: 1_000_000, outputBurndown });
-      expect(tokens!.limit).toMatchObject({ limit });
+      expect(tokens!.limit).toMatchObject({ limit: 1_000_000 });
+      expect(tokens!.outputWeight).toBe(weight);
     },
   );
 
@@ -48,6 +47,11 @@ describe('bedrockQuota', () => {
       'the request quota is zero',
       { tokensPerMinute: 10, requestsPerMinute: 0 },
       /bedrockQuota: requestsPerMinute is 0/,
+    ],
+    [
+      'the burndown is past what a limit takes',
+      { tokensPerMinute: 10, outputBurndown: 500 },
+      /bedrockQuota: outputBurndown is 500; give at most 100/,
     ],
     [
       'the burndown is below 1',
