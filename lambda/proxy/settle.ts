@@ -104,6 +104,13 @@ export async function settle(
             TokensSettled: { value: used.tokens, unit: 'Count' },
             MicroUsdSettled: { value: used.microUsd, unit: 'None' },
             ReservationError: { value: reservation.reserved.tokens - used.tokens, unit: 'Count' },
+            // The input pre-count against what was settled for it (reported, or the bound when no usage
+            // came): per model, SUM(InputReserved) / SUM(InputSettled) is how far the pre-count runs.
+            InputReserved: {
+              value: reservation.reserved.tokens - (reservation.reserved.outputTokens ?? 0),
+              unit: 'Count',
+            },
+            InputSettled: { value: used.tokens - (used.outputTokens ?? 0), unit: 'Count' },
           },
           properties: { user: reservation.identity.user, requestId, why },
         });

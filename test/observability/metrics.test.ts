@@ -168,9 +168,18 @@ describe('metrics in Embedded Metric Format', () => {
       Model: 'gpt-4o-mini',
       TokensSettled: 15,
       MicroUsdSettled: 10 * 0.15 + 5 * 0.6,
+      InputSettled: 10,
       user: 'alice',
     });
-    expect(metricOf(settled)).toEqual({ TokensSettled: 'Count', MicroUsdSettled: 'None', ReservationError: 'Count' });
+    // The pre-count of this prompt: what the proxy reserved for its input, against the 10 reported.
+    expect(settled.InputReserved).toBeGreaterThanOrEqual(10);
+    expect(metricOf(settled)).toEqual({
+      TokensSettled: 'Count',
+      MicroUsdSettled: 'None',
+      ReservationError: 'Count',
+      InputReserved: 'Count',
+      InputSettled: 'Count',
+    });
 
     const failing = Object.assign(Object.create(Object.getPrototypeOf(s.limiter)), s.limiter, {
       settle: async () => Promise.reject(new StoreUnavailableError('TransactWriteItems', 'x')),
