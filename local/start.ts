@@ -21,7 +21,7 @@ import {
   type UpstreamKind,
   type UpstreamTarget,
 } from '../lambda/gateway/api';
-import { startAnthropicStandIn } from './anthropic-standin';
+import { type AnthropicStandIn, startAnthropicStandIn } from './anthropic-standin';
 import { type BedrockStandIn, startBedrockStandIn } from './bedrock-standin';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../lambda/limits/handler';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../lambda/proxy/handler';
@@ -146,6 +146,8 @@ export interface LocalStack {
   readonly upstreamRequests?: () => number;
   /** The Bedrock stand-in, with `upstreamKind: 'bedrock'` (its ledger and behaviour, for tests). */
   readonly bedrock?: BedrockStandIn;
+  /** The Anthropic stand-in, with `upstreamKind: 'anthropic'` and no UPSTREAM_BASE_URL. */
+  readonly anthropic?: AnthropicStandIn;
   stop(): Promise<void>;
 }
 
@@ -248,7 +250,7 @@ async function startUpstream(options: LocalOptions, aws: SsmLocal, stops: Stops)
   if (kind === 'anthropic') {
     const anthropic = await startAnthropicStandIn();
     stops.push(() => anthropic.stop());
-    return keyed(anthropic.baseUrl, () => anthropic.ledger.length);
+    return { ...keyed(anthropic.baseUrl, () => anthropic.ledger.length), anthropic };
   }
   const standIn = await startUpstreamStandIn({ reply: standInReply, delayMs: 15 });
   stops.push(() => standIn.stop());
@@ -257,6 +259,7 @@ async function startUpstream(options: LocalOptions, aws: SsmLocal, stops: Stops)
 
 interface StartedUpstream {
   readonly bedrock?: BedrockStandIn;
+  readonly anthropic?: AnthropicStandIn;
   readonly upstreamBaseUrl: string;
   readonly upstreamRequests?: () => number;
   readonly target: UpstreamTarget;
@@ -325,6 +328,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       target,
       env: upstreamEnv,
       bedrock,
+      anthropic,
     } = await startUpstream(options, aws, stops);
 
     // Step 3: the demo tenant and key, and the configuration published as a deploy does (the CLI
@@ -372,6 +376,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       config,
       ...(upstreamRequests ? { upstreamRequests } : {}),
       ...(bedrock ? { bedrock } : {}),
+      ...(anthropic ? { anthropic } : {}),
       stop,
     };
   } catch (err) {
