@@ -3,6 +3,7 @@
  * window, read-modify-write in two calls) under the same load, in the same process.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { DynamoDB, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { RateLimiterDynamo, RateLimiterRes } from 'rate-limiter-flexible';
 import { ContentionError } from '../lambda/engine/errors';
@@ -176,4 +177,15 @@ export async function benchLeases(endpoint: string): Promise<void> {
   }
   report('engine.leases.over_admitted', over, 'units');
   client.destroy();
+  // Reported, not gated: a Stryker run takes longer than a bench, so the figure is the last one recorded.
+  const mutation = JSON.parse(readFileSync(new URL('../docs/mutation-score.json', import.meta.url), 'utf8')) as {
+    score: number;
+    mutate: string[];
+    commit: string;
+  };
+  report(
+    'test.mutation_score.engine',
+    mutation.score,
+    `percent (Stryker, ${mutation.mutate.join(', ')}, at ${mutation.commit.slice(0, 7)}: docs/testing.md)`,
+  );
 }

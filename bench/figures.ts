@@ -30,6 +30,7 @@ export const FIGURES = {
     'engine.concurrency.over_admitted',
     'engine.concurrency.gave_up',
     'engine.leases.over_admitted',
+    'test.mutation_score.engine',
   ],
   authorizer: [
     'authorizer.decision.round_trips',

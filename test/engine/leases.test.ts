@@ -320,3 +320,54 @@ describe('a settlement retried after its answer was lost', () => {
     }
   });
 });
+
+/**
+ * Settlements that meet a lease (found by mutation testing, docs/testing.md): a debit the lease
+ * cannot cover, and two settlements in one container, must each land in full, on the lease or on
+ * the item, never on neither.
+ */
+describe('settlements against a lease', () => {
+  const limit = tokenBucket(100_000, 1_000); // 1%: leases of up to 1,000 units, alive for 1 s
+  async function leasing(clock: { now: number }) {
+    const store = new LimitStore({
+      client: localClient(dynamoEndpoint()),
+      tableName: tableName(),
+      clock: () => clock.now,
+      leases: true,
+    });
+    const key = uniqueKey();
+    for (let i = 0; i < 10; i++) {
+      clock.now += 1;
+      await store.consume(key, limit, 1);
+    }
+    const reservation = await store.decideItem(key, [{ name: '', limit, cost: 6 }]);
+    const lease = reservation.leases?.[0];
+    expect(lease).toBeDefined();
+    return { store, key, lease };
+  }
+  const remaining = async (key: string, clock: { now: number }) =>
+    (await testStore({ clock: () => clock.now }).peek(key, limit)).remaining;
+
+  it('puts on the item the whole of a debit larger than the lease holds', async () => {
+    const clock = { now: T0 };
+    const { store, key, lease } = await leasing(clock);
+    const held = store.leased(key);
+    const before = await remaining(key, clock);
+    const debit = held + 50;
+    await store.settleOnce(uniqueKey('ledger'), [
+      { key, adjustments: [{ name: '', limit, delta: debit, admittedAt: clock.now, lease }] },
+    ]);
+    expect(store.leased(key)).toBe(held);
+    expect(await remaining(key, clock)).toBe(before - debit);
+  });
+
+  it('gives a lease each of two settlements made in one container', async () => {
+    const clock = { now: T0 };
+    const { store, key, lease } = await leasing(clock);
+    const held = store.leased(key);
+    const refund = { key, adjustments: [{ name: '', limit, delta: -2, admittedAt: clock.now, lease }] };
+    await store.settleOnce(uniqueKey('ledger'), [refund]);
+    await store.settleOnce(uniqueKey('ledger'), [refund]);
+    expect(store.leased(key)).toBe(held + 4);
+  });
+});
