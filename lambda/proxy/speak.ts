@@ -18,6 +18,9 @@ function parse(text: string): unknown {
   }
 }
 
+/** An event ends at a blank line: two line ends in a row, each CRLF, LF or CR (as in relay.ts). */
+const EVENT_END = /(\r\n|\n|\r(?!\n))(\r\n|\n|\r(?!\n))/;
+
 /** The `data:` payload of one canonical SSE event (null: none). */
 function dataOf(event: string): string | null {
   const lines = event.split(/\r\n|\n|\r/).filter((line) => line === 'data' || line.startsWith('data:'));
@@ -51,17 +54,25 @@ function translateStream(
     if (choices.some((c) => isRecord(c) && typeof c.finish_reason === 'string' && c.finish_reason)) finished = true;
     return translator.chunk(json);
   };
+  // The relay passes events on as they came (lines may end in CRLF, LF or CR), and a stream may
+  // hand several over in one chunk: split them as the relay does.
+  const take = (final: boolean): string[] => {
+    const events: string[] = [];
+    for (let match = EVENT_END.exec(pending); match; match = EVENT_END.exec(pending)) {
+      events.push(pending.slice(0, match.index + match[0].length));
+      pending = pending.slice(match.index + match[0].length);
+    }
+    if (final && pending.trim()) events.push(pending);
+    if (final) pending = '';
+    return events.flatMap(translate);
+  };
   const out = new Transform({
     transform(chunk: Buffer | string, _encoding, callback) {
-      // The relay yields whole events; a chunk may still hold several.
       pending += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
-      const events = pending.split(/(?<=\n\n)/);
-      pending = events.at(-1)?.endsWith('\n\n') ? '' : (events.pop() ?? '');
-      callback(null, events.flatMap(translate).join(''));
+      callback(null, take(false).join(''));
     },
     flush(callback) {
-      const rest = pending ? translate(pending) : [];
-      callback(null, [...rest, ...translator.end(!broken && finished)].join(''));
+      callback(null, [...take(true), ...translator.end(!broken && finished)].join(''));
     },
   });
   // A client that leaves destroys `out`; pipeline then destroys the canonical body, which stops the upstream.
