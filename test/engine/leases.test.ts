@@ -361,6 +361,26 @@ describe('settlements against a lease', () => {
     expect(await remaining(key, clock)).toBe(before - debit);
   });
 
+  it('puts on the item a debit that comes after the lease has ended, as for a key without a lease', async () => {
+    const clock = { now: T0 };
+    const { store, key, lease } = await leasing(clock);
+    // The lease still holds units: a debit of one would fit in it, were it alive.
+    expect(store.leased(key)).toBeGreaterThanOrEqual(1);
+    const plain = uniqueKey();
+    await testStore({ clock: () => clock.now }).consume(plain, limit, limit.capacity - (await remaining(key, clock)));
+    expect(await remaining(plain, clock)).toBe(await remaining(key, clock));
+    // Past the lease's last moment (1 s after its write's late end, which allows for clock skew),
+    // nothing in the container having looked at the lease since.
+    clock.now += 5_000;
+    const adjust = (k: string, withLease: boolean) => ({
+      key: k,
+      adjustments: [{ name: '', limit, delta: 1, admittedAt: clock.now - 5_000, ...(withLease ? { lease } : {}) }],
+    });
+    await store.settleOnce(uniqueKey('ledger'), [adjust(key, true)]);
+    await store.settleOnce(uniqueKey('ledger'), [adjust(plain, false)]);
+    expect(await remaining(key, clock)).toBe(await remaining(plain, clock));
+  });
+
   it('gives a lease each of two settlements made in one container', async () => {
     const clock = { now: T0 };
     const { store, key, lease } = await leasing(clock);
