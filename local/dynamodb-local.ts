@@ -1,7 +1,8 @@
+import { tmpdir } from 'node:os';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { DynamoDBClient, ListTablesCommand } from '@aws-sdk/client-dynamodb';
 
 export interface DynamoDbLocal {
@@ -71,9 +72,11 @@ export async function startDynamoDbLocal(options: { port?: number; dbPath?: stri
     '-port',
     String(port),
     '-sharedDb',
+    // No telemetry, and no dynamodb-local-metadata.json left in the caller's folder (it runs in a temporary one).
+    '-disableTelemetry',
   ];
-  args.push(...(options.dbPath ? ['-dbPath', options.dbPath] : ['-inMemory']));
-  const child = spawn('java', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  args.push(...(options.dbPath ? ['-dbPath', resolve(options.dbPath)] : ['-inMemory']));
+  const child = spawn('java', args, { stdio: ['ignore', 'ignore', 'pipe'], cwd: tmpdir() });
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4000);

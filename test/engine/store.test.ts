@@ -9,6 +9,8 @@ import { expressionBound } from '../../lambda/engine/expressions';
 import { parseConfig, requests } from '../../lambda/engine/plans';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { localClient, startDynamoDbLocal } from '../../local/dynamodb-local';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 
 const T0 = 1_800_000_000_000;
 
@@ -253,6 +255,20 @@ describe('clock skew between containers', () => {
     await expect(store.consume(uniqueKey(), slidingWindow(5, '1 s', 5))).rejects.toThrow(
       /200 ms slots, shorter than 4 x clockSkewMs \(300 ms\)/,
     );
+  });
+});
+
+describe('DynamoDB Local as the tests and npm start run it', () => {
+  it('sends no telemetry and leaves no metadata file in the folder it was started from', async () => {
+    const here = join(process.cwd(), 'dynamodb-local-metadata.json');
+    rmSync(here, { force: true });
+    const dynamo = await startDynamoDbLocal();
+    try {
+      await ensureTable(localClient(dynamo.endpoint), 'metadata-check');
+      expect(existsSync(here)).toBe(false);
+    } finally {
+      await dynamo.stop();
+    }
   });
 });
 
