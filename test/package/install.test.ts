@@ -30,6 +30,10 @@ async function installAndSynth(dir: string): Promise<Template> {
     dependencies?: object;
   };
   expect(installed.dependencies ?? {}).toEqual({});
+  // The license package.json names comes with the package.
+  expect(readFileSync(join(dir, 'node_modules', 'llm-rate-limiter', 'LICENSE'), 'utf8')).toMatch(
+    /Apache License\s+Version 2\.0/,
+  );
   const synth = await synthApp(dir);
   expect(`${synth.stdout}${synth.stderr}`).not.toMatch(/Bundling asset/);
   return JSON.parse(readFileSync(join(dir, 'cdk.out', 'Llm.template.json'), 'utf8')) as Template;
