@@ -157,6 +157,13 @@ async function braked(
   );
 }
 
+/** A RequestError as the client's 4xx naming the field (logged, nothing spent); anything else is thrown on. */
+function badRequest(err: unknown, deps: ProxyDeps, base: Record<string, string>, who: Who): ProxyResponse {
+  if (!(err instanceof RequestError)) throw err;
+  deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
+  return answer(err.status, base, err.message, 'invalid_request_error', err.code, err.param);
+}
+
 /** Step 3, parse: the body as OpenAI defines it, for this endpoint's models, or a 4xx naming the field. */
 function parse(
   event: APIGatewayProxyEvent,
@@ -182,9 +189,7 @@ function parse(
       throw new RequestError(`${route} is not served by this API's model provider.`, null, 'unsupported_route', 404);
     return { request, endpoint };
   } catch (err) {
-    if (!(err instanceof RequestError)) throw err;
-    deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
-    return answer(err.status, base, err.message, 'invalid_request_error', err.code, err.param);
+    return badRequest(err, deps, base, who);
   }
 }
 
@@ -313,9 +318,7 @@ async function countTokens(
       return countTokensRequest(body);
     });
   } catch (err) {
-    if (!(err instanceof RequestError)) throw err;
-    deps.log({ ...who, outcome: 'invalid_request', param: err.param, code: err.code });
-    return answer(err.status, base, err.message, 'invalid_request_error', err.code, err.param);
+    return badRequest(err, deps, base, who);
   }
   const price = endpoint.models[request.model]!;
   const exact = deps.upstream.kind === 'bedrock' ? await countTokensBedrock(deps.upstream, request.body) : undefined;

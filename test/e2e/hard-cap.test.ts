@@ -5,8 +5,14 @@
  * below what the provider billed for it.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Bill } from '../support/billing-provider';
-import { billed, chat, type HardCapStack, startHardCapStack, underbilled, USER_DAY } from '../support/hard-cap-stack';
+import {
+  billed,
+  chat,
+  type HardCapStack,
+  settledAtLeastBilled,
+  startHardCapStack,
+  USER_DAY,
+} from '../support/hard-cap-stack';
 
 let stack: HardCapStack;
 beforeAll(async () => {
@@ -18,14 +24,6 @@ const send: HardCapStack['send'] = (...args) => stack.send(...args);
 const newTenant = (users?: number) => stack.newTenant(users);
 const billedSince = (from: number) => stack.billedSince(from);
 const total = billed;
-
-/** Every request the provider billed was settled, at no less than its bill (waits for settlements to land). */
-async function settledAtLeastBilled(bills: Bill[]): Promise<void> {
-  const { settled } = stack;
-  await vi.waitFor(() => expect(bills.filter((b) => !settled.has(b.requestId))).toEqual([]), { timeout: 10_000 });
-  const under = underbilled(bills, settled);
-  expect(under.map((b) => ({ billed: b.input + b.output, settled: settled.get(b.requestId) }))).toEqual([]);
-}
 
 describe('the hard cap, whatever the client sends or the upstream does', () => {
   it('no max_tokens (the SDK default): 20 at once from one user are bounded by the cap each call carries', async () => {
@@ -43,7 +41,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     expect(answers.filter((a) => a.status === 429).length).toBeGreaterThan(0);
     for (const b of bills) expect(b.body).toMatchObject({ max_completion_tokens: 200 });
     expect(total(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it('a client that leaves mid-stream from a reasoning model: the hidden reasoning is paid for', async () => {
@@ -55,7 +53,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     const bills = billedSince(from);
     expect(bills.length).toBeGreaterThan(0);
     expect(total(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it.each([['reasoning_content'], ['reasoning']] as const)(
@@ -68,7 +66,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
       const bills = billedSince(from);
       expect(bills.length).toBeGreaterThan(0);
       expect(total(bills)).toBeLessThanOrEqual(USER_DAY);
-      await settledAtLeastBilled(bills);
+      await settledAtLeastBilled(stack, bills);
     },
   );
 
@@ -82,7 +80,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     await vi.waitFor(() => expect(bill!.aborted).toBe(true), { timeout: 5_000 });
     expect(bill!.visible).toBe(0);
     expect(bill!.output).toBeLessThan(500);
-    await settledAtLeastBilled([bill!]);
+    await settledAtLeastBilled(stack, [bill!]);
   });
 
   it('conflicting caps are refused; an upstream that reads only max_tokens still gets the cap', async () => {
@@ -98,7 +96,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     expect(bills).toHaveLength(4);
     for (const b of bills) expect(b.output).toBe(150);
     expect(total(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it.each([
@@ -113,7 +111,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     for (let i = 0; i < 3; i++) expect((await send(key!, chat('gpt-4o-mini', { stream }))).status).toBe(200);
     const bills = billedSince(from);
     expect(total(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it('an upstream error whose body never ends: the request ends at the body deadline, settled at its bound', async () => {
@@ -124,7 +122,7 @@ describe('the hard cap, whatever the client sends or the upstream does', () => {
     expect(res.status).toBe(504);
     expect(JSON.parse(res.body).error).toMatchObject({ code: 'upstream_timeout' });
     const bills = billedSince(from);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
     expect(stack.settled.get(bills[0]!.requestId)).toBeGreaterThanOrEqual(bills[0]!.input + 200);
   });
 });

@@ -5,9 +5,14 @@
  * headers, and the hard-cap rules of the chat route (it is translated to a chat request).
  */
 import Anthropic from '@anthropic-ai/sdk';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Bill } from '../support/billing-provider';
-import { billed, type HardCapStack, startHardCapStack, underbilled, USER_DAY } from '../support/hard-cap-stack';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  billed,
+  type HardCapStack,
+  settledAtLeastBilled,
+  startHardCapStack,
+  USER_DAY,
+} from '../support/hard-cap-stack';
 
 let stack: HardCapStack;
 beforeAll(async () => {
@@ -18,12 +23,6 @@ afterAll(() => stack.stop());
 // The SDK appends /v1/messages to its base URL.
 const client = (apiKey: string) => new Anthropic({ apiKey, baseURL: stack.local.url, maxRetries: 0 });
 const say = (text: string) => [{ role: 'user' as const, content: text }];
-
-async function settledAtLeastBilled(bills: Bill[]): Promise<void> {
-  const { settled } = stack;
-  await vi.waitFor(() => expect(bills.filter((b) => !settled.has(b.requestId))).toEqual([]), { timeout: 10_000 });
-  expect(underbilled(bills, settled).map((b) => b.requestId)).toEqual([]);
-}
 
 describe('the Messages API through the official Anthropic SDK', () => {
   it('streams a message the SDK assembles: the text, the stop reason and the usage the provider billed', async () => {
@@ -39,7 +38,7 @@ describe('the Messages API through the official Anthropic SDK', () => {
     expect(message.usage).toMatchObject({ input_tokens: bill!.input, output_tokens: 40 });
     // max_tokens reached the provider as the chat cap.
     expect(bill!.body).toMatchObject({ max_completion_tokens: 100 });
-    await settledAtLeastBilled([bill!]);
+    await settledAtLeastBilled(stack, [bill!]);
     expect(stack.settled.get(bill!.requestId)).toBe(bill!.input + 40);
   });
 
@@ -120,7 +119,7 @@ describe('the hard cap on the Messages route', () => {
     const bills = stack.billedSince(from);
     expect(bills.length).toBeGreaterThan(0);
     expect(billed(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it('many at once from one user stay within the user’s day, each call carrying its max_tokens', async () => {
@@ -133,6 +132,6 @@ describe('the hard cap on the Messages route', () => {
     expect(answers.some((a) => a.status === 429)).toBe(true);
     for (const b of bills) expect(b.body).toMatchObject({ max_completion_tokens: 300 });
     expect(billed(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 });

@@ -5,9 +5,14 @@
  * the chat route (it is translated to a chat request: lambda/proxy/dialects/responses.ts).
  */
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Bill } from '../support/billing-provider';
-import { billed, type HardCapStack, startHardCapStack, underbilled, USER_DAY } from '../support/hard-cap-stack';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  billed,
+  type HardCapStack,
+  settledAtLeastBilled,
+  startHardCapStack,
+  USER_DAY,
+} from '../support/hard-cap-stack';
 
 let stack: HardCapStack;
 beforeAll(async () => {
@@ -18,12 +23,6 @@ afterAll(() => stack.stop());
 const client = (apiKey: string) => new OpenAI({ apiKey, baseURL: stack.local.baseUrl, maxRetries: 0 });
 const ask = (model: string, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ model, input: 'Tell me everything.', ...extra });
-
-async function settledAtLeastBilled(bills: Bill[]): Promise<void> {
-  const { settled } = stack;
-  await vi.waitFor(() => expect(bills.filter((b) => !settled.has(b.requestId))).toEqual([]), { timeout: 10_000 });
-  expect(underbilled(bills, settled).map((b) => b.requestId)).toEqual([]);
-}
 
 describe('the Responses API through the official client', () => {
   it('streams response events in order, the text the provider wrote, and the usage it billed', async () => {
@@ -53,7 +52,7 @@ describe('the Responses API through the official client', () => {
     expect(completed?.status).toBe('completed');
     // The cap the client set is the one the provider was sent.
     expect(bill!.body).toMatchObject({ max_completion_tokens: 100, stream: true });
-    await settledAtLeastBilled([bill!]);
+    await settledAtLeastBilled(stack, [bill!]);
     expect(stack.settled.get(bill!.requestId)).toBe(bill!.input + 40);
   });
 
@@ -115,7 +114,7 @@ describe('the hard cap on the Responses route', () => {
     expect(answers.filter((a) => a.status === 429).length).toBe(1);
     for (const b of bills) expect(b.body).toMatchObject({ max_completion_tokens: 200 });
     expect(billed(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it('a client that leaves mid-stream from a reasoning model pays for the hidden reasoning', async () => {
@@ -127,7 +126,7 @@ describe('the hard cap on the Responses route', () => {
     const bills = stack.billedSince(from);
     expect(bills.length).toBeGreaterThan(0);
     expect(billed(bills)).toBeLessThanOrEqual(USER_DAY);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
   });
 
   it('an answer streamed without usage is settled on what the relay saw, never below the bill', async () => {
@@ -142,7 +141,7 @@ describe('the hard cap on the Responses route', () => {
     );
     expect(sent.status).toBe(200);
     const bills = stack.billedSince(from);
-    await settledAtLeastBilled(bills);
+    await settledAtLeastBilled(stack, bills);
     // No usage came: the 100 tokens the client was shown (counted as a bound: llama3.1's tokenizer is not known here).
     expect(sent.body).toContain('"type":"response.completed"');
     expect(stack.settled.get(bills[0]!.requestId)).toBeGreaterThanOrEqual(bills[0]!.input + 100);

@@ -4,6 +4,7 @@
  * can leave at any point, and each request's settlement read from the proxy's own metric lines.
  */
 import { request } from 'node:http';
+import { expect, vi } from 'vitest';
 import { parseConfig, tokensPerDay } from '../../lambda/engine/plans';
 import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { setMetricSink } from '../../lambda/runtime/metrics';
@@ -67,6 +68,14 @@ export const billed = (bills: readonly Bill[]): number => bills.reduce((sum, b) 
 /** Requests settled below what the provider billed for them (and those not settled at all). */
 export const underbilled = (bills: readonly Bill[], settled: ReadonlyMap<string, number>): Bill[] =>
   bills.filter((b) => !settled.has(b.requestId) || settled.get(b.requestId)! < b.input + b.output);
+
+/** Every request the provider billed was settled, at no less than its bill (waits for settlements to land). */
+export async function settledAtLeastBilled(stack: HardCapStack, bills: readonly Bill[]): Promise<void> {
+  const { settled } = stack;
+  await vi.waitFor(() => expect(bills.filter((b) => !settled.has(b.requestId))).toEqual([]), { timeout: 10_000 });
+  const under = underbilled(bills, settled);
+  expect(under.map((b) => ({ billed: b.input + b.output, settled: settled.get(b.requestId) }))).toEqual([]);
+}
 
 export async function startHardCapStack(): Promise<HardCapStack> {
   const provider = await startBillingProvider();
