@@ -133,6 +133,10 @@ export async function play(
  *   lease is never spent after its last moment.
  * - `spent a lifetime past its end`: the same, but the pause is one lease's life (a stamp, a slot):
  *   a lease that lived twice as long as it should would still be spent there.
+ * - `spent two milliseconds past its end`: the same, but the pause is 2 ms. For a window, the drain
+ *   comes at the first moment its lease's slot no longer counts while the spend is still in the
+ *   window: exact only if a window's lease dies with its slot. (A millisecond past is not enough
+ *   to show it: the spend then opens the next slot, whose window ends when the lease's slot leaves.)
  */
 export function targetedSchedules(limit: Limit): [string, LeaseStep[]][] {
   const takeLease: LeaseStep[] = [
@@ -156,5 +160,6 @@ export function targetedSchedules(limit: Limit): [string, LeaseStep[]][] {
     ],
     ['spent past its end', spentPast(2 * refillMs(limit))],
     ['spent a lifetime past its end', spentPast(...lifetime)],
+    ['spent two milliseconds past its end', spentPast(2, limit.shape === 'sliding_window' ? limit.windowMs - 1 : 0)],
   ];
 }
