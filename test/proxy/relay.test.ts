@@ -1,6 +1,6 @@
 /** The SSE relay as the network delivers streams: events cut anywhere, UTF-8 split across chunks, CRLF, a last event without its blank line. */
 import { describe, expect, it } from 'vitest';
-import { EventTooLargeError, SseRelay } from '../../lambda/proxy/relay';
+import { EventTooLargeError, MAX_EVENT_BYTES, SseRelay } from '../../lambda/proxy/relay';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const delta = (content: string) => `data: ${JSON.stringify({ choices: [{ delta: { content } }] })}\n\n`;
@@ -136,6 +136,69 @@ describe('the SSE relay', () => {
     expect(() => {
       for (let i = 0; i < 80; i++) r.push(piece);
     }).toThrow(EventTooLargeError);
+    // What the proxy logs names the error and the size; an event of exactly MAX_EVENT_BYTES still waits for its end.
+    const err = (() => {
+      try {
+        new SseRelay(false).push(bytes('x'.repeat(MAX_EVENT_BYTES + 1)));
+      } catch (e) {
+        return e as Error;
+      }
+    })();
+    expect(err?.name).toBe('EventTooLargeError');
+    expect(err?.message).toBe(`an upstream event passed ${MAX_EVENT_BYTES} bytes without ending`);
+    const atMost = new SseRelay(false);
+    expect(atMost.push(bytes(`data: ${'x'.repeat(MAX_EVENT_BYTES - 6)}`))).toEqual([]);
+    expect(atMost.push(bytes('\n\n'))).toHaveLength(1);
+  });
+
+  it('reads what a careless upstream sends without failing: null choices, deltas and data, content parts, no space after the colon', () => {
+    const events = [
+      'data: null\n\n',
+      'data: [1, 2]\n\n',
+      `data: ${JSON.stringify({ choices: [null, { index: 1, delta: null }] })}\n\n`,
+      `data:${JSON.stringify({ choices: [{ index: 0, delta: { content: 'a b' } }] })}\n\n`,
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: [{ type: 'text', text: 'P1' }, { refusal: 'P2' }, null] } }] })}\n\n`,
+      `data: ${JSON.stringify({ choices: [{ index: 0, finish_reason: 'stop' }] })}\n\n`,
+    ].join('');
+    const r = new SseRelay(false, 2);
+    const out = r.push(bytes(events));
+    expect(out.join('')).toBe(events);
+    expect(r.usage.text).toBe('a bP1P2');
+    expect(r.usage.started).toEqual(new Set([0, 1]));
+    expect(r.usage.finished).toEqual(new Set([0]));
+    expect(r.usage.done).toBe(false);
+    r.push(bytes('data: [DONE] \n\n'));
+    expect(r.usage.done).toBe(true);
+    // A whole answer whose message holds content parts counts them too.
+    const whole = new SseRelay(false);
+    whole.readWhole(JSON.stringify({ choices: [{ index: 0, message: { content: [{ type: 'text', text: 'W' }] } }] }));
+    expect(whole.usage.text).toBe('W');
+  });
+
+  it('passes a whole JSON error where SSE was expected as JSON, with only what is safe', () => {
+    const leak = JSON.stringify({
+      error: { message: 'echo: x-api-key sk-up-SECRET9 was refused', type: 'invalid_request_error' },
+    });
+    const { out } = relay(bytes(leak), [9]);
+    expect(out).toHaveLength(1);
+    expect(JSON.parse(out[0]!)).toEqual({
+      error: { message: 'The model provider reported an error.', type: 'api_error', code: null, param: null },
+    });
+  });
+
+  it('drops only the usage-only event it asked for: usage beside content, or a chunk without usage, is forwarded', () => {
+    const azureFirst = `data: ${JSON.stringify({ choices: [], prompt_filter_results: [{ prompt_index: 0 }] })}\n\n`;
+    const withContent = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'z' } }], usage: { prompt_tokens: 2, completion_tokens: 1 } })}\n\n`;
+    const noChoices = `data: ${JSON.stringify({ usage: { prompt_tokens: 2, completion_tokens: 1 } })}\n\n`;
+    const after = `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`;
+    const { out, usage: seen } = relay(bytes(azureFirst + withContent + noChoices + after), [], false);
+    expect(out).toEqual([azureFirst, withContent, after]);
+    expect(seen.reported).toEqual({ prompt_tokens: 2, completion_tokens: 1 });
+    expect(seen.text).toBe('z');
+    // The usage-only event it asked for is dropped also when it is the last and lacks its blank line.
+    const last = relay(bytes(delta('y') + usage.trimEnd()), [], false);
+    expect(last.out).toEqual([delta('y')]);
+    expect(last.usage.reported).toEqual({ prompt_tokens: 7, completion_tokens: 3 });
   });
 
   it('drops the usage-only event it asked for itself, and keeps it when the client asked', () => {
