@@ -7,6 +7,7 @@ export type { Decision } from '../lambda/engine/decision';
 export * from '../lambda/engine/errors';
 export {
   type BurstCredit,
+  calendarBudget,
   durationMs,
   type LeakyBucketLimit,
   type Limit,
@@ -16,5 +17,6 @@ export {
   type TokenBucketLimit,
   tokenBucket,
 } from '../lambda/engine/limits';
+export { type Calendar, type Period, PERIODS } from '../lambda/engine/calendar';
 export { LimitStore, type LimitStoreOptions } from '../lambda/engine/store';
 export { Limiter, type LimiterOptions, type Identity, type TenantRecord, type Verdict } from '../lambda/engine/limiter';

@@ -2,6 +2,7 @@ export { LimitsTable, type LimitsTableProps } from './limits-table';
 export * from '../lambda/engine/errors';
 export {
   type BurstCredit,
+  calendarBudget,
   durationMs,
   type LeakyBucketLimit,
   type Limit,
@@ -11,6 +12,7 @@ export {
   type TokenBucketLimit,
   tokenBucket,
 } from '../lambda/engine/limits';
+export { type Calendar, type Period, PERIODS } from '../lambda/engine/calendar';
 export { LIMITS_ROUTE, LlmRateLimiter } from './llm-rate-limiter';
 export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';

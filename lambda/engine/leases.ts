@@ -78,14 +78,20 @@ export class LeaseBook {
     return Math.floor(Math.min(this.options.maxMs, this.options.share * fillMs(limit)));
   }
 
-  /** How long a lease on `limit` lives at most (ms); 0 when it is not leased. */
+  /**
+   * How long a lease on `limit` lives at most (ms); 0 when it is not leased. A calendar budget's
+   * lease lives no longer than `maxMs` either, though its slot is a month.
+   */
   private lifeMs(limit: Limit): number {
-    return limit.shape === 'sliding_window' ? slotMs(limit) : this.stampMs(limit);
+    if (limit.shape !== 'sliding_window') return this.stampMs(limit);
+    return limit.calendar ? Math.min(this.options.maxMs, slotMs(limit)) : slotMs(limit);
   }
 
   /** The last moment a lease taken with a write stamped `at` may be spent. */
   lastMoment(limit: Limit, at: Moment): number {
-    return limit.shape === 'sliding_window' ? slotStart(slotIndex(at.late, limit) + 1, limit) - 1 : at.late;
+    if (limit.shape !== 'sliding_window') return at.late;
+    const slotEnd = slotStart(slotIndex(at.late, limit) + 1, limit) - 1;
+    return limit.calendar ? Math.min(slotEnd, at.late + this.lifeMs(limit)) : slotEnd;
   }
 
   /** The live leases of a bucket at `lateMs` (the dead ones are dropped). */

@@ -1,4 +1,5 @@
 import { DEFAULT_SUB_WINDOWS, MAX_CAPACITY_TICKS, MAX_RATE_PER_SECOND, ticksPerUnit } from './constants';
+import { type Calendar, LONGEST_PERIOD_MS, PERIODS, type Period, requireTimeZone } from './calendar';
 import { InvalidLimitError } from './errors';
 
 /** Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once. */
@@ -36,6 +37,12 @@ export interface SlidingWindowLimit {
   readonly limit: number;
   readonly windowMs: number;
   readonly subWindows: number;
+  /**
+   * A calendar budget: at most `limit` in each day, ISO week or month of a time zone, counted
+   * from the period's first moment (calendarBudget). Its one slot is the period; `windowMs` is
+   * the longest a period lasts.
+   */
+  readonly calendar?: Calendar;
 }
 
 export type Limit = TokenBucketLimit | LeakyBucketLimit | SlidingWindowLimit;
@@ -120,4 +127,25 @@ export function slidingWindow(
     throw new InvalidLimitError(`slidingWindow subWindows must be an integer from 1 to 60, got ${subWindows}`);
   }
   return { shape: 'sliding_window', limit, windowMs, subWindows };
+}
+
+/**
+ * At most `limit` in each calendar `period` (day, ISO week from Monday, month) of `timeZone`: the
+ * count starts again at each period's first moment there (local midnight). Exact like a window:
+ * an admission counts in its period, and the 429 says to come back when the next one starts.
+ */
+export function calendarBudget(limit: number, period: Period, timeZone = 'UTC'): SlidingWindowLimit {
+  requirePositive('calendarBudget limit', limit);
+  if (!PERIODS.includes(period))
+    throw new InvalidLimitError(
+      `calendarBudget period must be one of ${PERIODS.join(', ')}, got ${JSON.stringify(period)}`,
+    );
+  const zone = requireTimeZone(timeZone, 'calendarBudget');
+  return {
+    shape: 'sliding_window',
+    limit,
+    windowMs: LONGEST_PERIOD_MS[period],
+    subWindows: 1,
+    calendar: { period, timeZone: zone },
+  };
 }

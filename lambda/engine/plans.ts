@@ -1,6 +1,7 @@
 import { expressionBound, MAX_EXPRESSION_BYTES } from './expressions';
 import { InvalidLimitError } from './errors';
-import { type Limit, leakyBucket, slidingWindow, tokenBucket } from './limits';
+import type { Period } from './calendar';
+import { calendarBudget, type Limit, leakyBucket, slidingWindow, tokenBucket } from './limits';
 
 /** Layers in the order they are checked; the first that denies is the one reported. */
 export const LAYERS = ['tenant', 'user', 'endpoint', 'global'] as const;
@@ -224,12 +225,14 @@ const NAMED_PERIODS: Record<number, string> = {
 
 /** Seconds a limit takes to refill from empty (or its window): names it per_minute, per_day, ... */
 export function periodSeconds(limit: Limit): number {
-  if (limit.shape === 'sliding_window') return limit.windowMs / 1000;
+  if (limit.shape === 'sliding_window') return limit.windowMs / 1000; // a calendar budget: its longest period
   return limit.capacity / (limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond);
 }
 
 export function specName(spec: LimitSpec): string {
   if (spec.name) return spec.name;
+  // Not the zone: a plan that moves a budget to another zone keeps the period's spend (periods are numbered alike everywhere).
+  if (spec.limit.shape === 'sliding_window' && spec.limit.calendar) return `per_calendar_${spec.limit.calendar.period}`;
   const seconds = Math.round(periodSeconds(spec.limit) * 1000) / 1000;
   return NAMED_PERIODS[seconds] ?? `per_${String(seconds).replace('.', '_')}s`;
 }
@@ -274,6 +277,30 @@ export const tokensPerDay = (n: number, options?: LimitOptions): LimitSpec =>
   tokens(tokenBucket(n, n / 86_400), options);
 export const usdPerDay = (dollars: number, options?: LimitOptions): LimitSpec =>
   usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400), options);
+/** Calendar budgets: `timeZone` (IANA, default UTC) says where a period starts (local midnight). */
+export interface CalendarOptions extends LimitOptions {
+  /** @default 'UTC' */
+  readonly timeZone?: string;
+}
+const calendar = (period: Period, counts: 'tokens' | 'usd', n: number, options: CalendarOptions = {}): LimitSpec => {
+  const { timeZone, ...rest } = options;
+  return { counts, limit: calendarBudget(n, period, timeZone), ...rest };
+};
+/** At most `n` tokens each calendar day of `timeZone`, from local midnight. */
+export const tokensPerCalendarDay = (n: number, options?: CalendarOptions): LimitSpec =>
+  calendar('day', 'tokens', n, options);
+/** At most `n` tokens each calendar month of `timeZone`, from the 1st at local midnight. */
+export const tokensPerMonth = (n: number, options?: CalendarOptions): LimitSpec =>
+  calendar('month', 'tokens', n, options);
+/** At most `dollars` each calendar day of `timeZone`, from local midnight. */
+export const usdPerCalendarDay = (dollars: number, options?: CalendarOptions): LimitSpec =>
+  calendar('day', 'usd', dollars * 1_000_000, options);
+/** At most `dollars` each ISO week (from Monday, local midnight) of `timeZone`. */
+export const usdPerWeek = (dollars: number, options?: CalendarOptions): LimitSpec =>
+  calendar('week', 'usd', dollars * 1_000_000, options);
+/** At most `dollars` each calendar month of `timeZone`, from the 1st at local midnight. */
+export const usdPerMonth = (dollars: number, options?: CalendarOptions): LimitSpec =>
+  calendar('month', 'usd', dollars * 1_000_000, options);
 
 function fail(path: string, message: string): never {
   throw new InvalidLimitError(`${path}: ${message}`);
@@ -295,6 +322,10 @@ export function parseLimit(value: unknown, path: string): Limit {
       case 'leaky_bucket':
         return leakyBucket(value.capacity as number, value.drainPerSecond as number);
       case 'sliding_window':
+        if (value.calendar !== undefined) {
+          const calendar = (isRecord(value.calendar) ? value.calendar : {}) as Record<string, unknown>;
+          return calendarBudget(value.limit as number, calendar.period as Period, calendar.timeZone as string);
+        }
         // windowMs, or window as a duration ("1m", "2h30m") for configurations written by hand.
         return slidingWindow(
           value.limit as number,
@@ -623,7 +654,9 @@ export function shardOf(limit: Limit, shard: number, shards: number): Limit {
       return leakyBucket(limit.capacity / shards, limit.drainPerSecond / shards);
     case 'sliding_window': {
       const base = Math.floor(limit.limit / shards);
-      return slidingWindow(base + (shard < limit.limit % shards ? 1 : 0), limit.windowMs, limit.subWindows);
+      return limit.calendar
+        ? calendarBudget(base + (shard < limit.limit % shards ? 1 : 0), limit.calendar.period, limit.calendar.timeZone)
+        : slidingWindow(base + (shard < limit.limit % shards ? 1 : 0), limit.windowMs, limit.subWindows);
     }
   }
 }

@@ -1,6 +1,7 @@
 import { type Decision, denied } from './decision';
 import type { SlidingWindowLimit } from './limits';
 import type { Moment } from './moment';
+import { periodIndex, periodStart } from './calendar';
 
 /**
  * Sliding window as a ring of slot counters, slot index = floor(t / slotMs), slotMs = W / S.
@@ -69,8 +70,15 @@ export interface WindowDecision {
 }
 
 export const EXTRA_SLOTS = 2;
-export const ringLength = (limit: SlidingWindowLimit): number => limit.subWindows + 1 + EXTRA_SLOTS;
-export const slotMs = (limit: SlidingWindowLimit): number => limit.windowMs / limit.subWindows;
+/**
+ * S: the slots before an admission's own that it is checked against. A calendar budget is checked
+ * against its own period alone (its slots are periods, calendar.ts).
+ */
+export const lookback = (limit: SlidingWindowLimit): number => (limit.calendar ? 0 : limit.subWindows);
+export const ringLength = (limit: SlidingWindowLimit): number => lookback(limit) + 1 + EXTRA_SLOTS;
+/** A slot's length: for a calendar budget, the longest its period lasts. */
+export const slotMs = (limit: SlidingWindowLimit): number =>
+  limit.calendar ? limit.windowMs : limit.windowMs / limit.subWindows;
 /**
  * Slot of time `t`: floor(t x S / W), computed on whole numbers. t / slotMs is not exact when W / S
  * is not a whole number, and at epoch milliseconds (~1.8e12) its rounding error (~1e-7 slots) can
@@ -79,10 +87,10 @@ export const slotMs = (limit: SlidingWindowLimit): number => limit.windowMs / li
  * rounded across a whole number while t x S x W < 2^52 (t x S up to ~1e14, W up to days: true).
  */
 export const slotIndex = (t: number, limit: SlidingWindowLimit): number =>
-  Math.floor((Math.floor(t) * limit.subWindows) / limit.windowMs);
+  limit.calendar ? periodIndex(t, limit.calendar) : Math.floor((Math.floor(t) * limit.subWindows) / limit.windowMs);
 /** First whole millisecond of slot `index`: the least t with slotIndex(t) = index. */
 export const slotStart = (index: number, limit: SlidingWindowLimit): number =>
-  Math.ceil((index * limit.windowMs) / limit.subWindows);
+  limit.calendar ? periodStart(index, limit.calendar) : Math.ceil((index * limit.windowMs) / limit.subWindows);
 const positionOf = (index: number, limit: SlidingWindowLimit): number =>
   ((index % ringLength(limit)) + ringLength(limit)) % ringLength(limit);
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
@@ -106,7 +114,7 @@ function checked(
   at: Moment,
   limit: SlidingWindowLimit,
 ): { from: number; to: number; values: number[]; total: number } {
-  const from = slotIndex(at.early, limit) - limit.subWindows;
+  const from = slotIndex(at.early, limit) - lookback(limit);
   const to = Math.max(state.head ?? Number.NEGATIVE_INFINITY, slotIndex(at.late, limit));
   const values = range(from, to).map((j) => countAt(state, j, limit));
   return { from, to, values, total: sum(values) };
@@ -117,9 +125,9 @@ function waitFor(view: ReturnType<typeof checked>, need: number, early: number, 
   let left = view.total;
   for (let k = 0; k < view.values.length; k++) {
     left -= view.values[k]!;
-    if (left + need <= limit.limit) return Math.ceil(slotStart(view.from + k + limit.subWindows + 1, limit) - early);
+    if (left + need <= limit.limit) return Math.ceil(slotStart(view.from + k + lookback(limit) + 1, limit) - early);
   }
-  return Math.ceil(slotStart(view.to + limit.subWindows + 1, limit) - early);
+  return Math.ceil(slotStart(view.to + lookback(limit) + 1, limit) - early);
 }
 
 export function describeWindow(state: WindowState | undefined, at: Moment, limit: SlidingWindowLimit): Decision {
@@ -147,13 +155,13 @@ export function windowCheck(
 ): WindowCheck {
   const head = state.head!;
   if (cost === undefined) return { head, pins: [] };
-  const from = slotIndex(at.early, limit) - limit.subWindows;
+  const from = slotIndex(at.early, limit) - lookback(limit);
   if (from > head) return { head, pins: [] }; // nothing in the item counts any more
-  if (from > head - limit.subWindows) {
-    const pins = range(head - limit.subWindows, from - 1).map((j) => pin(state, j, limit));
+  if (from > head - lookback(limit)) {
+    const pins = range(head - lookback(limit), from - 1).map((j) => pin(state, j, limit));
     return { head, maxTotal: limit.limit - cost + sum(pins.map((p) => p.value)), pins };
   }
-  const older = sum(range(from, head - limit.subWindows - 1).map((j) => countAt(state, j, limit)));
+  const older = sum(range(from, head - lookback(limit) - 1).map((j) => countAt(state, j, limit)));
   return { head, maxTotal: limit.limit - cost - older, pins: [] };
 }
 
@@ -190,14 +198,14 @@ export function countWrite(
   for (const p of reused) slots[p] = 0;
   slots[position] = cost;
   const zero = reused.filter((p) => p !== position);
-  if (target - limit.subWindows > head) {
+  if (target - lookback(limit) > head) {
     // The whole old window has left the total: it restarts at this cost.
     return {
       write: { branch: 'roll', check, head: target, position, cost, zero, total: cost },
       next: { head: target, total: cost, slots },
     };
   }
-  const leaving = range(head - limit.subWindows, target - limit.subWindows - 1).map((j) => pin(state, j, limit));
+  const leaving = range(head - lookback(limit), target - lookback(limit) - 1).map((j) => pin(state, j, limit));
   const pins = [...check.pins, ...leaving.filter((l) => !check.pins.some((p) => p.position === l.position))];
   const totalDelta = cost - sum(leaving.map((l) => l.value));
   const write: WindowWrite = {
@@ -256,7 +264,7 @@ export function adjustWindow(
   if (refund <= 0) return { next: stored };
   const slots = [...(stored.slots ?? [])];
   slots[position] = inSlot - refund;
-  const inTotal = j >= head - limit.subWindows;
+  const inTotal = j >= head - lookback(limit);
   return {
     write: { branch: 'add', check: { head, pins: [] }, position, cost: -refund, inTotal, minSlot: refund },
     next: { ...stored, total: (stored.total ?? 0) - (inTotal ? refund : 0), slots },

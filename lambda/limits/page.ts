@@ -65,6 +65,11 @@ function span(s) {
   return h + ' h' + (m ? ' ' + m + ' min' : '');
 }
 function duration(s) { return s <= 0 ? 'now' : 'in ' + span(s); }
+function periodText(l) {
+  if (!l.calendar) return windowText(l.windowSeconds);
+  var per = { day: 'per day', week: 'per week (from Monday)', month: 'per month' }[l.calendar.period];
+  return per + ' (' + l.calendar.timeZone + ')';
+}
 function windowText(s) {
   if (s % 86400 === 0) return s === 86400 ? 'per day' : 'per ' + s / 86400 + ' days';
   if (s % 3600 === 0) return s === 3600 ? 'per hour' : 'per ' + s / 3600 + ' hours';
@@ -90,7 +95,7 @@ function sharedCard(l, limited) {
   if (state === 'limited' && !l.shadow) limited.push(l);
   var card = el('article', { class: 'limit', 'data-code': l.code, 'data-layer': l.layer, 'data-state': state, 'data-shared': 'true', 'data-reset-seconds': String(l.resetSeconds) });
   var head = el('header');
-  var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + windowText(l.windowSeconds) + ' ');
+  var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + periodText(l) + ' ');
   title.appendChild(el('code', { class: 'muted' }, l.code));
   head.appendChild(title);
   head.appendChild(el('span', { class: 'tag state' }, state === 'limited' ? 'limit reached (429)' : state === 'low' ? 'almost used' : 'ok'));
@@ -122,7 +127,7 @@ function render(usage) {
       'data-limit': String(l.limit), 'data-remaining': String(l.remaining), 'data-used': String(used), 'data-reset-seconds': String(l.resetSeconds)
     });
     var head = el('header');
-    var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + windowText(l.windowSeconds) + ' ');
+    var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + periodText(l) + ' ');
     title.appendChild(el('code', { class: 'muted' }, l.code));
     head.appendChild(title);
     head.appendChild(el('span', { class: 'tag state' }, state === 'limited' ? 'limit reached (429)' : state === 'shadow' ? 'shadow: not enforced' : state === 'low' ? 'almost used' : usage.closest === l.code ? 'closest' : 'ok'));

@@ -30,6 +30,12 @@ export interface LimitUsage {
    * than the limit), which is why a reset can exceed the window by up to a slot.
    */
   readonly slotSeconds?: number;
+  /**
+   * A calendar budget: it counts each day, ISO week or month of this IANA time zone and starts
+   * again at the period's first moment there (`resetSeconds` is until then; `windowSeconds` is
+   * the longest such a period lasts).
+   */
+  readonly calendar?: { readonly period: 'day' | 'week' | 'month'; readonly timeZone: string };
   readonly shadow: boolean;
   /**
    * Shared with every tenant (a global limit, or an endpoint whose scope is global). A tenant sees
@@ -160,7 +166,9 @@ function entry(
     resetSeconds: Math.ceil(resetMs / 1000),
     windowSeconds: Math.round(periodSeconds(spec.limit)),
     ...(spec.limit.shape === 'sliding_window'
-      ? { slotSeconds: spec.limit.windowMs / spec.limit.subWindows / 1000 }
+      ? spec.limit.calendar
+        ? { calendar: { ...spec.limit.calendar } }
+        : { slotSeconds: spec.limit.windowMs / spec.limit.subWindows / 1000 }
       : {}),
     shadow: spec.shadow ?? false,
   };

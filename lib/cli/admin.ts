@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Calendar } from '../../lambda/engine/calendar';
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, DynamoDBDocumentClient, GetCommand, ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { GetParameterCommand, PutParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
@@ -73,6 +74,8 @@ export interface EffectiveLimit {
   /** In the limit's unit (usd in dollars). */
   readonly size: number;
   readonly periodSeconds: number;
+  /** A calendar budget's period and time zone (it starts again at each period's first moment). */
+  readonly calendar?: Calendar;
   readonly shadow: boolean;
   /** The tenant's plan, its overrides, or the system-wide global limits. */
   readonly from: 'plan' | 'override' | 'global';
@@ -156,6 +159,7 @@ export class Admin {
         shape: spec.limit.shape,
         size: spec.counts === 'usd' ? sizeOf(spec.limit) / 1_000_000 : sizeOf(spec.limit),
         periodSeconds: periodSeconds(spec.limit),
+        ...(spec.limit.shape === 'sliding_window' && spec.limit.calendar ? { calendar: spec.limit.calendar } : {}),
         shadow: spec.shadow ?? false,
         from,
       });

@@ -44,8 +44,8 @@ export function tenantTable(view: TenantView): string {
     l.route ?? '',
     l.counts,
     amount(l.size, l.counts, false),
-    span(l.periodSeconds),
-    SHAPE_NAMES[l.shape],
+    l.calendar ? `the ${l.calendar.period}'s end (${l.calendar.timeZone})` : span(l.periodSeconds),
+    l.calendar ? `calendar ${l.calendar.period}` : SHAPE_NAMES[l.shape],
     l.from,
     l.shadow ? 'shadow' : '',
   ]);

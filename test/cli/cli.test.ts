@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Directory, hashKey } from '../../lambda/runtime/directory';
 import { parseBrake } from '../../lambda/runtime/brake';
 import { Limiter } from '../../lambda/engine/limiter';
-import { requestsPerMinute, tokensPerDay, usdPerDay } from '../../lambda/engine/plans';
+import { requestsPerMinute, tokensPerDay, usdPerDay, usdPerMonth } from '../../lambda/engine/plans';
 import { publishConfig } from '../../lambda/engine/published-config';
 import { ensureTable, LimitStore } from '../../lambda/engine/store';
 import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
@@ -347,7 +347,10 @@ describe('what a tenant gets and has used, as tables', () => {
     const t = uniqueKey('tenant');
     await run('tenants', 'create', t, '--plan', 'team');
     const file = join(dir, 'override-50.json');
-    writeFileSync(file, JSON.stringify({ user: [requestsPerMinute(50)] }));
+    writeFileSync(
+      file,
+      JSON.stringify({ tenant: [usdPerMonth(50, { timeZone: 'Europe/Paris' })], user: [requestsPerMinute(50)] }),
+    );
     expect((await run('tenants', 'set-overrides', t, '--file', file)).code).toBe(0);
     const shown = await run('tenants', 'show', t);
     expect(shown.code).toBe(0);
@@ -355,6 +358,15 @@ describe('what a tenant gets and has used, as tables', () => {
     expect(rows(shown.out)).toEqual([
       ['layer', 'limit', 'route', 'counts', 'size', 'refills in', 'shape', 'from'],
       ['tenant', 'tenant_tokens_per_day', 'tokens', '1,000', '1 d', 'token bucket', 'plan'],
+      [
+        'tenant',
+        'tenant_usd_per_calendar_month',
+        'usd',
+        '$50.00',
+        "the month's end (Europe/Paris)",
+        'calendar month',
+        'override',
+      ],
       ['user', 'user_requests_per_minute', 'requests', '50', '1 min', 'sliding window', 'override'],
       ['global', 'global_usd_per_day', 'usd', '$100.00', '1 d', 'token bucket', 'global'],
     ]);

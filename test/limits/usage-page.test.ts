@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putApiKey } from '../../lambda/runtime/directory';
 import { DEFAULT_SUB_WINDOWS } from '../../lambda/engine/constants';
 import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
-import { parseConfig, requests, requestsPerDay, tokens } from '../../lambda/engine/plans';
+import { parseConfig, requests, requestsPerDay, tokens, usdPerMonth } from '../../lambda/engine/plans';
 import { localClient } from '../../local/dynamodb-local';
 import { cliTargets, type LocalStack, startLocal } from '../../local/start';
 import { main as cli } from '../../lib/cli/main';
@@ -25,7 +25,10 @@ const config = parseConfig(
       plans: {
         team: {
           // Windows long and refills slow enough that every figure is exact while the test runs.
-          tenant: [tokens(tokenBucket(100_000, 0.001), { name: 'budget' })],
+          tenant: [
+            tokens(tokenBucket(100_000, 0.001), { name: 'budget' }),
+            usdPerMonth(50, { timeZone: 'Europe/Paris' }),
+          ],
           user: [
             requests(slidingWindow(3, '1 h', 6)),
             requests(slidingWindow(2, '1 h', 6), { name: 'trial', shadow: true }),
@@ -184,6 +187,10 @@ describe('the usage page, in Chromium', () => {
     expect(json.limits.find((l) => l.layer === 'global')).not.toHaveProperty('remaining');
     expect(await page.textContent('article[data-shared="true"]')).toContain(
       '1,000,000 requests shared by every organisation using this service: room left.',
+    );
+    // A calendar budget names its period and zone.
+    expect(await page.textContent('article[data-code="tenant_usd_per_calendar_month"] h2')).toContain(
+      'usd per month (Europe/Paris)',
     );
     const trial = shown.find((m) => m.code === 'user_requests_trial')!;
     expect(trial.state).toBe('shadow');

@@ -3,6 +3,7 @@
  * injected clock, and the measure of what they admitted past the limit in any stretch of time.
  * The lease tests generate them; the bench plays the targeted ones (bench/engine.ts).
  */
+import { periodIndex, periodStart } from '../../lambda/engine/calendar';
 import { ticksPerUnit } from '../../lambda/engine/constants';
 import { fillMs } from '../../lambda/engine/gcra';
 import type { Limit } from '../../lambda/engine/limits';
@@ -17,6 +18,19 @@ export interface Admission {
 /** The most admitted in any stretch of time beyond what the limit allows for it (<= 0: never over). */
 export function worstOverrun(limit: Limit, admitted: readonly Admission[]): number {
   let worst = Number.NEGATIVE_INFINITY;
+  if (limit.shape === 'sliding_window' && limit.calendar) {
+    // A calendar budget: what each period admitted, periods reckoned by Intl here, not by the engine.
+    const byPeriod = new Map<string, number>();
+    const day = new Intl.DateTimeFormat('en-CA', { timeZone: limit.calendar.timeZone, dateStyle: 'short' });
+    for (const a of admitted) {
+      const date = day.format(a.at); // YYYY-MM-DD
+      const week = Math.floor((Date.parse(`${date}T00:00:00Z`) / 86_400_000 + 3) / 7);
+      const period = { day: date, month: date.slice(0, 7), week: String(week) }[limit.calendar.period];
+      byPeriod.set(period, (byPeriod.get(period) ?? 0) + a.cost);
+    }
+    for (const sum of byPeriod.values()) worst = Math.max(worst, sum - limit.limit);
+    return worst;
+  }
   for (let j = 0; j < admitted.length; j++) {
     let sum = 0;
     for (let i = j; i >= 0; i--) {
@@ -71,6 +85,9 @@ export const refillMs = (limit: Limit): number =>
  */
 export function lastMoment(limit: Limit, nowMs: number): number {
   if (limit.shape !== 'sliding_window') return nowMs + Math.floor(Math.min(10_000, 0.01 * fillMs(limit)));
+  // A calendar budget's lease lives 10 s at most, and never past its period.
+  if (limit.calendar)
+    return Math.min(nowMs + 10_000, periodStart(periodIndex(nowMs, limit.calendar) + 1, limit.calendar) - 1);
   const slot = Math.floor((nowMs * limit.subWindows) / limit.windowMs);
   return Math.ceil(((slot + 1) * limit.windowMs) / limit.subWindows) - 1;
 }
@@ -149,10 +166,13 @@ export function targetedSchedules(limit: Limit): [string, LeaseStep[]][] {
     { kind: 'lease-end', c: 0, cost: 1, all: true },
     { kind: 'drain', c: 1, gapMs: drainGapMs },
   ];
+  // A calendar budget's lease spent late is shown by a drain in the period it was spent in, at once.
+  const rolling = limit.shape === 'sliding_window' && !limit.calendar;
   // A window's lease spent a slot late still shares its window with its own slot: the drain that
   // shows it comes when that slot no longer counts, within a window of the spend.
-  const lifetime: [number, number] =
-    limit.shape === 'sliding_window' ? [slotMs(limit), limit.windowMs - slotMs(limit) + 1] : [lastMoment(limit, 0), 0];
+  const lifetime: [number, number] = rolling
+    ? [slotMs(limit), limit.windowMs - slotMs(limit) + 1]
+    : [limit.shape === 'sliding_window' ? 10_000 : lastMoment(limit, 0), 0];
   return [
     [
       'spent at its last moment',
@@ -160,6 +180,6 @@ export function targetedSchedules(limit: Limit): [string, LeaseStep[]][] {
     ],
     ['spent past its end', spentPast(2 * refillMs(limit))],
     ['spent a lifetime past its end', spentPast(...lifetime)],
-    ['spent two milliseconds past its end', spentPast(2, limit.shape === 'sliding_window' ? limit.windowMs - 1 : 0)],
+    ['spent two milliseconds past its end', spentPast(2, rolling ? limit.windowMs - 1 : 0)],
   ];
 }
