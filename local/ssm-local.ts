@@ -2,9 +2,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 
 /**
- * A minimal endpoint speaking SSM's and Secrets Manager's JSON 1.1 protocol (X-Amz-Target
- * AmazonSSM.GetParameter / PutParameter / DeleteParameter, secretsmanager.GetSecretValue), so the
- * real SDK clients run against it where no local engine exists. As on AWS, deleting a parameter
+ * A minimal endpoint speaking SSM's, Secrets Manager's and EventBridge's JSON 1.1 protocol
+ * (X-Amz-Target AmazonSSM.GetParameter / PutParameter / DeleteParameter,
+ * secretsmanager.GetSecretValue, AWSEvents.PutEvents), so the real SDK clients run against it
+ * where no local engine exists. As on AWS, deleting a parameter
  * deletes its versions: one created again starts at version 1 (SSM User Guide, "Working with
  * parameter versions").
  */
@@ -13,10 +14,12 @@ export interface SsmLocal {
   readonly parameters: Map<string, { value: string; version: number; modified: number }>;
   /** Secrets by name or ARN. */
   readonly secrets: Map<string, string>;
+  /** Events put on a bus (EventBridge's PutEvents), in order, with the detail parsed. */
+  readonly events: { bus: string; source: string; detailType: string; detail: unknown }[];
   /** Requests seen, by operation. */
   readonly calls: Record<string, number>;
   /** Every request: service, operation, the parameter or secret it names, and the caller's user agent. */
-  readonly log: { service: 'ssm' | 'secretsmanager'; action: string; resource: string; userAgent: string }[];
+  readonly log: { service: 'ssm' | 'secretsmanager' | 'events'; action: string; resource: string; userAgent: string }[];
   /**
    * Answers a request ThrottlingException (HTTP 400, as Parameter Store does past its shared 40
    * GetParameter calls a second) when it says so; called with the operation and the name it asks for.
@@ -53,6 +56,7 @@ export async function startSsmLocal(
 ): Promise<SsmLocal> {
   const parameters: SsmLocal['parameters'] = new Map();
   const secrets: SsmLocal['secrets'] = new Map();
+  const events: SsmLocal['events'] = [];
   const calls: Record<string, number> = {};
   const log: SsmLocal['log'] = [];
   const region = options.region ?? 'us-east-1';
@@ -68,7 +72,7 @@ export async function startSsmLocal(
   };
   const server: Server = createServer(async (req, res) => {
     const target = String(req.headers['x-amz-target'] ?? '');
-    const operation = target.replace(/^(AmazonSSM|secretsmanager)\./, '');
+    const operation = target.replace(/^(AmazonSSM|secretsmanager|AWSEvents)\./, '');
     calls[operation] = (calls[operation] ?? 0) + 1;
     let input: Record<string, unknown>;
     try {
@@ -78,7 +82,11 @@ export async function startSsmLocal(
     }
     const name = typeof input.Name === 'string' ? input.Name : '';
     log.push({
-      service: target.startsWith('secretsmanager.') ? 'secretsmanager' : 'ssm',
+      service: target.startsWith('secretsmanager.')
+        ? 'secretsmanager'
+        : target.startsWith('AWSEvents.')
+          ? 'events'
+          : 'ssm',
       action: operation,
       resource: typeof input.SecretId === 'string' ? input.SecretId : name,
       userAgent: String(req.headers['user-agent'] ?? ''),
@@ -130,6 +138,26 @@ export async function startSsmLocal(
           CreatedDate: 0,
         });
       }
+      case 'PutEvents': {
+        // EventBridge API Reference, PutEvents: 1 to 10 entries; Source, DetailType and Detail (a JSON object) each required.
+        const entries = Array.isArray(input.Entries) ? (input.Entries as Record<string, unknown>[]) : [];
+        if (entries.length < 1 || entries.length > 10)
+          return fault(res, 'ValidationException', 'Entries must hold 1 to 10 entries');
+        const answers = entries.map((e) => {
+          let detail: unknown;
+          try {
+            detail = JSON.parse(String(e.Detail));
+          } catch {
+            return { ErrorCode: 'MalformedDetail', ErrorMessage: 'Detail is malformed.' };
+          }
+          if (typeof e.Source !== 'string' || typeof e.DetailType !== 'string' || typeof detail !== 'object' || !detail)
+            return { ErrorCode: 'InvalidArgument', ErrorMessage: 'Source, DetailType and Detail are required.' };
+          const bus = typeof e.EventBusName === 'string' ? e.EventBusName : 'default';
+          events.push({ bus, source: e.Source, detailType: e.DetailType, detail });
+          return { EventId: crypto.randomUUID() };
+        });
+        return send(res, 200, { FailedEntryCount: answers.filter((a) => 'ErrorCode' in a).length, Entries: answers });
+      }
       default:
         return fault(res, 'InvalidAction', `operation ${target} is not supported by this local endpoint`);
     }
@@ -140,6 +168,7 @@ export async function startSsmLocal(
     endpoint: `http://127.0.0.1:${port}`,
     parameters,
     secrets,
+    events,
     calls,
     log,
     stop: () =>

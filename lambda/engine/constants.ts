@@ -16,6 +16,8 @@ export const KEY_PREFIX = {
   settlement: 's#',
   /** The limiter configuration the functions run with, published for the CLI (lambda/engine/published-config.ts). */
   config: 'c#',
+  /** A budget alert claimed: its threshold fired once this period (lambda/engine/alerts.ts). */
+  alert: 'a#',
 } as const;
 
 /** Attribute names of bucket items. Short names keep every item within one write unit. */

@@ -1,3 +1,4 @@
+import { type AlertSink, type BudgetAlert, crossings } from './alerts';
 import type { LimitOutcome } from './contract';
 import { ItemThrottledError, LayerUnavailableError, LimiterError, UnknownPlanError } from './errors';
 import type { Limit } from './limits';
@@ -125,6 +126,8 @@ export interface LimiterOptions {
   readonly namespace?: string;
   /** Where compensation and escalation failures are reported. @default console.error as one JSON line */
   readonly log?: (entry: Record<string, unknown>) => void;
+  /** Where calendar budgets' alerts go (lambda/engine/alerts.ts); none are claimed or sent without it. */
+  readonly alerts?: AlertSink;
 }
 
 /**
@@ -135,6 +138,8 @@ export interface LimiterOptions {
 export class Limiter {
   /** Penalty boxes this container knows of, with the strike count they were set at. */
   private readonly blocks = new Map<string, PenaltyBox>();
+  /** Budget alerts this container claimed, or saw claimed by another: never claimed twice. */
+  private readonly claimed = new Set<string>();
   private readonly penalty: PenaltyPolicy;
   private readonly strategy: Strategy;
   private readonly random: () => number;
@@ -204,7 +209,7 @@ export class Limiter {
     const calls = this.calls(identity, this.planOf(tenant), route, costing, shard, true).filter(
       (c) => c.block || c.checks.some((check) => check.mode !== 'admit'),
     );
-    return this.decide(identity, calls, shard);
+    return this.decide(identity, calls, shard, route);
   }
 
   /**
@@ -226,7 +231,7 @@ export class Limiter {
       return cost > 0 ? { mode: 'consume', cost } : undefined;
     };
     const s = this.leasedShard() ?? shard;
-    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, s, false), s);
+    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, s, false), s, route);
   }
 
   /** The global shard this container holds a live lease on, when the authorizer wrote none. */
@@ -354,7 +359,7 @@ export class Limiter {
    * keeps its spend), then the verdict: an outage, a throttled item, an admission, or the denial
    * with its escalated Retry-After.
    */
-  async decide(identity: Identity, calls: readonly LayerCall[], shard: number): Promise<Verdict> {
+  async decide(identity: Identity, calls: readonly LayerCall[], shard: number, route?: string): Promise<Verdict> {
     const clock = this.options.store.now();
     const admittedAt = (clock.early + clock.late) / 2;
     const results = await this.options.store.decideTogether(
@@ -377,8 +382,10 @@ export class Limiter {
     const throttled = results.findIndex((r) => r instanceof ItemThrottledError);
     if (throttled >= 0) return this.throttledVerdict(calls[throttled]!.layer, limits, failedOpen, shard);
     const deniedAt = results.findIndex((r) => !(r instanceof Error) && !r.allowed);
-    if (deniedAt < 0)
+    if (deniedAt < 0) {
+      if (this.options.alerts) await this.alert(this.options.alerts, identity, calls, limits, route);
       return { allowed: true, limits, failedOpen, shard, spending: spendingByItem(calls, results), admittedAt };
+    }
     return this.denialVerdict(identity, calls, results, deniedAt, { limits, failedOpen, shard });
   }
 
@@ -511,6 +518,59 @@ export class Limiter {
     this.blocks.delete(userKey);
     this.blocks.set(userKey, box);
     if (this.blocks.size > 10_000) this.blocks.delete(this.blocks.keys().next().value!);
+  }
+
+  /**
+   * Claims and publishes the thresholds this admission found reached on calendar budgets, each
+   * once per period (lambda/engine/alerts.ts). A global budget is split over shards, none of which
+   * sees the whole: it does not alert. A claim that fails (DynamoDB) is tried again by a later
+   * request; an alert claimed but not published after three tries is logged whole.
+   */
+  private async alert(
+    sink: AlertSink,
+    identity: Identity,
+    calls: readonly LayerCall[],
+    limits: readonly LimitOutcome[],
+    route: string | undefined,
+  ): Promise<void> {
+    const now = this.options.store.now().late;
+    for (const call of calls) {
+      if (call.layer === 'global') continue;
+      const outcomes = limits.filter((l) => l.layer === call.layer && call.specs.includes(l.spec));
+      const who = { tenant: identity.tenant, user: identity.user, ...(route ? { route } : {}) };
+      for (const c of crossings(call.key, outcomes, who, now)) {
+        if (this.claimed.has(c.claim)) continue;
+        let mine: boolean;
+        try {
+          mine = await this.options.store.claimOnce(c.claim, c.expiresAtMs, {
+            budget: c.alert.budget,
+            tenant: c.alert.tenant,
+          });
+        } catch (err) {
+          this.swallow(err, 'budget alert not claimed: a later request tries again', call.layer);
+          continue;
+        }
+        if (this.claimed.size >= 10_000) this.claimed.clear();
+        this.claimed.add(c.claim);
+        if (mine) await this.publish(sink, c.alert);
+      }
+    }
+  }
+
+  private async publish(sink: AlertSink, alert: BudgetAlert): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await sink.publish(alert);
+        this.log({ level: 'info', outcome: 'budget_alert', ...alert });
+        return;
+      } catch (err) {
+        if (attempt >= 3) {
+          this.log({ level: 'error', outcome: 'budget_alert_lost', error: (err as Error).name, alert });
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
   }
 
   private swallow(err: unknown, message: string, layer: string): void {

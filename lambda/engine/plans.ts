@@ -25,6 +25,11 @@ export interface LimitSpec {
    * than input (Bedrock's output burndown: 5 for some Claude models). @default 1
    */
   readonly outputWeight?: number;
+  /**
+   * A calendar budget only: percents of its limit at which it alerts, once per period each
+   * (lambda/engine/alerts.ts); `[]` for none. @default [50, 80, 100]
+   */
+  readonly alertAt?: readonly number[];
 }
 
 /** The most an output token may weigh on a limit. */
@@ -254,6 +259,8 @@ export interface LimitOptions {
   readonly shadow?: boolean;
   /** Token limits: what one output token counts (see LimitSpec.outputWeight). @default 1 */
   readonly outputWeight?: number;
+  /** Calendar budgets: percents of the limit at which to alert, once per period each. @default [50, 80, 100] */
+  readonly alertAt?: readonly number[];
 }
 export const requests = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({
   counts: 'requests',
@@ -349,7 +356,7 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   if (!Array.isArray(value)) fail(path, 'expected a list of limits');
   const specs = value.map((item, i) => {
     const at = `${path}[${i}]`;
-    if (!isRecord(item)) fail(at, 'expected { counts, limit, name?, shadow?, outputWeight? }');
+    if (!isRecord(item)) fail(at, 'expected { counts, limit, name?, shadow?, outputWeight?, alertAt? }');
     if (!COUNTS.includes(item.counts as Counts))
       fail(`${at}.counts`, `expected one of ${COUNTS.join(', ')}, got ${JSON.stringify(item.counts)}`);
     if (item.name !== undefined && (typeof item.name !== 'string' || !/^[a-z0-9_]{1,40}$/.test(item.name)))
@@ -361,12 +368,21 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
       if (!(typeof weight === 'number' && Number.isFinite(weight) && weight >= 1 && weight <= MAX_OUTPUT_WEIGHT))
         fail(`${at}.outputWeight`, `expected a number from 1 to ${MAX_OUTPUT_WEIGHT}, got ${JSON.stringify(weight)}`);
     }
+    const limit = parseLimit(item.limit, `${at}.limit`);
+    const alertAt = item.alertAt;
+    if (alertAt !== undefined) {
+      if (limit.shape !== 'sliding_window' || !limit.calendar) fail(`${at}.alertAt`, 'only a calendar budget alerts');
+      const percents = Array.isArray(alertAt) ? alertAt : [alertAt];
+      if (!Array.isArray(alertAt) || percents.some((p) => !(Number.isInteger(p) && p >= 1 && p <= 100)))
+        fail(`${at}.alertAt`, `expected a list of whole percents from 1 to 100, got ${JSON.stringify(alertAt)}`);
+    }
     return {
       counts: item.counts as Counts,
-      limit: parseLimit(item.limit, `${at}.limit`),
+      limit,
       ...(item.name ? { name: item.name as string } : {}),
       ...(item.shadow ? { shadow: true } : {}),
       ...(weight !== undefined && weight !== 1 ? { outputWeight: weight as number } : {}),
+      ...(alertAt !== undefined ? { alertAt: [...new Set(alertAt as number[])].sort((a, b) => a - b) } : {}),
     };
   });
   const seen = new Set<string>();

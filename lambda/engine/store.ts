@@ -16,6 +16,7 @@ import {
   type BatchGetCommandOutput,
   DynamoDBDocumentClient,
   GetCommand,
+  PutCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -468,6 +469,34 @@ export class LimitStore {
       });
     }
     throw new ContentionError(pks.join(','), this.maxAttempts);
+  }
+
+  /**
+   * Claims `key` once: true for the one caller whose conditional put creates it, false for every
+   * other (now or later, until `expiresAtMs` plus the TTL margin). One write, no read.
+   */
+  async claimOnce(
+    key: string,
+    expiresAtMs: number,
+    record: Readonly<Record<string, string | number>> = {},
+  ): Promise<boolean> {
+    const pk = KEY_PREFIX.alert + key;
+    this.stats.calls++;
+    try {
+      await this.doc.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { [TABLE.partitionKey]: pk, ...record, [TABLE.ttlAttribute]: expiresAt(expiresAtMs) },
+          ConditionExpression: 'attribute_not_exists(#pk)',
+          ExpressionAttributeNames: { '#pk': TABLE.partitionKey },
+        }),
+        { abortSignal: this.deadline() },
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return false;
+      throw unavailable('PutItem', pk, err);
+    }
   }
 
   /**

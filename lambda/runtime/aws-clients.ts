@@ -20,6 +20,7 @@ export const CLIENT_TIMEOUTS = {
   dynamodb: { connectionTimeoutMs: 500, requestTimeoutMs: 800, deadlineMs: 1_000 },
   ssm: { connectionTimeoutMs: 300, requestTimeoutMs: 400, deadlineMs: 500 },
   secretsManager: { connectionTimeoutMs: 500, requestTimeoutMs: 1_500, deadlineMs: 2_000 },
+  eventBridge: { connectionTimeoutMs: 500, requestTimeoutMs: 1_000, deadlineMs: 1_500 },
 } as const satisfies Record<string, ClientTimeouts>;
 
 /**

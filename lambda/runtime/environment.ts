@@ -8,6 +8,7 @@ import { Directory } from './directory';
 import { Limiter } from '../engine/limiter';
 import { type LimiterConfig, parseConfig } from '../engine/plans';
 import { LimitStore } from '../engine/store';
+import { alertSinkFromEnvironment } from './alerts';
 import { CLIENT_TIMEOUTS, clientConfig } from './aws-clients';
 import { putMetrics } from './metrics';
 import { choiceSetting, numberSetting } from './settings';
@@ -77,7 +78,8 @@ export function commonDepsFromEnvironment(): CommonDeps {
   return {
     config,
     store,
-    limiter: new Limiter({ store, config, log }),
+    // Calendar budgets alert on EventBridge (lambda/runtime/alerts.ts).
+    limiter: new Limiter({ store, config, log, alerts: alertSinkFromEnvironment() }),
     directory: new Directory({
       client: dynamo,
       tableName,
