@@ -357,6 +357,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
       AWS_ENDPOINT_URL_SSM: aws.endpoint,
       AWS_ENDPOINT_URL_SECRETS_MANAGER: aws.endpoint,
+      AWS_ENDPOINT_URL_EVENTBRIDGE: aws.endpoint,
       ...upstreamEnv,
     });
     printSummaries(options, stops);

@@ -21,5 +21,6 @@ export function localFunctionEnvironment(o: {
     AWS_ENDPOINT_URL_DYNAMODB: o.dynamoEndpoint,
     AWS_ENDPOINT_URL_SSM: o.ssmEndpoint,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: o.ssmEndpoint,
+    AWS_ENDPOINT_URL_EVENTBRIDGE: o.ssmEndpoint,
   };
 }
