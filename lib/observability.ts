@@ -82,8 +82,11 @@ const SETTLE_FAILURES = metric('SettleFailures', { Function: 'proxy' }, 'Sum', D
 const count = (name: string, fn: string, minutes = 5) =>
   metric(name, { Function: fn }, 'Sum', Duration.minutes(minutes));
 
-/** The alarms, each turned off by `false` on its prop or tuned by a number (times `scale`). */
-const ALARMS: readonly {
+/**
+ * The alarms, each turned off by `false` on its prop or tuned by a number (times `scale`): the one
+ * list the construct creates and the reference documents (docs/reference/observability.md).
+ */
+export const ALARMS: readonly {
   readonly prop: keyof NonNullable<LimiterObservabilityProps['alarms']>;
   readonly id: string;
   /** The metric, or how to build it from this instance's props (a function's own metric). */
