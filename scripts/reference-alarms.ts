@@ -99,12 +99,14 @@ export function alarmsSection(node: ts.InterfaceDeclaration, checker: ts.TypeChe
     '| --- | --- | --- | --- | --- |',
   ];
   for (const r of rows) {
-    const scaled = r.metricThreshold === r.threshold ? '' : ` (${r.threshold} × ${r.metricThreshold / r.threshold})`;
+    const n = (x: number) => x.toLocaleString('en-US');
+    const scaled =
+      r.metricThreshold === r.threshold ? '' : ` (${n(r.threshold)} × ${n(r.metricThreshold / r.threshold)})`;
     const dims = r.dimensions ? ` (${r.dimensions})` : '';
-    const fires = `${r.statistic} of \`${r.namespace}\` \`${r.metricName}\`${dims} over ${period(r.periodSeconds)} ≥ ${r.metricThreshold}${scaled}`;
+    const fires = `${r.statistic} of \`${r.namespace}\` \`${r.metricName}\`${dims} over ${period(r.periodSeconds)} ≥ ${n(r.metricThreshold)}${scaled}`;
     const dflt = members.get(r.prop)?.type?.getText() === 'boolean' ? '`true`' : `\`${r.threshold}\``;
     out.push(
-      `| [\`${r.prop}\`](#limiteralarms${r.prop.toLowerCase()}) | ${dflt} | \`${r.id}\` | ${fires} | ${r.description.replace(/\|/g, '\\|')} |`,
+      `| [\`${r.prop}\`](#@@LimiterAlarms.${r.prop}@@) | ${dflt} | \`${r.id}\` | ${fires} | ${r.description.replace(/\|/g, '\\|')} |`,
     );
   }
   return [...out, ''];

@@ -30,7 +30,12 @@ const PAGES = [
   {
     file: 'plans.md',
     title: 'Plans, limits and model prices',
-    intro: 'What the `plans`, `endpoints` and `globalLimits` props are made of, and the helpers that build them.',
+    intro:
+      'What the `plans`, `endpoints` and `globalLimits` props are made of, and the helpers that build them: ' +
+      '[`requestsPerMinute`](#@@requestsPerMinute@@), [`requestsPerDay`](#@@requestsPerDay@@), ' +
+      '[`tokensPerMinute`](#@@tokensPerMinute@@), [`tokensPerDay`](#@@tokensPerDay@@), [`usdPerDay`](#@@usdPerDay@@), ' +
+      'and [`requests`](#@@requests@@), [`tokens`](#@@tokens@@), [`usd`](#@@usd@@) around any [bucket shape](limits.md); ' +
+      "[`bedrockQuota`](#@@bedrockQuota@@) for Bedrock's own quota.",
     sources: ['lambda/engine/plans.ts', 'lib/bedrock-quota.ts'],
   },
   {
@@ -85,6 +90,39 @@ export const slug = (heading: string): string =>
     .toLowerCase()
     .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
     .replace(/ /g, '-');
+
+/** Where a link to the heading `text` goes until the page's anchors are known (anchored resolves it). */
+const anchorOf = (text: string) => `#@@${text}@@`;
+const ANCHOR = /([\w-]+\.md)?#@@([^@]+)@@/g;
+
+/**
+ * The page with its links' anchors as GitHub makes them: a heading's slug, numbered -1, -2, ... when
+ * an earlier heading has the same (`BedrockQuota` and `bedrockQuota` both make bedrockquota).
+ */
+function anchored(files: Map<string, string>): Map<string, string> {
+  const anchors = new Map<string, Map<string, string>>();
+  for (const [file, text] of files) {
+    const seen = new Map<string, number>();
+    const byText = new Map<string, string>();
+    for (const [, heading] of text.matchAll(/^#{1,6} (.+)$/gm)) {
+      const base = slug(heading!);
+      const n = seen.get(base);
+      seen.set(base, (n ?? -1) + 1);
+      if (!byText.has(heading!)) byText.set(heading!, n === undefined ? base : `${base}-${n + 1}`);
+    }
+    anchors.set(file, byText);
+  }
+  return new Map(
+    [...files].map(([file, text]) => [
+      file,
+      text.replace(ANCHOR, (_m, page: string | undefined, heading: string) => {
+        const anchor = anchors.get(page ?? file)?.get(heading);
+        if (!anchor) throw new Error(`${file}: a link to ${page ?? ''}#${heading}, which is no heading`);
+        return `${page ?? ''}#${anchor}`;
+      }),
+    ]),
+  );
+}
 
 const isExported = (n: ts.Node) => ts.getCombinedModifierFlags(n as ts.Declaration) & ts.ModifierFlags.Export;
 const isHidden = (n: ts.Node) =>
@@ -152,7 +190,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
     const entry = entries.get(name);
     if (!entry) return undefined;
     const page = pageOf(entry);
-    return `${page === fromPage ? '' : page}#${slug(name)}`;
+    return `${page === fromPage ? '' : page}${anchorOf(name)}`;
   };
 
   /** Links for the types a node names: this reference's own, and aws-cdk-lib's API reference. */
@@ -226,18 +264,37 @@ export function renderReference(): { files: Map<string, string>; problems: strin
       returns: tag('returns')[0],
     };
   };
-  /** Prose from TSDoc: a docs/ file it names becomes a link. */
-  const prose = (text: string) => text.replace(/(?<![[(/\w])docs\/([\w-]+\.md)\b/g, '[docs/$1](../$1)');
-  const summary = (text: string) => {
+  /** Prose from TSDoc: a docs/ file it names becomes a link, and so does a {@link Name} or {@link Name.member}. */
+  const prose = (text: string, page: string) =>
+    text
+      // < outside code would open an HTML tag on GitHub.
+      .split(/(`[^`]*`)/)
+      .map((part, i) => (i % 2 ? part : part.replace(/</g, '&lt;')))
+      .join('')
+      .replace(/(?<!\]\(|[[/\w])docs\/([\w-]+\.md)\b/g, '[docs/$1](../$1)')
+      .replace(/\{@link\s+([\w$]+)(?:\.([\w$]+))?\s*\}/g, (_m, name: string, member?: string) => {
+        const target = linkTo(name, page);
+        const shown = `\`${member ? `${name}.${member}` : name}\``;
+        if (!target) return shown;
+        return `[${shown}](${member ? `${target.replace(/#.*/, '')}${anchorOf(`${name}.${member}`)}` : target})`;
+      });
+  const summary = (text: string, page: string) => {
     const first = text.split(/\n\s*\n/)[0]!.replace(/\s+/g, ' ');
     // The first sentence: a stop before a capital or the end (not e.g., i.e. or ...).
     const sentence = /^(.+?(?<!\be\.g|\bi\.e|\.\.)[.!?])(?=\s+[A-Z]|$)/.exec(first)?.[1] ?? first;
-    return prose(sentence).replace(/\|/g, '\\|');
+    return prose(sentence, page).replace(/\|/g, '\\|');
   };
-  const cell = (text: string) => prose(text.replace(/\s+/g, ' ')).replace(/\|/g, '\\|');
+  const cell = (text: string, page: string) => prose(text.replace(/\s+/g, ' '), page).replace(/\|/g, '\\|');
   const example = (text: string) => (text.includes('```') ? text : `\`\`\`ts\n${text}\n\`\`\``);
+  /** A default as a reader wants it: `- words` is prose, a leading literal (`8`, `'live'`, `true`) is code. */
   const defaultText = (text: string | undefined) =>
-    text === undefined ? '' : text.replace(/^-\s*/, '').replace(/\s+/g, ' ').trim() || 'none';
+    text === undefined
+      ? ''
+      : text
+          .replace(/^-\s*/, '')
+          .replace(/\s+/g, ' ')
+          .trim()
+          .replace(/^('[^']*'|true|false|\d[\d_]*)(?=\s|$)/, '`$1`') || 'none';
 
   interface Member {
     readonly name: string;
@@ -298,7 +355,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
       if (!meaning) problems.push(`${signatureOf('', sig)}: parameter ${name} has no @param`);
       const optional = p.questionToken || p.initializer ? ' (optional)' : '';
       const type = typeText(p.type?.getText() ?? '', linksIn(p.type, page), true);
-      out.push(`| \`${name}\`${optional} | ${type} | ${cell(meaning)} |`);
+      out.push(`| \`${name}\`${optional} | ${type} | ${cell(meaning, page)} |`);
     }
     return [...out, ''];
   };
@@ -306,11 +363,11 @@ export function renderReference(): { files: Map<string, string>; problems: strin
   const renderSignature = (owner: string, name: string, sig: ts.SignatureDeclaration, page: string) => {
     const doc = docOf(sig);
     const out = ['```ts', signatureOf(name, sig), '```', ''];
-    if (doc.text) out.push(prose(doc.text), '');
+    if (doc.text) out.push(prose(doc.text, page), '');
     else problems.push(`${owner}: no description`);
     out.push(...paramsTable(sig, doc.params, page));
     if (sig.type) {
-      const returns = doc.returns ? `: ${prose(doc.returns)}` : '';
+      const returns = doc.returns ? `: ${prose(doc.returns, page)}` : '';
       out.push(`Returns ${typeText(sig.type.getText(), linksIn(sig.type, page), false)}${returns}`, '');
     }
     for (const e of doc.examples) out.push(example(e), '');
@@ -329,13 +386,13 @@ export function renderReference(): { files: Map<string, string>; problems: strin
       out.push(isInterface ? '| --- | --- | --- | --- |' : '| --- | --- | --- |');
       for (const m of properties) {
         const doc = docOf(m.symbol);
-        const name = `[\`${m.name}\`](#${slug(heading(m))})`;
+        const name = `[\`${m.name}\`](${anchorOf(heading(m))})`;
         const type = typeText(m.type, linksIn(m.typeNode, page), true);
-        const dflt = m.optional ? cell(defaultText(doc.default)) || '—' : '*required*';
+        const dflt = m.optional ? cell(defaultText(doc.default), page) || '—' : '*required*';
         out.push(
           isInterface
-            ? `| ${name} | ${type} | ${dflt} | ${summary(doc.text)} |`
-            : `| ${name} | ${type} | ${summary(doc.text)} |`,
+            ? `| ${name} | ${type} | ${dflt} | ${summary(doc.text, page)} |`
+            : `| ${name} | ${type} | ${summary(doc.text, page)} |`,
         );
       }
       out.push('');
@@ -347,9 +404,10 @@ export function renderReference(): { files: Map<string, string>; problems: strin
         problems.push(`${heading(m)}: optional, and no @default`);
       out.push(`#### ${heading(m)}`, '');
       out.push(`- *Type:* ${typeText(m.type, linksIn(m.typeNode, page), false)}`);
-      if (isInterface) out.push(m.optional ? `- *Default:* ${defaultText(doc.default) || '—'}` : '- *Required*');
+      if (isInterface)
+        out.push(m.optional ? `- *Default:* ${prose(defaultText(doc.default), page) || '—'}` : '- *Required*');
       out.push('');
-      if (doc.text) out.push(prose(doc.text), '');
+      if (doc.text) out.push(prose(doc.text, page), '');
       for (const e of doc.examples) out.push(example(e), '');
     }
     for (const m of methods) {
@@ -379,7 +437,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
       out.push(...renderSignature(entry.name, entry.name, sig, page));
       return out;
     }
-    if (doc.text) out.push(prose(doc.text), '');
+    if (doc.text) out.push(prose(doc.text, page), '');
     else problems.push(`${entry.name}: no description`);
     if (ts.isTypeAliasDeclaration(node)) {
       const written = node.type.getText();
@@ -397,7 +455,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
     if (ts.isClassDeclaration(node)) {
       const ctor = node.members.find(ts.isConstructorDeclaration);
       if (ctor && !isHidden(ctor)) {
-        out.push('#### Constructor', '', '```ts', signatureOf(`new ${entry.name}`, ctor), '```', '');
+        out.push(`#### new ${entry.name}`, '', '```ts', signatureOf(`new ${entry.name}`, ctor), '```', '');
         out.push(...paramsTable(ctor, docOf(ctor).params, page));
       }
     }
@@ -428,17 +486,12 @@ export function renderReference(): { files: Map<string, string>; problems: strin
       for (const entry of ofKind) {
         out.push(...renderEntry(entry, page.file));
         indexRows.push(
-          `| [\`${entry.name}\`](${page.file}#${slug(entry.name)}) | ${kind} | ${summary(docOf(entry.symbol).text)} |`,
+          `| [\`${entry.name}\`](${page.file}${anchorOf(entry.name)}) | ${kind} | ${summary(docOf(entry.symbol).text, 'README.md')} |`,
         );
       }
     }
-    files.set(
-      page.file,
-      `${out
-        .join('\n')
-        .replace(/\n{3,}/g, '\n\n')
-        .trimEnd()}\n`,
-    );
+    const text = out.join('\n').replace(/\n{3,}/g, '\n\n');
+    files.set(page.file, `${text.trimEnd()}\n`);
   }
   const readme = [
     '# API reference',
@@ -450,7 +503,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
     ...indexRows,
   ];
   files.set('README.md', `${readme.join('\n')}\n`);
-  return { files, problems };
+  return { files: anchored(files), problems };
 }
 
 /** What a construct's first two parameters are, as aws-cdk-lib says it. */
