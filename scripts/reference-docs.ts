@@ -96,20 +96,28 @@ const anchorOf = (text: string) => `#@@${text}@@`;
 const ANCHOR = /([\w-]+\.md)?#@@([^@]+)@@/g;
 
 /**
- * The page with its links' anchors as GitHub makes them: a heading's slug, numbered -1, -2, ... when
- * an earlier heading has the same (`BedrockQuota` and `bedrockQuota` both make bedrockquota).
+ * The anchors GitHub gives a page's headings, by heading text: a heading's slug, numbered -1, -2, ...
+ * when an earlier heading has the same (`BedrockQuota` and `bedrockQuota` both make bedrockquota).
+ * Lines in fenced code are no headings; a heading's links and code count by their text.
  */
+export function headingAnchors(markdown: string): Map<string, string> {
+  const seen = new Map<string, number>();
+  const byText = new Map<string, string>();
+  const prose = markdown.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, '');
+  for (const [, heading] of prose.matchAll(/^#{1,6} (.+?)\s*$/gm)) {
+    const base = slug(heading!.replace(/\[([^\]]*)\]\([^)]*\)/g, '$1'));
+    const n = seen.get(base);
+    seen.set(base, (n ?? -1) + 1);
+    if (!byText.has(heading!)) byText.set(heading!, n === undefined ? base : `${base}-${n + 1}`);
+  }
+  return byText;
+}
+
+/** The pages with their links' anchors as GitHub makes them (headingAnchors). */
 function anchored(files: Map<string, string>): Map<string, string> {
   const anchors = new Map<string, Map<string, string>>();
   for (const [file, text] of files) {
-    const seen = new Map<string, number>();
-    const byText = new Map<string, string>();
-    for (const [, heading] of text.matchAll(/^#{1,6} (.+)$/gm)) {
-      const base = slug(heading!);
-      const n = seen.get(base);
-      seen.set(base, (n ?? -1) + 1);
-      if (!byText.has(heading!)) byText.set(heading!, n === undefined ? base : `${base}-${n + 1}`);
-    }
+    const byText = headingAnchors(text);
     anchors.set(file, byText);
   }
   return new Map(
