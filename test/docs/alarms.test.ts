@@ -4,11 +4,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { describe, expect, it } from 'vitest';
-import { LlmRateLimiter, requestsPerMinute } from '../../lib';
+import { defaultTemplate } from '../support/default-stack';
 
 /** The rows of the alarms table, as the reader sees them. */
 function documentedAlarms() {
@@ -23,14 +20,7 @@ function documentedAlarms() {
 }
 
 function deployedAlarms() {
-  const stack = new Stack(new App(), 'Docs');
-  new LlmRateLimiter(stack, 'Limiter', {
-    upstreamBaseUrl: 'https://api.openai.com/v1',
-    upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'k'),
-    endpoints: { '/v1/chat/completions': { models: { m: { inputPerMillion: 1, outputPerMillion: 2 } } } },
-    plans: { team: { user: [requestsPerMinute(60)] } },
-  });
-  const alarms = Template.fromStack(stack).findResources('AWS::CloudWatch::Alarm');
+  const alarms = defaultTemplate().findResources('AWS::CloudWatch::Alarm');
   return Object.entries(alarms).map(([logicalId, a]) => ({
     id: /^LimiterObservability([A-Za-z]+Alarm)[0-9A-F]{8}$/.exec(logicalId)?.[1] ?? logicalId,
     metricName: a.Properties.MetricName as string,
