@@ -37,6 +37,22 @@ const PAGES = [
       'and [`requests`](#@@requests@@), [`tokens`](#@@tokens@@), [`usd`](#@@usd@@) around any [bucket shape](limits.md); ' +
       "[`bedrockQuota`](#@@bedrockQuota@@) for Bedrock's own quota.",
     sources: ['lambda/engine/plans.ts', 'lib/bedrock-quota.ts'],
+    /** What most readers came for, first within its kind. */
+    lead: [
+      'Plan',
+      'LimitSpec',
+      'EndpointConfig',
+      'ModelPrice',
+      'requestsPerMinute',
+      'requestsPerDay',
+      'tokensPerMinute',
+      'tokensPerDay',
+      'usdPerDay',
+      'requests',
+      'tokens',
+      'usd',
+      'bedrockQuota',
+    ],
   },
   {
     file: 'limits.md',
@@ -182,7 +198,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
             grew ||= entries.size > before;
           }
         }
-        if (!ts.isBlock(n)) ts.forEachChild(n, visit);
+        if (!ts.isBlock(n) && !isHidden(n)) ts.forEachChild(n, visit);
       };
       ts.forEachChild(entry.node, visit);
     }
@@ -293,7 +309,15 @@ export function renderReference(): { files: Map<string, string>; problems: strin
     return prose(sentence, page).replace(/\|/g, '\\|');
   };
   const cell = (text: string, page: string) => prose(text.replace(/\s+/g, ' '), page).replace(/\|/g, '\\|');
-  const example = (text: string) => (text.includes('```') ? text : `\`\`\`ts\n${text}\n\`\`\``);
+  const isJson = (text: string) => {
+    try {
+      return typeof JSON.parse(text) === 'object';
+    } catch {
+      return false;
+    }
+  };
+  const example = (text: string) =>
+    text.includes('```') ? text : `\`\`\`${isJson(text) ? 'json' : 'ts'}\n${text}\n\`\`\``;
   /** A default as a reader wants it: `- words` is prose, a leading literal (`8`, `'live'`, `true`) is code. */
   const defaultText = (text: string | undefined) =>
     text === undefined
@@ -430,7 +454,7 @@ export function renderReference(): { files: Map<string, string>; problems: strin
     const out = [`### ${entry.name}`, ''];
     const where = entry.reachedFrom
       ? `Not exported by name: the type of a member of [\`${entry.reachedFrom}\`](${linkTo(entry.reachedFrom, page)}).`
-      : `\`import { ${entry.name} } from 'llm-rate-limiter';\``;
+      : `\`import ${entry.kind === 'interface' || entry.kind === 'type' ? 'type ' : ''}{ ${entry.name} } from 'llm-rate-limiter';\``;
     out.push(`*${entry.kind}* · ${where} · source: \`${entry.source}\``, '');
     const node = entry.node;
     if (ts.isClassDeclaration(node) || ts.isInterfaceDeclaration(node)) {
@@ -479,9 +503,12 @@ export function renderReference(): { files: Map<string, string>; problems: strin
   for (const entry of entries.values()) byPage.set(pageOf(entry), [...(byPage.get(pageOf(entry)) ?? []), entry]);
   const indexRows: string[] = [];
   for (const page of PAGES) {
+    const lead: readonly string[] = 'lead' in page ? page.lead : [];
+    const rank = (e: Entry) => (lead.includes(e.name) ? lead.indexOf(e.name) : lead.length);
     const onPage = (byPage.get(page.file) ?? []).sort(
       (a, b) =>
         KIND_ORDER.indexOf(a.kind) - KIND_ORDER.indexOf(b.kind) ||
+        rank(a) - rank(b) ||
         page.sources.indexOf(a.source as never) - page.sources.indexOf(b.source as never) ||
         a.node.getStart() - b.node.getStart(),
     );
