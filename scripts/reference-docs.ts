@@ -434,6 +434,8 @@ export function renderReference(): { files: Map<string, string>; problems: strin
       if (!doc.text) problems.push(`${heading(m)}: no description`);
       if (isInterface && m.optional && doc.default === undefined)
         problems.push(`${heading(m)}: optional, and no @default`);
+      if (EXAMPLES_FOR.includes(entry.name) && !TRIVIAL_TYPE.test(m.type) && !doc.examples.length)
+        problems.push(`${heading(m)}: of type ${m.type}, and no @example`);
       out.push(`#### ${heading(m)}`, '');
       out.push(`- *Type:* ${typeText(m.type, linksIn(m.typeNode, page), false)}`);
       if (isInterface)
@@ -540,6 +542,11 @@ export function renderReference(): { files: Map<string, string>; problems: strin
   files.set('README.md', `${readme.join('\n')}\n`);
   return { files: anchored(files), problems };
 }
+
+/** The props whose members each need an @example unless their type says it all (TRIVIAL_TYPE). */
+const EXAMPLES_FOR = ['LlmRateLimiterProps'];
+/** A number, a boolean, a string, or a choice of literals: a type that needs no example. */
+const TRIVIAL_TYPE = /^(number|boolean|string|false|true|'[^']*')( \| (number|boolean|string|false|true|'[^']*'))*$/;
 
 /** What a construct's first two parameters are, as aws-cdk-lib says it. */
 const CONSTRUCT_PARAMS: Record<string, string> = {

@@ -28,7 +28,7 @@ describe('docs/reference', () => {
     ).toEqual([]);
   });
 
-  it('gives every exported name and member a meaning, and every optional prop its @default', () => {
+  it('gives every exported name and member a meaning, every optional prop its @default, every non-trivial prop an @example', () => {
     expect(gaps, 'fill these in the TSDoc, then run `npm run docs`').toEqual([]);
   });
 });
