@@ -11,6 +11,7 @@ import { InvalidLimitError } from '../lambda/engine/errors';
 import { slidingWindow } from '../lambda/engine/limits';
 import { type LimitSpec, MAX_OUTPUT_WEIGHT, requests, tokens } from '../lambda/engine/plans';
 
+/** One Bedrock model's throughput quota, as Service Quotas shows it: the argument of {@link bedrockQuota}. */
 export interface BedrockQuota {
   /**
    * The account's tokens-per-minute quota for the model (Service Quotas, Amazon Bedrock: "On-demand
@@ -42,6 +43,7 @@ export const BEDROCK_QUOTA_NAME = 'bedrock_quota';
  * One quota for everything the global layer sees: exact when the deployment calls one Bedrock model;
  * with several (each has its own quota), give the smallest, which is conservative.
  *
+ * @param quota - the model's quota
  * @example
  * globalLimits: [...bedrockQuota({ tokensPerMinute: 2_000_000, requestsPerMinute: 500, outputBurndown: 5 })]
  */

@@ -42,15 +42,21 @@ function bundleDir(name: LimiterFunctionName): string {
   return found;
 }
 
+/** Props of {@link LimiterFunction}. */
 export interface LimiterFunctionProps {
   /** Which handler. */
   readonly handler: LimiterFunctionName;
-  /** Written beside the handler as config.json (the validated limiter configuration); none for the automatic brake. */
+  /** Written beside the handler as config.json (the validated limiter configuration). @default - no config.json (the automatic brake needs none) */
   readonly config?: unknown;
+  /** The function's description in the console. */
   readonly description: string;
+  /** Memory in MB (CPU grows with it). */
   readonly memorySize: number;
+  /** The longest an invocation may run. */
   readonly timeout: Duration;
+  /** Environment variables beside the handler's own (NODE_OPTIONS, LIMITER_FUNCTION). */
   readonly environment: Record<string, string>;
+  /** How long its log group keeps logs. */
   readonly logRetention: logs.RetentionDays;
   /** Executions kept for this function alone; false for none. @default - none */
   readonly reservedConcurrentExecutions?: number | false;
@@ -63,6 +69,9 @@ export interface LimiterFunctionProps {
  * covers the handler and the configuration, so a changed plan deploys as a new version.
  */
 export class LimiterFunction extends lambda.Function {
+  /**
+   * @param props - which handler, its configuration and sizing
+   */
   constructor(scope: Construct, id: string, props: LimiterFunctionProps) {
     const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
       retention: props.logRetention,

@@ -3,6 +3,7 @@ import { AttributeType, BillingMode, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
 import { TABLE } from '../lambda/engine/constants';
 
+/** Props of {@link LimitsTable}. */
 export interface LimitsTableProps {
   /**
    * What happens to the table (and every bucket, key and tenant in it) when it leaves the stack.
@@ -17,8 +18,12 @@ export interface LimitsTableProps {
  * and the tests use.
  */
 export class LimitsTable extends Construct {
+  /** The table. */
   readonly table: Table;
 
+  /**
+   * @param props - what happens to the table when it leaves the stack
+   */
   constructor(scope: Construct, id: string, props: LimitsTableProps = {}) {
     super(scope, id);
     this.table = new Table(this, 'Table', {

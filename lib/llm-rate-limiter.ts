@@ -43,11 +43,17 @@ export { LIMITS_ROUTE } from '../lambda/gateway/api';
  * brake) -> a response-streaming Lambda (token reservation and settlement) -> the upstream.
  */
 export class LlmRateLimiter extends Construct {
+  /** The DynamoDB table: buckets, hashed API keys, tenants, penalty state (output `TableName`). */
   readonly table: Table;
+  /** The REST API (a custom domain, WAF or usage plans attach here). */
   readonly api: apigw.RestApi;
+  /** The brake: the SSM parameter operators flip (output `BrakeParameterName`). */
   readonly brakeParameter: ssm.StringParameter;
+  /** The REQUEST authorizer: identity, brake and layered limits for every request. */
   readonly authorizerFunction: LimiterFunction;
+  /** The streaming proxy: validates, reserves, calls the upstream and settles. */
   readonly proxyFunction: LimiterFunction;
+  /** Serves `GET /v1/limits` and `GET /v1/models`. */
   readonly limitsFunction: LimiterFunction;
   /** Copies the brake parameter into the table (on change and once a minute). */
   readonly brakeMirrorFunction: LimiterFunction;
@@ -56,6 +62,9 @@ export class LlmRateLimiter extends Construct {
   /** The base URL OpenAI clients use (ends in /v1). */
   readonly baseUrl: string;
 
+  /**
+   * @param props - the plans, endpoints and upstream, and how the pieces behave
+   */
   constructor(scope: Construct, id: string, props: LlmRateLimiterProps) {
     super(scope, id);
     const config = validateProps(props, this.node.path);
@@ -376,7 +385,10 @@ export class LlmRateLimiter extends Construct {
     });
   }
 
-  /** Lets `grantee` flip and read the brake (an operator role, an automation). */
+  /**
+   * Lets `grantee` flip and read the brake (an operator role, an automation).
+   * @param grantee - the role or user
+   */
   grantBrake(grantee: iam.IGrantable): iam.Grant {
     return iam.Grant.addToPrincipal({
       grantee,
@@ -385,7 +397,10 @@ export class LlmRateLimiter extends Construct {
     });
   }
 
-  /** Lets `grantee` run the admin CLI: tenants, keys and usage in the table. */
+  /**
+   * Lets `grantee` run the admin CLI: tenants, keys and usage in the table.
+   * @param grantee - the role or user
+   */
   grantAdmin(grantee: iam.IGrantable): iam.Grant {
     return this.table.grant(
       grantee,

@@ -12,7 +12,12 @@ import { NAMESPACE } from '../lambda/runtime/metrics';
 import { NUMBER_SETTINGS, settingsEnvironment } from '../lambda/runtime/settings';
 import { LimiterFunction } from './limiter-function';
 
-/** Alarms with sensible defaults; a number tunes one, false turns it off. */
+/**
+ * The `alarms` prop: every alarm is on by default; a number tunes its threshold, `false` turns it
+ * off (`true` leaves an on/off alarm on). The table below lists each with its metric and default.
+ * @example
+ * alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, authorizerThrottlesPerFiveMinutes: 20 }
+ */
 export interface LimiterAlarms {
   /** Global spend settled in one hour, in USD. @default 100 */
   readonly spendPerHourUsd?: number | false;
@@ -44,22 +49,40 @@ export interface LimiterAlarms {
   readonly authorizerThrottlesPerFiveMinutes?: number | false;
 }
 
+/**
+ * The `automaticBrake` prop: when global spend settled in one hour crosses `spendPerHourUsd`, an
+ * alarm invokes a function that sets the brake (reason: the alarm; released at `until`, `brakeFor`
+ * later) and notifies the alarm topic.
+ * @example
+ * automaticBrake: { spendPerHourUsd: 300, brakeFor: Duration.hours(1) }
+ */
 export interface AutomaticBrake {
   /** Global spend settled in one hour (USD) that sets the brake. */
   readonly spendPerHourUsd: number;
-  /** How long the automatic brake holds before it releases itself. @default Duration.hours(1) */
+  /** How long the automatic brake holds before it releases itself; at most 7 days. @default `Duration.hours(1)` */
   readonly brakeFor?: Duration;
 }
 
+/** Props of {@link LimiterObservability}. */
 export interface LimiterObservabilityProps {
+  /** The authorizer: its throttles and latency are watched. */
   readonly authorizerFunction: lambda.IFunction;
+  /** The proxy. */
   readonly proxyFunction: lambda.IFunction;
+  /** The brake the automatic brake sets. */
   readonly brakeParameter: ssm.IStringParameter;
+  /** Which alarms, at what thresholds (LlmRateLimiterProps.alarms). @default - every alarm at its default threshold */
   readonly alarms?: LimiterAlarms;
+  /** LlmRateLimiterProps.automaticBrake. @default - no automatic brake */
   readonly automaticBrake?: AutomaticBrake;
+  /** How long the automatic brake function's logs are kept. */
   readonly logRetention: logs.RetentionDays;
+  /** The dashboard's name. @default - a name CloudFormation generates */
   readonly dashboardName?: string;
-  /** Where the proxy logs (its settlement metric lines): the dashboard ranks tenants from it unless metrics are per tenant. */
+  /**
+   * Where the proxy logs (its settlement metric lines): the dashboard ranks tenants from it unless metrics are per tenant.
+   * @default - no per-tenant widget without metricsByTenant
+   */
   readonly proxyLogGroup?: logs.ILogGroup;
   /** Tenant is a metric dimension (see LlmRateLimiterProps.metricsByTenant). @default false */
   readonly metricsByTenant?: boolean;
@@ -82,8 +105,11 @@ const SETTLE_FAILURES = metric('SettleFailures', { Function: 'proxy' }, 'Sum', D
 const count = (name: string, fn: string, minutes = 5) =>
   metric(name, { Function: fn }, 'Sum', Duration.minutes(minutes));
 
-/** The alarms, each turned off by `false` on its prop or tuned by a number (times `scale`). */
-const ALARMS: readonly {
+/**
+ * The alarms, each turned off by `false` on its prop or tuned by a number (times `scale`): the one
+ * list the construct creates and the reference documents (docs/reference/observability.md).
+ */
+export const ALARMS: readonly {
   readonly prop: keyof NonNullable<LimiterObservabilityProps['alarms']>;
   readonly id: string;
   /** The metric, or how to build it from this instance's props (a function's own metric). */
@@ -181,11 +207,18 @@ const ALARMS: readonly {
  * SNS topic, and optionally the automatic brake.
  */
 export class LimiterObservability extends Construct {
+  /** The KMS-encrypted SNS topic every alarm notifies (output `AlarmTopicArn`): subscribe operators here. */
   readonly alarmTopic: sns.Topic;
+  /** Who spends what, which limit bites, settlement failures, the authorizer's latency. */
   readonly dashboard: cloudwatch.Dashboard;
+  /** The alarms created (those the `alarms` prop leaves on, and the automatic brake's). */
   readonly alarms: cloudwatch.Alarm[] = [];
+  /** The function that sets the brake, when `automaticBrake` is on. */
   readonly autoBrakeFunction?: LimiterFunction;
 
+  /**
+   * @param props - the functions and brake to watch, the alarms and the automatic brake
+   */
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
     super(scope, id);
     this.alarmTopic = this.topic(props.removalPolicy ?? RemovalPolicy.RETAIN);

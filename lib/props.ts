@@ -17,68 +17,166 @@ import {
   parseConfig,
 } from '../lambda/engine/plans';
 
+/**
+ * The props of {@link LlmRateLimiter}: the plans and endpoints it enforces, the upstream it calls,
+ * and how its pieces behave. Invalid props throw at synth, every problem at once after the
+ * construct's path, each naming the prop, the value and the fix.
+ *
+ * @example
+ * new LlmRateLimiter(stack, 'Limiter', {
+ *   upstream: Upstream.openAiCompatible({
+ *     baseUrl: 'https://api.openai.com/v1',
+ *     apiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'openai-api-key'),
+ *   }),
+ *   endpoints: { '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } } },
+ *   plans: { team: { tenant: [tokensPerDay(100_000)], user: [tokensPerMinute(20_000), requestsPerMinute(60)] } },
+ * });
+ */
 export interface LlmRateLimiterProps {
-  /** Plans by name; a tenant item names its plan. Built with the plan helpers (requestsPerMinute, tokensPerDay, ...). */
+  /**
+   * Plans by name; a tenant item in the table names its plan (`llm-limiter tenants create acme --plan team`).
+   * Each plan lists limits per layer, built with the helpers (`requestsPerMinute`, `tokensPerDay`, `usdPerDay`, ...).
+   * @example
+   * plans: {
+   *   team: { tenant: [tokensPerDay(1_000_000), usdPerDay(50)], user: [tokensPerMinute(20_000), requestsPerMinute(60)] },
+   *   trial: { tenant: [tokensPerDay(10_000)], outputReservation: 512 },
+   * }
+   */
   readonly plans: Readonly<Record<string, Plan>>;
-  /** The AI routes (e.g. /v1/chat/completions, /v1/embeddings), each with its model allowlist and prices. */
+  /**
+   * The AI routes the API serves (`/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`,
+   * `/v1/messages`), each with the models it allows and their prices (what `usd` limits count).
+   * A request for a model not listed is refused (400).
+   * @example
+   * endpoints: {
+   *   '/v1/chat/completions': { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
+   *   '/v1/embeddings': { models: { 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0 } }, scope: 'global' },
+   * }
+   */
   readonly endpoints: Readonly<Record<string, EndpointConfig>>;
   /**
    * Where the proxy sends requests: an OpenAI-compatible API, an Anthropic-compatible one (each with
    * its key in Secrets Manager), or Amazon Bedrock, signed with the proxy's role (no key stored).
-   * Give this, or the OpenAI-compatible shorthand upstreamBaseUrl with upstreamApiKeySecret.
-   * e.g. Upstream.bedrock() or Upstream.anthropic({ baseUrl: 'https://api.anthropic.com/v1', apiKeySecret })
-   * @default - the shorthand: Upstream.openAiCompatible({ baseUrl: upstreamBaseUrl, apiKeySecret: upstreamApiKeySecret })
+   * Give this, or the OpenAI-compatible shorthand `upstreamBaseUrl` with `upstreamApiKeySecret`, not both.
+   * @example
+   * upstream: Upstream.anthropic({ baseUrl: 'https://api.anthropic.com/v1', apiKeySecret }),
+   * // or, no key: signed with the proxy's role
+   * upstream: Upstream.bedrock({ region: 'us-east-1' }),
+   * @default - the shorthand: `Upstream.openAiCompatible({ baseUrl: upstreamBaseUrl, apiKeySecret: upstreamApiKeySecret })`
    */
   readonly upstream?: Upstream;
   /**
-   * Shorthand for upstream: Upstream.openAiCompatible({ baseUrl, ... }), e.g. https://api.openai.com/v1
-   * (Azure OpenAI, vLLM, Ollama, LiteLLM work too). Give it with upstreamApiKeySecret, or give upstream.
-   * @default - none: upstream names the upstream
+   * Shorthand for `upstream: Upstream.openAiCompatible({ baseUrl, apiKeySecret })`: the OpenAI-compatible
+   * base URL (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM). Give it with `upstreamApiKeySecret`, or give `upstream`.
+   * @example
+   * upstreamBaseUrl: 'https://api.openai.com/v1',
+   * @default - none: `upstream` names the upstream
    */
   readonly upstreamBaseUrl?: string;
   /**
-   * Shorthand for upstream: the secret holding the upstream API key (the key itself, or JSON {"apiKey": "..."}). Read by the proxy only.
-   * Import it by name (`Secret.fromSecretNameV2`), partial or complete ARN; a secret encrypted with a customer
-   * managed key needs that key too (`Secret.fromSecretAttributes({ secretCompleteArn, encryptionKey })`).
-   * @default - none: upstream names the upstream
+   * Shorthand for `upstream`: the secret holding the upstream API key (the key itself, or JSON
+   * `{"apiKey": "..."}`; `{"apiKey": ""}` for an upstream without keys). Read by the proxy only.
+   * Import it by name, partial or complete ARN; a secret encrypted with a customer managed key
+   * needs that key too.
+   * @example
+   * upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'openai-api-key'),
+   * // encrypted with a customer managed key:
+   * upstreamApiKeySecret: Secret.fromSecretAttributes(stack, 'Key', { secretCompleteArn, encryptionKey }),
+   * @default - none: `upstream` names the upstream
    */
   readonly upstreamApiKeySecret?: ISecret;
   /**
-   * System-wide limits (a spend cap, say), checked after the tenant, user and endpoint layers.
+   * System-wide limits (a spend cap, a provider's quota), checked after the tenant, user and
+   * endpoint layers, split over `globalShards` items.
+   * @example
+   * globalLimits: [usdPerDay(500), ...bedrockQuota({ tokensPerMinute: 2_000_000, requestsPerMinute: 500 })],
    * @default - no global limits
    */
   readonly globalLimits?: readonly LimitSpec[];
-  /** Items the global limits are split over, so no single partition caps throughput. @default 8 */
+  /**
+   * DynamoDB items each global limit is split over (each allows 1/N, a request picks one at
+   * random), so no single partition's 1,000 writes a second caps throughput. 1 to 1000.
+   * @default 8
+   */
   readonly globalShards?: number;
-  /** Per layer: deny (closed) or let through (open) when DynamoDB fails. @default closed for every layer */
+  /**
+   * Per layer, what a request meets when DynamoDB fails: `closed` denies it (503
+   * `limiter_unavailable`), `open` lets it through and logs it.
+   * @example
+   * failureModes: { global: 'open' },
+   * @default - `closed` for every layer
+   */
   readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
-  /** Escalating Retry-After for identities that keep hammering. @default threshold 3, window 60 s, base 2 s, max 300 s */
+  /**
+   * Escalating Retry-After for identities that keep sending while limited: after `threshold`
+   * denials within `windowMs`, Retry-After starts at `baseMs` and doubles per denial up to `maxMs`.
+   * The fields are in milliseconds; a field left out keeps its default.
+   * @example
+   * penalty: { threshold: 5, maxMs: 600_000 },
+   * @default `{ threshold: 3, windowMs: 60_000, baseMs: 2_000, maxMs: 300_000 }`
+   */
   readonly penalty?: Partial<PenaltyPolicy>;
-  /** Name of the SSM parameter operators flip as the kill-switch. @default - a name CloudFormation generates (see the BrakeParameterName output) */
+  /**
+   * Name of the SSM parameter operators flip as the kill-switch. Give each limiter in an account
+   * and region its own.
+   * @example
+   * brakeParameterName: '/llm-limiter/prod/brake',
+   * @default - a name CloudFormation generates (the `BrakeParameterName` output)
+   */
   readonly brakeParameterName?: string;
-  /** How long key and tenant lookups are reused per container: the revocation delay. At most 60 s. @default Duration.seconds(30) (the settings' defaults: lambda/runtime/settings.ts) */
+  /**
+   * How long key and tenant lookups are reused per container: how long a revoked key keeps
+   * working. At most 60 seconds. (A tenant's plan and overrides are reread after at most 5 seconds
+   * whatever this says.)
+   * @example
+   * keyCacheTtl: Duration.seconds(10),
+   * @default `Duration.seconds(30)`
+   */
   readonly keyCacheTtl?: Duration;
-  /** How long the brake's value is reused per container: how fast flipping it takes effect. At most 5 s. @default Duration.seconds(5) (the settings' defaults: lambda/runtime/settings.ts) */
+  /**
+   * How long the brake's value is reused per container: how fast flipping it takes effect. At most 5 seconds.
+   * @example
+   * brakeCacheTtl: Duration.seconds(2),
+   * @default `Duration.seconds(5)`
+   */
   readonly brakeCacheTtl?: Duration;
-  /** At a cold start with SSM unreachable: act as released (logged loudly) or braked. @default 'released' (the settings' defaults: lambda/runtime/settings.ts) */
+  /** At a cold start with SSM unreachable: act as released (logged loudly) or braked. @default 'released' */
   readonly brakeColdStart?: 'released' | 'braked';
-  /** Retry-After while braked without an `until`. @default Duration.seconds(60) (the settings' defaults: lambda/runtime/settings.ts) */
+  /**
+   * Retry-After while braked without an `until`.
+   * @example
+   * brakeRetryAfter: Duration.minutes(5),
+   * @default `Duration.seconds(60)`
+   */
   readonly brakeRetryAfter?: Duration;
   /**
    * Time allowed for the upstream to start answering. At most 5 minutes (until it answers, the
-   * stream sends nothing, and API Gateway ends a stream idle for 5 minutes), and at most streamTimeout.
-   * @default Duration.seconds(60), or streamTimeout when that is shorter (the settings' defaults: lambda/runtime/settings.ts)
+   * stream sends nothing, and API Gateway ends a stream idle for 5 minutes), and at most `streamTimeout`.
+   * @example
+   * upstreamTimeout: Duration.seconds(120),
+   * @default - `Duration.seconds(60)`, or `streamTimeout` when that is shorter
    */
   readonly upstreamTimeout?: Duration;
-  /** Longest streamed answer (Lambda timeout and integration timeout). At most 15 minutes. @default Duration.minutes(5) */
+  /**
+   * Longest streamed answer: the proxy's Lambda timeout and its integration's. 10 seconds to 15 minutes.
+   * @example
+   * streamTimeout: Duration.minutes(15),
+   * @default `Duration.minutes(5)`
+   */
   readonly streamTimeout?: Duration;
-  /** How far Lambda clocks may be apart without over-admitting. At most 5 s. @default Duration.millis(0) (the settings' defaults: lambda/runtime/settings.ts) */
+  /**
+   * How far Lambda clocks may be apart without over-admitting. At most 5 seconds.
+   * @example
+   * clockSkew: Duration.millis(50),
+   * @default `Duration.millis(0)`
+   */
   readonly clockSkew?: Duration;
   /**
    * Share of a limit, in percent, that one busy container may lease: take with one write and spend
    * from memory, exactly (docs/design.md, "Leases"). Leases take most writes off a hot item; the
    * price is bounded under-admission (what a container holds and does not spend), and usage shown
-   * as spent while a container holds it. 0 turns leases off. At most 10. @default 1 (the settings' defaults: lambda/runtime/settings.ts)
+   * as spent while a container holds it. 0 turns leases off. At most 10.
+   * @default 1
    */
   readonly leasePercent?: number;
   /**
@@ -97,6 +195,8 @@ export interface LlmRateLimiterProps {
    * quota) the deploy fails on the authorizer ("... decreases account's UnreservedConcurrentExecution
    * below its minimum value") and rolls back. Raise the quota (Service Quotas), reserve fewer, or
    * pass false (no reservation: the authorizer then shares the account's pool with the streams).
+   * @example
+   * authorizerReservedConcurrency: false, // an account whose concurrency quota is below 150
    * @default 50
    */
   readonly authorizerReservedConcurrency?: number | false;
@@ -114,34 +214,56 @@ export interface LlmRateLimiterProps {
   /**
    * Stage throttling, an outer safety net: requests per second over all the methods that run the
    * authorizer together (each endpoint, /v1/limits and /v1/models). API Gateway applies a stage's
-   * throttle to each method, so each of them gets an equal share; more than the authorizer's reserved
-   * executions can decide is throttled by Lambda and alarmed (`alarms.authorizerThrottlesPerFiveMinutes`).
+   * throttle to each method, so each of them gets an equal share (1000 over 2 endpoints, /v1/limits
+   * and /v1/models: 250 a second per method); more than the authorizer's reserved executions can
+   * decide is throttled by Lambda and alarmed (`alarms.authorizerThrottlesPerFiveMinutes`).
    * At least one per authorized method.
-   * @default 20 x authorizerReservedConcurrency (each execution decides about 20 requests a second), or 1000 without a reservation
+   * @default - 20 × `authorizerReservedConcurrency` (each execution decides about 20 requests a second), or 1000 without a reservation
    */
   readonly throttlingRateLimit?: number;
-  /** Stage throttling burst, over all the authorized methods together like throttlingRateLimit. @default 2 x throttlingRateLimit */
+  /** Stage throttling burst, over all the authorized methods together like `throttlingRateLimit`. @default - 2 × `throttlingRateLimit` */
   readonly throttlingBurstLimit?: number;
   /**
    * Let the stack set API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one
    * per account and region: it replaces any role set before, and is kept when the stack is deleted).
-   * Execution logging needs some role there; pass false when the account already has one.
+   * Execution logging needs some role there; pass false when the account already has one (a
+   * second limiter in the same account and region).
    * @default true
    */
   readonly cloudWatchRole?: boolean;
-  /** The API's stage name (part of the URL). @default 'live' */
+  /** The API's stage name: the first part of its URL's path (`https://<id>.execute-api.<region>.amazonaws.com/<stageName>/v1`). @default 'live' */
   readonly stageName?: string;
-  /** Retention of the functions' and the access logs. @default RetentionDays.ONE_MONTH */
+  /**
+   * How long the functions' logs and the API's access logs are kept.
+   * @example
+   * logRetention: RetentionDays.THREE_MONTHS, // import { RetentionDays } from 'aws-cdk-lib/aws-logs'
+   * @default `RetentionDays.ONE_MONTH`
+   */
   readonly logRetention?: RetentionDays;
   /**
    * What happens to the table (keys, tenants, buckets) and the alarm topic's KMS key when they leave
-   * the stack. DESTROY deletes both (the key after KMS's shortest waiting period, 7 days; a retained
-   * key is billed monthly until someone deletes it). @default RemovalPolicy.RETAIN
+   * the stack. A retained table also gets deletion protection. DESTROY deletes both (the key after
+   * KMS's shortest waiting period, 7 days; a retained key is billed monthly until someone deletes it).
+   * @example
+   * removalPolicy: RemovalPolicy.DESTROY, // a dev stack
+   * @default `RemovalPolicy.RETAIN`
    */
   readonly removalPolicy?: RemovalPolicy;
-  /** Alarms on the dashboard's metrics, sent to the AlarmTopic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
+  /**
+   * The alarms on the limiter's metrics, sent to the alarm topic (output `AlarmTopicArn`): each is
+   * on with its default threshold; a number tunes one, `false` turns it off. The list, with each
+   * alarm's metric and default: {@link LimiterAlarms}.
+   * @example
+   * alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false },
+   * @default - every alarm of LimiterAlarms, at its default threshold
+   */
   readonly alarms?: LimiterAlarms;
-  /** Opt-in: set the brake automatically when global spend per hour crosses a threshold. @default - off */
+  /**
+   * Opt-in: set the brake automatically when global spend per hour crosses a threshold.
+   * @example
+   * automaticBrake: { spendPerHourUsd: 300, brakeFor: Duration.hours(1) },
+   * @default - no automatic brake
+   */
   readonly automaticBrake?: AutomaticBrake;
 }
 

@@ -8,6 +8,7 @@ import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { UpstreamKind } from '../lambda/gateway/api';
 import { AWS_REGION, parseBedrockModel } from './bedrock-models';
 
+/** An upstream called with a key: {@link Upstream.openAiCompatible} and {@link Upstream.anthropic}. */
 export interface KeyedUpstreamOptions {
   /** The API's base URL, e.g. https://api.openai.com/v1 or https://api.anthropic.com/v1. */
   readonly baseUrl: string;
@@ -19,6 +20,7 @@ export interface KeyedUpstreamOptions {
   readonly apiKeySecret: ISecret;
 }
 
+/** Amazon Bedrock as the upstream: {@link Upstream.bedrock}. */
 export interface BedrockUpstreamOptions {
   /**
    * The region the proxy calls Bedrock in: the source region of the inference profiles it uses.
@@ -37,12 +39,18 @@ export interface BedrockUpstreamOptions {
  * Upstream.bedrock() // signed with the proxy's role, in the stack's region
  */
 export class Upstream {
-  /** An OpenAI-compatible API (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM), its key sent as a Bearer token. */
+  /**
+   * An OpenAI-compatible API (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM), its key sent as a Bearer token.
+   * @param options - its base URL and the secret with its key
+   */
   static openAiCompatible(options: KeyedUpstreamOptions): Upstream {
     return new Upstream('openai', options);
   }
 
-  /** An Anthropic-compatible Messages API, its key sent as x-api-key. */
+  /**
+   * An Anthropic-compatible Messages API, its key sent as x-api-key.
+   * @param options - its base URL and the secret with its key
+   */
   static anthropic(options: KeyedUpstreamOptions): Upstream {
     return new Upstream('anthropic', options);
   }
@@ -50,6 +58,7 @@ export class Upstream {
   /**
    * Amazon Bedrock (Converse and ConverseStream), signed with the proxy role's credentials: no key is
    * stored anywhere. The role may invoke exactly the configured models (docs/bedrock.md).
+   * @param options - the region
    */
   static bedrock(options: BedrockUpstreamOptions = {}): Upstream {
     return new Upstream('bedrock', options);
@@ -63,6 +72,7 @@ export class Upstream {
   readonly region?: string;
 
   private constructor(
+    /** Which kind of upstream this is. */
     readonly kind: UpstreamKind,
     options: Partial<KeyedUpstreamOptions> & BedrockUpstreamOptions,
   ) {

@@ -2,17 +2,36 @@ import { DEFAULT_SUB_WINDOWS, MAX_CAPACITY_TICKS, MAX_RATE_PER_SECOND, ticksPerU
 import { type Calendar, LONGEST_PERIOD_MS, PERIODS, type Period, requireTimeZone } from './calendar';
 import { InvalidLimitError } from './errors';
 
-/** Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once. */
+/**
+ * Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once.
+ * Made by {@link tokenBucket}.
+ * @example
+ * { "shape": "token_bucket", "capacity": 50000, "refillPerSecond": 500 }
+ */
 export interface TokenBucketLimit {
+  /** Names the shape in JSON. */
   readonly shape: 'token_bucket';
+  /** The most the bucket holds: the largest burst, in the limit's unit (requests, tokens or micro-dollars). */
   readonly capacity: number;
+  /** How much comes back each second, up to `capacity`. */
   readonly refillPerSecond: number;
-  /** A small extra allowance that accrues only while the main bucket is full (usage below the rate). */
+  /**
+   * A small extra allowance that accrues only while the main bucket is full (usage below the rate),
+   * spent only after the main bucket is empty.
+   * @default - no burst credit
+   */
   readonly burstCredit?: BurstCredit;
 }
 
+/**
+ * Credit above a token bucket's rate, earned while usage stays below it.
+ * @example
+ * tokenBucket(10_000, 100, { capacity: 2_000, accruePerSecond: 10 })
+ */
 export interface BurstCredit {
+  /** The most credit the bucket keeps. */
   readonly capacity: number;
+  /** Credit earned each second while the main bucket is full. */
   readonly accruePerSecond: number;
 }
 
@@ -22,8 +41,11 @@ export interface BurstCredit {
  * for strict pacing; admissions are then spaced at least cost / drainPerSecond apart.
  */
 export interface LeakyBucketLimit {
+  /** Names the shape in JSON. */
   readonly shape: 'leaky_bucket';
+  /** What the bucket holds before it rejects, in the limit's unit. */
   readonly capacity: number;
+  /** How much drains out each second: the sustained rate. */
   readonly drainPerSecond: number;
 }
 
@@ -33,9 +55,13 @@ export interface LeakyBucketLimit {
  * most one slot (windowMs / subWindows) and never admits more than `limit` in any window.
  */
 export interface SlidingWindowLimit {
+  /** Names the shape in JSON. */
   readonly shape: 'sliding_window';
+  /** The most admitted in any window, in the limit's unit. */
   readonly limit: number;
+  /** The window's length in milliseconds (in JSON also `window: "1m"`, `"2h30m"`). */
   readonly windowMs: number;
+  /** Slots the window is counted in, 1 to 60: more is more precise and a larger item. */
   readonly subWindows: number;
   /**
    * A calendar budget: at most `limit` in each day, ISO week or month of a time zone, counted
@@ -45,12 +71,20 @@ export interface SlidingWindowLimit {
   readonly calendar?: Calendar;
 }
 
+/** A bucket shape: what a limit's `limit` is (README, "Bucket shapes"). */
 export type Limit = TokenBucketLimit | LeakyBucketLimit | SlidingWindowLimit;
+/** The name of a bucket shape: `token_bucket`, `leaky_bucket` or `sliding_window`. */
 export type Shape = Limit['shape'];
 
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
-/** Parses '500 ms', '10 s', '1 m', '1 h', '1 d' (or a number of ms). */
+/**
+ * Milliseconds in a duration written as text: '500 ms', '10 s', '1 m', '1 h', '1 d', or several
+ * summed ('2h30m', '1d 12h'); a number is taken as milliseconds.
+ * @param duration - the text, or a number of milliseconds
+ * @example
+ * durationMs('2h30m') // 9_000_000
+ */
 export function durationMs(duration: number | string): number {
   if (typeof duration === 'number') return duration;
   // One or more amounts with units, summed: '10 s', '1 m', '2h30m', '1d 12h'.
@@ -92,6 +126,15 @@ function requirePositive(what: string, value: number): void {
   }
 }
 
+/**
+ * A token bucket: bursts up to `capacity`, refills `refillPerSecond`; rejects what it cannot cover
+ * (nothing is consumed). Throws InvalidLimitError for a value that is not positive and finite.
+ * @param capacity - the largest burst, in the limit's unit
+ * @param refillPerSecond - the sustained rate
+ * @param burstCredit - optional credit above the rate, earned while usage stays below it
+ * @example
+ * tokens(tokenBucket(50_000, 500)) // 50,000 tokens at once, 500 a second sustained
+ */
 export function tokenBucket(capacity: number, refillPerSecond: number, burstCredit?: BurstCredit): TokenBucketLimit {
   requirePositive('tokenBucket capacity', capacity);
   requirePositive('tokenBucket refillPerSecond', refillPerSecond);
@@ -105,6 +148,14 @@ export function tokenBucket(capacity: number, refillPerSecond: number, burstCred
   return { shape: 'token_bucket', capacity, refillPerSecond };
 }
 
+/**
+ * A leaky bucket (a meter): admissions pour in, it drains `drainPerSecond`, and what would
+ * overflow `capacity` is rejected, never queued.
+ * @param capacity - what it holds before it rejects: near one request's cost for strict pacing
+ * @param drainPerSecond - the sustained rate
+ * @example
+ * requests(leakyBucket(1, 10)) // one request per 100 ms, no bursts
+ */
 export function leakyBucket(capacity: number, drainPerSecond: number): LeakyBucketLimit {
   requirePositive('leakyBucket capacity', capacity);
   requirePositive('leakyBucket drainPerSecond', drainPerSecond);
@@ -113,6 +164,14 @@ export function leakyBucket(capacity: number, drainPerSecond: number): LeakyBuck
   return { shape: 'leaky_bucket', capacity, drainPerSecond };
 }
 
+/**
+ * A sliding window: at most `limit` in any rolling `window`.
+ * @param limit - the most in any window
+ * @param window - its length: milliseconds, or text such as '1 m', '1 h', '1 d'
+ * @param subWindows - slots it is counted in, 1 to 60 (conservative by at most one slot)
+ * @example
+ * requests(slidingWindow(100, '1 m'))
+ */
 export function slidingWindow(
   limit: number,
   window: number | string,

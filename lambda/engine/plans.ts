@@ -5,18 +5,35 @@ import { calendarBudget, type Limit, leakyBucket, slidingWindow, tokenBucket } f
 
 /** Layers in the order they are checked; the first that denies is the one reported. */
 export const LAYERS = ['tenant', 'user', 'endpoint', 'global'] as const;
+/** A layer of limits: `tenant`, `user`, `endpoint` or `global`, checked in that order. */
 export type Layer = (typeof LAYERS)[number];
 
 /** What a limit counts: requests (1 each), tokens (input + output), or usd (micro-dollars). */
 export const COUNTS = ['requests', 'tokens', 'usd'] as const;
+/** What a limit counts: `requests`, `tokens` or `usd` (micro-dollars). */
 export type Counts = (typeof COUNTS)[number];
 
+/** What a layer does when DynamoDB fails: `closed` denies the request (503), `open` lets it through and logs it. */
 export type FailureMode = 'open' | 'closed';
 
+/**
+ * One limit: what it counts and the bucket that counts it. Built with the helpers (`requestsPerMinute`,
+ * `tokensPerDay`, `usdPerDay`, or `requests`/`tokens`/`usd` around a bucket shape); in JSON (tenant
+ * overrides) it is written out, a sliding window's `windowMs` also as `window: "1m"`.
+ * @example
+ * tokens(tokenBucket(50_000, 500), { name: 'burst' })
+ * // the same in JSON:
+ * { "counts": "tokens", "name": "burst", "limit": { "shape": "token_bucket", "capacity": 50000, "refillPerSecond": 500 } }
+ */
 export interface LimitSpec {
+  /** What one request costs on it: 1 (`requests`), its input + output tokens (`tokens`), or its price in micro-dollars (`usd`). */
   readonly counts: Counts;
+  /** The bucket: a token bucket, a leaky bucket or a sliding window, in the unit `counts` says. */
   readonly limit: Limit;
-  /** Names the limit in codes (`<layer>_<counts>_<name>`) and headers. @default from its period, e.g. per_minute */
+  /**
+   * Names the limit in codes (`<layer>_<counts>_<name>`), headers and metrics; 1 to 40 of a-z, 0-9 and _.
+   * @default - from its period: `per_minute`, `per_day`, ... (`per_90s` otherwise)
+   */
   readonly name?: string;
   /** Evaluated, spent and reported, but never denies: roll a new limit out safely. @default false */
   readonly shadow?: boolean;
@@ -35,12 +52,28 @@ export interface LimitSpec {
 /** The most an output token may weigh on a limit. */
 export const MAX_OUTPUT_WEIGHT = 100;
 
+/**
+ * The limits a tenant is held to, per layer (checked tenant, user, endpoint, then the global
+ * limits; the first that denies answers). A tenant item names its plan; its overrides have the same shape.
+ * @example
+ * {
+ *   tenant: [tokensPerDay(1_000_000), requestsPerMinute(600)],
+ *   user: [tokensPerMinute(20_000), requestsPerMinute(60), requestsPerDay(1_000, { shadow: true })],
+ *   endpoints: { '/v1/chat/completions': [tokens(tokenBucket(50_000, 500))] },
+ *   outputReservation: 1024,
+ * }
+ */
 export interface Plan {
-  /** Limits per tenant (its contract). */
+  /** Limits per tenant: its contract, shared by all its users. @default - none */
   readonly tenant?: readonly LimitSpec[];
-  /** Limits per user within the tenant (fair share). */
+  /** Limits per user within the tenant (fair share). @default - none */
   readonly user?: readonly LimitSpec[];
-  /** Limits per endpoint path, per tenant unless the endpoint's scope is global. */
+  /**
+   * Limits per endpoint path (a key of the `endpoints` prop), per tenant unless the endpoint's scope is global.
+   * @example
+   * endpoints: { '/v1/embeddings': [requestsPerMinute(100)] }
+   * @default - none
+   */
   readonly endpoints?: Readonly<Record<string, readonly LimitSpec[]>>;
   /**
    * Output tokens per choice that a request without `max_tokens` / `max_completion_tokens` may
@@ -50,20 +83,43 @@ export interface Plan {
   readonly outputReservation?: number;
 }
 
-/** Per-tenant changes that take effect without a deploy (enterprise contracts): same shape as a plan. */
+/**
+ * Per-tenant changes that take effect without a deploy (enterprise contracts): a plan-shaped JSON
+ * object, set with `llm-limiter tenants set-overrides <tenant> --file <file>`. Each limit in it
+ * replaces the plan's limit with the same `counts` and name (its bucket and what it has counted
+ * stay), or adds one; `outputReservation` replaces the plan's. It reaches traffic within 5 seconds.
+ * @example
+ * {
+ *   "tenant": [{ "counts": "tokens", "name": "per_day", "limit": { "shape": "token_bucket", "capacity": 5000000, "refillPerSecond": 57.87 } }],
+ *   "user": [{ "counts": "requests", "name": "trial", "shadow": true, "limit": { "shape": "sliding_window", "limit": 5, "window": "1m" } }],
+ *   "endpoints": { "/v1/embeddings": [{ "counts": "requests", "limit": { "shape": "leaky_bucket", "capacity": 1, "drainPerSecond": 10 } }] },
+ *   "outputReservation": 2048
+ * }
+ */
 export type Overrides = Plan;
 
-/** USD per million tokens, input and output. */
+/**
+ * A model an endpoint allows: its prices in USD per million tokens (what `usd` limits count), how
+ * its input is counted and how much output a request may reserve.
+ * @example
+ * 'gpt-4o-mini': {
+ *   inputPerMillion: 0.15, outputPerMillion: 0.6, cachedInputPerMillion: 0.075, defaultMaxTokens: 2_048,
+ *   serviceTiers: { priority: { inputPerMillion: 0.25, outputPerMillion: 1.0 } },
+ * }
+ */
 export interface ModelPrice {
+  /** USD per million input tokens. */
   readonly inputPerMillion: number;
+  /** USD per million output tokens (reasoning tokens included). */
   readonly outputPerMillion: number;
   /**
    * The model id the upstream is called with, when it differs from the name clients use. For
    * Bedrock: a foundation model id (`anthropic.claude-3-5-haiku-20241022-v1:0`), a cross-Region
    * inference profile id (`us.anthropic.claude-3-5-haiku-20241022-v1:0`, `global.…`), or the ARN
    * of either; the proxy's role may invoke exactly these (docs/bedrock.md).
-   * e.g. models: { 'claude-haiku': { inputPerMillion: 0.8, outputPerMillion: 4, upstreamModel: 'us.anthropic.claude-3-5-haiku-20241022-v1:0' } }
-   * @default the client-facing model name itself
+   * @example
+   * 'claude-haiku': { inputPerMillion: 0.8, outputPerMillion: 4, upstreamModel: 'us.anthropic.claude-3-5-haiku-20241022-v1:0' }
+   * @default - the client-facing model name itself
    */
   readonly upstreamModel?: string;
   /**
@@ -71,23 +127,25 @@ export interface ModelPrice {
    * bound of one token per UTF-8 byte plus framing for a tokenizer not known here (never below
    * what the provider bills; corrected at settlement). Naming an OpenAI encoding for another
    * model's family is an estimate that can come out low: the hard cap then holds only as far as it does.
-   * @default o200k_base for gpt-4o/4.1/5 and o-series, cl100k_base for older OpenAI models, utf8_bytes for every other model
+   * @default - `o200k_base` for gpt-4o/4.1/5 and o-series, `cl100k_base` for older OpenAI models and embeddings, `utf8_bytes` for every other model
    */
   readonly encoding?: 'o200k_base' | 'cl100k_base' | 'utf8_bytes';
   /**
    * Tokens reserved for one non-text content part: the most the provider bills for one (pixels,
    * audio and files are not seen here). A part type without a figure is refused with a 400.
-   * e.g. gpt-4o: { image: 1105, imageLowDetail: 85 }; gpt-4o-mini bills images ~33x that.
-   * @default {} (images, audio and files refused)
+   * gpt-4o-mini bills images about 33 times what gpt-4o does.
+   * @example
+   * partTokens: { image: 1105, imageLowDetail: 85 } // gpt-4o
+   * @default - `{}`: image, audio and file parts are refused (400)
    */
   readonly partTokens?: PartTokens;
-  /** Most output tokens the model produces for one completion (judges reported usage). @default 131072 */
+  /** Most output tokens the model produces for one choice: clamps a client's cap and judges reported usage. @default 131072 */
   readonly maxOutputTokens?: number;
   /**
    * Output tokens per choice that a request without `max_tokens` / `max_completion_tokens` may
    * produce: sent upstream as its cap and reserved in full (a plan's outputReservation comes first).
    * For reasoning models the cap counts the hidden reasoning tokens too.
-   * @default 25000 for reasoning models (o1, o3, o4, gpt-5 families), 4096 for others
+   * @default - 25000 for reasoning models (o1, o3, o4, gpt-5 families), 4096 for others
    */
   readonly defaultMaxTokens?: number;
   /**
@@ -95,38 +153,43 @@ export interface ModelPrice {
    * ('both': the same value in both, for an upstream that accepts both), and removes the client's own.
    * OpenAI and Azure OpenAI refuse both at once, and OpenAI's reasoning models refuse max_tokens;
    * Ollama reads only max_tokens.
-   * @default 'max_completion_tokens' for OpenAI's model names (gpt-*, chatgpt-*, o1/o3/o4..., ft: of those), 'max_tokens' for others
+   * @default - `'max_completion_tokens'` for OpenAI's model names (gpt-*, chatgpt-*, o1/o3/o4..., ft: of those), `'max_tokens'` for others
    */
   readonly outputCapField?: OutputCapField;
-  /** USD per million cached input tokens, where the upstream reports them; at most inputPerMillion. @default inputPerMillion */
+  /** USD per million cached input tokens, where the upstream reports them; at most `inputPerMillion`. @default - `inputPerMillion` */
   readonly cachedInputPerMillion?: number;
-  /** USD per million audio input tokens; `input_audio` parts are refused (400) without it. */
+  /** USD per million audio input tokens. @default - none: `input_audio` parts are refused (400) */
   readonly audioInputPerMillion?: number;
-  /** USD per million audio output tokens; a request for audio output is refused (400) without it. */
+  /** USD per million audio output tokens. @default - none: a request for audio output is refused (400) */
   readonly audioOutputPerMillion?: number;
   /**
    * Prices per `service_tier` other than the standard one ('auto' and 'default' use the prices
    * above); a request naming a tier not listed here is refused (400).
-   * e.g. { priority: { inputPerMillion: 0.25, outputPerMillion: 1.0 }, flex: { ... } }
-   * @default {} (only the standard tier)
+   * @example
+   * serviceTiers: { priority: { inputPerMillion: 0.25, outputPerMillion: 1.0 }, flex: { inputPerMillion: 0.075, outputPerMillion: 0.3 } }
+   * @default - `{}`: only the standard tier
    */
   readonly serviceTiers?: Readonly<Record<string, TierPrice>>;
   /**
    * The model spends output tokens it never shows (hidden reasoning): an answer without usage is
    * then settled at its bound even when it arrived whole.
-   * @default false for gpt-4*, gpt-3.5* and chatgpt-4o* (and their ft: fine-tunes), true for every other model
+   * @default - false for gpt-4*, gpt-3.5* and chatgpt-4o* (and their ft: fine-tunes), true for every other model
    */
   readonly hiddenReasoning?: boolean;
 }
 
+/** The request field an upstream reads its output cap from (`both`: the same value in each). */
 export type OutputCapField = 'max_completion_tokens' | 'max_tokens' | 'both';
+/** Every {@link OutputCapField}. */
 export const OUTPUT_CAP_FIELDS: readonly OutputCapField[] = ['max_completion_tokens', 'max_tokens', 'both'];
 
 /** A service tier's prices, USD per million tokens. */
 export interface TierPrice {
+  /** USD per million input tokens in this tier. */
   readonly inputPerMillion: number;
+  /** USD per million output tokens in this tier. */
   readonly outputPerMillion: number;
-  /** @default inputPerMillion */
+  /** USD per million cached input tokens in this tier; at most its `inputPerMillion`. @default - the tier's `inputPerMillion` */
   readonly cachedInputPerMillion?: number;
 }
 
@@ -140,55 +203,112 @@ const OPENAI_MODEL = /^(ft:)?(gpt-(?!oss)|chatgpt-|o\d)/;
 /** Models known to show every output token they bill. */
 const NO_HIDDEN_REASONING = /^(ft:)?(gpt-4|gpt-3\.5|chatgpt-4o)/;
 
+/**
+ * Whether a model is one of OpenAI's reasoning families (o1, o3, o4, gpt-5, and their fine-tunes),
+ * whose answers spend hidden reasoning tokens within the output cap.
+ * @param model - the client-facing model name
+ */
 export const isReasoningModel = (model: string): boolean => REASONING_MODEL.test(model);
 
-/** The model id the upstream is called with for the client-facing `model`. */
+/**
+ * The model id the upstream is called with for the client-facing `model`.
+ * @param model - the client-facing model name
+ * @param price - its entry in the endpoint's models
+ */
 export const upstreamModelOf = (model: string, price: ModelPrice): string => price.upstreamModel ?? model;
 
-/** Whether a model may bill output it does not show; when unsure, it may. */
+/**
+ * Whether a model may bill output it does not show; when unsure, it may.
+ * @param model - the client-facing model name
+ * @param price - its entry in the endpoint's models (`hiddenReasoning` decides when set)
+ */
 export const hidesReasoning = (model: string, price: ModelPrice): boolean =>
   price.hiddenReasoning ?? !NO_HIDDEN_REASONING.test(model);
 
-/** The output cap of a request that set none, per choice (OpenAI advises 25,000 for reasoning models). */
+/**
+ * The output cap of a request that set none, per choice (OpenAI advises 25,000 for reasoning models):
+ * the plan's `outputReservation`, else the model's `defaultMaxTokens`, else 25,000 for reasoning
+ * models and 4,096 for others; never more than the model's `maxOutputTokens`.
+ * @param model - the client-facing model name
+ * @param price - its entry in the endpoint's models
+ * @param plan - the tenant's plan, with overrides applied
+ */
 export function defaultMaxTokens(model: string, price: ModelPrice, plan?: Plan): number {
   const cap = plan?.outputReservation ?? price.defaultMaxTokens ?? (isReasoningModel(model) ? 25_000 : 4_096);
   return Math.min(cap, price.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS);
 }
 
+/**
+ * The field the upstream reads the output cap from: the model's `outputCapField`, else
+ * `max_completion_tokens` for OpenAI's model names and `max_tokens` for others.
+ * @param model - the client-facing model name
+ * @param price - its entry in the endpoint's models
+ */
 export function outputCapField(model: string, price: ModelPrice): OutputCapField {
   // Elsewhere max_tokens: what every OpenAI-compatible server reads; a server that refuses it says so (400), never overspends.
   return price.outputCapField ?? (OPENAI_MODEL.test(model) ? 'max_completion_tokens' : 'max_tokens');
 }
 
+/**
+ * Tokens reserved per non-text content part of a request (`ModelPrice.partTokens`): the most the
+ * provider bills for one. Whole numbers >= 0; a part type without a figure is refused (400).
+ * @example
+ * partTokens: { image: 1105, imageLowDetail: 85 }
+ */
 export interface PartTokens {
-  /** An image_url part (detail high or auto). */
+  /** An `image_url` part (detail high or auto). @default - none: image parts are refused */
   readonly image?: number;
-  /** An image_url part with detail 'low'. @default image */
+  /** An `image_url` part with detail `low`. @default - `image` */
   readonly imageLowDetail?: number;
-  /** An input_audio part. */
+  /** An `input_audio` part. @default - none: audio parts are refused */
   readonly audio?: number;
-  /** A file part. */
+  /** A `file` part. @default - none: file parts are refused */
   readonly file?: number;
 }
 
+/** `ModelPrice.maxOutputTokens` when unset. */
 export const DEFAULT_MAX_OUTPUT_TOKENS = 131_072;
 /** Longest model id an upstream is called with (Bedrock's modelId takes up to 2048 characters). */
 export const MAX_UPSTREAM_MODEL_CHARS = 2048;
 const PART_TOKEN_FIELDS = ['image', 'imageLowDetail', 'audio', 'file'] as const;
 
+/**
+ * One AI route of the `endpoints` prop: the models it allows and how its limits count.
+ * @example
+ * '/v1/chat/completions': {
+ *   models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } },
+ *   maxBodyBytes: 2_097_152,
+ * }
+ */
 export interface EndpointConfig {
-  /** Models allowed on this endpoint, with their prices (usd limits count them). */
+  /**
+   * Models allowed on this endpoint by the name clients send, with their prices (`usd` limits
+   * count them); any other model is refused (400).
+   * @example
+   * models: { 'gpt-4o': { inputPerMillion: 2.5, outputPerMillion: 10 }, 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } }
+   */
   readonly models: Readonly<Record<string, ModelPrice>>;
-  /** Endpoint limits count per tenant, or once for the whole system. @default 'tenant' */
+  /** A plan's limits on this endpoint count per tenant, or once for the whole system (`global`). @default 'tenant' */
   readonly scope?: 'tenant' | 'global';
-  /** Largest request body accepted. @default 1048576 (1 MiB) */
+  /**
+   * Largest request body accepted, in bytes; at most 3,000,000 (a Lambda event is at most 6 MB,
+   * and a body's quotes and backslashes double in it).
+   * @default 1048576 (1 MiB)
+   */
   readonly maxBodyBytes?: number;
   /** Accept `n` > 1 (several completions per request). @default false */
   readonly allowN?: boolean;
 }
 
+/** `EndpointConfig.maxBodyBytes` when unset. */
 export const DEFAULT_MAX_BODY_BYTES = 1_048_576;
 
+/**
+ * Escalating Retry-After for an identity that keeps sending while limited (the `penalty` prop, every
+ * field optional there). All durations in milliseconds.
+ * @example
+ * penalty: { threshold: 5, windowMs: 120_000 }
+ */
 export interface PenaltyPolicy {
   /** Denials within `windowMs` before Retry-After starts to grow. @default 3 */
   readonly threshold: number;
@@ -200,24 +320,33 @@ export interface PenaltyPolicy {
   readonly maxMs: number;
 }
 
+/**
+ * The validated configuration the functions run with (config.json beside each handler, and the
+ * table's copy the CLI reads): the props' plans, endpoints, global limits, failure modes and penalty.
+ */
 export interface LimiterConfig {
+  /** Plans by name (the `plans` prop). */
   readonly plans: Readonly<Record<string, Plan>>;
   /** AI routes by path (e.g. /v1/chat/completions). The brake and the limits apply to these. */
   readonly endpoints: Readonly<Record<string, EndpointConfig>>;
-  /** System-wide limits, sharded across `shards` items so no single partition caps throughput. */
+  /** System-wide limits, sharded across `shards` items so no single partition caps throughput. @default - none */
   readonly global?: { readonly limits: readonly LimitSpec[]; readonly shards?: number };
-  /** What a layer does when DynamoDB fails: deny (closed) or let the request through (open). */
+  /** What a layer does when DynamoDB fails: deny (closed) or let the request through (open). @default - `closed` for every layer */
   readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
+  /** Escalating Retry-After (the `penalty` prop). @default - DEFAULT_PENALTY */
   readonly penalty?: Partial<PenaltyPolicy>;
   /** GET /v1/limits calls a user may make per minute (each is a DynamoDB read). @default 60 */
   readonly limitsRequestsPerMinute?: number;
 }
 
+/** `LimiterConfig.limitsRequestsPerMinute` when unset. */
 export const DEFAULT_LIMITS_REQUESTS_PER_MINUTE = 60;
 
+/** The penalty when the `penalty` prop leaves a field out. */
 export const DEFAULT_PENALTY: PenaltyPolicy = { threshold: 3, windowMs: 60_000, baseMs: 2_000, maxMs: 300_000 };
 /** Closed (deny on store failure) for every layer unless configured; the decision says which it used. */
 export const DEFAULT_FAILURE_MODE: FailureMode = 'closed';
+/** The `globalShards` prop when unset. */
 export const DEFAULT_GLOBAL_SHARDS = 8;
 
 const NAMED_PERIODS: Record<number, string> = {
@@ -228,12 +357,19 @@ const NAMED_PERIODS: Record<number, string> = {
   604800: 'per_week',
 };
 
-/** Seconds a limit takes to refill from empty (or its window): names it per_minute, per_day, ... */
+/**
+ * Seconds a limit takes to refill from empty (or its window): names it per_minute, per_day, ...
+ * @param limit - the bucket
+ */
 export function periodSeconds(limit: Limit): number {
   if (limit.shape === 'sliding_window') return limit.windowMs / 1000; // a calendar budget: its longest period
   return limit.capacity / (limit.shape === 'token_bucket' ? limit.refillPerSecond : limit.drainPerSecond);
 }
 
+/**
+ * A limit's name: its `name`, or its period (`per_minute`, `per_day`, ..., `per_90s` otherwise).
+ * @param spec - the limit
+ */
 export function specName(spec: LimitSpec): string {
   if (spec.name) return spec.name;
   // Not the zone: a plan that moves a budget to another zone keeps the period's spend (periods are numbered alike everywhere).
@@ -242,46 +378,123 @@ export function specName(spec: LimitSpec): string {
   return NAMED_PERIODS[seconds] ?? `per_${String(seconds).replace('.', '_')}s`;
 }
 
-/** The code a denial carries: tenant_tokens_per_day, user_requests_per_minute, ... */
+/**
+ * The code a denial carries: tenant_tokens_per_day, user_requests_per_minute, ...
+ * @param layer - the layer the limit is on
+ * @param spec - the limit
+ */
 export const limitCode = (layer: Layer, spec: LimitSpec): string => `${layer}_${spec.counts}_${specName(spec)}`;
 
-/** The bucket's name inside its layer's item: r_per_minute, t_per_day, u_per_day. */
+/**
+ * The bucket's name inside its layer's item: r_per_minute, t_per_day, u_per_day.
+ * @param spec - the limit
+ */
 export const bucketName = (spec: LimitSpec): string => `${spec.counts[0]}_${specName(spec)}`;
 
 // Plan helpers: the shape of a limit reads in one line.
 /**
- * `name` names the bucket (the default is its period: per_minute); `shadow: true` measures the
- * limit, shows it and logs what it would deny, without enforcing it. Promote a shadow limit by
- * dropping `shadow` and keeping its name: the bucket, and what it has counted, stay.
+ * Options of every limit helper (`requestsPerMinute(60, { shadow: true })`).
+ * @example
+ * requestsPerDay(1_000, { name: 'trial', shadow: true })
  */
 export interface LimitOptions {
+  /**
+   * Names the bucket, and the limit in codes and headers; 1 to 40 of a-z, 0-9 and _. Two limits
+   * of a layer that count the same thing need different names.
+   * @default - its period: `per_minute`, `per_day`, ...
+   */
   readonly name?: string;
+  /**
+   * Measure the limit, show it and log what it would deny (`shadow_denied`), without enforcing it.
+   * Promote a shadow limit by dropping `shadow` and keeping its name: the bucket, and what it has counted, stay.
+   * @default false
+   */
   readonly shadow?: boolean;
   /** Token limits: what one output token counts (see LimitSpec.outputWeight). @default 1 */
   readonly outputWeight?: number;
   /** Calendar budgets: percents of the limit at which to alert, once per period each. @default [50, 80, 100] */
   readonly alertAt?: readonly number[];
 }
+/**
+ * A limit on requests (each costs 1) with any bucket shape.
+ * @param limit - the bucket, in requests
+ * @param options - its name, shadow mode
+ * @example
+ * requests(leakyBucket(1, 10)) // at most one request per 100 ms, no bursts
+ */
 export const requests = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({
   counts: 'requests',
   limit,
   ...options,
 });
+/**
+ * A limit on tokens (input + output, reserved before the call and settled on actual usage) with any bucket shape.
+ * @param limit - the bucket, in tokens
+ * @param options - its name, shadow mode, output weight
+ * @example
+ * tokens(tokenBucket(50_000, 500)) // bursts of 50,000 tokens, 500 a second sustained
+ */
 export const tokens = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({
   counts: 'tokens',
   limit,
   ...options,
 });
-/** A spend limit in micro-dollars (1 USD = 1,000,000). */
+/**
+ * A spend limit with any bucket shape, counted in micro-dollars (1 USD = 1,000,000) from the
+ * model's prices (`ModelPrice`): reserved at the request's bound, settled on actual usage.
+ * @param limit - the bucket, in micro-dollars
+ * @param options - its name, shadow mode
+ * @example
+ * usd(slidingWindow(10_000_000, '1 h')) // at most $10 in any hour
+ */
 export const usd = (limit: Limit, options: LimitOptions = {}): LimitSpec => ({ counts: 'usd', limit, ...options });
+/**
+ * At most `n` requests in any 60 seconds (a sliding window of 10 sub-windows, conservative by at most 6 seconds).
+ * @param n - requests a minute, > 0
+ * @param options - its name, shadow mode
+ * @example
+ * requestsPerMinute(60)
+ */
 export const requestsPerMinute = (n: number, options?: LimitOptions): LimitSpec =>
   requests(slidingWindow(n, '1 m'), options);
+/**
+ * At most `n` requests in any 24 hours (a sliding window of 24 one-hour sub-windows, conservative
+ * by at most one hour).
+ * @param n - requests a day, > 0
+ * @param options - its name, shadow mode
+ * @example
+ * requestsPerDay(1_000, { shadow: true })
+ */
 export const requestsPerDay = (n: number, options?: LimitOptions): LimitSpec =>
   requests(slidingWindow(n, '1 d', 24), options);
+/**
+ * `n` tokens a minute: a token bucket of capacity `n` refilling `n`/60 a second, so a full bucket
+ * allows a burst of `n` at once.
+ * @param n - tokens a minute, > 0
+ * @param options - its name, shadow mode, output weight
+ * @example
+ * tokensPerMinute(20_000)
+ */
 export const tokensPerMinute = (n: number, options?: LimitOptions): LimitSpec =>
   tokens(tokenBucket(n, n / 60), options);
+/**
+ * `n` tokens a day: a token bucket of capacity `n` refilling `n`/86,400 a second (a full day's
+ * tokens may be spent at once, then they come back over 24 hours).
+ * @param n - tokens a day, > 0
+ * @param options - its name, shadow mode, output weight
+ * @example
+ * tokensPerDay(1_000_000)
+ */
 export const tokensPerDay = (n: number, options?: LimitOptions): LimitSpec =>
   tokens(tokenBucket(n, n / 86_400), options);
+/**
+ * `dollars` of spend a day, priced with the endpoint's model prices: a token bucket of `dollars`
+ * × 1,000,000 micro-dollars refilling over 24 hours (a day's budget may be spent at once).
+ * @param dollars - USD a day, > 0 (fractions allowed: 0.5 is 50 cents)
+ * @param options - its name, shadow mode
+ * @example
+ * usdPerDay(50)
+ */
 export const usdPerDay = (dollars: number, options?: LimitOptions): LimitSpec =>
   usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400), options);
 /** Calendar budgets: `timeZone` (IANA, default UTC) says where a period starts (local midnight). */
@@ -317,7 +530,11 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Rebuilds a Limit from JSON through its factory, so every rule of the factory applies. */
+/**
+ * Rebuilds a Limit from JSON through its factory, so every rule of the factory applies.
+ * @param value - the JSON: `{ shape, ... }`, a sliding window's `windowMs` also as `window: "1m"`
+ * @param path - where it is, for the error message
+ */
 export function parseLimit(value: unknown, path: string): Limit {
   if (!isRecord(value)) fail(path, `expected a limit object, got ${JSON.stringify(value)}`);
   try {
@@ -351,6 +568,12 @@ export function parseLimit(value: unknown, path: string): Limit {
   }
 }
 
+/**
+ * Validates a layer's list of limits from JSON (a plan, overrides or global limits); throws
+ * InvalidLimitError naming the path and the fix.
+ * @param value - the JSON list
+ * @param path - where it is, for the error message
+ */
 export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) fail(path, 'expected a list of limits');
@@ -397,6 +620,12 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
 
 const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation'];
 
+/**
+ * Validates a plan or a tenant's overrides from JSON; throws InvalidLimitError naming the path
+ * and the fix (an unknown field included).
+ * @param value - the JSON object
+ * @param path - where it is, for the error message
+ */
 export function parsePlan(value: unknown, path: string): Plan {
   if (!isRecord(value)) fail(path, 'expected { tenant?, user?, endpoints? }');
   // A misspelt field ("users") would otherwise be ignored, and its limits never enforced.
@@ -425,7 +654,10 @@ export function parsePlan(value: unknown, path: string): Plan {
   };
 }
 
-/** Validates a whole configuration (from props at synth, or from JSON at a cold start). */
+/**
+ * Validates a whole configuration (from props at synth, or from JSON at a cold start).
+ * @param value - the configuration as JSON
+ */
 export function parseConfig(value: unknown): LimiterConfig {
   if (!isRecord(value)) fail('config', 'expected an object');
   if (!isRecord(value.plans) || Object.keys(value.plans).length === 0)
@@ -633,7 +865,11 @@ function requireExpressionsFit(specs: readonly LimitSpec[] | undefined, at: stri
     );
 }
 
-/** A plan with a tenant's overrides applied: an override replaces the limit of the same counts and name, or adds one. */
+/**
+ * A plan with a tenant's overrides applied: an override replaces the limit of the same counts and name, or adds one.
+ * @param plan - the tenant's plan
+ * @param overrides - the tenant's overrides, if any
+ */
 export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Plan {
   if (!overrides) return plan;
   const merge = (base: readonly LimitSpec[] = [], extra: readonly LimitSpec[] = []): LimitSpec[] => {
@@ -654,7 +890,12 @@ export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Pl
   };
 }
 
-/** One shard's share of a global limit, so that all shards together allow exactly the limit. */
+/**
+ * One shard's share of a global limit, so that all shards together allow exactly the limit.
+ * @param limit - the global limit
+ * @param shard - which shard, from 0
+ * @param shards - how many shards
+ */
 export function shardOf(limit: Limit, shard: number, shards: number): Limit {
   switch (limit.shape) {
     case 'token_bucket':

@@ -22,6 +22,7 @@ export interface ApiRoute {
   readonly authorized: boolean;
 }
 
+/** The route that tells a caller its limits and usage (`GET /v1/limits` with its key). */
 export const LIMITS_ROUTE = '/v1/limits';
 /** OpenAI's model list, which many tools call first: served by the limits function from the configuration. */
 export const MODELS_ROUTE = '/v1/models';
@@ -96,6 +97,7 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
 
 /** The upstreams the proxy speaks to: an OpenAI-compatible API, an Anthropic-compatible one, or Bedrock. */
 export const UPSTREAM_KINDS = ['openai', 'anthropic', 'bedrock'] as const;
+/** Which kind of upstream an {@link Upstream} is: `openai` (OpenAI-compatible), `anthropic` or `bedrock`. */
 export type UpstreamKind = (typeof UPSTREAM_KINDS)[number];
 
 /**

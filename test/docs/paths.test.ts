@@ -1,14 +1,20 @@
-/** The docs name files and folders of this repository: each one must exist, so the docs cannot rot. */
+/**
+ * The docs name files and folders of this repository, and headings of its pages: each one must exist,
+ * so the docs cannot rot.
+ */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { headingAnchors } from '../../scripts/reference-docs';
 
 const root = process.cwd();
 const docs = [
   'README.md',
-  ...readdirSync(join(root, 'docs'))
-    .filter((f) => f.endsWith('.md'))
-    .map((f) => join('docs', f)),
+  ...['docs', join('docs', 'reference')].flatMap((dir) =>
+    readdirSync(join(root, dir))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => join(dir, f)),
+  ),
 ];
 /** Relative links, and `code` or (a parenthesis) that looks like a path in one of the repository's folders. */
 const PATH = /^(?:lib|lambda|local|bin|test|bench|scripts|docs|\.ci)\/[\w./-]*[\w/]$/;
@@ -28,5 +34,17 @@ describe('paths the docs name', () => {
       .filter((p) => !existsSync(join(root, p.path)))
       .map((p) => p.path);
     expect(missing).toEqual([]);
+  });
+
+  it.each(docs)('%s links only to headings that exist (anchors as GitHub makes them)', (file) => {
+    const text = readFileSync(join(root, file), 'utf8');
+    const broken = [...text.matchAll(/\]\(([^)#:\s]*\.md|)#([^)\s]+)\)/g)]
+      .filter(([, target, anchor]) => {
+        const page = target ? join(dirname(file), target!) : file;
+        if (!existsSync(join(root, page))) return false; // reported as a missing path
+        return ![...headingAnchors(readFileSync(join(root, page), 'utf8')).values()].includes(anchor!);
+      })
+      .map(([link]) => link);
+    expect(broken).toEqual([]);
   });
 });
