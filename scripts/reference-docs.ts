@@ -34,6 +34,9 @@ const PAGES = [
       'What the `plans`, `endpoints` and `globalLimits` props are made of, and the helpers that build them: ' +
       '[`requestsPerMinute`](#@@requestsPerMinute@@), [`requestsPerDay`](#@@requestsPerDay@@), ' +
       '[`tokensPerMinute`](#@@tokensPerMinute@@), [`tokensPerDay`](#@@tokensPerDay@@), [`usdPerDay`](#@@usdPerDay@@), ' +
+      'calendar budgets [`usdPerMonth`](#@@usdPerMonth@@), [`usdPerWeek`](#@@usdPerWeek@@), ' +
+      '[`usdPerCalendarDay`](#@@usdPerCalendarDay@@), [`tokensPerMonth`](#@@tokensPerMonth@@), ' +
+      '[`tokensPerCalendarDay`](#@@tokensPerCalendarDay@@), ' +
       'and [`requests`](#@@requests@@), [`tokens`](#@@tokens@@), [`usd`](#@@usd@@) around any [bucket shape](limits.md); ' +
       "[`bedrockQuota`](#@@bedrockQuota@@) for Bedrock's own quota.",
     sources: ['lambda/engine/plans.ts', 'lib/bedrock-quota.ts'],
@@ -58,7 +61,7 @@ const PAGES = [
     file: 'limits.md',
     title: 'Bucket shapes',
     intro: 'The shapes a limit can take (README, "Bucket shapes"), and their factories.',
-    sources: ['lambda/engine/limits.ts'],
+    sources: ['lambda/engine/limits.ts', 'lambda/engine/calendar.ts'],
   },
   {
     file: 'observability.md',

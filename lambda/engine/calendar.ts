@@ -14,10 +14,14 @@
  */
 import { InvalidLimitError } from './errors';
 
+/** The periods a calendar budget can count in. */
 export const PERIODS = ['day', 'week', 'month'] as const;
+/** A calendar day, an ISO week (from Monday) or a calendar month. */
 export type Period = (typeof PERIODS)[number];
 
+/** Where a calendar budget's periods start: its period and time zone. */
 export interface Calendar {
+  /** Day, ISO week or month. */
   readonly period: Period;
   /** An IANA time zone name ('Europe/Paris', 'America/New_York', 'UTC'). */
   readonly timeZone: string;

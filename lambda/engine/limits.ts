@@ -67,6 +67,7 @@ export interface SlidingWindowLimit {
    * A calendar budget: at most `limit` in each day, ISO week or month of a time zone, counted
    * from the period's first moment (calendarBudget). Its one slot is the period; `windowMs` is
    * the longest a period lasts.
+   * @default none: a rolling window
    */
   readonly calendar?: Calendar;
 }
@@ -192,8 +193,12 @@ export function slidingWindow(
  * At most `limit` in each calendar `period` (day, ISO week from Monday, month) of `timeZone`: the
  * count starts again at each period's first moment there (local midnight). Exact like a window:
  * an admission counts in its period, and the 429 says to come back when the next one starts.
+ * @param limit the most each period admits (requests, tokens, or micro-dollars under `usd`)
+ * @param period 'day', 'week' (ISO, from Monday) or 'month'
+ * @param timeZone an IANA time zone name
+ * @example usd(calendarBudget(500_000_000, 'month', 'Europe/Paris'))
  */
-export function calendarBudget(limit: number, period: Period, timeZone = 'UTC'): SlidingWindowLimit {
+export function calendarBudget(limit: number, period: Period, timeZone: string = 'UTC'): SlidingWindowLimit {
   requirePositive('calendarBudget limit', limit);
   if (!PERIODS.includes(period))
     throw new InvalidLimitError(

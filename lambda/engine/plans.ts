@@ -497,28 +497,51 @@ export const tokensPerDay = (n: number, options?: LimitOptions): LimitSpec =>
  */
 export const usdPerDay = (dollars: number, options?: LimitOptions): LimitSpec =>
   usd(tokenBucket(dollars * 1_000_000, (dollars * 1_000_000) / 86_400), options);
-/** Calendar budgets: `timeZone` (IANA, default UTC) says where a period starts (local midnight). */
+/** Options of the calendar budget helpers: a limit's options and the zone its periods are reckoned in. */
 export interface CalendarOptions extends LimitOptions {
-  /** @default 'UTC' */
+  /** The IANA time zone whose local midnight starts each period ('Europe/Paris', 'America/New_York'). @default 'UTC' */
   readonly timeZone?: string;
 }
 const calendar = (period: Period, counts: 'tokens' | 'usd', n: number, options: CalendarOptions = {}): LimitSpec => {
   const { timeZone, ...rest } = options;
   return { counts, limit: calendarBudget(n, period, timeZone), ...rest };
 };
-/** At most `n` tokens each calendar day of `timeZone`, from local midnight. */
+/**
+ * At most `n` tokens each calendar day of `timeZone`, from local midnight (a calendar budget).
+ * @param n tokens a day
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ */
 export const tokensPerCalendarDay = (n: number, options?: CalendarOptions): LimitSpec =>
   calendar('day', 'tokens', n, options);
-/** At most `n` tokens each calendar month of `timeZone`, from the 1st at local midnight. */
+/**
+ * At most `n` tokens each calendar month of `timeZone`, from the 1st at local midnight.
+ * @param n tokens a month
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ * @example tokensPerMonth(50_000_000, { timeZone: 'America/New_York', alertAt: [80, 100] })
+ */
 export const tokensPerMonth = (n: number, options?: CalendarOptions): LimitSpec =>
   calendar('month', 'tokens', n, options);
-/** At most `dollars` each calendar day of `timeZone`, from local midnight. */
+/**
+ * At most `dollars` each calendar day of `timeZone`, from local midnight.
+ * @param dollars US dollars a day
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ */
 export const usdPerCalendarDay = (dollars: number, options?: CalendarOptions): LimitSpec =>
   calendar('day', 'usd', dollars * 1_000_000, options);
-/** At most `dollars` each ISO week (from Monday, local midnight) of `timeZone`. */
+/**
+ * At most `dollars` each ISO week (from Monday, local midnight) of `timeZone`.
+ * @param dollars US dollars a week
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ */
 export const usdPerWeek = (dollars: number, options?: CalendarOptions): LimitSpec =>
   calendar('week', 'usd', dollars * 1_000_000, options);
-/** At most `dollars` each calendar month of `timeZone`, from the 1st at local midnight. */
+/**
+ * At most `dollars` each calendar month of `timeZone`, from the 1st at local midnight: a
+ * contract's monthly budget. A 429 says to retry when the next month starts there.
+ * @param dollars US dollars a month
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ * @example usdPerMonth(500, { timeZone: 'Europe/Paris' })
+ */
 export const usdPerMonth = (dollars: number, options?: CalendarOptions): LimitSpec =>
   calendar('month', 'usd', dollars * 1_000_000, options);
 
