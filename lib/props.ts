@@ -1,6 +1,8 @@
 import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
@@ -131,16 +133,57 @@ export interface LlmRateLimiterProps {
   readonly cloudWatchRole?: boolean;
   /** The API's stage name (part of the URL). @default 'live' */
   readonly stageName?: string;
-  /** Retention of the functions' and the access logs. @default RetentionDays.ONE_MONTH */
+  /**
+   * Retention of every log group the limiter has: each function's, the API's access logs and its
+   * execution logs (`API-Gateway-Execution-Logs_<api id>/<stage>`, made by the stack so that API
+   * Gateway does not make it with no expiry).
+   * @default RetentionDays.ONE_MONTH
+   */
   readonly logRetention?: RetentionDays;
   /**
-   * What happens to the table (keys, tenants, buckets) and the alarm topic's KMS key when they leave
-   * the stack. DESTROY deletes both (the key after KMS's shortest waiting period, 7 days; a retained
-   * key is billed monthly until someone deletes it). @default RemovalPolicy.RETAIN
+   * What happens to what holds state when it leaves the stack (a stack deleted, or a construct
+   * removed): the table (keys, tenants, buckets), every log group, and the alarm topic's KMS key.
+   * DESTROY deletes them (the key after KMS's shortest waiting period, 7 days; a retained key is
+   * billed monthly until someone deletes it). A retained table also gets deletion protection.
+   * Everything else (functions, API, parameter, alarms) has no state and is deleted with the stack.
+   * @default RemovalPolicy.RETAIN
+   * @example removalPolicy: env === 'prod' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY
    */
   readonly removalPolicy?: RemovalPolicy;
-  /** Alarms on the dashboard's metrics, sent to the AlarmTopic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
+  /** Alarms on the dashboard's metrics, sent to the alarm topic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
   readonly alarms?: LimiterAlarms;
+  /**
+   * Where every alarm notifies: your own SNS topic (an on-call topic shared by your stacks), or
+   * false for none (the alarms stay, in the console, notifying nobody; the automatic brake still
+   * fires). A topic encrypted with a customer managed key needs a key policy that lets
+   * cloudwatch.amazonaws.com call kms:Decrypt and kms:GenerateDataKey*.
+   * @default - a topic made here, encrypted with a KMS key of its own that follows removalPolicy (output `<id>AlarmTopicArn`)
+   * @example alarmTopic: Topic.fromTopicArn(stack, 'OnCall', 'arn:aws:sns:eu-west-1:123456789012:on-call')
+   */
+  readonly alarmTopic?: ITopic | false;
+  /**
+   * The VPC every function of the limiter runs in. The functions then reach DynamoDB, SSM
+   * Parameter Store, Secrets Manager (a keyed upstream), the upstream itself, and at deploy S3 (a
+   * custom resource answers CloudFormation through a pre-signed S3 URL) through the VPC: give
+   * the subnets a NAT gateway, or VPC endpoints for each (gateway endpoints for DynamoDB and S3,
+   * interface endpoints for SSM, Secrets Manager or Bedrock Runtime) and a route to the upstream.
+   * Logs and metrics need nothing: Lambda sends them.
+   * @default - no VPC: the functions run in Lambda's own network
+   * @example vpc: Vpc.fromLookup(stack, 'Vpc', { vpcName: 'platform' })
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * Which subnets of `vpc` the functions run in. Requires vpc.
+   * @default - the VPC's private subnets (with egress), else its isolated ones
+   * @example vpcSubnets: { subnetGroupName: 'app' }
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the functions in `vpc`; they accept no connections, so only their egress
+   * matters. Requires vpc.
+   * @default - one group for all the limiter's functions, allowing all outbound traffic
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
   /** Opt-in: set the brake automatically when global spend per hour crosses a threshold. @default - off */
   readonly automaticBrake?: AutomaticBrake;
 }
@@ -355,6 +398,9 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     if (typeof value === 'number' && !(value > 0))
       problems.push(`alarms.${prop} is ${value}; give a positive threshold, or false to turn the alarm off`);
   }
+  for (const prop of ['vpcSubnets', 'securityGroups'] as const)
+    if (props[prop] !== undefined && !props.vpc)
+      problems.push(`${prop} is set without vpc; give vpc too, or leave ${prop} out`);
   if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName))
     problems.push(`stageName is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
 
