@@ -5,12 +5,20 @@ export {
   durationMs,
   type LeakyBucketLimit,
   type Limit,
-  leakyBucket,
   type SlidingWindowLimit,
-  slidingWindow,
   type TokenBucketLimit,
-  tokenBucket,
 } from '../lambda/engine/limits';
+// The construct's plan helpers never throw: it reports their problems with its path (lib/plan-helpers.ts).
+export {
+  leakyBucket,
+  requestsPerDay,
+  requestsPerMinute,
+  slidingWindow,
+  tokenBucket,
+  tokensPerDay,
+  tokensPerMinute,
+  usdPerDay,
+} from './plan-helpers';
 export { LIMITS_ROUTE, LlmRateLimiter } from './llm-rate-limiter';
 export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';

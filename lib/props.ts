@@ -7,6 +7,7 @@ import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
+import { helperProblem } from './plan-helpers';
 import { type Upstream, upstreamProblems } from './upstream';
 import {
   type EndpointConfig,
@@ -287,6 +288,24 @@ function checkPart(problems: Problems, raw: Record<string, unknown>): boolean {
   }
 }
 
+/** What the plan helpers were given and could not take, where each sits in the props. */
+function helperProblems(problems: Problems, props: LlmRateLimiterProps): void {
+  const specsAt = (path: string, specs: unknown) => {
+    if (!Array.isArray(specs)) return;
+    specs.forEach((spec, i) => {
+      const problem = helperProblem(spec);
+      if (problem) problems.push(`${path}[${i}]: ${problem}`);
+    });
+  };
+  for (const [name, plan] of Object.entries(props.plans ?? {})) {
+    specsAt(`plans.${name}.tenant`, plan?.tenant);
+    specsAt(`plans.${name}.user`, plan?.user);
+    for (const [route, specs] of Object.entries(plan?.endpoints ?? {}))
+      specsAt(`plans.${name}.endpoints['${route}']`, specs);
+  }
+  specsAt('globalLimits', props.globalLimits);
+}
+
 /**
  * Validates the props at synth and returns the limiter configuration the functions will run with
  * (the same parser they use at a cold start). Every problem is reported at once, each naming the
@@ -404,6 +423,7 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
   if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName))
     problems.push(`stageName is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
 
+  helperProblems(problems, props);
   // The configuration, part by part: the endpoints first (the plans refer to them), then each plan and the rest.
   const json = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
   const endpoints = json(props.endpoints);
