@@ -4,6 +4,7 @@
  */
 import { App, RemovalPolicy, Stack, Tags, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
@@ -84,6 +85,25 @@ describe('outputs and names', () => {
     expect(stack.resolve(limiter.apiUrl)).toEqual(
       stack.resolve(template.findOutputs('LimiterApiUrl').LimiterApiUrl!.Value),
     );
+  });
+});
+
+describe('custom domain', () => {
+  it("maps a domain added through limiter.api to the limiter's stage, as the README shows", () => {
+    const stack = new Stack(new App(), 'Domain');
+    const limiter = new LlmRateLimiter(stack, 'Limiter', props(stack));
+    limiter.api.addDomainName('Domain', {
+      domainName: 'llm.example.com',
+      certificate: Certificate.fromCertificateArn(stack, 'Cert', 'arn:aws:acm:eu-west-1:123456789012:certificate/abc'),
+    });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::ApiGateway::DomainName', { DomainName: 'llm.example.com' });
+    // No base path: the domain's root is the stage's, so clients use https://llm.example.com/v1.
+    template.hasResourceProperties('AWS::ApiGateway::BasePathMapping', {
+      RestApiId: { Ref: Match.stringLikeRegexp('^LimiterApi') },
+      Stage: { Ref: Match.stringLikeRegexp('^LimiterApiDeploymentStagelive') },
+      BasePath: Match.absent(),
+    });
   });
 });
 
