@@ -288,6 +288,16 @@ function checkPart(problems: Problems, raw: Record<string, unknown>): boolean {
   }
 }
 
+/** SSM Parameter Store's naming rules: https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-parameter-name-constraints.html */
+function validParameterName(name: string): boolean {
+  return (
+    /^[A-Za-z0-9_.\-/]{1,1011}$/.test(name) &&
+    (!name.includes('/') || name.startsWith('/')) &&
+    !/^\/?(aws|ssm)/i.test(name) &&
+    name.split('/').length <= 16
+  );
+}
+
 /** What the plan helpers were given and could not take, where each sits in the props. */
 function helperProblems(problems: Problems, props: LlmRateLimiterProps): void {
   const specsAt = (path: string, specs: unknown) => {
@@ -417,6 +427,12 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     if (typeof value === 'number' && !(value > 0))
       problems.push(`alarms.${prop} is ${value}; give a positive threshold, or false to turn the alarm off`);
   }
+  const brake = props.brakeParameterName;
+  if (brake !== undefined && !Token.isUnresolved(brake) && !validParameterName(brake))
+    problems.push(
+      `brakeParameterName is ${JSON.stringify(brake)}; use 1-1011 of a-z, A-Z, 0-9, _ . - and /, a leading / if it has one, ` +
+        'not starting with aws or ssm (or leave it out: CloudFormation generates one)',
+    );
   for (const prop of ['vpcSubnets', 'securityGroups'] as const)
     if (props[prop] !== undefined && !props.vpc)
       problems.push(`${prop} is set without vpc; give vpc too, or leave ${prop} out`);

@@ -606,6 +606,16 @@ describe('prop validation', () => {
       /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/,
     ],
     [
+      'the brake parameter name breaks SSM naming rules',
+      { brakeParameterName: 'llm/brake' },
+      /V\/Limiter: brakeParameterName is "llm\/brake"; use 1-1011 of a-z, A-Z, 0-9, _ \. - and \/, a leading \/ if it has one/,
+    ],
+    [
+      'the brake parameter name starts with aws',
+      { brakeParameterName: '/aws/brake' },
+      /brakeParameterName is "\/aws\/brake"; .*not starting with aws or ssm/,
+    ],
+    [
       'vpcSubnets are given without a VPC',
       { vpcSubnets: { subnetGroupName: 'app' } },
       /V\/Limiter: vpcSubnets is set without vpc; give vpc too, or leave vpcSubnets out/,

@@ -1,8 +1,9 @@
 /**
  * What a user does: pack this package, make an app with `cdk init app --language typescript`
- * (the template of the aws-cdk CLI this project pins), install the tarball, make the README's
- * first sample the app, and `cdk synth` with no AWS credentials. Once as the template's CommonJS
- * app, once as an ES module app. Needs the npm registry for the template's own packages (the
+ * (the template of the aws-cdk CLI this project pins), install the tarball by its path as the
+ * README says, make the README's first sample the app, and `cdk synth` with no AWS credentials.
+ * Once as the template's CommonJS app, once as an ES module app, once on the lowest aws-cdk-lib;
+ * then the README's platform sample (two stacks, own topic, VPC) with cdk-nag installed. Needs the npm registry for the template's own packages (the
  * project's npm cache makes it quick); nothing else leaves the machine.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
