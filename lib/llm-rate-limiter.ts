@@ -329,12 +329,20 @@ export class LlmRateLimiter extends Construct {
     const logGroup = { retention: placement.logRetention, removalPolicy: placement.removalPolicy };
     const accessLogs = new logs.LogGroup(this, 'AccessLogs', logGroup);
     const stageName = props.stageName ?? 'live';
+    // The account's logging role is one setting per account and region: a second limiter in this
+    // stack waits for the first one's instead of setting it again beside it.
+    const accountSetting =
+      props.cloudWatchRole === false
+        ? undefined
+        : Stack.of(this)
+            .node.findAll()
+            .find((c) => c instanceof apigw.CfnAccount);
     const api = new apigw.RestApi(this, 'Api', {
       // Named after its stack and construct, so that dev and prod are told apart in the console.
       restApiName: [Stack.of(this).stackName, ...this.idsInStack()].join('-'),
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
-      ...(props.cloudWatchRole === false
+      ...(props.cloudWatchRole === false || accountSetting
         ? { cloudWatchRole: false }
         : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
       deployOptions: {
@@ -374,6 +382,7 @@ export class LlmRateLimiter extends Construct {
       logGroupName: `API-Gateway-Execution-Logs_${api.restApiId}/${stageName}`,
     });
     api.deploymentStage.node.addDependency(executionLogs);
+    if (accountSetting) api.deploymentStage.node.addDependency(accountSetting);
     const authorizer = new apigw.RequestAuthorizer(this, 'RequestAuthorizer', {
       handler: this.authorizerFunction,
       identitySources: [], // keys come from Authorization or x-api-key: the authorizer reads both

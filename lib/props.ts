@@ -128,7 +128,8 @@ export interface LlmRateLimiterProps {
   /**
    * Let the stack set API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one
    * per account and region: it replaces any role set before, and is kept when the stack is deleted).
-   * Execution logging needs some role there; pass false when the account already has one.
+   * Execution logging needs some role there; pass false when the account already has one. A second
+   * limiter in the same stack does not set it again: its stage waits for the first one's.
    * @default true
    */
   readonly cloudWatchRole?: boolean;

@@ -245,14 +245,15 @@ describe('retention, removal and tags', () => {
 });
 
 describe('several limiters', () => {
-  it('two in one stack and one in another stack of the same app: distinct outputs and names, nothing set by hand', () => {
+  it('two in one stack and one in another stack of the same app: distinct outputs and names, nothing set by hand, cdk-nag clean', () => {
     const app = new App();
     const one = new Stack(app, 'Llm-prod');
     new LlmRateLimiter(one, 'Limiter', props(one));
     new LlmRateLimiter(one, 'Canary', props(one));
     const two = new Stack(app, 'Llm-dev');
     new LlmRateLimiter(two, 'Limiter', props(two));
-    app.synth();
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    expect(() => app.synth()).not.toThrow(); // cdk-nag included
     const t1 = Template.fromStack(one);
     expect(Object.keys(t1.findOutputs('*')).sort()).toEqual([
       'CanaryAlarmTopicArn',
@@ -268,6 +269,14 @@ describe('several limiters', () => {
       valuesOf(t, 'AWS::ApiGateway::RestApi').map((a) => a.Properties.Name),
     );
     expect(names).toEqual(['Llm-prod-Limiter', 'Llm-prod-Canary', 'Llm-dev-Limiter']);
+    // One account-wide logging role setting per stack: the second limiter's stage waits for the first one's.
+    const accounts = Object.keys(t1.findResources('AWS::ApiGateway::Account'));
+    expect(accounts).toEqual([expect.stringMatching(/^LimiterApiAccount/)]);
+    const canaryStage = Object.entries(t1.findResources('AWS::ApiGateway::Stage')).find(([id]) =>
+      id.startsWith('Canary'),
+    )!;
+    expect(canaryStage[1].DependsOn).toContain(accounts[0]);
+    Template.fromStack(two).resourceCountIs('AWS::ApiGateway::Account', 1);
     // Names CloudFormation generates: the brake parameters, alarms and dashboards of one account never clash.
     for (const t of [t1, Template.fromStack(two)]) {
       for (const p of valuesOf(t, 'AWS::SSM::Parameter')) expect(p.Properties.Name).toBeUndefined();
