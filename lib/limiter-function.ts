@@ -142,7 +142,8 @@ function allowNetworkInterfaces(role: iam.Role): void {
   acknowledge(role, {
     id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
     reason:
-      "Lambda creates and deletes the function's network interfaces in the VPC with its role; EC2 takes no narrower resource for these actions (AWSLambdaVPCAccessExecutionRole grants them on * too).",
+      "Lambda creates and deletes the function's network interfaces in the VPC with its role; " +
+      'EC2 takes no narrower resource for these actions (AWSLambdaVPCAccessExecutionRole grants them on * too).',
   });
 }
 

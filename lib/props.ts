@@ -152,7 +152,10 @@ export interface LlmRateLimiterProps {
    * @example removalPolicy: env === 'prod' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY
    */
   readonly removalPolicy?: RemovalPolicy;
-  /** Alarms on the dashboard's metrics, sent to the alarm topic. @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged */
+  /**
+   * Alarms on the dashboard's metrics, sent to the alarm topic.
+   * @default spend $100/h, 1000 denials/5 min, settle failures, authorizer errors, brake engaged
+   */
   readonly alarms?: LimiterAlarms;
   /**
    * Where every alarm notifies: your own SNS topic (an on-call topic shared by your stacks), or

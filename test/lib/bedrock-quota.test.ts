@@ -66,7 +66,7 @@ describe('bedrockQuota', () => {
     [
       'the burndown is below 1',
       { tokensPerMinute: 10, outputBurndown: 0.2 },
-      /globalLimits\[0\]: bedrockQuota\(\{ tokensPerMinute: 10, outputBurndown: 0\.2 \}\): outputBurndown is 0\.2; give quota tokens per output token, >= 1/,
+      /globalLimits\[0\]: bedrockQuota\(\{ tokensPerMinute: 10, outputBurndown: 0\.2 \}\): outputBurndown is 0\.2; give quota tokens per/,
     ],
   ])('is refused by the construct, after its path, when %s', (_name, quota, message) => {
     const limits = bedrockQuota(quota); // a helper never throws: the construct reports what it was given
