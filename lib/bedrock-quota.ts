@@ -7,9 +7,9 @@
  * https://docs.aws.amazon.com/bedrock/latest/userguide/global-cross-region-inference.html#global-cris-quotas
  * and https://docs.aws.amazon.com/bedrock/latest/userguide/quotas.html.
  */
-import { InvalidLimitError } from '../lambda/engine/errors';
 import { slidingWindow } from '../lambda/engine/limits';
 import { type LimitSpec, MAX_OUTPUT_WEIGHT, requests, tokens } from '../lambda/engine/plans';
+import { callOf, remember } from './plan-helpers';
 
 /** One Bedrock model's throughput quota, as Service Quotas shows it: the argument of {@link bedrockQuota}. */
 export interface BedrockQuota {
@@ -49,18 +49,30 @@ export const BEDROCK_QUOTA_NAME = 'bedrock_quota';
  */
 export function bedrockQuota(quota: BedrockQuota): LimitSpec[] {
   const burndown = quota.outputBurndown ?? 1;
+  const problems: string[] = [];
   const whole = (field: string, n: number) => {
-    if (!(Number.isInteger(n) && n >= 1))
-      throw new InvalidLimitError(`bedrockQuota: ${field} is ${n}; give the quota as a whole number >= 1`);
+    if (!(Number.isInteger(n) && n >= 1)) problems.push(`${field} is ${n}; give the quota as a whole number >= 1`);
   };
   whole('tokensPerMinute', quota.tokensPerMinute);
   if (quota.requestsPerMinute !== undefined) whole('requestsPerMinute', quota.requestsPerMinute);
   if (!(Number.isFinite(burndown) && burndown >= 1))
-    throw new InvalidLimitError(
-      `bedrockQuota: outputBurndown is ${burndown}; give quota tokens per output token, >= 1`,
-    );
-  if (burndown > MAX_OUTPUT_WEIGHT)
-    throw new InvalidLimitError(`bedrockQuota: outputBurndown is ${burndown}; give at most ${MAX_OUTPUT_WEIGHT}`);
+    problems.push(`outputBurndown is ${burndown}; give quota tokens per output token, >= 1`);
+  else if (burndown > MAX_OUTPUT_WEIGHT)
+    problems.push(`outputBurndown is ${burndown}; give at most ${MAX_OUTPUT_WEIGHT}`);
+  // Refused props all the same: the construct reports the problem, at globalLimits[0], with every other one.
+  if (problems.length) {
+    const specs = quotaLimits({
+      tokensPerMinute: 1_000,
+      ...(quota.requestsPerMinute !== undefined ? { requestsPerMinute: 1_000 } : {}),
+    });
+    remember(specs[0]!, callOf('bedrockQuota', [quota]), problems.join('; '));
+    return specs;
+  }
+  return quotaLimits(quota);
+}
+
+function quotaLimits(quota: BedrockQuota): LimitSpec[] {
+  const burndown = quota.outputBurndown ?? 1;
   return [
     tokens(slidingWindow(quota.tokensPerMinute, '1 m'), {
       name: BEDROCK_QUOTA_NAME,

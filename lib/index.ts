@@ -2,17 +2,30 @@ export { LimitsTable, type LimitsTableProps } from './limits-table';
 export * from '../lambda/engine/errors';
 export {
   type BurstCredit,
-  calendarBudget,
   durationMs,
   type LeakyBucketLimit,
   type Limit,
-  leakyBucket,
   type SlidingWindowLimit,
-  slidingWindow,
   type TokenBucketLimit,
-  tokenBucket,
 } from '../lambda/engine/limits';
 export { type Calendar, type Period, PERIODS } from '../lambda/engine/calendar';
+// The construct's plan helpers never throw: it reports their problems with its path (lib/plan-helpers.ts).
+export {
+  calendarBudget,
+  leakyBucket,
+  requestsPerDay,
+  requestsPerMinute,
+  slidingWindow,
+  tokenBucket,
+  tokensPerDay,
+  tokensPerCalendarDay,
+  tokensPerMinute,
+  tokensPerMonth,
+  usdPerCalendarDay,
+  usdPerDay,
+  usdPerMonth,
+  usdPerWeek,
+} from './plan-helpers';
 export { LIMITS_ROUTE, LlmRateLimiter } from './llm-rate-limiter';
 export type { LlmRateLimiterProps } from './props';
 export * from '../lambda/engine/plans';

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Duration, RemovalPolicy, Stage } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -42,8 +43,22 @@ function bundleDir(name: LimiterFunctionName): string {
   return found;
 }
 
+/** Where every function of one limiter runs and what happens to its logs: the same for all of them. */
+export interface FunctionPlacement {
+  /** How long the function's log group keeps its events. */
+  readonly logRetention: logs.RetentionDays;
+  /** What happens to the function's log group when it leaves the stack. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+  /** The VPC to run in (see LlmRateLimiterProps.vpc). @default - no VPC */
+  readonly vpc?: ec2.IVpc;
+  /** The subnets of `vpc` to run in. @default - the VPC's private subnets */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /** The security groups to run with in `vpc`. @default - a new one for this function (lambda.Function's default) */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
 /** Props of {@link LimiterFunction}. */
-export interface LimiterFunctionProps {
+export interface LimiterFunctionProps extends FunctionPlacement {
   /** Which handler. */
   readonly handler: LimiterFunctionName;
   /** Written beside the handler as config.json (the validated limiter configuration). @default - no config.json (the automatic brake needs none) */
@@ -56,8 +71,6 @@ export interface LimiterFunctionProps {
   readonly timeout: Duration;
   /** Environment variables beside the handler's own (NODE_OPTIONS, LIMITER_FUNCTION). */
   readonly environment: Record<string, string>;
-  /** How long its log group keeps logs. */
-  readonly logRetention: logs.RetentionDays;
   /** Executions kept for this function alone; false for none. @default - none */
   readonly reservedConcurrentExecutions?: number | false;
 }
@@ -75,13 +88,14 @@ export class LimiterFunction extends lambda.Function {
   constructor(scope: Construct, id: string, props: LimiterFunctionProps) {
     const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
       retention: props.logRetention,
-      removalPolicy: RemovalPolicy.DESTROY,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
     const role = new iam.Role(scope, `${id}Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: `LLM rate limiter ${id} function`,
     });
     logGroup.grantWrite(role);
+    if (props.vpc) allowNetworkInterfaces(role);
     super(scope, id, {
       runtime: lambda.Runtime.NODEJS_22_X,
       architecture: lambda.Architecture.ARM_64,
@@ -93,6 +107,14 @@ export class LimiterFunction extends lambda.Function {
       description: props.description,
       role,
       logGroup,
+      ...(props.vpc
+        ? {
+            vpc: props.vpc,
+            vpcSubnets: props.vpcSubnets,
+            securityGroups: props.securityGroups,
+            allowPublicSubnet: false,
+          }
+        : {}),
       ...(typeof props.reservedConcurrentExecutions === 'number'
         ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions }
         : {}),
@@ -102,6 +124,35 @@ export class LimiterFunction extends lambda.Function {
       reason: 'Pinned to nodejs22.x: the Node major the code is tested on (the project pins Node 22 for its tests).',
     });
   }
+}
+
+/**
+ * A function in a VPC reaches it through network interfaces Lambda creates with the function's
+ * role. These are the actions of AWS's AWSLambdaVPCAccessExecutionRole without its logs:* on every
+ * log group (the role writes to its own group only); EC2 takes no narrower resource for the
+ * Describe calls.
+ * https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html
+ */
+function allowNetworkInterfaces(role: iam.Role): void {
+  role.addToPolicy(
+    new iam.PolicyStatement({
+      actions: [
+        'ec2:CreateNetworkInterface',
+        'ec2:DescribeNetworkInterfaces',
+        'ec2:DescribeSubnets',
+        'ec2:DeleteNetworkInterface',
+        'ec2:AssignPrivateIpAddresses',
+        'ec2:UnassignPrivateIpAddresses',
+      ],
+      resources: ['*'],
+    }),
+  );
+  acknowledge(role, {
+    id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+    reason:
+      "Lambda creates and deletes the function's network interfaces in the VPC with its role; " +
+      'EC2 takes no narrower resource for these actions (AWSLambdaVPCAccessExecutionRole grants them on * too).',
+  });
 }
 
 /**

@@ -1,10 +1,12 @@
 import { CfnOutput, CustomResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import type { Table } from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import {
@@ -21,7 +23,7 @@ import { configSha256 } from '../lambda/engine/config-hash';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
 import { acknowledge } from './acknowledge';
 import { anyRegionModelArn, bedrockStatements, configuredBedrockModels } from './bedrock-models';
-import { LimiterFunction } from './limiter-function';
+import { type FunctionPlacement, LimiterFunction } from './limiter-function';
 import { LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
 import {
@@ -43,24 +45,32 @@ export { LIMITS_ROUTE } from '../lambda/gateway/api';
  * brake) -> a response-streaming Lambda (token reservation and settlement) -> the upstream.
  */
 export class LlmRateLimiter extends Construct {
-  /** The DynamoDB table: buckets, hashed API keys, tenants, penalty state (output `TableName`). */
+  /** The DynamoDB table of buckets, keys, tenants and the published configuration (output `<id>TableName`). */
   readonly table: Table;
-  /** The REST API (a custom domain, WAF or usage plans attach here). */
+  /**
+   * The REST API, named `<stack name>-<construct id>`; add a custom domain, a WAF web ACL or usage
+   * plans through it.
+   * @example limiter.api.addDomainName('Domain', { domainName: 'llm.example.com', certificate, basePath: 'ai' })
+   */
   readonly api: apigw.RestApi;
-  /** The brake: the SSM parameter operators flip (output `BrakeParameterName`). */
+  /** The brake (kill-switch) operators flip (output `<id>BrakeParameterName`); see grantBrake. */
   readonly brakeParameter: ssm.StringParameter;
-  /** The REQUEST authorizer: identity, brake and layered limits for every request. */
+  /** The REQUEST authorizer: identity, brake, layered limits. */
   readonly authorizerFunction: LimiterFunction;
-  /** The streaming proxy: validates, reserves, calls the upstream and settles. */
+  /** The response-streaming proxy: token reservation, the upstream call, settlement. */
   readonly proxyFunction: LimiterFunction;
-  /** Serves `GET /v1/limits` and `GET /v1/models`. */
+  /** Serves `GET /v1/limits` (a caller's own limits and usage) and `GET /v1/models`. */
   readonly limitsFunction: LimiterFunction;
   /** Copies the brake parameter into the table (on change and once a minute). */
   readonly brakeMirrorFunction: LimiterFunction;
+  /** Sets the brake when global spend crosses `automaticBrake.spendPerHourUsd`; undefined unless automaticBrake is on. */
+  readonly autoBrakeFunction?: LimiterFunction;
+  /** Where every alarm notifies (output `<id>AlarmTopicArn`): the `alarmTopic` prop, the topic made here, or undefined with `alarmTopic: false`. */
+  readonly alarmTopic?: sns.ITopic;
   /** Dashboard, alarms, the alarm topic and (opt-in) the automatic brake. */
   readonly observability: LimiterObservability;
-  /** The base URL OpenAI clients use (ends in /v1). */
-  readonly baseUrl: string;
+  /** The base URL OpenAI clients use, ending in /v1 (output `<id>ApiUrl`): `https://<api id>.execute-api.<region>.amazonaws.com/<stage>/v1`. */
+  readonly apiUrl: string;
 
   /**
    * @param props - the plans, endpoints and upstream, and how the pieces behave
@@ -76,13 +86,31 @@ export class LlmRateLimiter extends Construct {
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
 
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const placement: FunctionPlacement = {
+      logRetention: retention,
+      removalPolicy,
+      ...(props.vpc
+        ? {
+            vpc: props.vpc,
+            vpcSubnets: props.vpcSubnets,
+            // One group for all the functions (none accepts connections): egress to DynamoDB, SSM and the upstream.
+            securityGroups: props.securityGroups ?? [
+              new ec2.SecurityGroup(this, 'FunctionsSecurityGroup', {
+                vpc: props.vpc,
+                description: 'LLM rate limiter functions (outbound only)',
+                allowAllOutbound: true,
+              }),
+            ],
+          }
+        : {}),
+    };
     this.table = new LimitsTable(this, 'Limits', { removalPolicy }).table;
     this.brakeParameter = new ssm.StringParameter(this, 'Brake', {
       ...(props.brakeParameterName ? { parameterName: props.brakeParameterName } : {}),
       stringValue: 'off',
       description: 'LLM rate limiter kill-switch: off, or {"enabled": true, "reason": "...", "until": "<ISO time>"}',
     });
-    const functions = this.createFunctions(props, config, retention, target);
+    const functions = this.createFunctions(props, config, placement, target);
     this.authorizerFunction = functions.authorizer;
     this.proxyFunction = functions.proxy;
     this.limitsFunction = functions.limits;
@@ -90,37 +118,64 @@ export class LlmRateLimiter extends Construct {
     if (target.kind === 'bedrock') this.grantBedrock(target.region, config);
     else this.grantSecret(upstream.apiKeySecret!);
     const brakeReserved = props.brakeReservedConcurrency ?? DEFAULT_BRAKE_RESERVED_CONCURRENCY;
-    this.brakeMirrorFunction = this.mirrorBrake(retention, brakeReserved);
-    this.api = this.createApi(props, config, retention);
+    this.brakeMirrorFunction = this.mirrorBrake(placement, brakeReserved);
+    this.api = this.createApi(props, config, placement);
     this.observability = new LimiterObservability(this, 'Observability', {
       authorizerFunction: this.authorizerFunction,
       proxyFunction: this.proxyFunction,
       brakeParameter: this.brakeParameter,
-      logRetention: retention,
+      functionPlacement: placement,
       proxyLogGroup: this.proxyFunction.logGroup,
       metricsByTenant: props.metricsByTenant ?? false,
-      removalPolicy,
+      ...(props.alarmTopic !== undefined ? { alarmTopic: props.alarmTopic } : {}),
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
       brakeReservedConcurrency: brakeReserved,
     });
-    this.publishConfig(config, retention);
+    this.alarmTopic = this.observability.alarmTopic;
+    this.autoBrakeFunction = this.observability.autoBrakeFunction;
+    this.publishConfig(config, placement);
     this.acknowledgeNagFindings();
-    this.baseUrl = `${this.api.url}v1`;
-    new CfnOutput(this, 'AlarmTopicArn', {
-      value: this.observability.alarmTopic.topicArn,
-      description: 'Subscribe operators here',
-    });
-    new CfnOutput(this, 'ApiUrl', { value: this.baseUrl, description: 'Base URL for OpenAI clients' });
-    new CfnOutput(this, 'TableName', { value: this.table.tableName });
-    new CfnOutput(this, 'BrakeParameterName', { value: this.brakeParameter.parameterName });
+    this.apiUrl = `${this.api.url}v1`;
+    this.addOutputs();
+  }
+
+  /**
+   * The outputs, under keys that do not change: `<id>ApiUrl` and so on, where `<id>` is the
+   * construct's path in its stack without separators (`Limiter` for `new LlmRateLimiter(stack, 'Limiter')`),
+   * so that two limiters in one stack each have theirs. Outputs, not exports: an export name is one
+   * per account and region, and a stack cannot change or drop an export another stack imports.
+   */
+  private addOutputs(): void {
+    const prefix = this.idsInStack()
+      .map((id) => id.replace(/[^A-Za-z0-9]/g, ''))
+      .join('');
+    const output = (name: string, value: string, description: string) =>
+      new CfnOutput(this, name, { value, description }).overrideLogicalId(`${prefix}${name}`);
+    output('ApiUrl', this.apiUrl, 'Base URL for OpenAI clients (ends in /v1); Anthropic clients take it without /v1');
+    output(
+      'TableName',
+      this.table.tableName,
+      'The limiter table: tenants, keys, buckets (the admin CLI finds it here)',
+    );
+    output(
+      'BrakeParameterName',
+      this.brakeParameter.parameterName,
+      'SSM parameter of the brake: put-parameter on / off to stop or release all model traffic',
+    );
+    if (this.alarmTopic)
+      output(
+        'AlarmTopicArn',
+        this.alarmTopic.topicArn,
+        'Every alarm of the limiter notifies this topic: subscribe operators here',
+      );
   }
 
   /** The three functions on the request path, each with config.json beside its handler and the environment the settings give it. */
   private createFunctions(
     props: LlmRateLimiterProps,
     config: LimiterConfig,
-    retention: logs.RetentionDays,
+    placement: FunctionPlacement,
     upstream: UpstreamTarget,
   ) {
     // Unset props are left out: the settings' defaults (lambda/runtime/settings.ts) apply.
@@ -138,7 +193,7 @@ export class LlmRateLimiter extends Construct {
       },
     });
     // The configuration travels as config.json beside each handler: reviewable in cdk.out, no 4 KB environment limit.
-    const common = { config, environment, logRetention: retention };
+    const common = { config, environment, ...placement };
     const reserved = props.authorizerReservedConcurrency ?? DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY;
     const authorizer = new LimiterFunction(this, 'Authorizer', {
       ...common,
@@ -239,12 +294,12 @@ export class LlmRateLimiter extends Construct {
    * serves 40 GetParameter calls a second per account by default: thousands of containers
    * reading it every 5 s would be throttled exactly when traffic is highest (docs/aws-fidelity.md).
    */
-  private mirrorBrake(retention: logs.RetentionDays, reserved: number | false): LimiterFunction {
+  private mirrorBrake(placement: FunctionPlacement, reserved: number | false): LimiterFunction {
     const mirror = new LimiterFunction(this, 'BrakeMirror', {
+      ...placement,
       handler: 'brake-mirror',
       memorySize: 256,
       timeout: Duration.seconds(10),
-      logRetention: retention,
       reservedConcurrentExecutions: reserved,
       environment: { TABLE_NAME: this.table.tableName, BRAKE_PARAMETER_NAME: this.brakeParameter.parameterName },
       description: 'LLM rate limiter: copies the brake parameter into the table the functions read',
@@ -272,17 +327,29 @@ export class LlmRateLimiter extends Construct {
   }
 
   /** The REST API: the stage, the authorizer, the gateway responses and a method per route (lambda/gateway/api.ts). */
-  private createApi(props: LlmRateLimiterProps, config: LimiterConfig, retention: logs.RetentionDays): apigw.RestApi {
+  private createApi(props: LlmRateLimiterProps, config: LimiterConfig, placement: FunctionPlacement): apigw.RestApi {
     const throttle = methodThrottle(props);
-    const accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: RemovalPolicy.DESTROY });
+    const logGroup = { retention: placement.logRetention, removalPolicy: placement.removalPolicy };
+    const accessLogs = new logs.LogGroup(this, 'AccessLogs', logGroup);
+    const stageName = props.stageName ?? 'live';
+    // The account's logging role is one setting per account and region: a second limiter in this
+    // stack waits for the first one's instead of setting it again beside it.
+    const accountSetting =
+      props.cloudWatchRole === false
+        ? undefined
+        : Stack.of(this)
+            .node.findAll()
+            .find((c) => c instanceof apigw.CfnAccount);
     const api = new apigw.RestApi(this, 'Api', {
+      // Named after its stack and construct, so that dev and prod are told apart in the console.
+      restApiName: [Stack.of(this).stackName, ...this.idsInStack()].join('-'),
       description: 'OpenAI-compatible API with per-tenant, per-user, per-endpoint and global rate limits',
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
-      ...(props.cloudWatchRole === false
+      ...(props.cloudWatchRole === false || accountSetting
         ? { cloudWatchRole: false }
         : { cloudWatchRole: true, cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN }),
       deployOptions: {
-        stageName: props.stageName ?? 'live',
+        stageName,
         // API Gateway applies these to each method (not to the stage as a whole): a share of the total each.
         throttlingRateLimit: throttle.rateLimit,
         throttlingBurstLimit: throttle.burstLimit,
@@ -309,6 +376,16 @@ export class LlmRateLimiter extends Construct {
         },
       },
     });
+    // RestApi outputs its stage's root URL, which lacks /v1: the ApiUrl output is the one to use.
+    api.node.tryRemoveChild('Endpoint');
+    // API Gateway creates the execution log group itself, kept forever, unless it exists already: made
+    // here, before the stage, it has the retention and removal policy of the other log groups.
+    const executionLogs = new logs.LogGroup(this, 'ExecutionLogs', {
+      ...logGroup,
+      logGroupName: `API-Gateway-Execution-Logs_${api.restApiId}/${stageName}`,
+    });
+    api.deploymentStage.node.addDependency(executionLogs);
+    if (accountSetting) api.deploymentStage.node.addDependency(accountSetting);
     const authorizer = new apigw.RequestAuthorizer(this, 'RequestAuthorizer', {
       handler: this.authorizerFunction,
       identitySources: [], // keys come from Authorization or x-api-key: the authorizer reads both
@@ -363,14 +440,14 @@ export class LlmRateLimiter extends Construct {
    * the CLI finds it from `--stack` or `--table`: plans are checked and usage reported against
    * what the functions run with, with no copy to keep in step.
    */
-  private publishConfig(config: ReturnType<typeof validateProps>, retention: logs.RetentionDays): void {
+  private publishConfig(config: ReturnType<typeof validateProps>, placement: FunctionPlacement): void {
     const publisher = new LimiterFunction(this, 'ConfigPublisher', {
+      ...placement,
       handler: 'config-publisher',
       config,
       memorySize: 256,
       // Room to retry while IAM propagates the role's new policy (the handler keeps 12 s for its answer).
       timeout: Duration.minutes(1),
-      logRetention: retention,
       environment: { TABLE_NAME: this.table.tableName },
       description: 'LLM rate limiter: publishes the limiter configuration in the table for the admin CLI (at deploy)',
     });
@@ -437,6 +514,12 @@ export class LlmRateLimiter extends Construct {
           'The account-level role API Gateway needs to write access and execution logs; this AWS managed policy is the documented way.',
       },
     );
+  }
+
+  /** The ids from the stack down to this construct: ['Limiter'] for `new LlmRateLimiter(stack, 'Limiter')`. */
+  private idsInStack(): string[] {
+    const scopes = this.node.scopes;
+    return scopes.slice(scopes.indexOf(Stack.of(this)) + 1).map((c) => c.node.id);
   }
 
   private resourceFor(api: apigw.RestApi, route: string): apigw.IResource {

@@ -10,7 +10,7 @@ import type * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { NAMESPACE } from '../lambda/runtime/metrics';
 import { NUMBER_SETTINGS, settingsEnvironment } from '../lambda/runtime/settings';
-import { LimiterFunction } from './limiter-function';
+import { type FunctionPlacement, LimiterFunction } from './limiter-function';
 
 /**
  * The `alarms` prop: every alarm is on by default; a number tunes its threshold, `false` turns it
@@ -75,8 +75,10 @@ export interface LimiterObservabilityProps {
   readonly alarms?: LimiterAlarms;
   /** LlmRateLimiterProps.automaticBrake. @default - no automatic brake */
   readonly automaticBrake?: AutomaticBrake;
-  /** How long the automatic brake function's logs are kept. */
-  readonly logRetention: logs.RetentionDays;
+  /** Log retention, removal policy (also the alarm topic's KMS key's) and VPC of the automatic brake's function. */
+  readonly functionPlacement: FunctionPlacement;
+  /** Where the alarms notify (see LlmRateLimiterProps.alarmTopic); false for nowhere. @default - an encrypted topic made here */
+  readonly alarmTopic?: sns.ITopic | false;
   /** The dashboard's name. @default - a name CloudFormation generates */
   readonly dashboardName?: string;
   /**
@@ -86,8 +88,6 @@ export interface LimiterObservabilityProps {
   readonly proxyLogGroup?: logs.ILogGroup;
   /** Tenant is a metric dimension (see LlmRateLimiterProps.metricsByTenant). @default false */
   readonly metricsByTenant?: boolean;
-  /** What happens to the alarm topic's KMS key when it leaves the stack (LlmRateLimiterProps.removalPolicy). @default RemovalPolicy.RETAIN */
-  readonly removalPolicy?: RemovalPolicy;
   /** Executions reserved for the automatic brake (see LlmRateLimiterProps.brakeReservedConcurrency). @default - none */
   readonly brakeReservedConcurrency?: number | false;
 }
@@ -207,8 +207,8 @@ export const ALARMS: readonly {
  * SNS topic, and optionally the automatic brake.
  */
 export class LimiterObservability extends Construct {
-  /** The KMS-encrypted SNS topic every alarm notifies (output `AlarmTopicArn`): subscribe operators here. */
-  readonly alarmTopic: sns.Topic;
+  /** Where every alarm notifies; undefined with `alarmTopic: false`. */
+  readonly alarmTopic?: sns.ITopic;
   /** Who spends what, which limit bites, settlement failures, the authorizer's latency. */
   readonly dashboard: cloudwatch.Dashboard;
   /** The alarms created (those the `alarms` prop leaves on, and the automatic brake's). */
@@ -221,8 +221,9 @@ export class LimiterObservability extends Construct {
    */
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
     super(scope, id);
-    this.alarmTopic = this.topic(props.removalPolicy ?? RemovalPolicy.RETAIN);
-    const notify = new actions.SnsAction(this.alarmTopic);
+    if (props.alarmTopic !== false)
+      this.alarmTopic = props.alarmTopic ?? this.topic(props.functionPlacement.removalPolicy ?? RemovalPolicy.RETAIN);
+    const notify = this.alarmTopic ? [new actions.SnsAction(this.alarmTopic)] : [];
     this.addAlarms(props, notify);
     if (props.automaticBrake) this.autoBrakeFunction = this.addAutomaticBrake(props, props.automaticBrake, notify);
     this.dashboard = this.addDashboard(props);
@@ -259,13 +260,13 @@ export class LimiterObservability extends Construct {
   }
 
   /** Every alarm of ALARMS that the props leave on, with its threshold, notifying the topic. */
-  private addAlarms(props: LimiterObservabilityProps, notify: actions.SnsAction): void {
+  private addAlarms(props: LimiterObservabilityProps, notify: actions.SnsAction[]): void {
     for (const a of ALARMS) {
       const setting = props.alarms?.[a.prop];
       if (setting === false) continue;
       const threshold = typeof setting === 'number' ? setting : a.threshold;
       const m = typeof a.metric === 'function' ? a.metric(props) : a.metric;
-      this.alarm(a.id, m, threshold * (a.scale ?? 1), a.description(threshold)).addAlarmAction(notify);
+      this.alarm(a.id, m, threshold * (a.scale ?? 1), a.description(threshold)).addAlarmAction(...notify);
     }
   }
 
@@ -273,14 +274,14 @@ export class LimiterObservability extends Construct {
   private addAutomaticBrake(
     props: LimiterObservabilityProps,
     automatic: NonNullable<LimiterObservabilityProps['automaticBrake']>,
-    notify: actions.SnsAction,
+    notify: actions.SnsAction[],
   ): LimiterFunction {
     const brakeFor = automatic.brakeFor ?? Duration.seconds(NUMBER_SETTINGS.brakeForSeconds.default);
     const fn = new LimiterFunction(this, 'AutoBrake', {
+      ...props.functionPlacement,
       handler: 'auto-brake',
       memorySize: 256,
       timeout: Duration.seconds(10),
-      logRetention: props.logRetention,
       environment: {
         BRAKE_PARAMETER_NAME: props.brakeParameter.parameterName,
         ...settingsEnvironment({ brakeForSeconds: brakeFor.toSeconds() }),
@@ -296,7 +297,7 @@ export class LimiterObservability extends Construct {
       SPEND_PER_HOUR,
       automatic.spendPerHourUsd * 1_000_000,
       `Automatic brake: global spend crossed $${automatic.spendPerHourUsd} in an hour; braked for ${brakeFor.toHumanString()}`,
-    ).addAlarmAction(new actions.LambdaAction(fn), notify);
+    ).addAlarmAction(new actions.LambdaAction(fn), ...notify);
     return fn;
   }
 

@@ -1,10 +1,13 @@
 import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
 import { InvalidLimitError } from '../lambda/engine/errors';
 import type { AutomaticBrake, LimiterAlarms } from './observability';
+import { helperProblem } from './plan-helpers';
 import { type Upstream, upstreamProblems } from './upstream';
 import {
   type EndpointConfig,
@@ -226,38 +229,73 @@ export interface LlmRateLimiterProps {
   /**
    * Let the stack set API Gateway's account-wide CloudWatch Logs role (AWS::ApiGateway::Account, one
    * per account and region: it replaces any role set before, and is kept when the stack is deleted).
-   * Execution logging needs some role there; pass false when the account already has one (a
-   * second limiter in the same account and region).
+   * Execution logging needs some role there; pass false when the account already has one. A second
+   * limiter in the same stack does not set it again: its stage waits for the first one's.
    * @default true
    */
   readonly cloudWatchRole?: boolean;
   /** The API's stage name: the first part of its URL's path (`https://<id>.execute-api.<region>.amazonaws.com/<stageName>/v1`). @default 'live' */
   readonly stageName?: string;
   /**
-   * How long the functions' logs and the API's access logs are kept.
+   * Retention of every log group the limiter has: each function's, the API's access logs and its
+   * execution logs (`API-Gateway-Execution-Logs_<api id>/<stage>`, made by the stack so that API
+   * Gateway does not make it with no expiry).
    * @example
    * logRetention: RetentionDays.THREE_MONTHS, // import { RetentionDays } from 'aws-cdk-lib/aws-logs'
    * @default `RetentionDays.ONE_MONTH`
    */
   readonly logRetention?: RetentionDays;
   /**
-   * What happens to the table (keys, tenants, buckets) and the alarm topic's KMS key when they leave
-   * the stack. A retained table also gets deletion protection. DESTROY deletes both (the key after
-   * KMS's shortest waiting period, 7 days; a retained key is billed monthly until someone deletes it).
-   * @example
-   * removalPolicy: RemovalPolicy.DESTROY, // a dev stack
+   * What happens to what holds state when it leaves the stack (a stack deleted, or a construct
+   * removed): the table (keys, tenants, buckets), every log group, and the alarm topic's KMS key.
+   * DESTROY deletes them (the key after KMS's shortest waiting period, 7 days; a retained key is
+   * billed monthly until someone deletes it). A retained table also gets deletion protection.
+   * Everything else (functions, API, parameter, alarms) has no state and is deleted with the stack.
    * @default `RemovalPolicy.RETAIN`
+   * @example removalPolicy: env === 'prod' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY
    */
   readonly removalPolicy?: RemovalPolicy;
   /**
-   * The alarms on the limiter's metrics, sent to the alarm topic (output `AlarmTopicArn`): each is
-   * on with its default threshold; a number tunes one, `false` turns it off. The list, with each
-   * alarm's metric and default: {@link LimiterAlarms}.
+   * The alarms on the limiter's metrics, sent to the alarm topic (output `<id>AlarmTopicArn`, or
+   * `alarmTopic`): each is on with its default threshold; a number tunes one, `false` turns it off.
+   * The list, with each alarm's metric and default: {@link LimiterAlarms}.
    * @example
    * alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false },
    * @default - every alarm of LimiterAlarms, at its default threshold
    */
   readonly alarms?: LimiterAlarms;
+  /**
+   * Where every alarm notifies: your own SNS topic (an on-call topic shared by your stacks), or
+   * false for none (the alarms stay, in the console, notifying nobody; the automatic brake still
+   * fires). A topic encrypted with a customer managed key needs a key policy that lets
+   * cloudwatch.amazonaws.com call kms:Decrypt and kms:GenerateDataKey*.
+   * @default - a topic made here, encrypted with a KMS key of its own that follows removalPolicy (output `<id>AlarmTopicArn`)
+   * @example alarmTopic: Topic.fromTopicArn(stack, 'OnCall', 'arn:aws:sns:eu-west-1:123456789012:on-call')
+   */
+  readonly alarmTopic?: ITopic | false;
+  /**
+   * The VPC every function of the limiter runs in. The functions then reach DynamoDB, SSM
+   * Parameter Store, Secrets Manager (a keyed upstream), the upstream itself, and at deploy S3 (a
+   * custom resource answers CloudFormation through a pre-signed S3 URL) through the VPC: give
+   * the subnets a NAT gateway, or VPC endpoints for each (gateway endpoints for DynamoDB and S3,
+   * interface endpoints for SSM, Secrets Manager or Bedrock Runtime) and a route to the upstream.
+   * Logs and metrics need nothing: Lambda sends them.
+   * @default - no VPC: the functions run in Lambda's own network
+   * @example vpc: Vpc.fromLookup(stack, 'Vpc', { vpcName: 'platform' })
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * Which subnets of `vpc` the functions run in. Requires vpc.
+   * @default - the VPC's private subnets (with egress), else its isolated ones
+   * @example vpcSubnets: { subnetGroupName: 'app' }
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the functions in `vpc`; they accept no connections, so only their egress
+   * matters. Requires vpc.
+   * @default - one group for all the limiter's functions, allowing all outbound traffic
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
   /**
    * Opt-in: set the brake automatically when global spend per hour crosses a threshold.
    * @example
@@ -364,6 +402,34 @@ function checkPart(problems: Problems, raw: Record<string, unknown>): boolean {
     problems.push(propPath(err.message));
     return false;
   }
+}
+
+/** SSM Parameter Store's naming rules: https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-parameter-name-constraints.html */
+function validParameterName(name: string): boolean {
+  return (
+    /^[A-Za-z0-9_.\-/]{1,1011}$/.test(name) &&
+    (!name.includes('/') || name.startsWith('/')) &&
+    !/^\/?(aws|ssm)/i.test(name) &&
+    name.split('/').length <= 16
+  );
+}
+
+/** What the plan helpers were given and could not take, where each sits in the props. */
+function helperProblems(problems: Problems, props: LlmRateLimiterProps): void {
+  const specsAt = (path: string, specs: unknown) => {
+    if (!Array.isArray(specs)) return;
+    specs.forEach((spec, i) => {
+      const problem = helperProblem(spec);
+      if (problem) problems.push(`${path}[${i}]: ${problem}`);
+    });
+  };
+  for (const [name, plan] of Object.entries(props.plans ?? {})) {
+    specsAt(`plans.${name}.tenant`, plan?.tenant);
+    specsAt(`plans.${name}.user`, plan?.user);
+    for (const [route, specs] of Object.entries(plan?.endpoints ?? {}))
+      specsAt(`plans.${name}.endpoints['${route}']`, specs);
+  }
+  specsAt('globalLimits', props.globalLimits);
 }
 
 /**
@@ -477,9 +543,19 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     if (typeof value === 'number' && !(value > 0))
       problems.push(`alarms.${prop} is ${value}; give a positive threshold, or false to turn the alarm off`);
   }
+  const brake = props.brakeParameterName;
+  if (brake !== undefined && !Token.isUnresolved(brake) && !validParameterName(brake))
+    problems.push(
+      `brakeParameterName is ${JSON.stringify(brake)}; use 1-1011 of a-z, A-Z, 0-9, _ . - and /, a leading / if it has one, ` +
+        'not starting with aws or ssm (or leave it out: CloudFormation generates one)',
+    );
+  for (const prop of ['vpcSubnets', 'securityGroups'] as const)
+    if (props[prop] !== undefined && !props.vpc)
+      problems.push(`${prop} is set without vpc; give vpc too, or leave ${prop} out`);
   if (props.stageName !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(props.stageName))
     problems.push(`stageName is ${JSON.stringify(props.stageName)}; use letters, digits, - and _`);
 
+  helperProblems(problems, props);
   // The configuration, part by part: the endpoints first (the plans refer to them), then each plan and the rest.
   const json = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
   const endpoints = json(props.endpoints);

@@ -189,6 +189,10 @@ export function slidingWindow(
   return { shape: 'sliding_window', limit, windowMs, subWindows };
 }
 
+/** `period` when it is one, else 'day' (a placeholder for a helper that reports the problem later). */
+export const calendarPeriodOr = (period: unknown): Period =>
+  PERIODS.includes(period as Period) ? (period as Period) : 'day';
+
 /**
  * At most `limit` in each calendar `period` (day, ISO week from Monday, month) of `timeZone`: the
  * count starts again at each period's first moment there (local midnight). Exact like a window:

@@ -84,9 +84,27 @@ const consoleIo: Io = { out: (t) => process.stdout.write(`${t}\n`), err: (t) => 
 async function fromStack(name: string, region: string | undefined): Promise<{ table?: string; brake?: string }> {
   const cfn = new CloudFormationClient(region ? { region } : {});
   const out = await cfn.send(new DescribeStacksCommand({ StackName: name }));
-  const outputs = out.Stacks?.[0]?.Outputs ?? [];
-  const find = (suffix: string) => outputs.find((o) => o.OutputKey?.includes(suffix))?.OutputValue;
-  return { table: find('TableName'), brake: find('BrakeParameterName') };
+  return namesFromOutputs(name, out.Stacks?.[0]?.Outputs ?? []);
+}
+
+/**
+ * The table and the brake a stack's outputs name (`<id>TableName`, `<id>BrakeParameterName`, one
+ * pair per limiter). A stack with several limiters does not say which: the flags do.
+ */
+export function namesFromOutputs(
+  stack: string,
+  outputs: readonly { OutputKey?: string; OutputValue?: string }[],
+): { table?: string; brake?: string } {
+  const ids = outputs.flatMap((o) =>
+    o.OutputKey?.endsWith('TableName') ? [o.OutputKey.slice(0, -'TableName'.length)] : [],
+  );
+  if (ids.length > 1)
+    throw new UsageError(
+      `stack ${stack} has ${ids.length} limiters (${ids.join(', ')}): give --table and --brake-parameter from its outputs ` +
+        '(<id>TableName, <id>BrakeParameterName)',
+    );
+  const value = (name: string) => outputs.find((o) => o.OutputKey === `${ids[0] ?? ''}${name}`)?.OutputValue;
+  return { table: value('TableName'), brake: value('BrakeParameterName') };
 }
 
 /** The command line, as node:util's parseArgs reads it (its options are the CLI's flags). */

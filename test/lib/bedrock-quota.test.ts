@@ -3,6 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { limitCode } from '../../lambda/engine/plans';
 import { bedrockQuota, LlmRateLimiter, requestsPerMinute, Upstream, usdPerDay } from '../../lib';
 
+const bedrockProps = {
+  upstream: Upstream.bedrock(),
+  plans: { team: { user: [requestsPerMinute(60)] } },
+  endpoints: {
+    '/v1/chat/completions': {
+      models: { 'us.anthropic.claude-sonnet-4-20250514-v1:0': { inputPerMillion: 3, outputPerMillion: 15 } },
+    },
+  },
+};
+
 describe('bedrockQuota', () => {
   it('gives global limits of at most the quota in any minute, tokens and requests, named for the quota', () => {
     const specs = bedrockQuota({ tokensPerMinute: 400_000, requestsPerMinute: 200 });
@@ -41,25 +51,29 @@ describe('bedrockQuota', () => {
     [
       'the token quota is not a whole number',
       { tokensPerMinute: 0.5 },
-      /bedrockQuota: tokensPerMinute is 0\.5; give the quota as a whole number >= 1/,
+      /globalLimits\[0\]: bedrockQuota\(\{ tokensPerMinute: 0\.5 \}\): tokensPerMinute is 0\.5; give the quota as a whole number >= 1/,
     ],
     [
       'the request quota is zero',
       { tokensPerMinute: 10, requestsPerMinute: 0 },
-      /bedrockQuota: requestsPerMinute is 0/,
+      /globalLimits\[0\]: bedrockQuota\(\{ tokensPerMinute: 10, requestsPerMinute: 0 \}\): requestsPerMinute is 0/,
     ],
     [
       'the burndown is past what a limit takes',
       { tokensPerMinute: 10, outputBurndown: 500 },
-      /bedrockQuota: outputBurndown is 500; give at most 100/,
+      /globalLimits\[0\]: bedrockQuota\(\{ tokensPerMinute: 10, outputBurndown: 500 \}\): outputBurndown is 500; give at most 100/,
     ],
     [
       'the burndown is below 1',
       { tokensPerMinute: 10, outputBurndown: 0.2 },
-      /bedrockQuota: outputBurndown is 0\.2; give quota tokens per output token, >= 1/,
+      /globalLimits\[0\]: bedrockQuota\(\{ tokensPerMinute: 10, outputBurndown: 0\.2 \}\): outputBurndown is 0\.2; give quota tokens per/,
     ],
-  ])('throws when %s', (_name, quota, message) => {
-    expect(() => bedrockQuota(quota)).toThrow(message);
+  ])('is refused by the construct, after its path, when %s', (_name, quota, message) => {
+    const limits = bedrockQuota(quota); // a helper never throws: the construct reports what it was given
+    const stack = new Stack(new App(), 'Quota');
+    expect(() => new LlmRateLimiter(stack, 'Limiter', { ...bedrockProps, globalLimits: limits })).toThrow(
+      new RegExp(`Quota/Limiter: ${message.source}`),
+    );
   });
 
   it('is accepted by the construct beside other global limits', () => {
@@ -67,13 +81,7 @@ describe('bedrockQuota', () => {
     expect(
       () =>
         new LlmRateLimiter(stack, 'Limiter', {
-          upstream: Upstream.bedrock(),
-          plans: { team: { user: [requestsPerMinute(60)] } },
-          endpoints: {
-            '/v1/chat/completions': {
-              models: { 'us.anthropic.claude-sonnet-4-20250514-v1:0': { inputPerMillion: 3, outputPerMillion: 15 } },
-            },
-          },
+          ...bedrockProps,
           globalLimits: [
             usdPerDay(100),
             ...bedrockQuota({ tokensPerMinute: 200_000, requestsPerMinute: 200, outputBurndown: 5 }),

@@ -7,7 +7,18 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { TABLE } from '../../lambda/engine/constants';
 import { GATEWAY_RESPONSES } from '../../lambda/gateway/responses';
-import { LlmRateLimiter, type LlmRateLimiterProps, requestsPerMinute, tokensPerDay, usdPerDay } from '../../lib';
+import {
+  bedrockQuota,
+  LlmRateLimiter,
+  type LlmRateLimiterProps,
+  requestsPerMinute,
+  slidingWindow,
+  tokenBucket,
+  tokens,
+  tokensPerDay,
+  tokensPerMinute,
+  usdPerDay,
+} from '../../lib';
 
 const CHAT = '/v1/chat/completions';
 const EMBED = '/v1/embeddings';
@@ -595,6 +606,31 @@ describe('prop validation', () => {
       /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/,
     ],
     [
+      'the brake parameter name breaks SSM naming rules',
+      { brakeParameterName: 'llm/brake' },
+      /V\/Limiter: brakeParameterName is "llm\/brake"; use 1-1011 of a-z, A-Z, 0-9, _ \. - and \/, a leading \/ if it has one/,
+    ],
+    [
+      'the brake parameter name starts with aws',
+      { brakeParameterName: '/aws/brake' },
+      /brakeParameterName is "\/aws\/brake"; .*not starting with aws or ssm/,
+    ],
+    [
+      'vpcSubnets are given without a VPC',
+      { vpcSubnets: { subnetGroupName: 'app' } },
+      /V\/Limiter: vpcSubnets is set without vpc; give vpc too, or leave vpcSubnets out/,
+    ],
+    [
+      'a plan helper was given zero',
+      { plans: { team: { user: [tokensPerMinute(20_000), requestsPerMinute(0)] } } },
+      /V\/Limiter: plans.team.user\[1\]: requestsPerMinute\(0\): give a positive number of requests$/,
+    ],
+    [
+      'a shape helper was given a window it does not understand',
+      { plans: { team: { endpoints: { [CHAT]: [tokens(slidingWindow(5, '1 minute'))] } } } },
+      /V\/Limiter: plans.team.endpoints\['\/v1\/chat\/completions'\]\[0\]: slidingWindow\(5, '1 minute'\): duration '1 minute' is not understood/,
+    ],
+    [
       'the brake reservation is not a whole number',
       { brakeReservedConcurrency: 1.5 },
       /brakeReservedConcurrency is 1.5; give a whole number of executions >= 1, or false for no reservation/,
@@ -621,6 +657,30 @@ describe('prop validation', () => {
         '  - plans.team.users: unknown field: use tenant, user, endpoints, outputReservation',
         '  - plans.gold.tenant[0].limit: unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window',
         '  - globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('plan helpers', () => {
+  it('never throw where they are called: the construct reports every problem at once, naming the helper and where it is', () => {
+    const plans = {
+      team: {
+        tenant: [tokensPerDay(-5)],
+        user: [requestsPerMinute(60), requestsPerMinute(Number.NaN, { name: 'burst' })],
+        endpoints: { [CHAT]: [tokens(tokenBucket(0, 1))] },
+      },
+    };
+    const globalLimits = [usdPerDay(0), ...bedrockQuota({ tokensPerMinute: 0.5 })];
+    const stack = new Stack(new App(), 'Helpers');
+    expect(() => new LlmRateLimiter(stack, 'Limiter', props(stack, { plans, globalLimits }))).toThrow(
+      [
+        'Helpers/Limiter: 5 props are not valid:',
+        '  - plans.team.tenant[0]: tokensPerDay(-5): give a positive number of tokens',
+        "  - plans.team.user[1]: requestsPerMinute(NaN, { name: 'burst' }): give a positive number of requests",
+        "  - plans.team.endpoints['/v1/chat/completions'][0]: tokenBucket(0, 1): capacity must be a positive finite number, got 0",
+        '  - globalLimits[0]: usdPerDay(0): give a positive number of dollars',
+        '  - globalLimits[1]: bedrockQuota({ tokensPerMinute: 0.5 }): tokensPerMinute is 0.5; give the quota as a whole number >= 1',
       ].join('\n'),
     );
   });

@@ -1,21 +1,25 @@
 /**
  * What a user does: pack this package, make an app with `cdk init app --language typescript`
- * (the template of the aws-cdk CLI this project pins), install the tarball, make the README's
- * first sample the app, and `cdk synth` with no AWS credentials. Once as the template's CommonJS
- * app, once as an ES module app. Needs the npm registry for the template's own packages (the
+ * (the template of the aws-cdk CLI this project pins), install the tarball by its path as the
+ * README says, make the README's first sample the app, and `cdk synth` with no AWS credentials.
+ * Once as the template's CommonJS app, once as an ES module app, once on the lowest aws-cdk-lib;
+ * then the README's platform sample (two stacks, own topic, VPC) with cdk-nag installed. Needs the npm registry for the template's own packages (the
  * project's npm cache makes it quick); nothing else leaves the machine.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readmeSample, readmeSampleWith } from '../support/readme';
 import { inApp, installTarball, newUserApp, packInto, synthApp } from '../support/user-app';
 
 const work = mkdtempSync(join(tmpdir(), 'llm-limiter-package-'));
 let tarball: string;
 
 beforeAll(async () => {
-  tarball = await packInto(work); // dist/ is built by pretest (scripts/build.mjs)
+  // `npm pack` as the README says, but without its prepack build: pretest ran that build
+  // (scripts/build.mjs), and building dist/ again here would race the test files that read it.
+  tarball = await packInto(work);
 }, 120_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
@@ -77,6 +81,14 @@ function expectTheLimiter(dir: string, template: Template): void {
   }
 }
 
+describe("the README's install commands", () => {
+  it('name the tarball npm pack makes, installed by its path from the app', () => {
+    const install = readmeSample('sh', 0);
+    expect(install).toMatch(/^npm ci && npm pack\b/m);
+    expect(install).toContain(`npm install ../llm-rate-limiter/${basename(tarball)}`);
+  });
+});
+
 describe('installed into a new CDK app (cdk init app --language typescript)', () => {
   it('synthesises the README sample in a CommonJS app, offline, without AWS credentials', async () => {
     const dir = await newUserApp(work, 'userapp', 'commonjs');
@@ -97,5 +109,39 @@ describe('installed into a new CDK app (cdk init app --language typescript)', ()
     expect(JSON.parse(readFileSync(join(dir, 'node_modules', 'aws-cdk-lib', 'package.json'), 'utf8')).version).toBe(
       '2.230.0',
     );
+  }, 300_000);
+
+  it("synthesises the README's platform sample (own topic, VPC, dev and prod in one account) and passes cdk-nag", async () => {
+    const sample = readmeSampleWith('ts', 'alarmTopic: Topic.fromTopicArn');
+    const dir = await newUserApp(work, 'platformapp', 'commonjs', {}, sample);
+    await installTarball(dir, tarball, 'cdk-nag@3');
+    await synthApp(dir); // AwsSolutionsChecks is a validation plugin: a finding fails the synth
+    for (const env of ['dev', 'prod']) {
+      const template = JSON.parse(
+        readFileSync(join(dir, 'cdk.out', `Llm-${env}.template.json`), 'utf8'),
+      ) as Template & {
+        Outputs: Record<string, { Value: unknown; Description: string }>;
+      };
+      expect(Object.keys(template.Outputs).sort()).toEqual([
+        'LimiterAlarmTopicArn',
+        'LimiterApiUrl',
+        'LimiterBrakeParameterName',
+        'LimiterTableName',
+      ]);
+      expect(JSON.stringify(template.Outputs.LimiterApiUrl!.Value)).toMatch(/"\/v1"\]\]\}$/);
+      const of = (type: string) => Object.values(template.Resources).filter((r) => r.Type === type);
+      expect(of('AWS::ApiGateway::RestApi').map((r) => r.Properties.Name)).toEqual([`Llm-${env}-Limiter`]);
+      const functions = of('AWS::Lambda::Function');
+      expect(functions).toHaveLength(5);
+      for (const fn of functions)
+        expect(fn.Properties.VpcConfig).toMatchObject({
+          SubnetIds: ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'],
+        });
+      const topic = `arn:aws:sns:eu-west-1:123456789012:on-call-${env}`;
+      expect(of('AWS::SNS::Topic')).toEqual([]);
+      for (const alarm of of('AWS::CloudWatch::Alarm')) expect(alarm.Properties.AlarmActions).toEqual([topic]);
+      const table = of('AWS::DynamoDB::Table')[0]!;
+      expect(table.Properties.Tags).toContainEqual({ Key: 'environment', Value: env });
+    }
   }, 300_000);
 });

@@ -9,3 +9,11 @@ export function readmeSample(lang: string, index: number): string {
   if (block === undefined) throw new Error(`README.md has no ${lang} sample number ${index}`);
   return block;
 }
+
+/** The fenced code block of language `lang` in README.md that contains `marker`. */
+export function readmeSampleWith(lang: string, marker: string): string {
+  for (let i = 0; ; i++) {
+    const block = readmeSample(lang, i); // throws past the last block
+    if (block.includes(marker)) return block;
+  }
+}

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { readmeSample } from './readme';
 
@@ -32,12 +32,16 @@ export async function packInto(dir: string): Promise<string> {
   return join(dir, (JSON.parse(stdout) as { filename: string }[])[0]!.filename);
 }
 
-/** `cdk init app` in `parent/name`, as CommonJS (the template's) or as an ES module app; `dependencies` pins versions. */
+/**
+ * `cdk init app` in `parent/name`, as CommonJS (the template's) or as an ES module app, with `sample`
+ * (the README's first) as its entry; `dependencies` pins versions.
+ */
 export async function newUserApp(
   parent: string,
   name: string,
   type: 'commonjs' | 'module',
   dependencies: Record<string, string> = {},
+  sample = readmeSample('ts', 0),
 ): Promise<string> {
   const dir = join(parent, name);
   mkdirSync(dir);
@@ -66,10 +70,11 @@ export async function newUserApp(
   writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify(tsconfig, null, 2));
   rmSync(join(dir, 'test'), { recursive: true, force: true });
   rmSync(join(dir, 'jest.config.js'), { force: true });
-  writeFileSync(join(dir, 'bin', `${name}.ts`), readmeSample('ts', 0));
+  writeFileSync(join(dir, 'bin', `${name}.ts`), sample);
   return dir;
 }
 
-export const installTarball = (dir: string, tarball: string) =>
-  inApp(dir, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball]);
+/** `npm install ../llm-rate-limiter-0.1.0.tgz`, the README's command, from the app's folder (`packages` first, if any). */
+export const installTarball = (dir: string, tarball: string, ...packages: string[]) =>
+  inApp(dir, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...packages, relative(dir, tarball)]);
 export const synthApp = (dir: string) => inApp(dir, 'npx', ['cdk', 'synth', '--no-notices', '-q']);
