@@ -21,6 +21,7 @@ import {
 import type { LimiterConfig } from '../lambda/engine/plans';
 import { configSha256 } from '../lambda/engine/config-hash';
 import { GATEWAY_RESPONSES } from '../lambda/gateway/responses';
+import { ALERT_DETAIL_TYPE, ALERT_SOURCE } from '../lambda/engine/alerts';
 import { acknowledge } from './acknowledge';
 import { anyRegionModelArn, bedrockStatements, configuredBedrockModels } from './bedrock-models';
 import { type FunctionPlacement, LimiterFunction } from './limiter-function';
@@ -115,6 +116,7 @@ export class LlmRateLimiter extends Construct {
     this.proxyFunction = functions.proxy;
     this.limitsFunction = functions.limits;
     this.grantFunctions();
+    this.routeAlerts(props);
     if (target.kind === 'bedrock') this.grantBedrock(target.region, config);
     else this.grantSecret(upstream.apiKeySecret!);
     const brakeReserved = props.brakeReservedConcurrency ?? DEFAULT_BRAKE_RESERVED_CONCURRENCY;
@@ -240,6 +242,30 @@ export class LlmRateLimiter extends Construct {
       fn.addToRolePolicy(
         new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
       );
+  }
+
+  /**
+   * Budget alerts (lambda/engine/alerts.ts): the authorizer (request budgets) and the proxy (token
+   * and dollar budgets) claim a threshold with a conditional PutItem and put the event on the bus;
+   * with `budgetAlertTopic`, a rule sends each to the topic.
+   */
+  private routeAlerts(props: LlmRateLimiterProps): void {
+    const stack = Stack.of(this);
+    const busArn =
+      props.alertEventBus?.eventBusArn ??
+      stack.formatArn({ service: 'events', resource: 'event-bus', resourceName: 'default' });
+    this.table.grant(this.authorizerFunction, 'dynamodb:PutItem');
+    for (const fn of [this.authorizerFunction, this.proxyFunction]) {
+      fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['events:PutEvents'], resources: [busArn] }));
+      if (props.alertEventBus) fn.addEnvironment('ALERT_EVENT_BUS', props.alertEventBus.eventBusName);
+    }
+    if (props.budgetAlertTopic)
+      new events.Rule(this, 'BudgetAlerts', {
+        description: 'Budget thresholds reached (LLM rate limiter) to the budget alert topic',
+        eventBus: props.alertEventBus ?? events.EventBus.fromEventBusName(this, 'DefaultBus', 'default'),
+        eventPattern: { source: [ALERT_SOURCE], detailType: [ALERT_DETAIL_TYPE] },
+        targets: [new targets.SnsTopic(props.budgetAlertTopic)],
+      });
   }
 
   /** A keyed upstream: the proxy reads its key from this secret, and from nothing else. */

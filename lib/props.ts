@@ -2,6 +2,7 @@ import { Duration, type RemovalPolicy, Token } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
+import type { IEventBus } from 'aws-cdk-lib/aws-events';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { apiRoutes } from '../lambda/gateway/api';
 import { NUMBER_SETTINGS } from '../lambda/runtime/settings';
@@ -303,6 +304,21 @@ export interface LlmRateLimiterProps {
    * @default - no automatic brake
    */
   readonly automaticBrake?: AutomaticBrake;
+  /**
+   * Where calendar budgets' alerts go (see `alertAt` on a limit): an EventBridge event per
+   * threshold per period (source `llm-rate-limiter`, detail-type `Budget threshold reached`) on
+   * this bus; route them with a rule of your own, or name a topic in `budgetAlertTopic`.
+   * @example alertEventBus: EventBus.fromEventBusName(stack, 'Bus', 'billing')
+   * @default - the account's default event bus
+   */
+  readonly alertEventBus?: IEventBus;
+  /**
+   * An SNS topic that gets every budget alert (a rule on the alert bus, made here), for tenant
+   * admins' or operators' subscriptions. The event's `detail` is the alert (README, "Budgets and alerts").
+   * @example budgetAlertTopic: new Topic(stack, 'Budgets')
+   * @default - no rule: the events are on the bus for your own rules
+   */
+  readonly budgetAlertTopic?: ITopic;
 }
 
 /**

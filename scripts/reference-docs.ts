@@ -184,7 +184,17 @@ export function renderReference(): { files: Map<string, string>; problems: strin
     const source = relative(ROOT, node.getSourceFile().fileName);
     entries.set(name, { name, kind, node, symbol, source, ...(reachedFrom ? { reachedFrom } : {}) });
   };
-  for (const s of checker.getExportsOfModule(index)) add(resolve(s), s.name);
+  // The construct's plan helpers (lib/plan-helpers.ts) wrap the engine's, which they document: the engine's are shown.
+  const engineExports = new Map(
+    ['lambda/engine/plans.ts', 'lambda/engine/limits.ts'].flatMap((file) =>
+      checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(join(ROOT, file))!)!).map((s) => [s.name, s]),
+    ),
+  );
+  for (const s of checker.getExportsOfModule(index)) {
+    const declared = resolve(s).declarations?.[0]?.getSourceFile().fileName ?? '';
+    const wrapped = declared.endsWith('lib/plan-helpers.ts') ? engineExports.get(s.name) : undefined;
+    add(resolve(wrapped ?? s), s.name);
+  }
 
   // Types the public declarations name but the index does not export (a construct's props): documented too.
   for (let grew = true; grew; ) {

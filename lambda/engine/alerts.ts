@@ -14,6 +14,10 @@ import { type Calendar, periodIndex, periodStart } from './calendar';
 import type { LimitOutcome } from './contract';
 import type { Layer } from './plans';
 
+/** The alert event's source and detail-type (an EventBridge rule matches on them). */
+export const ALERT_SOURCE = 'llm-rate-limiter';
+export const ALERT_DETAIL_TYPE = 'Budget threshold reached';
+
 /** A budget's thresholds when none are given, in percent of its limit. */
 export const DEFAULT_ALERT_THRESHOLDS: readonly number[] = [50, 80, 100];
 

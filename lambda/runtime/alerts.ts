@@ -4,11 +4,10 @@
  * source `llm-rate-limiter`, detail-type `Budget threshold reached`, detail a BudgetAlert.
  */
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import type { AlertSink, BudgetAlert } from '../engine/alerts';
+import { ALERT_DETAIL_TYPE, ALERT_SOURCE, type AlertSink, type BudgetAlert } from '../engine/alerts';
 import { CLIENT_TIMEOUTS, clientConfig } from './aws-clients';
 
-export const ALERT_SOURCE = 'llm-rate-limiter';
-export const ALERT_DETAIL_TYPE = 'Budget threshold reached';
+export { ALERT_DETAIL_TYPE, ALERT_SOURCE } from '../engine/alerts';
 
 export function eventBridgeSink(client: EventBridgeClient, busName = 'default'): AlertSink {
   return {
@@ -45,13 +44,13 @@ export function eventBridgeSink(client: EventBridgeClient, busName = 'default'):
  * client is made at the first alert: a deployment without calendar budgets never makes one.
  */
 export function alertSinkFromEnvironment(): AlertSink {
+  // The configuration (the caller's name in the user agent) as the function is built; the client at the first alert.
+  const config = clientConfig(CLIENT_TIMEOUTS.eventBridge);
+  const bus = process.env.ALERT_EVENT_BUS || 'default';
   let sink: AlertSink | undefined;
   return {
     publish: (alert) => {
-      sink ??= eventBridgeSink(
-        new EventBridgeClient(clientConfig(CLIENT_TIMEOUTS.eventBridge)),
-        process.env.ALERT_EVENT_BUS || 'default',
-      );
+      sink ??= eventBridgeSink(new EventBridgeClient(config), bus);
       return sink.publish(alert);
     },
   };

@@ -16,7 +16,9 @@ describe.each(SECRET_VARIANTS)('IAM against the calls the functions make, with %
       new Set([
         'authorizer dynamodb',
         'authorizer ssm',
+        'authorizer events',
         'proxy dynamodb',
+        'proxy events',
         'proxy secretsmanager',
         'proxy ssm',
         'limits dynamodb',

@@ -5,13 +5,14 @@
 import { App, RemovalPolicy, Stack, Tags, Validations } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { EventBus } from 'aws-cdk-lib/aws-events';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
-import { LlmRateLimiter, type LlmRateLimiterProps, requestsPerMinute, tokensPerDay } from '../../lib';
+import { LlmRateLimiter, type LlmRateLimiterProps, requestsPerMinute, tokensPerDay, usdPerMonth } from '../../lib';
 
 function props(stack: Stack, overrides: Partial<LlmRateLimiterProps> = {}): LlmRateLimiterProps {
   return {
@@ -290,5 +291,32 @@ describe('several limiters', () => {
     const { Construct } = require('constructs') as typeof import('constructs');
     new LlmRateLimiter(new Construct(stack, 'Team-A'), 'Limiter', props(stack));
     expect(Object.keys(Template.fromStack(stack).findOutputs('*'))).toContain('TeamALimiterApiUrl');
+  });
+});
+
+describe('budget alerts', () => {
+  it('puts them on the default bus, and with a topic, a rule sends each there; with a bus of yours, on it', async () => {
+    const { template } = synth((stack) => ({
+      plans: { team: { tenant: [usdPerMonth(500, { timeZone: 'Europe/Paris' })] } },
+      budgetAlertTopic: new sns.Topic(stack, 'Budgets'),
+    }));
+    template.hasResourceProperties('AWS::Events::Rule', {
+      EventBusName: 'default',
+      EventPattern: { source: ['llm-rate-limiter'], 'detail-type': ['Budget threshold reached'] },
+      Targets: [Match.objectLike({ Arn: { Ref: Match.stringLikeRegexp('^Budgets') } })],
+    });
+    const putEvents = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, p]) =>
+      JSON.stringify(p).includes('events:PutEvents'),
+    );
+    expect(putEvents.map(([id]) => id.replace(/RoleDefaultPolicy.*/, '')).sort()).toEqual([
+      'LimiterAuthorizer',
+      'LimiterProxy',
+    ]);
+    expect(JSON.stringify(putEvents[0]![1])).toContain(':event-bus/default');
+
+    const own = synth((stack) => ({ alertEventBus: new EventBus(stack, 'Billing', { eventBusName: 'billing' }) }));
+    expect(valuesOf(own.template, 'AWS::Events::Rule').filter((r) => JSON.stringify(r).includes('Budget'))).toEqual([]);
+    const env = functionsOf(own.template).filter((f) => f.Properties.Environment?.Variables?.ALERT_EVENT_BUS);
+    expect(env).toHaveLength(2);
   });
 });

@@ -17,7 +17,16 @@ import { startUpstreamStandIn } from '../../local/upstream-standin';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/limits/handler';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
 import { localClient } from '../../local/dynamodb-local';
-import { LlmRateLimiter, requestsPerMinute, tokensPerDay, tokensPerMinute, usdPerDay } from '../../lib';
+import {
+  calendarBudget,
+  LlmRateLimiter,
+  requests,
+  requestsPerMinute,
+  tokensPerDay,
+  tokensPerMinute,
+  usdPerCalendarDay,
+  usdPerDay,
+} from '../../lib';
 import { mirrorBrake, mirrorDepsFromEnvironment } from '../../lambda/brake-mirror/handler';
 import { handleConfigEvent, publisherDepsFromEnvironment } from '../../lambda/config-publisher/handler';
 import { configSha256 } from '../../lambda/engine/config-hash';
@@ -44,9 +53,16 @@ export const FUNCTIONS = {
 } as const;
 // The user's and the endpoint's token buckets refill within a request: their refunds are of units
 // already refilled, known from time alone, and the settlement writes only the tenant's item.
+// The calendar budgets alert at their first request (authorizer: requests; proxy: dollars), so
+// the alert's claim and its event are judged too.
 const PLANS = {
   team: {
-    tenant: [tokensPerDay(100_000), requestsPerMinute(1_000)],
+    tenant: [
+      tokensPerDay(100_000),
+      requestsPerMinute(1_000),
+      requests(calendarBudget(100, 'day'), { alertAt: [1] }),
+      usdPerCalendarDay(0.1, { alertAt: [1], timeZone: 'Europe/Paris' }),
+    ],
     user: [requestsPerMinute(1_000), tokensPerMinute(10_000_000)],
     endpoints: { [CHAT]: [tokensPerMinute(10_000_000)] },
   },
@@ -229,7 +245,13 @@ export async function iamScenario(
         all.push({ fn: fnOf(c.userAgent), action, resource: `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${c.table}` });
     for (const c of ssm.log) {
       const fn = fnOf(c.userAgent);
-      if (c.service === 'ssm')
+      if (c.service === 'events')
+        all.push({
+          fn,
+          action: `events:${c.action}`,
+          resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default`,
+        });
+      else if (c.service === 'ssm')
         all.push({
           fn,
           action: `ssm:${c.action}`,
