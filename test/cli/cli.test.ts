@@ -290,7 +290,7 @@ describe('credentials', () => {
     ).catch((e: { code: number; stderr: string }) => e);
     expect(out).toMatchObject({ code: 2 });
     expect((out as { stderr: string }).stderr.trim()).toMatch(
-      /^error: no AWS credentials: set AWS_PROFILE .* --dynamodb-endpoint and --ssm-endpoint it prints$/,
+      /^error: no AWS credentials: set AWS_PROFILE .*; against npm start, pass --local \(or the CLI flags its banner prints\)$/,
     );
   });
 });
