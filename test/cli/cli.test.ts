@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -238,6 +238,27 @@ describe('the installed command', () => {
       (e: { code: number; stderr: string }) => e,
     );
     expect(bad).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command 'frobnicate'") });
+  });
+});
+
+/** A Node 20 binary on PATH (the oldest Node the package supports), outside node_modules; undefined when there is none. */
+const node20 = process.env.PATH?.split(':')
+  .filter((d) => d !== '' && !d.includes('node_modules'))
+  .map((d) => join(d, 'node'))
+  .find((bin) => spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout?.startsWith('v20.'));
+
+describe('on Node 20', () => {
+  it.skipIf(!node20)('prints no AWS SDK "upgrade Node" warning, only the answer', async () => {
+    const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: 'us-east-1' };
+    ssm.parameters.set('/node20/brake', { value: 'off', version: 1, modified: Date.now() });
+    const out = await promisify(execFile)(
+      node20!,
+      [bin, 'brake', 'status', '--brake-parameter', '/node20/brake', '--ssm-endpoint', ssm.endpoint],
+      { env },
+    );
+    expect(JSON.parse(out.stdout)).toMatchObject({ braked: false });
+    expect(out.stderr).toBe('');
   });
 });
 
