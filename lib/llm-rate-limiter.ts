@@ -51,7 +51,7 @@ export class LlmRateLimiter extends Construct {
   readonly limitsFunction: LimiterFunction;
   /** Copies the brake parameter into the table (on change and once a minute). */
   readonly brakeMirrorFunction: LimiterFunction;
-  /** Dashboard, alarms, the alarm topic and (opt-in) the automatic brake. */
+  /** Alarms, the alarm topic and (opt-in) the dashboard and the automatic brake. */
   readonly observability: LimiterObservability;
   /** The base URL OpenAI clients use (ends in /v1). */
   readonly baseUrl: string;
@@ -94,6 +94,7 @@ export class LlmRateLimiter extends Construct {
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
       brakeReservedConcurrency: brakeReserved,
+      dashboard: props.dashboard ?? false,
     });
     this.publishConfig(config, retention);
     this.acknowledgeNagFindings();
@@ -289,7 +290,7 @@ export class LlmRateLimiter extends Construct {
           status: true,
           user: true,
         }),
-        tracingEnabled: true,
+        ...(props.tracing ? { tracingEnabled: true } : {}),
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         // The usage page needs no key (it is static; its data comes from /v1/limits with one): its own small throttle.
         methodOptions: {

@@ -67,6 +67,8 @@ export interface LimiterObservabilityProps {
   readonly removalPolicy?: RemovalPolicy;
   /** Executions reserved for the automatic brake (see LlmRateLimiterProps.brakeReservedConcurrency). @default - none */
   readonly brakeReservedConcurrency?: number | false;
+  /** Add the dashboard (LlmRateLimiterProps.dashboard). @default true */
+  readonly dashboard?: boolean;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -177,12 +179,13 @@ const ALARMS: readonly {
 ];
 
 /**
- * What operators watch: a dashboard (who spends what, which limit bites), alarms on an encrypted
- * SNS topic, and optionally the automatic brake.
+ * What operators watch: alarms on an encrypted SNS topic, and optionally a dashboard (who spends
+ * what, which limit bites) and the automatic brake.
  */
 export class LimiterObservability extends Construct {
   readonly alarmTopic: sns.Topic;
-  readonly dashboard: cloudwatch.Dashboard;
+  /** The dashboard, when asked for (LlmRateLimiterProps.dashboard). */
+  readonly dashboard?: cloudwatch.Dashboard;
   readonly alarms: cloudwatch.Alarm[] = [];
   readonly autoBrakeFunction?: LimiterFunction;
 
@@ -192,7 +195,7 @@ export class LimiterObservability extends Construct {
     const notify = new actions.SnsAction(this.alarmTopic);
     this.addAlarms(props, notify);
     if (props.automaticBrake) this.autoBrakeFunction = this.addAutomaticBrake(props, props.automaticBrake, notify);
-    this.dashboard = this.addDashboard(props);
+    if (props.dashboard ?? true) this.dashboard = this.addDashboard(props);
   }
 
   /**

@@ -143,6 +143,18 @@ export interface LlmRateLimiterProps {
   readonly alarms?: LimiterAlarms;
   /** Opt-in: set the brake automatically when global spend per hour crosses a threshold. @default - off */
   readonly automaticBrake?: AutomaticBrake;
+  /**
+   * A CloudWatch dashboard: decisions, denials by code, spend per tenant, settlement failures,
+   * authorizer latency. CloudWatch bills a dashboard $3 a month whether or not anyone looks.
+   * @default false
+   */
+  readonly dashboard?: boolean;
+  /**
+   * X-Ray tracing on the API's stage: a trace per request, billed per million traces recorded
+   * past the free tier ($5 per million).
+   * @default false
+   */
+  readonly tracing?: boolean;
 }
 
 /**

@@ -23,16 +23,24 @@ const alarmsOf = (t: Template) =>
   Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties as Record<string, any>);
 
 describe('observability', () => {
+  it('adds no dashboard and no X-Ray tracing unless asked (each bills every month, idle or not)', () => {
+    const t = synth();
+    t.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    t.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: Match.absent() });
+    const traced = synth({ tracing: true });
+    traced.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: true });
+  });
+
   it('with metricsByTenant, publishes the tenant as a dimension and graphs tokens and spend per tenant from metrics', () => {
-    const t = synth({ metricsByTenant: true });
+    const t = synth({ metricsByTenant: true, dashboard: true });
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of ['Tokens settled per tenant', 'Spend per tenant (micro-USD)']) expect(body).toContain(title);
     expect(body).toContain("SEARCH('{LlmRateLimiter,Function,Tenant,Endpoint,Model} MetricName=");
     expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"true"');
   });
 
-  it('adds a dashboard and the default alarms, notifying an encrypted topic', () => {
-    const t = synth();
+  it('adds a dashboard when asked, and the default alarms, notifying an encrypted topic', () => {
+    const t = synth({ dashboard: true });
     t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of [
