@@ -86,6 +86,7 @@ export class LlmRateLimiter extends Construct {
     this.observability = new LimiterObservability(this, 'Observability', {
       authorizerFunction: this.authorizerFunction,
       proxyFunction: this.proxyFunction,
+      brakeMirrorFunction: this.brakeMirrorFunction,
       brakeParameter: this.brakeParameter,
       logRetention: retention,
       proxyLogGroup: this.proxyFunction.logGroup,
@@ -244,7 +245,8 @@ export class LlmRateLimiter extends Construct {
     mirror.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
     );
-    this.table.grant(mirror, 'dynamodb:UpdateItem');
+    // GetItem: a run reads the copies first and writes only what changed (or is due for its heartbeat).
+    this.table.grant(mirror, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
     const mirrorTarget = new targets.LambdaFunction(mirror, { retryAttempts: 2 });
     new events.Rule(this, 'BrakeChanged', {
       description: 'LLM rate limiter: mirror the brake when its parameter changes',

@@ -177,6 +177,7 @@ describe('what LlmRateLimiter provisions', () => {
       'ssm:GetParameter',
     ]);
     expect(actionsOf('LimiterBrakeMirrorRole')).toEqual([
+      'dynamodb:GetItem',
       'dynamodb:UpdateItem',
       'logs:CreateLogStream',
       'logs:PutLogEvents',

@@ -59,10 +59,10 @@ describe('observability', () => {
     expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"false"');
     const alarms = alarmsOf(t);
     expect(alarms.map((a) => a.MetricName).sort()).toEqual([
-      'BrakeMirrorStale',
       'BrakeUnreadable',
       'Decisions',
       'Decisions',
+      'Errors',
       'LimiterUnavailable',
       'MicroUsdSettled',
       'SettleFailures',
@@ -77,6 +77,15 @@ describe('observability', () => {
       Statistic: 'Sum',
       Namespace: 'AWS/Lambda',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^LimiterAuthorizer/) } }],
+    });
+    // The brake mirror writes its copy only on change (and a heartbeat every 10 minutes): its own
+    // errors say it is failing, a run with both its retries, within 5 minutes and with no traffic.
+    expect(alarms.find((a) => a.MetricName === 'Errors')).toMatchObject({
+      Threshold: 3,
+      Period: 300,
+      Statistic: 'Sum',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^LimiterBrakeMirror/) } }],
     });
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
     expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({
