@@ -145,7 +145,7 @@ export class LlmRateLimiter extends Construct {
     const proxy = new LimiterFunction(this, 'Proxy', {
       ...common,
       handler: 'proxy',
-      memorySize: FUNCTION_SETTINGS.proxy.memorySize,
+      memorySize: props.proxyMemorySize ?? FUNCTION_SETTINGS.proxy.memorySize,
       timeout: props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT,
       description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
       environment: {

@@ -72,6 +72,16 @@ export interface LlmRateLimiterProps {
   readonly upstreamTimeout?: Duration;
   /** Longest streamed answer (Lambda timeout and integration timeout). At most 15 minutes. @default Duration.minutes(5) */
   readonly streamTimeout?: Duration;
+  /**
+   * The proxy's memory (MB), billed for the whole of each stream: nearly all of a request's cost
+   * (README, "What it costs"). Lambda gives CPU in proportion, which the input count before the
+   * first token needs: measured, the proxy peaks at about 200 MB on a 1 MB prompt with a long
+   * stream, and counting a 1 MiB adversarial body takes about 0.33 s of a whole CPU (about 1.1 s at
+   * 512 MB, 0.6 s at 1024 MB; prompts of a few KB take milliseconds at any size). Raise it for
+   * large prompts where time to first token matters more than cost. From 256 to 10240.
+   * @default 512
+   */
+  readonly proxyMemorySize?: number;
   /** How far Lambda clocks may be apart without over-admitting. At most 5 s. @default Duration.millis(0) (the settings' defaults: lambda/runtime/settings.ts) */
   readonly clockSkew?: Duration;
   /**
@@ -337,6 +347,15 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     )
   )
     problems.push(`leasePercent is ${props.leasePercent}; give a percentage from 0 (no leases) to 10`);
+  const memory = props.proxyMemorySize;
+  if (
+    memory !== undefined &&
+    !Token.isUnresolved(memory) &&
+    !(Number.isInteger(memory) && memory >= 256 && memory <= 10240)
+  )
+    problems.push(
+      `proxyMemorySize is ${memory}; give a whole number of MB from 256 to 10240 (the proxy peaks near 200 MB)`,
+    );
   for (const prop of ['authorizerReservedConcurrency', 'brakeReservedConcurrency'] as const) {
     const reserved = props[prop];
     if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1))

@@ -199,6 +199,16 @@ describe('what LlmRateLimiter provisions', () => {
     }
   });
 
+  it('sizes the proxy at 512 MB (measured: docs/benchmarks.md, proxy.peak_rss_mb), or proxyMemorySize', () => {
+    const memoryOf = (t: Template) =>
+      Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('LimiterProxy'))![1]
+        .Properties.MemorySize;
+    expect(memoryOf(template)).toBe(512);
+    const stack = new Stack(new App(), 'Sized');
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { proxyMemorySize: 1024 }));
+    expect(memoryOf(Template.fromStack(stack))).toBe(1024);
+  });
+
   it('keeps its state in a table with TTL and point-in-time recovery', () => {
     template.hasResourceProperties('AWS::DynamoDB::Table', {
       KeySchema: [{ AttributeName: TABLE.partitionKey, KeyType: 'HASH' }],
@@ -594,6 +604,11 @@ describe('prop validation', () => {
       'the authorizer reservation is not a whole number',
       { authorizerReservedConcurrency: 0 },
       /authorizerReservedConcurrency is 0; give a whole number of executions >= 1, or false/,
+    ],
+    [
+      'the proxy memory is below what it was measured to need',
+      { proxyMemorySize: 128 },
+      /proxyMemorySize is 128; give a whole number of MB from 256 to 10240/,
     ],
     [
       'the brake reservation is not a whole number',
