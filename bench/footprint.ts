@@ -143,7 +143,8 @@ export async function benchFootprint(dynamoEndpoint: string): Promise<void> {
     report(
       `cost.usd_per_million_streamed_requests.${seconds}s`,
       total(perRequestCost(seconds, shape)),
-      `USD per million ${seconds} s streamed requests, every component (API Gateway, authorizer, proxy at ${shape.proxyMemoryMb} MB, DynamoDB), list prices`,
+      `USD per million ${seconds} s streamed requests, every component (API Gateway, authorizer, proxy at ` +
+        `${shape.proxyMemoryMb} MB, DynamoDB), list prices`,
     );
   await costTables(); // the README's tables compute (test/docs/cost.test.ts compares them)
   const f = await proxyFootprint(dynamoEndpoint, {
@@ -154,6 +155,8 @@ export async function benchFootprint(dynamoEndpoint: string): Promise<void> {
   report(
     'proxy.peak_rss_mb',
     f.peakRssMb,
-    `MB peak resident memory of the proxy bundle in a fresh Node process: a ${size(1_000_000, 100_000) / 1000} KB prompt, a ${size(3_000, 100)}-chunk stream (${(f.ms / 1000).toFixed(1)} s; ${f.initRssMb.toFixed(0)} MB after init)`,
+    `MB peak resident memory of the proxy bundle in a fresh Node process: a ${size(1_000_000, 100_000) / 1000} ` +
+      `KB prompt, a ${size(3_000, 100)}-chunk stream (${(f.ms / 1000).toFixed(1)} s; ${f.initRssMb.toFixed(0)} MB ` +
+      `after init)`,
   );
 }

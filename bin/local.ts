@@ -36,6 +36,7 @@ writeNpmStartState({
   ssmEndpoint: local.ssmEndpoint,
 });
 const cli = 'npm run cli -- --local';
+const where = values.persist ? ` in ${values.persist}` : ', in memory';
 // The CLI's own flags for this stack, which its no-credentials hint asks for (they need no AWS credentials).
 const cliFlags = [
   `--table ${local.tableName}`,
@@ -45,7 +46,7 @@ const cliFlags = [
   '--region us-east-1',
 ].join(' ');
 process.stdout.write(`
-LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})
+LLM rate limiter running locally (DynamoDB Local${where}; upstream: ${realUpstream ?? 'built-in stand-in'})
 
   API       ${local.baseUrl}
   key       ${local.apiKey}   (tenant ${local.tenant}, user ${local.user}; plan: 60 requests/min per user, 20k tokens/min)

@@ -428,7 +428,8 @@ describe('the configuration the deploy published', () => {
       const noConfig = await run('tenants', 'create', 'acme', '--plan', 'team');
       expect(noConfig.code).toBe(2);
       expect(noConfig.err).toBe(
-        `error: no limiter configuration: table ${table} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
+        `error: no limiter configuration: table ${table} has none published (the construct publishes it at ` +
+          `every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
       );
 
       await publishConfig(client, table, parseConfig(JSON.parse(JSON.stringify(rawConfig))));
@@ -499,7 +500,8 @@ describe('--local', () => {
       const r = await local(stale, ...args);
       expect(r.code).toBe(2);
       expect(r.err).toBe(
-        `error: --local: nothing answers at npm start's endpoints (${join(stale, 'npm-start.json')} is left from a run that ended): run npm start again`,
+        `error: --local: nothing answers at npm start's endpoints (${join(stale, 'npm-start.json')} is left ` +
+          `from a run that ended): run npm start again`,
       );
     }
   });
