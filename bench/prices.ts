@@ -1,8 +1,8 @@
 /**
  * What a deployed stack costs, from its synthesized template at AWS list prices (us-east-1, no free
  * tier): what it costs idle each month, and what one streamed request costs by component. The
- * README's tables are printed by this module (`npx tsx bench/prices.ts`), test/docs/cost.test.ts
- * keeps them equal to it, and `npm run bench -- cost` reports the sums.
+ * README's tables are made from these (`npx tsx bench/cost-tables.ts`), test/docs/cost.test.ts
+ * keeps them equal, and `npm run bench -- footprint` reports the sums.
  */
 
 /** List prices in USD, us-east-1, each with the page it comes from. */
