@@ -70,7 +70,8 @@ export async function benchBrake(): Promise<void> {
         samples.sort((a, b) => a - b),
         50,
       ),
-      `ms from PutParameter to the first 429 brake through npm start's stack, SSM throttling 3 of 4 reads (p50 of 5; target <= 10,000: the ${MAX_BRAKE_CACHE_MS / 1000} s brake cache plus the mirror's backoff)`,
+      `ms from PutParameter to the first 429 brake through npm start's stack, SSM throttling 3 of 4 reads (p50 ` +
+        `of 5; target <= 10,000: the ${MAX_BRAKE_CACHE_MS / 1000} s brake cache plus the mirror's backoff)`,
     );
   } finally {
     await local.stop();

@@ -230,7 +230,8 @@ export async function benchCost(dynamoEndpoint: string): Promise<void> {
   report(
     'scale.hot_tenant.wcu_per_request_on_busiest_item',
     hot.busiestTenantItem,
-    "write units on the busiest item (the tenant's) per admitted request, 20 users of one tenant at once, each on its own containers; target <= 0.2 (5,000 requests/s at 1,000 WCU/s per item); baseline: no leases",
+    "write units on the busiest item (the tenant's) per admitted request, 20 users of one tenant at once, each on " +
+      'its own containers; target <= 0.2 (5,000 requests/s at 1,000 WCU/s per item); baseline: no leases',
     hot0.busiestTenantItem,
   );
   report(
@@ -246,7 +247,8 @@ export async function benchCost(dynamoEndpoint: string): Promise<void> {
   report(
     'scale.hot_tenant.admitted_ratio_under_item_limit',
     load.admittedPerSecond / 20,
-    `admitted requests/s for one tenant divided by the per-item write budget (20/s), 16 clients on their own containers for ${load.seconds} s; target >= 5; baseline: no leases`,
+    `admitted requests/s for one tenant divided by the per-item write budget (20/s), 16 clients on their own ` +
+      `containers for ${load.seconds} s; target >= 5; baseline: no leases`,
     load0.admittedPerSecond / 20,
   );
   report(
@@ -280,7 +282,8 @@ export async function benchCost(dynamoEndpoint: string): Promise<void> {
   report(
     'cost.streamed_chat.usd_per_million_requests',
     dollars(f),
-    `on-demand DynamoDB cost per million admitted requests ($${PRICE_PER_MILLION.write}/M writes, $${PRICE_PER_MILLION.read}/M reads); baseline: no leases`,
+    `on-demand DynamoDB cost per million admitted requests ($${PRICE_PER_MILLION.write}/M writes, ` +
+      `$${PRICE_PER_MILLION.read}/M reads); baseline: no leases`,
     dollars(f0),
   );
 }

@@ -86,6 +86,12 @@ export const FIGURES = {
     'construct.proxy.init_ms',
   ],
   package: ['package.tarball_bytes', 'package.install_ms', 'package.synth_ms'],
+  footprint: [
+    'package.idle_usd_per_month',
+    'cost.usd_per_million_streamed_requests.10s',
+    'cost.usd_per_million_streamed_requests.60s',
+    'proxy.peak_rss_mb',
+  ],
   reach: [
     'proxy.bedrock.ttft_overhead_ms',
     'proxy.bedrock.ttft_p50_ms',

@@ -202,7 +202,8 @@ async function reportPrecount(
     report(
       `proxy.precount_error_ratio.${family}`,
       bound / billed,
-      `reserved input / billed input over ${corpus.length} requests (pre-count ${encodingFor(model)}; billed: ${billedBy}; >= 1: never under-reserved)`,
+      `reserved input / billed input over ${corpus.length} requests (pre-count ${encodingFor(model)}; billed: ` +
+        `${billedBy}; >= 1: never under-reserved)`,
     );
     report(
       `proxy.precount_min_ratio.${family}`,

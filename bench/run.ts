@@ -11,6 +11,7 @@ import { benchConstruct } from './construct';
 import { benchCost } from './cost';
 import { benchEngine } from './engine';
 import { benchFidelity } from './fidelity';
+import { benchFootprint } from './footprint';
 import { checkOutput, SCENARIOS, type Scenario } from './figures';
 import { benchGateway } from './gateway';
 import { benchHardCap } from './hard-cap';
@@ -32,6 +33,7 @@ const RUN: Record<Scenario, (dynamoEndpoint: string) => Promise<void>> = {
   brake: benchBrake,
   construct: benchConstruct,
   package: benchPackage,
+  footprint: benchFootprint,
   reach: benchReach,
   gateway: benchGateway,
   hardcap: benchHardCap,

@@ -1,5 +1,5 @@
 /** npm start: the whole API on this machine (see local/start.ts). Ctrl-C stops everything. */
-import { removeNpmStartState, writeNpmStartState } from '../local/npm-start-state';
+import { npmStartStateFile, removeNpmStartState, writeNpmStartState } from '../local/npm-start-state';
 import { type LocalStack, startLocal } from '../local/start';
 import { parseStartOptions, START_HELP, startFailure } from '../local/start-options';
 
@@ -36,8 +36,17 @@ writeNpmStartState({
   ssmEndpoint: local.ssmEndpoint,
 });
 const cli = 'npm run cli -- --local';
+const where = values.persist ? ` in ${values.persist}` : ', in memory';
+// The CLI's own flags for this stack, which its no-credentials hint asks for (they need no AWS credentials).
+const cliFlags = [
+  `--table ${local.tableName}`,
+  `--brake-parameter ${local.brakeParameterName}`,
+  `--dynamodb-endpoint ${local.dynamoEndpoint}`,
+  `--ssm-endpoint ${local.ssmEndpoint}`,
+  '--region us-east-1',
+].join(' ');
 process.stdout.write(`
-LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values.persist}` : ', in memory'}; upstream: ${realUpstream ?? 'built-in stand-in'})
+LLM rate limiter running locally (DynamoDB Local${where}; upstream: ${realUpstream ?? 'built-in stand-in'})
 
   API       ${local.baseUrl}
   key       ${local.apiKey}   (tenant ${local.tenant}, user ${local.user}; plan: 60 requests/min per user, 20k tokens/min)
@@ -54,6 +63,9 @@ LLM rate limiter running locally (DynamoDB Local${values.persist ? ` in ${values
   a tenant:     ${cli} tenants create acme --plan ${Object.keys(local.config.plans)[0]}
   its key:      ${cli} keys create --tenant acme --user alice
   usage:        ${cli} usage --tenant ${local.tenant} --user ${local.user}
+
+  CLI flags    ${cliFlags}
+               (what --local stands for: give them where --local cannot read ${npmStartStateFile()})
 
 Every few seconds a line sums up what the limiter did (admitted, denied by code, tokens, spend).
 Ctrl-C stops everything.

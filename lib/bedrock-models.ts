@@ -96,7 +96,10 @@ export function parseBedrockModel(id: string, env: BedrockEnvironment): BedrockM
       return { kind: 'foundation-model', arn: id };
     if (type === 'inference-profile' && /^\d{12}$/.test(account)) return profile(id, partition, region, name);
     if (type === 'application-inference-profile')
-      return `${JSON.stringify(id)} is an application inference profile, whose model is not known at synth: give the foundation model or system inference profile it copies from`;
+      return (
+        `${JSON.stringify(id)} is an application inference profile, whose model is not known at synth: ` +
+        'give the foundation model or system inference profile it copies from'
+      );
     return `${JSON.stringify(id)} is not a foundation model or inference profile ARN: ${FIX}`;
   }
   const geography = id.slice(0, id.indexOf('.'));

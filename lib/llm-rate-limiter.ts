@@ -68,7 +68,7 @@ export class LlmRateLimiter extends Construct {
   readonly autoBrakeFunction?: LimiterFunction;
   /** Where every alarm notifies (output `<id>AlarmTopicArn`): the `alarmTopic` prop, the topic made here, or undefined with `alarmTopic: false`. */
   readonly alarmTopic?: sns.ITopic;
-  /** Dashboard, alarms, the alarm topic and (opt-in) the automatic brake. */
+  /** Alarms, the alarm topic and (opt-in) the dashboard and the automatic brake. */
   readonly observability: LimiterObservability;
   /** The base URL OpenAI clients use, ending in /v1 (output `<id>ApiUrl`): `https://<api id>.execute-api.<region>.amazonaws.com/<stage>/v1`. */
   readonly apiUrl: string;
@@ -125,6 +125,7 @@ export class LlmRateLimiter extends Construct {
     this.observability = new LimiterObservability(this, 'Observability', {
       authorizerFunction: this.authorizerFunction,
       proxyFunction: this.proxyFunction,
+      brakeMirrorFunction: this.brakeMirrorFunction,
       brakeParameter: this.brakeParameter,
       functionPlacement: placement,
       proxyLogGroup: this.proxyFunction.logGroup,
@@ -133,6 +134,7 @@ export class LlmRateLimiter extends Construct {
       ...(props.alarms ? { alarms: props.alarms } : {}),
       ...(props.automaticBrake ? { automaticBrake: props.automaticBrake } : {}),
       brakeReservedConcurrency: brakeReserved,
+      dashboard: props.dashboard ?? false,
     });
     this.alarmTopic = this.observability.alarmTopic;
     this.autoBrakeFunction = this.observability.autoBrakeFunction;
@@ -209,7 +211,7 @@ export class LlmRateLimiter extends Construct {
     const proxy = new LimiterFunction(this, 'Proxy', {
       ...common,
       handler: 'proxy',
-      memorySize: FUNCTION_SETTINGS.proxy.memorySize,
+      memorySize: props.proxyMemorySize ?? FUNCTION_SETTINGS.proxy.memorySize,
       timeout: props.streamTimeout ?? DEFAULT_STREAM_TIMEOUT,
       description: 'LLM rate limiter: token reservation, streaming pass-through, settlement',
       environment: {
@@ -333,7 +335,8 @@ export class LlmRateLimiter extends Construct {
     mirror.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['ssm:GetParameter'], resources: [this.brakeParameter.parameterArn] }),
     );
-    this.table.grant(mirror, 'dynamodb:UpdateItem');
+    // GetItem: a run reads the copies first and writes only what changed (or is due for its heartbeat).
+    this.table.grant(mirror, 'dynamodb:GetItem', 'dynamodb:UpdateItem');
     const mirrorTarget = new targets.LambdaFunction(mirror, { retryAttempts: 2 });
     new events.Rule(this, 'BrakeChanged', {
       description: 'LLM rate limiter: mirror the brake when its parameter changes',
@@ -391,7 +394,7 @@ export class LlmRateLimiter extends Construct {
           status: true,
           user: true,
         }),
-        tracingEnabled: true,
+        ...(props.tracing ? { tracingEnabled: true } : {}),
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         // The usage page needs no key (it is static; its data comes from /v1/limits with one): its own small throttle.
         methodOptions: {

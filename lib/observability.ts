@@ -39,7 +39,10 @@ export interface LimiterAlarms {
   readonly usageRejected?: boolean;
   /** A key's tenant is missing, or its plan or overrides are broken: its requests get 500. @default true */
   readonly tenantMisconfigured?: boolean;
-  /** The functions found the brake's copy in the table minutes old: the brake mirror is failing, so a flip may not reach them. @default true */
+  /**
+   * The brake mirror failed 3 times in 5 minutes (a run and both its retries): its copy in the
+   * table goes stale, so a flip may not reach the functions. @default true
+   */
   readonly brakeMirrorStale?: boolean;
   /**
    * Requests Lambda throttled at the authorizer in five minutes (more arrived than its reserved
@@ -69,6 +72,8 @@ export interface LimiterObservabilityProps {
   readonly authorizerFunction: lambda.IFunction;
   /** The proxy. */
   readonly proxyFunction: lambda.IFunction;
+  /** The brake mirror: its own errors are the brakeMirrorStale alarm. */
+  readonly brakeMirrorFunction: lambda.IFunction;
   /** The brake the automatic brake sets. */
   readonly brakeParameter: ssm.IStringParameter;
   /** Which alarms, at what thresholds (LlmRateLimiterProps.alarms). @default - every alarm at its default threshold */
@@ -90,6 +95,8 @@ export interface LimiterObservabilityProps {
   readonly metricsByTenant?: boolean;
   /** Executions reserved for the automatic brake (see LlmRateLimiterProps.brakeReservedConcurrency). @default - none */
   readonly brakeReservedConcurrency?: number | false;
+  /** Add the dashboard (LlmRateLimiterProps.dashboard). @default true */
+  readonly dashboard?: boolean;
 }
 
 const metric = (name: string, dimensions: Record<string, string>, statistic: string, period: Duration) =>
@@ -178,10 +185,13 @@ export const ALARMS: readonly {
   {
     prop: 'brakeMirrorStale',
     id: 'BrakeMirrorStaleAlarm',
-    metric: count('BrakeMirrorStale', 'brake'),
-    threshold: 1,
+    // The mirror's own errors, not the functions' BrakeMirrorStale: its copy is rewritten every 10
+    // minutes only (docs/design.md), and errors show with no traffic at all.
+    metric: (p) => p.brakeMirrorFunction.metricErrors({ statistic: 'Sum', period: Duration.minutes(5) }),
+    threshold: 3,
     description: () =>
-      'The brake mirror has not copied the brake parameter for minutes: flipping the brake may not reach the functions (check the BrakeMirror function)',
+      'The brake mirror keeps failing: the brake parameter is not copied to the table, so flipping the brake ' +
+      'may not reach the functions (check the BrakeMirror function log group)',
   },
   {
     prop: 'authorizerThrottlesPerFiveMinutes',
@@ -203,14 +213,14 @@ export const ALARMS: readonly {
 ];
 
 /**
- * What operators watch: a dashboard (who spends what, which limit bites), alarms on an encrypted
- * SNS topic, and optionally the automatic brake.
+ * What operators watch: alarms on an encrypted SNS topic, and optionally a dashboard (who spends
+ * what, which limit bites) and the automatic brake.
  */
 export class LimiterObservability extends Construct {
   /** Where every alarm notifies; undefined with `alarmTopic: false`. */
   readonly alarmTopic?: sns.ITopic;
-  /** Who spends what, which limit bites, settlement failures, the authorizer's latency. */
-  readonly dashboard: cloudwatch.Dashboard;
+  /** The dashboard, when asked for (LlmRateLimiterProps.dashboard). */
+  readonly dashboard?: cloudwatch.Dashboard;
   /** The alarms created (those the `alarms` prop leaves on, and the automatic brake's). */
   readonly alarms: cloudwatch.Alarm[] = [];
   /** The function that sets the brake, when `automaticBrake` is on. */
@@ -226,7 +236,7 @@ export class LimiterObservability extends Construct {
     const notify = this.alarmTopic ? [new actions.SnsAction(this.alarmTopic)] : [];
     this.addAlarms(props, notify);
     if (props.automaticBrake) this.autoBrakeFunction = this.addAutomaticBrake(props, props.automaticBrake, notify);
-    this.dashboard = this.addDashboard(props);
+    if (props.dashboard ?? true) this.dashboard = this.addDashboard(props);
   }
 
   /**

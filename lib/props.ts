@@ -169,6 +169,16 @@ export interface LlmRateLimiterProps {
    */
   readonly streamTimeout?: Duration;
   /**
+   * The proxy's memory (MB), billed for the whole of each stream: nearly all of a request's cost
+   * (README, "What it costs"). Lambda gives CPU in proportion, which the input count before the
+   * first token needs: measured, the proxy peaks at about 200 MB on a 1 MB prompt with a long
+   * stream, and counting a 1 MiB adversarial body takes about 0.33 s of a whole CPU (about 1.1 s at
+   * 512 MB, 0.6 s at 1024 MB; prompts of a few KB take milliseconds at any size). Raise it for
+   * large prompts where time to first token matters more than cost. From 256 to 10240.
+   * @default 512
+   */
+  readonly proxyMemorySize?: number;
+  /**
    * How far Lambda clocks may be apart without over-admitting. At most 5 seconds.
    * @example
    * clockSkew: Duration.millis(50),
@@ -295,6 +305,7 @@ export interface LlmRateLimiterProps {
    * Security groups of the functions in `vpc`; they accept no connections, so only their egress
    * matters. Requires vpc.
    * @default - one group for all the limiter's functions, allowing all outbound traffic
+   * @example securityGroups: [SecurityGroup.fromSecurityGroupId(stack, 'Egress', 'sg-0123456789abcdef0')]
    */
   readonly securityGroups?: ec2.ISecurityGroup[];
   /**
@@ -319,6 +330,18 @@ export interface LlmRateLimiterProps {
    * @default - no rule: the events are on the bus for your own rules
    */
   readonly budgetAlertTopic?: ITopic;
+  /**
+   * A CloudWatch dashboard: decisions, denials by code, spend per tenant, settlement failures,
+   * authorizer latency. CloudWatch bills a dashboard $3 a month whether or not anyone looks.
+   * @default false
+   */
+  readonly dashboard?: boolean;
+  /**
+   * X-Ray tracing on the API's stage: a trace per request, billed per million traces recorded
+   * past the free tier ($5 per million).
+   * @default false
+   */
+  readonly tracing?: boolean;
 }
 
 /**
@@ -529,6 +552,15 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     )
   )
     problems.push(`leasePercent is ${props.leasePercent}; give a percentage from 0 (no leases) to 10`);
+  const memory = props.proxyMemorySize;
+  if (
+    memory !== undefined &&
+    !Token.isUnresolved(memory) &&
+    !(Number.isInteger(memory) && memory >= 256 && memory <= 10240)
+  )
+    problems.push(
+      `proxyMemorySize is ${memory}; give a whole number of MB from 256 to 10240 (the proxy peaks near 200 MB)`,
+    );
   for (const prop of ['authorizerReservedConcurrency', 'brakeReservedConcurrency'] as const) {
     const reserved = props[prop];
     if (reserved !== undefined && reserved !== false && !(Number.isInteger(reserved) && reserved >= 1))

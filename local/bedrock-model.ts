@@ -115,7 +115,10 @@ export function invalidRequest(request: Json): string | undefined {
     return 'A conversation must start with a user message. Try again with a conversation that starts with a user message.';
   for (const [i, m] of messages.entries()) {
     if (i > 0 && m.role === messages[i - 1]?.role)
-      return 'A conversation must alternate between user and assistant roles. Make sure the conversation alternates between user and assistant roles and try again.';
+      return (
+        'A conversation must alternate between user and assistant roles. ' +
+        'Make sure the conversation alternates between user and assistant roles and try again.'
+      );
     for (const [j, b] of list(m.content).entries())
       if (typeof b.text === 'string' && !b.text.trim())
         return `The text field in the ContentBlock object at messages.${i}.content.${j} is blank. Add text to the text field, and try again.`;

@@ -43,7 +43,8 @@ const AUTHORIZATION =
   /^AWS4-HMAC-SHA256 Credential=([^/,\s]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request,\s*SignedHeaders=([a-z0-9;-]+),\s*Signature=([0-9a-f]{64})$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const MISMATCH =
-  'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.';
+  'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access ' +
+  'Key and signing method. Consult the service documentation for details.';
 
 /** undefined when the request is signed by `credentials` for `service` in `region`; else why not. */
 export async function checkSignature(

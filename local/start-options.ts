@@ -61,7 +61,9 @@ export function parseStartOptions(
     (portText !== undefined && !/^\d+$/.test(portText.trim()))
   ) {
     return {
-      error: `npm start: ${values.port !== undefined ? '--port' : 'PORT'} is ${JSON.stringify(portText)}; give a port number from 0 to 65535 (0 picks a free one).`,
+      error:
+        `npm start: ${values.port !== undefined ? '--port' : 'PORT'} is ${JSON.stringify(portText)}; ` +
+        'give a port number from 0 to 65535 (0 picks a free one).',
     };
   }
   if (values.persist !== undefined && !values.persist.trim())
@@ -79,13 +81,16 @@ export function parseStartOptions(
   const kindText = values.upstream ?? env.UPSTREAM_KIND ?? 'openai';
   if (!(UPSTREAM_KINDS as readonly string[]).includes(kindText))
     return {
-      error: `npm start: ${values.upstream !== undefined ? '--upstream' : 'UPSTREAM_KIND'} is ${JSON.stringify(kindText)}; use ${UPSTREAM_KINDS.join(', ')}`,
+      error:
+        `npm start: ${values.upstream !== undefined ? '--upstream' : 'UPSTREAM_KIND'} is ` +
+        `${JSON.stringify(kindText)}; use ${UPSTREAM_KINDS.join(', ')}`,
     };
   const upstreamKind = kindText as UpstreamKind;
   if (upstreamKind === 'bedrock' && upstream !== undefined)
     return {
       error:
-        'npm start: UPSTREAM_BASE_URL names an HTTP upstream, but --upstream bedrock runs the Bedrock stand-in (nothing here reaches AWS); unset one of them',
+        'npm start: UPSTREAM_BASE_URL names an HTTP upstream, but --upstream bedrock runs the Bedrock stand-in ' +
+        '(nothing here reaches AWS); unset one of them',
     };
   return {
     options: {

@@ -124,7 +124,8 @@ export class MetricsSummary {
     this.changed = false;
     const denied = [...this.denied.values()].reduce((a, b) => a + b, 0);
     const byCode = [...this.denied.entries()].map(([code, n]) => `${code}: ${n}`).join(', ');
-    return `[limiter] ${this.admitted} admitted, ${denied} denied${byCode ? ` (${byCode})` : ''}, ${this.tokens} tokens settled, $${(this.microUsd / 1_000_000).toFixed(6)} spent`;
+    const spent = (this.microUsd / 1_000_000).toFixed(6);
+    return `[limiter] ${this.admitted} admitted, ${denied} denied${byCode ? ` (${byCode})` : ''}, ${this.tokens} tokens settled, $${spent} spent`;
   }
 }
 

@@ -99,10 +99,13 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       const vector = [0.1, 0.2, 0.3, 0.4];
       const embedding =
         body.encoding_format === 'base64' ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+      // One vector per input: a batch is an array of strings or of token arrays; one string or token array is one input.
+      const input = body.input;
+      const inputs = Array.isArray(input) && input.length > 0 && typeof input[0] !== 'number' ? input.length : 1;
       res.end(
         JSON.stringify({
           object: 'list',
-          data: [{ object: 'embedding', index: 0, embedding }],
+          data: Array.from({ length: inputs }, (_, index) => ({ object: 'embedding', index, embedding })),
           model,
           ...(answerUsage
             ? { usage: { prompt_tokens: answerUsage.prompt_tokens, total_tokens: answerUsage.prompt_tokens } }

@@ -13,6 +13,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { trimSourceMap } from './trim-sourcemap.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dist = join(root, 'dist');
@@ -51,6 +52,8 @@ await Promise.all(
     }),
   ),
 );
+// The maps keep the project's own code only: the package stays under 5 MB (docs/benchmarks.md).
+for (const name of FUNCTIONS) trimSourceMap(join(dist, 'lambda', name, 'index.js.map'));
 
 if (!lambdaOnly) {
   const cdk = ['aws-cdk-lib', 'aws-cdk-lib/*', 'constructs'];

@@ -187,7 +187,9 @@ export function renderReference(): { files: Map<string, string>; problems: strin
   // The construct's plan helpers (lib/plan-helpers.ts) wrap the engine's, which they document: the engine's are shown.
   const engineExports = new Map(
     ['lambda/engine/plans.ts', 'lambda/engine/limits.ts'].flatMap((file) =>
-      checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(join(ROOT, file))!)!).map((s) => [s.name, s]),
+      checker
+        .getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(join(ROOT, file))!)!)
+        .map((s) => [s.name, s]),
     ),
   );
   for (const s of checker.getExportsOfModule(index)) {

@@ -884,7 +884,8 @@ function requireExpressionsFit(specs: readonly LimitSpec[] | undefined, at: stri
   if (longest > MAX_EXPRESSION_BYTES)
     fail(
       at,
-      `the layer's DynamoDB expressions can reach ${longest} bytes, over DynamoDB's limit of ${MAX_EXPRESSION_BYTES} per expression: use fewer subWindows or fewer limits in this layer`,
+      `the layer's DynamoDB expressions can reach ${longest} bytes, over DynamoDB's limit of ` +
+        `${MAX_EXPRESSION_BYTES} per expression: use fewer subWindows or fewer limits in this layer`,
     );
 }
 

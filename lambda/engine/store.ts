@@ -718,7 +718,9 @@ export class LimitStore {
   private checkLimit(limit: Limit): void {
     if (limit.shape === 'sliding_window' && slotMs(limit) < 4 * this.clockSkewMs) {
       throw new InvalidLimitError(
-        `slidingWindow(${limit.limit}, ${limit.windowMs} ms, ${limit.subWindows}) has ${slotMs(limit)} ms slots, shorter than 4 x clockSkewMs (${this.clockSkewMs} ms): use fewer subWindows or a smaller clockSkewMs`,
+        `slidingWindow(${limit.limit}, ${limit.windowMs} ms, ${limit.subWindows}) has ${slotMs(limit)} ms ` +
+          `slots, shorter than 4 x clockSkewMs (${this.clockSkewMs} ms): use fewer subWindows or a smaller ` +
+          `clockSkewMs`,
       );
     }
   }
@@ -832,7 +834,10 @@ export class LimitStore {
     };
   }
 
-  /** One UpdateItem: written (ok), refused by its condition (the item as it was), or refused because another transaction held the item (conflict: nothing known). */
+  /**
+   * One UpdateItem: written (ok), refused by its condition (the item as it was), or refused because another
+   * transaction held the item (conflict: nothing known).
+   */
   private async send(
     pk: string,
     fragments: Fragment[],

@@ -48,14 +48,16 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
       RateLimit: 'context.authorizer.rateLimit',
     },
     template:
-      '{"type":"error","error":{"message":"$context.authorizer.message","type":"$context.authorizer.type","param":null,"code":"$context.authorizer.code"}}',
+      '{"type":"error","error":{"message":"$context.authorizer.message","type":"$context.authorizer.type",' +
+      '"param":null,"code":"$context.authorizer.code"}}',
   },
   {
     type: 'UNAUTHORIZED',
     statusCode: '401',
     responseHeaders: { 'Content-Type': json, 'WWW-Authenticate': "'Bearer'" },
     template:
-      '{"type":"error","error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer <key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
+      '{"type":"error","error":{"message":"Invalid or missing API key. Send it as Authorization: Bearer ' +
+      '<key>.","type":"authentication_error","param":null,"code":"invalid_api_key"}}',
   },
   // The authorizer failed (a layer that fails closed could not be checked): try again shortly.
   // A function that throws surfaces as AUTHORIZER_CONFIGURATION_ERROR or AUTHORIZER_FAILURE
@@ -65,7 +67,8 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
     statusCode: '503',
     responseHeaders: { 'Content-Type': json, 'Retry-After': "'1'" },
     template:
-      '{"type":"error","error":{"message":"The rate limiter is unavailable; retry shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
+      '{"type":"error","error":{"message":"The rate limiter is unavailable; retry ' +
+      'shortly.","type":"service_unavailable","param":null,"code":"limiter_unavailable"}}',
   })),
   {
     // A path or method this API does not serve: API Gateway's 403 "Missing Authentication Token" by default.
@@ -73,7 +76,8 @@ export const GATEWAY_RESPONSES: readonly GatewayResponseDefinition[] = [
     statusCode: '404',
     responseHeaders: { 'Content-Type': json },
     template:
-      '{"type":"error","error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET /v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
+      '{"type":"error","error":{"message":"Unknown route: this API serves POST on its AI endpoints and GET ' +
+      '/v1/limits.","type":"invalid_request_error","param":null,"code":"unknown_route"}}',
   },
   {
     type: 'DEFAULT_4XX',

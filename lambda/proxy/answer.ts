@@ -136,7 +136,9 @@ export function relayStream(
           message: 'the answer ran into the stream timeout: cut off and settled',
         });
         finish('invocation_deadline');
-        yield `data: ${errorBody('The answer reached this service’s time limit (streamTimeout) and was cut off; what arrived is all there is.', 'api_error', 'stream_deadline')}\n\n`;
+        const message =
+          'The answer reached this service’s time limit (streamTimeout) and was cut off; what arrived is all there is.';
+        yield `data: ${errorBody(message, 'api_error', 'stream_deadline')}\n\n`;
         return;
       }
       deps.log({ requestId, level: 'error', outcome: 'upstream_stream_failed', error: (err as Error).name });

@@ -227,7 +227,10 @@ export class PieceCounter {
     d[i] = value;
   }
 
-  /** Removes the least entry: the hole walks down the smaller children to a leaf, then the last entry sifts up into it (fewer compares than a plain sift-down: the last entry usually belongs near the bottom). */
+  /**
+   * Removes the least entry: the hole walks down the smaller children to a leaf, then the last entry sifts up
+   * into it (fewer compares than a plain sift-down: the last entry usually belongs near the bottom).
+   */
   private pop(): number {
     const d = this.heap;
     const top = d[0]!;

@@ -270,7 +270,8 @@ function refusal(
     return answer(
       400,
       headers,
-      `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once (${verdict.denied.decision.limit}). Send less, or lower max_tokens.`,
+      `This request needs ${Math.ceil(reserved.tokens)} tokens, more than ${code} allows at once ` +
+        `(${verdict.denied.decision.limit}). Send less, or lower max_tokens.`,
       'invalid_request_error',
       'request_too_large_for_limit',
       request.kind === 'chat' ? 'max_tokens' : 'input',

@@ -37,11 +37,18 @@ export const BRAKE_MIRROR_SHARDS = 4;
 /** The mirror's item for one shard, keyed by the parameter it copies. */
 export const brakeMirrorKey = (parameterName: string, shard: number): string => `brake#${parameterName}#${shard}`;
 /**
- * A copy older than this is stale: a healthy mirror rewrites it at least once a minute (its
- * schedule), so 150 s means two runs in a row failed or never ran. A stale copy is logged and
- * alarmed (BrakeMirrorStale), and the functions read the parameter itself (BrakeOptions.directRead).
+ * How often the mirror rewrites an unchanged copy (its heartbeat): it runs once a minute but writes
+ * only a change, or a copy this old, so an idle stack writes 4 items every 10 minutes rather than
+ * every minute (docs/design.md, "The brake mirror's writes").
  */
-export const BRAKE_MIRROR_STALE_MS = 150_000;
+export const BRAKE_MIRROR_HEARTBEAT_MS = 600_000;
+/**
+ * A copy older than this is stale: a healthy mirror rewrites it at least once per heartbeat, so
+ * 150 s past it means two runs in a row failed or never ran when the heartbeat was due. A stale
+ * copy is logged (BrakeMirrorStale), and the functions read the parameter itself
+ * (BrakeOptions.directRead). The alarm watches the mirror's own errors, which show sooner.
+ */
+export const BRAKE_MIRROR_STALE_MS = BRAKE_MIRROR_HEARTBEAT_MS + 150_000;
 
 export function ssmBrakeReader(client: SSMClient, parameterName: string): BrakeReader {
   return async (signal) => {

@@ -53,7 +53,8 @@ function checkId(what: string, id: string): void {
 function configOf(t: AdminTargets): LimiterConfig {
   if (!t.config)
     throw new UsageError(
-      `no limiter configuration: table ${t.tableName} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
+      `no limiter configuration: table ${t.tableName} has none published (the construct publishes it at every ` +
+        `deploy, npm start at start-up); deploy, or pass --config <file.json>`,
     );
   return t.config;
 }
@@ -136,14 +137,16 @@ export class Admin {
     const plan = config.plans[stored.plan];
     if (!plan)
       throw new UsageError(
-        `tenant '${id}' is on plan '${stored.plan}', which is not configured: its requests get 500 plan_unknown. Move it: tenants set-plan ${id} <${Object.keys(config.plans).join(' | ')}>`,
+        `tenant '${id}' is on plan '${stored.plan}', which is not configured: its requests get 500 ` +
+          `plan_unknown. Move it: tenants set-plan ${id} <${Object.keys(config.plans).join(' | ')}>`,
       );
     let overrides: Plan | undefined;
     try {
       overrides = stored.overrides === null ? undefined : parsePlan(stored.overrides, 'overrides');
     } catch (err) {
       throw new UsageError(
-        `tenant '${id}' has overrides that do not parse (${(err as Error).message}): its requests get 500 tenant_config_invalid. Fix them: tenants set-overrides ${id} --file <overrides.json>, or --clear`,
+        `tenant '${id}' has overrides that do not parse (${(err as Error).message}): its requests get 500 ` +
+          `tenant_config_invalid. Fix them: tenants set-overrides ${id} --file <overrides.json>, or --clear`,
       );
     }
     const effective = applyOverrides(plan, overrides);

@@ -346,7 +346,8 @@ function failure(err: unknown, o: Options, io: Io): number {
     return fix('which region? pass --region <region> (the one the stack is in), or set AWS_REGION');
   if (e.name === 'CredentialsProviderError')
     return fix(
-      'no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; against npm start, pass the --dynamodb-endpoint and --ssm-endpoint it prints',
+      'no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account the stack is in; ' +
+        'against npm start, pass --local (or the CLI flags its banner prints)',
     );
   io.err(`failed: ${e.name}: ${e.message}`);
   return 1;

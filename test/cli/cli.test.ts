@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { type AddressInfo, createServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -241,6 +241,27 @@ describe('the installed command', () => {
   });
 });
 
+/** A Node 20 binary on PATH (the oldest Node the package supports), outside node_modules; undefined when there is none. */
+const node20 = process.env.PATH?.split(':')
+  .filter((d) => d !== '' && !d.includes('node_modules'))
+  .map((d) => join(d, 'node'))
+  .find((bin) => spawnSync(bin, ['--version'], { encoding: 'utf8' }).stdout?.startsWith('v20.'));
+
+describe('on Node 20', () => {
+  it.skipIf(!node20)('prints no AWS SDK "upgrade Node" warning, only the answer', async () => {
+    const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+    const env = { ...process.env, AWS_ACCESS_KEY_ID: 'local', AWS_SECRET_ACCESS_KEY: 'local', AWS_REGION: 'us-east-1' };
+    ssm.parameters.set('/node20/brake', { value: 'off', version: 1, modified: Date.now() });
+    const out = await promisify(execFile)(
+      node20!,
+      [bin, 'brake', 'status', '--brake-parameter', '/node20/brake', '--ssm-endpoint', ssm.endpoint],
+      { env },
+    );
+    expect(JSON.parse(out.stdout)).toMatchObject({ braked: false });
+    expect(out.stderr).toBe('');
+  });
+});
+
 describe('credentials', () => {
   const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
   const run = promisify(execFile);
@@ -290,7 +311,7 @@ describe('credentials', () => {
     ).catch((e: { code: number; stderr: string }) => e);
     expect(out).toMatchObject({ code: 2 });
     expect((out as { stderr: string }).stderr.trim()).toMatch(
-      /^error: no AWS credentials: set AWS_PROFILE .* --dynamodb-endpoint and --ssm-endpoint it prints$/,
+      /^error: no AWS credentials: set AWS_PROFILE .*; against npm start, pass --local \(or the CLI flags its banner prints\)$/,
     );
   });
 });
@@ -419,7 +440,8 @@ describe('the configuration the deploy published', () => {
       const noConfig = await run('tenants', 'create', 'acme', '--plan', 'team');
       expect(noConfig.code).toBe(2);
       expect(noConfig.err).toBe(
-        `error: no limiter configuration: table ${table} has none published (the construct publishes it at every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
+        `error: no limiter configuration: table ${table} has none published (the construct publishes it at ` +
+          `every deploy, npm start at start-up); deploy, or pass --config <file.json>`,
       );
 
       await publishConfig(client, table, parseConfig(JSON.parse(JSON.stringify(rawConfig))));
@@ -490,7 +512,8 @@ describe('--local', () => {
       const r = await local(stale, ...args);
       expect(r.code).toBe(2);
       expect(r.err).toBe(
-        `error: --local: nothing answers at npm start's endpoints (${join(stale, 'npm-start.json')} is left from a run that ended): run npm start again`,
+        `error: --local: nothing answers at npm start's endpoints (${join(stale, 'npm-start.json')} is left ` +
+          `from a run that ended): run npm start again`,
       );
     }
   });

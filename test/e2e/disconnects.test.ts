@@ -80,7 +80,8 @@ describe('a client that goes away', () => {
     const socket = connect(Number(url.port), url.hostname);
     await new Promise((r) => socket.once('connect', r));
     socket.write(
-      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: ${headers.authorization}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"model":`,
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: ` +
+        `${headers.authorization}\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"model":`,
     );
     await sleep(100);
     socket.destroy();

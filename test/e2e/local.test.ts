@@ -1,3 +1,5 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putApiKey, putTenant } from '../../lambda/runtime/directory';
@@ -8,6 +10,9 @@ import { cliTargets, type LocalStack, startLocal } from '../../local/start';
 import { main as cli } from '../../lib/cli/main';
 
 const CHAT = '/v1/chat/completions';
+/** A second real client: the OpenAI Python SDK, where this machine has it (LIMITER_TEST_PYTHON names the interpreter). */
+const PYTHON = process.env.LIMITER_TEST_PYTHON ?? 'python3';
+const pythonOpenAi = spawnSync(PYTHON, ['-c', 'import openai'], { stdio: 'ignore' }).status === 0;
 const models = { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } };
 // Token buckets that refill negligibly during a test, so every figure is exact.
 const config = parseConfig(
@@ -163,6 +168,31 @@ describe('npm start, driven by the official OpenAI client', () => {
     expect(out.data[0]!.embedding).toHaveLength(4);
     expect(out.data[0]!.embedding[0]).toBeCloseTo(0.1, 5);
   });
+
+  it('answers each input of an embeddings batch with its own vector, in order (the official client)', async () => {
+    const out = await openai().embeddings.create({ model: 'text-embedding-3-small', input: ['one', 'two'] });
+    expect(out.data.map((d) => d.index)).toEqual([0, 1]);
+    for (const d of out.data) expect(d.embedding).toHaveLength(4);
+  });
+
+  it.skipIf(!pythonOpenAi)(
+    'answers an embeddings batch from the OpenAI Python SDK with a vector per input',
+    async () => {
+      const script = [
+        'import json, sys',
+        'from openai import OpenAI',
+        'client = OpenAI(api_key=sys.argv[1], base_url=sys.argv[2], max_retries=0)',
+        'out = client.embeddings.create(model="text-embedding-3-small", input=["one", "two"])',
+        'print(json.dumps([[d.index, len(d.embedding)] for d in out.data]))',
+      ].join('\n');
+      // Asynchronously: the stack answers from this process.
+      const { stdout } = await promisify(execFile)(PYTHON, ['-c', script, local.apiKey, local.baseUrl]);
+      expect(JSON.parse(stdout)).toEqual([
+        [0, 4],
+        [1, 4],
+      ]);
+    },
+  );
 
   it('answers 404 in OpenAI’s error shape for a route or method the API does not serve', async () => {
     for (const [method, path] of [

@@ -4,7 +4,11 @@
  * options and environment variables.
  */
 import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -125,6 +129,35 @@ describe('npm start options', () => {
     } finally {
       await local.stop();
       await upstream.stop();
+    }
+  }, 60_000);
+
+  it("prints the endpoints the CLI's no-credentials hint names, and the CLI works with them as printed, without credentials", async () => {
+    const home = mkdtempSync(join(tmpdir(), 'llm-limiter-start-'));
+    const bare = { PATH: process.env.PATH ?? '', HOME: home, AWS_EC2_METADATA_DISABLED: 'true' };
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bin/local.ts', '--port', '0'], {
+      cwd: root,
+      env: { ...bare, LLM_LIMITER_DATA_DIR: home },
+    });
+    try {
+      let banner = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          banner += chunk.toString('utf8');
+          if (banner.includes('Ctrl-C stops everything.')) resolve();
+        });
+        child.on('exit', (code) => reject(new Error(`npm start exited ${code}`)));
+      });
+      const line = /^ {2}CLI flags +(.*)$/m.exec(banner)?.[1];
+      expect(line).toMatch(/--dynamodb-endpoint http:\/\/\S+ --ssm-endpoint http:\/\/\S+/);
+      const cliBin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+      const out = await run(process.execPath, [cliBin, 'brake', 'status', ...line!.trim().split(/\s+/)], {
+        env: bare,
+        timeout: 30_000,
+      });
+      expect(JSON.parse(out.stdout)).toMatchObject({ braked: false });
+    } finally {
+      child.kill('SIGINT');
     }
   }, 60_000);
 });

@@ -19,7 +19,10 @@ export interface Outcome {
   readonly after: BucketState | undefined;
 }
 
-/** Runs a schedule (in true time; each decision by a container whose clock is off by clockErrorMs) through the pure decision function, applying each write as the store would. */
+/**
+ * Runs a schedule (in true time; each decision by a container whose clock is off by clockErrorMs) through the
+ * pure decision function, applying each write as the store would.
+ */
 export function simulate(limit: Limit, arrivals: readonly Arrival[], skewMs = 0, start = 1_800_000_000_000): Outcome[] {
   let state: BucketState | undefined;
   let now = start;

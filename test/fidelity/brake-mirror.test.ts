@@ -13,6 +13,7 @@ import { putApiKey, putTenant } from '../../lambda/runtime/directory';
 import { authorizerEvent, lambdaContext } from '../support/events';
 import { localFunctionEnvironment } from '../support/function-environment';
 import {
+  BRAKE_MIRROR_HEARTBEAT_MS,
   BRAKE_MIRROR_SHARDS,
   BRAKE_MIRROR_STALE_MS,
   Brake,
@@ -193,10 +194,47 @@ describe('the brake mirror', () => {
     expect(tries).toBeLessThan(MIRROR_SSM_BACKOFF.budgetMs / 10);
   });
 
+  it('writes the table only when the parameter changed, or when the copy is due for its heartbeat', async () => {
+    const { name, table } = await setup();
+    const writes: string[] = [];
+    const counted = doc();
+    counted.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (/Update/.test(String(context.commandName))) writes.push(String(context.commandName));
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const clock = { now: Date.now() };
+    const deps = { ssm: ssmClient(), doc: counted, tableName: table, parameterName: name, log: () => {} };
+    const run = () => mirrorBrake({ ...deps, clock: () => clock.now });
+    await run();
+    expect(writes).toHaveLength(BRAKE_MIRROR_SHARDS); // the first copy
+    // Two hours of once-a-minute runs with the parameter unchanged: only the heartbeats write.
+    for (let minute = 1; minute <= 120; minute++) {
+      clock.now += 60_000;
+      await run();
+    }
+    const heartbeats = writes.length / BRAKE_MIRROR_SHARDS - 1;
+    expect(heartbeats).toBe(Math.floor((120 * 60_000) / BRAKE_MIRROR_HEARTBEAT_MS));
+    // A change is written at the next run, whatever the heartbeat.
+    writes.length = 0;
+    ssm.parameters.set(name, { value: 'on', version: 2, modified: clock.now });
+    clock.now += 60_000;
+    await run();
+    expect(writes).toHaveLength(BRAKE_MIRROR_SHARDS);
+    const brake = new Brake({
+      reader: mirrorBrakeReader(doc(), table, name),
+      parameterName: name,
+      clock: () => clock.now,
+    });
+    expect(await brake.state()).toMatchObject({ enabled: true, source: 'mirror' });
+  });
+
   it('says so loudly when the mirror has not run for minutes', async () => {
     const { name, table } = await setup();
     const deps = { ssm: ssmClient(), doc: doc(), tableName: table, parameterName: name, log: () => {} };
-    await mirrorBrake({ ...deps, clock: () => Date.now() - 10 * 60_000 });
+    await mirrorBrake({ ...deps, clock: () => Date.now() - BRAKE_MIRROR_STALE_MS - 60_000 });
     const metrics: MetricEvent[] = [];
     const logs: Record<string, unknown>[] = [];
     const brake = new Brake({

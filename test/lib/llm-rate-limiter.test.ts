@@ -188,6 +188,7 @@ describe('what LlmRateLimiter provisions', () => {
       'ssm:GetParameter',
     ]);
     expect(actionsOf('LimiterBrakeMirrorRole')).toEqual([
+      'dynamodb:GetItem',
       'dynamodb:UpdateItem',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
@@ -207,6 +208,16 @@ describe('what LlmRateLimiter provisions', () => {
       if (actions.includes('secretsmanager:GetSecretValue')) expect(resource).toMatch(/openai-key/);
       expect(resource).not.toBe('"*"');
     }
+  });
+
+  it('sizes the proxy at 512 MB (measured: docs/benchmarks.md, proxy.peak_rss_mb), or proxyMemorySize', () => {
+    const memoryOf = (t: Template) =>
+      Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('LimiterProxy'))![1]
+        .Properties.MemorySize;
+    expect(memoryOf(template)).toBe(512);
+    const stack = new Stack(new App(), 'Sized');
+    new LlmRateLimiter(stack, 'Limiter', props(stack, { proxyMemorySize: 1024 }));
+    expect(memoryOf(Template.fromStack(stack))).toBe(1024);
   });
 
   it('keeps its state in a table with TTL and point-in-time recovery', () => {
@@ -629,6 +640,11 @@ describe('prop validation', () => {
       'a shape helper was given a window it does not understand',
       { plans: { team: { endpoints: { [CHAT]: [tokens(slidingWindow(5, '1 minute'))] } } } },
       /V\/Limiter: plans.team.endpoints\['\/v1\/chat\/completions'\]\[0\]: slidingWindow\(5, '1 minute'\): duration '1 minute' is not understood/,
+    ],
+    [
+      'the proxy memory is below what it was measured to need',
+      { proxyMemorySize: 128 },
+      /proxyMemorySize is 128; give a whole number of MB from 256 to 10240/,
     ],
     [
       'the brake reservation is not a whole number',

@@ -23,16 +23,24 @@ const alarmsOf = (t: Template) =>
   Object.values(t.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties as Record<string, any>);
 
 describe('observability', () => {
+  it('adds no dashboard and no X-Ray tracing unless asked (each bills every month, idle or not)', () => {
+    const t = synth();
+    t.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+    t.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: Match.absent() });
+    const traced = synth({ tracing: true });
+    traced.hasResourceProperties('AWS::ApiGateway::Stage', { TracingEnabled: true });
+  });
+
   it('with metricsByTenant, publishes the tenant as a dimension and graphs tokens and spend per tenant from metrics', () => {
-    const t = synth({ metricsByTenant: true });
+    const t = synth({ metricsByTenant: true, dashboard: true });
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of ['Tokens settled per tenant', 'Spend per tenant (micro-USD)']) expect(body).toContain(title);
     expect(body).toContain("SEARCH('{LlmRateLimiter,Function,Tenant,Endpoint,Model} MetricName=");
     expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"true"');
   });
 
-  it('adds a dashboard and the default alarms, notifying an encrypted topic', () => {
-    const t = synth();
+  it('adds a dashboard when asked, and the default alarms, notifying an encrypted topic', () => {
+    const t = synth({ dashboard: true });
     t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
     const body = JSON.stringify(t.findResources('AWS::CloudWatch::Dashboard'));
     for (const title of [
@@ -51,10 +59,10 @@ describe('observability', () => {
     expect(JSON.stringify(t.findResources('AWS::Lambda::Function'))).toContain('"METRICS_BY_TENANT":"false"');
     const alarms = alarmsOf(t);
     expect(alarms.map((a) => a.MetricName).sort()).toEqual([
-      'BrakeMirrorStale',
       'BrakeUnreadable',
       'Decisions',
       'Decisions',
+      'Errors',
       'LimiterUnavailable',
       'MicroUsdSettled',
       'SettleFailures',
@@ -69,6 +77,15 @@ describe('observability', () => {
       Statistic: 'Sum',
       Namespace: 'AWS/Lambda',
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^LimiterAuthorizer/) } }],
+    });
+    // The brake mirror writes its copy only on change (and a heartbeat every 10 minutes): its own
+    // errors say it is failing, a run with both its retries, within 5 minutes and with no traffic.
+    expect(alarms.find((a) => a.MetricName === 'Errors')).toMatchObject({
+      Threshold: 3,
+      Period: 300,
+      Statistic: 'Sum',
+      Namespace: 'AWS/Lambda',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: expect.stringMatching(/^LimiterBrakeMirror/) } }],
     });
     // The outage alarm counts what the authorizer emits when it cannot decide, not Lambda errors (bad keys are those too).
     expect(alarms.find((a) => a.MetricName === 'LimiterUnavailable')).toMatchObject({

@@ -53,7 +53,9 @@ export async function loadBundle(file: string): Promise<{ ms: number; handlerTyp
     AWS_REGION: 'us-east-1',
   };
   const probe =
-    'globalThis.awslambda = { streamifyResponse: (h) => h, HttpResponseStream: { from: (s) => s } }; const t = performance.now(); const m = require(process.argv[1]); process.stdout.write(JSON.stringify({ ms: performance.now() - t, handlerType: typeof m.handler }));';
+    'globalThis.awslambda = { streamifyResponse: (h) => h, HttpResponseStream: { from: (s) => s } }; const t = ' +
+    'performance.now(); const m = require(process.argv[1]); process.stdout.write(JSON.stringify({ ms: ' +
+    'performance.now() - t, handlerType: typeof m.handler }));';
   return JSON.parse((await run(process.execPath, ['-e', probe, file], { env })).stdout) as {
     ms: number;
     handlerType: string;

@@ -28,6 +28,7 @@ import {
   usdPerDay,
 } from '../../lib';
 import { mirrorBrake, mirrorDepsFromEnvironment } from '../../lambda/brake-mirror/handler';
+import { BRAKE_MIRROR_STALE_MS } from '../../lambda/runtime/brake';
 import { handleConfigEvent, publisherDepsFromEnvironment } from '../../lambda/config-publisher/handler';
 import { configSha256 } from '../../lambda/engine/config-hash';
 import { parseConfig } from '../../lambda/engine/plans';
@@ -229,7 +230,7 @@ export async function iamScenario(
     );
     // The mirror stops (its last copy minutes old): each function reads the parameter directly (its
     // fallback), and those calls are judged too.
-    await mirror(() => Date.now() - 10 * 60_000);
+    await mirror(() => Date.now() - BRAKE_MIRROR_STALE_MS - 60_000);
     await authorizer(authorizerEvent({ headers: auth }), lambdaContext());
     await chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
     await limits(proxyEvent({ route: '/v1/limits', authorizer: context }), lambdaContext('limits'));

@@ -169,7 +169,8 @@ function checkInclude(include: unknown): void {
     if (!INCLUDABLE.has(value as string))
       unsupported(
         `include[${i}]`,
-        `'include[${i}]' (${JSON.stringify(value)}) is not supported here: only 'reasoning.encrypted_content' is accepted, and no reasoning item comes back to carry it.`,
+        `'include[${i}]' (${JSON.stringify(value)}) is not supported here: only 'reasoning.encrypted_content' ` +
+          `is accepted, and no reasoning item comes back to carry it.`,
       );
   });
 }
@@ -204,7 +205,8 @@ function inputMessages(input: unknown): Json[] {
     else
       unsupported(
         `${at}.type`,
-        `'${at}.type' is ${JSON.stringify(type)}: input items here are messages, function_call, function_call_output and reasoning (built-in tools do not run through this gateway).`,
+        `'${at}.type' is ${JSON.stringify(type)}: input items here are messages, function_call, ` +
+          `function_call_output and reasoning (built-in tools do not run through this gateway).`,
       );
   });
   if (messages.length === 0) bad('input', "'input' holds no message.", 'missing_required_parameter');
@@ -315,7 +317,9 @@ function chatTools(tools: unknown): Json[] {
     if (tool.type !== 'function')
       unsupported(
         `${at}.type`,
-        `'${at}.type' is ${JSON.stringify(tool.type)}: only function tools are supported here. Built-in tools (web search, file search, code interpreter, computer use, image generation, MCP, ...) are run and priced by the provider, outside this gateway's limits.`,
+        `'${at}.type' is ${JSON.stringify(tool.type)}: only function tools are supported here. Built-in tools ` +
+          `(web search, file search, code interpreter, computer use, image generation, MCP, ...) are run and ` +
+          `priced by the provider, outside this gateway's limits.`,
       );
     if (tool.defer_loading === true)
       unsupported(
