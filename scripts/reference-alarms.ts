@@ -35,10 +35,15 @@ export function alarmRows(): AlarmRow[] {
       handler: 'index.handler',
       code: lambda.Code.fromInline('exports.handler = () => {}'),
     });
-  const functions = { authorizerFunction: fn('Authorizer'), proxyFunction: fn('Proxy') };
+  const functions = {
+    authorizerFunction: fn('Authorizer'),
+    proxyFunction: fn('Proxy'),
+    brakeMirrorFunction: fn('Mirror'),
+  };
   const names = new Map([
     [functions.authorizerFunction.functionName, 'the authorizer'],
     [functions.proxyFunction.functionName, 'the proxy'],
+    [functions.brakeMirrorFunction.functionName, 'the brake mirror'],
   ]);
   return ALARMS.map((a) => {
     const metric =
