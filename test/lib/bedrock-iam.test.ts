@@ -104,7 +104,7 @@ describe('the proxy role with Upstream.bedrock()', () => {
     expect(
       statements
         .flatMap((s) => ([] as string[]).concat(s.Action))
-        .filter((a) => !/^(bedrock|dynamodb|logs|ssm):/.test(a)),
+        .filter((a) => !/^(bedrock|dynamodb|logs|ssm|events):/.test(a)),
     ).toEqual([]);
     expect(JSON.stringify(template.toJSON())).not.toMatch(/secretsmanager|SecretArn|UPSTREAM_API_KEY_SECRET/);
   });

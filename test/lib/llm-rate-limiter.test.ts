@@ -164,9 +164,12 @@ describe('what LlmRateLimiter provisions', () => {
 
   it('gives each function only the actions it calls', () => {
     // The brake comes from the table's mirror; the functions read the SSM parameter only when the copy is stale.
+    // PutItem and PutEvents: a calendar budget's alert is claimed with a conditional put and published on the bus.
     expect(actionsOf('LimiterAuthorizerRole')).toEqual([
       'dynamodb:GetItem',
+      'dynamodb:PutItem',
       'dynamodb:UpdateItem',
+      'events:PutEvents',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
       'ssm:GetParameter',
@@ -176,6 +179,7 @@ describe('what LlmRateLimiter provisions', () => {
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:UpdateItem',
+      'events:PutEvents',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
       'secretsmanager:GetSecretValue',
@@ -206,6 +210,7 @@ describe('what LlmRateLimiter provisions', () => {
       if (actions.some((a) => a.startsWith('dynamodb:'))) expect(resource).toMatch(/LimiterLimitsTable/);
       if (actions.includes('ssm:GetParameter')) expect(resource).toMatch(/LimiterBrake/);
       if (actions.includes('secretsmanager:GetSecretValue')) expect(resource).toMatch(/openai-key/);
+      if (actions.includes('events:PutEvents')) expect(resource).toMatch(/event-bus\/default/);
       expect(resource).not.toBe('"*"');
     }
   });

@@ -71,7 +71,7 @@ describe('the upstream kinds', () => {
     expect(env.UPSTREAM_BASE_URL).toBeUndefined();
     expect(env.UPSTREAM_API_KEY_SECRET).toBeUndefined();
     expect(JSON.stringify(template.toJSON())).not.toMatch(/secretsmanager|upstream-key/i);
-    expect([...new Set(proxyActions.filter((a) => !/^(dynamodb|logs|ssm):/.test(a)))].sort()).toEqual([
+    expect([...new Set(proxyActions.filter((a) => !/^(dynamodb|logs|ssm|events):/.test(a)))].sort()).toEqual([
       'bedrock:CountTokens',
       'bedrock:InvokeModel',
       'bedrock:InvokeModelWithResponseStream',
