@@ -217,6 +217,8 @@ export class LimiterObservability extends Construct {
   readonly autoBrakeFunction?: LimiterFunction;
 
   /**
+   * @param scope - the parent construct
+   * @param id - the construct's id, unique within its scope
    * @param props - the functions and brake to watch, the alarms and the automatic brake
    */
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {
