@@ -38,11 +38,8 @@ export function load(app) {
         tag.content = cdkDefault(tag);
       }
       const required = reflection.kindOf(ReflectionKind.Property) && !reflection.flags.isOptional;
-      if (
-        required &&
-        reflection.parent?.kindOf(ReflectionKind.Interface) &&
-        !reflection.comment?.getTag('@defaultValue')
-      )
+      const inType = reflection.parent?.kindOf(ReflectionKind.Interface | ReflectionKind.TypeLiteral);
+      if (required && inType && !reflection.comment?.getTag('@defaultValue'))
         reflection.comment?.blockTags.push(new CommentTag('@defaultValue', [{ kind: 'text', text: '*required*' }]));
     }
   });
