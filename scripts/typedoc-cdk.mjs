@@ -1,8 +1,8 @@
 /**
  * typedoc as aws-cdk-lib documents props: `@default - words` is prose and any other `@default` is code
  * (jsii's convention), shown in the props table's default column (typedoc-plugin-markdown fills it
- * from `@defaultValue`), where a required prop says so; aws-cdk-lib's and constructs' types link to
- * their AWS API reference.
+ * from `@defaultValue`), where a required prop says so and a class's properties have none; aws-cdk-lib's
+ * and constructs' types link to their AWS API reference.
  */
 import { CommentTag, Converter, ReflectionKind } from 'typedoc';
 
@@ -38,6 +38,9 @@ export function load(app) {
         tag.content = cdkDefault(tag);
       }
       const required = reflection.kindOf(ReflectionKind.Property) && !reflection.flags.isOptional;
+      // A construct's property is set by its constructor: its initializer (`alarms = []`) is no default a user sets.
+      if (reflection.kindOf(ReflectionKind.Property) && reflection.parent?.kindOf(ReflectionKind.Class))
+        delete reflection.defaultValue;
       const inType = reflection.parent?.kindOf(ReflectionKind.Interface | ReflectionKind.TypeLiteral);
       if (required && inType && !reflection.comment?.getTag('@defaultValue'))
         reflection.comment?.blockTags.push(new CommentTag('@defaultValue', [{ kind: 'text', text: '*required*' }]));
