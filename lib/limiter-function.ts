@@ -83,6 +83,8 @@ export interface LimiterFunctionProps extends FunctionPlacement {
  */
 export class LimiterFunction extends lambda.Function {
   /**
+   * @param scope - the parent construct
+   * @param id - the construct's id, unique within its scope
    * @param props - which handler, its configuration and sizing
    */
   constructor(scope: Construct, id: string, props: LimiterFunctionProps) {

@@ -22,6 +22,8 @@ export class LimitsTable extends Construct {
   readonly table: Table;
 
   /**
+   * @param scope - the parent construct
+   * @param id - the construct's id, unique within its scope
    * @param props - what happens to the table when it leaves the stack
    */
   constructor(scope: Construct, id: string, props: LimitsTableProps = {}) {

@@ -74,6 +74,8 @@ export class LlmRateLimiter extends Construct {
   readonly apiUrl: string;
 
   /**
+   * @param scope - the parent construct
+   * @param id - the construct's id, unique within its scope
    * @param props - the plans, endpoints and upstream, and how the pieces behave
    */
   constructor(scope: Construct, id: string, props: LlmRateLimiterProps) {

@@ -14,7 +14,8 @@ import { type FunctionPlacement, LimiterFunction } from './limiter-function';
 
 /**
  * The `alarms` prop: every alarm is on by default; a number tunes its threshold, `false` turns it
- * off (`true` leaves an on/off alarm on). The table below lists each with its metric and default.
+ * off (`true` leaves an on/off alarm on). Each alarm with its metric, default and what it says when it
+ * fires: `docs/reference/alarms.md`.
  * @example
  * alarms: { spendPerHourUsd: 25, denialsPerFiveMinutes: false, authorizerThrottlesPerFiveMinutes: 20 }
  */
@@ -114,7 +115,7 @@ const count = (name: string, fn: string, minutes = 5) =>
 
 /**
  * The alarms, each turned off by `false` on its prop or tuned by a number (times `scale`): the one
- * list the construct creates and the reference documents (docs/reference/observability.md).
+ * list the construct creates and the reference documents (docs/reference/alarms.md).
  */
 export const ALARMS: readonly {
   readonly prop: keyof NonNullable<LimiterObservabilityProps['alarms']>;
@@ -227,6 +228,8 @@ export class LimiterObservability extends Construct {
   readonly autoBrakeFunction?: LimiterFunction;
 
   /**
+   * @param scope - the parent construct
+   * @param id - the construct's id, unique within its scope
    * @param props - the functions and brake to watch, the alarms and the automatic brake
    */
   constructor(scope: Construct, id: string, props: LimiterObservabilityProps) {

@@ -9,6 +9,7 @@
 import { InvalidLimitError } from '../lambda/engine/errors';
 import * as shapes from '../lambda/engine/limits';
 import * as engine from '../lambda/engine/plans';
+import type { Period } from '../lambda/engine/calendar';
 import type { CalendarOptions, LimitOptions, LimitSpec } from '../lambda/engine/plans';
 
 const problems = new WeakMap<object, string>();
@@ -65,15 +66,50 @@ function deferred<A extends unknown[], T extends object>(
 const BIG = 1_000_000;
 const PER_PERIOD = 1_000;
 
-/** A token bucket: capacity, refill per second, optional burst credit (see the README's "Bucket shapes"). */
-export const tokenBucket: typeof shapes.tokenBucket = deferred('tokenBucket', shapes.tokenBucket, () => [BIG, 1_000]);
-/** A leaky bucket: capacity and drain per second, a meter that rejects what would overflow. */
-export const leakyBucket: typeof shapes.leakyBucket = deferred('leakyBucket', shapes.leakyBucket, () => [BIG, 1_000]);
-/** A sliding window: at most `limit` in any window of that length (`'1 m'`, `'2h30m'` or milliseconds). */
-export const slidingWindow: typeof shapes.slidingWindow = deferred<
+const deferred_tokenBucket: typeof shapes.tokenBucket = deferred('tokenBucket', shapes.tokenBucket, () => [BIG, 1_000]);
+/**
+ * A token bucket: bursts up to `capacity`, refills `refillPerSecond`; rejects what it cannot cover
+ * (nothing is consumed). Throws InvalidLimitError for a value that is not positive and finite.
+ * @param capacity - the largest burst, in the limit's unit
+ * @param refillPerSecond - the sustained rate
+ * @param burstCredit - optional credit above the rate, earned while usage stays below it
+ * @example
+ * tokens(tokenBucket(50_000, 500)) // 50,000 tokens at once, 500 a second sustained
+ */
+export function tokenBucket(
+  capacity: number,
+  refillPerSecond: number,
+  burstCredit?: shapes.BurstCredit,
+): shapes.TokenBucketLimit {
+  return deferred_tokenBucket(capacity, refillPerSecond, burstCredit);
+}
+const deferred_leakyBucket: typeof shapes.leakyBucket = deferred('leakyBucket', shapes.leakyBucket, () => [BIG, 1_000]);
+/**
+ * A leaky bucket (a meter): admissions pour in, it drains `drainPerSecond`, and what would
+ * overflow `capacity` is rejected, never queued.
+ * @param capacity - what it holds before it rejects: near one request's cost for strict pacing
+ * @param drainPerSecond - the sustained rate
+ * @example
+ * requests(leakyBucket(1, 10)) // one request per 100 ms, no bursts
+ */
+export function leakyBucket(capacity: number, drainPerSecond: number): shapes.LeakyBucketLimit {
+  return deferred_leakyBucket(capacity, drainPerSecond);
+}
+const deferred_slidingWindow: typeof shapes.slidingWindow = deferred<
   Parameters<typeof shapes.slidingWindow>,
   shapes.SlidingWindowLimit
 >('slidingWindow', shapes.slidingWindow, () => [BIG, 1_000]);
+/**
+ * A sliding window: at most `limit` in any rolling `window`.
+ * @param limit - the most in any window
+ * @param window - its length: milliseconds, or text such as '1 m', '1 h', '1 d'
+ * @param subWindows - slots it is counted in, 1 to 60 (conservative by at most one slot)
+ * @example
+ * requests(slidingWindow(100, '1 m'))
+ */
+export function slidingWindow(limit: number, window: number | string, subWindows?: number): shapes.SlidingWindowLimit {
+  return deferred_slidingWindow(limit, window, subWindows);
+}
 
 /** A per-period helper: its argument checked in its own words, any deeper problem under its own name. */
 const perPeriod = (name: string, unit: string, helper: (n: number, options?: LimitOptions) => LimitSpec) =>
@@ -84,22 +120,82 @@ const perPeriod = (name: string, unit: string, helper: (n: number, options?: Lim
     (n) => (Number.isFinite(n) && n > 0 ? undefined : `give a positive number of ${unit}`),
   );
 
-/** At most `n` requests in any minute (a sliding window). */
-export const requestsPerMinute = perPeriod('requestsPerMinute', 'requests', engine.requestsPerMinute);
-/** At most `n` requests in any day (a sliding window of 24 hours). */
-export const requestsPerDay = perPeriod('requestsPerDay', 'requests', engine.requestsPerDay);
-/** `n` tokens a minute, bursting up to `n` (a token bucket). */
-export const tokensPerMinute = perPeriod('tokensPerMinute', 'tokens', engine.tokensPerMinute);
-/** `n` tokens a day, bursting up to `n` (a token bucket). */
-export const tokensPerDay = perPeriod('tokensPerDay', 'tokens', engine.tokensPerDay);
-/** A spend limit of `dollars` USD a day, counted in micro-dollars (a token bucket). */
-export const usdPerDay = perPeriod('usdPerDay', 'dollars', engine.usdPerDay);
+const deferred_requestsPerMinute = perPeriod('requestsPerMinute', 'requests', engine.requestsPerMinute);
+/**
+ * At most `n` requests in any 60 seconds (a sliding window of 10 sub-windows, conservative by at most 6 seconds).
+ * @param n - requests a minute, > 0
+ * @param options - its name, shadow mode
+ * @example
+ * requestsPerMinute(60)
+ */
+export function requestsPerMinute(n: number, options?: LimitOptions): LimitSpec {
+  return deferred_requestsPerMinute(n, options);
+}
+const deferred_requestsPerDay = perPeriod('requestsPerDay', 'requests', engine.requestsPerDay);
+/**
+ * At most `n` requests in any 24 hours (a sliding window of 24 one-hour sub-windows, conservative
+ * by at most one hour).
+ * @param n - requests a day, > 0
+ * @param options - its name, shadow mode
+ * @example
+ * requestsPerDay(1_000, { shadow: true })
+ */
+export function requestsPerDay(n: number, options?: LimitOptions): LimitSpec {
+  return deferred_requestsPerDay(n, options);
+}
+const deferred_tokensPerMinute = perPeriod('tokensPerMinute', 'tokens', engine.tokensPerMinute);
+/**
+ * `n` tokens a minute: a token bucket of capacity `n` refilling `n`/60 a second, so a full bucket
+ * allows a burst of `n` at once.
+ * @param n - tokens a minute, > 0
+ * @param options - its name, shadow mode, output weight
+ * @example
+ * tokensPerMinute(20_000)
+ */
+export function tokensPerMinute(n: number, options?: LimitOptions): LimitSpec {
+  return deferred_tokensPerMinute(n, options);
+}
+const deferred_tokensPerDay = perPeriod('tokensPerDay', 'tokens', engine.tokensPerDay);
+/**
+ * `n` tokens a day: a token bucket of capacity `n` refilling `n`/86,400 a second (a full day's
+ * tokens may be spent at once, then they come back over 24 hours).
+ * @param n - tokens a day, > 0
+ * @param options - its name, shadow mode, output weight
+ * @example
+ * tokensPerDay(1_000_000)
+ */
+export function tokensPerDay(n: number, options?: LimitOptions): LimitSpec {
+  return deferred_tokensPerDay(n, options);
+}
+const deferred_usdPerDay = perPeriod('usdPerDay', 'dollars', engine.usdPerDay);
+/**
+ * `dollars` of spend a day, priced with the endpoint's model prices: a token bucket of `dollars`
+ * × 1,000,000 micro-dollars refilling over 24 hours (a day's budget may be spent at once).
+ * @param dollars - USD a day, > 0 (fractions allowed: 0.5 is 50 cents)
+ * @param options - its name, shadow mode
+ * @example
+ * usdPerDay(50)
+ */
+export function usdPerDay(dollars: number, options?: LimitOptions): LimitSpec {
+  return deferred_usdPerDay(dollars, options);
+}
 
-/** A calendar budget: at most `limit` each day, ISO week or month of a time zone (`timeZone`, default UTC). */
-export const calendarBudget: typeof shapes.calendarBudget = deferred<
+const deferred_calendarBudget: typeof shapes.calendarBudget = deferred<
   Parameters<typeof shapes.calendarBudget>,
   shapes.SlidingWindowLimit
 >('calendarBudget', shapes.calendarBudget, (_limit, period) => [BIG, shapes.calendarPeriodOr(period), 'UTC']);
+/**
+ * At most `limit` in each calendar `period` (day, ISO week from Monday, month) of `timeZone`: the
+ * count starts again at each period's first moment there (local midnight). Exact like a window:
+ * an admission counts in its period, and the 429 says to come back when the next one starts.
+ * @param limit the most each period admits (requests, tokens, or micro-dollars under `usd`)
+ * @param period 'day', 'week' (ISO, from Monday) or 'month'
+ * @param timeZone an IANA time zone name
+ * @example usd(calendarBudget(500_000_000, 'month', 'Europe/Paris'))
+ */
+export function calendarBudget(limit: number, period: Period, timeZone?: string): shapes.SlidingWindowLimit {
+  return deferred_calendarBudget(limit, period, timeZone);
+}
 
 /** A calendar helper: its amount checked in its own words, its zone (or any deeper problem) under its own name. */
 const perCalendar = (name: string, unit: string, helper: (n: number, options?: CalendarOptions) => LimitSpec) =>
@@ -110,13 +206,51 @@ const perCalendar = (name: string, unit: string, helper: (n: number, options?: C
     (n) => (Number.isFinite(n) && n > 0 ? undefined : `give a positive number of ${unit}`),
   );
 
-/** At most `n` tokens each calendar day of `timeZone`, from local midnight. */
-export const tokensPerCalendarDay = perCalendar('tokensPerCalendarDay', 'tokens', engine.tokensPerCalendarDay);
-/** At most `n` tokens each calendar month of `timeZone`. */
-export const tokensPerMonth = perCalendar('tokensPerMonth', 'tokens', engine.tokensPerMonth);
-/** At most `dollars` each calendar day of `timeZone`. */
-export const usdPerCalendarDay = perCalendar('usdPerCalendarDay', 'dollars', engine.usdPerCalendarDay);
-/** At most `dollars` each ISO week of `timeZone`. */
-export const usdPerWeek = perCalendar('usdPerWeek', 'dollars', engine.usdPerWeek);
-/** At most `dollars` each calendar month of `timeZone`. */
-export const usdPerMonth = perCalendar('usdPerMonth', 'dollars', engine.usdPerMonth);
+const deferred_tokensPerCalendarDay = perCalendar('tokensPerCalendarDay', 'tokens', engine.tokensPerCalendarDay);
+/**
+ * At most `n` tokens each calendar day of `timeZone`, from local midnight (a calendar budget).
+ * @param n tokens a day
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ */
+export function tokensPerCalendarDay(n: number, options?: CalendarOptions): LimitSpec {
+  return deferred_tokensPerCalendarDay(n, options);
+}
+const deferred_tokensPerMonth = perCalendar('tokensPerMonth', 'tokens', engine.tokensPerMonth);
+/**
+ * At most `n` tokens each calendar month of `timeZone`, from the 1st at local midnight.
+ * @param n tokens a month
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ * @example tokensPerMonth(50_000_000, { timeZone: 'America/New_York', alertAt: [80, 100] })
+ */
+export function tokensPerMonth(n: number, options?: CalendarOptions): LimitSpec {
+  return deferred_tokensPerMonth(n, options);
+}
+const deferred_usdPerCalendarDay = perCalendar('usdPerCalendarDay', 'dollars', engine.usdPerCalendarDay);
+/**
+ * At most `dollars` each calendar day of `timeZone`, from local midnight.
+ * @param dollars US dollars a day
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ */
+export function usdPerCalendarDay(dollars: number, options?: CalendarOptions): LimitSpec {
+  return deferred_usdPerCalendarDay(dollars, options);
+}
+const deferred_usdPerWeek = perCalendar('usdPerWeek', 'dollars', engine.usdPerWeek);
+/**
+ * At most `dollars` each ISO week (from Monday, local midnight) of `timeZone`.
+ * @param dollars US dollars a week
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ */
+export function usdPerWeek(dollars: number, options?: CalendarOptions): LimitSpec {
+  return deferred_usdPerWeek(dollars, options);
+}
+const deferred_usdPerMonth = perCalendar('usdPerMonth', 'dollars', engine.usdPerMonth);
+/**
+ * At most `dollars` each calendar month of `timeZone`, from the 1st at local midnight: a
+ * contract's monthly budget. A 429 says to retry when the next month starts there.
+ * @param dollars US dollars a month
+ * @param options the zone, and a limit's options (`alertAt`, `name`, `shadow`)
+ * @example usdPerMonth(500, { timeZone: 'Europe/Paris' })
+ */
+export function usdPerMonth(dollars: number, options?: CalendarOptions): LimitSpec {
+  return deferred_usdPerMonth(dollars, options);
+}

@@ -1,10 +1,13 @@
 /**
- * The table of alarms in the reference, made from the list the construct creates them from
- * (ALARMS in lib/observability.ts): prop, default, metric, and what the alarm says when it fires.
+ * docs/reference/alarms.md, the one list of alarms, made from the list the construct creates them
+ * from (ALARMS in lib/observability.ts): prop, default, metric, and what the alarm says when it fires.
+ * `npm run docs` writes it after typedoc; test/docs/reference.test.ts checks LimiterAlarms' defaults.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { App, Stack, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import ts from 'typescript';
 import { ALARMS, type LimiterObservabilityProps } from '../lib/observability';
 
 export interface AlarmRow {
@@ -70,49 +73,36 @@ export function alarmRows(): AlarmRow[] {
 const period = (seconds: number) =>
   seconds % 3600 === 0 ? `${seconds / 3600} h` : seconds % 60 === 0 ? `${seconds / 60} min` : `${seconds} s`;
 
-/**
- * The alarms as a markdown section under LimiterAlarms; each member's `@default` must say the
- * default the construct uses (its threshold, or `true` for an alarm that is on or off).
- */
-export function alarmsSection(node: ts.InterfaceDeclaration, checker: ts.TypeChecker, problems: string[]): string[] {
+/** The alarms page: every alarm ALARMS creates, at its default threshold. */
+export function alarmsPage(): string {
   const rows = alarmRows();
-  const members = new Map(node.members.filter(ts.isPropertySignature).map((m) => [m.name.getText(), m] as const));
-  for (const row of rows) {
-    const member = members.get(row.prop);
-    if (!member) {
-      problems.push(`LimiterAlarms has no ${row.prop}, which ALARMS uses`);
-      continue;
-    }
-    const symbol = checker.getSymbolAtLocation(member.name);
-    const said = symbol?.getJsDocTags(checker).find((t) => t.name === 'default');
-    const text = said ? ts.displayPartsToString(said.text).trim() : undefined;
-    const expected = member.type?.getText() === 'boolean' ? 'true' : String(row.threshold);
-    if (text !== expected)
-      problems.push(`LimiterAlarms.${row.prop}: @default says ${text}, the alarm's default is ${expected}`);
-  }
-  for (const prop of members.keys())
-    if (!rows.some((r) => r.prop === prop))
-      problems.push(`LimiterAlarms.${prop}: no alarm in ALARMS (lib/observability.ts)`);
+  const n = (x: number) => x.toLocaleString('en-US');
   const out = [
-    '#### The alarms',
+    '# The alarms',
     '',
-    `All ${rows.length} are created unless turned off, each notifying the alarm topic (output \`AlarmTopicArn\`),`,
-    'with one evaluation period, missing data not breaching, and "greater than or equal to" the threshold.',
-    'What to do when one fires: [docs/operations.md](../operations.md#what-to-do-when-an-alarm-fires).',
+    '<!-- Generated from ALARMS in lib/observability.ts by `npm run docs`: edit the source, not this file. -->',
     '',
-    '| `alarms` key | default | construct id | fires when | its description |',
+    `All ${rows.length} are created unless turned off in the [\`alarms\`](interfaces/LlmRateLimiterProps.md#property-alarms) prop`,
+    '([`LimiterAlarms`](interfaces/LimiterAlarms.md)), each notifying the alarm topic (output `AlarmTopicArn`), with one',
+    'evaluation period, missing data not breaching, and "greater than or equal to" the threshold. A number tunes an',
+    "alarm's threshold (a key typed `boolean` takes only `true` or `false`), `false` turns it off. What to do when one fires:",
+    '[docs/operations.md](../operations.md#what-to-do-when-an-alarm-fires).',
+    '',
+    '| `alarms` key | default threshold | construct id | fires when | its description |',
     '| --- | --- | --- | --- | --- |',
   ];
   for (const r of rows) {
-    const n = (x: number) => x.toLocaleString('en-US');
     const scaled =
       r.metricThreshold === r.threshold ? '' : ` (${n(r.threshold)} × ${n(r.metricThreshold / r.threshold)})`;
     const dims = r.dimensions ? ` (${r.dimensions})` : '';
-    const fires = `${r.statistic} of \`${r.namespace}\` \`${r.metricName}\`${dims} over ${period(r.periodSeconds)} ≥ ${n(r.metricThreshold)}${scaled}`;
-    const dflt = members.get(r.prop)?.type?.getText() === 'boolean' ? '`true`' : `\`${r.threshold}\``;
-    out.push(
-      `| [\`${r.prop}\`](#@@LimiterAlarms.${r.prop}@@) | ${dflt} | \`${r.id}\` | ${fires} | ${r.description.replace(/\|/g, '\\|')} |`,
-    );
+    const metric = `${r.statistic} of \`${r.namespace}\` \`${r.metricName}\`${dims}`;
+    const fires = `${metric} over ${period(r.periodSeconds)} ≥ ${n(r.metricThreshold)}${scaled}`;
+    const key = `[\`${r.prop}\`](interfaces/LimiterAlarms.md#property-${r.prop.toLowerCase()})`;
+    out.push(`| ${key} | \`${r.threshold}\` | \`${r.id}\` | ${fires} | ${r.description.replace(/\|/g, '\\|')} |`);
   }
-  return [...out, ''];
+  return `${out.join('\n')}\n`;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  writeFileSync(join(process.argv[2] ?? 'docs/reference', 'alarms.md'), alarmsPage());
 }

@@ -6,7 +6,9 @@ import { InvalidLimitError } from './errors';
  * Refills `refillPerSecond` up to `capacity`; a full bucket bursts up to `capacity` at once.
  * Made by {@link tokenBucket}.
  * @example
+ * ```json
  * { "shape": "token_bucket", "capacity": 50000, "refillPerSecond": 500 }
+ * ```
  */
 export interface TokenBucketLimit {
   /** Names the shape in JSON. */

@@ -89,12 +89,14 @@ export interface Plan {
  * replaces the plan's limit with the same `counts` and name (its bucket and what it has counted
  * stay), or adds one; `outputReservation` replaces the plan's. It reaches traffic within 5 seconds.
  * @example
+ * ```json
  * {
  *   "tenant": [{ "counts": "tokens", "name": "per_day", "limit": { "shape": "token_bucket", "capacity": 5000000, "refillPerSecond": 57.87 } }],
  *   "user": [{ "counts": "requests", "name": "trial", "shadow": true, "limit": { "shape": "sliding_window", "limit": 5, "window": "1m" } }],
  *   "endpoints": { "/v1/embeddings": [{ "counts": "requests", "limit": { "shape": "leaky_bucket", "capacity": 1, "drainPerSecond": 10 } }] },
  *   "outputReservation": 2048
  * }
+ * ```
  */
 export type Overrides = Plan;
 
@@ -330,7 +332,12 @@ export interface LimiterConfig {
   /** AI routes by path (e.g. /v1/chat/completions). The brake and the limits apply to these. */
   readonly endpoints: Readonly<Record<string, EndpointConfig>>;
   /** System-wide limits, sharded across `shards` items so no single partition caps throughput. @default - none */
-  readonly global?: { readonly limits: readonly LimitSpec[]; readonly shards?: number };
+  readonly global?: {
+    /** The limits every request counts against, whatever its tenant. */
+    readonly limits: readonly LimitSpec[];
+    /** How many items share each global limit (the `globalShards` prop). @default 8 */
+    readonly shards?: number;
+  };
   /** What a layer does when DynamoDB fails: deny (closed) or let the request through (open). @default - `closed` for every layer */
   readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
   /** Escalating Retry-After (the `penalty` prop). @default - DEFAULT_PENALTY */

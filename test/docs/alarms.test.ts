@@ -1,6 +1,6 @@
 /**
- * The one list of alarms a user reads (docs/reference/observability.md, made from ALARMS in
- * lib/observability.ts) is the list a default stack deploys: ids, metrics, thresholds, descriptions.
+ * The one list of alarms a user reads (docs/reference/alarms.md, made from ALARMS in
+ * lib/observability.ts by `npm run docs`) is the list a default stack deploys: ids, metrics, thresholds, descriptions.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,9 +9,8 @@ import { defaultTemplate } from '../support/default-stack';
 
 /** The rows of the alarms table, as the reader sees them. */
 function documentedAlarms() {
-  const page = readFileSync(join(process.cwd(), 'docs', 'reference', 'observability.md'), 'utf8');
-  const table = page.slice(page.indexOf('#### The alarms'));
-  return [...table.matchAll(/^\| \[`(\w+)`\]\([^)]*\) \| `(\w+)` \| `(\w+)` \| (.+?) \| (.+) \|$/gm)].map((m) => ({
+  const page = readFileSync(join(process.cwd(), 'docs', 'reference', 'alarms.md'), 'utf8');
+  return [...page.matchAll(/^\| \[`(\w+)`\]\([^)]*\) \| `(\w+)` \| `(\w+)` \| (.+?) \| (.+) \|$/gm)].map((m) => ({
     id: m[3]!,
     metricName: /`(\w+)` \(/.exec(m[4]!)?.[1],
     threshold: Number(/≥ ([\d,]+)/.exec(m[4]!)![1]!.replace(/,/g, '')),

@@ -1,6 +1,6 @@
 /**
- * The defaults the reference shows for LlmRateLimiter's props (docs/reference/llm-rate-limiter.md,
- * from their @default) are the ones the code applies: a default written as code is evaluated and
+ * The defaults the reference shows for LlmRateLimiter's props (docs/reference/interfaces/LlmRateLimiterProps.md,
+ * typedoc's props table, from their @default) are the ones the code applies: a default written as code is evaluated and
  * compared with the settings' table, the engine's constants, or what a stack without the prop deploys.
  */
 import { readFileSync } from 'node:fs';
@@ -13,16 +13,17 @@ import { CHOICE_SETTINGS, FLAG_SETTINGS, NUMBER_SETTINGS } from '../../lambda/ru
 import { DEFAULT_GLOBAL_SHARDS, DEFAULT_PENALTY } from '../../lib';
 import { defaultTemplate } from '../support/default-stack';
 
-/** The props table's default column, by prop, as the page shows it. */
+/** The props table's default column, by prop, as the page shows it (typedoc's HTML table, markdown in its cells). */
 function documentedDefaults(): Map<string, string> {
-  const page = readFileSync(join(process.cwd(), 'docs', 'reference', 'llm-rate-limiter.md'), 'utf8');
-  const section = page.slice(page.indexOf('### LlmRateLimiterProps'));
-  const rows = section.slice(0, section.indexOf('\n\n', section.indexOf('| prop |'))).split('\n');
+  const page = readFileSync(join(process.cwd(), 'docs', 'reference', 'interfaces', 'LlmRateLimiterProps.md'), 'utf8');
+  const header = page.slice(page.indexOf('<thead>'), page.indexOf('</thead>'));
+  const column = [...header.matchAll(/<th>([^<]*)<\/th>/g)].map((m) => m[1]).indexOf('Default value');
+  const rows = page.slice(page.indexOf('<tbody>'), page.indexOf('</tbody>')).split('<tr>').slice(1);
   return new Map(
-    rows
-      .map((row) => row.split(/(?<!\\)\|/).map((cell) => cell.trim()))
-      .filter((cells) => /^\[`\w+`\]/.test(cells[1] ?? ''))
-      .map((cells) => [/^\[`(\w+)`\]/.exec(cells[1]!)![1]!, cells[3]!]),
+    rows.map((row) => {
+      const cells = [...row.matchAll(/<td>\n\n([\s\S]*?)\n\n<\/td>/g)].map((m) => m[1]!.trim());
+      return [/`(\w+)\??`$/.exec(cells[0]!)![1]!, cells[column]!];
+    }),
   );
 }
 
@@ -47,8 +48,13 @@ describe("the reference's defaults for LlmRateLimiter's props", () => {
   const fn = (description: RegExp) =>
     resources('AWS::Lambda::Function').find((f) => description.test(f.Properties.Description))!.Properties;
 
-  it('documents a default for every optional prop', () => {
-    expect([...shown.values()].filter((d) => d === '—' || d === '')).toEqual([]);
+  it('documents a default for every optional prop, and says which props are required', () => {
+    expect(shown.size).toBeGreaterThan(25);
+    expect([...shown.entries()].filter(([, d]) => d === '`undefined`' || d === '')).toEqual([]);
+    expect([...shown.entries()].filter(([, d]) => d === '*required*').map(([prop]) => prop)).toEqual([
+      'plans',
+      'endpoints',
+    ]);
   });
 
   it.each<[string, (documented: unknown) => void]>([

@@ -17,13 +17,19 @@ const PARSERS: Record<string, (json: unknown) => unknown> = {
 };
 
 const dir = join(process.cwd(), 'docs', 'reference');
-const examples = readdirSync(dir).flatMap((file) => {
-  const text = readFileSync(join(dir, file), 'utf8');
-  return [...text.matchAll(/```json\n([\s\S]*?)\n```/g)].map((m) => {
-    const type = [...text.slice(0, m.index).matchAll(/^### (\w+)$/gm)].at(-1)?.[1] ?? '(none)';
-    return { where: `${file}: ${type}`, type, json: m[1]! };
+const examples = readdirSync(dir, { recursive: true, encoding: 'utf8' })
+  .filter((file) => file.endsWith('.md'))
+  .sort()
+  .flatMap((file) => {
+    const text = readFileSync(join(dir, file), 'utf8');
+    // typedoc gives each type its page, titled `# Interface: Plan`, `# Type Alias: Overrides`, ...
+    const type = /^# [\w ]+: (\w+)/m.exec(text)?.[1] ?? '(none)';
+    return [...text.matchAll(/```json\n([\s\S]*?)\n```/g)].map((m) => ({
+      where: `${file}: ${type}`,
+      type,
+      json: m[1]!,
+    }));
   });
-});
 
 describe('JSON examples in docs/reference', () => {
   it('there are some', () => expect(examples.length).toBeGreaterThan(0));

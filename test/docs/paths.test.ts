@@ -5,16 +5,15 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { headingAnchors } from '../../scripts/reference-docs';
+import { pageAnchors } from '../support/anchors';
 
 const root = process.cwd();
 const docs = [
   'README.md',
-  ...['docs', join('docs', 'reference')].flatMap((dir) =>
-    readdirSync(join(root, dir))
-      .filter((f) => f.endsWith('.md'))
-      .map((f) => join(dir, f)),
-  ),
+  ...readdirSync(join(root, 'docs'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => join('docs', f)),
 ];
 /** Relative links, and `code` or (a parenthesis) that looks like a path in one of the repository's folders. */
 const PATH = /^(?:lib|lambda|local|bin|test|bench|scripts|docs|\.ci)\/[\w./-]*[\w/]$/;
@@ -42,7 +41,7 @@ describe('paths the docs name', () => {
       .filter(([, target, anchor]) => {
         const page = target ? join(dirname(file), target!) : file;
         if (!existsSync(join(root, page))) return false; // reported as a missing path
-        return ![...headingAnchors(readFileSync(join(root, page), 'utf8')).values()].includes(anchor!);
+        return !pageAnchors(readFileSync(join(root, page), 'utf8')).has(anchor!);
       })
       .map(([link]) => link);
     expect(broken).toEqual([]);
