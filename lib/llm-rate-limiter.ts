@@ -313,7 +313,9 @@ export class LlmRateLimiter extends Construct {
       ...anyRegion.map((arn) => ({
         id: `AwsSolutions::AwsSolutions-IAM5[Resource::${arn.replace(stack.partition, '<AWS::Partition>')}]`,
         reason:
-          'A cross-Region inference profile routes to its foundation model in regions AWS chooses (and adds to); the grant is this one model, only through the configured profile (condition bedrock:InferenceProfileArn), never directly.',
+          'A cross-Region inference profile routes to its foundation model in regions AWS chooses (and adds to); ' +
+          'the grant is this one model, only through the configured profile (condition bedrock:InferenceProfileArn), ' +
+          'never directly.',
       })),
     );
   }
@@ -453,7 +455,8 @@ export class LlmRateLimiter extends Construct {
           {
             id: 'AwsSolutions::AwsSolutions-APIG4',
             reason:
-              'The usage page is static HTML with no data in it; the data it shows comes from GET /v1/limits, which the authorizer guards. Its own stage throttle bounds what it costs.',
+              'The usage page is static HTML with no data in it; the data it shows comes from GET /v1/limits, ' +
+              'which the authorizer guards. Its own stage throttle bounds what it costs.',
           },
           {
             id: 'AwsSolutions::AwsSolutions-COG4',

@@ -572,7 +572,9 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     const max = endpoint?.maxBodyBytes;
     if (max !== undefined && max > MAX_BODY_BYTES_LIMIT) {
       problems.push(
-        `endpoints['${route}'].maxBodyBytes is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double when API Gateway puts it in the event`,
+        `endpoints['${route}'].maxBodyBytes is ${max}; use at most ${MAX_BODY_BYTES_LIMIT}: ` +
+          "Lambda takes at most 6 MB per synchronous invocation, and a body's quotes and backslashes double " +
+          'when API Gateway puts it in the event',
       );
     }
   }

@@ -46,7 +46,8 @@ var key = null;
 var $ = function (id) { return document.getElementById(id); };
 var LAYERS = { tenant: 'Your organisation', user: 'You', endpoint: 'This endpoint', global: 'The whole service' };
 var ADVICE = {
-  tenant: 'Your organisation has used this limit of its plan. Requests resume when it resets; to raise it, ask the people who run this API for a larger plan.',
+  tenant: 'Your organisation has used this limit of its plan. Requests resume when it resets; ' +
+    'to raise it, ask the people who run this API for a larger plan.',
   user: 'You have used your own share. Wait for the reset; your colleagues are not affected.',
   endpoint: 'This endpoint has used its share. Other endpoints may still answer.',
   global: 'The service as a whole has reached its cap. Wait for the reset.'
@@ -93,7 +94,10 @@ function status(text, kind) {
 function sharedCard(l, limited) {
   var state = l.state === 'reached' ? 'limited' : l.state === 'near' ? 'low' : 'ok';
   if (state === 'limited' && !l.shadow) limited.push(l);
-  var card = el('article', { class: 'limit', 'data-code': l.code, 'data-layer': l.layer, 'data-state': state, 'data-shared': 'true', 'data-reset-seconds': String(l.resetSeconds) });
+  var card = el('article', {
+    class: 'limit', 'data-code': l.code, 'data-layer': l.layer, 'data-state': state, 'data-shared': 'true',
+    'data-reset-seconds': String(l.resetSeconds)
+  });
   var head = el('header');
   var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + periodText(l) + ' ');
   title.appendChild(el('code', { class: 'muted' }, l.code));
@@ -101,7 +105,8 @@ function sharedCard(l, limited) {
   head.appendChild(el('span', { class: 'tag state' }, state === 'limited' ? 'limit reached (429)' : state === 'low' ? 'almost used' : 'ok'));
   card.appendChild(head);
   card.appendChild(el('p', { class: 'figures' }, amount(l.limit, l.unit) + ' shared by every organisation using this service: ' +
-    (state === 'limited' ? 'used up; available again ' + duration(l.resetSeconds) + '.' : state === 'low' ? 'less than a tenth left.' : 'room left.')));
+    (state === 'limited' ? 'used up; available again ' + duration(l.resetSeconds) + '.' :
+      state === 'low' ? 'less than a tenth left.' : 'room left.')));
   if (state === 'limited' && !l.shadow) card.appendChild(el('p', { class: 'advice' }, ADVICE[l.layer]));
   return card;
 }
@@ -113,7 +118,8 @@ function render(usage) {
   var brake = usage.brake;
   $('brake').hidden = !(brake && brake.engaged);
   if (brake && brake.engaged) {
-    $('brake').textContent = 'Paused by the operators' + (brake.reason ? ': ' + brake.reason : '') + '. Every AI request is refused (429, code brake) until they release it' +
+    $('brake').textContent = 'Paused by the operators' + (brake.reason ? ': ' + brake.reason : '') +
+      '. Every AI request is refused (429, code brake) until they release it' +
       (brake.until ? ' (at the latest ' + new Date(brake.until).toLocaleString() + ')' : '') + '.';
   }
   var limited = [];
@@ -130,24 +136,34 @@ function render(usage) {
     var title = el('h2', {}, LAYERS[l.layer] + (l.route ? ' ' + l.route : '') + ': ' + l.unit + ' ' + periodText(l) + ' ');
     title.appendChild(el('code', { class: 'muted' }, l.code));
     head.appendChild(title);
-    head.appendChild(el('span', { class: 'tag state' }, state === 'limited' ? 'limit reached (429)' : state === 'shadow' ? 'shadow: not enforced' : state === 'low' ? 'almost used' : usage.closest === l.code ? 'closest' : 'ok'));
+    head.appendChild(el('span', { class: 'tag state' }, state === 'limited' ? 'limit reached (429)' :
+      state === 'shadow' ? 'shadow: not enforced' : state === 'low' ? 'almost used' :
+      usage.closest === l.code ? 'closest' : 'ok'));
     card.appendChild(head);
-    var bar = el('div', { class: 'bar', role: 'meter', 'aria-valuemin': '0', 'aria-valuemax': String(l.limit), 'aria-valuenow': String(used), 'aria-label': l.code });
+    var bar = el('div', {
+      class: 'bar', role: 'meter', 'aria-valuemin': '0', 'aria-valuemax': String(l.limit), 'aria-valuenow': String(used),
+      'aria-label': l.code
+    });
     var fill = el('span');
     fill.style.width = (l.limit > 0 ? Math.min(100, (used / l.limit) * 100) : 100).toFixed(1) + '%';
     bar.appendChild(fill);
     card.appendChild(bar);
-    card.appendChild(el('p', { class: 'figures' }, amount(used, l.unit) + ' used of ' + amount(l.limit, l.unit) + ', ' + amount(Math.max(0, l.remaining), l.unit) + ' left; ' +
+    card.appendChild(el('p', { class: 'figures' }, amount(used, l.unit) + ' used of ' + amount(l.limit, l.unit) + ', ' +
+      amount(Math.max(0, l.remaining), l.unit) + ' left; ' +
       (l.resetSeconds > 0 ? 'fully available again ' : 'fully available ') + duration(l.resetSeconds) + '.'));
-    if (l.slotSeconds) card.appendChild(el('p', { class: 'muted' }, 'Counted in slots of ' + span(l.slotSeconds) + ': a request counts for ' + span(l.windowSeconds) + ' to ' + span(l.windowSeconds + l.slotSeconds) + ', so the reset can be up to a slot past the window.'));
-    if (l.shadow) card.appendChild(el('p', { class: 'advice muted' }, 'A shadow limit: measured and shown, not enforced yet. The operators are trying it before they turn it on.'));
+    if (l.slotSeconds) card.appendChild(el('p', { class: 'muted' }, 'Counted in slots of ' + span(l.slotSeconds) +
+      ': a request counts for ' + span(l.windowSeconds) + ' to ' + span(l.windowSeconds + l.slotSeconds) +
+      ', so the reset can be up to a slot past the window.'));
+    if (l.shadow) card.appendChild(el('p', { class: 'advice muted' },
+      'A shadow limit: measured and shown, not enforced yet. The operators are trying it before they turn it on.'));
     else if (state === 'limited') card.appendChild(el('p', { class: 'advice' }, ADVICE[l.layer]));
     list.appendChild(card);
   });
   if (limited.length) {
     var latest = Math.max.apply(null, limited.map(function (l) { return l.resetSeconds; }));
-    status('Requests are being refused with 429 (' + limited.map(function (l) { return l.code; }).join(', ') + '). Fully available again ' + duration(latest) +
-      '; each 429 says in Retry-After when the next request may go.', 'limited');
+    status('Requests are being refused with 429 (' + limited.map(function (l) { return l.code; }).join(', ') +
+      '). Fully available again ' + duration(latest) + '; each 429 says in Retry-After when the next request may go.',
+      'limited');
   } else {
     status('');
   }
@@ -159,14 +175,18 @@ function show(response, body) {
   if (response.ok) return render(body);
   var message = body && body.error && body.error.message ? body.error.message : 'HTTP ' + response.status;
   if (response.status === 401) return status('That key was not accepted: check it and paste it again.', 'limited');
-  if (response.status === 429) return status('Too many usage checks: try again in ' + (response.headers.get('retry-after') || 'a few') + ' s. (' + message + ')', 'limited');
+  if (response.status === 429) return status('Too many usage checks: try again in ' +
+    (response.headers.get('retry-after') || 'a few') + ' s. (' + message + ')', 'limited');
   status('The usage could not be read: ' + message, 'limited');
 }
 
 function load() {
   if (!key) { location.reload(); return; }
   status('Loading...');
-  fetch('limits', { headers: { authorization: 'Bearer ' + key, accept: 'application/json' }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer' })
+  fetch('limits', {
+    headers: { authorization: 'Bearer ' + key, accept: 'application/json' },
+    cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer'
+  })
     .then(function (response) {
       return response.json().catch(function () { return null; }).then(function (body) { show(response, body); });
     })
@@ -227,7 +247,8 @@ export function usagePage(usage?: unknown): string {
 <body>
 <main>
 <h1>Usage and limits</h1>
-<p id="who" class="muted">Paste an API key to see its limits. The key stays in this page: it goes only to this API, in a header, and is forgotten when the page closes.</p>
+<p id="who" class="muted">Paste an API key to see its limits.
+The key stays in this page: it goes only to this API, in a header, and is forgotten when the page closes.</p>
 <form id="key-form" autocomplete="off">
 <label for="key">API key</label>
 <input id="key" name="key" type="password" spellcheck="false" autocomplete="off" placeholder="sk-...">
@@ -241,9 +262,11 @@ export function usagePage(usage?: unknown): string {
 <h2 id="help-title">When a limit is reached</h2>
 <dl>
 <dt>429 Too Many Requests</dt>
-<dd>Wait the seconds the Retry-After header gives, then retry. Retrying sooner makes the wait longer: requests that keep coming while limited are penalised.</dd>
+<dd>Wait the seconds the Retry-After header gives, then retry.
+Retrying sooner makes the wait longer: requests that keep coming while limited are penalised.</dd>
 <dt>Token limits</dt>
-<dd>A request reserves its input plus max_tokens until the answer is counted. A smaller max_tokens lets more requests through; the unused part is given back.</dd>
+<dd>A request reserves its input plus max_tokens until the answer is counted.
+A smaller max_tokens lets more requests through; the unused part is given back.</dd>
 <dt>429 with code brake</dt>
 <dd>The operators have paused the service for everyone. Retry after the time given; this page shows when the pause is on.</dd>
 <dt>503 Service Unavailable</dt>

@@ -3,19 +3,29 @@
  * (https://docs.claude.com/en/api/messages). The inverse of the Messages client dialect's
  * reading, through the same tables (dialects/messages-shapes.ts).
  *
- * | canonical chat | Messages | why |
- * |---|---|---|
- * | max_tokens / max_completion_tokens (the reserved cap) | max_tokens, always | the cap is the bound the reservation holds (Anthropic requires the field anyway) |
- * | system / developer messages | `system` text blocks, in order | Anthropic takes the system prompt apart from the turns |
- * | user text / image_url parts | text / image blocks (data: URL -> base64 source, else url source) | audio and file parts are refused: Anthropic reads neither |
- * | assistant content, refusal, tool_calls | text block, tool_use blocks (input parsed from the arguments) | |
- * | tool messages | tool_result blocks in a user turn | consecutive turns of one role become one turn, as Anthropic would merge them |
- * | tools (function), tool_choice, parallel_tool_calls false | tools (input_schema), tool_choice, disable_parallel_tool_use | |
- * | stop | stop_sequences | |
- * | temperature, top_p | temperature, top_p | as they are: Anthropic refuses a temperature above 1 (400, nothing billed) |
- * | user (else safety_identifier) | metadata.user_id | |
- * | seed, store, metadata, prompt_cache_key, stream_options, service_tier auto/default, name of a message | dropped | nothing Anthropic reads; none changes the price |
- * | n > 1, logprobs, top_logprobs, logit_bias, penalties, response_format other than text, audio, modalities other than text, prediction, reasoning_effort, verbosity, functions, function_call, any other field | refused (400 naming the field) | Anthropic cannot do what they ask, and dropping them would answer another question |
+ * Each canonical chat field -> what it becomes in the Messages request; why:
+ *
+ * - max_tokens / max_completion_tokens (the reserved cap) -> max_tokens, always; the cap is the bound the
+ *   reservation holds (Anthropic requires the field anyway)
+ * - system / developer messages -> `system` text blocks, in order; Anthropic takes the system prompt apart from
+ *   the turns
+ * - user text / image_url parts -> text / image blocks (a data: URL becomes a base64 source, else a url source);
+ *   audio and file parts are refused: Anthropic reads neither
+ * - assistant content, refusal, tool_calls -> text block, tool_use blocks (input parsed from the arguments)
+ * - tool messages -> tool_result blocks in a user turn; consecutive turns of one role become one turn, as
+ *   Anthropic would merge them
+ * - tools (function), tool_choice, parallel_tool_calls false -> tools (input_schema), tool_choice,
+ *   disable_parallel_tool_use
+ * - stop -> stop_sequences
+ * - temperature, top_p -> temperature, top_p; as they are: Anthropic refuses a temperature above 1 (400, nothing
+ *   billed)
+ * - user (else safety_identifier) -> metadata.user_id
+ * - seed, store, metadata, prompt_cache_key, stream_options, service_tier auto/default, name of a message ->
+ *   dropped; nothing Anthropic reads; none changes the price
+ * - n > 1, logprobs, top_logprobs, logit_bias, penalties, response_format other than text, audio, modalities
+ *   other than text, prediction, reasoning_effort, verbosity, functions, function_call, any other field ->
+ *   refused (400 naming the field); Anthropic cannot do what they ask, and dropping them would answer another
+ *   question
  */
 import { imageSourceOf, isRecord, type Json, messagesToolChoiceOf, str, toolInputOf } from './dialects/messages-shapes';
 import { RequestError } from './validate';

@@ -3,34 +3,47 @@
  * chat body. Field names in errors are Anthropic's, dotted as its own errors put them
  * (`messages.0.content.1.type`). Reference: https://docs.claude.com/en/api/messages.
  *
- * | Messages field | canonical chat | why |
- * |---|---|---|
- * | model | model | |
- * | max_tokens (required) | max_tokens (the hard cap) | missing: 400 as Anthropic answers it. 0 (a prompt-cache pre-warm) is refused: no chat equivalent, and cache writes are dearer than the input rate reserved |
- * | system: string or text blocks | a first `system` message | |
- * | messages[].role user / assistant | user / assistant messages | role `system` inside messages is read as a system message in place |
- * | text block | text part (user), text (assistant) | |
- * | image block, base64 / url source | image_url part (data: URL / url) | `file` sources (Files API) are refused: nothing to count |
- * | tool_use block (assistant) | assistant tool_calls, arguments = JSON of input | |
- * | tool_result block (user) | a `tool` message before the user's other blocks | content: string or text blocks; is_error: the text opens with "[tool error] "; images in a result are refused (a tool message holds text) |
- * | tools: {name, description, input_schema, strict} | function tools | server tools (web search, code execution, bash, text editor, ...) are refused: they bill per use and run Anthropic's side |
- * | tool_choice auto / any / tool / none | auto / required / {function} / none | disable_parallel_tool_use: parallel_tool_calls false |
- * | stop_sequences | stop | |
- * | temperature, top_p | temperature, top_p | Anthropic's temperature range is 0 to 1: values above are refused |
- * | metadata.user_id | user | |
- * | stream | stream, and stream_options.include_usage | the translator needs the usage chunk to send message_delta's usage |
- * | cache_control (top level and on blocks) | dropped | a cache write costs more than the input rate reserved (1.25x for 5 minutes, 2x for an hour: https://docs.claude.com/en/docs/build-with-claude/prompt-caching#pricing); without it the upstream bills the base rate, which the reservation covers. Only the discount of later reads is lost |
- * | service_tier auto / standard_only | dropped | the proxy's upstream call picks no tier |
- * | speed standard | dropped | `fast` is refused: priced above the standard rate |
- * | top_k | refused | no chat equivalent; dropping it would change sampling silently |
- * | thinking (other than disabled), thinking / redacted_thinking blocks | refused | thinking blocks and their signatures cannot cross the canonical form |
- * | output_config, inference_geo, container, mcp_servers, context_management, document / search_result / server tool blocks, citations | refused | not translatable, or priced otherwise (inference_geo: https://docs.claude.com/en/docs/about-claude/pricing) |
- * | any other field | refused | "Extra inputs are not permitted", as Anthropic answers |
+ * Each Messages field -> what it becomes in the canonical chat body; why:
+ *
+ * - model -> model
+ * - max_tokens (required) -> max_tokens (the hard cap); missing: 400 as Anthropic answers it. 0 (a prompt-cache
+ *   pre-warm) is refused: no chat equivalent, and cache writes are dearer than the input rate reserved
+ * - system: string or text blocks -> a first `system` message
+ * - messages[].role user / assistant -> user / assistant messages; role `system` inside messages is read as a
+ *   system message in place
+ * - text block -> text part (user), text (assistant)
+ * - image block, base64 / url source -> image_url part (data: URL / url); `file` sources (Files API) are refused:
+ *   nothing to count
+ * - tool_use block (assistant) -> assistant tool_calls, arguments = JSON of input
+ * - tool_result block (user) -> a `tool` message before the user's other blocks; content: string or text blocks;
+ *   is_error: the text opens with "[tool error] "; images in a result are refused (a tool message holds text)
+ * - tools: {name, description, input_schema, strict} -> function tools; server tools (web search, code execution,
+ *   bash, text editor, ...) are refused: they bill per use and run Anthropic's side
+ * - tool_choice auto / any / tool / none -> auto / required / {function} / none; disable_parallel_tool_use:
+ *   parallel_tool_calls false
+ * - stop_sequences -> stop
+ * - temperature, top_p -> temperature, top_p; Anthropic's temperature range is 0 to 1: values above are refused
+ * - metadata.user_id -> user
+ * - stream -> stream, and stream_options.include_usage; the translator needs the usage chunk to send
+ *   message_delta's usage
+ * - cache_control (top level and on blocks) -> dropped; a cache write costs more than the input rate reserved
+ *   (1.25x for 5 minutes, 2x for an hour: https://docs.claude.com/en/docs/build-with-claude/prompt-caching#pricing);
+ *   without it the upstream bills the base rate, which the reservation covers. Only the discount of later reads
+ *   is lost
+ * - service_tier auto / standard_only -> dropped; the proxy's upstream call picks no tier
+ * - speed standard -> dropped; `fast` is refused: priced above the standard rate
+ * - top_k -> refused; no chat equivalent; dropping it would change sampling silently
+ * - thinking (other than disabled), thinking / redacted_thinking blocks -> refused; thinking blocks and their
+ *   signatures cannot cross the canonical form
+ * - output_config, inference_geo, container, mcp_servers, context_management, document / search_result / server
+ *   tool blocks, citations -> refused; not translatable, or priced otherwise
+ *   (inference_geo: https://docs.claude.com/en/docs/about-claude/pricing)
+ * - any other field -> refused; "Extra inputs are not permitted", as Anthropic answers
  */
 import { RequestError } from '../validate';
 import { chatToolChoiceOf, imageUrlOf, isRecord, type Json } from './messages-shapes';
 
-/** Fields a Messages request may hold; each is translated below or dropped as the table says. */
+/** Fields a Messages request may hold; each is translated below or dropped as the list at the top says. */
 const TRANSLATED = new Set([
   'model',
   'max_tokens',
@@ -114,7 +127,7 @@ function translate(body: Json, allowed: ReadonlySet<string>, generates: boolean)
   return chat;
 }
 
-/** The options that are dropped or refused, as the table at the top says. */
+/** The options that are dropped or refused, as the list at the top says. */
 function checkOptions(body: Json): void {
   const thinking = body.thinking;
   if (thinking !== undefined && !(isRecord(thinking) && thinking.type === 'disabled'))

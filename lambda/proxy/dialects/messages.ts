@@ -4,14 +4,16 @@
  * translated, dropped or refused), answers and streams written back as Anthropic writes them,
  * errors in Anthropic's shape and types, and the proxy's limits as anthropic-ratelimit-* headers.
  *
- * | canonical answer | Messages answer |
- * |---|---|
- * | chat.completion id | `msg_` + the id without its `chatcmpl-` |
- * | message.content, refusal | a text block |
- * | message.tool_calls | tool_use blocks: id, name, input parsed from the arguments (unreadable: `{}`) |
- * | reasoning_content | dropped: a thinking block needs Anthropic's signature |
- * | finish_reason stop / length / tool_calls / content_filter | stop_reason end_turn (stop_sequence when the choice names the sequence, as vLLM and the Anthropic upstream do) / max_tokens / tool_use / refusal |
- * | usage prompt_tokens, completion_tokens, prompt_tokens_details.cached_tokens | input_tokens (without the cached ones), output_tokens, cache_read_input_tokens |
+ * Each part of the canonical answer -> what it becomes in the Messages answer:
+ *
+ * - chat.completion id -> `msg_` + the id without its `chatcmpl-`
+ * - message.content, refusal -> a text block
+ * - message.tool_calls -> tool_use blocks: id, name, input parsed from the arguments (unreadable: `{}`)
+ * - reasoning_content -> dropped: a thinking block needs Anthropic's signature
+ * - finish_reason stop / length / tool_calls / content_filter -> stop_reason end_turn (stop_sequence when the
+ *   choice names the sequence, as vLLM and the Anthropic upstream do) / max_tokens / tool_use / refusal
+ * - usage prompt_tokens, completion_tokens, prompt_tokens_details.cached_tokens -> input_tokens (without the
+ *   cached ones), output_tokens, cache_read_input_tokens
  */
 import type { ChatChunk, ClientDialect, ProxyError, StreamTranslator } from '../dialect';
 import { messagesToChat } from './messages-request';
