@@ -298,44 +298,48 @@ describe('the request path', () => {
     expect(100_000 - spent.decisions[0]!.remaining - held).toBe(N * (USAGE.prompt_tokens + USAGE.completion_tokens));
   });
 
-  it('answers a tenant whose item DynamoDB throttles with 429 (code tenant_throughput, Retry-After 1), never a 503 or the outage metric', async () => {
-    const client = localClient(dynamoEndpoint());
-    const tenant = uniqueKey('tenant');
-    const keys = Array.from({ length: 3 }, () => `sk-${uniqueKey('key')}`);
-    await putTenant(client, tableName(), { id: tenant, plan: 'team' });
-    for (const [i, key] of keys.entries())
-      await putApiKey(client, tableName(), key, { tenant, user: `u${i}`, status: 'active' });
-    const metrics: MetricEvent[] = [];
-    const authorizer = createHandler({ ...depsFromEnvironment(), metrics: (e) => metrics.push(e) });
-    // Two writes a second per item, and three users of one tenant asking at once, four times over (three at a
-    // time, as above: the functions run with their production deadlines, which a busy machine must not miss).
-    proxy.faults.itemWritesPerSecond = 2;
-    const answers: { effect: string; code: unknown; retryAfter: unknown }[] = [];
-    for (let round = 0; round < 4; round++) {
-      answers.push(
-        ...(await Promise.all(
-          keys.map(async (key) => {
-            const decision = await authorizer(
-              authorizerEvent({ headers: { Authorization: `Bearer ${key}` } }),
-              lambdaContext(),
-            );
-            return {
-              effect: String(decision.policyDocument.Statement[0]?.Effect),
-              code: decision.context?.code,
-              retryAfter: decision.context?.retryAfter,
-            };
-          }),
-        )),
-      );
-    }
-    const injected = proxy.injected.throttles;
-    proxy.reset();
-    expect(injected).toBeGreaterThan(0);
-    // Every request was decided (no authorizer failure, which API Gateway would answer 503).
-    expect(answers).toHaveLength(12);
-    const throttled = answers.filter((a) => a.effect === 'Deny');
-    expect(throttled.length).toBeGreaterThan(0);
-    for (const a of throttled) expect(a).toMatchObject({ code: 'tenant_throughput', retryAfter: 1 });
-    expect(metrics.some((m) => 'LimiterUnavailable' in m.metrics)).toBe(false);
-  });
+  it(
+    'answers a tenant whose item DynamoDB throttles with 429 (code tenant_throughput, Retry-After 1), ' +
+      'never a 503 or the outage metric',
+    async () => {
+      const client = localClient(dynamoEndpoint());
+      const tenant = uniqueKey('tenant');
+      const keys = Array.from({ length: 3 }, () => `sk-${uniqueKey('key')}`);
+      await putTenant(client, tableName(), { id: tenant, plan: 'team' });
+      for (const [i, key] of keys.entries())
+        await putApiKey(client, tableName(), key, { tenant, user: `u${i}`, status: 'active' });
+      const metrics: MetricEvent[] = [];
+      const authorizer = createHandler({ ...depsFromEnvironment(), metrics: (e) => metrics.push(e) });
+      // Two writes a second per item, and three users of one tenant asking at once, four times over (three at a
+      // time, as above: the functions run with their production deadlines, which a busy machine must not miss).
+      proxy.faults.itemWritesPerSecond = 2;
+      const answers: { effect: string; code: unknown; retryAfter: unknown }[] = [];
+      for (let round = 0; round < 4; round++) {
+        answers.push(
+          ...(await Promise.all(
+            keys.map(async (key) => {
+              const decision = await authorizer(
+                authorizerEvent({ headers: { Authorization: `Bearer ${key}` } }),
+                lambdaContext(),
+              );
+              return {
+                effect: String(decision.policyDocument.Statement[0]?.Effect),
+                code: decision.context?.code,
+                retryAfter: decision.context?.retryAfter,
+              };
+            }),
+          )),
+        );
+      }
+      const injected = proxy.injected.throttles;
+      proxy.reset();
+      expect(injected).toBeGreaterThan(0);
+      // Every request was decided (no authorizer failure, which API Gateway would answer 503).
+      expect(answers).toHaveLength(12);
+      const throttled = answers.filter((a) => a.effect === 'Deny');
+      expect(throttled.length).toBeGreaterThan(0);
+      for (const a of throttled) expect(a).toMatchObject({ code: 'tenant_throughput', retryAfter: 1 });
+      expect(metrics.some((m) => 'LimiterUnavailable' in m.metrics)).toBe(false);
+    },
+  );
 });

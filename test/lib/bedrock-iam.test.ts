@@ -66,38 +66,42 @@ describe('the proxy role with Upstream.bedrock()', () => {
     expect(unusedGrants(bedrock, allCalls, () => false)).toEqual([]);
   });
 
-  it('denies a model not configured, a profile of another account, a profile model called directly elsewhere, and other Bedrock actions', async () => {
-    const other = `arn:aws:bedrock:${REGION}:999999999999:inference-profile/${US_PROFILE}`;
-    const sonnet = 'anthropic.claude-3-7-sonnet-20250219-v1:0';
-    const calls = [
-      ...bedrockCallsFor('anthropic.claude-3-opus-20240229-v1:0', REGION, ACCOUNT),
-      ...bedrockCallsFor(`us.${'anthropic.claude-3-opus-20240229-v1:0'}`, REGION, ACCOUNT).filter(
-        (c) => c.api !== 'CountTokens',
-      ),
-      ...bedrockCallsFor(other, REGION, ACCOUNT).filter((c) => c.api !== 'CountTokens'),
-      // The profile's model, outside the profile: directly in a destination region, in the source region, region-less.
-      ...bedrockCallsFor(sonnet, 'us-west-2', ACCOUNT),
-      { action: 'bedrock:InvokeModel', resource: `arn:aws:bedrock:${REGION}::foundation-model/${sonnet}` },
-      {
-        action: 'bedrock:InvokeModel',
-        resource: 'arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0',
-        context: { 'aws:RequestedRegion': 'unspecified' },
-      },
-      { action: 'bedrock:CountTokens', resource: `arn:aws:bedrock:us-west-2::foundation-model/${FOUNDATION}` },
-      {
-        action: 'bedrock:InvokeAgent',
-        resource: `arn:aws:bedrock:${REGION}:${ACCOUNT}:agent-alias/AGENT1234/ALIAS1234`,
-      },
-      { action: 'bedrock:ListFoundationModels', resource: '*' },
-      {
-        action: 'bedrock:GetInferenceProfile',
-        resource: `arn:aws:bedrock:${REGION}:${ACCOUNT}:inference-profile/${US_PROFILE}`,
-      },
-    ].map(proxyCall);
-    const wrongly = (await verdicts(calls)).filter((v) => v.allowed);
-    expect(wrongly).toEqual([]);
-    expect(calls.length).toBeGreaterThan(15);
-  });
+  it(
+    'denies a model not configured, a profile of another account, a profile model called directly elsewhere, ' +
+      'and other Bedrock actions',
+    async () => {
+      const other = `arn:aws:bedrock:${REGION}:999999999999:inference-profile/${US_PROFILE}`;
+      const sonnet = 'anthropic.claude-3-7-sonnet-20250219-v1:0';
+      const calls = [
+        ...bedrockCallsFor('anthropic.claude-3-opus-20240229-v1:0', REGION, ACCOUNT),
+        ...bedrockCallsFor(`us.${'anthropic.claude-3-opus-20240229-v1:0'}`, REGION, ACCOUNT).filter(
+          (c) => c.api !== 'CountTokens',
+        ),
+        ...bedrockCallsFor(other, REGION, ACCOUNT).filter((c) => c.api !== 'CountTokens'),
+        // The profile's model, outside the profile: directly in a destination region, in the source region, region-less.
+        ...bedrockCallsFor(sonnet, 'us-west-2', ACCOUNT),
+        { action: 'bedrock:InvokeModel', resource: `arn:aws:bedrock:${REGION}::foundation-model/${sonnet}` },
+        {
+          action: 'bedrock:InvokeModel',
+          resource: 'arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0',
+          context: { 'aws:RequestedRegion': 'unspecified' },
+        },
+        { action: 'bedrock:CountTokens', resource: `arn:aws:bedrock:us-west-2::foundation-model/${FOUNDATION}` },
+        {
+          action: 'bedrock:InvokeAgent',
+          resource: `arn:aws:bedrock:${REGION}:${ACCOUNT}:agent-alias/AGENT1234/ALIAS1234`,
+        },
+        { action: 'bedrock:ListFoundationModels', resource: '*' },
+        {
+          action: 'bedrock:GetInferenceProfile',
+          resource: `arn:aws:bedrock:${REGION}:${ACCOUNT}:inference-profile/${US_PROFILE}`,
+        },
+      ].map(proxyCall);
+      const wrongly = (await verdicts(calls)).filter((v) => v.allowed);
+      expect(wrongly).toEqual([]);
+      expect(calls.length).toBeGreaterThan(15);
+    },
+  );
 
   it('has no Secrets Manager permission, and the template references no secret', () => {
     const { template } = synth(new App());

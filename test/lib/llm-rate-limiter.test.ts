@@ -548,7 +548,12 @@ describe('prop validation', () => {
           '/v1/images/generations': { models: { 'gpt-image-1': { inputPerMillion: 1, outputPerMillion: 1 } } },
         },
       },
-      /V\/Limiter: endpoints\['\/v1\/images\/generations'\]: the proxy does not serve this route: use \/v1\/chat\/completions, \/v1\/embeddings, \/v1\/responses, \/v1\/messages/,
+      new RegExp(
+        [
+          /V\/Limiter: endpoints\['\/v1\/images\/generations'\]: the proxy does not serve this route: /.source,
+          /use \/v1\/chat\/completions, \/v1\/embeddings, \/v1\/responses, \/v1\/messages/.source,
+        ].join(''),
+      ),
     ],
     [
       'a plan limits an endpoint that does not exist',

@@ -98,7 +98,13 @@ describe('upstream problems at synth', () => {
         upstreamApiKeySecret: key(stack),
       }),
       undefined,
-      /Up\/Limiter: upstream and upstreamBaseUrl\/upstreamApiKeySecret are both given; give upstream \(Upstream\.openAiCompatible.*\), or upstreamBaseUrl with upstreamApiKeySecret .*, not both/,
+      new RegExp(
+        [
+          /Up\/Limiter: upstream and upstreamBaseUrl\/upstreamApiKeySecret are both given; /.source,
+          /give upstream \(Upstream\.openAiCompatible.*\), /.source,
+          /or upstreamBaseUrl with upstreamApiKeySecret .*, not both/.source,
+        ].join(''),
+      ),
     ],
     ['neither is given', () => ({}), undefined, /Up\/Limiter: no upstream is given; give upstream \(/],
     [
@@ -123,7 +129,13 @@ describe('upstream problems at synth', () => {
       'a model name is no Bedrock model id (no upstreamModel)',
       () => ({ upstream: Upstream.bedrock() }),
       { 'claude-haiku': { inputPerMillion: 1, outputPerMillion: 1 } },
-      /endpoints\['\/v1\/chat\/completions'\]\.models\['claude-haiku'\]: "claude-haiku" is not a Bedrock model id: give a foundation model id .*, in upstreamModel when it differs/,
+      new RegExp(
+        [
+          /endpoints\['\/v1\/chat\/completions'\]\.models\['claude-haiku'\]: /.source,
+          /"claude-haiku" is not a Bedrock model id: /.source,
+          /give a foundation model id .*, in upstreamModel when it differs/.source,
+        ].join(''),
+      ),
     ],
     [
       'an upstreamModel names an unknown profile geography',
@@ -177,7 +189,12 @@ describe('upstream problems at synth', () => {
         'claude-haiku': { inputPerMillion: 1, outputPerMillion: 1 },
       }),
     ).toThrow(
-      /Up\/Limiter: 3 props are not valid:\n {2}- upstream\.region is "mars".*\n {2}- endpoints\['\/v1\/chat\/completions'\]\.models\['claude-haiku'\]: .*\n {2}- stageName is "a b"/,
+      new RegExp(
+        [
+          /Up\/Limiter: 3 props are not valid:\n {2}- upstream\.region is "mars".*\n/.source,
+          / {2}- endpoints\['\/v1\/chat\/completions'\]\.models\['claude-haiku'\]: .*\n {2}- stageName is "a b"/.source,
+        ].join(''),
+      ),
     );
   });
 });

@@ -231,7 +231,9 @@ describe('bodies the counter cannot bound: 400 naming the part, nothing debited,
     const h = await harness(20_000);
     // Written as text: a body this deep is too deep for a test's own JSON.stringify.
     const schema = `${'{"type":"object","properties":{"x":'.repeat(levels)}{"type":"string"}${'}}'.repeat(levels)}`;
-    const raw = `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"deep","parameters":${schema}}}]}`;
+    const raw =
+      '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],' +
+      `"tools":[{"type":"function","function":{"name":"deep","parameters":${schema}}}]}`;
     const res = await h.sendRaw(raw);
     expect(res.statusCode).toBe(400);
     expect(JSON.parse(res.body).error).toMatchObject({ code: 'nesting_too_deep', param: null });

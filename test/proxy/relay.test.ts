@@ -116,7 +116,11 @@ describe('the SSE relay', () => {
     expect(JSON.parse(out[0]!.slice(6))).toEqual({
       error: { message: 'The model provider reported an error.', type: 'api_error', code: 'boom', param: null },
     });
-    const json = `${JSON.stringify({ choices: [{ index: 0, message: { content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 3, completion_tokens: 1 } })}\n\n`;
+    const answer = {
+      choices: [{ index: 0, message: { content: 'ok' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 3, completion_tokens: 1 },
+    };
+    const json = `${JSON.stringify(answer)}\n\n`;
     expect(relay(bytes(json), []).usage.reported).toEqual({ prompt_tokens: 3, completion_tokens: 1 });
   });
 
@@ -188,7 +192,11 @@ describe('the SSE relay', () => {
 
   it('drops only the usage-only event it asked for: usage beside content, or a chunk without usage, is forwarded', () => {
     const azureFirst = `data: ${JSON.stringify({ choices: [], prompt_filter_results: [{ prompt_index: 0 }] })}\n\n`;
-    const withContent = `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'z' } }], usage: { prompt_tokens: 2, completion_tokens: 1 } })}\n\n`;
+    const contentAndUsage = {
+      choices: [{ index: 0, delta: { content: 'z' } }],
+      usage: { prompt_tokens: 2, completion_tokens: 1 },
+    };
+    const withContent = `data: ${JSON.stringify(contentAndUsage)}\n\n`;
     const noChoices = `data: ${JSON.stringify({ usage: { prompt_tokens: 2, completion_tokens: 1 } })}\n\n`;
     const after = `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\n`;
     const { out, usage: seen } = relay(bytes(azureFirst + withContent + noChoices + after), [], false);
