@@ -102,6 +102,7 @@ export const FIGURES = {
       `proxy.precount_min_ratio.${family}`,
     ]),
   ],
+  economics: ['economics.alerts.duplicates'],
   gateway: [
     'gateway.added_latency_ms.p50',
     'gateway.added_latency_ms.p99',

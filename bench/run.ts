@@ -9,6 +9,7 @@ import { benchAuthorizer, benchObservability } from './authorizer';
 import { benchBrake } from './brake';
 import { benchConstruct } from './construct';
 import { benchCost } from './cost';
+import { benchEconomics } from './economics';
 import { benchEngine } from './engine';
 import { benchFidelity } from './fidelity';
 import { benchFootprint } from './footprint';
@@ -35,6 +36,7 @@ const RUN: Record<Scenario, (dynamoEndpoint: string) => Promise<void>> = {
   package: benchPackage,
   footprint: benchFootprint,
   reach: benchReach,
+  economics: benchEconomics,
   gateway: benchGateway,
   hardcap: benchHardCap,
 };
