@@ -1,8 +1,8 @@
 /**
  * The README's cost tables, computed from the README's own sample synthesized as a user's app
  * would (no traffic: what the stack bills idle; then one streamed request by component).
- * `npx tsx bench/cost-tables.ts` prints them; `--write` puts them in README.md between their
- * markers. test/docs/cost.test.ts fails when the README differs from what this computes.
+ * `npx tsx bench/cost-tables.ts` prints them; `--write` puts them in docs/cost.md between their
+ * markers. test/docs/cost.test.ts fails when docs/cost.md, or the README's totals, differ from this.
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -80,11 +80,11 @@ export function between(readme: string, [open, close]: readonly [string, string]
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const tables = await costTables();
   if (process.argv.includes('--write')) {
-    const path = join(root, 'README.md');
+    const path = join(root, 'docs', 'cost.md');
     let readme = readFileSync(path, 'utf8');
     for (const kind of ['idle', 'request'] as const) {
       const [open, close] = MARKERS[kind];
-      if (between(readme, MARKERS[kind]) === undefined) throw new Error(`README.md has no ${open} ... ${close}`);
+      if (between(readme, MARKERS[kind]) === undefined) throw new Error(`docs/cost.md has no ${open} ... ${close}`);
       readme = `${readme.slice(0, readme.indexOf(open))}${open}\n${tables[kind]}\n${readme.slice(readme.indexOf(close))}`;
     }
     writeFileSync(path, readme);
