@@ -25,6 +25,11 @@ export interface SsmLocal {
    * GetParameter calls a second) when it says so; called with the operation and the name it asks for.
    */
   throttle?: (operation: string, name: string) => boolean;
+  /**
+   * Refuses PutEvents entries inside a 200 answer (FailedEntryCount, an ErrorCode per entry), as
+   * EventBridge does for a partial failure (User Guide, "Sending events with PutEvents").
+   */
+  failEvents?: boolean;
   stop(): Promise<void>;
 }
 
@@ -152,6 +157,7 @@ export async function startSsmLocal(
           }
           if (typeof e.Source !== 'string' || typeof e.DetailType !== 'string' || typeof detail !== 'object' || !detail)
             return { ErrorCode: 'InvalidArgument', ErrorMessage: 'Source, DetailType and Detail are required.' };
+          if (local.failEvents) return { ErrorCode: 'InternalFailure', ErrorMessage: 'Internal service error.' };
           const bus = typeof e.EventBusName === 'string' ? e.EventBusName : 'default';
           events.push({ bus, source: e.Source, detailType: e.DetailType, detail });
           return { EventId: crypto.randomUUID() };

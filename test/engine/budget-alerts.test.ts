@@ -103,6 +103,34 @@ describe('a daily token budget with alerts at 50, 80 and 100 percent', () => {
     expect(fired).toHaveLength(1);
   });
 
+  it('takes entries EventBridge refused inside a 200 answer as a failure: tried three times, then logged whole', async () => {
+    const ns = uniqueKey('ns');
+    const tenant = { id: uniqueKey('tenant'), plan: 'pro' };
+    const logged: Record<string, unknown>[] = [];
+    const calls = aws.calls.PutEvents ?? 0;
+    aws.failEvents = true;
+    try {
+      const limiter = new Limiter({
+        store: testStore(),
+        config,
+        log: (e) => logged.push(e),
+        namespace: ns,
+        alerts: eventBridgeSink(client()),
+      });
+      await limiter.reserve({ tenant: tenant.id, user: 'u' }, tenant, CHAT, { tokens: 5_000, microUsd: 0 }, 0);
+    } finally {
+      aws.failEvents = false;
+    }
+    expect((aws.calls.PutEvents ?? 0) - calls).toBe(3);
+    expect(logged).toEqual([
+      expect.objectContaining({
+        outcome: 'budget_alert_lost',
+        error: 'AlertRefused',
+        alert: expect.objectContaining({ threshold: 50 }),
+      }),
+    ]);
+  });
+
   it('logs an alert EventBridge refused, whole, and fires nothing twice', async () => {
     const ns = uniqueKey('ns');
     const tenant = { id: uniqueKey('tenant'), plan: 'pro' };
