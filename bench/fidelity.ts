@@ -6,6 +6,7 @@
 import { localClient } from '../local/dynamodb-local';
 import { tokenBucket } from '../lambda/engine/limits';
 import { ensureTable, LimitStore } from '../lambda/engine/store';
+import { ensureLedgerTable } from '../lambda/engine/ledger';
 import { startDynamoFaultProxy } from '../test/support/dynamo-faults';
 import { iamScenario, SECRET_VARIANTS } from '../test/support/iam-scenario';
 import { report } from './report';
@@ -15,13 +16,14 @@ const TABLE = 'bench-fidelity';
 
 export async function benchFidelity(endpoint: string): Promise<void> {
   await ensureTable(localClient(endpoint), TABLE);
+  await ensureLedgerTable(localClient(endpoint), `${TABLE}-ledger`);
 
   // IAM: the three ways a secret can be given, each run through every kind of request.
   const keys = new Set<string>();
   let denied = 0;
   let unused = 0;
   for (const [, secret, encrypted] of SECRET_VARIANTS.slice(0, size(SECRET_VARIANTS.length, 1))) {
-    const r = await iamScenario(endpoint, TABLE, secret, encrypted);
+    const r = await iamScenario(endpoint, TABLE, `${TABLE}-ledger`, secret, encrypted);
     for (const c of r.calls) keys.add(`${c.fn} ${c.action} ${c.resource}`);
     denied += r.denied.length + r.failures.length;
     unused += r.unused.length;

@@ -31,15 +31,20 @@ const values = { persist: options.persistDir };
 writeNpmStartState({
   baseUrl: local.baseUrl,
   tableName: local.tableName,
+  ledgerTableName: local.ledgerTableName,
   brakeParameterName: local.brakeParameterName,
   dynamoEndpoint: local.dynamoEndpoint,
   ssmEndpoint: local.ssmEndpoint,
 });
 const cli = 'npm run cli -- --local';
+// The demo tenant's ledger days are UTC days (its plan has no calendar budget).
+const today = new Date().toISOString().slice(0, 10);
+const monthStart = `${today.slice(0, 7)}-01`;
 const where = values.persist ? ` in ${values.persist}` : ', in memory';
 // The CLI's own flags for this stack, which its no-credentials hint asks for (they need no AWS credentials).
 const cliFlags = [
   `--table ${local.tableName}`,
+  `--ledger-table ${local.ledgerTableName}`,
   `--brake-parameter ${local.brakeParameterName}`,
   `--dynamodb-endpoint ${local.dynamoEndpoint}`,
   `--ssm-endpoint ${local.ssmEndpoint}`,
@@ -63,6 +68,7 @@ LLM rate limiter running locally (DynamoDB Local${where}; upstream: ${realUpstre
   a tenant:     ${cli} tenants create acme --plan ${Object.keys(local.config.plans)[0]}
   its key:      ${cli} keys create --tenant acme --user alice
   usage:        ${cli} usage --tenant ${local.tenant} --user ${local.user}
+  invoicing:    ${cli} usage --tenant ${local.tenant} --from ${monthStart} --to ${today} --by model --format csv
 
   CLI flags    ${cliFlags}
                (what --local stands for: give them where --local cannot read ${npmStartStateFile()})

@@ -1,7 +1,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { AttributeType, BillingMode, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-import { TABLE } from '../lambda/engine/constants';
+import { LEDGER_TABLE, TABLE } from '../lambda/engine/constants';
 
 /** Props of {@link LimitsTable}. */
 export interface LimitsTableProps {
@@ -35,6 +35,34 @@ export class LimitsTable extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       // A table the stack keeps is one nobody should delete by accident either.
+      deletionProtection: (props.removalPolicy ?? RemovalPolicy.RETAIN) === RemovalPolicy.RETAIN,
+    });
+  }
+}
+
+/**
+ * The usage ledger's table (lambda/engine/ledger.ts): rows per tenant x user x model x day, a
+ * string partition and sort key, TTL, on-demand, point-in-time recovery, kept with the stack's
+ * removal policy like the limits table.
+ */
+export class LedgerTable extends Construct {
+  /** The table. */
+  readonly table: Table;
+
+  /**
+   * @param scope - the parent construct
+   * @param id - the construct's id, unique within its scope
+   * @param props - what happens to the table when it leaves the stack
+   */
+  constructor(scope: Construct, id: string, props: LimitsTableProps = {}) {
+    super(scope, id);
+    this.table = new Table(this, 'Table', {
+      partitionKey: { name: LEDGER_TABLE.partitionKey, type: AttributeType.STRING },
+      sortKey: { name: LEDGER_TABLE.sortKey, type: AttributeType.STRING },
+      timeToLiveAttribute: LEDGER_TABLE.ttlAttribute,
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
       deletionProtection: (props.removalPolicy ?? RemovalPolicy.RETAIN) === RemovalPolicy.RETAIN,
     });
   }

@@ -25,7 +25,7 @@ import { ALERT_DETAIL_TYPE, ALERT_SOURCE } from '../lambda/engine/alerts';
 import { acknowledge } from './acknowledge';
 import { anyRegionModelArn, bedrockStatements, configuredBedrockModels } from './bedrock-models';
 import { type FunctionPlacement, LimiterFunction } from './limiter-function';
-import { LimitsTable } from './limits-table';
+import { LedgerTable, LimitsTable } from './limits-table';
 import { LimiterObservability } from './observability';
 import {
   DEFAULT_AUTHORIZER_RESERVED_CONCURRENCY,
@@ -54,6 +54,11 @@ export class LlmRateLimiter extends Construct {
    * @example limiter.api.addDomainName('Domain', { domainName: 'llm.example.com', certificate, basePath: 'ai' })
    */
   readonly api: apigw.RestApi;
+  /**
+   * The usage ledger: per tenant, user, model and day, what was used and denied (output
+   * `<id>LedgerTableName`; `llm-limiter usage --from --to` reads it).
+   */
+  readonly ledgerTable: Table;
   /** The brake (kill-switch) operators flip (output `<id>BrakeParameterName`); see grantBrake. */
   readonly brakeParameter: ssm.StringParameter;
   /** The REQUEST authorizer: identity, brake, layered limits. */
@@ -108,6 +113,7 @@ export class LlmRateLimiter extends Construct {
         : {}),
     };
     this.table = new LimitsTable(this, 'Limits', { removalPolicy }).table;
+    this.ledgerTable = new LedgerTable(this, 'Ledger', { removalPolicy }).table;
     this.brakeParameter = new ssm.StringParameter(this, 'Brake', {
       ...(props.brakeParameterName ? { parameterName: props.brakeParameterName } : {}),
       stringValue: 'off',
@@ -165,6 +171,11 @@ export class LlmRateLimiter extends Construct {
       'The limiter table: tenants, keys, buckets (the admin CLI finds it here)',
     );
     output(
+      'LedgerTableName',
+      this.ledgerTable.tableName,
+      'The usage ledger: per tenant, user, model and day (llm-limiter usage --from --to reads it)',
+    );
+    output(
       'BrakeParameterName',
       this.brakeParameter.parameterName,
       'SSM parameter of the brake: put-parameter on / off to stop or release all model traffic',
@@ -188,7 +199,10 @@ export class LlmRateLimiter extends Construct {
     const environment = functionEnvironment({
       tableName: this.table.tableName,
       brakeParameterName: this.brakeParameter.parameterName,
+      ledgerTableName: this.ledgerTable.tableName,
       settings: {
+        ...(props.ledgerFlush ? { ledgerFlushSeconds: props.ledgerFlush.toSeconds() } : {}),
+        ...(props.ledgerRetention ? { ledgerRetentionDays: props.ledgerRetention.toDays() } : {}),
         ...(props.keyCacheTtl ? { keyCacheTtlSeconds: props.keyCacheTtl.toSeconds() } : {}),
         ...(props.brakeCacheTtl ? { brakeCacheTtlSeconds: props.brakeCacheTtl.toSeconds() } : {}),
         ...(props.brakeColdStart ? { brakeColdStart: props.brakeColdStart } : {}),
@@ -241,6 +255,10 @@ export class LlmRateLimiter extends Construct {
     // returned, in the same invocation (the engine reads only items its container has never seen).
     this.table.grant(this.proxyFunction, 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     this.table.grant(this.limitsFunction, 'dynamodb:GetItem');
+    // The ledger: each container adds to its own rows; the limits function reads a tenant's month.
+    this.ledgerTable.grant(this.authorizerFunction, 'dynamodb:UpdateItem');
+    this.ledgerTable.grant(this.proxyFunction, 'dynamodb:UpdateItem');
+    this.ledgerTable.grant(this.limitsFunction, 'dynamodb:Query');
     // The brake parameter itself, read only when the mirror's copy is stale (lambda/runtime/brake.ts).
     for (const fn of [this.authorizerFunction, this.proxyFunction, this.limitsFunction])
       fn.addToRolePolicy(
@@ -509,10 +527,11 @@ export class LlmRateLimiter extends Construct {
   }
 
   /**
-   * Lets `grantee` run the admin CLI: tenants, keys and usage in the table.
+   * Lets `grantee` run the admin CLI: tenants, keys and usage in the table, and the usage ledger's export.
    * @param grantee - the role or user
    */
   grantAdmin(grantee: iam.IGrantable): iam.Grant {
+    this.ledgerTable.grant(grantee, 'dynamodb:Query');
     return this.table.grant(
       grantee,
       'dynamodb:GetItem',

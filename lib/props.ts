@@ -194,6 +194,24 @@ export interface LlmRateLimiterProps {
    */
   readonly leasePercent?: number;
   /**
+   * How long a busy container may keep settled usage in memory before adding it to the usage
+   * ledger (docs/design.md, "Usage ledger"). 0 writes at the end of every request: nothing is
+   * lost with a container, for one write unit per request. Longer takes writes off a hot tenant;
+   * a container that stops while busy then loses at most this long of its usage from the ledger
+   * (never from the limits). At most 5 minutes.
+   * @example
+   * ledgerFlush: Duration.seconds(10),
+   * @default `Duration.seconds(0)`
+   */
+  readonly ledgerFlush?: Duration;
+  /**
+   * How long the usage ledger keeps a day's rows (DynamoDB's TTL deletes them after). At most 10 years.
+   * @example
+   * ledgerRetention: Duration.days(800),
+   * @default `Duration.days(400)`
+   */
+  readonly ledgerRetention?: Duration;
+  /**
    * Publish per-tenant CloudWatch metrics (Tenant as a dimension of the decision and settlement
    * metrics). Each tenant then adds its own custom metrics, each billed monthly, so it is off: the
    * tenant stays a field of every metric log line, and the dashboard ranks tenants with a Logs
@@ -552,6 +570,16 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     )
   )
     problems.push(`leasePercent is ${props.leasePercent}; give a percentage from 0 (no leases) to 10`);
+  if (props.ledgerFlush && !props.ledgerFlush.isUnresolved()) {
+    const seconds = props.ledgerFlush.toMilliseconds() / 1000;
+    if (!(Number.isInteger(seconds) && seconds <= NUMBER_SETTINGS.ledgerFlushSeconds.max))
+      problems.push(`ledgerFlush is ${props.ledgerFlush}; give whole seconds from 0 to 5 minutes`);
+  }
+  if (props.ledgerRetention && !props.ledgerRetention.isUnresolved()) {
+    const days = props.ledgerRetention.toHours({ integral: false }) / 24;
+    if (!(Number.isInteger(days) && days >= 1 && days <= NUMBER_SETTINGS.ledgerRetentionDays.max))
+      problems.push(`ledgerRetention is ${props.ledgerRetention}; give whole days from 1 to 3650`);
+  }
   const memory = props.proxyMemorySize;
   if (
     memory !== undefined &&

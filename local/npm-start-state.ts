@@ -10,6 +10,8 @@ import * as path from 'node:path';
 export interface NpmStartState {
   readonly baseUrl: string;
   readonly tableName: string;
+  /** The usage ledger's table (absent in a state file written before it existed). */
+  readonly ledgerTableName?: string;
   readonly brakeParameterName: string;
   readonly dynamoEndpoint: string;
   readonly ssmEndpoint: string;

@@ -14,6 +14,7 @@ import {
 } from '../lambda/engine/plans';
 import { publishConfig } from '../lambda/engine/published-config';
 import { ensureTable } from '../lambda/engine/store';
+import { ensureLedgerTable } from '../lambda/engine/ledger';
 import {
   apiRoutes,
   functionEnvironment,
@@ -136,6 +137,8 @@ export interface LocalStack {
   readonly tenant: string;
   readonly user: string;
   readonly tableName: string;
+  /** The usage ledger's table. */
+  readonly ledgerTableName: string;
   readonly brakeParameterName: string;
   readonly dynamoEndpoint: string;
   readonly ssmEndpoint: string;
@@ -156,6 +159,8 @@ export interface LocalStack {
 export const cliTargets = (local: LocalStack): string[] => [
   '--table',
   local.tableName,
+  '--ledger-table',
+  local.ledgerTableName,
   '--brake-parameter',
   local.brakeParameterName,
   '--dynamodb-endpoint',
@@ -165,6 +170,7 @@ export const cliTargets = (local: LocalStack): string[] => [
 ];
 
 const TABLE = 'llm-rate-limiter-local';
+const LEDGER = 'llm-rate-limiter-local-ledger';
 const BRAKE = '/llm-rate-limiter/local/brake';
 const SECRET = 'llm-rate-limiter/local/upstream-api-key';
 
@@ -322,6 +328,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     stops.push(() => dynamo.stop());
     const client = localClient(dynamo.endpoint);
     await ensureTable(client, TABLE);
+    await ensureLedgerTable(client, LEDGER);
     const aws = await startBrake(client, stops);
     const {
       upstreamBaseUrl,
@@ -346,6 +353,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
     Object.assign(process.env, {
       ...functionEnvironment({
         tableName: TABLE,
+        ledgerTableName: LEDGER,
         brakeParameterName: BRAKE,
         settings:
           options.brakeCacheTtlSeconds !== undefined ? { brakeCacheTtlSeconds: options.brakeCacheTtlSeconds } : {},
@@ -371,6 +379,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalStack
       tenant,
       user,
       tableName: TABLE,
+      ledgerTableName: LEDGER,
       brakeParameterName: BRAKE,
       dynamoEndpoint: dynamo.endpoint,
       ssmEndpoint: aws.endpoint,

@@ -26,6 +26,15 @@ export interface Behaviour {
   reply?: (body: Record<string, unknown>) => { words: string[]; usage?: StandInUsage };
 }
 
+export interface Bill {
+  readonly model: string;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  readonly cachedTokens: number;
+  readonly reasoningTokens: number;
+  readonly complete: boolean;
+}
+
 export interface StandInUsage {
   readonly prompt_tokens?: unknown;
   readonly completion_tokens?: unknown;
@@ -43,13 +52,20 @@ export interface UpstreamStandIn {
   }[];
   /** Times the upstream noticed its client (the proxy) going away before the answer ended. */
   aborted: number;
+  /**
+   * What the stand-in would bill, by the limiter's request id: the usage it reported with an
+   * answer it finished, or, for an answer cut short (it cut the connection, or the proxy went
+   * away), the prompt and the chunks it had sent (`complete: false`: it reported nothing).
+   * Nothing for an error answer.
+   */
+  readonly bills: Map<string, Bill>;
   stop(): Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<UpstreamStandIn> {
-  const standIn = { behaviour, requests: [], aborted: 0 } as unknown as {
+  const standIn = { behaviour, requests: [], aborted: 0, bills: new Map() } as unknown as {
     -readonly [K in keyof UpstreamStandIn]: UpstreamStandIn[K];
   };
   const server: Server = createServer(async (req, res) => {
@@ -102,6 +118,15 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       // One vector per input: a batch is an array of strings or of token arrays; one string or token array is one input.
       const input = body.input;
       const inputs = Array.isArray(input) && input.length > 0 && typeof input[0] !== 'number' ? input.length : 1;
+      if (typeof requestId === 'string')
+        standIn.bills.set(requestId, {
+          model,
+          promptTokens: typeof answerUsage?.prompt_tokens === 'number' ? answerUsage.prompt_tokens : 0,
+          completionTokens: 0,
+          cachedTokens: 0,
+          reasoningTokens: 0,
+          complete: true,
+        });
       res.end(
         JSON.stringify({
           object: 'list',
@@ -115,12 +140,27 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       return;
     }
     const { prompt_tokens: p, completion_tokens: c } = answerUsage ?? {};
+    const num = (v: unknown) => (typeof v === 'number' ? v : 0);
+    const detail = (v: unknown, field: string) => num((v as Record<string, unknown> | undefined)?.[field]);
+    const bill = (complete: boolean, completion = num(c)) => {
+      if (typeof requestId !== 'string') return;
+      const u = (answerUsage ?? {}) as Record<string, unknown>;
+      standIn.bills.set(requestId, {
+        model,
+        promptTokens: num(p),
+        completionTokens: completion,
+        cachedTokens: detail(u.prompt_tokens_details, 'cached_tokens'),
+        reasoningTokens: complete ? detail(u.completion_tokens_details, 'reasoning_tokens') : 0,
+        complete,
+      });
+    };
     const usage = answerUsage
       ? { ...answerUsage, ...(typeof p === 'number' && typeof c === 'number' ? { total_tokens: p + c } : {}) }
       : undefined;
     if (body.stream !== true) {
       await sleep(b.delayMs ?? 0);
       res.writeHead(200, { 'content-type': 'application/json' });
+      bill(true);
       res.end(
         JSON.stringify({
           id: 'chatcmpl-standin',
@@ -145,8 +185,9 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
     send(chunk({ role: 'assistant', content: '' }));
     for (const [i, word] of words.entries()) {
       await sleep(b.delayMs ?? 0);
-      if (gone) return;
+      if (gone) return bill(false, i);
       if (b.failAfterChunks !== undefined && i >= b.failAfterChunks) {
+        bill(false, i);
         res.socket?.destroy();
         return;
       }
@@ -156,6 +197,7 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
     const includeUsage = (body.stream_options as { include_usage?: boolean } | undefined)?.include_usage;
     if (includeUsage && usage)
       send({ id: 'chatcmpl-standin', object: 'chat.completion.chunk', created: 1, model, choices: [], usage });
+    bill(includeUsage === true && usage !== undefined, includeUsage && usage ? num(c) : words.length);
     send('[DONE]');
     res.end();
   });

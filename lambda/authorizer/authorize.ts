@@ -3,6 +3,7 @@ import { type LimitOutcome, mostConstraining, rateLimitHeaders, retryAfterSecond
 import { InvalidLimitError, LayerUnavailableError, LimiterError, UnknownPlanError } from '../engine/errors';
 import type { Identity, Limiter, TenantRecord, Verdict } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
+import { type Ledger, ledgerZone, NO_MODEL } from '../engine/ledger';
 import { type Brake, brakeWaitMs, isBraked } from '../runtime/brake';
 import { type Directory, extractApiKey, hashKey } from '../runtime/directory';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
@@ -19,6 +20,8 @@ export interface AuthorizerDeps {
   readonly log: (entry: Record<string, unknown>) => void;
   /** Where EMF metric lines go. @default putMetrics (stdout, which CloudWatch reads) */
   readonly metrics?: (event: MetricEvent) => void;
+  /** The usage ledger: denials by code are counted in it (lambda/engine/ledger.ts). */
+  readonly ledger?: Ledger;
 }
 
 /** One metric line per decision: outcome (and, for a denial, the layer and code that decided it). */
@@ -209,6 +212,12 @@ function answerVerdict(
     ? `Rate limit exceeded (${code}), and requests kept coming while limited: retry after ${seconds} s.`
     : `Rate limit exceeded (${code}): retry after ${seconds} s.`;
   deps.log({ ...who, outcome: 'denied', code, retryAfter: seconds, penalized: verdict.penalized ?? false });
+  // The body (and its model) is the proxy's to read: the authorizer's denials are counted under no model.
+  deps.ledger?.recordDenial(
+    { ...identity, model: NO_MODEL, timeZone: ledgerZone(deps.limiter.planOf(tenant)) },
+    (deps.clock ?? Date.now)(),
+    code,
+  );
   count(
     deps,
     'denied',

@@ -29,12 +29,20 @@ export function authorizerErrors(
 export function createHandler(deps: AuthorizerDeps) {
   return middy<APIGatewayRequestAuthorizerEvent, APIGatewayAuthorizerResult, Error, Context>()
     .use(authorizerErrors(deps.log, deps.metrics))
-    .handler((event, context) => authorize(event, deps, context.awsRequestId));
+    .handler(async (event, context) => {
+      const startedAt = Date.now();
+      try {
+        return await authorize(event, deps, context.awsRequestId);
+      } finally {
+        // Denial counts are written before the sandbox can freeze (lambda/engine/ledger.ts).
+        await deps.ledger?.endInvocation(startedAt);
+      }
+    });
 }
 
 /** Built once per container: AWS clients, caches and the parsed configuration live across invocations. */
 export function depsFromEnvironment(): AuthorizerDeps {
   required('BRAKE_PARAMETER_NAME');
-  const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
-  return { config, limiter, directory, brake, brakeRetryAfterSeconds, log };
+  const { config, limiter, directory, brake, brakeRetryAfterSeconds, log, ledger } = commonDepsFromEnvironment();
+  return { config, limiter, directory, brake, brakeRetryAfterSeconds, log, ...(ledger ? { ledger } : {}) };
 }

@@ -59,3 +59,15 @@ export const ticksPerUnit = (rate: number): number => Math.max(1, Math.ceil(1_00
 
 /** Largest capacity in ticks a bucket may have, so its times stay exact whole numbers (with room for the clock). */
 export const MAX_CAPACITY_TICKS = 1e15;
+
+/**
+ * The usage ledger's table (lambda/engine/ledger.ts): rows per tenant x user x model x day and
+ * writer container, a tenant's rows spread over `shards` partitions by writer so that no
+ * partition takes more than its share of a hot tenant's writes.
+ */
+export const LEDGER_TABLE = {
+  partitionKey: 'pk',
+  sortKey: 'sk',
+  ttlAttribute: 'expiresAt',
+  shards: 16,
+} as const;

@@ -44,6 +44,10 @@ export interface Amounts {
   readonly microUsd: number;
   /** Of `tokens`, the output: counted `outputWeight` times on a limit that weighs output. @default 0 */
   readonly outputTokens?: number;
+  /** Of the input, tokens read from the upstream's prompt cache (the usage ledger's; no limit counts them apart). @default 0 */
+  readonly cachedTokens?: number;
+  /** Of `outputTokens`, reasoning the upstream reported (the usage ledger's). @default 0 */
+  readonly reasoningTokens?: number;
 }
 
 /** What `a` costs on a limit: its tokens (output weighed as the limit says), its micro-dollars, or nothing (requests). */

@@ -64,9 +64,13 @@ export const FUNCTION_SETTINGS = {
 export interface EnvironmentSettings {
   readonly tableName: string;
   readonly brakeParameterName: string;
+  /** The usage ledger's table (lambda/engine/ledger.ts). */
+  readonly ledgerTableName: string;
   /** The runtime settings (lambda/runtime/settings.ts); each one left out is its default. */
   readonly settings: Pick<
     SettingValues,
+    | 'ledgerFlushSeconds'
+    | 'ledgerRetentionDays'
     | 'keyCacheTtlSeconds'
     | 'brakeCacheTtlSeconds'
     | 'brakeColdStart'
@@ -82,6 +86,7 @@ export function functionEnvironment(s: EnvironmentSettings): Record<string, stri
     NODE_OPTIONS: '--enable-source-maps',
     TABLE_NAME: s.tableName,
     BRAKE_PARAMETER_NAME: s.brakeParameterName,
+    LEDGER_TABLE_NAME: s.ledgerTableName,
     // The brake is read from the table's mirror of the parameter (lambda/brake-mirror).
     BRAKE_SOURCE: 'mirror',
     ...settingsEnvironment({

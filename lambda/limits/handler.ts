@@ -7,6 +7,7 @@ import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter, TenantRecord } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
+import { type Ledger, type MonthToDate, monthToDate } from '../engine/ledger';
 import { MODELS_ROUTE, USAGE_PAGE_ROUTE } from '../gateway/api';
 import { commonDepsFromEnvironment } from '../runtime/environment';
 import { internalError, unexpectedErrors } from '../runtime/errors';
@@ -22,6 +23,9 @@ export interface LimitsDeps {
   readonly brake?: Brake;
   readonly namespace?: string;
   readonly log: (entry: Record<string, unknown>) => void;
+  /** The usage ledger: the tenant's month so far is shown from it. */
+  readonly ledger?: Pick<Ledger, 'read'>;
+  readonly clock?: () => number;
 }
 
 const json = (statusCode: number, body: string): APIGatewayProxyResult => ({
@@ -62,11 +66,12 @@ export function createLimitsHandler(deps: LimitsDeps) {
       }
       if (!tenant) return json(500, errorBody(MISCONFIGURED.tenant_unknown, 'api_error', 'tenant_unknown'));
       try {
-        const [usage, brake] = await Promise.all([
+        const [usage, brake, month] = await Promise.all([
           usageOf(deps.store, deps.limiter, deps.config, tenant, auth.user, deps.namespace),
           brakeOf(deps.brake),
+          monthOf(deps, tenant, auth.user, context.awsRequestId),
         ]);
-        const body = { ...usage, ...(brake ? { brake } : {}) };
+        const body = { ...usage, ...(brake ? { brake } : {}), ...(month ? { monthToDate: month } : {}) };
         return prefersHtml(headerValues(event.headers, event.multiValueHeaders, 'accept')[0])
           ? html(usagePage(body))
           : json(200, JSON.stringify(body));
@@ -75,6 +80,23 @@ export function createLimitsHandler(deps: LimitsDeps) {
         return json(500, errorBody(MISCONFIGURED.plan_unknown, 'api_error', 'plan_unknown'));
       }
     });
+}
+
+/** The tenant's month so far from the ledger; left out (and logged) when the ledger cannot be read. */
+async function monthOf(
+  deps: LimitsDeps,
+  tenant: TenantRecord,
+  user: string,
+  requestId: string,
+): Promise<MonthToDate | undefined> {
+  if (!deps.ledger) return undefined;
+  const plan = deps.limiter.planOf(tenant);
+  try {
+    return await monthToDate(deps.ledger, plan, tenant.id, user, (deps.clock ?? Date.now)());
+  } catch (err) {
+    deps.log({ requestId, level: 'warn', outcome: 'ledger_unreadable', error: (err as Error).name });
+    return undefined;
+  }
 }
 
 /** The brake as people should see it: on or off, why, and until when. */
@@ -105,6 +127,6 @@ export function modelList(config: LimiterConfig): {
 }
 
 export function limitsDepsFromEnvironment(): LimitsDeps {
-  const { config, store, limiter, directory, brake, log } = commonDepsFromEnvironment();
-  return { config, store, limiter, directory, brake, log };
+  const { config, store, limiter, directory, brake, log, ledger } = commonDepsFromEnvironment();
+  return { config, store, limiter, directory, brake, log, ...(ledger ? { ledger } : {}) };
 }

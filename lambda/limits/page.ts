@@ -111,6 +111,26 @@ function sharedCard(l, limited) {
   return card;
 }
 
+function monthLine(who, f) {
+  var denied = Object.keys(f.denied).reduce(function (a, code) { return a + f.denied[code]; }, 0);
+  return who + ': ' + f.requests.toLocaleString() + ' requests, ' + f.inputTokens.toLocaleString() + ' tokens in, ' +
+    f.outputTokens.toLocaleString() + ' out, $' + f.usd.toFixed(f.usd < 1 ? 4 : 2) +
+    (denied ? '; ' + denied.toLocaleString() + ' refused (429)' : '') + '.';
+}
+
+function renderMonth(m) {
+  var box = $('month');
+  box.hidden = !m;
+  if (!m) return;
+  box.textContent = '';
+  box.appendChild(el('h2', {}, 'This month (' + m.month + ', ' + m.timeZone + ')'));
+  box.appendChild(el('p', { class: 'figures', 'data-who': 'tenant', 'data-usd': String(m.tenant.usd),
+    'data-requests': String(m.tenant.requests) }, monthLine('Your organisation', m.tenant)));
+  box.appendChild(el('p', { class: 'figures', 'data-who': 'user', 'data-usd': String(m.user.usd),
+    'data-requests': String(m.user.requests) }, monthLine('You', m.user)));
+  box.appendChild(el('p', { class: 'muted' }, 'What was used and counted, as it will be invoiced; a request counts once its answer is settled.'));
+}
+
 function render(usage) {
   var list = $('limits');
   list.textContent = '';
@@ -167,6 +187,7 @@ function render(usage) {
   } else {
     status('');
   }
+  renderMonth(usage.monthToDate);
   $('updated').textContent = 'Updated ' + new Date().toLocaleTimeString() + '.';
   $('refresh').hidden = false;
 }
@@ -257,6 +278,7 @@ The key stays in this page: it goes only to this API, in a header, and is forgot
 <div id="brake" class="banner" hidden></div>
 <div id="status" role="status" aria-live="polite"></div>
 <section id="limits" aria-label="Limits"></section>
+<section id="month" aria-label="This month" hidden></section>
 <p><button id="refresh" type="button" hidden>Refresh</button> <span id="updated" class="muted"></span></p>
 <section aria-labelledby="help-title">
 <h2 id="help-title">When a limit is reached</h2>

@@ -57,6 +57,7 @@ export function createProxyHandler(deps: ProxyDeps) {
       return response;
     });
   return awslambda.streamifyResponse(async (event, responseStream, context) => {
+    const startedAt = Date.now();
     // A client that leaves fails the response stream, also before the answer starts: the upstream
     // call is aborted then, whatever it is waiting for.
     const gone = new AbortController();
@@ -74,6 +75,8 @@ export function createProxyHandler(deps: ProxyDeps) {
       await pipeline(typeof body === 'string' ? Readable.from([body]) : body, out);
     } finally {
       await (context as WithSettlement)[PENDING];
+      // The ledger's rows are written before the sandbox can freeze (lambda/engine/ledger.ts).
+      await deps.ledger?.endInvocation(startedAt);
     }
   }) as (event: APIGatewayProxyEvent, responseStream: Writable, context: Context) => Promise<void>;
 }
@@ -81,8 +84,17 @@ export function createProxyHandler(deps: ProxyDeps) {
 /** Built once per container from the environment (no secret is ever in it: only the secret's id). */
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
-  const { config, limiter, directory, brake, brakeRetryAfterSeconds, log } = commonDepsFromEnvironment();
-  return { config, limiter, directory, brake, brakeRetryAfterSeconds, upstream: upstreamOf(config), log };
+  const { config, limiter, directory, brake, brakeRetryAfterSeconds, log, ledger } = commonDepsFromEnvironment();
+  return {
+    config,
+    limiter,
+    directory,
+    brake,
+    brakeRetryAfterSeconds,
+    upstream: upstreamOf(config),
+    log,
+    ...(ledger ? { ledger } : {}),
+  };
 }
 
 /** The upstream the construct configured (lambda/gateway/api.ts names the variables), with its timeouts and model ids. */

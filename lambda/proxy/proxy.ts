@@ -2,6 +2,7 @@ import type { APIGatewayProxyEvent } from 'aws-lambda';
 import { MISCONFIGURED, retryAfterSeconds } from '../engine/contract';
 import { InvalidLimitError, LayerUnavailableError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
 import type { Amounts, Identity, TenantRecord, Verdict } from '../engine/limiter';
+import { ledgerZone } from '../engine/ledger';
 import {
   DEFAULT_MAX_OUTPUT_TOKENS,
   defaultMaxTokens,
@@ -370,7 +371,15 @@ async function proxyRequest(
   const shard = Number(auth.shard ?? 0);
   const verdict = await deps.limiter.reserve(identity, tenant, route, reserved, Number.isInteger(shard) ? shard : 0);
   const headers = proxyHeaders(auth, verdict.limits);
-  if (!verdict.allowed) return refusal(verdict, request, reserved, identity, deps, headers, who);
+  if (!verdict.allowed) {
+    if (!verdict.denied?.decision.exceedsLimit)
+      deps.ledger?.recordDenial(
+        { ...identity, model: request.model, timeZone: ledgerZone(plan) },
+        now,
+        verdict.code ?? 'rate_limited',
+      );
+    return refusal(verdict, request, reserved, identity, deps, headers, who);
+  }
   const reservation: Reservation = {
     model: request.model,
     identity,

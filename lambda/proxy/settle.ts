@@ -10,6 +10,7 @@ import type { Amounts, Identity, Limiter, TenantRecord, Verdict } from '../engin
 import type { LimiterConfig } from '../engine/plans';
 import type { Brake } from '../runtime/brake';
 import type { Directory } from '../runtime/directory';
+import { type Ledger, ledgerZone } from '../engine/ledger';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { costMicroUsd, type Rates } from './pricing';
 import type { Upstream } from './upstreams';
@@ -29,6 +30,8 @@ export interface ProxyDeps {
   readonly log: (entry: Record<string, unknown>) => void;
   /** Where EMF metric lines go. @default putMetrics (stdout, which CloudWatch reads) */
   readonly metrics?: (event: MetricEvent) => void;
+  /** The usage ledger this container writes (lambda/engine/ledger.ts); none is kept without it. */
+  readonly ledger?: Ledger;
 }
 
 export interface ProxyResponse {
@@ -127,6 +130,7 @@ export async function settle(
         usedMicroUsd: used.microUsd,
         attempts: attempt,
       });
+      recordUse(deps, reservation, used);
       return;
     } catch (err) {
       if (!(err instanceof LimiterError)) throw err;
@@ -150,6 +154,28 @@ export async function settle(
     message: 'settlement gave up: the reservation stands (conservative)',
   });
   metricsOf(deps)({ dimensions: { Function: 'proxy' }, metrics: { SettleFailures: { value: 1, unit: 'Count' } } });
+  // What was used is what the tenant is billed for, settled on its buckets or not.
+  recordUse(deps, reservation, used);
+}
+
+/** What a request used, into the ledger: on the day it was admitted, in its tenant's ledger zone. */
+function recordUse(deps: ProxyDeps, reservation: Reservation, used: Amounts): void {
+  deps.ledger?.recordUse(
+    {
+      tenant: reservation.identity.tenant,
+      user: reservation.identity.user,
+      model: reservation.model,
+      timeZone: ledgerZone(deps.limiter.planOf(reservation.tenant)),
+    },
+    reservation.admittedAt,
+    {
+      inputTokens: used.tokens - (used.outputTokens ?? 0),
+      outputTokens: used.outputTokens ?? 0,
+      cachedTokens: used.cachedTokens ?? 0,
+      reasoningTokens: used.reasoningTokens ?? 0,
+      microUsd: used.microUsd,
+    },
+  );
 }
 
 /** One metric of the proxy's, with a log line at `level`. */
@@ -189,5 +215,11 @@ export function usedAmounts(
       cap: bounds.output,
       message: 'the upstream produced more than the output cap it was sent: check the model’s outputCapField',
     });
-  return { tokens: usage.input + usage.output, outputTokens: usage.output, microUsd: costMicroUsd(usage, rates) };
+  return {
+    tokens: usage.input + usage.output,
+    outputTokens: usage.output,
+    microUsd: costMicroUsd(usage, rates),
+    cachedTokens: usage.cachedInput,
+    reasoningTokens: usage.reasoning,
+  };
 }

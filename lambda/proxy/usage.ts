@@ -57,6 +57,8 @@ export interface SettledUsage extends TokenBreakdown {
   readonly unknown: boolean;
   /** The upstream reported more output than the cap it was sent (it ignored the cap). */
   readonly overCap: boolean;
+  /** Of the output, reasoning tokens as reported where believable (0 where not reported). */
+  readonly reasoning: number;
 }
 
 /** A reported count when it is a whole number in [0, max]; undefined otherwise. */
@@ -77,6 +79,7 @@ function parts(reported: ReportedUsage | undefined, input: number, output: numbe
   const audioOutputReported = believable(detail(reported?.completion_tokens_details, 'audio_tokens'), output);
   return {
     cachedInput,
+    reasoning: believable(detail(reported?.completion_tokens_details, 'reasoning_tokens'), output) ?? 0,
     audioInput: audio.input ? (audioInputReported ?? input - cachedInput) : 0,
     audioOutput: audio.output ? (audioOutputReported ?? output) : 0,
   };

@@ -8,6 +8,7 @@ import { Directory } from './directory';
 import { Limiter } from '../engine/limiter';
 import { type LimiterConfig, parseConfig } from '../engine/plans';
 import { LimitStore } from '../engine/store';
+import { Ledger } from '../engine/ledger';
 import { alertSinkFromEnvironment } from './alerts';
 import { CLIENT_TIMEOUTS, clientConfig } from './aws-clients';
 import { putMetrics } from './metrics';
@@ -51,6 +52,8 @@ export interface CommonDeps {
   readonly brake: Brake;
   readonly brakeRetryAfterSeconds: number;
   readonly log: (entry: Record<string, unknown>) => void;
+  /** The usage ledger, when LEDGER_TABLE_NAME names its table. */
+  readonly ledger?: Ledger;
 }
 
 /**
@@ -114,6 +117,18 @@ export function commonDepsFromEnvironment(): CommonDeps {
     }),
     brakeRetryAfterSeconds: numberSetting('brakeRetryAfterSeconds'),
     log,
+    ...(process.env.LEDGER_TABLE_NAME
+      ? {
+          ledger: new Ledger({
+            client: dynamo,
+            tableName: process.env.LEDGER_TABLE_NAME,
+            flushSeconds: numberSetting('ledgerFlushSeconds'),
+            retentionDays: numberSetting('ledgerRetentionDays'),
+            deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
+            log,
+          }),
+        }
+      : {}),
   };
 }
 

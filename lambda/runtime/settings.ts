@@ -24,6 +24,10 @@ export const NUMBER_SETTINGS = {
   brakeForSeconds: { env: 'BRAKE_FOR_SECONDS', default: 3_600, max: 7 * 86_400 },
   /** Share of a limit one busy container may lease, in percent (engine/leases.ts); 0: no leases. */
   leasePercent: { env: 'LEASE_PERCENT', default: 1, max: 10 },
+  /** How long a busy container may keep settled usage before writing it to the usage ledger; 0: at every invocation's end. */
+  ledgerFlushSeconds: { env: 'LEDGER_FLUSH_SECONDS', default: 0, max: 300 },
+  /** Days the usage ledger keeps a row after its day. */
+  ledgerRetentionDays: { env: 'LEDGER_RETENTION_DAYS', default: 400, max: 3_650 },
 } as const;
 
 export const CHOICE_SETTINGS = {

@@ -20,6 +20,7 @@ import {
   periodSeconds,
 } from '../../lambda/engine/plans';
 import { LimitStore } from '../../lambda/engine/store';
+import { type LedgerGrouping, type LedgerLine, readLedger, summarizeLedger } from '../../lambda/engine/ledger';
 import { type Usage, usageOf } from '../../lambda/limits/usage';
 import { sizeOf } from './format';
 
@@ -36,6 +37,8 @@ export interface AdminTargets {
   readonly ssm: SSMClient;
   readonly tableName: string;
   readonly brakeParameterName: string;
+  /** The usage ledger's table (`usage --from --to`). */
+  readonly ledgerTableName?: string;
   /** The limiter configuration (plans), for plan checks and usage. */
   readonly config?: LimiterConfig;
   /** Item-key namespace, as the functions use (empty in a deployment). */
@@ -330,6 +333,35 @@ export class Admin {
       ...(state.reason ? { reason: state.reason } : {}),
       ...(state.until ? { until: new Date(state.until).toISOString() } : {}),
       value: raw,
+    };
+  }
+
+  /**
+   * The usage ledger of `tenant` from day `from` to day `to` (YYYY-MM-DD, both included, in the
+   * tenant's ledger zone), summed by `by` or into one line, with the total.
+   */
+  async ledger(
+    tenant: string,
+    from: string,
+    to: string,
+    by?: LedgerGrouping,
+  ): Promise<{ lines: LedgerLine[]; total: LedgerLine; timeZones: string[] }> {
+    checkId('tenant', tenant);
+    if (!this.t.ledgerTableName)
+      throw new UsageError('which ledger table? give --ledger-table <name> or --stack <name> (output <id>LedgerTableName)');
+    for (const [flag, day] of [
+      ['--from', from],
+      ['--to', to],
+    ] as const)
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(day) || Number.isNaN(Date.parse(`${day}T00:00:00Z`)) ||
+        new Date(`${day}T00:00:00Z`).toISOString().slice(0, 10) !== day)
+        throw new UsageError(`${flag} ${day}: give a day as YYYY-MM-DD, e.g. 2026-12-01`);
+    if (to < from) throw new UsageError(`--to ${to} is before --from ${from}: give the first day, then the last`);
+    const rows = await readLedger(this.t.dynamo, this.t.ledgerTableName, tenant, from, to, this.t.namespace ?? '');
+    return {
+      lines: by ? summarizeLedger(rows, by) : [],
+      total: summarizeLedger(rows)[0]!,
+      timeZones: [...new Set(rows.map((r) => r.timeZone))].sort(),
     };
   }
 

@@ -51,3 +51,13 @@ export const SHAPE_NAMES: Record<Limit['shape'], string> = {
   leaky_bucket: 'leaky bucket',
   sliding_window: 'sliding window',
 };
+
+/** Billionths of a dollar as an exact decimal string: 1234567891 -> 1.234567891. */
+export function nanoDollars(nano: number): string {
+  const whole = Math.floor(nano / 1e9);
+  return `${whole}.${String(nano - whole * 1e9).padStart(9, '0')}`;
+}
+
+/** The denial codes that occur in `lines`, sorted: one column each. */
+export const deniedCodes = (lines: readonly { denied: Readonly<Record<string, number>> }[]): string[] =>
+  [...new Set(lines.flatMap((l) => Object.keys(l.denied)))].sort();

@@ -9,7 +9,8 @@ import { readPublishedConfig } from '../../lambda/engine/published-config';
 import { npmStartStateFile, readNpmStartState } from '../../local/npm-start-state';
 import type { Usage } from '../../lambda/limits/usage';
 import { Admin, type TenantView, UsageError } from './admin';
-import { amount, SHAPE_NAMES, span, table } from './format';
+import { amount, deniedCodes, nanoDollars, SHAPE_NAMES, span, table } from './format';
+import type { LedgerGrouping, LedgerLine } from '../../lambda/engine/ledger';
 
 export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, the brake, usage)
 
@@ -24,12 +25,16 @@ export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, th
   brake off
   brake status
   usage --tenant <tenant> [--user <user>]         used, left and reset of each limit: requests, tokens, dollars
+  usage --tenant <tenant> --from <day> --to <day> [--by user|model|day] [--format table|csv|json]
+                                                  the usage ledger (for invoicing): requests, tokens, dollars and
+                                                  429s, days as YYYY-MM-DD in the tenant's ledger zone, both included
   buckets reset --tenant <tenant> [--user <user>] refills the user's buckets (and lifts its penalty box), or the
                                                   tenant's own and endpoint buckets (with --config); logged
 
 Where:  --stack <name> [--region <r>]             names from the stack's outputs
         --local                                   the stack npm start runs in this repository
         --table <name> --brake-parameter <name>   or give them directly
+        --ledger-table <name>                     the usage ledger's table (usage --from --to)
         --config <file.json>                      the limiter configuration, instead of the one the deploy
                                                   (or npm start) published in the table
         --dynamodb-endpoint <url> --ssm-endpoint <url>   e.g. the local gateway's DynamoDB Local and SSM
@@ -81,7 +86,10 @@ export interface Io {
 
 const consoleIo: Io = { out: (t) => process.stdout.write(`${t}\n`), err: (t) => process.stderr.write(`${t}\n`) };
 
-async function fromStack(name: string, region: string | undefined): Promise<{ table?: string; brake?: string }> {
+async function fromStack(
+  name: string,
+  region: string | undefined,
+): Promise<{ table?: string; brake?: string; ledger?: string }> {
   const cfn = new CloudFormationClient(region ? { region } : {});
   const out = await cfn.send(new DescribeStacksCommand({ StackName: name }));
   return namesFromOutputs(name, out.Stacks?.[0]?.Outputs ?? []);
@@ -94,9 +102,11 @@ async function fromStack(name: string, region: string | undefined): Promise<{ ta
 export function namesFromOutputs(
   stack: string,
   outputs: readonly { OutputKey?: string; OutputValue?: string }[],
-): { table?: string; brake?: string } {
+): { table?: string; brake?: string; ledger?: string } {
   const ids = outputs.flatMap((o) =>
-    o.OutputKey?.endsWith('TableName') ? [o.OutputKey.slice(0, -'TableName'.length)] : [],
+    o.OutputKey?.endsWith('TableName') && !o.OutputKey.endsWith('LedgerTableName')
+      ? [o.OutputKey.slice(0, -'TableName'.length)]
+      : [],
   );
   if (ids.length > 1)
     throw new UsageError(
@@ -104,7 +114,8 @@ export function namesFromOutputs(
         '(<id>TableName, <id>BrakeParameterName)',
     );
   const value = (name: string) => outputs.find((o) => o.OutputKey === `${ids[0] ?? ''}${name}`)?.OutputValue;
-  return { table: value('TableName'), brake: value('BrakeParameterName') };
+  const ledger = value('LedgerTableName');
+  return { table: value('TableName'), brake: value('BrakeParameterName'), ...(ledger ? { ledger } : {}) };
 }
 
 /** The command line, as node:util's parseArgs reads it (its options are the CLI's flags). */
@@ -125,6 +136,11 @@ function parseCliArgs(argv: readonly string[]) {
       region: { type: 'string' },
       table: { type: 'string' },
       'brake-parameter': { type: 'string' },
+      'ledger-table': { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      by: { type: 'string' },
+      format: { type: 'string' },
       config: { type: 'string' },
       'dynamodb-endpoint': { type: 'string' },
       'ssm-endpoint': { type: 'string' },
@@ -169,6 +185,7 @@ export async function main(argv: readonly string[], io: Io = consoleIo): Promise
 /** Where the command acts: the table, the brake parameter, their endpoints and the region. */
 interface Target {
   readonly tableName?: string;
+  readonly ledgerTableName?: string | undefined;
   readonly brakeParameterName?: string;
   readonly dynamoEndpoint?: string;
   readonly ssmEndpoint?: string;
@@ -182,14 +199,15 @@ async function targetOf(o: Options, group: string): Promise<Target> {
     throw new UsageError(
       `--local: npm start is not running here (${npmStartStateFile()} is missing): run npm start in another terminal first`,
     );
-  const named = o.stack
+  const named: { table?: string; brake?: string; ledger?: string } = o.stack
     ? await fromStack(o.stack, o.region)
     : started
-      ? { table: started.tableName, brake: started.brakeParameterName }
+      ? { table: started.tableName, brake: started.brakeParameterName, ledger: started.ledgerTableName }
       : {};
   const target: Target = {
     tableName: o.table ?? named.table,
     brakeParameterName: o['brake-parameter'] ?? named.brake,
+    ledgerTableName: o['ledger-table'] ?? named.ledger,
     dynamoEndpoint: o['dynamodb-endpoint'] ?? started?.dynamoEndpoint,
     ssmEndpoint: o['ssm-endpoint'] ?? started?.ssmEndpoint,
     region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
@@ -213,7 +231,7 @@ async function adminFor(target: Target, o: Options, group: string): Promise<Admi
   const dynamo = new DynamoDBClient({ region: target.region, ...local(target.dynamoEndpoint) });
   let config = o.config ? configFile(o.config) : undefined;
   // Plans are checked against the configuration the functions run with: the one the deploy published in the table.
-  if (!config && target.tableName && group !== 'keys' && group !== 'brake')
+  if (!config && target.tableName && group !== 'keys' && group !== 'brake' && !ledgerExportAsked(o))
     config = await readPublishedConfig(dynamo, target.tableName).catch((err: Error) => {
       if (err instanceof InvalidLimitError) throw new UsageError(err.message);
       throw err;
@@ -223,6 +241,7 @@ async function adminFor(target: Target, o: Options, group: string): Promise<Admi
     ssm: new SSMClient({ region: target.region, ...local(target.ssmEndpoint) }),
     tableName: target.tableName ?? '',
     brakeParameterName: target.brakeParameterName ?? '',
+    ...(target.ledgerTableName ? { ledgerTableName: target.ledgerTableName } : {}),
     ...(config ? { config } : {}),
     ...(o.namespace ? { namespace: o.namespace } : {}),
   });
@@ -249,6 +268,62 @@ const need = (value: string | undefined, what: string): string => {
 };
 
 const printJson = (io: Io, value: unknown) => io.out(JSON.stringify(value, null, 2));
+
+/** `usage` with any of the ledger's flags is the ledger export (it needs no configuration). */
+const ledgerExportAsked = (o: Options): boolean =>
+  o.from !== undefined || o.to !== undefined || o.by !== undefined || o.format !== undefined;
+
+const GROUPINGS = ['user', 'model', 'day'] as const;
+const FORMATS = ['table', 'csv', 'json'] as const;
+
+/** `usage --from --to`: the ledger of a tenant over days, summed by user, model or day, as a table, CSV or JSON. */
+async function ledgerExport(admin: Admin, o: Options, io: Io): Promise<void> {
+  const tenant = need(o.tenant, '--tenant');
+  const from = need(o.from, '--from <YYYY-MM-DD>');
+  const to = need(o.to, '--to <YYYY-MM-DD>');
+  if (o.by !== undefined && !(GROUPINGS as readonly string[]).includes(o.by))
+    throw new UsageError(`--by ${o.by}: give user, model or day`);
+  const format = o.format ?? (o.json ? 'json' : 'table');
+  if (!(FORMATS as readonly string[]).includes(format))
+    throw new UsageError(`--format ${format}: give table, csv or json`);
+  const by = o.by as LedgerGrouping | undefined;
+  const { lines, total, timeZones } = await admin.ledger(tenant, from, to, by);
+  const shown = by ? lines : [total];
+  const codes = deniedCodes(shown);
+  const figures = (l: LedgerLine) => [
+    String(l.requests),
+    String(l.inputTokens),
+    String(l.outputTokens),
+    String(l.cachedTokens),
+    String(l.reasoningTokens),
+    nanoDollars(l.nanoUsd),
+    ...codes.map((c) => String(l.denied[c] ?? 0)),
+  ];
+  const head = [
+    ...(by ? [by] : []),
+    'requests',
+    'input_tokens',
+    'output_tokens',
+    'cached_tokens',
+    'reasoning_tokens',
+    'usd',
+    ...codes.map((c) => `denied_${c}`),
+  ];
+  if (format === 'json') {
+    const line = (l: LedgerLine) => ({ ...l, usd: nanoDollars(l.nanoUsd) });
+    printJson(io, { tenant, from, to, timeZones, ...(by ? { by, lines: lines.map(line) } : {}), total: line(total) });
+  } else if (format === 'csv') {
+    // Rows only (no total line), so that a sheet's sum is the total; dollars exact to the billionth.
+    const cell = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+    io.out([head, ...shown.map((l) => [...(by ? [l.group ?? ''] : []), ...figures(l)])].map((r) => r.map(cell).join(',')).join('\n'));
+  } else {
+    const rows = shown.map((l) => [...(by ? [l.group ?? ''] : []), ...figures(l)]);
+    if (by) rows.push(['total', ...figures(total)]);
+    io.out(
+      `tenant ${tenant}, ${from} to ${to}${timeZones.length ? ` (${timeZones.join(', ')})` : ''}\n\n${table([head, ...rows])}`,
+    );
+  }
+}
 
 /** Step 3: the commands, one function each. */
 const COMMANDS: Record<string, (call: Call) => Promise<void>> = {
@@ -303,6 +378,7 @@ const COMMANDS: Record<string, (call: Call) => Promise<void>> = {
   },
   'brake status': async ({ admin, io }) => printJson(io, await admin.brakeStatus()),
   usage: async ({ admin, o, io }) => {
+    if (ledgerExportAsked(o)) return ledgerExport(admin, o, io);
     const usage = await admin.usage(need(o.tenant, '--tenant'), o.user);
     if (o.json) printJson(io, usage);
     else io.out(usageTable(usage));

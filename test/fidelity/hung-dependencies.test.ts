@@ -18,7 +18,7 @@ import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
 import { startUpstreamStandIn, type UpstreamStandIn } from '../../local/upstream-standin';
 import { createLimitsHandler, limitsDepsFromEnvironment } from '../../lambda/limits/handler';
 import { createProxyHandler, proxyDepsFromEnvironment } from '../../lambda/proxy/handler';
-import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { dynamoEndpoint, ledgerTableName, tableName, testStore, uniqueKey } from '../support/dynamo';
 import { authorizerEvent, lambdaContext, proxyEvent } from '../support/events';
 import { type FaultProxy, startFaultProxy } from '../support/fault-proxy';
 import { localFunctionEnvironment } from '../support/function-environment';
@@ -52,7 +52,12 @@ beforeAll(async () => {
   upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
   Object.assign(process.env, {
     // What the construct deploys (BRAKE_SOURCE=mirror among it), then the local endpoints.
-    ...functionEnvironment({ tableName: tableName(), brakeParameterName: brakeName, settings: {} }),
+    ...functionEnvironment({
+      tableName: tableName(),
+      ledgerTableName: ledgerTableName(),
+      brakeParameterName: brakeName,
+      settings: {},
+    }),
     ...localFunctionEnvironment({
       tableName: tableName(),
       brakeParameterName: brakeName,

@@ -78,6 +78,7 @@ describe('the construct and the local gateway cannot drift', () => {
     const common = Object.keys(
       functionEnvironment({
         tableName: '',
+        ledgerTableName: '',
         brakeParameterName: '',
         settings: {},
       }),

@@ -41,13 +41,14 @@ const valuesOf = (t: Template, type: string) => Object.values(t.findResources(ty
 const functionsOf = (t: Template) => valuesOf(t, 'AWS::Lambda::Function');
 
 describe('outputs and names', () => {
-  it('outputs the API URL ending in /v1 (the only URL), the table, the brake and the alarm topic, under fixed names', () => {
+  it('outputs the API URL ending in /v1 (the only URL), the tables, the brake and the alarm topic, under fixed names', () => {
     const { template } = synth();
     const outputs = template.findOutputs('*');
     expect(Object.keys(outputs).sort()).toEqual([
       'LimiterAlarmTopicArn',
       'LimiterApiUrl',
       'LimiterBrakeParameterName',
+      'LimiterLedgerTableName',
       'LimiterTableName',
     ]);
     for (const o of Object.values(outputs)) expect(o.Description).toMatch(/^.{20,}$/);
@@ -56,6 +57,7 @@ describe('outputs and names', () => {
     expect(parts.at(-2)).toEqual({ Ref: expect.stringMatching(/^LimiterApiDeploymentStagelive/) });
     expect(parts.at(-1)).toBe('/v1');
     expect(outputs.LimiterTableName!.Value).toEqual({ Ref: expect.stringMatching(/^LimiterLimitsTable/) });
+    expect(outputs.LimiterLedgerTableName!.Value).toEqual({ Ref: expect.stringMatching(/^LimiterLedgerTable/) });
     expect(outputs.LimiterBrakeParameterName!.Value).toEqual({ Ref: expect.stringMatching(/^LimiterBrake/) });
     expect(outputs.LimiterAlarmTopicArn!.Value).toEqual({ Ref: expect.stringMatching(/^LimiterObservabilityAlarms/) });
   });
@@ -220,12 +222,12 @@ describe('retention, removal and tags', () => {
   it.each([
     [RemovalPolicy.DESTROY, 'Delete'],
     [RemovalPolicy.RETAIN, 'Retain'],
-  ])('applies removal policy %s to the table, the KMS key and every log group', (removalPolicy, deletion) => {
+  ])('applies removal policy %s to the tables, the KMS key and every log group', (removalPolicy, deletion) => {
     const { template } = synth({ removalPolicy });
     const stateful = ['AWS::DynamoDB::Table', 'AWS::KMS::Key', 'AWS::Logs::LogGroup'].flatMap((type) =>
       valuesOf(template, type),
     );
-    expect(stateful).toHaveLength(10);
+    expect(stateful).toHaveLength(11);
     for (const r of stateful) expect([r.DeletionPolicy, r.UpdateReplacePolicy]).toEqual([deletion, deletion]);
   });
 
@@ -260,10 +262,12 @@ describe('several limiters', () => {
       'CanaryAlarmTopicArn',
       'CanaryApiUrl',
       'CanaryBrakeParameterName',
+      'CanaryLedgerTableName',
       'CanaryTableName',
       'LimiterAlarmTopicArn',
       'LimiterApiUrl',
       'LimiterBrakeParameterName',
+      'LimiterLedgerTableName',
       'LimiterTableName',
     ]);
     const names = [t1, Template.fromStack(two)].flatMap((t) =>

@@ -153,13 +153,13 @@ describe('what LlmRateLimiter provisions', () => {
     const policies = Object.entries(template.findResources('AWS::IAM::Policy')).filter(([, p]) =>
       JSON.stringify(p.Properties.Roles).includes(fnLogicalIdPrefix),
     );
-    return policies
-      .flatMap(([, p]) =>
-        p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) =>
-          ([] as string[]).concat(s.Action),
-        ),
-      )
-      .sort();
+    // Each action once: UpdateItem is granted on the limits table and on the usage ledger's.
+    const actions = policies.flatMap(([, p]) =>
+      p.Properties.PolicyDocument.Statement.flatMap((s: { Action: string | string[] }) =>
+        ([] as string[]).concat(s.Action),
+      ),
+    );
+    return [...new Set(actions)].sort();
   }
 
   it('gives each function only the actions it calls', () => {
@@ -185,8 +185,10 @@ describe('what LlmRateLimiter provisions', () => {
       'secretsmanager:GetSecretValue',
       'ssm:GetParameter',
     ]);
+    // Query: the usage ledger's month so far, shown with the limits.
     expect(actionsOf('LimiterLimitsFunctionRole')).toEqual([
       'dynamodb:GetItem',
+      'dynamodb:Query',
       'logs:CreateLogStream',
       'logs:PutLogEvents',
       'ssm:GetParameter',
@@ -207,7 +209,11 @@ describe('what LlmRateLimiter provisions', () => {
     for (const s of statements) {
       const actions = ([] as string[]).concat(s.Action);
       const resource = JSON.stringify(s.Resource);
-      if (actions.some((a) => a.startsWith('dynamodb:'))) expect(resource).toMatch(/LimiterLimitsTable/);
+      // The usage ledger's table: only its rows are written (UpdateItem) and read (Query) there.
+      if (resource.includes('LimiterLedgerTable')) {
+        expect(resource).not.toMatch(/LimiterLimitsTable/);
+        expect(actions.every((a) => a === 'dynamodb:UpdateItem' || a === 'dynamodb:Query')).toBe(true);
+      } else if (actions.some((a) => a.startsWith('dynamodb:'))) expect(resource).toMatch(/LimiterLimitsTable/);
       if (actions.includes('ssm:GetParameter')) expect(resource).toMatch(/LimiterBrake/);
       if (actions.includes('secretsmanager:GetSecretValue')) expect(resource).toMatch(/openai-key/);
       if (actions.includes('events:PutEvents')) expect(resource).toMatch(/event-bus\/default/);
@@ -724,7 +730,7 @@ describe('several limiters in one app', () => {
     expect(assembly.stacks.map((s) => s.stackName).sort()).toEqual(['One', 'Two']);
     const template = Template.fromStack(one);
     template.resourceCountIs('AWS::ApiGateway::RestApi', 2);
-    template.resourceCountIs('AWS::DynamoDB::Table', 2);
+    template.resourceCountIs('AWS::DynamoDB::Table', 4); // each limiter's table and its usage ledger's
     template.resourceCountIs('AWS::SSM::Parameter', 2);
     // No physical names are fixed, so nothing clashes across stacks or environments.
     for (const type of [

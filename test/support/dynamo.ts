@@ -5,6 +5,7 @@ import { localClient } from '../../local/dynamodb-local';
 
 export const dynamoEndpoint = (): string => inject('dynamoEndpoint');
 export const tableName = (): string => inject('tableName');
+export const ledgerTableName = (): string => inject('ledgerTableName');
 
 /** A unique key prefix per test, so tests can share one table and run in parallel. */
 export const uniqueKey = (label = 'k'): string => `${label}-${randomUUID()}`;

@@ -3,14 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { ensureTable } from '../../lambda/engine/store';
+import { ensureLedgerTable } from '../../lambda/engine/ledger';
 import { localClient, startDynamoDbLocal } from '../../local/dynamodb-local';
 
 export const TEST_TABLE = 'llm-rate-limiter-test';
+export const TEST_LEDGER_TABLE = 'llm-rate-limiter-test-ledger';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     dynamoEndpoint: string;
     tableName: string;
+    ledgerTableName: string;
   }
 }
 
@@ -24,9 +27,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const dynamo = await startDynamoDbLocal();
   const client = localClient(dynamo.endpoint);
   await ensureTable(client, TEST_TABLE);
+  await ensureLedgerTable(client, TEST_LEDGER_TABLE);
   client.destroy();
   project.provide('dynamoEndpoint', dynamo.endpoint);
   project.provide('tableName', TEST_TABLE);
+  project.provide('ledgerTableName', TEST_LEDGER_TABLE);
   return async () => {
     await dynamo.stop();
     rmSync(runDir, { recursive: true, force: true });

@@ -34,15 +34,17 @@ export interface Physical {
 }
 
 /** What each logical id is on AWS, for the names this run uses (the table's name given). */
-export function physicalOf(template: Template, table: string): Physical {
+export function physicalOf(template: Template, table: string, ledgerTable = `${table}-ledger`): Physical {
   const ref: Record<string, string> = {};
   const arn: Record<string, string> = {};
   for (const [id, r] of Object.entries(
     template.toJSON().Resources as Record<string, { Type: string; Properties?: Record<string, unknown> }>,
   )) {
     if (r.Type === 'AWS::DynamoDB::Table') {
-      ref[id] = table;
-      arn[id] = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${table}`;
+      // Two tables: the limits table, and the usage ledger's (lib/limits-table.ts).
+      const name = id.includes('Ledger') ? ledgerTable : table;
+      ref[id] = name;
+      arn[id] = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${name}`;
     } else if (r.Type === 'AWS::SSM::Parameter') {
       ref[id] = String(r.Properties?.Name);
     } else if (r.Type === 'AWS::Logs::LogGroup') {

@@ -67,6 +67,8 @@ const PLANS = {
     user: [requestsPerMinute(1_000), tokensPerMinute(10_000_000)],
     endpoints: { [CHAT]: [tokensPerMinute(10_000_000)] },
   },
+  // One request a minute: the second is a 429, which the authorizer counts in the usage ledger.
+  tight: { user: [requestsPerMinute(1)] },
 };
 const ENDPOINTS = {
   [CHAT]: { models: { 'gpt-4o-mini': { inputPerMillion: 0.15, outputPerMillion: 0.6 } } },
@@ -113,12 +115,13 @@ export interface IamReport {
 export async function iamScenario(
   dynamoEndpoint: string,
   table: string,
+  ledgerTable: string,
   secret: (stack: Stack) => ISecret,
   encrypted: boolean,
 ): Promise<IamReport> {
   installLambdaStreamingGlobals();
   const template = synth(secret);
-  const physical = physicalOf(template, table);
+  const physical = physicalOf(template, table, ledgerTable);
   const dynamo = await startDynamoFaultProxy(dynamoEndpoint);
   const ssm = await startSsmLocal({ account: ACCOUNT, region: REGION });
   const upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
@@ -143,6 +146,7 @@ export async function iamScenario(
       BRAKE_SOURCE: proxyEnv.BRAKE_SOURCE,
       UPSTREAM_BASE_URL: upstream.baseUrl,
       UPSTREAM_API_KEY_SECRET: secretId,
+      LEDGER_TABLE_NAME: String(resolve(proxyEnv.LEDGER_TABLE_NAME, physical)),
     });
     const built = <T>(fn: string, build: () => T): T => {
       process.env.LIMITER_FUNCTION = fn;
@@ -205,6 +209,21 @@ export async function iamScenario(
       ),
       'authorizer refuses an unknown key',
     );
+    // A 429 counted in the ledger: the authorizer writes it at the end of its next invocation after
+    // a pause (a container that was idle writes what it holds).
+    const tight = `tight-${crypto.randomUUID()}`;
+    const tightKey = `sk-${crypto.randomUUID()}`;
+    await putTenant(client, table, { id: tight, plan: 'tight' });
+    await putApiKey(client, table, tightKey, { tenant: tight, user: 'bob', status: 'active' });
+    const tightAuth = { Authorization: `Bearer ${tightKey}` };
+    await authorizer(authorizerEvent({ headers: tightAuth }), lambdaContext());
+    expectThat(
+      (await authorizer(authorizerEvent({ headers: tightAuth }), lambdaContext())).policyDocument.Statement[0]?.Effect ===
+        'Deny',
+      'the authorizer denies a request over the limit',
+    );
+    await new Promise((r) => setTimeout(r, 1_100));
+    await authorizer(authorizerEvent({ headers: tightAuth }), lambdaContext());
     const chat = (body: Record<string, unknown>, route = CHAT) =>
       invokeStreaming(proxy, proxyEvent({ route, body, authorizer: context }), lambdaContext('proxy'));
     expectThat(
