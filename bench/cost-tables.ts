@@ -47,7 +47,8 @@ const memoryOf = (resources: Resources, idPrefix: string): number => {
 /**
  * One streamed request of the README's sample: memory from its template; the rest measured
  * (docs/benchmarks.md): the authorizer's decision p50 (`authorizer.decision.p50_ms`, 12.7 ms,
- * billed 13), DynamoDB per request with leases (`cost.streamed_chat.write_units`, 0.055), the
+ * billed 13), DynamoDB per request with leases (`cost.streamed_chat.write_units`, 0.055, plus the
+ * usage ledger's one write at the request's end, `economics.ledger.write_units_per_request`), the
  * proxy's own work around the stream (parse, count, reserve, settle: ~20 ms).
  */
 export function requestShape(resources: Resources): RequestShape {
@@ -56,7 +57,7 @@ export function requestShape(resources: Resources): RequestShape {
     authorizerMemoryMb: memoryOf(resources, 'LimiterAuthorizer'),
     authorizerMs: 13,
     proxyOverheadMs: 20,
-    writeUnits: 0.055,
+    writeUnits: 0.055 + 1,
     readUnits: 0,
   };
 }

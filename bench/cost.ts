@@ -10,6 +10,7 @@ import { createHandler, depsFromEnvironment } from '../lambda/authorizer/handler
 import { requestsPerMinute, tokens, tokensPerDay, tokensPerMinute, usdPerDay } from '../lambda/engine/plans';
 import { tokenBucket } from '../lambda/engine/limits';
 import { ensureTable } from '../lambda/engine/store';
+import { ensureLedgerTable } from '../lambda/engine/ledger';
 import { localClient } from '../local/dynamodb-local';
 import { installLambdaStreamingGlobals, invokeStreaming } from '../local/lambda-streaming';
 import { startSsmLocal } from '../local/ssm-local';
@@ -22,6 +23,7 @@ import { report } from './report';
 import { size } from './smoke';
 
 const TABLE = 'bench-cost';
+const LEDGER = 'bench-cost-ledger';
 /** Requests per user before counting: what a container that has served a few requests knows. */
 const WARM_UP = 10;
 const CHAT = '/v1/chat/completions';
@@ -44,6 +46,8 @@ export interface CostFigures {
   /** Write units landing on the busiest tenant item, and on the busiest global shard, per admitted request. */
   readonly busiestTenantItem: number;
   readonly busiestGlobalItem: number;
+  /** Of the above, the usage ledger's: requests and write units per admitted request, and on its busiest partition. */
+  readonly ledger: { readonly requests: number; readonly writeUnits: number; readonly busiestPartition: number };
 }
 
 export interface LoadFigures {
@@ -63,11 +67,13 @@ export async function streamedChatCost(
   n = 40,
   users = 1,
   leasePercent?: number,
+  ledgerFlushSeconds?: number,
 ): Promise<CostFigures> {
   return (await run(dynamoEndpoint, {
     n,
     users,
     ...(leasePercent === undefined ? {} : { leasePercent }),
+    ...(ledgerFlushSeconds === undefined ? {} : { ledgerFlushSeconds }),
   })) as CostFigures;
 }
 
@@ -91,12 +97,15 @@ async function run(
     users: number;
     /** LEASE_PERCENT of the functions (default: the setting's). */
     leasePercent?: number;
+    /** LEDGER_FLUSH_SECONDS of the functions (default: the setting's). */
+    ledgerFlushSeconds?: number;
     load?: { concurrency: number; seconds: number; itemWritesPerSecond: number };
   },
 ): Promise<CostFigures | LoadFigures> {
   const { n, users } = o;
   installLambdaStreamingGlobals();
   await ensureTable(localClient(dynamoEndpoint), TABLE);
+  await ensureLedgerTable(localClient(dynamoEndpoint), LEDGER);
   const dynamo = await startDynamoFaultProxy(dynamoEndpoint);
   const ssm = await startSsmLocal();
   const upstream = await startUpstreamStandIn({
@@ -118,6 +127,8 @@ async function run(
       }),
       BRAKE_CACHE_TTL_SECONDS: '5',
       ...(o.leasePercent === undefined ? {} : { LEASE_PERCENT: String(o.leasePercent) }),
+      ...(o.ledgerFlushSeconds === undefined ? {} : { LEDGER_FLUSH_SECONDS: String(o.ledgerFlushSeconds) }),
+      LEDGER_TABLE_NAME: LEDGER,
       UPSTREAM_BASE_URL: upstream.baseUrl,
       UPSTREAM_API_KEY_SECRET: 'bench-cost-key',
     });
@@ -202,7 +213,18 @@ async function run(
     for (const c of calls) for (const k of c.keys) perItem.set(k, (perItem.get(k) ?? 0) + c.writeUnits / c.keys.length);
     const busiest = (prefix: string) =>
       Math.max(0, ...[...perItem].filter(([k]) => k.includes(`"S":"${prefix}`)).map(([, units]) => units / admitted));
+    const ledgerCalls = calls.filter((c) => c.table === LEDGER);
+    const perPartition = new Map<string, number>();
+    for (const c of ledgerCalls) {
+      const pk = String((JSON.parse(c.keys[0] ?? '{}') as { pk?: { S?: string } }).pk?.S);
+      perPartition.set(pk, (perPartition.get(pk) ?? 0) + c.writeUnits);
+    }
     return {
+      ledger: {
+        requests: ledgerCalls.length / admitted,
+        writeUnits: ledgerCalls.reduce((a, c) => a + c.writeUnits, 0) / admitted,
+        busiestPartition: Math.max(0, ...perPartition.values()) / admitted,
+      },
       requests: calls.length / admitted,
       writeUnits: calls.reduce((a, c) => a + c.writeUnits, 0) / admitted,
       readUnits: calls.reduce((a, c) => a + c.readUnits, 0) / admitted,

@@ -102,7 +102,13 @@ export const FIGURES = {
       `proxy.precount_min_ratio.${family}`,
     ]),
   ],
-  economics: ['economics.alerts.duplicates'],
+  economics: [
+    'economics.alerts.duplicates',
+    'economics.ledger.write_units_per_request',
+    'economics.ledger.dynamodb_requests_per_request',
+    'economics.ledger.write_units_per_request.flush_1s',
+    'economics.ledger.busiest_partition_wcu_per_request',
+  ],
   gateway: [
     'gateway.added_latency_ms.p50',
     'gateway.added_latency_ms.p99',

@@ -189,7 +189,7 @@ export function perRequestCost(streamSeconds: number, shape: RequestShape): Cost
           PRICES.lambdaArmPerGbSecond,
     },
     {
-      resource: 'DynamoDB (leased, busy key)',
+      resource: 'DynamoDB (leased, busy key; the usage ledger a write)',
       count: 1,
       price: `$${PRICES.dynamoPerMillionWrites}/M writes`,
       usd: shape.writeUnits * PRICES.dynamoPerMillionWrites + shape.readUnits * PRICES.dynamoPerMillionReads,

@@ -69,5 +69,5 @@ export const LEDGER_TABLE = {
   partitionKey: 'pk',
   sortKey: 'sk',
   ttlAttribute: 'expiresAt',
-  shards: 16,
+  shards: 32,
 } as const;

@@ -351,7 +351,8 @@ const sortKey = (key: LedgerKey, writer: string): string =>
   `${key.day}#${encodeURIComponent(key.user)}#${encodeURIComponent(key.model)}#${writer}`;
 
 /** Epoch seconds at which DynamoDB's TTL may delete a row: `days` after its day ends. */
-const expiry = (day: string, days: number): number => Math.floor(Date.parse(`${day}T00:00:00Z`) / 1000) + (days + 2) * 86_400;
+const expiry = (day: string, days: number): number =>
+  Math.floor(Date.parse(`${day}T00:00:00Z`) / 1000) + (days + 2) * 86_400;
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -379,7 +380,11 @@ export async function readLedger(
             TableName: tableName,
             KeyConditionExpression: '#pk = :pk AND #sk BETWEEN :from AND :to',
             ExpressionAttributeNames: { '#pk': LEDGER_TABLE.partitionKey, '#sk': LEDGER_TABLE.sortKey },
-            ExpressionAttributeValues: { ':pk': `${namespace}${tenant}#${shard}`, ':from': from, ':to': `${to}#\uffff` },
+            ExpressionAttributeValues: {
+              ':pk': `${namespace}${tenant}#${shard}`,
+              ':from': from,
+              ':to': `${to}#\uffff`,
+            },
             ConsistentRead: true,
             ...(start ? { ExclusiveStartKey: start } : {}),
           }),

@@ -348,13 +348,18 @@ export class Admin {
   ): Promise<{ lines: LedgerLine[]; total: LedgerLine; timeZones: string[] }> {
     checkId('tenant', tenant);
     if (!this.t.ledgerTableName)
-      throw new UsageError('which ledger table? give --ledger-table <name> or --stack <name> (output <id>LedgerTableName)');
+      throw new UsageError(
+        'which ledger table? give --ledger-table <name> or --stack <name> (output <id>LedgerTableName)',
+      );
     for (const [flag, day] of [
       ['--from', from],
       ['--to', to],
     ] as const)
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(day) || Number.isNaN(Date.parse(`${day}T00:00:00Z`)) ||
-        new Date(`${day}T00:00:00Z`).toISOString().slice(0, 10) !== day)
+      if (
+        !/^\d{4}-\d{2}-\d{2}$/.test(day) ||
+        Number.isNaN(Date.parse(`${day}T00:00:00Z`)) ||
+        new Date(`${day}T00:00:00Z`).toISOString().slice(0, 10) !== day
+      )
         throw new UsageError(`${flag} ${day}: give a day as YYYY-MM-DD, e.g. 2026-12-01`);
     if (to < from) throw new UsageError(`--to ${to} is before --from ${from}: give the first day, then the last`);
     const rows = await readLedger(this.t.dynamo, this.t.ledgerTableName, tenant, from, to, this.t.namespace ?? '');

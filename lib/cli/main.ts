@@ -315,7 +315,11 @@ async function ledgerExport(admin: Admin, o: Options, io: Io): Promise<void> {
   } else if (format === 'csv') {
     // Rows only (no total line), so that a sheet's sum is the total; dollars exact to the billionth.
     const cell = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
-    io.out([head, ...shown.map((l) => [...(by ? [l.group ?? ''] : []), ...figures(l)])].map((r) => r.map(cell).join(',')).join('\n'));
+    io.out(
+      [head, ...shown.map((l) => [...(by ? [l.group ?? ''] : []), ...figures(l)])]
+        .map((r) => r.map(cell).join(','))
+        .join('\n'),
+    );
   } else {
     const rows = shown.map((l) => [...(by ? [l.group ?? ''] : []), ...figures(l)]);
     if (by) rows.push(['total', ...figures(total)]);

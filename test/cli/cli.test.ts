@@ -14,7 +14,8 @@ import { publishConfig } from '../../lambda/engine/published-config';
 import { ensureTable, LimitStore } from '../../lambda/engine/store';
 import { DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import { main } from '../../lib/cli/main';
-import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { dynamoEndpoint, ledgerTableName, tableName, testStore, uniqueKey } from '../support/dynamo';
+import { Ledger } from '../../lambda/engine/ledger';
 import { localClient } from '../../local/dynamodb-local';
 import { type SsmLocal, startSsmLocal } from '../../local/ssm-local';
 import { parseConfig } from '../../lambda/engine/plans';
@@ -218,6 +219,106 @@ describe('usage', () => {
       expect.objectContaining({ code: 'tenant_tokens_per_day', limit: 1000, remaining: 1000 }),
       expect.objectContaining({ code: 'user_requests_per_minute', limit: 5, remaining: 4, windowSeconds: 60 }),
     ]);
+  });
+});
+
+describe('usage --from --to: the usage ledger', () => {
+  const ledgerCli = (...args: string[]) =>
+    cliWithout(args, ['--table', tableName(), '--ledger-table', ledgerTableName()]);
+  let t: string;
+  beforeAll(async () => {
+    t = uniqueKey('tenant');
+    const ledger = new Ledger({ client: localClient(dynamoEndpoint()), tableName: ledgerTableName() });
+    const at = (day: string) => Date.parse(`${day}T10:00:00Z`);
+    const who = (user: string, model: string) => ({ tenant: t, user, model, timeZone: 'UTC' });
+    ledger.recordUse(who('ann', 'gpt-4o-mini'), at('2026-11-30'), { inputTokens: 1_000, outputTokens: 1, microUsd: 1 });
+    ledger.recordUse(who('ann', 'gpt-4o-mini'), at('2026-12-01'), { inputTokens: 100, outputTokens: 50, microUsd: 45 });
+    ledger.recordUse(who('bob', 'gpt-4o'), at('2026-12-02'), { inputTokens: 10, outputTokens: 5, microUsd: 75.5 });
+    ledger.recordDenial(who('bob', '-'), at('2026-12-02'), 'user_requests_per_minute');
+    await ledger.flush();
+  });
+
+  it('prints a table by user, with the total, over the days asked for only', async () => {
+    const shown = await ledgerCli('usage', '--tenant', t, '--from', '2026-12-01', '--to', '2026-12-31', '--by', 'user');
+    expect(shown.err).toBe('');
+    expect(shown.code).toBe(0);
+    const rows = shown.out
+      .split('\n')
+      .slice(2)
+      .map((line) => line.split(/\s{2,}/));
+    expect(rows).toEqual([
+      [
+        'user',
+        'requests',
+        'input_tokens',
+        'output_tokens',
+        'cached_tokens',
+        'reasoning_tokens',
+        'usd',
+        'denied_user_requests_per_minute',
+      ],
+      ['ann', '1', '100', '50', '0', '0', '0.000045000', '0'],
+      ['bob', '1', '10', '5', '0', '0', '0.000075500', '1'],
+      ['total', '2', '110', '55', '0', '0', '0.000120500', '1'],
+    ]);
+    expect(shown.out.split('\n')[0]).toBe(`tenant ${t}, 2026-12-01 to 2026-12-31 (UTC)`);
+  });
+
+  it('gives JSON with exact dollars, by model or day', async () => {
+    const json = JSON.parse(
+      (await ledgerCli('usage', '--tenant', t, '--from', '2026-11-01', '--to', '2026-12-31', '--by', 'model', '--json'))
+        .out,
+    );
+    expect(
+      json.lines.map((l: { group: string; requests: number; usd: string }) => [l.group, l.requests, l.usd]),
+    ).toEqual([
+      ['-', 0, '0.000000000'],
+      ['gpt-4o', 1, '0.000075500'],
+      ['gpt-4o-mini', 2, '0.000046000'],
+    ]);
+    expect(json.total).toMatchObject({ requests: 3, inputTokens: 1_110, usd: '0.000121500' });
+    const csv = (
+      await ledgerCli(
+        'usage',
+        '--tenant',
+        t,
+        '--from',
+        '2026-11-01',
+        '--to',
+        '2026-12-31',
+        '--by',
+        'day',
+        '--format',
+        'csv',
+      )
+    ).out;
+    expect(csv.split('\n').map((l) => l.split(',').slice(0, 2))).toEqual([
+      ['day', 'requests'],
+      ['2026-11-30', '1'],
+      ['2026-12-01', '1'],
+      ['2026-12-02', '1'],
+    ]);
+  });
+
+  it.each([
+    [['--from', '2026-12-01'], /missing --to/],
+    [['--from', '2026-13-01', '--to', '2026-12-31'], /--from 2026-13-01: give a day as YYYY-MM-DD/],
+    [['--from', '2026-12-31', '--to', '2026-12-01'], /--to 2026-12-01 is before --from 2026-12-31/],
+    [['--from', '2026-12-01', '--to', '2026-12-31', '--by', 'week'], /--by week: give user, model or day/],
+    [['--from', '2026-12-01', '--to', '2026-12-31', '--format', 'xml'], /--format xml: give table, csv or json/],
+  ])('refuses %j with one line naming the fix (exit 2)', async (args, message) => {
+    const shown = await ledgerCli('usage', '--tenant', 't', ...args);
+    expect(shown.code).toBe(2);
+    expect(shown.err).toMatch(message);
+  });
+
+  it('asks for the ledger table when it cannot find one (exit 2)', async () => {
+    const shown = await cliWithout(
+      ['usage', '--tenant', 't', '--from', '2026-12-01', '--to', '2026-12-02'],
+      ['--table', tableName()],
+    );
+    expect(shown.code).toBe(2);
+    expect(shown.err).toMatch(/which ledger table\? give --ledger-table <name> or --stack <name>/);
   });
 });
 

@@ -1,4 +1,4 @@
-/** `--stack`: the admin CLI finds the table and the brake in the stack's outputs (lib/llm-rate-limiter.ts names them). */
+/** `--stack`: the admin CLI finds the tables and the brake in the stack's outputs (lib/llm-rate-limiter.ts names them). */
 import { describe, expect, it } from 'vitest';
 import { namesFromOutputs } from '../../lib/cli/main';
 
@@ -6,14 +6,17 @@ const outputsOf = (...ids: string[]) =>
   ids.flatMap((id) => [
     { OutputKey: `${id}ApiUrl`, OutputValue: `https://${id}.example/live/v1` },
     { OutputKey: `${id}TableName`, OutputValue: `${id}-table` },
+    { OutputKey: `${id}LedgerTableName`, OutputValue: `${id}-ledger` },
     { OutputKey: `${id}BrakeParameterName`, OutputValue: `${id}-brake` },
   ]);
 
 describe('the names --stack finds', () => {
-  it("are the limiter's table and brake parameter outputs", () => {
+  it("are the limiter's table, usage ledger and brake parameter outputs", () => {
+    // The ledger's output also ends in TableName: it is not taken for a second limiter.
     expect(namesFromOutputs('Llm-prod', outputsOf('Limiter'))).toEqual({
       table: 'Limiter-table',
       brake: 'Limiter-brake',
+      ledger: 'Limiter-ledger',
     });
   });
 

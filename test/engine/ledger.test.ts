@@ -16,7 +16,11 @@ const client = () => localClient(dynamoEndpoint());
 const DAY = '2026-12-03';
 const AT = Date.parse(`${DAY}T12:00:00Z`);
 const who = (tenant: string, user = 'alice', model = 'gpt-4o-mini') => ({ tenant, user, model, timeZone: 'UTC' });
-const use = (input: number, output: number, microUsd: number) => ({ inputTokens: input, outputTokens: output, microUsd });
+const use = (input: number, output: number, microUsd: number) => ({
+  inputTokens: input,
+  outputTokens: output,
+  microUsd,
+});
 
 function ledger(options: Partial<LedgerOptions> = {}): Ledger {
   return new Ledger({ client: client(), tableName: ledgerTableName(), ...options });
@@ -219,7 +223,8 @@ describe('reading the ledger', () => {
     many = uniqueKey('tenant');
     const l = ledger({ writer: 'w'.repeat(16) });
     const long = 'x'.repeat(900);
-    for (let i = 0; i < 1_300; i++) l.recordUse({ tenant: many, user: `${long}${i}`, model: 'm', timeZone: 'UTC' }, AT, use(1, 0, 0));
+    for (let i = 0; i < 1_300; i++)
+      l.recordUse({ tenant: many, user: `${long}${i}`, model: 'm', timeZone: 'UTC' }, AT, use(1, 0, 0));
     await l.flush();
   }, 60_000);
   afterAll(() => {});

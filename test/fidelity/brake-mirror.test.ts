@@ -269,7 +269,12 @@ describe('a stale mirror, with the functions built as deployed (the brake read f
   async function deployed(copyAgeMs: number | undefined) {
     const { name, table } = await setup();
     Object.assign(process.env, {
-      ...functionEnvironment({ tableName: table, ledgerTableName: `${table}-ledger`, brakeParameterName: name, settings: {} }),
+      ...functionEnvironment({
+        tableName: table,
+        ledgerTableName: `${table}-ledger`,
+        brakeParameterName: name,
+        settings: {},
+      }),
       ...localFunctionEnvironment({
         tableName: table,
         brakeParameterName: name,

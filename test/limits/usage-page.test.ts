@@ -108,9 +108,17 @@ const chat = (key: string) =>
     body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], max_tokens: 20 }),
   });
 
-async function limitsJson(
-  key: string,
-): Promise<{ limits: LimitJson[]; closest: string; brake?: { engaged: boolean; reason?: string } }> {
+async function limitsJson(key: string): Promise<{
+  limits: LimitJson[];
+  closest: string;
+  brake?: { engaged: boolean; reason?: string };
+  monthToDate?: {
+    month: string;
+    timeZone: string;
+    user: { requests: number; usd: number };
+    tenant: { requests: number };
+  };
+}> {
   const response = await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${key}` } });
   expect(response.status).toBe(200);
   return response.json() as Promise<{ limits: LimitJson[]; closest: string }>;
@@ -199,6 +207,19 @@ describe('the usage page, in Chromium', () => {
       expect(trial.state).toBe('shadow');
       expect(trial.text).toContain('shadow: not enforced');
       expect(await page.textContent('#who')).toContain(`Tenant ${local.tenant}, user ann, plan team`);
+      // The month so far from the usage ledger, in the zone of the plan's calendar budget: the one
+      // request ann made, as GET /v1/limits gives it.
+      const month = json.monthToDate!;
+      expect(month).toMatchObject({ timeZone: 'Europe/Paris', user: { requests: 1 } });
+      expect(month.user.usd).toBeGreaterThan(0);
+      expect(await page.textContent('#month h2')).toBe(`This month (${month.month}, Europe/Paris)`);
+      expect(await page.getAttribute('#month p[data-who="user"]', 'data-usd')).toBe(String(month.user.usd));
+      expect(await page.textContent('#month p[data-who="user"]')).toMatch(
+        /^You: 1 requests, \d+ tokens in, \d+ out, \$0\.\d{4}\.$/,
+      );
+      expect(await page.getAttribute('#month p[data-who="tenant"]', 'data-requests')).toBe(
+        String(month.tenant.requests),
+      );
 
       // The key went in a header only: not in the page's address, nor any address it asked for; the field is emptied.
       expect(page.url()).toBe(`${local.baseUrl}/usage`);

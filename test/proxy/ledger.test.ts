@@ -138,7 +138,8 @@ beforeAll(async () => {
 
   statuses = { done: [], gone: [], cut: [], failed: [], limited: [] };
   // Finished answers: streamed and not, two models, and embeddings.
-  for (let i = 0; i < 6; i++) statuses.done!.push(await send('done', CHAT, chat(i % 2 ? 'o4-mini' : 'gpt-4o-mini', true, 3 + i)));
+  for (let i = 0; i < 6; i++)
+    statuses.done!.push(await send('done', CHAT, chat(i % 2 ? 'o4-mini' : 'gpt-4o-mini', true, 3 + i)));
   for (let i = 0; i < 3; i++) statuses.done!.push(await send('done', CHAT, chat('gpt-4o-mini', false, 2 + i)));
   statuses.done!.push(await send('done', EMBED, { model: 'text-embedding-3-small', input: 'embed me' }));
   // Clients that leave after the first chunk of a slow stream: settled at the bound.
@@ -212,7 +213,9 @@ describe('the usage ledger of a mixed run', () => {
       rows.filter((r) => r.user === 'done'),
       'model',
     );
-    const doneIds = new Set(settled.filter((s) => s.tenant === tenant && s.user === 'done').map((s) => String(s.requestId)));
+    const doneIds = new Set(
+      settled.filter((s) => s.tenant === tenant && s.user === 'done').map((s) => String(s.requestId)),
+    );
     const bills = [...upstream.bills.entries()].filter(([id]) => doneIds.has(id));
     expect(bills).toHaveLength(10);
     const billed = (model: string, part: 'promptTokens' | 'completionTokens' | 'cachedTokens' | 'reasoningTokens') =>
@@ -226,7 +229,11 @@ describe('the usage ledger of a mixed run', () => {
     }
     expect(done.map((l) => l.group)).toEqual(['gpt-4o-mini', 'o4-mini', 'text-embedding-3-small']);
     // Dollars of the finished answers at the models' own prices (cached input at its rate).
-    const price = (model: string) => ({ ...MODELS, 'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0, cachedInputPerMillion: 0.02 } })[model as 'o4-mini']!;
+    const price = (model: string) =>
+      ({
+        ...MODELS,
+        'text-embedding-3-small': { inputPerMillion: 0.02, outputPerMillion: 0, cachedInputPerMillion: 0.02 },
+      })[model as 'o4-mini']!;
     const expected = bills
       .filter(([, b]) => b.complete)
       .reduce((a, [, b]) => {
@@ -246,7 +253,10 @@ describe('the usage ledger of a mixed run', () => {
     for (const user of ['gone', 'cut']) {
       const [line] = summarizeLedger(rows.filter((r) => r.user === user));
       const ids = settled.filter((s) => s.user === user).map((s) => String(s.requestId));
-      const bill = ids.reduce((a, id) => a + (upstream.bills.get(id)?.promptTokens ?? 0) + (upstream.bills.get(id)?.completionTokens ?? 0), 0);
+      const bill = ids.reduce(
+        (a, id) => a + (upstream.bills.get(id)?.promptTokens ?? 0) + (upstream.bills.get(id)?.completionTokens ?? 0),
+        0,
+      );
       expect(line!.inputTokens + line!.outputTokens, user).toBeGreaterThanOrEqual(bill);
       expect(bill, user).toBeGreaterThan(0);
     }

@@ -218,8 +218,8 @@ export async function iamScenario(
     const tightAuth = { Authorization: `Bearer ${tightKey}` };
     await authorizer(authorizerEvent({ headers: tightAuth }), lambdaContext());
     expectThat(
-      (await authorizer(authorizerEvent({ headers: tightAuth }), lambdaContext())).policyDocument.Statement[0]?.Effect ===
-        'Deny',
+      (await authorizer(authorizerEvent({ headers: tightAuth }), lambdaContext())).policyDocument.Statement[0]
+        ?.Effect === 'Deny',
       'the authorizer denies a request over the limit',
     );
     await new Promise((r) => setTimeout(r, 1_100));
