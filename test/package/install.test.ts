@@ -60,7 +60,12 @@ function expectTheLimiter(dir: string, template: Template): void {
   expect(of('AWS::ApiGateway::GatewayResponse')).toContainEqual(
     expect.objectContaining({ ResponseType: 'ACCESS_DENIED', StatusCode: '429' }),
   );
-  expect(of('AWS::DynamoDB::Table')).toHaveLength(1);
+  // The limits table (partition key only) and the usage ledger's (with a sort key).
+  expect(
+    of('AWS::DynamoDB::Table')
+      .map((t) => (t.KeySchema as unknown[]).length)
+      .sort(),
+  ).toEqual([1, 2]);
   expect(of('AWS::SSM::Parameter')).toEqual([expect.objectContaining({ Value: 'off' })]);
   const functions = of('AWS::Lambda::Function').filter((f) => String(f.Description).startsWith('LLM rate limiter'));
   expect(functions).toHaveLength(5); // authorizer, proxy, limits, brake mirror, config publisher
@@ -126,6 +131,7 @@ describe('installed into a new CDK app (cdk init app --language typescript)', ()
         'LimiterAlarmTopicArn',
         'LimiterApiUrl',
         'LimiterBrakeParameterName',
+        'LimiterLedgerTableName',
         'LimiterTableName',
       ]);
       expect(JSON.stringify(template.Outputs.LimiterApiUrl!.Value)).toMatch(/"\/v1"\]\]\}$/);

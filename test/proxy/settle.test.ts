@@ -121,7 +121,11 @@ describe('usedAmounts', () => {
       return { used, logs, metrics: metrics.map((m) => Object.keys(m.metrics)[0]) };
     };
     const believed = run({ prompt_tokens: 80, completion_tokens: 30 }, false);
-    expect(believed).toEqual({ used: { tokens: 110, outputTokens: 30, microUsd: 140 }, logs: [], metrics: [] });
+    expect(believed).toEqual({
+      used: { tokens: 110, outputTokens: 30, microUsd: 140, cachedTokens: 0, reasoningTokens: 0 },
+      logs: [],
+      metrics: [],
+    });
     const rejected = run({ prompt_tokens: -1, completion_tokens: 30 }, false);
     expect(rejected.logs).toEqual([
       {

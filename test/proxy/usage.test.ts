@@ -12,11 +12,17 @@ const seen = { output: 10, provesOutput: false };
 
 describe('usage reported by the upstream', () => {
   it('is taken where believable, with its cached part, and flags output above the cap sent', () => {
-    const reported = { prompt_tokens: 80, completion_tokens: 30, prompt_tokens_details: { cached_tokens: 64 } };
+    const reported = {
+      prompt_tokens: 80,
+      completion_tokens: 30,
+      prompt_tokens_details: { cached_tokens: 64 },
+      completion_tokens_details: { reasoning_tokens: 12 },
+    };
     expect(settledUsage(reported, seen, bounds)).toEqual({
       input: 80,
       output: 30,
       cachedInput: 64,
+      reasoning: 12,
       audioInput: 0,
       audioOutput: 0,
       rejected: [],
@@ -26,6 +32,17 @@ describe('usage reported by the upstream', () => {
     expect(settledUsage({ prompt_tokens: 80, completion_tokens: 50 }, seen, bounds).overCap).toBe(false);
     const ignoredCap = settledUsage({ prompt_tokens: 80, completion_tokens: 51 }, seen, bounds);
     expect([ignoredCap.output, ignoredCap.overCap, ignoredCap.rejected]).toEqual([51, true, []]);
+  });
+
+  it('takes reasoning tokens (the usage ledger records them) only as a part of the output it believes', () => {
+    const reasoning = (r: unknown) =>
+      settledUsage(
+        { prompt_tokens: 80, completion_tokens: 30, completion_tokens_details: { reasoning_tokens: r } },
+        seen,
+        bounds,
+      ).reasoning;
+    expect(reasoning(30)).toBe(30);
+    expect([reasoning(31), reasoning(-1), reasoning('12'), reasoning(1.5)]).toEqual([0, 0, 0, 0]);
   });
 
   it.each<[string, unknown]>([
@@ -90,6 +107,7 @@ describe('usage reported by the upstream', () => {
       input: 100,
       output: 50,
       cachedInput: 0,
+      reasoning: 0,
       audioInput: 0,
       audioOutput: 0,
       rejected: [],
