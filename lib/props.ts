@@ -196,9 +196,9 @@ export interface LlmRateLimiterProps {
   /**
    * How long a busy container may keep settled usage in memory before adding it to the usage
    * ledger (docs/design.md, "Usage ledger"). 0 writes at the end of every request: nothing is
-   * lost with a container, for one write unit per request. Longer takes writes off a hot tenant;
-   * a container that stops while busy then loses at most this long of its usage from the ledger
-   * (never from the limits). At most 5 minutes.
+   * lost with a container, for one write unit per request. Longer takes writes off a container
+   * answering many short requests; each container Lambda stops (at every scale-in) then loses up
+   * to this long of its usage from the ledger (never from the limits). At most 5 minutes.
    * @example
    * ledgerFlush: Duration.seconds(10),
    * @default `Duration.seconds(0)`

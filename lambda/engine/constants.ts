@@ -63,7 +63,8 @@ export const MAX_CAPACITY_TICKS = 1e15;
 /**
  * The usage ledger's table (lambda/engine/ledger.ts): rows per tenant x user x model x day and
  * writer container, a tenant's rows spread over `shards` partitions by writer so that no
- * partition takes more than its share of a hot tenant's writes.
+ * partition takes more than its share of a hot tenant's writes. `shards` may only grow: readers
+ * query partitions 0 to shards - 1, and a row stays where it was written.
  */
 export const LEDGER_TABLE = {
   partitionKey: 'pk',

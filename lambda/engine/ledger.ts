@@ -123,8 +123,10 @@ export interface LedgerOptions {
   /** This container's id in its rows. @default a random one */
   readonly writer?: string;
   readonly now?: () => number;
-  /** Deadline of one write. @default 1000 */
+  /** Deadline of one write (the answer is not waiting: the stream has ended, or the 429 is decided). @default 500 */
   readonly deadlineMs?: number;
+  /** After a write fails, how long no write is tried (each invocation's end would otherwise wait for DynamoDB). @default 30000 */
+  readonly backoffMs?: number;
   readonly log?: (entry: Record<string, unknown>) => void;
 }
 
@@ -138,7 +140,6 @@ interface OwnRow {
   deniedSince: number | undefined;
   /** Sent and not known to have landed: resent as it was, with the same sequence number. */
   sending: { seq: number; counts: MutableCounts } | undefined;
-  seq: number;
 }
 
 type MutableCounts = { -readonly [K in (typeof NUMBERS)[number]]: number } & { denied: Record<string, number> };
@@ -162,11 +163,16 @@ export class Ledger {
   private readonly now: () => number;
   private queue: Promise<unknown> = Promise.resolve();
   private lastEnd: number | undefined;
+  /** The last sequence number sent: starts at this writer's birth in ms, so it only grows, also across a writer id reused. */
+  private seq: number;
+  /** After a failed write, none is tried before this (epoch ms): a DynamoDB in trouble does not hold every invocation. */
+  private backoffUntil = 0;
 
   constructor(private readonly options: LedgerOptions) {
     this.doc = DynamoDBDocumentClient.from(options.client);
     this.now = options.now ?? Date.now;
     this.writer = options.writer ?? crypto.randomUUID().replaceAll('-', '').slice(0, 16);
+    this.seq = this.now() * 1000;
   }
 
   /** Records a settled request of `tenant`'s `user` on `model`, on the day of `at` (epoch ms) in `timeZone`. */
@@ -194,7 +200,7 @@ export class Ledger {
     const id = `${pk}\n${sk}`;
     let row = this.rows.get(id);
     if (!row) {
-      row = { key, sk, pending: undefined, usageSince: undefined, deniedSince: undefined, sending: undefined, seq: 0 };
+      row = { key, sk, pending: undefined, usageSince: undefined, deniedSince: undefined, sending: undefined };
       this.rows.set(id, row);
     }
     row.pending = addCounts(row.pending ?? emptyCounts(), counts);
@@ -204,8 +210,16 @@ export class Ledger {
   }
 
   /** Rows of `tenant` from day `from` to day `to` in this ledger's table (see readLedger). */
-  read(tenant: string, from: string, to: string): Promise<LedgerRow[]> {
-    return readLedger(this.options.client, this.options.tableName, tenant, from, to, this.options.namespace);
+  read(tenant: string, from: string, to: string, abortSignal?: AbortSignal): Promise<LedgerRow[]> {
+    return readLedger(
+      this.options.client,
+      this.options.tableName,
+      tenant,
+      from,
+      to,
+      this.options.namespace,
+      abortSignal,
+    );
   }
 
   /** Settled requests held in memory, not yet written (or not known to be). */
@@ -227,6 +241,7 @@ export class Ledger {
     const idle = this.lastEnd === undefined || startedAt - this.lastEnd >= (this.options.busyGapMs ?? 1_000);
     const now = this.now();
     this.lastEnd = now;
+    if (now < this.backoffUntil) return;
     const usageMs = (this.options.flushSeconds ?? 0) * 1000;
     const deniedMs = (this.options.denialFlushSeconds ?? 60) * 1000;
     const due = (row: OwnRow) =>
@@ -235,20 +250,22 @@ export class Ledger {
         (idle ||
           (row.usageSince !== undefined && now - row.usageSince >= usageMs) ||
           (row.deniedSince !== undefined && now - row.deniedSince >= deniedMs)));
-    await this.write(due);
+    // One batch at most: an invocation waits for one round of writes, whatever is held.
+    await this.write(due, WRITES_AT_ONCE);
   }
 
   /** Writes every row that holds something, whatever the policy (tests and benchmarks: a function never needs it). */
   async flush(): Promise<void> {
-    await this.write((row) => row.pending !== undefined || row.sending !== undefined);
+    this.backoffUntil = 0;
+    await this.write((row) => row.pending !== undefined || row.sending !== undefined, Number.POSITIVE_INFINITY);
   }
 
-  private write(due: (row: OwnRow) => boolean): Promise<void> {
+  private write(due: (row: OwnRow) => boolean, most: number): Promise<void> {
     // One write of a row at a time: a row's sequence numbers go out in order.
     const run = this.queue.then(async () => {
-      const rows = [...this.rows.values()].filter(due);
+      const rows = [...this.rows.values()].filter(due).slice(0, most);
       // A few at a time: a container that held many rows does not open a connection for each.
-      for (let i = 0; i < rows.length; i += WRITES_AT_ONCE)
+      for (let i = 0; i < rows.length && this.now() >= this.backoffUntil; i += WRITES_AT_ONCE)
         await Promise.all(rows.slice(i, i + WRITES_AT_ONCE).map((row) => this.writeRow(row)));
       // Rows of past days that hold nothing are forgotten: a container's memory stays the size of its day.
       for (const [id, row] of this.rows)
@@ -263,7 +280,9 @@ export class Ledger {
     for (let round = 0; round < 2; round++) {
       if (!row.sending) {
         if (!row.pending) return;
-        row.sending = { seq: row.seq + 1, counts: row.pending };
+        // One sequence for all of this writer's rows, never reused: a row forgotten and made again
+        // (a past day's, or another zone's) starts above whatever it holds, so its first write lands.
+        row.sending = { seq: ++this.seq, counts: row.pending };
         row.pending = undefined;
         row.usageSince = undefined;
         row.deniedSince = undefined;
@@ -272,24 +291,24 @@ export class Ledger {
       try {
         this.stats.calls++;
         await this.doc.send(this.update(row, seq, counts), {
-          abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 1_000),
+          abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 500),
         });
       } catch (err) {
         // Refused: this sequence number (or a later one) is in the row already. It landed before.
         if (!(err instanceof ConditionalCheckFailedException)) {
           this.stats.failures++;
+          this.backoffUntil = this.now() + (this.options.backoffMs ?? 30_000);
           this.options.log?.({
             level: 'warn',
             outcome: 'ledger_write_failed',
             tenant: row.key.tenant,
             day: row.key.day,
             error: (err as Error).name,
-            message: 'usage kept in memory; written at the end of a later invocation',
+            message: 'usage kept in memory; written at the end of an invocation after the back-off',
           });
           return;
         }
       }
-      row.seq = seq;
       row.sending = undefined;
     }
   }
@@ -346,9 +365,12 @@ export function shardOfWriter(writer: string): number {
 const partitionKey = (tenant: string, writer: string, namespace = ''): string =>
   `${namespace}${tenant}#${shardOfWriter(writer)}`;
 
-/** Day first, so a Query reads a range of days; user and model escaped, so no id can end in another's. */
+/**
+ * Day first, so a Query reads a range of days; then the zone (a tenant whose zone changed keeps a
+ * date's rows of each zone apart); user and model escaped, so no id can end in another's.
+ */
 const sortKey = (key: LedgerKey, writer: string): string =>
-  `${key.day}#${encodeURIComponent(key.user)}#${encodeURIComponent(key.model)}#${writer}`;
+  `${key.day}#${key.timeZone}#${encodeURIComponent(key.user)}#${encodeURIComponent(key.model)}#${writer}`;
 
 /** Epoch seconds at which DynamoDB's TTL may delete a row: `days` after its day ends. */
 const expiry = (day: string, days: number): number =>
@@ -367,9 +389,11 @@ export async function readLedger(
   from: string,
   to: string,
   namespace = '',
+  abortSignal?: AbortSignal,
 ): Promise<LedgerRow[]> {
   if (!DAY.test(from) || !DAY.test(to)) throw new Error(`days are YYYY-MM-DD: got ${from} and ${to}`);
   const doc = DynamoDBDocumentClient.from(client);
+  const nowSeconds = Date.now() / 1000;
   const shards = await Promise.all(
     Array.from({ length: LEDGER_TABLE.shards }, async (_, shard) => {
       const rows: LedgerRow[] = [];
@@ -388,8 +412,11 @@ export async function readLedger(
             ConsistentRead: true,
             ...(start ? { ExclusiveStartKey: start } : {}),
           }),
+          abortSignal ? { abortSignal } : {},
         );
-        for (const item of page.Items ?? []) rows.push(rowOf(item));
+        // Past their TTL, rows may linger for days before DynamoDB deletes them: they are gone.
+        for (const item of page.Items ?? [])
+          if (!(Number(item[LEDGER_TABLE.ttlAttribute]) <= nowSeconds)) rows.push(rowOf(item));
         start = page.LastEvaluatedKey;
       } while (start);
       return rows;
@@ -497,22 +524,51 @@ const figures = (c: LedgerCounts): MonthFigures => ({
   denied: c.denied,
 });
 
-/** The month so far of `tenant` (and `user`'s part), at `now`, in the tenant's ledger zone. */
-export async function monthToDate(
-  ledger: Pick<Ledger, 'read'>,
-  plan: Plan,
-  tenant: string,
-  user: string,
-  now: number,
-): Promise<MonthToDate> {
-  const timeZone = ledgerZone(plan);
-  const today = ledgerDay(now, timeZone);
-  const month = today.slice(0, 7);
-  const rows = await ledger.read(tenant, `${month}-01`, today);
-  return {
-    month,
-    timeZone,
-    tenant: figures(summarizeLedger(rows)[0]!),
-    user: figures(summarizeLedger(rows.filter((r) => r.user === user))[0]!),
-  };
+/**
+ * The months so far of tenants as GET /v1/limits shows them: read once per tenant for `cacheMs`
+ * (a tenant's month is one Query per partition, paged, and every user of it asks for the same
+ * rows), within `deadlineMs` (past it the answer goes without: a tenant with very many rows reads
+ * its month with the CLI).
+ */
+export class MonthToDateReader {
+  private readonly cache = new Map<string, { at: number; month: string; timeZone: string; byUser: LedgerLine[] }>();
+
+  constructor(
+    private readonly ledger: Pick<Ledger, 'read'>,
+    private readonly options: { cacheMs?: number; deadlineMs?: number; now?: () => number } = {},
+  ) {}
+
+  /** The month so far of `tenant` (and `user`'s part) in the tenant's ledger zone. */
+  async read(plan: Plan, tenant: string, user: string): Promise<MonthToDate> {
+    const now = (this.options.now ?? Date.now)();
+    const timeZone = ledgerZone(plan);
+    const month = ledgerDay(now, timeZone).slice(0, 7);
+    let seen = this.cache.get(tenant);
+    if (
+      !seen ||
+      now - seen.at >= (this.options.cacheMs ?? 30_000) ||
+      seen.month !== month ||
+      seen.timeZone !== timeZone
+    ) {
+      const rows = await this.ledger.read(
+        tenant,
+        `${month}-01`,
+        ledgerDay(now, timeZone),
+        AbortSignal.timeout(this.options.deadlineMs ?? 2_000),
+      );
+      seen = { at: now, month, timeZone, byUser: summarizeLedger(rows, 'user') };
+      if (this.cache.size >= 1_000) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(tenant, seen);
+    }
+    const mine = seen.byUser.find((l) => l.group === user);
+    return {
+      month,
+      timeZone,
+      tenant: figures(addAll(seen.byUser)),
+      user: figures(mine ?? EMPTY_COUNTS),
+    };
+  }
 }
+
+const addAll = (lines: readonly LedgerCounts[]): LedgerCounts =>
+  lines.reduce<MutableCounts>((a, l) => addCounts(a, l), emptyCounts());

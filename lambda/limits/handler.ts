@@ -7,7 +7,7 @@ import { InvalidLimitError, UnknownPlanError } from '../engine/errors';
 import type { Limiter, TenantRecord } from '../engine/limiter';
 import type { LimiterConfig } from '../engine/plans';
 import type { LimitStore } from '../engine/store';
-import { type Ledger, type MonthToDate, monthToDate } from '../engine/ledger';
+import { type MonthToDate, MonthToDateReader } from '../engine/ledger';
 import { MODELS_ROUTE, USAGE_PAGE_ROUTE } from '../gateway/api';
 import { commonDepsFromEnvironment } from '../runtime/environment';
 import { internalError, unexpectedErrors } from '../runtime/errors';
@@ -23,9 +23,8 @@ export interface LimitsDeps {
   readonly brake?: Brake;
   readonly namespace?: string;
   readonly log: (entry: Record<string, unknown>) => void;
-  /** The usage ledger: the tenant's month so far is shown from it. */
-  readonly ledger?: Pick<Ledger, 'read'>;
-  readonly clock?: () => number;
+  /** The usage ledger's reader: the tenant's month so far is shown from it. */
+  readonly months?: MonthToDateReader;
 }
 
 const json = (statusCode: number, body: string): APIGatewayProxyResult => ({
@@ -89,10 +88,10 @@ async function monthOf(
   user: string,
   requestId: string,
 ): Promise<MonthToDate | undefined> {
-  if (!deps.ledger) return undefined;
+  if (!deps.months) return undefined;
   const plan = deps.limiter.planOf(tenant);
   try {
-    return await monthToDate(deps.ledger, plan, tenant.id, user, (deps.clock ?? Date.now)());
+    return await deps.months.read(plan, tenant.id, user);
   } catch (err) {
     deps.log({ requestId, level: 'warn', outcome: 'ledger_unreadable', error: (err as Error).name });
     return undefined;
@@ -128,5 +127,13 @@ export function modelList(config: LimiterConfig): {
 
 export function limitsDepsFromEnvironment(): LimitsDeps {
   const { config, store, limiter, directory, brake, log, ledger } = commonDepsFromEnvironment();
-  return { config, store, limiter, directory, brake, log, ...(ledger ? { ledger } : {}) };
+  return {
+    config,
+    store,
+    limiter,
+    directory,
+    brake,
+    log,
+    ...(ledger ? { months: new MonthToDateReader(ledger) } : {}),
+  };
 }

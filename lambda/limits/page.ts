@@ -128,7 +128,8 @@ function renderMonth(m) {
     'data-requests': String(m.tenant.requests) }, monthLine('Your organisation', m.tenant)));
   box.appendChild(el('p', { class: 'figures', 'data-who': 'user', 'data-usd': String(m.user.usd),
     'data-requests': String(m.user.requests) }, monthLine('You', m.user)));
-  box.appendChild(el('p', { class: 'muted' }, 'What was used and counted, as it will be invoiced; a request counts once its answer is settled.'));
+  box.appendChild(el('p', { class: 'muted' },
+    'Counted at this service’s prices as each answer is settled (a request still answering is not in it yet).'));
 }
 
 function render(usage) {

@@ -92,6 +92,7 @@ export async function settle(
   why: string,
 ): Promise<void> {
   const attempts = deps.settleAttempts ?? 5;
+  let settled = false;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     try {
       const result = await deps.limiter.settle(requestId, reservation, used);
@@ -130,8 +131,8 @@ export async function settle(
         usedMicroUsd: used.microUsd,
         attempts: attempt,
       });
-      recordUse(deps, reservation, used);
-      return;
+      settled = true;
+      break;
     } catch (err) {
       if (!(err instanceof LimiterError)) throw err;
       deps.log({
@@ -147,13 +148,15 @@ export async function settle(
         await new Promise((r) => setTimeout(r, (deps.settleBackoffMs ?? 100) * 2 ** (attempt - 1)));
     }
   }
-  deps.log({
-    requestId,
-    level: 'error',
-    outcome: 'settle_failed',
-    message: 'settlement gave up: the reservation stands (conservative)',
-  });
-  metricsOf(deps)({ dimensions: { Function: 'proxy' }, metrics: { SettleFailures: { value: 1, unit: 'Count' } } });
+  if (!settled) {
+    deps.log({
+      requestId,
+      level: 'error',
+      outcome: 'settle_failed',
+      message: 'settlement gave up: the reservation stands (conservative)',
+    });
+    metricsOf(deps)({ dimensions: { Function: 'proxy' }, metrics: { SettleFailures: { value: 1, unit: 'Count' } } });
+  }
   // What was used is what the tenant is billed for, settled on its buckets or not.
   recordUse(deps, reservation, used);
 }

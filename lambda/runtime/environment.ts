@@ -124,7 +124,6 @@ export function commonDepsFromEnvironment(): CommonDeps {
             tableName: process.env.LEDGER_TABLE_NAME,
             flushSeconds: numberSetting('ledgerFlushSeconds'),
             retentionDays: numberSetting('ledgerRetentionDays'),
-            deadlineMs: CLIENT_TIMEOUTS.dynamodb.deadlineMs,
             log,
           }),
         }

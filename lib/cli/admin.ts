@@ -337,16 +337,18 @@ export class Admin {
   }
 
   /**
-   * The usage ledger of `tenant` from day `from` to day `to` (YYYY-MM-DD, both included, in the
-   * tenant's ledger zone), summed by `by` or into one line, with the total.
+   * The usage ledger of `tenant` (or of its `user`) from day `from` to day `to` (YYYY-MM-DD, both
+   * included, in the tenant's ledger zone), summed by `by` or into one line, with the total.
    */
   async ledger(
     tenant: string,
     from: string,
     to: string,
     by?: LedgerGrouping,
+    user?: string,
   ): Promise<{ lines: LedgerLine[]; total: LedgerLine; timeZones: string[] }> {
     checkId('tenant', tenant);
+    if (user !== undefined) checkId('user', user);
     if (!this.t.ledgerTableName)
       throw new UsageError(
         'which ledger table? give --ledger-table <name> or --stack <name> (output <id>LedgerTableName)',
@@ -362,7 +364,8 @@ export class Admin {
       )
         throw new UsageError(`${flag} ${day}: give a day as YYYY-MM-DD, e.g. 2026-12-01`);
     if (to < from) throw new UsageError(`--to ${to} is before --from ${from}: give the first day, then the last`);
-    const rows = await readLedger(this.t.dynamo, this.t.ledgerTableName, tenant, from, to, this.t.namespace ?? '');
+    const all = await readLedger(this.t.dynamo, this.t.ledgerTableName, tenant, from, to, this.t.namespace ?? '');
+    const rows = user === undefined ? all : all.filter((r) => r.user === user);
     return {
       lines: by ? summarizeLedger(rows, by) : [],
       total: summarizeLedger(rows)[0]!,

@@ -25,7 +25,7 @@ export const HELP = `llm-limiter: operate an LLM rate limiter (tenants, keys, th
   brake off
   brake status
   usage --tenant <tenant> [--user <user>]         used, left and reset of each limit: requests, tokens, dollars
-  usage --tenant <tenant> --from <day> --to <day> [--by user|model|day] [--format table|csv|json]
+  usage --tenant <tenant> [--user <user>] --from <day> --to <day> [--by user|model|day] [--format table|csv|json]
                                                   the usage ledger (for invoicing): requests, tokens, dollars and
                                                   429s, days as YYYY-MM-DD in the tenant's ledger zone, both included
   buckets reset --tenant <tenant> [--user <user>] refills the user's buckets (and lifts its penalty box), or the
@@ -103,11 +103,8 @@ export function namesFromOutputs(
   stack: string,
   outputs: readonly { OutputKey?: string; OutputValue?: string }[],
 ): { table?: string; brake?: string; ledger?: string } {
-  const ids = outputs.flatMap((o) =>
-    o.OutputKey?.endsWith('TableName') && !o.OutputKey.endsWith('LedgerTableName')
-      ? [o.OutputKey.slice(0, -'TableName'.length)]
-      : [],
-  );
+  // One ApiUrl per limiter (no other output ends so): its id names the others.
+  const ids = outputs.flatMap((o) => (o.OutputKey?.endsWith('ApiUrl') ? [o.OutputKey.slice(0, -'ApiUrl'.length)] : []));
   if (ids.length > 1)
     throw new UsageError(
       `stack ${stack} has ${ids.length} limiters (${ids.join(', ')}): give --table and --brake-parameter from its outputs ` +
@@ -212,7 +209,7 @@ async function targetOf(o: Options, group: string): Promise<Target> {
     ssmEndpoint: o['ssm-endpoint'] ?? started?.ssmEndpoint,
     region: o.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
   };
-  if (group !== 'brake' && !target.tableName)
+  if (group !== 'brake' && !target.tableName && !(group === 'usage' && ledgerExportAsked(o)))
     throw new UsageError('which table? give --table <name> or --stack <name>');
   if (group === 'brake' && !target.brakeParameterName)
     throw new UsageError('which brake? give --brake-parameter <name> or --stack <name>');
@@ -287,7 +284,7 @@ async function ledgerExport(admin: Admin, o: Options, io: Io): Promise<void> {
   if (!(FORMATS as readonly string[]).includes(format))
     throw new UsageError(`--format ${format}: give table, csv or json`);
   const by = o.by as LedgerGrouping | undefined;
-  const { lines, total, timeZones } = await admin.ledger(tenant, from, to, by);
+  const { lines, total, timeZones } = await admin.ledger(tenant, from, to, by, o.user);
   const shown = by ? lines : [total];
   const codes = deniedCodes(shown);
   const figures = (l: LedgerLine) => [
@@ -311,7 +308,15 @@ async function ledgerExport(admin: Admin, o: Options, io: Io): Promise<void> {
   ];
   if (format === 'json') {
     const line = (l: LedgerLine) => ({ ...l, usd: nanoDollars(l.nanoUsd) });
-    printJson(io, { tenant, from, to, timeZones, ...(by ? { by, lines: lines.map(line) } : {}), total: line(total) });
+    printJson(io, {
+      tenant,
+      ...(o.user === undefined ? {} : { user: o.user }),
+      from,
+      to,
+      timeZones,
+      ...(by ? { by, lines: lines.map(line) } : {}),
+      total: line(total),
+    });
   } else if (format === 'csv') {
     // Rows only (no total line), so that a sheet's sum is the total; dollars exact to the billionth.
     const cell = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
@@ -322,9 +327,11 @@ async function ledgerExport(admin: Admin, o: Options, io: Io): Promise<void> {
     );
   } else {
     const rows = shown.map((l) => [...(by ? [l.group ?? ''] : []), ...figures(l)]);
-    if (by) rows.push(['total', ...figures(total)]);
+    // Not a name any user or model can have: ids never hold parentheses or spaces.
+    if (by) rows.push(['(all of them)', ...figures(total)]);
+    const who = `tenant ${tenant}${o.user === undefined ? '' : `, user ${o.user}`}`;
     io.out(
-      `tenant ${tenant}, ${from} to ${to}${timeZones.length ? ` (${timeZones.join(', ')})` : ''}\n\n${table([head, ...rows])}`,
+      `${who}, ${from} to ${to}${timeZones.length ? ` (${timeZones.join(', ')})` : ''}\n\n${table([head, ...rows])}`,
     );
   }
 }

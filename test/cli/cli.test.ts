@@ -259,7 +259,7 @@ describe('usage --from --to: the usage ledger', () => {
       ],
       ['ann', '1', '100', '50', '0', '0', '0.000045000', '0'],
       ['bob', '1', '10', '5', '0', '0', '0.000075500', '1'],
-      ['total', '2', '110', '55', '0', '0', '0.000120500', '1'],
+      ['(all of them)', '2', '110', '55', '0', '0', '0.000120500', '1'],
     ]);
     expect(shown.out.split('\n')[0]).toBe(`tenant ${t}, 2026-12-01 to 2026-12-31 (UTC)`);
   });
@@ -310,6 +310,18 @@ describe('usage --from --to: the usage ledger', () => {
     const shown = await ledgerCli('usage', '--tenant', 't', ...args);
     expect(shown.code).toBe(2);
     expect(shown.err).toMatch(message);
+  });
+
+  it("gives one user's usage with --user, and needs no limits table", async () => {
+    const shown = await cliWithout(
+      ['usage', '--tenant', t, '--user', 'bob', '--from', '2026-11-01', '--to', '2026-12-31', '--json'],
+      ['--ledger-table', ledgerTableName()],
+    );
+    expect(shown.err).toBe('');
+    expect(JSON.parse(shown.out)).toMatchObject({
+      user: 'bob',
+      total: { requests: 1, inputTokens: 10, usd: '0.000075500', denied: { user_requests_per_minute: 1 } },
+    });
   });
 
   it('asks for the ledger table when it cannot find one (exit 2)', async () => {

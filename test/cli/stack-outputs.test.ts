@@ -20,6 +20,14 @@ describe('the names --stack finds', () => {
     });
   });
 
+  it('are found for a limiter whose id itself ends in Ledger', () => {
+    expect(namesFromOutputs('Llm-prod', outputsOf('UsageLedger'))).toEqual({
+      table: 'UsageLedger-table',
+      brake: 'UsageLedger-brake',
+      ledger: 'UsageLedger-ledger',
+    });
+  });
+
   it('are not guessed when the stack holds two limiters: the error names both and the flags to use', () => {
     expect(() => namesFromOutputs('Llm-prod', outputsOf('Limiter', 'Canary'))).toThrow(
       'stack Llm-prod has 2 limiters (Limiter, Canary): give --table and --brake-parameter from its outputs',

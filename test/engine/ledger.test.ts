@@ -76,7 +76,12 @@ describe('the usage ledger', () => {
     const faults: DynamoFaultProxy = await startDynamoFaultProxy(dynamoEndpoint(), 7);
     try {
       const tenant = uniqueKey('tenant');
-      const l = new Ledger({ client: localClient(faults.endpoint), tableName: ledgerTableName(), deadlineMs: 5_000 });
+      const l = new Ledger({
+        client: localClient(faults.endpoint),
+        tableName: ledgerTableName(),
+        deadlineMs: 5_000,
+        backoffMs: 0,
+      });
       let recorded = 0;
       for (let i = 0; i < 30; i++) {
         l.recordUse(who(tenant), AT, use(10, 1, 1));
@@ -101,18 +106,25 @@ describe('the usage ledger', () => {
     try {
       const tenant = uniqueKey('tenant');
       const logged: Record<string, unknown>[] = [];
+      let now = AT;
       const l = new Ledger({
         client: localClient(faults.endpoint, 1),
         tableName: ledgerTableName(),
         log: (e) => logged.push(e),
+        now: () => now,
       });
       faults.refuse.push('ProvisionedThroughputExceededException');
       l.recordUse(who(tenant), AT, use(10, 1, 1));
       await l.endInvocation(AT);
       expect(logged.map((e) => e.outcome)).toContain('ledger_write_failed');
       expect(l.unwritten().requests).toBe(1);
+      // Within the back-off (30 s) nothing is tried; after it, what was held is written.
+      now += 10_000;
       l.recordUse(who(tenant), AT, use(10, 1, 1));
-      await l.endInvocation(AT);
+      await l.endInvocation(now - 10);
+      expect(l.unwritten().requests).toBe(2);
+      now += 25_000;
+      await l.endInvocation(now - 10);
       expect(l.unwritten().requests).toBe(0);
       const [total] = summarizeLedger(await readLedger(client(), ledgerTableName(), tenant, DAY, DAY));
       expect(total!.requests).toBe(2);
@@ -171,20 +183,79 @@ describe('the usage ledger', () => {
     let now = AT;
     const l = ledger({ now: () => now });
     await l.endInvocation(now); // the container's first invocation
-    for (let i = 0; i < 100; i++) {
+    // A 429 every 50 ms, back to back, for 70 s: written once the oldest held is a minute old.
+    let denied = 0;
+    while (now < AT + 70_000) {
       const started = now;
       now += 50;
       l.recordDenial(who(tenant, 'alice', '-'), started, 'user_requests_per_minute');
+      denied++;
       await l.endInvocation(started);
+      if (now < AT + 60_000) expect(l.stats.calls).toBe(0);
     }
-    expect(l.stats.calls).toBe(0);
-    now += 60_000;
-    const started = now - 10;
-    l.recordDenial(who(tenant, 'alice', '-'), started, 'user_requests_per_minute');
-    await l.endInvocation(started);
     expect(l.stats.calls).toBe(1);
     const [total] = summarizeLedger(await readLedger(client(), ledgerTableName(), tenant, DAY, DAY));
-    expect(total!.denied).toEqual({ user_requests_per_minute: 101 });
+    expect(total!.denied.user_requests_per_minute).toBe(denied - l.unwritten().denied.user_requests_per_minute!);
+    expect(total!.denied.user_requests_per_minute).toBeGreaterThanOrEqual(60_000 / 50);
+  });
+
+  it('waits for one round of writes at most, and none for a while after a failure (a slow DynamoDB holds no invocation)', async () => {
+    const faults = await startDynamoFaultProxy(dynamoEndpoint(), 5);
+    try {
+      const tenant = uniqueKey('tenant');
+      let now = AT;
+      const l = new Ledger({
+        client: localClient(faults.endpoint, 1),
+        tableName: ledgerTableName(),
+        deadlineMs: 200,
+        now: () => now,
+      });
+      for (let i = 0; i < 40; i++) l.recordUse(who(tenant, `u${i}`), AT, use(1, 0, 0));
+      faults.faults.latencyMs = 5_000; // DynamoDB answers nothing in time
+      const timed = async () => {
+        const t0 = performance.now();
+        await l.endInvocation(now);
+        return performance.now() - t0;
+      };
+      expect(await timed()).toBeLessThan(1_500); // 16 rows at once, 200 ms each, not 40 rows one after another
+      expect(await timed()).toBeLessThan(50); // backing off: nothing tried
+      faults.faults.latencyMs = 0;
+      now += 31_000;
+      await l.endInvocation(now - 10);
+      await l.flush();
+      const [total] = summarizeLedger(await readLedger(client(), ledgerTableName(), tenant, DAY, DAY));
+      expect(total!.requests).toBe(40);
+    } finally {
+      await faults.stop();
+    }
+  });
+
+  it('writes a row it forgot and made again (a late request of a past day): its sequence only grows', async () => {
+    const tenant = uniqueKey('tenant');
+    let now = AT;
+    const l = ledger({ now: () => now });
+    l.recordUse(who(tenant), AT, use(1, 0, 0));
+    await l.flush();
+    now += 3 * 86_400_000; // days later: the empty row of DAY is forgotten at the next write
+    l.recordUse(who(tenant), now, use(1, 0, 0));
+    await l.flush();
+    l.recordUse(who(tenant), AT, use(1, 0, 0)); // settled late, admitted on DAY
+    await l.flush();
+    const [total] = summarizeLedger(await readLedger(client(), ledgerTableName(), tenant, DAY, DAY));
+    expect(total!.requests).toBe(2);
+  });
+
+  it("keeps a date's rows of two zones apart (a tenant whose budget moved zone)", async () => {
+    const tenant = uniqueKey('tenant');
+    const l = ledger();
+    l.recordUse({ ...who(tenant), timeZone: 'UTC' }, AT, use(1, 0, 0));
+    l.recordUse({ ...who(tenant), timeZone: 'Europe/Paris' }, AT, use(2, 0, 0));
+    await l.flush();
+    const rows = await readLedger(client(), ledgerTableName(), tenant, DAY, DAY);
+    expect(rows.map((r) => [r.timeZone, r.inputTokens]).sort()).toEqual([
+      ['Europe/Paris', 2],
+      ['UTC', 1],
+    ]);
   });
 
   it("reckons days in the zone of the plan's calendar budget, UTC without one", async () => {

@@ -31,6 +31,8 @@ const CONFIG = {
   plans: {
     team: { tenant: [usdPerDay(1_000)], user: [requestsPerMinute(1_000), tokensPerMinute(10_000_000)] },
     tight: { user: [requestsPerMinute(2)] },
+    // 100 tokens a minute: one request (its input and 40 of output) fits, the next is the proxy's 429.
+    small: { user: [tokensPerMinute(100)] },
   },
   endpoints: {
     [CHAT]: { models: MODELS },
@@ -44,6 +46,7 @@ const saved = { ...process.env };
 const settled: Record<string, unknown>[] = [];
 const tenant = uniqueKey('tenant');
 const tight = uniqueKey('tight');
+const small = uniqueKey('small');
 const keys: Record<string, string> = {};
 let authorizer: ReturnType<typeof createHandler>;
 let proxy: ReturnType<typeof createProxyHandler>;
@@ -117,10 +120,11 @@ beforeAll(async () => {
   const client = localClient(dynamoEndpoint());
   await putTenant(client, tableName(), { id: tenant, plan: 'team' });
   await putTenant(client, tableName(), { id: tight, plan: 'tight' });
-  for (const user of ['done', 'gone', 'cut', 'failed', 'limited']) {
+  await putTenant(client, tableName(), { id: small, plan: 'small' });
+  for (const user of ['done', 'gone', 'cut', 'failed', 'limited', 'tokens']) {
     keys[user] = `sk-ledger-${uniqueKey(user)}`;
     await putApiKey(client, tableName(), keys[user]!, {
-      tenant: user === 'limited' ? tight : tenant,
+      tenant: user === 'limited' ? tight : user === 'tokens' ? small : tenant,
       user,
       status: 'active',
     });
@@ -136,7 +140,7 @@ beforeAll(async () => {
     },
   });
 
-  statuses = { done: [], gone: [], cut: [], failed: [], limited: [] };
+  statuses = { done: [], gone: [], cut: [], failed: [], limited: [], tokens: [] };
   // Finished answers: streamed and not, two models, and embeddings.
   for (let i = 0; i < 6; i++)
     statuses.done!.push(await send('done', CHAT, chat(i % 2 ? 'o4-mini' : 'gpt-4o-mini', true, 3 + i)));
@@ -159,6 +163,14 @@ beforeAll(async () => {
   upstream.behaviour.status = undefined;
   // Two a minute: the next ones are 429s from the authorizer.
   for (let i = 0; i < 5; i++) statuses.limited!.push(await send('limited', CHAT, chat('gpt-4o-mini', true)));
+  // The proxy's own 429: the token limit, decided once the body is counted. Two at once, each
+  // reserving its input and 60 of output: the second does not fit while the first is answering.
+  upstream.behaviour.delayMs = 200;
+  const big = { ...chat('gpt-4o-mini', false), max_tokens: 60 };
+  const first = send('tokens', CHAT, big);
+  await new Promise((r) => setTimeout(r, 100));
+  statuses.tokens!.push(await send('tokens', CHAT, big), await first);
+  upstream.behaviour.delayMs = 0;
   // The authorizer's container was busy: its denial counts wait (up to a minute) for a later
   // invocation. One after a pause finds it idle and writes them.
   expect(authorizerLedger.unwritten().denied).toEqual({ user_requests_per_minute: 3 });
@@ -272,10 +284,15 @@ describe('the usage ledger of a mixed run', () => {
     expect([line!.requests, line!.inputTokens, line!.outputTokens]).toEqual([2, 13, 40]);
   });
 
-  it('counts 429s by code', async () => {
+  it("counts 429s by code: the authorizer's under no model, the proxy's under the model asked for", async () => {
     const [line] = summarizeLedger(await rowsOf(tight));
     expect(line!.denied).toEqual({ user_requests_per_minute: 4 });
     expect(line!.requests).toBe(2);
+    expect(statuses.tokens).toEqual([429, 200]);
+    const byModel = summarizeLedger(await rowsOf(small), 'model');
+    expect(byModel.map((l) => [l.group, l.requests, l.denied])).toEqual([
+      ['gpt-4o-mini', 1, { user_tokens_per_minute: 1 }],
+    ]);
   });
 
   it("shows the tenant's month so far on GET /v1/limits, and the caller's part", async () => {

@@ -42,6 +42,50 @@ function depsWith(settleImpl: () => Promise<'settled' | 'already-settled'>) {
   return { deps, logs, metrics, calls };
 }
 
+describe('settle, into the usage ledger', () => {
+  /** Deps whose limiter answers `results` in turn (an Error is thrown) and whose ledger records what it is given. */
+  function withLedger(results: ('settled' | 'already-settled' | Error)[]) {
+    const recorded: unknown[][] = [];
+    const { deps } = depsWith(async () => {
+      const next = results.shift()!;
+      if (next instanceof Error) throw next;
+      return next;
+    });
+    const ledgerDeps = {
+      ...deps,
+      settleBackoffMs: 1,
+      limiter: { ...deps.limiter, settle: deps.limiter.settle, planOf: () => ({}) },
+      ledger: { recordUse: (...args: unknown[]) => recorded.push(args) },
+    } as unknown as ProxyDeps;
+    return { deps: ledgerDeps, recorded };
+  }
+  const used = { tokens: 700, outputTokens: 300, microUsd: 200, cachedTokens: 50, reasoningTokens: 20 };
+  const entry = [
+    { tenant: 'acme', user: 'ann', model: 'm', timeZone: 'UTC' },
+    0,
+    { inputTokens: 400, outputTokens: 300, cachedTokens: 50, reasoningTokens: 20, microUsd: 200 },
+  ];
+
+  it('enters a settled request once, with its parts', async () => {
+    const { deps, recorded } = withLedger(['settled']);
+    await settle(deps, 'r', reservation, used, 'complete');
+    expect(recorded).toEqual([entry]);
+  });
+
+  it('enters it once when a retry finds it settled already (the first answer was lost)', async () => {
+    const { deps, recorded } = withLedger([new StoreUnavailableError('UpdateItem', 'k'), 'already-settled']);
+    await settle(deps, 'r', reservation, used, 'complete');
+    expect(recorded).toEqual([entry]);
+  });
+
+  it('enters what was used when the settlement gives up: the tenant used it, whatever DynamoDB answered', async () => {
+    const down = () => new StoreUnavailableError('UpdateItem', 'k');
+    const { deps, recorded } = withLedger([down(), down(), down(), down(), down()]);
+    await settle(deps, 'r', reservation, used, 'complete');
+    expect(recorded).toEqual([entry]);
+  });
+});
+
 describe('settle', () => {
   it('counts what was settled: tokens, dollars, and the input pre-count against what was settled for it', async () => {
     const { deps, logs, metrics } = depsWith(async () => 'settled');
