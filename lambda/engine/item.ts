@@ -19,6 +19,12 @@ export interface Check {
   readonly mode?: 'consume' | 'admit';
   /** Evaluated and spent when it fits, but never denies. @default false */
   readonly shadow?: boolean;
+  /**
+   * Decided by a write every time, never from a lease (leases.ts): a check against part of its
+   * bucket (a plan's global reserve) must see the bucket as it stands, not a container's share of it.
+   * @default false
+   */
+  readonly noLease?: boolean;
 }
 
 export interface ItemOutcome {

@@ -137,7 +137,7 @@ export class LeaseBook {
   /** Units to take beyond `check.cost` in a write this container makes anyway (0: no lease). */
   extraFor(pk: string, check: Check, nowMs: number): number {
     const limit = check.limit;
-    if (check.mode === 'admit' || check.shadow) return 0;
+    if (check.mode === 'admit' || check.shadow || check.noLease) return 0;
     const life = this.lifeMs(limit);
     const size = limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
     const most = Math.floor(this.options.share * size) - check.cost;

@@ -19,6 +19,7 @@ import {
   type Plan,
   requests,
   shardOf,
+  specName,
   DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
 import { slidingWindow } from './limits';
@@ -93,6 +94,21 @@ interface LayerCall {
   readonly failureMode: FailureMode;
   readonly block?: string;
   readonly alsoHolds: readonly Limit[];
+  /** The global layer checked without the plan's global reserve: a denial there is `global_reserve`. */
+  readonly reserved?: true;
+}
+
+/** The 429 code of a request denied by the global reserve its plan keeps (Plan.globalReserve). */
+export const GLOBAL_RESERVE_CODE = 'global_reserve';
+
+/**
+ * A limit with `percent` of it held back: the part of the bucket a check may use (a plan's
+ * global reserve). The bucket, its state and its refill are the same; only the line is lower.
+ */
+function withoutReserve(limit: Limit, percent: number): Limit {
+  const kept = (n: number) => Math.floor((n * (100 - percent)) / 100);
+  if (limit.shape === 'sliding_window') return { ...limit, limit: kept(limit.limit) };
+  return { ...limit, capacity: kept(limit.capacity) };
 }
 
 /** Item keys per layer. Tenant and user ids never contain ':' (checked where identities are read). */
@@ -270,7 +286,7 @@ export class Limiter {
   ): Promise<'settled' | 'already-settled'> {
     const { identity, tenant, route, shard, reserved, admittedAt } = reservation;
     const all: Costing = (spec) => (spec.counts === 'requests' ? undefined : { mode: 'consume', cost: 1 });
-    const items = this.calls(identity, this.planOf(tenant), route, all, shard, false).map((call) => {
+    const items = this.calls(identity, this.planOf(tenant), route, all, shard, false, true).map((call) => {
       const skipped = reservation.failedOpen.includes(call.layer);
       const adjustments = call.checks.flatMap((c, j) => {
         const spec = call.specs[j]!;
@@ -313,6 +329,7 @@ export class Limiter {
     costing: Costing,
     shard: number,
     withBlock: boolean,
+    forSettlement = false,
   ): LayerCall[] {
     const config = this.options.config;
     const endpoint = config.endpoints[route];
@@ -323,8 +340,14 @@ export class Limiter {
     ];
     if (endpoint)
       layers.push(['endpoint', layerKey.endpoint(identity, route, endpoint.scope, ns), plan.endpoints?.[route] ?? []]);
+    // Admissions of a plan with a global reserve see the global limits without it (the same
+    // buckets, under their own names); settlements see them whole, so refunds go back exactly.
+    const reserve = forSettlement ? undefined : plan.globalReserve;
     if (endpoint && config.global) {
-      const specs = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
+      const specs = config.global.limits.map((s) => {
+        const limit = shardOf(s.limit, shard, this.shards);
+        return reserve ? { ...s, name: specName(s), limit: withoutReserve(limit, reserve) } : { ...s, limit };
+      });
       layers.push(['global', layerKey.global(shard, ns), specs]);
     }
     const calls: LayerCall[] = [];
@@ -340,6 +363,8 @@ export class Limiter {
           cost: cost.cost,
           mode: cost.mode,
           ...(spec.shadow ? { shadow: true } : {}),
+          // A lease is a share of the whole bucket: a check against part of it is written every time.
+          ...(layer === 'global' && reserve ? { noLease: true } : {}),
         });
         used.push(spec);
       }
@@ -353,6 +378,7 @@ export class Limiter {
         failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE,
         ...(block ? { block } : {}),
         alsoHolds: specs.map((s) => s.limit),
+        ...(layer === 'global' && reserve ? { reserved: true as const } : {}),
       });
     }
     return calls;
@@ -461,7 +487,7 @@ export class Limiter {
     const denied: LimitOutcome = {
       layer: call.layer,
       spec,
-      code: limitCode(call.layer, spec),
+      code: call.reserved ? GLOBAL_RESERVE_CODE : limitCode(call.layer, spec),
       decision: denial.decisions[denial.deniedAt!]!,
     };
     const userResult = results[calls.findIndex((c) => c.layer === 'user')];

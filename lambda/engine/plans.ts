@@ -81,13 +81,24 @@ export interface Plan {
    * @default the model's defaultMaxTokens
    */
   readonly outputReservation?: number;
+  /**
+   * A priority tier for batch traffic: the percent of every global limit this plan's tenants may
+   * not use. Their requests pass the global layer only while more than this share of it would be
+   * left after them, so the other plans keep that headroom however hard these tenants push; a 429
+   * there has code `global_reserve` and a Retry-After until the global has refilled past the line.
+   * Exact (the global's own conditional write, never a lease). From 1 to 99.
+   * @example
+   * batch: { tenant: [tokensPerDay(50_000_000)], globalReserve: 30 }
+   * @default - none: the plan's tenants may use the whole global limit
+   */
+  readonly globalReserve?: number;
 }
 
 /**
  * Per-tenant changes that take effect without a deploy (enterprise contracts): a plan-shaped JSON
  * object, set with `llm-limiter tenants set-overrides <tenant> --file <file>`. Each limit in it
  * replaces the plan's limit with the same `counts` and name (its bucket and what it has counted
- * stay), or adds one; `outputReservation` replaces the plan's. It reaches traffic within 5 seconds.
+ * stay), or adds one; `outputReservation` and `globalReserve` replace the plan's. It reaches traffic within 5 seconds.
  * @example
  * ```json
  * {
@@ -648,7 +659,7 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   return specs;
 }
 
-const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation'];
+const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation', 'globalReserve'];
 
 /**
  * Validates a plan or a tenant's overrides from JSON; throws InvalidLimitError naming the path
@@ -676,11 +687,26 @@ export function parsePlan(value: unknown, path: string): Plan {
         `expected a whole number of tokens >= 1, got ${JSON.stringify(value.outputReservation)}`,
       );
   }
+  let globalReserve: number | undefined;
+  if (value.globalReserve !== undefined) {
+    globalReserve = Number(value.globalReserve);
+    if (
+      typeof value.globalReserve !== 'number' ||
+      !Number.isInteger(globalReserve) ||
+      globalReserve < 1 ||
+      globalReserve > 99
+    )
+      fail(
+        `${path}.globalReserve`,
+        `expected a whole percent from 1 to 99 of each global limit to keep from this plan, got ${JSON.stringify(value.globalReserve)}`,
+      );
+  }
   return {
     tenant: parseSpecs(value.tenant, `${path}.tenant`),
     user: parseSpecs(value.user, `${path}.user`),
     endpoints,
     ...(outputReservation ? { outputReservation } : {}),
+    ...(globalReserve ? { globalReserve } : {}),
   };
 }
 
@@ -913,11 +939,13 @@ export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Pl
     endpoints[route] = merge(plan.endpoints?.[route], overrides.endpoints?.[route]);
   }
   const outputReservation = overrides.outputReservation ?? plan.outputReservation;
+  const globalReserve = overrides.globalReserve ?? plan.globalReserve;
   return {
     tenant: merge(plan.tenant, overrides.tenant),
     user: merge(plan.user, overrides.user),
     endpoints,
     ...(outputReservation ? { outputReservation } : {}),
+    ...(globalReserve ? { globalReserve } : {}),
   };
 }
 

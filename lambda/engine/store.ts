@@ -314,7 +314,8 @@ export class LimitStore {
     item: Item | undefined,
     at: Moment,
   ): ItemOutcome | undefined {
-    if (!this.leases || checks.some((c) => c.shadow) || checks.every((c) => c.mode === 'admit')) return undefined;
+    if (!this.leases || checks.some((c) => c.shadow || c.noLease) || checks.every((c) => c.mode === 'admit'))
+      return undefined;
     const blockedUntil = options.block ? item?.[options.block] : undefined;
     if (typeof blockedUntil === 'number' && blockedUntil > at.early) return undefined;
     const admits = checks.every(
