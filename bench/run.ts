@@ -11,6 +11,7 @@ import { benchConstruct } from './construct';
 import { benchCost } from './cost';
 import { benchEconomics } from './economics';
 import { benchEngine } from './engine';
+import { benchFairness } from './fairness';
 import { benchFidelity } from './fidelity';
 import { benchFootprint } from './footprint';
 import { checkOutput, SCENARIOS, type Scenario } from './figures';
@@ -37,6 +38,7 @@ const RUN: Record<Scenario, (dynamoEndpoint: string) => Promise<void>> = {
   footprint: benchFootprint,
   reach: benchReach,
   economics: benchEconomics,
+  fairness: benchFairness,
   gateway: benchGateway,
   hardcap: benchHardCap,
 };

@@ -22,6 +22,14 @@ export interface Behaviour {
   errorMessage?: string;
   errorCode?: string;
   errorParam?: string;
+  /** Headers added to a successful answer (a provider's x-ratelimit-* headers). */
+  headers?: Record<string, string>;
+  /**
+   * The stand-in's own rate limit, as a provider keeps one: `requests` per fixed window of
+   * `windowMs`; past it, 429 with Retry-After until the window's end, and every answer carries
+   * x-ratelimit-remaining-requests / x-ratelimit-reset-requests.
+   */
+  limit?: { requests: number; windowMs: number };
   /** Computes the answer from the request instead of `words` / `usage`. */
   reply?: (body: Record<string, unknown>) => { words: string[]; usage?: StandInUsage };
 }
@@ -52,6 +60,8 @@ export interface UpstreamStandIn {
   }[];
   /** Times the upstream noticed its client (the proxy) going away before the answer ended. */
   aborted: number;
+  /** 429s the stand-in answered for its own `limit`. */
+  limited: number;
   /**
    * What the stand-in would bill, by the limiter's request id: the usage it reported with an
    * answer it finished, or, for an answer cut short (it cut the connection, or the proxy went
@@ -65,9 +75,10 @@ export interface UpstreamStandIn {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<UpstreamStandIn> {
-  const standIn = { behaviour, requests: [], aborted: 0, bills: new Map() } as unknown as {
+  const standIn = { behaviour, requests: [], aborted: 0, limited: 0, bills: new Map() } as unknown as {
     -readonly [K in keyof UpstreamStandIn]: UpstreamStandIn[K];
   };
+  const window = { end: 0, used: 0 };
   const server: Server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
@@ -79,7 +90,29 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       authorization: req.headers.authorization,
       requestId: typeof requestId === 'string' ? requestId : undefined,
     });
-    const b = standIn.behaviour;
+    let b = standIn.behaviour;
+    if (b.limit) {
+      const now = Date.now();
+      if (now >= window.end) Object.assign(window, { end: now + b.limit.windowMs, used: 0 });
+      const left = b.limit.requests - window.used;
+      const reset = `${Math.max(1, window.end - now)}ms`;
+      if (left <= 0) {
+        standIn.limited++;
+        b = {
+          ...b,
+          status: 429,
+          retryAfterMs: String(window.end - now),
+          retryAfter: String(Math.ceil((window.end - now) / 1000)),
+        };
+      } else {
+        window.used++;
+        const limitHeaders = {
+          'x-ratelimit-remaining-requests': String(left - 1),
+          'x-ratelimit-reset-requests': reset,
+        };
+        b = { ...b, headers: { ...b.headers, ...limitHeaders } };
+      }
+    }
     let gone = false;
     res.on('close', () => {
       if (!res.writableFinished) {
@@ -159,7 +192,7 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       : undefined;
     if (body.stream !== true) {
       await sleep(b.delayMs ?? 0);
-      res.writeHead(200, { 'content-type': 'application/json' });
+      res.writeHead(200, { 'content-type': 'application/json', ...b.headers });
       bill(true);
       res.end(
         JSON.stringify({
@@ -173,7 +206,7 @@ export async function startUpstreamStandIn(behaviour: Behaviour = {}): Promise<U
       );
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...b.headers });
     const send = (data: unknown) => res.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
     const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
       id: 'chatcmpl-standin',

@@ -18,6 +18,8 @@ export const KEY_PREFIX = {
   config: 'c#',
   /** A budget alert claimed: its threshold fired once this period (lambda/engine/alerts.ts). */
   alert: 'a#',
+  /** A model's cooldown at the upstream: until when its rate limit is spent (lambda/proxy/upstream-feedback.ts). */
+  upstream: 'u#',
 } as const;
 
 /** Attribute names of bucket items. Short names keep every item within one write unit. */

@@ -13,6 +13,8 @@ import type { Upstream } from './upstreams';
 import { upstreamModels } from './upstream-models';
 import type { LimiterConfig } from '../engine/plans';
 import { SecretValue } from './secret';
+import { UpstreamCooldown } from './upstream-feedback';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 const PENDING = Symbol('settlement');
 const GONE = Symbol('client gone');
@@ -94,6 +96,12 @@ export function proxyDepsFromEnvironment(): ProxyDeps {
     upstream: upstreamOf(config),
     log,
     ...(ledger ? { ledger } : {}),
+    // The upstream's rate limits, shared through the table (upstream-feedback.ts).
+    cooldown: new UpstreamCooldown({
+      client: new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb)),
+      tableName: required('TABLE_NAME'),
+      log,
+    }),
   };
 }
 

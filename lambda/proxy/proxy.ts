@@ -255,6 +255,37 @@ function reservationOf(
   };
 }
 
+/**
+ * Step 4b: the model cooling down at the upstream (its rate limit spent, as a 429 or its headers
+ * said): 429 with the time left, before anything is reserved or sent (upstream-feedback.ts).
+ */
+async function coolingDown(
+  deps: ProxyDeps,
+  model: string,
+  now: number,
+  headers: Record<string, string>,
+  who: Who,
+  ledgerKey: Identity & { timeZone: string },
+): Promise<ProxyResponse | undefined> {
+  const until = (await deps.cooldown?.until(model)) ?? 0;
+  if (until <= now) return undefined;
+  const wait = retryAfterSeconds(until - now);
+  deps.log({ ...who, outcome: 'denied', code: 'upstream_rate_limited', retryAfter: wait, model, where: 'cooldown' });
+  (deps.metrics ?? putMetrics)({
+    dimensions: { Function: 'proxy', Outcome: 'denied', Layer: 'upstream', Code: 'upstream_rate_limited' },
+    metrics: { Decisions: { value: 1, unit: 'Count' } },
+    properties: { tenant: who.tenant, user: who.user, model },
+  });
+  deps.ledger?.recordDenial({ ...ledgerKey, model }, now, 'upstream_rate_limited');
+  return answer(
+    429,
+    { ...headers, 'Retry-After': String(wait) },
+    `The model provider’s rate limit for ${model} is used up; retry after ${wait} s.`,
+    'rate_limit_exceeded',
+    'upstream_rate_limited',
+  );
+}
+
 /** Step 5's refusal: a request larger than a limit allows at once (400), or a limit reached (429 with Retry-After). */
 function refusal(
   verdict: Verdict,
@@ -366,6 +397,8 @@ async function proxyRequest(
   const owner = await tenantPlan(deps, identity, base);
   if (isAnswer(owner)) return owner;
   const { tenant, plan } = owner;
+  const cooling = await coolingDown(deps, request.model, now, base, who, { ...identity, timeZone: ledgerZone(plan) });
+  if (cooling) return cooling;
   const rates = ratesFor(price, request.serviceTier);
   const { reserved, bounds, cap } = reservationOf(request, plan, price, bound, rates);
   const shard = Number(auth.shard ?? 0);
@@ -477,5 +510,7 @@ async function forward(
   }
 
   if (!response.ok) return upstreamRefused(deps, response, abort, reservation, headers, who, deadlineAt);
+  // Headers that say the provider has nothing left: the model cools down before its 429s come.
+  await deps.cooldown?.answered(reservation.model, response.headers, reserved.tokens);
   return { response, abort };
 }

@@ -11,6 +11,7 @@ import type { LimiterConfig } from '../engine/plans';
 import type { Brake } from '../runtime/brake';
 import type { Directory } from '../runtime/directory';
 import { type Ledger, ledgerZone } from '../engine/ledger';
+import type { UpstreamCooldown } from './upstream-feedback';
 import { type MetricEvent, putMetrics } from '../runtime/metrics';
 import { costMicroUsd, type Rates } from './pricing';
 import type { Upstream } from './upstreams';
@@ -32,6 +33,8 @@ export interface ProxyDeps {
   readonly metrics?: (event: MetricEvent) => void;
   /** The usage ledger this container writes (lambda/engine/ledger.ts); none is kept without it. */
   readonly ledger?: Ledger;
+  /** The upstream's rate limits fed back (lambda/proxy/upstream-feedback.ts); none without it. */
+  readonly cooldown?: UpstreamCooldown;
 }
 
 export interface ProxyResponse {

@@ -111,6 +111,8 @@ export async function upstreamRefused(
   deps.log({ ...who, outcome: 'upstream_error', status: response.status, upstreamMessage: shape.logged });
   const status = response.status;
   if (status === 429) {
+    // The provider's limit is spent: the model cools down for every container (upstream-feedback.ts).
+    await deps.cooldown?.refused(reservation.model, response.headers);
     const wait = retryAfterSeconds(retryAfterMs(response.headers));
     return {
       ...answer(

@@ -13,6 +13,8 @@ import { parseConfig, tokensPerDay } from '../../lambda/engine/plans';
 import { setMetricSink } from '../../lambda/runtime/metrics';
 import type { BedrockBill, BedrockStandIn } from '../../local/bedrock-standin';
 import { localClient } from '../../local/dynamodb-local';
+import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
+import { KEY_PREFIX } from '../../lambda/engine/constants';
 import { type LocalStack, startLocal } from '../../local/start';
 import { parseStartOptions } from '../../local/start-options';
 import { App, Stack } from 'aws-cdk-lib';
@@ -128,6 +130,21 @@ describe('npm start --upstream bedrock', () => {
     const err = (await refused.catch((e: unknown) => e)) as InstanceType<typeof OpenAI.RateLimitError>;
     expect(Number(err.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
     bedrock.behaviour = { natural: 8 };
+    // The model cools down for every container for the throttling's Retry-After (upstream-feedback.ts):
+    // the next request is refused without a call to Bedrock.
+    const calls = bedrock.ledger.length;
+    await expect(
+      openai(key).chat.completions.create({ model: 'claude-3-5-haiku', messages: say('hi') }),
+    ).rejects.toMatchObject({ status: 429, code: 'upstream_rate_limited' });
+    expect(bedrock.ledger.length).toBe(calls);
+    // Released for the tests that follow, as the end of the cooldown would (containers read it at most a second old).
+    await localClient(local.dynamoEndpoint).send(
+      new DeleteItemCommand({
+        TableName: local.tableName,
+        Key: { pk: { S: `${KEY_PREFIX.upstream}claude-3-5-haiku` } },
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 1_100));
     // Refunded: the user's whole day is still there for a request that needs almost all of it.
     await vi.waitFor(async () => {
       const limits = (await (

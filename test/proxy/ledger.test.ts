@@ -161,6 +161,10 @@ beforeAll(async () => {
   upstream.behaviour.retryAfter = '1';
   statuses.failed!.push(await send('failed', CHAT, chat('gpt-4o-mini', false)));
   upstream.behaviour.status = undefined;
+  // The provider's 429 cools the model down for its Retry-After (1 s): the next one is refused
+  // without a call (upstream-feedback.ts), and counted as a 429.
+  statuses.failed!.push(await send('failed', CHAT, chat('gpt-4o-mini', false)));
+  await new Promise((r) => setTimeout(r, 1_100));
   // Two a minute: the next ones are 429s from the authorizer.
   for (let i = 0; i < 5; i++) statuses.limited!.push(await send('limited', CHAT, chat('gpt-4o-mini', true)));
   // The proxy's own 429: the token limit, decided once the body is counted. Two at once, each
@@ -195,7 +199,7 @@ describe('the usage ledger of a mixed run', () => {
     expect(statuses.done).toEqual(Array(10).fill(200));
     expect(statuses.gone!.every((s) => s === 200)).toBe(true);
     expect(statuses.cut).toEqual([200, 200]);
-    expect(statuses.failed).toEqual([502, 429]);
+    expect(statuses.failed).toEqual([502, 429, 429]);
     expect(statuses.limited).toEqual([200, 200, 429, 429, 429, 429]);
   });
 
@@ -282,6 +286,8 @@ describe('the usage ledger of a mixed run', () => {
     ]);
     const [line] = summarizeLedger(rows.filter((r) => r.user === 'failed'));
     expect([line!.requests, line!.inputTokens, line!.outputTokens]).toEqual([2, 13, 40]);
+    // The third, refused while the model cooled down after the provider's 429: a 429, not a request.
+    expect(line!.denied).toEqual({ upstream_rate_limited: 1 });
   });
 
   it("counts 429s by code: the authorizer's under no model, the proxy's under the model asked for", async () => {
@@ -340,7 +346,9 @@ describe('the usage ledger of a mixed run', () => {
     expect(out.join('\n')).not.toMatch(/^ERR/m);
     expect(code).toBe(0);
     const [head, ...lines] = out.join('\n').split('\n');
-    expect(head).toBe('user,requests,input_tokens,output_tokens,cached_tokens,reasoning_tokens,usd');
+    expect(head).toBe(
+      'user,requests,input_tokens,output_tokens,cached_tokens,reasoning_tokens,usd,denied_upstream_rate_limited',
+    );
     const [total] = summarizeLedger(await rowsOf(tenant));
     const cells = lines.map((l) => l.split(','));
     expect(cells.map((c) => c[0])).toEqual(['cut', 'done', 'failed', 'gone']);

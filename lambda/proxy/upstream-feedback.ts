@@ -1,0 +1,155 @@
+/**
+ * The upstream's own limits, fed back (docs/design.md, "The upstream's limits fed back"). When the
+ * model provider refuses a request for its rate limit (a 429, Bedrock's throttling) or says it has
+ * nothing left (OpenAI's `x-ratelimit-remaining-*`, Anthropic's `anthropic-ratelimit-*-remaining`
+ * at 0, or fewer tokens than the request reserved), the model cools down: every container answers
+ * 429 `upstream_rate_limited` for it, without calling, until the provider's own reset, so one
+ * tenant's burst does not become the provider's 429s for every tenant.
+ *
+ * What it trusts, and for how long: a refusal's Retry-After for at most `capMs` (60 s), a "nothing
+ * left" for at most `remainingCapMs` (10 s). Cooldowns only start from a real answer, so a lying
+ * upstream can hold a model at most that long per answer, never lock it out: the next call after
+ * a cooldown asks the upstream again. Shared through one item per model in the limits table (a
+ * conditional write that only moves the end later), read by each container at most once per
+ * `cacheMs`; a read that fails lets the request through (the upstream still decides).
+ */
+import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { KEY_PREFIX, TABLE } from '../engine/constants';
+import { retryAfterMs } from './upstream';
+
+export interface CooldownOptions {
+  readonly client: DynamoDBClient;
+  readonly tableName: string;
+  readonly namespace?: string;
+  /** How long a container reuses what it read of a model's cooldown. @default 1000 */
+  readonly cacheMs?: number;
+  /** The longest cooldown one refusal (429, throttling) can start. @default 60000 */
+  readonly capMs?: number;
+  /** The longest cooldown one "nothing left" header can start. @default 10000 */
+  readonly remainingCapMs?: number;
+  /** Deadline of one read or write. @default 500 */
+  readonly deadlineMs?: number;
+  readonly now?: () => number;
+  readonly log?: (entry: Record<string, unknown>) => void;
+}
+
+/** Go-style durations as OpenAI sends resets (`1s`, `6m0s`, `20ms`, `1h2m3.5s`), in ms; undefined when not one. */
+export function durationHeaderMs(text: string | null): number | undefined {
+  if (!text) return undefined;
+  const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
+  if (!parts.length || parts.map((p) => p[0]).join('') !== text.trim()) return undefined;
+  const unit = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1 } as const;
+  return parts.reduce((ms, p) => ms + Number(p[1]) * unit[p[2] as keyof typeof unit], 0);
+}
+
+/**
+ * When a successful answer's rate-limit headers say the provider has nothing left for the next
+ * request: the end of its reset (now + at most `capMs`), else undefined. `need`: the tokens this
+ * request reserved, a fair guess of the next one's.
+ */
+export function exhaustedUntil(
+  headers: Pick<Headers, 'get'>,
+  need: number,
+  now: number,
+  capMs: number,
+): number | undefined {
+  const num = (name: string) => {
+    const v = headers.get(name)?.trim();
+    return v && /^\d+$/.test(v) ? Number(v) : undefined;
+  };
+  const resetMs = (name: string) => {
+    const v = headers.get(name);
+    const go = durationHeaderMs(v);
+    if (go !== undefined) return go;
+    const at = v ? Date.parse(v) : Number.NaN; // Anthropic: an RFC 3339 time
+    return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
+  };
+  const candidates = [
+    { left: num('x-ratelimit-remaining-requests'), reset: resetMs('x-ratelimit-reset-requests'), need: 1 },
+    { left: num('x-ratelimit-remaining-tokens'), reset: resetMs('x-ratelimit-reset-tokens'), need },
+    {
+      left: num('anthropic-ratelimit-requests-remaining'),
+      reset: resetMs('anthropic-ratelimit-requests-reset'),
+      need: 1,
+    },
+    { left: num('anthropic-ratelimit-tokens-remaining'), reset: resetMs('anthropic-ratelimit-tokens-reset'), need },
+  ];
+  const ends = candidates
+    .filter((c) => c.left !== undefined && c.left < c.need)
+    .map((c) => now + Math.min(c.reset ?? 1_000, capMs));
+  return ends.length ? Math.max(...ends) : undefined;
+}
+
+/** Each model's cooldown, shared by every container (see the file's comment). */
+export class UpstreamCooldown {
+  private readonly doc: DynamoDBDocumentClient;
+  private readonly now: () => number;
+  private readonly seen = new Map<string, { readAt: number; until: number }>();
+
+  constructor(private readonly options: CooldownOptions) {
+    this.doc = DynamoDBDocumentClient.from(options.client);
+    this.now = options.now ?? Date.now;
+  }
+
+  private key(model: string): string {
+    return `${KEY_PREFIX.upstream}${this.options.namespace ?? ''}${model}`;
+  }
+
+  /** Until when (epoch ms) `model` cools down; 0 when it does not, or when that cannot be read. */
+  async until(model: string): Promise<number> {
+    const now = this.now();
+    const known = this.seen.get(model);
+    if (known && now - known.readAt < (this.options.cacheMs ?? 1_000)) return known.until;
+    let until = known?.until ?? 0;
+    try {
+      const got = await this.doc.send(
+        new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: this.key(model) } }),
+        { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 500) },
+      );
+      // The shared item is the truth (only ever moved later, and gone when it has expired).
+      until = Number(got.Item?.untilMs ?? 0);
+    } catch (err) {
+      this.options.log?.({ level: 'warn', outcome: 'cooldown_unreadable', model, error: (err as Error).name });
+    }
+    this.seen.set(model, { readAt: now, until });
+    return until;
+  }
+
+  /** A refusal for the provider's rate limit: cool down for its Retry-After, at most `capMs`. */
+  refused(model: string, headers: Pick<Headers, 'get'>): Promise<void> {
+    const now = this.now();
+    return this.start(model, now + Math.min(retryAfterMs(headers, now), this.options.capMs ?? 60_000), 'refused');
+  }
+
+  /** A successful answer's headers: cool down when they say nothing is left for a request of `need` tokens. */
+  answered(model: string, headers: Pick<Headers, 'get'>, need: number): Promise<void> {
+    const until = exhaustedUntil(headers, need, this.now(), this.options.remainingCapMs ?? 10_000);
+    return until === undefined ? Promise.resolve() : this.start(model, until, 'exhausted');
+  }
+
+  /** Moves the model's cooldown end to `until`, never earlier than it is. */
+  private async start(model: string, until: number, why: string): Promise<void> {
+    const known = this.seen.get(model);
+    this.seen.set(model, { readAt: known?.readAt ?? this.now(), until: Math.max(known?.until ?? 0, until) });
+    // What this container already knows is as late: the shared item is at least as late too.
+    if (known && known.until >= until) return;
+    try {
+      await this.doc.send(
+        new UpdateCommand({
+          TableName: this.options.tableName,
+          Key: { [TABLE.partitionKey]: this.key(model) },
+          UpdateExpression: 'SET untilMs = :u, #exp = :exp',
+          ConditionExpression: 'attribute_not_exists(untilMs) OR untilMs < :u',
+          ExpressionAttributeNames: { '#exp': TABLE.ttlAttribute },
+          ExpressionAttributeValues: { ':u': until, ':exp': Math.ceil(until / 1000) + 86_400 },
+        }),
+        { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 500) },
+      );
+      this.options.log?.({ level: 'warn', outcome: 'upstream_cooldown', model, why, untilMs: until });
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) return; // another container set a later end
+      this.options.log?.({ level: 'warn', outcome: 'cooldown_unwritten', model, error: (err as Error).name });
+    }
+  }
+}
