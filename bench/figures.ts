@@ -109,7 +109,7 @@ export const FIGURES = {
     'economics.ledger.write_units_per_request.flush_1s',
     'economics.ledger.busiest_partition_wcu_per_request',
   ],
-  fairness: ['fairness.upstream_429s_avoided'],
+  fairness: ['fairness.upstream_429s_avoided', 'fairness.upstream_429s_avoided.retry_after_clients'],
   gateway: [
     'gateway.added_latency_ms.p50',
     'gateway.added_latency_ms.p99',

@@ -106,8 +106,13 @@ export const GLOBAL_RESERVE_CODE = 'global_reserve';
  * global reserve). The bucket, its state and its refill are the same; only the line is lower.
  */
 function withoutReserve(limit: Limit, percent: number): Limit {
-  const kept = (n: number) => Math.floor((n * (100 - percent)) / 100);
-  if (limit.shape === 'sliding_window') return { ...limit, limit: kept(limit.limit) };
+  const kept = (n: number) => (n * (100 - percent)) / 100;
+  // A window counts whole requests per slot: its line is rounded down (parseConfig refuses a line under 1).
+  if (limit.shape === 'sliding_window') return { ...limit, limit: Math.floor(kept(limit.limit)) };
+  // A bucket's line may fall between whole units (it is kept in ticks); its burst credit is the
+  // headroom too, and is not the reserved plan's to spend.
+  if (limit.shape === 'token_bucket')
+    return { shape: 'token_bucket', capacity: kept(limit.capacity), refillPerSecond: limit.refillPerSecond };
   return { ...limit, capacity: kept(limit.capacity) };
 }
 
@@ -334,7 +339,8 @@ export class Limiter {
     const config = this.options.config;
     const endpoint = config.endpoints[route];
     const ns = this.ns;
-    const layers: [Layer, string, readonly LimitSpec[]][] = [
+    // Each layer's item key, the limits checked, and (the global's, under a reserve) the whole limits its item holds.
+    const layers: [Layer, string, readonly LimitSpec[], (readonly LimitSpec[])?][] = [
       ['tenant', layerKey.tenant(identity, ns), plan.tenant ?? []],
       ['user', layerKey.user(identity, ns), plan.user ?? []],
     ];
@@ -344,14 +350,14 @@ export class Limiter {
     // buckets, under their own names); settlements see them whole, so refunds go back exactly.
     const reserve = forSettlement ? undefined : plan.globalReserve;
     if (endpoint && config.global) {
-      const specs = config.global.limits.map((s) => {
-        const limit = shardOf(s.limit, shard, this.shards);
-        return reserve ? { ...s, name: specName(s), limit: withoutReserve(limit, reserve) } : { ...s, limit };
-      });
-      layers.push(['global', layerKey.global(shard, ns), specs]);
+      const whole = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
+      const specs = reserve
+        ? whole.map((s) => ({ ...s, name: specName(s), limit: withoutReserve(s.limit, reserve) }))
+        : whole;
+      layers.push(['global', layerKey.global(shard, ns), specs, whole]);
     }
     const calls: LayerCall[] = [];
-    for (const [layer, key, specs] of layers) {
+    for (const [layer, key, specs, held = specs] of layers) {
       const checks: Check[] = [];
       const used: LimitSpec[] = [];
       for (const spec of specs) {
@@ -377,7 +383,7 @@ export class Limiter {
         checks,
         failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE,
         ...(block ? { block } : {}),
-        alsoHolds: specs.map((s) => s.limit),
+        alsoHolds: held.map((s) => s.limit),
         ...(layer === 'global' && reserve ? { reserved: true as const } : {}),
       });
     }

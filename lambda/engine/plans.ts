@@ -726,6 +726,7 @@ export function parseConfig(value: unknown): LimiterConfig {
   const plans: Record<string, Plan> = {};
   for (const [name, plan] of Object.entries(value.plans)) plans[name] = parsePlanFor(endpoints, name, plan);
   const global = value.global === undefined ? undefined : parseGlobal(value.global);
+  if (global) for (const [name, plan] of Object.entries(plans)) checkReserve(plan, global, `config.plans.${name}`);
   const perMinute = value.limitsRequestsPerMinute;
   if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1))
     fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
@@ -737,6 +738,27 @@ export function parseConfig(value: unknown): LimiterConfig {
     penalty: parsePenalty(value.penalty),
     ...(perMinute !== undefined ? { limitsRequestsPerMinute: perMinute as number } : {}),
   };
+}
+
+/**
+ * A plan's global reserve must leave its tenants a line of at least one request per shard of every
+ * global window (a window counts whole requests, and its line is rounded down per shard).
+ */
+function checkReserve(plan: Plan, global: NonNullable<LimiterConfig['global']>, at: string): void {
+  const reserve = plan.globalReserve;
+  if (!reserve) return;
+  const shards = global.shards ?? DEFAULT_GLOBAL_SHARDS;
+  for (const spec of global.limits) {
+    if (spec.limit.shape !== 'sliding_window') continue;
+    const perShard = Math.floor(spec.limit.limit / shards);
+    const line = Math.floor((perShard * (100 - reserve)) / 100);
+    if (line < 1)
+      fail(
+        `${at}.globalReserve`,
+        `${reserve}% of ${specName(spec)}'s ${perShard} per shard leaves this plan no request on a shard: ` +
+          'lower the reserve or the shards, or make the global limit a token bucket',
+      );
+  }
 }
 
 /**

@@ -55,6 +55,8 @@ export async function callAnthropic(
     const value = response.headers.get(name);
     if (value !== null) passed.set(name, value);
   }
+  // What the provider says is left: the cooldown reads it (upstream-feedback.ts).
+  for (const [name, value] of response.headers) if (name.startsWith('anthropic-ratelimit-')) passed.set(name, value);
   const streamed = (response.headers.get('content-type') ?? '').includes('text/event-stream');
   if (response.ok && streamed && response.body) {
     passed.set('content-type', 'text/event-stream');

@@ -3,6 +3,7 @@ import { MISCONFIGURED, retryAfterSeconds } from '../engine/contract';
 import { InvalidLimitError, LayerUnavailableError, StoreUnavailableError, UnknownPlanError } from '../engine/errors';
 import type { Amounts, Identity, TenantRecord, Verdict } from '../engine/limiter';
 import { ledgerZone } from '../engine/ledger';
+import { upstreamModelOf } from './upstream-feedback';
 import {
   DEFAULT_MAX_OUTPUT_TOKENS,
   defaultMaxTokens,
@@ -267,7 +268,7 @@ async function coolingDown(
   who: Who,
   ledgerKey: Identity & { timeZone: string },
 ): Promise<ProxyResponse | undefined> {
-  const until = (await deps.cooldown?.until(model)) ?? 0;
+  const until = (await deps.cooldown?.until(upstreamModelOf(deps, model))) ?? 0;
   if (until <= now) return undefined;
   const wait = retryAfterSeconds(until - now);
   deps.log({ ...who, outcome: 'denied', code: 'upstream_rate_limited', retryAfter: wait, model, where: 'cooldown' });
@@ -511,6 +512,6 @@ async function forward(
 
   if (!response.ok) return upstreamRefused(deps, response, abort, reservation, headers, who, deadlineAt);
   // Headers that say the provider has nothing left: the model cools down before its 429s come.
-  await deps.cooldown?.answered(reservation.model, response.headers, reserved.tokens);
+  await deps.cooldown?.answered(upstreamModelOf(deps, reservation.model), response.headers);
   return { response, abort };
 }

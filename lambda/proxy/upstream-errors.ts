@@ -8,6 +8,7 @@
 import { retryAfterSeconds } from '../engine/contract';
 import { answer, NOTHING, type ProxyDeps, type ProxyResponse, type Reservation, settle, type Who } from './settle';
 import { readBody, retryAfterMs, UpstreamTimeoutError } from './upstream';
+import { upstreamModelOf } from './upstream-feedback';
 
 /** Runs of characters that look like a key, a token or a signature. */
 const OPAQUE = /[A-Za-z0-9_\-+/=.]{24,}/g;
@@ -112,7 +113,7 @@ export async function upstreamRefused(
   const status = response.status;
   if (status === 429) {
     // The provider's limit is spent: the model cools down for every container (upstream-feedback.ts).
-    await deps.cooldown?.refused(reservation.model, response.headers);
+    await deps.cooldown?.refused(upstreamModelOf(deps, reservation.model), response.headers, text);
     const wait = retryAfterSeconds(retryAfterMs(response.headers));
     return {
       ...answer(

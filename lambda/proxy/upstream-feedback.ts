@@ -44,42 +44,38 @@ export function durationHeaderMs(text: string | null): number | undefined {
 }
 
 /**
- * When a successful answer's rate-limit headers say the provider has nothing left for the next
- * request: the end of its reset (now + at most `capMs`), else undefined. `need`: the tokens this
- * request reserved, a fair guess of the next one's.
+ * When a successful answer's rate-limit headers say the provider has nothing left: no request, or
+ * no token, until the reset (now + at most `capMs`), else undefined. Nothing short of empty: one
+ * tenant's large request must not stop the model for the small ones that still fit.
  */
-export function exhaustedUntil(
-  headers: Pick<Headers, 'get'>,
-  need: number,
-  now: number,
-  capMs: number,
-): number | undefined {
+export function exhaustedUntil(headers: Pick<Headers, 'get'>, now: number, capMs: number): number | undefined {
   const num = (name: string) => {
     const v = headers.get(name)?.trim();
     return v && /^\d+$/.test(v) ? Number(v) : undefined;
   };
   const resetMs = (name: string) => {
     const v = headers.get(name);
+    if (v && /^\d+(\.\d+)?$/.test(v.trim())) return Number(v) * 1000; // plain seconds
     const go = durationHeaderMs(v);
     if (go !== undefined) return go;
     const at = v ? Date.parse(v) : Number.NaN; // Anthropic: an RFC 3339 time
     return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
   };
   const candidates = [
-    { left: num('x-ratelimit-remaining-requests'), reset: resetMs('x-ratelimit-reset-requests'), need: 1 },
-    { left: num('x-ratelimit-remaining-tokens'), reset: resetMs('x-ratelimit-reset-tokens'), need },
-    {
-      left: num('anthropic-ratelimit-requests-remaining'),
-      reset: resetMs('anthropic-ratelimit-requests-reset'),
-      need: 1,
-    },
-    { left: num('anthropic-ratelimit-tokens-remaining'), reset: resetMs('anthropic-ratelimit-tokens-reset'), need },
+    { left: num('x-ratelimit-remaining-requests'), reset: resetMs('x-ratelimit-reset-requests') },
+    { left: num('x-ratelimit-remaining-tokens'), reset: resetMs('x-ratelimit-reset-tokens') },
+    { left: num('anthropic-ratelimit-requests-remaining'), reset: resetMs('anthropic-ratelimit-requests-reset') },
+    { left: num('anthropic-ratelimit-tokens-remaining'), reset: resetMs('anthropic-ratelimit-tokens-reset') },
   ];
   const ends = candidates
-    .filter((c) => c.left !== undefined && c.left < c.need)
+    .filter((c) => c.left !== undefined && c.left < 1)
     .map((c) => now + Math.min(c.reset ?? 1_000, capMs));
   return ends.length ? Math.max(...ends) : undefined;
 }
+
+/** The model the provider sees (its limits are per its model): the cooldown's key. */
+export const upstreamModelOf = (deps: { readonly upstream: unknown }, model: string): string =>
+  (deps.upstream as { modelId?: (m: string) => string }).modelId?.(model) ?? model;
 
 /** Each model's cooldown, shared by every container (see the file's comment). */
 export class UpstreamCooldown {
@@ -107,8 +103,10 @@ export class UpstreamCooldown {
         new GetCommand({ TableName: this.options.tableName, Key: { [TABLE.partitionKey]: this.key(model) } }),
         { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 500) },
       );
-      // The shared item is the truth (only ever moved later, and gone when it has expired).
-      until = Number(got.Item?.untilMs ?? 0);
+      // The shared item is the truth (only ever moved later), or this container's own end while it
+      // lasts (its write may have failed, or the read may not see it yet).
+      const own = known && known.until > now ? known.until : 0;
+      until = Math.max(Number(got.Item?.untilMs ?? 0), own);
     } catch (err) {
       this.options.log?.({ level: 'warn', outcome: 'cooldown_unreadable', model, error: (err as Error).name });
     }
@@ -116,15 +114,20 @@ export class UpstreamCooldown {
     return until;
   }
 
-  /** A refusal for the provider's rate limit: cool down for its Retry-After, at most `capMs`. */
-  refused(model: string, headers: Pick<Headers, 'get'>): Promise<void> {
+  /**
+   * A refusal for the provider's rate limit: cool down for its Retry-After, at most `capMs`. Not a
+   * request the provider says is too large for its limit at all (OpenAI's "Request too large"):
+   * that is the request's doing, and must not stop the model for everyone.
+   */
+  refused(model: string, headers: Pick<Headers, 'get'>, body = ''): Promise<void> {
+    if (/request too large/i.test(body)) return Promise.resolve();
     const now = this.now();
     return this.start(model, now + Math.min(retryAfterMs(headers, now), this.options.capMs ?? 60_000), 'refused');
   }
 
-  /** A successful answer's headers: cool down when they say nothing is left for a request of `need` tokens. */
-  answered(model: string, headers: Pick<Headers, 'get'>, need: number): Promise<void> {
-    const until = exhaustedUntil(headers, need, this.now(), this.options.remainingCapMs ?? 10_000);
+  /** A successful answer's headers: cool down when they say nothing is left. */
+  answered(model: string, headers: Pick<Headers, 'get'>): Promise<void> {
+    const until = exhaustedUntil(headers, this.now(), this.options.remainingCapMs ?? 10_000);
     return until === undefined ? Promise.resolve() : this.start(model, until, 'exhausted');
   }
 
@@ -132,8 +135,9 @@ export class UpstreamCooldown {
   private async start(model: string, until: number, why: string): Promise<void> {
     const known = this.seen.get(model);
     this.seen.set(model, { readAt: known?.readAt ?? this.now(), until: Math.max(known?.until ?? 0, until) });
-    // What this container already knows is as late: the shared item is at least as late too.
-    if (known && known.until >= until) return;
+    // What this container already knows is as late: the shared item is at least as late too. A
+    // cooldown shorter than a container's reading of the item is not worth a write: this container keeps it.
+    if ((known && known.until >= until) || until - this.now() < (this.options.cacheMs ?? 1_000)) return;
     try {
       await this.doc.send(
         new UpdateCommand({

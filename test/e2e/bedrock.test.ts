@@ -13,8 +13,6 @@ import { parseConfig, tokensPerDay } from '../../lambda/engine/plans';
 import { setMetricSink } from '../../lambda/runtime/metrics';
 import type { BedrockBill, BedrockStandIn } from '../../local/bedrock-standin';
 import { localClient } from '../../local/dynamodb-local';
-import { DeleteItemCommand } from '@aws-sdk/client-dynamodb';
-import { KEY_PREFIX } from '../../lambda/engine/constants';
 import { type LocalStack, startLocal } from '../../local/start';
 import { parseStartOptions } from '../../local/start-options';
 import { App, Stack } from 'aws-cdk-lib';
@@ -122,38 +120,6 @@ describe('npm start --upstream bedrock', () => {
     expect(bedrock.ledger.at(-1)?.request).toMatchObject({ inferenceConfig: { maxTokens: 200 } });
   });
 
-  it('a Bedrock ThrottlingException is a 429 with Retry-After for the client, and refunded', async () => {
-    const key = await newKey();
-    bedrock.behaviour = { refuse: 'ThrottlingException' };
-    const refused = openai(key).chat.completions.create({ model: 'claude-3-5-haiku', messages: say('hi') });
-    await expect(refused).rejects.toBeInstanceOf(OpenAI.RateLimitError);
-    const err = (await refused.catch((e: unknown) => e)) as InstanceType<typeof OpenAI.RateLimitError>;
-    expect(Number(err.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    bedrock.behaviour = { natural: 8 };
-    // The model cools down for every container for the throttling's Retry-After (upstream-feedback.ts):
-    // the next request is refused without a call to Bedrock.
-    const calls = bedrock.ledger.length;
-    await expect(
-      openai(key).chat.completions.create({ model: 'claude-3-5-haiku', messages: say('hi') }),
-    ).rejects.toMatchObject({ status: 429, code: 'upstream_rate_limited' });
-    expect(bedrock.ledger.length).toBe(calls);
-    // Released for the tests that follow, as the end of the cooldown would (containers read it at most a second old).
-    await localClient(local.dynamoEndpoint).send(
-      new DeleteItemCommand({
-        TableName: local.tableName,
-        Key: { pk: { S: `${KEY_PREFIX.upstream}claude-3-5-haiku` } },
-      }),
-    );
-    await new Promise((r) => setTimeout(r, 1_100));
-    // Refunded: the user's whole day is still there for a request that needs almost all of it.
-    await vi.waitFor(async () => {
-      const limits = (await (
-        await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${key}` } })
-      ).json()) as { limits: { layer: string; remaining: number }[] };
-      expect(limits.limits.find((l) => l.layer === 'user')?.remaining).toBe(USER_DAY);
-    });
-  });
-
   it('the hard cap: no max_tokens, many at once, within the user’s day; a client that leaves pays the hidden reasoning', async () => {
     bedrock.behaviour = { natural: 2_000 };
     const key = await newKey();
@@ -205,6 +171,31 @@ describe('npm start --upstream bedrock', () => {
     expect(asked?.modelId).toBe('anthropic.claude-3-5-haiku-20241022-v1:0');
     expect(counted.input_tokens).toBeGreaterThan(0);
     expect(bedrock.ledger.length).toBe(billsBefore);
+  });
+
+  it('a Bedrock ThrottlingException is a 429 with Retry-After for the client, and refunded', async () => {
+    const key = await newKey();
+    bedrock.behaviour = { refuse: 'ThrottlingException' };
+    const refused = openai(key).chat.completions.create({ model: 'claude-3-5-haiku', messages: say('hi') });
+    await expect(refused).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+    const err = (await refused.catch((e: unknown) => e)) as InstanceType<typeof OpenAI.RateLimitError>;
+    expect(Number(err.headers?.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    bedrock.behaviour = { natural: 8 };
+    // The model cools down for every container for the throttling's Retry-After (upstream-feedback.ts):
+    // the next request is refused without a call to Bedrock.
+    const calls = bedrock.ledger.length;
+    await expect(
+      openai(key).chat.completions.create({ model: 'claude-3-5-haiku', messages: say('hi') }),
+    ).rejects.toMatchObject({ status: 429, code: 'upstream_rate_limited' });
+    expect(bedrock.ledger.length).toBe(calls);
+    // (The last requests to Bedrock here: the model stays cooled down for the 10 s its throttling is given.)
+    // Refunded: the user's whole day is still there for a request that needs almost all of it.
+    await vi.waitFor(async () => {
+      const limits = (await (
+        await fetch(`${local.baseUrl}/limits`, { headers: { authorization: `Bearer ${key}` } })
+      ).json()) as { limits: { layer: string; remaining: number }[] };
+      expect(limits.limits.find((l) => l.layer === 'user')?.remaining).toBe(USER_DAY);
+    });
   });
 
   it('every Bedrock call the proxy made above is allowed by the role the construct synthesizes for these models', async () => {

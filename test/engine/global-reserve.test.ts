@@ -4,9 +4,9 @@
  * the global's own conditional write decides, never a lease.
  */
 import { describe, expect, it } from 'vitest';
-import { tokenBucket } from '../../lambda/engine/limits';
+import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { GLOBAL_RESERVE_CODE, Limiter, type TenantRecord } from '../../lambda/engine/limiter';
-import { parseConfig, tokens } from '../../lambda/engine/plans';
+import { parseConfig, requests, tokens } from '../../lambda/engine/plans';
 import { testStore, uniqueKey } from '../support/dynamo';
 
 const CHAT = '/v1/chat/completions';
@@ -141,5 +141,22 @@ describe('a plan with a global reserve', () => {
     for (const bad of [0, 100, 12.5, '20', -1])
       expect(plan(bad)).toThrow(/config\.plans\.batch\.globalReserve: expected a whole percent from 1 to 99/);
     expect(plan(99)).not.toThrow();
+  });
+
+  it('is refused where it would leave a window less than a request per shard (a window counts whole requests)', () => {
+    const withGlobal = (globalReserve: number) => () =>
+      parseConfig(
+        JSON.parse(
+          JSON.stringify({
+            plans: { batch: { globalReserve } },
+            endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } },
+            global: { limits: [requests(slidingWindow(16, '1 m'))], shards: 8 },
+          }),
+        ),
+      );
+    expect(withGlobal(50)).not.toThrow(); // 2 per shard, 1 left to the plan
+    expect(withGlobal(60)).toThrow(
+      "config.plans.batch.globalReserve: 60% of per_minute's 2 per shard leaves this plan no request on a shard",
+    );
   });
 });

@@ -686,7 +686,7 @@ describe('prop validation', () => {
         'V/Limiter: 5 props are not valid:',
         '  - keyCacheTtl is 5 minutes; use at most 60 seconds (it is how long a revoked key keeps working)',
         '  - stageName is "my stage"; use letters, digits, - and _',
-        '  - plans.team.users: unknown field: use tenant, user, endpoints, outputReservation',
+        '  - plans.team.users: unknown field: use tenant, user, endpoints, outputReservation, globalReserve',
         '  - plans.gold.tenant[0].limit: unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window',
         '  - globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards',
       ].join('\n'),

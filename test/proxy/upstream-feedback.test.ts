@@ -35,24 +35,14 @@ describe('what the provider says is left', () => {
     ]);
   });
 
-  it('cools down when requests or tokens left are fewer than the next request needs, until the reset, at most the cap', () => {
+  it('cools down when no request or no token is left, until the reset, at most the cap', () => {
     const now = 1_000_000;
     const cap = 10_000;
     expect(
-      exhaustedUntil(
-        headers({ 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '2s' }),
-        50,
-        now,
-        cap,
-      ),
+      exhaustedUntil(headers({ 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '2s' }), now, cap),
     ).toBe(now + 2_000);
     expect(
-      exhaustedUntil(
-        headers({ 'x-ratelimit-remaining-tokens': '49', 'x-ratelimit-reset-tokens': '300ms' }),
-        50,
-        now,
-        cap,
-      ),
+      exhaustedUntil(headers({ 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '300ms' }), now, cap),
     ).toBe(now + 300);
     expect(
       exhaustedUntil(
@@ -60,29 +50,28 @@ describe('what the provider says is left', () => {
           'anthropic-ratelimit-requests-remaining': '0',
           'anthropic-ratelimit-requests-reset': new Date(now + 4_000).toISOString(),
         }),
-        50,
         now,
         cap,
       ),
     ).toBe(now + 4_000);
     // A reset an hour away is believed for 10 s at most; no reset given: a second.
     expect(
-      exhaustedUntil(
-        headers({ 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1h' }),
-        1,
-        now,
-        cap,
-      ),
+      exhaustedUntil(headers({ 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1h' }), now, cap),
     ).toBe(now + cap);
-    expect(exhaustedUntil(headers({ 'x-ratelimit-remaining-requests': '0' }), 1, now, cap)).toBe(now + 1_000);
-    // Enough left, or nothing said, or nonsense: no cooldown.
+    expect(exhaustedUntil(headers({ 'x-ratelimit-remaining-requests': '0' }), now, cap)).toBe(now + 1_000);
+    // A reset in plain seconds is seconds (not a year of Date.parse).
+    expect(
+      exhaustedUntil(headers({ 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '6' }), now, cap),
+    ).toBe(now + 6_000);
+    // Something left (a large request's tokens too: it must not stop the model for the small ones),
+    // or nothing said, or nonsense: no cooldown.
     for (const h of <Record<string, string>[]>[
-      { 'x-ratelimit-remaining-requests': '3', 'x-ratelimit-remaining-tokens': '50' },
+      { 'x-ratelimit-remaining-requests': '3', 'x-ratelimit-remaining-tokens': '1' },
       {},
       { 'x-ratelimit-remaining-requests': '-1' },
       { 'x-ratelimit-remaining-tokens': 'lots' },
     ])
-      expect(exhaustedUntil(headers(h), 50, now, cap)).toBeUndefined();
+      expect(exhaustedUntil(headers(h), now, cap)).toBeUndefined();
   });
 });
 
@@ -161,6 +150,19 @@ describe('a model cooling down, through the proxy', () => {
     expect(upstream.requests.length).toBe(called);
     await sleep(2_100);
     expect((await ask(1, 'bob')).status).toBe(200);
+    expect(upstream.requests.length).toBe(called + 1);
+  });
+
+  it('does not cool the model down for a request the provider finds too large for its limit at all', async () => {
+    await sleep(1_100); // the cooldown before this test has ended, and every container has read so
+    upstream.behaviour = {
+      status: 429,
+      errorMessage: 'Request too large for the model on tokens per min (TPM): Limit 10000, Requested 30000.',
+    };
+    expect((await ask(0)).status).toBe(429);
+    upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
+    const called = upstream.requests.length;
+    expect((await ask(0)).status).toBe(200);
     expect(upstream.requests.length).toBe(called + 1);
   });
 
