@@ -26,6 +26,8 @@ export interface AnthropicBehaviour {
   errorAfterDeltas?: number;
   /** End the response cleanly after this many text deltas, without message_stop (a gateway giving up). */
   endAfterDeltas?: number;
+  /** Headers added to a successful answer (Anthropic's anthropic-ratelimit-* headers). */
+  headers?: Record<string, string>;
 }
 
 export interface LedgerEntry {
@@ -123,7 +125,7 @@ export async function startAnthropicStandIn(behaviour: AnthropicBehaviour = {}):
     if (body.stream !== true) {
       await sleep(b.delayMs ?? 0);
       entry.outputTokens = output;
-      res.writeHead(200, { 'content-type': 'application/json', 'request-id': 'req_standin' });
+      res.writeHead(200, { 'content-type': 'application/json', 'request-id': 'req_standin', ...b.headers });
       res.end(
         JSON.stringify({
           id,
@@ -145,6 +147,7 @@ export async function startAnthropicStandIn(behaviour: AnthropicBehaviour = {}):
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       'request-id': 'req_standin',
+      ...b.headers,
     });
     const send = (type: string, data: Record<string, unknown>) =>
       res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);

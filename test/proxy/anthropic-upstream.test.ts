@@ -10,6 +10,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { chatToMessagesRequest } from '../../lambda/proxy/anthropic-request';
 import { AnthropicStreamError, callAnthropic } from '../../lambda/proxy/anthropic-upstream';
+import { exhaustedUntil } from '../../lambda/proxy/upstream-feedback';
 import { messagesDialect } from '../../lambda/proxy/dialects/messages';
 import { SseRelay } from '../../lambda/proxy/relay';
 import { UpstreamTimeoutError, UpstreamUnreachableError } from '../../lambda/proxy/upstream';
@@ -61,6 +62,25 @@ beforeEach(() => {
 });
 
 describe('callAnthropic', () => {
+  it("passes on the provider's rate-limit headers, streamed or not, so an exhausted limit cools the model down", async () => {
+    const reset = new Date(Date.now() + 3_000).toISOString();
+    standIn.behaviour = {
+      words: WORDS,
+      headers: {
+        'anthropic-ratelimit-requests-remaining': '0',
+        'anthropic-ratelimit-requests-reset': reset,
+        'anthropic-ratelimit-tokens-remaining': '9000',
+      },
+    };
+    for (const stream of [false, true]) {
+      const response = await callAnthropic(options(), chat({ stream }), new AbortController());
+      expect(response.headers.get('anthropic-ratelimit-requests-remaining')).toBe('0');
+      expect(response.headers.get('anthropic-ratelimit-tokens-remaining')).toBe('9000');
+      const now = Date.now();
+      expect(exhaustedUntil(response.headers, now, 10_000)).toBe(Date.parse(reset));
+    }
+  });
+
   it('sends the reserved cap as max_tokens, with the key and version, and reads the Message as a chat.completion', async () => {
     const response = await callAnthropic(options(), chat({ max_completion_tokens: 5 }), new AbortController(), 'req-1');
     const completion = (await response.json()) as Json;
