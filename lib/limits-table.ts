@@ -28,15 +28,7 @@ export class LimitsTable extends Construct {
    */
   constructor(scope: Construct, id: string, props: LimitsTableProps = {}) {
     super(scope, id);
-    this.table = new Table(this, 'Table', {
-      partitionKey: { name: TABLE.partitionKey, type: AttributeType.STRING },
-      timeToLiveAttribute: TABLE.ttlAttribute,
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
-      // A table the stack keeps is one nobody should delete by accident either.
-      deletionProtection: (props.removalPolicy ?? RemovalPolicy.RETAIN) === RemovalPolicy.RETAIN,
-    });
+    this.table = stateTable(this, TABLE, props.removalPolicy);
   }
 }
 
@@ -56,14 +48,24 @@ export class LedgerTable extends Construct {
    */
   constructor(scope: Construct, id: string, props: LimitsTableProps = {}) {
     super(scope, id);
-    this.table = new Table(this, 'Table', {
-      partitionKey: { name: LEDGER_TABLE.partitionKey, type: AttributeType.STRING },
-      sortKey: { name: LEDGER_TABLE.sortKey, type: AttributeType.STRING },
-      timeToLiveAttribute: LEDGER_TABLE.ttlAttribute,
-      billingMode: BillingMode.PAY_PER_REQUEST,
-      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
-      deletionProtection: (props.removalPolicy ?? RemovalPolicy.RETAIN) === RemovalPolicy.RETAIN,
-    });
+    this.table = stateTable(this, LEDGER_TABLE, props.removalPolicy);
   }
+}
+
+/** An on-demand table with point-in-time recovery and TTL, kept (and protected from deletion) unless told otherwise. */
+function stateTable(
+  scope: Construct,
+  keys: { readonly partitionKey: string; readonly sortKey?: string; readonly ttlAttribute: string },
+  removalPolicy = RemovalPolicy.RETAIN,
+): Table {
+  return new Table(scope, 'Table', {
+    partitionKey: { name: keys.partitionKey, type: AttributeType.STRING },
+    ...(keys.sortKey ? { sortKey: { name: keys.sortKey, type: AttributeType.STRING } } : {}),
+    timeToLiveAttribute: keys.ttlAttribute,
+    billingMode: BillingMode.PAY_PER_REQUEST,
+    pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+    removalPolicy,
+    // A table the stack keeps is one nobody should delete by accident either.
+    deletionProtection: removalPolicy === RemovalPolicy.RETAIN,
+  });
 }

@@ -14,18 +14,12 @@
  * Read path: a tenant's rows sit in LEDGER_TABLE.shards partitions (by writer), sorted by day:
  * one Query per partition reads any range of days.
  */
-import {
-  ConditionalCheckFailedException,
-  CreateTableCommand,
-  DescribeTableCommand,
-  type DynamoDBClient,
-  ResourceNotFoundException,
-  UpdateTimeToLiveCommand,
-} from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { localDay } from './calendar';
 import { LEDGER_TABLE } from './constants';
 import type { LimitSpec, Plan } from './plans';
+import { ensureTableOf } from './store';
 
 /** What a row counts. Dollars are kept in billionths (each request's cost rounded to the nearest), so sums are exact. */
 export interface LedgerCounts {
@@ -465,34 +459,8 @@ export function summarizeLedger(rows: readonly LedgerRow[], by?: LedgerGrouping)
 }
 
 /** Creates the ledger table when it does not exist (npm start, tests, benchmarks; the construct makes the deployed one). */
-export async function ensureLedgerTable(client: DynamoDBClient, tableName: string): Promise<void> {
-  try {
-    await client.send(new DescribeTableCommand({ TableName: tableName }));
-    return;
-  } catch (err) {
-    if (!(err instanceof ResourceNotFoundException)) throw err;
-  }
-  await client.send(
-    new CreateTableCommand({
-      TableName: tableName,
-      BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [
-        { AttributeName: LEDGER_TABLE.partitionKey, KeyType: 'HASH' },
-        { AttributeName: LEDGER_TABLE.sortKey, KeyType: 'RANGE' },
-      ],
-      AttributeDefinitions: [
-        { AttributeName: LEDGER_TABLE.partitionKey, AttributeType: 'S' },
-        { AttributeName: LEDGER_TABLE.sortKey, AttributeType: 'S' },
-      ],
-    }),
-  );
-  await client.send(
-    new UpdateTimeToLiveCommand({
-      TableName: tableName,
-      TimeToLiveSpecification: { AttributeName: LEDGER_TABLE.ttlAttribute, Enabled: true },
-    }),
-  );
-}
+export const ensureLedgerTable = (client: DynamoDBClient, tableName: string): Promise<void> =>
+  ensureTableOf(client, tableName, LEDGER_TABLE);
 
 /** A month's figures as people read them: dollars in dollars. */
 export interface MonthFigures {

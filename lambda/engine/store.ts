@@ -906,24 +906,37 @@ function expiresAt(freshAtMs: number): number {
 
 /** The table as the construct deploys it (key schema and TTL from TABLE), for local runs and tests. */
 export async function ensureTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  await ensureTableOf(client, tableName, TABLE);
+}
+
+/**
+ * Creates an on-demand table with `keys`' partition key (and sort key) and TTL attribute, when no
+ * table of that name exists (npm start, tests, benchmarks; the construct makes the deployed ones).
+ */
+export async function ensureTableOf(
+  client: DynamoDBClient,
+  tableName: string,
+  keys: { readonly partitionKey: string; readonly sortKey?: string; readonly ttlAttribute: string },
+): Promise<void> {
   try {
     await client.send(new DescribeTableCommand({ TableName: tableName }));
     return;
   } catch (err) {
     if (!(err instanceof ResourceNotFoundException)) throw err;
   }
+  const names = [keys.partitionKey, ...(keys.sortKey ? [keys.sortKey] : [])];
   await client.send(
     new CreateTableCommand({
       TableName: tableName,
       BillingMode: 'PAY_PER_REQUEST',
-      KeySchema: [{ AttributeName: TABLE.partitionKey, KeyType: 'HASH' }],
-      AttributeDefinitions: [{ AttributeName: TABLE.partitionKey, AttributeType: 'S' }],
+      KeySchema: names.map((AttributeName, i) => ({ AttributeName, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
+      AttributeDefinitions: names.map((AttributeName) => ({ AttributeName, AttributeType: 'S' })),
     }),
   );
   await client.send(
     new UpdateTimeToLiveCommand({
       TableName: tableName,
-      TimeToLiveSpecification: { AttributeName: TABLE.ttlAttribute, Enabled: true },
+      TimeToLiveSpecification: { AttributeName: keys.ttlAttribute, Enabled: true },
     }),
   );
 }

@@ -14,7 +14,6 @@ import { upstreamModels } from './upstream-models';
 import type { LimiterConfig } from '../engine/plans';
 import { SecretValue } from './secret';
 import { UpstreamCooldown } from './upstream-feedback';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 const PENDING = Symbol('settlement');
 const GONE = Symbol('client gone');
@@ -86,7 +85,8 @@ export function createProxyHandler(deps: ProxyDeps) {
 /** Built once per container from the environment (no secret is ever in it: only the secret's id). */
 export function proxyDepsFromEnvironment(): ProxyDeps {
   required('BRAKE_PARAMETER_NAME');
-  const { config, limiter, directory, brake, brakeRetryAfterSeconds, log, ledger } = commonDepsFromEnvironment();
+  const { config, dynamo, limiter, directory, brake, brakeRetryAfterSeconds, log, ledger } =
+    commonDepsFromEnvironment();
   return {
     config,
     limiter,
@@ -98,7 +98,7 @@ export function proxyDepsFromEnvironment(): ProxyDeps {
     ...(ledger ? { ledger } : {}),
     // The upstream's rate limits, shared through the table (upstream-feedback.ts).
     cooldown: new UpstreamCooldown({
-      client: new DynamoDBClient(clientConfig(CLIENT_TIMEOUTS.dynamodb)),
+      client: dynamo,
       tableName: required('TABLE_NAME'),
       log,
     }),

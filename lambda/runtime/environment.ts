@@ -46,6 +46,8 @@ export const limiterConfig = (): LimiterConfig => parseConfig(JSON.parse(limiter
 
 export interface CommonDeps {
   readonly config: LimiterConfig;
+  /** The container's one DynamoDB client (every item the function reads or writes goes through it). */
+  readonly dynamo: DynamoDBClient;
   readonly store: LimitStore;
   readonly limiter: Limiter;
   readonly directory: Directory;
@@ -80,6 +82,7 @@ export function commonDepsFromEnvironment(): CommonDeps {
   });
   return {
     config,
+    dynamo,
     store,
     // Calendar budgets alert on EventBridge (lambda/runtime/alerts.ts).
     limiter: new Limiter({ store, config, log, alerts: alertSinkFromEnvironment() }),

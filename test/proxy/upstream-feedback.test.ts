@@ -75,52 +75,62 @@ describe('what the provider says is left', () => {
   });
 });
 
-describe('a model cooling down, through the proxy', () => {
-  const MODEL = `gpt-cool-${uniqueKey('m')}`;
+/**
+ * One model on the stand-in behind `count` proxy containers built from their environment (each
+ * reads the model's cooldown item at most once a second), a tenant, and the stand-in itself.
+ */
+function proxyStack(label: string, count: number) {
+  const stack = {
+    model: `gpt-${label}-${uniqueKey('m')}`,
+    tenant: uniqueKey('tenant'),
+    upstream: undefined as unknown as UpstreamStandIn,
+    containers: [] as ReturnType<typeof createProxyHandler>[],
+  };
   let ssm: SsmLocal;
-  let upstream: UpstreamStandIn;
   const saved = { ...process.env };
-  const tenant = uniqueKey('tenant');
-  let containers: ReturnType<typeof createProxyHandler>[];
-
   beforeAll(async () => {
     installLambdaStreamingGlobals();
     ssm = await startSsmLocal();
-    upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
-    ssm.parameters.set('/cool/brake', { value: 'off', version: 1, modified: Date.now() });
-    ssm.secrets.set('cool-key', 'sk-upstream');
+    stack.upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
+    ssm.parameters.set(`/${label}/brake`, { value: 'off', version: 1, modified: Date.now() });
+    ssm.secrets.set(`${label}-key`, 'sk-upstream');
     Object.assign(process.env, {
       ...localFunctionEnvironment({
         tableName: tableName(),
-        brakeParameterName: '/cool/brake',
+        brakeParameterName: `/${label}/brake`,
         config: {
           plans: { team: { user: [requestsPerMinute(1_000)] } },
-          endpoints: { [CHAT]: { models: { [MODEL]: { inputPerMillion: 1, outputPerMillion: 1 } } } },
+          endpoints: { [CHAT]: { models: { [stack.model]: { inputPerMillion: 1, outputPerMillion: 1 } } } },
         },
         dynamoEndpoint: dynamoEndpoint(),
         ssmEndpoint: ssm.endpoint,
       }),
-      UPSTREAM_BASE_URL: upstream.baseUrl,
-      UPSTREAM_API_KEY_SECRET: 'cool-key',
+      UPSTREAM_BASE_URL: stack.upstream.baseUrl,
+      UPSTREAM_API_KEY_SECRET: `${label}-key`,
     });
-    await putTenant(localClient(dynamoEndpoint()), tableName(), { id: tenant, plan: 'team' });
-    // Two containers: what one learns, the other acts on (each reads the model's item at most once a second).
-    containers = [createProxyHandler(proxyDepsFromEnvironment()), createProxyHandler(proxyDepsFromEnvironment())];
+    await putTenant(localClient(dynamoEndpoint()), tableName(), { id: stack.tenant, plan: 'team' });
+    stack.containers = Array.from({ length: count }, () => createProxyHandler(proxyDepsFromEnvironment()));
   });
-
   afterAll(async () => {
     process.env = saved;
-    await upstream?.stop();
+    await stack.upstream?.stop();
     await ssm?.stop();
   });
+  return stack;
+}
+
+describe('a model cooling down, through the proxy', () => {
+  // Two containers: what one learns, the other acts on.
+  const stack = proxyStack('cool', 2);
+  const MODEL = stack.model;
 
   const ask = async (container: number, user = 'ann') => {
     const res = await invokeStreaming(
-      containers[container],
+      stack.containers[container]!,
       proxyEvent({
         route: CHAT,
         body: { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 10 },
-        authorizer: { tenant, user, shard: '0' },
+        authorizer: { tenant: stack.tenant, user, shard: '0' },
       }),
       lambdaContext('proxy'),
     );
@@ -138,36 +148,36 @@ describe('a model cooling down, through the proxy', () => {
     );
 
   it("after the provider's 429, every container answers 429 upstream_rate_limited without calling it, until its Retry-After", async () => {
-    upstream.behaviour = { status: 429, retryAfter: '2' };
+    stack.upstream.behaviour = { status: 429, retryAfter: '2' };
     expect((await ask(0)).status).toBe(429);
-    upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
-    const called = upstream.requests.length;
+    stack.upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
+    const called = stack.upstream.requests.length;
     const other = await ask(1, 'bob');
     expect(other.status).toBe(429);
     expect(other.body).toContain('upstream_rate_limited');
     expect(other.retryAfter).toBeGreaterThanOrEqual(1);
     expect(other.retryAfter).toBeLessThanOrEqual(2);
-    expect(upstream.requests.length).toBe(called);
+    expect(stack.upstream.requests.length).toBe(called);
     await sleep(2_100);
     expect((await ask(1, 'bob')).status).toBe(200);
-    expect(upstream.requests.length).toBe(called + 1);
+    expect(stack.upstream.requests.length).toBe(called + 1);
   });
 
   it('does not cool the model down for a request the provider finds too large for its limit at all', async () => {
     await sleep(1_100); // the cooldown before this test has ended, and every container has read so
-    upstream.behaviour = {
+    stack.upstream.behaviour = {
       status: 429,
       errorMessage: 'Request too large for the model on tokens per min (TPM): Limit 10000, Requested 30000.',
     };
     expect((await ask(0)).status).toBe(429);
-    upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
-    const called = upstream.requests.length;
+    stack.upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
+    const called = stack.upstream.requests.length;
     expect((await ask(0)).status).toBe(200);
-    expect(upstream.requests.length).toBe(called + 1);
+    expect(stack.upstream.requests.length).toBe(called + 1);
   });
 
   it('believes a Retry-After for a minute at most: a provider that says a day cannot stop the model for longer', async () => {
-    upstream.behaviour = { status: 429, retryAfter: '86400' };
+    stack.upstream.behaviour = { status: 429, retryAfter: '86400' };
     const before = Date.now();
     expect((await ask(0)).status).toBe(429);
     const until = await untilMs();
@@ -175,78 +185,43 @@ describe('a model cooling down, through the proxy', () => {
     expect(until - Date.now()).toBeLessThanOrEqual(60_000);
     // The other container (once its second-old reading has expired) holds the model for the minute, not the day.
     await sleep(1_100);
-    upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
-    const called = upstream.requests.length;
+    stack.upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
+    const called = stack.upstream.requests.length;
     const held = await ask(1);
     expect(held.status).toBe(429);
     expect(held.retryAfter).toBeGreaterThan(50);
     expect(held.retryAfter).toBeLessThanOrEqual(60);
-    expect(upstream.requests.length).toBe(called);
+    expect(stack.upstream.requests.length).toBe(called);
   });
 });
 
 describe('a model whose provider says nothing is left', () => {
-  const MODEL = `gpt-left-${uniqueKey('m')}`;
-  let ssm: SsmLocal;
-  let upstream: UpstreamStandIn;
-  const saved = { ...process.env };
-  const tenant = uniqueKey('tenant');
-  let proxy: ReturnType<typeof createProxyHandler>;
-
-  beforeAll(async () => {
-    installLambdaStreamingGlobals();
-    ssm = await startSsmLocal();
-    upstream = await startUpstreamStandIn({ usage: { prompt_tokens: 5, completion_tokens: 3 } });
-    ssm.parameters.set('/left/brake', { value: 'off', version: 1, modified: Date.now() });
-    ssm.secrets.set('left-key', 'sk-upstream');
-    Object.assign(process.env, {
-      ...localFunctionEnvironment({
-        tableName: tableName(),
-        brakeParameterName: '/left/brake',
-        config: {
-          plans: { team: { user: [requestsPerMinute(1_000)] } },
-          endpoints: { [CHAT]: { models: { [MODEL]: { inputPerMillion: 1, outputPerMillion: 1 } } } },
-        },
-        dynamoEndpoint: dynamoEndpoint(),
-        ssmEndpoint: ssm.endpoint,
-      }),
-      UPSTREAM_BASE_URL: upstream.baseUrl,
-      UPSTREAM_API_KEY_SECRET: 'left-key',
-    });
-    await putTenant(localClient(dynamoEndpoint()), tableName(), { id: tenant, plan: 'team' });
-    proxy = createProxyHandler(proxyDepsFromEnvironment());
-  });
-
-  afterAll(async () => {
-    process.env = saved;
-    await upstream?.stop();
-    await ssm?.stop();
-  });
+  const stack = proxyStack('left', 1);
 
   const ask = async () =>
     (
       await invokeStreaming(
-        proxy,
+        stack.containers[0]!,
         proxyEvent({
           route: CHAT,
-          body: { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 10, stream: true },
-          authorizer: { tenant, user: 'ann', shard: '0' },
+          body: { model: stack.model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 10, stream: true },
+          authorizer: { tenant: stack.tenant, user: 'ann', shard: '0' },
         }),
         lambdaContext('proxy'),
       )
     ).statusCode;
 
   it('answers the request that got the last one, and holds the next ones until the reset, at most 10 s', async () => {
-    upstream.behaviour = {
+    stack.upstream.behaviour = {
       usage: { prompt_tokens: 5, completion_tokens: 3 },
       headers: { 'x-ratelimit-remaining-requests': '0', 'x-ratelimit-reset-requests': '1s' },
     };
     expect(await ask()).toBe(200);
-    const called = upstream.requests.length;
+    const called = stack.upstream.requests.length;
     expect(await ask()).toBe(429);
-    expect(upstream.requests.length).toBe(called);
+    expect(stack.upstream.requests.length).toBe(called);
     await new Promise((r) => setTimeout(r, 1_100));
-    upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
+    stack.upstream.behaviour = { usage: { prompt_tokens: 5, completion_tokens: 3 } };
     expect(await ask()).toBe(200);
   });
 });
