@@ -273,6 +273,19 @@ describe('the usage ledger', () => {
     expect(rows.map((r) => [r.day, r.timeZone])).toEqual([['2027-01-01', 'Asia/Tokyo']]);
   });
 
+  it('leaves out rows past their retention that TTL has not deleted yet (DynamoDB deletes them days later)', async () => {
+    const tenant = uniqueKey('tenant');
+    const old = Date.parse('2020-03-01T12:00:00Z');
+    const l = ledger({ retentionDays: 1 });
+    l.recordUse(who(tenant), old, use(1, 0, 0));
+    await l.flush();
+    expect(await readLedger(client(), ledgerTableName(), tenant, '2020-03-01', '2020-03-01')).toEqual([]);
+    const kept = ledger({ retentionDays: 3_650 });
+    kept.recordUse(who(tenant), old, use(1, 0, 0));
+    await kept.flush();
+    expect(await readLedger(client(), ledgerTableName(), tenant, '2020-03-01', '2020-03-01')).toHaveLength(1);
+  });
+
   it('keeps user and model ids that contain the key separator apart', async () => {
     const tenant = uniqueKey('tenant');
     const l = ledger();
