@@ -261,10 +261,16 @@ export class Ledger {
       // A few at a time: a container that held many rows does not open a connection for each.
       for (let i = 0; i < rows.length && this.now() >= this.backoffUntil; i += WRITES_AT_ONCE)
         await Promise.all(rows.slice(i, i + WRITES_AT_ONCE).map((row) => this.writeRow(row)));
-      // Rows of past days that hold nothing are forgotten: a container's memory stays the size of its day.
-      for (const [id, row] of this.rows)
-        if (!row.pending && !row.sending && row.key.day < ledgerDay(this.now() - DAY_MS, row.key.timeZone))
-          this.rows.delete(id);
+      // Rows of past days that hold nothing are forgotten: a container's memory stays the size of
+      // its day. Yesterday is reckoned once per zone, not once per row.
+      const yesterday = new Map<string, string>();
+      const before = this.now() - DAY_MS;
+      for (const [id, row] of this.rows) {
+        if (row.pending || row.sending) continue;
+        const zone = row.key.timeZone;
+        if (!yesterday.has(zone)) yesterday.set(zone, ledgerDay(before, zone));
+        if (row.key.day < yesterday.get(zone)!) this.rows.delete(id);
+      }
     });
     this.queue = run.catch(() => {});
     return run;

@@ -266,7 +266,8 @@ async function coolingDown(
   now: number,
   headers: Record<string, string>,
   who: Who,
-  ledgerKey: Identity & { timeZone: string },
+  identity: Identity,
+  plan: Plan,
 ): Promise<ProxyResponse | undefined> {
   const until = (await deps.cooldown?.until(upstreamModelOf(deps, model))) ?? 0;
   if (until <= now) return undefined;
@@ -277,7 +278,7 @@ async function coolingDown(
     metrics: { Decisions: { value: 1, unit: 'Count' } },
     properties: { tenant: who.tenant, user: who.user, model },
   });
-  deps.ledger?.recordDenial({ ...ledgerKey, model }, now, 'upstream_rate_limited');
+  deps.ledger?.recordDenial({ ...identity, model, timeZone: ledgerZone(plan) }, now, 'upstream_rate_limited');
   return answer(
     429,
     { ...headers, 'Retry-After': String(wait) },
@@ -398,7 +399,7 @@ async function proxyRequest(
   const owner = await tenantPlan(deps, identity, base);
   if (isAnswer(owner)) return owner;
   const { tenant, plan } = owner;
-  const cooling = await coolingDown(deps, request.model, now, base, who, { ...identity, timeZone: ledgerZone(plan) });
+  const cooling = await coolingDown(deps, request.model, now, base, who, identity, plan);
   if (cooling) return cooling;
   const rates = ratesFor(price, request.serviceTier);
   const { reserved, bounds, cap } = reservationOf(request, plan, price, bound, rates);
