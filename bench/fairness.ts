@@ -1,5 +1,11 @@
 /**
- * Fair share (issue 27): the upstream's own rate limit fed back. A stand-in provider that takes 25
+ * Fair share (issue 27). First, weighted shares of an oversold global limit (lambda/engine/share.ts):
+ * the generated load of test/engine/global-share.test.ts (weights 1, 1, 2, 1 on a global of 20
+ * requests a second; one tenant sending 10x its share, the others below, at and above theirs)
+ * on a simulated clock against DynamoDB Local, with fair shares and first come first served, leases
+ * on as deployed, in the same process.
+ *
+ * Then the upstream's own rate limit fed back. A stand-in provider that takes 25
  * requests per 5 s window and answers 429 past them (with Retry-After and x-ratelimit-* headers,
  * as OpenAI does); eight clients on four proxy containers asking as fast as they can, each waiting
  * what a 429's Retry-After says (as the SDKs do); the provider's 429s counted with the feedback
@@ -16,6 +22,9 @@ import { startSsmLocal } from '../local/ssm-local';
 import { startUpstreamStandIn } from '../local/upstream-standin';
 import { lambdaContext, proxyEvent } from '../test/support/events';
 import { localFunctionEnvironment } from '../test/support/function-environment';
+import { tokenBucket } from '../lambda/engine/limits';
+import { parseConfig, requests } from '../lambda/engine/plans';
+import { admittedPerSecond, type LoadTenant, overAdmitted, runShareLoad } from '../test/support/share-load';
 import { report } from './report';
 import { size } from './smoke';
 
@@ -25,6 +34,7 @@ const CHAT = '/v1/chat/completions';
 export async function benchFairness(dynamoEndpoint: string): Promise<void> {
   installLambdaStreamingGlobals();
   await ensureTable(localClient(dynamoEndpoint), TABLE);
+  await benchShares(dynamoEndpoint);
   const ssm = await startSsmLocal();
   const saved = { ...process.env };
   const seconds = size(10, 2);
@@ -105,4 +115,80 @@ export async function benchFairness(dynamoEndpoint: string): Promise<void> {
     process.env = saved;
     await ssm.stop();
   }
+}
+
+/** The global of the shares load: 20 requests a second, 100 of burst, over 2 shards. */
+const RATE = 20;
+const CAPACITY = 100;
+
+async function benchShares(dynamoEndpoint: string): Promise<void> {
+  const seconds = size(40, 12);
+  const warmUp = size(10, 4);
+  const tenants: LoadTenant[] = [
+    { tenant: { id: 'heavy', plan: 'one' }, demand: () => 40 },
+    { tenant: { id: 'below', plan: 'one' }, demand: () => 2 },
+    { tenant: { id: 'at', plan: 'two' }, demand: () => 8 },
+    { tenant: { id: 'above', plan: 'one' }, demand: () => 6 },
+  ];
+  // Weighted shares of 20/s for weights 1, 1, 2, 1.
+  const share: Record<string, number> = { heavy: 4, below: 4, at: 8, above: 4 };
+  const run = (fairShare: boolean) =>
+    runShareLoad({
+      client: localClient(dynamoEndpoint),
+      tableName: TABLE,
+      namespace: `bench-${crypto.randomUUID()}`,
+      config: parseConfig(
+        JSON.parse(
+          JSON.stringify({
+            plans: { one: {}, two: fairShare ? { globalWeight: 2 } : {} },
+            endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } },
+            global: { limits: [requests(tokenBucket(CAPACITY, RATE), { name: 'pool' })], shards: 2, fairShare },
+            penalty: { threshold: 1e9 },
+          }),
+        ),
+      ),
+      route: CHAT,
+      tenants,
+      seconds,
+      leases: true,
+    });
+  const shared = await run(true);
+  const firstCome = await run(false);
+  const starved = (r: typeof shared) =>
+    Math.min(
+      ...tenants
+        .filter((t) => t.tenant.id !== 'heavy')
+        .map((t) => admittedPerSecond(r, t.tenant.id, warmUp, seconds) / Math.min(t.demand(0), share[t.tenant.id]!)),
+    );
+  const used = (r: typeof shared) =>
+    tenants.reduce((a, t) => a + admittedPerSecond(r, t.tenant.id, warmUp, seconds), 0) / RATE;
+  const load =
+    `4 tenants (weights 1, 1, 2, 1) on 4 containers for ${seconds} simulated s against a global of ${RATE} ` +
+    'requests/s; one sends 10x its share, the others below, at and above theirs; from ' +
+    `${warmUp} s on; baseline: first come, first served`;
+  report(
+    'fairness.starved_tenant_share',
+    starved(shared),
+    `the worst light tenant's admitted / min(its demand, its weighted share), ${load}; target >= 0.95`,
+    starved(firstCome),
+  );
+  report(
+    'fairness.global_over_admitted',
+    overAdmitted(shared, CAPACITY, RATE),
+    `requests admitted past the global's burst + refill over any run of seconds, ${load}; target 0`,
+    overAdmitted(firstCome, CAPACITY, RATE),
+  );
+  report(
+    'fairness.idle_share_used',
+    used(shared),
+    `admitted / the global's rate while demand exceeds it (a tenant below its share leaves part unused), ${load}; target >= 0.95`,
+    used(firstCome),
+  );
+  report(
+    'fairness.share.dynamodb_requests_per_decision',
+    shared.calls / shared.decisions,
+    'DynamoDB requests per decision with fair shares (a global write each, never leased, and the meters), ' +
+      load.replace('first come, first served', 'first come, first served with leases'),
+    firstCome.calls / firstCome.decisions,
+  );
 }

@@ -109,7 +109,14 @@ export const FIGURES = {
     'economics.ledger.write_units_per_request.flush_1s',
     'economics.ledger.busiest_partition_wcu_per_request',
   ],
-  fairness: ['fairness.upstream_429s_avoided', 'fairness.upstream_429s_avoided.retry_after_clients'],
+  fairness: [
+    'fairness.starved_tenant_share',
+    'fairness.global_over_admitted',
+    'fairness.idle_share_used',
+    'fairness.share.dynamodb_requests_per_decision',
+    'fairness.upstream_429s_avoided',
+    'fairness.upstream_429s_avoided.retry_after_clients',
+  ],
   gateway: [
     'gateway.added_latency_ms.p50',
     'gateway.added_latency_ms.p99',

@@ -104,6 +104,15 @@ export interface LlmRateLimiterProps {
    */
   readonly globalShards?: number;
   /**
+   * Shares the global limits fairly when they run short: each tenant that asks gets at least its
+   * plan's `globalWeight` part of them, what one leaves unused goes to the others, and a tenant
+   * past its share gets 429 `global_share` with a Retry-After. Costs a global write per request
+   * (a shared global is never leased) and a meter write per busy tenant per container per second
+   * (docs/design.md, "Fair shares of the global cap"). Needs `globalLimits`.
+   * @default false - first come, first served
+   */
+  readonly globalFairShare?: boolean;
+  /**
    * Per layer, what a request meets when DynamoDB fails: `closed` denies it (503
    * `limiter_unavailable`), `open` lets it through and logs it.
    * @example
@@ -430,6 +439,16 @@ function durationAtMost(
     problems.push(`${prop} is ${value.toHumanString()}; ${fix}`);
 }
 
+/** The global part of the limiter configuration the props describe (undefined without globalLimits). */
+function globalConfig(props: LlmRateLimiterProps) {
+  if (!props.globalLimits) return undefined;
+  return {
+    limits: props.globalLimits,
+    shards: props.globalShards ?? 8,
+    ...(props.globalFairShare ? { fairShare: true } : {}),
+  };
+}
+
 /**
  * The limiter configuration's parser names its own paths (config.plans.team.user[0]); a person
  * wrote props: name those. config.global.limits is the globalLimits prop, and so on.
@@ -438,6 +457,7 @@ function propPath(message: string): string {
   return message
     .replace(/^config\.global\.limits/, 'globalLimits')
     .replace(/^config\.global\.shards/, 'globalShards')
+    .replace(/^config\.global\.fairShare/, 'globalFairShare')
     .replace(/^config\.global/, 'globalLimits')
     .replace(/^config\.endpoints\.(\/[^.:\s]*)/, (_m, route: string) => `endpoints['${route}']`)
     .replace(
@@ -638,19 +658,24 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
   const json = (value: unknown) => JSON.parse(JSON.stringify(value)) as unknown;
   const endpoints = json(props.endpoints);
   const placeholder = { placeholder: {} };
+  if (props.globalFairShare && !props.globalLimits)
+    problems.push('globalFairShare is set without globalLimits; give the global limits to share, or leave it out');
   if (checkPart(problems, { plans: placeholder, endpoints })) {
     const plans = json(props.plans);
+    // Each plan is checked with the global limits (a reserve or a weight refers to them) when those are valid.
+    const globalProblems: string[] = [];
+    const global = globalConfig(props);
+    const withGlobal =
+      global && checkPart(globalProblems, { plans: placeholder, endpoints, global: json(global) })
+        ? { global: json(global) }
+        : {};
     if (plans && typeof plans === 'object' && Object.keys(plans).length > 0) {
-      for (const [name, plan] of Object.entries(plans)) checkPart(problems, { plans: { [name]: plan }, endpoints });
+      for (const [name, plan] of Object.entries(plans))
+        checkPart(problems, { plans: { [name]: plan }, endpoints, ...withGlobal });
     } else {
       checkPart(problems, { plans, endpoints });
     }
-    if (props.globalLimits)
-      checkPart(problems, {
-        plans: placeholder,
-        endpoints,
-        global: json({ limits: props.globalLimits, shards: props.globalShards ?? 8 }),
-      });
+    problems.push(...globalProblems);
     if (props.failureModes)
       checkPart(problems, { plans: placeholder, endpoints, failureModes: json(props.failureModes) });
     if (props.penalty) checkPart(problems, { plans: placeholder, endpoints, penalty: json(props.penalty) });
@@ -664,7 +689,7 @@ export function validateProps(props: LlmRateLimiterProps, path = 'LlmRateLimiter
     json({
       plans: props.plans,
       endpoints: props.endpoints,
-      ...(props.globalLimits ? { global: { limits: props.globalLimits, shards: props.globalShards ?? 8 } } : {}),
+      ...(props.globalLimits ? { global: globalConfig(props) } : {}),
       ...(props.failureModes ? { failureModes: props.failureModes } : {}),
       ...(props.penalty ? { penalty: props.penalty } : {}),
     }),

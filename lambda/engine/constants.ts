@@ -20,6 +20,8 @@ export const KEY_PREFIX = {
   alert: 'a#',
   /** A model's cooldown at the upstream: until when its rate limit is spent (lambda/proxy/upstream-feedback.ts). */
   upstream: 'u#',
+  /** A tenant's use of a shared global limit over the last seconds (lambda/engine/share.ts). */
+  share: 'f#',
 } as const;
 
 /** Attribute names of bucket items. Short names keep every item within one write unit. */

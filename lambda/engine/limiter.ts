@@ -23,6 +23,7 @@ import {
   DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
 import { slidingWindow } from './limits';
+import { SHARE, ShareMeter } from './share';
 import { type Check, type ItemOutcome, type LimitStore, type Spending, spendingOf } from './store';
 
 export interface Identity {
@@ -94,21 +95,26 @@ interface LayerCall {
   readonly failureMode: FailureMode;
   readonly block?: string;
   readonly alsoHolds: readonly Limit[];
-  /** The global layer checked without the plan's global reserve: a denial there is `global_reserve`. */
-  readonly reserved?: true;
+  /** Per spec, the code of a denial when the check is against part of its bucket (a reserve or a share); else the limit's. */
+  readonly lineCodes?: readonly (string | undefined)[];
 }
 
 /** The 429 code of a request denied by the global reserve its plan keeps (Plan.globalReserve). */
 export const GLOBAL_RESERVE_CODE = 'global_reserve';
 
+/** The 429 code of a request denied because its tenant is past its share of a shared global limit (Plan.globalWeight). */
+export const GLOBAL_SHARE_CODE = 'global_share';
+
 /**
- * A limit with `percent` of it held back: the part of the bucket a check may use (a plan's
- * global reserve). The bucket, its state and its refill are the same; only the line is lower.
+ * A limit with `part` (0 to 1) of it held back: the part of the bucket a check may use (a plan's
+ * global reserve, a tenant's fair share). The bucket, its state and its refill are the same; only
+ * the line is lower.
  */
-function withoutReserve(limit: Limit, percent: number): Limit {
-  const kept = (n: number) => (n * (100 - percent)) / 100;
-  // A window counts whole requests per slot: its line is rounded down (parseConfig refuses a line under 1).
-  if (limit.shape === 'sliding_window') return { ...limit, limit: Math.floor(kept(limit.limit)) };
+function below(limit: Limit, part: number): Limit {
+  const kept = (n: number) => n * (1 - part);
+  // A window counts whole requests per slot: its line is rounded down, never under 1 (parseConfig
+  // refuses a reserve that would leave less).
+  if (limit.shape === 'sliding_window') return { ...limit, limit: Math.max(1, Math.floor(kept(limit.limit))) };
   // A bucket's line may fall between whole units (it is kept in ticks); its burst credit is the
   // headroom too, and is not the reserved plan's to spend.
   if (limit.shape === 'token_bucket')
@@ -169,12 +175,19 @@ export class Limiter {
   private readonly strategy: Strategy;
   private readonly random: () => number;
   private readonly log: (entry: Record<string, unknown>) => void;
+  /** Every tenant's recent use of the shared global limits (when `global.fairShare`). */
+  private readonly share: ShareMeter | undefined;
 
   constructor(private readonly options: LimiterOptions) {
     this.penalty = { ...DEFAULT_PENALTY, ...options.config.penalty };
     this.strategy = options.strategy ?? 'parallel';
     this.random = options.random ?? Math.random;
     this.log = options.log ?? ((entry) => console.error(JSON.stringify(entry)));
+    const global = options.config.global;
+    if (global?.fairShare) {
+      const topWeight = Math.max(...Object.values(options.config.plans).map((p) => p.globalWeight ?? 1));
+      this.share = new ShareMeter(options.store, global.limits, topWeight, options.namespace ?? '', this.log);
+    }
   }
 
   /** The tenant's plan with its overrides; throws UnknownPlanError (fail closed) when it names none. */
@@ -231,10 +244,11 @@ export class Limiter {
     // written here: admitting would write it only to check it is not exhausted, and the proxy's
     // reservation checks the same item moments later, with the real amount, as the hard limit. A
     // layer with request limits checks its token limits in the same write, for free.
-    const calls = this.calls(identity, this.planOf(tenant), route, costing, shard, true).filter(
+    const plan = this.planOf(tenant);
+    const calls = this.calls(identity, plan, route, costing, shard, true).filter(
       (c) => c.block || c.checks.some((check) => check.mode !== 'admit'),
     );
-    return this.decide(identity, calls, shard, route);
+    return this.decideSharing(identity, plan, calls, shard, route);
   }
 
   /**
@@ -256,7 +270,35 @@ export class Limiter {
       return cost > 0 ? { mode: 'consume', cost } : undefined;
     };
     const s = this.leasedShard() ?? shard;
-    return this.decide(identity, this.calls(identity, this.planOf(tenant), route, costing, s, false), s, route);
+    const plan = this.planOf(tenant);
+    return this.decideSharing(identity, plan, this.calls(identity, plan, route, costing, s, false), s, route);
+  }
+
+  /**
+   * decide, and with shared global limits: the tenant's meter written alongside when due (same
+   * round-trip), and what an admission spent on them counted in it.
+   */
+  private async decideSharing(
+    identity: Identity,
+    plan: Plan,
+    calls: readonly LayerCall[],
+    shard: number,
+    route: string,
+  ): Promise<Verdict> {
+    const share = this.share;
+    if (!share) return this.decide(identity, calls, shard, route);
+    const now = this.options.store.now().late;
+    const [verdict] = await Promise.all([
+      this.decide(identity, calls, shard, route),
+      share.flush(identity.tenant, plan.globalWeight ?? 1, now),
+    ]);
+    const global = calls.find((c) => c.layer === 'global');
+    if (verdict.allowed && global && !verdict.failedOpen.includes('global'))
+      for (const check of global.checks)
+        if (check.mode !== 'admit') share.record(identity.tenant, check.name, check.cost, now);
+    if (verdict.code === GLOBAL_SHARE_CODE && verdict.denied)
+      share.refused(identity.tenant, bucketName(verdict.denied.spec), costOf(global, verdict.denied.spec), now);
+    return verdict;
   }
 
   /** The global shard this container holds a live lease on, when the authorizer wrote none. */
@@ -300,6 +342,10 @@ export class Limiter {
         const spending = skipped ? undefined : reservation.spending?.get(call.key)?.get(c.name);
         return [{ name: c.name, limit: c.limit, delta, admittedAt, ...spending }];
       });
+      if (call.layer === 'global' && this.share) {
+        const now = this.options.store.now().late;
+        for (const a of adjustments) this.share.record(identity.tenant, a.name, a.delta, now);
+      }
       return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
     });
     const record = {
@@ -346,14 +392,30 @@ export class Limiter {
     ];
     if (endpoint)
       layers.push(['endpoint', layerKey.endpoint(identity, route, endpoint.scope, ns), plan.endpoints?.[route] ?? []]);
-    // Admissions of a plan with a global reserve see the global limits without it (the same
-    // buckets, under their own names); settlements see them whole, so refunds go back exactly.
-    const reserve = forSettlement ? undefined : plan.globalReserve;
+    // Admissions of a plan with a global reserve, or of a tenant with a line in a shared global,
+    // see the global limits without that part (the same buckets, under their own names);
+    // settlements see them whole, so refunds go back exactly.
+    let lineCodes: (string | undefined)[] | undefined;
+    let exact = false;
     if (endpoint && config.global) {
       const whole = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
-      const specs = reserve
-        ? whole.map((s) => ({ ...s, name: specName(s), limit: withoutReserve(s.limit, reserve) }))
-        : whole;
+      let specs = whole;
+      if (!forSettlement) {
+        const reserve = (plan.globalReserve ?? 0) / 100;
+        const lines = this.share?.lines(identity.tenant, plan.globalWeight ?? 1, this.options.store.now().late);
+        const parts = whole.map((s) => {
+          const share = partOf(lines?.get(bucketName(s)), s.limit, costing(s)?.cost ?? 0);
+          return share > reserve
+            ? { part: share, code: GLOBAL_SHARE_CODE }
+            : { part: reserve, code: reserve > 0 ? GLOBAL_RESERVE_CODE : undefined };
+        });
+        specs = whole.map((s, i) =>
+          parts[i]!.part > 0 ? { ...s, name: specName(s), limit: below(s.limit, parts[i]!.part) } : s,
+        );
+        lineCodes = parts.map((p) => p.code);
+        // A lease is a share of the whole bucket: a check against part of it is written every time.
+        exact = reserve > 0 || this.share !== undefined;
+      }
       layers.push(['global', layerKey.global(shard, ns), specs, whole]);
     }
     const calls: LayerCall[] = [];
@@ -369,8 +431,7 @@ export class Limiter {
           cost: cost.cost,
           mode: cost.mode,
           ...(spec.shadow ? { shadow: true } : {}),
-          // A lease is a share of the whole bucket: a check against part of it is written every time.
-          ...(layer === 'global' && reserve ? { noLease: true } : {}),
+          ...(layer === 'global' && exact ? { noLease: true } : {}),
         });
         used.push(spec);
       }
@@ -384,7 +445,9 @@ export class Limiter {
         failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE,
         ...(block ? { block } : {}),
         alsoHolds: held.map((s) => s.limit),
-        ...(layer === 'global' && reserve ? { reserved: true as const } : {}),
+        ...(layer === 'global' && lineCodes
+          ? { lineCodes: specs.flatMap((s, i) => (costing(s) ? [lineCodes![i]] : [])) }
+          : {}),
       });
     }
     return calls;
@@ -493,7 +556,7 @@ export class Limiter {
     const denied: LimitOutcome = {
       layer: call.layer,
       spec,
-      code: call.reserved ? GLOBAL_RESERVE_CODE : limitCode(call.layer, spec),
+      code: call.lineCodes?.[denial.deniedAt!] ?? limitCode(call.layer, spec),
       decision: denial.decisions[denial.deniedAt!]!,
     };
     const userResult = results[calls.findIndex((c) => c.layer === 'user')];
@@ -613,6 +676,23 @@ export class Limiter {
     if (!(err instanceof LimiterError)) throw err;
     this.log({ level: 'error', message, layer, error: err.name });
   }
+}
+
+/**
+ * The part of a shared global limit's bucket a tenant may not use: its line, raised by
+ * SHARE.refusedMargin requests of this cost when it was refused at it lately (never past the top line).
+ */
+function partOf(share: { line: number; refused: boolean } | undefined, limit: Limit, cost: number): number {
+  if (!share) return 0;
+  if (!share.refused) return share.line;
+  const size = limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
+  return Math.min(SHARE.topLine, share.line + (SHARE.refusedMargin * cost) / size);
+}
+
+/** What `call` would have spent on `spec` (1 for a check that only admits). */
+function costOf(call: LayerCall | undefined, spec: LimitSpec): number {
+  const check = call?.checks[call.specs.indexOf(spec)];
+  return check?.mode === 'consume' ? check.cost : 1;
 }
 
 /** What each admitted check spent and the lease it used, by item key and bucket name. */

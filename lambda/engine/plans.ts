@@ -92,13 +92,23 @@ export interface Plan {
    * @default - none: the plan's tenants may use the whole global limit
    */
   readonly globalReserve?: number;
+  /**
+   * This plan's tenants' weight in a shared global limit (`globalFairShare`): when the global runs
+   * short, each tenant that asks gets at least its weight's part of it (weight / the sum of the
+   * weights of the tenants asking), and what one leaves unused goes to the others. A 429 from a
+   * tenant's share has code `global_share`. Any number from 0.01 to 10,000.
+   * @example
+   * enterprise: { tenant: [tokensPerMinute(400_000)], globalWeight: 4 }
+   * @default 1
+   */
+  readonly globalWeight?: number;
 }
 
 /**
  * Per-tenant changes that take effect without a deploy (enterprise contracts): a plan-shaped JSON
  * object, set with `llm-limiter tenants set-overrides <tenant> --file <file>`. Each limit in it
  * replaces the plan's limit with the same `counts` and name (its bucket and what it has counted
- * stay), or adds one; `outputReservation` and `globalReserve` replace the plan's. It reaches traffic within 5 seconds.
+ * stay), or adds one; `outputReservation`, `globalReserve` and `globalWeight` replace the plan's. It reaches traffic within 5 seconds.
  * @example
  * ```json
  * {
@@ -348,6 +358,8 @@ export interface LimiterConfig {
     readonly limits: readonly LimitSpec[];
     /** How many items share each global limit (the `globalShards` prop). @default 8 */
     readonly shards?: number;
+    /** Weighted fair shares when the limits run short (the `globalFairShare` prop; lambda/engine/share.ts). @default false */
+    readonly fairShare?: boolean;
   };
   /** What a layer does when DynamoDB fails: deny (closed) or let the request through (open). @default - `closed` for every layer */
   readonly failureModes?: Readonly<Partial<Record<Layer, FailureMode>>>;
@@ -659,7 +671,7 @@ export function parseSpecs(value: unknown, path: string): LimitSpec[] {
   return specs;
 }
 
-const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation', 'globalReserve'];
+const PLAN_FIELDS = ['tenant', 'user', 'endpoints', 'outputReservation', 'globalReserve', 'globalWeight'];
 
 /**
  * Validates a plan or a tenant's overrides from JSON; throws InvalidLimitError naming the path
@@ -701,12 +713,24 @@ export function parsePlan(value: unknown, path: string): Plan {
         `expected a whole percent from 1 to 99 of each global limit to keep from this plan, got ${JSON.stringify(value.globalReserve)}`,
       );
   }
+  const globalWeight = value.globalWeight;
+  if (
+    globalWeight !== undefined &&
+    !(
+      typeof globalWeight === 'number' &&
+      Number.isFinite(globalWeight) &&
+      globalWeight >= 0.01 &&
+      globalWeight <= 10_000
+    )
+  )
+    fail(`${path}.globalWeight`, `expected a weight from 0.01 to 10000, got ${JSON.stringify(globalWeight)}`);
   return {
     tenant: parseSpecs(value.tenant, `${path}.tenant`),
     user: parseSpecs(value.user, `${path}.user`),
     endpoints,
     ...(outputReservation ? { outputReservation } : {}),
     ...(globalReserve ? { globalReserve } : {}),
+    ...(globalWeight !== undefined ? { globalWeight: globalWeight as number } : {}),
   };
 }
 
@@ -727,6 +751,12 @@ export function parseConfig(value: unknown): LimiterConfig {
   for (const [name, plan] of Object.entries(value.plans)) plans[name] = parsePlanFor(endpoints, name, plan);
   const global = value.global === undefined ? undefined : parseGlobal(value.global);
   if (global) for (const [name, plan] of Object.entries(plans)) checkReserve(plan, global, `config.plans.${name}`);
+  for (const [name, plan] of Object.entries(plans))
+    if (plan.globalWeight !== undefined && !global?.fairShare)
+      fail(
+        `config.plans.${name}.globalWeight`,
+        'a weight counts only in a shared global limit: set globalFairShare: true (with globalLimits), or remove it',
+      );
   const perMinute = value.limitsRequestsPerMinute;
   if (perMinute !== undefined && !(Number.isInteger(perMinute) && (perMinute as number) >= 1))
     fail('config.limitsRequestsPerMinute', `expected a whole number >= 1, got ${JSON.stringify(perMinute)}`);
@@ -889,7 +919,7 @@ function parsePlanFor(endpoints: Record<string, EndpointConfig>, name: string, r
 }
 
 function parseGlobal(raw: unknown): NonNullable<LimiterConfig['global']> {
-  if (!isRecord(raw)) fail('config.global', 'expected { limits, shards? }');
+  if (!isRecord(raw)) fail('config.global', 'expected { limits, shards?, fairShare? }');
   const shards = raw.shards === undefined ? DEFAULT_GLOBAL_SHARDS : Number(raw.shards);
   if (!Number.isInteger(shards) || shards < 1 || shards > 1000)
     fail('config.global.shards', `expected an integer 1-1000, got ${JSON.stringify(raw.shards)}`);
@@ -902,7 +932,9 @@ function parseGlobal(raw: unknown): NonNullable<LimiterConfig['global']> {
       );
   }
   requireExpressionsFit(limits, 'config.global.limits');
-  return { limits, shards };
+  if (raw.fairShare !== undefined && typeof raw.fairShare !== 'boolean')
+    fail('config.global.fairShare', `expected true or false, got ${JSON.stringify(raw.fairShare)}`);
+  return { limits, shards, ...(raw.fairShare ? { fairShare: true } : {}) };
 }
 
 function parseFailureModes(raw: unknown): Partial<Record<Layer, FailureMode>> {
@@ -962,12 +994,14 @@ export function applyOverrides(plan: Plan, overrides: Overrides | undefined): Pl
   }
   const outputReservation = overrides.outputReservation ?? plan.outputReservation;
   const globalReserve = overrides.globalReserve ?? plan.globalReserve;
+  const globalWeight = overrides.globalWeight ?? plan.globalWeight;
   return {
     tenant: merge(plan.tenant, overrides.tenant),
     user: merge(plan.user, overrides.user),
     endpoints,
     ...(outputReservation ? { outputReservation } : {}),
     ...(globalReserve ? { globalReserve } : {}),
+    ...(globalWeight !== undefined ? { globalWeight } : {}),
   };
 }
 

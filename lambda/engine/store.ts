@@ -501,6 +501,54 @@ export class LimitStore {
   }
 
   /**
+   * Adds to a fair-share meter (lambda/engine/share.ts) and returns it as it stands after: one
+   * UpdateItem, ADD of each count (a new attribute starts at 0), REMOVE of the slots that have left
+   * its window, and a TTL a day past `expiresAtMs`. Not conditional: a resend after a lost answer
+   * counts twice (a meter is an estimate; documented there).
+   */
+  async addToMeter(
+    key: string,
+    adds: Readonly<Record<string, number>>,
+    removes: readonly string[],
+    expiresAtMs: number,
+  ): Promise<Item> {
+    const pk = KEY_PREFIX.share + key;
+    const names: Record<string, string> = { '#exp': TABLE.ttlAttribute };
+    const values: Record<string, unknown> = { ':exp': expiresAt(expiresAtMs) };
+    const added = Object.entries(adds).map(([attr, n], i) => {
+      names[`#a${i}`] = attr;
+      values[`:a${i}`] = n;
+      return `#a${i} :a${i}`;
+    });
+    const removed = removes.map((attr, i) => {
+      names[`#r${i}`] = attr;
+      return `#r${i}`;
+    });
+    const update = [
+      'SET #exp = :exp',
+      ...(added.length ? [`ADD ${added.join(', ')}`] : []),
+      ...(removed.length ? [`REMOVE ${removed.join(', ')}`] : []),
+    ].join(' ');
+    this.stats.calls++;
+    try {
+      const out = await this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: { [TABLE.partitionKey]: pk },
+          UpdateExpression: update,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+        { abortSignal: this.deadline() },
+      );
+      return out.Attributes ?? {};
+    } catch (err) {
+      throw unavailable('UpdateItem', pk, err);
+    }
+  }
+
+  /**
    * Settles several items exactly once: the adjustments and a ledger entry for `ledgerKey` go in
    * one TransactWriteItems whose ledger Put requires that no entry exists yet. A retry after a
    * timeout that did land finds the entry and changes nothing. Nothing is read: a refund needs

@@ -572,6 +572,21 @@ describe('prop validation', () => {
       /V\/Limiter: globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards/,
     ],
     [
+      'fair shares are asked for with no global limit to share',
+      { globalFairShare: true, globalLimits: undefined },
+      /V\/Limiter: globalFairShare is set without globalLimits; give the global limits to share, or leave it out/,
+    ],
+    [
+      'a plan has a weight but the global is not shared (it would do nothing)',
+      { plans: { team: { globalWeight: 3 } }, globalLimits: [requestsPerMinute(600)] },
+      /V\/Limiter: plans.team.globalWeight: a weight counts only in a shared global limit: set globalFairShare: true/,
+    ],
+    [
+      'a weight is not a number from 0.01 to 10,000',
+      { plans: { team: { globalWeight: 0 } }, globalLimits: [requestsPerMinute(600)], globalFairShare: true },
+      /V\/Limiter: plans.team.globalWeight: expected a weight from 0.01 to 10000, got 0/,
+    ],
+    [
       'a failure mode names no layer',
       { failureModes: { team: 'open' } as never },
       /V\/Limiter: failureModes.team: unknown layer/,
@@ -686,7 +701,7 @@ describe('prop validation', () => {
         'V/Limiter: 5 props are not valid:',
         '  - keyCacheTtl is 5 minutes; use at most 60 seconds (it is how long a revoked key keeps working)',
         '  - stageName is "my stage"; use letters, digits, - and _',
-        '  - plans.team.users: unknown field: use tenant, user, endpoints, outputReservation, globalReserve',
+        '  - plans.team.users: unknown field: use tenant, user, endpoints, outputReservation, globalReserve, globalWeight',
         '  - plans.gold.tenant[0].limit: unknown shape "fixed_window": use token_bucket, leaky_bucket or sliding_window',
         '  - globalLimits: per_minute allows 4, fewer than its 8 shards: lower the number of shards',
       ].join('\n'),

@@ -56,6 +56,8 @@ export const FUNCTIONS = {
 // already refilled, known from time alone, and the settlement writes only the tenant's item.
 // The calendar budgets alert at their first request (authorizer: requests; proxy: dollars), so
 // the alert's claim and its event are judged too.
+const GLOBAL_LIMITS = [usdPerDay(100), requestsPerMinute(6_000)];
+
 const PLANS = {
   team: {
     tenant: [
@@ -97,7 +99,8 @@ function synth(secret: (stack: Stack) => ISecret) {
     brakeParameterName: BRAKE,
     endpoints: ENDPOINTS,
     plans: PLANS,
-    globalLimits: [usdPerDay(100)],
+    globalLimits: GLOBAL_LIMITS,
+    globalFairShare: true,
   });
   return Template.fromStack(stack);
 }
@@ -138,7 +141,8 @@ export async function iamScenario(
       ...localFunctionEnvironment({
         tableName: table,
         brakeParameterName: BRAKE,
-        config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: [usdPerDay(100)], shards: 8 } },
+        // Shared: the authorizer and the proxy also write the tenants' fair-share meters.
+        config: { plans: PLANS, endpoints: ENDPOINTS, global: { limits: GLOBAL_LIMITS, shards: 8, fairShare: true } },
         dynamoEndpoint: dynamo.endpoint,
         ssmEndpoint: ssm.endpoint,
       }),

@@ -1,0 +1,214 @@
+import type { Limit } from './limits';
+import { bucketName, type LimitSpec } from './plans';
+import type { LimitStore } from './store';
+
+/**
+ * Weighted fair shares of an oversold global limit (`LimiterConfig.global.fairShare`; the
+ * algorithm and its bound are in docs/design.md, "Fair shares of the global cap").
+ *
+ * Every tenant's use of each global limit over the last `windowMs` is metered in one item per
+ * tenant. A request checks each global limit against part of its bucket only: the part above a
+ * line that rises with the tenant's use per unit of its weight (0 for a tenant using little, up
+ * to `topLine` of the bucket for one using the whole limit). When the global runs short, the
+ * heaviest users (per weight) are stopped first and the bucket settles at the line where what
+ * refills is just used: the tenants stopped there have equal use per weight, and every tenant
+ * using less than them (within its share) still finds the part of the bucket between its line
+ * and theirs. That is water-filling: weighted max-min fairness, with nothing held back while
+ * demand is below the limit (a tenant alone still gets all of the refill).
+ */
+export const SHARE = {
+  /** The meter's window: use over the last 10 s is kept (in one-second slots). */
+  windowMs: 10_000,
+  /**
+   * How fast an old slot stops counting (the window is weighted, newest first): a slot `a` seconds
+   * old counts e^(-a/3). A plain average would let a burst move the line twice, when it enters the
+   * window and again when it leaves it 10 s later.
+   */
+  decaySeconds: 3,
+  /** A container writes a tenant's meter at most once a second. */
+  flushMs: 500,
+  /** The highest line: a tenant using the whole limit still has the top 10% of its bucket. */
+  topLine: 0.9,
+  /** Use per weight (as a fraction of the limit, per unit of the top weight) below which a tenant has no line. */
+  least: 0.01,
+  /**
+   * A tenant refused at its line lately at least as much as it was admitted (it asks twice what it
+   * gets, or more) has its line raised by this many times the request's cost (never past
+   * `topLine`): of two tenants using alike, the one that asks about what it gets then keeps two
+   * requests' room under the other's line, instead of losing the race for each refill to the one
+   * that asks many times a second. The price: such a tenant can be held below its max-min share
+   * by what two requests are of the bucket.
+   */
+  refusedMargin: 2,
+  /** Use per weight (as `least`) from which a container writes the tenant's meter: below, its line stays near 0 anyway. */
+  metered: 0.01,
+} as const;
+
+/** Units a limit lets through per second when sustained (what shares divide); undefined for a calendar budget. */
+export function sustainedRate(limit: Limit): number | undefined {
+  if (limit.shape === 'token_bucket') return limit.refillPerSecond;
+  if (limit.shape === 'leaky_bucket') return limit.drainPerSecond;
+  return limit.calendar ? undefined : limit.limit / (limit.windowMs / 1000);
+}
+
+/**
+ * The part of a shared global limit's bucket a tenant may not use: 0 while it uses under `least`
+ * of the limit per unit of the top weight, then rising with the logarithm of its use, to
+ * `topLine` for a tenant that uses the whole limit (per unit of the top weight).
+ * @param perSecond - the tenant's use of the limit per second
+ * @param rate - the limit's sustained rate (units per second)
+ * @param weight - the tenant's weight
+ * @param topWeight - the largest weight of any plan
+ */
+export function shareLine(perSecond: number, rate: number, weight: number, topWeight: number): number {
+  const s = (perSecond / rate) * (topWeight / weight);
+  if (!(s > SHARE.least)) return 0;
+  return SHARE.topLine * Math.min(1, Math.log(s / SHARE.least) / Math.log(1 / SHARE.least));
+}
+
+/** Per slot age in seconds, its weight; and the seconds the window's full slots stand for, weighted. */
+const AGE_WEIGHT = Array.from({ length: SHARE.windowMs / 1000 }, (_, a) => Math.exp(-a / SHARE.decaySeconds));
+const SPAN = AGE_WEIGHT.slice(1).reduce((a, b) => a + b, 0);
+
+const SEP = '@';
+/** What a tenant was refused on a bucket is kept beside its use, under the bucket's name and this mark. */
+const refusedOf = (bucket: string) => `${bucket}~`;
+const slotAttr = (bucket: string, second: number) => `${bucket}${SEP}${second}`;
+
+function parseSlot(attr: string): { bucket: string; second: number } | undefined {
+  const at = attr.lastIndexOf(SEP);
+  if (at <= 0) return undefined;
+  const second = Number(attr.slice(at + 1));
+  return Number.isInteger(second) ? { bucket: attr.slice(0, at), second } : undefined;
+}
+
+/** A map bounded to `size` entries (the oldest set goes first). */
+function remember<V>(map: Map<string, V>, key: string, value: V, size: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > size) map.delete(map.keys().next().value!);
+}
+
+/**
+ * One container's view of every tenant's meter, and what it admitted that is not written yet.
+ * Written with a decision of the tenant's (in parallel, so no added round-trip) at most once per
+ * `flushMs`, and only for a tenant using at least `metered` of a limit (per weight): one using
+ * less writes nothing (its line stays near 0, from what this container saw).
+ */
+export class ShareMeter {
+  /** By tenant: the meter as its last write returned it. */
+  private readonly seen = new Map<string, Readonly<Record<string, unknown>>>();
+  /** By tenant: slot attribute -> what this container admitted and has not written. */
+  private readonly pending = new Map<string, Map<string, number>>();
+  /** By tenant: when this container last wrote its meter (epoch ms). */
+  private readonly writtenAt = new Map<string, number>();
+  /** The sustained rate of each shared limit, by bucket name. */
+  private readonly rates: ReadonlyMap<string, number>;
+
+  constructor(
+    private readonly store: LimitStore,
+    specs: readonly LimitSpec[],
+    private readonly topWeight: number,
+    private readonly namespace = '',
+    private readonly log: (entry: Record<string, unknown>) => void = () => {},
+    private readonly cacheSize = 10_000,
+  ) {
+    this.rates = new Map(
+      specs.flatMap((s) => {
+        const rate = sustainedRate(s.limit);
+        return rate ? [[bucketName(s), rate] as const] : [];
+      }),
+    );
+  }
+
+  /**
+   * Units of `bucket` the tenant used per second lately, as far as this container knows: the
+   * window's slots weighted by age (the current one for the part of its second gone by).
+   */
+  usePerSecond(tenant: string, bucket: string, nowMs: number): number {
+    const now = Math.floor(nowMs / 1000);
+    const oldest = now - SHARE.windowMs / 1000;
+    let sum = 0;
+    const count = (attr: string, n: unknown) => {
+      const slot = parseSlot(attr);
+      if (slot?.bucket === bucket && slot.second > oldest && slot.second <= now && typeof n === 'number')
+        sum += n * AGE_WEIGHT[now - slot.second]!;
+    };
+    for (const [attr, n] of Object.entries(this.seen.get(tenant) ?? {})) count(attr, n);
+    for (const [attr, n] of this.pending.get(tenant) ?? []) count(attr, n);
+    const elapsed = Math.max(0.1, (nowMs - now * 1000) / 1000);
+    return Math.max(0, sum) / (elapsed + SPAN);
+  }
+
+  /**
+   * The tenant's line on each shared limit (by bucket name; limits without one are left out), and
+   * whether it was refused at it lately as much as it was admitted (its line is then raised by
+   * `refusedMargin` requests).
+   */
+  lines(tenant: string, weight: number, nowMs: number): Map<string, { line: number; refused: boolean }> {
+    const lines = new Map<string, { line: number; refused: boolean }>();
+    for (const [bucket, rate] of this.rates) {
+      const line = shareLine(this.usePerSecond(tenant, bucket, nowMs), rate, weight, this.topWeight);
+      if (line === 0) continue;
+      const refused = this.usePerSecond(tenant, refusedOf(bucket), nowMs);
+      lines.set(bucket, { line, refused: refused > 0 && refused >= this.usePerSecond(tenant, bucket, nowMs) });
+    }
+    return lines;
+  }
+
+  /** Counts what a request was refused at its line on a shared limit. */
+  refused(tenant: string, bucket: string, amount: number, nowMs: number): void {
+    if (this.rates.has(bucket)) this.record(tenant, refusedOf(bucket), amount, nowMs);
+  }
+
+  /** Counts what an admission spent (or a settlement gave back, negative) on a shared limit. */
+  record(tenant: string, bucket: string, amount: number, nowMs: number): void {
+    if (!(this.rates.has(bucket) || this.rates.has(bucket.slice(0, -1))) || amount === 0) return;
+    let slots = this.pending.get(tenant);
+    if (!slots) {
+      slots = new Map();
+      remember(this.pending, tenant, slots, this.cacheSize);
+    }
+    const attr = slotAttr(bucket, Math.floor(nowMs / 1000));
+    slots.set(attr, (slots.get(attr) ?? 0) + amount);
+  }
+
+  /**
+   * Writes the tenant's meter when due: this container has not written it in the last `flushMs`,
+   * and the tenant's use (as known here, written or not) reaches `metered` of some limit per unit
+   * of its weight. Never rejects: a failed write is logged and its counts are kept for the next.
+   */
+  flush(tenant: string, weight: number, nowMs: number): Promise<void> | undefined {
+    if (nowMs - (this.writtenAt.get(tenant) ?? Number.NEGATIVE_INFINITY) < SHARE.flushMs) return undefined;
+    const heavy = [...this.rates].some(
+      ([bucket, rate]) => this.usePerSecond(tenant, bucket, nowMs) >= (SHARE.metered * rate * weight) / this.topWeight,
+    );
+    if (!heavy) return undefined;
+    const oldest = Math.floor(nowMs / 1000) - SHARE.windowMs / 1000;
+    const adds: Record<string, number> = {};
+    for (const [attr, n] of this.pending.get(tenant) ?? []) if ((parseSlot(attr)?.second ?? 0) > oldest) adds[attr] = n;
+    // Slots that have left the window go in the same write (at most 50 a write: the rest with the next).
+    const removes = Object.keys(this.seen.get(tenant) ?? {})
+      .filter((attr) => {
+        const slot = parseSlot(attr);
+        return slot !== undefined && slot.second <= oldest && !(attr in adds);
+      })
+      .slice(0, 50);
+    this.pending.delete(tenant);
+    remember(this.writtenAt, tenant, nowMs, this.cacheSize);
+    return this.store.addToMeter(`${this.namespace}${tenant}`, adds, removes, nowMs + SHARE.windowMs).then(
+      (item) => remember(this.seen, tenant, item, this.cacheSize),
+      (err: unknown) => {
+        for (const [attr, n] of Object.entries(adds)) {
+          const slot = parseSlot(attr)!;
+          this.record(tenant, slot.bucket, n, slot.second * 1000);
+        }
+        this.log({
+          level: 'warn',
+          message: 'fair-share meter not written: kept for the next',
+          error: (err as Error).name,
+        });
+      },
+    );
+  }
+}
