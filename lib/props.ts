@@ -106,9 +106,11 @@ export interface LlmRateLimiterProps {
   /**
    * Shares the global limits fairly when they run short: each tenant that asks gets at least its
    * plan's `globalWeight` part of them, what one leaves unused goes to the others, and a tenant
-   * past its share gets 429 `global_share` with a Retry-After. Costs a global write per request
-   * (a shared global is never leased) and a meter write per busy tenant per container per second
-   * (docs/design.md, "Fair shares of the global cap"). Needs `globalLimits`.
+   * past its share gets 429 `global_share` with a Retry-After. Token and leaky buckets are shared;
+   * sliding windows and calendar budgets stay first come. Costs a global write per request (a
+   * shared global is never leased) and up to two meter writes a second per busy tenant per
+   * container (docs/design.md, "Fair shares of the global cap"). Needs `globalLimits`, one of
+   * them a bucket.
    * @default false - first come, first served
    */
   readonly globalFairShare?: boolean;

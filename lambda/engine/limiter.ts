@@ -23,7 +23,7 @@ import {
   DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
 import { slidingWindow } from './limits';
-import { SHARE, ShareMeter } from './share';
+import { lineOf, SHARE, ShareMeter, type Standing } from './share';
 import { type Check, type ItemOutcome, type LimitStore, type Spending, spendingOf } from './store';
 
 export interface Identity {
@@ -95,8 +95,8 @@ interface LayerCall {
   readonly failureMode: FailureMode;
   readonly block?: string;
   readonly alsoHolds: readonly Limit[];
-  /** Per spec, the code of a denial when the check is against part of its bucket (a reserve or a share); else the limit's. */
-  readonly lineCodes?: readonly (string | undefined)[];
+  /** The global layer's checks: per spec, the line it was checked at (a reserve, a share) and the whole limit. */
+  readonly lines?: readonly GlobalLine[];
 }
 
 /** The 429 code of a request denied by the global reserve its plan keeps (Plan.globalReserve). */
@@ -104,6 +104,25 @@ export const GLOBAL_RESERVE_CODE = 'global_reserve';
 
 /** The 429 code of a request denied because its tenant is past its share of a shared global limit (Plan.globalWeight). */
 export const GLOBAL_SHARE_CODE = 'global_share';
+
+/** How a global limit was checked: against part of its bucket, and why. */
+interface GlobalLine {
+  /** The part of the bucket held back (0: the whole bucket). */
+  readonly part: number;
+  /** Of it, the plan's reserve (a tier's floor). */
+  readonly reserve: number;
+  /** The tenant's standing the share part came from (none: no share line). */
+  readonly standing?: Standing;
+  /** What a share line is multiplied by (tiers fit it between reserves), and the most it may be. */
+  readonly scale: number;
+  readonly room: number;
+  /** The request's cost (the refused tenant's margin is counted in it). */
+  readonly cost: number;
+  /** The shard's whole limit. */
+  readonly whole: Limit;
+  /** The code a refusal by the whole limit has. */
+  readonly code: string;
+}
 
 /**
  * A limit with `part` (0 to 1) of it held back: the part of the bucket a check may use (a plan's
@@ -177,12 +196,18 @@ export class Limiter {
   private readonly log: (entry: Record<string, unknown>) => void;
   /** Every tenant's recent use of the shared global limits (when `global.fairShare`). */
   private readonly share: ShareMeter | undefined;
+  /** The smallest global reserve of any plan (0: none): with shares, every reserved plan's line is above every other's. */
+  private readonly minReserve: number;
 
   constructor(private readonly options: LimiterOptions) {
     this.penalty = { ...DEFAULT_PENALTY, ...options.config.penalty };
     this.strategy = options.strategy ?? 'parallel';
     this.random = options.random ?? Math.random;
     this.log = options.log ?? ((entry) => console.error(JSON.stringify(entry)));
+    const reserves = Object.values(options.config.plans).flatMap((p) =>
+      p.globalReserve ? [p.globalReserve / 100] : [],
+    );
+    this.minReserve = reserves.length ? Math.min(...reserves) : 0;
     const global = options.config.global;
     if (global?.fairShare) {
       const topWeight = Math.max(...Object.values(options.config.plans).map((p) => p.globalWeight ?? 1));
@@ -288,10 +313,11 @@ export class Limiter {
     const share = this.share;
     if (!share) return this.decide(identity, calls, shard, route);
     const now = this.options.store.now().late;
-    const [verdict] = await Promise.all([
-      this.decide(identity, calls, shard, route),
-      share.flush(identity.tenant, plan.globalWeight ?? 1, now),
-    ]);
+    const flushing = share.flush(identity.tenant, plan.globalWeight ?? 1, now);
+    const verdict = await this.decide(identity, calls, shard, route);
+    // The meter's write went out with the decision's; the answer waits for it only a little longer
+    // (a slow or throttled meter must not hold requests; what it reads back then lands later).
+    if (flushing) await settleWithin(flushing, METER_GRACE_MS);
     const global = calls.find((c) => c.layer === 'global');
     if (verdict.allowed && global && !verdict.failedOpen.includes('global'))
       for (const check of global.checks)
@@ -372,6 +398,32 @@ export class Limiter {
     return { layer: 'user', spec, code: 'user_requests_limits_per_minute', decision };
   }
 
+  /**
+   * The line a global limit is checked at for a request of `cost`: the plan's reserve, plus the
+   * tenant's share line (share.ts) when the global is shared. With both in play, every reserved
+   * plan's line lies above every other plan's (a tier keeps its priority): reserved plans' share
+   * lines are fitted between their reserve and the top line, the others' under half the smallest
+   * reserve (the other half keeps the tiers apart, so the refill goes to the higher tier first).
+   * A share line never stops a request the whole bucket could take (a request too large
+   * for the limit is the limit's to refuse, with a 400); a reserve does.
+   */
+  private globalLine(reserve: number, standing: Standing | undefined, spec: LimitSpec, cost: number): GlobalLine {
+    const whole = spec.limit;
+    const code = limitCode('global', spec);
+    const size = whole.shape === 'sliding_window' ? whole.limit : whole.capacity;
+    const scale = Math.max(
+      0,
+      !this.minReserve
+        ? 1
+        : reserve > 0
+          ? (SHARE.topLine - reserve) / SHARE.topLine
+          : (this.minReserve * TIER_GAP) / SHARE.topLine,
+    );
+    const room = Math.max(0, 1 - cost / size - reserve);
+    const line = { reserve, scale, room, cost, whole, code, ...(standing ? { standing } : {}) };
+    return { ...line, part: partAt(line, standing?.s ?? 0) };
+  }
+
   /** Layer calls for one decision, in layer order. */
   calls(
     identity: Identity,
@@ -395,24 +447,18 @@ export class Limiter {
     // Admissions of a plan with a global reserve, or of a tenant with a line in a shared global,
     // see the global limits without that part (the same buckets, under their own names);
     // settlements see them whole, so refunds go back exactly.
-    let lineCodes: (string | undefined)[] | undefined;
+    let lines: GlobalLine[] | undefined;
     let exact = false;
     if (endpoint && config.global) {
       const whole = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
       let specs = whole;
       if (!forSettlement) {
         const reserve = (plan.globalReserve ?? 0) / 100;
-        const lines = this.share?.lines(identity.tenant, plan.globalWeight ?? 1, this.options.store.now().late);
-        const parts = whole.map((s) => {
-          const share = partOf(lines?.get(bucketName(s)), s.limit, costing(s)?.cost ?? 0);
-          return share > reserve
-            ? { part: share, code: GLOBAL_SHARE_CODE }
-            : { part: reserve, code: reserve > 0 ? GLOBAL_RESERVE_CODE : undefined };
-        });
+        const shares = this.share?.lines(identity.tenant, plan.globalWeight ?? 1, this.options.store.now().late);
+        lines = whole.map((s) => this.globalLine(reserve, shares?.get(bucketName(s)), s, costing(s)?.cost ?? 0));
         specs = whole.map((s, i) =>
-          parts[i]!.part > 0 ? { ...s, name: specName(s), limit: below(s.limit, parts[i]!.part) } : s,
+          lines![i]!.part > 0 ? { ...s, name: specName(s), limit: below(s.limit, lines![i]!.part) } : s,
         );
-        lineCodes = parts.map((p) => p.code);
         // A lease is a share of the whole bucket: a check against part of it is written every time.
         exact = reserve > 0 || this.share !== undefined;
       }
@@ -445,9 +491,7 @@ export class Limiter {
         failureMode: config.failureModes?.[layer] ?? DEFAULT_FAILURE_MODE,
         ...(block ? { block } : {}),
         alsoHolds: held.map((s) => s.limit),
-        ...(layer === 'global' && lineCodes
-          ? { lineCodes: specs.flatMap((s, i) => (costing(s) ? [lineCodes![i]] : [])) }
-          : {}),
+        ...(layer === 'global' && lines ? { lines: specs.flatMap((s, i) => (costing(s) ? [lines![i]!] : [])) } : {}),
       });
     }
     return calls;
@@ -553,11 +597,14 @@ export class Limiter {
     }
     const call = calls[deniedAt]!;
     const spec = call.specs[denial.deniedAt!]!;
+    const decision = denial.decisions[denial.deniedAt!]!;
+    const line = call.lines?.[denial.deniedAt!];
+    const why = line ? lineDenial(line, decision.retryAfterMs) : undefined;
     const denied: LimitOutcome = {
       layer: call.layer,
       spec,
-      code: call.lineCodes?.[denial.deniedAt!] ?? limitCode(call.layer, spec),
-      decision: denial.decisions[denial.deniedAt!]!,
+      code: why?.code ?? limitCode(call.layer, spec),
+      decision: why ? { ...decision, retryAfterMs: why.retryAfterMs } : decision,
     };
     const userResult = results[calls.findIndex((c) => c.layer === 'user')];
     const userItem = userResult instanceof Error ? undefined : userResult?.item;
@@ -678,15 +725,72 @@ export class Limiter {
   }
 }
 
+/** With tiers on top of shares, the part of the smallest reserve the other plans' share lines may reach. */
+const TIER_GAP = 0.5;
+
+/** How long a decision waits past its own writes for the fair-share meter's write (ms). */
+const METER_GRACE_MS = 20;
+
+/** Waits for `promise` (which never rejects) at most `ms`. */
+async function settleWithin(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
 /**
- * The part of a shared global limit's bucket a tenant may not use: its line, raised by
- * SHARE.refusedMargin requests of this cost when it was refused at it lately (never past the top line).
+ * The part of a global bucket held back from a tenant whose use is `s`: its reserve, plus its
+ * share line (raised by SHARE.refusedMargin requests when it is refused lately, never past the
+ * top line), scaled to fit between tiers, and never so high that the request could not fit.
  */
-function partOf(share: { line: number; refused: boolean } | undefined, limit: Limit, cost: number): number {
-  if (!share) return 0;
-  if (!share.refused) return share.line;
-  const size = limit.shape === 'sliding_window' ? limit.limit : limit.capacity;
-  return Math.min(SHARE.topLine, share.line + (SHARE.refusedMargin * cost) / size);
+function partAt(line: Omit<GlobalLine, 'part'>, s: number): number {
+  const whole = line.whole;
+  let share = 0;
+  if (line.standing && whole.shape !== 'sliding_window') {
+    const margin = line.standing.refused ? (SHARE.refusedMargin * line.cost) / whole.capacity : 0;
+    share = lineOf(s) > 0 ? Math.min(SHARE.topLine, lineOf(s) + margin) : 0;
+  }
+  const shared = Math.min(share * line.scale, line.room);
+  return line.scale === 1 ? Math.max(line.reserve, shared) : line.reserve + shared;
+}
+
+/**
+ * How long a tenant refused at its share line waits (ms): until the bucket has refilled past the
+ * line, or the line, falling as the tenant's use decays while it is refused, has come down to the
+ * bucket, whichever is first. `naturalMs` is the first alone.
+ */
+function shareWaitMs(line: GlobalLine, naturalMs: number, rate: number, capacity: number): number {
+  const s = line.standing?.s ?? 0;
+  const short = (naturalMs / 1000) * rate;
+  // The line stops falling when the use is under SHARE.least (at most ~14 s for a tenant using it all).
+  const end = SHARE.decaySeconds * Math.log(Math.max(1, s / SHARE.least)) + 0.05;
+  for (let t = 0.05; t < Math.min(end, naturalMs / 1000); t += 0.05) {
+    const fallen = (line.part - partAt(line, s * Math.exp(-t / SHARE.decaySeconds))) * capacity;
+    if (rate * t + fallen >= short) return t * 1000;
+  }
+  const fallen = (line.part - partAt(line, 0)) * capacity;
+  return Math.min(naturalMs, Math.max(end, (short - fallen) / rate) * 1000);
+}
+
+/**
+ * Why a global check against part of its bucket refused, and the wait: the whole limit's code
+ * when the whole bucket would have refused too; `global_reserve` when the bucket is under the
+ * plan's reserve; else `global_share`, with the wait until the bucket has refilled past the
+ * tenant's line or the line, falling while the tenant is refused, has come down to the bucket:
+ * whichever is first.
+ */
+function lineDenial(line: GlobalLine, naturalMs: number): { code: string; retryAfterMs: number } {
+  if (line.part === 0) return { code: line.code, retryAfterMs: naturalMs };
+  const whole = line.whole;
+  if (whole.shape === 'sliding_window')
+    return { code: line.reserve > 0 ? GLOBAL_RESERVE_CODE : line.code, retryAfterMs: naturalMs };
+  const rate = whole.shape === 'token_bucket' ? whole.refillPerSecond : whole.drainPerSecond;
+  // What the request lacks, in units: past the line, past the reserve's line, past the whole bucket.
+  const short = (naturalMs / 1000) * rate;
+  if (short > line.part * whole.capacity + 1e-9) return { code: line.code, retryAfterMs: naturalMs };
+  if (line.reserve > 0 && short > (line.part - line.reserve) * whole.capacity + 1e-9)
+    return { code: GLOBAL_RESERVE_CODE, retryAfterMs: naturalMs };
+  return { code: GLOBAL_SHARE_CODE, retryAfterMs: shareWaitMs(line, naturalMs, rate, whole.capacity) };
 }
 
 /** What `call` would have spent on `spec` (1 for a check that only admits). */

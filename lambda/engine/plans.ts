@@ -96,7 +96,8 @@ export interface Plan {
    * This plan's tenants' weight in a shared global limit (`globalFairShare`): when the global runs
    * short, each tenant that asks gets at least its weight's part of it (weight / the sum of the
    * weights of the tenants asking), and what one leaves unused goes to the others. A 429 from a
-   * tenant's share has code `global_share`. Any number from 0.01 to 10,000.
+   * tenant's share has code `global_share`. Any number from 0.01 to 10,000; weights more than
+   * 100 apart are told apart less finely (docs/design.md, "Fair shares of the global cap").
    * @example
    * enterprise: { tenant: [tokensPerMinute(400_000)], globalWeight: 4 }
    * @default 1
@@ -931,9 +932,15 @@ function parseGlobal(raw: unknown): NonNullable<LimiterConfig['global']> {
         `${specName(spec)} allows ${spec.limit.limit}, fewer than its ${shards} shards: lower the number of shards`,
       );
   }
-  requireExpressionsFit(limits, 'config.global.limits');
   if (raw.fairShare !== undefined && typeof raw.fairShare !== 'boolean')
     fail('config.global.fairShare', `expected true or false, got ${JSON.stringify(raw.fairShare)}`);
+  requireExpressionsFit(limits, 'config.global.limits');
+  if (raw.fairShare && !limits.some((s) => s.limit.shape === 'token_bucket' || s.limit.shape === 'leaky_bucket'))
+    fail(
+      'config.global.fairShare',
+      'shares apply to token and leaky buckets, and no global limit is one: give the limit to share as a token ' +
+        'bucket (tokensPerMinute(n), requests(tokenBucket(n, n / 60))), or leave fairShare out',
+    );
   return { limits, shards, ...(raw.fairShare ? { fairShare: true } : {}) };
 }
 

@@ -4,9 +4,10 @@ import type { LimitStore } from './store';
 
 /**
  * Weighted fair shares of an oversold global limit (`LimiterConfig.global.fairShare`; the
- * algorithm and its bound are in docs/design.md, "Fair shares of the global cap").
+ * algorithm and its bound are in docs/design.md, "Fair shares of the global cap"). Token and
+ * leaky buckets are shared; a sliding window or a calendar budget stays whole (first come).
  *
- * Every tenant's use of each global limit over the last `windowMs` is metered in one item per
+ * Every tenant's use of each shared limit over the last `windowMs` is metered in one item per
  * tenant. A request checks each global limit against part of its bucket only: the part above a
  * line that rises with the tenant's use per unit of its weight (0 for a tenant using little, up
  * to `topLine` of the bucket for one using the whole limit). When the global runs short, the
@@ -20,15 +21,16 @@ export const SHARE = {
   /** The meter's window: use over the last 10 s is kept (in one-second slots). */
   windowMs: 10_000,
   /**
-   * How fast an old slot stops counting (the window is weighted, newest first): a slot `a` seconds
-   * old counts e^(-a/3). A plain average would let a burst move the line twice, when it enters the
-   * window and again when it leaves it 10 s later.
+   * How fast old use stops counting (the window is weighted, newest first): use `a` seconds ago
+   * counts e^(-a/3). A plain average would let a burst move the line twice, when it enters the
+   * window and again when it leaves it 10 s later; and a tenant's use, so its line, falls smoothly
+   * while it is refused (what the Retry-After of `global_share` counts on).
    */
   decaySeconds: 3,
-  /** A container writes a tenant's meter at most once a second. */
+  /** A container writes a tenant's meter at most every 500 ms. */
   flushMs: 500,
-  /** The highest line: a tenant using the whole limit still has the top 10% of its bucket. */
-  topLine: 0.9,
+  /** The highest line: a tenant using the whole limit still has the top 20% of its bucket. */
+  topLine: 0.8,
   /** Use per weight (as a fraction of the limit, per unit of the top weight) below which a tenant has no line. */
   least: 0.01,
   /**
@@ -61,14 +63,25 @@ export function sustainedRate(limit: Limit): number | undefined {
  * @param topWeight - the largest weight of any plan
  */
 export function shareLine(perSecond: number, rate: number, weight: number, topWeight: number): number {
-  const s = (perSecond / rate) * (topWeight / weight);
+  return lineOf((perSecond / rate) * (topWeight / weight));
+}
+
+/** The line of a use `s` (a fraction of the limit, per unit of the top weight): see shareLine. */
+export function lineOf(s: number): number {
   if (!(s > SHARE.least)) return 0;
   return SHARE.topLine * Math.min(1, Math.log(s / SHARE.least) / Math.log(1 / SHARE.least));
 }
 
-/** Per slot age in seconds, its weight; and the seconds the window's full slots stand for, weighted. */
-const AGE_WEIGHT = Array.from({ length: SHARE.windowMs / 1000 }, (_, a) => Math.exp(-a / SHARE.decaySeconds));
-const SPAN = AGE_WEIGHT.slice(1).reduce((a, b) => a + b, 0);
+/** A tenant's standing on a shared limit: its use `s` (as lineOf takes it) and whether it is refused lately as much as admitted. */
+export interface Standing {
+  readonly s: number;
+  readonly refused: boolean;
+}
+
+/** The window's full slots' weights (at their middles) as seen from the start of the current second. */
+const FULL_SLOTS = Array.from({ length: SHARE.windowMs / 1000 - 1 }, (_, i) =>
+  Math.exp(-(i + 0.5) / SHARE.decaySeconds),
+).reduce((a, b) => a + b, 0);
 
 const SEP = '@';
 /** What a tenant was refused on a bucket is kept beside its use, under the bucket's name and this mark. */
@@ -113,45 +126,53 @@ export class ShareMeter {
     private readonly log: (entry: Record<string, unknown>) => void = () => {},
     private readonly cacheSize = 10_000,
   ) {
+    // Lines go on token and leaky buckets only: on a window, a line would cap what it lets through
+    // per window (not only its burst), and a calendar budget is not a rate.
     this.rates = new Map(
       specs.flatMap((s) => {
-        const rate = sustainedRate(s.limit);
+        const rate = s.limit.shape === 'sliding_window' ? undefined : sustainedRate(s.limit);
         return rate ? [[bucketName(s), rate] as const] : [];
       }),
     );
   }
 
   /**
-   * Units of `bucket` the tenant used per second lately, as far as this container knows: the
-   * window's slots weighted by age (the current one for the part of its second gone by).
+   * Units of `bucket` the tenant used per second lately, as far as this container knows: each
+   * slot's count weighted by the age of its middle (the current slot's: of the part gone by), over
+   * the time the slots stand for, weighted alike. Use that stops falls as e^(-t/decaySeconds).
    */
   usePerSecond(tenant: string, bucket: string, nowMs: number): number {
-    const now = Math.floor(nowMs / 1000);
-    const oldest = now - SHARE.windowMs / 1000;
+    const now = nowMs / 1000;
+    const second = Math.floor(now);
+    const oldest = second - SHARE.windowMs / 1000;
+    const elapsed = Math.max(0.05, now - second);
     let sum = 0;
     const count = (attr: string, n: unknown) => {
       const slot = parseSlot(attr);
-      if (slot?.bucket === bucket && slot.second > oldest && slot.second <= now && typeof n === 'number')
-        sum += n * AGE_WEIGHT[now - slot.second]!;
+      if (slot?.bucket !== bucket || slot.second <= oldest || slot.second > second || typeof n !== 'number') return;
+      const middle = slot.second === second ? second + elapsed / 2 : slot.second + 0.5;
+      sum += n * Math.exp(-(now - middle) / SHARE.decaySeconds);
     };
     for (const [attr, n] of Object.entries(this.seen.get(tenant) ?? {})) count(attr, n);
     for (const [attr, n] of this.pending.get(tenant) ?? []) count(attr, n);
-    const elapsed = Math.max(0.1, (nowMs - now * 1000) / 1000);
-    return Math.max(0, sum) / (elapsed + SPAN);
+    const span =
+      elapsed * Math.exp(-elapsed / 2 / SHARE.decaySeconds) + Math.exp(-elapsed / SHARE.decaySeconds) * FULL_SLOTS;
+    return Math.max(0, sum) / span;
   }
 
   /**
-   * The tenant's line on each shared limit (by bucket name; limits without one are left out), and
-   * whether it was refused at it lately as much as it was admitted (its line is then raised by
-   * `refusedMargin` requests).
+   * The tenant's standing on each shared limit with a line (by bucket name; the others are left
+   * out): its use per unit of the top weight, and whether it was refused at its line lately as
+   * much as it was admitted (its line is then raised by `refusedMargin` requests).
    */
-  lines(tenant: string, weight: number, nowMs: number): Map<string, { line: number; refused: boolean }> {
-    const lines = new Map<string, { line: number; refused: boolean }>();
+  lines(tenant: string, weight: number, nowMs: number): Map<string, Standing> {
+    const lines = new Map<string, Standing>();
     for (const [bucket, rate] of this.rates) {
-      const line = shareLine(this.usePerSecond(tenant, bucket, nowMs), rate, weight, this.topWeight);
-      if (line === 0) continue;
+      const use = this.usePerSecond(tenant, bucket, nowMs);
+      const s = (use / rate) * (this.topWeight / weight);
+      if (lineOf(s) === 0) continue;
       const refused = this.usePerSecond(tenant, refusedOf(bucket), nowMs);
-      lines.set(bucket, { line, refused: refused > 0 && refused >= this.usePerSecond(tenant, bucket, nowMs) });
+      lines.set(bucket, { s, refused: refused > 0 && refused >= use });
     }
     return lines;
   }
@@ -171,6 +192,11 @@ export class ShareMeter {
     }
     const attr = slotAttr(bucket, Math.floor(nowMs / 1000));
     slots.set(attr, (slots.get(attr) ?? 0) + amount);
+    // A tenant under `metered` is never written: its slots are dropped once they leave the window.
+    if (slots.size > 4 * this.rates.size * (SHARE.windowMs / 1000)) {
+      const oldest = Math.floor(nowMs / 1000) - SHARE.windowMs / 1000;
+      for (const key of [...slots.keys()]) if ((parseSlot(key)?.second ?? 0) <= oldest) slots.delete(key);
+    }
   }
 
   /**

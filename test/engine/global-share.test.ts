@@ -4,49 +4,78 @@
  * sending 10x its share, the others at, below and above theirs, with demand that changes.
  */
 import { describe, expect, it } from 'vitest';
-import { tokenBucket } from '../../lambda/engine/limits';
+import { slidingWindow, tokenBucket } from '../../lambda/engine/limits';
 import { GLOBAL_SHARE_CODE, Limiter, type TenantRecord, type Verdict } from '../../lambda/engine/limiter';
-import { applyOverrides, parseConfig, requests, requestsPerMinute } from '../../lambda/engine/plans';
+import {
+  applyOverrides,
+  type LimiterConfig,
+  parseConfig,
+  requests,
+  requestsPerMinute,
+  tokens,
+  tokensPerMinute,
+} from '../../lambda/engine/plans';
 import { App, Stack } from 'aws-cdk-lib';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { validateProps } from '../../lib/props';
-import { SHARE, shareLine } from '../../lambda/engine/share';
+import { SHARE, ShareMeter, shareLine } from '../../lambda/engine/share';
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../local/dynamodb-local';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
-import { admittedPerSecond, type LoadResult, type LoadTenant, overAdmitted, runShareLoad } from '../support/share-load';
+import {
+  admittedPerSecond,
+  type LoadResult,
+  type LoadTenant,
+  overAdmitted,
+  runShareLoad,
+  sumOf,
+} from '../support/share-load';
 
 const CHAT = '/v1/chat/completions';
 /** The global: 20 requests a second, 100 of burst, over 2 shards. */
 const RATE = 20;
 const CAPACITY = 100;
 
-function configOf(fairShare: boolean, weights: Record<string, number>) {
-  return parseConfig(
-    JSON.parse(
-      JSON.stringify({
-        plans: Object.fromEntries(
-          Object.entries(weights).map(([plan, w]) => [plan, fairShare && w !== 1 ? { globalWeight: w } : {}]),
-        ),
-        endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } },
-        global: { limits: [requests(tokenBucket(CAPACITY, RATE), { name: 'pool' })], shards: 2, fairShare },
-        // Hammering clients stay in the load (the penalty box would take them out of it).
-        penalty: { threshold: 1e9 },
-      }),
-    ),
-  );
+/**
+ * A configuration of these plans and global limits, through JSON as the functions read it. The
+ * penalty box is off: hammering clients stay in the load (the box would take them out of it).
+ */
+function configWith(plans: Record<string, unknown>, global: Record<string, unknown> | undefined) {
+  const endpoints = { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } };
+  const penalty = { threshold: 1e9 };
+  return parseConfig(JSON.parse(JSON.stringify({ plans, endpoints, penalty, ...(global ? { global } : {}) })));
 }
 
-const load = (fairShare: boolean, weights: Record<string, number>, tenants: LoadTenant[], seconds: number) =>
+/** The global of most loads: 20 requests a second, 100 of burst, over 2 shards. */
+const pool = (fairShare: boolean) => ({
+  limits: [requests(tokenBucket(CAPACITY, RATE), { name: 'pool' })],
+  shards: 2,
+  fairShare,
+});
+
+/** A generated load (share-load.ts) on four containers against DynamoDB Local. */
+const loadOn = (config: LimiterConfig, tenants: LoadTenant[], seconds: number) =>
   runShareLoad({
     client: localClient(dynamoEndpoint()),
     tableName: tableName(),
     namespace: uniqueKey('ns'),
-    config: configOf(fairShare, weights),
+    config,
     route: CHAT,
     tenants,
     seconds,
   });
+
+const load = (fairShare: boolean, weights: Record<string, number>, tenants: LoadTenant[], seconds: number) =>
+  loadOn(
+    configWith(
+      Object.fromEntries(
+        Object.entries(weights).map(([plan, w]) => [plan, fairShare && w !== 1 ? { globalWeight: w } : {}]),
+      ),
+      pool(fairShare),
+    ),
+    tenants,
+    seconds,
+  );
 
 /** Over every run of whole seconds, the admitted never pass what the bucket allows: its burst and its refill. */
 const expectGlobalNeverExceeded = (r: LoadResult) => expect(overAdmitted(r, CAPACITY, RATE)).toBe(0);
@@ -63,7 +92,7 @@ describe('a shared global limit under generated load', () => {
   ];
   const share = { heavy: 4, below: 4, at: 8, above: 4 };
 
-  it('gives each tenant at least min(its demand, its weighted share) while one sends 10x its share; none of the global idles or is exceeded', async () => {
+  it('gives each tenant at least min(its demand, its weighted share) while one sends 10x its share; none of the global idles', async () => {
     const r = await load(true, weights, tenants, 40);
     expectGlobalNeverExceeded(r);
     // After the meters have filled (10 s), over the 30 s that follow.
@@ -109,8 +138,43 @@ describe('a shared global limit under generated load', () => {
   }, 120_000);
 });
 
+/** One shard of 600,000 tokens refilling 10,000 a second, shared. */
+const tokenShare = configWith(
+  { one: {} },
+  { limits: [tokens(tokenBucket(600_000, 10_000), { name: 'pool' })], shards: 1, fairShare: true },
+);
+
+/** A limiter (one container) on a simulated clock that starts on a whole second, and the clock. */
+function clocked(config: LimiterConfig) {
+  const clock = { now: Math.ceil(Date.now() / 1000) * 1000 };
+  const limiter = new Limiter({
+    store: testStore({ clock: () => clock.now }),
+    config,
+    namespace: uniqueKey('ns'),
+    log: () => {},
+  });
+  return { limiter, clock };
+}
+
+/** Tenant a uses 10,000 tokens a second for 10 s (its line near the top); its last admission. */
+async function heavyOnTokens(limiter: Limiter, tick: () => void): Promise<Verdict> {
+  let last: Verdict | undefined;
+  for (let i = 0; i < 100; i++) {
+    const v = await limiter.reserve(
+      { tenant: 'a', user: 'u' },
+      { id: 'a', plan: 'one' },
+      CHAT,
+      { tokens: 1_000, microUsd: 0 },
+      0,
+    );
+    if (v.allowed) last = v;
+    tick();
+  }
+  return last!;
+}
+
 describe('a tenant past its share', () => {
-  const config = configOf(true, { one: 1 });
+  const config = configWith({ one: {} }, pool(true));
   const a: TenantRecord = { id: 'a', plan: 'one' };
   const b: TenantRecord = { id: 'b', plan: 'one' };
 
@@ -142,14 +206,142 @@ describe('a tenant past its share', () => {
     for (let i = 0; i < 3; i++) expect((await limiter.admit({ tenant: 'b', user: 'u' }, b, CHAT)).allowed).toBe(true);
   });
 
-  it('is still decided when its meter cannot be written (DynamoDB refuses it): the counts wait for the next write', async () => {
+  it('is still decided when its meter cannot be written (DynamoDB refuses it): the counts go with the next write that lands', async () => {
     const ns = uniqueKey('ns');
     const logs: Record<string, unknown>[] = [];
-    const failing = new LimitStore({ client: localClient(dynamoEndpoint()), tableName: tableName() });
-    failing.addToMeter = () => Promise.reject(Object.assign(new Error('refused'), { name: 'StoreUnavailableError' }));
-    const limiter = new Limiter({ store: failing, config, namespace: ns, log: (e) => logs.push(e) });
-    for (let i = 0; i < 5; i++) expect((await limiter.admit({ tenant: 'a', user: 'u' }, a, CHAT)).allowed).toBe(true);
-    expect(logs.some((e) => e.message === 'fair-share meter not written: kept for the next')).toBe(true);
+    let now = Math.ceil(Date.now() / 1000) * 1000;
+    const store = new LimitStore({ client: localClient(dynamoEndpoint()), tableName: tableName(), clock: () => now });
+    const write = store.addToMeter.bind(store);
+    let refuse = true;
+    store.addToMeter = (...args) =>
+      refuse ? Promise.reject(Object.assign(new Error('refused'), { name: 'StoreUnavailableError' })) : write(...args);
+    const limiter = new Limiter({ store, config, namespace: ns, log: (e) => logs.push(e) });
+    // 12 requests over 1.2 s: the meter is due every 500 ms, and refused each time.
+    for (let i = 0; i < 12; i++) {
+      expect((await limiter.admit({ tenant: 'a', user: 'u' }, a, CHAT)).allowed).toBe(true);
+      now += 100;
+    }
+    expect(logs.filter((e) => e.message === 'fair-share meter not written: kept for the next').length).toBe(3);
+    refuse = false;
+    now += 500;
+    expect((await limiter.admit({ tenant: 'a', user: 'u' }, a, CHAT)).allowed).toBe(true);
+    // The write that lands holds the 12 before it (the 13th's own count goes with the next).
+    const meter = await store.addToMeter(`${ns}a`, {}, [], now);
+    const counted = Object.entries(meter)
+      .filter(([k]) => /^r_pool@\d+$/.test(k))
+      .reduce((sum, [, n]) => sum + (n as number), 0);
+    expect(counted).toBe(12);
+  });
+
+  it("is refused with the whole limit's code when the whole bucket is empty (no share would let it through)", async () => {
+    const { limiter, clock } = clocked(tokenShare);
+    const v = await heavyOnTokens(limiter, () => (clock.now += 100));
+    // A settlement of far more than was reserved leaves the bucket in debt.
+    await limiter.settle(
+      uniqueKey('req'),
+      {
+        identity: { tenant: 'a', user: 'u' },
+        tenant: a,
+        route: CHAT,
+        shard: 0,
+        reserved: { tokens: 1_000, microUsd: 0 },
+        failedOpen: [],
+        admittedAt: v.admittedAt!,
+        ...(v.spending ? { spending: v.spending } : {}),
+      },
+      { tokens: 2_000_000, microUsd: 0 },
+    );
+    const refused = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 1_000, microUsd: 0 }, 0);
+    expect(refused.code).toBe('global_tokens_pool');
+    // The whole bucket's wait: over a million tokens of debt at 10,000 a second.
+    expect(refused.retryAfterMs!).toBeGreaterThan(100_000);
+  });
+
+  it('waits seconds, not what the bucket takes to refill, on a long bucket: its line falls while it is refused', async () => {
+    // 10M tokens a day (116 a second), one shard: a asks 100,000 tokens every 100 ms, far past the whole limit.
+    const daily = configWith(
+      { one: {} },
+      { limits: [tokens(tokenBucket(10_000_000, 10_000_000 / 86_400), { name: 'day' })], shards: 1, fairShare: true },
+    );
+    const { limiter, clock } = clocked(daily);
+    const ask = () => limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 100_000, microUsd: 0 }, 0);
+    let refused: Verdict | undefined;
+    for (let i = 0; i < 200 && !refused; i++) {
+      const v = await ask();
+      if (!v.allowed) refused = v;
+      clock.now += 100;
+    }
+    expect(refused?.code).toBe(GLOBAL_SHARE_CODE);
+    // Refilling past its line would take 100,000 / 116 = 864 s at worst; its use, far past the
+    // whole limit, decays under it in about 25 s, and its line then comes down to the bucket.
+    expect(refused!.retryAfterMs!).toBeLessThan(40_000);
+    clock.now += refused!.retryAfterMs! + 50;
+    expect((await ask()).allowed).toBe(true);
+  });
+
+  it('is never told a request is too large for a limit when only its share stops it (a 400 is for the whole limit)', async () => {
+    const { limiter, clock } = clocked(tokenShare);
+    await heavyOnTokens(limiter, () => (clock.now += 100));
+    // 150,000 tokens: more than the 20% over the top line, less than the bucket.
+    const big = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 150_000, microUsd: 0 }, 0);
+    expect(big.denied?.decision.exceedsLimit ?? false).toBe(false);
+    // More than the whole bucket is the limit's to refuse as too large.
+    const huge = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 700_000, microUsd: 0 }, 0);
+    expect(huge).toMatchObject({ allowed: false, code: 'global_tokens_pool' });
+    expect(huge.denied?.decision.exceedsLimit).toBe(true);
+  });
+});
+
+describe('sliding windows, and priority tiers on top of shares', () => {
+  it('leaves a window in a shared global whole (first come: a line on a window would cap its rate): a tenant alone gets all of it', async () => {
+    // 20 a second over any 10 s, on 2 shards, beside a shared bucket with room to spare.
+    const window = requests(slidingWindow(200, '10 s'), { name: 'window' });
+    const mixed = configWith(
+      { one: {} },
+      { limits: [window, requests(tokenBucket(1_000, 100), { name: 'pool' })], shards: 2, fairShare: true },
+    );
+    const r = await loadOn(mixed, [{ tenant: { id: 'alone', plan: 'one' }, demand: () => 30 }], 30);
+    for (let from = 0; from + 10 <= 30; from++)
+      expect(sumOf(r.admitted.get('alone')!, from, from + 10)).toBeLessThanOrEqual(200);
+    expect(perSecond(r, 'alone', 10, 30)).toBeGreaterThanOrEqual(0.95 * RATE);
+    expect([...r.codes.get('alone')!.keys()]).toEqual(['global_requests_window']);
+  }, 120_000);
+
+  it('is refused at synth where no global limit is a bucket (nothing it could share)', () => {
+    expect(() => configWith({ one: {} }, { limits: [requestsPerMinute(600)], fairShare: true })).toThrow(
+      'config.global.fairShare: shares apply to token and leaky buckets, and no global limit is one',
+    );
+  });
+
+  it("keeps a tier's priority: a batch plan gets only what the interactive plan leaves, and that in full", async () => {
+    const tiers = configWith({ batch: { globalReserve: 30 }, interactive: {} }, pool(true));
+    // Both hammer for 20 s; then interactive asks 5 a second.
+    const tenants: LoadTenant[] = [
+      { tenant: { id: 'batch', plan: 'batch' }, demand: () => 40 },
+      { tenant: { id: 'interactive', plan: 'interactive' }, demand: (t) => (t < 20 ? 40 : 5) },
+    ];
+    const r = await loadOn(tiers, tenants, 40);
+    expect(perSecond(r, 'interactive', 8, 20)).toBeGreaterThanOrEqual(0.95 * RATE);
+    expect(perSecond(r, 'interactive', 25, 40)).toBeGreaterThanOrEqual(0.95 * 5);
+    // Once the bucket has refilled to batch's new line (at most the top line's part of its burst: 4 s here).
+    expect(perSecond(r, 'batch', 30, 40)).toBeGreaterThanOrEqual(0.95 * (RATE - 5));
+    expect(perSecond(r, 'batch', 8, 20)).toBeLessThanOrEqual(0.05 * RATE);
+  }, 120_000);
+});
+
+describe('ShareMeter', () => {
+  it("keeps no more than its window of a light tenant's slots (one that is never written)", () => {
+    const spec = requests(tokenBucket(1_000_000, 100_000), { name: 'pool' });
+    const meter = new ShareMeter(testStore(), [spec], 1);
+    const start = 1_800_000_000_000;
+    for (let s = 0; s < 1_000; s++) {
+      meter.record('light', 'r_pool', 1, start + s * 1000);
+      // 1 a second of 100,000: far under `metered`, so nothing is due.
+      expect(meter.flush('light', 1, start + s * 1000)).toBeUndefined();
+    }
+    const pending = (meter as unknown as { pending: Map<string, Map<string, number>> }).pending;
+    expect(pending.get('light')!.size).toBeLessThanOrEqual(4 * (SHARE.windowMs / 1000) + 1);
+    expect(meter.usePerSecond('light', 'r_pool', start + 999_500)).toBeGreaterThan(0.5);
   });
 });
 
@@ -167,16 +359,8 @@ describe('shareLine', () => {
 
 describe('weights and shared globals in the configuration', () => {
   const config = (plan: Record<string, unknown>, global: Record<string, unknown> | undefined) => () =>
-    parseConfig(
-      JSON.parse(
-        JSON.stringify({
-          plans: { team: plan },
-          endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } },
-          ...(global ? { global } : {}),
-        }),
-      ),
-    );
-  const shared = { limits: [requestsPerMinute(600)], fairShare: true };
+    configWith({ team: plan }, global);
+  const shared = { limits: [tokensPerMinute(60_000)], fairShare: true };
 
   it('takes a weight from 0.01 to 10,000, and refuses others naming the plan', () => {
     for (const w of [0.01, 1, 2.5, 10_000])
@@ -188,7 +372,7 @@ describe('weights and shared globals in the configuration', () => {
   });
 
   it('refuses a weight where no global is shared (it would do nothing), and a fairShare that is not a boolean', () => {
-    expect(config({ globalWeight: 2 }, { limits: [requestsPerMinute(600)] })).toThrow(
+    expect(config({ globalWeight: 2 }, { limits: [tokensPerMinute(60_000)] })).toThrow(
       'config.plans.team.globalWeight: a weight counts only in a shared global limit: set globalFairShare: true (with globalLimits), or remove it',
     );
     expect(config({ globalWeight: 2 }, undefined)).toThrow(/a weight counts only in a shared global limit/);
@@ -209,7 +393,7 @@ describe('weights and shared globals in the configuration', () => {
       upstreamApiKeySecret: Secret.fromSecretNameV2(stack, 'Key', 'openai-key'),
       endpoints: { [CHAT]: { models: { m: { inputPerMillion: 1, outputPerMillion: 1 } } } },
       plans: { free: {}, enterprise: { globalWeight: 4 } },
-      globalLimits: [requestsPerMinute(600)],
+      globalLimits: [tokensPerMinute(2_000_000), requestsPerMinute(600)],
       globalFairShare: true,
     });
     expect(validated.global).toMatchObject({ fairShare: true, shards: 8 });

@@ -583,7 +583,7 @@ describe('prop validation', () => {
     ],
     [
       'a weight is not a number from 0.01 to 10,000',
-      { plans: { team: { globalWeight: 0 } }, globalLimits: [requestsPerMinute(600)], globalFairShare: true },
+      { plans: { team: { globalWeight: 0 } }, globalLimits: [tokensPerMinute(60_000)], globalFairShare: true },
       /V\/Limiter: plans.team.globalWeight: expected a weight from 0.01 to 10000, got 0/,
     ],
     [
