@@ -368,11 +368,7 @@ export class Limiter {
         const spending = skipped ? undefined : reservation.spending?.get(call.key)?.get(c.name);
         return [{ name: c.name, limit: c.limit, delta, admittedAt, ...spending }];
       });
-      if (call.layer === 'global' && this.share) {
-        const now = this.options.store.now().late;
-        for (const a of adjustments) this.share.record(identity.tenant, a.name, a.delta, now);
-      }
-      return { key: call.key, adjustments, alsoHolds: call.alsoHolds };
+      return { key: call.key, adjustments, alsoHolds: call.alsoHolds, layer: call.layer };
     });
     const record = {
       tenant: identity.tenant,
@@ -381,11 +377,19 @@ export class Limiter {
       tokens: used.tokens,
       microUsd: used.microUsd,
     };
-    return this.options.store.settleOnce(
+    const result = await this.options.store.settleOnce(
       `${this.ns}${requestId}`,
       items.filter((it) => it.adjustments.length > 0),
       record,
     );
+    // The tenant's meter counts what this settlement moved on a shared global, once.
+    const share = this.share;
+    if (share && result === 'settled') {
+      const now = this.options.store.now().late;
+      for (const it of items)
+        if (it.layer === 'global') for (const a of it.adjustments) share.record(identity.tenant, a.name, a.delta, now);
+    }
+    return result;
   }
 
   /** GET /v1/limits: one request from the user's own small budget (each read costs DynamoDB a read). */
@@ -419,7 +423,8 @@ export class Limiter {
           ? (SHARE.topLine - reserve) / SHARE.topLine
           : (this.minReserve * TIER_GAP) / SHARE.topLine,
     );
-    const room = Math.max(0, 1 - cost / size - reserve);
+    // One unit of margin: the kept capacity is a float, and a bucket keeps it in whole ticks.
+    const room = Math.max(0, 1 - (cost + 1) / size - reserve);
     const line = { reserve, scale, room, cost, whole, code, ...(standing ? { standing } : {}) };
     return { ...line, part: partAt(line, standing?.s ?? 0) };
   }
@@ -762,8 +767,9 @@ function partAt(line: Omit<GlobalLine, 'part'>, s: number): number {
 function shareWaitMs(line: GlobalLine, naturalMs: number, rate: number, capacity: number): number {
   const s = line.standing?.s ?? 0;
   const short = (naturalMs / 1000) * rate;
-  // The line stops falling when the use is under SHARE.least (at most ~14 s for a tenant using it all).
-  const end = SHARE.decaySeconds * Math.log(Math.max(1, s / SHARE.least)) + 0.05;
+  // The line stops falling when the use is under SHARE.least, and is 0 at the latest once the
+  // tenant's last admission has left the meter's window.
+  const end = Math.min(SHARE.decaySeconds * Math.log(Math.max(1, s / SHARE.least)), SHARE.windowMs / 1000 + 1) + 0.05;
   for (let t = 0.05; t < Math.min(end, naturalMs / 1000); t += 0.05) {
     const fallen = (line.part - partAt(line, s * Math.exp(-t / SHARE.decaySeconds))) * capacity;
     if (rate * t + fallen >= short) return t * 1000;
@@ -782,15 +788,19 @@ function shareWaitMs(line: GlobalLine, naturalMs: number, rate: number, capacity
 function lineDenial(line: GlobalLine, naturalMs: number): { code: string; retryAfterMs: number } {
   if (line.part === 0) return { code: line.code, retryAfterMs: naturalMs };
   const whole = line.whole;
-  if (whole.shape === 'sliding_window')
+  // A reserve alone (or on a window, which has no share line): the tier's code, as without shares.
+  if (whole.shape === 'sliding_window' || line.part - line.reserve <= 1e-12)
     return { code: line.reserve > 0 ? GLOBAL_RESERVE_CODE : line.code, retryAfterMs: naturalMs };
   const rate = whole.shape === 'token_bucket' ? whole.refillPerSecond : whole.drainPerSecond;
-  // What the request lacks, in units: past the line, past the reserve's line, past the whole bucket.
+  // The wait counts the share line falling, whatever refuses: it is seconds, never the refill to it.
+  const retryAfterMs = shareWaitMs(line, naturalMs, rate, whole.capacity);
+  // What the request lacks, in units: past the line; past the reserve's line; past the whole bucket.
   const short = (naturalMs / 1000) * rate;
-  if (short > line.part * whole.capacity + 1e-9) return { code: line.code, retryAfterMs: naturalMs };
-  if (line.reserve > 0 && short > (line.part - line.reserve) * whole.capacity + 1e-9)
-    return { code: GLOBAL_RESERVE_CODE, retryAfterMs: naturalMs };
-  return { code: GLOBAL_SHARE_CODE, retryAfterMs: shareWaitMs(line, naturalMs, rate, whole.capacity) };
+  const unit = rate / 1000; // what refills in a millisecond (naturalMs is rounded up to one)
+  if (line.reserve > 0 && short > (line.part - line.reserve) * whole.capacity + unit)
+    return { code: GLOBAL_RESERVE_CODE, retryAfterMs };
+  if (short > line.part * whole.capacity + unit) return { code: line.code, retryAfterMs };
+  return { code: GLOBAL_SHARE_CODE, retryAfterMs };
 }
 
 /** What `call` would have spent on `spec` (1 for a check that only admits). */

@@ -113,6 +113,8 @@ export class ShareMeter {
   private readonly seen = new Map<string, Readonly<Record<string, unknown>>>();
   /** By tenant: slot attribute -> what this container admitted and has not written. */
   private readonly pending = new Map<string, Map<string, number>>();
+  /** By tenant: what a write on its way carries (counted until its answer brings it back in the meter). */
+  private readonly inflight = new Map<string, Readonly<Record<string, number>>>();
   /** By tenant: when this container last wrote its meter (epoch ms). */
   private readonly writtenAt = new Map<string, number>();
   /** The sustained rate of each shared limit, by bucket name. */
@@ -154,6 +156,7 @@ export class ShareMeter {
       sum += n * Math.exp(-(now - middle) / SHARE.decaySeconds);
     };
     for (const [attr, n] of Object.entries(this.seen.get(tenant) ?? {})) count(attr, n);
+    for (const [attr, n] of Object.entries(this.inflight.get(tenant) ?? {})) count(attr, n);
     for (const [attr, n] of this.pending.get(tenant) ?? []) count(attr, n);
     const span =
       elapsed * Math.exp(-elapsed / 2 / SHARE.decaySeconds) + Math.exp(-elapsed / SHARE.decaySeconds) * FULL_SLOTS;
@@ -206,6 +209,8 @@ export class ShareMeter {
    */
   flush(tenant: string, weight: number, nowMs: number): Promise<void> | undefined {
     if (nowMs - (this.writtenAt.get(tenant) ?? Number.NEGATIVE_INFINITY) < SHARE.flushMs) return undefined;
+    // One write at a time per tenant: two could land out of order and roll the view back.
+    if (this.inflight.has(tenant)) return undefined;
     const heavy = [...this.rates].some(
       ([bucket, rate]) => this.usePerSecond(tenant, bucket, nowMs) >= (SHARE.metered * rate * weight) / this.topWeight,
     );
@@ -221,10 +226,15 @@ export class ShareMeter {
       })
       .slice(0, 50);
     this.pending.delete(tenant);
+    this.inflight.set(tenant, adds);
     remember(this.writtenAt, tenant, nowMs, this.cacheSize);
     return this.store.addToMeter(`${this.namespace}${tenant}`, adds, removes, nowMs + SHARE.windowMs).then(
-      (item) => remember(this.seen, tenant, item, this.cacheSize),
+      (item) => {
+        this.inflight.delete(tenant);
+        remember(this.seen, tenant, item, this.cacheSize);
+      },
       (err: unknown) => {
+        this.inflight.delete(tenant);
         for (const [attr, n] of Object.entries(adds)) {
           const slot = parseSlot(attr)!;
           this.record(tenant, slot.bucket, n, slot.second * 1000);

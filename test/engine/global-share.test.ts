@@ -206,6 +206,13 @@ describe('a tenant past its share', () => {
     for (let i = 0; i < 3; i++) expect((await limiter.admit({ tenant: 'b', user: 'u' }, b, CHAT)).allowed).toBe(true);
   });
 
+  it('is answered although its meter write never is (a hung DynamoDB call holds no request)', async () => {
+    const store = testStore();
+    store.addToMeter = () => new Promise(() => {});
+    const limiter = new Limiter({ store, config, namespace: uniqueKey('ns'), log: () => {} });
+    for (let i = 0; i < 3; i++) expect((await limiter.admit({ tenant: 'a', user: 'u' }, a, CHAT)).allowed).toBe(true);
+  });
+
   it('is still decided when its meter cannot be written (DynamoDB refuses it): the counts go with the next write that lands', async () => {
     const ns = uniqueKey('ns');
     const logs: Record<string, unknown>[] = [];
@@ -253,8 +260,12 @@ describe('a tenant past its share', () => {
     );
     const refused = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 1_000, microUsd: 0 }, 0);
     expect(refused.code).toBe('global_tokens_pool');
-    // The whole bucket's wait: over a million tokens of debt at 10,000 a second.
+    // The whole bucket's wait (over a million tokens of debt at 10,000 a second), not that plus the
+    // refill to a's line (48 s more): the wait b, with no line, is told.
+    const whole = await limiter.reserve({ tenant: 'b', user: 'u' }, b, CHAT, { tokens: 1_000, microUsd: 0 }, 0);
+    expect(whole.code).toBe('global_tokens_pool');
     expect(refused.retryAfterMs!).toBeGreaterThan(100_000);
+    expect(Math.abs(refused.retryAfterMs! - whole.retryAfterMs!)).toBeLessThan(1_000);
   });
 
   it('waits seconds, not what the bucket takes to refill, on a long bucket: its line falls while it is refused', async () => {
@@ -285,6 +296,9 @@ describe('a tenant past its share', () => {
     // 150,000 tokens: more than the 20% over the top line, less than the bucket.
     const big = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 150_000, microUsd: 0 }, 0);
     expect(big.denied?.decision.exceedsLimit ?? false).toBe(false);
+    // A third of the bucket: 1 - 1/3 is not exact in binary, and the line must still leave it room.
+    const third = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 200_000, microUsd: 0 }, 0);
+    expect(third.denied?.decision.exceedsLimit ?? false).toBe(false);
     // More than the whole bucket is the limit's to refuse as too large.
     const huge = await limiter.reserve({ tenant: 'a', user: 'u' }, a, CHAT, { tokens: 700_000, microUsd: 0 }, 0);
     expect(huge).toMatchObject({ allowed: false, code: 'global_tokens_pool' });
