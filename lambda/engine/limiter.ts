@@ -23,7 +23,7 @@ import {
   DEFAULT_LIMITS_REQUESTS_PER_MINUTE,
 } from './plans';
 import { slidingWindow } from './limits';
-import { lineOf, SHARE, ShareMeter, type Standing } from './share';
+import { lineOf, SHARE, ShareMeter, type Standing, sustainedRate } from './share';
 import { type Check, type ItemOutcome, type LimitStore, type Spending, spendingOf } from './store';
 
 export interface Identity {
@@ -323,7 +323,7 @@ export class Limiter {
       for (const check of global.checks)
         if (check.mode !== 'admit') share.record(identity.tenant, check.name, check.cost, now);
     if (verdict.code === GLOBAL_SHARE_CODE && verdict.denied)
-      share.refused(identity.tenant, bucketName(verdict.denied.spec), costOf(global, verdict.denied.spec), now);
+      share.refused(identity.tenant, bucketName(verdict.denied.spec), deniedCost(global, verdict.denied.spec), now);
     return verdict;
   }
 
@@ -457,15 +457,16 @@ export class Limiter {
     if (endpoint && config.global) {
       const whole = config.global.limits.map((s) => ({ ...s, limit: shardOf(s.limit, shard, this.shards) }));
       let specs = whole;
-      if (!forSettlement) {
-        const reserve = (plan.globalReserve ?? 0) / 100;
+      const reserve = (plan.globalReserve ?? 0) / 100;
+      // Without a reserve or shares, every request checks the whole buckets (nothing to work out).
+      if (!forSettlement && (reserve > 0 || this.share)) {
         const shares = this.share?.lines(identity.tenant, plan.globalWeight ?? 1, this.options.store.now().late);
         lines = whole.map((s) => this.globalLine(reserve, shares?.get(bucketName(s)), s, costing(s)?.cost ?? 0));
         specs = whole.map((s, i) =>
           lines![i]!.part > 0 ? { ...s, name: specName(s), limit: below(s.limit, lines![i]!.part) } : s,
         );
         // A lease is a share of the whole bucket: a check against part of it is written every time.
-        exact = reserve > 0 || this.share !== undefined;
+        exact = true;
       }
       layers.push(['global', layerKey.global(shard, ns), specs, whole]);
     }
@@ -791,7 +792,7 @@ function lineDenial(line: GlobalLine, naturalMs: number): { code: string; retryA
   // A reserve alone (or on a window, which has no share line): the tier's code, as without shares.
   if (whole.shape === 'sliding_window' || line.part - line.reserve <= 1e-12)
     return { code: line.reserve > 0 ? GLOBAL_RESERVE_CODE : line.code, retryAfterMs: naturalMs };
-  const rate = whole.shape === 'token_bucket' ? whole.refillPerSecond : whole.drainPerSecond;
+  const rate = sustainedRate(whole)!;
   // The wait counts the share line falling, whatever refuses: it is seconds, never the refill to it.
   const retryAfterMs = shareWaitMs(line, naturalMs, rate, whole.capacity);
   // What the request lacks, in units: past the line; past the reserve's line; past the whole bucket.
@@ -803,10 +804,9 @@ function lineDenial(line: GlobalLine, naturalMs: number): { code: string; retryA
   return { code: GLOBAL_SHARE_CODE, retryAfterMs };
 }
 
-/** What `call` would have spent on `spec` (1 for a check that only admits). */
-function costOf(call: LayerCall | undefined, spec: LimitSpec): number {
-  const check = call?.checks[call.specs.indexOf(spec)];
-  return check?.mode === 'consume' ? check.cost : 1;
+/** What the global layer's check of `spec` would have cost (its line holds it). */
+function deniedCost(call: LayerCall | undefined, spec: LimitSpec): number {
+  return call?.lines?.[call.specs.indexOf(spec)]?.cost ?? 1;
 }
 
 /** What each admitted check spent and the lease it used, by item key and bucket name. */

@@ -42,31 +42,19 @@ export const SHARE = {
    * by what two requests are of the bucket.
    */
   refusedMargin: 2,
-  /** Use per weight (as `least`) from which a container writes the tenant's meter: below, its line stays near 0 anyway. */
-  metered: 0.01,
 } as const;
 
-/** Units a limit lets through per second when sustained (what shares divide); undefined for a calendar budget. */
+/** What a bucket lets through per second when sustained (what shares divide); undefined for a window (not shared). */
 export function sustainedRate(limit: Limit): number | undefined {
   if (limit.shape === 'token_bucket') return limit.refillPerSecond;
-  if (limit.shape === 'leaky_bucket') return limit.drainPerSecond;
-  return limit.calendar ? undefined : limit.limit / (limit.windowMs / 1000);
+  return limit.shape === 'leaky_bucket' ? limit.drainPerSecond : undefined;
 }
 
 /**
- * The part of a shared global limit's bucket a tenant may not use: 0 while it uses under `least`
- * of the limit per unit of the top weight, then rising with the logarithm of its use, to
- * `topLine` for a tenant that uses the whole limit (per unit of the top weight).
- * @param perSecond - the tenant's use of the limit per second
- * @param rate - the limit's sustained rate (units per second)
- * @param weight - the tenant's weight
- * @param topWeight - the largest weight of any plan
+ * The part of a shared bucket a tenant whose use is `s` may not use (`s`: its use per second as a
+ * fraction of the limit's rate, times the top weight over its weight): 0 under `least`, then
+ * rising with the logarithm of its use, to `topLine` at the whole limit.
  */
-export function shareLine(perSecond: number, rate: number, weight: number, topWeight: number): number {
-  return lineOf((perSecond / rate) * (topWeight / weight));
-}
-
-/** The line of a use `s` (a fraction of the limit, per unit of the top weight): see shareLine. */
 export function lineOf(s: number): number {
   if (!(s > SHARE.least)) return 0;
   return SHARE.topLine * Math.min(1, Math.log(s / SHARE.least) / Math.log(1 / SHARE.least));
@@ -82,6 +70,9 @@ export interface Standing {
 const FULL_SLOTS = Array.from({ length: SHARE.windowMs / 1000 - 1 }, (_, i) =>
   Math.exp(-(i + 0.5) / SHARE.decaySeconds),
 ).reduce((a, b) => a + b, 0);
+
+/** Tenants a container keeps meters for (the oldest go first). */
+const CACHE_SIZE = 10_000;
 
 const SEP = '@';
 /** What a tenant was refused on a bucket is kept beside its use, under the bucket's name and this mark. */
@@ -105,8 +96,8 @@ function remember<V>(map: Map<string, V>, key: string, value: V, size: number): 
 /**
  * One container's view of every tenant's meter, and what it admitted that is not written yet.
  * Written with a decision of the tenant's (in parallel, so no added round-trip) at most once per
- * `flushMs`, and only for a tenant using at least `metered` of a limit (per weight): one using
- * less writes nothing (its line stays near 0, from what this container saw).
+ * `flushMs`, and only for a tenant with a line (using at least `least` of a limit per weight): one
+ * using less writes nothing (its line is 0 whatever the meter says).
  */
 export class ShareMeter {
   /** By tenant: the meter as its last write returned it. */
@@ -126,13 +117,12 @@ export class ShareMeter {
     private readonly topWeight: number,
     private readonly namespace = '',
     private readonly log: (entry: Record<string, unknown>) => void = () => {},
-    private readonly cacheSize = 10_000,
   ) {
     // Lines go on token and leaky buckets only: on a window, a line would cap what it lets through
     // per window (not only its burst), and a calendar budget is not a rate.
     this.rates = new Map(
       specs.flatMap((s) => {
-        const rate = s.limit.shape === 'sliding_window' ? undefined : sustainedRate(s.limit);
+        const rate = sustainedRate(s.limit);
         return rate ? [[bucketName(s), rate] as const] : [];
       }),
     );
@@ -191,11 +181,11 @@ export class ShareMeter {
     let slots = this.pending.get(tenant);
     if (!slots) {
       slots = new Map();
-      remember(this.pending, tenant, slots, this.cacheSize);
+      remember(this.pending, tenant, slots, CACHE_SIZE);
     }
     const attr = slotAttr(bucket, Math.floor(nowMs / 1000));
     slots.set(attr, (slots.get(attr) ?? 0) + amount);
-    // A tenant under `metered` is never written: its slots are dropped once they leave the window.
+    // A tenant under `least` is never written: its slots are dropped once they leave the window.
     if (slots.size > 4 * this.rates.size * (SHARE.windowMs / 1000)) {
       const oldest = Math.floor(nowMs / 1000) - SHARE.windowMs / 1000;
       for (const key of [...slots.keys()]) if ((parseSlot(key)?.second ?? 0) <= oldest) slots.delete(key);
@@ -204,7 +194,7 @@ export class ShareMeter {
 
   /**
    * Writes the tenant's meter when due: this container has not written it in the last `flushMs`,
-   * and the tenant's use (as known here, written or not) reaches `metered` of some limit per unit
+   * and the tenant's use (as known here, written or not) reaches `least` of some limit per unit
    * of its weight. Never rejects: a failed write is logged and its counts are kept for the next.
    */
   flush(tenant: string, weight: number, nowMs: number): Promise<void> | undefined {
@@ -212,7 +202,7 @@ export class ShareMeter {
     // One write at a time per tenant: two could land out of order and roll the view back.
     if (this.inflight.has(tenant)) return undefined;
     const heavy = [...this.rates].some(
-      ([bucket, rate]) => this.usePerSecond(tenant, bucket, nowMs) >= (SHARE.metered * rate * weight) / this.topWeight,
+      ([bucket, rate]) => this.usePerSecond(tenant, bucket, nowMs) >= (SHARE.least * rate * weight) / this.topWeight,
     );
     if (!heavy) return undefined;
     const oldest = Math.floor(nowMs / 1000) - SHARE.windowMs / 1000;
@@ -227,11 +217,11 @@ export class ShareMeter {
       .slice(0, 50);
     this.pending.delete(tenant);
     this.inflight.set(tenant, adds);
-    remember(this.writtenAt, tenant, nowMs, this.cacheSize);
+    remember(this.writtenAt, tenant, nowMs, CACHE_SIZE);
     return this.store.addToMeter(`${this.namespace}${tenant}`, adds, removes, nowMs + SHARE.windowMs).then(
       (item) => {
         this.inflight.delete(tenant);
-        remember(this.seen, tenant, item, this.cacheSize);
+        remember(this.seen, tenant, item, CACHE_SIZE);
       },
       (err: unknown) => {
         this.inflight.delete(tenant);

@@ -2,7 +2,7 @@
  * The upstream's own limits, fed back (docs/design.md, "The upstream's limits fed back"). When the
  * model provider refuses a request for its rate limit (a 429, Bedrock's throttling) or says it has
  * nothing left (OpenAI's `x-ratelimit-remaining-*`, Anthropic's `anthropic-ratelimit-*-remaining`
- * at 0, or fewer tokens than the request reserved), the model cools down: every container answers
+ * at 0), the model cools down: every container answers
  * 429 `upstream_rate_limited` for it, without calling, until the provider's own reset, so one
  * tenant's burst does not become the provider's 429s for every tenant.
  *
@@ -15,7 +15,8 @@
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { KEY_PREFIX, TABLE } from '../engine/constants';
+import { KEY_PREFIX, TABLE, TTL_MARGIN_SECONDS } from '../engine/constants';
+import { durationMs } from './dialects/messages';
 import { retryAfterMs } from './upstream';
 
 export interface CooldownOptions {
@@ -35,13 +36,7 @@ export interface CooldownOptions {
 }
 
 /** Go-style durations as OpenAI sends resets (`1s`, `6m0s`, `20ms`, `1h2m3.5s`), in ms; undefined when not one. */
-export function durationHeaderMs(text: string | null): number | undefined {
-  if (!text) return undefined;
-  const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
-  if (!parts.length || parts.map((p) => p[0]).join('') !== text.trim()) return undefined;
-  const unit = { h: 3_600_000, m: 60_000, s: 1_000, ms: 1 } as const;
-  return parts.reduce((ms, p) => ms + Number(p[1]) * unit[p[2] as keyof typeof unit], 0);
-}
+export const durationHeaderMs = (text: string | null): number | undefined => (text ? durationMs(text) : undefined);
 
 /**
  * When a successful answer's rate-limit headers say the provider has nothing left: no request, or
@@ -146,7 +141,7 @@ export class UpstreamCooldown {
           UpdateExpression: 'SET untilMs = :u, #exp = :exp',
           ConditionExpression: 'attribute_not_exists(untilMs) OR untilMs < :u',
           ExpressionAttributeNames: { '#exp': TABLE.ttlAttribute },
-          ExpressionAttributeValues: { ':u': until, ':exp': Math.ceil(until / 1000) + 86_400 },
+          ExpressionAttributeValues: { ':u': until, ':exp': Math.ceil(until / 1000) + TTL_MARGIN_SECONDS },
         }),
         { abortSignal: AbortSignal.timeout(this.options.deadlineMs ?? 500) },
       );

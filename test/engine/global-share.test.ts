@@ -18,7 +18,7 @@ import {
 import { App, Stack } from 'aws-cdk-lib';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { validateProps } from '../../lib/props';
-import { SHARE, ShareMeter, shareLine } from '../../lambda/engine/share';
+import { lineOf, SHARE, ShareMeter } from '../../lambda/engine/share';
 import { LimitStore } from '../../lambda/engine/store';
 import { localClient } from '../../local/dynamodb-local';
 import { dynamoEndpoint, tableName, testStore, uniqueKey } from '../support/dynamo';
@@ -350,7 +350,7 @@ describe('ShareMeter', () => {
     const start = 1_800_000_000_000;
     for (let s = 0; s < 1_000; s++) {
       meter.record('light', 'r_pool', 1, start + s * 1000);
-      // 1 a second of 100,000: far under `metered`, so nothing is due.
+      // 1 a second of 100,000: far under `least`, so nothing is due.
       expect(meter.flush('light', 1, start + s * 1000)).toBeUndefined();
     }
     const pending = (meter as unknown as { pending: Map<string, Map<string, number>> }).pending;
@@ -359,7 +359,11 @@ describe('ShareMeter', () => {
   });
 });
 
-describe('shareLine', () => {
+describe('lineOf', () => {
+  /** The line of a tenant using `perSecond` of a limit of `rate`, at `weight` of the top weight `top`. */
+  const shareLine = (perSecond: number, rate: number, weight: number, top: number) =>
+    lineOf((perSecond / rate) * (top / weight));
+
   it('is 0 below the least metered use and rises with its logarithm to the top line', () => {
     expect(shareLine(0.01, 100, 1, 1)).toBe(0);
     expect(shareLine(SHARE.least * 100, 100, 1, 1)).toBe(0);

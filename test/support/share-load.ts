@@ -18,8 +18,6 @@ export interface LoadTenant {
 export interface LoadResult {
   /** By tenant id: requests admitted in each simulated second. */
   readonly admitted: ReadonlyMap<string, number[]>;
-  /** By tenant id: requests sent in each simulated second. */
-  readonly sent: ReadonlyMap<string, number[]>;
   /** By tenant id, the codes of its 429s. */
   readonly codes: ReadonlyMap<string, Map<string, number>>;
   /** DynamoDB calls of every container. */
@@ -29,7 +27,7 @@ export interface LoadResult {
 }
 
 /** A small seeded generator (mulberry32): the same load on every run. */
-export function seeded(seed: number): () => number {
+function seeded(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -70,7 +68,7 @@ export async function runShareLoad(options: {
   );
   const seconds = options.seconds;
   const admitted = new Map(options.tenants.map((t) => [t.tenant.id, new Array<number>(seconds).fill(0)]));
-  const sent = new Map(options.tenants.map((t) => [t.tenant.id, new Array<number>(seconds).fill(0)]));
+  let decisions = 0;
   const codes = new Map(options.tenants.map((t) => [t.tenant.id, new Map<string, number>()]));
   const owed = new Map(options.tenants.map((t) => [t.tenant.id, random()]));
   for (let tick = 0; tick < (seconds * 1000) / tickMs; tick++) {
@@ -93,15 +91,14 @@ export async function runShareLoad(options: {
       arrivals.map(async (t, i) => {
         const limiter = limiters[Math.floor(random() * limiters.length)]!;
         const id = t.tenant.id;
-        sent.get(id)![second]!++;
+        decisions++;
         const verdict = await limiter.admit({ tenant: id, user: `u${i % 3}` }, t.tenant, options.route);
         if (verdict.allowed) admitted.get(id)![second]!++;
         else codes.get(id)!.set(verdict.code ?? '?', (codes.get(id)!.get(verdict.code ?? '?') ?? 0) + 1);
       }),
     );
   }
-  const decisions = [...sent.values()].reduce((a, s) => a + sumOf(s), 0);
-  return { admitted, sent, codes, calls: stores.reduce((a, s) => a + s.stats.calls, 0), decisions };
+  return { admitted, codes, calls: stores.reduce((a, s) => a + s.stats.calls, 0), decisions };
 }
 
 /** The sum of a series' entries from `from` (inclusive) to `to` (exclusive). */
@@ -123,29 +120,4 @@ export function overAdmitted(r: LoadResult, capacity: number, rate: number): num
     for (let to = from + 1; to <= total.length; to++)
       worst = Math.max(worst, sumOf(total, from, to) - (capacity + rate * (to - from)));
   return worst;
-}
-
-/**
- * Weighted max-min fair shares (water-filling): each tenant's demand if all fit, else the rate is
- * filled up evenly per unit of weight, tenants asking less than their level taking only their demand.
- */
-export function maxMinShares(rate: number, asks: readonly { demand: number; weight: number }[]): number[] {
-  const shares = asks.map(() => 0);
-  let left = rate;
-  let open = asks.map((_, i) => i).filter((i) => asks[i]!.demand > 0);
-  while (open.length > 0 && left > 1e-9) {
-    const weights = open.reduce((a, i) => a + asks[i]!.weight, 0);
-    const level = left / weights;
-    const done = open.filter((i) => asks[i]!.demand - shares[i]! <= level * asks[i]!.weight);
-    if (done.length === 0) {
-      for (const i of open) shares[i] = shares[i]! + level * asks[i]!.weight;
-      break;
-    }
-    for (const i of done) {
-      left -= asks[i]!.demand - shares[i]!;
-      shares[i] = asks[i]!.demand;
-    }
-    open = open.filter((i) => !done.includes(i));
-  }
-  return shares;
 }

@@ -88,7 +88,7 @@ function reader(headers: Readonly<Record<string, string>>): (name: string) => st
 }
 
 /** OpenAI's reset durations (1h2m3s, 6m0s, 20ms), as the proxy writes them (headers.ts), in ms. */
-function durationMs(text: string): number | undefined {
+export function durationMs(text: string): number | undefined {
   const match = /^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$/.exec(text.trim());
   if (!match || !text.trim()) return undefined;
   const [, h = '0', m = '0', s = '0', ms = '0'] = match;
