@@ -359,6 +359,27 @@ describe('ShareMeter', () => {
   });
 });
 
+describe('a meter item in DynamoDB', () => {
+  it('starts each new slot at 0 (ADD), and loses the slots that left its window (REMOVE) with a later write', async () => {
+    const store = testStore();
+    const spec = requests(tokenBucket(100, 10), { name: 'pool' });
+    const meter = new ShareMeter(store, [spec], 1, uniqueKey('ns'));
+    const start = Math.ceil(Date.now() / 1000) * 1000;
+    meter.record('t', 'r_pool', 5, start);
+    await meter.flush('t', 1, start);
+    // 15 s later: the first slot is past the 10 s window.
+    meter.record('t', 'r_pool', 3, start + 15_000);
+    await meter.flush('t', 1, start + 15_000);
+    meter.record('t', 'r_pool', 1, start + 16_000);
+    await meter.flush('t', 1, start + 16_000);
+    const second = (ms: number) => `r_pool@${Math.floor(ms / 1000)}`;
+    const item = await store.addToMeter(`${(meter as unknown as { namespace: string }).namespace}t`, {}, [], start);
+    expect(item[second(start)]).toBeUndefined();
+    expect(item[second(start + 15_000)]).toBe(3);
+    expect(item[second(start + 16_000)]).toBe(1);
+  });
+});
+
 describe('lineOf', () => {
   /** The line of a tenant using `perSecond` of a limit of `rate`, at `weight` of the top weight `top`. */
   const shareLine = (perSecond: number, rate: number, weight: number, top: number) =>
